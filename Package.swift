@@ -1,0 +1,61 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+/// One `.systemLibrary` target per Debian C library. The modulemap and a shim
+/// header live in `Sources/CBazaar<Lib>/`; `scripts/install-deps.sh` installs them.
+func cLibrary(_ name: String, pkgConfig: String?, apt: [String]) -> Target {
+    .systemLibrary(name: name, path: "Sources/\(name)", pkgConfig: pkgConfig, providers: [.apt(apt)])
+}
+
+let package = Package(
+    name: "Bazaar",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "bazaar-codegen", targets: ["bazaar-codegen"]),
+        .library(name: "BazaarWire", targets: ["BazaarWire"]),
+        .library(name: "BazaarCore", targets: ["BazaarCore"]),
+        .library(name: "ShopAPI", targets: ["ShopAPI"]),
+    ],
+    targets: [
+        // C engines from Debian.
+        cLibrary("CBazaarProtobufC", pkgConfig: "libprotobuf-c", apt: ["libprotobuf-c-dev"]),
+        cLibrary("CBazaarNghttp2", pkgConfig: "libnghttp2", apt: ["libnghttp2-dev"]),
+        cLibrary("CBazaarOpenSSL", pkgConfig: "openssl", apt: ["libssl-dev"]),
+        cLibrary("CBazaarEvent", pkgConfig: "libevent", apt: ["libevent-dev"]),
+        cLibrary("CBazaarPQ", pkgConfig: "libpq", apt: ["libpq-dev"]),
+        cLibrary("CBazaarHiredis", pkgConfig: "hiredis", apt: ["libhiredis-dev"]),
+        cLibrary("CBazaarArgon2", pkgConfig: "libargon2", apt: ["libargon2-dev"]),
+        cLibrary("CBazaarZlib", pkgConfig: "zlib", apt: ["zlib1g-dev"]),
+        cLibrary("CBazaarHTTPParser", pkgConfig: nil, apt: ["libhttp-parser-dev"]),
+
+        // The IDL compiler: parser -> resolved model -> emitters. Nothing at run time.
+        .target(name: "BazaarCodeGen", path: "codegen/BazaarCodeGen"),
+        .executableTarget(name: "bazaar-codegen", dependencies: ["BazaarCodeGen"], path: "codegen/bazaar-codegen"),
+
+        // The protobuf-c message runtime.
+        .target(name: "BazaarWire", dependencies: ["CBazaarProtobufC"]),
+        // Status, metadata, call options, method descriptors: no I/O.
+        .target(name: "BazaarCore", dependencies: ["BazaarWire"]),
+
+        // Generated code (DO NOT EDIT; `make generate` recreates it).
+        .target(name: "CWellKnownTypes", dependencies: ["CBazaarProtobufC"]),
+        .target(name: "WellKnownTypes", dependencies: ["CWellKnownTypes", "BazaarWire", "BazaarCore"]),
+        .target(name: "CGRPCProtos", dependencies: ["CBazaarProtobufC", "CWellKnownTypes"]),
+        .target(name: "GRPCProtos", dependencies: ["CGRPCProtos", "WellKnownTypes", "BazaarWire", "BazaarCore"]),
+        .target(name: "CShopAPI", dependencies: ["CBazaarProtobufC", "CWellKnownTypes"]),
+        .target(name: "ShopAPI", dependencies: ["CShopAPI", "WellKnownTypes", "BazaarWire", "BazaarCore"]),
+
+        // Test-only generated code for the conformance and oracle tests.
+        .target(name: "CConformanceProtos", dependencies: ["CBazaarProtobufC", "CWellKnownTypes"],
+                path: "Tests/Generated/CConformanceProtos"),
+        .target(name: "ConformanceProtos", dependencies: ["CConformanceProtos", "WellKnownTypes", "BazaarWire", "BazaarCore"],
+                path: "Tests/Generated/ConformanceProtos"),
+        .executableTarget(name: "wire-conformance-driver",
+                          dependencies: ["ConformanceProtos", "ShopAPI", "GRPCProtos", "BazaarWire"],
+                          path: "Tests/WireConformanceDriver"),
+
+        .testTarget(name: "BazaarCodeGenTests", dependencies: ["BazaarCodeGen"]),
+        .testTarget(name: "BazaarWireTests",
+                    dependencies: ["BazaarWire", "ConformanceProtos", "ShopAPI", "GRPCProtos", "WellKnownTypes"]),
+    ]
+)

@@ -1,0 +1,4 @@
+#ifndef CBAZAAR_ZLIB_SHIM_H
+#define CBAZAAR_ZLIB_SHIM_H
+#include <zlib.h>
+#endif

@@ -1,0 +1,142 @@
+import Foundation
+
+/// `bazaar-codegen`: the command line of the IDL compiler.
+public enum CodeGenCLI {
+    public static let help = """
+        USAGE: bazaar-codegen [options] FILE.proto...
+
+        Compiles .proto files (and everything they import) and writes the requested outputs.
+        Only the files named on the command line are emitted; imports are only read.
+
+        OPTIONS:
+          -I, --proto_path DIR       Where imports are searched for (repeatable; default ".").
+          --c_out DIR                Write protobuf-c structs and descriptors (NAME.pb-c.h/.c).
+                                     Headers go to DIR/include/, sources to DIR/.
+          --swift_out DIR            Write Swift messages and service code (NAME.pb.swift).
+          --swift_module PREFIX=MOD  Swift module that holds files whose path starts with PREFIX
+                                     (repeatable; e.g. google/protobuf/=WellKnownTypes).
+          --c_module NAME            Clang module that the Swift code imports for the C layer.
+          --descriptor_set_out FILE  Write a google.protobuf.FileDescriptorSet of the named files
+                                     and their imports.
+          --check                    Write nothing; exit 1 if any output would change (drift check).
+          -h, --help                 Show this help.
+
+        EXAMPLES:
+          bazaar-codegen -I proto --swift_out Sources/ShopAPI --c_out Sources/CShopAPI shop/v1/catalog.proto
+          bazaar-codegen -I /usr/include --descriptor_set_out wkt.pb google/protobuf/any.proto
+        """
+
+    public static func run(_ args: [String]) -> Int32 {
+        var options = Options()
+        var i = 0
+        func value(_ flag: String) -> String? {
+            if i + 1 < args.count { i += 1; return args[i] }
+            FileHandle.standardError.write(Data("bazaar-codegen: \(flag) needs a value\n".utf8))
+            return nil
+        }
+        while i < args.count {
+            let a = args[i]
+            var flag = a
+            var inline: String?
+            if a.hasPrefix("--"), let eq = a.firstIndex(of: "=") {
+                flag = String(a[..<eq])
+                inline = String(a[a.index(after: eq)...])
+            } else if a.hasPrefix("-I"), a.count > 2 {
+                flag = "-I"
+                inline = String(a.dropFirst(2))
+            }
+            func take() -> String? { inline ?? value(flag) }
+            switch flag {
+            case "-h", "--help":
+                print(help)
+                return 0
+            case "-I", "--proto_path": guard let v = take() else { return 2 }; options.protoPaths.append(v)
+            case "--c_out": guard let v = take() else { return 2 }; options.cOut = v
+            case "--swift_out": guard let v = take() else { return 2 }; options.swiftOut = v
+            case "--c_module": guard let v = take() else { return 2 }; options.cModule = v
+            case "--descriptor_set_out": guard let v = take() else { return 2 }; options.descriptorSetOut = v
+            case "--swift_module":
+                guard let v = take() else { return 2 }
+                guard let eq = v.firstIndex(of: "=") else {
+                    FileHandle.standardError.write(Data("bazaar-codegen: --swift_module needs PREFIX=MODULE, got '\(v)'\n".utf8))
+                    return 2
+                }
+                options.swiftModules.append((String(v[..<eq]), String(v[v.index(after: eq)...])))
+            case "--check": options.check = true
+            default:
+                if a.hasPrefix("-") {
+                    FileHandle.standardError.write(Data("bazaar-codegen: unknown option '\(a)' (see --help)\n".utf8))
+                    return 2
+                }
+                options.files.append(a)
+            }
+            i += 1
+        }
+        if options.files.isEmpty {
+            FileHandle.standardError.write(Data("bazaar-codegen: no input files (see --help)\n".utf8))
+            return 2
+        }
+        do {
+            let outputs = try Generator(options: options).generate()
+            return try write(outputs, check: options.check)
+        } catch let e as CompileErrors {
+            FileHandle.standardError.write(Data((e.description + "\n").utf8))
+            return 1
+        } catch {
+            FileHandle.standardError.write(Data("bazaar-codegen: \(error)\n".utf8))
+            return 1
+        }
+    }
+
+    static func write(_ outputs: [OutputFile], check: Bool) throws -> Int32 {
+        var changed: [String] = []
+        for out in outputs {
+            let existing = FileManager.default.contents(atPath: out.path)
+            if existing == out.contents { continue }
+            changed.append(out.path)
+            if !check {
+                let dir = (out.path as NSString).deletingLastPathComponent
+                if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
+                try out.contents.write(to: URL(fileURLWithPath: out.path))
+            }
+        }
+        if check {
+            for c in changed { FileHandle.standardError.write(Data("bazaar-codegen: out of date: \(c)\n".utf8)) }
+            return changed.isEmpty ? 0 : 1
+        }
+        return 0
+    }
+}
+
+/// What to generate.
+public struct Options {
+    public var protoPaths: [String] = []
+    public var files: [String] = []
+    public var cOut: String?
+    public var swiftOut: String?
+    public var cModule: String?
+    public var swiftModules: [(prefix: String, module: String)] = []
+    public var descriptorSetOut: String?
+    public var check = false
+    public init() {}
+}
+
+public struct OutputFile: Equatable {
+    public var path: String
+    public var contents: Data
+}
+
+/// Runs the compiler and the emitters the options ask for.
+public struct Generator {
+    public var options: Options
+    public init(options: Options) { self.options = options }
+
+    public func generate() throws -> [OutputFile] {
+        let set = try Compiler(protoPaths: options.protoPaths).compile(options.files)
+        var out: [OutputFile] = []
+        if let dir = options.descriptorSetOut {
+            out.append(OutputFile(path: dir, contents: Data(DescriptorWriter.fileDescriptorSet(set.files))))
+        }
+        return out
+    }
+}

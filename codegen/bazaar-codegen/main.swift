@@ -1,0 +1,4 @@
+import BazaarCodeGen
+import Foundation
+
+exit(CodeGenCLI.run(Array(CommandLine.arguments.dropFirst())))

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Bazaar builds, tests and runs with.
+# Idempotent: packages already present are not touched, and apt-get update
+# runs only when something is actually missing.
+set -euo pipefail
+
+PACKAGES=(
+  # C engines the product links (one .systemLibrary target each)
+  libprotobuf-c-dev libnghttp2-dev libssl-dev libevent-dev libpq-dev
+  libhiredis-dev libargon2-dev zlib1g-dev libhttp-parser-dev pkg-config
+  # test peers and corpora
+  protobuf-c-compiler grpc-proto libprotobuf-dev python3-venv
+  # tooling
+  valgrind
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#PACKAGES[@]} Debian packages present"
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
