@@ -72,7 +72,7 @@ public enum DescriptorWriter {
         if let d = f.defaultValue { w.string(7, defaultText(d, f.type)) }
         if let o = options(f.options) { w.bytes(8, o) }
         if let i = f.oneofIndex { w.varint(9, UInt64(i)) }
-        if f.extendee == nil || f.hasExplicitJSONName { w.string(10, f.jsonName) }
+        w.string(10, f.jsonName)
         if f.isProto3Optional { w.varint(17, 1) }
         return w.out
     }
