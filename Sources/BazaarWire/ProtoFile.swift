@@ -5,12 +5,27 @@
 public struct ProtoFile: Sendable {
     public let path: String
     public let dependencies: [ProtoFile]
+    /// Every message type the file defines (nested ones included, map entries excluded).
+    public let messageTypes: [any WireMessage.Type]
+    /// Every enum type the file defines.
+    public let enumTypes: [any WireEnum.Type]
     private let load: @Sendable () -> [UInt8]
 
-    public init(path: String, dependencies: [ProtoFile], bytes: @escaping @Sendable () -> [UInt8]) {
+    public init(path: String, dependencies: [ProtoFile], messageTypes: [any WireMessage.Type] = [],
+                enumTypes: [any WireEnum.Type] = [], bytes: @escaping @Sendable () -> [UInt8])
+    {
         self.path = path
         self.dependencies = dependencies
+        self.messageTypes = messageTypes
+        self.enumTypes = enumTypes
         self.load = bytes
+    }
+
+    /// Message types of this file and its imports, by fully-qualified protobuf name.
+    public var messageTypesByName: [String: any WireMessage.Type] {
+        var out: [String: any WireMessage.Type] = [:]
+        for f in withDependencies { for t in f.messageTypes { out[t.protoMessageName] = t } }
+        return out
     }
 
     /// The serialized `FileDescriptorProto`.

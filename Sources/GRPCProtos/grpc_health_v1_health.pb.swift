@@ -106,7 +106,12 @@ public struct Grpc_Health_V1_HealthCheckResponse: WireMessage {
 
 extension ProtoFile {
     /// `grpc/health/v1/health.proto`: its serialized FileDescriptorProto and the files it imports.
-    public static let grpc_health_v1_health = ProtoFile(path: "grpc/health/v1/health.proto", dependencies: []) {
+    public static let grpc_health_v1_health = ProtoFile(
+        path: "grpc/health/v1/health.proto",
+        dependencies: [],
+        messageTypes: [Grpc_Health_V1_HealthCheckRequest.self, Grpc_Health_V1_HealthCheckResponse.self],
+        enumTypes: [Grpc_Health_V1_HealthCheckResponse.ServingStatus.self]
+    ) {
         var length = 0
         let p = bazaar_file_descriptor__grpc_2fhealth_2fv1_2fhealth_2eproto(&length)!
         return Array(UnsafeBufferPointer(start: p, count: length))

@@ -438,7 +438,12 @@ public struct Grpc_Reflection_V1_ErrorResponse: WireMessage {
 
 extension ProtoFile {
     /// `grpc/reflection/v1/reflection.proto`: its serialized FileDescriptorProto and the files it imports.
-    public static let grpc_reflection_v1_reflection = ProtoFile(path: "grpc/reflection/v1/reflection.proto", dependencies: []) {
+    public static let grpc_reflection_v1_reflection = ProtoFile(
+        path: "grpc/reflection/v1/reflection.proto",
+        dependencies: [],
+        messageTypes: [Grpc_Reflection_V1_ServerReflectionRequest.self, Grpc_Reflection_V1_ExtensionRequest.self, Grpc_Reflection_V1_ServerReflectionResponse.self, Grpc_Reflection_V1_FileDescriptorResponse.self, Grpc_Reflection_V1_ExtensionNumberResponse.self, Grpc_Reflection_V1_ListServiceResponse.self, Grpc_Reflection_V1_ServiceResponse.self, Grpc_Reflection_V1_ErrorResponse.self],
+        enumTypes: []
+    ) {
         var length = 0
         let p = bazaar_file_descriptor__grpc_2freflection_2fv1_2freflection_2eproto(&length)!
         return Array(UnsafeBufferPointer(start: p, count: length))

@@ -438,7 +438,12 @@ public struct Grpc_Reflection_V1alpha_ErrorResponse: WireMessage {
 
 extension ProtoFile {
     /// `grpc/reflection/v1alpha/reflection.proto`: its serialized FileDescriptorProto and the files it imports.
-    public static let grpc_reflection_v1alpha_reflection = ProtoFile(path: "grpc/reflection/v1alpha/reflection.proto", dependencies: []) {
+    public static let grpc_reflection_v1alpha_reflection = ProtoFile(
+        path: "grpc/reflection/v1alpha/reflection.proto",
+        dependencies: [],
+        messageTypes: [Grpc_Reflection_V1alpha_ServerReflectionRequest.self, Grpc_Reflection_V1alpha_ExtensionRequest.self, Grpc_Reflection_V1alpha_ServerReflectionResponse.self, Grpc_Reflection_V1alpha_FileDescriptorResponse.self, Grpc_Reflection_V1alpha_ExtensionNumberResponse.self, Grpc_Reflection_V1alpha_ListServiceResponse.self, Grpc_Reflection_V1alpha_ServiceResponse.self, Grpc_Reflection_V1alpha_ErrorResponse.self],
+        enumTypes: []
+    ) {
         var length = 0
         let p = bazaar_file_descriptor__grpc_2freflection_2fv1alpha_2freflection_2eproto(&length)!
         return Array(UnsafeBufferPointer(start: p, count: length))

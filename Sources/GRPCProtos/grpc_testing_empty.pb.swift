@@ -35,7 +35,12 @@ public struct Grpc_Testing_Empty: WireMessage {
 
 extension ProtoFile {
     /// `grpc/testing/empty.proto`: its serialized FileDescriptorProto and the files it imports.
-    public static let grpc_testing_empty = ProtoFile(path: "grpc/testing/empty.proto", dependencies: []) {
+    public static let grpc_testing_empty = ProtoFile(
+        path: "grpc/testing/empty.proto",
+        dependencies: [],
+        messageTypes: [Grpc_Testing_Empty.self],
+        enumTypes: []
+    ) {
         var length = 0
         let p = bazaar_file_descriptor__grpc_2ftesting_2fempty_2eproto(&length)!
         return Array(UnsafeBufferPointer(start: p, count: length))

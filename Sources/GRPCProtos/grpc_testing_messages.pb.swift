@@ -1319,7 +1319,12 @@ public struct Grpc_Testing_TestOrcaReport: WireMessage {
 
 extension ProtoFile {
     /// `grpc/testing/messages.proto`: its serialized FileDescriptorProto and the files it imports.
-    public static let grpc_testing_messages = ProtoFile(path: "grpc/testing/messages.proto", dependencies: []) {
+    public static let grpc_testing_messages = ProtoFile(
+        path: "grpc/testing/messages.proto",
+        dependencies: [],
+        messageTypes: [Grpc_Testing_BoolValue.self, Grpc_Testing_Payload.self, Grpc_Testing_EchoStatus.self, Grpc_Testing_SimpleRequest.self, Grpc_Testing_SimpleResponse.self, Grpc_Testing_StreamingInputCallRequest.self, Grpc_Testing_StreamingInputCallResponse.self, Grpc_Testing_ResponseParameters.self, Grpc_Testing_StreamingOutputCallRequest.self, Grpc_Testing_StreamingOutputCallResponse.self, Grpc_Testing_ReconnectParams.self, Grpc_Testing_ReconnectInfo.self, Grpc_Testing_LoadBalancerStatsRequest.self, Grpc_Testing_LoadBalancerStatsResponse.self, Grpc_Testing_LoadBalancerStatsResponse.RpcsByPeer.self, Grpc_Testing_LoadBalancerAccumulatedStatsRequest.self, Grpc_Testing_LoadBalancerAccumulatedStatsResponse.self, Grpc_Testing_LoadBalancerAccumulatedStatsResponse.MethodStats.self, Grpc_Testing_ClientConfigureRequest.self, Grpc_Testing_ClientConfigureRequest.Metadata.self, Grpc_Testing_ClientConfigureResponse.self, Grpc_Testing_TestOrcaReport.self],
+        enumTypes: [Grpc_Testing_PayloadType.self, Grpc_Testing_GrpclbRouteType.self, Grpc_Testing_ClientConfigureRequest.RpcType.self]
+    ) {
         var length = 0
         let p = bazaar_file_descriptor__grpc_2ftesting_2fmessages_2eproto(&length)!
         return Array(UnsafeBufferPointer(start: p, count: length))

@@ -8,7 +8,12 @@ import CGRPCProtos
 
 extension ProtoFile {
     /// `grpc/testing/test.proto`: its serialized FileDescriptorProto and the files it imports.
-    public static let grpc_testing_test = ProtoFile(path: "grpc/testing/test.proto", dependencies: [ProtoFile.grpc_testing_empty, ProtoFile.grpc_testing_messages]) {
+    public static let grpc_testing_test = ProtoFile(
+        path: "grpc/testing/test.proto",
+        dependencies: [ProtoFile.grpc_testing_empty, ProtoFile.grpc_testing_messages],
+        messageTypes: [],
+        enumTypes: []
+    ) {
         var length = 0
         let p = bazaar_file_descriptor__grpc_2ftesting_2ftest_2eproto(&length)!
         return Array(UnsafeBufferPointer(start: p, count: length))

@@ -132,7 +132,12 @@ public struct Bazaar_Options_V1_AuthRule: WireMessage {
 
 extension ProtoFile {
     /// `bazaar/options/v1/options.proto`: its serialized FileDescriptorProto and the files it imports.
-    public static let bazaar_options_v1_options = ProtoFile(path: "bazaar/options/v1/options.proto", dependencies: [ProtoFile.google_protobuf_descriptor]) {
+    public static let bazaar_options_v1_options = ProtoFile(
+        path: "bazaar/options/v1/options.proto",
+        dependencies: [ProtoFile.google_protobuf_descriptor],
+        messageTypes: [Bazaar_Options_V1_AuthRule.self],
+        enumTypes: [Bazaar_Options_V1_AuthRule.Level.self]
+    ) {
         var length = 0
         let p = bazaar_file_descriptor__bazaar_2foptions_2fv1_2foptions_2eproto(&length)!
         return Array(UnsafeBufferPointer(start: p, count: length))

@@ -9,7 +9,12 @@ import WellKnownTypes
 
 extension ProtoFile {
     /// `google/api/annotations.proto`: its serialized FileDescriptorProto and the files it imports.
-    public static let google_api_annotations = ProtoFile(path: "google/api/annotations.proto", dependencies: [ProtoFile.google_api_http, ProtoFile.google_protobuf_descriptor]) {
+    public static let google_api_annotations = ProtoFile(
+        path: "google/api/annotations.proto",
+        dependencies: [ProtoFile.google_api_http, ProtoFile.google_protobuf_descriptor],
+        messageTypes: [],
+        enumTypes: []
+    ) {
         var length = 0
         let p = bazaar_file_descriptor__google_2fapi_2fannotations_2eproto(&length)!
         return Array(UnsafeBufferPointer(start: p, count: length))

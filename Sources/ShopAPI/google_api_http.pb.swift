@@ -211,7 +211,12 @@ public struct Google_Api_CustomHttpPattern: WireMessage {
 
 extension ProtoFile {
     /// `google/api/http.proto`: its serialized FileDescriptorProto and the files it imports.
-    public static let google_api_http = ProtoFile(path: "google/api/http.proto", dependencies: []) {
+    public static let google_api_http = ProtoFile(
+        path: "google/api/http.proto",
+        dependencies: [],
+        messageTypes: [Google_Api_Http.self, Google_Api_HttpRule.self, Google_Api_CustomHttpPattern.self],
+        enumTypes: []
+    ) {
         var length = 0
         let p = bazaar_file_descriptor__google_2fapi_2fhttp_2eproto(&length)!
         return Array(UnsafeBufferPointer(start: p, count: length))

@@ -325,7 +325,12 @@ public struct Shop_V1_ValidateSessionResponse: WireMessage {
 
 extension ProtoFile {
     /// `shop/v1/accounts.proto`: its serialized FileDescriptorProto and the files it imports.
-    public static let shop_v1_accounts = ProtoFile(path: "shop/v1/accounts.proto", dependencies: [ProtoFile.bazaar_options_v1_options, ProtoFile.google_api_annotations, ProtoFile.google_protobuf_timestamp]) {
+    public static let shop_v1_accounts = ProtoFile(
+        path: "shop/v1/accounts.proto",
+        dependencies: [ProtoFile.bazaar_options_v1_options, ProtoFile.google_api_annotations, ProtoFile.google_protobuf_timestamp],
+        messageTypes: [Shop_V1_User.self, Shop_V1_RegisterRequest.self, Shop_V1_LoginRequest.self, Shop_V1_Session.self, Shop_V1_LogoutRequest.self, Shop_V1_LogoutResponse.self, Shop_V1_GetMeRequest.self, Shop_V1_ValidateSessionRequest.self, Shop_V1_ValidateSessionResponse.self],
+        enumTypes: []
+    ) {
         var length = 0
         let p = bazaar_file_descriptor__shop_2fv1_2faccounts_2eproto(&length)!
         return Array(UnsafeBufferPointer(start: p, count: length))

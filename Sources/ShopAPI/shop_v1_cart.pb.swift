@@ -286,7 +286,12 @@ public struct Shop_V1_ClearCartForUserRequest: WireMessage {
 
 extension ProtoFile {
     /// `shop/v1/cart.proto`: its serialized FileDescriptorProto and the files it imports.
-    public static let shop_v1_cart = ProtoFile(path: "shop/v1/cart.proto", dependencies: [ProtoFile.bazaar_options_v1_options, ProtoFile.google_api_annotations, ProtoFile.shop_v1_common]) {
+    public static let shop_v1_cart = ProtoFile(
+        path: "shop/v1/cart.proto",
+        dependencies: [ProtoFile.bazaar_options_v1_options, ProtoFile.google_api_annotations, ProtoFile.shop_v1_common],
+        messageTypes: [Shop_V1_Cart.self, Shop_V1_CartItem.self, Shop_V1_GetCartRequest.self, Shop_V1_AddItemRequest.self, Shop_V1_SetItemQuantityRequest.self, Shop_V1_RemoveItemRequest.self, Shop_V1_ClearCartRequest.self, Shop_V1_ClearCartForUserRequest.self],
+        enumTypes: []
+    ) {
         var length = 0
         let p = bazaar_file_descriptor__shop_2fv1_2fcart_2eproto(&length)!
         return Array(UnsafeBufferPointer(start: p, count: length))

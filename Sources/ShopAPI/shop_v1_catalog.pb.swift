@@ -662,7 +662,12 @@ public struct Shop_V1_StockLevel: WireMessage {
 
 extension ProtoFile {
     /// `shop/v1/catalog.proto`: its serialized FileDescriptorProto and the files it imports.
-    public static let shop_v1_catalog = ProtoFile(path: "shop/v1/catalog.proto", dependencies: [ProtoFile.bazaar_options_v1_options, ProtoFile.google_api_annotations, ProtoFile.google_protobuf_field_mask, ProtoFile.google_protobuf_timestamp, ProtoFile.shop_v1_common]) {
+    public static let shop_v1_catalog = ProtoFile(
+        path: "shop/v1/catalog.proto",
+        dependencies: [ProtoFile.bazaar_options_v1_options, ProtoFile.google_api_annotations, ProtoFile.google_protobuf_field_mask, ProtoFile.google_protobuf_timestamp, ProtoFile.shop_v1_common],
+        messageTypes: [Shop_V1_Product.self, Shop_V1_ListProductsRequest.self, Shop_V1_ListProductsResponse.self, Shop_V1_GetProductRequest.self, Shop_V1_CreateProductRequest.self, Shop_V1_UpdateProductRequest.self, Shop_V1_DeleteProductRequest.self, Shop_V1_DeleteProductResponse.self, Shop_V1_StockLine.self, Shop_V1_ReserveStockRequest.self, Shop_V1_ReserveStockResponse.self, Shop_V1_ReleaseStockRequest.self, Shop_V1_ReleaseStockResponse.self, Shop_V1_WatchStockRequest.self, Shop_V1_StockLevel.self],
+        enumTypes: []
+    ) {
         var length = 0
         let p = bazaar_file_descriptor__shop_2fv1_2fcatalog_2eproto(&length)!
         return Array(UnsafeBufferPointer(start: p, count: length))

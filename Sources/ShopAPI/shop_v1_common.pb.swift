@@ -149,7 +149,12 @@ public struct Shop_V1_PageRequest: WireMessage {
 
 extension ProtoFile {
     /// `shop/v1/common.proto`: its serialized FileDescriptorProto and the files it imports.
-    public static let shop_v1_common = ProtoFile(path: "shop/v1/common.proto", dependencies: []) {
+    public static let shop_v1_common = ProtoFile(
+        path: "shop/v1/common.proto",
+        dependencies: [],
+        messageTypes: [Shop_V1_Money.self, Shop_V1_Address.self, Shop_V1_PageRequest.self],
+        enumTypes: []
+    ) {
         var length = 0
         let p = bazaar_file_descriptor__shop_2fv1_2fcommon_2eproto(&length)!
         return Array(UnsafeBufferPointer(start: p, count: length))

@@ -373,7 +373,12 @@ public struct Shop_V1_SendBatchResponse: WireMessage {
 
 extension ProtoFile {
     /// `shop/v1/notifications.proto`: its serialized FileDescriptorProto and the files it imports.
-    public static let shop_v1_notifications = ProtoFile(path: "shop/v1/notifications.proto", dependencies: [ProtoFile.bazaar_options_v1_options, ProtoFile.google_api_annotations, ProtoFile.google_protobuf_timestamp, ProtoFile.shop_v1_common]) {
+    public static let shop_v1_notifications = ProtoFile(
+        path: "shop/v1/notifications.proto",
+        dependencies: [ProtoFile.bazaar_options_v1_options, ProtoFile.google_api_annotations, ProtoFile.google_protobuf_timestamp, ProtoFile.shop_v1_common],
+        messageTypes: [Shop_V1_Notification.self, Shop_V1_SendNotificationRequest.self, Shop_V1_ListNotificationsRequest.self, Shop_V1_ListNotificationsResponse.self, Shop_V1_MarkReadRequest.self, Shop_V1_SubscribeRequest.self, Shop_V1_SendBatchResponse.self],
+        enumTypes: [Shop_V1_Channel.self]
+    ) {
         var length = 0
         let p = bazaar_file_descriptor__shop_2fv1_2fnotifications_2eproto(&length)!
         return Array(UnsafeBufferPointer(start: p, count: length))

@@ -437,7 +437,12 @@ public struct Shop_V1_WatchOrderRequest: WireMessage {
 
 extension ProtoFile {
     /// `shop/v1/orders.proto`: its serialized FileDescriptorProto and the files it imports.
-    public static let shop_v1_orders = ProtoFile(path: "shop/v1/orders.proto", dependencies: [ProtoFile.bazaar_options_v1_options, ProtoFile.google_api_annotations, ProtoFile.google_protobuf_timestamp, ProtoFile.shop_v1_common]) {
+    public static let shop_v1_orders = ProtoFile(
+        path: "shop/v1/orders.proto",
+        dependencies: [ProtoFile.bazaar_options_v1_options, ProtoFile.google_api_annotations, ProtoFile.google_protobuf_timestamp, ProtoFile.shop_v1_common],
+        messageTypes: [Shop_V1_Order.self, Shop_V1_OrderItem.self, Shop_V1_PlaceOrderRequest.self, Shop_V1_GetOrderRequest.self, Shop_V1_ListOrdersRequest.self, Shop_V1_ListOrdersResponse.self, Shop_V1_CancelOrderRequest.self, Shop_V1_UpdateOrderStatusRequest.self, Shop_V1_WatchOrderRequest.self],
+        enumTypes: [Shop_V1_OrderStatus.self]
+    ) {
         var length = 0
         let p = bazaar_file_descriptor__shop_2fv1_2forders_2eproto(&length)!
         return Array(UnsafeBufferPointer(start: p, count: length))

@@ -153,7 +153,12 @@ public struct Google_Protobuf_Any: WireMessage {
 
 extension ProtoFile {
     /// `google/protobuf/any.proto`: its serialized FileDescriptorProto and the files it imports.
-    public static let google_protobuf_any = ProtoFile(path: "google/protobuf/any.proto", dependencies: []) {
+    public static let google_protobuf_any = ProtoFile(
+        path: "google/protobuf/any.proto",
+        dependencies: [],
+        messageTypes: [Google_Protobuf_Any.self],
+        enumTypes: []
+    ) {
         var length = 0
         let p = bazaar_file_descriptor__google_2fprotobuf_2fany_2eproto(&length)!
         return Array(UnsafeBufferPointer(start: p, count: length))

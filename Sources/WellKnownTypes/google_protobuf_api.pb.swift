@@ -334,7 +334,12 @@ public struct Google_Protobuf_Mixin: WireMessage {
 
 extension ProtoFile {
     /// `google/protobuf/api.proto`: its serialized FileDescriptorProto and the files it imports.
-    public static let google_protobuf_api = ProtoFile(path: "google/protobuf/api.proto", dependencies: [ProtoFile.google_protobuf_source_context, ProtoFile.google_protobuf_type]) {
+    public static let google_protobuf_api = ProtoFile(
+        path: "google/protobuf/api.proto",
+        dependencies: [ProtoFile.google_protobuf_source_context, ProtoFile.google_protobuf_type],
+        messageTypes: [Google_Protobuf_Api.self, Google_Protobuf_Method.self, Google_Protobuf_Mixin.self],
+        enumTypes: []
+    ) {
         var length = 0
         let p = bazaar_file_descriptor__google_2fprotobuf_2fapi_2eproto(&length)!
         return Array(UnsafeBufferPointer(start: p, count: length))

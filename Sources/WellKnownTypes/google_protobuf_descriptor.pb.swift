@@ -2394,7 +2394,12 @@ public struct Google_Protobuf_GeneratedCodeInfo: WireMessage {
 
 extension ProtoFile {
     /// `google/protobuf/descriptor.proto`: its serialized FileDescriptorProto and the files it imports.
-    public static let google_protobuf_descriptor = ProtoFile(path: "google/protobuf/descriptor.proto", dependencies: []) {
+    public static let google_protobuf_descriptor = ProtoFile(
+        path: "google/protobuf/descriptor.proto",
+        dependencies: [],
+        messageTypes: [Google_Protobuf_FileDescriptorSet.self, Google_Protobuf_FileDescriptorProto.self, Google_Protobuf_DescriptorProto.self, Google_Protobuf_DescriptorProto.ExtensionRange.self, Google_Protobuf_DescriptorProto.ReservedRange.self, Google_Protobuf_ExtensionRangeOptions.self, Google_Protobuf_FieldDescriptorProto.self, Google_Protobuf_OneofDescriptorProto.self, Google_Protobuf_EnumDescriptorProto.self, Google_Protobuf_EnumDescriptorProto.EnumReservedRange.self, Google_Protobuf_EnumValueDescriptorProto.self, Google_Protobuf_ServiceDescriptorProto.self, Google_Protobuf_MethodDescriptorProto.self, Google_Protobuf_FileOptions.self, Google_Protobuf_MessageOptions.self, Google_Protobuf_FieldOptions.self, Google_Protobuf_OneofOptions.self, Google_Protobuf_EnumOptions.self, Google_Protobuf_EnumValueOptions.self, Google_Protobuf_ServiceOptions.self, Google_Protobuf_MethodOptions.self, Google_Protobuf_UninterpretedOption.self, Google_Protobuf_UninterpretedOption.NamePart.self, Google_Protobuf_SourceCodeInfo.self, Google_Protobuf_SourceCodeInfo.Location.self, Google_Protobuf_GeneratedCodeInfo.self, Google_Protobuf_GeneratedCodeInfo.Annotation.self],
+        enumTypes: [Google_Protobuf_FieldDescriptorProto.Type_.self, Google_Protobuf_FieldDescriptorProto.Label.self, Google_Protobuf_FileOptions.OptimizeMode.self, Google_Protobuf_FieldOptions.CType.self, Google_Protobuf_FieldOptions.JSType.self, Google_Protobuf_MethodOptions.IdempotencyLevel.self]
+    ) {
         var length = 0
         let p = bazaar_file_descriptor__google_2fprotobuf_2fdescriptor_2eproto(&length)!
         return Array(UnsafeBufferPointer(start: p, count: length))

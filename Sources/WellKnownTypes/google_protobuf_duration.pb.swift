@@ -110,7 +110,12 @@ public struct Google_Protobuf_Duration: WireMessage {
 
 extension ProtoFile {
     /// `google/protobuf/duration.proto`: its serialized FileDescriptorProto and the files it imports.
-    public static let google_protobuf_duration = ProtoFile(path: "google/protobuf/duration.proto", dependencies: []) {
+    public static let google_protobuf_duration = ProtoFile(
+        path: "google/protobuf/duration.proto",
+        dependencies: [],
+        messageTypes: [Google_Protobuf_Duration.self],
+        enumTypes: []
+    ) {
         var length = 0
         let p = bazaar_file_descriptor__google_2fprotobuf_2fduration_2eproto(&length)!
         return Array(UnsafeBufferPointer(start: p, count: length))

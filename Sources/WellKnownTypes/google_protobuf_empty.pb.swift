@@ -35,7 +35,12 @@ public struct Google_Protobuf_Empty: WireMessage {
 
 extension ProtoFile {
     /// `google/protobuf/empty.proto`: its serialized FileDescriptorProto and the files it imports.
-    public static let google_protobuf_empty = ProtoFile(path: "google/protobuf/empty.proto", dependencies: []) {
+    public static let google_protobuf_empty = ProtoFile(
+        path: "google/protobuf/empty.proto",
+        dependencies: [],
+        messageTypes: [Google_Protobuf_Empty.self],
+        enumTypes: []
+    ) {
         var length = 0
         let p = bazaar_file_descriptor__google_2fprotobuf_2fempty_2eproto(&length)!
         return Array(UnsafeBufferPointer(start: p, count: length))

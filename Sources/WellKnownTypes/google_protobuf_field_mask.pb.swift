@@ -249,7 +249,12 @@ public struct Google_Protobuf_FieldMask: WireMessage {
 
 extension ProtoFile {
     /// `google/protobuf/field_mask.proto`: its serialized FileDescriptorProto and the files it imports.
-    public static let google_protobuf_field_mask = ProtoFile(path: "google/protobuf/field_mask.proto", dependencies: []) {
+    public static let google_protobuf_field_mask = ProtoFile(
+        path: "google/protobuf/field_mask.proto",
+        dependencies: [],
+        messageTypes: [Google_Protobuf_FieldMask.self],
+        enumTypes: []
+    ) {
         var length = 0
         let p = bazaar_file_descriptor__google_2fprotobuf_2ffield_5fmask_2eproto(&length)!
         return Array(UnsafeBufferPointer(start: p, count: length))

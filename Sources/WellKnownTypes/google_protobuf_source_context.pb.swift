@@ -42,7 +42,12 @@ public struct Google_Protobuf_SourceContext: WireMessage {
 
 extension ProtoFile {
     /// `google/protobuf/source_context.proto`: its serialized FileDescriptorProto and the files it imports.
-    public static let google_protobuf_source_context = ProtoFile(path: "google/protobuf/source_context.proto", dependencies: []) {
+    public static let google_protobuf_source_context = ProtoFile(
+        path: "google/protobuf/source_context.proto",
+        dependencies: [],
+        messageTypes: [Google_Protobuf_SourceContext.self],
+        enumTypes: []
+    ) {
         var length = 0
         let p = bazaar_file_descriptor__google_2fprotobuf_2fsource_5fcontext_2eproto(&length)!
         return Array(UnsafeBufferPointer(start: p, count: length))

@@ -237,7 +237,12 @@ public struct Google_Protobuf_ListValue: WireMessage {
 
 extension ProtoFile {
     /// `google/protobuf/struct.proto`: its serialized FileDescriptorProto and the files it imports.
-    public static let google_protobuf_struct = ProtoFile(path: "google/protobuf/struct.proto", dependencies: []) {
+    public static let google_protobuf_struct = ProtoFile(
+        path: "google/protobuf/struct.proto",
+        dependencies: [],
+        messageTypes: [Google_Protobuf_Struct.self, Google_Protobuf_Value.self, Google_Protobuf_ListValue.self],
+        enumTypes: [Google_Protobuf_NullValue.self]
+    ) {
         var length = 0
         let p = bazaar_file_descriptor__google_2fprotobuf_2fstruct_2eproto(&length)!
         return Array(UnsafeBufferPointer(start: p, count: length))

@@ -141,7 +141,12 @@ public struct Google_Protobuf_Timestamp: WireMessage {
 
 extension ProtoFile {
     /// `google/protobuf/timestamp.proto`: its serialized FileDescriptorProto and the files it imports.
-    public static let google_protobuf_timestamp = ProtoFile(path: "google/protobuf/timestamp.proto", dependencies: []) {
+    public static let google_protobuf_timestamp = ProtoFile(
+        path: "google/protobuf/timestamp.proto",
+        dependencies: [],
+        messageTypes: [Google_Protobuf_Timestamp.self],
+        enumTypes: []
+    ) {
         var length = 0
         let p = bazaar_file_descriptor__google_2fprotobuf_2ftimestamp_2eproto(&length)!
         return Array(UnsafeBufferPointer(start: p, count: length))

@@ -556,7 +556,12 @@ public struct Google_Protobuf_Option: WireMessage {
 
 extension ProtoFile {
     /// `google/protobuf/type.proto`: its serialized FileDescriptorProto and the files it imports.
-    public static let google_protobuf_type = ProtoFile(path: "google/protobuf/type.proto", dependencies: [ProtoFile.google_protobuf_any, ProtoFile.google_protobuf_source_context]) {
+    public static let google_protobuf_type = ProtoFile(
+        path: "google/protobuf/type.proto",
+        dependencies: [ProtoFile.google_protobuf_any, ProtoFile.google_protobuf_source_context],
+        messageTypes: [Google_Protobuf_Type.self, Google_Protobuf_Field.self, Google_Protobuf_Enum.self, Google_Protobuf_EnumValue.self, Google_Protobuf_Option.self],
+        enumTypes: [Google_Protobuf_Syntax.self, Google_Protobuf_Field.Kind.self, Google_Protobuf_Field.Cardinality.self]
+    ) {
         var length = 0
         let p = bazaar_file_descriptor__google_2fprotobuf_2ftype_2eproto(&length)!
         return Array(UnsafeBufferPointer(start: p, count: length))

@@ -322,7 +322,12 @@ public struct Google_Protobuf_BytesValue: WireMessage {
 
 extension ProtoFile {
     /// `google/protobuf/wrappers.proto`: its serialized FileDescriptorProto and the files it imports.
-    public static let google_protobuf_wrappers = ProtoFile(path: "google/protobuf/wrappers.proto", dependencies: []) {
+    public static let google_protobuf_wrappers = ProtoFile(
+        path: "google/protobuf/wrappers.proto",
+        dependencies: [],
+        messageTypes: [Google_Protobuf_DoubleValue.self, Google_Protobuf_FloatValue.self, Google_Protobuf_Int64Value.self, Google_Protobuf_UInt64Value.self, Google_Protobuf_Int32Value.self, Google_Protobuf_UInt32Value.self, Google_Protobuf_BoolValue.self, Google_Protobuf_StringValue.self, Google_Protobuf_BytesValue.self],
+        enumTypes: []
+    ) {
         var length = 0
         let p = bazaar_file_descriptor__google_2fprotobuf_2fwrappers_2eproto(&length)!
         return Array(UnsafeBufferPointer(start: p, count: length))

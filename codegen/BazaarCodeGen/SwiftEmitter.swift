@@ -46,7 +46,14 @@ struct SwiftEmitter {
         w.open("extension ProtoFile")
         w.line("/// `\(file.path)`: its serialized FileDescriptorProto and the files it imports.")
         let deps = file.dependencies.map { "ProtoFile.\(Self.fileConstant($0.path))" }.joined(separator: ", ")
-        w.open("public static let \(Self.fileConstant(file.path)) = ProtoFile(path: \"\(file.path)\", dependencies: [\(deps)])")
+        let types = file.allMessages.filter { !$0.isMapEntry }.map { SwiftNames.messageType($0) + ".self" }
+        let enums = file.allEnums.map { SwiftNames.enumType($0) + ".self" }
+        w.line("public static let \(Self.fileConstant(file.path)) = ProtoFile(")
+        w.line("    path: \"\(file.path)\",")
+        w.line("    dependencies: [\(deps)],")
+        w.line("    messageTypes: [\(types.joined(separator: ", "))],")
+        w.line("    enumTypes: [\(enums.joined(separator: ", "))]")
+        w.open(")")
         w.line("var length = 0")
         w.line("let p = \(CEmitter(file: file).descriptorBytesFunction)(&length)!")
         w.line("return Array(UnsafeBufferPointer(start: p, count: length))")

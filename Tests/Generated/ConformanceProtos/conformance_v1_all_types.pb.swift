@@ -674,7 +674,12 @@ public struct Conformance_V1_Empty: WireMessage {
 
 extension ProtoFile {
     /// `conformance/v1/all_types.proto`: its serialized FileDescriptorProto and the files it imports.
-    public static let conformance_v1_all_types = ProtoFile(path: "conformance/v1/all_types.proto", dependencies: [ProtoFile.google_protobuf_timestamp]) {
+    public static let conformance_v1_all_types = ProtoFile(
+        path: "conformance/v1/all_types.proto",
+        dependencies: [ProtoFile.google_protobuf_timestamp],
+        messageTypes: [Conformance_V1_AllTypes.self, Conformance_V1_AllTypes.Nested.self, Conformance_V1_Empty.self],
+        enumTypes: [Conformance_V1_Color.self]
+    ) {
         var length = 0
         let p = bazaar_file_descriptor__conformance_2fv1_2fall_5ftypes_2eproto(&length)!
         return Array(UnsafeBufferPointer(start: p, count: length))

@@ -147,7 +147,12 @@ public struct Conformance_V1_ItemV2: WireMessage {
 
 extension ProtoFile {
     /// `conformance/v1/evolution.proto`: its serialized FileDescriptorProto and the files it imports.
-    public static let conformance_v1_evolution = ProtoFile(path: "conformance/v1/evolution.proto", dependencies: []) {
+    public static let conformance_v1_evolution = ProtoFile(
+        path: "conformance/v1/evolution.proto",
+        dependencies: [],
+        messageTypes: [Conformance_V1_ItemV1.self, Conformance_V1_ItemV2.self],
+        enumTypes: []
+    ) {
         var length = 0
         let p = bazaar_file_descriptor__conformance_2fv1_2fevolution_2eproto(&length)!
         return Array(UnsafeBufferPointer(start: p, count: length))

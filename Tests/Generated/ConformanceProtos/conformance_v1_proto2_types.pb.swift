@@ -138,7 +138,12 @@ public struct Conformance_V1_Proto2Types: WireMessage {
 
 extension ProtoFile {
     /// `conformance/v1/proto2_types.proto`: its serialized FileDescriptorProto and the files it imports.
-    public static let conformance_v1_proto2_types = ProtoFile(path: "conformance/v1/proto2_types.proto", dependencies: []) {
+    public static let conformance_v1_proto2_types = ProtoFile(
+        path: "conformance/v1/proto2_types.proto",
+        dependencies: [],
+        messageTypes: [Conformance_V1_Proto2Types.self],
+        enumTypes: [Conformance_V1_Proto2Types.Size.self]
+    ) {
         var length = 0
         let p = bazaar_file_descriptor__conformance_2fv1_2fproto2_5ftypes_2eproto(&length)!
         return Array(UnsafeBufferPointer(start: p, count: length))

@@ -1,0 +1,81 @@
+"""Shared fixtures: Python classes from protoc (grpcio-tools) and the Bazaar conformance driver."""
+import importlib
+import os
+import subprocess
+import sys
+import pathlib
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+WKT = "/usr/include"
+GRPC_PROTO = "/usr/share/grpc-proto"
+FIXTURES = ROOT / "Tests" / "Fixtures" / "proto"
+
+
+def protos_under(base):
+    return sorted(str(p.relative_to(base)) for p in pathlib.Path(base).rglob("*.proto"))
+
+
+@pytest.fixture(scope="session")
+def pb2(tmp_path_factory):
+    """Compiles proto/, the test fixtures and the gRPC protos to Python; returns an importer."""
+    out = tmp_path_factory.mktemp("pb2")
+    from grpc_tools import protoc
+
+    def run(includes, files):
+        args = ["protoc"] + [f"-I{i}" for i in includes] + [f"--python_out={out}"] + files
+        assert protoc.main(args) == 0, f"protoc failed for {files}"
+
+    run([ROOT / "proto", WKT], protos_under(ROOT / "proto"))
+    run([FIXTURES, WKT], protos_under(FIXTURES))
+    run([GRPC_PROTO, WKT], ["grpc/testing/test.proto", "grpc/testing/messages.proto",
+                            "grpc/testing/empty.proto", "grpc/health/v1/health.proto",
+                            "grpc/reflection/v1/reflection.proto"])
+    sys.path.insert(0, str(out))
+    # grpcio owns the `grpc` package; let it also find the generated grpc/testing, grpc/health, ...
+    import grpc
+    grpc.__path__.append(str(out / "grpc"))
+
+    def load(proto_path):
+        return importlib.import_module(proto_path[:-len(".proto")].replace("/", ".") + "_pb2")
+
+    return load
+
+
+class Driver:
+    """The Swift side: a long-lived `wire-conformance-driver` process, one request per line."""
+
+    def __init__(self, path):
+        self.proc = subprocess.Popen([path], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+
+    def call(self, op, type_name, data):
+        self.proc.stdin.write(f"{op} {type_name} {data.hex()}\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise AssertionError(f"driver died (exit {self.proc.poll()}) on {op} {type_name} {data.hex()[:200]}")
+        return line.rstrip("\n")
+
+    def roundtrip(self, type_name, data):
+        """Decode then encode in Bazaar; returns (unknown_field_count, bytes) or raises."""
+        answer = self.call("roundtrip", type_name, data)
+        if not answer.startswith("ok "):
+            raise AssertionError(f"Bazaar rejected {type_name}: {answer}")
+        _, unknown, out = (answer.split(" ") + [""])[:3]
+        return int(unknown), bytes.fromhex(out)
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def driver():
+    path = os.environ.get("BAZAAR_CONFORMANCE_DRIVER", str(ROOT / ".build" / "debug" / "wire-conformance-driver"))
+    if not os.path.exists(path):
+        pytest.fail(f"{path} is missing: build it with `swift build --product wire-conformance-driver`")
+    d = Driver(path)
+    yield d
+    d.close()
+    assert d.proc.returncode == 0, "the conformance driver did not exit cleanly"
