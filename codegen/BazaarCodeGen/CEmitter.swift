@@ -217,8 +217,11 @@ struct CEmitter {
         case .message: return "NULL"
         case .scalar(.string):
             if f.defaultValue != nil { return defaultName(f) }
-            return Self.label(f) == "PROTOBUF_C_LABEL_OPTIONAL" && !(f.containingMessage?.file.isProto3 ?? false) || f.isProto3Optional
-                ? "NULL" : "(char *)protobuf_c_empty_string"
+            // proto3 strings start as the shared empty string; proto2 ones (optional and required)
+            // and proto3 `optional` start as NULL. protobuf-c frees a string it replaces unless it
+            // is the field's default, so a required string must never start at the static "".
+            return (f.containingMessage?.file.isProto3 ?? false) && !f.isProto3Optional
+                ? "(char *)protobuf_c_empty_string" : "NULL"
         case .scalar(.bytes):
             if let d = f.defaultValue, !DescriptorWriter.stringBytes(d).isEmpty {
                 return "{ \(DescriptorWriter.stringBytes(d).count), \(defaultName(f))_data }"
@@ -414,7 +417,8 @@ struct CEmitter {
                 var defaultValue = "NULL"
                 if f.defaultValue != nil {
                     defaultValue = "&\(defaultName(f))"
-                } else if case .scalar(.string) = f.type, label == "PROTOBUF_C_LABEL_NONE" {
+                } else if case .scalar(.string) = f.type, f.containingMessage?.file.isProto3 ?? false, !f.isProto3Optional {
+                    // protoc-c gives every proto3 string field (repeated ones too) the empty default.
                     defaultValue = "&protobuf_c_empty_string"
                 }
                 var flags = "0"

@@ -395,7 +395,7 @@ static const ProtobufCFieldDescriptor shop__v1__user__field_descriptors[5] =
     offsetof(Shop__V1__User, n_roles),   /* quantifier_offset */
     offsetof(Shop__V1__User, roles),
     NULL,
-    NULL,
+    &protobuf_c_empty_string,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },

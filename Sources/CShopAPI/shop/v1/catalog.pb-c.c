@@ -735,7 +735,7 @@ static const ProtobufCFieldDescriptor shop__v1__product__field_descriptors[12] =
     offsetof(Shop__V1__Product, n_categories),   /* quantifier_offset */
     offsetof(Shop__V1__Product, categories),
     NULL,
-    NULL,
+    &protobuf_c_empty_string,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -747,7 +747,7 @@ static const ProtobufCFieldDescriptor shop__v1__product__field_descriptors[12] =
     offsetof(Shop__V1__Product, n_image_urls),   /* quantifier_offset */
     offsetof(Shop__V1__Product, image_urls),
     NULL,
-    NULL,
+    &protobuf_c_empty_string,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -1440,7 +1440,7 @@ static const ProtobufCFieldDescriptor shop__v1__watch_stock_request__field_descr
     offsetof(Shop__V1__WatchStockRequest, n_product_ids),   /* quantifier_offset */
     offsetof(Shop__V1__WatchStockRequest, product_ids),
     NULL,
-    NULL,
+    &protobuf_c_empty_string,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },

@@ -194,7 +194,7 @@ static const ProtobufCFieldDescriptor shop__v1__address__field_descriptors[5] =
     offsetof(Shop__V1__Address, n_lines),   /* quantifier_offset */
     offsetof(Shop__V1__Address, lines),
     NULL,
-    NULL,
+    &protobuf_c_empty_string,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },

@@ -55,7 +55,7 @@ static const ProtobufCFieldDescriptor google__protobuf__field_mask__field_descri
     offsetof(Google__Protobuf__FieldMask, n_paths),   /* quantifier_offset */
     offsetof(Google__Protobuf__FieldMask, paths),
     NULL,
-    NULL,
+    &protobuf_c_empty_string,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },

@@ -231,7 +231,7 @@ static const ProtobufCFieldDescriptor google__protobuf__type__field_descriptors[
     offsetof(Google__Protobuf__Type, n_oneofs),   /* quantifier_offset */
     offsetof(Google__Protobuf__Type, oneofs),
     NULL,
-    NULL,
+    &protobuf_c_empty_string,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },

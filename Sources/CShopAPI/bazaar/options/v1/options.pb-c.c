@@ -67,7 +67,7 @@ static const ProtobufCFieldDescriptor bazaar__options__v1__auth_rule__field_desc
     offsetof(Bazaar__Options__V1__AuthRule, n_roles),   /* quantifier_offset */
     offsetof(Bazaar__Options__V1__AuthRule, roles),
     NULL,
-    NULL,
+    &protobuf_c_empty_string,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -79,7 +79,7 @@ static const ProtobufCFieldDescriptor bazaar__options__v1__auth_rule__field_desc
     offsetof(Bazaar__Options__V1__AuthRule, n_scopes),   /* quantifier_offset */
     offsetof(Bazaar__Options__V1__AuthRule, scopes),
     NULL,
-    NULL,
+    &protobuf_c_empty_string,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -91,7 +91,7 @@ static const ProtobufCFieldDescriptor bazaar__options__v1__auth_rule__field_desc
     offsetof(Bazaar__Options__V1__AuthRule, n_callers),   /* quantifier_offset */
     offsetof(Bazaar__Options__V1__AuthRule, callers),
     NULL,
-    NULL,
+    &protobuf_c_empty_string,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },

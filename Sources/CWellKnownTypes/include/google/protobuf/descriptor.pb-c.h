@@ -453,7 +453,7 @@ struct  Google__Protobuf__UninterpretedOption__NamePart
 };
 #define GOOGLE__PROTOBUF__UNINTERPRETED_OPTION__NAME_PART__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&google__protobuf__uninterpreted_option__name_part__descriptor) \
-    , (char *)protobuf_c_empty_string, 0 }
+    , NULL, 0 }
 
 struct  Google__Protobuf__UninterpretedOption
 {

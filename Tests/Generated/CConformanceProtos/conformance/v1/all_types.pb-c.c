@@ -731,7 +731,7 @@ static const ProtobufCFieldDescriptor conformance__v1__all_types__field_descript
     offsetof(Conformance__V1__AllTypes, n_r_string),   /* quantifier_offset */
     offsetof(Conformance__V1__AllTypes, r_string),
     NULL,
-    NULL,
+    &protobuf_c_empty_string,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },

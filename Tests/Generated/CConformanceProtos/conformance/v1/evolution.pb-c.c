@@ -218,7 +218,7 @@ static const ProtobufCFieldDescriptor conformance__v1__item_v2__field_descriptor
     offsetof(Conformance__V1__ItemV2, n_tags),   /* quantifier_offset */
     offsetof(Conformance__V1__ItemV2, tags),
     NULL,
-    NULL,
+    &protobuf_c_empty_string,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
