@@ -55,6 +55,7 @@ let package = Package(
                           path: "Tests/WireConformanceDriver"),
 
         .testTarget(name: "BazaarCodeGenTests", dependencies: ["BazaarCodeGen"]),
+        .testTarget(name: "BazaarCoreTests", dependencies: ["BazaarCore", "GRPCProtos", "ShopAPI"]),
         .testTarget(name: "BazaarWireTests",
                     dependencies: ["BazaarWire", "ConformanceProtos", "ShopAPI", "GRPCProtos", "WellKnownTypes"]),
     ]

@@ -118,3 +118,111 @@ extension ProtoFile {
     }
 }
 
+public enum Grpc_Health_V1_Health {
+    public static let name = "grpc.health.v1.Health"
+
+    /// Every method with its path, kind and IDL options.
+    public enum Method {
+        /// If the requested service is unknown, the call will fail with status
+        /// NOT_FOUND.
+        public static let check = MethodDescriptor(
+            service: "grpc.health.v1.Health", method: "Check", kind: .unary,
+            inputType: "grpc.health.v1.HealthCheckRequest", outputType: "grpc.health.v1.HealthCheckResponse",
+            options: MethodOptions(
+                http: [],
+                auth: AuthRequirement(level: .authenticated, roles: [], scopes: [], callers: []),
+                defaultDeadline: nil, idempotency: .unknown, successStatus: 200))
+        /// Performs a watch for the serving status of the requested service.
+        /// The server will immediately send back a message indicating the current
+        /// serving status.  It will then subsequently send a new message whenever
+        /// the service's serving status changes.
+        ///
+        /// If the requested service is unknown when the call is received, the
+        /// server will send a message setting the serving status to
+        /// SERVICE_UNKNOWN but will *not* terminate the call.  If at some
+        /// future point, the serving status of the service becomes known, the
+        /// server will send a new message with the service's serving status.
+        ///
+        /// If the call terminates with status UNIMPLEMENTED, then clients
+        /// should assume this method is not supported and should not retry the
+        /// call.  If the call terminates with any other status (including OK),
+        /// clients should retry the call with appropriate exponential backoff.
+        public static let watch = MethodDescriptor(
+            service: "grpc.health.v1.Health", method: "Watch", kind: .serverStreaming,
+            inputType: "grpc.health.v1.HealthCheckRequest", outputType: "grpc.health.v1.HealthCheckResponse",
+            options: MethodOptions(
+                http: [],
+                auth: AuthRequirement(level: .authenticated, roles: [], scopes: [], callers: []),
+                defaultDeadline: nil, idempotency: .unknown, successStatus: 200))
+        public static let all: [MethodDescriptor] = [check, watch]
+    }
+
+    public static let descriptor = ServiceDescriptor(name: name, methods: Method.all, file: ProtoFile.grpc_health_v1_health)
+
+    /// Implement this to serve `grpc.health.v1.Health`; `handlers` is provided.
+    public protocol ServiceProtocol: RPCService {
+        /// If the requested service is unknown, the call will fail with status
+        /// NOT_FOUND.
+        func check(_ request: Grpc_Health_V1_HealthCheckRequest, context: ServerContext) async throws -> Grpc_Health_V1_HealthCheckResponse
+        /// Performs a watch for the serving status of the requested service.
+        /// The server will immediately send back a message indicating the current
+        /// serving status.  It will then subsequently send a new message whenever
+        /// the service's serving status changes.
+        ///
+        /// If the requested service is unknown when the call is received, the
+        /// server will send a message setting the serving status to
+        /// SERVICE_UNKNOWN but will *not* terminate the call.  If at some
+        /// future point, the serving status of the service becomes known, the
+        /// server will send a new message with the service's serving status.
+        ///
+        /// If the call terminates with status UNIMPLEMENTED, then clients
+        /// should assume this method is not supported and should not retry the
+        /// call.  If the call terminates with any other status (including OK),
+        /// clients should retry the call with appropriate exponential backoff.
+        func watch(_ request: Grpc_Health_V1_HealthCheckRequest, responses: RPCWriter<Grpc_Health_V1_HealthCheckResponse>, context: ServerContext) async throws
+    }
+
+    /// Calls `grpc.health.v1.Health` over any transport (the mesh, or in-process for tests).
+    public struct Client: Sendable {
+        public let transport: any ClientTransport
+
+        public init(transport: any ClientTransport) { self.transport = transport }
+
+        /// If the requested service is unknown, the call will fail with status
+        /// NOT_FOUND.
+        public func check(_ request: Grpc_Health_V1_HealthCheckRequest, options: CallOptions = CallOptions()) async throws -> Grpc_Health_V1_HealthCheckResponse {
+            try await transport.unary(Method.check, request, options: options)
+        }
+
+        /// Performs a watch for the serving status of the requested service.
+        /// The server will immediately send back a message indicating the current
+        /// serving status.  It will then subsequently send a new message whenever
+        /// the service's serving status changes.
+        ///
+        /// If the requested service is unknown when the call is received, the
+        /// server will send a message setting the serving status to
+        /// SERVICE_UNKNOWN but will *not* terminate the call.  If at some
+        /// future point, the serving status of the service becomes known, the
+        /// server will send a new message with the service's serving status.
+        ///
+        /// If the call terminates with status UNIMPLEMENTED, then clients
+        /// should assume this method is not supported and should not retry the
+        /// call.  If the call terminates with any other status (including OK),
+        /// clients should retry the call with appropriate exponential backoff.
+        public func watch(_ request: Grpc_Health_V1_HealthCheckRequest, options: CallOptions = CallOptions()) -> RPCStream<Grpc_Health_V1_HealthCheckResponse> {
+            transport.serverStreaming(Method.watch, request, options: options)
+        }
+    }
+}
+
+extension Grpc_Health_V1_Health.ServiceProtocol {
+    public static var serviceDescriptor: ServiceDescriptor { Grpc_Health_V1_Health.descriptor }
+
+    public var handlers: [RPCHandler] {
+        [
+            .unary(Grpc_Health_V1_Health.Method.check) { try await self.check($0, context: $1) },
+            .serverStreaming(Grpc_Health_V1_Health.Method.watch) { try await self.watch($0, responses: $1, context: $2) },
+        ]
+    }
+}
+

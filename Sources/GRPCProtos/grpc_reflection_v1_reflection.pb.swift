@@ -450,3 +450,53 @@ extension ProtoFile {
     }
 }
 
+public enum Grpc_Reflection_V1_ServerReflection {
+    public static let name = "grpc.reflection.v1.ServerReflection"
+
+    /// Every method with its path, kind and IDL options.
+    public enum Method {
+        /// The reflection service is structured as a bidirectional stream, ensuring
+        /// all related requests go to a single server.
+        public static let serverReflectionInfo = MethodDescriptor(
+            service: "grpc.reflection.v1.ServerReflection", method: "ServerReflectionInfo", kind: .bidirectionalStreaming,
+            inputType: "grpc.reflection.v1.ServerReflectionRequest", outputType: "grpc.reflection.v1.ServerReflectionResponse",
+            options: MethodOptions(
+                http: [],
+                auth: AuthRequirement(level: .authenticated, roles: [], scopes: [], callers: []),
+                defaultDeadline: nil, idempotency: .unknown, successStatus: 200))
+        public static let all: [MethodDescriptor] = [serverReflectionInfo]
+    }
+
+    public static let descriptor = ServiceDescriptor(name: name, methods: Method.all, file: ProtoFile.grpc_reflection_v1_reflection)
+
+    /// Implement this to serve `grpc.reflection.v1.ServerReflection`; `handlers` is provided.
+    public protocol ServiceProtocol: RPCService {
+        /// The reflection service is structured as a bidirectional stream, ensuring
+        /// all related requests go to a single server.
+        func serverReflectionInfo(_ requests: RPCStream<Grpc_Reflection_V1_ServerReflectionRequest>, responses: RPCWriter<Grpc_Reflection_V1_ServerReflectionResponse>, context: ServerContext) async throws
+    }
+
+    /// Calls `grpc.reflection.v1.ServerReflection` over any transport (the mesh, or in-process for tests).
+    public struct Client: Sendable {
+        public let transport: any ClientTransport
+
+        public init(transport: any ClientTransport) { self.transport = transport }
+
+        /// The reflection service is structured as a bidirectional stream, ensuring
+        /// all related requests go to a single server.
+        public func serverReflectionInfo(_ requests: some AsyncSequence<Grpc_Reflection_V1_ServerReflectionRequest, any Error> & Sendable, options: CallOptions = CallOptions()) -> RPCStream<Grpc_Reflection_V1_ServerReflectionResponse> {
+            transport.bidirectionalStreaming(Method.serverReflectionInfo, requests, options: options)
+        }
+    }
+}
+
+extension Grpc_Reflection_V1_ServerReflection.ServiceProtocol {
+    public static var serviceDescriptor: ServiceDescriptor { Grpc_Reflection_V1_ServerReflection.descriptor }
+
+    public var handlers: [RPCHandler] {
+        [
+            .bidirectionalStreaming(Grpc_Reflection_V1_ServerReflection.Method.serverReflectionInfo) { try await self.serverReflectionInfo($0, responses: $1, context: $2) },
+        ]
+    }
+}
+

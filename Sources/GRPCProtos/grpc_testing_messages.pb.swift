@@ -209,7 +209,7 @@ public struct Grpc_Testing_SimpleRequest: WireMessage {
     /// Whether the server should expect this request to be compressed.
     public var expectCompressed: Grpc_Testing_BoolValue? = nil
     /// Whether SimpleResponse should include server_id.
-    public var fillServerId: Bool = false
+    public var fillServerID: Bool = false
     /// Whether SimpleResponse should include grpclb_route_type.
     public var fillGrpclbRouteType: Bool = false
     /// If set the server should record this metrics report data for the current RPC.
@@ -235,7 +235,7 @@ public struct Grpc_Testing_SimpleRequest: WireMessage {
             responseCompressed: Grpc_Testing_BoolValue? = nil,
             responseStatus: Grpc_Testing_EchoStatus? = nil,
             expectCompressed: Grpc_Testing_BoolValue? = nil,
-            fillServerId: Bool = false,
+            fillServerID: Bool = false,
             fillGrpclbRouteType: Bool = false,
             orcaPerQueryReport: Grpc_Testing_TestOrcaReport? = nil,
             orcaOobReport: Grpc_Testing_TestOrcaReport? = nil
@@ -248,7 +248,7 @@ public struct Grpc_Testing_SimpleRequest: WireMessage {
         self.responseCompressed = responseCompressed
         self.responseStatus = responseStatus
         self.expectCompressed = expectCompressed
-        self.fillServerId = fillServerId
+        self.fillServerID = fillServerID
         self.fillGrpclbRouteType = fillGrpclbRouteType
         self.orcaPerQueryReport = orcaPerQueryReport
         self.orcaOobReport = orcaOobReport
@@ -264,7 +264,7 @@ public struct Grpc_Testing_SimpleRequest: WireMessage {
         if let v = self.responseCompressed { c.pointee.response_compressed = try arena.message(v).assumingMemoryBound(to: Grpc__Testing__BoolValue.self) }
         if let v = self.responseStatus { c.pointee.response_status = try arena.message(v).assumingMemoryBound(to: Grpc__Testing__EchoStatus.self) }
         if let v = self.expectCompressed { c.pointee.expect_compressed = try arena.message(v).assumingMemoryBound(to: Grpc__Testing__BoolValue.self) }
-        c.pointee.fill_server_id = (self.fillServerId ? 1 : 0)
+        c.pointee.fill_server_id = (self.fillServerID ? 1 : 0)
         c.pointee.fill_grpclb_route_type = (self.fillGrpclbRouteType ? 1 : 0)
         if let v = self.orcaPerQueryReport { c.pointee.orca_per_query_report = try arena.message(v).assumingMemoryBound(to: Grpc__Testing__TestOrcaReport.self) }
         if let v = self.orcaOobReport { c.pointee.orca_oob_report = try arena.message(v).assumingMemoryBound(to: Grpc__Testing__TestOrcaReport.self) }
@@ -281,7 +281,7 @@ public struct Grpc_Testing_SimpleRequest: WireMessage {
         if let p = c.pointee.response_compressed { self.responseCompressed = try Grpc_Testing_BoolValue(_readC: p) }
         if let p = c.pointee.response_status { self.responseStatus = try Grpc_Testing_EchoStatus(_readC: p) }
         if let p = c.pointee.expect_compressed { self.expectCompressed = try Grpc_Testing_BoolValue(_readC: p) }
-        self.fillServerId = (c.pointee.fill_server_id != 0)
+        self.fillServerID = (c.pointee.fill_server_id != 0)
         self.fillGrpclbRouteType = (c.pointee.fill_grpclb_route_type != 0)
         if let p = c.pointee.orca_per_query_report { self.orcaPerQueryReport = try Grpc_Testing_TestOrcaReport(_readC: p) }
         if let p = c.pointee.orca_oob_report { self.orcaOobReport = try Grpc_Testing_TestOrcaReport(_readC: p) }
@@ -300,7 +300,7 @@ public struct Grpc_Testing_SimpleResponse: WireMessage {
     public var oauthScope: String = ""
     /// Server ID. This must be unique among different server instances,
     /// but the same across all RPC's made to a particular server instance.
-    public var serverId: String = ""
+    public var serverID: String = ""
     /// gRPCLB Path.
     public var grpclbRouteType: Grpc_Testing_GrpclbRouteType = Grpc_Testing_GrpclbRouteType()
     /// Server hostname.
@@ -319,14 +319,14 @@ public struct Grpc_Testing_SimpleResponse: WireMessage {
             payload: Grpc_Testing_Payload? = nil,
             username: String = "",
             oauthScope: String = "",
-            serverId: String = "",
+            serverID: String = "",
             grpclbRouteType: Grpc_Testing_GrpclbRouteType = Grpc_Testing_GrpclbRouteType(),
             hostname: String = ""
         ) {
         self.payload = payload
         self.username = username
         self.oauthScope = oauthScope
-        self.serverId = serverId
+        self.serverID = serverID
         self.grpclbRouteType = grpclbRouteType
         self.hostname = hostname
     }
@@ -336,7 +336,7 @@ public struct Grpc_Testing_SimpleResponse: WireMessage {
         if let v = self.payload { c.pointee.payload = try arena.message(v).assumingMemoryBound(to: Grpc__Testing__Payload.self) }
         if !self.username.isEmpty { c.pointee.username = try arena.cString(self.username) }
         if !self.oauthScope.isEmpty { c.pointee.oauth_scope = try arena.cString(self.oauthScope) }
-        if !self.serverId.isEmpty { c.pointee.server_id = try arena.cString(self.serverId) }
+        if !self.serverID.isEmpty { c.pointee.server_id = try arena.cString(self.serverID) }
         c.pointee.grpclb_route_type = Grpc__Testing__GrpclbRouteType(rawValue: .init(truncatingIfNeeded: self.grpclbRouteType.rawValue))
         if !self.hostname.isEmpty { c.pointee.hostname = try arena.cString(self.hostname) }
         unknownFields.write(into: &c.pointee.base, arena)
@@ -347,7 +347,7 @@ public struct Grpc_Testing_SimpleResponse: WireMessage {
         if let p = c.pointee.payload { self.payload = try Grpc_Testing_Payload(_readC: p) }
         self.username = try WireDecode.string(c.pointee.username, field: "grpc.testing.SimpleResponse.username")
         self.oauthScope = try WireDecode.string(c.pointee.oauth_scope, field: "grpc.testing.SimpleResponse.oauth_scope")
-        self.serverId = try WireDecode.string(c.pointee.server_id, field: "grpc.testing.SimpleResponse.server_id")
+        self.serverID = try WireDecode.string(c.pointee.server_id, field: "grpc.testing.SimpleResponse.server_id")
         self.grpclbRouteType = Grpc_Testing_GrpclbRouteType(rawValue: Int32(truncatingIfNeeded: c.pointee.grpclb_route_type.rawValue))
         self.hostname = try WireDecode.string(c.pointee.hostname, field: "grpc.testing.SimpleResponse.hostname")
         if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }

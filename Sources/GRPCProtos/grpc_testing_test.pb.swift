@@ -20,3 +20,471 @@ extension ProtoFile {
     }
 }
 
+/// A simple service to test the various types of RPCs and experiment with
+/// performance with various types of payload.
+public enum Grpc_Testing_TestService {
+    public static let name = "grpc.testing.TestService"
+
+    /// Every method with its path, kind and IDL options.
+    public enum Method {
+        /// One empty request followed by one empty response.
+        public static let emptyCall = MethodDescriptor(
+            service: "grpc.testing.TestService", method: "EmptyCall", kind: .unary,
+            inputType: "grpc.testing.Empty", outputType: "grpc.testing.Empty",
+            options: MethodOptions(
+                http: [],
+                auth: AuthRequirement(level: .authenticated, roles: [], scopes: [], callers: []),
+                defaultDeadline: nil, idempotency: .unknown, successStatus: 200))
+        /// One request followed by one response.
+        public static let unaryCall = MethodDescriptor(
+            service: "grpc.testing.TestService", method: "UnaryCall", kind: .unary,
+            inputType: "grpc.testing.SimpleRequest", outputType: "grpc.testing.SimpleResponse",
+            options: MethodOptions(
+                http: [],
+                auth: AuthRequirement(level: .authenticated, roles: [], scopes: [], callers: []),
+                defaultDeadline: nil, idempotency: .unknown, successStatus: 200))
+        /// One request followed by one response. Response has cache control
+        /// headers set such that a caching HTTP proxy (such as GFE) can
+        /// satisfy subsequent requests.
+        public static let cacheableUnaryCall = MethodDescriptor(
+            service: "grpc.testing.TestService", method: "CacheableUnaryCall", kind: .unary,
+            inputType: "grpc.testing.SimpleRequest", outputType: "grpc.testing.SimpleResponse",
+            options: MethodOptions(
+                http: [],
+                auth: AuthRequirement(level: .authenticated, roles: [], scopes: [], callers: []),
+                defaultDeadline: nil, idempotency: .unknown, successStatus: 200))
+        /// One request followed by a sequence of responses (streamed download).
+        /// The server returns the payload with client desired type and sizes.
+        public static let streamingOutputCall = MethodDescriptor(
+            service: "grpc.testing.TestService", method: "StreamingOutputCall", kind: .serverStreaming,
+            inputType: "grpc.testing.StreamingOutputCallRequest", outputType: "grpc.testing.StreamingOutputCallResponse",
+            options: MethodOptions(
+                http: [],
+                auth: AuthRequirement(level: .authenticated, roles: [], scopes: [], callers: []),
+                defaultDeadline: nil, idempotency: .unknown, successStatus: 200))
+        /// A sequence of requests followed by one response (streamed upload).
+        /// The server returns the aggregated size of client payload as the result.
+        public static let streamingInputCall = MethodDescriptor(
+            service: "grpc.testing.TestService", method: "StreamingInputCall", kind: .clientStreaming,
+            inputType: "grpc.testing.StreamingInputCallRequest", outputType: "grpc.testing.StreamingInputCallResponse",
+            options: MethodOptions(
+                http: [],
+                auth: AuthRequirement(level: .authenticated, roles: [], scopes: [], callers: []),
+                defaultDeadline: nil, idempotency: .unknown, successStatus: 200))
+        /// A sequence of requests with each request served by the server immediately.
+        /// As one request could lead to multiple responses, this interface
+        /// demonstrates the idea of full duplexing.
+        public static let fullDuplexCall = MethodDescriptor(
+            service: "grpc.testing.TestService", method: "FullDuplexCall", kind: .bidirectionalStreaming,
+            inputType: "grpc.testing.StreamingOutputCallRequest", outputType: "grpc.testing.StreamingOutputCallResponse",
+            options: MethodOptions(
+                http: [],
+                auth: AuthRequirement(level: .authenticated, roles: [], scopes: [], callers: []),
+                defaultDeadline: nil, idempotency: .unknown, successStatus: 200))
+        /// A sequence of requests followed by a sequence of responses.
+        /// The server buffers all the client requests and then serves them in order. A
+        /// stream of responses are returned to the client when the server starts with
+        /// first request.
+        public static let halfDuplexCall = MethodDescriptor(
+            service: "grpc.testing.TestService", method: "HalfDuplexCall", kind: .bidirectionalStreaming,
+            inputType: "grpc.testing.StreamingOutputCallRequest", outputType: "grpc.testing.StreamingOutputCallResponse",
+            options: MethodOptions(
+                http: [],
+                auth: AuthRequirement(level: .authenticated, roles: [], scopes: [], callers: []),
+                defaultDeadline: nil, idempotency: .unknown, successStatus: 200))
+        /// The test server will not implement this method. It will be used
+        /// to test the behavior when clients call unimplemented methods.
+        public static let unimplementedCall = MethodDescriptor(
+            service: "grpc.testing.TestService", method: "UnimplementedCall", kind: .unary,
+            inputType: "grpc.testing.Empty", outputType: "grpc.testing.Empty",
+            options: MethodOptions(
+                http: [],
+                auth: AuthRequirement(level: .authenticated, roles: [], scopes: [], callers: []),
+                defaultDeadline: nil, idempotency: .unknown, successStatus: 200))
+        public static let all: [MethodDescriptor] = [emptyCall, unaryCall, cacheableUnaryCall, streamingOutputCall, streamingInputCall, fullDuplexCall, halfDuplexCall, unimplementedCall]
+    }
+
+    public static let descriptor = ServiceDescriptor(name: name, methods: Method.all, file: ProtoFile.grpc_testing_test)
+
+    /// Implement this to serve `grpc.testing.TestService`; `handlers` is provided.
+    public protocol ServiceProtocol: RPCService {
+        /// One empty request followed by one empty response.
+        func emptyCall(_ request: Grpc_Testing_Empty, context: ServerContext) async throws -> Grpc_Testing_Empty
+        /// One request followed by one response.
+        func unaryCall(_ request: Grpc_Testing_SimpleRequest, context: ServerContext) async throws -> Grpc_Testing_SimpleResponse
+        /// One request followed by one response. Response has cache control
+        /// headers set such that a caching HTTP proxy (such as GFE) can
+        /// satisfy subsequent requests.
+        func cacheableUnaryCall(_ request: Grpc_Testing_SimpleRequest, context: ServerContext) async throws -> Grpc_Testing_SimpleResponse
+        /// One request followed by a sequence of responses (streamed download).
+        /// The server returns the payload with client desired type and sizes.
+        func streamingOutputCall(_ request: Grpc_Testing_StreamingOutputCallRequest, responses: RPCWriter<Grpc_Testing_StreamingOutputCallResponse>, context: ServerContext) async throws
+        /// A sequence of requests followed by one response (streamed upload).
+        /// The server returns the aggregated size of client payload as the result.
+        func streamingInputCall(_ requests: RPCStream<Grpc_Testing_StreamingInputCallRequest>, context: ServerContext) async throws -> Grpc_Testing_StreamingInputCallResponse
+        /// A sequence of requests with each request served by the server immediately.
+        /// As one request could lead to multiple responses, this interface
+        /// demonstrates the idea of full duplexing.
+        func fullDuplexCall(_ requests: RPCStream<Grpc_Testing_StreamingOutputCallRequest>, responses: RPCWriter<Grpc_Testing_StreamingOutputCallResponse>, context: ServerContext) async throws
+        /// A sequence of requests followed by a sequence of responses.
+        /// The server buffers all the client requests and then serves them in order. A
+        /// stream of responses are returned to the client when the server starts with
+        /// first request.
+        func halfDuplexCall(_ requests: RPCStream<Grpc_Testing_StreamingOutputCallRequest>, responses: RPCWriter<Grpc_Testing_StreamingOutputCallResponse>, context: ServerContext) async throws
+        /// The test server will not implement this method. It will be used
+        /// to test the behavior when clients call unimplemented methods.
+        func unimplementedCall(_ request: Grpc_Testing_Empty, context: ServerContext) async throws -> Grpc_Testing_Empty
+    }
+
+    /// Calls `grpc.testing.TestService` over any transport (the mesh, or in-process for tests).
+    public struct Client: Sendable {
+        public let transport: any ClientTransport
+
+        public init(transport: any ClientTransport) { self.transport = transport }
+
+        /// One empty request followed by one empty response.
+        public func emptyCall(_ request: Grpc_Testing_Empty, options: CallOptions = CallOptions()) async throws -> Grpc_Testing_Empty {
+            try await transport.unary(Method.emptyCall, request, options: options)
+        }
+
+        /// One request followed by one response.
+        public func unaryCall(_ request: Grpc_Testing_SimpleRequest, options: CallOptions = CallOptions()) async throws -> Grpc_Testing_SimpleResponse {
+            try await transport.unary(Method.unaryCall, request, options: options)
+        }
+
+        /// One request followed by one response. Response has cache control
+        /// headers set such that a caching HTTP proxy (such as GFE) can
+        /// satisfy subsequent requests.
+        public func cacheableUnaryCall(_ request: Grpc_Testing_SimpleRequest, options: CallOptions = CallOptions()) async throws -> Grpc_Testing_SimpleResponse {
+            try await transport.unary(Method.cacheableUnaryCall, request, options: options)
+        }
+
+        /// One request followed by a sequence of responses (streamed download).
+        /// The server returns the payload with client desired type and sizes.
+        public func streamingOutputCall(_ request: Grpc_Testing_StreamingOutputCallRequest, options: CallOptions = CallOptions()) -> RPCStream<Grpc_Testing_StreamingOutputCallResponse> {
+            transport.serverStreaming(Method.streamingOutputCall, request, options: options)
+        }
+
+        /// A sequence of requests followed by one response (streamed upload).
+        /// The server returns the aggregated size of client payload as the result.
+        public func streamingInputCall(_ requests: some AsyncSequence<Grpc_Testing_StreamingInputCallRequest, any Error> & Sendable, options: CallOptions = CallOptions()) async throws -> Grpc_Testing_StreamingInputCallResponse {
+            try await transport.clientStreaming(Method.streamingInputCall, requests, options: options)
+        }
+
+        /// A sequence of requests with each request served by the server immediately.
+        /// As one request could lead to multiple responses, this interface
+        /// demonstrates the idea of full duplexing.
+        public func fullDuplexCall(_ requests: some AsyncSequence<Grpc_Testing_StreamingOutputCallRequest, any Error> & Sendable, options: CallOptions = CallOptions()) -> RPCStream<Grpc_Testing_StreamingOutputCallResponse> {
+            transport.bidirectionalStreaming(Method.fullDuplexCall, requests, options: options)
+        }
+
+        /// A sequence of requests followed by a sequence of responses.
+        /// The server buffers all the client requests and then serves them in order. A
+        /// stream of responses are returned to the client when the server starts with
+        /// first request.
+        public func halfDuplexCall(_ requests: some AsyncSequence<Grpc_Testing_StreamingOutputCallRequest, any Error> & Sendable, options: CallOptions = CallOptions()) -> RPCStream<Grpc_Testing_StreamingOutputCallResponse> {
+            transport.bidirectionalStreaming(Method.halfDuplexCall, requests, options: options)
+        }
+
+        /// The test server will not implement this method. It will be used
+        /// to test the behavior when clients call unimplemented methods.
+        public func unimplementedCall(_ request: Grpc_Testing_Empty, options: CallOptions = CallOptions()) async throws -> Grpc_Testing_Empty {
+            try await transport.unary(Method.unimplementedCall, request, options: options)
+        }
+    }
+}
+
+extension Grpc_Testing_TestService.ServiceProtocol {
+    public static var serviceDescriptor: ServiceDescriptor { Grpc_Testing_TestService.descriptor }
+
+    public var handlers: [RPCHandler] {
+        [
+            .unary(Grpc_Testing_TestService.Method.emptyCall) { try await self.emptyCall($0, context: $1) },
+            .unary(Grpc_Testing_TestService.Method.unaryCall) { try await self.unaryCall($0, context: $1) },
+            .unary(Grpc_Testing_TestService.Method.cacheableUnaryCall) { try await self.cacheableUnaryCall($0, context: $1) },
+            .serverStreaming(Grpc_Testing_TestService.Method.streamingOutputCall) { try await self.streamingOutputCall($0, responses: $1, context: $2) },
+            .clientStreaming(Grpc_Testing_TestService.Method.streamingInputCall) { try await self.streamingInputCall($0, context: $1) },
+            .bidirectionalStreaming(Grpc_Testing_TestService.Method.fullDuplexCall) { try await self.fullDuplexCall($0, responses: $1, context: $2) },
+            .bidirectionalStreaming(Grpc_Testing_TestService.Method.halfDuplexCall) { try await self.halfDuplexCall($0, responses: $1, context: $2) },
+            .unary(Grpc_Testing_TestService.Method.unimplementedCall) { try await self.unimplementedCall($0, context: $1) },
+        ]
+    }
+}
+
+/// A simple service NOT implemented at servers so clients can test for
+/// that case.
+public enum Grpc_Testing_UnimplementedService {
+    public static let name = "grpc.testing.UnimplementedService"
+
+    /// Every method with its path, kind and IDL options.
+    public enum Method {
+        /// A call that no server should implement
+        public static let unimplementedCall = MethodDescriptor(
+            service: "grpc.testing.UnimplementedService", method: "UnimplementedCall", kind: .unary,
+            inputType: "grpc.testing.Empty", outputType: "grpc.testing.Empty",
+            options: MethodOptions(
+                http: [],
+                auth: AuthRequirement(level: .authenticated, roles: [], scopes: [], callers: []),
+                defaultDeadline: nil, idempotency: .unknown, successStatus: 200))
+        public static let all: [MethodDescriptor] = [unimplementedCall]
+    }
+
+    public static let descriptor = ServiceDescriptor(name: name, methods: Method.all, file: ProtoFile.grpc_testing_test)
+
+    /// Implement this to serve `grpc.testing.UnimplementedService`; `handlers` is provided.
+    public protocol ServiceProtocol: RPCService {
+        /// A call that no server should implement
+        func unimplementedCall(_ request: Grpc_Testing_Empty, context: ServerContext) async throws -> Grpc_Testing_Empty
+    }
+
+    /// Calls `grpc.testing.UnimplementedService` over any transport (the mesh, or in-process for tests).
+    public struct Client: Sendable {
+        public let transport: any ClientTransport
+
+        public init(transport: any ClientTransport) { self.transport = transport }
+
+        /// A call that no server should implement
+        public func unimplementedCall(_ request: Grpc_Testing_Empty, options: CallOptions = CallOptions()) async throws -> Grpc_Testing_Empty {
+            try await transport.unary(Method.unimplementedCall, request, options: options)
+        }
+    }
+}
+
+extension Grpc_Testing_UnimplementedService.ServiceProtocol {
+    public static var serviceDescriptor: ServiceDescriptor { Grpc_Testing_UnimplementedService.descriptor }
+
+    public var handlers: [RPCHandler] {
+        [
+            .unary(Grpc_Testing_UnimplementedService.Method.unimplementedCall) { try await self.unimplementedCall($0, context: $1) },
+        ]
+    }
+}
+
+/// A service used to control reconnect server.
+public enum Grpc_Testing_ReconnectService {
+    public static let name = "grpc.testing.ReconnectService"
+
+    /// Every method with its path, kind and IDL options.
+    public enum Method {
+        public static let start = MethodDescriptor(
+            service: "grpc.testing.ReconnectService", method: "Start", kind: .unary,
+            inputType: "grpc.testing.ReconnectParams", outputType: "grpc.testing.Empty",
+            options: MethodOptions(
+                http: [],
+                auth: AuthRequirement(level: .authenticated, roles: [], scopes: [], callers: []),
+                defaultDeadline: nil, idempotency: .unknown, successStatus: 200))
+        public static let stop = MethodDescriptor(
+            service: "grpc.testing.ReconnectService", method: "Stop", kind: .unary,
+            inputType: "grpc.testing.Empty", outputType: "grpc.testing.ReconnectInfo",
+            options: MethodOptions(
+                http: [],
+                auth: AuthRequirement(level: .authenticated, roles: [], scopes: [], callers: []),
+                defaultDeadline: nil, idempotency: .unknown, successStatus: 200))
+        public static let all: [MethodDescriptor] = [start, stop]
+    }
+
+    public static let descriptor = ServiceDescriptor(name: name, methods: Method.all, file: ProtoFile.grpc_testing_test)
+
+    /// Implement this to serve `grpc.testing.ReconnectService`; `handlers` is provided.
+    public protocol ServiceProtocol: RPCService {
+        func start(_ request: Grpc_Testing_ReconnectParams, context: ServerContext) async throws -> Grpc_Testing_Empty
+        func stop(_ request: Grpc_Testing_Empty, context: ServerContext) async throws -> Grpc_Testing_ReconnectInfo
+    }
+
+    /// Calls `grpc.testing.ReconnectService` over any transport (the mesh, or in-process for tests).
+    public struct Client: Sendable {
+        public let transport: any ClientTransport
+
+        public init(transport: any ClientTransport) { self.transport = transport }
+
+        public func start(_ request: Grpc_Testing_ReconnectParams, options: CallOptions = CallOptions()) async throws -> Grpc_Testing_Empty {
+            try await transport.unary(Method.start, request, options: options)
+        }
+
+        public func stop(_ request: Grpc_Testing_Empty, options: CallOptions = CallOptions()) async throws -> Grpc_Testing_ReconnectInfo {
+            try await transport.unary(Method.stop, request, options: options)
+        }
+    }
+}
+
+extension Grpc_Testing_ReconnectService.ServiceProtocol {
+    public static var serviceDescriptor: ServiceDescriptor { Grpc_Testing_ReconnectService.descriptor }
+
+    public var handlers: [RPCHandler] {
+        [
+            .unary(Grpc_Testing_ReconnectService.Method.start) { try await self.start($0, context: $1) },
+            .unary(Grpc_Testing_ReconnectService.Method.stop) { try await self.stop($0, context: $1) },
+        ]
+    }
+}
+
+/// A service used to obtain stats for verifying LB behavior.
+public enum Grpc_Testing_LoadBalancerStatsService {
+    public static let name = "grpc.testing.LoadBalancerStatsService"
+
+    /// Every method with its path, kind and IDL options.
+    public enum Method {
+        /// Gets the backend distribution for RPCs sent by a test client.
+        public static let getClientStats = MethodDescriptor(
+            service: "grpc.testing.LoadBalancerStatsService", method: "GetClientStats", kind: .unary,
+            inputType: "grpc.testing.LoadBalancerStatsRequest", outputType: "grpc.testing.LoadBalancerStatsResponse",
+            options: MethodOptions(
+                http: [],
+                auth: AuthRequirement(level: .authenticated, roles: [], scopes: [], callers: []),
+                defaultDeadline: nil, idempotency: .unknown, successStatus: 200))
+        /// Gets the accumulated stats for RPCs sent by a test client.
+        public static let getClientAccumulatedStats = MethodDescriptor(
+            service: "grpc.testing.LoadBalancerStatsService", method: "GetClientAccumulatedStats", kind: .unary,
+            inputType: "grpc.testing.LoadBalancerAccumulatedStatsRequest", outputType: "grpc.testing.LoadBalancerAccumulatedStatsResponse",
+            options: MethodOptions(
+                http: [],
+                auth: AuthRequirement(level: .authenticated, roles: [], scopes: [], callers: []),
+                defaultDeadline: nil, idempotency: .unknown, successStatus: 200))
+        public static let all: [MethodDescriptor] = [getClientStats, getClientAccumulatedStats]
+    }
+
+    public static let descriptor = ServiceDescriptor(name: name, methods: Method.all, file: ProtoFile.grpc_testing_test)
+
+    /// Implement this to serve `grpc.testing.LoadBalancerStatsService`; `handlers` is provided.
+    public protocol ServiceProtocol: RPCService {
+        /// Gets the backend distribution for RPCs sent by a test client.
+        func getClientStats(_ request: Grpc_Testing_LoadBalancerStatsRequest, context: ServerContext) async throws -> Grpc_Testing_LoadBalancerStatsResponse
+        /// Gets the accumulated stats for RPCs sent by a test client.
+        func getClientAccumulatedStats(_ request: Grpc_Testing_LoadBalancerAccumulatedStatsRequest, context: ServerContext) async throws -> Grpc_Testing_LoadBalancerAccumulatedStatsResponse
+    }
+
+    /// Calls `grpc.testing.LoadBalancerStatsService` over any transport (the mesh, or in-process for tests).
+    public struct Client: Sendable {
+        public let transport: any ClientTransport
+
+        public init(transport: any ClientTransport) { self.transport = transport }
+
+        /// Gets the backend distribution for RPCs sent by a test client.
+        public func getClientStats(_ request: Grpc_Testing_LoadBalancerStatsRequest, options: CallOptions = CallOptions()) async throws -> Grpc_Testing_LoadBalancerStatsResponse {
+            try await transport.unary(Method.getClientStats, request, options: options)
+        }
+
+        /// Gets the accumulated stats for RPCs sent by a test client.
+        public func getClientAccumulatedStats(_ request: Grpc_Testing_LoadBalancerAccumulatedStatsRequest, options: CallOptions = CallOptions()) async throws -> Grpc_Testing_LoadBalancerAccumulatedStatsResponse {
+            try await transport.unary(Method.getClientAccumulatedStats, request, options: options)
+        }
+    }
+}
+
+extension Grpc_Testing_LoadBalancerStatsService.ServiceProtocol {
+    public static var serviceDescriptor: ServiceDescriptor { Grpc_Testing_LoadBalancerStatsService.descriptor }
+
+    public var handlers: [RPCHandler] {
+        [
+            .unary(Grpc_Testing_LoadBalancerStatsService.Method.getClientStats) { try await self.getClientStats($0, context: $1) },
+            .unary(Grpc_Testing_LoadBalancerStatsService.Method.getClientAccumulatedStats) { try await self.getClientAccumulatedStats($0, context: $1) },
+        ]
+    }
+}
+
+/// A service to remotely control health status of an xDS test server.
+public enum Grpc_Testing_XdsUpdateHealthService {
+    public static let name = "grpc.testing.XdsUpdateHealthService"
+
+    /// Every method with its path, kind and IDL options.
+    public enum Method {
+        public static let setServing = MethodDescriptor(
+            service: "grpc.testing.XdsUpdateHealthService", method: "SetServing", kind: .unary,
+            inputType: "grpc.testing.Empty", outputType: "grpc.testing.Empty",
+            options: MethodOptions(
+                http: [],
+                auth: AuthRequirement(level: .authenticated, roles: [], scopes: [], callers: []),
+                defaultDeadline: nil, idempotency: .unknown, successStatus: 200))
+        public static let setNotServing = MethodDescriptor(
+            service: "grpc.testing.XdsUpdateHealthService", method: "SetNotServing", kind: .unary,
+            inputType: "grpc.testing.Empty", outputType: "grpc.testing.Empty",
+            options: MethodOptions(
+                http: [],
+                auth: AuthRequirement(level: .authenticated, roles: [], scopes: [], callers: []),
+                defaultDeadline: nil, idempotency: .unknown, successStatus: 200))
+        public static let all: [MethodDescriptor] = [setServing, setNotServing]
+    }
+
+    public static let descriptor = ServiceDescriptor(name: name, methods: Method.all, file: ProtoFile.grpc_testing_test)
+
+    /// Implement this to serve `grpc.testing.XdsUpdateHealthService`; `handlers` is provided.
+    public protocol ServiceProtocol: RPCService {
+        func setServing(_ request: Grpc_Testing_Empty, context: ServerContext) async throws -> Grpc_Testing_Empty
+        func setNotServing(_ request: Grpc_Testing_Empty, context: ServerContext) async throws -> Grpc_Testing_Empty
+    }
+
+    /// Calls `grpc.testing.XdsUpdateHealthService` over any transport (the mesh, or in-process for tests).
+    public struct Client: Sendable {
+        public let transport: any ClientTransport
+
+        public init(transport: any ClientTransport) { self.transport = transport }
+
+        public func setServing(_ request: Grpc_Testing_Empty, options: CallOptions = CallOptions()) async throws -> Grpc_Testing_Empty {
+            try await transport.unary(Method.setServing, request, options: options)
+        }
+
+        public func setNotServing(_ request: Grpc_Testing_Empty, options: CallOptions = CallOptions()) async throws -> Grpc_Testing_Empty {
+            try await transport.unary(Method.setNotServing, request, options: options)
+        }
+    }
+}
+
+extension Grpc_Testing_XdsUpdateHealthService.ServiceProtocol {
+    public static var serviceDescriptor: ServiceDescriptor { Grpc_Testing_XdsUpdateHealthService.descriptor }
+
+    public var handlers: [RPCHandler] {
+        [
+            .unary(Grpc_Testing_XdsUpdateHealthService.Method.setServing) { try await self.setServing($0, context: $1) },
+            .unary(Grpc_Testing_XdsUpdateHealthService.Method.setNotServing) { try await self.setNotServing($0, context: $1) },
+        ]
+    }
+}
+
+/// A service to dynamically update the configuration of an xDS test client.
+public enum Grpc_Testing_XdsUpdateClientConfigureService {
+    public static let name = "grpc.testing.XdsUpdateClientConfigureService"
+
+    /// Every method with its path, kind and IDL options.
+    public enum Method {
+        /// Update the tes client's configuration.
+        public static let configure = MethodDescriptor(
+            service: "grpc.testing.XdsUpdateClientConfigureService", method: "Configure", kind: .unary,
+            inputType: "grpc.testing.ClientConfigureRequest", outputType: "grpc.testing.ClientConfigureResponse",
+            options: MethodOptions(
+                http: [],
+                auth: AuthRequirement(level: .authenticated, roles: [], scopes: [], callers: []),
+                defaultDeadline: nil, idempotency: .unknown, successStatus: 200))
+        public static let all: [MethodDescriptor] = [configure]
+    }
+
+    public static let descriptor = ServiceDescriptor(name: name, methods: Method.all, file: ProtoFile.grpc_testing_test)
+
+    /// Implement this to serve `grpc.testing.XdsUpdateClientConfigureService`; `handlers` is provided.
+    public protocol ServiceProtocol: RPCService {
+        /// Update the tes client's configuration.
+        func configure(_ request: Grpc_Testing_ClientConfigureRequest, context: ServerContext) async throws -> Grpc_Testing_ClientConfigureResponse
+    }
+
+    /// Calls `grpc.testing.XdsUpdateClientConfigureService` over any transport (the mesh, or in-process for tests).
+    public struct Client: Sendable {
+        public let transport: any ClientTransport
+
+        public init(transport: any ClientTransport) { self.transport = transport }
+
+        /// Update the tes client's configuration.
+        public func configure(_ request: Grpc_Testing_ClientConfigureRequest, options: CallOptions = CallOptions()) async throws -> Grpc_Testing_ClientConfigureResponse {
+            try await transport.unary(Method.configure, request, options: options)
+        }
+    }
+}
+
+extension Grpc_Testing_XdsUpdateClientConfigureService.ServiceProtocol {
+    public static var serviceDescriptor: ServiceDescriptor { Grpc_Testing_XdsUpdateClientConfigureService.descriptor }
+
+    public var handlers: [RPCHandler] {
+        [
+            .unary(Grpc_Testing_XdsUpdateClientConfigureService.Method.configure) { try await self.configure($0, context: $1) },
+        ]
+    }
+}
+

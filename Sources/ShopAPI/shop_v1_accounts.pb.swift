@@ -337,3 +337,115 @@ extension ProtoFile {
     }
 }
 
+/// Registers users and manages their sessions. Passwords are stored only as argon2id hashes.
+public enum Shop_V1_AccountsService {
+    public static let name = "shop.v1.AccountsService"
+
+    /// Every method with its path, kind and IDL options.
+    public enum Method {
+        /// Creates a user account.
+        public static let register = MethodDescriptor(
+            service: "shop.v1.AccountsService", method: "Register", kind: .unary,
+            inputType: "shop.v1.RegisterRequest", outputType: "shop.v1.User",
+            options: MethodOptions(
+                http: [HTTPRule(method: "POST", path: "/v1/users", body: "*", responseBody: "")],
+                auth: AuthRequirement(level: .public, roles: [], scopes: [], callers: []),
+                defaultDeadline: .milliseconds(3000), idempotency: .unknown, successStatus: 201))
+        /// Signs in with email and password and returns a session token.
+        public static let login = MethodDescriptor(
+            service: "shop.v1.AccountsService", method: "Login", kind: .unary,
+            inputType: "shop.v1.LoginRequest", outputType: "shop.v1.Session",
+            options: MethodOptions(
+                http: [HTTPRule(method: "POST", path: "/v1/sessions", body: "*", responseBody: "")],
+                auth: AuthRequirement(level: .public, roles: [], scopes: [], callers: []),
+                defaultDeadline: .milliseconds(3000), idempotency: .unknown, successStatus: 201))
+        /// Ends the caller's session.
+        public static let logout = MethodDescriptor(
+            service: "shop.v1.AccountsService", method: "Logout", kind: .unary,
+            inputType: "shop.v1.LogoutRequest", outputType: "shop.v1.LogoutResponse",
+            options: MethodOptions(
+                http: [HTTPRule(method: "DELETE", path: "/v1/sessions/current", body: "", responseBody: "")],
+                auth: AuthRequirement(level: .authenticated, roles: [], scopes: [], callers: []),
+                defaultDeadline: .milliseconds(3000), idempotency: .idempotent, successStatus: 200))
+        /// The signed-in user.
+        public static let getMe = MethodDescriptor(
+            service: "shop.v1.AccountsService", method: "GetMe", kind: .unary,
+            inputType: "shop.v1.GetMeRequest", outputType: "shop.v1.User",
+            options: MethodOptions(
+                http: [HTTPRule(method: "GET", path: "/v1/users/me", body: "", responseBody: "")],
+                auth: AuthRequirement(level: .authenticated, roles: [], scopes: [], callers: []),
+                defaultDeadline: .milliseconds(3000), idempotency: .noSideEffects, successStatus: 200))
+        /// Resolves a session token to its user. Called by the gateway on every authenticated request.
+        public static let validateSession = MethodDescriptor(
+            service: "shop.v1.AccountsService", method: "ValidateSession", kind: .unary,
+            inputType: "shop.v1.ValidateSessionRequest", outputType: "shop.v1.ValidateSessionResponse",
+            options: MethodOptions(
+                http: [],
+                auth: AuthRequirement(level: .internal, roles: [], scopes: [], callers: ["gateway"]),
+                defaultDeadline: .milliseconds(500), idempotency: .noSideEffects, successStatus: 200))
+        public static let all: [MethodDescriptor] = [register, login, logout, getMe, validateSession]
+    }
+
+    public static let descriptor = ServiceDescriptor(name: name, methods: Method.all, file: ProtoFile.shop_v1_accounts)
+
+    /// Implement this to serve `shop.v1.AccountsService`; `handlers` is provided.
+    public protocol ServiceProtocol: RPCService {
+        /// Creates a user account.
+        func register(_ request: Shop_V1_RegisterRequest, context: ServerContext) async throws -> Shop_V1_User
+        /// Signs in with email and password and returns a session token.
+        func login(_ request: Shop_V1_LoginRequest, context: ServerContext) async throws -> Shop_V1_Session
+        /// Ends the caller's session.
+        func logout(_ request: Shop_V1_LogoutRequest, context: ServerContext) async throws -> Shop_V1_LogoutResponse
+        /// The signed-in user.
+        func getMe(_ request: Shop_V1_GetMeRequest, context: ServerContext) async throws -> Shop_V1_User
+        /// Resolves a session token to its user. Called by the gateway on every authenticated request.
+        func validateSession(_ request: Shop_V1_ValidateSessionRequest, context: ServerContext) async throws -> Shop_V1_ValidateSessionResponse
+    }
+
+    /// Calls `shop.v1.AccountsService` over any transport (the mesh, or in-process for tests).
+    public struct Client: Sendable {
+        public let transport: any ClientTransport
+
+        public init(transport: any ClientTransport) { self.transport = transport }
+
+        /// Creates a user account.
+        public func register(_ request: Shop_V1_RegisterRequest, options: CallOptions = CallOptions()) async throws -> Shop_V1_User {
+            try await transport.unary(Method.register, request, options: options)
+        }
+
+        /// Signs in with email and password and returns a session token.
+        public func login(_ request: Shop_V1_LoginRequest, options: CallOptions = CallOptions()) async throws -> Shop_V1_Session {
+            try await transport.unary(Method.login, request, options: options)
+        }
+
+        /// Ends the caller's session.
+        public func logout(_ request: Shop_V1_LogoutRequest, options: CallOptions = CallOptions()) async throws -> Shop_V1_LogoutResponse {
+            try await transport.unary(Method.logout, request, options: options)
+        }
+
+        /// The signed-in user.
+        public func getMe(_ request: Shop_V1_GetMeRequest, options: CallOptions = CallOptions()) async throws -> Shop_V1_User {
+            try await transport.unary(Method.getMe, request, options: options)
+        }
+
+        /// Resolves a session token to its user. Called by the gateway on every authenticated request.
+        public func validateSession(_ request: Shop_V1_ValidateSessionRequest, options: CallOptions = CallOptions()) async throws -> Shop_V1_ValidateSessionResponse {
+            try await transport.unary(Method.validateSession, request, options: options)
+        }
+    }
+}
+
+extension Shop_V1_AccountsService.ServiceProtocol {
+    public static var serviceDescriptor: ServiceDescriptor { Shop_V1_AccountsService.descriptor }
+
+    public var handlers: [RPCHandler] {
+        [
+            .unary(Shop_V1_AccountsService.Method.register) { try await self.register($0, context: $1) },
+            .unary(Shop_V1_AccountsService.Method.login) { try await self.login($0, context: $1) },
+            .unary(Shop_V1_AccountsService.Method.logout) { try await self.logout($0, context: $1) },
+            .unary(Shop_V1_AccountsService.Method.getMe) { try await self.getMe($0, context: $1) },
+            .unary(Shop_V1_AccountsService.Method.validateSession) { try await self.validateSession($0, context: $1) },
+        ]
+    }
+}
+

@@ -9,7 +9,7 @@ import CWellKnownTypes
 import WellKnownTypes
 
 public struct Shop_V1_Cart: WireMessage {
-    public var userId: String = ""
+    public var userID: String = ""
     public var items: [Shop_V1_CartItem] = []
     /// Sum of the lines at current prices.
     public var subtotal: Shop_V1_Money? = nil
@@ -24,18 +24,18 @@ public struct Shop_V1_Cart: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            userId: String = "",
+            userID: String = "",
             items: [Shop_V1_CartItem] = [],
             subtotal: Shop_V1_Money? = nil
         ) {
-        self.userId = userId
+        self.userID = userID
         self.items = items
         self.subtotal = subtotal
     }
 
     public func _writeC(_ raw: UnsafeMutableRawPointer, _ arena: WireArena) throws(WireEncodingError) {
         let c = raw.assumingMemoryBound(to: Shop__V1__Cart.self)
-        if !self.userId.isEmpty { c.pointee.user_id = try arena.cString(self.userId) }
+        if !self.userID.isEmpty { c.pointee.user_id = try arena.cString(self.userID) }
         if !self.items.isEmpty {
             let a = arena.array(self.items.count, of: UnsafeMutablePointer<Shop__V1__CartItem>?.self)
             for (i, v) in self.items.enumerated() { (a + i).initialize(to: try arena.message(v).assumingMemoryBound(to: Shop__V1__CartItem.self)) }
@@ -48,7 +48,7 @@ public struct Shop_V1_Cart: WireMessage {
 
     public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
         let c = raw.assumingMemoryBound(to: Shop__V1__Cart.self)
-        self.userId = try WireDecode.string(c.pointee.user_id, field: "shop.v1.Cart.user_id")
+        self.userID = try WireDecode.string(c.pointee.user_id, field: "shop.v1.Cart.user_id")
         if c.pointee.n_items > 0, let a = c.pointee.items {
             let n = c.pointee.n_items
             var out: [Shop_V1_CartItem] = []
@@ -62,7 +62,7 @@ public struct Shop_V1_Cart: WireMessage {
 }
 
 public struct Shop_V1_CartItem: WireMessage {
-    public var productId: String = ""
+    public var productID: String = ""
     public var productName: String = ""
     public var quantity: Int64 = 0
     public var unitPrice: Shop_V1_Money? = nil
@@ -77,12 +77,12 @@ public struct Shop_V1_CartItem: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            productId: String = "",
+            productID: String = "",
             productName: String = "",
             quantity: Int64 = 0,
             unitPrice: Shop_V1_Money? = nil
         ) {
-        self.productId = productId
+        self.productID = productID
         self.productName = productName
         self.quantity = quantity
         self.unitPrice = unitPrice
@@ -90,7 +90,7 @@ public struct Shop_V1_CartItem: WireMessage {
 
     public func _writeC(_ raw: UnsafeMutableRawPointer, _ arena: WireArena) throws(WireEncodingError) {
         let c = raw.assumingMemoryBound(to: Shop__V1__CartItem.self)
-        if !self.productId.isEmpty { c.pointee.product_id = try arena.cString(self.productId) }
+        if !self.productID.isEmpty { c.pointee.product_id = try arena.cString(self.productID) }
         if !self.productName.isEmpty { c.pointee.product_name = try arena.cString(self.productName) }
         c.pointee.quantity = self.quantity
         if let v = self.unitPrice { c.pointee.unit_price = try arena.message(v).assumingMemoryBound(to: Shop__V1__Money.self) }
@@ -99,7 +99,7 @@ public struct Shop_V1_CartItem: WireMessage {
 
     public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
         let c = raw.assumingMemoryBound(to: Shop__V1__CartItem.self)
-        self.productId = try WireDecode.string(c.pointee.product_id, field: "shop.v1.CartItem.product_id")
+        self.productID = try WireDecode.string(c.pointee.product_id, field: "shop.v1.CartItem.product_id")
         self.productName = try WireDecode.string(c.pointee.product_name, field: "shop.v1.CartItem.product_name")
         self.quantity = c.pointee.quantity
         if let p = c.pointee.unit_price { self.unitPrice = try Shop_V1_Money(_readC: p) }
@@ -129,7 +129,7 @@ public struct Shop_V1_GetCartRequest: WireMessage {
 }
 
 public struct Shop_V1_AddItemRequest: WireMessage {
-    public var productId: String = ""
+    public var productID: String = ""
     /// Units to add, at least 1.
     public var quantity: Int64 = 0
     /// Fields not in this schema, kept for the round trip.
@@ -143,30 +143,30 @@ public struct Shop_V1_AddItemRequest: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            productId: String = "",
+            productID: String = "",
             quantity: Int64 = 0
         ) {
-        self.productId = productId
+        self.productID = productID
         self.quantity = quantity
     }
 
     public func _writeC(_ raw: UnsafeMutableRawPointer, _ arena: WireArena) throws(WireEncodingError) {
         let c = raw.assumingMemoryBound(to: Shop__V1__AddItemRequest.self)
-        if !self.productId.isEmpty { c.pointee.product_id = try arena.cString(self.productId) }
+        if !self.productID.isEmpty { c.pointee.product_id = try arena.cString(self.productID) }
         c.pointee.quantity = self.quantity
         unknownFields.write(into: &c.pointee.base, arena)
     }
 
     public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
         let c = raw.assumingMemoryBound(to: Shop__V1__AddItemRequest.self)
-        self.productId = try WireDecode.string(c.pointee.product_id, field: "shop.v1.AddItemRequest.product_id")
+        self.productID = try WireDecode.string(c.pointee.product_id, field: "shop.v1.AddItemRequest.product_id")
         self.quantity = c.pointee.quantity
         if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
     }
 }
 
 public struct Shop_V1_SetItemQuantityRequest: WireMessage {
-    public var productId: String = ""
+    public var productID: String = ""
     public var quantity: Int64 = 0
     /// Fields not in this schema, kept for the round trip.
     public var unknownFields = UnknownFields()
@@ -179,30 +179,30 @@ public struct Shop_V1_SetItemQuantityRequest: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            productId: String = "",
+            productID: String = "",
             quantity: Int64 = 0
         ) {
-        self.productId = productId
+        self.productID = productID
         self.quantity = quantity
     }
 
     public func _writeC(_ raw: UnsafeMutableRawPointer, _ arena: WireArena) throws(WireEncodingError) {
         let c = raw.assumingMemoryBound(to: Shop__V1__SetItemQuantityRequest.self)
-        if !self.productId.isEmpty { c.pointee.product_id = try arena.cString(self.productId) }
+        if !self.productID.isEmpty { c.pointee.product_id = try arena.cString(self.productID) }
         c.pointee.quantity = self.quantity
         unknownFields.write(into: &c.pointee.base, arena)
     }
 
     public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
         let c = raw.assumingMemoryBound(to: Shop__V1__SetItemQuantityRequest.self)
-        self.productId = try WireDecode.string(c.pointee.product_id, field: "shop.v1.SetItemQuantityRequest.product_id")
+        self.productID = try WireDecode.string(c.pointee.product_id, field: "shop.v1.SetItemQuantityRequest.product_id")
         self.quantity = c.pointee.quantity
         if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
     }
 }
 
 public struct Shop_V1_RemoveItemRequest: WireMessage {
-    public var productId: String = ""
+    public var productID: String = ""
     /// Fields not in this schema, kept for the round trip.
     public var unknownFields = UnknownFields()
 
@@ -214,20 +214,20 @@ public struct Shop_V1_RemoveItemRequest: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            productId: String = ""
+            productID: String = ""
         ) {
-        self.productId = productId
+        self.productID = productID
     }
 
     public func _writeC(_ raw: UnsafeMutableRawPointer, _ arena: WireArena) throws(WireEncodingError) {
         let c = raw.assumingMemoryBound(to: Shop__V1__RemoveItemRequest.self)
-        if !self.productId.isEmpty { c.pointee.product_id = try arena.cString(self.productId) }
+        if !self.productID.isEmpty { c.pointee.product_id = try arena.cString(self.productID) }
         unknownFields.write(into: &c.pointee.base, arena)
     }
 
     public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
         let c = raw.assumingMemoryBound(to: Shop__V1__RemoveItemRequest.self)
-        self.productId = try WireDecode.string(c.pointee.product_id, field: "shop.v1.RemoveItemRequest.product_id")
+        self.productID = try WireDecode.string(c.pointee.product_id, field: "shop.v1.RemoveItemRequest.product_id")
         if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
     }
 }
@@ -254,7 +254,7 @@ public struct Shop_V1_ClearCartRequest: WireMessage {
 }
 
 public struct Shop_V1_ClearCartForUserRequest: WireMessage {
-    public var userId: String = ""
+    public var userID: String = ""
     /// Fields not in this schema, kept for the round trip.
     public var unknownFields = UnknownFields()
 
@@ -266,20 +266,20 @@ public struct Shop_V1_ClearCartForUserRequest: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            userId: String = ""
+            userID: String = ""
         ) {
-        self.userId = userId
+        self.userID = userID
     }
 
     public func _writeC(_ raw: UnsafeMutableRawPointer, _ arena: WireArena) throws(WireEncodingError) {
         let c = raw.assumingMemoryBound(to: Shop__V1__ClearCartForUserRequest.self)
-        if !self.userId.isEmpty { c.pointee.user_id = try arena.cString(self.userId) }
+        if !self.userID.isEmpty { c.pointee.user_id = try arena.cString(self.userID) }
         unknownFields.write(into: &c.pointee.base, arena)
     }
 
     public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
         let c = raw.assumingMemoryBound(to: Shop__V1__ClearCartForUserRequest.self)
-        self.userId = try WireDecode.string(c.pointee.user_id, field: "shop.v1.ClearCartForUserRequest.user_id")
+        self.userID = try WireDecode.string(c.pointee.user_id, field: "shop.v1.ClearCartForUserRequest.user_id")
         if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
     }
 }
@@ -295,6 +295,134 @@ extension ProtoFile {
         var length = 0
         let p = bazaar_file_descriptor__shop_2fv1_2fcart_2eproto(&length)!
         return Array(UnsafeBufferPointer(start: p, count: length))
+    }
+}
+
+/// One cart per user, kept in Redis. The user comes from the session, never from the request.
+public enum Shop_V1_CartService {
+    public static let name = "shop.v1.CartService"
+
+    /// Every method with its path, kind and IDL options.
+    public enum Method {
+        /// The caller's cart, with current prices.
+        public static let getCart = MethodDescriptor(
+            service: "shop.v1.CartService", method: "GetCart", kind: .unary,
+            inputType: "shop.v1.GetCartRequest", outputType: "shop.v1.Cart",
+            options: MethodOptions(
+                http: [HTTPRule(method: "GET", path: "/v1/cart", body: "", responseBody: "")],
+                auth: AuthRequirement(level: .authenticated, roles: [], scopes: [], callers: []),
+                defaultDeadline: .milliseconds(1000), idempotency: .noSideEffects, successStatus: 200))
+        /// Adds units of a product (or more units of one already there).
+        public static let addItem = MethodDescriptor(
+            service: "shop.v1.CartService", method: "AddItem", kind: .unary,
+            inputType: "shop.v1.AddItemRequest", outputType: "shop.v1.Cart",
+            options: MethodOptions(
+                http: [HTTPRule(method: "POST", path: "/v1/cart/items", body: "*", responseBody: "")],
+                auth: AuthRequirement(level: .authenticated, roles: [], scopes: [], callers: []),
+                defaultDeadline: .milliseconds(1000), idempotency: .unknown, successStatus: 200))
+        /// Sets the quantity of a product; 0 removes it.
+        public static let setItemQuantity = MethodDescriptor(
+            service: "shop.v1.CartService", method: "SetItemQuantity", kind: .unary,
+            inputType: "shop.v1.SetItemQuantityRequest", outputType: "shop.v1.Cart",
+            options: MethodOptions(
+                http: [HTTPRule(method: "PUT", path: "/v1/cart/items/{product_id}", body: "*", responseBody: "")],
+                auth: AuthRequirement(level: .authenticated, roles: [], scopes: [], callers: []),
+                defaultDeadline: .milliseconds(1000), idempotency: .idempotent, successStatus: 200))
+        /// Removes a product from the cart.
+        public static let removeItem = MethodDescriptor(
+            service: "shop.v1.CartService", method: "RemoveItem", kind: .unary,
+            inputType: "shop.v1.RemoveItemRequest", outputType: "shop.v1.Cart",
+            options: MethodOptions(
+                http: [HTTPRule(method: "DELETE", path: "/v1/cart/items/{product_id}", body: "", responseBody: "")],
+                auth: AuthRequirement(level: .authenticated, roles: [], scopes: [], callers: []),
+                defaultDeadline: .milliseconds(1000), idempotency: .idempotent, successStatus: 200))
+        /// Empties the cart.
+        public static let clearCart = MethodDescriptor(
+            service: "shop.v1.CartService", method: "ClearCart", kind: .unary,
+            inputType: "shop.v1.ClearCartRequest", outputType: "shop.v1.Cart",
+            options: MethodOptions(
+                http: [HTTPRule(method: "DELETE", path: "/v1/cart", body: "", responseBody: "")],
+                auth: AuthRequirement(level: .authenticated, roles: [], scopes: [], callers: []),
+                defaultDeadline: .milliseconds(1000), idempotency: .idempotent, successStatus: 200))
+        /// Empties another user's cart after checkout. Called by the orders service.
+        public static let clearCartForUser = MethodDescriptor(
+            service: "shop.v1.CartService", method: "ClearCartForUser", kind: .unary,
+            inputType: "shop.v1.ClearCartForUserRequest", outputType: "shop.v1.Cart",
+            options: MethodOptions(
+                http: [],
+                auth: AuthRequirement(level: .internal, roles: [], scopes: [], callers: ["orders"]),
+                defaultDeadline: .milliseconds(1000), idempotency: .idempotent, successStatus: 200))
+        public static let all: [MethodDescriptor] = [getCart, addItem, setItemQuantity, removeItem, clearCart, clearCartForUser]
+    }
+
+    public static let descriptor = ServiceDescriptor(name: name, methods: Method.all, file: ProtoFile.shop_v1_cart)
+
+    /// Implement this to serve `shop.v1.CartService`; `handlers` is provided.
+    public protocol ServiceProtocol: RPCService {
+        /// The caller's cart, with current prices.
+        func getCart(_ request: Shop_V1_GetCartRequest, context: ServerContext) async throws -> Shop_V1_Cart
+        /// Adds units of a product (or more units of one already there).
+        func addItem(_ request: Shop_V1_AddItemRequest, context: ServerContext) async throws -> Shop_V1_Cart
+        /// Sets the quantity of a product; 0 removes it.
+        func setItemQuantity(_ request: Shop_V1_SetItemQuantityRequest, context: ServerContext) async throws -> Shop_V1_Cart
+        /// Removes a product from the cart.
+        func removeItem(_ request: Shop_V1_RemoveItemRequest, context: ServerContext) async throws -> Shop_V1_Cart
+        /// Empties the cart.
+        func clearCart(_ request: Shop_V1_ClearCartRequest, context: ServerContext) async throws -> Shop_V1_Cart
+        /// Empties another user's cart after checkout. Called by the orders service.
+        func clearCartForUser(_ request: Shop_V1_ClearCartForUserRequest, context: ServerContext) async throws -> Shop_V1_Cart
+    }
+
+    /// Calls `shop.v1.CartService` over any transport (the mesh, or in-process for tests).
+    public struct Client: Sendable {
+        public let transport: any ClientTransport
+
+        public init(transport: any ClientTransport) { self.transport = transport }
+
+        /// The caller's cart, with current prices.
+        public func getCart(_ request: Shop_V1_GetCartRequest, options: CallOptions = CallOptions()) async throws -> Shop_V1_Cart {
+            try await transport.unary(Method.getCart, request, options: options)
+        }
+
+        /// Adds units of a product (or more units of one already there).
+        public func addItem(_ request: Shop_V1_AddItemRequest, options: CallOptions = CallOptions()) async throws -> Shop_V1_Cart {
+            try await transport.unary(Method.addItem, request, options: options)
+        }
+
+        /// Sets the quantity of a product; 0 removes it.
+        public func setItemQuantity(_ request: Shop_V1_SetItemQuantityRequest, options: CallOptions = CallOptions()) async throws -> Shop_V1_Cart {
+            try await transport.unary(Method.setItemQuantity, request, options: options)
+        }
+
+        /// Removes a product from the cart.
+        public func removeItem(_ request: Shop_V1_RemoveItemRequest, options: CallOptions = CallOptions()) async throws -> Shop_V1_Cart {
+            try await transport.unary(Method.removeItem, request, options: options)
+        }
+
+        /// Empties the cart.
+        public func clearCart(_ request: Shop_V1_ClearCartRequest, options: CallOptions = CallOptions()) async throws -> Shop_V1_Cart {
+            try await transport.unary(Method.clearCart, request, options: options)
+        }
+
+        /// Empties another user's cart after checkout. Called by the orders service.
+        public func clearCartForUser(_ request: Shop_V1_ClearCartForUserRequest, options: CallOptions = CallOptions()) async throws -> Shop_V1_Cart {
+            try await transport.unary(Method.clearCartForUser, request, options: options)
+        }
+    }
+}
+
+extension Shop_V1_CartService.ServiceProtocol {
+    public static var serviceDescriptor: ServiceDescriptor { Shop_V1_CartService.descriptor }
+
+    public var handlers: [RPCHandler] {
+        [
+            .unary(Shop_V1_CartService.Method.getCart) { try await self.getCart($0, context: $1) },
+            .unary(Shop_V1_CartService.Method.addItem) { try await self.addItem($0, context: $1) },
+            .unary(Shop_V1_CartService.Method.setItemQuantity) { try await self.setItemQuantity($0, context: $1) },
+            .unary(Shop_V1_CartService.Method.removeItem) { try await self.removeItem($0, context: $1) },
+            .unary(Shop_V1_CartService.Method.clearCart) { try await self.clearCart($0, context: $1) },
+            .unary(Shop_V1_CartService.Method.clearCartForUser) { try await self.clearCartForUser($0, context: $1) },
+        ]
     }
 }
 

@@ -20,7 +20,7 @@ public struct Shop_V1_Product: WireMessage {
     /// Units that can still be ordered.
     public var stock: Int64 = 0
     public var categories: [String] = []
-    public var imageUrls: [String] = []
+    public var imageURLs: [String] = []
     /// Free-form attributes, e.g. "color": "blue".
     public var attributes: [String: String] = [:]
     /// False once deleted: hidden from lists but kept for orders.
@@ -45,7 +45,7 @@ public struct Shop_V1_Product: WireMessage {
             price: Shop_V1_Money? = nil,
             stock: Int64 = 0,
             categories: [String] = [],
-            imageUrls: [String] = [],
+            imageURLs: [String] = [],
             attributes: [String: String] = [:],
             active: Bool = false,
             createTime: Google_Protobuf_Timestamp? = nil,
@@ -58,7 +58,7 @@ public struct Shop_V1_Product: WireMessage {
         self.price = price
         self.stock = stock
         self.categories = categories
-        self.imageUrls = imageUrls
+        self.imageURLs = imageURLs
         self.attributes = attributes
         self.active = active
         self.createTime = createTime
@@ -79,11 +79,11 @@ public struct Shop_V1_Product: WireMessage {
             c.pointee.categories = a
             c.pointee.n_categories = self.categories.count
         }
-        if !self.imageUrls.isEmpty {
-            let a = arena.array(self.imageUrls.count, of: UnsafeMutablePointer<CChar>?.self)
-            for (i, v) in self.imageUrls.enumerated() { (a + i).initialize(to: try arena.cString(v)) }
+        if !self.imageURLs.isEmpty {
+            let a = arena.array(self.imageURLs.count, of: UnsafeMutablePointer<CChar>?.self)
+            for (i, v) in self.imageURLs.enumerated() { (a + i).initialize(to: try arena.cString(v)) }
             c.pointee.image_urls = a
-            c.pointee.n_image_urls = self.imageUrls.count
+            c.pointee.n_image_urls = self.imageURLs.count
         }
         if !self.attributes.isEmpty {
             let a = arena.array(self.attributes.count, of: UnsafeMutablePointer<Shop__V1__Product__AttributesEntry>?.self)
@@ -124,7 +124,7 @@ public struct Shop_V1_Product: WireMessage {
             var out: [String] = []
             out.reserveCapacity(n)
             for i in 0..<n { out.append(try WireDecode.string(a[i], field: "shop.v1.Product.image_urls")) }
-            self.imageUrls = out
+            self.imageURLs = out
         }
         if c.pointee.n_attributes > 0, let a = c.pointee.attributes {
             let n = c.pointee.n_attributes
@@ -388,7 +388,7 @@ public struct Shop_V1_DeleteProductResponse: WireMessage {
 
 /// One line of a reservation.
 public struct Shop_V1_StockLine: WireMessage {
-    public var productId: String = ""
+    public var productID: String = ""
     public var quantity: Int64 = 0
     /// Fields not in this schema, kept for the round trip.
     public var unknownFields = UnknownFields()
@@ -401,23 +401,23 @@ public struct Shop_V1_StockLine: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            productId: String = "",
+            productID: String = "",
             quantity: Int64 = 0
         ) {
-        self.productId = productId
+        self.productID = productID
         self.quantity = quantity
     }
 
     public func _writeC(_ raw: UnsafeMutableRawPointer, _ arena: WireArena) throws(WireEncodingError) {
         let c = raw.assumingMemoryBound(to: Shop__V1__StockLine.self)
-        if !self.productId.isEmpty { c.pointee.product_id = try arena.cString(self.productId) }
+        if !self.productID.isEmpty { c.pointee.product_id = try arena.cString(self.productID) }
         c.pointee.quantity = self.quantity
         unknownFields.write(into: &c.pointee.base, arena)
     }
 
     public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
         let c = raw.assumingMemoryBound(to: Shop__V1__StockLine.self)
-        self.productId = try WireDecode.string(c.pointee.product_id, field: "shop.v1.StockLine.product_id")
+        self.productID = try WireDecode.string(c.pointee.product_id, field: "shop.v1.StockLine.product_id")
         self.quantity = c.pointee.quantity
         if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
     }
@@ -425,7 +425,7 @@ public struct Shop_V1_StockLine: WireMessage {
 
 public struct Shop_V1_ReserveStockRequest: WireMessage {
     /// The order the stock is for; reserving twice for one order is a no-op.
-    public var orderId: String = ""
+    public var orderID: String = ""
     public var lines: [Shop_V1_StockLine] = []
     /// Fields not in this schema, kept for the round trip.
     public var unknownFields = UnknownFields()
@@ -438,16 +438,16 @@ public struct Shop_V1_ReserveStockRequest: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            orderId: String = "",
+            orderID: String = "",
             lines: [Shop_V1_StockLine] = []
         ) {
-        self.orderId = orderId
+        self.orderID = orderID
         self.lines = lines
     }
 
     public func _writeC(_ raw: UnsafeMutableRawPointer, _ arena: WireArena) throws(WireEncodingError) {
         let c = raw.assumingMemoryBound(to: Shop__V1__ReserveStockRequest.self)
-        if !self.orderId.isEmpty { c.pointee.order_id = try arena.cString(self.orderId) }
+        if !self.orderID.isEmpty { c.pointee.order_id = try arena.cString(self.orderID) }
         if !self.lines.isEmpty {
             let a = arena.array(self.lines.count, of: UnsafeMutablePointer<Shop__V1__StockLine>?.self)
             for (i, v) in self.lines.enumerated() { (a + i).initialize(to: try arena.message(v).assumingMemoryBound(to: Shop__V1__StockLine.self)) }
@@ -459,7 +459,7 @@ public struct Shop_V1_ReserveStockRequest: WireMessage {
 
     public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
         let c = raw.assumingMemoryBound(to: Shop__V1__ReserveStockRequest.self)
-        self.orderId = try WireDecode.string(c.pointee.order_id, field: "shop.v1.ReserveStockRequest.order_id")
+        self.orderID = try WireDecode.string(c.pointee.order_id, field: "shop.v1.ReserveStockRequest.order_id")
         if c.pointee.n_lines > 0, let a = c.pointee.lines {
             let n = c.pointee.n_lines
             var out: [Shop_V1_StockLine] = []
@@ -526,7 +526,7 @@ public struct Shop_V1_ReserveStockResponse: WireMessage {
 }
 
 public struct Shop_V1_ReleaseStockRequest: WireMessage {
-    public var orderId: String = ""
+    public var orderID: String = ""
     /// Fields not in this schema, kept for the round trip.
     public var unknownFields = UnknownFields()
 
@@ -538,20 +538,20 @@ public struct Shop_V1_ReleaseStockRequest: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            orderId: String = ""
+            orderID: String = ""
         ) {
-        self.orderId = orderId
+        self.orderID = orderID
     }
 
     public func _writeC(_ raw: UnsafeMutableRawPointer, _ arena: WireArena) throws(WireEncodingError) {
         let c = raw.assumingMemoryBound(to: Shop__V1__ReleaseStockRequest.self)
-        if !self.orderId.isEmpty { c.pointee.order_id = try arena.cString(self.orderId) }
+        if !self.orderID.isEmpty { c.pointee.order_id = try arena.cString(self.orderID) }
         unknownFields.write(into: &c.pointee.base, arena)
     }
 
     public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
         let c = raw.assumingMemoryBound(to: Shop__V1__ReleaseStockRequest.self)
-        self.orderId = try WireDecode.string(c.pointee.order_id, field: "shop.v1.ReleaseStockRequest.order_id")
+        self.orderID = try WireDecode.string(c.pointee.order_id, field: "shop.v1.ReleaseStockRequest.order_id")
         if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
     }
 }
@@ -578,7 +578,7 @@ public struct Shop_V1_ReleaseStockResponse: WireMessage {
 }
 
 public struct Shop_V1_WatchStockRequest: WireMessage {
-    public var productIds: [String] = []
+    public var productIDs: [String] = []
     /// Fields not in this schema, kept for the round trip.
     public var unknownFields = UnknownFields()
 
@@ -590,18 +590,18 @@ public struct Shop_V1_WatchStockRequest: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            productIds: [String] = []
+            productIDs: [String] = []
         ) {
-        self.productIds = productIds
+        self.productIDs = productIDs
     }
 
     public func _writeC(_ raw: UnsafeMutableRawPointer, _ arena: WireArena) throws(WireEncodingError) {
         let c = raw.assumingMemoryBound(to: Shop__V1__WatchStockRequest.self)
-        if !self.productIds.isEmpty {
-            let a = arena.array(self.productIds.count, of: UnsafeMutablePointer<CChar>?.self)
-            for (i, v) in self.productIds.enumerated() { (a + i).initialize(to: try arena.cString(v)) }
+        if !self.productIDs.isEmpty {
+            let a = arena.array(self.productIDs.count, of: UnsafeMutablePointer<CChar>?.self)
+            for (i, v) in self.productIDs.enumerated() { (a + i).initialize(to: try arena.cString(v)) }
             c.pointee.product_ids = a
-            c.pointee.n_product_ids = self.productIds.count
+            c.pointee.n_product_ids = self.productIDs.count
         }
         unknownFields.write(into: &c.pointee.base, arena)
     }
@@ -613,14 +613,14 @@ public struct Shop_V1_WatchStockRequest: WireMessage {
             var out: [String] = []
             out.reserveCapacity(n)
             for i in 0..<n { out.append(try WireDecode.string(a[i], field: "shop.v1.WatchStockRequest.product_ids")) }
-            self.productIds = out
+            self.productIDs = out
         }
         if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
     }
 }
 
 public struct Shop_V1_StockLevel: WireMessage {
-    public var productId: String = ""
+    public var productID: String = ""
     public var stock: Int64 = 0
     public var time: Google_Protobuf_Timestamp? = nil
     /// Fields not in this schema, kept for the round trip.
@@ -634,18 +634,18 @@ public struct Shop_V1_StockLevel: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            productId: String = "",
+            productID: String = "",
             stock: Int64 = 0,
             time: Google_Protobuf_Timestamp? = nil
         ) {
-        self.productId = productId
+        self.productID = productID
         self.stock = stock
         self.time = time
     }
 
     public func _writeC(_ raw: UnsafeMutableRawPointer, _ arena: WireArena) throws(WireEncodingError) {
         let c = raw.assumingMemoryBound(to: Shop__V1__StockLevel.self)
-        if !self.productId.isEmpty { c.pointee.product_id = try arena.cString(self.productId) }
+        if !self.productID.isEmpty { c.pointee.product_id = try arena.cString(self.productID) }
         c.pointee.stock = self.stock
         if let v = self.time { c.pointee.time = try arena.message(v).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
         unknownFields.write(into: &c.pointee.base, arena)
@@ -653,7 +653,7 @@ public struct Shop_V1_StockLevel: WireMessage {
 
     public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
         let c = raw.assumingMemoryBound(to: Shop__V1__StockLevel.self)
-        self.productId = try WireDecode.string(c.pointee.product_id, field: "shop.v1.StockLevel.product_id")
+        self.productID = try WireDecode.string(c.pointee.product_id, field: "shop.v1.StockLevel.product_id")
         self.stock = c.pointee.stock
         if let p = c.pointee.time { self.time = try Google_Protobuf_Timestamp(_readC: p) }
         if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
@@ -671,6 +671,166 @@ extension ProtoFile {
         var length = 0
         let p = bazaar_file_descriptor__shop_2fv1_2fcatalog_2eproto(&length)!
         return Array(UnsafeBufferPointer(start: p, count: length))
+    }
+}
+
+/// Lists, shows and manages products. Reads are public; changes need the admin role.
+public enum Shop_V1_CatalogService {
+    public static let name = "shop.v1.CatalogService"
+
+    /// Every method with its path, kind and IDL options.
+    public enum Method {
+        /// Lists active products, optionally filtered by category or text.
+        public static let listProducts = MethodDescriptor(
+            service: "shop.v1.CatalogService", method: "ListProducts", kind: .unary,
+            inputType: "shop.v1.ListProductsRequest", outputType: "shop.v1.ListProductsResponse",
+            options: MethodOptions(
+                http: [HTTPRule(method: "GET", path: "/v1/products", body: "", responseBody: "")],
+                auth: AuthRequirement(level: .public, roles: [], scopes: [], callers: []),
+                defaultDeadline: .milliseconds(2000), idempotency: .noSideEffects, successStatus: 200))
+        /// Shows one product.
+        public static let getProduct = MethodDescriptor(
+            service: "shop.v1.CatalogService", method: "GetProduct", kind: .unary,
+            inputType: "shop.v1.GetProductRequest", outputType: "shop.v1.Product",
+            options: MethodOptions(
+                http: [HTTPRule(method: "GET", path: "/v1/products/{id}", body: "", responseBody: "")],
+                auth: AuthRequirement(level: .public, roles: [], scopes: [], callers: []),
+                defaultDeadline: .milliseconds(2000), idempotency: .noSideEffects, successStatus: 200))
+        /// Adds a product.
+        public static let createProduct = MethodDescriptor(
+            service: "shop.v1.CatalogService", method: "CreateProduct", kind: .unary,
+            inputType: "shop.v1.CreateProductRequest", outputType: "shop.v1.Product",
+            options: MethodOptions(
+                http: [HTTPRule(method: "POST", path: "/v1/products", body: "product", responseBody: "")],
+                auth: AuthRequirement(level: .authenticated, roles: ["admin"], scopes: [], callers: []),
+                defaultDeadline: .milliseconds(2000), idempotency: .unknown, successStatus: 201))
+        /// Changes the fields of a product named in `update_mask`.
+        public static let updateProduct = MethodDescriptor(
+            service: "shop.v1.CatalogService", method: "UpdateProduct", kind: .unary,
+            inputType: "shop.v1.UpdateProductRequest", outputType: "shop.v1.Product",
+            options: MethodOptions(
+                http: [HTTPRule(method: "PATCH", path: "/v1/products/{product.id}", body: "product", responseBody: "")],
+                auth: AuthRequirement(level: .authenticated, roles: ["admin"], scopes: [], callers: []),
+                defaultDeadline: .milliseconds(2000), idempotency: .idempotent, successStatus: 200))
+        /// Removes a product from sale (it stays for existing orders).
+        public static let deleteProduct = MethodDescriptor(
+            service: "shop.v1.CatalogService", method: "DeleteProduct", kind: .unary,
+            inputType: "shop.v1.DeleteProductRequest", outputType: "shop.v1.DeleteProductResponse",
+            options: MethodOptions(
+                http: [HTTPRule(method: "DELETE", path: "/v1/products/{id}", body: "", responseBody: "")],
+                auth: AuthRequirement(level: .authenticated, roles: ["admin"], scopes: [], callers: []),
+                defaultDeadline: .milliseconds(2000), idempotency: .idempotent, successStatus: 204))
+        /// Reserves stock for an order, all lines or none. Called by the orders service.
+        public static let reserveStock = MethodDescriptor(
+            service: "shop.v1.CatalogService", method: "ReserveStock", kind: .unary,
+            inputType: "shop.v1.ReserveStockRequest", outputType: "shop.v1.ReserveStockResponse",
+            options: MethodOptions(
+                http: [],
+                auth: AuthRequirement(level: .internal, roles: [], scopes: [], callers: ["orders"]),
+                defaultDeadline: .milliseconds(2000), idempotency: .idempotent, successStatus: 200))
+        /// Returns reserved stock, when an order is cancelled.
+        public static let releaseStock = MethodDescriptor(
+            service: "shop.v1.CatalogService", method: "ReleaseStock", kind: .unary,
+            inputType: "shop.v1.ReleaseStockRequest", outputType: "shop.v1.ReleaseStockResponse",
+            options: MethodOptions(
+                http: [],
+                auth: AuthRequirement(level: .internal, roles: [], scopes: [], callers: ["orders"]),
+                defaultDeadline: .milliseconds(2000), idempotency: .idempotent, successStatus: 200))
+        /// Streams stock levels of the given products as they change.
+        public static let watchStock = MethodDescriptor(
+            service: "shop.v1.CatalogService", method: "WatchStock", kind: .serverStreaming,
+            inputType: "shop.v1.WatchStockRequest", outputType: "shop.v1.StockLevel",
+            options: MethodOptions(
+                http: [HTTPRule(method: "GET", path: "/v1/products:watchStock", body: "", responseBody: "")],
+                auth: AuthRequirement(level: .public, roles: [], scopes: [], callers: []),
+                defaultDeadline: .milliseconds(2000), idempotency: .noSideEffects, successStatus: 200))
+        public static let all: [MethodDescriptor] = [listProducts, getProduct, createProduct, updateProduct, deleteProduct, reserveStock, releaseStock, watchStock]
+    }
+
+    public static let descriptor = ServiceDescriptor(name: name, methods: Method.all, file: ProtoFile.shop_v1_catalog)
+
+    /// Implement this to serve `shop.v1.CatalogService`; `handlers` is provided.
+    public protocol ServiceProtocol: RPCService {
+        /// Lists active products, optionally filtered by category or text.
+        func listProducts(_ request: Shop_V1_ListProductsRequest, context: ServerContext) async throws -> Shop_V1_ListProductsResponse
+        /// Shows one product.
+        func getProduct(_ request: Shop_V1_GetProductRequest, context: ServerContext) async throws -> Shop_V1_Product
+        /// Adds a product.
+        func createProduct(_ request: Shop_V1_CreateProductRequest, context: ServerContext) async throws -> Shop_V1_Product
+        /// Changes the fields of a product named in `update_mask`.
+        func updateProduct(_ request: Shop_V1_UpdateProductRequest, context: ServerContext) async throws -> Shop_V1_Product
+        /// Removes a product from sale (it stays for existing orders).
+        func deleteProduct(_ request: Shop_V1_DeleteProductRequest, context: ServerContext) async throws -> Shop_V1_DeleteProductResponse
+        /// Reserves stock for an order, all lines or none. Called by the orders service.
+        func reserveStock(_ request: Shop_V1_ReserveStockRequest, context: ServerContext) async throws -> Shop_V1_ReserveStockResponse
+        /// Returns reserved stock, when an order is cancelled.
+        func releaseStock(_ request: Shop_V1_ReleaseStockRequest, context: ServerContext) async throws -> Shop_V1_ReleaseStockResponse
+        /// Streams stock levels of the given products as they change.
+        func watchStock(_ request: Shop_V1_WatchStockRequest, responses: RPCWriter<Shop_V1_StockLevel>, context: ServerContext) async throws
+    }
+
+    /// Calls `shop.v1.CatalogService` over any transport (the mesh, or in-process for tests).
+    public struct Client: Sendable {
+        public let transport: any ClientTransport
+
+        public init(transport: any ClientTransport) { self.transport = transport }
+
+        /// Lists active products, optionally filtered by category or text.
+        public func listProducts(_ request: Shop_V1_ListProductsRequest, options: CallOptions = CallOptions()) async throws -> Shop_V1_ListProductsResponse {
+            try await transport.unary(Method.listProducts, request, options: options)
+        }
+
+        /// Shows one product.
+        public func getProduct(_ request: Shop_V1_GetProductRequest, options: CallOptions = CallOptions()) async throws -> Shop_V1_Product {
+            try await transport.unary(Method.getProduct, request, options: options)
+        }
+
+        /// Adds a product.
+        public func createProduct(_ request: Shop_V1_CreateProductRequest, options: CallOptions = CallOptions()) async throws -> Shop_V1_Product {
+            try await transport.unary(Method.createProduct, request, options: options)
+        }
+
+        /// Changes the fields of a product named in `update_mask`.
+        public func updateProduct(_ request: Shop_V1_UpdateProductRequest, options: CallOptions = CallOptions()) async throws -> Shop_V1_Product {
+            try await transport.unary(Method.updateProduct, request, options: options)
+        }
+
+        /// Removes a product from sale (it stays for existing orders).
+        public func deleteProduct(_ request: Shop_V1_DeleteProductRequest, options: CallOptions = CallOptions()) async throws -> Shop_V1_DeleteProductResponse {
+            try await transport.unary(Method.deleteProduct, request, options: options)
+        }
+
+        /// Reserves stock for an order, all lines or none. Called by the orders service.
+        public func reserveStock(_ request: Shop_V1_ReserveStockRequest, options: CallOptions = CallOptions()) async throws -> Shop_V1_ReserveStockResponse {
+            try await transport.unary(Method.reserveStock, request, options: options)
+        }
+
+        /// Returns reserved stock, when an order is cancelled.
+        public func releaseStock(_ request: Shop_V1_ReleaseStockRequest, options: CallOptions = CallOptions()) async throws -> Shop_V1_ReleaseStockResponse {
+            try await transport.unary(Method.releaseStock, request, options: options)
+        }
+
+        /// Streams stock levels of the given products as they change.
+        public func watchStock(_ request: Shop_V1_WatchStockRequest, options: CallOptions = CallOptions()) -> RPCStream<Shop_V1_StockLevel> {
+            transport.serverStreaming(Method.watchStock, request, options: options)
+        }
+    }
+}
+
+extension Shop_V1_CatalogService.ServiceProtocol {
+    public static var serviceDescriptor: ServiceDescriptor { Shop_V1_CatalogService.descriptor }
+
+    public var handlers: [RPCHandler] {
+        [
+            .unary(Shop_V1_CatalogService.Method.listProducts) { try await self.listProducts($0, context: $1) },
+            .unary(Shop_V1_CatalogService.Method.getProduct) { try await self.getProduct($0, context: $1) },
+            .unary(Shop_V1_CatalogService.Method.createProduct) { try await self.createProduct($0, context: $1) },
+            .unary(Shop_V1_CatalogService.Method.updateProduct) { try await self.updateProduct($0, context: $1) },
+            .unary(Shop_V1_CatalogService.Method.deleteProduct) { try await self.deleteProduct($0, context: $1) },
+            .unary(Shop_V1_CatalogService.Method.reserveStock) { try await self.reserveStock($0, context: $1) },
+            .unary(Shop_V1_CatalogService.Method.releaseStock) { try await self.releaseStock($0, context: $1) },
+            .serverStreaming(Shop_V1_CatalogService.Method.watchStock) { try await self.watchStock($0, responses: $1, context: $2) },
+        ]
     }
 }
 

@@ -43,7 +43,7 @@ public enum Shop_V1_Channel: WireEnum {
 
 public struct Shop_V1_Notification: WireMessage {
     public var id: String = ""
-    public var userId: String = ""
+    public var userID: String = ""
     public var channel: Shop_V1_Channel = Shop_V1_Channel()
     public var subject: String = ""
     public var body: String = ""
@@ -56,8 +56,8 @@ public struct Shop_V1_Notification: WireMessage {
 
     /// What the notification is about.
     public enum SubjectRef: Sendable, Hashable {
-        case orderId(String)
-        case productId(String)
+        case orderID(String)
+        case productID(String)
     }
 
     public static let protoMessageName = "shop.v1.Notification"
@@ -69,7 +69,7 @@ public struct Shop_V1_Notification: WireMessage {
     /// A message with the given fields; the rest keep their defaults.
     public init(
             id: String = "",
-            userId: String = "",
+            userID: String = "",
             channel: Shop_V1_Channel = Shop_V1_Channel(),
             subject: String = "",
             body: String = "",
@@ -78,7 +78,7 @@ public struct Shop_V1_Notification: WireMessage {
             subjectRef: SubjectRef? = nil
         ) {
         self.id = id
-        self.userId = userId
+        self.userID = userID
         self.channel = channel
         self.subject = subject
         self.body = body
@@ -90,17 +90,17 @@ public struct Shop_V1_Notification: WireMessage {
     public func _writeC(_ raw: UnsafeMutableRawPointer, _ arena: WireArena) throws(WireEncodingError) {
         let c = raw.assumingMemoryBound(to: Shop__V1__Notification.self)
         if !self.id.isEmpty { c.pointee.id = try arena.cString(self.id) }
-        if !self.userId.isEmpty { c.pointee.user_id = try arena.cString(self.userId) }
+        if !self.userID.isEmpty { c.pointee.user_id = try arena.cString(self.userID) }
         c.pointee.channel = Shop__V1__Channel(rawValue: .init(truncatingIfNeeded: self.channel.rawValue))
         if !self.subject.isEmpty { c.pointee.subject = try arena.cString(self.subject) }
         if !self.body.isEmpty { c.pointee.body = try arena.cString(self.body) }
         c.pointee.read = (self.read ? 1 : 0)
         if let v = self.createTime { c.pointee.create_time = try arena.message(v).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
         switch self.subjectRef {
-            case .orderId(let v)?:
+            case .orderID(let v)?:
                 c.pointee.subject_ref_case = SHOP__V1__NOTIFICATION__SUBJECT_REF_ORDER_ID
                 c.pointee.order_id = try arena.cString(v)
-            case .productId(let v)?:
+            case .productID(let v)?:
                 c.pointee.subject_ref_case = SHOP__V1__NOTIFICATION__SUBJECT_REF_PRODUCT_ID
                 c.pointee.product_id = try arena.cString(v)
             case nil: break
@@ -111,7 +111,7 @@ public struct Shop_V1_Notification: WireMessage {
     public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
         let c = raw.assumingMemoryBound(to: Shop__V1__Notification.self)
         self.id = try WireDecode.string(c.pointee.id, field: "shop.v1.Notification.id")
-        self.userId = try WireDecode.string(c.pointee.user_id, field: "shop.v1.Notification.user_id")
+        self.userID = try WireDecode.string(c.pointee.user_id, field: "shop.v1.Notification.user_id")
         self.channel = Shop_V1_Channel(rawValue: Int32(truncatingIfNeeded: c.pointee.channel.rawValue))
         self.subject = try WireDecode.string(c.pointee.subject, field: "shop.v1.Notification.subject")
         self.body = try WireDecode.string(c.pointee.body, field: "shop.v1.Notification.body")
@@ -119,9 +119,9 @@ public struct Shop_V1_Notification: WireMessage {
         if let p = c.pointee.create_time { self.createTime = try Google_Protobuf_Timestamp(_readC: p) }
         switch c.pointee.subject_ref_case {
             case SHOP__V1__NOTIFICATION__SUBJECT_REF_ORDER_ID:
-                self.subjectRef = .orderId(try WireDecode.string(c.pointee.order_id, field: "shop.v1.Notification.order_id"))
+                self.subjectRef = .orderID(try WireDecode.string(c.pointee.order_id, field: "shop.v1.Notification.order_id"))
             case SHOP__V1__NOTIFICATION__SUBJECT_REF_PRODUCT_ID:
-                self.subjectRef = .productId(try WireDecode.string(c.pointee.product_id, field: "shop.v1.Notification.product_id"))
+                self.subjectRef = .productID(try WireDecode.string(c.pointee.product_id, field: "shop.v1.Notification.product_id"))
             default: break
         }
         if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
@@ -131,7 +131,7 @@ public struct Shop_V1_Notification: WireMessage {
 public struct Shop_V1_SendNotificationRequest: WireMessage {
     /// Senders pick this id: sending twice with one id stores one notification.
     public var id: String = ""
-    public var userId: String = ""
+    public var userID: String = ""
     public var channel: Shop_V1_Channel = Shop_V1_Channel()
     public var subject: String = ""
     public var body: String = ""
@@ -140,8 +140,8 @@ public struct Shop_V1_SendNotificationRequest: WireMessage {
     public var unknownFields = UnknownFields()
 
     public enum SubjectRef: Sendable, Hashable {
-        case orderId(String)
-        case productId(String)
+        case orderID(String)
+        case productID(String)
     }
 
     public static let protoMessageName = "shop.v1.SendNotificationRequest"
@@ -153,14 +153,14 @@ public struct Shop_V1_SendNotificationRequest: WireMessage {
     /// A message with the given fields; the rest keep their defaults.
     public init(
             id: String = "",
-            userId: String = "",
+            userID: String = "",
             channel: Shop_V1_Channel = Shop_V1_Channel(),
             subject: String = "",
             body: String = "",
             subjectRef: SubjectRef? = nil
         ) {
         self.id = id
-        self.userId = userId
+        self.userID = userID
         self.channel = channel
         self.subject = subject
         self.body = body
@@ -170,15 +170,15 @@ public struct Shop_V1_SendNotificationRequest: WireMessage {
     public func _writeC(_ raw: UnsafeMutableRawPointer, _ arena: WireArena) throws(WireEncodingError) {
         let c = raw.assumingMemoryBound(to: Shop__V1__SendNotificationRequest.self)
         if !self.id.isEmpty { c.pointee.id = try arena.cString(self.id) }
-        if !self.userId.isEmpty { c.pointee.user_id = try arena.cString(self.userId) }
+        if !self.userID.isEmpty { c.pointee.user_id = try arena.cString(self.userID) }
         c.pointee.channel = Shop__V1__Channel(rawValue: .init(truncatingIfNeeded: self.channel.rawValue))
         if !self.subject.isEmpty { c.pointee.subject = try arena.cString(self.subject) }
         if !self.body.isEmpty { c.pointee.body = try arena.cString(self.body) }
         switch self.subjectRef {
-            case .orderId(let v)?:
+            case .orderID(let v)?:
                 c.pointee.subject_ref_case = SHOP__V1__SEND_NOTIFICATION_REQUEST__SUBJECT_REF_ORDER_ID
                 c.pointee.order_id = try arena.cString(v)
-            case .productId(let v)?:
+            case .productID(let v)?:
                 c.pointee.subject_ref_case = SHOP__V1__SEND_NOTIFICATION_REQUEST__SUBJECT_REF_PRODUCT_ID
                 c.pointee.product_id = try arena.cString(v)
             case nil: break
@@ -189,15 +189,15 @@ public struct Shop_V1_SendNotificationRequest: WireMessage {
     public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
         let c = raw.assumingMemoryBound(to: Shop__V1__SendNotificationRequest.self)
         self.id = try WireDecode.string(c.pointee.id, field: "shop.v1.SendNotificationRequest.id")
-        self.userId = try WireDecode.string(c.pointee.user_id, field: "shop.v1.SendNotificationRequest.user_id")
+        self.userID = try WireDecode.string(c.pointee.user_id, field: "shop.v1.SendNotificationRequest.user_id")
         self.channel = Shop_V1_Channel(rawValue: Int32(truncatingIfNeeded: c.pointee.channel.rawValue))
         self.subject = try WireDecode.string(c.pointee.subject, field: "shop.v1.SendNotificationRequest.subject")
         self.body = try WireDecode.string(c.pointee.body, field: "shop.v1.SendNotificationRequest.body")
         switch c.pointee.subject_ref_case {
             case SHOP__V1__SEND_NOTIFICATION_REQUEST__SUBJECT_REF_ORDER_ID:
-                self.subjectRef = .orderId(try WireDecode.string(c.pointee.order_id, field: "shop.v1.SendNotificationRequest.order_id"))
+                self.subjectRef = .orderID(try WireDecode.string(c.pointee.order_id, field: "shop.v1.SendNotificationRequest.order_id"))
             case SHOP__V1__SEND_NOTIFICATION_REQUEST__SUBJECT_REF_PRODUCT_ID:
-                self.subjectRef = .productId(try WireDecode.string(c.pointee.product_id, field: "shop.v1.SendNotificationRequest.product_id"))
+                self.subjectRef = .productID(try WireDecode.string(c.pointee.product_id, field: "shop.v1.SendNotificationRequest.product_id"))
             default: break
         }
         if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
@@ -382,6 +382,118 @@ extension ProtoFile {
         var length = 0
         let p = bazaar_file_descriptor__shop_2fv1_2fnotifications_2eproto(&length)!
         return Array(UnsafeBufferPointer(start: p, count: length))
+    }
+}
+
+/// Stores and delivers notifications. Other services send; users read.
+public enum Shop_V1_NotificationsService {
+    public static let name = "shop.v1.NotificationsService"
+
+    /// Every method with its path, kind and IDL options.
+    public enum Method {
+        /// Queues a notification for a user. Called by other services.
+        public static let send = MethodDescriptor(
+            service: "shop.v1.NotificationsService", method: "Send", kind: .unary,
+            inputType: "shop.v1.SendNotificationRequest", outputType: "shop.v1.Notification",
+            options: MethodOptions(
+                http: [],
+                auth: AuthRequirement(level: .internal, roles: [], scopes: [], callers: ["orders", "accounts"]),
+                defaultDeadline: .milliseconds(2000), idempotency: .idempotent, successStatus: 200))
+        /// The caller's notifications, newest first.
+        public static let listNotifications = MethodDescriptor(
+            service: "shop.v1.NotificationsService", method: "ListNotifications", kind: .unary,
+            inputType: "shop.v1.ListNotificationsRequest", outputType: "shop.v1.ListNotificationsResponse",
+            options: MethodOptions(
+                http: [HTTPRule(method: "GET", path: "/v1/notifications", body: "", responseBody: "")],
+                auth: AuthRequirement(level: .authenticated, roles: [], scopes: [], callers: []),
+                defaultDeadline: .milliseconds(2000), idempotency: .noSideEffects, successStatus: 200))
+        /// Marks one of the caller's notifications as read.
+        public static let markRead = MethodDescriptor(
+            service: "shop.v1.NotificationsService", method: "MarkRead", kind: .unary,
+            inputType: "shop.v1.MarkReadRequest", outputType: "shop.v1.Notification",
+            options: MethodOptions(
+                http: [HTTPRule(method: "POST", path: "/v1/notifications/{id}:markRead", body: "*", responseBody: "")],
+                auth: AuthRequirement(level: .authenticated, roles: [], scopes: [], callers: []),
+                defaultDeadline: .milliseconds(2000), idempotency: .idempotent, successStatus: 200))
+        /// Streams the caller's new notifications as they arrive.
+        public static let subscribe = MethodDescriptor(
+            service: "shop.v1.NotificationsService", method: "Subscribe", kind: .serverStreaming,
+            inputType: "shop.v1.SubscribeRequest", outputType: "shop.v1.Notification",
+            options: MethodOptions(
+                http: [HTTPRule(method: "GET", path: "/v1/notifications:subscribe", body: "", responseBody: "")],
+                auth: AuthRequirement(level: .authenticated, roles: [], scopes: [], callers: []),
+                defaultDeadline: .milliseconds(2000), idempotency: .noSideEffects, successStatus: 200))
+        /// Sends many notifications in one call (client streaming), e.g. for a campaign.
+        public static let sendBatch = MethodDescriptor(
+            service: "shop.v1.NotificationsService", method: "SendBatch", kind: .clientStreaming,
+            inputType: "shop.v1.SendNotificationRequest", outputType: "shop.v1.SendBatchResponse",
+            options: MethodOptions(
+                http: [],
+                auth: AuthRequirement(level: .internal, roles: [], scopes: [], callers: ["orders"]),
+                defaultDeadline: .milliseconds(2000), idempotency: .unknown, successStatus: 200))
+        public static let all: [MethodDescriptor] = [send, listNotifications, markRead, subscribe, sendBatch]
+    }
+
+    public static let descriptor = ServiceDescriptor(name: name, methods: Method.all, file: ProtoFile.shop_v1_notifications)
+
+    /// Implement this to serve `shop.v1.NotificationsService`; `handlers` is provided.
+    public protocol ServiceProtocol: RPCService {
+        /// Queues a notification for a user. Called by other services.
+        func send(_ request: Shop_V1_SendNotificationRequest, context: ServerContext) async throws -> Shop_V1_Notification
+        /// The caller's notifications, newest first.
+        func listNotifications(_ request: Shop_V1_ListNotificationsRequest, context: ServerContext) async throws -> Shop_V1_ListNotificationsResponse
+        /// Marks one of the caller's notifications as read.
+        func markRead(_ request: Shop_V1_MarkReadRequest, context: ServerContext) async throws -> Shop_V1_Notification
+        /// Streams the caller's new notifications as they arrive.
+        func subscribe(_ request: Shop_V1_SubscribeRequest, responses: RPCWriter<Shop_V1_Notification>, context: ServerContext) async throws
+        /// Sends many notifications in one call (client streaming), e.g. for a campaign.
+        func sendBatch(_ requests: RPCStream<Shop_V1_SendNotificationRequest>, context: ServerContext) async throws -> Shop_V1_SendBatchResponse
+    }
+
+    /// Calls `shop.v1.NotificationsService` over any transport (the mesh, or in-process for tests).
+    public struct Client: Sendable {
+        public let transport: any ClientTransport
+
+        public init(transport: any ClientTransport) { self.transport = transport }
+
+        /// Queues a notification for a user. Called by other services.
+        public func send(_ request: Shop_V1_SendNotificationRequest, options: CallOptions = CallOptions()) async throws -> Shop_V1_Notification {
+            try await transport.unary(Method.send, request, options: options)
+        }
+
+        /// The caller's notifications, newest first.
+        public func listNotifications(_ request: Shop_V1_ListNotificationsRequest, options: CallOptions = CallOptions()) async throws -> Shop_V1_ListNotificationsResponse {
+            try await transport.unary(Method.listNotifications, request, options: options)
+        }
+
+        /// Marks one of the caller's notifications as read.
+        public func markRead(_ request: Shop_V1_MarkReadRequest, options: CallOptions = CallOptions()) async throws -> Shop_V1_Notification {
+            try await transport.unary(Method.markRead, request, options: options)
+        }
+
+        /// Streams the caller's new notifications as they arrive.
+        public func subscribe(_ request: Shop_V1_SubscribeRequest, options: CallOptions = CallOptions()) -> RPCStream<Shop_V1_Notification> {
+            transport.serverStreaming(Method.subscribe, request, options: options)
+        }
+
+        /// Sends many notifications in one call (client streaming), e.g. for a campaign.
+        public func sendBatch(_ requests: some AsyncSequence<Shop_V1_SendNotificationRequest, any Error> & Sendable, options: CallOptions = CallOptions()) async throws -> Shop_V1_SendBatchResponse {
+            try await transport.clientStreaming(Method.sendBatch, requests, options: options)
+        }
+    }
+}
+
+extension Shop_V1_NotificationsService.ServiceProtocol {
+    public static var serviceDescriptor: ServiceDescriptor { Shop_V1_NotificationsService.descriptor }
+
+    public var handlers: [RPCHandler] {
+        [
+            .unary(Shop_V1_NotificationsService.Method.send) { try await self.send($0, context: $1) },
+            .unary(Shop_V1_NotificationsService.Method.listNotifications) { try await self.listNotifications($0, context: $1) },
+            .unary(Shop_V1_NotificationsService.Method.markRead) { try await self.markRead($0, context: $1) },
+            .serverStreaming(Shop_V1_NotificationsService.Method.subscribe) { try await self.subscribe($0, responses: $1, context: $2) },
+            .clientStreaming(Shop_V1_NotificationsService.Method.sendBatch) { try await self.sendBatch($0, context: $1) },
+        ]
     }
 }
 

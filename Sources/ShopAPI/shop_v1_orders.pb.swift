@@ -52,7 +52,7 @@ public enum Shop_V1_OrderStatus: WireEnum {
 
 public struct Shop_V1_Order: WireMessage {
     public var id: String = ""
-    public var userId: String = ""
+    public var userID: String = ""
     public var items: [Shop_V1_OrderItem] = []
     public var status: Shop_V1_OrderStatus = Shop_V1_OrderStatus()
     /// Sum of the line totals.
@@ -72,7 +72,7 @@ public struct Shop_V1_Order: WireMessage {
     /// A message with the given fields; the rest keep their defaults.
     public init(
             id: String = "",
-            userId: String = "",
+            userID: String = "",
             items: [Shop_V1_OrderItem] = [],
             status: Shop_V1_OrderStatus = Shop_V1_OrderStatus(),
             total: Shop_V1_Money? = nil,
@@ -81,7 +81,7 @@ public struct Shop_V1_Order: WireMessage {
             updateTime: Google_Protobuf_Timestamp? = nil
         ) {
         self.id = id
-        self.userId = userId
+        self.userID = userID
         self.items = items
         self.status = status
         self.total = total
@@ -93,7 +93,7 @@ public struct Shop_V1_Order: WireMessage {
     public func _writeC(_ raw: UnsafeMutableRawPointer, _ arena: WireArena) throws(WireEncodingError) {
         let c = raw.assumingMemoryBound(to: Shop__V1__Order.self)
         if !self.id.isEmpty { c.pointee.id = try arena.cString(self.id) }
-        if !self.userId.isEmpty { c.pointee.user_id = try arena.cString(self.userId) }
+        if !self.userID.isEmpty { c.pointee.user_id = try arena.cString(self.userID) }
         if !self.items.isEmpty {
             let a = arena.array(self.items.count, of: UnsafeMutablePointer<Shop__V1__OrderItem>?.self)
             for (i, v) in self.items.enumerated() { (a + i).initialize(to: try arena.message(v).assumingMemoryBound(to: Shop__V1__OrderItem.self)) }
@@ -111,7 +111,7 @@ public struct Shop_V1_Order: WireMessage {
     public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
         let c = raw.assumingMemoryBound(to: Shop__V1__Order.self)
         self.id = try WireDecode.string(c.pointee.id, field: "shop.v1.Order.id")
-        self.userId = try WireDecode.string(c.pointee.user_id, field: "shop.v1.Order.user_id")
+        self.userID = try WireDecode.string(c.pointee.user_id, field: "shop.v1.Order.user_id")
         if c.pointee.n_items > 0, let a = c.pointee.items {
             let n = c.pointee.n_items
             var out: [Shop_V1_OrderItem] = []
@@ -130,7 +130,7 @@ public struct Shop_V1_Order: WireMessage {
 
 /// One line of an order, with the name and price as they were at checkout.
 public struct Shop_V1_OrderItem: WireMessage {
-    public var productId: String = ""
+    public var productID: String = ""
     public var productName: String = ""
     public var quantity: Int64 = 0
     public var unitPrice: Shop_V1_Money? = nil
@@ -146,13 +146,13 @@ public struct Shop_V1_OrderItem: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            productId: String = "",
+            productID: String = "",
             productName: String = "",
             quantity: Int64 = 0,
             unitPrice: Shop_V1_Money? = nil,
             lineTotal: Shop_V1_Money? = nil
         ) {
-        self.productId = productId
+        self.productID = productID
         self.productName = productName
         self.quantity = quantity
         self.unitPrice = unitPrice
@@ -161,7 +161,7 @@ public struct Shop_V1_OrderItem: WireMessage {
 
     public func _writeC(_ raw: UnsafeMutableRawPointer, _ arena: WireArena) throws(WireEncodingError) {
         let c = raw.assumingMemoryBound(to: Shop__V1__OrderItem.self)
-        if !self.productId.isEmpty { c.pointee.product_id = try arena.cString(self.productId) }
+        if !self.productID.isEmpty { c.pointee.product_id = try arena.cString(self.productID) }
         if !self.productName.isEmpty { c.pointee.product_name = try arena.cString(self.productName) }
         c.pointee.quantity = self.quantity
         if let v = self.unitPrice { c.pointee.unit_price = try arena.message(v).assumingMemoryBound(to: Shop__V1__Money.self) }
@@ -171,7 +171,7 @@ public struct Shop_V1_OrderItem: WireMessage {
 
     public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
         let c = raw.assumingMemoryBound(to: Shop__V1__OrderItem.self)
-        self.productId = try WireDecode.string(c.pointee.product_id, field: "shop.v1.OrderItem.product_id")
+        self.productID = try WireDecode.string(c.pointee.product_id, field: "shop.v1.OrderItem.product_id")
         self.productName = try WireDecode.string(c.pointee.product_name, field: "shop.v1.OrderItem.product_name")
         self.quantity = c.pointee.quantity
         if let p = c.pointee.unit_price { self.unitPrice = try Shop_V1_Money(_readC: p) }
@@ -182,7 +182,7 @@ public struct Shop_V1_OrderItem: WireMessage {
 
 public struct Shop_V1_PlaceOrderRequest: WireMessage {
     /// Client-chosen id (a UUID): placing twice with one id places one order.
-    public var requestId: String = ""
+    public var requestID: String = ""
     public var shippingAddress: Shop_V1_Address? = nil
     /// Fields not in this schema, kept for the round trip.
     public var unknownFields = UnknownFields()
@@ -195,23 +195,23 @@ public struct Shop_V1_PlaceOrderRequest: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            requestId: String = "",
+            requestID: String = "",
             shippingAddress: Shop_V1_Address? = nil
         ) {
-        self.requestId = requestId
+        self.requestID = requestID
         self.shippingAddress = shippingAddress
     }
 
     public func _writeC(_ raw: UnsafeMutableRawPointer, _ arena: WireArena) throws(WireEncodingError) {
         let c = raw.assumingMemoryBound(to: Shop__V1__PlaceOrderRequest.self)
-        if !self.requestId.isEmpty { c.pointee.request_id = try arena.cString(self.requestId) }
+        if !self.requestID.isEmpty { c.pointee.request_id = try arena.cString(self.requestID) }
         if let v = self.shippingAddress { c.pointee.shipping_address = try arena.message(v).assumingMemoryBound(to: Shop__V1__Address.self) }
         unknownFields.write(into: &c.pointee.base, arena)
     }
 
     public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
         let c = raw.assumingMemoryBound(to: Shop__V1__PlaceOrderRequest.self)
-        self.requestId = try WireDecode.string(c.pointee.request_id, field: "shop.v1.PlaceOrderRequest.request_id")
+        self.requestID = try WireDecode.string(c.pointee.request_id, field: "shop.v1.PlaceOrderRequest.request_id")
         if let p = c.pointee.shipping_address { self.shippingAddress = try Shop_V1_Address(_readC: p) }
         if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
     }
@@ -446,6 +446,134 @@ extension ProtoFile {
         var length = 0
         let p = bazaar_file_descriptor__shop_2fv1_2forders_2eproto(&length)!
         return Array(UnsafeBufferPointer(start: p, count: length))
+    }
+}
+
+/// Turns a cart into an order, reserving stock and notifying the user.
+public enum Shop_V1_OrdersService {
+    public static let name = "shop.v1.OrdersService"
+
+    /// Every method with its path, kind and IDL options.
+    public enum Method {
+        /// Places an order from the caller's cart. `request_id` makes a retry return the same order.
+        public static let placeOrder = MethodDescriptor(
+            service: "shop.v1.OrdersService", method: "PlaceOrder", kind: .unary,
+            inputType: "shop.v1.PlaceOrderRequest", outputType: "shop.v1.Order",
+            options: MethodOptions(
+                http: [HTTPRule(method: "POST", path: "/v1/orders", body: "*", responseBody: "")],
+                auth: AuthRequirement(level: .authenticated, roles: [], scopes: [], callers: []),
+                defaultDeadline: .milliseconds(5000), idempotency: .idempotent, successStatus: 201))
+        /// Shows one of the caller's orders.
+        public static let getOrder = MethodDescriptor(
+            service: "shop.v1.OrdersService", method: "GetOrder", kind: .unary,
+            inputType: "shop.v1.GetOrderRequest", outputType: "shop.v1.Order",
+            options: MethodOptions(
+                http: [HTTPRule(method: "GET", path: "/v1/orders/{id}", body: "", responseBody: "")],
+                auth: AuthRequirement(level: .authenticated, roles: [], scopes: [], callers: []),
+                defaultDeadline: .milliseconds(5000), idempotency: .noSideEffects, successStatus: 200))
+        /// The caller's orders, newest first.
+        public static let listOrders = MethodDescriptor(
+            service: "shop.v1.OrdersService", method: "ListOrders", kind: .unary,
+            inputType: "shop.v1.ListOrdersRequest", outputType: "shop.v1.ListOrdersResponse",
+            options: MethodOptions(
+                http: [HTTPRule(method: "GET", path: "/v1/orders", body: "", responseBody: "")],
+                auth: AuthRequirement(level: .authenticated, roles: [], scopes: [], callers: []),
+                defaultDeadline: .milliseconds(5000), idempotency: .noSideEffects, successStatus: 200))
+        /// Cancels an order that has not shipped, releasing its stock.
+        public static let cancelOrder = MethodDescriptor(
+            service: "shop.v1.OrdersService", method: "CancelOrder", kind: .unary,
+            inputType: "shop.v1.CancelOrderRequest", outputType: "shop.v1.Order",
+            options: MethodOptions(
+                http: [HTTPRule(method: "POST", path: "/v1/orders/{id}:cancel", body: "*", responseBody: "")],
+                auth: AuthRequirement(level: .authenticated, roles: [], scopes: [], callers: []),
+                defaultDeadline: .milliseconds(5000), idempotency: .idempotent, successStatus: 200))
+        /// Moves an order along (paid, shipped, delivered). Admins only.
+        public static let updateOrderStatus = MethodDescriptor(
+            service: "shop.v1.OrdersService", method: "UpdateOrderStatus", kind: .unary,
+            inputType: "shop.v1.UpdateOrderStatusRequest", outputType: "shop.v1.Order",
+            options: MethodOptions(
+                http: [HTTPRule(method: "POST", path: "/v1/orders/{id}:setStatus", body: "*", responseBody: ""), HTTPRule(method: "PATCH", path: "/v1/admin/orders/{id}", body: "*", responseBody: "")],
+                auth: AuthRequirement(level: .authenticated, roles: ["admin"], scopes: [], callers: []),
+                defaultDeadline: .milliseconds(5000), idempotency: .idempotent, successStatus: 200))
+        /// Streams the order's status each time it changes, until it is delivered or cancelled.
+        public static let watchOrder = MethodDescriptor(
+            service: "shop.v1.OrdersService", method: "WatchOrder", kind: .serverStreaming,
+            inputType: "shop.v1.WatchOrderRequest", outputType: "shop.v1.Order",
+            options: MethodOptions(
+                http: [HTTPRule(method: "GET", path: "/v1/orders/{id}:watch", body: "", responseBody: "")],
+                auth: AuthRequirement(level: .authenticated, roles: [], scopes: [], callers: []),
+                defaultDeadline: .milliseconds(5000), idempotency: .noSideEffects, successStatus: 200))
+        public static let all: [MethodDescriptor] = [placeOrder, getOrder, listOrders, cancelOrder, updateOrderStatus, watchOrder]
+    }
+
+    public static let descriptor = ServiceDescriptor(name: name, methods: Method.all, file: ProtoFile.shop_v1_orders)
+
+    /// Implement this to serve `shop.v1.OrdersService`; `handlers` is provided.
+    public protocol ServiceProtocol: RPCService {
+        /// Places an order from the caller's cart. `request_id` makes a retry return the same order.
+        func placeOrder(_ request: Shop_V1_PlaceOrderRequest, context: ServerContext) async throws -> Shop_V1_Order
+        /// Shows one of the caller's orders.
+        func getOrder(_ request: Shop_V1_GetOrderRequest, context: ServerContext) async throws -> Shop_V1_Order
+        /// The caller's orders, newest first.
+        func listOrders(_ request: Shop_V1_ListOrdersRequest, context: ServerContext) async throws -> Shop_V1_ListOrdersResponse
+        /// Cancels an order that has not shipped, releasing its stock.
+        func cancelOrder(_ request: Shop_V1_CancelOrderRequest, context: ServerContext) async throws -> Shop_V1_Order
+        /// Moves an order along (paid, shipped, delivered). Admins only.
+        func updateOrderStatus(_ request: Shop_V1_UpdateOrderStatusRequest, context: ServerContext) async throws -> Shop_V1_Order
+        /// Streams the order's status each time it changes, until it is delivered or cancelled.
+        func watchOrder(_ request: Shop_V1_WatchOrderRequest, responses: RPCWriter<Shop_V1_Order>, context: ServerContext) async throws
+    }
+
+    /// Calls `shop.v1.OrdersService` over any transport (the mesh, or in-process for tests).
+    public struct Client: Sendable {
+        public let transport: any ClientTransport
+
+        public init(transport: any ClientTransport) { self.transport = transport }
+
+        /// Places an order from the caller's cart. `request_id` makes a retry return the same order.
+        public func placeOrder(_ request: Shop_V1_PlaceOrderRequest, options: CallOptions = CallOptions()) async throws -> Shop_V1_Order {
+            try await transport.unary(Method.placeOrder, request, options: options)
+        }
+
+        /// Shows one of the caller's orders.
+        public func getOrder(_ request: Shop_V1_GetOrderRequest, options: CallOptions = CallOptions()) async throws -> Shop_V1_Order {
+            try await transport.unary(Method.getOrder, request, options: options)
+        }
+
+        /// The caller's orders, newest first.
+        public func listOrders(_ request: Shop_V1_ListOrdersRequest, options: CallOptions = CallOptions()) async throws -> Shop_V1_ListOrdersResponse {
+            try await transport.unary(Method.listOrders, request, options: options)
+        }
+
+        /// Cancels an order that has not shipped, releasing its stock.
+        public func cancelOrder(_ request: Shop_V1_CancelOrderRequest, options: CallOptions = CallOptions()) async throws -> Shop_V1_Order {
+            try await transport.unary(Method.cancelOrder, request, options: options)
+        }
+
+        /// Moves an order along (paid, shipped, delivered). Admins only.
+        public func updateOrderStatus(_ request: Shop_V1_UpdateOrderStatusRequest, options: CallOptions = CallOptions()) async throws -> Shop_V1_Order {
+            try await transport.unary(Method.updateOrderStatus, request, options: options)
+        }
+
+        /// Streams the order's status each time it changes, until it is delivered or cancelled.
+        public func watchOrder(_ request: Shop_V1_WatchOrderRequest, options: CallOptions = CallOptions()) -> RPCStream<Shop_V1_Order> {
+            transport.serverStreaming(Method.watchOrder, request, options: options)
+        }
+    }
+}
+
+extension Shop_V1_OrdersService.ServiceProtocol {
+    public static var serviceDescriptor: ServiceDescriptor { Shop_V1_OrdersService.descriptor }
+
+    public var handlers: [RPCHandler] {
+        [
+            .unary(Shop_V1_OrdersService.Method.placeOrder) { try await self.placeOrder($0, context: $1) },
+            .unary(Shop_V1_OrdersService.Method.getOrder) { try await self.getOrder($0, context: $1) },
+            .unary(Shop_V1_OrdersService.Method.listOrders) { try await self.listOrders($0, context: $1) },
+            .unary(Shop_V1_OrdersService.Method.cancelOrder) { try await self.cancelOrder($0, context: $1) },
+            .unary(Shop_V1_OrdersService.Method.updateOrderStatus) { try await self.updateOrderStatus($0, context: $1) },
+            .serverStreaming(Shop_V1_OrdersService.Method.watchOrder) { try await self.watchOrder($0, responses: $1, context: $2) },
+        ]
     }
 }
 

@@ -115,7 +115,7 @@ public struct Google_Protobuf_Any: WireMessage {
     ///
     /// Schemes other than `http`, `https` (or the empty scheme) might be
     /// used with implementation specific semantics.
-    public var typeUrl: String = ""
+    public var typeURL: String = ""
     /// Must be a valid serialized protocol buffer of the above specified type.
     public var value: [UInt8] = []
     /// Fields not in this schema, kept for the round trip.
@@ -129,23 +129,23 @@ public struct Google_Protobuf_Any: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            typeUrl: String = "",
+            typeURL: String = "",
             value: [UInt8] = []
         ) {
-        self.typeUrl = typeUrl
+        self.typeURL = typeURL
         self.value = value
     }
 
     public func _writeC(_ raw: UnsafeMutableRawPointer, _ arena: WireArena) throws(WireEncodingError) {
         let c = raw.assumingMemoryBound(to: Google__Protobuf__Any.self)
-        if !self.typeUrl.isEmpty { c.pointee.type_url = try arena.cString(self.typeUrl) }
+        if !self.typeURL.isEmpty { c.pointee.type_url = try arena.cString(self.typeURL) }
         if !self.value.isEmpty { c.pointee.value = arena.binary(self.value) }
         unknownFields.write(into: &c.pointee.base, arena)
     }
 
     public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
         let c = raw.assumingMemoryBound(to: Google__Protobuf__Any.self)
-        self.typeUrl = try WireDecode.string(c.pointee.type_url, field: "google.protobuf.Any.type_url")
+        self.typeURL = try WireDecode.string(c.pointee.type_url, field: "google.protobuf.Any.type_url")
         self.value = WireDecode.bytes(c.pointee.value)
         if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
     }

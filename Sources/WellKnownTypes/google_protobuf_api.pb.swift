@@ -140,11 +140,11 @@ public struct Google_Protobuf_Method: WireMessage {
     /// The simple name of this method.
     public var name: String = ""
     /// A URL of the input message type.
-    public var requestTypeUrl: String = ""
+    public var requestTypeURL: String = ""
     /// If true, the request is streamed.
     public var requestStreaming: Bool = false
     /// The URL of the output message type.
-    public var responseTypeUrl: String = ""
+    public var responseTypeURL: String = ""
     /// If true, the response is streamed.
     public var responseStreaming: Bool = false
     /// Any metadata attached to the method.
@@ -163,17 +163,17 @@ public struct Google_Protobuf_Method: WireMessage {
     /// A message with the given fields; the rest keep their defaults.
     public init(
             name: String = "",
-            requestTypeUrl: String = "",
+            requestTypeURL: String = "",
             requestStreaming: Bool = false,
-            responseTypeUrl: String = "",
+            responseTypeURL: String = "",
             responseStreaming: Bool = false,
             options: [Google_Protobuf_Option] = [],
             syntax: Google_Protobuf_Syntax = Google_Protobuf_Syntax()
         ) {
         self.name = name
-        self.requestTypeUrl = requestTypeUrl
+        self.requestTypeURL = requestTypeURL
         self.requestStreaming = requestStreaming
-        self.responseTypeUrl = responseTypeUrl
+        self.responseTypeURL = responseTypeURL
         self.responseStreaming = responseStreaming
         self.options = options
         self.syntax = syntax
@@ -182,9 +182,9 @@ public struct Google_Protobuf_Method: WireMessage {
     public func _writeC(_ raw: UnsafeMutableRawPointer, _ arena: WireArena) throws(WireEncodingError) {
         let c = raw.assumingMemoryBound(to: Google__Protobuf__Method.self)
         if !self.name.isEmpty { c.pointee.name = try arena.cString(self.name) }
-        if !self.requestTypeUrl.isEmpty { c.pointee.request_type_url = try arena.cString(self.requestTypeUrl) }
+        if !self.requestTypeURL.isEmpty { c.pointee.request_type_url = try arena.cString(self.requestTypeURL) }
         c.pointee.request_streaming = (self.requestStreaming ? 1 : 0)
-        if !self.responseTypeUrl.isEmpty { c.pointee.response_type_url = try arena.cString(self.responseTypeUrl) }
+        if !self.responseTypeURL.isEmpty { c.pointee.response_type_url = try arena.cString(self.responseTypeURL) }
         c.pointee.response_streaming = (self.responseStreaming ? 1 : 0)
         if !self.options.isEmpty {
             let a = arena.array(self.options.count, of: UnsafeMutablePointer<Google__Protobuf__Option>?.self)
@@ -199,9 +199,9 @@ public struct Google_Protobuf_Method: WireMessage {
     public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
         let c = raw.assumingMemoryBound(to: Google__Protobuf__Method.self)
         self.name = try WireDecode.string(c.pointee.name, field: "google.protobuf.Method.name")
-        self.requestTypeUrl = try WireDecode.string(c.pointee.request_type_url, field: "google.protobuf.Method.request_type_url")
+        self.requestTypeURL = try WireDecode.string(c.pointee.request_type_url, field: "google.protobuf.Method.request_type_url")
         self.requestStreaming = (c.pointee.request_streaming != 0)
-        self.responseTypeUrl = try WireDecode.string(c.pointee.response_type_url, field: "google.protobuf.Method.response_type_url")
+        self.responseTypeURL = try WireDecode.string(c.pointee.response_type_url, field: "google.protobuf.Method.response_type_url")
         self.responseStreaming = (c.pointee.response_streaming != 0)
         if c.pointee.n_options > 0, let a = c.pointee.options {
             let n = c.pointee.n_options

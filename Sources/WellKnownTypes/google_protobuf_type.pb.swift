@@ -145,7 +145,7 @@ public struct Google_Protobuf_Field: WireMessage {
     public var name: String = ""
     /// The field type URL, without the scheme, for message or enumeration
     /// types. Example: `"type.googleapis.com/google.protobuf.Timestamp"`.
-    public var typeUrl: String = ""
+    public var typeURL: String = ""
     /// The index of the field type in `Type.oneofs`, for message or enumeration
     /// types. The first type has index 1; zero means the type is not in the list.
     public var oneofIndex: Int32 = 0
@@ -312,7 +312,7 @@ public struct Google_Protobuf_Field: WireMessage {
             cardinality: Google_Protobuf_Field.Cardinality = Google_Protobuf_Field.Cardinality(),
             number: Int32 = 0,
             name: String = "",
-            typeUrl: String = "",
+            typeURL: String = "",
             oneofIndex: Int32 = 0,
             packed: Bool = false,
             options: [Google_Protobuf_Option] = [],
@@ -323,7 +323,7 @@ public struct Google_Protobuf_Field: WireMessage {
         self.cardinality = cardinality
         self.number = number
         self.name = name
-        self.typeUrl = typeUrl
+        self.typeURL = typeURL
         self.oneofIndex = oneofIndex
         self.packed = packed
         self.options = options
@@ -337,7 +337,7 @@ public struct Google_Protobuf_Field: WireMessage {
         c.pointee.cardinality = Google__Protobuf__Field__Cardinality(rawValue: .init(truncatingIfNeeded: self.cardinality.rawValue))
         c.pointee.number = self.number
         if !self.name.isEmpty { c.pointee.name = try arena.cString(self.name) }
-        if !self.typeUrl.isEmpty { c.pointee.type_url = try arena.cString(self.typeUrl) }
+        if !self.typeURL.isEmpty { c.pointee.type_url = try arena.cString(self.typeURL) }
         c.pointee.oneof_index = self.oneofIndex
         c.pointee.packed = (self.packed ? 1 : 0)
         if !self.options.isEmpty {
@@ -357,7 +357,7 @@ public struct Google_Protobuf_Field: WireMessage {
         self.cardinality = Google_Protobuf_Field.Cardinality(rawValue: Int32(truncatingIfNeeded: c.pointee.cardinality.rawValue))
         self.number = c.pointee.number
         self.name = try WireDecode.string(c.pointee.name, field: "google.protobuf.Field.name")
-        self.typeUrl = try WireDecode.string(c.pointee.type_url, field: "google.protobuf.Field.type_url")
+        self.typeURL = try WireDecode.string(c.pointee.type_url, field: "google.protobuf.Field.type_url")
         self.oneofIndex = c.pointee.oneof_index
         self.packed = (c.pointee.packed != 0)
         if c.pointee.n_options > 0, let a = c.pointee.options {

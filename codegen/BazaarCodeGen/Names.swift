@@ -99,14 +99,38 @@ enum SwiftNames {
 
     static func upperCamel(_ s: String) -> String { CNames.toCamel(s) }
 
+    /// Words written in capitals in Swift names, per the API Design Guidelines (`userID`, `imageURLs`).
+    static let acronyms: [String: String] = [
+        "id": "ID", "ids": "IDs", "url": "URL", "urls": "URLs", "uri": "URI", "http": "HTTP", "https": "HTTPS",
+        "json": "JSON", "uuid": "UUID", "api": "API", "html": "HTML", "sku": "SKU", "ip": "IP", "tls": "TLS",
+    ]
+
+    /// `user_id` -> `userID`, `image_urls` -> `imageURLs`, `URLPath` -> `urlPath`.
     static func lowerCamel(_ s: String) -> String {
-        let camel = upperCamel(s)
-        // Lower the leading run of capitals: `URLPath` -> `urlPath`, `ID` -> `id`.
-        let chars = Array(camel)
+        let words = s.split(separator: "_").map(String.init)
+        if words.count > 1 || s.contains("_") {
+            var out = ""
+            for (i, w) in words.enumerated() {
+                if i == 0 {
+                    out += lowerLeading(w)
+                } else if let a = acronyms[w.lowercased()], w == w.lowercased() {
+                    out += a
+                } else {
+                    out += w.prefix(1).uppercased() + w.dropFirst()
+                }
+            }
+            return out.isEmpty ? s : out
+        }
+        return lowerLeading(s)
+    }
+
+    /// Lowers the leading run of capitals: `URLPath` -> `urlPath`, `ID` -> `id`, `Name` -> `name`.
+    static func lowerLeading(_ s: String) -> String {
+        let chars = Array(s)
         var i = 0
         while i < chars.count, chars[i].isUppercase { i += 1 }
-        if i == 0 { return camel }
-        if i == chars.count { return camel.lowercased() }
+        if i == 0 { return s }
+        if i == chars.count { return s.lowercased() }
         let lowerCount = i > 1 ? i - 1 : 1
         return String(chars[0..<lowerCount]).lowercased() + String(chars[lowerCount...])
     }

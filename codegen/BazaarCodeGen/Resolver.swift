@@ -73,6 +73,8 @@ struct Resolver {
     private mutating func define(_ name: String, _ symbol: Symbol, _ file: FileModel, _ loc: SourceLocation) -> Bool {
         if let existing = symbols[name] {
             if case .package = existing.symbol, case .package = symbol { return true }
+            // Two fields with one name are reported by `validate` with a clearer message.
+            if case .field = existing.symbol, case .field = symbol { return false }
             let shortName = name.split(separator: ".").last.map(String.init) ?? name
             let scope = name.count > shortName.count ? String(name.dropLast(shortName.count + 1)) : ""
             let whereText = existing.file == file.path ? "" : " in '\(existing.file)'"

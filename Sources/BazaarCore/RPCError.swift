@@ -1,0 +1,57 @@
+/// A gRPC status code (the numbers are gRPC's, so they cross the wire unchanged).
+public enum StatusCode: Int, Sendable, Hashable, CaseIterable, CustomStringConvertible {
+    case ok = 0
+    case cancelled = 1
+    case unknown = 2
+    case invalidArgument = 3
+    case deadlineExceeded = 4
+    case notFound = 5
+    case alreadyExists = 6
+    case permissionDenied = 7
+    case resourceExhausted = 8
+    case failedPrecondition = 9
+    case aborted = 10
+    case outOfRange = 11
+    case unimplemented = 12
+    case `internal` = 13
+    case unavailable = 14
+    case dataLoss = 15
+    case unauthenticated = 16
+
+    public var description: String {
+        switch self {
+        case .ok: "OK"
+        case .cancelled: "CANCELLED"
+        case .unknown: "UNKNOWN"
+        case .invalidArgument: "INVALID_ARGUMENT"
+        case .deadlineExceeded: "DEADLINE_EXCEEDED"
+        case .notFound: "NOT_FOUND"
+        case .alreadyExists: "ALREADY_EXISTS"
+        case .permissionDenied: "PERMISSION_DENIED"
+        case .resourceExhausted: "RESOURCE_EXHAUSTED"
+        case .failedPrecondition: "FAILED_PRECONDITION"
+        case .aborted: "ABORTED"
+        case .outOfRange: "OUT_OF_RANGE"
+        case .unimplemented: "UNIMPLEMENTED"
+        case .internal: "INTERNAL"
+        case .unavailable: "UNAVAILABLE"
+        case .dataLoss: "DATA_LOSS"
+        case .unauthenticated: "UNAUTHENTICATED"
+        }
+    }
+}
+
+/// The error an RPC fails with: a status code, a message for the caller, and trailing metadata.
+public struct RPCError: Error, Sendable, Hashable, CustomStringConvertible {
+    public var code: StatusCode
+    public var message: String
+    public var metadata: Metadata
+
+    public init(_ code: StatusCode, _ message: String = "", metadata: Metadata = Metadata()) {
+        self.code = code
+        self.message = message
+        self.metadata = metadata
+    }
+
+    public var description: String { message.isEmpty ? "\(code)" : "\(code): \(message)" }
+}
