@@ -32,7 +32,7 @@ check-generated: codegen
 build: deps
 	$(SWIFT) build
 
-test: deps python-env codegen
+test: deps python-env
 	@bash scripts/run-tests.sh
 
 up: deps build

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Runs every test: the Swift suites (swift test) and the interop suites against real peers
+# (Google's protobuf, grpcio-tools' protoc, Debian's protoc-c) with pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { echo; echo "==> $*"; }
+
+step "building (debug, with tests)"
+swift build --build-tests 2>&1 | grep -E 'error|warning: unre|Compiling|Build' | tail -3
+export BAZAAR_CODEGEN="$PWD/.build/debug/bazaar-codegen"
+export BAZAAR_CONFORMANCE_DRIVER="$PWD/.build/debug/wire-conformance-driver"
+
+step "Swift tests (codegen, wire runtime, core)"
+set +e
+swift test --skip-build > .build/swift-test.log 2>&1
+swift_status=$?
+set -e
+# Failures in full, then the closing lines of XCTest and Swift Testing.
+grep -E '✘|error:|Fatal|Test run with' .build/swift-test.log || true
+swift_passed=$(grep -oE 'Test run with [0-9]+ test' .build/swift-test.log | grep -oE '[0-9]+' | tail -1)
+swift_failed=$(grep -cE '^✘ Test .* failed' .build/swift-test.log || true)
+
+step "interop tests (protobuf, protoc, protoc-c)"
+set +e
+.venv/bin/python -m pytest -q -p no:cacheprovider Tests/Interop 2>&1 | tee .build/pytest.log
+py_status=${PIPESTATUS[0]}
+set -e
+py_passed=$(tail -1 .build/pytest.log | grep -oE '[0-9]+ passed' | grep -oE '[0-9]+' || echo 0)
+py_failed=$(tail -1 .build/pytest.log | grep -oE '[0-9]+ (failed|error)' | grep -oE '[0-9]+' | awk '{s+=$1} END {print s+0}')
+
+passed=$(( ${swift_passed:-0} + ${py_passed:-0} ))
+failed=$(( ${swift_failed:-0} + ${py_failed:-0} ))
+if [ "$swift_status" -ne 0 ] || [ "$py_status" -ne 0 ]; then
+  [ "$failed" -gt 0 ] || failed=1
+  echo "swift test exit $swift_status, pytest exit $py_status"
+  echo "make test: $passed passed, $failed failed"
+  exit 1
+fi
+echo "make test: $passed passed, $failed failed"
