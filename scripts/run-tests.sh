@@ -27,7 +27,7 @@ set +e
 py_status=${PIPESTATUS[0]}
 set -e
 py_passed=$(tail -1 .build/pytest.log | grep -oE '[0-9]+ passed' | grep -oE '[0-9]+' || echo 0)
-py_failed=$(tail -1 .build/pytest.log | grep -oE '[0-9]+ (failed|error)' | grep -oE '[0-9]+' | awk '{s+=$1} END {print s+0}')
+py_failed=$( (tail -1 .build/pytest.log | grep -oE '[0-9]+ (failed|error)' | grep -oE '[0-9]+'  || true) | awk '{s+=$1} END {print s+0}')
 
 passed=$(( ${swift_passed:-0} + ${py_passed:-0} ))
 failed=$(( ${swift_failed:-0} + ${py_failed:-0} ))
