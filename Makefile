@@ -1,10 +1,9 @@
 # Bazaar: `make up` runs the shop, `make test` runs every test. See README.md.
 SHELL := /bin/bash
 SWIFT ?= swift
-CODEGEN_BUILD := .build-codegen
-CODEGEN := $(CODEGEN_BUILD)/debug/bazaar-codegen
+CODEGEN := .build/debug/bazaar-codegen
 
-.PHONY: help deps python-env build codegen generate check-generated test test-swift test-interop up fuzz bench clean
+.PHONY: help deps python-env build codegen generate check-generated test up fuzz bench describe clean
 
 help:
 	@echo "make up        build and run the shop (installs what is missing)"
@@ -12,6 +11,7 @@ help:
 	@echo "make generate  regenerate all committed generated code from the .proto files"
 	@echo "make fuzz      run the wire decoder fuzzer (FUZZ_SECONDS=60)"
 	@echo "make bench     run the codec benchmark and print the figures for BENCHMARKS.md"
+	@echo "make describe  print the shop API contract (routes, auth, deadlines, retry safety)"
 
 deps:
 	@bash scripts/install-deps.sh
@@ -19,9 +19,9 @@ deps:
 python-env: deps
 	@bash scripts/python-env.sh
 
-# The generator is built in its own scratch folder so it never depends on generated code.
+# Building only this product never compiles generated code, so it works even when that is stale.
 codegen: deps
-	@$(SWIFT) build --scratch-path $(CODEGEN_BUILD) --product bazaar-codegen 2>&1 | grep -E 'error|warning: |Compiling|Build' | tail -5 ; test -x $(CODEGEN)
+	@$(SWIFT) build --product bazaar-codegen 2>&1 | grep -E 'error|Build' | tail -3 ; test -x $(CODEGEN)
 
 generate: codegen
 	@bash scripts/generate.sh $(CODEGEN)
@@ -43,6 +43,9 @@ fuzz: deps
 
 bench: deps
 	@bash scripts/bench.sh
+
+describe: codegen
+	@$(CODEGEN) -I proto -I /usr/include --describe $$(cd proto && ls shop/v1/*.proto)
 
 clean:
 	rm -rf .build .build-* .run

@@ -54,6 +54,10 @@ let package = Package(
                           dependencies: ["ConformanceProtos", "ShopAPI", "GRPCProtos", "BazaarWire"],
                           path: "Tests/WireConformanceDriver"),
 
+        // libFuzzer target for the decoder (`make fuzz`); a corpus replayer in normal builds.
+        .executableTarget(name: "wire-decode-fuzzer", dependencies: ["ConformanceProtos", "ShopAPI", "BazaarWire"],
+                          path: "Tests/Fuzz/WireDecodeFuzzer"),
+
         .testTarget(name: "BazaarCodeGenTests", dependencies: ["BazaarCodeGen"]),
         .testTarget(name: "BazaarCoreTests", dependencies: ["BazaarCore", "GRPCProtos", "ShopAPI"]),
         .testTarget(name: "BazaarWireTests",

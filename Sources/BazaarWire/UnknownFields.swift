@@ -24,12 +24,16 @@ public struct UnknownFields: Sendable, Hashable {
     public var isEmpty: Bool { fields.isEmpty }
 
     /// Copies the unknown fields of an unpacked C message.
+    ///
+    /// protobuf-c rejects field number 0 in a one-byte tag but keeps it from a non-minimal tag
+    /// (`85 00`); such a message could not be read back after encoding, so it is malformed here.
     @inline(__always)
-    public init(_ base: ProtobufCMessage) {
+    public init(_ base: ProtobufCMessage, in messageName: @autoclosure () -> String) throws(WireDecodingError) {
         guard base.n_unknown_fields > 0, let list = base.unknown_fields else { return }
         fields.reserveCapacity(Int(base.n_unknown_fields))
         for i in 0..<Int(base.n_unknown_fields) {
             let u = list[i]
+            if u.tag == 0 { throw WireDecodingError.malformed(messageName()) }
             fields.append(Field(number: u.tag, wireType: UInt8(truncatingIfNeeded: u.wire_type.rawValue),
                                 data: u.len > 0 ? Array(UnsafeBufferPointer(start: u.data, count: u.len)) : []))
         }

@@ -98,7 +98,7 @@ public struct Grpc_Reflection_V1alpha_ServerReflectionRequest: WireMessage {
                 self.messageRequest = .listServices(try WireDecode.string(c.pointee.list_services, field: "grpc.reflection.v1alpha.ServerReflectionRequest.list_services"))
             default: break
         }
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -137,7 +137,7 @@ public struct Grpc_Reflection_V1alpha_ExtensionRequest: WireMessage {
         let c = raw.assumingMemoryBound(to: Grpc__Reflection__V1alpha__ExtensionRequest.self)
         self.containingType = try WireDecode.string(c.pointee.containing_type, field: "grpc.reflection.v1alpha.ExtensionRequest.containing_type")
         self.extensionNumber = c.pointee.extension_number
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -223,7 +223,7 @@ public struct Grpc_Reflection_V1alpha_ServerReflectionResponse: WireMessage {
                 if let p = c.pointee.error_response { self.messageResponse = .errorResponse(try Grpc_Reflection_V1alpha_ErrorResponse(_readC: p)) }
             default: break
         }
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -271,7 +271,7 @@ public struct Grpc_Reflection_V1alpha_FileDescriptorResponse: WireMessage {
             for i in 0..<n { out.append(WireDecode.bytes(a[i])) }
             self.fileDescriptorProto = out
         }
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -314,7 +314,7 @@ public struct Grpc_Reflection_V1alpha_ExtensionNumberResponse: WireMessage {
         let c = raw.assumingMemoryBound(to: Grpc__Reflection__V1alpha__ExtensionNumberResponse.self)
         self.baseTypeName = try WireDecode.string(c.pointee.base_type_name, field: "grpc.reflection.v1alpha.ExtensionNumberResponse.base_type_name")
         self.extensionNumber = WireDecode.array(c.pointee.extension_number, c.pointee.n_extension_number)
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -359,7 +359,7 @@ public struct Grpc_Reflection_V1alpha_ListServiceResponse: WireMessage {
             for i in 0..<n { if let p = a[i] { out.append(try Grpc_Reflection_V1alpha_ServiceResponse(_readC: p)) } }
             self.service = out
         }
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -394,7 +394,7 @@ public struct Grpc_Reflection_V1alpha_ServiceResponse: WireMessage {
     public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
         let c = raw.assumingMemoryBound(to: Grpc__Reflection__V1alpha__ServiceResponse.self)
         self.name = try WireDecode.string(c.pointee.name, field: "grpc.reflection.v1alpha.ServiceResponse.name")
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -432,7 +432,7 @@ public struct Grpc_Reflection_V1alpha_ErrorResponse: WireMessage {
         let c = raw.assumingMemoryBound(to: Grpc__Reflection__V1alpha__ErrorResponse.self)
         self.errorCode = c.pointee.error_code
         self.errorMessage = try WireDecode.string(c.pointee.error_message, field: "grpc.reflection.v1alpha.ErrorResponse.error_message")
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 

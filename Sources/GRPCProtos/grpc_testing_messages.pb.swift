@@ -105,7 +105,7 @@ public struct Grpc_Testing_BoolValue: WireMessage {
     public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
         let c = raw.assumingMemoryBound(to: Grpc__Testing__BoolValue.self)
         self.value = (c.pointee.value != 0)
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -144,7 +144,7 @@ public struct Grpc_Testing_Payload: WireMessage {
         let c = raw.assumingMemoryBound(to: Grpc__Testing__Payload.self)
         self.type = Grpc_Testing_PayloadType(rawValue: Int32(truncatingIfNeeded: c.pointee.type.rawValue))
         self.body = WireDecode.bytes(c.pointee.body)
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -182,7 +182,7 @@ public struct Grpc_Testing_EchoStatus: WireMessage {
         let c = raw.assumingMemoryBound(to: Grpc__Testing__EchoStatus.self)
         self.code = c.pointee.code
         self.message = try WireDecode.string(c.pointee.message, field: "grpc.testing.EchoStatus.message")
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -285,7 +285,7 @@ public struct Grpc_Testing_SimpleRequest: WireMessage {
         self.fillGrpclbRouteType = (c.pointee.fill_grpclb_route_type != 0)
         if let p = c.pointee.orca_per_query_report { self.orcaPerQueryReport = try Grpc_Testing_TestOrcaReport(_readC: p) }
         if let p = c.pointee.orca_oob_report { self.orcaOobReport = try Grpc_Testing_TestOrcaReport(_readC: p) }
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -350,7 +350,7 @@ public struct Grpc_Testing_SimpleResponse: WireMessage {
         self.serverID = try WireDecode.string(c.pointee.server_id, field: "grpc.testing.SimpleResponse.server_id")
         self.grpclbRouteType = Grpc_Testing_GrpclbRouteType(rawValue: Int32(truncatingIfNeeded: c.pointee.grpclb_route_type.rawValue))
         self.hostname = try WireDecode.string(c.pointee.hostname, field: "grpc.testing.SimpleResponse.hostname")
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -392,7 +392,7 @@ public struct Grpc_Testing_StreamingInputCallRequest: WireMessage {
         let c = raw.assumingMemoryBound(to: Grpc__Testing__StreamingInputCallRequest.self)
         if let p = c.pointee.payload { self.payload = try Grpc_Testing_Payload(_readC: p) }
         if let p = c.pointee.expect_compressed { self.expectCompressed = try Grpc_Testing_BoolValue(_readC: p) }
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -425,7 +425,7 @@ public struct Grpc_Testing_StreamingInputCallResponse: WireMessage {
     public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
         let c = raw.assumingMemoryBound(to: Grpc__Testing__StreamingInputCallResponse.self)
         self.aggregatedPayloadSize = c.pointee.aggregated_payload_size
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -474,7 +474,7 @@ public struct Grpc_Testing_ResponseParameters: WireMessage {
         self.size = c.pointee.size
         self.intervalUs = c.pointee.interval_us
         if let p = c.pointee.compressed { self.compressed = try Grpc_Testing_BoolValue(_readC: p) }
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -545,7 +545,7 @@ public struct Grpc_Testing_StreamingOutputCallRequest: WireMessage {
         if let p = c.pointee.payload { self.payload = try Grpc_Testing_Payload(_readC: p) }
         if let p = c.pointee.response_status { self.responseStatus = try Grpc_Testing_EchoStatus(_readC: p) }
         if let p = c.pointee.orca_oob_report { self.orcaOobReport = try Grpc_Testing_TestOrcaReport(_readC: p) }
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -578,7 +578,7 @@ public struct Grpc_Testing_StreamingOutputCallResponse: WireMessage {
     public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
         let c = raw.assumingMemoryBound(to: Grpc__Testing__StreamingOutputCallResponse.self)
         if let p = c.pointee.payload { self.payload = try Grpc_Testing_Payload(_readC: p) }
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -611,7 +611,7 @@ public struct Grpc_Testing_ReconnectParams: WireMessage {
     public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
         let c = raw.assumingMemoryBound(to: Grpc__Testing__ReconnectParams.self)
         self.maxReconnectBackoffMs = c.pointee.max_reconnect_backoff_ms
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -653,7 +653,7 @@ public struct Grpc_Testing_ReconnectInfo: WireMessage {
         let c = raw.assumingMemoryBound(to: Grpc__Testing__ReconnectInfo.self)
         self.passed = (c.pointee.passed != 0)
         self.backoffMs = WireDecode.array(c.pointee.backoff_ms, c.pointee.n_backoff_ms)
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -691,7 +691,7 @@ public struct Grpc_Testing_LoadBalancerStatsRequest: WireMessage {
         let c = raw.assumingMemoryBound(to: Grpc__Testing__LoadBalancerStatsRequest.self)
         self.numRpcs = c.pointee.num_rpcs
         self.timeoutSec = c.pointee.timeout_sec
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -754,7 +754,7 @@ public struct Grpc_Testing_LoadBalancerStatsResponse: WireMessage {
                 }
                 self.rpcsByPeer = out
             }
-            if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+            if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
         }
     }
 
@@ -832,7 +832,7 @@ public struct Grpc_Testing_LoadBalancerStatsResponse: WireMessage {
             }
             self.rpcsByMethod = out
         }
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -854,7 +854,7 @@ public struct Grpc_Testing_LoadBalancerAccumulatedStatsRequest: WireMessage {
 
     public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
         let c = raw.assumingMemoryBound(to: Grpc__Testing__LoadBalancerAccumulatedStatsRequest.self)
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -932,7 +932,7 @@ public struct Grpc_Testing_LoadBalancerAccumulatedStatsResponse: WireMessage {
                 }
                 self.result = out
             }
-            if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+            if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
         }
     }
 
@@ -1058,7 +1058,7 @@ public struct Grpc_Testing_LoadBalancerAccumulatedStatsResponse: WireMessage {
             }
             self.statsPerMethod = out
         }
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -1142,7 +1142,7 @@ public struct Grpc_Testing_ClientConfigureRequest: WireMessage {
             self.type = Grpc_Testing_ClientConfigureRequest.RpcType(rawValue: Int32(truncatingIfNeeded: c.pointee.type.rawValue))
             self.key = try WireDecode.string(c.pointee.key, field: "grpc.testing.ClientConfigureRequest.Metadata.key")
             self.value = try WireDecode.string(c.pointee.value, field: "grpc.testing.ClientConfigureRequest.Metadata.value")
-            if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+            if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
         }
     }
 
@@ -1198,7 +1198,7 @@ public struct Grpc_Testing_ClientConfigureRequest: WireMessage {
             self.metadata = out
         }
         self.timeoutSec = c.pointee.timeout_sec
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -1220,7 +1220,7 @@ public struct Grpc_Testing_ClientConfigureResponse: WireMessage {
 
     public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
         let c = raw.assumingMemoryBound(to: Grpc__Testing__ClientConfigureResponse.self)
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -1313,7 +1313,7 @@ public struct Grpc_Testing_TestOrcaReport: WireMessage {
             }
             self.utilization = out
         }
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 

@@ -126,7 +126,7 @@ public struct Bazaar_Options_V1_AuthRule: WireMessage {
             for i in 0..<n { out.append(try WireDecode.string(a[i], field: "bazaar.options.v1.AuthRule.callers")) }
             self.callers = out
         }
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 

@@ -50,7 +50,7 @@ public struct Google_Api_Http: WireMessage {
             self.rules = out
         }
         self.fullyDecodeReservedExpansion = (c.pointee.fully_decode_reserved_expansion != 0)
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -168,7 +168,7 @@ public struct Google_Api_HttpRule: WireMessage {
                 if let p = c.pointee.custom { self.pattern = .custom(try Google_Api_CustomHttpPattern(_readC: p)) }
             default: break
         }
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -205,7 +205,7 @@ public struct Google_Api_CustomHttpPattern: WireMessage {
         let c = raw.assumingMemoryBound(to: Google__Api__CustomHttpPattern.self)
         self.kind = try WireDecode.string(c.pointee.kind, field: "google.api.CustomHttpPattern.kind")
         self.path = try WireDecode.string(c.pointee.path, field: "google.api.CustomHttpPattern.path")
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 

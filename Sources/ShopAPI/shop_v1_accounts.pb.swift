@@ -68,7 +68,7 @@ public struct Shop_V1_User: WireMessage {
             self.roles = out
         }
         if let p = c.pointee.create_time { self.createTime = try Google_Protobuf_Timestamp(_readC: p) }
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -110,7 +110,7 @@ public struct Shop_V1_RegisterRequest: WireMessage {
         self.email = try WireDecode.string(c.pointee.email, field: "shop.v1.RegisterRequest.email")
         self.password = try WireDecode.string(c.pointee.password, field: "shop.v1.RegisterRequest.password")
         self.displayName = try WireDecode.string(c.pointee.display_name, field: "shop.v1.RegisterRequest.display_name")
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -146,7 +146,7 @@ public struct Shop_V1_LoginRequest: WireMessage {
         let c = raw.assumingMemoryBound(to: Shop__V1__LoginRequest.self)
         self.email = try WireDecode.string(c.pointee.email, field: "shop.v1.LoginRequest.email")
         self.password = try WireDecode.string(c.pointee.password, field: "shop.v1.LoginRequest.password")
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -189,7 +189,7 @@ public struct Shop_V1_Session: WireMessage {
         self.token = try WireDecode.string(c.pointee.token, field: "shop.v1.Session.token")
         if let p = c.pointee.expire_time { self.expireTime = try Google_Protobuf_Timestamp(_readC: p) }
         if let p = c.pointee.user { self.user = try Shop_V1_User(_readC: p) }
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -210,7 +210,7 @@ public struct Shop_V1_LogoutRequest: WireMessage {
 
     public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
         let c = raw.assumingMemoryBound(to: Shop__V1__LogoutRequest.self)
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -231,7 +231,7 @@ public struct Shop_V1_LogoutResponse: WireMessage {
 
     public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
         let c = raw.assumingMemoryBound(to: Shop__V1__LogoutResponse.self)
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -252,7 +252,7 @@ public struct Shop_V1_GetMeRequest: WireMessage {
 
     public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
         let c = raw.assumingMemoryBound(to: Shop__V1__GetMeRequest.self)
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -283,7 +283,7 @@ public struct Shop_V1_ValidateSessionRequest: WireMessage {
     public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
         let c = raw.assumingMemoryBound(to: Shop__V1__ValidateSessionRequest.self)
         self.token = try WireDecode.string(c.pointee.token, field: "shop.v1.ValidateSessionRequest.token")
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -319,7 +319,7 @@ public struct Shop_V1_ValidateSessionResponse: WireMessage {
         let c = raw.assumingMemoryBound(to: Shop__V1__ValidateSessionResponse.self)
         if let p = c.pointee.user { self.user = try Shop_V1_User(_readC: p) }
         if let p = c.pointee.expire_time { self.expireTime = try Google_Protobuf_Timestamp(_readC: p) }
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 

@@ -57,7 +57,7 @@ public struct Shop_V1_Cart: WireMessage {
             self.items = out
         }
         if let p = c.pointee.subtotal { self.subtotal = try Shop_V1_Money(_readC: p) }
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -103,7 +103,7 @@ public struct Shop_V1_CartItem: WireMessage {
         self.productName = try WireDecode.string(c.pointee.product_name, field: "shop.v1.CartItem.product_name")
         self.quantity = c.pointee.quantity
         if let p = c.pointee.unit_price { self.unitPrice = try Shop_V1_Money(_readC: p) }
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -124,7 +124,7 @@ public struct Shop_V1_GetCartRequest: WireMessage {
 
     public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
         let c = raw.assumingMemoryBound(to: Shop__V1__GetCartRequest.self)
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -161,7 +161,7 @@ public struct Shop_V1_AddItemRequest: WireMessage {
         let c = raw.assumingMemoryBound(to: Shop__V1__AddItemRequest.self)
         self.productID = try WireDecode.string(c.pointee.product_id, field: "shop.v1.AddItemRequest.product_id")
         self.quantity = c.pointee.quantity
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -197,7 +197,7 @@ public struct Shop_V1_SetItemQuantityRequest: WireMessage {
         let c = raw.assumingMemoryBound(to: Shop__V1__SetItemQuantityRequest.self)
         self.productID = try WireDecode.string(c.pointee.product_id, field: "shop.v1.SetItemQuantityRequest.product_id")
         self.quantity = c.pointee.quantity
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -228,7 +228,7 @@ public struct Shop_V1_RemoveItemRequest: WireMessage {
     public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
         let c = raw.assumingMemoryBound(to: Shop__V1__RemoveItemRequest.self)
         self.productID = try WireDecode.string(c.pointee.product_id, field: "shop.v1.RemoveItemRequest.product_id")
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -249,7 +249,7 @@ public struct Shop_V1_ClearCartRequest: WireMessage {
 
     public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
         let c = raw.assumingMemoryBound(to: Shop__V1__ClearCartRequest.self)
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -280,7 +280,7 @@ public struct Shop_V1_ClearCartForUserRequest: WireMessage {
     public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
         let c = raw.assumingMemoryBound(to: Shop__V1__ClearCartForUserRequest.self)
         self.userID = try WireDecode.string(c.pointee.user_id, field: "shop.v1.ClearCartForUserRequest.user_id")
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 

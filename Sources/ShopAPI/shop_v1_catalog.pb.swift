@@ -140,7 +140,7 @@ public struct Shop_V1_Product: WireMessage {
         self.active = (c.pointee.active != 0)
         if let p = c.pointee.create_time { self.createTime = try Google_Protobuf_Timestamp(_readC: p) }
         if let p = c.pointee.update_time { self.updateTime = try Google_Protobuf_Timestamp(_readC: p) }
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -183,7 +183,7 @@ public struct Shop_V1_ListProductsRequest: WireMessage {
         if let p = c.pointee.page { self.page = try Shop_V1_PageRequest(_readC: p) }
         self.category = try WireDecode.string(c.pointee.category, field: "shop.v1.ListProductsRequest.category")
         self.query = try WireDecode.string(c.pointee.query, field: "shop.v1.ListProductsRequest.query")
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -231,7 +231,7 @@ public struct Shop_V1_ListProductsResponse: WireMessage {
             self.products = out
         }
         self.nextPageToken = try WireDecode.string(c.pointee.next_page_token, field: "shop.v1.ListProductsResponse.next_page_token")
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -262,7 +262,7 @@ public struct Shop_V1_GetProductRequest: WireMessage {
     public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
         let c = raw.assumingMemoryBound(to: Shop__V1__GetProductRequest.self)
         self.id = try WireDecode.string(c.pointee.id, field: "shop.v1.GetProductRequest.id")
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -293,7 +293,7 @@ public struct Shop_V1_CreateProductRequest: WireMessage {
     public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
         let c = raw.assumingMemoryBound(to: Shop__V1__CreateProductRequest.self)
         if let p = c.pointee.product { self.product = try Shop_V1_Product(_readC: p) }
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -330,7 +330,7 @@ public struct Shop_V1_UpdateProductRequest: WireMessage {
         let c = raw.assumingMemoryBound(to: Shop__V1__UpdateProductRequest.self)
         if let p = c.pointee.product { self.product = try Shop_V1_Product(_readC: p) }
         if let p = c.pointee.update_mask { self.updateMask = try Google_Protobuf_FieldMask(_readC: p) }
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -361,7 +361,7 @@ public struct Shop_V1_DeleteProductRequest: WireMessage {
     public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
         let c = raw.assumingMemoryBound(to: Shop__V1__DeleteProductRequest.self)
         self.id = try WireDecode.string(c.pointee.id, field: "shop.v1.DeleteProductRequest.id")
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -382,7 +382,7 @@ public struct Shop_V1_DeleteProductResponse: WireMessage {
 
     public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
         let c = raw.assumingMemoryBound(to: Shop__V1__DeleteProductResponse.self)
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -419,7 +419,7 @@ public struct Shop_V1_StockLine: WireMessage {
         let c = raw.assumingMemoryBound(to: Shop__V1__StockLine.self)
         self.productID = try WireDecode.string(c.pointee.product_id, field: "shop.v1.StockLine.product_id")
         self.quantity = c.pointee.quantity
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -467,7 +467,7 @@ public struct Shop_V1_ReserveStockRequest: WireMessage {
             for i in 0..<n { if let p = a[i] { out.append(try Shop_V1_StockLine(_readC: p)) } }
             self.lines = out
         }
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -521,7 +521,7 @@ public struct Shop_V1_ReserveStockResponse: WireMessage {
             }
             self.prices = out
         }
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -552,7 +552,7 @@ public struct Shop_V1_ReleaseStockRequest: WireMessage {
     public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
         let c = raw.assumingMemoryBound(to: Shop__V1__ReleaseStockRequest.self)
         self.orderID = try WireDecode.string(c.pointee.order_id, field: "shop.v1.ReleaseStockRequest.order_id")
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -573,7 +573,7 @@ public struct Shop_V1_ReleaseStockResponse: WireMessage {
 
     public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
         let c = raw.assumingMemoryBound(to: Shop__V1__ReleaseStockResponse.self)
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -615,7 +615,7 @@ public struct Shop_V1_WatchStockRequest: WireMessage {
             for i in 0..<n { out.append(try WireDecode.string(a[i], field: "shop.v1.WatchStockRequest.product_ids")) }
             self.productIDs = out
         }
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -656,7 +656,7 @@ public struct Shop_V1_StockLevel: WireMessage {
         self.productID = try WireDecode.string(c.pointee.product_id, field: "shop.v1.StockLevel.product_id")
         self.stock = c.pointee.stock
         if let p = c.pointee.time { self.time = try Google_Protobuf_Timestamp(_readC: p) }
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 

@@ -40,7 +40,7 @@ public struct Shop_V1_Money: WireMessage {
         let c = raw.assumingMemoryBound(to: Shop__V1__Money.self)
         self.currencyCode = try WireDecode.string(c.pointee.currency_code, field: "shop.v1.Money.currency_code")
         self.amountMinor = c.pointee.amount_minor
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -104,7 +104,7 @@ public struct Shop_V1_Address: WireMessage {
         self.city = try WireDecode.string(c.pointee.city, field: "shop.v1.Address.city")
         self.postalCode = try WireDecode.string(c.pointee.postal_code, field: "shop.v1.Address.postal_code")
         self.countryCode = try WireDecode.string(c.pointee.country_code, field: "shop.v1.Address.country_code")
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -143,7 +143,7 @@ public struct Shop_V1_PageRequest: WireMessage {
         let c = raw.assumingMemoryBound(to: Shop__V1__PageRequest.self)
         self.pageSize = c.pointee.page_size
         self.pageToken = try WireDecode.string(c.pointee.page_token, field: "shop.v1.PageRequest.page_token")
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 

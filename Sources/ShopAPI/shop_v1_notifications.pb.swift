@@ -124,7 +124,7 @@ public struct Shop_V1_Notification: WireMessage {
                 self.subjectRef = .productID(try WireDecode.string(c.pointee.product_id, field: "shop.v1.Notification.product_id"))
             default: break
         }
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -200,7 +200,7 @@ public struct Shop_V1_SendNotificationRequest: WireMessage {
                 self.subjectRef = .productID(try WireDecode.string(c.pointee.product_id, field: "shop.v1.SendNotificationRequest.product_id"))
             default: break
         }
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -237,7 +237,7 @@ public struct Shop_V1_ListNotificationsRequest: WireMessage {
         let c = raw.assumingMemoryBound(to: Shop__V1__ListNotificationsRequest.self)
         if let p = c.pointee.page { self.page = try Shop_V1_PageRequest(_readC: p) }
         self.unreadOnly = (c.pointee.unread_only != 0)
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -284,7 +284,7 @@ public struct Shop_V1_ListNotificationsResponse: WireMessage {
             self.notifications = out
         }
         self.nextPageToken = try WireDecode.string(c.pointee.next_page_token, field: "shop.v1.ListNotificationsResponse.next_page_token")
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -315,7 +315,7 @@ public struct Shop_V1_MarkReadRequest: WireMessage {
     public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
         let c = raw.assumingMemoryBound(to: Shop__V1__MarkReadRequest.self)
         self.id = try WireDecode.string(c.pointee.id, field: "shop.v1.MarkReadRequest.id")
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -336,7 +336,7 @@ public struct Shop_V1_SubscribeRequest: WireMessage {
 
     public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
         let c = raw.assumingMemoryBound(to: Shop__V1__SubscribeRequest.self)
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -367,7 +367,7 @@ public struct Shop_V1_SendBatchResponse: WireMessage {
     public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
         let c = raw.assumingMemoryBound(to: Shop__V1__SendBatchResponse.self)
         self.sent = c.pointee.sent
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 

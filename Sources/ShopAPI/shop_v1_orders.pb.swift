@@ -124,7 +124,7 @@ public struct Shop_V1_Order: WireMessage {
         if let p = c.pointee.shipping_address { self.shippingAddress = try Shop_V1_Address(_readC: p) }
         if let p = c.pointee.create_time { self.createTime = try Google_Protobuf_Timestamp(_readC: p) }
         if let p = c.pointee.update_time { self.updateTime = try Google_Protobuf_Timestamp(_readC: p) }
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -176,7 +176,7 @@ public struct Shop_V1_OrderItem: WireMessage {
         self.quantity = c.pointee.quantity
         if let p = c.pointee.unit_price { self.unitPrice = try Shop_V1_Money(_readC: p) }
         if let p = c.pointee.line_total { self.lineTotal = try Shop_V1_Money(_readC: p) }
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -213,7 +213,7 @@ public struct Shop_V1_PlaceOrderRequest: WireMessage {
         let c = raw.assumingMemoryBound(to: Shop__V1__PlaceOrderRequest.self)
         self.requestID = try WireDecode.string(c.pointee.request_id, field: "shop.v1.PlaceOrderRequest.request_id")
         if let p = c.pointee.shipping_address { self.shippingAddress = try Shop_V1_Address(_readC: p) }
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -244,7 +244,7 @@ public struct Shop_V1_GetOrderRequest: WireMessage {
     public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
         let c = raw.assumingMemoryBound(to: Shop__V1__GetOrderRequest.self)
         self.id = try WireDecode.string(c.pointee.id, field: "shop.v1.GetOrderRequest.id")
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -281,7 +281,7 @@ public struct Shop_V1_ListOrdersRequest: WireMessage {
         let c = raw.assumingMemoryBound(to: Shop__V1__ListOrdersRequest.self)
         if let p = c.pointee.page { self.page = try Shop_V1_PageRequest(_readC: p) }
         self.status = Shop_V1_OrderStatus(rawValue: Int32(truncatingIfNeeded: c.pointee.status.rawValue))
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -328,7 +328,7 @@ public struct Shop_V1_ListOrdersResponse: WireMessage {
             self.orders = out
         }
         self.nextPageToken = try WireDecode.string(c.pointee.next_page_token, field: "shop.v1.ListOrdersResponse.next_page_token")
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -364,7 +364,7 @@ public struct Shop_V1_CancelOrderRequest: WireMessage {
         let c = raw.assumingMemoryBound(to: Shop__V1__CancelOrderRequest.self)
         self.id = try WireDecode.string(c.pointee.id, field: "shop.v1.CancelOrderRequest.id")
         self.reason = try WireDecode.string(c.pointee.reason, field: "shop.v1.CancelOrderRequest.reason")
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -400,7 +400,7 @@ public struct Shop_V1_UpdateOrderStatusRequest: WireMessage {
         let c = raw.assumingMemoryBound(to: Shop__V1__UpdateOrderStatusRequest.self)
         self.id = try WireDecode.string(c.pointee.id, field: "shop.v1.UpdateOrderStatusRequest.id")
         self.status = Shop_V1_OrderStatus(rawValue: Int32(truncatingIfNeeded: c.pointee.status.rawValue))
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -431,7 +431,7 @@ public struct Shop_V1_WatchOrderRequest: WireMessage {
     public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
         let c = raw.assumingMemoryBound(to: Shop__V1__WatchOrderRequest.self)
         self.id = try WireDecode.string(c.pointee.id, field: "shop.v1.WatchOrderRequest.id")
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 

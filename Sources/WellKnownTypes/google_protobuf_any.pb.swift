@@ -147,7 +147,7 @@ public struct Google_Protobuf_Any: WireMessage {
         let c = raw.assumingMemoryBound(to: Google__Protobuf__Any.self)
         self.typeURL = try WireDecode.string(c.pointee.type_url, field: "google.protobuf.Any.type_url")
         self.value = WireDecode.bytes(c.pointee.value)
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 

@@ -131,7 +131,7 @@ public struct Google_Protobuf_Api: WireMessage {
             self.mixins = out
         }
         self.syntax = Google_Protobuf_Syntax(rawValue: Int32(truncatingIfNeeded: c.pointee.syntax.rawValue))
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -211,7 +211,7 @@ public struct Google_Protobuf_Method: WireMessage {
             self.options = out
         }
         self.syntax = Google_Protobuf_Syntax(rawValue: Int32(truncatingIfNeeded: c.pointee.syntax.rawValue))
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -328,7 +328,7 @@ public struct Google_Protobuf_Mixin: WireMessage {
         let c = raw.assumingMemoryBound(to: Google__Protobuf__Mixin.self)
         self.name = try WireDecode.string(c.pointee.name, field: "google.protobuf.Mixin.name")
         self.root = try WireDecode.string(c.pointee.root, field: "google.protobuf.Mixin.root")
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 

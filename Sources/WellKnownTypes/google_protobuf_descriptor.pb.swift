@@ -45,7 +45,7 @@ public struct Google_Protobuf_FileDescriptorSet: WireMessage {
             for i in 0..<n { if let p = a[i] { out.append(try Google_Protobuf_FileDescriptorProto(_readC: p)) } }
             self.file = out
         }
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -206,7 +206,7 @@ public struct Google_Protobuf_FileDescriptorProto: WireMessage {
         if let p = c.pointee.options { self.options = try Google_Protobuf_FileOptions(_readC: p) }
         if let p = c.pointee.source_code_info { self.sourceCodeInfo = try Google_Protobuf_SourceCodeInfo(_readC: p) }
         if let p = c.pointee.syntax { self.syntax = try WireDecode.string(p, field: "google.protobuf.FileDescriptorProto.syntax") }
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -266,7 +266,7 @@ public struct Google_Protobuf_DescriptorProto: WireMessage {
             if c.pointee.has_start != 0 { self.start = c.pointee.start }
             if c.pointee.has_end != 0 { self.end = c.pointee.end }
             if let p = c.pointee.options { self.options = try Google_Protobuf_ExtensionRangeOptions(_readC: p) }
-            if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+            if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
         }
     }
 
@@ -307,7 +307,7 @@ public struct Google_Protobuf_DescriptorProto: WireMessage {
             let c = raw.assumingMemoryBound(to: Google__Protobuf__DescriptorProto__ReservedRange.self)
             if c.pointee.has_start != 0 { self.start = c.pointee.start }
             if c.pointee.has_end != 0 { self.end = c.pointee.end }
-            if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+            if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
         }
     }
 
@@ -458,7 +458,7 @@ public struct Google_Protobuf_DescriptorProto: WireMessage {
             for i in 0..<n { out.append(try WireDecode.string(a[i], field: "google.protobuf.DescriptorProto.reserved_name")) }
             self.reservedName = out
         }
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -501,7 +501,7 @@ public struct Google_Protobuf_ExtensionRangeOptions: WireMessage {
             for i in 0..<n { if let p = a[i] { out.append(try Google_Protobuf_UninterpretedOption(_readC: p)) } }
             self.uninterpretedOption = out
         }
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -747,7 +747,7 @@ public struct Google_Protobuf_FieldDescriptorProto: WireMessage {
         if let p = c.pointee.json_name { self.jsonName = try WireDecode.string(p, field: "google.protobuf.FieldDescriptorProto.json_name") }
         if let p = c.pointee.options { self.options = try Google_Protobuf_FieldOptions(_readC: p) }
         if c.pointee.has_proto3_optional != 0 { self.proto3Optional = (c.pointee.proto3_optional != 0) }
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -784,7 +784,7 @@ public struct Google_Protobuf_OneofDescriptorProto: WireMessage {
         let c = raw.assumingMemoryBound(to: Google__Protobuf__OneofDescriptorProto.self)
         if let p = c.pointee.name { self.name = try WireDecode.string(p, field: "google.protobuf.OneofDescriptorProto.name") }
         if let p = c.pointee.options { self.options = try Google_Protobuf_OneofOptions(_readC: p) }
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -843,7 +843,7 @@ public struct Google_Protobuf_EnumDescriptorProto: WireMessage {
             let c = raw.assumingMemoryBound(to: Google__Protobuf__EnumDescriptorProto__EnumReservedRange.self)
             if c.pointee.has_start != 0 { self.start = c.pointee.start }
             if c.pointee.has_end != 0 { self.end = c.pointee.end }
-            if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+            if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
         }
     }
 
@@ -918,7 +918,7 @@ public struct Google_Protobuf_EnumDescriptorProto: WireMessage {
             for i in 0..<n { out.append(try WireDecode.string(a[i], field: "google.protobuf.EnumDescriptorProto.reserved_name")) }
             self.reservedName = out
         }
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -960,7 +960,7 @@ public struct Google_Protobuf_EnumValueDescriptorProto: WireMessage {
         if let p = c.pointee.name { self.name = try WireDecode.string(p, field: "google.protobuf.EnumValueDescriptorProto.name") }
         if c.pointee.has_number != 0 { self.number = c.pointee.number }
         if let p = c.pointee.options { self.options = try Google_Protobuf_EnumValueOptions(_readC: p) }
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -1013,7 +1013,7 @@ public struct Google_Protobuf_ServiceDescriptorProto: WireMessage {
             self.method = out
         }
         if let p = c.pointee.options { self.options = try Google_Protobuf_ServiceOptions(_readC: p) }
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -1074,7 +1074,7 @@ public struct Google_Protobuf_MethodDescriptorProto: WireMessage {
         if let p = c.pointee.options { self.options = try Google_Protobuf_MethodOptions(_readC: p) }
         if c.pointee.has_client_streaming != 0 { self.clientStreaming = (c.pointee.client_streaming != 0) }
         if c.pointee.has_server_streaming != 0 { self.serverStreaming = (c.pointee.server_streaming != 0) }
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -1316,7 +1316,7 @@ public struct Google_Protobuf_FileOptions: WireMessage {
             for i in 0..<n { if let p = a[i] { out.append(try Google_Protobuf_UninterpretedOption(_readC: p)) } }
             self.uninterpretedOption = out
         }
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -1425,7 +1425,7 @@ public struct Google_Protobuf_MessageOptions: WireMessage {
             for i in 0..<n { if let p = a[i] { out.append(try Google_Protobuf_UninterpretedOption(_readC: p)) } }
             self.uninterpretedOption = out
         }
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -1633,7 +1633,7 @@ public struct Google_Protobuf_FieldOptions: WireMessage {
             for i in 0..<n { if let p = a[i] { out.append(try Google_Protobuf_UninterpretedOption(_readC: p)) } }
             self.uninterpretedOption = out
         }
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -1676,7 +1676,7 @@ public struct Google_Protobuf_OneofOptions: WireMessage {
             for i in 0..<n { if let p = a[i] { out.append(try Google_Protobuf_UninterpretedOption(_readC: p)) } }
             self.uninterpretedOption = out
         }
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -1735,7 +1735,7 @@ public struct Google_Protobuf_EnumOptions: WireMessage {
             for i in 0..<n { if let p = a[i] { out.append(try Google_Protobuf_UninterpretedOption(_readC: p)) } }
             self.uninterpretedOption = out
         }
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -1787,7 +1787,7 @@ public struct Google_Protobuf_EnumValueOptions: WireMessage {
             for i in 0..<n { if let p = a[i] { out.append(try Google_Protobuf_UninterpretedOption(_readC: p)) } }
             self.uninterpretedOption = out
         }
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -1839,7 +1839,7 @@ public struct Google_Protobuf_ServiceOptions: WireMessage {
             for i in 0..<n { if let p = a[i] { out.append(try Google_Protobuf_UninterpretedOption(_readC: p)) } }
             self.uninterpretedOption = out
         }
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -1933,7 +1933,7 @@ public struct Google_Protobuf_MethodOptions: WireMessage {
             for i in 0..<n { if let p = a[i] { out.append(try Google_Protobuf_UninterpretedOption(_readC: p)) } }
             self.uninterpretedOption = out
         }
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -1993,7 +1993,7 @@ public struct Google_Protobuf_UninterpretedOption: WireMessage {
             let c = raw.assumingMemoryBound(to: Google__Protobuf__UninterpretedOption__NamePart.self)
             self.namePart = try WireDecode.string(c.pointee.name_part, field: "google.protobuf.UninterpretedOption.NamePart.name_part")
             self.isExtension = (c.pointee.is_extension != 0)
-            if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+            if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
         }
     }
 
@@ -2054,7 +2054,7 @@ public struct Google_Protobuf_UninterpretedOption: WireMessage {
         if c.pointee.has_double_value != 0 { self.doubleValue = c.pointee.double_value }
         if c.pointee.has_string_value != 0 { self.stringValue = WireDecode.bytes(c.pointee.string_value) }
         if let p = c.pointee.aggregate_value { self.aggregateValue = try WireDecode.string(p, field: "google.protobuf.UninterpretedOption.aggregate_value") }
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -2247,7 +2247,7 @@ public struct Google_Protobuf_SourceCodeInfo: WireMessage {
                 for i in 0..<n { out.append(try WireDecode.string(a[i], field: "google.protobuf.SourceCodeInfo.Location.leading_detached_comments")) }
                 self.leadingDetachedComments = out
             }
-            if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+            if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
         }
     }
 
@@ -2284,7 +2284,7 @@ public struct Google_Protobuf_SourceCodeInfo: WireMessage {
             for i in 0..<n { if let p = a[i] { out.append(try Google_Protobuf_SourceCodeInfo.Location(_readC: p)) } }
             self.location = out
         }
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -2351,7 +2351,7 @@ public struct Google_Protobuf_GeneratedCodeInfo: WireMessage {
             if let p = c.pointee.source_file { self.sourceFile = try WireDecode.string(p, field: "google.protobuf.GeneratedCodeInfo.Annotation.source_file") }
             if c.pointee.has_begin != 0 { self.begin = c.pointee.begin }
             if c.pointee.has_end != 0 { self.end = c.pointee.end }
-            if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+            if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
         }
     }
 
@@ -2388,7 +2388,7 @@ public struct Google_Protobuf_GeneratedCodeInfo: WireMessage {
             for i in 0..<n { if let p = a[i] { out.append(try Google_Protobuf_GeneratedCodeInfo.Annotation(_readC: p)) } }
             self.annotation = out
         }
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 

@@ -104,7 +104,7 @@ public struct Google_Protobuf_Duration: WireMessage {
         let c = raw.assumingMemoryBound(to: Google__Protobuf__Duration.self)
         self.seconds = c.pointee.seconds
         self.nanos = c.pointee.nanos
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 

@@ -243,7 +243,7 @@ public struct Google_Protobuf_FieldMask: WireMessage {
             for i in 0..<n { out.append(try WireDecode.string(a[i], field: "google.protobuf.FieldMask.paths")) }
             self.paths = out
         }
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 

@@ -36,7 +36,7 @@ public struct Google_Protobuf_SourceContext: WireMessage {
     public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
         let c = raw.assumingMemoryBound(to: Google__Protobuf__SourceContext.self)
         self.fileName = try WireDecode.string(c.pointee.file_name, field: "google.protobuf.SourceContext.file_name")
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 

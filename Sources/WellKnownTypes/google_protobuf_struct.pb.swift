@@ -95,7 +95,7 @@ public struct Google_Protobuf_Struct: WireMessage {
             }
             self.fields = out
         }
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -184,7 +184,7 @@ public struct Google_Protobuf_Value: WireMessage {
                 if let p = c.pointee.list_value { self.kind = .listValue(try Google_Protobuf_ListValue(_readC: p)) }
             default: break
         }
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -231,7 +231,7 @@ public struct Google_Protobuf_ListValue: WireMessage {
             for i in 0..<n { if let p = a[i] { out.append(try Google_Protobuf_Value(_readC: p)) } }
             self.values = out
         }
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 

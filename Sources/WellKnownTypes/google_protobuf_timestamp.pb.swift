@@ -135,7 +135,7 @@ public struct Google_Protobuf_Timestamp: WireMessage {
         let c = raw.assumingMemoryBound(to: Google__Protobuf__Timestamp.self)
         self.seconds = c.pointee.seconds
         self.nanos = c.pointee.nanos
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 

@@ -129,7 +129,7 @@ public struct Google_Protobuf_Type: WireMessage {
         }
         if let p = c.pointee.source_context { self.sourceContext = try Google_Protobuf_SourceContext(_readC: p) }
         self.syntax = Google_Protobuf_Syntax(rawValue: Int32(truncatingIfNeeded: c.pointee.syntax.rawValue))
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -369,7 +369,7 @@ public struct Google_Protobuf_Field: WireMessage {
         }
         self.jsonName = try WireDecode.string(c.pointee.json_name, field: "google.protobuf.Field.json_name")
         self.defaultValue = try WireDecode.string(c.pointee.default_value, field: "google.protobuf.Field.default_value")
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -448,7 +448,7 @@ public struct Google_Protobuf_Enum: WireMessage {
         }
         if let p = c.pointee.source_context { self.sourceContext = try Google_Protobuf_SourceContext(_readC: p) }
         self.syntax = Google_Protobuf_Syntax(rawValue: Int32(truncatingIfNeeded: c.pointee.syntax.rawValue))
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -504,7 +504,7 @@ public struct Google_Protobuf_EnumValue: WireMessage {
             for i in 0..<n { if let p = a[i] { out.append(try Google_Protobuf_Option(_readC: p)) } }
             self.options = out
         }
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -550,7 +550,7 @@ public struct Google_Protobuf_Option: WireMessage {
         let c = raw.assumingMemoryBound(to: Google__Protobuf__Option.self)
         self.name = try WireDecode.string(c.pointee.name, field: "google.protobuf.Option.name")
         if let p = c.pointee.value { self.value = try Google_Protobuf_Any(_readC: p) }
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 

@@ -24,6 +24,9 @@ struct HostileBytesTests {
         rejects(Conformance_V1_AllTypes.self, [0x0B], "group start (wire type 3)")
         rejects(Conformance_V1_AllTypes.self, [0x0F], "wire type 7")
         rejects(Conformance_V1_AllTypes.self, [0x00], "field number 0")
+        // Found by the fuzzer: protobuf-c accepts field 0 when the tag varint is not minimal.
+        rejects(Conformance_V1_AllTypes.self, [0x85, 0x00, 0x00, 0x06, 0x00, 0x90], "field number 0, two-byte tag")
+        rejects(Shop_V1_Order.self, [0x1A, 0x06, 0x85, 0x00, 0x00, 0x06, 0x00, 0x90], "field number 0 in a sub-message")
     }
 
     @Test("lengths past the buffer")

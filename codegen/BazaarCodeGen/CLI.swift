@@ -20,6 +20,8 @@ public enum CodeGenCLI {
           --descriptor_set_out FILE  Write a google.protobuf.FileDescriptorSet of the named files
                                      and their imports.
           --check                    Write nothing; exit 1 if any output would change (drift check).
+          --describe                 Print each service's methods: kind, HTTP bindings, auth,
+                                     deadline and retry safety, as the IDL declares them.
           -h, --help                 Show this help.
 
         EXAMPLES:
@@ -64,6 +66,7 @@ public enum CodeGenCLI {
                 }
                 options.swiftModules.append((String(v[..<eq]), String(v[v.index(after: eq)...])))
             case "--check": options.check = true
+            case "--describe": options.describe = true
             default:
                 if a.hasPrefix("-") {
                     FileHandle.standardError.write(Data("bazaar-codegen: unknown option '\(a)' (see --help)\n".utf8))
@@ -78,6 +81,11 @@ public enum CodeGenCLI {
             return 2
         }
         do {
+            if options.describe {
+                let set = try Compiler(protoPaths: options.protoPaths).compile(options.files)
+                print(Describe.text(set.requestedFiles), terminator: "")
+                return 0
+            }
             let outputs = try Generator(options: options).generate()
             return try write(outputs, check: options.check)
         } catch let e as CompileErrors {
@@ -119,6 +127,7 @@ public struct Options {
     public var swiftModules: [(prefix: String, module: String)] = []
     public var descriptorSetOut: String?
     public var check = false
+    public var describe = false
     public init() {}
 }
 

@@ -500,7 +500,7 @@ struct SwiftEmitter {
             w.line("default: break")
             w.close()
         }
-        w.line("if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }")
+        w.line("if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }")
         w.close()
     }
 }

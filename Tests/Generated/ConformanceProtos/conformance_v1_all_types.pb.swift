@@ -153,7 +153,7 @@ public struct Conformance_V1_AllTypes: WireMessage {
             self.a = c.pointee.a
             self.b = try WireDecode.string(c.pointee.b, field: "conformance.v1.AllTypes.Nested.b")
             if let p = c.pointee.inner { self.inner = try Conformance_V1_AllTypes.Nested(_readC: p) }
-            if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+            if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
         }
     }
 
@@ -646,7 +646,7 @@ public struct Conformance_V1_AllTypes: WireMessage {
                 self.choice = .oEnum(Conformance_V1_Color(rawValue: Int32(truncatingIfNeeded: c.pointee.o_enum.rawValue)))
             default: break
         }
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -668,7 +668,7 @@ public struct Conformance_V1_Empty: WireMessage {
 
     public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
         let c = raw.assumingMemoryBound(to: Conformance__V1__Empty.self)
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 

@@ -37,7 +37,7 @@ public struct Conformance_V1_ItemV1: WireMessage {
         let c = raw.assumingMemoryBound(to: Conformance__V1__ItemV1.self)
         self.id = try WireDecode.string(c.pointee.id, field: "conformance.v1.ItemV1.id")
         self.price = c.pointee.price
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
@@ -141,7 +141,7 @@ public struct Conformance_V1_ItemV2: WireMessage {
             }
             self.stock = out
         }
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 

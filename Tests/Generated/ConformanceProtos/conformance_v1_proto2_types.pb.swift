@@ -132,7 +132,7 @@ public struct Conformance_V1_Proto2Types: WireMessage {
         if let p = c.pointee.child { self.child = try Conformance_V1_Proto2Types(_readC: p) }
         if c.pointee.has_o_float != 0 { self.oFloat = c.pointee.o_float }
         if let p = c.pointee.o_plain { self.oPlain = try WireDecode.string(p, field: "conformance.v1.Proto2Types.o_plain") }
-        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = UnknownFields(c.pointee.base) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
