@@ -13,6 +13,7 @@ if command -v valgrind > /dev/null; then
   bin=$(mktemp)
   cp .build/release/CodecBenchmark "$bin"
   strip --strip-debug "$bin"
+  chmod +x "$bin"
   count() { valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" --only "$1" --iterations "$2" 2>&1 \
     | grep -oE 'Collected : [0-9]+' | grep -oE '[0-9]+'; }
   base=$(count bazaar-encode 0)

@@ -166,14 +166,22 @@ def same_float(a, b):
     return (math.isnan(a) and math.isnan(b)) or a == b
 
 
+def equal_value(field, x, y, path):
+    """Compares one value of `field` (a message, a float or anything else)."""
+    if field.type == FD.TYPE_MESSAGE:
+        return equal(x, y, path)
+    if field.type in (FD.TYPE_FLOAT, FD.TYPE_DOUBLE):
+        return None if same_float(x, y) else f"{path}: {x} != {y}"
+    return None if x == y else f"{path}: {x!r} != {y!r}"
+
+
 def equal(a, b, path=""):
     """Field-by-field equality; returns None or a description of the first difference."""
     fa = {f.name: v for f, v in a.ListFields()}
     fb = {f.name: v for f, v in b.ListFields()}
     # proto3 implicit -0.0 may be dropped on one side and kept on the other: both mean 0.
     for f, v in list(a.ListFields()) + list(b.ListFields()):
-        if f.type in (FD.TYPE_FLOAT, FD.TYPE_DOUBLE) and not f.is_repeated \
-                and not f.has_presence and v == 0:
+        if f.type in (FD.TYPE_FLOAT, FD.TYPE_DOUBLE) and not f.is_repeated and not f.has_presence and v == 0:
             fa.pop(f.name, None)
             fb.pop(f.name, None)
     if fa.keys() != fb.keys():
@@ -183,43 +191,18 @@ def equal(a, b, path=""):
             continue
         va, vb = fa[f.name], fb[f.name]
         p = f"{path}.{f.name}"
-        is_map = f.message_type is not None and f.message_type.GetOptions().map_entry
-        if is_map:
+        if f.message_type is not None and f.message_type.GetOptions().map_entry:
             if set(va.keys()) != set(vb.keys()):
                 return f"{p}: map keys differ"
             vf = f.message_type.fields_by_name["value"]
-            for k in va:
-                if vf.type == FD.TYPE_MESSAGE:
-                    d = equal(va[k], vb[k], f"{p}[{k!r}]")
-                    if d:
-                        return d
-                elif vf.type in (FD.TYPE_FLOAT, FD.TYPE_DOUBLE):
-                    if not same_float(va[k], vb[k]):
-                        return f"{p}[{k!r}]: {va[k]} != {vb[k]}"
-                elif va[k] != vb[k]:
-                    return f"{p}[{k!r}]: {va[k]!r} != {vb[k]!r}"
-            continue
-        if f.is_repeated:
+            diffs = (equal_value(vf, va[k], vb[k], f"{p}[{k!r}]") for k in va)
+        elif f.is_repeated:
             if len(va) != len(vb):
                 return f"{p}: {len(va)} != {len(vb)} elements"
-            for i, (x, y) in enumerate(zip(va, vb)):
-                if f.type == FD.TYPE_MESSAGE:
-                    d = equal(x, y, f"{p}[{i}]")
-                    if d:
-                        return d
-                elif f.type in (FD.TYPE_FLOAT, FD.TYPE_DOUBLE):
-                    if not same_float(x, y):
-                        return f"{p}[{i}]: {x} != {y}"
-                elif x != y:
-                    return f"{p}[{i}]: {x!r} != {y!r}"
-            continue
-        if f.type == FD.TYPE_MESSAGE:
-            d = equal(va, vb, p)
-            if d:
-                return d
-        elif f.type in (FD.TYPE_FLOAT, FD.TYPE_DOUBLE):
-            if not same_float(va, vb):
-                return f"{p}: {va} != {vb}"
-        elif va != vb:
-            return f"{p}: {va!r} != {vb!r}"
+            diffs = (equal_value(f, x, y, f"{p}[{i}]") for i, (x, y) in enumerate(zip(va, vb)))
+        else:
+            diffs = iter([equal_value(f, va, vb, p)])
+        d = next((d for d in diffs if d), None)
+        if d:
+            return d
     return None

@@ -172,16 +172,8 @@ struct Resolver {
         return e
     }
 
-    static func mapEntryName(_ field: String) -> String {
-        var out = ""
-        var upper = true
-        for c in field {
-            if c == "_" { upper = true; continue }
-            out.append(upper ? Character(c.uppercased()) : c)
-            upper = false
-        }
-        return out + "Entry"
-    }
+    /// protoc names a map field's entry type `FieldNameEntry`.
+    static func mapEntryName(_ field: String) -> String { CNames.toCamel(field) + "Entry" }
 
     /// protoc's default JSON name: drop underscores, capitalise the letter after each.
     static func jsonName(_ name: String) -> String {

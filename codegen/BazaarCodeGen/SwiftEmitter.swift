@@ -244,30 +244,23 @@ struct SwiftEmitter {
         }
     }
 
-    /// Message types reachable from `m` through fields, with or without arrays in between.
+    /// Whether `target` is reachable from `from` through message fields; `throughArrays` also
+    /// follows repeated fields and map values (which need no box, being behind an array).
     func reaches(_ from: MessageModel, _ target: MessageModel, throughArrays: Bool) -> Bool {
         var seen: Set<ObjectIdentifier> = []
         var stack = [from]
         while let m = stack.popLast() {
             for f in m.fields {
-                if !throughArrays && f.isRepeated { continue }
-                guard case .message(let t) = f.type else {
-                    if let entry = f.mapEntry, throughArrays, case .message(let v) = entry.fields[1].type {
-                        if v === target { return true }
-                        if seen.insert(ObjectIdentifier(v)).inserted { stack.append(v) }
-                    }
-                    continue
-                }
+                if f.isRepeated && !throughArrays { continue }
+                var next: MessageModel?
                 if let entry = f.mapEntry {
-                    guard throughArrays else { continue }
-                    if case .message(let v) = entry.fields[1].type {
-                        if v === target { return true }
-                        if seen.insert(ObjectIdentifier(v)).inserted { stack.append(v) }
-                    }
-                    continue
+                    if case .message(let v) = entry.fields[1].type { next = v }
+                } else if case .message(let t) = f.type {
+                    next = t
                 }
-                if t === target { return true }
-                if seen.insert(ObjectIdentifier(t)).inserted { stack.append(t) }
+                guard let n = next else { continue }
+                if n === target { return true }
+                if seen.insert(ObjectIdentifier(n)).inserted { stack.append(n) }
             }
         }
         return false

@@ -126,6 +126,7 @@ for r in 1...rounds {
     }
     FileHandle.standardError.write(Data("round \(r)/\(rounds)\r".utf8))
 }
+FileHandle.standardError.write(Data("\n".utf8))
 func median(_ xs: [Double]) -> Double { let s = xs.sorted(); return s[s.count / 2] }
 let m = samples.mapValues(median)
 print("| operation | Bazaar (ns/op, median) | swift-protobuf (ns/op, median) | speed-up |")
