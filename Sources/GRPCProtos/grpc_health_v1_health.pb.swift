@@ -19,8 +19,8 @@ public struct Grpc_Health_V1_HealthCheckRequest: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            service: String = ""
-        ) {
+        service: String = ""
+    ) {
         self.service = service
     }
 
@@ -86,8 +86,8 @@ public struct Grpc_Health_V1_HealthCheckResponse: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            status: Grpc_Health_V1_HealthCheckResponse.ServingStatus = Grpc_Health_V1_HealthCheckResponse.ServingStatus()
-        ) {
+        status: Grpc_Health_V1_HealthCheckResponse.ServingStatus = Grpc_Health_V1_HealthCheckResponse.ServingStatus()
+    ) {
         self.status = status
     }
 

@@ -51,9 +51,9 @@ public struct Grpc_Reflection_V1alpha_ServerReflectionRequest: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            host: String = "",
-            messageRequest: MessageRequest? = nil
-        ) {
+        host: String = "",
+        messageRequest: MessageRequest? = nil
+    ) {
         self.host = host
         self.messageRequest = messageRequest
     }
@@ -119,9 +119,9 @@ public struct Grpc_Reflection_V1alpha_ExtensionRequest: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            containingType: String = "",
-            extensionNumber: Int32 = 0
-        ) {
+        containingType: String = "",
+        extensionNumber: Int32 = 0
+    ) {
         self.containingType = containingType
         self.extensionNumber = extensionNumber
     }
@@ -177,10 +177,10 @@ public struct Grpc_Reflection_V1alpha_ServerReflectionResponse: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            validHost: String = "",
-            originalRequest: Grpc_Reflection_V1alpha_ServerReflectionRequest? = nil,
-            messageResponse: MessageResponse? = nil
-        ) {
+        validHost: String = "",
+        originalRequest: Grpc_Reflection_V1alpha_ServerReflectionRequest? = nil,
+        messageResponse: MessageResponse? = nil
+    ) {
         self.validHost = validHost
         self.originalRequest = originalRequest
         self.messageResponse = messageResponse
@@ -246,8 +246,8 @@ public struct Grpc_Reflection_V1alpha_FileDescriptorResponse: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            fileDescriptorProto: [[UInt8]] = []
-        ) {
+        fileDescriptorProto: [[UInt8]] = []
+    ) {
         self.fileDescriptorProto = fileDescriptorProto
     }
 
@@ -293,9 +293,9 @@ public struct Grpc_Reflection_V1alpha_ExtensionNumberResponse: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            baseTypeName: String = "",
-            extensionNumber: [Int32] = []
-        ) {
+        baseTypeName: String = "",
+        extensionNumber: [Int32] = []
+    ) {
         self.baseTypeName = baseTypeName
         self.extensionNumber = extensionNumber
     }
@@ -334,8 +334,8 @@ public struct Grpc_Reflection_V1alpha_ListServiceResponse: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            service: [Grpc_Reflection_V1alpha_ServiceResponse] = []
-        ) {
+        service: [Grpc_Reflection_V1alpha_ServiceResponse] = []
+    ) {
         self.service = service
     }
 
@@ -380,8 +380,8 @@ public struct Grpc_Reflection_V1alpha_ServiceResponse: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            name: String = ""
-        ) {
+        name: String = ""
+    ) {
         self.name = name
     }
 
@@ -414,9 +414,9 @@ public struct Grpc_Reflection_V1alpha_ErrorResponse: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            errorCode: Int32 = 0,
-            errorMessage: String = ""
-        ) {
+        errorCode: Int32 = 0,
+        errorMessage: String = ""
+    ) {
         self.errorCode = errorCode
         self.errorMessage = errorMessage
     }

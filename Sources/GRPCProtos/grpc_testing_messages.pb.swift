@@ -91,8 +91,8 @@ public struct Grpc_Testing_BoolValue: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            value: Bool = false
-        ) {
+        value: Bool = false
+    ) {
         self.value = value
     }
 
@@ -126,9 +126,9 @@ public struct Grpc_Testing_Payload: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            type: Grpc_Testing_PayloadType = Grpc_Testing_PayloadType(),
-            body: [UInt8] = []
-        ) {
+        type: Grpc_Testing_PayloadType = Grpc_Testing_PayloadType(),
+        body: [UInt8] = []
+    ) {
         self.type = type
         self.body = body
     }
@@ -164,9 +164,9 @@ public struct Grpc_Testing_EchoStatus: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            code: Int32 = 0,
-            message: String = ""
-        ) {
+        code: Int32 = 0,
+        message: String = ""
+    ) {
         self.code = code
         self.message = message
     }
@@ -227,19 +227,19 @@ public struct Grpc_Testing_SimpleRequest: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            responseType: Grpc_Testing_PayloadType = Grpc_Testing_PayloadType(),
-            responseSize: Int32 = 0,
-            payload: Grpc_Testing_Payload? = nil,
-            fillUsername: Bool = false,
-            fillOauthScope: Bool = false,
-            responseCompressed: Grpc_Testing_BoolValue? = nil,
-            responseStatus: Grpc_Testing_EchoStatus? = nil,
-            expectCompressed: Grpc_Testing_BoolValue? = nil,
-            fillServerID: Bool = false,
-            fillGrpclbRouteType: Bool = false,
-            orcaPerQueryReport: Grpc_Testing_TestOrcaReport? = nil,
-            orcaOobReport: Grpc_Testing_TestOrcaReport? = nil
-        ) {
+        responseType: Grpc_Testing_PayloadType = Grpc_Testing_PayloadType(),
+        responseSize: Int32 = 0,
+        payload: Grpc_Testing_Payload? = nil,
+        fillUsername: Bool = false,
+        fillOauthScope: Bool = false,
+        responseCompressed: Grpc_Testing_BoolValue? = nil,
+        responseStatus: Grpc_Testing_EchoStatus? = nil,
+        expectCompressed: Grpc_Testing_BoolValue? = nil,
+        fillServerID: Bool = false,
+        fillGrpclbRouteType: Bool = false,
+        orcaPerQueryReport: Grpc_Testing_TestOrcaReport? = nil,
+        orcaOobReport: Grpc_Testing_TestOrcaReport? = nil
+    ) {
         self.responseType = responseType
         self.responseSize = responseSize
         self.payload = payload
@@ -316,13 +316,13 @@ public struct Grpc_Testing_SimpleResponse: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            payload: Grpc_Testing_Payload? = nil,
-            username: String = "",
-            oauthScope: String = "",
-            serverID: String = "",
-            grpclbRouteType: Grpc_Testing_GrpclbRouteType = Grpc_Testing_GrpclbRouteType(),
-            hostname: String = ""
-        ) {
+        payload: Grpc_Testing_Payload? = nil,
+        username: String = "",
+        oauthScope: String = "",
+        serverID: String = "",
+        grpclbRouteType: Grpc_Testing_GrpclbRouteType = Grpc_Testing_GrpclbRouteType(),
+        hostname: String = ""
+    ) {
         self.payload = payload
         self.username = username
         self.oauthScope = oauthScope
@@ -374,9 +374,9 @@ public struct Grpc_Testing_StreamingInputCallRequest: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            payload: Grpc_Testing_Payload? = nil,
-            expectCompressed: Grpc_Testing_BoolValue? = nil
-        ) {
+        payload: Grpc_Testing_Payload? = nil,
+        expectCompressed: Grpc_Testing_BoolValue? = nil
+    ) {
         self.payload = payload
         self.expectCompressed = expectCompressed
     }
@@ -411,8 +411,8 @@ public struct Grpc_Testing_StreamingInputCallResponse: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            aggregatedPayloadSize: Int32 = 0
-        ) {
+        aggregatedPayloadSize: Int32 = 0
+    ) {
         self.aggregatedPayloadSize = aggregatedPayloadSize
     }
 
@@ -452,10 +452,10 @@ public struct Grpc_Testing_ResponseParameters: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            size: Int32 = 0,
-            intervalUs: Int32 = 0,
-            compressed: Grpc_Testing_BoolValue? = nil
-        ) {
+        size: Int32 = 0,
+        intervalUs: Int32 = 0,
+        compressed: Grpc_Testing_BoolValue? = nil
+    ) {
         self.size = size
         self.intervalUs = intervalUs
         self.compressed = compressed
@@ -504,12 +504,12 @@ public struct Grpc_Testing_StreamingOutputCallRequest: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            responseType: Grpc_Testing_PayloadType = Grpc_Testing_PayloadType(),
-            responseParameters: [Grpc_Testing_ResponseParameters] = [],
-            payload: Grpc_Testing_Payload? = nil,
-            responseStatus: Grpc_Testing_EchoStatus? = nil,
-            orcaOobReport: Grpc_Testing_TestOrcaReport? = nil
-        ) {
+        responseType: Grpc_Testing_PayloadType = Grpc_Testing_PayloadType(),
+        responseParameters: [Grpc_Testing_ResponseParameters] = [],
+        payload: Grpc_Testing_Payload? = nil,
+        responseStatus: Grpc_Testing_EchoStatus? = nil,
+        orcaOobReport: Grpc_Testing_TestOrcaReport? = nil
+    ) {
         self.responseType = responseType
         self.responseParameters = responseParameters
         self.payload = payload
@@ -564,8 +564,8 @@ public struct Grpc_Testing_StreamingOutputCallResponse: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            payload: Grpc_Testing_Payload? = nil
-        ) {
+        payload: Grpc_Testing_Payload? = nil
+    ) {
         self.payload = payload
     }
 
@@ -597,8 +597,8 @@ public struct Grpc_Testing_ReconnectParams: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            maxReconnectBackoffMs: Int32 = 0
-        ) {
+        maxReconnectBackoffMs: Int32 = 0
+    ) {
         self.maxReconnectBackoffMs = maxReconnectBackoffMs
     }
 
@@ -632,9 +632,9 @@ public struct Grpc_Testing_ReconnectInfo: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            passed: Bool = false,
-            backoffMs: [Int32] = []
-        ) {
+        passed: Bool = false,
+        backoffMs: [Int32] = []
+    ) {
         self.passed = passed
         self.backoffMs = backoffMs
     }
@@ -673,9 +673,9 @@ public struct Grpc_Testing_LoadBalancerStatsRequest: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            numRpcs: Int32 = 0,
-            timeoutSec: Int32 = 0
-        ) {
+        numRpcs: Int32 = 0,
+        timeoutSec: Int32 = 0
+    ) {
         self.numRpcs = numRpcs
         self.timeoutSec = timeoutSec
     }
@@ -718,8 +718,8 @@ public struct Grpc_Testing_LoadBalancerStatsResponse: WireMessage {
 
         /// A message with the given fields; the rest keep their defaults.
         public init(
-                rpcsByPeer: [String: Int32] = [:]
-            ) {
+            rpcsByPeer: [String: Int32] = [:]
+        ) {
             self.rpcsByPeer = rpcsByPeer
         }
 
@@ -766,10 +766,10 @@ public struct Grpc_Testing_LoadBalancerStatsResponse: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            rpcsByPeer: [String: Int32] = [:],
-            numFailures: Int32 = 0,
-            rpcsByMethod: [String: Grpc_Testing_LoadBalancerStatsResponse.RpcsByPeer] = [:]
-        ) {
+        rpcsByPeer: [String: Int32] = [:],
+        numFailures: Int32 = 0,
+        rpcsByMethod: [String: Grpc_Testing_LoadBalancerStatsResponse.RpcsByPeer] = [:]
+    ) {
         self.rpcsByPeer = rpcsByPeer
         self.numFailures = numFailures
         self.rpcsByMethod = rpcsByMethod
@@ -892,9 +892,9 @@ public struct Grpc_Testing_LoadBalancerAccumulatedStatsResponse: WireMessage {
 
         /// A message with the given fields; the rest keep their defaults.
         public init(
-                rpcsStarted: Int32 = 0,
-                result: [Int32: Int32] = [:]
-            ) {
+            rpcsStarted: Int32 = 0,
+            result: [Int32: Int32] = [:]
+        ) {
             self.rpcsStarted = rpcsStarted
             self.result = result
         }
@@ -944,11 +944,11 @@ public struct Grpc_Testing_LoadBalancerAccumulatedStatsResponse: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            numRpcsStartedByMethod: [String: Int32] = [:],
-            numRpcsSucceededByMethod: [String: Int32] = [:],
-            numRpcsFailedByMethod: [String: Int32] = [:],
-            statsPerMethod: [String: Grpc_Testing_LoadBalancerAccumulatedStatsResponse.MethodStats] = [:]
-        ) {
+        numRpcsStartedByMethod: [String: Int32] = [:],
+        numRpcsSucceededByMethod: [String: Int32] = [:],
+        numRpcsFailedByMethod: [String: Int32] = [:],
+        statsPerMethod: [String: Grpc_Testing_LoadBalancerAccumulatedStatsResponse.MethodStats] = [:]
+    ) {
         self.numRpcsStartedByMethod = numRpcsStartedByMethod
         self.numRpcsSucceededByMethod = numRpcsSucceededByMethod
         self.numRpcsFailedByMethod = numRpcsFailedByMethod
@@ -1120,10 +1120,10 @@ public struct Grpc_Testing_ClientConfigureRequest: WireMessage {
 
         /// A message with the given fields; the rest keep their defaults.
         public init(
-                type: Grpc_Testing_ClientConfigureRequest.RpcType = Grpc_Testing_ClientConfigureRequest.RpcType(),
-                key: String = "",
-                value: String = ""
-            ) {
+            type: Grpc_Testing_ClientConfigureRequest.RpcType = Grpc_Testing_ClientConfigureRequest.RpcType(),
+            key: String = "",
+            value: String = ""
+        ) {
             self.type = type
             self.key = key
             self.value = value
@@ -1154,10 +1154,10 @@ public struct Grpc_Testing_ClientConfigureRequest: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            types: [Grpc_Testing_ClientConfigureRequest.RpcType] = [],
-            metadata: [Grpc_Testing_ClientConfigureRequest.Metadata] = [],
-            timeoutSec: Int32 = 0
-        ) {
+        types: [Grpc_Testing_ClientConfigureRequest.RpcType] = [],
+        metadata: [Grpc_Testing_ClientConfigureRequest.Metadata] = [],
+        timeoutSec: Int32 = 0
+    ) {
         self.types = types
         self.metadata = metadata
         self.timeoutSec = timeoutSec
@@ -1243,11 +1243,11 @@ public struct Grpc_Testing_TestOrcaReport: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            cpuUtilization: Double = 0,
-            memoryUtilization: Double = 0,
-            requestCost: [String: Double] = [:],
-            utilization: [String: Double] = [:]
-        ) {
+        cpuUtilization: Double = 0,
+        memoryUtilization: Double = 0,
+        requestCost: [String: Double] = [:],
+        utilization: [String: Double] = [:]
+    ) {
         self.cpuUtilization = cpuUtilization
         self.memoryUtilization = memoryUtilization
         self.requestCost = requestCost

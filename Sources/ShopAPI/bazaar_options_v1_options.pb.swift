@@ -67,11 +67,11 @@ public struct Bazaar_Options_V1_AuthRule: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            level: Bazaar_Options_V1_AuthRule.Level = Bazaar_Options_V1_AuthRule.Level(),
-            roles: [String] = [],
-            scopes: [String] = [],
-            callers: [String] = []
-        ) {
+        level: Bazaar_Options_V1_AuthRule.Level = Bazaar_Options_V1_AuthRule.Level(),
+        roles: [String] = [],
+        scopes: [String] = [],
+        callers: [String] = []
+    ) {
         self.level = level
         self.roles = roles
         self.scopes = scopes

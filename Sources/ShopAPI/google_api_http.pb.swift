@@ -21,9 +21,9 @@ public struct Google_Api_Http: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            rules: [Google_Api_HttpRule] = [],
-            fullyDecodeReservedExpansion: Bool = false
-        ) {
+        rules: [Google_Api_HttpRule] = [],
+        fullyDecodeReservedExpansion: Bool = false
+    ) {
         self.rules = rules
         self.fullyDecodeReservedExpansion = fullyDecodeReservedExpansion
     }
@@ -93,12 +93,12 @@ public struct Google_Api_HttpRule: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            selector: String = "",
-            body: String = "",
-            responseBody: String = "",
-            additionalBindings: [Google_Api_HttpRule] = [],
-            pattern: Pattern? = nil
-        ) {
+        selector: String = "",
+        body: String = "",
+        responseBody: String = "",
+        additionalBindings: [Google_Api_HttpRule] = [],
+        pattern: Pattern? = nil
+    ) {
         self.selector = selector
         self.body = body
         self.responseBody = responseBody
@@ -187,9 +187,9 @@ public struct Google_Api_CustomHttpPattern: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            kind: String = "",
-            path: String = ""
-        ) {
+        kind: String = "",
+        path: String = ""
+    ) {
         self.kind = kind
         self.path = path
     }

@@ -27,12 +27,12 @@ public struct Shop_V1_User: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            id: String = "",
-            email: String = "",
-            displayName: String = "",
-            roles: [String] = [],
-            createTime: Google_Protobuf_Timestamp? = nil
-        ) {
+        id: String = "",
+        email: String = "",
+        displayName: String = "",
+        roles: [String] = [],
+        createTime: Google_Protobuf_Timestamp? = nil
+    ) {
         self.id = id
         self.email = email
         self.displayName = displayName
@@ -88,10 +88,10 @@ public struct Shop_V1_RegisterRequest: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            email: String = "",
-            password: String = "",
-            displayName: String = ""
-        ) {
+        email: String = "",
+        password: String = "",
+        displayName: String = ""
+    ) {
         self.email = email
         self.password = password
         self.displayName = displayName
@@ -128,9 +128,9 @@ public struct Shop_V1_LoginRequest: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            email: String = "",
-            password: String = ""
-        ) {
+        email: String = "",
+        password: String = ""
+    ) {
         self.email = email
         self.password = password
     }
@@ -167,10 +167,10 @@ public struct Shop_V1_Session: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            token: String = "",
-            expireTime: Google_Protobuf_Timestamp? = nil,
-            user: Shop_V1_User? = nil
-        ) {
+        token: String = "",
+        expireTime: Google_Protobuf_Timestamp? = nil,
+        user: Shop_V1_User? = nil
+    ) {
         self.token = token
         self.expireTime = expireTime
         self.user = user
@@ -269,8 +269,8 @@ public struct Shop_V1_ValidateSessionRequest: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            token: String = ""
-        ) {
+        token: String = ""
+    ) {
         self.token = token
     }
 
@@ -301,9 +301,9 @@ public struct Shop_V1_ValidateSessionResponse: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            user: Shop_V1_User? = nil,
-            expireTime: Google_Protobuf_Timestamp? = nil
-        ) {
+        user: Shop_V1_User? = nil,
+        expireTime: Google_Protobuf_Timestamp? = nil
+    ) {
         self.user = user
         self.expireTime = expireTime
     }

@@ -24,10 +24,10 @@ public struct Shop_V1_Cart: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            userID: String = "",
-            items: [Shop_V1_CartItem] = [],
-            subtotal: Shop_V1_Money? = nil
-        ) {
+        userID: String = "",
+        items: [Shop_V1_CartItem] = [],
+        subtotal: Shop_V1_Money? = nil
+    ) {
         self.userID = userID
         self.items = items
         self.subtotal = subtotal
@@ -77,11 +77,11 @@ public struct Shop_V1_CartItem: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            productID: String = "",
-            productName: String = "",
-            quantity: Int64 = 0,
-            unitPrice: Shop_V1_Money? = nil
-        ) {
+        productID: String = "",
+        productName: String = "",
+        quantity: Int64 = 0,
+        unitPrice: Shop_V1_Money? = nil
+    ) {
         self.productID = productID
         self.productName = productName
         self.quantity = quantity
@@ -143,9 +143,9 @@ public struct Shop_V1_AddItemRequest: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            productID: String = "",
-            quantity: Int64 = 0
-        ) {
+        productID: String = "",
+        quantity: Int64 = 0
+    ) {
         self.productID = productID
         self.quantity = quantity
     }
@@ -179,9 +179,9 @@ public struct Shop_V1_SetItemQuantityRequest: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            productID: String = "",
-            quantity: Int64 = 0
-        ) {
+        productID: String = "",
+        quantity: Int64 = 0
+    ) {
         self.productID = productID
         self.quantity = quantity
     }
@@ -214,8 +214,8 @@ public struct Shop_V1_RemoveItemRequest: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            productID: String = ""
-        ) {
+        productID: String = ""
+    ) {
         self.productID = productID
     }
 
@@ -266,8 +266,8 @@ public struct Shop_V1_ClearCartForUserRequest: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            userID: String = ""
-        ) {
+        userID: String = ""
+    ) {
         self.userID = userID
     }
 

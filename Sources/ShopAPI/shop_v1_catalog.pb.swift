@@ -38,19 +38,19 @@ public struct Shop_V1_Product: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            id: String = "",
-            sku: String = "",
-            name: String = "",
-            description_p: String = "",
-            price: Shop_V1_Money? = nil,
-            stock: Int64 = 0,
-            categories: [String] = [],
-            imageURLs: [String] = [],
-            attributes: [String: String] = [:],
-            active: Bool = false,
-            createTime: Google_Protobuf_Timestamp? = nil,
-            updateTime: Google_Protobuf_Timestamp? = nil
-        ) {
+        id: String = "",
+        sku: String = "",
+        name: String = "",
+        description_p: String = "",
+        price: Shop_V1_Money? = nil,
+        stock: Int64 = 0,
+        categories: [String] = [],
+        imageURLs: [String] = [],
+        attributes: [String: String] = [:],
+        active: Bool = false,
+        createTime: Google_Protobuf_Timestamp? = nil,
+        updateTime: Google_Protobuf_Timestamp? = nil
+    ) {
         self.id = id
         self.sku = sku
         self.name = name
@@ -161,10 +161,10 @@ public struct Shop_V1_ListProductsRequest: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            page: Shop_V1_PageRequest? = nil,
-            category: String = "",
-            query: String = ""
-        ) {
+        page: Shop_V1_PageRequest? = nil,
+        category: String = "",
+        query: String = ""
+    ) {
         self.page = page
         self.category = category
         self.query = query
@@ -202,9 +202,9 @@ public struct Shop_V1_ListProductsResponse: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            products: [Shop_V1_Product] = [],
-            nextPageToken: String = ""
-        ) {
+        products: [Shop_V1_Product] = [],
+        nextPageToken: String = ""
+    ) {
         self.products = products
         self.nextPageToken = nextPageToken
     }
@@ -248,8 +248,8 @@ public struct Shop_V1_GetProductRequest: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            id: String = ""
-        ) {
+        id: String = ""
+    ) {
         self.id = id
     }
 
@@ -279,8 +279,8 @@ public struct Shop_V1_CreateProductRequest: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            product: Shop_V1_Product? = nil
-        ) {
+        product: Shop_V1_Product? = nil
+    ) {
         self.product = product
     }
 
@@ -312,9 +312,9 @@ public struct Shop_V1_UpdateProductRequest: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            product: Shop_V1_Product? = nil,
-            updateMask: Google_Protobuf_FieldMask? = nil
-        ) {
+        product: Shop_V1_Product? = nil,
+        updateMask: Google_Protobuf_FieldMask? = nil
+    ) {
         self.product = product
         self.updateMask = updateMask
     }
@@ -347,8 +347,8 @@ public struct Shop_V1_DeleteProductRequest: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            id: String = ""
-        ) {
+        id: String = ""
+    ) {
         self.id = id
     }
 
@@ -401,9 +401,9 @@ public struct Shop_V1_StockLine: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            productID: String = "",
-            quantity: Int64 = 0
-        ) {
+        productID: String = "",
+        quantity: Int64 = 0
+    ) {
         self.productID = productID
         self.quantity = quantity
     }
@@ -438,9 +438,9 @@ public struct Shop_V1_ReserveStockRequest: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            orderID: String = "",
-            lines: [Shop_V1_StockLine] = []
-        ) {
+        orderID: String = "",
+        lines: [Shop_V1_StockLine] = []
+    ) {
         self.orderID = orderID
         self.lines = lines
     }
@@ -485,8 +485,8 @@ public struct Shop_V1_ReserveStockResponse: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            prices: [String: Shop_V1_Money] = [:]
-        ) {
+        prices: [String: Shop_V1_Money] = [:]
+    ) {
         self.prices = prices
     }
 
@@ -538,8 +538,8 @@ public struct Shop_V1_ReleaseStockRequest: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            orderID: String = ""
-        ) {
+        orderID: String = ""
+    ) {
         self.orderID = orderID
     }
 
@@ -590,8 +590,8 @@ public struct Shop_V1_WatchStockRequest: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            productIDs: [String] = []
-        ) {
+        productIDs: [String] = []
+    ) {
         self.productIDs = productIDs
     }
 
@@ -634,10 +634,10 @@ public struct Shop_V1_StockLevel: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            productID: String = "",
-            stock: Int64 = 0,
-            time: Google_Protobuf_Timestamp? = nil
-        ) {
+        productID: String = "",
+        stock: Int64 = 0,
+        time: Google_Protobuf_Timestamp? = nil
+    ) {
         self.productID = productID
         self.stock = stock
         self.time = time

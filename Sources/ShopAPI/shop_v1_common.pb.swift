@@ -22,9 +22,9 @@ public struct Shop_V1_Money: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            currencyCode: String = "",
-            amountMinor: Int64 = 0
-        ) {
+        currencyCode: String = "",
+        amountMinor: Int64 = 0
+    ) {
         self.currencyCode = currencyCode
         self.amountMinor = amountMinor
     }
@@ -63,12 +63,12 @@ public struct Shop_V1_Address: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            recipient: String = "",
-            lines: [String] = [],
-            city: String = "",
-            postalCode: String = "",
-            countryCode: String = ""
-        ) {
+        recipient: String = "",
+        lines: [String] = [],
+        city: String = "",
+        postalCode: String = "",
+        countryCode: String = ""
+    ) {
         self.recipient = recipient
         self.lines = lines
         self.city = city
@@ -125,9 +125,9 @@ public struct Shop_V1_PageRequest: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            pageSize: Int32 = 0,
-            pageToken: String = ""
-        ) {
+        pageSize: Int32 = 0,
+        pageToken: String = ""
+    ) {
         self.pageSize = pageSize
         self.pageToken = pageToken
     }

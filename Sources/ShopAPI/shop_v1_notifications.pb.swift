@@ -68,15 +68,15 @@ public struct Shop_V1_Notification: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            id: String = "",
-            userID: String = "",
-            channel: Shop_V1_Channel = Shop_V1_Channel(),
-            subject: String = "",
-            body: String = "",
-            read: Bool = false,
-            createTime: Google_Protobuf_Timestamp? = nil,
-            subjectRef: SubjectRef? = nil
-        ) {
+        id: String = "",
+        userID: String = "",
+        channel: Shop_V1_Channel = Shop_V1_Channel(),
+        subject: String = "",
+        body: String = "",
+        read: Bool = false,
+        createTime: Google_Protobuf_Timestamp? = nil,
+        subjectRef: SubjectRef? = nil
+    ) {
         self.id = id
         self.userID = userID
         self.channel = channel
@@ -152,13 +152,13 @@ public struct Shop_V1_SendNotificationRequest: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            id: String = "",
-            userID: String = "",
-            channel: Shop_V1_Channel = Shop_V1_Channel(),
-            subject: String = "",
-            body: String = "",
-            subjectRef: SubjectRef? = nil
-        ) {
+        id: String = "",
+        userID: String = "",
+        channel: Shop_V1_Channel = Shop_V1_Channel(),
+        subject: String = "",
+        body: String = "",
+        subjectRef: SubjectRef? = nil
+    ) {
         self.id = id
         self.userID = userID
         self.channel = channel
@@ -219,9 +219,9 @@ public struct Shop_V1_ListNotificationsRequest: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            page: Shop_V1_PageRequest? = nil,
-            unreadOnly: Bool = false
-        ) {
+        page: Shop_V1_PageRequest? = nil,
+        unreadOnly: Bool = false
+    ) {
         self.page = page
         self.unreadOnly = unreadOnly
     }
@@ -255,9 +255,9 @@ public struct Shop_V1_ListNotificationsResponse: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            notifications: [Shop_V1_Notification] = [],
-            nextPageToken: String = ""
-        ) {
+        notifications: [Shop_V1_Notification] = [],
+        nextPageToken: String = ""
+    ) {
         self.notifications = notifications
         self.nextPageToken = nextPageToken
     }
@@ -301,8 +301,8 @@ public struct Shop_V1_MarkReadRequest: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            id: String = ""
-        ) {
+        id: String = ""
+    ) {
         self.id = id
     }
 
@@ -353,8 +353,8 @@ public struct Shop_V1_SendBatchResponse: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            sent: Int32 = 0
-        ) {
+        sent: Int32 = 0
+    ) {
         self.sent = sent
     }
 

@@ -71,15 +71,15 @@ public struct Shop_V1_Order: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            id: String = "",
-            userID: String = "",
-            items: [Shop_V1_OrderItem] = [],
-            status: Shop_V1_OrderStatus = Shop_V1_OrderStatus(),
-            total: Shop_V1_Money? = nil,
-            shippingAddress: Shop_V1_Address? = nil,
-            createTime: Google_Protobuf_Timestamp? = nil,
-            updateTime: Google_Protobuf_Timestamp? = nil
-        ) {
+        id: String = "",
+        userID: String = "",
+        items: [Shop_V1_OrderItem] = [],
+        status: Shop_V1_OrderStatus = Shop_V1_OrderStatus(),
+        total: Shop_V1_Money? = nil,
+        shippingAddress: Shop_V1_Address? = nil,
+        createTime: Google_Protobuf_Timestamp? = nil,
+        updateTime: Google_Protobuf_Timestamp? = nil
+    ) {
         self.id = id
         self.userID = userID
         self.items = items
@@ -146,12 +146,12 @@ public struct Shop_V1_OrderItem: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            productID: String = "",
-            productName: String = "",
-            quantity: Int64 = 0,
-            unitPrice: Shop_V1_Money? = nil,
-            lineTotal: Shop_V1_Money? = nil
-        ) {
+        productID: String = "",
+        productName: String = "",
+        quantity: Int64 = 0,
+        unitPrice: Shop_V1_Money? = nil,
+        lineTotal: Shop_V1_Money? = nil
+    ) {
         self.productID = productID
         self.productName = productName
         self.quantity = quantity
@@ -195,9 +195,9 @@ public struct Shop_V1_PlaceOrderRequest: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            requestID: String = "",
-            shippingAddress: Shop_V1_Address? = nil
-        ) {
+        requestID: String = "",
+        shippingAddress: Shop_V1_Address? = nil
+    ) {
         self.requestID = requestID
         self.shippingAddress = shippingAddress
     }
@@ -230,8 +230,8 @@ public struct Shop_V1_GetOrderRequest: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            id: String = ""
-        ) {
+        id: String = ""
+    ) {
         self.id = id
     }
 
@@ -263,9 +263,9 @@ public struct Shop_V1_ListOrdersRequest: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            page: Shop_V1_PageRequest? = nil,
-            status: Shop_V1_OrderStatus = Shop_V1_OrderStatus()
-        ) {
+        page: Shop_V1_PageRequest? = nil,
+        status: Shop_V1_OrderStatus = Shop_V1_OrderStatus()
+    ) {
         self.page = page
         self.status = status
     }
@@ -299,9 +299,9 @@ public struct Shop_V1_ListOrdersResponse: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            orders: [Shop_V1_Order] = [],
-            nextPageToken: String = ""
-        ) {
+        orders: [Shop_V1_Order] = [],
+        nextPageToken: String = ""
+    ) {
         self.orders = orders
         self.nextPageToken = nextPageToken
     }
@@ -346,9 +346,9 @@ public struct Shop_V1_CancelOrderRequest: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            id: String = "",
-            reason: String = ""
-        ) {
+        id: String = "",
+        reason: String = ""
+    ) {
         self.id = id
         self.reason = reason
     }
@@ -382,9 +382,9 @@ public struct Shop_V1_UpdateOrderStatusRequest: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            id: String = "",
-            status: Shop_V1_OrderStatus = Shop_V1_OrderStatus()
-        ) {
+        id: String = "",
+        status: Shop_V1_OrderStatus = Shop_V1_OrderStatus()
+    ) {
         self.id = id
         self.status = status
     }
@@ -417,8 +417,8 @@ public struct Shop_V1_WatchOrderRequest: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            id: String = ""
-        ) {
+        id: String = ""
+    ) {
         self.id = id
     }
 

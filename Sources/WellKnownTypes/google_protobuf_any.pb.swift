@@ -129,9 +129,9 @@ public struct Google_Protobuf_Any: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            typeURL: String = "",
-            value: [UInt8] = []
-        ) {
+        typeURL: String = "",
+        value: [UInt8] = []
+    ) {
         self.typeURL = typeURL
         self.value = value
     }

@@ -60,14 +60,14 @@ public struct Google_Protobuf_Api: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            name: String = "",
-            methods: [Google_Protobuf_Method] = [],
-            options: [Google_Protobuf_Option] = [],
-            version: String = "",
-            sourceContext: Google_Protobuf_SourceContext? = nil,
-            mixins: [Google_Protobuf_Mixin] = [],
-            syntax: Google_Protobuf_Syntax = Google_Protobuf_Syntax()
-        ) {
+        name: String = "",
+        methods: [Google_Protobuf_Method] = [],
+        options: [Google_Protobuf_Option] = [],
+        version: String = "",
+        sourceContext: Google_Protobuf_SourceContext? = nil,
+        mixins: [Google_Protobuf_Mixin] = [],
+        syntax: Google_Protobuf_Syntax = Google_Protobuf_Syntax()
+    ) {
         self.name = name
         self.methods = methods
         self.options = options
@@ -162,14 +162,14 @@ public struct Google_Protobuf_Method: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            name: String = "",
-            requestTypeURL: String = "",
-            requestStreaming: Bool = false,
-            responseTypeURL: String = "",
-            responseStreaming: Bool = false,
-            options: [Google_Protobuf_Option] = [],
-            syntax: Google_Protobuf_Syntax = Google_Protobuf_Syntax()
-        ) {
+        name: String = "",
+        requestTypeURL: String = "",
+        requestStreaming: Bool = false,
+        responseTypeURL: String = "",
+        responseStreaming: Bool = false,
+        options: [Google_Protobuf_Option] = [],
+        syntax: Google_Protobuf_Syntax = Google_Protobuf_Syntax()
+    ) {
         self.name = name
         self.requestTypeURL = requestTypeURL
         self.requestStreaming = requestStreaming
@@ -310,9 +310,9 @@ public struct Google_Protobuf_Mixin: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            name: String = "",
-            root: String = ""
-        ) {
+        name: String = "",
+        root: String = ""
+    ) {
         self.name = name
         self.root = root
     }

@@ -20,8 +20,8 @@ public struct Google_Protobuf_FileDescriptorSet: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            file: [Google_Protobuf_FileDescriptorProto] = []
-        ) {
+        file: [Google_Protobuf_FileDescriptorProto] = []
+    ) {
         self.file = file
     }
 
@@ -87,19 +87,19 @@ public struct Google_Protobuf_FileDescriptorProto: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            name: String? = nil,
-            package: String? = nil,
-            dependency: [String] = [],
-            publicDependency: [Int32] = [],
-            weakDependency: [Int32] = [],
-            messageType: [Google_Protobuf_DescriptorProto] = [],
-            enumType: [Google_Protobuf_EnumDescriptorProto] = [],
-            service: [Google_Protobuf_ServiceDescriptorProto] = [],
-            `extension`: [Google_Protobuf_FieldDescriptorProto] = [],
-            options: Google_Protobuf_FileOptions? = nil,
-            sourceCodeInfo: Google_Protobuf_SourceCodeInfo? = nil,
-            syntax: String? = nil
-        ) {
+        name: String? = nil,
+        package: String? = nil,
+        dependency: [String] = [],
+        publicDependency: [Int32] = [],
+        weakDependency: [Int32] = [],
+        messageType: [Google_Protobuf_DescriptorProto] = [],
+        enumType: [Google_Protobuf_EnumDescriptorProto] = [],
+        service: [Google_Protobuf_ServiceDescriptorProto] = [],
+        `extension`: [Google_Protobuf_FieldDescriptorProto] = [],
+        options: Google_Protobuf_FileOptions? = nil,
+        sourceCodeInfo: Google_Protobuf_SourceCodeInfo? = nil,
+        syntax: String? = nil
+    ) {
         self.name = name
         self.package = package
         self.dependency = dependency
@@ -244,10 +244,10 @@ public struct Google_Protobuf_DescriptorProto: WireMessage {
 
         /// A message with the given fields; the rest keep their defaults.
         public init(
-                start: Int32? = nil,
-                end: Int32? = nil,
-                options: Google_Protobuf_ExtensionRangeOptions? = nil
-            ) {
+            start: Int32? = nil,
+            end: Int32? = nil,
+            options: Google_Protobuf_ExtensionRangeOptions? = nil
+        ) {
             self.start = start
             self.end = end
             self.options = options
@@ -289,9 +289,9 @@ public struct Google_Protobuf_DescriptorProto: WireMessage {
 
         /// A message with the given fields; the rest keep their defaults.
         public init(
-                start: Int32? = nil,
-                end: Int32? = nil
-            ) {
+            start: Int32? = nil,
+            end: Int32? = nil
+        ) {
             self.start = start
             self.end = end
         }
@@ -320,17 +320,17 @@ public struct Google_Protobuf_DescriptorProto: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            name: String? = nil,
-            field: [Google_Protobuf_FieldDescriptorProto] = [],
-            `extension`: [Google_Protobuf_FieldDescriptorProto] = [],
-            nestedType: [Google_Protobuf_DescriptorProto] = [],
-            enumType: [Google_Protobuf_EnumDescriptorProto] = [],
-            extensionRange: [Google_Protobuf_DescriptorProto.ExtensionRange] = [],
-            oneofDecl: [Google_Protobuf_OneofDescriptorProto] = [],
-            options: Google_Protobuf_MessageOptions? = nil,
-            reservedRange: [Google_Protobuf_DescriptorProto.ReservedRange] = [],
-            reservedName: [String] = []
-        ) {
+        name: String? = nil,
+        field: [Google_Protobuf_FieldDescriptorProto] = [],
+        `extension`: [Google_Protobuf_FieldDescriptorProto] = [],
+        nestedType: [Google_Protobuf_DescriptorProto] = [],
+        enumType: [Google_Protobuf_EnumDescriptorProto] = [],
+        extensionRange: [Google_Protobuf_DescriptorProto.ExtensionRange] = [],
+        oneofDecl: [Google_Protobuf_OneofDescriptorProto] = [],
+        options: Google_Protobuf_MessageOptions? = nil,
+        reservedRange: [Google_Protobuf_DescriptorProto.ReservedRange] = [],
+        reservedName: [String] = []
+    ) {
         self.name = name
         self.field = field
         self.`extension` = `extension`
@@ -476,8 +476,8 @@ public struct Google_Protobuf_ExtensionRangeOptions: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            uninterpretedOption: [Google_Protobuf_UninterpretedOption] = []
-        ) {
+        uninterpretedOption: [Google_Protobuf_UninterpretedOption] = []
+    ) {
         self.uninterpretedOption = uninterpretedOption
     }
 
@@ -693,18 +693,18 @@ public struct Google_Protobuf_FieldDescriptorProto: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            name: String? = nil,
-            number: Int32? = nil,
-            label: Google_Protobuf_FieldDescriptorProto.Label? = nil,
-            type: Google_Protobuf_FieldDescriptorProto.Type_? = nil,
-            typeName: String? = nil,
-            extendee: String? = nil,
-            defaultValue: String? = nil,
-            oneofIndex: Int32? = nil,
-            jsonName: String? = nil,
-            options: Google_Protobuf_FieldOptions? = nil,
-            proto3Optional: Bool? = nil
-        ) {
+        name: String? = nil,
+        number: Int32? = nil,
+        label: Google_Protobuf_FieldDescriptorProto.Label? = nil,
+        type: Google_Protobuf_FieldDescriptorProto.Type_? = nil,
+        typeName: String? = nil,
+        extendee: String? = nil,
+        defaultValue: String? = nil,
+        oneofIndex: Int32? = nil,
+        jsonName: String? = nil,
+        options: Google_Protobuf_FieldOptions? = nil,
+        proto3Optional: Bool? = nil
+    ) {
         self.name = name
         self.number = number
         self.label = label
@@ -766,9 +766,9 @@ public struct Google_Protobuf_OneofDescriptorProto: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            name: String? = nil,
-            options: Google_Protobuf_OneofOptions? = nil
-        ) {
+        name: String? = nil,
+        options: Google_Protobuf_OneofOptions? = nil
+    ) {
         self.name = name
         self.options = options
     }
@@ -825,9 +825,9 @@ public struct Google_Protobuf_EnumDescriptorProto: WireMessage {
 
         /// A message with the given fields; the rest keep their defaults.
         public init(
-                start: Int32? = nil,
-                end: Int32? = nil
-            ) {
+            start: Int32? = nil,
+            end: Int32? = nil
+        ) {
             self.start = start
             self.end = end
         }
@@ -855,12 +855,12 @@ public struct Google_Protobuf_EnumDescriptorProto: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            name: String? = nil,
-            value: [Google_Protobuf_EnumValueDescriptorProto] = [],
-            options: Google_Protobuf_EnumOptions? = nil,
-            reservedRange: [Google_Protobuf_EnumDescriptorProto.EnumReservedRange] = [],
-            reservedName: [String] = []
-        ) {
+        name: String? = nil,
+        value: [Google_Protobuf_EnumValueDescriptorProto] = [],
+        options: Google_Protobuf_EnumOptions? = nil,
+        reservedRange: [Google_Protobuf_EnumDescriptorProto.EnumReservedRange] = [],
+        reservedName: [String] = []
+    ) {
         self.name = name
         self.value = value
         self.options = options
@@ -938,10 +938,10 @@ public struct Google_Protobuf_EnumValueDescriptorProto: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            name: String? = nil,
-            number: Int32? = nil,
-            options: Google_Protobuf_EnumValueOptions? = nil
-        ) {
+        name: String? = nil,
+        number: Int32? = nil,
+        options: Google_Protobuf_EnumValueOptions? = nil
+    ) {
         self.name = name
         self.number = number
         self.options = options
@@ -980,10 +980,10 @@ public struct Google_Protobuf_ServiceDescriptorProto: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            name: String? = nil,
-            method: [Google_Protobuf_MethodDescriptorProto] = [],
-            options: Google_Protobuf_ServiceOptions? = nil
-        ) {
+        name: String? = nil,
+        method: [Google_Protobuf_MethodDescriptorProto] = [],
+        options: Google_Protobuf_ServiceOptions? = nil
+    ) {
         self.name = name
         self.method = method
         self.options = options
@@ -1040,13 +1040,13 @@ public struct Google_Protobuf_MethodDescriptorProto: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            name: String? = nil,
-            inputType: String? = nil,
-            outputType: String? = nil,
-            options: Google_Protobuf_MethodOptions? = nil,
-            clientStreaming: Bool? = nil,
-            serverStreaming: Bool? = nil
-        ) {
+        name: String? = nil,
+        inputType: String? = nil,
+        outputType: String? = nil,
+        options: Google_Protobuf_MethodOptions? = nil,
+        clientStreaming: Bool? = nil,
+        serverStreaming: Bool? = nil
+    ) {
         self.name = name
         self.inputType = inputType
         self.outputType = outputType
@@ -1211,28 +1211,28 @@ public struct Google_Protobuf_FileOptions: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            javaPackage: String? = nil,
-            javaOuterClassname: String? = nil,
-            javaMultipleFiles: Bool? = nil,
-            javaGenerateEqualsAndHash: Bool? = nil,
-            javaStringCheckUtf8: Bool? = nil,
-            optimizeFor: Google_Protobuf_FileOptions.OptimizeMode? = nil,
-            goPackage: String? = nil,
-            ccGenericServices: Bool? = nil,
-            javaGenericServices: Bool? = nil,
-            pyGenericServices: Bool? = nil,
-            phpGenericServices: Bool? = nil,
-            deprecated: Bool? = nil,
-            ccEnableArenas: Bool? = nil,
-            objcClassPrefix: String? = nil,
-            csharpNamespace: String? = nil,
-            swiftPrefix: String? = nil,
-            phpClassPrefix: String? = nil,
-            phpNamespace: String? = nil,
-            phpMetadataNamespace: String? = nil,
-            rubyPackage: String? = nil,
-            uninterpretedOption: [Google_Protobuf_UninterpretedOption] = []
-        ) {
+        javaPackage: String? = nil,
+        javaOuterClassname: String? = nil,
+        javaMultipleFiles: Bool? = nil,
+        javaGenerateEqualsAndHash: Bool? = nil,
+        javaStringCheckUtf8: Bool? = nil,
+        optimizeFor: Google_Protobuf_FileOptions.OptimizeMode? = nil,
+        goPackage: String? = nil,
+        ccGenericServices: Bool? = nil,
+        javaGenericServices: Bool? = nil,
+        pyGenericServices: Bool? = nil,
+        phpGenericServices: Bool? = nil,
+        deprecated: Bool? = nil,
+        ccEnableArenas: Bool? = nil,
+        objcClassPrefix: String? = nil,
+        csharpNamespace: String? = nil,
+        swiftPrefix: String? = nil,
+        phpClassPrefix: String? = nil,
+        phpNamespace: String? = nil,
+        phpMetadataNamespace: String? = nil,
+        rubyPackage: String? = nil,
+        uninterpretedOption: [Google_Protobuf_UninterpretedOption] = []
+    ) {
         self.javaPackage = javaPackage
         self.javaOuterClassname = javaOuterClassname
         self.javaMultipleFiles = javaMultipleFiles
@@ -1384,12 +1384,12 @@ public struct Google_Protobuf_MessageOptions: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            messageSetWireFormat: Bool? = nil,
-            noStandardDescriptorAccessor: Bool? = nil,
-            deprecated: Bool? = nil,
-            mapEntry: Bool? = nil,
-            uninterpretedOption: [Google_Protobuf_UninterpretedOption] = []
-        ) {
+        messageSetWireFormat: Bool? = nil,
+        noStandardDescriptorAccessor: Bool? = nil,
+        deprecated: Bool? = nil,
+        mapEntry: Bool? = nil,
+        uninterpretedOption: [Google_Protobuf_UninterpretedOption] = []
+    ) {
         self.messageSetWireFormat = messageSetWireFormat
         self.noStandardDescriptorAccessor = noStandardDescriptorAccessor
         self.deprecated = deprecated
@@ -1580,15 +1580,15 @@ public struct Google_Protobuf_FieldOptions: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            ctype: Google_Protobuf_FieldOptions.CType? = nil,
-            packed: Bool? = nil,
-            jstype: Google_Protobuf_FieldOptions.JSType? = nil,
-            lazy: Bool? = nil,
-            unverifiedLazy: Bool? = nil,
-            deprecated: Bool? = nil,
-            weak: Bool? = nil,
-            uninterpretedOption: [Google_Protobuf_UninterpretedOption] = []
-        ) {
+        ctype: Google_Protobuf_FieldOptions.CType? = nil,
+        packed: Bool? = nil,
+        jstype: Google_Protobuf_FieldOptions.JSType? = nil,
+        lazy: Bool? = nil,
+        unverifiedLazy: Bool? = nil,
+        deprecated: Bool? = nil,
+        weak: Bool? = nil,
+        uninterpretedOption: [Google_Protobuf_UninterpretedOption] = []
+    ) {
         self.ctype = ctype
         self.packed = packed
         self.jstype = jstype
@@ -1651,8 +1651,8 @@ public struct Google_Protobuf_OneofOptions: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            uninterpretedOption: [Google_Protobuf_UninterpretedOption] = []
-        ) {
+        uninterpretedOption: [Google_Protobuf_UninterpretedOption] = []
+    ) {
         self.uninterpretedOption = uninterpretedOption
     }
 
@@ -1702,10 +1702,10 @@ public struct Google_Protobuf_EnumOptions: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            allowAlias: Bool? = nil,
-            deprecated: Bool? = nil,
-            uninterpretedOption: [Google_Protobuf_UninterpretedOption] = []
-        ) {
+        allowAlias: Bool? = nil,
+        deprecated: Bool? = nil,
+        uninterpretedOption: [Google_Protobuf_UninterpretedOption] = []
+    ) {
         self.allowAlias = allowAlias
         self.deprecated = deprecated
         self.uninterpretedOption = uninterpretedOption
@@ -1758,9 +1758,9 @@ public struct Google_Protobuf_EnumValueOptions: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            deprecated: Bool? = nil,
-            uninterpretedOption: [Google_Protobuf_UninterpretedOption] = []
-        ) {
+        deprecated: Bool? = nil,
+        uninterpretedOption: [Google_Protobuf_UninterpretedOption] = []
+    ) {
         self.deprecated = deprecated
         self.uninterpretedOption = uninterpretedOption
     }
@@ -1810,9 +1810,9 @@ public struct Google_Protobuf_ServiceOptions: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            deprecated: Bool? = nil,
-            uninterpretedOption: [Google_Protobuf_UninterpretedOption] = []
-        ) {
+        deprecated: Bool? = nil,
+        uninterpretedOption: [Google_Protobuf_UninterpretedOption] = []
+    ) {
         self.deprecated = deprecated
         self.uninterpretedOption = uninterpretedOption
     }
@@ -1900,10 +1900,10 @@ public struct Google_Protobuf_MethodOptions: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            deprecated: Bool? = nil,
-            idempotencyLevel: Google_Protobuf_MethodOptions.IdempotencyLevel? = nil,
-            uninterpretedOption: [Google_Protobuf_UninterpretedOption] = []
-        ) {
+        deprecated: Bool? = nil,
+        idempotencyLevel: Google_Protobuf_MethodOptions.IdempotencyLevel? = nil,
+        uninterpretedOption: [Google_Protobuf_UninterpretedOption] = []
+    ) {
         self.deprecated = deprecated
         self.idempotencyLevel = idempotencyLevel
         self.uninterpretedOption = uninterpretedOption
@@ -1975,9 +1975,9 @@ public struct Google_Protobuf_UninterpretedOption: WireMessage {
 
         /// A message with the given fields; the rest keep their defaults.
         public init(
-                namePart: String = "",
-                isExtension: Bool = false
-            ) {
+            namePart: String = "",
+            isExtension: Bool = false
+        ) {
             self.namePart = namePart
             self.isExtension = isExtension
         }
@@ -2005,14 +2005,14 @@ public struct Google_Protobuf_UninterpretedOption: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            name: [Google_Protobuf_UninterpretedOption.NamePart] = [],
-            identifierValue: String? = nil,
-            positiveIntValue: UInt64? = nil,
-            negativeIntValue: Int64? = nil,
-            doubleValue: Double? = nil,
-            stringValue: [UInt8]? = nil,
-            aggregateValue: String? = nil
-        ) {
+        name: [Google_Protobuf_UninterpretedOption.NamePart] = [],
+        identifierValue: String? = nil,
+        positiveIntValue: UInt64? = nil,
+        negativeIntValue: Int64? = nil,
+        doubleValue: Double? = nil,
+        stringValue: [UInt8]? = nil,
+        aggregateValue: String? = nil
+    ) {
         self.name = name
         self.identifierValue = identifierValue
         self.positiveIntValue = positiveIntValue
@@ -2200,12 +2200,12 @@ public struct Google_Protobuf_SourceCodeInfo: WireMessage {
 
         /// A message with the given fields; the rest keep their defaults.
         public init(
-                path: [Int32] = [],
-                span: [Int32] = [],
-                leadingComments: String? = nil,
-                trailingComments: String? = nil,
-                leadingDetachedComments: [String] = []
-            ) {
+            path: [Int32] = [],
+            span: [Int32] = [],
+            leadingComments: String? = nil,
+            trailingComments: String? = nil,
+            leadingDetachedComments: [String] = []
+        ) {
             self.path = path
             self.span = span
             self.leadingComments = leadingComments
@@ -2259,8 +2259,8 @@ public struct Google_Protobuf_SourceCodeInfo: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            location: [Google_Protobuf_SourceCodeInfo.Location] = []
-        ) {
+        location: [Google_Protobuf_SourceCodeInfo.Location] = []
+    ) {
         self.location = location
     }
 
@@ -2322,11 +2322,11 @@ public struct Google_Protobuf_GeneratedCodeInfo: WireMessage {
 
         /// A message with the given fields; the rest keep their defaults.
         public init(
-                path: [Int32] = [],
-                sourceFile: String? = nil,
-                begin: Int32? = nil,
-                end: Int32? = nil
-            ) {
+            path: [Int32] = [],
+            sourceFile: String? = nil,
+            begin: Int32? = nil,
+            end: Int32? = nil
+        ) {
             self.path = path
             self.sourceFile = sourceFile
             self.begin = begin
@@ -2363,8 +2363,8 @@ public struct Google_Protobuf_GeneratedCodeInfo: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            annotation: [Google_Protobuf_GeneratedCodeInfo.Annotation] = []
-        ) {
+        annotation: [Google_Protobuf_GeneratedCodeInfo.Annotation] = []
+    ) {
         self.annotation = annotation
     }
 

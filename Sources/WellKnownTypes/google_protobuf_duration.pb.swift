@@ -86,9 +86,9 @@ public struct Google_Protobuf_Duration: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            seconds: Int64 = 0,
-            nanos: Int32 = 0
-        ) {
+        seconds: Int64 = 0,
+        nanos: Int32 = 0
+    ) {
         self.seconds = seconds
         self.nanos = nanos
     }

@@ -218,8 +218,8 @@ public struct Google_Protobuf_FieldMask: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            paths: [String] = []
-        ) {
+        paths: [String] = []
+    ) {
         self.paths = paths
     }
 

@@ -22,8 +22,8 @@ public struct Google_Protobuf_SourceContext: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            fileName: String = ""
-        ) {
+        fileName: String = ""
+    ) {
         self.fileName = fileName
     }
 

@@ -59,8 +59,8 @@ public struct Google_Protobuf_Struct: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            fields: [String: Google_Protobuf_Value] = [:]
-        ) {
+        fields: [String: Google_Protobuf_Value] = [:]
+    ) {
         self.fields = fields
     }
 
@@ -136,8 +136,8 @@ public struct Google_Protobuf_Value: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            kind: Kind? = nil
-        ) {
+        kind: Kind? = nil
+    ) {
         self.kind = kind
     }
 
@@ -206,8 +206,8 @@ public struct Google_Protobuf_ListValue: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            values: [Google_Protobuf_Value] = []
-        ) {
+        values: [Google_Protobuf_Value] = []
+    ) {
         self.values = values
     }
 

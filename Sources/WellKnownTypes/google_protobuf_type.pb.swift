@@ -62,13 +62,13 @@ public struct Google_Protobuf_Type: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            name: String = "",
-            fields: [Google_Protobuf_Field] = [],
-            oneofs: [String] = [],
-            options: [Google_Protobuf_Option] = [],
-            sourceContext: Google_Protobuf_SourceContext? = nil,
-            syntax: Google_Protobuf_Syntax = Google_Protobuf_Syntax()
-        ) {
+        name: String = "",
+        fields: [Google_Protobuf_Field] = [],
+        oneofs: [String] = [],
+        options: [Google_Protobuf_Option] = [],
+        sourceContext: Google_Protobuf_SourceContext? = nil,
+        syntax: Google_Protobuf_Syntax = Google_Protobuf_Syntax()
+    ) {
         self.name = name
         self.fields = fields
         self.oneofs = oneofs
@@ -308,17 +308,17 @@ public struct Google_Protobuf_Field: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            kind: Google_Protobuf_Field.Kind = Google_Protobuf_Field.Kind(),
-            cardinality: Google_Protobuf_Field.Cardinality = Google_Protobuf_Field.Cardinality(),
-            number: Int32 = 0,
-            name: String = "",
-            typeURL: String = "",
-            oneofIndex: Int32 = 0,
-            packed: Bool = false,
-            options: [Google_Protobuf_Option] = [],
-            jsonName: String = "",
-            defaultValue: String = ""
-        ) {
+        kind: Google_Protobuf_Field.Kind = Google_Protobuf_Field.Kind(),
+        cardinality: Google_Protobuf_Field.Cardinality = Google_Protobuf_Field.Cardinality(),
+        number: Int32 = 0,
+        name: String = "",
+        typeURL: String = "",
+        oneofIndex: Int32 = 0,
+        packed: Bool = false,
+        options: [Google_Protobuf_Option] = [],
+        jsonName: String = "",
+        defaultValue: String = ""
+    ) {
         self.kind = kind
         self.cardinality = cardinality
         self.number = number
@@ -396,12 +396,12 @@ public struct Google_Protobuf_Enum: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            name: String = "",
-            enumvalue: [Google_Protobuf_EnumValue] = [],
-            options: [Google_Protobuf_Option] = [],
-            sourceContext: Google_Protobuf_SourceContext? = nil,
-            syntax: Google_Protobuf_Syntax = Google_Protobuf_Syntax()
-        ) {
+        name: String = "",
+        enumvalue: [Google_Protobuf_EnumValue] = [],
+        options: [Google_Protobuf_Option] = [],
+        sourceContext: Google_Protobuf_SourceContext? = nil,
+        syntax: Google_Protobuf_Syntax = Google_Protobuf_Syntax()
+    ) {
         self.name = name
         self.enumvalue = enumvalue
         self.options = options
@@ -471,10 +471,10 @@ public struct Google_Protobuf_EnumValue: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            name: String = "",
-            number: Int32 = 0,
-            options: [Google_Protobuf_Option] = []
-        ) {
+        name: String = "",
+        number: Int32 = 0,
+        options: [Google_Protobuf_Option] = []
+    ) {
         self.name = name
         self.number = number
         self.options = options
@@ -532,9 +532,9 @@ public struct Google_Protobuf_Option: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            name: String = "",
-            value: Google_Protobuf_Any? = nil
-        ) {
+        name: String = "",
+        value: Google_Protobuf_Any? = nil
+    ) {
         self.name = name
         self.value = value
     }

@@ -22,8 +22,8 @@ public struct Google_Protobuf_DoubleValue: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            value: Double = 0
-        ) {
+        value: Double = 0
+    ) {
         self.value = value
     }
 
@@ -57,8 +57,8 @@ public struct Google_Protobuf_FloatValue: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            value: Float = 0
-        ) {
+        value: Float = 0
+    ) {
         self.value = value
     }
 
@@ -92,8 +92,8 @@ public struct Google_Protobuf_Int64Value: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            value: Int64 = 0
-        ) {
+        value: Int64 = 0
+    ) {
         self.value = value
     }
 
@@ -127,8 +127,8 @@ public struct Google_Protobuf_UInt64Value: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            value: UInt64 = 0
-        ) {
+        value: UInt64 = 0
+    ) {
         self.value = value
     }
 
@@ -162,8 +162,8 @@ public struct Google_Protobuf_Int32Value: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            value: Int32 = 0
-        ) {
+        value: Int32 = 0
+    ) {
         self.value = value
     }
 
@@ -197,8 +197,8 @@ public struct Google_Protobuf_UInt32Value: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            value: UInt32 = 0
-        ) {
+        value: UInt32 = 0
+    ) {
         self.value = value
     }
 
@@ -232,8 +232,8 @@ public struct Google_Protobuf_BoolValue: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            value: Bool = false
-        ) {
+        value: Bool = false
+    ) {
         self.value = value
     }
 
@@ -267,8 +267,8 @@ public struct Google_Protobuf_StringValue: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            value: String = ""
-        ) {
+        value: String = ""
+    ) {
         self.value = value
     }
 
@@ -302,8 +302,8 @@ public struct Google_Protobuf_BytesValue: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            value: [UInt8] = []
-        ) {
+        value: [UInt8] = []
+    ) {
         self.value = value
     }
 

@@ -331,7 +331,7 @@ struct SwiftEmitter {
         if !params.isEmpty {
             w.line("")
             w.line("/// A message with the given fields; the rest keep their defaults.")
-            w.open("public init(\n        \(params.joined(separator: ",\n        "))\n    )")
+            w.open("public init(\n    \(params.joined(separator: ",\n    "))\n)")
             for f in plain {
                 let n = SwiftNames.fieldName(f)
                 w.line("self.\(SwiftNames.escape(n)) = \(SwiftNames.escape(n))")

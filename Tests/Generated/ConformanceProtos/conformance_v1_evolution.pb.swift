@@ -19,9 +19,9 @@ public struct Conformance_V1_ItemV1: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            id: String = "",
-            price: Int64 = 0
-        ) {
+        id: String = "",
+        price: Int64 = 0
+    ) {
         self.id = id
         self.price = price
     }
@@ -66,15 +66,15 @@ public struct Conformance_V1_ItemV2: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            id: String = "",
-            price: Int64 = 0,
-            description_p: String = "",
-            tags: [String] = [],
-            related: Conformance_V1_ItemV2? = nil,
-            checksum: UInt64 = 0,
-            weight: Float = 0,
-            stock: [String: Int32] = [:]
-        ) {
+        id: String = "",
+        price: Int64 = 0,
+        description_p: String = "",
+        tags: [String] = [],
+        related: Conformance_V1_ItemV2? = nil,
+        checksum: UInt64 = 0,
+        weight: Float = 0,
+        stock: [String: Int32] = [:]
+    ) {
         self.id = id
         self.price = price
         self.description_p = description_p

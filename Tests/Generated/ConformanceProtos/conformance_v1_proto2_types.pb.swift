@@ -64,20 +64,20 @@ public struct Conformance_V1_Proto2Types: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-            oInt32: Int32? = nil,
-            oString: String? = nil,
-            oBytes: [UInt8]? = nil,
-            oSize: Conformance_V1_Proto2Types.Size? = nil,
-            oBool: Bool? = nil,
-            oDouble: Double? = nil,
-            oUint64: UInt64? = nil,
-            rInt64: Int64 = 0,
-            unpacked: [Int32] = [],
-            packed: [Int32] = [],
-            child: Conformance_V1_Proto2Types? = nil,
-            oFloat: Float? = nil,
-            oPlain: String? = nil
-        ) {
+        oInt32: Int32? = nil,
+        oString: String? = nil,
+        oBytes: [UInt8]? = nil,
+        oSize: Conformance_V1_Proto2Types.Size? = nil,
+        oBool: Bool? = nil,
+        oDouble: Double? = nil,
+        oUint64: UInt64? = nil,
+        rInt64: Int64 = 0,
+        unpacked: [Int32] = [],
+        packed: [Int32] = [],
+        child: Conformance_V1_Proto2Types? = nil,
+        oFloat: Float? = nil,
+        oPlain: String? = nil
+    ) {
         self.oInt32 = oInt32
         self.oString = oString
         self.oBytes = oBytes
