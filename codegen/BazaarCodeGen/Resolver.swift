@@ -336,10 +336,8 @@ struct Resolver {
         case .message(let target):
             model.extendee = target
             let n = Int64(model.number)
-            if !target.extensionRanges.contains(where: { $0.contains(n) }) && !target.extensionRanges.isEmpty || target.extensionRanges.isEmpty {
-                if !target.extensionRanges.contains(where: { $0.contains(n) }) {
-                    error(f.numberLocation, "'\(target.fullName)' does not declare \(n) as an extension number")
-                }
+            if !target.extensionRanges.contains(where: { $0.contains(n) }) {
+                error(f.numberLocation, "'\(target.fullName)' does not declare \(n) as an extension number")
             }
             if file.isProto3 && !target.fullName.hasPrefix("google.protobuf.") {
                 error(loc, "extensions in proto3 are only allowed for defining options")
