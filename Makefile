@@ -6,7 +6,7 @@ CODEGEN := .build/debug/bazaar-codegen
 .PHONY: help deps python-env build codegen generate check-generated test up fuzz bench describe clean
 
 help:
-	@echo "make up        build and run the shop (installs what is missing)"
+	@echo "make up        build, check generated code and show the shop API (installs what is missing)"
 	@echo "make test      install test dependencies and run every test"
 	@echo "make generate  regenerate all committed generated code from the .proto files"
 	@echo "make fuzz      run the wire decoder fuzzer (FUZZ_SECONDS=60)"
