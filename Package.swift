@@ -14,6 +14,7 @@ let package = Package(
         .executable(name: "bazaar-codegen", targets: ["bazaar-codegen"]),
         .library(name: "BazaarWire", targets: ["BazaarWire"]),
         .library(name: "BazaarCore", targets: ["BazaarCore"]),
+        .library(name: "BazaarTransport", targets: ["BazaarTransport"]),
         .library(name: "ShopAPI", targets: ["ShopAPI"]),
     ],
     targets: [
@@ -36,6 +37,9 @@ let package = Package(
         .target(name: "BazaarWire", dependencies: ["CBazaarProtobufC"]),
         // Status, metadata, call options, method descriptors: no I/O.
         .target(name: "BazaarCore", dependencies: ["BazaarWire"]),
+        // Event loops, sockets, TLS (OpenSSL), HTTP/2 (nghttp2) and gRPC framing: the mesh transport.
+        .target(name: "BazaarTransport",
+                dependencies: ["BazaarCore", "CBazaarEvent", "CBazaarNghttp2", "CBazaarOpenSSL", "CBazaarZlib"]),
 
         // Generated code (DO NOT EDIT; `make generate` recreates it).
         .target(name: "CWellKnownTypes", dependencies: ["CBazaarProtobufC"]),

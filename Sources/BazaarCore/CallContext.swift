@@ -1,13 +1,65 @@
+import Synchronization
+
+/// Message compression of a call (`grpc-encoding`).
+public enum MessageCompression: String, Sendable, Hashable, CaseIterable {
+    case identity
+    case gzip
+}
+
 /// Per-call options of a client call.
 public struct CallOptions: Sendable {
     /// How long the call may take; sent as `grpc-timeout`. `nil` uses the method's IDL default.
     public var timeout: Duration?
     /// Request metadata (headers).
     public var metadata: Metadata
+    /// Wait for a connection instead of failing fast with `UNAVAILABLE` when none is ready.
+    public var waitForReady: Bool
+    /// Compression of request messages; responses are compressed as the server chooses.
+    public var compression: MessageCompression
+    /// Receives the server's initial and trailing metadata, when the caller wants them.
+    public var responseMetadata: ResponseMetadata?
 
-    public init(timeout: Duration? = nil, metadata: Metadata = Metadata()) {
+    public init(timeout: Duration? = nil, metadata: Metadata = Metadata(), waitForReady: Bool = false,
+                compression: MessageCompression = .identity, responseMetadata: ResponseMetadata? = nil)
+    {
         self.timeout = timeout
         self.metadata = metadata
+        self.waitForReady = waitForReady
+        self.compression = compression
+        self.responseMetadata = responseMetadata
+    }
+}
+
+/// The metadata a server sends with its response: initial metadata (headers) and trailing metadata
+/// (trailers). A handler fills it through ``ServerContext/response``; a client reads it after the
+/// call through ``CallOptions/responseMetadata``.
+public final class ResponseMetadata: Sendable {
+    private struct State {
+        var initial = Metadata()
+        var trailing = Metadata()
+        var compression = MessageCompression.identity
+    }
+
+    private let state = Mutex(State())
+
+    public init() {}
+
+    /// Headers: sent before the first response message (a server sets them before it writes).
+    public var initial: Metadata {
+        get { state.withLock { $0.initial } }
+        set { state.withLock { $0.initial = newValue } }
+    }
+
+    /// Trailers: sent with the status.
+    public var trailing: Metadata {
+        get { state.withLock { $0.trailing } }
+        set { state.withLock { $0.trailing = newValue } }
+    }
+
+    /// Compression of the response messages that follow (server side).
+    public var compression: MessageCompression {
+        get { state.withLock { $0.compression } }
+        set { state.withLock { $0.compression = newValue } }
     }
 }
 
@@ -20,14 +72,24 @@ public struct ServerContext: Sendable {
     public var deadline: ContinuousClock.Instant?
     /// The caller's mesh identity (`spiffe://<trust-domain>/<service>`) from its certificate.
     public var peerIdentity: String?
+    /// The caller's address (`ip:port`), when the call came over the network.
+    public var peerAddress: String?
+    /// Whether the (last) request message arrived compressed.
+    public var requestCompressed: Bool
+    /// Response headers, trailers and compression, which the handler may set.
+    public let response: ResponseMetadata
 
     public init(method: MethodDescriptor, metadata: Metadata = Metadata(), deadline: ContinuousClock.Instant? = nil,
-                peerIdentity: String? = nil)
+                peerIdentity: String? = nil, peerAddress: String? = nil, requestCompressed: Bool = false,
+                response: ResponseMetadata = ResponseMetadata())
     {
         self.method = method
         self.metadata = metadata
         self.deadline = deadline
         self.peerIdentity = peerIdentity
+        self.peerAddress = peerAddress
+        self.requestCompressed = requestCompressed
+        self.response = response
     }
 }
 

@@ -1,0 +1,39 @@
+/// What an interceptor sees of a call, on either side of the wire.
+public struct RPCCallHead: Sendable {
+    public var method: MethodDescriptor
+    /// Request metadata. A client interceptor may add to it; a server interceptor reads what arrived.
+    public var metadata: Metadata
+    public var deadline: ContinuousClock.Instant?
+    /// The caller's identity on the server side; `nil` on the client side.
+    public var peerIdentity: String?
+
+    public init(method: MethodDescriptor, metadata: Metadata, deadline: ContinuousClock.Instant?, peerIdentity: String?) {
+        self.method = method
+        self.metadata = metadata
+        self.deadline = deadline
+        self.peerIdentity = peerIdentity
+    }
+}
+
+/// Middleware around a call. Servers and clients take the same shape: an interceptor may change the
+/// head (metadata), refuse the call by throwing an ``RPCError``, or observe how `next` ends (status,
+/// duration). `next` runs the rest of the chain and then the call itself.
+public protocol RPCInterceptor: Sendable {
+    func intercept(_ head: RPCCallHead, next: @Sendable (RPCCallHead) async throws -> Void) async throws
+}
+
+extension Array where Element == any RPCInterceptor {
+    /// Runs `body` inside every interceptor, the first one outermost.
+    public func run(_ head: RPCCallHead, _ body: @escaping @Sendable (RPCCallHead) async throws -> Void) async throws {
+        if isEmpty { return try await body(head) }
+        try await chain(self[...], head, body)
+    }
+}
+
+private func chain(_ rest: ArraySlice<any RPCInterceptor>, _ head: RPCCallHead,
+                   _ body: @escaping @Sendable (RPCCallHead) async throws -> Void) async throws
+{
+    guard let first = rest.first else { return try await body(head) }
+    let tail = rest.dropFirst()
+    try await first.intercept(head) { try await chain(tail, $0, body) }
+}

@@ -1,0 +1,140 @@
+import BazaarCore
+import Foundation
+
+/// The header rules of gRPC over HTTP/2 (`doc/PROTOCOL-HTTP2.md`): timeouts, status messages and
+/// metadata. Pure functions, tested without a connection.
+enum GRPCHeaders {
+    // MARK: grpc-timeout
+
+    /// Parses `grpc-timeout`: at most 8 digits and a unit (H M S m u n).
+    static func parseTimeout(_ value: String) -> Duration? {
+        let utf8 = Array(value.utf8)
+        guard utf8.count >= 2, utf8.count <= 9 else { return nil }
+        var amount: Int64 = 0
+        for c in utf8.dropLast() {
+            guard c >= 0x30, c <= 0x39 else { return nil }
+            amount = amount * 10 + Int64(c - 0x30)
+        }
+        switch utf8.last! {
+        case UInt8(ascii: "H"): return .seconds(amount * 3600)
+        case UInt8(ascii: "M"): return .seconds(amount * 60)
+        case UInt8(ascii: "S"): return .seconds(amount)
+        case UInt8(ascii: "m"): return .milliseconds(amount)
+        case UInt8(ascii: "u"): return .microseconds(amount)
+        case UInt8(ascii: "n"): return .nanoseconds(amount)
+        default: return nil
+        }
+    }
+
+    /// Encodes a timeout in the finest unit that fits 8 digits.
+    static func encodeTimeout(_ d: Duration) -> String {
+        let (s, atto) = d.components
+        let ns = max(0, s) &* 1_000_000_000 &+ max(0, atto) / 1_000_000_000
+        let units: [(Int64, Character)] = [(1, "n"), (1000, "u"), (1_000_000, "m"), (1_000_000_000, "S"), (60_000_000_000, "M"), (3_600_000_000_000, "H")]
+        for (scale, unit) in units {
+            // Round up so that the peer never sees a shorter deadline than ours.
+            let v = (ns + scale - 1) / scale
+            if v < 100_000_000 { return "\(v)\(unit)" }
+        }
+        return "99999999H"
+    }
+
+    // MARK: grpc-message
+
+    /// Percent-encodes a status message: bytes outside printable ASCII, and `%`.
+    static func percentEncode(_ s: String) -> String {
+        var out = ""
+        for b in s.utf8 {
+            if b >= 0x20 && b <= 0x7e && b != 0x25 {
+                out.unicodeScalars.append(Unicode.Scalar(b))
+            } else {
+                out += "%" + String(b, radix: 16, uppercase: true).leftPadded(to: 2)
+            }
+        }
+        return out
+    }
+
+    /// Decodes a status message, leaving malformed escapes as they are (the spec asks for leniency).
+    static func percentDecode(_ s: String) -> String {
+        let bytes = Array(s.utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count)
+        var i = 0
+        while i < bytes.count {
+            if bytes[i] == 0x25, i + 2 < bytes.count + 0, let h = hex(bytes[i + 1]), let l = hex(bytes[i + 2]) {
+                out.append(h << 4 | l)
+                i += 3
+            } else {
+                out.append(bytes[i])
+                i += 1
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    private static func hex(_ c: UInt8) -> UInt8? {
+        switch c {
+        case 0x30...0x39: c - 0x30
+        case 0x41...0x46: c - 0x41 + 10
+        case 0x61...0x66: c - 0x61 + 10
+        default: nil
+        }
+    }
+
+    // MARK: metadata
+
+    /// Headers the transport owns; application metadata never carries them either way.
+    static func isReserved(_ name: String) -> Bool {
+        if name.hasPrefix(":") { return true }
+        switch name {
+        case "content-type", "te", "host", "connection", "user-agent", "grpc-timeout", "grpc-encoding",
+             "grpc-accept-encoding", "grpc-status", "grpc-message", "grpc-message-type", "content-length":
+            return true
+        default:
+            return false
+        }
+    }
+
+    /// Application metadata as header fields: `-bin` values base64 (unpadded), reserved keys dropped.
+    static func fields(_ metadata: Metadata) -> [HeaderField] {
+        var out: [HeaderField] = []
+        for (key, value) in metadata where !isReserved(key) {
+            switch value {
+            case .text(let s): out.append((key, s))
+            case .binary(let b): out.append((key, base64(b)))
+            }
+        }
+        return out
+    }
+
+    /// Metadata from received headers: reserved keys dropped, `-bin` values split on commas and decoded.
+    static func metadata(_ fields: [HeaderField]) -> Metadata {
+        var m = Metadata()
+        for f in fields where !isReserved(f.name) {
+            if f.name.hasSuffix("-bin") {
+                for part in f.value.split(separator: ",", omittingEmptySubsequences: false) {
+                    if let bytes = unbase64(part.trimmingCharacters(in: .whitespaces)) { m.add(f.name, binary: bytes) }
+                }
+            } else {
+                m.add(f.name, f.value)
+            }
+        }
+        return m
+    }
+
+    static func base64(_ bytes: [UInt8]) -> String {
+        var s = Data(bytes).base64EncodedString()
+        while s.hasSuffix("=") { s.removeLast() }
+        return s
+    }
+
+    static func unbase64(_ s: String) -> [UInt8]? {
+        var t = s
+        while t.count % 4 != 0 { t += "=" }
+        return Data(base64Encoded: t).map { Array($0) }
+    }
+}
+
+extension String {
+    func leftPadded(to n: Int) -> String { count >= n ? self : String(repeating: "0", count: n - count) + self }
+}

@@ -1,0 +1,306 @@
+import CBazaarNghttp2
+
+/// A header field as it crosses HTTP/2: raw bytes, because values may be any octets.
+typealias HeaderField = (name: String, value: String)
+
+/// What the peer did, as the session reports it after ``HTTP2Session/receive(_:)``.
+enum HTTP2Event {
+    /// A complete header block: request or response headers, or trailers.
+    case headers(stream: Int32, fields: [HeaderField], endStream: Bool)
+    case data(stream: Int32, bytes: [UInt8], endStream: Bool)
+    /// The stream is gone; `errorCode` is non-zero when it was reset.
+    case streamClosed(stream: Int32, errorCode: UInt32)
+    case goAway(lastStream: Int32, errorCode: UInt32)
+    /// A PING that is not an ACK (nghttp2 answers it itself).
+    case ping
+    case pingAck
+}
+
+/// nghttp2 as a bytes-in/bytes-out pump: ``receive(_:)`` takes bytes from the peer and returns
+/// events; ``send(into:)`` appends the bytes to write. The session owns per-stream outbound
+/// buffers, so callers queue DATA and trailers and nghttp2 pulls them as flow control allows.
+/// Touch it only on its connection's loop thread.
+final class HTTP2Session {
+    struct Outbound {
+        var buffer: [UInt8] = []
+        var offset = 0
+        var ended = false
+        var trailers: [HeaderField]?
+        var deferred = false
+        var pending: Int { buffer.count - offset }
+    }
+
+    private var session: OpaquePointer!
+    private var events: [HTTP2Event] = []
+    private var headerBlocks: [Int32: [HeaderField]] = [:]
+    private var headerBytes: [Int32: Int] = [:]
+    private(set) var outbound: [Int32: Outbound] = [:]
+    let isServer: Bool
+    let settings: HTTP2Settings
+    /// Set when the peer broke the protocol badly enough that the connection must end.
+    private(set) var fatalError: String?
+
+    init(server: Bool, settings: HTTP2Settings) {
+        self.isServer = server
+        self.settings = settings
+        var cbs: OpaquePointer?
+        nghttp2_session_callbacks_new(&cbs)
+        defer { nghttp2_session_callbacks_del(cbs) }
+        nghttp2_session_callbacks_set_on_begin_headers_callback(cbs) { _, frame, user in
+            let s = HTTP2Session.from(user)
+            let id = frame!.pointee.hd.stream_id
+            s.headerBlocks[id] = []
+            s.headerBytes[id] = 0
+            return 0
+        }
+        nghttp2_session_callbacks_set_on_header_callback(cbs) { _, frame, name, namelen, value, valuelen, _, user in
+            let s = HTTP2Session.from(user)
+            let id = frame!.pointee.hd.stream_id
+            let size = (s.headerBytes[id] ?? 0) + namelen + valuelen + 32
+            s.headerBytes[id] = size
+            // Over the advertised header-list limit: reset this stream only.
+            if size > Int(s.settings.maxHeaderListSize) { return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue }
+            let n = String(decoding: UnsafeBufferPointer(start: name, count: namelen), as: UTF8.self)
+            let v = String(decoding: UnsafeBufferPointer(start: value, count: valuelen), as: UTF8.self)
+            s.headerBlocks[id, default: []].append((n, v))
+            return 0
+        }
+        nghttp2_session_callbacks_set_on_frame_recv_callback(cbs) { _, frame, user in
+            HTTP2Session.from(user).frameReceived(frame!)
+            return 0
+        }
+        nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs) { _, _, id, data, len, user in
+            let s = HTTP2Session.from(user)
+            s.events.append(.data(stream: id, bytes: Array(UnsafeBufferPointer(start: data, count: len)), endStream: false))
+            return 0
+        }
+        nghttp2_session_callbacks_set_on_stream_close_callback(cbs) { _, id, code, user in
+            let s = HTTP2Session.from(user)
+            s.headerBlocks[id] = nil
+            s.headerBytes[id] = nil
+            s.outbound[id] = nil
+            s.events.append(.streamClosed(stream: id, errorCode: code))
+            return 0
+        }
+
+        var opt: OpaquePointer?
+        nghttp2_option_new(&opt)
+        defer { nghttp2_option_del(opt) }
+        nghttp2_option_set_max_continuations(opt, 8)
+        nghttp2_option_set_max_send_header_block_length(opt, 64 << 10)
+        nghttp2_option_set_no_closed_streams(opt, 1)
+        var s: OpaquePointer?
+        let me = Unmanaged.passUnretained(self).toOpaque()
+        if server {
+            nghttp2_session_server_new2(&s, cbs, me, opt)
+        } else {
+            nghttp2_session_client_new2(&s, cbs, me, opt)
+        }
+        session = s
+
+        var iv = [
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue), value: settings.maxConcurrentStreams),
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE.rawValue), value: UInt32(settings.streamWindowSize)),
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE.rawValue), value: settings.maxHeaderListSize),
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_FRAME_SIZE.rawValue), value: settings.maxFrameSize),
+        ]
+        if !server { iv.append(nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_ENABLE_PUSH.rawValue), value: 0)) }
+        nghttp2_submit_settings(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), &iv, iv.count)
+        nghttp2_session_set_local_window_size(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), 0, settings.connectionWindowSize)
+    }
+
+    deinit { nghttp2_session_del(session) }
+
+    private static func from(_ user: UnsafeMutableRawPointer?) -> HTTP2Session {
+        Unmanaged<HTTP2Session>.fromOpaque(user!).takeUnretainedValue()
+    }
+
+    private func frameReceived(_ frame: UnsafePointer<nghttp2_frame>) {
+        let hd = frame.pointee.hd
+        let endStream = hd.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
+        switch Int(hd.type) {
+        case Int(NGHTTP2_HEADERS.rawValue):
+            let fields = headerBlocks.removeValue(forKey: hd.stream_id) ?? []
+            headerBytes[hd.stream_id] = 0
+            events.append(.headers(stream: hd.stream_id, fields: fields, endStream: endStream))
+        case Int(NGHTTP2_DATA.rawValue):
+            if endStream { events.append(.data(stream: hd.stream_id, bytes: [], endStream: true)) }
+        case Int(NGHTTP2_GOAWAY.rawValue):
+            events.append(.goAway(lastStream: frame.pointee.goaway.last_stream_id, errorCode: frame.pointee.goaway.error_code))
+        case Int(NGHTTP2_PING.rawValue):
+            events.append(hd.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) != 0 ? .pingAck : .ping)
+        default:
+            break
+        }
+    }
+
+    /// Feeds bytes from the peer. Returns what happened, or `nil` with ``fatalError`` set when the
+    /// connection must be closed (nghttp2 has then queued a GOAWAY to send).
+    func receive(_ bytes: UnsafeRawBufferPointer) -> [HTTP2Event]? {
+        events.removeAll(keepingCapacity: true)
+        let rc = nghttp2_session_mem_recv(session, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count)
+        if rc < 0 {
+            fatalError = String(cString: nghttp2_strerror(Int32(rc)))
+            return nil
+        }
+        return events
+    }
+
+    /// Appends the frames nghttp2 wants to send. Returns `false` on a fatal session error.
+    @discardableResult
+    func send(into out: inout [UInt8]) -> Bool {
+        while true {
+            var ptr: UnsafePointer<UInt8>?
+            let n = nghttp2_session_mem_send(session, &ptr)
+            if n < 0 {
+                fatalError = String(cString: nghttp2_strerror(Int32(n)))
+                return false
+            }
+            if n == 0 { return true }
+            out.append(contentsOf: UnsafeBufferPointer(start: ptr, count: n))
+        }
+    }
+
+    /// Whether nghttp2 still wants to read or write; when neither, the connection may close.
+    var isAlive: Bool { nghttp2_session_want_read(session) != 0 || nghttp2_session_want_write(session) != 0 }
+
+    var hasPendingOutput: Bool { nghttp2_session_want_write(session) != 0 }
+
+    // MARK: submitting
+
+    private func withNV<R>(_ fields: [HeaderField], _ body: (UnsafePointer<nghttp2_nv>, Int) -> R) -> R {
+        var storage: [UInt8] = []
+        storage.reserveCapacity(fields.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count })
+        var spans: [(Int, Int, Int, Int)] = []
+        for f in fields {
+            let n0 = storage.count
+            storage.append(contentsOf: f.name.utf8)
+            let v0 = storage.count
+            storage.append(contentsOf: f.value.utf8)
+            spans.append((n0, v0 - n0, v0, storage.count - v0))
+        }
+        return storage.withUnsafeMutableBufferPointer { buf in
+            let base = buf.baseAddress ?? UnsafeMutablePointer<UInt8>.allocate(capacity: 0)
+            let nva = spans.map { s in
+                nghttp2_nv(name: base + s.0, value: base + s.2, namelen: s.1, valuelen: s.3, flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
+            }
+            return nva.withUnsafeBufferPointer { body($0.baseAddress!, $0.count) }
+        }
+    }
+
+    private static let readCallback: nghttp2_data_source_read_callback = { _, id, buf, length, flags, _, user in
+        HTTP2Session.from(user).readOutbound(stream: id, into: buf!, length: length, flags: flags!)
+    }
+
+    private func readOutbound(stream id: Int32, into buf: UnsafeMutablePointer<UInt8>, length: Int,
+                              flags: UnsafeMutablePointer<UInt32>) -> Int
+    {
+        guard var o = outbound[id] else {
+            flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
+            return 0
+        }
+        let n = min(length, o.pending)
+        if n > 0 {
+            o.buffer.withUnsafeBufferPointer { src in buf.update(from: src.baseAddress! + o.offset, count: n) }
+            o.offset += n
+            if o.offset == o.buffer.count {
+                o.buffer.removeAll(keepingCapacity: true)
+                o.offset = 0
+            } else if o.offset > 64 << 10 {
+                o.buffer.removeFirst(o.offset)
+                o.offset = 0
+            }
+        }
+        if o.pending == 0 {
+            if o.ended {
+                flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
+                if let trailers = o.trailers {
+                    flags.pointee |= NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue
+                    withNV(trailers) { _ = nghttp2_submit_trailer(session, id, $0, $1) }
+                }
+                outbound[id] = o
+                return n
+            }
+            if n == 0 {
+                o.deferred = true
+                outbound[id] = o
+                return Int(NGHTTP2_ERR_DEFERRED.rawValue)
+            }
+        }
+        outbound[id] = o
+        return n
+    }
+
+    private func dataProvider() -> nghttp2_data_provider {
+        nghttp2_data_provider(source: nghttp2_data_source(ptr: nil), read_callback: Self.readCallback)
+    }
+
+    /// Server: sends response headers; DATA follows from ``enqueue(stream:_:end:trailers:)``.
+    func submitResponse(stream id: Int32, headers: [HeaderField]) {
+        outbound[id] = Outbound()
+        var prd = dataProvider()
+        withNV(headers) { _ = nghttp2_submit_response(session, id, $0, $1, &prd) }
+    }
+
+    /// Server: a response that is a single HEADERS frame with END_STREAM (gRPC's Trailers-Only).
+    func submitTrailersOnly(stream id: Int32, headers: [HeaderField]) {
+        withNV(headers) { _ = nghttp2_submit_response(session, id, $0, $1, nil) }
+    }
+
+    /// Client: opens a stream. Returns its id, or a negative nghttp2 error.
+    func submitRequest(headers: [HeaderField]) -> Int32 {
+        var prd = dataProvider()
+        let id = withNV(headers) { nghttp2_submit_request(session, nil, $0, $1, &prd, nil) }
+        if id > 0 { outbound[id] = Outbound() }
+        return id
+    }
+
+    /// Queues DATA bytes, and with `end` the end of the stream (after `trailers`, if any).
+    func enqueue(stream id: Int32, _ bytes: [UInt8], end: Bool = false, trailers: [HeaderField]? = nil) {
+        guard var o = outbound[id] else { return }
+        if o.buffer.isEmpty { o.buffer = bytes } else { o.buffer.append(contentsOf: bytes) }
+        if end {
+            o.ended = true
+            o.trailers = trailers
+        }
+        let resume = o.deferred
+        o.deferred = false
+        outbound[id] = o
+        if resume { nghttp2_session_resume_data(session, id) }
+    }
+
+    /// Bytes queued on a stream and not yet taken by nghttp2 (for back-pressure).
+    func pendingBytes(stream id: Int32) -> Int { outbound[id]?.pending ?? 0 }
+
+    func reset(stream id: Int32, code: UInt32 = NGHTTP2_CANCEL.rawValue) {
+        nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), id, code)
+    }
+
+    /// Tells nghttp2 the application took `count` bytes, reopening the windows (inbound back-pressure).
+    func consume(stream id: Int32, _ count: Int) {
+        nghttp2_session_consume(session, id, count)
+    }
+
+    func ping() {
+        nghttp2_submit_ping(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), nil)
+    }
+
+    /// Sends GOAWAY. With `graceful`, first the "shutdown notice" (max stream id), so that streams
+    /// already in flight are still accepted; ``finishGoAway(code:)`` then names the last stream.
+    func goAway(code: UInt32 = NGHTTP2_NO_ERROR.rawValue, debug: String = "", graceful: Bool) {
+        if graceful && isServer {
+            nghttp2_submit_shutdown_notice(session)
+        } else {
+            finishGoAway(code: code, debug: debug)
+        }
+    }
+
+    func finishGoAway(code: UInt32 = NGHTTP2_NO_ERROR.rawValue, debug: String = "") {
+        let last = nghttp2_session_get_last_proc_stream_id(session)
+        var d = Array(debug.utf8)
+        nghttp2_submit_goaway(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), last, code, &d, d.count)
+    }
+
+    /// The number of streams open now.
+    var openStreams: Int { outbound.count }
+}

@@ -1,0 +1,248 @@
+import CBazaarEvent
+import Glibc
+import Synchronization
+
+/// One libevent `event_base` on its own thread. Every connection lives on one loop for its whole
+/// life, and all of its state is touched only on that thread.
+///
+/// The loop is also a `TaskExecutor`: handlers started with `Task(executorPreference: loop)` run on
+/// the loop thread, so a call is served without hopping to the global pool and back.
+public final class EventLoop: TaskExecutor, @unchecked Sendable {
+    private enum Job: Sendable {
+        case closure(@Sendable () -> Void)
+        case task(UnownedJob)
+    }
+
+    let base: OpaquePointer
+    public let index: Int
+    private let queue = Mutex<[Job]>([])
+    private let wakeupPending = Atomic<Bool>(false)
+    private var wakeup: OpaquePointer!
+    private var thread: pthread_t?
+    private let running = Atomic<Int>(0)  // 0 new, 1 running, 2 stopped
+
+    private static let threadingOnce: Void = { _ = evthread_use_pthreads() }()
+
+    init(index: Int) {
+        _ = Self.threadingOnce
+        guard let base = event_base_new() else { fatalError("event_base_new failed") }
+        self.base = base
+        self.index = index
+        let me = Unmanaged.passUnretained(self).toOpaque()
+        wakeup = event_new(base, -1, Int16(EV_PERSIST), { _, _, arg in
+            Unmanaged<EventLoop>.fromOpaque(arg!).takeUnretainedValue().drain()
+        }, me)
+        // A persistent event with no fd and no timeout stays pending until activated by hand.
+        event_add(wakeup, nil)
+    }
+
+    deinit {
+        event_free(wakeup)
+        event_base_free(base)
+    }
+
+    /// Starts the loop thread.
+    func start() {
+        var attr = pthread_attr_t()
+        pthread_attr_init(&attr)
+        pthread_attr_setstacksize(&attr, 1 << 20)
+        var tid = pthread_t()
+        let rc = pthread_create(&tid, &attr, { arg in
+            let loop = Unmanaged<EventLoop>.fromOpaque(arg!).takeRetainedValue()
+            loop.runThread()
+            return nil
+        }, Unmanaged.passRetained(self).toOpaque())
+        pthread_attr_destroy(&attr)
+        precondition(rc == 0, "pthread_create failed")
+        thread = tid
+        // Loops start once per process; a short wait until the thread is inside the loop is fine.
+        while running.load(ordering: .acquiring) == 0 { usleep(100) }
+    }
+
+    private func runThread() {
+        running.store(1, ordering: .releasing)
+        event_base_loop(base, 0)
+        drain()
+        running.store(2, ordering: .releasing)
+    }
+
+    /// Stops the loop after the jobs already queued, and waits for its thread to end.
+    func stopAndWait() {
+        let base = UnsafeSendable(self.base)
+        execute { event_base_loopbreak(base.value) }
+        if let thread { pthread_join(thread, nil) }
+    }
+
+    /// Whether the caller runs on this loop's thread.
+    public var inLoop: Bool {
+        guard let thread else { return false }
+        return pthread_equal(thread, pthread_self()) != 0
+    }
+
+    /// Runs `body` on the loop thread, after what is already queued.
+    public func execute(_ body: @escaping @Sendable () -> Void) {
+        enqueue(.closure(body))
+    }
+
+    /// Runs `body` now when already on the loop thread, otherwise queues it.
+    func run(_ body: @escaping @Sendable () -> Void) {
+        if inLoop { body() } else { execute(body) }
+    }
+
+    public func enqueue(_ job: consuming ExecutorJob) {
+        enqueue(.task(UnownedJob(job)))
+    }
+
+    private func enqueue(_ job: Job) {
+        queue.withLock { $0.append(job) }
+        // One activation covers every job queued before the loop drains.
+        if !wakeupPending.exchange(true, ordering: .acquiringAndReleasing) {
+            event_active(wakeup, EV_READ, 0)
+        }
+    }
+
+    private func drain() {
+        while true {
+            wakeupPending.store(false, ordering: .releasing)
+            let jobs = queue.withLock { q -> [Job] in
+                let jobs = q
+                q.removeAll(keepingCapacity: true)
+                return jobs
+            }
+            if jobs.isEmpty { return }
+            for job in jobs {
+                switch job {
+                case .closure(let body): body()
+                case .task(let job): job.runSynchronously(on: asUnownedTaskExecutor())
+                }
+            }
+        }
+    }
+
+    /// Runs `body` on the loop thread after `delay`, unless the returned timer is cancelled first.
+    @discardableResult
+    func schedule(after delay: Duration, _ body: @escaping () -> Void) -> LoopTimer {
+        precondition(inLoop)
+        let timer = LoopTimer(loop: self, body: body)
+        timer.arm(delay)
+        return timer
+    }
+}
+
+/// A one-shot timer on a loop. Touch it only on its loop's thread.
+final class LoopTimer {
+    private var event: OpaquePointer?
+    private var body: (() -> Void)?
+
+    init(loop: EventLoop, body: @escaping () -> Void) {
+        self.body = body
+        event = event_new(loop.base, -1, 0, { _, _, arg in
+            // The pending timer holds one retain on itself; firing gives it back.
+            let timer = Unmanaged<LoopTimer>.fromOpaque(arg!).takeRetainedValue()
+            timer.fire()
+        }, Unmanaged.passUnretained(self).toOpaque())
+    }
+
+    deinit { if let event { event_free(event) } }
+
+    fileprivate func arm(_ delay: Duration) {
+        var tv = timeval(delay)
+        _ = Unmanaged.passRetained(self)
+        event_add(event, &tv)
+    }
+
+    private func fire() {
+        let body = self.body
+        self.body = nil
+        body?()
+    }
+
+    /// Stops the timer; its body will not run.
+    func cancel() {
+        guard body != nil else { return }
+        body = nil
+        if event_del(event) == 0 { Unmanaged.passUnretained(self).release() }
+    }
+}
+
+/// Calls back when a file descriptor is readable or writable. Touch it only on its loop's thread.
+final class IOWatcher {
+    private var readEvent: OpaquePointer?
+    private var writeEvent: OpaquePointer?
+    private let onReadable: () -> Void
+    private let onWritable: () -> Void
+    private var reading = false
+    private var writing = false
+
+    init(loop: EventLoop, fd: Int32, onReadable: @escaping () -> Void, onWritable: @escaping () -> Void) {
+        self.onReadable = onReadable
+        self.onWritable = onWritable
+        let me = Unmanaged.passUnretained(self).toOpaque()
+        readEvent = event_new(loop.base, fd, Int16(EV_READ | EV_PERSIST), { _, _, arg in
+            Unmanaged<IOWatcher>.fromOpaque(arg!).takeUnretainedValue().onReadable()
+        }, me)
+        writeEvent = event_new(loop.base, fd, Int16(EV_WRITE | EV_PERSIST), { _, _, arg in
+            Unmanaged<IOWatcher>.fromOpaque(arg!).takeUnretainedValue().onWritable()
+        }, me)
+    }
+
+    deinit { close() }
+
+    func setReading(_ on: Bool) {
+        guard on != reading, let readEvent else { return }
+        reading = on
+        if on { event_add(readEvent, nil) } else { event_del(readEvent) }
+    }
+
+    func setWriting(_ on: Bool) {
+        guard on != writing, let writeEvent else { return }
+        writing = on
+        if on { event_add(writeEvent, nil) } else { event_del(writeEvent) }
+    }
+
+    /// Removes both events; the watcher calls back no more.
+    func close() {
+        if let readEvent { event_free(readEvent) }
+        if let writeEvent { event_free(writeEvent) }
+        readEvent = nil
+        writeEvent = nil
+    }
+}
+
+/// The loops of a process: by default one per core.
+public final class EventLoopGroup: Sendable {
+    public let loops: [EventLoop]
+    private let next = Atomic<Int>(0)
+
+    public init(count: Int = EventLoopGroup.coreCount) {
+        loops = (0..<max(1, count)).map { EventLoop(index: $0) }
+        for loop in loops { loop.start() }
+    }
+
+    /// The number of online cores.
+    public static var coreCount: Int { max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN))) }
+
+    /// Loops in turn, for spreading new connections.
+    public func nextLoop() -> EventLoop {
+        loops[next.add(1, ordering: .relaxed).oldValue % loops.count]
+    }
+
+    /// Stops every loop and waits for the threads to end.
+    public func shutdown() {
+        for loop in loops { loop.stopAndWait() }
+    }
+}
+
+extension timeval {
+    init(_ d: Duration) {
+        let (s, atto) = d.components
+        let us = max(0, atto / 1_000_000_000_000)
+        self.init(tv_sec: Int(max(0, s)), tv_usec: Int(us))
+    }
+}
+
+/// A value the compiler cannot prove `Sendable` but that is only used on one thread at a time.
+struct UnsafeSendable<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}

@@ -1,0 +1,205 @@
+import Glibc
+
+/// One socket on one loop: reads bytes, runs them through TLS when there is a TLS engine, hands
+/// plaintext to the subclass, and writes what the subclass produces. Server and client HTTP/2
+/// connections build on it; nothing else in Bazaar reads or writes a socket.
+class SocketConnection: @unchecked Sendable {
+    let loop: EventLoop
+    let fd: Int32
+    let tls: TLSEngine?
+    let peerAddress: String
+    private var watcher: IOWatcher!
+    private var outBuffer: [UInt8] = []
+    private var outOffset = 0
+    private var flushScheduled = false
+    private(set) var isClosed = false
+    private(set) var isReady = false
+    private var readBuffer = [UInt8](repeating: 0, count: 64 << 10)
+    private var plaintext: [UInt8] = []
+    /// Above this many unsent bytes, the subclass is not asked for more output until the socket drains.
+    let writeHighWater = 1 << 20
+
+    init(loop: EventLoop, fd: Int32, tls: TLSEngine?, peerAddress: String) {
+        self.loop = loop
+        self.fd = fd
+        self.tls = tls
+        self.peerAddress = peerAddress
+    }
+
+    /// Registers the socket with the loop. Call on the loop thread.
+    func start(connecting: Bool = false) {
+        watcher = IOWatcher(loop: loop, fd: fd, onReadable: { [unowned self] in self.readable() },
+                            onWritable: { [unowned self] in self.writable() })
+        // The connection keeps itself alive while its socket is registered.
+        _ = Unmanaged.passRetained(self)
+        if connecting {
+            watcher.setWriting(true)
+        } else {
+            socketConnected()
+        }
+    }
+
+    private var connecting = true
+
+    private func socketConnected() {
+        connecting = false
+        watcher.setReading(true)
+        if let tls {
+            tls.startHandshake()
+            flush()
+        } else {
+            becomeReady()
+        }
+    }
+
+    private func becomeReady() {
+        isReady = true
+        connectionReady()
+        flush()
+    }
+
+    // MARK: subclass hooks
+
+    /// TLS (if any) is done; the peer identity is known.
+    func connectionReady() {}
+    /// Plaintext from the peer.
+    func received(_ bytes: [UInt8]) {}
+    /// Appends plaintext to send.
+    func produceOutput(into out: inout [UInt8]) {}
+    /// The socket is closed; `error` says why when it was not a clean end.
+    func closed(error: String?) {}
+    /// After output was written: the subclass may release writers waiting on back-pressure.
+    func didWrite() {}
+
+    // MARK: I/O
+
+    private func readable() {
+        guard !isClosed else { return }
+        var rounds = 0
+        while rounds < 16 {
+            rounds += 1
+            let n = readBuffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n > 0 {
+                if let tls {
+                    readBuffer.withUnsafeBytes { tls.feed(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+                    plaintext.removeAll(keepingCapacity: true)
+                    switch tls.readPlaintext(into: &plaintext) {
+                    case .ok:
+                        if !isReady && tls.handshakeComplete { becomeReady() }
+                        if !plaintext.isEmpty { received(plaintext) }
+                    case .closed:
+                        if !plaintext.isEmpty { received(plaintext) }
+                        close(error: nil)
+                        return
+                    case .failed(let why):
+                        // Send the alert OpenSSL queued, then close.
+                        var out: [UInt8] = []
+                        tls.takeCiphertext(into: &out)
+                        _ = out.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+                        close(error: why)
+                        return
+                    }
+                } else {
+                    received(Array(readBuffer[0..<n]))
+                }
+                if isClosed { return }
+                if n < readBuffer.count { break }
+            } else if n == 0 {
+                close(error: nil)
+                return
+            } else {
+                if errno == EAGAIN || errno == EINTR { break }
+                close(error: String(cString: strerror(errno)))
+                return
+            }
+        }
+        flush()
+    }
+
+    private func writable() {
+        guard !isClosed else { return }
+        if connecting {
+            let err = Socket.pendingError(fd)
+            if err != 0 {
+                close(error: "connect: \(String(cString: strerror(err)))")
+                return
+            }
+            watcher.setWriting(false)
+            socketConnected()
+            return
+        }
+        flush()
+    }
+
+    /// Coalesces output: everything queued during this loop turn goes out in one write.
+    func scheduleFlush() {
+        guard !flushScheduled, !isClosed else { return }
+        flushScheduled = true
+        loop.execute { [self] in
+            flushScheduled = false
+            flush()
+        }
+    }
+
+    /// Takes the subclass's output, encrypts it, and writes as much as the socket accepts.
+    func flush() {
+        guard !isClosed else { return }
+        if outBuffer.count - outOffset < writeHighWater && (isReady || tls == nil) {
+            var plain: [UInt8] = []
+            produceOutput(into: &plain)
+            if let tls {
+                if !plain.isEmpty { _ = plain.withUnsafeBytes { tls.writePlaintext($0) } }
+            } else if !plain.isEmpty {
+                append(plain)
+            }
+        }
+        if let tls {
+            var cipher: [UInt8] = []
+            tls.takeCiphertext(into: &cipher)
+            if !cipher.isEmpty { append(cipher) }
+        }
+        while outOffset < outBuffer.count {
+            let n = outBuffer.withUnsafeBytes { write(fd, $0.baseAddress! + outOffset, $0.count - outOffset) }
+            if n > 0 {
+                outOffset += n
+            } else if n < 0 && (errno == EAGAIN || errno == EINTR) {
+                break
+            } else {
+                close(error: String(cString: strerror(errno)))
+                return
+            }
+        }
+        if outOffset == outBuffer.count {
+            outBuffer.removeAll(keepingCapacity: outBuffer.count < 256 << 10)
+            outOffset = 0
+            watcher.setWriting(false)
+        } else {
+            watcher.setWriting(true)
+        }
+        didWrite()
+    }
+
+    private func append(_ bytes: [UInt8]) {
+        if outOffset == outBuffer.count {
+            outBuffer.removeAll(keepingCapacity: true)
+            outOffset = 0
+        }
+        outBuffer.append(contentsOf: bytes)
+    }
+
+    /// Unsent bytes.
+    var pendingWrite: Int { outBuffer.count - outOffset }
+
+    /// Closes the socket now (after trying to write what is pending).
+    func close(error: String?) {
+        guard !isClosed else { return }
+        if error == nil && pendingWrite > 0 {
+            _ = outBuffer.withUnsafeBytes { write(fd, $0.baseAddress! + outOffset, $0.count - outOffset) }
+        }
+        isClosed = true
+        watcher.close()
+        Glibc.close(fd)
+        closed(error: error)
+        Unmanaged.passUnretained(self).release()
+    }
+}

@@ -1,0 +1,212 @@
+import BazaarCore
+import CBazaarEvent
+import Glibc
+import Synchronization
+
+/// A gRPC server: generated service protocols register on it, and ``run(onListening:)`` serves
+/// them until the task is cancelled (or SIGTERM/SIGINT arrives, when configured), then shuts
+/// down gracefully: listeners close, connections get GOAWAY, in-flight calls finish, and after
+/// ``ServerConfiguration/drainTimeout`` whatever remains is closed.
+///
+/// ```swift
+/// let server = try RPCServer(configuration: config, services: [CatalogService()])
+/// try await server.run()
+/// ```
+public final class RPCServer: Sendable {
+    public let configuration: ServerConfiguration
+    private let shared: ServerShared
+    private let state = Mutex(State())
+
+    private struct State {
+        var group: EventLoopGroup?
+        var listeners: [Listener] = []
+        var shuttingDown = false
+        var done: CheckedContinuation<Void, Never>?
+        var port = 0
+    }
+
+    public init(configuration: ServerConfiguration, services: [any RPCService], interceptors: [any RPCInterceptor] = []) throws {
+        self.configuration = configuration
+        var table: [String: RPCHandler] = [:]
+        for service in services {
+            for h in service.handlers {
+                if table[h.method.path] != nil { throw RPCError(.alreadyExists, "method \(h.method.path) is registered twice") }
+                table[h.method.path] = h
+            }
+        }
+        var tls: TLSContext?
+        if case .mutualTLS(let c) = configuration.security { tls = try TLSContext(c, server: true) }
+        shared = ServerShared(handlers: table, configuration: configuration, interceptors: interceptors, tls: tls)
+    }
+
+    /// The bound port, once listening.
+    public var port: Int { state.withLock { $0.port } }
+
+    /// Serves until the calling task is cancelled or a shutdown signal arrives; returns after the
+    /// graceful shutdown. `onListening` receives the bound port (useful with port 0).
+    public func run(onListening: @Sendable (Int) -> Void = { _ in }) async throws {
+        let group = EventLoopGroup(count: configuration.loopCount ?? EventLoopGroup.coreCount)
+        var listeners: [Listener] = []
+        do {
+            var port = configuration.port
+            for loop in group.loops {
+                let fd = try Socket.listen(host: configuration.host, port: port, reusePort: true)
+                if port == 0 { port = Socket.localPort(fd) }
+                listeners.append(Listener(loop: loop, fd: fd, shared: shared))
+            }
+            state.withLock {
+                $0.group = group
+                $0.listeners = listeners
+                $0.port = port
+            }
+            for l in listeners { l.loop.execute { l.start() } }
+            var signals: SignalWatcher?
+            if configuration.handleSignals {
+                signals = SignalWatcher(loop: group.loops[0]) { [weak self] in self?.shutdown() }
+            }
+            onListening(port)
+            await withTaskCancellationHandler {
+                await withCheckedContinuation { c in
+                    let already = state.withLock { s -> Bool in
+                        if s.shuttingDown && s.listeners.isEmpty { return true }
+                        s.done = c
+                        return false
+                    }
+                    if already { c.resume() }
+                }
+            } onCancel: {
+                self.shutdown()
+            }
+            signals?.cancel()
+        } catch {
+            for l in listeners { l.loop.execute { l.stop() } }
+            group.shutdown()
+            throw error
+        }
+        group.shutdown()
+    }
+
+    /// Starts the graceful shutdown. ``run(onListening:)`` returns when it is done.
+    public func shutdown() {
+        let listeners = state.withLock { s -> [Listener] in
+            guard !s.shuttingDown else { return [] }
+            s.shuttingDown = true
+            return s.listeners
+        }
+        guard !listeners.isEmpty else { return }
+        let remaining = Atomic<Int>(listeners.count)
+        for l in listeners {
+            l.loop.execute {
+                l.drain(timeout: self.configuration.drainTimeout) {
+                    if remaining.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 { self.finished() }
+                }
+            }
+        }
+    }
+
+    private func finished() {
+        let c = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            s.listeners = []
+            defer { s.done = nil }
+            return s.done
+        }
+        c?.resume()
+    }
+}
+
+/// One listening socket on one loop (SO_REUSEPORT spreads connections over the loops), and the
+/// connections it accepted.
+final class Listener: @unchecked Sendable {
+    let loop: EventLoop
+    private var fd: Int32
+    private let shared: ServerShared
+    private var watcher: IOWatcher?
+    private var connections: [ObjectIdentifier: ServerConnection] = [:]
+    private var drained: (() -> Void)?
+
+    init(loop: EventLoop, fd: Int32, shared: ServerShared) {
+        self.loop = loop
+        self.fd = fd
+        self.shared = shared
+    }
+
+    func start() {
+        watcher = IOWatcher(loop: loop, fd: fd, onReadable: { [unowned self] in self.acceptAll() }, onWritable: {})
+        watcher?.setReading(true)
+    }
+
+    private func acceptAll() {
+        for _ in 0..<64 {
+            guard let (cfd, peer) = Socket.accept(fd) else { return }
+            let engine: TLSEngine?
+            if let ctx = shared.tls {
+                guard let e = try? TLSEngine(context: ctx) else {
+                    Glibc.close(cfd)
+                    continue
+                }
+                engine = e
+            } else {
+                engine = nil
+            }
+            let c = ServerConnection(loop: loop, fd: cfd, peer: peer, shared: shared, tls: engine) { [unowned self] c in
+                self.connections[ObjectIdentifier(c)] = nil
+                self.checkDrained()
+            }
+            connections[ObjectIdentifier(c)] = c
+            c.start()
+        }
+    }
+
+    func stop() {
+        watcher?.close()
+        watcher = nil
+        if fd >= 0 { Glibc.close(fd) }
+        fd = -1
+    }
+
+    /// Stops accepting, drains every connection, and calls `done` when all are closed.
+    func drain(timeout: Duration, done: @escaping () -> Void) {
+        stop()
+        drained = done
+        for c in connections.values { c.drain(grace: timeout) }
+        checkDrained()
+    }
+
+    private func checkDrained() {
+        guard connections.isEmpty, let d = drained else { return }
+        drained = nil
+        d()
+    }
+}
+
+/// SIGTERM and SIGINT, through libevent, on one loop.
+final class SignalWatcher: @unchecked Sendable {
+    private var events: [OpaquePointer] = []
+    private let action: () -> Void
+    private let loop: EventLoop
+
+    init(loop: EventLoop, action: @escaping @Sendable () -> Void) {
+        self.loop = loop
+        self.action = action
+        _ = Unmanaged.passRetained(self)
+        loop.execute { [self] in
+            let me = Unmanaged.passUnretained(self).toOpaque()
+            for sig in [SIGTERM, SIGINT] {
+                if let ev = event_new(loop.base, sig, Int16(EV_SIGNAL | EV_PERSIST), { _, _, arg in
+                    Unmanaged<SignalWatcher>.fromOpaque(arg!).takeUnretainedValue().action()
+                }, me) {
+                    event_add(ev, nil)
+                    events.append(ev)
+                }
+            }
+        }
+    }
+
+    func cancel() {
+        loop.execute { [self] in
+            for ev in events { event_free(ev) }
+            events.removeAll()
+            Unmanaged.passUnretained(self).release()
+        }
+    }
+}

@@ -1,0 +1,224 @@
+import BazaarCore
+import CBazaarNghttp2
+
+/// What every connection of a server shares: the method table and the settings. Immutable.
+final class ServerShared: Sendable {
+    let handlers: [String: RPCHandler]
+    let configuration: ServerConfiguration
+    let interceptors: [any RPCInterceptor]
+    let tls: TLSContext?
+
+    init(handlers: [String: RPCHandler], configuration: ServerConfiguration, interceptors: [any RPCInterceptor], tls: TLSContext?) {
+        self.handlers = handlers
+        self.configuration = configuration
+        self.interceptors = interceptors
+        self.tls = tls
+    }
+}
+
+/// One HTTP/2 connection of a server: nghttp2 session, gRPC streams, keepalive and draining.
+/// Everything here runs on the connection's loop thread; handlers run as tasks on the same loop.
+final class ServerConnection: SocketConnection, @unchecked Sendable {
+    let shared: ServerShared
+    let h2: HTTP2Session
+    private var streams: [Int32: ServerStream] = [:]
+    private let onClose: (ServerConnection) -> Void
+    private(set) var draining = false
+    private var idleTimer: LoopTimer?
+    private var ageTimer: LoopTimer?
+    private var lastPingAt: ContinuousClock.Instant?
+    private var pingStrikes = 0
+
+    init(loop: EventLoop, fd: Int32, peer: String, shared: ServerShared, tls: TLSEngine?, onClose: @escaping (ServerConnection) -> Void) {
+        self.shared = shared
+        self.h2 = HTTP2Session(server: true, settings: shared.configuration.http2)
+        self.onClose = onClose
+        super.init(loop: loop, fd: fd, tls: tls, peerAddress: peer)
+    }
+
+    var peerIdentity: String? { tls?.peerIdentity }
+    var activeStreams: Int { streams.count }
+
+    override func connectionReady() {
+        let k = shared.configuration.keepalive
+        if let age = k.maxConnectionAge {
+            // ±10% jitter so that connections made together do not all reconnect together (A9).
+            let jittered = age * Double.random(in: 0.9...1.1)
+            ageTimer = loop.schedule(after: jittered) { [unowned self] in
+                self.drain(grace: k.maxConnectionAgeGrace)
+            }
+        }
+        armIdleTimer()
+    }
+
+    private func armIdleTimer() {
+        idleTimer?.cancel()
+        idleTimer = nil
+        guard let idle = shared.configuration.keepalive.maxConnectionIdle, streams.isEmpty, !isClosed else { return }
+        idleTimer = loop.schedule(after: idle) { [unowned self] in
+            if self.streams.isEmpty { self.drain(grace: .seconds(1)) }
+        }
+    }
+
+    override func received(_ bytes: [UInt8]) {
+        guard let events = bytes.withUnsafeBytes({ h2.receive($0) }) else {
+            // nghttp2 queued a GOAWAY; send it, then close.
+            flush()
+            close(error: h2.fatalError)
+            return
+        }
+        for event in events { handle(event) }
+    }
+
+    override func produceOutput(into out: inout [UInt8]) {
+        if !h2.send(into: &out) {
+            loop.execute { [self] in close(error: h2.fatalError) }
+        }
+    }
+
+    override func didWrite() {
+        for stream in streams.values where stream.hasWaitingWriters {
+            stream.resumeWritersIfDrained()
+        }
+        if draining && streams.isEmpty && !h2.hasPendingOutput && pendingWrite == 0 {
+            close(error: nil)
+        } else if !h2.isAlive && pendingWrite == 0 {
+            close(error: nil)
+        }
+    }
+
+    override func closed(error: String?) {
+        idleTimer?.cancel()
+        ageTimer?.cancel()
+        drainTimer?.cancel()
+        for stream in streams.values { stream.peerReset() }
+        streams.removeAll()
+        onClose(self)
+    }
+
+    private func handle(_ event: HTTP2Event) {
+        switch event {
+        case .headers(let id, let fields, let endStream):
+            if let stream = streams[id] {
+                // Client trailers carry nothing gRPC uses; they only end the request.
+                if endStream { stream.requestEnded() }
+            } else {
+                open(stream: id, fields: fields, endStream: endStream)
+            }
+        case .data(let id, let bytes, let endStream):
+            guard let stream = streams[id] else { return }
+            pingStrikes = 0
+            if !bytes.isEmpty { stream.received(bytes) }
+            if endStream { stream.requestEnded() }
+        case .streamClosed(let id, let code):
+            if let stream = streams.removeValue(forKey: id) {
+                if code != 0 || !stream.isFinished { stream.peerReset() }
+            }
+            armIdleTimer()
+        case .ping:
+            checkPingPolicy()
+        case .goAway, .pingAck:
+            break
+        }
+    }
+
+    /// gRFC A8: a client that pings more often than allowed earns strikes, then GOAWAY.
+    private func checkPingPolicy() {
+        let k = shared.configuration.keepalive
+        let now = ContinuousClock.now
+        defer { lastPingAt = now }
+        let allowed = streams.isEmpty && !k.permitWithoutCalls ? Duration.seconds(7200) : k.minimumClientPingInterval
+        if let last = lastPingAt, now - last < allowed {
+            pingStrikes += 1
+            if pingStrikes > k.maxPingStrikes {
+                h2.finishGoAway(code: NGHTTP2_ENHANCE_YOUR_CALM.rawValue, debug: "too_many_pings")
+                draining = true
+                scheduleFlush()
+            }
+        }
+    }
+
+    private func open(stream id: Int32, fields: [HeaderField], endStream: Bool) {
+        var method = "", path = "", contentType = "", encoding: String?, acceptEncoding = "", timeout: String?
+        for f in fields {
+            switch f.name {
+            case ":method": method = f.value
+            case ":path": path = f.value
+            case "content-type": contentType = f.value
+            case "grpc-encoding": encoding = f.value
+            case "grpc-accept-encoding": acceptEncoding = f.value
+            case "grpc-timeout": timeout = f.value
+            default: break
+            }
+        }
+        // Not gRPC at all: answer in HTTP terms.
+        guard contentType == "application/grpc" || contentType.hasPrefix("application/grpc+") || contentType.hasPrefix("application/grpc;") else {
+            h2.submitTrailersOnly(stream: id, headers: [(":status", "415"), ("content-type", "text/plain")])
+            return
+        }
+        guard method == "POST" else {
+            h2.submitTrailersOnly(stream: id, headers: [(":status", "405"), ("allow", "POST")])
+            return
+        }
+        armIdleTimer()
+        let deadline = timeout.flatMap(GRPCHeaders.parseTimeout).map { ContinuousClock.now.advanced(by: $0) }
+        let stream = ServerStream(connection: self, id: id, acceptsGzip: acceptEncoding.contains("gzip"))
+        streams[id] = stream
+        idleTimer?.cancel()
+        idleTimer = nil
+
+        guard let handler = shared.handlers[path] else {
+            let known = shared.handlers.keys.contains { $0.hasPrefix(servicePrefix(path)) }
+            stream.fail(RPCError(.unimplemented, known ? "Method not found: \(path)" : "Service not found: \(path)"))
+            return
+        }
+        if let encoding, encoding != "identity", encoding != "gzip" {
+            stream.fail(RPCError(.unimplemented, "grpc-encoding \(encoding) is not supported (use gzip or identity)"))
+            return
+        }
+        if let denial = shared.configuration.authorization.check(handler.method, identity: peerIdentity) {
+            stream.fail(denial)
+            return
+        }
+        var context = ServerContext(method: handler.method, metadata: GRPCHeaders.metadata(fields), deadline: deadline,
+                                    peerIdentity: peerIdentity, peerAddress: peerAddress)
+        context.requestCompressed = encoding == "gzip"
+        stream.start(handler: handler, context: context, compressed: encoding == "gzip")
+        if endStream { stream.requestEnded() }
+    }
+
+    private func servicePrefix(_ path: String) -> String {
+        guard let slash = path.dropFirst().firstIndex(of: "/") else { return path + "/" }
+        return String(path[...slash])
+    }
+
+    // MARK: draining
+
+    private var drainTimer: LoopTimer?
+
+    /// Graceful close: GOAWAY so the client sends no new calls, let in-flight calls finish, and
+    /// close when they have (or when `grace` runs out).
+    func drain(grace: Duration) {
+        guard !draining, !isClosed else { return }
+        draining = true
+        if streams.isEmpty {
+            h2.finishGoAway()
+            scheduleFlush()
+            return
+        }
+        h2.goAway(graceful: true)
+        scheduleFlush()
+        // One round trip later, name the last stream accepted (RFC 9113 §6.8's two-step GOAWAY).
+        loop.schedule(after: .milliseconds(100)) { [weak self] in
+            guard let self, !self.isClosed else { return }
+            self.h2.finishGoAway()
+            self.flush()
+        }
+        drainTimer = loop.schedule(after: grace) { [weak self] in
+            guard let self, !self.isClosed else { return }
+            for stream in self.streams.values { stream.fail(RPCError(.unavailable, "server is shutting down")) }
+            self.flush()
+            self.close(error: nil)
+        }
+    }
+}

@@ -1,0 +1,234 @@
+import BazaarCore
+import CBazaarNghttp2
+
+/// One gRPC call on a server connection: it reassembles request messages, runs the handler as a
+/// task on the connection's loop, frames the responses and ends the stream with a status.
+/// Touched only on the loop thread (the handler task runs there too, on the loop's executor).
+final class ServerStream: @unchecked Sendable {
+    private unowned let connection: ServerConnection
+    let id: Int32
+    private let acceptsGzip: Bool
+    private var reader: MessageReader
+    private var requestCompressed = false
+    private var handler: RPCHandler?
+    private var context: ServerContext?
+    private var task: Task<Void, Never>?
+    private var deadlineTimer: LoopTimer?
+    /// Unary: the request message, once complete.
+    private var unaryRequest: [UInt8]?
+    /// Streaming: where request messages go.
+    private var requests: RPCStream<[UInt8]>.Continuation?
+    private var headersSent = false
+    private(set) var isFinished = false
+    private var requestDone = false
+    private var writers: [CheckedContinuation<Void, any Error>] = []
+    /// Bytes queued on the stream above which a writer waits for the peer to read.
+    private let writeHighWater = 256 << 10
+
+    init(connection: ServerConnection, id: Int32, acceptsGzip: Bool) {
+        self.connection = connection
+        self.id = id
+        self.acceptsGzip = acceptsGzip
+        self.reader = MessageReader(maxMessageSize: connection.shared.configuration.maxReceiveMessageSize)
+    }
+
+    var loop: EventLoop { connection.loop }
+    var hasWaitingWriters: Bool { !writers.isEmpty }
+
+    // MARK: inbound
+
+    func start(handler: RPCHandler, context: ServerContext, compressed: Bool) {
+        self.handler = handler
+        self.context = context
+        self.requestCompressed = compressed
+        if let deadline = context.deadline {
+            deadlineTimer = loop.schedule(after: deadline - .now) { [weak self] in
+                self?.fail(RPCError(.deadlineExceeded, "deadline exceeded"))
+            }
+        }
+        if case .streaming = handler.body { launch() }
+    }
+
+    func received(_ bytes: [UInt8]) {
+        guard !isFinished, handler != nil else { return }
+        reader.append(bytes)
+        do {
+            while let message = try reader.next() {
+                let payload: [UInt8]
+                if message.compressed {
+                    guard requestCompressed else { throw RPCError(.internal, "compressed message without grpc-encoding") }
+                    payload = try Gzip.decompress(message.payload, limit: reader.maxMessageSize)
+                } else {
+                    payload = message.payload
+                }
+                if let requests {
+                    requests.yield(payload)
+                } else if unaryRequest == nil {
+                    unaryRequest = payload
+                } else {
+                    throw RPCError(.unimplemented, "more than one request message for a unary method")
+                }
+            }
+        } catch {
+            fail(error)
+        }
+    }
+
+    func requestEnded() {
+        guard !requestDone else { return }
+        requestDone = true
+        guard !isFinished, handler != nil else { return }
+        if reader.bufferedBytes > 0 {
+            fail(RPCError(.internal, "request ended inside a message (\(reader.bufferedBytes) stray bytes)"))
+            return
+        }
+        if let requests {
+            requests.finish()
+        } else if unaryRequest == nil {
+            fail(RPCError(.unimplemented, "missing request message for a unary method"))
+        } else {
+            launch()
+        }
+    }
+
+    /// The client reset the stream or the connection went away: the handler is cancelled.
+    func peerReset() {
+        guard !isFinished else { return }
+        isFinished = true
+        deadlineTimer?.cancel()
+        task?.cancel()
+        requests?.finish(throwing: RPCError(.cancelled, "the client cancelled the call"))
+        failWriters(RPCError(.cancelled, "the client cancelled the call"))
+    }
+
+    // MARK: handler
+
+    private func launch() {
+        guard let handler, var context else { return }
+        let body = handler.body
+        let interceptors = connection.shared.interceptors
+        let inbound: RPCStream<[UInt8]>?
+        if case .streaming = body {
+            let (stream, continuation) = RPCStream<[UInt8]>.makeStream()
+            requests = continuation
+            inbound = stream
+        } else {
+            inbound = nil
+        }
+        let unaryRequest = self.unaryRequest
+        self.unaryRequest = nil
+        context.requestCompressed = requestCompressed
+        let head = RPCCallHead(method: handler.method, metadata: context.metadata, deadline: context.deadline,
+                               peerIdentity: context.peerIdentity)
+        let ctx = context
+        task = Task(executorPreference: loop) { [self] in
+            do {
+                try await interceptors.run(head) { head in
+                    var ctx = ctx
+                    ctx.metadata = head.metadata
+                    switch body {
+                    case .unary(let fn):
+                        let response = try await fn(unaryRequest ?? [], ctx)
+                        try await self.write(response)
+                    case .streaming(let fn):
+                        try await fn(inbound!, RPCWriter { try await self.write($0) }, ctx)
+                    }
+                }
+                self.onLoop { self.finish(RPCError(.ok)) }
+            } catch {
+                self.onLoop { self.finish(Self.status(of: error)) }
+            }
+        }
+    }
+
+    static func status(of error: any Error) -> RPCError {
+        if let e = error as? RPCError { return e }
+        if error is CancellationError { return RPCError(.cancelled, "call cancelled") }
+        return RPCError(.unknown, "\(error)")
+    }
+
+    private func onLoop(_ body: @escaping @Sendable () -> Void) {
+        loop.run(body)
+    }
+
+    // MARK: outbound
+
+    private var responseCompression: MessageCompression {
+        guard acceptsGzip, let context else { return .identity }
+        return context.response.compression
+    }
+
+    private func responseHeaders() -> [HeaderField] {
+        var h: [HeaderField] = [(":status", "200"), ("content-type", "application/grpc"), ("grpc-accept-encoding", "gzip,identity")]
+        if responseCompression == .gzip { h.append(("grpc-encoding", "gzip")) }
+        if let context { h += GRPCHeaders.fields(context.response.initial) }
+        return h
+    }
+
+    /// Queues one response message, waiting while the stream holds too much unsent data.
+    func write(_ message: [UInt8]) async throws {
+        let framed = try MessageWriter.frame(message, compression: responseCompression)
+        try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
+            loop.run { [self] in
+                guard !isFinished else {
+                    c.resume(throwing: RPCError(.cancelled, "the call has ended"))
+                    return
+                }
+                if !headersSent {
+                    headersSent = true
+                    connection.h2.submitResponse(stream: id, headers: responseHeaders())
+                }
+                connection.h2.enqueue(stream: id, framed)
+                connection.scheduleFlush()
+                if connection.h2.pendingBytes(stream: id) > writeHighWater {
+                    writers.append(c)
+                } else {
+                    c.resume()
+                }
+            }
+        }
+    }
+
+    func resumeWritersIfDrained() {
+        guard connection.h2.pendingBytes(stream: id) <= writeHighWater else { return }
+        let waiting = writers
+        writers.removeAll()
+        for w in waiting { w.resume() }
+    }
+
+    private func failWriters(_ error: RPCError) {
+        let waiting = writers
+        writers.removeAll()
+        for w in waiting { w.resume(throwing: error) }
+    }
+
+    /// Fails the call with `error` (from the transport: deadline, bad input, refusal).
+    func fail(_ error: any Error) {
+        guard !isFinished else { return }
+        task?.cancel()
+        requests?.finish(throwing: RPCError(.cancelled, "call ended: \(error)"))
+        finish(Self.status(of: error))
+        // Stop the rest of the request, if the client is still sending.
+        if !requestDone { connection.h2.reset(stream: id, code: NGHTTP2_NO_ERROR.rawValue) }
+    }
+
+    /// Ends the stream with a status: trailers after the messages, or Trailers-Only.
+    private func finish(_ status: RPCError) {
+        guard !isFinished else { return }
+        isFinished = true
+        deadlineTimer?.cancel()
+        failWriters(RPCError(.cancelled, "the call has ended"))
+        var trailers: [HeaderField] = [("grpc-status", String(status.code.rawValue))]
+        if !status.message.isEmpty { trailers.append(("grpc-message", GRPCHeaders.percentEncode(status.message))) }
+        trailers += GRPCHeaders.fields(status.metadata)
+        if let context { trailers += GRPCHeaders.fields(context.response.trailing) }
+        if headersSent {
+            connection.h2.enqueue(stream: id, [], end: true, trailers: trailers)
+        } else {
+            var h: [HeaderField] = [(":status", "200"), ("content-type", "application/grpc")]
+            if let context { h += GRPCHeaders.fields(context.response.initial) }
+            connection.h2.submitTrailersOnly(stream: id, headers: h + trailers)
+        }
+        connection.scheduleFlush()
+    }
+}
