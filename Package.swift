@@ -9,13 +9,20 @@ func cLibrary(_ name: String, pkgConfig: String?, apt: [String]) -> Target {
 
 let package = Package(
     name: "Bazaar",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "bazaar-codegen", targets: ["bazaar-codegen"]),
+        .executable(name: "bazaar", targets: ["bazaar"]),
+        .executable(name: "interop-server", targets: ["interop-server"]),
+        .executable(name: "interop-client", targets: ["interop-client"]),
         .library(name: "BazaarWire", targets: ["BazaarWire"]),
         .library(name: "BazaarCore", targets: ["BazaarCore"]),
         .library(name: "BazaarTransport", targets: ["BazaarTransport"]),
         .library(name: "ShopAPI", targets: ["ShopAPI"]),
+    ],
+    dependencies: [
+        // The one Swift package the product links: command-line parsing for the executables.
+        .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
     ],
     targets: [
         // C engines from Debian.
@@ -48,6 +55,16 @@ let package = Package(
         .target(name: "GRPCProtos", dependencies: ["CGRPCProtos", "WellKnownTypes", "BazaarWire", "BazaarCore"]),
         .target(name: "CShopAPI", dependencies: ["CBazaarProtobufC", "CWellKnownTypes"]),
         .target(name: "ShopAPI", dependencies: ["CShopAPI", "WellKnownTypes", "BazaarWire", "BazaarCore"]),
+
+        // gRPC's interop TestService and BenchmarkService, and the interop client's test cases.
+        .target(name: "BazaarInterop", dependencies: ["BazaarCore", "BazaarTransport", "GRPCProtos"]),
+        .executableTarget(name: "interop-server", dependencies: [
+            "BazaarInterop", "BazaarTransport", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        .executableTarget(name: "interop-client", dependencies: [
+            "BazaarInterop", "BazaarTransport", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        // The one CLI: `bazaar certs`, and later serve, gateway, call, seed.
+        .executableTarget(name: "bazaar", dependencies: [
+            "BazaarTransport", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
         // Test-only generated code for the conformance and oracle tests.
         .target(name: "CConformanceProtos", dependencies: ["CBazaarProtobufC", "CWellKnownTypes"],

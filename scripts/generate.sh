@@ -23,7 +23,7 @@ run Sources/WellKnownTypes Sources/CWellKnownTypes CWellKnownTypes -I "$WKT" \
 # The gRPC protocol protos the mesh serves and the interop tests use, from Debian's grpc-proto.
 run Sources/GRPCProtos Sources/CGRPCProtos CGRPCProtos -I "$GRPC" -I "$WKT" \
   grpc/health/v1/health.proto grpc/reflection/v1/reflection.proto grpc/reflection/v1alpha/reflection.proto \
-  grpc/testing/empty.proto grpc/testing/messages.proto grpc/testing/test.proto
+  grpc/testing/empty.proto grpc/testing/messages.proto grpc/testing/test.proto grpc/testing/benchmark_service.proto
 # Bazaar's own IDL options and the shop API.
 run Sources/ShopAPI Sources/CShopAPI CShopAPI -I proto -I "$WKT" \
   $(cd proto && find . -name '*.proto' | sed 's|^\./||' | sort)

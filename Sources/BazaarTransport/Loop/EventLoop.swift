@@ -61,7 +61,7 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
 
     private func runThread() {
         running.store(1, ordering: .releasing)
-        event_base_loop(base, 0)
+        event_base_loop(base, EVLOOP_NO_EXIT_ON_EMPTY)
         drain()
         running.store(2, ordering: .releasing)
     }

@@ -153,21 +153,21 @@ final class ServerStream: @unchecked Sendable {
 
     // MARK: outbound
 
-    private var responseCompression: MessageCompression {
-        guard acceptsGzip, let context else { return .identity }
-        return context.response.compression
-    }
+    /// `grpc-encoding` of the response, fixed when the headers go out.
+    private var responseEncoding = MessageCompression.identity
 
     private func responseHeaders() -> [HeaderField] {
         var h: [HeaderField] = [(":status", "200"), ("content-type", "application/grpc"), ("grpc-accept-encoding", "gzip,identity")]
-        if responseCompression == .gzip { h.append(("grpc-encoding", "gzip")) }
+        if acceptsGzip, let context, context.response.compression == .gzip {
+            responseEncoding = .gzip
+            h.append(("grpc-encoding", "gzip"))
+        }
         if let context { h += GRPCHeaders.fields(context.response.initial) }
         return h
     }
 
     /// Queues one response message, waiting while the stream holds too much unsent data.
     func write(_ message: [UInt8]) async throws {
-        let framed = try MessageWriter.frame(message, compression: responseCompression)
         try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
             loop.run { [self] in
                 guard !isFinished else {
@@ -177,6 +177,13 @@ final class ServerStream: @unchecked Sendable {
                 if !headersSent {
                     headersSent = true
                     connection.h2.submitResponse(stream: id, headers: responseHeaders())
+                }
+                // Each message may go compressed or not, within the encoding the headers named.
+                let compress = responseEncoding == .gzip && context?.response.compression == .gzip
+                let framed: [UInt8]
+                do { framed = try MessageWriter.frame(message, compression: compress ? .gzip : .identity) } catch {
+                    c.resume(throwing: error)
+                    return
                 }
                 connection.h2.enqueue(stream: id, framed)
                 connection.scheduleFlush()

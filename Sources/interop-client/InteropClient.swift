@@ -1,0 +1,1 @@
+@main struct InteropClient { static func main() {} }
