@@ -137,7 +137,11 @@ extension ClientTransport {
     ) async throws -> Resp {
         let responses = streaming(method, requests: mapStream(requests) { try encode($0) }, options: options)
         var iterator = responses.makeAsyncIterator()
-        guard let first = try await iterator.next() else { throw RPCError(.internal, "no response message") }
+        guard let first = try await iterator.next() else {
+            // A cancelled consumer sees the end of the stream rather than an error.
+            if Task.isCancelled { throw RPCError(.cancelled, "call cancelled") }
+            throw RPCError(.internal, "no response message")
+        }
         return try decode(Resp.self, first, request: false)
     }
 

@@ -77,7 +77,12 @@ public struct TestServiceImpl: Grpc_Testing_TestService.ServiceProtocol {
                                    context: ServerContext) async throws -> Grpc_Testing_StreamingInputCallResponse
     {
         var total: Int32 = 0
-        for try await r in requests { total += Int32(r.payload?.body.count ?? 0) }
+        for try await r in requests {
+            if r.expectCompressed?.value == true && !context.requestCompressed {
+                throw RPCError(.invalidArgument, "expected a compressed request")
+            }
+            total += Int32(r.payload?.body.count ?? 0)
+        }
         return Grpc_Testing_StreamingInputCallResponse(aggregatedPayloadSize: total)
     }
 

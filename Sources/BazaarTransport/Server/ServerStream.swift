@@ -215,8 +215,17 @@ final class ServerStream: @unchecked Sendable {
         task?.cancel()
         requests?.finish(throwing: RPCError(.cancelled, "call ended: \(error)"))
         finish(Self.status(of: error))
-        // Stop the rest of the request, if the client is still sending.
-        if !requestDone { connection.h2.reset(stream: id, code: NGHTTP2_NO_ERROR.rawValue) }
+        // Stop the rest of the request if the client is still sending: RST_STREAM(NO_ERROR), but
+        // only after the status went out, because nghttp2 drops frames still queued on a reset stream.
+        if !requestDone {
+            let connection = self.connection, id = self.id
+            loop.execute {
+                if connection.h2.pendingBytes(stream: id) == 0 && !connection.isClosed {
+                    connection.h2.reset(stream: id, code: NGHTTP2_NO_ERROR.rawValue)
+                    connection.scheduleFlush()
+                }
+            }
+        }
     }
 
     /// Ends the stream with a status: trailers after the messages, or Trailers-Only.

@@ -19,7 +19,9 @@ final class TLSEngine {
     /// The peer's `spiffe://` URI SAN, once the handshake is done.
     private(set) var peerIdentity: String?
 
-    init(context: TLSContext) throws {
+    /// - Parameter serverName: client side: the SNI name, and when no SPIFFE ID is expected, the
+    ///   DNS name the server certificate must carry. ``TLSConfiguration/serverHostname`` wins over it.
+    init(context: TLSContext, serverName: String? = nil) throws {
         guard let ssl = SSL_new(context.ctx), let rbio = BIO_new(BIO_s_mem()), let wbio = BIO_new(BIO_s_mem()) else {
             throw TLSError("SSL_new: \(opensslErrors())")
         }
@@ -35,9 +37,15 @@ final class TLSEngine {
             SSL_set_accept_state(ssl)
         } else {
             let config = context.configuration
-            if let host = config.serverHostname {
-                _ = bazaar_ssl_set_tlsext_host_name(ssl, host)
-                if config.expectedServerIdentity == nil { _ = SSL_set1_host(ssl, host) }
+            if let host = config.serverHostname ?? serverName {
+                let isIP = host.contains(":") || host.allSatisfy { $0.isNumber || $0 == "." }
+                if isIP {
+                    // SNI never carries an address; the certificate's IP SANs are checked instead.
+                    if config.expectedServerIdentity == nil { _ = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host) }
+                } else {
+                    _ = bazaar_ssl_set_tlsext_host_name(ssl, host)
+                    if config.expectedServerIdentity == nil { _ = SSL_set1_host(ssl, host) }
+                }
             }
             SSL_set_connect_state(ssl)
         }

@@ -1,0 +1,133 @@
+import BazaarCore
+import CBazaarNghttp2
+
+/// One HTTP/2 connection from a channel to one endpoint. Calls are multiplexed on it as streams.
+/// Everything here runs on the channel's loop thread.
+final class ClientConnection: SocketConnection, @unchecked Sendable {
+    let h2: HTTP2Session
+    let configuration: ChannelConfiguration
+    let authority: String
+    private var streams: [Int32: ClientStream] = [:]
+    /// Told once: `nil` when the connection became ready, or why it failed before that.
+    var onConnect: ((String?) -> Void)?
+    /// Told when the connection stops taking new calls (GOAWAY) or closes.
+    var onUnusable: (() -> Void)?
+    private(set) var goingAway = false
+    private var keepaliveTimer: LoopTimer?
+    private var pingTimeout: LoopTimer?
+    private var lastRead = ContinuousClock.now
+
+    init(loop: EventLoop, fd: Int32, endpoint: Endpoint, configuration: ChannelConfiguration, tls: TLSEngine?) {
+        self.h2 = HTTP2Session(server: false, settings: configuration.http2)
+        self.configuration = configuration
+        self.authority = configuration.authority ?? endpoint.description
+        super.init(loop: loop, fd: fd, tls: tls, peerAddress: endpoint.description)
+    }
+
+    var isUsable: Bool { isReady && !isClosed && !goingAway }
+    var activeStreams: Int { streams.count }
+    var peerIdentity: String? { tls?.peerIdentity }
+
+    override func connectionReady() {
+        let c = onConnect
+        onConnect = nil
+        c?(nil)
+        armKeepalive()
+    }
+
+    private func armKeepalive() {
+        guard let interval = configuration.keepalive.interval, !isClosed else { return }
+        keepaliveTimer = loop.schedule(after: interval) { [weak self] in
+            guard let self, !self.isClosed else { return }
+            if ContinuousClock.now - self.lastRead >= interval {
+                self.h2.ping()
+                self.scheduleFlush()
+                self.pingTimeout = self.loop.schedule(after: self.configuration.keepalive.timeout) { [weak self] in
+                    self?.close(error: "keepalive ping not acknowledged")
+                }
+            }
+            self.armKeepalive()
+        }
+    }
+
+    override func received(_ bytes: [UInt8]) {
+        lastRead = .now
+        guard let events = bytes.withUnsafeBytes({ h2.receive($0) }) else {
+            flush()
+            close(error: "HTTP/2 error: \(h2.fatalError ?? "unknown")")
+            return
+        }
+        for e in events {
+            switch e {
+            case .headers(let id, let fields, let end):
+                streams[id]?.headers(fields, endStream: end)
+            case .data(let id, let bytes, _):
+                if !bytes.isEmpty { streams[id]?.data(bytes) }
+            case .streamClosed(let id, let code):
+                streams.removeValue(forKey: id)?.closed(errorCode: code)
+            case .goAway:
+                goingAway = true
+                onUnusable?()
+            case .pingAck:
+                pingTimeout?.cancel()
+                pingTimeout = nil
+            case .ping:
+                break
+            }
+        }
+        if goingAway && streams.isEmpty { close(error: nil) }
+    }
+
+    override func produceOutput(into out: inout [UInt8]) {
+        if !h2.send(into: &out) {
+            loop.execute { [self] in close(error: "HTTP/2 error: \(h2.fatalError ?? "unknown")") }
+        }
+    }
+
+    override func didWrite() {
+        for s in streams.values where s.hasWaitingWriters { s.resumeWritersIfDrained() }
+    }
+
+    override func closed(error: String?) {
+        keepaliveTimer?.cancel()
+        pingTimeout?.cancel()
+        if let c = onConnect {
+            onConnect = nil
+            c(error ?? "connection closed during setup")
+        }
+        let all = streams.values
+        streams.removeAll()
+        for s in all { s.connectionLost(error ?? "the server closed the connection") }
+        onUnusable?()
+        onUnusable = nil
+    }
+
+    /// Opens a stream for a call. Unary requests go out whole with END_STREAM.
+    func open(_ stream: ClientStream, method: MethodDescriptor, metadata: Metadata, timeout: Duration?,
+              compression: MessageCompression, unaryRequest: [UInt8]?) -> RPCError?
+    {
+        var headers: [HeaderField] = [
+            (":method", "POST"), (":scheme", tls == nil ? "http" : "https"), (":path", method.path),
+            (":authority", authority), ("content-type", "application/grpc"), ("te", "trailers"),
+            ("user-agent", configuration.userAgent), ("grpc-accept-encoding", "gzip,identity"),
+        ]
+        if compression == .gzip { headers.append(("grpc-encoding", "gzip")) }
+        if let timeout { headers.append(("grpc-timeout", GRPCHeaders.encodeTimeout(timeout))) }
+        headers += GRPCHeaders.fields(metadata)
+        let id = h2.submitRequest(headers: headers)
+        guard id > 0 else {
+            return RPCError(.unavailable, "cannot open a stream: \(String(cString: nghttp2_strerror(id)))")
+        }
+        stream.id = id
+        streams[id] = stream
+        if let unaryRequest {
+            do {
+                h2.enqueue(stream: id, try stream.frame(unaryRequest), end: true)
+            } catch {
+                stream.cancel(error)
+            }
+        }
+        scheduleFlush()
+        return nil
+    }
+}

@@ -1,0 +1,207 @@
+import BazaarCore
+import CBazaarNghttp2
+
+/// One call on a client connection. It frames requests, reassembles responses and turns the
+/// response headers and trailers into a status. Touched only on the loop thread.
+final class ClientStream: @unchecked Sendable {
+    unowned let connection: ClientConnection
+    var id: Int32 = 0
+    private var reader: MessageReader
+    private var responseEncoding: String?
+    private var status: RPCError?
+    private var sawHeaders = false
+    private var deadlineTimer: LoopTimer?
+    private let responseMetadata: ResponseMetadata?
+    private let compression: MessageCompression
+    /// Receives each response message.
+    private let onMessage: ([UInt8]) -> Void
+    /// Receives the final status (code `.ok` on success), once.
+    private var onFinish: ((RPCError) -> Void)?
+    private var writers: [CheckedContinuation<Void, any Error>] = []
+    private let writeHighWater = 256 << 10
+
+    init(connection: ClientConnection, options: CallOptions, maxReceive: Int,
+         onMessage: @escaping ([UInt8]) -> Void, onFinish: @escaping (RPCError) -> Void)
+    {
+        self.connection = connection
+        self.reader = MessageReader(maxMessageSize: maxReceive)
+        self.responseMetadata = options.responseMetadata
+        self.compression = options.compression
+        self.onMessage = onMessage
+        self.onFinish = onFinish
+    }
+
+    var isFinished: Bool { onFinish == nil }
+    var hasWaitingWriters: Bool { !writers.isEmpty }
+
+    func armDeadline(_ deadline: ContinuousClock.Instant) {
+        deadlineTimer = connection.loop.schedule(after: deadline - .now) { [weak self] in
+            self?.cancel(RPCError(.deadlineExceeded, "deadline exceeded"))
+        }
+    }
+
+    // MARK: requests
+
+    func frame(_ message: [UInt8]) throws(RPCError) -> [UInt8] {
+        try MessageWriter.frame(message, compression: compression)
+    }
+
+    /// Queues a request message; waits while too much is unsent. Call on the loop.
+    func write(_ message: [UInt8], _ c: CheckedContinuation<Void, any Error>) {
+        guard !isFinished else {
+            c.resume(throwing: status ?? RPCError(.cancelled, "call ended"))
+            return
+        }
+        do {
+            connection.h2.enqueue(stream: id, try frame(message))
+        } catch {
+            c.resume(throwing: error)
+            return
+        }
+        connection.scheduleFlush()
+        if connection.h2.pendingBytes(stream: id) > writeHighWater { writers.append(c) } else { c.resume() }
+    }
+
+    func endRequests() {
+        guard !isFinished else { return }
+        connection.h2.enqueue(stream: id, [], end: true)
+        connection.scheduleFlush()
+    }
+
+    func resumeWritersIfDrained() {
+        guard connection.h2.pendingBytes(stream: id) <= writeHighWater else { return }
+        let w = writers
+        writers.removeAll()
+        for c in w { c.resume() }
+    }
+
+    // MARK: responses
+
+    func headers(_ fields: [HeaderField], endStream: Bool) {
+        if !sawHeaders {
+            sawHeaders = true
+            var httpStatus = "", contentType = ""
+            for f in fields {
+                switch f.name {
+                case ":status": httpStatus = f.value
+                case "content-type": contentType = f.value
+                case "grpc-encoding": responseEncoding = f.value
+                default: break
+                }
+            }
+            if httpStatus != "200" {
+                fail(RPCError(Self.code(forHTTPStatus: httpStatus), "HTTP status \(httpStatus) from the server"))
+                return
+            }
+            if !contentType.hasPrefix("application/grpc") {
+                fail(RPCError(.unknown, "response content-type '\(contentType)' is not gRPC"))
+                return
+            }
+            if endStream {
+                // Trailers-Only: the one header block carries the status.
+                trailers(fields)
+            } else {
+                responseMetadata?.initial = GRPCHeaders.metadata(fields)
+            }
+        } else {
+            trailers(fields)
+        }
+    }
+
+    private func trailers(_ fields: [HeaderField]) {
+        var code: StatusCode?
+        var message = ""
+        for f in fields {
+            if f.name == "grpc-status" { code = Int(f.value).flatMap { StatusCode(rawValue: $0) } ?? .unknown }
+            if f.name == "grpc-message" { message = GRPCHeaders.percentDecode(f.value) }
+        }
+        let metadata = GRPCHeaders.metadata(fields)
+        responseMetadata?.trailing = metadata
+        guard let code else {
+            finish(RPCError(.internal, "the server ended the call without grpc-status"))
+            return
+        }
+        if reader.bufferedBytes > 0 && code == .ok {
+            finish(RPCError(.internal, "response ended inside a message"))
+            return
+        }
+        finish(RPCError(code, message, metadata: metadata))
+    }
+
+    func data(_ bytes: [UInt8]) {
+        guard !isFinished else { return }
+        reader.append(bytes)
+        do {
+            while let m = try reader.next() {
+                if m.compressed {
+                    guard responseEncoding == "gzip" else {
+                        throw RPCError(.internal, "compressed response with grpc-encoding \(responseEncoding ?? "(none)")")
+                    }
+                    onMessage(try Gzip.decompress(m.payload, limit: reader.maxMessageSize))
+                } else {
+                    onMessage(m.payload)
+                }
+            }
+        } catch {
+            fail(error as? RPCError ?? RPCError(.internal, "\(error)"))
+        }
+    }
+
+    /// The stream closed. Without a status, it was reset or the connection went away.
+    func closed(errorCode: UInt32) {
+        guard !isFinished else { return }
+        switch errorCode {
+        case NGHTTP2_REFUSED_STREAM.rawValue:
+            finish(RPCError(.unavailable, "the server refused the stream"))
+        case NGHTTP2_CANCEL.rawValue:
+            finish(RPCError(.cancelled, "the server cancelled the call"))
+        case NGHTTP2_ENHANCE_YOUR_CALM.rawValue:
+            finish(RPCError(.resourceExhausted, "the server asked to enhance your calm"))
+        case 0:
+            finish(RPCError(.internal, "the stream ended without a status"))
+        default:
+            finish(RPCError(.internal, "the stream was reset (HTTP/2 error \(errorCode))"))
+        }
+    }
+
+    func connectionLost(_ why: String) {
+        finish(RPCError(.unavailable, "connection lost: \(why)"))
+    }
+
+    // MARK: ending
+
+    /// Ends the call from this side (deadline, cancellation, a bad response): RST_STREAM and a status.
+    func cancel(_ error: RPCError) {
+        guard !isFinished else { return }
+        if id > 0 {
+            connection.h2.reset(stream: id, code: NGHTTP2_CANCEL.rawValue)
+            connection.scheduleFlush()
+        }
+        finish(error)
+    }
+
+    private func fail(_ error: RPCError) { cancel(error) }
+
+    private func finish(_ s: RPCError) {
+        guard let f = onFinish else { return }
+        onFinish = nil
+        status = s
+        deadlineTimer?.cancel()
+        let w = writers
+        writers.removeAll()
+        for c in w { c.resume(throwing: s.code == .ok ? RPCError(.cancelled, "the server ended the call") : s) }
+        f(s)
+    }
+
+    /// gRPC's table for servers (or proxies) that answer with a non-200 HTTP status.
+    static func code(forHTTPStatus s: String) -> StatusCode {
+        switch s {
+        case "400": .internal
+        case "401": .unauthenticated
+        case "403": .permissionDenied
+        case "404": .unimplemented
+        case "429", "502", "503", "504": .unavailable
+        default: .unknown
+        }
+    }
+}

@@ -1,0 +1,346 @@
+import Glibc
+import BazaarCore
+import Synchronization
+
+/// A client channel to one or more endpoints: one HTTP/2 connection per endpoint, calls spread
+/// over the ready ones in turn and multiplexed as streams, reconnection with gRPC's backoff.
+/// Generated clients take it as their transport.
+///
+/// ```swift
+/// let channel = try GRPCChannel(configuration: .init(endpoints: [Endpoint("catalog:8443")!],
+///                                                    security: .mutualTLS(tls)))
+/// let catalog = Shop_V1_CatalogService.Client(transport: channel)
+/// ```
+public final class GRPCChannel: ClientTransport, @unchecked Sendable {
+    public let configuration: ChannelConfiguration
+    let loop: EventLoop
+    private let ownedGroup: EventLoopGroup?
+    private let tls: TLSContext?
+    private let interceptors: [any RPCInterceptor]
+    // Loop-confined state.
+    private var subchannels: [Subchannel] = []
+    private var nextPick = 0
+    private var closed = false
+
+    /// - Parameters:
+    ///   - group: loops to run on; by default the channel starts its own single loop.
+    public init(configuration: ChannelConfiguration, interceptors: [any RPCInterceptor] = [], group: EventLoopGroup? = nil) throws {
+        guard !configuration.endpoints.isEmpty else { throw RPCError(.invalidArgument, "a channel needs at least one endpoint") }
+        self.configuration = configuration
+        self.interceptors = interceptors
+        if case .mutualTLS(let c) = configuration.security { tls = try TLSContext(c, server: false) } else { tls = nil }
+        if let group {
+            ownedGroup = nil
+            loop = group.nextLoop()
+        } else {
+            ownedGroup = EventLoopGroup(count: 1)
+            loop = ownedGroup!.loops[0]
+        }
+        subchannels = configuration.endpoints.map { Subchannel(endpoint: $0) }
+    }
+
+    deinit { ownedGroup?.shutdown() }
+
+    /// Closes every connection; calls in flight fail with `UNAVAILABLE`.
+    public func close() {
+        loop.execute { [self] in
+            closed = true
+            for s in subchannels { s.shutdown() }
+        }
+    }
+
+    // MARK: connections
+
+    private final class Waiter {
+        let waitForReady: Bool
+        let body: (Result<ClientConnection, RPCError>) -> Void
+        var timer: LoopTimer?
+        init(waitForReady: Bool, body: @escaping (Result<ClientConnection, RPCError>) -> Void) {
+            self.waitForReady = waitForReady
+            self.body = body
+        }
+    }
+
+    private final class Subchannel {
+        let endpoint: Endpoint
+        var connection: ClientConnection?
+        var connecting = false
+        var attempts = 0
+        var lastError: String?
+        var retryTimer: LoopTimer?
+        init(endpoint: Endpoint) { self.endpoint = endpoint }
+
+        func shutdown() {
+            retryTimer?.cancel()
+            connection?.close(error: "channel closed")
+            connection = nil
+        }
+    }
+
+    private var waiters: [Waiter] = []
+
+    /// Finds a ready connection, or connects and waits (on the loop).
+    private func withConnection(waitForReady: Bool, deadline: ContinuousClock.Instant?,
+                                _ body: @escaping (Result<ClientConnection, RPCError>) -> Void)
+    {
+        if closed { return body(.failure(RPCError(.unavailable, "the channel is closed"))) }
+        let n = subchannels.count
+        for i in 0..<n {
+            let s = subchannels[(nextPick + i) % n]
+            if let c = s.connection, c.isUsable {
+                nextPick = (nextPick + i + 1) % n
+                return body(.success(c))
+            }
+        }
+        for s in subchannels where s.connection == nil && !s.connecting && s.retryTimer == nil { connect(s) }
+        let anyConnecting = subchannels.contains { $0.connecting }
+        if !waitForReady && !anyConnecting {
+            return body(.failure(unavailable()))
+        }
+        let w = Waiter(waitForReady: waitForReady, body: body)
+        if let deadline {
+            w.timer = loop.schedule(after: deadline - .now) { [weak self, unowned w] in
+                guard let self, let i = self.waiters.firstIndex(where: { $0 === w }) else { return }
+                self.waiters.remove(at: i)
+                w.body(.failure(RPCError(.deadlineExceeded, "deadline exceeded while waiting for a connection")))
+            }
+        }
+        waiters.append(w)
+    }
+
+    private func unavailable() -> RPCError {
+        let why = subchannels.compactMap { s in s.lastError.map { "\(s.endpoint): \($0)" } }.joined(separator: "; ")
+        return RPCError(.unavailable, why.isEmpty ? "no connection is ready" : why)
+    }
+
+    private func connect(_ s: Subchannel) {
+        s.connecting = true
+        s.retryTimer = nil
+        let fail: (String) -> Void = { [weak self, unowned s] why in
+            guard let self else { return }
+            s.connecting = false
+            s.connection = nil
+            s.lastError = why
+            s.attempts += 1
+            self.connectFailed()
+            if !self.closed && self.waiters.contains(where: { $0.waitForReady }) {
+                s.retryTimer = self.loop.schedule(after: self.configuration.backoff.delay(attempt: s.attempts)) { [weak self, unowned s] in
+                    s.retryTimer = nil
+                    self?.connect(s)
+                }
+            } else {
+                // Not retried now; the next call may try again after the backoff.
+                s.retryTimer = self.loop.schedule(after: self.configuration.backoff.delay(attempt: s.attempts)) { [unowned s] in
+                    s.retryTimer = nil
+                }
+            }
+        }
+        let addrs: [(family: Int32, addr: [UInt8])]
+        do { addrs = try Socket.resolve(host: s.endpoint.host, port: s.endpoint.port) } catch {
+            return fail("\(error)")
+        }
+        guard let first = addrs.first else { return fail("no address") }
+        let fd: Int32
+        do { fd = try Socket.startConnect(family: first.family, addr: first.addr) } catch {
+            return fail("\(error)")
+        }
+        let engine: TLSEngine?
+        do { engine = try tls.map { try TLSEngine(context: $0, serverName: s.endpoint.host) } } catch {
+            Glibc.close(fd)
+            return fail("\(error)")
+        }
+        let c = ClientConnection(loop: loop, fd: fd, endpoint: s.endpoint, configuration: configuration, tls: engine)
+        s.connection = c
+        let timeout = loop.schedule(after: configuration.backoff.minimumConnectTimeout) { [weak c] in
+            c?.close(error: "connect timed out")
+        }
+        c.onConnect = { [weak self, unowned s] error in
+            timeout.cancel()
+            guard let self else { return }
+            if let error { return fail(error) }
+            s.connecting = false
+            s.attempts = 0
+            s.lastError = nil
+            self.connectionReady()
+        }
+        c.onUnusable = { [weak self, unowned s, unowned c] in
+            if s.connection === c && !s.connecting { s.connection = nil }
+            _ = self
+        }
+        c.start(connecting: true)
+    }
+
+    private func connectionReady() {
+        let ready = waiters
+        waiters.removeAll()
+        for w in ready {
+            w.timer?.cancel()
+            withConnection(waitForReady: w.waitForReady, deadline: nil, w.body)
+        }
+    }
+
+    private func connectFailed() {
+        guard !subchannels.contains(where: { $0.connecting }) else { return }
+        // Fail-fast calls fail now; wait-for-ready calls keep waiting (until their deadline).
+        let failing = waiters.filter { !$0.waitForReady }
+        waiters.removeAll { !$0.waitForReady }
+        let error = unavailable()
+        for w in failing {
+            w.timer?.cancel()
+            w.body(.failure(error))
+        }
+    }
+
+    // MARK: calls
+
+    private func effectiveTimeout(_ method: MethodDescriptor, _ options: CallOptions) -> Duration? {
+        options.timeout ?? method.options.defaultDeadline
+    }
+
+    /// A handle that lets a task cancel a call that lives on the loop.
+    private final class CallHandle: @unchecked Sendable {
+        var stream: ClientStream?
+        var cancelled = false
+    }
+
+    /// Starts a call on the loop: connection, stream, deadline.
+    private func start(_ method: MethodDescriptor, metadata: Metadata, options: CallOptions, deadline: ContinuousClock.Instant?,
+                       unaryRequest: [UInt8]?, handle: CallHandle,
+                       onMessage: @escaping ([UInt8]) -> Void, onFinish: @escaping (RPCError) -> Void,
+                       onOpen: @escaping (ClientStream) -> Void = { _ in })
+    {
+        withConnection(waitForReady: options.waitForReady, deadline: deadline) { [self] result in
+            switch result {
+            case .failure(let e):
+                onFinish(e)
+            case .success(let connection):
+                if handle.cancelled { return onFinish(RPCError(.cancelled, "call cancelled")) }
+                let stream = ClientStream(connection: connection, options: options, maxReceive: configuration.maxReceiveMessageSize,
+                                          onMessage: onMessage, onFinish: onFinish)
+                handle.stream = stream
+                let timeout = deadline.map { $0 - .now }
+                if let timeout, timeout <= .zero { return onFinish(RPCError(.deadlineExceeded, "deadline exceeded before the call started")) }
+                if let e = connection.open(stream, method: method, metadata: metadata, timeout: timeout,
+                                           compression: options.compression, unaryRequest: unaryRequest)
+                {
+                    return stream.cancel(e)
+                }
+                if let deadline { stream.armDeadline(deadline) }
+                onOpen(stream)
+            }
+        }
+    }
+
+    private func cancel(_ handle: CallHandle) {
+        loop.execute {
+            handle.cancelled = true
+            handle.stream?.cancel(RPCError(.cancelled, "call cancelled by the client"))
+        }
+    }
+
+    public func unary(_ method: MethodDescriptor, request: [UInt8], options: CallOptions) async throws -> [UInt8] {
+        let timeout = effectiveTimeout(method, options)
+        let deadline = timeout.map { ContinuousClock.now.advanced(by: $0) }
+        let head = RPCCallHead(method: method, metadata: options.metadata, deadline: deadline, peerIdentity: nil)
+        if interceptors.isEmpty { return try await rawUnary(method, request, head.metadata, options, deadline) }
+        let result = Mutex<[UInt8]?>(nil)
+        try await interceptors.run(head) { head in
+            let r = try await self.rawUnary(method, request, head.metadata, options, deadline)
+            result.withLock { $0 = r }
+        }
+        return result.withLock { $0 } ?? []
+    }
+
+    private func rawUnary(_ method: MethodDescriptor, _ request: [UInt8], _ metadata: Metadata, _ options: CallOptions,
+                          _ deadline: ContinuousClock.Instant?) async throws -> [UInt8]
+    {
+        let handle = CallHandle()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (c: CheckedContinuation<[UInt8], any Error>) in
+                loop.execute { [self] in
+                    var response: [UInt8]?
+                    var count = 0
+                    start(method, metadata: metadata, options: options, deadline: deadline, unaryRequest: request, handle: handle,
+                          onMessage: { m in
+                              count += 1
+                              if count == 1 { response = m }
+                          },
+                          onFinish: { status in
+                              if status.code != .ok { return c.resume(throwing: status) }
+                              guard count == 1, let response else {
+                                  return c.resume(throwing: RPCError(count == 0 ? .unimplemented : .internal,
+                                                                     "unary call got \(count) response messages"))
+                              }
+                              c.resume(returning: response)
+                          })
+                }
+            }
+        } onCancel: {
+            cancel(handle)
+        }
+    }
+
+    public func streaming(_ method: MethodDescriptor, requests: RPCStream<[UInt8]>, options: CallOptions) -> RPCStream<[UInt8]> {
+        let (out, continuation) = RPCStream<[UInt8]>.makeStream()
+        let timeout = effectiveTimeout(method, options)
+        let deadline = timeout.map { ContinuousClock.now.advanced(by: $0) }
+        let head = RPCCallHead(method: method, metadata: options.metadata, deadline: deadline, peerIdentity: nil)
+        let task = Task {
+            do {
+                try await self.interceptors.run(head) { head in
+                    try await self.rawStreaming(method, requests, head.metadata, options, deadline, continuation)
+                }
+                continuation.finish()
+            } catch {
+                continuation.finish(throwing: error)
+            }
+        }
+        continuation.onTermination = { reason in
+            if case .cancelled = reason { task.cancel() }
+        }
+        return out
+    }
+
+    private func rawStreaming(_ method: MethodDescriptor, _ requests: RPCStream<[UInt8]>, _ metadata: Metadata,
+                              _ options: CallOptions, _ deadline: ContinuousClock.Instant?,
+                              _ responses: RPCStream<[UInt8]>.Continuation) async throws
+    {
+        let handle = CallHandle()
+        try await withTaskCancellationHandler {
+            let (opened, openedContinuation) = AsyncStream<ClientStream?>.makeStream()
+            let pump = Task {
+                var it = opened.makeAsyncIterator()
+                guard let stream = await it.next() ?? nil else { return }
+                do {
+                    for try await message in requests {
+                        try await withCheckedThrowingContinuation { c in
+                            self.loop.execute { stream.write(message, c) }
+                        }
+                    }
+                    self.loop.execute { stream.endRequests() }
+                } catch {
+                    let e = error as? RPCError ?? RPCError(.cancelled, "request stream failed: \(error)")
+                    self.loop.execute { stream.cancel(e) }
+                }
+            }
+            defer { pump.cancel() }
+            try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
+                loop.execute { [self] in
+                    start(method, metadata: metadata, options: options, deadline: deadline, unaryRequest: nil, handle: handle,
+                          onMessage: { responses.yield($0) },
+                          onFinish: { status in
+                              openedContinuation.yield(nil)
+                              openedContinuation.finish()
+                              if status.code == .ok { c.resume() } else { c.resume(throwing: status) }
+                          },
+                          onOpen: { stream in
+                              openedContinuation.yield(stream)
+                              openedContinuation.finish()
+                          })
+                }
+            }
+        } onCancel: {
+            cancel(handle)
+        }
+    }
+}
