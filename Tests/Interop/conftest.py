@@ -23,22 +23,24 @@ def pb2(tmp_path_factory):
     out = tmp_path_factory.mktemp("pb2")
     from grpc_tools import protoc
 
-    def run(includes, files):
+    def run(includes, files, grpc_stubs=False):
         args = ["protoc"] + [f"-I{i}" for i in includes] + [f"--python_out={out}"] + files
+        if grpc_stubs:
+            args.insert(-len(files), f"--grpc_python_out={out}")
         assert protoc.main(args) == 0, f"protoc failed for {files}"
 
     run([ROOT / "proto", WKT], protos_under(ROOT / "proto"))
     run([FIXTURES, WKT], protos_under(FIXTURES))
     run([GRPC_PROTO, WKT], ["grpc/testing/test.proto", "grpc/testing/messages.proto",
                             "grpc/testing/empty.proto", "grpc/health/v1/health.proto",
-                            "grpc/reflection/v1/reflection.proto"])
+                            "grpc/reflection/v1/reflection.proto"], grpc_stubs=True)
     sys.path.insert(0, str(out))
     # grpcio owns the `grpc` package; let it also find the generated grpc/testing, grpc/health, ...
     import grpc
     grpc.__path__.append(str(out / "grpc"))
 
-    def load(proto_path):
-        return importlib.import_module(proto_path[:-len(".proto")].replace("/", ".") + "_pb2")
+    def load(proto_path, suffix="_pb2"):
+        return importlib.import_module(proto_path[:-len(".proto")].replace("/", ".") + suffix)
 
     return load
 

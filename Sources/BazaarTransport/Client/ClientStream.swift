@@ -4,7 +4,8 @@ import CBazaarNghttp2
 /// One call on a client connection. It frames requests, reassembles responses and turns the
 /// response headers and trailers into a status. Touched only on the loop thread.
 final class ClientStream: @unchecked Sendable {
-    unowned let connection: ClientConnection
+    // Strong: the connection drops its streams when they close or when it closes, which breaks the cycle.
+    let connection: ClientConnection
     var id: Int32 = 0
     private var reader: MessageReader
     private var responseEncoding: String?

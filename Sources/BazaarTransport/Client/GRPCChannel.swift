@@ -116,22 +116,23 @@ public final class GRPCChannel: ClientTransport, @unchecked Sendable {
     private func connect(_ s: Subchannel) {
         s.connecting = true
         s.retryTimer = nil
-        let fail: (String) -> Void = { [weak self, unowned s] why in
-            guard let self else { return }
+        let fail: (String) -> Void = { [weak self, weak s] why in
+            guard let self, let s else { return }
             s.connecting = false
             s.connection = nil
             s.lastError = why
             s.attempts += 1
             self.connectFailed()
             if !self.closed && self.waiters.contains(where: { $0.waitForReady }) {
-                s.retryTimer = self.loop.schedule(after: self.configuration.backoff.delay(attempt: s.attempts)) { [weak self, unowned s] in
+                s.retryTimer = self.loop.schedule(after: self.configuration.backoff.delay(attempt: s.attempts)) { [weak self, weak s] in
+                    guard let self, let s else { return }
                     s.retryTimer = nil
-                    self?.connect(s)
+                    self.connect(s)
                 }
             } else {
                 // Not retried now; the next call may try again after the backoff.
-                s.retryTimer = self.loop.schedule(after: self.configuration.backoff.delay(attempt: s.attempts)) { [unowned s] in
-                    s.retryTimer = nil
+                s.retryTimer = self.loop.schedule(after: self.configuration.backoff.delay(attempt: s.attempts)) { [weak s] in
+                    s?.retryTimer = nil
                 }
             }
         }
@@ -154,18 +155,18 @@ public final class GRPCChannel: ClientTransport, @unchecked Sendable {
         let timeout = loop.schedule(after: configuration.backoff.minimumConnectTimeout) { [weak c] in
             c?.close(error: "connect timed out")
         }
-        c.onConnect = { [weak self, unowned s] error in
+        c.onConnect = { [weak self, weak s] error in
             timeout.cancel()
-            guard let self else { return }
+            guard let self, let s else { return }
             if let error { return fail(error) }
             s.connecting = false
             s.attempts = 0
             s.lastError = nil
             self.connectionReady()
         }
-        c.onUnusable = { [weak self, unowned s, unowned c] in
+        c.onUnusable = { [weak s, weak c] in
+            guard let s, let c else { return }
             if s.connection === c && !s.connecting { s.connection = nil }
-            _ = self
         }
         c.start(connecting: true)
     }

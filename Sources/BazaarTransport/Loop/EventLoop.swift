@@ -70,7 +70,8 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
     func stopAndWait() {
         let base = UnsafeSendable(self.base)
         execute { event_base_loopbreak(base.value) }
-        if let thread { pthread_join(thread, nil) }
+        // A loop cannot wait for itself (a channel released on its own loop); it just stops.
+        if let thread, !inLoop { pthread_join(thread, nil) }
     }
 
     /// Whether the caller runs on this loop's thread.

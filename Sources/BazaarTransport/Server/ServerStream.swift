@@ -5,7 +5,8 @@ import CBazaarNghttp2
 /// task on the connection's loop, frames the responses and ends the stream with a status.
 /// Touched only on the loop thread (the handler task runs there too, on the loop's executor).
 final class ServerStream: @unchecked Sendable {
-    private unowned let connection: ServerConnection
+    // Strong: the connection drops its streams when they close or when it closes, which breaks the cycle.
+    private let connection: ServerConnection
     let id: Int32
     private let acceptsGzip: Bool
     private var reader: MessageReader
