@@ -99,8 +99,8 @@ public final class GRPCChannel: ClientTransport, @unchecked Sendable {
         }
         let w = Waiter(waitForReady: waitForReady, body: body)
         if let deadline {
-            w.timer = loop.schedule(after: deadline - .now) { [weak self, unowned w] in
-                guard let self, let i = self.waiters.firstIndex(where: { $0 === w }) else { return }
+            w.timer = loop.schedule(after: deadline - .now) { [weak self, weak w] in
+                guard let self, let w, let i = self.waiters.firstIndex(where: { $0 === w }) else { return }
                 self.waiters.remove(at: i)
                 w.body(.failure(RPCError(.deadlineExceeded, "deadline exceeded while waiting for a connection")))
             }

@@ -29,14 +29,20 @@ enum GRPCHeaders {
     /// Encodes a timeout in the finest unit that fits 8 digits.
     static func encodeTimeout(_ d: Duration) -> String {
         let (s, atto) = d.components
-        let ns = max(0, s) &* 1_000_000_000 &+ max(0, atto) / 1_000_000_000
-        let units: [(Int64, Character)] = [(1, "n"), (1000, "u"), (1_000_000, "m"), (1_000_000_000, "S"), (60_000_000_000, "M"), (3_600_000_000_000, "H")]
+        // Past a million seconds only the coarse units fit 8 digits; counting nanoseconds would overflow.
+        if s >= 1_000_000 {
+            let seconds = s + (atto > 0 ? 1 : 0)
+            if seconds < 100_000_000 { return "\(seconds)S" }
+            return "\(min((seconds + 3599) / 3600, 99_999_999))H"
+        }
+        let ns = max(0, s) * 1_000_000_000 + max(0, atto) / 1_000_000_000
+        let units: [(Int64, Character)] = [(1, "n"), (1000, "u"), (1_000_000, "m"), (1_000_000_000, "S")]
         for (scale, unit) in units {
             // Round up so that the peer never sees a shorter deadline than ours.
             let v = (ns + scale - 1) / scale
             if v < 100_000_000 { return "\(v)\(unit)" }
         }
-        return "99999999H"
+        return "\((s + 3599) / 3600)H"
     }
 
     // MARK: grpc-message

@@ -1,0 +1,172 @@
+import BazaarCore
+import BazaarWire
+import Glibc
+import Synchronization
+import Testing
+
+@testable import BazaarTransport
+
+/// A byte-level probe service: `Echo` returns its request; `Sleep` waits until cancelled and
+/// records what the handler saw.
+final class Probe: RPCService, Sendable {
+    static let echo = MethodDescriptor(service: "test.Probe", method: "Echo", kind: .unary, inputType: "x", outputType: "x",
+                                       options: MethodOptions(auth: AuthRequirement(level: .public)))
+    static let sleep = MethodDescriptor(service: "test.Probe", method: "Sleep", kind: .unary, inputType: "x", outputType: "x",
+                                        options: MethodOptions(auth: AuthRequirement(level: .public)))
+    static let serviceDescriptor = ServiceDescriptor(name: "test.Probe", methods: [echo, sleep], file: ProtoFile(path: "probe.proto", dependencies: [], bytes: { [] }))
+
+    struct Seen: Sendable {
+        var cancelled = 0
+        var deadlines: [Duration] = []
+        var metadata: [String] = []
+    }
+
+    let seen = Mutex(Seen())
+
+    var handlers: [RPCHandler] {
+        [
+            RPCHandler(method: Self.echo, body: .unary { [self] request, context in
+                seen.withLock { $0.metadata.append(context.metadata["x-tag"] ?? "") }
+                return request
+            }),
+            RPCHandler(method: Self.sleep, body: .unary { [self] _, context in
+                if let d = context.deadline { seen.withLock { $0.deadlines.append(d - .now) } }
+                do {
+                    try await Task.sleep(for: .seconds(30))
+                } catch {
+                    seen.withLock { $0.cancelled += 1 }
+                    throw error
+                }
+                return []
+            }),
+        ]
+    }
+}
+
+struct TagInterceptor: RPCInterceptor {
+    let value: String
+    func intercept(_ head: RPCCallHead, next: @Sendable (RPCCallHead) async throws -> Void) async throws {
+        var h = head
+        if h.metadata["x-tag"] == nil { h.metadata.add("x-tag", value) }
+        try await next(h)
+    }
+}
+
+/// Runs a plaintext server on a free port for the duration of `body`.
+func withServer(_ services: [any RPCService], interceptors: [any RPCInterceptor] = [],
+                _ body: @Sendable (Int) async throws -> Void) async throws
+{
+    var config = ServerConfiguration(host: "127.0.0.1", port: 0, security: .plaintext)
+    config.loopCount = 2
+    config.drainTimeout = .seconds(5)
+    let server = try RPCServer(configuration: config, services: services, interceptors: interceptors)
+    let (ports, portsContinuation) = AsyncStream<Int>.makeStream()
+    try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask { try await server.run { portsContinuation.yield($0) } }
+        var it = ports.makeAsyncIterator()
+        let port = await it.next()!
+        defer { group.cancelAll() }
+        try await body(port)
+    }
+}
+
+func channel(_ port: Int, interceptors: [any RPCInterceptor] = []) throws -> GRPCChannel {
+    try GRPCChannel(configuration: ChannelConfiguration(endpoints: [Endpoint(host: "127.0.0.1", port: port)], security: .plaintext),
+                    interceptors: interceptors)
+}
+
+@Suite(.serialized) struct LoopbackTests {
+    @Test func manyConcurrentCallsShareOneConnection() async throws {
+        let probe = Probe()
+        try await withServer([probe]) { port in
+            let ch = try channel(port)
+            defer { ch.close() }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for i in 0..<300 {
+                    group.addTask {
+                        let payload = Array("call \(i)".utf8)
+                        let r = try await ch.unary(Probe.echo, request: payload, options: CallOptions(timeout: .seconds(20)))
+                        #expect(r == payload)
+                    }
+                }
+                try await group.waitForAll()
+            }
+        }
+    }
+
+    @Test func deadlineReachesTheHandlerAndCancelsIt() async throws {
+        let probe = Probe()
+        try await withServer([probe]) { port in
+            let ch = try channel(port)
+            defer { ch.close() }
+            await #expect(throws: RPCError(.deadlineExceeded, "deadline exceeded")) {
+                _ = try await ch.unary(Probe.sleep, request: [], options: CallOptions(timeout: .milliseconds(300)))
+            }
+            try await Task.sleep(for: .milliseconds(300))
+            let seen = probe.seen.withLock { $0 }
+            #expect(seen.cancelled == 1)
+            #expect(seen.deadlines.count == 1 && seen.deadlines[0] <= .milliseconds(300) && seen.deadlines[0] > .zero)
+        }
+    }
+
+    @Test func clientCancellationResetsTheStreamAndCancelsTheHandler() async throws {
+        let probe = Probe()
+        try await withServer([probe]) { port in
+            let ch = try channel(port)
+            defer { ch.close() }
+            let call = Task { try await ch.unary(Probe.sleep, request: [], options: CallOptions()) }
+            try await Task.sleep(for: .milliseconds(200))
+            call.cancel()
+            await #expect(throws: RPCError.self) { _ = try await call.value }
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(probe.seen.withLock { $0.cancelled } == 1)
+        }
+    }
+
+    @Test func clientAndServerInterceptorsShareOneShape() async throws {
+        let probe = Probe()
+        try await withServer([probe], interceptors: [TagInterceptor(value: "server")]) { port in
+            let plain = try channel(port)
+            let tagged = try channel(port, interceptors: [TagInterceptor(value: "client")])
+            defer {
+                plain.close()
+                tagged.close()
+            }
+            _ = try await plain.unary(Probe.echo, request: [1], options: CallOptions())
+            _ = try await tagged.unary(Probe.echo, request: [1], options: CallOptions())
+            #expect(probe.seen.withLock { $0.metadata } == ["server", "client"])
+        }
+    }
+
+    @Test func failFastIsUnavailableAndWaitForReadyWaits() async throws {
+        // A port with nothing listening: reserve one, then free it.
+        let fd = try Socket.listen(host: "127.0.0.1", port: 0, reusePort: false)
+        let port = Socket.localPort(fd)
+        close(fd)
+        let ch = try channel(port)
+        defer { ch.close() }
+        do {
+            _ = try await ch.unary(Probe.echo, request: [], options: CallOptions(timeout: .seconds(5)))
+            Issue.record("call to a closed port succeeded")
+        } catch let e as RPCError {
+            #expect(e.code == .unavailable)
+        }
+        do {
+            _ = try await ch.unary(Probe.echo, request: [], options: CallOptions(timeout: .milliseconds(500), waitForReady: true))
+            Issue.record("wait-for-ready call succeeded without a server")
+        } catch let e as RPCError {
+            #expect(e.code == .deadlineExceeded)
+        }
+    }
+
+    @Test func unknownMethodIsUnimplemented() async throws {
+        try await withServer([Probe()]) { port in
+            let ch = try channel(port)
+            defer { ch.close() }
+            let missing = MethodDescriptor(service: "test.Probe", method: "Nope", kind: .unary, inputType: "x", outputType: "x")
+            await #expect(throws: RPCError(.unimplemented, "Method not found: /test.Probe/Nope")) {
+                _ = try await ch.unary(missing, request: [], options: CallOptions())
+            }
+        }
+    }
+}
