@@ -84,8 +84,21 @@ final class ClientConnection: SocketConnection, @unchecked Sendable {
         }
     }
 
+    /// Streams whose writers wait for nghttp2 to take their data (back-pressure).
+    private var blocked: [ClientStream] = []
+
+    func writerBlocked(_ stream: ClientStream) {
+        if !blocked.contains(where: { $0 === stream }) { blocked.append(stream) }
+    }
+
     override func didWrite() {
-        for s in streams.values where s.hasWaitingWriters { s.resumeWritersIfDrained() }
+        guard !blocked.isEmpty else { return }
+        let waiting = blocked
+        blocked.removeAll()
+        for s in waiting where s.hasWaitingWriters {
+            s.resumeWritersIfDrained()
+            if s.hasWaitingWriters { blocked.append(s) }
+        }
     }
 
     override func closed(error: String?) {

@@ -60,7 +60,12 @@ final class ClientStream: @unchecked Sendable {
             return
         }
         connection.scheduleFlush()
-        if connection.h2.pendingBytes(stream: id) > writeHighWater { writers.append(c) } else { c.resume() }
+        if connection.h2.pendingBytes(stream: id) > writeHighWater {
+            writers.append(c)
+            connection.writerBlocked(self)
+        } else {
+            c.resume()
+        }
     }
 
     func endRequests() {

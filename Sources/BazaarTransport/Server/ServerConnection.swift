@@ -76,9 +76,21 @@ final class ServerConnection: SocketConnection, @unchecked Sendable {
         }
     }
 
+    /// Streams whose writers wait for nghttp2 to take their data (back-pressure).
+    private var blocked: [ServerStream] = []
+
+    func writerBlocked(_ stream: ServerStream) {
+        if !blocked.contains(where: { $0 === stream }) { blocked.append(stream) }
+    }
+
     override func didWrite() {
-        for stream in streams.values where stream.hasWaitingWriters {
-            stream.resumeWritersIfDrained()
+        if !blocked.isEmpty {
+            let streams = blocked
+            blocked.removeAll()
+            for stream in streams where stream.hasWaitingWriters {
+                stream.resumeWritersIfDrained()
+                if stream.hasWaitingWriters { blocked.append(stream) }
+            }
         }
         if draining && streams.isEmpty && !h2.hasPendingOutput && pendingWrite == 0 {
             close(error: nil)

@@ -190,6 +190,7 @@ final class ServerStream: @unchecked Sendable {
                 connection.scheduleFlush()
                 if connection.h2.pendingBytes(stream: id) > writeHighWater {
                     writers.append(c)
+                    connection.writerBlocked(self)
                 } else {
                     c.resume()
                 }
