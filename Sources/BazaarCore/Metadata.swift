@@ -16,6 +16,10 @@ public struct Metadata: Sendable, Hashable, Sequence {
     /// Adds a text value. Keys are stored lower-cased, as HTTP/2 requires.
     public mutating func add(_ key: String, _ value: String) { entries.append((key.lowercased(), .text(value))) }
 
+    /// Adds a value under a key that is already lower-case (HTTP/2 guarantees it for received
+    /// headers), skipping the lower-casing copy.
+    public mutating func append(lowercasedKey key: String, _ value: Value) { entries.append((key, value)) }
+
     /// Adds a binary value; the key should end in `-bin`.
     public mutating func add(_ key: String, binary: [UInt8]) { entries.append((key.lowercased(), .binary(binary))) }
 

@@ -54,7 +54,6 @@ struct InteropClient: AsyncParsableCommand {
             : .plaintext
         let channel = try GRPCChannel(configuration: ChannelConfiguration(endpoints: [Endpoint(host: serverHost, port: serverPort)],
                                                                           security: security))
-        defer { channel.close() }
         let cases = InteropTestCases(transport: channel, serverChecksCompression: serverChecksCompression)
         let names = testCase == "all" ? InteropTestCases.all : testCase.split(separator: ",").map(String.init)
         var failed = 0
@@ -67,6 +66,7 @@ struct InteropClient: AsyncParsableCommand {
                 print("FAIL \(name): \(error)")
             }
         }
+        await channel.shutdown()
         if failed > 0 { throw ExitCode(1) }
     }
 }

@@ -41,12 +41,25 @@ public final class GRPCChannel: ClientTransport, @unchecked Sendable {
 
     deinit { ownedGroup?.shutdown() }
 
-    /// Closes every connection; calls in flight fail with `UNAVAILABLE`.
+    /// Closes every connection; calls in flight fail with `UNAVAILABLE`. Returns at once.
     public func close() {
         loop.execute { [self] in
             closed = true
             for s in subchannels { s.shutdown() }
         }
+    }
+
+    /// Closes every connection and, when the channel runs its own loop, waits for that loop to
+    /// stop, so that nothing of the channel runs after this returns.
+    public func shutdown() async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            loop.execute { [self] in
+                closed = true
+                for s in subchannels { s.shutdown() }
+                c.resume()
+            }
+        }
+        ownedGroup?.shutdown()
     }
 
     // MARK: connections

@@ -119,10 +119,10 @@ enum GRPCHeaders {
         for f in fields where !isReserved(f.name) {
             if f.name.hasSuffix("-bin") {
                 for part in f.value.split(separator: ",", omittingEmptySubsequences: false) {
-                    if let bytes = unbase64(part.trimmingCharacters(in: .whitespaces)) { m.add(f.name, binary: bytes) }
+                    if let bytes = unbase64(part.trimmingCharacters(in: .whitespaces)) { m.append(lowercasedKey: f.name, .binary(bytes)) }
                 }
             } else {
-                m.add(f.name, f.value)
+                m.append(lowercasedKey: f.name, .text(f.value))
             }
         }
         return m

@@ -26,14 +26,18 @@ final class HTTP2Session {
         var offset = 0
         var ended = false
         var trailers: [HeaderField]?
+        var trailersPrefix: HeaderBlock?
         var deferred = false
         var pending: Int { buffer.count - offset }
     }
 
     private var session: OpaquePointer!
     private var events: [HTTP2Event] = []
-    private var headerBlocks: [Int32: [HeaderField]] = [:]
-    private var headerBytes: [Int32: Int] = [:]
+    /// The header block being received. HTTP/2 forbids interleaving header blocks on a
+    /// connection (HEADERS + CONTINUATION are contiguous), so one buffer suffices.
+    private var block: [HeaderField] = []
+    private var blockBytes = 0
+    private var blockStream: Int32 = 0
     private(set) var outbound: [Int32: Outbound] = [:]
     let isServer: Bool
     let settings: HTTP2Settings
@@ -48,21 +52,19 @@ final class HTTP2Session {
         defer { nghttp2_session_callbacks_del(cbs) }
         nghttp2_session_callbacks_set_on_begin_headers_callback(cbs) { _, frame, user in
             let s = HTTP2Session.from(user)
-            let id = frame!.pointee.hd.stream_id
-            s.headerBlocks[id] = []
-            s.headerBytes[id] = 0
+            s.blockStream = frame!.pointee.hd.stream_id
+            s.block.removeAll(keepingCapacity: true)
+            s.blockBytes = 0
             return 0
         }
         nghttp2_session_callbacks_set_on_header_callback(cbs) { _, frame, name, namelen, value, valuelen, _, user in
             let s = HTTP2Session.from(user)
-            let id = frame!.pointee.hd.stream_id
-            let size = (s.headerBytes[id] ?? 0) + namelen + valuelen + 32
-            s.headerBytes[id] = size
+            s.blockBytes += namelen + valuelen + 32
             // Over the advertised header-list limit: reset this stream only.
-            if size > Int(s.settings.maxHeaderListSize) { return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue }
+            if s.blockBytes > Int(s.settings.maxHeaderListSize) { return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue }
             let n = String(decoding: UnsafeBufferPointer(start: name, count: namelen), as: UTF8.self)
             let v = String(decoding: UnsafeBufferPointer(start: value, count: valuelen), as: UTF8.self)
-            s.headerBlocks[id, default: []].append((n, v))
+            s.block.append((n, v))
             return 0
         }
         nghttp2_session_callbacks_set_on_frame_recv_callback(cbs) { _, frame, user in
@@ -76,8 +78,6 @@ final class HTTP2Session {
         }
         nghttp2_session_callbacks_set_on_stream_close_callback(cbs) { _, id, code, user in
             let s = HTTP2Session.from(user)
-            s.headerBlocks[id] = nil
-            s.headerBytes[id] = nil
             s.outbound[id] = nil
             s.events.append(.streamClosed(stream: id, errorCode: code))
             return 0
@@ -120,8 +120,8 @@ final class HTTP2Session {
         let endStream = hd.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
         switch Int(hd.type) {
         case Int(NGHTTP2_HEADERS.rawValue):
-            let fields = headerBlocks.removeValue(forKey: hd.stream_id) ?? []
-            headerBytes[hd.stream_id] = 0
+            let fields = hd.stream_id == blockStream ? block : []
+            block.removeAll(keepingCapacity: true)
             events.append(.headers(stream: hd.stream_id, fields: fields, endStream: endStream))
         case Int(NGHTTP2_DATA.rawValue):
             if endStream { events.append(.data(stream: hd.stream_id, bytes: [], endStream: true)) }
@@ -168,7 +168,17 @@ final class HTTP2Session {
 
     // MARK: submitting
 
-    private func withNV<R>(_ fields: [HeaderField], _ body: (UnsafePointer<nghttp2_nv>, Int) -> R) -> R {
+    private func withNV<R>(_ fields: [HeaderField], prefix: HeaderBlock? = nil, _ body: (UnsafePointer<nghttp2_nv>, Int) -> R) -> R {
+        if let prefix {
+            if fields.isEmpty { return body(prefix.nva, prefix.count) }
+            return withNV(fields) { extra, n in
+                let all = UnsafeMutablePointer<nghttp2_nv>.allocate(capacity: prefix.count + n)
+                defer { all.deallocate() }
+                all.initialize(from: prefix.nva, count: prefix.count)
+                (all + prefix.count).initialize(from: extra, count: n)
+                return body(all, prefix.count + n)
+            }
+        }
         var storage: [UInt8] = []
         storage.reserveCapacity(fields.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count })
         var spans: [(Int, Int, Int, Int)] = []
@@ -214,9 +224,9 @@ final class HTTP2Session {
         if o.pending == 0 {
             if o.ended {
                 flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
-                if let trailers = o.trailers {
+                if o.trailers != nil || o.trailersPrefix != nil {
                     flags.pointee |= NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue
-                    withNV(trailers) { _ = nghttp2_submit_trailer(session, id, $0, $1) }
+                    withNV(o.trailers ?? [], prefix: o.trailersPrefix) { _ = nghttp2_submit_trailer(session, id, $0, $1) }
                 }
                 outbound[id] = o
                 return n
@@ -236,15 +246,15 @@ final class HTTP2Session {
     }
 
     /// Server: sends response headers; DATA follows from ``enqueue(stream:_:end:trailers:)``.
-    func submitResponse(stream id: Int32, headers: [HeaderField]) {
+    func submitResponse(stream id: Int32, headers: [HeaderField], prefix: HeaderBlock? = nil) {
         outbound[id] = Outbound()
         var prd = dataProvider()
-        withNV(headers) { _ = nghttp2_submit_response(session, id, $0, $1, &prd) }
+        withNV(headers, prefix: prefix) { _ = nghttp2_submit_response(session, id, $0, $1, &prd) }
     }
 
     /// Server: a response that is a single HEADERS frame with END_STREAM (gRPC's Trailers-Only).
-    func submitTrailersOnly(stream id: Int32, headers: [HeaderField]) {
-        withNV(headers) { _ = nghttp2_submit_response(session, id, $0, $1, nil) }
+    func submitTrailersOnly(stream id: Int32, headers: [HeaderField], prefix: HeaderBlock? = nil) {
+        withNV(headers, prefix: prefix) { _ = nghttp2_submit_response(session, id, $0, $1, nil) }
     }
 
     /// Client: opens a stream. Returns its id, or a negative nghttp2 error.
@@ -256,12 +266,15 @@ final class HTTP2Session {
     }
 
     /// Queues DATA bytes, and with `end` the end of the stream (after `trailers`, if any).
-    func enqueue(stream id: Int32, _ bytes: [UInt8], end: Bool = false, trailers: [HeaderField]? = nil) {
+    func enqueue(stream id: Int32, _ bytes: [UInt8], end: Bool = false, trailers: [HeaderField]? = nil,
+                 trailersPrefix: HeaderBlock? = nil)
+    {
         guard var o = outbound[id] else { return }
         if o.buffer.isEmpty { o.buffer = bytes } else { o.buffer.append(contentsOf: bytes) }
         if end {
             o.ended = true
             o.trailers = trailers
+            o.trailersPrefix = trailersPrefix
         }
         let resume = o.deferred
         o.deferred = false
@@ -300,7 +313,40 @@ final class HTTP2Session {
         var d = Array(debug.utf8)
         nghttp2_submit_goaway(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), last, code, &d, d.count)
     }
+}
 
-    /// The number of streams open now.
-    var openStreams: Int { outbound.count }
+/// A header list encoded once for nghttp2 and reused for every response (`:status 200`,
+/// `content-type`, `grpc-status: 0`...), so the hot path builds no header arrays.
+final class HeaderBlock: @unchecked Sendable {
+    let nva: UnsafeMutablePointer<nghttp2_nv>
+    let count: Int
+    private let storage: UnsafeMutablePointer<UInt8>
+
+    init(_ fields: [HeaderField]) {
+        let total = fields.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count }
+        storage = .allocate(capacity: max(1, total))
+        nva = .allocate(capacity: max(1, fields.count))
+        count = fields.count
+        var p = storage
+        for (i, f) in fields.enumerated() {
+            let n = Array(f.name.utf8), v = Array(f.value.utf8)
+            p.initialize(from: n, count: n.count)
+            (p + n.count).initialize(from: v, count: v.count)
+            nva[i] = nghttp2_nv(name: p, value: p + n.count, namelen: n.count, valuelen: v.count,
+                                flags: UInt8(NGHTTP2_NV_FLAG_NO_COPY_NAME.rawValue | NGHTTP2_NV_FLAG_NO_COPY_VALUE.rawValue))
+            p += n.count + v.count
+        }
+    }
+
+    deinit {
+        storage.deallocate()
+        nva.deallocate()
+    }
+
+    static let grpcResponse = HeaderBlock([(":status", "200"), ("content-type", "application/grpc"),
+                                           ("grpc-accept-encoding", "gzip,identity")])
+    static let grpcResponseGzip = HeaderBlock([(":status", "200"), ("content-type", "application/grpc"),
+                                               ("grpc-accept-encoding", "gzip,identity"), ("grpc-encoding", "gzip")])
+    static let trailersOnlyPrefix = HeaderBlock([(":status", "200"), ("content-type", "application/grpc")])
+    static let statusOK = HeaderBlock([("grpc-status", "0")])
 }

@@ -214,6 +214,7 @@ final class IOWatcher {
 public final class EventLoopGroup: Sendable {
     public let loops: [EventLoop]
     private let next = Atomic<Int>(0)
+    private let isShutDown = Atomic<Bool>(false)
 
     public init(count: Int = EventLoopGroup.coreCount) {
         loops = (0..<max(1, count)).map { EventLoop(index: $0) }
@@ -228,8 +229,9 @@ public final class EventLoopGroup: Sendable {
         loops[next.add(1, ordering: .relaxed).oldValue % loops.count]
     }
 
-    /// Stops every loop and waits for the threads to end.
+    /// Stops every loop and waits for the threads to end. Later calls do nothing.
     public func shutdown() {
+        guard !isShutDown.exchange(true, ordering: .acquiringAndReleasing) else { return }
         for loop in loops { loop.stopAndWait() }
     }
 }

@@ -20,6 +20,8 @@ final class ServerStream: @unchecked Sendable {
     /// Streaming: where request messages go.
     private var requests: RPCStream<[UInt8]>.Continuation?
     private var headersSent = false
+    /// A unary handler's response, waiting to go out with the status.
+    private var unaryResponse: [UInt8]?
     private(set) var isFinished = false
     private var requestDone = false
     private var writers: [CheckedContinuation<Void, any Error>] = []
@@ -122,7 +124,9 @@ final class ServerStream: @unchecked Sendable {
         let head = RPCCallHead(method: handler.method, metadata: context.metadata, deadline: context.deadline,
                                peerIdentity: context.peerIdentity)
         let ctx = context
-        task = Task(executorPreference: loop) { [self] in
+        // The handler starts right here on the loop thread and runs until it first suspends; a
+        // handler that never suspends answers within this read, with no executor hop at all.
+        task = Task.immediate(executorPreference: loop) { [self] in
             do {
                 try await interceptors.run(head) { head in
                     var ctx = ctx
@@ -130,7 +134,8 @@ final class ServerStream: @unchecked Sendable {
                     switch body {
                     case .unary(let fn):
                         let response = try await fn(unaryRequest ?? [], ctx)
-                        try await self.write(response)
+                        // Sent together with the status, in one HEADERS + DATA + HEADERS burst.
+                        self.onLoop { self.unaryResponse = response }
                     case .streaming(let fn):
                         try await fn(inbound!, RPCWriter { try await self.write($0) }, ctx)
                     }
@@ -157,14 +162,21 @@ final class ServerStream: @unchecked Sendable {
     /// `grpc-encoding` of the response, fixed when the headers go out.
     private var responseEncoding = MessageCompression.identity
 
-    private func responseHeaders() -> [HeaderField] {
-        var h: [HeaderField] = [(":status", "200"), ("content-type", "application/grpc"), ("grpc-accept-encoding", "gzip,identity")]
+    private func sendHeaders() {
+        headersSent = true
+        var prefix = HeaderBlock.grpcResponse
         if acceptsGzip, let context, context.response.compression == .gzip {
             responseEncoding = .gzip
-            h.append(("grpc-encoding", "gzip"))
+            prefix = HeaderBlock.grpcResponseGzip
         }
-        if let context { h += GRPCHeaders.fields(context.response.initial) }
-        return h
+        let metadata = context.map { GRPCHeaders.fields($0.response.initial) } ?? []
+        connection.h2.submitResponse(stream: id, headers: metadata, prefix: prefix)
+    }
+
+    private func frame(_ message: [UInt8]) throws(RPCError) -> [UInt8] {
+        // Each message may go compressed or not, within the encoding the headers named.
+        let compress = responseEncoding == .gzip && context?.response.compression == .gzip
+        return try MessageWriter.frame(message, compression: compress ? .gzip : .identity)
     }
 
     /// Queues one response message, waiting while the stream holds too much unsent data.
@@ -175,14 +187,9 @@ final class ServerStream: @unchecked Sendable {
                     c.resume(throwing: RPCError(.cancelled, "the call has ended"))
                     return
                 }
-                if !headersSent {
-                    headersSent = true
-                    connection.h2.submitResponse(stream: id, headers: responseHeaders())
-                }
-                // Each message may go compressed or not, within the encoding the headers named.
-                let compress = responseEncoding == .gzip && context?.response.compression == .gzip
+                if !headersSent { sendHeaders() }
                 let framed: [UInt8]
-                do { framed = try MessageWriter.frame(message, compression: compress ? .gzip : .identity) } catch {
+                do { framed = try frame(message) } catch {
                     c.resume(throwing: error)
                     return
                 }
@@ -233,19 +240,32 @@ final class ServerStream: @unchecked Sendable {
     /// Ends the stream with a status: trailers after the messages, or Trailers-Only.
     private func finish(_ status: RPCError) {
         guard !isFinished else { return }
+        var status = status
+        var message: [UInt8]?
+        if status.code == .ok, let response = unaryResponse {
+            if !headersSent { sendHeaders() }
+            do { message = try frame(response) } catch { status = error }
+        }
+        unaryResponse = nil
         isFinished = true
         deadlineTimer?.cancel()
         failWriters(RPCError(.cancelled, "the call has ended"))
-        var trailers: [HeaderField] = [("grpc-status", String(status.code.rawValue))]
-        if !status.message.isEmpty { trailers.append(("grpc-message", GRPCHeaders.percentEncode(status.message))) }
+        var trailers: [HeaderField] = []
+        var prefix: HeaderBlock? = nil
+        if status.code == .ok && status.message.isEmpty {
+            prefix = HeaderBlock.statusOK
+        } else {
+            trailers.append(("grpc-status", String(status.code.rawValue)))
+            if !status.message.isEmpty { trailers.append(("grpc-message", GRPCHeaders.percentEncode(status.message))) }
+        }
         trailers += GRPCHeaders.fields(status.metadata)
         if let context { trailers += GRPCHeaders.fields(context.response.trailing) }
         if headersSent {
-            connection.h2.enqueue(stream: id, [], end: true, trailers: trailers)
+            connection.h2.enqueue(stream: id, message ?? [], end: true, trailers: trailers, trailersPrefix: prefix)
         } else {
-            var h: [HeaderField] = [(":status", "200"), ("content-type", "application/grpc")]
-            if let context { h += GRPCHeaders.fields(context.response.initial) }
-            connection.h2.submitTrailersOnly(stream: id, headers: h + trailers)
+            var fields = context.map { GRPCHeaders.fields($0.response.initial) } ?? []
+            if prefix != nil { fields.append(("grpc-status", "0")) }
+            connection.h2.submitTrailersOnly(stream: id, headers: fields + trailers, prefix: HeaderBlock.trailersOnlyPrefix)
         }
         connection.scheduleFlush()
     }

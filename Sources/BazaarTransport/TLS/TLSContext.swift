@@ -8,7 +8,12 @@ final class TLSContext: @unchecked Sendable {
     let isServer: Bool
     let configuration: TLSConfiguration
 
+    /// OpenSSL frees its global state in an atexit handler by default; a loop thread still in a
+    /// handshake when the process exits would then crash. The process's end frees it anyway.
+    private static let initOnce: Void = { _ = OPENSSL_init_ssl(UInt64(OPENSSL_INIT_NO_ATEXIT), nil) }()
+
     init(_ configuration: TLSConfiguration, server: Bool) throws {
+        _ = Self.initOnce
         guard let ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method()) else {
             throw TLSError("SSL_CTX_new: \(opensslErrors())")
         }
@@ -80,7 +85,7 @@ func opensslErrors() -> String {
         let e = ERR_get_error()
         if e == 0 { break }
         ERR_error_string_n(e, &buf, buf.count)
-        parts.append(String(cString: buf))
+        parts.append(String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
     }
     return parts.isEmpty ? "unknown error" : parts.joined(separator: "; ")
 }
