@@ -84,16 +84,21 @@ public struct MethodOptions: Sendable, Hashable {
 }
 
 /// A method of a service: what the router, the gateway and the clients need to know about it.
-public struct MethodDescriptor: Sendable, Hashable, CustomStringConvertible {
+///
+/// A class, because every call carries it (in its context, its head, its handler): a reference
+/// costs one retain where a struct of strings and arrays costs a dozen.
+public final class MethodDescriptor: Sendable, Hashable, CustomStringConvertible {
     /// Fully-qualified service name, e.g. `shop.v1.CatalogService`.
-    public var service: String
+    public let service: String
     /// Method name, e.g. `GetProduct`.
-    public var method: String
-    public var kind: RPCKind
+    public let method: String
+    public let kind: RPCKind
     /// Fully-qualified request and response message names.
-    public var inputType: String
-    public var outputType: String
-    public var options: MethodOptions
+    public let inputType: String
+    public let outputType: String
+    public let options: MethodOptions
+    /// The HTTP/2 `:path` of the method: `/shop.v1.CatalogService/GetProduct`.
+    public let path: String
 
     public init(service: String, method: String, kind: RPCKind, inputType: String, outputType: String,
                 options: MethodOptions = MethodOptions())
@@ -104,11 +109,17 @@ public struct MethodDescriptor: Sendable, Hashable, CustomStringConvertible {
         self.inputType = inputType
         self.outputType = outputType
         self.options = options
+        self.path = "/\(service)/\(method)"
     }
 
-    /// The HTTP/2 `:path` of the method: `/shop.v1.CatalogService/GetProduct`.
-    public var path: String { "/\(service)/\(method)" }
     public var description: String { path }
+
+    public static func == (a: MethodDescriptor, b: MethodDescriptor) -> Bool {
+        a === b || (a.path == b.path && a.kind == b.kind && a.inputType == b.inputType && a.outputType == b.outputType
+            && a.options == b.options)
+    }
+
+    public func hash(into h: inout Hasher) { h.combine(path) }
 }
 
 /// A service: its methods and the `.proto` file that declares it (for reflection).

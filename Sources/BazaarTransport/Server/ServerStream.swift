@@ -135,14 +135,14 @@ final class ServerStream: @unchecked Sendable {
                     case .unary(let fn):
                         let response = try await fn(unaryRequest ?? [], ctx)
                         // Sent together with the status, in one HEADERS + DATA + HEADERS burst.
-                        self.onLoop { self.unaryResponse = response }
+                        if self.loop.inLoop { self.unaryResponse = response } else { self.loop.execute { self.unaryResponse = response } }
                     case .streaming(let fn):
                         try await fn(inbound!, RPCWriter { try await self.write($0) }, ctx)
                     }
                 }
-                self.onLoop { self.finish(RPCError(.ok)) }
+                self.finishOnLoop(RPCError(.ok))
             } catch {
-                self.onLoop { self.finish(Self.status(of: error)) }
+                self.finishOnLoop(Self.status(of: error))
             }
         }
     }
@@ -153,8 +153,9 @@ final class ServerStream: @unchecked Sendable {
         return RPCError(.unknown, "\(error)")
     }
 
-    private func onLoop(_ body: @escaping @Sendable () -> Void) {
-        loop.run(body)
+    /// The handler task normally runs on the loop already; only then is no closure allocated.
+    private func finishOnLoop(_ status: RPCError) {
+        if loop.inLoop { finish(status) } else { loop.execute { self.finish(status) } }
     }
 
     // MARK: outbound
