@@ -3,7 +3,7 @@ import BazaarTransport
 
 /// The Bazaar command line.
 @main
-struct Bazaar: AsyncParsableCommand {
+struct Bazaar: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bazaar",
         abstract: "Bazaar: run and operate the shop's services.",

@@ -5,7 +5,7 @@ import BazaarTransport
 
 /// gRPC's interop test client: runs the standard test cases against any gRPC server.
 @main
-struct InteropClient: AsyncParsableCommand {
+struct InteropClient: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "interop-client",
         abstract: "Run gRPC interop test cases against a server.",
@@ -47,7 +47,11 @@ struct InteropClient: AsyncParsableCommand {
         if (certFile == nil) != (keyFile == nil) { throw ValidationError("--tls_cert_file and --tls_key_file go together") }
     }
 
-    func run() async throws {
+    func run() throws {
+        try runBlocking { try await runCases() }
+    }
+
+    func runCases() async throws {
         let security: TransportSecurity = useTLS
             ? .mutualTLS(TLSConfiguration(certificateChainFile: certFile, privateKeyFile: keyFile, trustRootsFile: caFile,
                                           expectedServerIdentity: expectedIdentity, serverHostname: hostOverride))

@@ -7,7 +7,7 @@ import Glibc
 /// gRPC's interop test server: `grpc.testing.TestService` and `grpc.testing.BenchmarkService`,
 /// with the standard interop flags, over mutual TLS or (when asked) plaintext h2c.
 @main
-struct InteropServer: AsyncParsableCommand {
+struct InteropServer: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "interop-server",
         abstract: "Serve grpc.testing.TestService and BenchmarkService for interop tests and benchmarks.",
@@ -55,7 +55,11 @@ struct InteropServer: AsyncParsableCommand {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0...65535") }
     }
 
-    func run() async throws {
+    func run() throws {
+        try runBlocking { try await serve() }
+    }
+
+    func serve() async throws {
         let security: TransportSecurity = useTLS
             ? .mutualTLS(TLSConfiguration(certificateChainFile: certFile, privateKeyFile: keyFile, trustRootsFile: caFile))
             : .plaintext

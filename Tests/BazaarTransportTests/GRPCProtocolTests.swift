@@ -141,3 +141,18 @@ import Testing
         #expect(ClientStream.code(forHTTPStatus: "418") == .unknown)
     }
 }
+
+@Suite struct EncodingListTests {
+    @Test(arguments: [("gzip", true), ("identity,deflate,gzip", true), ("gzip,identity", true), (" deflate , gzip ", true),
+                      ("identity", false), ("gzipx", false), ("xgzip", false), ("", false), ("deflate,gz,ip", false)])
+    func findsGzip(_ list: String, _ expected: Bool) {
+        #expect(GRPCHeaders.listsGzip(list) == expected)
+    }
+
+    @Test func internsOnlyExactMatches() {
+        let post = Array("POST".utf8), posted = Array("POSTED".utf8), path = Array(":path".utf8)
+        #expect(post.withUnsafeBufferPointer { HeaderInterning.value($0) } == "POST")
+        #expect(posted.withUnsafeBufferPointer { HeaderInterning.value($0) } == nil)
+        #expect(path.withUnsafeBufferPointer { HeaderInterning.name($0) } == ":path")
+    }
+}

@@ -1,5 +1,5 @@
 import BazaarCore
-import Foundation
+import CBazaarOpenSSL
 
 /// The header rules of gRPC over HTTP/2 (`doc/PROTOCOL-HTTP2.md`): timeouts, status messages and
 /// metadata. Pure functions, tested without a connection.
@@ -89,15 +89,32 @@ enum GRPCHeaders {
 
     // MARK: metadata
 
-    /// Headers the transport owns; application metadata never carries them either way.
-    static func isReserved(_ name: String) -> Bool {
-        if name.hasPrefix(":") { return true }
-        switch name {
-        case "content-type", "te", "host", "connection", "user-agent", "grpc-timeout", "grpc-encoding",
-             "grpc-accept-encoding", "grpc-status", "grpc-message", "grpc-message-type", "content-length":
+    /// Whether a `grpc-accept-encoding` list (`identity,deflate,gzip`) names gzip.
+    static func listsGzip(_ list: String) -> Bool {
+        if list == "gzip,identity" || list == "identity,deflate,gzip" { return true }  // what peers send
+        let gzip: [UInt8] = [0x67, 0x7a, 0x69, 0x70]
+        for part in list.utf8.split(separator: UInt8(ascii: ",")) where part.filter({ $0 != 0x20 && $0 != 0x09 }) == gzip {
             return true
-        default:
-            return false
+        }
+        return false
+    }
+
+    /// Headers the transport owns; application metadata never carries them either way.
+    /// (Dispatched on length first: this runs for every header of every call.)
+    static func isReserved(_ name: String) -> Bool {
+        let utf8 = name.utf8
+        if utf8.first == UInt8(ascii: ":") { return true }
+        switch utf8.count {
+        case 2: return name == "te"
+        case 4: return name == "host"
+        case 10: return name == "connection" || name == "user-agent"
+        case 11: return name == "grpc-status"
+        case 12: return name == "content-type" || name == "grpc-timeout" || name == "grpc-message"
+        case 13: return name == "grpc-encoding"
+        case 14: return name == "content-length"
+        case 17: return name == "grpc-message-type"
+        case 20: return name == "grpc-accept-encoding"
+        default: return false
         }
     }
 
@@ -119,7 +136,7 @@ enum GRPCHeaders {
         for f in fields where !isReserved(f.name) {
             if f.name.hasSuffix("-bin") {
                 for part in f.value.split(separator: ",", omittingEmptySubsequences: false) {
-                    if let bytes = unbase64(part.trimmingCharacters(in: .whitespaces)) { m.append(lowercasedKey: f.name, .binary(bytes)) }
+                    if let bytes = unbase64(trimmed(part)) { m.append(lowercasedKey: f.name, .binary(bytes)) }
                 }
             } else {
                 m.append(lowercasedKey: f.name, .text(f.value))
@@ -128,16 +145,30 @@ enum GRPCHeaders {
         return m
     }
 
-    static func base64(_ bytes: [UInt8]) -> String {
-        var s = Data(bytes).base64EncodedString()
-        while s.hasSuffix("=") { s.removeLast() }
-        return s
+    private static func trimmed(_ s: Substring) -> String {
+        String(s.drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\t" }.reversed())
     }
 
+    /// Base64 without padding (what gRPC emits), through OpenSSL's encoder.
+    static func base64(_ bytes: [UInt8]) -> String {
+        guard !bytes.isEmpty else { return "" }
+        var out = [UInt8](repeating: 0, count: (bytes.count + 2) / 3 * 4 + 1)
+        let n = Int(EVP_EncodeBlock(&out, bytes, Int32(bytes.count)))
+        var end = n
+        while end > 0 && out[end - 1] == UInt8(ascii: "=") { end -= 1 }
+        return String(decoding: out[0..<end], as: UTF8.self)
+    }
+
+    /// Decodes padded or unpadded base64; `nil` when it is not base64.
     static func unbase64(_ s: String) -> [UInt8]? {
-        var t = s
-        while t.count % 4 != 0 { t += "=" }
-        return Data(base64Encoded: t).map { Array($0) }
+        var input = Array(s.utf8)
+        if input.isEmpty { return [] }
+        while input.count % 4 != 0 { input.append(UInt8(ascii: "=")) }
+        let padding = input.suffix(2).filter { $0 == UInt8(ascii: "=") }.count
+        var out = [UInt8](repeating: 0, count: input.count / 4 * 3)
+        let n = Int(EVP_DecodeBlock(&out, input, Int32(input.count)))
+        guard n >= 0 else { return nil }
+        return Array(out[0..<(n - padding)])
     }
 }
 

@@ -1,4 +1,5 @@
 import CBazaarNghttp2
+import Glibc
 
 /// A header field as it crosses HTTP/2: raw bytes, because values may be any octets.
 typealias HeaderField = (name: String, value: String)
@@ -62,8 +63,10 @@ final class HTTP2Session {
             s.blockBytes += namelen + valuelen + 32
             // Over the advertised header-list limit: reset this stream only.
             if s.blockBytes > Int(s.settings.maxHeaderListSize) { return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue }
-            let n = String(decoding: UnsafeBufferPointer(start: name, count: namelen), as: UTF8.self)
-            let v = String(decoding: UnsafeBufferPointer(start: value, count: valuelen), as: UTF8.self)
+            let nameBytes = UnsafeBufferPointer(start: name, count: namelen)
+            let valueBytes = UnsafeBufferPointer(start: value, count: valuelen)
+            let n = HeaderInterning.name(nameBytes) ?? String(decoding: nameBytes, as: UTF8.self)
+            let v = HeaderInterning.value(valueBytes) ?? String(decoding: valueBytes, as: UTF8.self)
             s.block.append((n, v))
             return 0
         }
@@ -349,4 +352,38 @@ final class HeaderBlock: @unchecked Sendable {
                                                ("grpc-accept-encoding", "gzip,identity"), ("grpc-encoding", "gzip")])
     static let trailersOnlyPrefix = HeaderBlock([(":status", "200"), ("content-type", "application/grpc")])
     static let statusOK = HeaderBlock([("grpc-status", "0")])
+}
+
+/// The header names and values every gRPC request and response carries, as constant strings:
+/// receiving them then builds no new `String`s.
+enum HeaderInterning {
+    static let names: [String] = [
+        ":method", ":path", ":scheme", ":authority", ":status", "content-type", "te", "user-agent",
+        "grpc-timeout", "grpc-encoding", "grpc-accept-encoding", "grpc-status", "grpc-message", "accept-encoding",
+    ]
+    static let values: [String] = [
+        "POST", "http", "https", "application/grpc", "trailers", "200", "0", "gzip", "identity", "gzip,identity",
+        "identity,deflate,gzip",
+    ]
+
+    private static let nameTable = table(names)
+    private static let valueTable = table(values)
+
+    /// Candidates bucketed by length, so a lookup compares bytes of same-length entries only.
+    private static func table(_ strings: [String]) -> [[(bytes: [UInt8], string: String)]] {
+        var t = [[(bytes: [UInt8], string: String)]](repeating: [], count: 32)
+        for s in strings { t[s.utf8.count].append((Array(s.utf8), s)) }
+        return t
+    }
+
+    private static func lookup(_ t: [[(bytes: [UInt8], string: String)]], _ b: UnsafeBufferPointer<UInt8>) -> String? {
+        guard b.count < t.count, let base = b.baseAddress else { return nil }
+        for candidate in t[b.count] where candidate.bytes.withUnsafeBufferPointer({ memcmp($0.baseAddress!, base, b.count) == 0 }) {
+            return candidate.string
+        }
+        return nil
+    }
+
+    static func name(_ b: UnsafeBufferPointer<UInt8>) -> String? { lookup(nameTable, b) }
+    static func value(_ b: UnsafeBufferPointer<UInt8>) -> String? { lookup(valueTable, b) }
 }

@@ -45,7 +45,6 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
     func start() {
         var attr = pthread_attr_t()
         pthread_attr_init(&attr)
-        pthread_attr_setstacksize(&attr, 1 << 20)
         var tid = pthread_t()
         let rc = pthread_create(&tid, &attr, { arg in
             let loop = Unmanaged<EventLoop>.fromOpaque(arg!).takeRetainedValue()

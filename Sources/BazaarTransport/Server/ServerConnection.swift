@@ -153,13 +153,14 @@ final class ServerConnection: SocketConnection, @unchecked Sendable {
     private func open(stream id: Int32, fields: [HeaderField], endStream: Bool) {
         var method = "", path = "", contentType = "", encoding: String?, acceptEncoding = "", timeout: String?
         for f in fields {
-            switch f.name {
-            case ":method": method = f.value
-            case ":path": path = f.value
-            case "content-type": contentType = f.value
-            case "grpc-encoding": encoding = f.value
-            case "grpc-accept-encoding": acceptEncoding = f.value
-            case "grpc-timeout": timeout = f.value
+            // Length first: most headers are then settled by one comparison.
+            switch f.name.utf8.count {
+            case 7 where f.name == ":method": method = f.value
+            case 5 where f.name == ":path": path = f.value
+            case 12 where f.name == "content-type": contentType = f.value
+            case 12 where f.name == "grpc-timeout": timeout = f.value
+            case 13 where f.name == "grpc-encoding": encoding = f.value
+            case 20 where f.name == "grpc-accept-encoding": acceptEncoding = f.value
             default: break
             }
         }
@@ -174,7 +175,7 @@ final class ServerConnection: SocketConnection, @unchecked Sendable {
         }
         armIdleTimer()
         let deadline = timeout.flatMap(GRPCHeaders.parseTimeout).map { ContinuousClock.now.advanced(by: $0) }
-        let stream = ServerStream(connection: self, id: id, acceptsGzip: acceptEncoding.contains("gzip"))
+        let stream = ServerStream(connection: self, id: id, acceptsGzip: GRPCHeaders.listsGzip(acceptEncoding))
         streams[id] = stream
         idleTimer?.cancel()
         idleTimer = nil

@@ -1,5 +1,5 @@
 import CBazaarOpenSSL
-import Foundation
+import Glibc
 
 /// Makes a development mesh PKI with OpenSSL's API (no shelling out): a CA, and for each service
 /// an EC P-256 key and a certificate whose URI SAN is `spiffe://<trust-domain>/<service>`.
@@ -27,10 +27,10 @@ public struct DevelopmentPKI: Sendable {
     /// Returns the files written.
     @discardableResult
     public func issue(services: [String]) throws -> [String] {
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try makeDirectories(directory)
         var written: [String] = []
         let (caCert, caKey): (OpaquePointer, OpaquePointer)
-        if FileManager.default.fileExists(atPath: caCertificatePath) {
+        if access(caCertificatePath, F_OK) == 0 {
             (caCert, caKey) = try (readCertificate(caCertificatePath), readKey(caKeyPath))
         } else {
             let key = try newKey()
@@ -69,6 +69,17 @@ public struct DevelopmentPKI: Sendable {
             written += [certPath, keyPath]
         }
         return written
+    }
+
+    /// `mkdir -p`.
+    private func makeDirectories(_ path: String) throws {
+        var prefix = path.hasPrefix("/") ? "/" : ""
+        for part in path.split(separator: "/") {
+            prefix += part + "/"
+            if mkdir(prefix, 0o755) != 0 && errno != EEXIST {
+                throw TLSError("cannot create \(prefix): errno \(errno)")
+            }
+        }
     }
 
     private func newKey() throws -> OpaquePointer {
@@ -113,7 +124,7 @@ public struct DevelopmentPKI: Sendable {
         unlink(path)
         // Created 0600 before any secret is written.
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        guard fd >= 0 else { throw TLSError("cannot write \(path): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw TLSError("cannot write \(path): errno \(errno)") }
         close(fd)
         guard let bio = BIO_new_file(path, "w") else { throw TLSError("cannot write \(path)") }
         defer { BIO_free(bio) }
