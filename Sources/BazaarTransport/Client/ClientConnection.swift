@@ -57,24 +57,7 @@ final class ClientConnection: SocketConnection, @unchecked Sendable {
             close(error: "HTTP/2 error: \(h2.fatalError ?? "unknown")")
             return
         }
-        for e in events {
-            switch e {
-            case .headers(let id, let fields, let end):
-                streams[id]?.headers(fields, endStream: end)
-            case .data(let id, let bytes, _):
-                if !bytes.isEmpty { streams[id]?.data(bytes) }
-            case .streamClosed(let id, let code):
-                streams.removeValue(forKey: id)?.closed(errorCode: code)
-            case .goAway:
-                goingAway = true
-                onUnusable?()
-            case .pingAck:
-                pingTimeout?.cancel()
-                pingTimeout = nil
-            case .ping:
-                break
-            }
-        }
+        for e in events { handle(e) }
         if goingAway && streams.isEmpty { close(error: nil) }
     }
 
@@ -82,7 +65,28 @@ final class ClientConnection: SocketConnection, @unchecked Sendable {
         if !h2.send(into: &out) {
             loop.execute { [self] in close(error: "HTTP/2 error: \(h2.fatalError ?? "unknown")") }
         }
+        for e in h2.takeEvents() { handle(e) }
     }
+
+    private func handle(_ e: HTTP2Event) {
+        switch e {
+        case .headers(let id, let fields, let end):
+            streams[id]?.headers(fields, endStream: end)
+        case .data(let id, let bytes, _):
+            if !bytes.isEmpty { streams[id]?.data(bytes) }
+        case .streamClosed(let id, let code):
+            streams.removeValue(forKey: id)?.closed(errorCode: code)
+        case .goAway:
+            goingAway = true
+            onUnusable?()
+        case .pingAck:
+            pingTimeout?.cancel()
+            pingTimeout = nil
+        case .ping:
+            break
+        }
+    }
+
 
     /// Streams whose writers wait for nghttp2 to take their data (back-pressure).
     private var blocked: [ClientStream] = []

@@ -140,13 +140,21 @@ final class HTTP2Session {
     /// Feeds bytes from the peer. Returns what happened, or `nil` with ``fatalError`` set when the
     /// connection must be closed (nghttp2 has then queued a GOAWAY to send).
     func receive(_ bytes: UnsafeRawBufferPointer) -> [HTTP2Event]? {
-        events.removeAll(keepingCapacity: true)
         let rc = nghttp2_session_mem_recv(session, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count)
         if rc < 0 {
             fatalError = String(cString: nghttp2_strerror(Int32(rc)))
             return nil
         }
-        return events
+        return takeEvents()
+    }
+
+    /// Events raised outside ``receive(_:)``: sending END_STREAM or RST_STREAM closes streams too,
+    /// and their close must reach the connection (or it keeps every finished call forever).
+    func takeEvents() -> [HTTP2Event] {
+        guard !events.isEmpty else { return [] }
+        let e = events
+        events.removeAll()
+        return e
     }
 
     /// Appends the frames nghttp2 wants to send. Returns `false` on a fatal session error.

@@ -74,6 +74,7 @@ final class ServerConnection: SocketConnection, @unchecked Sendable {
         if !h2.send(into: &out) {
             loop.execute { [self] in close(error: h2.fatalError) }
         }
+        for event in h2.takeEvents() { handle(event) }
     }
 
     /// Streams whose writers wait for nghttp2 to take their data (back-pressure).

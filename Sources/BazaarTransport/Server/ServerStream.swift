@@ -100,7 +100,9 @@ final class ServerStream: @unchecked Sendable {
         isFinished = true
         deadlineTimer?.cancel()
         task?.cancel()
+        task = nil
         requests?.finish(throwing: RPCError(.cancelled, "the client cancelled the call"))
+        requests = nil
         failWriters(RPCError(.cancelled, "the client cancelled the call"))
     }
 
@@ -249,6 +251,9 @@ final class ServerStream: @unchecked Sendable {
         }
         unaryResponse = nil
         isFinished = true
+        // The task's closure holds this stream: dropping the task here breaks that cycle.
+        task = nil
+        requests = nil
         deadlineTimer?.cancel()
         failWriters(RPCError(.cancelled, "the call has ended"))
         var trailers: [HeaderField] = []
