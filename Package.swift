@@ -19,6 +19,7 @@ let package = Package(
         .library(name: "BazaarCore", targets: ["BazaarCore"]),
         .library(name: "BazaarTransport", targets: ["BazaarTransport"]),
         .library(name: "ShopAPI", targets: ["ShopAPI"]),
+        .library(name: "GRPCProtos", targets: ["GRPCProtos"]),
     ],
     dependencies: [
         // The one Swift package the product links: command-line parsing for the executables.

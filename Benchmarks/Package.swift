@@ -5,7 +5,7 @@ import PackageDescription
 
 let package = Package(
     name: "BazaarBenchmarks",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     dependencies: [
         .package(name: "Bazaar", path: ".."),
         .package(url: "https://github.com/apple/swift-protobuf", exact: "1.39.0"),
@@ -19,6 +19,13 @@ let package = Package(
                 "SwiftProtobufShop",
                 .product(name: "ShopAPI", package: "Bazaar"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]),
+        // Closed-loop BenchmarkService load over the mesh transport (the Bazaar side of the mTLS comparison).
+        .executableTarget(
+            name: "RPCLoadClient",
+            dependencies: [
+                .product(name: "BazaarTransport", package: "Bazaar"),
+                .product(name: "GRPCProtos", package: "Bazaar"),
             ]),
     ]
 )

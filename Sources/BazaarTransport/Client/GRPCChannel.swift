@@ -41,6 +41,10 @@ public final class GRPCChannel: ClientTransport, @unchecked Sendable {
 
     deinit { ownedGroup?.shutdown() }
 
+    /// The loop this channel's connections live on. Callers that make many calls can run as tasks
+    /// preferring it (`Task(executorPreference: channel.eventLoop)`) to avoid thread hops.
+    public var eventLoop: EventLoop { loop }
+
     /// Closes every connection; calls in flight fail with `UNAVAILABLE`. Returns at once.
     public func close() {
         loop.execute { [self] in

@@ -15,6 +15,9 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
 
     let base: OpaquePointer
     public let index: Int
+    /// One read buffer per loop, shared by its connections (reads are synchronous on the loop
+    /// thread), so an idle connection holds no buffer of its own.
+    let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 << 10, alignment: 16)
     private let queue = Mutex<[Job]>([])
     private let wakeupPending = Atomic<Bool>(false)
     private var wakeup: OpaquePointer!
@@ -39,6 +42,7 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
     deinit {
         event_free(wakeup)
         event_base_free(base)
+        scratch.deallocate()
     }
 
     /// Starts the loop thread.

@@ -14,8 +14,6 @@ class SocketConnection: @unchecked Sendable {
     private var flushScheduled = false
     private(set) var isClosed = false
     private(set) var isReady = false
-    private var readBuffer = [UInt8](repeating: 0, count: 64 << 10)
-    private var plaintext: [UInt8] = []
     /// Above this many unsent bytes, the subclass is not asked for more output until the socket drains.
     let writeHighWater = 1 << 20
 
@@ -78,12 +76,13 @@ class SocketConnection: @unchecked Sendable {
         var rounds = 0
         while rounds < 16 {
             rounds += 1
-            let n = readBuffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            let buffer = loop.scratch
+            let n = read(fd, buffer.baseAddress, buffer.count)
             if n > 0 {
                 if let tls {
-                    readBuffer.withUnsafeBytes { tls.feed(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
-                    plaintext.removeAll(keepingCapacity: true)
-                    switch tls.readPlaintext(into: &plaintext) {
+                    tls.feed(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+                    var plaintext: [UInt8] = []
+                    switch tls.readPlaintext(into: &plaintext, scratch: buffer) {
                     case .ok:
                         if !isReady && tls.handshakeComplete { becomeReady() }
                         if !plaintext.isEmpty { received(plaintext) }
@@ -100,10 +99,10 @@ class SocketConnection: @unchecked Sendable {
                         return
                     }
                 } else {
-                    received(Array(readBuffer[0..<n]))
+                    received(Array(UnsafeRawBufferPointer(rebasing: buffer[0..<n])))
                 }
                 if isClosed { return }
-                if n < readBuffer.count { break }
+                if n < buffer.count { break }
             } else if n == 0 {
                 close(error: nil)
                 return

@@ -49,6 +49,9 @@ final class TLSContext: @unchecked Sendable {
         }
 
         if server {
+            // No TLS 1.3 session tickets: mesh connections are long-lived, and sending tickets keeps
+            // OpenSSL's handshake buffer alive on every idle connection (about 8 KB each).
+            _ = SSL_CTX_set_num_tickets(ctx, 0)
             let mode = configuration.requireClientCertificate ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT : SSL_VERIFY_NONE
             SSL_CTX_set_verify(ctx, mode, nil)
             SSL_CTX_set_alpn_select_cb(ctx, { _, out, outlen, inp, inlen, _ in

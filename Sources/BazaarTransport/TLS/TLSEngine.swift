@@ -65,7 +65,8 @@ final class TLSEngine {
     }
 
     /// Decrypts what it can into `out`. Drives the handshake first.
-    func readPlaintext(into out: inout [UInt8]) -> ReadResult {
+    /// `scratch` is a buffer the engine may overwrite (the loop's read buffer, already fed).
+    func readPlaintext(into out: inout [UInt8], scratch: UnsafeMutableRawBufferPointer) -> ReadResult {
         if !handshakeComplete {
             let rc = SSL_do_handshake(ssl)
             if rc != 1 {
@@ -75,11 +76,10 @@ final class TLSEngine {
             }
             if let problem = finishHandshake() { return .failed(problem) }
         }
-        var chunk = [UInt8](repeating: 0, count: 16_384)
         while true {
-            let n = chunk.withUnsafeMutableBytes { SSL_read(ssl, $0.baseAddress, Int32($0.count)) }
+            let n = SSL_read(ssl, scratch.baseAddress, Int32(scratch.count))
             if n > 0 {
-                out.append(contentsOf: chunk[0..<Int(n)])
+                out.append(contentsOf: UnsafeRawBufferPointer(rebasing: scratch[0..<Int(n)]))
                 continue
             }
             let err = SSL_get_error(ssl, n)
