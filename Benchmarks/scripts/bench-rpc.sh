@@ -37,6 +37,8 @@ echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -
 printf '\x00\x00\x00\x00\x16\x10\x10\x1a\x12\x12\x10\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00' > "$WORK/req.bin"
 printf '\x00\x00\x00\x00\x14\x0a\x12\x12\x10\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00' > "$WORK/resp.bin"
 
+NEXT_PORT=$((51000 + $$ % 2000))
+next_port() { NEXT_PORT=$((NEXT_PORT + 1)); echo $NEXT_PORT; }
 wait_port() { for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 cpu_ticks() { awk '{print $14 + $15}' /proc/$1/stat; }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : int((a[NR/2] + a[NR/2+1]) / 2)}'; }
@@ -59,7 +61,7 @@ h2c() {
   echo; echo "==> h2c unary: h2load -c $C -m $M, ${DURATION}s per run, $ROUNDS rounds, servers: ${names[*]}"
   for r in $(seq "$ROUNDS"); do
     for name in "${names[@]}"; do
-      port=$((51000 + RANDOM % 1000)); start "$name" "$port"
+      port=$(next_port); start "$name" "$port" || { echo "  round $r $name: did not start"; cat "$WORK/$name.log"; continue; }
       if [ "$name" != nghttpd ]; then
         nghttp -v -H ':method: POST' -H 'content-type: application/grpc' -H 'te: trailers' -d "$WORK/req.bin" \
           "http://127.0.0.1:$port$PATH_RPC" 2>&1 | grep -q 'grpc-status: 0' || echo "  probe FAILED for $name"
@@ -70,6 +72,7 @@ h2c() {
       out=$(taskset -c 1 h2load -D "$DURATION" "${args[@]}" 2>&1)
       t1=$(cpu_ticks $PID)
       kill $PID; wait $PID 2>/dev/null
+      [ -n "$t1" ] || { echo "  round $r $name: server died"; cat "$WORK/$name.log"; continue; }
       rps=$(grep -oE 'finished in [0-9.]+s, [0-9.]+ req/s' <<< "$out" | grep -oE '[0-9.]+ req/s' | cut -d' ' -f1)
       ok=$(grep -oE '[0-9]+ succeeded' <<< "$out" | cut -d' ' -f1)
       us=$(awk -v t=$((t1 - t0)) -v n="${ok:-1}" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}')
@@ -87,7 +90,7 @@ mtls() {
   for r in $(seq "$ROUNDS"); do
     for pair in bazaar cpp; do
       [ $pair = cpp ] && { [ -n "$CPP_SERVER" ] && [ -n "$CPP_CLIENT" ] || continue; }
-      port=$((52000 + RANDOM % 1000))
+      port=$(next_port)
       if [ $pair = bazaar ]; then
         "$SERVER" --port "$port" --host 127.0.0.1 --use_tls true --tls_cert_file "$P/server.pem" \
           --tls_key_file "$P/server-key.pem" --tls_ca_file "$P/ca.pem" > /dev/null 2>&1 &
@@ -119,7 +122,7 @@ callgrind() {
     bin=$WORK/isrv; extra=(--host 127.0.0.1 --threads 1); [ $name = cpp ] && { bin=$CPP_SERVER; extra=(); }
     declare -A ir=()
     for n in 100 "$N"; do
-      port=$((53000 + RANDOM % 1000))
+      port=$(next_port)
       valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" --port "$port" "${extra[@]}" > "$WORK/cg.log" 2>&1 &
       PID=$!; wait_port "$port" || sleep 5
       h2load -n "$n" -c "$C" -m "$M" -d "$WORK/req.bin" -H 'content-type: application/grpc' -H 'te: trailers' \
@@ -133,8 +136,8 @@ callgrind() {
 
 memory() {
   echo; echo "==> memory: idle RSS, then $IDLE idle mTLS connections"
-  ulimit -n $((IDLE * 2 + 1000)) 2>/dev/null || echo "  (cannot raise the fd limit; run as root)"
-  port=$((54000 + RANDOM % 1000))
+  [ "$(ulimit -n)" -gt $((IDLE + 100)) ] || ulimit -n $((IDLE * 2 + 1000)) 2>/dev/null || echo "  (cannot raise the fd limit above $(ulimit -n))"
+  port=$(next_port)
   "$SERVER" --port "$port" --host 127.0.0.1 --use_tls true --tls_cert_file "$P/server.pem" \
     --tls_key_file "$P/server-key.pem" --tls_ca_file "$P/ca.pem" > /dev/null 2>&1 &
   PID=$!; wait_port "$port"; sleep 1
