@@ -70,3 +70,30 @@ import Testing
         #expect(Self.closed(events.client).contains(big))
     }
 }
+
+@Suite struct StreamMapTests {
+    final class Box {
+        let v: Int32
+        init(_ v: Int32) { self.v = v }
+    }
+
+    /// Random inserts and removals against a Dictionary, including the probe-run shifts.
+    @Test func behavesLikeADictionary() {
+        var map = StreamMap<Box>()
+        var reference: [Int32: Int32] = [:]
+        var rng = SystemRandomNumberGenerator()
+        for step in 0..<20_000 {
+            let id = Int32(Int.random(in: 0..<600, using: &rng)) * 2 + 1
+            if Bool.random(using: &rng) || step < 200 {
+                map[id] = Box(id)
+                reference[id] = id
+            } else {
+                #expect(map.removeValue(forKey: id)?.v == reference.removeValue(forKey: id))
+            }
+            #expect(map.count == reference.count)
+        }
+        for (k, v) in reference { #expect(map[k]?.v == v) }
+        #expect(map.allValues.count == reference.count)
+        #expect(map[999_999] == nil)
+    }
+}

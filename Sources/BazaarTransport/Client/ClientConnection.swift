@@ -7,7 +7,7 @@ final class ClientConnection: SocketConnection, @unchecked Sendable {
     let h2: HTTP2Session
     let configuration: ChannelConfiguration
     let authority: String
-    private var streams: [Int32: ClientStream] = [:]
+    private var streams = StreamMap<ClientStream>()
     /// Told once: `nil` when the connection became ready, or why it failed before that.
     var onConnect: ((String?) -> Void)?
     /// Told when the connection stops taking new calls (GOAWAY) or closes.
@@ -112,7 +112,7 @@ final class ClientConnection: SocketConnection, @unchecked Sendable {
             onConnect = nil
             c(error ?? "connection closed during setup")
         }
-        let all = streams.values
+        let all = streams.allValues
         streams.removeAll()
         for s in all { s.connectionLost(error ?? "the server closed the connection") }
         onUnusable?()

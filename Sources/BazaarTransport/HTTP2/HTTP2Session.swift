@@ -22,7 +22,9 @@ enum HTTP2Event {
 /// buffers, so callers queue DATA and trailers and nghttp2 pulls them as flow control allows.
 /// Touch it only on its connection's loop thread.
 final class HTTP2Session {
-    struct Outbound {
+    /// What a stream has queued to send. A class so that the table holds it by reference and
+    /// appending never copies the buffer.
+    final class Outbound {
         var buffer: [UInt8] = []
         var offset = 0
         var ended = false
@@ -39,7 +41,7 @@ final class HTTP2Session {
     private var block: [HeaderField] = []
     private var blockBytes = 0
     private var blockStream: Int32 = 0
-    private(set) var outbound: [Int32: Outbound] = [:]
+    private(set) var outbound = StreamMap<Outbound>()
     let isServer: Bool
     let settings: HTTP2Settings
     /// Set when the peer broke the protocol badly enough that the connection must end.
@@ -152,9 +154,9 @@ final class HTTP2Session {
     /// and their close must reach the connection (or it keeps every finished call forever).
     func takeEvents() -> [HTTP2Event] {
         guard !events.isEmpty else { return [] }
-        let e = events
-        events.removeAll()
-        return e
+        let taken = events
+        events = []
+        return taken
     }
 
     /// Appends the frames nghttp2 wants to send. Returns `false` on a fatal session error.
@@ -216,7 +218,7 @@ final class HTTP2Session {
     private func readOutbound(stream id: Int32, into buf: UnsafeMutablePointer<UInt8>, length: Int,
                               flags: UnsafeMutablePointer<UInt32>) -> Int
     {
-        guard var o = outbound[id] else {
+        guard let o = outbound[id] else {
             flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
             return 0
         }
@@ -239,16 +241,13 @@ final class HTTP2Session {
                     flags.pointee |= NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue
                     withNV(o.trailers ?? [], prefix: o.trailersPrefix) { _ = nghttp2_submit_trailer(session, id, $0, $1) }
                 }
-                outbound[id] = o
                 return n
             }
             if n == 0 {
                 o.deferred = true
-                outbound[id] = o
                 return Int(NGHTTP2_ERR_DEFERRED.rawValue)
             }
         }
-        outbound[id] = o
         return n
     }
 
@@ -280,7 +279,7 @@ final class HTTP2Session {
     func enqueue(stream id: Int32, _ bytes: [UInt8], end: Bool = false, trailers: [HeaderField]? = nil,
                  trailersPrefix: HeaderBlock? = nil)
     {
-        guard var o = outbound[id] else { return }
+        guard let o = outbound[id] else { return }
         if o.buffer.isEmpty { o.buffer = bytes } else { o.buffer.append(contentsOf: bytes) }
         if end {
             o.ended = true
@@ -289,7 +288,6 @@ final class HTTP2Session {
         }
         let resume = o.deferred
         o.deferred = false
-        outbound[id] = o
         if resume { nghttp2_session_resume_data(session, id) }
     }
 
@@ -385,9 +383,10 @@ enum HeaderInterning {
     }
 
     private static func lookup(_ t: [[(bytes: [UInt8], string: String)]], _ b: UnsafeBufferPointer<UInt8>) -> String? {
-        guard b.count < t.count, let base = b.baseAddress else { return nil }
-        for candidate in t[b.count] where candidate.bytes.withUnsafeBufferPointer({ memcmp($0.baseAddress!, base, b.count) == 0 }) {
-            return candidate.string
+        guard b.count > 0, b.count < t.count, let base = b.baseAddress else { return nil }
+        let first = base[0], last = base[b.count - 1]
+        for candidate in t[b.count] where candidate.bytes[0] == first && candidate.bytes[b.count - 1] == last {
+            if candidate.bytes.withUnsafeBufferPointer({ memcmp($0.baseAddress!, base, b.count) }) == 0 { return candidate.string }
         }
         return nil
     }

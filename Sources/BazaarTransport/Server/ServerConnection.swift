@@ -21,7 +21,7 @@ final class ServerShared: Sendable {
 final class ServerConnection: SocketConnection, @unchecked Sendable {
     let shared: ServerShared
     let h2: HTTP2Session
-    private var streams: [Int32: ServerStream] = [:]
+    private var streams = StreamMap<ServerStream>()
     private let onClose: (ServerConnection) -> Void
     private(set) var draining = false
     private var idleTimer: LoopTimer?
@@ -104,7 +104,7 @@ final class ServerConnection: SocketConnection, @unchecked Sendable {
         idleTimer?.cancel()
         ageTimer?.cancel()
         drainTimer?.cancel()
-        for stream in streams.values { stream.peerReset() }
+        for stream in streams.allValues { stream.peerReset() }
         streams.removeAll()
         onClose(self)
     }
@@ -230,7 +230,7 @@ final class ServerConnection: SocketConnection, @unchecked Sendable {
         }
         drainTimer = loop.schedule(after: grace) { [weak self] in
             guard let self, !self.isClosed else { return }
-            for stream in self.streams.values { stream.fail(RPCError(.unavailable, "server is shutting down")) }
+            for stream in self.streams.allValues { stream.fail(RPCError(.unavailable, "server is shutting down")) }
             self.flush()
             self.close(error: nil)
         }

@@ -130,22 +130,32 @@ final class ServerStream: @unchecked Sendable {
         // handler that never suspends answers within this read, with no executor hop at all.
         task = Task.immediate(executorPreference: loop) { [self] in
             do {
-                try await interceptors.run(head) { head in
-                    var ctx = ctx
-                    ctx.metadata = head.metadata
-                    switch body {
-                    case .unary(let fn):
-                        let response = try await fn(unaryRequest ?? [], ctx)
-                        // Sent together with the status, in one HEADERS + DATA + HEADERS burst.
-                        if self.loop.inLoop { self.unaryResponse = response } else { self.loop.execute { self.unaryResponse = response } }
-                    case .streaming(let fn):
-                        try await fn(inbound!, RPCWriter { try await self.write($0) }, ctx)
+                if interceptors.isEmpty {
+                    try await invoke(body, ctx, unaryRequest, inbound)
+                } else {
+                    try await interceptors.run(head) { head in
+                        var ctx = ctx
+                        ctx.metadata = head.metadata
+                        try await self.invoke(body, ctx, unaryRequest, inbound)
                     }
                 }
                 self.finishOnLoop(RPCError(.ok))
             } catch {
                 self.finishOnLoop(Self.status(of: error))
             }
+        }
+    }
+
+    private func invoke(_ body: RPCHandler.Body, _ ctx: ServerContext, _ unaryRequest: [UInt8]?,
+                        _ inbound: RPCStream<[UInt8]>?) async throws
+    {
+        switch body {
+        case .unary(let fn):
+            let response = try await fn(unaryRequest ?? [], ctx)
+            // Sent together with the status, in one HEADERS + DATA + HEADERS burst.
+            if loop.inLoop { unaryResponse = response } else { loop.execute { self.unaryResponse = response } }
+        case .streaming(let fn):
+            try await fn(inbound!, RPCWriter { try await self.write($0) }, ctx)
         }
     }
 
