@@ -48,6 +48,21 @@ struct InteropServer: ParsableCommand {
     @Option(name: .customLong("drain_timeout_ms"), help: "How long a shutdown waits for in-flight calls.")
     var drainTimeoutMs: Int = 30_000
 
+    @Option(name: .customLong("max_connection_idle_ms"), help: "Close connections idle this long (GOAWAY); default never.")
+    var maxIdleMs: Int?
+
+    @Option(name: .customLong("max_connection_age_ms"), help: "Drain connections older than this (GOAWAY); default never.")
+    var maxAgeMs: Int?
+
+    @Option(name: .customLong("max_connection_age_grace_ms"), help: "Time in-flight calls get after max age.")
+    var maxAgeGraceMs: Int = 30_000
+
+    @Option(name: .customLong("keepalive_min_ping_interval_ms"), help: "Shortest PING interval a client may use (gRFC A8).")
+    var minPingIntervalMs: Int = 300_000
+
+    @Option(name: .customLong("max_receive_message_size"), help: "Largest request message, in bytes.")
+    var maxReceive: Int = 4 << 20
+
     mutating func validate() throws {
         if useTLS && (certFile == nil || keyFile == nil || caFile == nil) {
             throw ValidationError("--use_tls=true needs --tls_cert_file, --tls_key_file and --tls_ca_file")
@@ -67,6 +82,11 @@ struct InteropServer: ParsableCommand {
         config.loopCount = threads
         config.handleSignals = true
         config.drainTimeout = .milliseconds(drainTimeoutMs)
+        config.keepalive.maxConnectionIdle = maxIdleMs.map { .milliseconds($0) }
+        config.keepalive.maxConnectionAge = maxAgeMs.map { .milliseconds($0) }
+        config.keepalive.maxConnectionAgeGrace = .milliseconds(maxAgeGraceMs)
+        config.keepalive.minimumClientPingInterval = .milliseconds(minPingIntervalMs)
+        config.maxReceiveMessageSize = maxReceive
         config.authorization.trustDomain = trustDomain
         if let allowedCallers {
             config.authorization.allowLists["grpc.testing.TestService"] = allowedCallers.split(separator: ",").map(String.init)

@@ -27,6 +27,7 @@ class RawH2:
         self.flush()
         self.streams = {}
         self.terminated = None
+        self.goaway = None  # error code of a GOAWAY received (NO_ERROR ones let streams finish)
 
     def flush(self):
         data = self.conn.data_to_send()
@@ -73,7 +74,9 @@ class RawH2:
                     if s is not None:
                         s["reset"] = ev.error_code
                 elif isinstance(ev, h2.events.ConnectionTerminated):
-                    self.terminated = f"GOAWAY {ev.error_code}"
+                    self.goaway = ev.error_code
+                    if ev.error_code != 0:
+                        self.terminated = f"GOAWAY {ev.error_code}"
             self.flush()
 
     def finish(self, sid):
