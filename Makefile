@@ -3,14 +3,16 @@ SHELL := /bin/bash
 SWIFT ?= swift
 CODEGEN := .build/debug/bazaar-codegen
 
-.PHONY: help deps python-env build codegen generate check-generated test up fuzz bench describe clean
+.PHONY: help deps python-env build codegen generate check-generated test up fuzz bench bench-rpc certs describe clean
 
 help:
-	@echo "make up        build, check generated code and show the shop API (installs what is missing)"
+	@echo "make up        build, show the shop API, run the mTLS mesh demo server (installs what is missing)"
 	@echo "make test      install test dependencies and run every test"
 	@echo "make generate  regenerate all committed generated code from the .proto files"
 	@echo "make fuzz      run the wire decoder fuzzer (FUZZ_SECONDS=60)"
 	@echo "make bench     run the codec benchmark and print the figures for BENCHMARKS.md"
+	@echo "make bench-rpc run the RPC benchmarks (h2load, mTLS pairs, callgrind, memory); see scripts/bench-rpc.sh"
+	@echo "make certs     make a development mesh PKI in .run/certs (SERVICES=\"catalog orders ...\")"
 	@echo "make describe  print the shop API contract (routes, auth, deadlines, retry safety)"
 
 deps:
@@ -43,6 +45,14 @@ fuzz: deps
 
 bench: deps
 	@bash scripts/bench.sh
+
+bench-rpc: deps python-env
+	@bash scripts/bench-rpc.sh $(MODE)
+
+SERVICES ?= catalog accounts cart orders notifications gateway
+certs: deps
+	@$(SWIFT) build --product bazaar 2>&1 | grep -E 'error|Build' | tail -1
+	@.build/debug/bazaar certs --dir .run/certs $(SERVICES)
 
 describe: codegen
 	@$(CODEGEN) -I proto -I /usr/include --describe $$(cd proto && ls shop/v1/*.proto)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # RPC benchmarks for BENCHMARKS.md (not part of `make test`; timings are never asserted).
 #
-#   Benchmarks/scripts/bench-rpc.sh [h2c|mtls|callgrind|memory|all]      (default: all)
+#   scripts/bench-rpc.sh [h2c|mtls|callgrind|memory|all]      (default: all)
 #
 #   h2c        BenchmarkService/UnaryCall over h2c, driven by h2load (-c C -m M), servers run in
 #              turn for ROUNDS rounds (A B C A B C ...): Bazaar's interop-server, the grpc C++
@@ -17,7 +17,7 @@
 #   CPP_CLIENT  a grpc C++ closed-loop client with the flags of Benchmarks/Sources/RPCLoadClient
 #   (the team builds both from grpc 1.51 with Debian's libgrpc++-dev; without them only Bazaar runs)
 set -uo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/.."
 MODE=${1:-all} ROUNDS=${ROUNDS:-3} DURATION=${DURATION:-5} C=${C:-4} M=${M:-32} N=${N:-20000} IDLE=${IDLE:-10000}
 CPP_SERVER=${CPP_SERVER:-} CPP_CLIENT=${CPP_CLIENT:-}
 WORK=$(mktemp -d /tmp/bazaar-bench.XXXXXX)
