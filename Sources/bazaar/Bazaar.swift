@@ -15,10 +15,7 @@ struct Certs: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Create a development CA and per-service mesh certificates (SPIFFE URI SANs).",
         discussion: """
-            Writes <dir>/ca.pem and <dir>/ca-key.pem (once; later runs reuse the CA), and for each
-            service <dir>/<service>.pem and <dir>/<service>-key.pem (keys are mode 0600). Each
-            certificate carries URI:spiffe://<trust-domain>/<service>, DNS:<service>, DNS:localhost,
-            127.0.0.1 and ::1, and is valid for both server and client authentication.
+            Writes <dir>/ca.pem and <dir>/ca-key.pem once (later runs reuse that CA), and for each service <dir>/<service>.pem and <dir>/<service>-key.pem (keys are mode 0600). Each certificate carries URI:spiffe://<trust-domain>/<service>, DNS:<service>, DNS:localhost, 127.0.0.1 and ::1, and serves for both server and client authentication.
 
             Example: bazaar certs --dir .run/certs catalog accounts cart orders notifications gateway
             """)
