@@ -137,25 +137,33 @@ callgrind() {
 memory() {
   echo; echo "==> memory: idle RSS, then $IDLE idle mTLS connections"
   [ "$(ulimit -n)" -gt $((IDLE + 100)) ] || ulimit -n $((IDLE * 2 + 1000)) 2>/dev/null || echo "  (cannot raise the fd limit above $(ulimit -n))"
-  port=$(next_port)
-  "$SERVER" --port "$port" --host 127.0.0.1 --use_tls true --tls_cert_file "$P/server.pem" \
-    --tls_key_file "$P/server-key.pem" --tls_ca_file "$P/ca.pem" > /dev/null 2>&1 &
-  PID=$!; wait_port "$port"; sleep 1
-  idle=$(awk '/VmRSS/ {print $2}' /proc/$PID/status)
-  echo "  idle server RSS: $((idle / 1024)) MB (${idle} kB)"
   py=python3; [ -x .venv/bin/python ] && py=.venv/bin/python
-  mkfifo "$WORK/hold"
-  $py Benchmarks/scripts/idle_connections.py 127.0.0.1 "$port" "$IDLE" "$P/ca.pem" "$P/client.pem" "$P/client-key.pem" \
-    < "$WORK/hold" > "$WORK/idle.txt" 2>&1 &
-  HOLDER=$!
-  exec 9> "$WORK/hold"
-  for _ in $(seq 600); do grep -q held "$WORK/idle.txt" && break; sleep 0.5; done
-  sleep 1
-  full=$(awk '/VmRSS/ {print $2}' /proc/$PID/status)
-  echo "  $(cat "$WORK/idle.txt"); server RSS $((full / 1024)) MB: +$(((full - idle) / 1024)) MB, $(((full - idle) * 1024 / IDLE)) bytes per connection"
-  exec 9>&-
-  wait $HOLDER 2>/dev/null
-  kill $PID; wait $PID 2>/dev/null
+  for name in bazaar cpp; do
+    [ $name = cpp ] && [ -z "$CPP_SERVER" ] && continue
+    port=$(next_port)
+    if [ $name = bazaar ]; then
+      "$SERVER" --port "$port" --host 127.0.0.1 --use_tls true --tls_cert_file "$P/server.pem" \
+        --tls_key_file "$P/server-key.pem" --tls_ca_file "$P/ca.pem" > /dev/null 2>&1 &
+    else
+      "$CPP_SERVER" --port "$port" --tls "$P/server.pem" "$P/server-key.pem" --client-ca "$P/ca.pem" > /dev/null 2>&1 &
+    fi
+    PID=$!; wait_port "$port"; sleep 1
+    idle=$(awk '/VmRSS/ {print $2}' /proc/$PID/status)
+    private=$(awk '/^Private_(Clean|Dirty)/ {s += $2} END {print s}' /proc/$PID/smaps_rollup)
+    rm -f "$WORK/hold"; mkfifo "$WORK/hold"
+    $py Benchmarks/scripts/idle_connections.py 127.0.0.1 "$port" "$IDLE" "$P/ca.pem" "$P/client.pem" "$P/client-key.pem" \
+      < "$WORK/hold" > "$WORK/idle.txt" 2>&1 &
+    HOLDER=$!
+    exec 9> "$WORK/hold"
+    for _ in $(seq 600); do grep -q held "$WORK/idle.txt" && break; sleep 0.5; done
+    sleep 1
+    full=$(awk '/VmRSS/ {print $2}' /proc/$PID/status)
+    echo "  $name: idle RSS $((idle / 1024)) MB (private $((private / 1024)) MB); $(cat "$WORK/idle.txt"):" \
+      "RSS $((full / 1024)) MB, +$(((full - idle) / 1024)) MB, $(((full - idle) * 1024 / IDLE)) bytes per connection"
+    exec 9>&-
+    wait $HOLDER 2>/dev/null
+    kill $PID; wait $PID 2>/dev/null
+  done
 }
 
 case $MODE in
