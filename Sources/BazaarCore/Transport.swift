@@ -1,8 +1,5 @@
 import BazaarWire
 
-/// Inbound messages of a streaming call.
-public typealias RPCStream<Message: Sendable> = AsyncThrowingStream<Message, any Error>
-
 /// The byte-level client side of the mesh. Generated clients serialize with protobuf-c and call
 /// these; the HTTP/2 transport and the in-process transport implement them.
 public protocol ClientTransport: Sendable {
@@ -56,21 +53,12 @@ func encode<M: WireMessage>(_ message: M) throws -> [UInt8] {
     }
 }
 
-/// Maps a typed stream to bytes (or back), ending with the first error.
+/// Maps a typed stream to bytes (or back) as the reader pulls: no task, no extra buffer, so
+/// back-pressure reaches the transport.
 func mapStream<In: Sendable, Out: Sendable>(_ input: some AsyncSequence<In, any Error> & Sendable,
                                             _ transform: @escaping @Sendable (In) throws -> Out) -> RPCStream<Out>
 {
-    let (stream, continuation) = RPCStream<Out>.makeStream()
-    let task = Task {
-        do {
-            for try await item in input { continuation.yield(try transform(item)) }
-            continuation.finish()
-        } catch {
-            continuation.finish(throwing: error)
-        }
-    }
-    continuation.onTermination = { _ in task.cancel() }
-    return stream
+    RPCStream(input, transform: transform)
 }
 
 extension RPCHandler {

@@ -13,7 +13,9 @@ final class Probe: RPCService, Sendable {
                                        options: MethodOptions(auth: AuthRequirement(level: .public)))
     static let sleep = MethodDescriptor(service: "test.Probe", method: "Sleep", kind: .unary, inputType: "x", outputType: "x",
                                         options: MethodOptions(auth: AuthRequirement(level: .public)))
-    static let serviceDescriptor = ServiceDescriptor(name: "test.Probe", methods: [echo, sleep], file: ProtoFile(path: "probe.proto", dependencies: [], bytes: { [] }))
+    static let slowReader = MethodDescriptor(service: "test.Probe", method: "SlowReader", kind: .clientStreaming,
+                                             inputType: "x", outputType: "x", options: MethodOptions(auth: AuthRequirement(level: .public)))
+    static let serviceDescriptor = ServiceDescriptor(name: "test.Probe", methods: [echo, sleep, slowReader], file: ProtoFile(path: "probe.proto", dependencies: [], bytes: { [] }))
 
     struct Seen: Sendable {
         var cancelled = 0
@@ -28,6 +30,15 @@ final class Probe: RPCService, Sendable {
             RPCHandler(method: Self.echo, body: .unary { [self] request, context in
                 seen.withLock { $0.metadata.append(context.metadata["x-tag"] ?? "") }
                 return request
+            }),
+            // Takes one message, pauses, then reads the rest; answers with the count.
+            RPCHandler(method: Self.slowReader, body: .streaming { requests, responses, _ in
+                var n = 0
+                for try await _ in requests {
+                    n += 1
+                    if n == 1 { try await Task.sleep(for: .milliseconds(1500)) }
+                }
+                try await responses.write(Array(String(n).utf8))
             }),
             RPCHandler(method: Self.sleep, body: .unary { [self] _, context in
                 if let d = context.deadline { seen.withLock { $0.deadlines.append(d - .now) } }
@@ -156,6 +167,34 @@ func channel(_ port: Int, interceptors: [any RPCInterceptor] = []) throws -> GRP
             Issue.record("wait-for-ready call succeeded without a server")
         } catch let e as RPCError {
             #expect(e.code == .deadlineExceeded)
+        }
+    }
+
+    /// Inbound back-pressure: while the handler does not read, the client can get at most about
+    /// one stream window (4 MiB) of messages out, then its writes wait; once the handler reads
+    /// again, everything arrives.
+    @Test func aSlowHandlerHoldsBackItsClient() async throws {
+        try await withServer([Probe()]) { port in
+            let ch = try channel(port)
+            defer { ch.close() }
+            let total = 200, size = 100_000  // 20 MB in all
+            let pulled = Atomic<Int>(0)
+            let source = AsyncThrowingStream<[UInt8], any Error>(unfolding: {
+                let i = pulled.add(1, ordering: .relaxed).newValue
+                return i <= total ? [UInt8](repeating: UInt8(i & 0xff), count: size) : nil
+            })
+            let requests = RPCStream(source, transform: { $0 })
+            let call = Task {
+                var result: [UInt8] = []
+                for try await r in ch.streaming(Probe.slowReader, requests: requests, options: CallOptions(timeout: .seconds(30))) { result = r }
+                return String(decoding: result, as: UTF8.self)
+            }
+            try await Task.sleep(for: .milliseconds(900))
+            let duringPause = pulled.load(ordering: .relaxed)
+            // 4 MiB window + 256 KiB writer high-water + one message in hand: about 46 messages.
+            #expect(duringPause < 70, "the client sent \(duringPause) messages while the handler was not reading")
+            #expect(duringPause > 10)
+            #expect(try await call.value == String(total))
         }
     }
 

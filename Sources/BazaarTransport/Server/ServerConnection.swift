@@ -119,7 +119,14 @@ final class ServerConnection: SocketConnection, @unchecked Sendable {
                 open(stream: id, fields: fields, endStream: endStream)
             }
         case .data(let id, let bytes, let endStream):
-            guard let stream = streams[id] else { return }
+            guard let stream = streams[id] else {
+                // Data for a stream already answered (or refused): give the credit straight back.
+                if !bytes.isEmpty {
+                    h2.consume(stream: id, bytes.count)
+                    scheduleFlush()
+                }
+                return
+            }
             pingStrikes = 0
             if !bytes.isEmpty { stream.received(bytes) }
             if endStream { stream.requestEnded() }

@@ -52,7 +52,42 @@ final class ServerStream: @unchecked Sendable {
         if case .streaming = handler.body { launch() }
     }
 
+    // MARK: inbound flow control
+    //
+    // The server session does not return flow-control credit by itself: a stream's received bytes
+    // are given back (WINDOW_UPDATE) once they are consumed. Bytes of a message still being
+    // reassembled are given back at once (a message may be larger than the window); bytes of
+    // complete messages waiting for the handler are held until the handler takes them. So a
+    // handler that reads slowly stops its client after one window of messages.
+
+    /// Bytes received and not yet given back.
+    private var owed = 0
+    /// Wire sizes of the messages yielded to the handler and not yet taken, oldest first.
+    private var queued: [Int] = []
+    private var queuedBytes = 0
+
+    private func settleCredit() {
+        let give = isFinished || requests == nil ? owed : owed - min(owed, queuedBytes)
+        guard give > 0 else { return }
+        owed -= give
+        connection.h2.consume(stream: id, give)
+        connection.scheduleFlush()
+    }
+
+    /// The handler took a message (on any thread).
+    private func taken() {
+        if loop.inLoop { takenOnLoop() } else { loop.execute { self.takenOnLoop() } }
+    }
+
+    private func takenOnLoop() {
+        guard !queued.isEmpty else { return }
+        queuedBytes -= queued.removeFirst()
+        settleCredit()
+    }
+
     func received(_ bytes: [UInt8]) {
+        owed += bytes.count
+        defer { settleCredit() }
         guard !isFinished, handler != nil else { return }
         reader.append(bytes)
         do {
@@ -65,6 +100,8 @@ final class ServerStream: @unchecked Sendable {
                     payload = message.payload
                 }
                 if let requests {
+                    queued.append(5 + message.payload.count)
+                    queuedBytes += 5 + message.payload.count
                     requests.yield(payload)
                 } else if unaryRequest == nil {
                     unaryRequest = payload
@@ -103,6 +140,7 @@ final class ServerStream: @unchecked Sendable {
         task = nil
         requests?.finish(throwing: RPCError(.cancelled, "the client cancelled the call"))
         requests = nil
+        settleCredit()
         failWriters(RPCError(.cancelled, "the client cancelled the call"))
     }
 
@@ -114,9 +152,9 @@ final class ServerStream: @unchecked Sendable {
         let interceptors = connection.shared.interceptors
         let inbound: RPCStream<[UInt8]>?
         if case .streaming = body {
-            let (stream, continuation) = RPCStream<[UInt8]>.makeStream()
+            let (base, continuation) = AsyncThrowingStream<[UInt8], any Error>.makeStream()
             requests = continuation
-            inbound = stream
+            inbound = RPCStream(base, onTake: { [weak self] in self?.taken() })
         } else {
             inbound = nil
         }
@@ -264,6 +302,7 @@ final class ServerStream: @unchecked Sendable {
         // The task's closure holds this stream: dropping the task here breaks that cycle.
         task = nil
         requests = nil
+        settleCredit()
         deadlineTimer?.cancel()
         failWriters(RPCError(.cancelled, "the call has ended"))
         var trailers: [HeaderField] = []
