@@ -150,9 +150,12 @@ import Testing
     }
 
     @Test func internsOnlyExactMatches() {
-        let post = Array("POST".utf8), posted = Array("POSTED".utf8), path = Array(":path".utf8)
+        let post = Array("POST".utf8), posted = Array("POSTED".utf8), path = Array(":path".utf8), other = Array("/a.B/C".utf8)
         #expect(post.withUnsafeBufferPointer { HeaderInterning.value($0) } == "POST")
         #expect(posted.withUnsafeBufferPointer { HeaderInterning.value($0) } == nil)
         #expect(path.withUnsafeBufferPointer { HeaderInterning.name($0) } == ":path")
+        let paths = InternTable(["/a.B/C", "/a.B/D", "/x.Y/Zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz"])
+        #expect(other.withUnsafeBufferPointer { paths.lookup($0) } == "/a.B/C")
+        #expect(post.withUnsafeBufferPointer { paths.lookup($0) } == nil)
     }
 }

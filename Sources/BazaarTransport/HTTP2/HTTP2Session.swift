@@ -44,12 +44,15 @@ final class HTTP2Session {
     private(set) var outbound = StreamMap<Outbound>()
     let isServer: Bool
     let settings: HTTP2Settings
+    /// More values to intern (a server's method paths).
+    let values: InternTable?
     /// Set when the peer broke the protocol badly enough that the connection must end.
     private(set) var fatalError: String?
 
-    init(server: Bool, settings: HTTP2Settings) {
+    init(server: Bool, settings: HTTP2Settings, values: InternTable? = nil) {
         self.isServer = server
         self.settings = settings
+        self.values = values
         var cbs: OpaquePointer?
         nghttp2_session_callbacks_new(&cbs)
         defer { nghttp2_session_callbacks_del(cbs) }
@@ -68,7 +71,7 @@ final class HTTP2Session {
             let nameBytes = UnsafeBufferPointer(start: name, count: namelen)
             let valueBytes = UnsafeBufferPointer(start: value, count: valuelen)
             let n = HeaderInterning.name(nameBytes) ?? String(decoding: nameBytes, as: UTF8.self)
-            let v = HeaderInterning.value(valueBytes) ?? String(decoding: valueBytes, as: UTF8.self)
+            let v = HeaderInterning.value(valueBytes) ?? s.values?.lookup(valueBytes) ?? String(decoding: valueBytes, as: UTF8.self)
             s.block.append((n, v))
             return 0
         }
@@ -362,37 +365,40 @@ final class HeaderBlock: @unchecked Sendable {
     static let statusOK = HeaderBlock([("grpc-status", "0")])
 }
 
-/// The header names and values every gRPC request and response carries, as constant strings:
-/// receiving them then builds no new `String`s.
-enum HeaderInterning {
-    static let names: [String] = [
-        ":method", ":path", ":scheme", ":authority", ":status", "content-type", "te", "user-agent",
-        "grpc-timeout", "grpc-encoding", "grpc-accept-encoding", "grpc-status", "grpc-message", "accept-encoding",
-    ]
-    static let values: [String] = [
-        "POST", "http", "https", "application/grpc", "trailers", "200", "0", "gzip", "identity", "gzip,identity",
-        "identity,deflate,gzip",
-    ]
-
-    private static let nameTable = table(names)
-    private static let valueTable = table(values)
-
+/// A set of strings looked up by their bytes without building a `String`: header names and
+/// values that every call carries, and a server's method paths.
+struct InternTable: Sendable {
     /// Candidates bucketed by length, so a lookup compares bytes of same-length entries only.
-    private static func table(_ strings: [String]) -> [[(bytes: [UInt8], string: String)]] {
-        var t = [[(bytes: [UInt8], string: String)]](repeating: [], count: 32)
+    private let buckets: [[(bytes: [UInt8], string: String)]]
+
+    init(_ strings: [String]) {
+        var t = [[(bytes: [UInt8], string: String)]](repeating: [], count: (strings.map(\.utf8.count).max() ?? 0) + 1)
         for s in strings { t[s.utf8.count].append((Array(s.utf8), s)) }
-        return t
+        buckets = t
     }
 
-    private static func lookup(_ t: [[(bytes: [UInt8], string: String)]], _ b: UnsafeBufferPointer<UInt8>) -> String? {
-        guard b.count > 0, b.count < t.count, let base = b.baseAddress else { return nil }
+    func lookup(_ b: UnsafeBufferPointer<UInt8>) -> String? {
+        guard b.count > 0, b.count < buckets.count, let base = b.baseAddress else { return nil }
         let first = base[0], last = base[b.count - 1]
-        for candidate in t[b.count] where candidate.bytes[0] == first && candidate.bytes[b.count - 1] == last {
+        for candidate in buckets[b.count] where candidate.bytes[0] == first && candidate.bytes[b.count - 1] == last {
             if candidate.bytes.withUnsafeBufferPointer({ memcmp($0.baseAddress!, base, b.count) }) == 0 { return candidate.string }
         }
         return nil
     }
+}
 
-    static func name(_ b: UnsafeBufferPointer<UInt8>) -> String? { lookup(nameTable, b) }
-    static func value(_ b: UnsafeBufferPointer<UInt8>) -> String? { lookup(valueTable, b) }
+/// The header names and values every gRPC request and response carries, as constant strings:
+/// receiving them then builds no new `String`s.
+enum HeaderInterning {
+    static let names = InternTable([
+        ":method", ":path", ":scheme", ":authority", ":status", "content-type", "te", "user-agent",
+        "grpc-timeout", "grpc-encoding", "grpc-accept-encoding", "grpc-status", "grpc-message", "accept-encoding",
+    ])
+    static let values = InternTable([
+        "POST", "http", "https", "application/grpc", "trailers", "200", "0", "gzip", "identity", "gzip,identity",
+        "identity,deflate,gzip",
+    ])
+
+    static func name(_ b: UnsafeBufferPointer<UInt8>) -> String? { names.lookup(b) }
+    static func value(_ b: UnsafeBufferPointer<UInt8>) -> String? { values.lookup(b) }
 }

@@ -7,9 +7,12 @@ final class ServerShared: Sendable {
     let configuration: ServerConfiguration
     let interceptors: [any RPCInterceptor]
     let tls: TLSContext?
+    /// The served paths, so that `:path` arrives as an existing string.
+    let paths: InternTable
 
     init(handlers: [String: RPCHandler], configuration: ServerConfiguration, interceptors: [any RPCInterceptor], tls: TLSContext?) {
         self.handlers = handlers
+        self.paths = InternTable(Array(handlers.keys))
         self.configuration = configuration
         self.interceptors = interceptors
         self.tls = tls
@@ -31,7 +34,7 @@ final class ServerConnection: SocketConnection, @unchecked Sendable {
 
     init(loop: EventLoop, fd: Int32, peer: String, shared: ServerShared, tls: TLSEngine?, onClose: @escaping (ServerConnection) -> Void) {
         self.shared = shared
-        self.h2 = HTTP2Session(server: true, settings: shared.configuration.http2)
+        self.h2 = HTTP2Session(server: true, settings: shared.configuration.http2, values: shared.paths)
         self.onClose = onClose
         super.init(loop: loop, fd: fd, tls: tls, peerAddress: peer)
     }
