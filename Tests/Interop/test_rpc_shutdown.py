@@ -19,15 +19,15 @@ def test_sigterm_drains_in_flight_calls(pb2):
     async def scenario():
         async with grpc.aio.insecure_channel(server.address) as channel:
             stub = test_grpc.TestServiceStub(channel)
-            # Each call answers after 1.5 s, so all 100 are in flight when SIGTERM arrives.
+            # Each call answers after 3 s, so all 100 are in flight when SIGTERM arrives.
             req = messages.StreamingOutputCallRequest(
-                response_parameters=[messages.ResponseParameters(size=100, interval_us=1_500_000)])
+                response_parameters=[messages.ResponseParameters(size=100, interval_us=3_000_000)])
 
             async def one():
                 return [len(r.payload.body) async for r in stub.StreamingOutputCall(req, timeout=20)]
 
             calls = [asyncio.ensure_future(one()) for _ in range(100)]
-            await asyncio.sleep(0.7)
+            await asyncio.sleep(1.5)
             server.proc.send_signal(signal.SIGTERM)
             await asyncio.sleep(0.3)
             # A new connection is refused while the old calls drain.
