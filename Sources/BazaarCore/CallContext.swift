@@ -64,32 +64,82 @@ public final class ResponseMetadata: Sendable {
 }
 
 /// What a handler knows about the call it serves.
+///
+/// A value type whose fields live in one shared, copy-on-write box: the transport passes the
+/// context through several layers per call, and each copy costs one retain instead of six.
 public struct ServerContext: Sendable {
-    public var method: MethodDescriptor
+    private final class Storage: @unchecked Sendable {
+        // Mutated only while uniquely referenced (see `unique()`), so sharing it is safe.
+        var method: MethodDescriptor
+        var metadata: Metadata
+        var deadline: ContinuousClock.Instant?
+        var peerIdentity: String?
+        var peerAddress: String?
+        var requestCompressed: Bool
+        let response: ResponseMetadata
+
+        init(method: MethodDescriptor, metadata: Metadata, deadline: ContinuousClock.Instant?, peerIdentity: String?,
+             peerAddress: String?, requestCompressed: Bool, response: ResponseMetadata)
+        {
+            self.method = method
+            self.metadata = metadata
+            self.deadline = deadline
+            self.peerIdentity = peerIdentity
+            self.peerAddress = peerAddress
+            self.requestCompressed = requestCompressed
+            self.response = response
+        }
+
+        func copy() -> Storage {
+            Storage(method: method, metadata: metadata, deadline: deadline, peerIdentity: peerIdentity,
+                    peerAddress: peerAddress, requestCompressed: requestCompressed, response: response)
+        }
+    }
+
+    private var storage: Storage
+
+    private mutating func unique() {
+        if !isKnownUniquelyReferenced(&storage) { storage = storage.copy() }
+    }
+
+    public var method: MethodDescriptor {
+        get { storage.method }
+        set { unique(); storage.method = newValue }
+    }
     /// Request metadata.
-    public var metadata: Metadata
+    public var metadata: Metadata {
+        get { storage.metadata }
+        set { unique(); storage.metadata = newValue }
+    }
     /// When the caller stops waiting, if it set a deadline.
-    public var deadline: ContinuousClock.Instant?
+    public var deadline: ContinuousClock.Instant? {
+        get { storage.deadline }
+        set { unique(); storage.deadline = newValue }
+    }
     /// The caller's mesh identity (`spiffe://<trust-domain>/<service>`) from its certificate.
-    public var peerIdentity: String?
+    public var peerIdentity: String? {
+        get { storage.peerIdentity }
+        set { unique(); storage.peerIdentity = newValue }
+    }
     /// The caller's address (`ip:port`), when the call came over the network.
-    public var peerAddress: String?
+    public var peerAddress: String? {
+        get { storage.peerAddress }
+        set { unique(); storage.peerAddress = newValue }
+    }
     /// Whether the (last) request message arrived compressed.
-    public var requestCompressed: Bool
+    public var requestCompressed: Bool {
+        get { storage.requestCompressed }
+        set { unique(); storage.requestCompressed = newValue }
+    }
     /// Response headers, trailers and compression, which the handler may set.
-    public let response: ResponseMetadata
+    public var response: ResponseMetadata { storage.response }
 
     public init(method: MethodDescriptor, metadata: Metadata = Metadata(), deadline: ContinuousClock.Instant? = nil,
                 peerIdentity: String? = nil, peerAddress: String? = nil, requestCompressed: Bool = false,
                 response: ResponseMetadata = ResponseMetadata())
     {
-        self.method = method
-        self.metadata = metadata
-        self.deadline = deadline
-        self.peerIdentity = peerIdentity
-        self.peerAddress = peerAddress
-        self.requestCompressed = requestCompressed
-        self.response = response
+        storage = Storage(method: method, metadata: metadata, deadline: deadline, peerIdentity: peerIdentity,
+                          peerAddress: peerAddress, requestCompressed: requestCompressed, response: response)
     }
 }
 
