@@ -54,6 +54,7 @@ class SocketConnection: @unchecked Sendable {
         isReady = true
         connectionReady()
         flush()
+        tls?.trimBuffers()
     }
 
     // MARK: subclass hooks

@@ -12,8 +12,8 @@ final class TLSEngine {
     }
 
     private let ssl: OpaquePointer
-    private let rbio: OpaquePointer
-    private let wbio: OpaquePointer
+    private var rbio: OpaquePointer
+    private var wbio: OpaquePointer
     private let context: TLSContext
     private(set) var handshakeComplete = false
     /// The peer's `spiffe://` URI SAN, once the handshake is done.
@@ -104,6 +104,23 @@ final class TLSEngine {
     }
 
     /// Records to send to the peer.
+    /// After the handshake: free what it grew. The memory BIOs keep the capacity of the largest
+    /// flight they held (certificate chains), and OpenSSL keeps record buffers; an idle mesh
+    /// connection needs neither.
+    func trimBuffers() {
+        if BIO_ctrl_pending(rbio) == 0, let fresh = BIO_new(BIO_s_mem()) {
+            _ = BIO_ctrl(fresh, BIO_C_SET_BUF_MEM_EOF_RETURN, -1, nil)
+            SSL_set0_rbio(ssl, fresh)  // frees the old one
+            rbio = fresh
+        }
+        if BIO_ctrl_pending(wbio) == 0, let fresh = BIO_new(BIO_s_mem()) {
+            _ = BIO_ctrl(fresh, BIO_C_SET_BUF_MEM_EOF_RETURN, -1, nil)
+            SSL_set0_wbio(ssl, fresh)
+            wbio = fresh
+        }
+        _ = SSL_free_buffers(ssl)
+    }
+
     func takeCiphertext(into out: inout [UInt8]) {
         let pending = BIO_ctrl_pending(wbio)
         guard pending > 0 else { return }
