@@ -63,13 +63,15 @@ struct TagInterceptor: RPCInterceptor {
     }
 }
 
-/// Runs a plaintext server on a free port for the duration of `body`.
-func withServer(_ services: [any RPCService], interceptors: [any RPCInterceptor] = [],
+/// Runs a plaintext server on a free port (or `port`) for the duration of `body`.
+func withServer(_ services: [any RPCService], interceptors: [any RPCInterceptor] = [], port: Int = 0,
+                configure: (inout ServerConfiguration) -> Void = { _ in },
                 _ body: @Sendable (Int) async throws -> Void) async throws
 {
-    var config = ServerConfiguration(host: "127.0.0.1", port: 0, security: .plaintext)
+    var config = ServerConfiguration(host: "127.0.0.1", port: port, security: .plaintext)
     config.loopCount = 2
     config.drainTimeout = .seconds(5)
+    configure(&config)
     let server = try RPCServer(configuration: config, services: services, interceptors: interceptors)
     let (ports, portsContinuation) = AsyncStream<Int>.makeStream()
     try await withThrowingTaskGroup(of: Void.self) { group in
@@ -195,6 +197,42 @@ func channel(_ port: Int, interceptors: [any RPCInterceptor] = []) throws -> GRP
             #expect(duringPause < 70, "the client sent \(duringPause) messages while the handler was not reading")
             #expect(duringPause > 10)
             #expect(try await call.value == String(total))
+        }
+    }
+
+    /// The server drains every connection after 200 ms (max connection age); the client follows
+    /// each GOAWAY to a new connection and no call fails.
+    @Test func clientFollowsGoAwayToNewConnections() async throws {
+        try await withServer([Probe()], configure: {
+            $0.keepalive.maxConnectionAge = .milliseconds(200)
+            $0.keepalive.maxConnectionAgeGrace = .seconds(5)
+        }) { port in
+            let ch = try channel(port)
+            defer { ch.close() }
+            let until = ContinuousClock.now + .milliseconds(1200)
+            var calls = 0
+            while ContinuousClock.now < until {
+                let r = try await ch.unary(Probe.echo, request: [7], options: CallOptions(timeout: .seconds(5), waitForReady: true))
+                #expect(r == [7])
+                calls += 1
+            }
+            #expect(calls > 10)
+        }
+    }
+
+    /// A wait-for-ready call made before the server exists succeeds once it starts (after the
+    /// first reconnection backoff, about a second).
+    @Test func waitForReadyCallSucceedsWhenTheServerComesUp() async throws {
+        let fd = try Socket.listen(host: "127.0.0.1", port: 0, reusePort: false)
+        let port = Socket.localPort(fd)
+        close(fd)
+        let ch = try channel(port)
+        defer { ch.close() }
+        let call = Task { try await ch.unary(Probe.echo, request: [9], options: CallOptions(timeout: .seconds(10), waitForReady: true)) }
+        try await Task.sleep(for: .milliseconds(300))
+        try await withServer([Probe()], port: port) { _ in
+            let answer = try await call.value
+            #expect(answer == [9])
         }
     }
 

@@ -32,7 +32,12 @@ class RawH2:
     def flush(self):
         data = self.conn.data_to_send()
         if data:
-            self.sock.sendall(data)
+            try:
+                self.sock.sendall(data)
+            except (BrokenPipeError, ConnectionResetError) as e:
+                # The server closed first (after its GOAWAY): what it said was already read.
+                if self.terminated is None:
+                    self.terminated = repr(e)
 
     def send(self, path, body=b"", end=True, **kw):
         sid = self.conn.get_next_available_stream_id()

@@ -33,6 +33,9 @@ final class ClientStream: @unchecked Sendable {
     }
 
     var isFinished: Bool { onFinish == nil }
+    /// The server never processed this stream (REFUSED_STREAM, or above a GOAWAY's last id), so
+    /// the call may be sent again on another connection.
+    private(set) var refused = false
     var hasWaitingWriters: Bool { !writers.isEmpty }
 
     func armDeadline(_ deadline: ContinuousClock.Instant) {
@@ -158,6 +161,8 @@ final class ClientStream: @unchecked Sendable {
         guard !isFinished else { return }
         switch errorCode {
         case NGHTTP2_REFUSED_STREAM.rawValue:
+            // Also how nghttp2 ends streams above a GOAWAY's last stream id: never processed.
+            refused = true
             finish(RPCError(.unavailable, "the server refused the stream"))
         case NGHTTP2_CANCEL.rawValue:
             finish(RPCError(.cancelled, "the server cancelled the call"))

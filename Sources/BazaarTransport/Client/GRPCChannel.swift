@@ -275,27 +275,40 @@ public final class GRPCChannel: ClientTransport, @unchecked Sendable {
         let handle = CallHandle()
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (c: CheckedContinuation<[UInt8], any Error>) in
-                loop.execute { [self] in
-                    var response: [UInt8]?
-                    var count = 0
-                    start(method, metadata: metadata, options: options, deadline: deadline, unaryRequest: request, handle: handle,
-                          onMessage: { m in
-                              count += 1
-                              if count == 1 { response = m }
-                          },
-                          onFinish: { status in
-                              if status.code != .ok { return c.resume(throwing: status) }
-                              guard count == 1, let response else {
-                                  return c.resume(throwing: RPCError(count == 0 ? .unimplemented : .internal,
-                                                                     "unary call got \(count) response messages"))
-                              }
-                              c.resume(returning: response)
-                          })
-                }
+                loop.execute { [self] in attemptUnary(method, request, metadata, options, deadline, handle, c, attempt: 1) }
             }
         } onCancel: {
             cancel(handle)
         }
+    }
+
+    /// One attempt of a unary call (on the loop). A stream the server never processed (refused, or
+    /// cut by a GOAWAY) is sent once more on another connection: gRPC's transparent retry, safe for
+    /// any method because the server did not see the call.
+    private func attemptUnary(_ method: MethodDescriptor, _ request: [UInt8], _ metadata: Metadata, _ options: CallOptions,
+                              _ deadline: ContinuousClock.Instant?, _ handle: CallHandle,
+                              _ c: CheckedContinuation<[UInt8], any Error>, attempt: Int)
+    {
+        var response: [UInt8]?
+        var count = 0
+        start(method, metadata: metadata, options: options, deadline: deadline, unaryRequest: request, handle: handle,
+              onMessage: { m in
+                  count += 1
+                  if count == 1 { response = m }
+              },
+              onFinish: { [self] status in
+                  if status.code != .ok {
+                      if attempt == 1, handle.stream?.refused == true, !handle.cancelled {
+                          return attemptUnary(method, request, metadata, options, deadline, handle, c, attempt: 2)
+                      }
+                      return c.resume(throwing: status)
+                  }
+                  guard count == 1, let response else {
+                      return c.resume(throwing: RPCError(count == 0 ? .unimplemented : .internal,
+                                                         "unary call got \(count) response messages"))
+                  }
+                  c.resume(returning: response)
+              })
     }
 
     public func streaming(_ method: MethodDescriptor, requests: RPCStream<[UInt8]>, options: CallOptions) -> RPCStream<[UInt8]> {

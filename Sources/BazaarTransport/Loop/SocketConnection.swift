@@ -73,6 +73,10 @@ class SocketConnection: @unchecked Sendable {
     // MARK: I/O
 
     private func readable() {
+        if lingering {
+            drainLinger()
+            return
+        }
         guard !isClosed else { return }
         var rounds = 0
         while rounds < 16 {
@@ -190,16 +194,52 @@ class SocketConnection: @unchecked Sendable {
     /// Unsent bytes.
     var pendingWrite: Int { outBuffer.count - outOffset }
 
-    /// Closes the socket now (after trying to write what is pending).
+    /// Closes the connection (after trying to write what is pending). A clean close lingers: it
+    /// shuts down the sending side and reads (and drops) until the peer closes too, for at most
+    /// two seconds. Closing at once while the peer still sends would answer with a TCP reset, and
+    /// a reset can destroy the GOAWAY the peer has not read yet.
     func close(error: String?) {
         guard !isClosed else { return }
         if error == nil && pendingWrite > 0 {
             _ = outBuffer.withUnsafeBytes { write(fd, $0.baseAddress! + outOffset, $0.count - outOffset) }
         }
         isClosed = true
-        watcher.close()
-        Glibc.close(fd)
         closed(error: error)
+        if error == nil && watcher != nil {
+            lingering = true
+            shutdown(fd, Int32(SHUT_WR))
+            watcher.setWriting(false)
+            watcher.setReading(true)
+            lingerTimer = loop.schedule(after: .seconds(2)) { [weak self] in self?.release() }
+        } else {
+            release()
+        }
+    }
+
+    private var lingering = false
+    private var lingerTimer: LoopTimer?
+
+    /// Reads and drops what a closing peer still sends, until it closes.
+    private func drainLinger() {
+        let buffer = loop.scratch
+        while true {
+            let n = read(fd, buffer.baseAddress, buffer.count)
+            if n > 0 { continue }
+            if n < 0 && (errno == EAGAIN || errno == EINTR) { return }
+            release()
+            return
+        }
+    }
+
+    private var released = false
+
+    /// Frees the socket and gives back the connection's hold on itself.
+    private func release() {
+        guard !released else { return }
+        released = true
+        lingerTimer?.cancel()
+        watcher?.close()
+        Glibc.close(fd)
         Unmanaged.passUnretained(self).release()
     }
 }

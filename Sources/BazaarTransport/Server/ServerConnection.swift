@@ -27,6 +27,8 @@ final class ServerConnection: SocketConnection, @unchecked Sendable {
     private var streams = StreamMap<ServerStream>()
     private let onClose: (ServerConnection) -> Void
     private(set) var draining = false
+    /// The GOAWAY naming the last accepted stream is out: once no stream is left, close.
+    private var finalGoAwaySent = false
     private var idleTimer: LoopTimer?
     private var ageTimer: LoopTimer?
     private var lastPingAt: ContinuousClock.Instant?
@@ -96,7 +98,7 @@ final class ServerConnection: SocketConnection, @unchecked Sendable {
                 if stream.hasWaitingWriters { blocked.append(stream) }
             }
         }
-        if draining && streams.isEmpty && !h2.hasPendingOutput && pendingWrite == 0 {
+        if draining && finalGoAwaySent && streams.isEmpty && !h2.hasPendingOutput && pendingWrite == 0 {
             close(error: nil)
         } else if !h2.isAlive && pendingWrite == 0 {
             close(error: nil)
@@ -156,6 +158,7 @@ final class ServerConnection: SocketConnection, @unchecked Sendable {
             if pingStrikes > k.maxPingStrikes {
                 h2.finishGoAway(code: NGHTTP2_ENHANCE_YOUR_CALM.rawValue, debug: "too_many_pings")
                 draining = true
+                finalGoAwaySent = true
                 scheduleFlush()
             }
         }
@@ -225,17 +228,16 @@ final class ServerConnection: SocketConnection, @unchecked Sendable {
     func drain(grace: Duration) {
         guard !draining, !isClosed else { return }
         draining = true
-        if streams.isEmpty {
-            h2.finishGoAway()
-            scheduleFlush()
-            return
-        }
+        // Two steps (RFC 9113 §6.8), even with no call open: a GOAWAY naming the largest stream id
+        // first, so that requests already on their way are still served, and one round trip later
+        // the GOAWAY naming the last stream accepted. A single GOAWAY would refuse calls the
+        // client had sent before it saw the GOAWAY.
         h2.goAway(graceful: true)
         scheduleFlush()
-        // One round trip later, name the last stream accepted (RFC 9113 §6.8's two-step GOAWAY).
         loop.schedule(after: .milliseconds(100)) { [weak self] in
             guard let self, !self.isClosed else { return }
             self.h2.finishGoAway()
+            self.finalGoAwaySent = true
             self.flush()
         }
         drainTimer = loop.schedule(after: grace) { [weak self] in
