@@ -1,6 +1,7 @@
 """What must fail, and fail alone: bad certificates, bad HTTP/2 and gRPC framing, floods. The
 server keeps serving every other call and connection."""
 import socket
+import time
 
 import grpc
 import pytest
@@ -194,3 +195,21 @@ def test_many_streams_reset_by_the_client_leave_the_server_healthy(stubs, h2c_se
     c.flush()
     assert RawH2.status(c.finish(c.send(EMPTY, grpc_frame(b"")))) == "0"
     c.close()
+
+
+def test_clients_that_vanish_mid_response_do_not_kill_the_server(pb2, h2c_server):
+    """Regression: writing to a socket the peer had closed raised SIGPIPE and killed the server.
+    Each client asks for 2 MB and closes at once, so the server writes into closed sockets."""
+    messages = pb2("grpc/testing/messages.proto")
+    req = grpc_frame(messages.SimpleRequest(response_size=2_000_000).SerializeToString())
+    for i in range(30):
+        c = RawH2(h2c_server.port)
+        c.send("/grpc.testing.TestService/UnaryCall", req)
+        if i % 2:
+            c.sock.recv(1000)  # some of the answer arrives; closing with unread data sends a reset
+        c.close()
+    time.sleep(0.5)
+    assert h2c_server.alive()
+    ok = RawH2(h2c_server.port)
+    assert RawH2.status(ok.finish(ok.send(EMPTY, grpc_frame(b"")))) == "0"
+    ok.close()

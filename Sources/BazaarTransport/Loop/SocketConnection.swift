@@ -99,7 +99,7 @@ class SocketConnection: @unchecked Sendable {
                         // Send the alert OpenSSL queued, then close.
                         var out: [UInt8] = []
                         tls.takeCiphertext(into: &out)
-                        _ = out.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+                        if !out.isEmpty { _ = out.withUnsafeBytes { sendBytes($0.baseAddress!, $0.count) } }
                         close(error: why)
                         return
                     }
@@ -163,7 +163,7 @@ class SocketConnection: @unchecked Sendable {
             if !cipher.isEmpty { append(cipher) }
         }
         while outOffset < outBuffer.count {
-            let n = outBuffer.withUnsafeBytes { write(fd, $0.baseAddress! + outOffset, $0.count - outOffset) }
+            let n = outBuffer.withUnsafeBytes { sendBytes($0.baseAddress! + outOffset, $0.count - outOffset) }
             if n > 0 {
                 outOffset += n
             } else if n < 0 && (errno == EAGAIN || errno == EINTR) {
@@ -191,6 +191,12 @@ class SocketConnection: @unchecked Sendable {
         outBuffer.append(contentsOf: bytes)
     }
 
+    /// `send` with MSG_NOSIGNAL: writing to a socket the peer has closed must fail that write
+    /// (EPIPE), not kill the process with SIGPIPE.
+    private func sendBytes(_ p: UnsafeRawPointer, _ n: Int) -> Int {
+        send(fd, p, n, Int32(MSG_NOSIGNAL))
+    }
+
     /// Unsent bytes.
     var pendingWrite: Int { outBuffer.count - outOffset }
 
@@ -201,7 +207,7 @@ class SocketConnection: @unchecked Sendable {
     func close(error: String?) {
         guard !isClosed else { return }
         if error == nil && pendingWrite > 0 {
-            _ = outBuffer.withUnsafeBytes { write(fd, $0.baseAddress! + outOffset, $0.count - outOffset) }
+            _ = outBuffer.withUnsafeBytes { sendBytes($0.baseAddress! + outOffset, $0.count - outOffset) }
         }
         isClosed = true
         closed(error: error)
