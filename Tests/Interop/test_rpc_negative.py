@@ -27,6 +27,17 @@ def empty_call(stubs, channel, timeout=5):
     return test_grpc.TestServiceStub(channel).EmptyCall(empty.Empty(), timeout=timeout)
 
 
+def send_junk(port, junk):
+    """Sends bytes that are not what the port expects, and reads until the server hangs up."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(junk)
+        try:
+            while s.recv(4096):
+                pass
+        except ConnectionResetError:
+            pass
+
+
 def mtls_channel(server, certs, name="client", ca="ca.pem", directory=None):
     d = directory or certs
     creds = grpc.ssl_channel_credentials(
@@ -87,14 +98,7 @@ def test_client_refuses_a_server_from_another_ca(certs, tls_server):
 
 def test_plaintext_and_garbage_to_a_tls_port_are_dropped(stubs, certs, tls_server):
     for junk in [b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", b"\x16\x03\x01\x00\x05hello", bytes(range(256)) * 8]:
-        with socket.create_connection(("127.0.0.1", tls_server.port), timeout=5) as s:
-            s.sendall(junk)
-            s.settimeout(5)
-            try:
-                while s.recv(4096):
-                    pass
-            except ConnectionResetError:
-                pass
+        send_junk(tls_server.port, junk)
     with mtls_channel(tls_server, certs) as good:
         empty_call(stubs, good)
 
@@ -157,14 +161,7 @@ def test_undecodable_protobuf_is_invalid_argument(h2c_server):
 @pytest.mark.parametrize("junk", [b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"\x00" * 64, bytes(range(256))])
 def test_garbage_preface_closes_only_that_connection(stubs, h2c_server, junk):
     bystander = RawH2(h2c_server.port)
-    with socket.create_connection(("127.0.0.1", h2c_server.port), timeout=5) as s:
-        s.sendall(junk)
-        s.settimeout(5)
-        try:
-            while s.recv(4096):
-                pass
-        except ConnectionResetError:
-            pass
+    send_junk(h2c_server.port, junk)
     assert RawH2.status(bystander.finish(bystander.send(EMPTY, grpc_frame(b"")))) == "0"
     bystander.close()
     with grpc.insecure_channel(h2c_server.address) as ch:

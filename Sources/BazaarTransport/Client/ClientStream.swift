@@ -18,8 +18,7 @@ final class ClientStream: @unchecked Sendable {
     private let onMessage: ([UInt8]) -> Void
     /// Receives the final status (code `.ok` on success), once.
     private var onFinish: ((RPCError) -> Void)?
-    private var writers: [CheckedContinuation<Void, any Error>] = []
-    private let writeHighWater = 256 << 10
+    private var writers = WriteGate()
 
     init(connection: ClientConnection, options: CallOptions, maxReceive: Int,
          onMessage: @escaping ([UInt8]) -> Void, onFinish: @escaping (RPCError) -> Void)
@@ -63,12 +62,7 @@ final class ClientStream: @unchecked Sendable {
             return
         }
         connection.scheduleFlush()
-        if connection.h2.pendingBytes(stream: id) > writeHighWater {
-            writers.append(c)
-            connection.writerBlocked(self)
-        } else {
-            c.resume()
-        }
+        if writers.admit(c, pending: connection.h2.pendingBytes(stream: id)) { connection.writerBlocked(self) }
     }
 
     func endRequests() {
@@ -78,10 +72,7 @@ final class ClientStream: @unchecked Sendable {
     }
 
     func resumeWritersIfDrained() {
-        guard connection.h2.pendingBytes(stream: id) <= writeHighWater else { return }
-        let w = writers
-        writers.removeAll()
-        for c in w { c.resume() }
+        writers.release(pending: connection.h2.pendingBytes(stream: id))
     }
 
     // MARK: responses
@@ -198,9 +189,7 @@ final class ClientStream: @unchecked Sendable {
         onFinish = nil
         status = s
         deadlineTimer?.cancel()
-        let w = writers
-        writers.removeAll()
-        for c in w { c.resume(throwing: s.code == .ok ? RPCError(.cancelled, "the server ended the call") : s) }
+        writers.fail(s.code == .ok ? RPCError(.cancelled, "the server ended the call") : s)
         f(s)
     }
 

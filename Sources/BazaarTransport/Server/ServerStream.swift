@@ -24,9 +24,7 @@ final class ServerStream: @unchecked Sendable {
     private var unaryResponse: [UInt8]?
     private(set) var isFinished = false
     private var requestDone = false
-    private var writers: [CheckedContinuation<Void, any Error>] = []
-    /// Bytes queued on the stream above which a writer waits for the peer to read.
-    private let writeHighWater = 256 << 10
+    private var writers = WriteGate()
 
     init(connection: ServerConnection, id: Int32, acceptsGzip: Bool) {
         self.connection = connection
@@ -246,27 +244,17 @@ final class ServerStream: @unchecked Sendable {
                 }
                 connection.h2.enqueue(stream: id, framed)
                 connection.scheduleFlush()
-                if connection.h2.pendingBytes(stream: id) > writeHighWater {
-                    writers.append(c)
-                    connection.writerBlocked(self)
-                } else {
-                    c.resume()
-                }
+                if writers.admit(c, pending: connection.h2.pendingBytes(stream: id)) { connection.writerBlocked(self) }
             }
         }
     }
 
     func resumeWritersIfDrained() {
-        guard connection.h2.pendingBytes(stream: id) <= writeHighWater else { return }
-        let waiting = writers
-        writers.removeAll()
-        for w in waiting { w.resume() }
+        writers.release(pending: connection.h2.pendingBytes(stream: id))
     }
 
     private func failWriters(_ error: RPCError) {
-        let waiting = writers
-        writers.removeAll()
-        for w in waiting { w.resume(throwing: error) }
+        writers.fail(error)
     }
 
     /// Fails the call with `error` (from the transport: deadline, bad input, refusal).
