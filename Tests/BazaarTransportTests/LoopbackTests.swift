@@ -247,3 +247,19 @@ func channel(_ port: Int, interceptors: [any RPCInterceptor] = []) throws -> GRP
         }
     }
 }
+
+@Suite struct ServerLifecycleTests {
+    @Test func shutdownBeforeRunMeansRunReturnsAtOnce() async throws {
+        let server = try RPCServer(configuration: ServerConfiguration(host: "127.0.0.1", port: 0, security: .plaintext),
+                                   services: [Probe()])
+        server.shutdown()
+        try await server.run()
+        #expect(server.port == 0)
+    }
+
+    @Test func duplicateMethodsAreRefused() {
+        #expect(throws: RPCError.self) {
+            _ = try RPCServer(configuration: ServerConfiguration(port: 0, security: .plaintext), services: [Probe(), Probe()])
+        }
+    }
+}

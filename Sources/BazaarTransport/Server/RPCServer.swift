@@ -45,6 +45,8 @@ public final class RPCServer: Sendable {
     /// Serves until the calling task is cancelled or a shutdown signal arrives; returns after the
     /// graceful shutdown. `onListening` receives the bound port (useful with port 0).
     public func run(onListening: @Sendable (Int) -> Void = { _ in }) async throws {
+        // Shut down (or cancelled) before it started: there is nothing to serve or to drain.
+        if state.withLock({ $0.shuttingDown }) || Task.isCancelled { return }
         let group = EventLoopGroup(count: configuration.loopCount ?? EventLoopGroup.coreCount)
         var listeners: [Listener] = []
         do {
@@ -54,10 +56,17 @@ public final class RPCServer: Sendable {
                 if port == 0 { port = Socket.localPort(fd) }
                 listeners.append(Listener(loop: loop, fd: fd, shared: shared))
             }
-            state.withLock {
-                $0.group = group
-                $0.listeners = listeners
-                $0.port = port
+            let stoppedMeanwhile = state.withLock { s -> Bool in
+                s.group = group
+                s.listeners = listeners
+                s.port = port
+                return s.shuttingDown
+            }
+            if stoppedMeanwhile {
+                // shutdown() ran while the listeners were being made: close them, serve nothing.
+                for l in listeners { l.loop.execute { l.stop() } }
+                group.shutdown()
+                return
             }
             for l in listeners { l.loop.execute { l.start() } }
             var signals: SignalWatcher?
