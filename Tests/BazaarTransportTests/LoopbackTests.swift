@@ -15,7 +15,9 @@ final class Probe: RPCService, Sendable {
                                         options: MethodOptions(auth: AuthRequirement(level: .public)))
     static let slowReader = MethodDescriptor(service: "test.Probe", method: "SlowReader", kind: .clientStreaming,
                                              inputType: "x", outputType: "x", options: MethodOptions(auth: AuthRequirement(level: .public)))
-    static let serviceDescriptor = ServiceDescriptor(name: "test.Probe", methods: [echo, sleep, slowReader], file: ProtoFile(path: "probe.proto", dependencies: [], bytes: { [] }))
+    static let flood = MethodDescriptor(service: "test.Probe", method: "Flood", kind: .serverStreaming,
+                                        inputType: "x", outputType: "x", options: MethodOptions(auth: AuthRequirement(level: .public)))
+    static let serviceDescriptor = ServiceDescriptor(name: "test.Probe", methods: [echo, sleep, slowReader, flood], file: ProtoFile(path: "probe.proto", dependencies: [], bytes: { [] }))
 
     struct Seen: Sendable {
         var cancelled = 0
@@ -24,6 +26,8 @@ final class Probe: RPCService, Sendable {
     }
 
     let seen = Mutex(Seen())
+    /// Responses `Flood` has written so far.
+    let floodWritten = Atomic<Int>(0)
 
     var handlers: [RPCHandler] {
         [
@@ -39,6 +43,13 @@ final class Probe: RPCService, Sendable {
                     if n == 1 { try await Task.sleep(for: .milliseconds(1500)) }
                 }
                 try await responses.write(Array(String(n).utf8))
+            }),
+            // Writes 200 responses of 100 kB as fast as the client lets it.
+            RPCHandler(method: Self.flood, body: .streaming { [self] _, responses, _ in
+                for i in 0..<200 {
+                    try await responses.write([UInt8](repeating: UInt8(i & 0xff), count: 100_000))
+                    floodWritten.add(1, ordering: .relaxed)
+                }
             }),
             RPCHandler(method: Self.sleep, body: .unary { [self] _, context in
                 if let d = context.deadline { seen.withLock { $0.deadlines.append(d - .now) } }
@@ -233,6 +244,26 @@ func channel(_ port: Int, interceptors: [any RPCInterceptor] = []) throws -> GRP
         try await withServer([Probe()], port: port) { _ in
             let answer = try await call.value
             #expect(answer == [9])
+        }
+    }
+
+    /// Inbound back-pressure on the client: while the caller does not read, the server can get
+    /// about one stream window of responses out, then its writes wait.
+    @Test func aSlowCallerHoldsBackItsServer() async throws {
+        let probe = Probe()
+        try await withServer([probe]) { port in
+            let ch = try channel(port)
+            defer { ch.close() }
+            let responses = ch.streaming(Probe.flood, requests: RPCStream { $0.yield([]); $0.finish() },
+                                         options: CallOptions(timeout: .seconds(30)))
+            var it = responses.makeAsyncIterator()
+            _ = try await it.next()
+            try await Task.sleep(for: .milliseconds(900))
+            let duringPause = probe.floodWritten.load(ordering: .relaxed)
+            #expect(duringPause < 70, "the server wrote \(duringPause) responses while the caller was not reading")
+            var n = 1
+            while try await it.next() != nil { n += 1 }
+            #expect(n == 200)
         }
     }
 

@@ -73,7 +73,14 @@ final class ClientConnection: SocketConnection, @unchecked Sendable {
         case .headers(let id, let fields, let end):
             streams[id]?.headers(fields, endStream: end)
         case .data(let id, let bytes, _):
-            if !bytes.isEmpty { streams[id]?.data(bytes) }
+            guard !bytes.isEmpty else { return }
+            if let stream = streams[id] {
+                stream.data(bytes)
+            } else {
+                // A stream already ended on our side: give the credit straight back.
+                h2.consume(stream: id, bytes.count)
+                scheduleFlush()
+            }
         case .streamClosed(let id, let code):
             streams.removeValue(forKey: id)?.closed(errorCode: code)
         case .goAway:

@@ -20,10 +20,16 @@ final class ClientStream: @unchecked Sendable {
     private var onFinish: ((RPCError) -> Void)?
     private var writers = WriteGate()
 
-    init(connection: ClientConnection, options: CallOptions, maxReceive: Int,
+    /// Flow-control credit of the responses (see InboundCredit).
+    private var credit = InboundCredit()
+    /// Streaming calls hold credit until the caller takes each response; unary calls do not.
+    private let countsTakes: Bool
+
+    init(connection: ClientConnection, options: CallOptions, maxReceive: Int, countsTakes: Bool,
          onMessage: @escaping ([UInt8]) -> Void, onFinish: @escaping (RPCError) -> Void)
     {
         self.connection = connection
+        self.countsTakes = countsTakes
         self.reader = MessageReader(maxMessageSize: maxReceive)
         self.responseMetadata = options.responseMetadata
         self.compression = options.compression
@@ -128,11 +134,27 @@ final class ClientStream: @unchecked Sendable {
         finish(RPCError(code, message, metadata: metadata))
     }
 
+    /// The caller took a response message (on the loop).
+    func responseTaken() {
+        credit.taken()
+        settleCredit()
+    }
+
+    private func settleCredit() {
+        let give = credit.settle(all: isFinished || !countsTakes)
+        guard give > 0 else { return }
+        connection.h2.consume(stream: id, give)
+        connection.scheduleFlush()
+    }
+
     func data(_ bytes: [UInt8]) {
+        credit.received(bytes.count)
+        defer { settleCredit() }
         guard !isFinished else { return }
         reader.append(bytes)
         do {
             while let m = try reader.next() {
+                if countsTakes { credit.handedOver(wireSize: 5 + m.payload.count) }
                 if m.compressed {
                     guard responseEncoding == "gzip" else {
                         throw RPCError(.internal, "compressed response with grpc-encoding \(responseEncoding ?? "(none)")")
@@ -190,6 +212,7 @@ final class ClientStream: @unchecked Sendable {
         status = s
         deadlineTimer?.cancel()
         writers.fail(s.code == .ok ? RPCError(.cancelled, "the server ended the call") : s)
+        settleCredit()
         f(s)
     }
 

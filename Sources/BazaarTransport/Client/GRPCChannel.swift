@@ -234,7 +234,7 @@ public final class GRPCChannel: ClientTransport, @unchecked Sendable {
             case .success(let connection):
                 if handle.cancelled { return onFinish(RPCError(.cancelled, "call cancelled")) }
                 let stream = ClientStream(connection: connection, options: options, maxReceive: configuration.maxReceiveMessageSize,
-                                          onMessage: onMessage, onFinish: onFinish)
+                                          countsTakes: unaryRequest == nil, onMessage: onMessage, onFinish: onFinish)
                 handle.stream = stream
                 let timeout = deadline.map { $0 - .now }
                 if let timeout, timeout <= .zero { return onFinish(RPCError(.deadlineExceeded, "deadline exceeded before the call started")) }
@@ -311,15 +311,24 @@ public final class GRPCChannel: ClientTransport, @unchecked Sendable {
               })
     }
 
+    /// Carries "the caller took a response" from the caller's thread to the call's stream.
+    private final class TakeRelay: @unchecked Sendable {
+        weak var stream: ClientStream?  // set and read on the loop only
+    }
+
     public func streaming(_ method: MethodDescriptor, requests: RPCStream<[UInt8]>, options: CallOptions) -> RPCStream<[UInt8]> {
-        let (out, continuation) = RPCStream<[UInt8]>.makeStream()
+        let (base, continuation) = AsyncThrowingStream<[UInt8], any Error>.makeStream()
+        let relay = TakeRelay()
+        let loop = self.loop
+        // Responses are credited to the server as the caller takes them: inbound back-pressure.
+        let out = RPCStream(base, onTake: { loop.run { relay.stream?.responseTaken() } })
         let timeout = effectiveTimeout(method, options)
         let deadline = timeout.map { ContinuousClock.now.advanced(by: $0) }
         let head = RPCCallHead(method: method, metadata: options.metadata, deadline: deadline, peerIdentity: nil)
         let task = Task {
             do {
                 try await self.interceptors.run(head) { head in
-                    try await self.rawStreaming(method, requests, head.metadata, options, deadline, continuation)
+                    try await self.rawStreaming(method, requests, head.metadata, options, deadline, continuation, relay)
                 }
                 continuation.finish()
             } catch {
@@ -334,7 +343,7 @@ public final class GRPCChannel: ClientTransport, @unchecked Sendable {
 
     private func rawStreaming(_ method: MethodDescriptor, _ requests: RPCStream<[UInt8]>, _ metadata: Metadata,
                               _ options: CallOptions, _ deadline: ContinuousClock.Instant?,
-                              _ responses: RPCStream<[UInt8]>.Continuation) async throws
+                              _ responses: RPCStream<[UInt8]>.Continuation, _ relay: TakeRelay) async throws
     {
         let handle = CallHandle()
         try await withTaskCancellationHandler {
@@ -365,6 +374,7 @@ public final class GRPCChannel: ClientTransport, @unchecked Sendable {
                               if status.code == .ok { c.resume() } else { c.resume(throwing: status) }
                           },
                           onOpen: { stream in
+                              relay.stream = stream
                               openedContinuation.yield(stream)
                               openedContinuation.finish()
                           })

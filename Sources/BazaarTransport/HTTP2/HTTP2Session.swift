@@ -97,8 +97,8 @@ final class HTTP2Session {
         nghttp2_option_set_max_continuations(opt, 8)
         nghttp2_option_set_max_send_header_block_length(opt, 64 << 10)
         nghttp2_option_set_no_closed_streams(opt, 1)
-        // A server returns flow-control credit as its handlers consume (see ServerStream).
-        if server { nghttp2_option_set_no_auto_window_update(opt, 1) }
+        // Credit goes back as readers consume (InboundCredit), not on receipt.
+        nghttp2_option_set_no_auto_window_update(opt, 1)
         var s: OpaquePointer?
         let me = Unmanaged.passUnretained(self).toOpaque()
         if server {

@@ -50,24 +50,13 @@ final class ServerStream: @unchecked Sendable {
         if case .streaming = handler.body { launch() }
     }
 
-    // MARK: inbound flow control
-    //
-    // The server session does not return flow-control credit by itself: a stream's received bytes
-    // are given back (WINDOW_UPDATE) once they are consumed. Bytes of a message still being
-    // reassembled are given back at once (a message may be larger than the window); bytes of
-    // complete messages waiting for the handler are held until the handler takes them. So a
-    // handler that reads slowly stops its client after one window of messages.
+    // MARK: inbound flow control (see InboundCredit)
 
-    /// Bytes received and not yet given back.
-    private var owed = 0
-    /// Wire sizes of the messages yielded to the handler and not yet taken, oldest first.
-    private var queued: [Int] = []
-    private var queuedBytes = 0
+    private var credit = InboundCredit()
 
     private func settleCredit() {
-        let give = isFinished || requests == nil ? owed : owed - min(owed, queuedBytes)
+        let give = credit.settle(all: isFinished || requests == nil)
         guard give > 0 else { return }
-        owed -= give
         connection.h2.consume(stream: id, give)
         connection.scheduleFlush()
     }
@@ -78,13 +67,12 @@ final class ServerStream: @unchecked Sendable {
     }
 
     private func takenOnLoop() {
-        guard !queued.isEmpty else { return }
-        queuedBytes -= queued.removeFirst()
+        credit.taken()
         settleCredit()
     }
 
     func received(_ bytes: [UInt8]) {
-        owed += bytes.count
+        credit.received(bytes.count)
         defer { settleCredit() }
         guard !isFinished, handler != nil else { return }
         reader.append(bytes)
@@ -98,8 +86,7 @@ final class ServerStream: @unchecked Sendable {
                     payload = message.payload
                 }
                 if let requests {
-                    queued.append(5 + message.payload.count)
-                    queuedBytes += 5 + message.payload.count
+                    credit.handedOver(wireSize: 5 + message.payload.count)
                     requests.yield(payload)
                 } else if unaryRequest == nil {
                     unaryRequest = payload
