@@ -144,7 +144,8 @@ final class ClientStream: @unchecked Sendable {
         let give = credit.settle(all: isFinished || !countsTakes)
         guard give > 0 else { return }
         connection.h2.consume(stream: id, give)
-        connection.scheduleFlush()
+        // Only when nghttp2 queued a WINDOW_UPDATE (it waits for half a window's worth).
+        if connection.h2.hasPendingOutput { connection.scheduleFlush() }
     }
 
     func data(_ bytes: [UInt8]) {

@@ -58,7 +58,8 @@ final class ServerStream: @unchecked Sendable {
         let give = credit.settle(all: isFinished || requests == nil)
         guard give > 0 else { return }
         connection.h2.consume(stream: id, give)
-        connection.scheduleFlush()
+        // Only when nghttp2 queued a WINDOW_UPDATE (it waits for half a window's worth).
+        if connection.h2.hasPendingOutput { connection.scheduleFlush() }
     }
 
     /// The handler took a message (on any thread).
