@@ -60,6 +60,12 @@ struct InteropServer: ParsableCommand {
     @Option(name: .customLong("keepalive_min_ping_interval_ms"), help: "Shortest PING interval a client may use (gRFC A8).")
     var minPingIntervalMs: Int = 300_000
 
+    @Option(name: .customLong("keepalive_time_ms"), help: "Ping a client after this long without reads (default 2 h).")
+    var keepaliveTimeMs: Int = 7_200_000
+
+    @Option(name: .customLong("keepalive_timeout_ms"), help: "Close when a keepalive PING is not answered within this time.")
+    var keepaliveTimeoutMs: Int = 20_000
+
     @Option(name: .customLong("max_receive_message_size"), help: "Largest request message, in bytes.")
     var maxReceive: Int = 4 << 20
 
@@ -86,6 +92,8 @@ struct InteropServer: ParsableCommand {
         config.keepalive.maxConnectionAge = maxAgeMs.map { .milliseconds($0) }
         config.keepalive.maxConnectionAgeGrace = .milliseconds(maxAgeGraceMs)
         config.keepalive.minimumClientPingInterval = .milliseconds(minPingIntervalMs)
+        config.keepalive.interval = .milliseconds(keepaliveTimeMs)
+        config.keepalive.timeout = .milliseconds(keepaliveTimeoutMs)
         config.maxReceiveMessageSize = maxReceive
         config.authorization.trustDomain = trustDomain
         if let allowedCallers {

@@ -1,5 +1,6 @@
 """Connection management (gRFCs A8 and A9): the PING policy, max connection idle and max
 connection age, seen from a raw HTTP/2 client and from grpcio."""
+import socket
 import subprocess
 import time
 
@@ -87,5 +88,31 @@ def test_max_age_sends_goaway_and_lets_the_stream_finish(pb2, tmp_path):
         status = out.find("grpc-status: 0")
         assert goaway != -1 and "error_code=NO_ERROR" in out[goaway:goaway + 200], out
         assert status > goaway, out
+    finally:
+        assert server.stop()[0] == 0
+
+
+def test_server_keepalive_closes_a_connection_whose_client_vanished():
+    """The client completes the HTTP/2 handshake and then never reads again, as if its host were
+    gone: the server's PING goes unanswered and the server closes the connection."""
+    server = BazaarServer("--keepalive_time_ms", "200", "--keepalive_timeout_ms", "300")
+    try:
+        c = RawH2(server.port)
+        c.finish(c.send(EMPTY, grpc_frame(b"")))
+        # From now on bytes are read off the socket but never given to h2, so no PING ACK goes back.
+        started = time.monotonic()
+        c.sock.settimeout(5)
+        closed = False
+        try:
+            while c.sock.recv(65536):
+                pass
+            closed = True
+        except ConnectionResetError:
+            closed = True
+        except TimeoutError:
+            pass  # the server kept the dead connection: the test fails below
+        assert closed
+        assert 0.3 < time.monotonic() - started < 4.5
+        assert server.alive()
     finally:
         assert server.stop()[0] == 0

@@ -13,9 +13,7 @@ final class ClientConnection: SocketConnection, @unchecked Sendable {
     /// Told when the connection stops taking new calls (GOAWAY) or closes.
     var onUnusable: (() -> Void)?
     private(set) var goingAway = false
-    private var keepaliveTimer: LoopTimer?
-    private var pingTimeout: LoopTimer?
-    private var lastRead = ContinuousClock.now
+    private var keepalive: KeepalivePinger?
 
     init(loop: EventLoop, fd: Int32, endpoint: Endpoint, configuration: ChannelConfiguration, tls: TLSEngine?) {
         self.h2 = HTTP2Session(server: false, settings: configuration.http2)
@@ -32,26 +30,15 @@ final class ClientConnection: SocketConnection, @unchecked Sendable {
         let c = onConnect
         onConnect = nil
         c?(nil)
-        armKeepalive()
-    }
-
-    private func armKeepalive() {
-        guard let interval = configuration.keepalive.interval, !isClosed else { return }
-        keepaliveTimer = loop.schedule(after: interval) { [weak self] in
-            guard let self, !self.isClosed else { return }
-            if ContinuousClock.now - self.lastRead >= interval {
-                self.h2.ping()
-                self.scheduleFlush()
-                self.pingTimeout = self.loop.schedule(after: self.configuration.keepalive.timeout) { [weak self] in
-                    self?.close(error: "keepalive ping not acknowledged")
-                }
-            }
-            self.armKeepalive()
+        if let interval = configuration.keepalive.interval {
+            keepalive = KeepalivePinger(loop: loop, interval: interval, timeout: configuration.keepalive.timeout,
+                                        sendPing: { [weak self] in self?.h2.ping(); self?.scheduleFlush() },
+                                        peerGone: { [weak self] in self?.close(error: "keepalive ping not acknowledged") })
         }
     }
 
     override func received(_ bytes: [UInt8]) {
-        lastRead = .now
+        keepalive?.sawRead()
         guard let events = bytes.withUnsafeBytes({ h2.receive($0) }) else {
             flush()
             close(error: "HTTP/2 error: \(h2.fatalError ?? "unknown")")
@@ -87,8 +74,7 @@ final class ClientConnection: SocketConnection, @unchecked Sendable {
             goingAway = true
             onUnusable?()
         case .pingAck:
-            pingTimeout?.cancel()
-            pingTimeout = nil
+            keepalive?.sawAck()
         case .ping:
             break
         }
@@ -113,8 +99,7 @@ final class ClientConnection: SocketConnection, @unchecked Sendable {
     }
 
     override func closed(error: String?) {
-        keepaliveTimer?.cancel()
-        pingTimeout?.cancel()
+        keepalive?.stop()
         if let c = onConnect {
             onConnect = nil
             c(error ?? "connection closed during setup")

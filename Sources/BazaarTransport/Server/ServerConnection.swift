@@ -32,6 +32,8 @@ final class ServerConnection: SocketConnection, @unchecked Sendable {
     private var idleTimer: LoopTimer?
     private var ageTimer: LoopTimer?
     private var lastPingAt: ContinuousClock.Instant?
+    /// The server's own keepalive: finds clients that vanished without closing.
+    private var keepalive: KeepalivePinger?
     private var pingStrikes = 0
 
     init(loop: EventLoop, fd: Int32, peer: String, shared: ServerShared, tls: TLSEngine?, onClose: @escaping (ServerConnection) -> Void) {
@@ -46,6 +48,11 @@ final class ServerConnection: SocketConnection, @unchecked Sendable {
 
     override func connectionReady() {
         let k = shared.configuration.keepalive
+        if let interval = k.interval {
+            keepalive = KeepalivePinger(loop: loop, interval: interval, timeout: k.timeout,
+                                        sendPing: { [weak self] in self?.h2.ping(); self?.scheduleFlush() },
+                                        peerGone: { [weak self] in self?.close(error: "keepalive ping not acknowledged") })
+        }
         if let age = k.maxConnectionAge {
             // ±10% jitter so that connections made together do not all reconnect together (A9).
             let jittered = age * Double.random(in: 0.9...1.1)
@@ -66,6 +73,7 @@ final class ServerConnection: SocketConnection, @unchecked Sendable {
     }
 
     override func received(_ bytes: [UInt8]) {
+        keepalive?.sawRead()
         guard let events = bytes.withUnsafeBytes({ h2.receive($0) }) else {
             // nghttp2 queued a GOAWAY; send it, then close.
             flush()
@@ -106,6 +114,7 @@ final class ServerConnection: SocketConnection, @unchecked Sendable {
     }
 
     override func closed(error: String?) {
+        keepalive?.stop()
         idleTimer?.cancel()
         ageTimer?.cancel()
         drainTimer?.cancel()
@@ -142,7 +151,9 @@ final class ServerConnection: SocketConnection, @unchecked Sendable {
             armIdleTimer()
         case .ping:
             checkPingPolicy()
-        case .goAway, .pingAck:
+        case .pingAck:
+            keepalive?.sawAck()
+        case .goAway:
             break
         }
     }
