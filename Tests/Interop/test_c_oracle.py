@@ -30,7 +30,7 @@ SEEDS = 25
 
 
 def codegen_path():
-    return os.environ.get("BAZAAR_CODEGEN", str(ROOT / ".build-codegen" / "debug" / "bazaar-codegen"))
+    return os.environ.get("BAZAAR_CODEGEN", str(ROOT / ".build" / "debug" / "bazaar-codegen"))
 
 
 @pytest.fixture(scope="module")
