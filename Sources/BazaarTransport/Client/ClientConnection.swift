@@ -23,7 +23,6 @@ final class ClientConnection: SocketConnection, @unchecked Sendable {
     }
 
     var isUsable: Bool { isReady && !isClosed && !goingAway }
-    var activeStreams: Int { streams.count }
     var peerIdentity: String? { tls?.peerIdentity }
 
     override func connectionReady() {
@@ -82,21 +81,11 @@ final class ClientConnection: SocketConnection, @unchecked Sendable {
 
 
     /// Streams whose writers wait for nghttp2 to take their data (back-pressure).
-    private var blocked: [ClientStream] = []
+    private var blocked = BlockedStreams<ClientStream>()
 
-    func writerBlocked(_ stream: ClientStream) {
-        if !blocked.contains(where: { $0 === stream }) { blocked.append(stream) }
-    }
+    func writerBlocked(_ stream: ClientStream) { blocked.add(stream) }
 
-    override func didWrite() {
-        guard !blocked.isEmpty else { return }
-        let waiting = blocked
-        blocked.removeAll()
-        for s in waiting where s.hasWaitingWriters {
-            s.resumeWritersIfDrained()
-            if s.hasWaitingWriters { blocked.append(s) }
-        }
-    }
+    override func didWrite() { blocked.resume() }
 
     override func closed(error: String?) {
         keepalive?.stop()

@@ -3,7 +3,7 @@ import CBazaarNghttp2
 
 /// One call on a client connection. It frames requests, reassembles responses and turns the
 /// response headers and trailers into a status. Touched only on the loop thread.
-final class ClientStream: @unchecked Sendable {
+final class ClientStream: GatedStream, @unchecked Sendable {
     // Strong: the connection drops its streams when they close or when it closes, which breaks the cycle.
     let connection: ClientConnection
     var id: Int32 = 0

@@ -34,3 +34,30 @@ struct WriteGate {
         for c in w { c.resume(throwing: error) }
     }
 }
+
+/// A stream with a ``WriteGate``: its parked writers can be let go when the socket drains.
+protocol GatedStream: AnyObject {
+    var hasWaitingWriters: Bool { get }
+    func resumeWritersIfDrained()
+}
+
+/// The streams of one connection whose writers are parked, so that a drained socket wakes only
+/// them, not every stream. Loop-confined.
+struct BlockedStreams<Stream: GatedStream> {
+    private var streams: [Stream] = []
+
+    mutating func add(_ stream: Stream) {
+        if !streams.contains(where: { $0 === stream }) { streams.append(stream) }
+    }
+
+    /// After a write: lets writers go where their stream drained; the rest stay parked.
+    mutating func resume() {
+        guard !streams.isEmpty else { return }
+        let waiting = streams
+        streams.removeAll()
+        for s in waiting where s.hasWaitingWriters {
+            s.resumeWritersIfDrained()
+            if s.hasWaitingWriters { streams.append(s) }
+        }
+    }
+}

@@ -44,7 +44,6 @@ final class ServerConnection: SocketConnection, @unchecked Sendable {
     }
 
     var peerIdentity: String? { tls?.peerIdentity }
-    var activeStreams: Int { streams.count }
 
     override func connectionReady() {
         let k = shared.configuration.keepalive
@@ -91,21 +90,12 @@ final class ServerConnection: SocketConnection, @unchecked Sendable {
     }
 
     /// Streams whose writers wait for nghttp2 to take their data (back-pressure).
-    private var blocked: [ServerStream] = []
+    private var blocked = BlockedStreams<ServerStream>()
 
-    func writerBlocked(_ stream: ServerStream) {
-        if !blocked.contains(where: { $0 === stream }) { blocked.append(stream) }
-    }
+    func writerBlocked(_ stream: ServerStream) { blocked.add(stream) }
 
     override func didWrite() {
-        if !blocked.isEmpty {
-            let streams = blocked
-            blocked.removeAll()
-            for stream in streams where stream.hasWaitingWriters {
-                stream.resumeWritersIfDrained()
-                if stream.hasWaitingWriters { blocked.append(stream) }
-            }
-        }
+        blocked.resume()
         if draining && finalGoAwaySent && streams.isEmpty && !h2.hasPendingOutput && pendingWrite == 0 {
             close(error: nil)
         } else if !h2.isAlive && pendingWrite == 0 {
@@ -221,7 +211,7 @@ final class ServerConnection: SocketConnection, @unchecked Sendable {
         var context = ServerContext(method: handler.method, metadata: GRPCHeaders.metadata(fields), deadline: deadline,
                                     peerIdentity: peerIdentity, peerAddress: peerAddress)
         context.requestCompressed = encoding == "gzip"
-        stream.start(handler: handler, context: context, compressed: encoding == "gzip")
+        stream.start(handler: handler, context: context)
         if endStream { stream.requestEnded() }
     }
 

@@ -4,13 +4,12 @@ import CBazaarNghttp2
 /// One gRPC call on a server connection: it reassembles request messages, runs the handler as a
 /// task on the connection's loop, frames the responses and ends the stream with a status.
 /// Touched only on the loop thread (the handler task runs there too, on the loop's executor).
-final class ServerStream: @unchecked Sendable {
+final class ServerStream: GatedStream, @unchecked Sendable {
     // Strong: the connection drops its streams when they close or when it closes, which breaks the cycle.
     private let connection: ServerConnection
     let id: Int32
     private let acceptsGzip: Bool
     private var reader: MessageReader
-    private var requestCompressed = false
     private var handler: RPCHandler?
     private var context: ServerContext?
     private var task: Task<Void, Never>?
@@ -38,10 +37,9 @@ final class ServerStream: @unchecked Sendable {
 
     // MARK: inbound
 
-    func start(handler: RPCHandler, context: ServerContext, compressed: Bool) {
+    func start(handler: RPCHandler, context: ServerContext) {
         self.handler = handler
         self.context = context
-        self.requestCompressed = compressed
         if let deadline = context.deadline {
             deadlineTimer = loop.schedule(after: deadline - .now) { [weak self] in
                 self?.fail(RPCError(.deadlineExceeded, "deadline exceeded"))
@@ -81,7 +79,7 @@ final class ServerStream: @unchecked Sendable {
             while let message = try reader.next() {
                 let payload: [UInt8]
                 if message.compressed {
-                    guard requestCompressed else { throw RPCError(.internal, "compressed message without grpc-encoding") }
+                    guard context?.requestCompressed == true else { throw RPCError(.internal, "compressed message without grpc-encoding") }
                     payload = try Gzip.decompress(message.payload, limit: reader.maxMessageSize)
                 } else {
                     payload = message.payload
@@ -133,7 +131,7 @@ final class ServerStream: @unchecked Sendable {
     // MARK: handler
 
     private func launch() {
-        guard let handler, var context else { return }
+        guard let handler, let context else { return }
         let body = handler.body
         let interceptors = connection.shared.interceptors
         let inbound: RPCStream<[UInt8]>?
@@ -146,7 +144,6 @@ final class ServerStream: @unchecked Sendable {
         }
         let unaryRequest = self.unaryRequest
         self.unaryRequest = nil
-        context.requestCompressed = requestCompressed
         let head = RPCCallHead(method: handler.method, metadata: context.metadata, deadline: context.deadline,
                                peerIdentity: context.peerIdentity)
         let ctx = context
