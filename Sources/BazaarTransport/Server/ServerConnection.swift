@@ -188,10 +188,10 @@ final class ServerConnection: SocketConnection, @unchecked Sendable {
             h2.submitTrailersOnly(stream: id, headers: [(":status", "405"), ("allow", "POST")])
             return
         }
-        armIdleTimer()
         let deadline = timeout.flatMap(GRPCHeaders.parseTimeout).map { ContinuousClock.now.advanced(by: $0) }
         let stream = ServerStream(connection: self, id: id, acceptsGzip: GRPCHeaders.listsGzip(acceptEncoding))
         streams[id] = stream
+        // A call is open: the connection is not idle.
         idleTimer?.cancel()
         idleTimer = nil
 
