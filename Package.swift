@@ -18,6 +18,7 @@ let package = Package(
         .library(name: "BazaarWire", targets: ["BazaarWire"]),
         .library(name: "BazaarCore", targets: ["BazaarCore"]),
         .library(name: "BazaarTransport", targets: ["BazaarTransport"]),
+        .library(name: "BazaarMesh", targets: ["BazaarMesh"]),
         .library(name: "ShopAPI", targets: ["ShopAPI"]),
         .library(name: "GRPCProtos", targets: ["GRPCProtos"]),
     ],
@@ -53,6 +54,9 @@ let package = Package(
                 swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]),
 
         // Generated code (DO NOT EDIT; `make generate` recreates it).
+        // Mesh: discovery, balancing, health, reflection, retries, breakers, bulkheads. It drives
+        // the transport's channels (one per endpoint) and runs evdns on the transport's loops.
+        .target(name: "BazaarMesh", dependencies: ["BazaarCore", "BazaarTransport", "GRPCProtos", "CBazaarEvent"]),
         .target(name: "CWellKnownTypes", dependencies: ["CBazaarProtobufC"]),
         .target(name: "WellKnownTypes", dependencies: ["CWellKnownTypes", "BazaarWire", "BazaarCore"]),
         .target(name: "CGRPCProtos", dependencies: ["CBazaarProtobufC", "CWellKnownTypes"]),
@@ -80,6 +84,9 @@ let package = Package(
                           path: "Tests/WireConformanceDriver"),
 
         // libFuzzer target for the decoder (`make fuzz`); a corpus replayer in normal builds.
+        // Replicas and load for the mesh's integration tests (tests/fixtures protos only).
+        .executableTarget(name: "mesh-test", dependencies: [
+            "BazaarMesh", "BazaarTransport", "ConformanceProtos", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "wire-decode-fuzzer", dependencies: ["ConformanceProtos", "ShopAPI", "BazaarWire"],
                           path: "Tests/Fuzz/WireDecodeFuzzer"),
 

@@ -10,7 +10,7 @@ WKT=/usr/include
 GRPC=/usr/share/grpc-proto
 MODULES=(--swift_module google/protobuf/=WellKnownTypes --swift_module grpc/=GRPCProtos
          --swift_module bazaar/=ShopAPI --swift_module google/api/=ShopAPI --swift_module shop/=ShopAPI
-         --swift_module conformance/=ConformanceProtos)
+         --swift_module conformance/=ConformanceProtos --swift_module meshtest/=ConformanceProtos)
 
 run() {  # run SWIFT_DIR C_DIR C_MODULE -I... files...
   local swift_dir=$1 c_dir=$2 c_module=$3; shift 3

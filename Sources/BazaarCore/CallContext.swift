@@ -143,6 +143,19 @@ public struct ServerContext: Sendable {
     }
 }
 
+extension ServerContext {
+    /// The call the current task is serving, set by the server around every handler. Outbound
+    /// calls made inside a handler read it to inherit the inbound deadline (and, through task
+    /// cancellation, its cancellation) without the handler passing anything along.
+    @TaskLocal public static var current: ServerContext?
+}
+
+/// A service that wants to know when its server starts a graceful shutdown, before any connection
+/// is told to go away (the health service turns NOT_SERVING here).
+public protocol ServerDrainObserver: Sendable {
+    func serverWillDrain()
+}
+
 /// Where a handler (or a streaming client) writes outgoing messages.
 public struct RPCWriter<Message: Sendable>: Sendable {
     private let sink: @Sendable (Message) async throws -> Void

@@ -46,11 +46,15 @@ public struct RPCError: Error, Sendable, Hashable, CustomStringConvertible {
     public var code: StatusCode
     public var message: String
     public var metadata: Metadata
+    /// The server had sent response headers before the call failed. Under gRFC A6 such a call is
+    /// committed: the server has seen it, so it is never retried.
+    public var responseStarted: Bool
 
-    public init(_ code: StatusCode, _ message: String = "", metadata: Metadata = Metadata()) {
+    public init(_ code: StatusCode, _ message: String = "", metadata: Metadata = Metadata(), responseStarted: Bool = false) {
         self.code = code
         self.message = message
         self.metadata = metadata
+        self.responseStarted = responseStarted
     }
 
     public var description: String { message.isEmpty ? "\(code)" : "\(code): \(message)" }

@@ -9,4 +9,6 @@
 #include <event2/event.h>
 /* evthread_use_pthreads: lets other threads activate a loop's wakeup event. */
 #include <event2/thread.h>
+/* evdns: asynchronous DNS on a loop, for the mesh's dns:/// resolver. */
+#include <event2/dns.h>
 #endif

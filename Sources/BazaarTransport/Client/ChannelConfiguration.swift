@@ -56,6 +56,9 @@ public struct ChannelConfiguration: Sendable {
     /// Sent as `:authority`; by default the endpoint's `host:port`.
     public var authority: String?
     public var userAgent = "bazaar-swift/0.1"
+    /// How often the TLS files are checked for changes (certificate rotation); `nil` never.
+    /// New connections use the new material; existing ones are kept.
+    public var tlsReloadInterval: Duration? = .seconds(10)
 
     public init(endpoints: [Endpoint], security: TransportSecurity) {
         self.endpoints = endpoints

@@ -11,6 +11,8 @@ final class ClientStream: GatedStream, @unchecked Sendable {
     private var responseEncoding: String?
     private var status: RPCError?
     private var sawHeaders = false
+    /// Response headers (not a Trailers-Only status) arrived: the call is committed (gRFC A6).
+    private var responseStarted = false
     private var deadlineTimer: LoopTimer?
     private let responseMetadata: ResponseMetadata?
     private let compression: MessageCompression
@@ -107,6 +109,7 @@ final class ClientStream: GatedStream, @unchecked Sendable {
                 // Trailers-Only: the one header block carries the status.
                 trailers(fields)
             } else {
+                responseStarted = true
                 responseMetadata?.initial = GRPCHeaders.metadata(fields)
             }
         } else {
@@ -210,6 +213,8 @@ final class ClientStream: GatedStream, @unchecked Sendable {
     private func finish(_ s: RPCError) {
         guard let f = onFinish else { return }
         onFinish = nil
+        var s = s
+        if responseStarted { s.responseStarted = true }
         status = s
         deadlineTimer?.cancel()
         writers.fail(s.code == .ok ? RPCError(.cancelled, "the server ended the call") : s)

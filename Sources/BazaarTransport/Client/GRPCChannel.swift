@@ -15,12 +15,17 @@ public final class GRPCChannel: ClientTransport, @unchecked Sendable {
     public let configuration: ChannelConfiguration
     let loop: EventLoop
     private let ownedGroup: EventLoopGroup?
-    private let tls: TLSContext?
+    private let tls: TLSCredentials?
+    private var tlsWatcher: TLSReloadWatcher?
     private let interceptors: [any RPCInterceptor]
     // Loop-confined state.
     private var subchannels: [Subchannel] = []
     private var nextPick = 0
     private var closed = false
+    /// Reconnect after every loss and failure (with backoff) instead of waiting for the next call.
+    private var keepConnected = false
+    private var stateObserver: (@Sendable (ConnectivityState) -> Void)?
+    private let published = Atomic<UInt8>(ConnectivityState.idle.rawValue)
 
     /// - Parameters:
     ///   - group: loops to run on; by default the channel starts its own single loop.
@@ -28,7 +33,7 @@ public final class GRPCChannel: ClientTransport, @unchecked Sendable {
         guard !configuration.endpoints.isEmpty else { throw RPCError(.invalidArgument, "a channel needs at least one endpoint") }
         self.configuration = configuration
         self.interceptors = interceptors
-        if case .mutualTLS(let c) = configuration.security { tls = try TLSContext(c, server: false) } else { tls = nil }
+        if case .mutualTLS(let c) = configuration.security { tls = try TLSCredentials(c, server: false) } else { tls = nil }
         if let group {
             ownedGroup = nil
             loop = group.nextLoop()
@@ -37,9 +42,48 @@ public final class GRPCChannel: ClientTransport, @unchecked Sendable {
             loop = ownedGroup!.loops[0]
         }
         subchannels = configuration.endpoints.map { Subchannel(endpoint: $0) }
+        if let tls {
+            tlsWatcher = TLSReloadWatcher(loop: loop, credentials: tls, interval: configuration.tlsReloadInterval, onSIGHUP: false)
+        }
     }
 
-    deinit { ownedGroup?.shutdown() }
+    deinit {
+        tlsWatcher?.stop()
+        ownedGroup?.shutdown()
+    }
+
+    // MARK: connectivity
+
+    /// The channel's connectivity: READY when any endpoint has a usable connection, else
+    /// CONNECTING, TRANSIENT_FAILURE or IDLE, as its endpoints are. Readable from any thread.
+    public var connectivity: ConnectivityState { ConnectivityState(rawValue: published.load(ordering: .acquiring)) ?? .idle }
+
+    /// Connects now, and from then on keeps a connection to every endpoint: lost connections are
+    /// replaced at once and failed attempts retried with the backoff. Load balancers use this
+    /// for their subchannels; calls alone connect lazily. `onChange` hears every state change
+    /// (on the channel's loop; keep it short).
+    public func connect(onChange: (@Sendable (ConnectivityState) -> Void)? = nil) {
+        loop.execute { [self] in
+            keepConnected = true
+            if let onChange { stateObserver = onChange }
+            for s in subchannels where s.connection == nil && !s.connecting && s.retryTimer == nil && !closed { connect(s) }
+            publishState()
+        }
+    }
+
+    private func computeState() -> ConnectivityState {
+        if closed { return .shutdown }
+        if subchannels.contains(where: { $0.connection?.isUsable == true && !$0.connecting }) { return .ready }
+        if subchannels.contains(where: { $0.connecting }) { return .connecting }
+        if subchannels.contains(where: { $0.lastError != nil }) { return .transientFailure }
+        return .idle
+    }
+
+    private func publishState() {
+        let state = computeState()
+        let old = published.exchange(state.rawValue, ordering: .acquiringAndReleasing)
+        if old != state.rawValue { stateObserver?(state) }
+    }
 
     /// The loop this channel's connections live on. Callers that make many calls can run as tasks
     /// preferring it (`Task(executorPreference: channel.eventLoop)`) to avoid thread hops.
@@ -47,9 +91,11 @@ public final class GRPCChannel: ClientTransport, @unchecked Sendable {
 
     /// Closes every connection; calls in flight fail with `UNAVAILABLE`. Returns at once.
     public func close() {
+        tlsWatcher?.stop()
         loop.execute { [self] in
             closed = true
             for s in subchannels { s.shutdown() }
+            publishState()
         }
     }
 
@@ -60,9 +106,11 @@ public final class GRPCChannel: ClientTransport, @unchecked Sendable {
             loop.execute { [self] in
                 closed = true
                 for s in subchannels { s.shutdown() }
+                publishState()
                 c.resume()
             }
         }
+        tlsWatcher?.stop()
         ownedGroup?.shutdown()
     }
 
@@ -140,7 +188,8 @@ public final class GRPCChannel: ClientTransport, @unchecked Sendable {
             s.lastError = why
             s.attempts += 1
             self.connectFailed()
-            if !self.closed && self.waiters.contains(where: { $0.waitForReady }) {
+            self.publishState()
+            if !self.closed && (self.keepConnected || self.waiters.contains(where: { $0.waitForReady })) {
                 s.retryTimer = self.loop.schedule(after: self.configuration.backoff.delay(attempt: s.attempts)) { [weak self, weak s] in
                     guard let self, let s else { return }
                     s.retryTimer = nil
@@ -163,7 +212,7 @@ public final class GRPCChannel: ClientTransport, @unchecked Sendable {
             return fail("\(error)")
         }
         let engine: TLSEngine?
-        do { engine = try tls.map { try TLSEngine(context: $0, serverName: s.endpoint.host) } } catch {
+        do { engine = try tls.map { try TLSEngine(context: $0.current, serverName: s.endpoint.host) } } catch {
             Glibc.close(fd)
             return fail("\(error)")
         }
@@ -180,12 +229,19 @@ public final class GRPCChannel: ClientTransport, @unchecked Sendable {
             s.attempts = 0
             s.lastError = nil
             self.connectionReady()
+            self.publishState()
         }
-        c.onUnusable = { [weak s, weak c] in
-            guard let s, let c else { return }
-            if s.connection === c && !s.connecting { s.connection = nil }
+        c.onUnusable = { [weak self, weak s, weak c] in
+            guard let self, let s, let c else { return }
+            if s.connection === c && !s.connecting {
+                s.connection = nil
+                // A connection that was ready and went away is replaced at once (no backoff).
+                if self.keepConnected && !self.closed && s.retryTimer == nil { self.connect(s) }
+            }
+            self.publishState()
         }
         c.start(connecting: true)
+        publishState()
     }
 
     private func connectionReady() {

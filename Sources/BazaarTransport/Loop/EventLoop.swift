@@ -14,6 +14,10 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
     }
 
     let base: OpaquePointer
+
+    /// The libevent `event_base`, for C libraries that run their own events on this loop (evdns
+    /// for DNS, hiredis's libevent adapter). Use it only on the loop thread.
+    public var eventBase: OpaquePointer { base }
     public let index: Int
     /// One read buffer per loop, shared by its connections (reads are synchronous on the loop
     /// thread), so an idle connection holds no buffer of its own.
@@ -124,8 +128,9 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
     }
 
     /// Runs `body` on the loop thread after `delay`, unless the returned timer is cancelled first.
+    /// Call it on the loop thread.
     @discardableResult
-    func schedule(after delay: Duration, _ body: @escaping () -> Void) -> LoopTimer {
+    public func schedule(after delay: Duration, _ body: @escaping () -> Void) -> LoopTimer {
         precondition(inLoop)
         let timer = LoopTimer(loop: self, body: body)
         timer.arm(delay)
@@ -134,7 +139,7 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
 }
 
 /// A one-shot timer on a loop. Touch it only on its loop's thread.
-final class LoopTimer {
+public final class LoopTimer {
     private var event: OpaquePointer?
     private var body: (() -> Void)?
 
@@ -162,7 +167,7 @@ final class LoopTimer {
     }
 
     /// Stops the timer; its body will not run.
-    func cancel() {
+    public func cancel() {
         guard body != nil else { return }
         body = nil
         if event_del(event) == 0 { Unmanaged.passUnretained(self).release() }

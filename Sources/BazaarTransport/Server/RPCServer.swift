@@ -15,6 +15,7 @@ import Synchronization
 public final class RPCServer: Sendable {
     public let configuration: ServerConfiguration
     private let shared: ServerShared
+    private let drainObservers: [any ServerDrainObserver]
     private let state = Mutex(State())
 
     private struct State {
@@ -34,8 +35,9 @@ public final class RPCServer: Sendable {
                 table[h.method.path] = h
             }
         }
-        var tls: TLSContext?
-        if case .mutualTLS(let c) = configuration.security { tls = try TLSContext(c, server: true) }
+        var tls: TLSCredentials?
+        if case .mutualTLS(let c) = configuration.security { tls = try TLSCredentials(c, server: true) }
+        drainObservers = services.compactMap { $0 as? any ServerDrainObserver }
         shared = ServerShared(handlers: table, configuration: configuration, interceptors: interceptors, tls: tls)
     }
 
@@ -71,7 +73,11 @@ public final class RPCServer: Sendable {
             for l in listeners { l.loop.execute { l.start() } }
             var signals: SignalWatcher?
             if configuration.handleSignals {
-                signals = SignalWatcher(loop: group.loops[0]) { [weak self] in self?.shutdown() }
+                signals = SignalWatcher(loop: group.loops[0], signals: [SIGTERM, SIGINT]) { [weak self] in self?.shutdown() }
+            }
+            let reloader = shared.tls.map {
+                TLSReloadWatcher(loop: group.loops[0], credentials: $0, interval: configuration.tlsReloadInterval,
+                                 onSIGHUP: configuration.handleSignals)
             }
             onListening(port)
             await withTaskCancellationHandler {
@@ -87,6 +93,7 @@ public final class RPCServer: Sendable {
                 self.shutdown()
             }
             signals?.cancel()
+            reloader?.stop()
         } catch {
             for l in listeners { l.loop.execute { l.stop() } }
             group.shutdown()
@@ -96,6 +103,9 @@ public final class RPCServer: Sendable {
     }
 
     /// Starts the graceful shutdown. ``run(onListening:)`` returns when it is done.
+    ///
+    /// Services that observe draining (health) hear of it first; then, after
+    /// ``ServerConfiguration/drainDelay``, listeners close and connections get GOAWAY.
     public func shutdown() {
         let listeners = state.withLock { s -> [Listener] in
             guard !s.shuttingDown else { return [] }
@@ -103,6 +113,17 @@ public final class RPCServer: Sendable {
             return s.listeners
         }
         guard !listeners.isEmpty else { return }
+        for o in drainObservers { o.serverWillDrain() }
+        let delay = configuration.drainDelay
+        if delay > .zero {
+            let loop = listeners[0].loop
+            loop.execute { _ = loop.schedule(after: delay) { self.closeListeners(listeners) } }
+        } else {
+            closeListeners(listeners)
+        }
+    }
+
+    private func closeListeners(_ listeners: [Listener]) {
         let remaining = Atomic<Int>(listeners.count)
         for l in listeners {
             l.loop.execute {
@@ -149,7 +170,7 @@ final class Listener: @unchecked Sendable {
             guard let (cfd, peer) = Socket.accept(fd) else { return }
             let engine: TLSEngine?
             if let ctx = shared.tls {
-                guard let e = try? TLSEngine(context: ctx) else {
+                guard let e = try? TLSEngine(context: ctx.current) else {
                     Glibc.close(cfd)
                     continue
                 }
@@ -188,19 +209,19 @@ final class Listener: @unchecked Sendable {
     }
 }
 
-/// SIGTERM and SIGINT, through libevent, on one loop.
+/// Signals (SIGTERM, SIGINT, SIGHUP), through libevent, on one loop.
 final class SignalWatcher: @unchecked Sendable {
     private var events: [OpaquePointer] = []
     private let action: () -> Void
     private let loop: EventLoop
 
-    init(loop: EventLoop, action: @escaping @Sendable () -> Void) {
+    init(loop: EventLoop, signals: [Int32], action: @escaping @Sendable () -> Void) {
         self.loop = loop
         self.action = action
         _ = Unmanaged.passRetained(self)
         loop.execute { [self] in
             let me = Unmanaged.passUnretained(self).toOpaque()
-            for sig in [SIGTERM, SIGINT] {
+            for sig in signals {
                 if let ev = event_new(loop.base, sig, Int16(EV_SIGNAL | EV_PERSIST), { _, _, arg in
                     Unmanaged<SignalWatcher>.fromOpaque(arg!).takeUnretainedValue().action()
                 }, me) {

@@ -45,8 +45,14 @@ public struct ServerConfiguration: Sendable {
     public var drainTimeout: Duration = .seconds(30)
     /// Which mesh identities may call which methods.
     public var authorization = IdentityPolicy()
-    /// Whether SIGTERM and SIGINT start a graceful shutdown.
+    /// Whether SIGTERM and SIGINT start a graceful shutdown, and SIGHUP reloads the TLS files.
     public var handleSignals = false
+    /// At the start of a graceful shutdown, how long the server keeps accepting and serving as
+    /// before, with its health status already NOT_SERVING, so that probes and health-checking
+    /// clients move traffic away before any connection is told to go away.
+    public var drainDelay: Duration = .zero
+    /// How often the TLS files are checked for changes (certificate rotation); `nil` never.
+    public var tlsReloadInterval: Duration? = .seconds(10)
 
     public init(host: String = "0.0.0.0", port: Int, security: TransportSecurity) {
         self.host = host

@@ -6,11 +6,11 @@ final class ServerShared: Sendable {
     let handlers: [String: RPCHandler]
     let configuration: ServerConfiguration
     let interceptors: [any RPCInterceptor]
-    let tls: TLSContext?
+    let tls: TLSCredentials?
     /// The served paths, so that `:path` arrives as an existing string.
     let paths: InternTable
 
-    init(handlers: [String: RPCHandler], configuration: ServerConfiguration, interceptors: [any RPCInterceptor], tls: TLSContext?) {
+    init(handlers: [String: RPCHandler], configuration: ServerConfiguration, interceptors: [any RPCInterceptor], tls: TLSCredentials?) {
         self.handlers = handlers
         self.paths = InternTable(Array(handlers.keys))
         self.configuration = configuration

@@ -170,13 +170,16 @@ final class ServerStream: GatedStream, @unchecked Sendable {
     private func invoke(_ body: RPCHandler.Body, _ ctx: ServerContext, _ unaryRequest: [UInt8]?,
                         _ inbound: RPCStream<[UInt8]>?) async throws
     {
-        switch body {
-        case .unary(let fn):
-            let response = try await fn(unaryRequest ?? [], ctx)
-            // Sent together with the status, in one HEADERS + DATA + HEADERS burst.
-            if loop.inLoop { unaryResponse = response } else { loop.execute { self.unaryResponse = response } }
-        case .streaming(let fn):
-            try await fn(inbound!, RPCWriter { try await self.write($0) }, ctx)
+        // Outbound calls the handler makes inherit this call's deadline and cancellation.
+        try await ServerContext.$current.withValue(ctx) {
+            switch body {
+            case .unary(let fn):
+                let response = try await fn(unaryRequest ?? [], ctx)
+                // Sent together with the status, in one HEADERS + DATA + HEADERS burst.
+                if loop.inLoop { unaryResponse = response } else { loop.execute { self.unaryResponse = response } }
+            case .streaming(let fn):
+                try await fn(inbound!, RPCWriter { try await self.write($0) }, ctx)
+            }
         }
     }
 

@@ -1,0 +1,542 @@
+import BazaarCore
+import BazaarTransport
+import GRPCProtos
+import Synchronization
+
+/// A client for one upstream service across all its replicas: the mesh's answer to a sidecar.
+///
+/// It resolves the target (``Target``), keeps one HTTP/2 connection per endpoint, watches each
+/// endpoint's health, balances calls over the usable ones (``LoadBalancingPolicy``), retries
+/// what is safe to retry under a budget (``RetryPolicy``, ``RetryThrottle``), ejects failing
+/// endpoints and probes them back (``CircuitBreaker``), caps calls in flight (``Bulkhead``), and
+/// gives calls made inside a handler the inbound call's remaining deadline. Generated clients take
+/// it as their transport:
+///
+/// ```swift
+/// let catalog = try MeshChannel(target: "dns:///catalog-headless:8443", security: .mutualTLS(tls),
+///                               mesh: .fromEnvironment(upstream: "catalog"))
+/// let client = Shop_V1_CatalogService.Client(transport: catalog)
+/// ```
+public final class MeshChannel: ClientTransport, Sendable {
+    public let target: Target
+    public let configuration: MeshConfiguration
+    private let connection: ChannelConfiguration
+    private let group: EventLoopGroup
+    private let ownsGroup: Bool
+    private let resolver: any Resolver
+    private let interceptors: [any RPCInterceptor]
+    private let throttle: RetryThrottle
+    private let bulkhead: Bulkhead
+    private let state = Mutex(State())
+    private let ejected = Atomic<Int>(0)
+    private let intervalTask = Mutex<Task<Void, Never>?>(nil)
+
+    private struct State {
+        var subchannels: [Endpoint: Subchannel] = [:]
+        var picker = Picker<Subchannel>(policy: .pickFirst, candidates: [])
+        /// Bumped on every picker rebuild; waiters compare it to know they missed nothing.
+        var epoch: UInt64 = 0
+        var waiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
+        var nextWaiter: UInt64 = 0
+        var resolutionError: RPCError?
+        var resolved = false
+        var closed = false
+    }
+
+    /// - Parameters:
+    ///   - target: `dns:///name:port`, `host:port[,host:port…]`; see ``Target``.
+    ///   - security: mutual TLS (the default for the mesh) or plaintext, per connection.
+    ///   - connection: HTTP/2, keepalive and backoff settings for every endpoint's connection;
+    ///     its endpoints and security are replaced.
+    ///   - group: loops for the connections; by default the channel runs one of its own.
+    public init(target: String, security: TransportSecurity, mesh: MeshConfiguration = MeshConfiguration(),
+                connection: ChannelConfiguration? = nil, interceptors: [any RPCInterceptor] = [], group: EventLoopGroup? = nil) throws
+    {
+        let parsed = try Target(parsing: target)
+        self.target = parsed
+        configuration = mesh
+        var base = connection ?? ChannelConfiguration(endpoints: [], security: security)
+        base.security = security
+        if case .mutualTLS(var tls) = security, case .dns(let host, _, _) = parsed, tls.serverHostname == nil, tls.expectedServerIdentity == nil {
+            // Endpoints are addresses; the certificate is checked against the name asked for.
+            tls.serverHostname = host
+            base.security = .mutualTLS(tls)
+        }
+        self.connection = base
+        ownsGroup = group == nil
+        self.group = group ?? EventLoopGroup(count: 1)
+        self.interceptors = interceptors
+        throttle = RetryThrottle(maxTokens: mesh.retryBudgetTokens, tokenRatio: mesh.retryBudgetRatio)
+        bulkhead = Bulkhead(limit: mesh.maxConcurrentCalls, overflow: mesh.bulkheadOverflow)
+        switch parsed {
+        case .dns(let host, let port, let ns):
+            resolver = DNSResolver(host: host, port: port, nameserver: ns ?? mesh.dnsNameserver, interval: mesh.dnsRefreshInterval,
+                                   minimumInterval: mesh.dnsMinimumRefreshInterval, loop: self.group.loops[0])
+        case .endpoints(let list):
+            resolver = StaticResolver(list)
+        }
+        state.withLock { $0.picker = Picker(policy: mesh.loadBalancing, candidates: []) }
+        resolver.start { [weak self] result in self?.resolved(result) }
+        if let policy = mesh.outlierDetection, policy.failureRateThreshold > 0 {
+            let task = Task { [weak self] in
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: policy.interval)
+                    guard let self else { return }
+                    self.endOutlierInterval()
+                }
+            }
+            intervalTask.withLock { $0 = task }
+        }
+    }
+
+    deinit {
+        intervalTask.withLock { $0?.cancel() }
+        if ownsGroup { group.shutdown() }
+    }
+
+    /// The endpoints the channel knows, with their state; for diagnostics and tests.
+    public var endpoints: [(endpoint: Endpoint, state: ConnectivityState, healthy: Bool?, ejected: Bool)] {
+        state.withLock { s in
+            s.subchannels.values.sorted { $0.endpoint.description < $1.endpoint.description }.map {
+                ($0.endpoint, $0.connectivity, $0.healthy, $0.isEjected)
+            }
+        }
+    }
+
+    /// Closes every connection; calls in flight fail with `UNAVAILABLE`.
+    public func shutdown() async {
+        intervalTask.withLock { $0?.cancel() }
+        resolver.stop()
+        let (subs, waiters) = state.withLock { s -> ([Subchannel], [CheckedContinuation<Void, Never>]) in
+            s.closed = true
+            defer { s.subchannels = [:]; s.waiters = [:] }
+            return (Array(s.subchannels.values), Array(s.waiters.values))
+        }
+        for w in waiters { w.resume() }
+        for s in subs {
+            s.healthTask?.cancel()
+            await s.transport.shutdown()
+        }
+        if ownsGroup { group.shutdown() }
+    }
+
+    // MARK: endpoints
+
+    final class Subchannel: PickCandidate, @unchecked Sendable {
+        let endpoint: Endpoint
+        let transport: GRPCChannel
+        private let inFlight = Atomic<Int>(0)
+        /// Set once the endpoint left the resolver's list; closed when its last call ends.
+        let removed = Atomic<Bool>(false)
+        /// Cheap check on the hot path: only a breaker that tripped needs its lock.
+        let tripped = Atomic<Bool>(false)
+        let breaker: Mutex<CircuitBreaker>
+        // Guarded by the channel's state lock.
+        var connectivity = ConnectivityState.idle
+        /// `nil` until the first health answer (when health checking is on).
+        var healthy: Bool?
+        var healthTask: Task<Void, Never>?
+
+        init(endpoint: Endpoint, transport: GRPCChannel, outlier: OutlierDetectionPolicy?, healthCheck: Bool) {
+            self.endpoint = endpoint
+            self.transport = transport
+            breaker = Mutex(CircuitBreaker(policy: outlier ?? OutlierDetectionPolicy()))
+            healthy = healthCheck ? nil : true
+        }
+
+        var outstanding: Int { inFlight.load(ordering: .relaxed) }
+        func begin() { inFlight.add(1, ordering: .relaxed) }
+        /// Returns whether the subchannel is now idle.
+        func end() -> Bool { inFlight.subtract(1, ordering: .relaxed).newValue == 0 }
+
+        var isEjected: Bool {
+            guard tripped.load(ordering: .relaxed) else { return false }
+            return breaker.withLock { if case .open(let until) = $0.state { return .now < until } else { return false } }
+        }
+
+        /// Whether a call may go here now (a half-open breaker admits one probe at a time).
+        func admit() -> Bool {
+            guard tripped.load(ordering: .relaxed) else { return true }
+            return breaker.withLock { $0.admit(now: .now) }
+        }
+    }
+
+    private func resolved(_ result: Result<[Endpoint], RPCError>) {
+        var added: [Subchannel] = []
+        var gone: [Subchannel] = []
+        state.withLock { s in
+            guard !s.closed else { return }
+            s.resolved = true
+            switch result {
+            case .failure(let e):
+                s.resolutionError = e
+                if !s.subchannels.isEmpty { return }  // keep what we have
+            case .success(let list):
+                s.resolutionError = nil
+                let wanted = Set(list)
+                for (e, sub) in s.subchannels where !wanted.contains(e) {
+                    s.subchannels[e] = nil
+                    gone.append(sub)
+                }
+                for e in list where s.subchannels[e] == nil {
+                    var c = connection
+                    c.endpoints = [e]
+                    guard let transport = try? GRPCChannel(configuration: c, group: group) else { continue }
+                    let sub = Subchannel(endpoint: e, transport: transport, outlier: configuration.outlierDetection,
+                                         healthCheck: configuration.healthCheck)
+                    s.subchannels[e] = sub
+                    added.append(sub)
+                }
+            }
+            rebuildPicker(&s)
+        }
+        for sub in gone {
+            sub.removed.store(true, ordering: .relaxed)
+            sub.healthTask?.cancel()
+            if sub.outstanding == 0 { sub.transport.close() }
+        }
+        for sub in added {
+            sub.transport.connect { [weak self, weak sub] newState in
+                guard let self, let sub else { return }
+                self.connectivityChanged(sub, newState)
+            }
+        }
+    }
+
+    private func connectivityChanged(_ sub: Subchannel, _ newState: ConnectivityState) {
+        var startHealth = false
+        var refresh = false
+        state.withLock { s in
+            guard s.subchannels[sub.endpoint] === sub else { return }
+            let old = sub.connectivity
+            sub.connectivity = newState
+            if newState == .ready && configuration.healthCheck && sub.healthTask == nil { startHealth = true }
+            // A failure or a lost connection may mean the replica moved: look again.
+            if newState == .transientFailure || (old == .ready && newState != .ready) { refresh = true }
+            rebuildPicker(&s)
+        }
+        if refresh { resolver.refresh() }
+        if startHealth { startHealthWatch(sub) }
+    }
+
+    /// Watches `grpc.health.v1.Health` on one endpoint for as long as it is in use (gRFC A17).
+    private func startHealthWatch(_ sub: Subchannel) {
+        let service = configuration.healthServiceName
+        let task = Task { [weak self, weak sub] in
+            var pause = Duration.milliseconds(100)
+            while !Task.isCancelled {
+                guard let sub else { return }
+                let client = Grpc_Health_V1_Health.Client(transport: sub.transport)
+                do {
+                    for try await answer in client.watch(.init(service: service), options: CallOptions(waitForReady: true)) {
+                        self?.setHealth(sub, answer.status == .serving)
+                        pause = .milliseconds(100)
+                    }
+                } catch let e as RPCError where e.code == .unimplemented {
+                    // The server has no health service: take it as healthy, and stop asking.
+                    self?.setHealth(sub, true)
+                    return
+                } catch {}
+                // The watch ended (connection lost, server draining): unknown until it answers again.
+                self?.setHealth(sub, nil)
+                try? await Task.sleep(for: pause)
+                pause = min(pause * 2, .seconds(5))
+            }
+        }
+        state.withLock { _ in sub.healthTask = task }
+    }
+
+    private func setHealth(_ sub: Subchannel, _ healthy: Bool?) {
+        state.withLock { s in
+            guard sub.healthy != healthy else { return }
+            sub.healthy = healthy
+            rebuildPicker(&s)
+        }
+    }
+
+    /// Recomputes the usable endpoints (ready, healthy, not ejected) and wakes waiting calls.
+    private func rebuildPicker(_ s: inout State) {
+        let now = ContinuousClock.now
+        let live = s.subchannels.values.sorted { $0.endpoint.description < $1.endpoint.description }
+            .filter { $0.connectivity == .ready && $0.healthy == true }
+        var usable = live.filter { sub in
+            !sub.tripped.load(ordering: .relaxed) || sub.breaker.withLock { b in
+                if case .open(let until) = b.state { return now >= until }
+                return true
+            }
+        }
+        // Never refuse every endpoint because of ejections alone ("panic mode").
+        if usable.isEmpty { usable = live }
+        s.picker = Picker(policy: configuration.loadBalancing, candidates: usable)
+        s.epoch &+= 1
+        if !usable.isEmpty || allFailed(s) {
+            for w in s.waiters.values { w.resume() }
+            s.waiters.removeAll()
+        }
+    }
+
+    /// Nothing is usable and nothing is on its way: fail-fast calls fail now.
+    private func allFailed(_ s: State) -> Bool {
+        if s.closed { return true }
+        if !s.resolved { return false }
+        if s.subchannels.isEmpty { return s.resolutionError != nil }
+        return s.subchannels.values.allSatisfy { $0.connectivity == .transientFailure || $0.connectivity == .shutdown }
+    }
+
+    private func unavailable(_ s: State) -> RPCError {
+        if s.closed { return RPCError(.unavailable, "the channel to \(target) is closed") }
+        if let e = s.resolutionError, s.subchannels.isEmpty { return e }
+        if s.subchannels.isEmpty { return RPCError(.unavailable, "\(target): no endpoints") }
+        let states = s.subchannels.values.map { "\($0.endpoint) \($0.connectivity)\($0.healthy == false ? " NOT_SERVING" : "")" }
+        return RPCError(.unavailable, "\(target): no endpoint is usable (\(states.sorted().joined(separator: ", ")))")
+    }
+
+    /// An endpoint for the next attempt, waiting while connections are on their way.
+    private func pick(waitForReady: Bool, deadline: ContinuousClock.Instant?) async throws -> Subchannel {
+        while true {
+            let (picker, epoch, error) = state.withLock { s in
+                (s.picker, s.epoch, allFailed(s) ? unavailable(s) : nil)
+            }
+            if let sub = picker.pick(admit: { $0.admit() }) { return sub }
+            if let error, !waitForReady || state.withLock({ $0.closed }) { throw error }
+            try await waitForChange(after: epoch, deadline: deadline)
+        }
+    }
+
+    private func waitForChange(after epoch: UInt64, deadline: ContinuousClock.Instant?) async throws {
+        let id = state.withLock { s -> UInt64 in
+            s.nextWaiter &+= 1
+            return s.nextWaiter
+        }
+        let timer = deadline.map { d in
+            Task { [weak self] in
+                try? await Task.sleep(until: d, clock: .continuous)
+                self?.wake(id)
+            }
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                let now = state.withLock { s -> Bool in
+                    if s.epoch != epoch || s.closed { return true }
+                    s.waiters[id] = c
+                    return false
+                }
+                if now { c.resume() }
+            }
+        } onCancel: {
+            self.wake(id)
+        }
+        timer?.cancel()
+        if Task.isCancelled { throw RPCError(.cancelled, "call cancelled while waiting for an endpoint") }
+        if let deadline, ContinuousClock.now >= deadline {
+            throw RPCError(.deadlineExceeded, "deadline exceeded while waiting for an endpoint of \(target)")
+        }
+    }
+
+    private func wake(_ id: UInt64) {
+        state.withLock { $0.waiters.removeValue(forKey: id) }?.resume()
+    }
+
+    // MARK: outcomes
+
+    private func record(_ sub: Subchannel, failed: Bool) {
+        if sub.end() && sub.removed.load(ordering: .relaxed) { sub.transport.close() }
+        guard let policy = configuration.outlierDetection else { return }
+        if !failed && !sub.tripped.load(ordering: .relaxed) {
+            // The common case: a success on a closed breaker only resets its failure streak.
+            sub.breaker.withLock { _ = $0.record(failed: false, now: .now, mayEject: false) }
+            return
+        }
+        let transition = sub.breaker.withLock { $0.record(failed: failed, now: .now, mayEject: mayEject(policy)) }
+        apply(transition, sub)
+    }
+
+    private func mayEject(_ policy: OutlierDetectionPolicy) -> Bool {
+        let total = state.withLock { $0.subchannels.count }
+        let allowed = max(1, total * policy.maxEjectionPercent / 100)
+        return policy.maxEjectionPercent > 0 && ejected.load(ordering: .relaxed) < allowed
+    }
+
+    private func apply(_ transition: CircuitBreaker.Transition, _ sub: Subchannel) {
+        switch transition {
+        case .none:
+            return
+        case .eject(let until):
+            if !sub.tripped.exchange(true, ordering: .relaxed) { ejected.add(1, ordering: .relaxed) }
+            state.withLock { rebuildPicker(&$0) }
+            // Back in the picker, half-open, when the ejection ends.
+            Task { [weak self] in
+                try? await Task.sleep(until: until, clock: .continuous)
+                self?.state.withLock { self?.rebuildPicker(&$0) }
+            }
+        case .restore:
+            if sub.tripped.exchange(false, ordering: .relaxed) { ejected.subtract(1, ordering: .relaxed) }
+            state.withLock { rebuildPicker(&$0) }
+        }
+    }
+
+    private func endOutlierInterval() {
+        guard let policy = configuration.outlierDetection else { return }
+        let subs = state.withLock { Array($0.subchannels.values) }
+        for sub in subs {
+            let t = sub.breaker.withLock { $0.endInterval(now: .now, mayEject: mayEject(policy)) }
+            apply(t, sub)
+        }
+    }
+
+    // MARK: calls
+
+    /// The call's deadline: its own timeout (or the IDL default), but never later than the
+    /// inbound call's deadline minus the margin, when this runs inside a handler.
+    private func deadline(_ method: MethodDescriptor, _ options: CallOptions) -> ContinuousClock.Instant? {
+        let now = ContinuousClock.now
+        var deadline = (options.timeout ?? method.options.defaultDeadline).map { now + $0 }
+        if let margin = configuration.deadlineMargin, let inbound = ServerContext.current?.deadline {
+            let inherited = inbound - margin
+            if deadline.map({ inherited < $0 }) ?? true { deadline = inherited }
+        }
+        return deadline
+    }
+
+    private func retryPolicy(_ method: MethodDescriptor) -> RetryPolicy? {
+        guard configuration.retry.maxAttempts > 1, method.kind == .unary else { return nil }
+        if method.options.idempotency.isRetrySafe { return configuration.retry }
+        if configuration.retryMethods.contains(method.path.dropFirst().description)
+            || configuration.retryMethods.contains(method.service)
+        {
+            return configuration.retry
+        }
+        return nil
+    }
+
+    private static func remaining(_ deadline: ContinuousClock.Instant?) throws -> Duration? {
+        guard let deadline else { return nil }
+        let left = deadline - .now
+        if left <= .zero { throw RPCError(.deadlineExceeded, "deadline exceeded") }
+        return left
+    }
+
+    public func unary(_ method: MethodDescriptor, request: [UInt8], options: CallOptions) async throws -> [UInt8] {
+        let deadline = deadline(method, options)
+        try await bulkhead.acquire(deadline: deadline, upstream: target.description)
+        defer { bulkhead.release() }
+        if interceptors.isEmpty { return try await attempts(method, request, options, deadline) }
+        let head = RPCCallHead(method: method, metadata: options.metadata, deadline: deadline, peerIdentity: nil)
+        let result = Mutex<[UInt8]?>(nil)
+        try await interceptors.run(head) { head in
+            var options = options
+            options.metadata = head.metadata
+            let r = try await self.attempts(method, request, options, deadline)
+            result.withLock { $0 = r }
+        }
+        return result.withLock { $0 } ?? []
+    }
+
+    private func attempts(_ method: MethodDescriptor, _ request: [UInt8], _ options: CallOptions,
+                          _ deadline: ContinuousClock.Instant?) async throws -> [UInt8]
+    {
+        let policy = retryPolicy(method)
+        var attempt = 1
+        while true {
+            var options = options
+            options.timeout = try Self.remaining(deadline)
+            let sub = try await pick(waitForReady: options.waitForReady, deadline: deadline)
+            sub.begin()
+            do {
+                let response = try await sub.transport.unary(method, request: request, options: options)
+                record(sub, failed: false)
+                if policy != nil { throttle.recordSuccess() }
+                return response
+            } catch let error as RPCError {
+                record(sub, failed: OutlierDetectionPolicy.failureCodes.contains(error.code))
+                guard let policy, policy.retryableCodes.contains(error.code) else { throw error }
+                let throttleAllows = throttle.recordFailure()
+                guard throttleAllows, policy.allowsRetry(after: error, attempt: attempt), !Task.isCancelled else { throw error }
+                let pause = RetryPolicy.pushback(error) ?? policy.backoff(retry: attempt)
+                if let deadline, ContinuousClock.now + pause >= deadline { throw error }
+                try? await Task.sleep(for: pause)
+                attempt += 1
+            }
+        }
+    }
+
+    /// Streaming calls are balanced and bounded like unary ones, but not retried.
+    public func streaming(_ method: MethodDescriptor, requests: RPCStream<[UInt8]>, options: CallOptions) -> RPCStream<[UInt8]> {
+        let deadline = deadline(method, options)
+        let call = StreamingCall(channel: self, method: method, requests: requests, options: options, deadline: deadline)
+        return RPCStream(call, transform: { $0 })
+    }
+
+    /// Starts on the first read: picks an endpoint, then passes the transport's stream through,
+    /// and gives the bulkhead slot and the endpoint's in-flight count back when it ends.
+    private struct StreamingCall: AsyncSequence, Sendable {
+        typealias Element = [UInt8]
+        typealias Failure = any Error
+        let channel: MeshChannel
+        let method: MethodDescriptor
+        let requests: RPCStream<[UInt8]>
+        let options: CallOptions
+        let deadline: ContinuousClock.Instant?
+
+        final class Iterator: AsyncIteratorProtocol {
+            let call: StreamingCall
+            var inner: RPCStream<[UInt8]>.AsyncIterator?
+            var sub: Subchannel?
+            var holdsSlot = false
+            var done = false
+            init(call: StreamingCall) { self.call = call }
+
+            func next() async throws -> [UInt8]? {
+                if done { return nil }
+                do {
+                    if inner == nil { try await start() }
+                    if let m = try await inner?.next() { return m }
+                    finish(failed: false)
+                    return nil
+                } catch {
+                    let code = (error as? RPCError)?.code ?? .unknown
+                    finish(failed: OutlierDetectionPolicy.failureCodes.contains(code))
+                    throw error
+                }
+            }
+
+            private func start() async throws {
+                let c = call.channel
+                try await c.bulkhead.acquire(deadline: call.deadline, upstream: c.target.description)
+                holdsSlot = true
+                var options = call.options
+                options.timeout = try MeshChannel.remaining(call.deadline)
+                let sub = try await c.pick(waitForReady: options.waitForReady, deadline: call.deadline)
+                sub.begin()
+                self.sub = sub
+                let transport = sub.transport
+                let method = call.method
+                let requests = call.requests
+                let interceptors = c.interceptors
+                if interceptors.isEmpty {
+                    inner = transport.streaming(method, requests: requests, options: options).makeAsyncIterator()
+                } else {
+                    // Interceptors see the head before the call starts.
+                    let head = RPCCallHead(method: method, metadata: options.metadata, deadline: call.deadline, peerIdentity: nil)
+                    let metadata = Mutex(options.metadata)
+                    try await interceptors.run(head) { head in metadata.withLock { $0 = head.metadata } }
+                    options.metadata = metadata.withLock { $0 }
+                    inner = transport.streaming(method, requests: requests, options: options).makeAsyncIterator()
+                }
+            }
+
+            func finish(failed: Bool) {
+                guard !done else { return }
+                done = true
+                if let sub { call.channel.record(sub, failed: failed) }
+                sub = nil
+                if holdsSlot { call.channel.bulkhead.release() }
+                holdsSlot = false
+            }
+
+            deinit { finish(failed: false) }
+        }
+
+        func makeAsyncIterator() -> Iterator { Iterator(call: self) }
+    }
+}

@@ -1,0 +1,194 @@
+import BazaarCore
+import BazaarTransport
+import Glibc
+
+/// Everything the mesh does on the client side, besides the connection itself: discovery, load
+/// balancing, health checking, retries, outlier detection, deadlines and bulkheads.
+///
+/// Build it in Swift, or from the environment with ``fromEnvironment(upstream:environment:)``;
+/// `docs/mesh.md` has the table of variables.
+public struct MeshConfiguration: Sendable {
+    public var loadBalancing: LoadBalancingPolicy = .p2c
+    /// Nameserver for `dns:///` targets (`ip[:port]`); `nil` reads `/etc/resolv.conf`.
+    public var dnsNameserver: String?
+    /// How often DNS targets are resolved again.
+    public var dnsRefreshInterval: Duration = .seconds(30)
+    /// The least time between two resolutions asked for by connection failures.
+    public var dnsMinimumRefreshInterval: Duration = .seconds(1)
+    /// Retries for retry-safe methods; `maxAttempts` 1 turns retries off.
+    public var retry = RetryPolicy()
+    /// Methods (`pkg.Service/Method`) or whole services (`pkg.Service`) retried under ``retry``
+    /// even though their IDL does not declare them idempotent.
+    public var retryMethods: Set<String> = []
+    /// The retry throttle (gRFC A6): its token count and the share a success gives back.
+    public var retryBudgetTokens = 10
+    public var retryBudgetRatio = 0.1
+    /// Ejection of failing endpoints; `nil` turns it off.
+    public var outlierDetection: OutlierDetectionPolicy? = OutlierDetectionPolicy()
+    /// Watch `grpc.health.v1.Health` on every endpoint and send calls only to SERVING ones.
+    public var healthCheck = true
+    /// The service name the health watch asks about (`""`: the whole server).
+    public var healthServiceName = ""
+    /// Calls made inside a handler inherit its deadline, shortened by this margin (the time the
+    /// answer needs to travel back). `nil` turns propagation off.
+    public var deadlineMargin: Duration? = .milliseconds(5)
+    /// Calls in flight to this upstream at most (0: no cap), and what happens past the cap.
+    public var maxConcurrentCalls = 0
+    public var bulkheadOverflow = Bulkhead.Overflow.fail
+
+    public init() {}
+
+    /// A configuration read from environment variables; an unset variable keeps the default.
+    ///
+    /// With an `upstream` name (e.g. `catalog`), `BAZAAR_CATALOG_<NAME>` overrides
+    /// `BAZAAR_<NAME>` for that upstream only.
+    public static func fromEnvironment(upstream: String? = nil, environment: [String: String] = Environment.current) throws(RPCError) -> MeshConfiguration {
+        let env = Environment(environment, upstream: upstream)
+        var c = MeshConfiguration()
+        if let v = env["LB_POLICY"] {
+            guard let p = LoadBalancingPolicy(rawValue: v) else {
+                throw RPCError(.invalidArgument, "\(env.name("LB_POLICY"))='\(v)': expected one of \(LoadBalancingPolicy.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            c.loadBalancing = p
+        }
+        c.dnsNameserver = env["DNS_SERVER"]
+        c.dnsRefreshInterval = try env.duration("DNS_REFRESH") ?? c.dnsRefreshInterval
+        c.dnsMinimumRefreshInterval = try env.duration("DNS_MIN_REFRESH") ?? c.dnsMinimumRefreshInterval
+        var codes = c.retry.retryableCodes
+        if let list = env["RETRY_CODES"] {
+            codes = []
+            for name in list.split(separator: ",").map({ $0.trimmingCharacters(in: " ") }) where !name.isEmpty {
+                guard let code = StatusCode.allCases.first(where: { $0.description == name.uppercased() }) else {
+                    throw RPCError(.invalidArgument, "\(env.name("RETRY_CODES")): '\(name)' is not a gRPC status name such as UNAVAILABLE")
+                }
+                codes.insert(code)
+            }
+        }
+        c.retry = RetryPolicy(maxAttempts: try env.int("RETRY_MAX_ATTEMPTS", 1...5) ?? c.retry.maxAttempts,
+                              initialBackoff: try env.duration("RETRY_INITIAL_BACKOFF") ?? c.retry.initialBackoff,
+                              maxBackoff: try env.duration("RETRY_MAX_BACKOFF") ?? c.retry.maxBackoff,
+                              backoffMultiplier: try env.double("RETRY_BACKOFF_MULTIPLIER", 1...10) ?? c.retry.backoffMultiplier,
+                              retryableCodes: codes)
+        if let list = env["RETRY_METHODS"] {
+            c.retryMethods = Set(list.split(separator: ",").map { $0.trimmingCharacters(in: " ") }.filter { !$0.isEmpty })
+        }
+        c.retryBudgetTokens = try env.int("RETRY_BUDGET_TOKENS", 1...1000) ?? c.retryBudgetTokens
+        c.retryBudgetRatio = try env.double("RETRY_BUDGET_RATIO", 0...1) ?? c.retryBudgetRatio
+        if try env.bool("OUTLIER_DETECTION") == false {
+            c.outlierDetection = nil
+        } else {
+            var o = OutlierDetectionPolicy()
+            o.consecutiveFailures = try env.int("OUTLIER_CONSECUTIVE_FAILURES", 0...10_000) ?? o.consecutiveFailures
+            o.failureRateThreshold = try env.double("OUTLIER_FAILURE_RATE", 0...1) ?? o.failureRateThreshold
+            o.minimumRequests = try env.int("OUTLIER_MIN_REQUESTS", 1...1_000_000) ?? o.minimumRequests
+            o.interval = try env.duration("OUTLIER_INTERVAL") ?? o.interval
+            o.baseEjectionTime = try env.duration("OUTLIER_BASE_EJECTION") ?? o.baseEjectionTime
+            o.maxEjectionTime = try env.duration("OUTLIER_MAX_EJECTION") ?? o.maxEjectionTime
+            o.maxEjectionPercent = try env.int("OUTLIER_MAX_EJECTION_PERCENT", 0...100) ?? o.maxEjectionPercent
+            c.outlierDetection = o
+        }
+        c.healthCheck = try env.bool("HEALTH_CHECK") ?? c.healthCheck
+        c.healthServiceName = env["HEALTH_SERVICE"] ?? c.healthServiceName
+        if let margin = try env.duration("DEADLINE_MARGIN") { c.deadlineMargin = margin }
+        if try env.bool("DEADLINE_PROPAGATION") == false { c.deadlineMargin = nil }
+        c.maxConcurrentCalls = try env.int("MAX_CONCURRENT_CALLS", 0...1_000_000) ?? c.maxConcurrentCalls
+        if let v = env["BULKHEAD_OVERFLOW"] {
+            guard let o = Bulkhead.Overflow(rawValue: v) else {
+                throw RPCError(.invalidArgument, "\(env.name("BULKHEAD_OVERFLOW"))='\(v)': expected fail or wait")
+            }
+            c.bulkheadOverflow = o
+        }
+        return c
+    }
+}
+
+/// Server settings the mesh reads from the environment: the drain delay during which health says
+/// NOT_SERVING, the drain timeout, and the TLS reload interval.
+public enum MeshServerEnvironment {
+    public static func apply(to c: inout ServerConfiguration, environment: [String: String] = Environment.current) throws(RPCError) {
+        let env = Environment(environment, upstream: nil)
+        c.drainDelay = try env.duration("DRAIN_DELAY") ?? c.drainDelay
+        c.drainTimeout = try env.duration("DRAIN_TIMEOUT") ?? c.drainTimeout
+        if let v = env["TLS_RELOAD_INTERVAL"] { c.tlsReloadInterval = v == "0" ? nil : try env.duration("TLS_RELOAD_INTERVAL") }
+    }
+
+    /// The client side's TLS reload interval, from the same variable.
+    public static func apply(to c: inout ChannelConfiguration, environment: [String: String] = Environment.current) throws(RPCError) {
+        let env = Environment(environment, upstream: nil)
+        if let v = env["TLS_RELOAD_INTERVAL"] { c.tlsReloadInterval = v == "0" ? nil : try env.duration("TLS_RELOAD_INTERVAL") }
+    }
+}
+
+/// `BAZAAR_*` variables, typed, with errors that name the variable.
+public struct Environment: Sendable {
+    private let values: [String: String]
+    private let upstream: String?
+
+    public init(_ values: [String: String], upstream: String?) {
+        self.values = values
+        self.upstream = upstream.map { $0.uppercased().map { $0.isLetter || $0.isNumber ? $0 : "_" }.reduce("") { $0 + String($1) } }
+    }
+
+    /// This process's environment.
+    public static var current: [String: String] {
+        var out: [String: String] = [:]
+        var p = environ
+        while let entry = p.pointee {
+            let s = String(cString: entry)
+            if let eq = s.firstIndex(of: "=") { out[String(s[..<eq])] = String(s[s.index(after: eq)...]) }
+            p += 1
+        }
+        return out
+    }
+
+    func name(_ key: String) -> String {
+        if let upstream, values["BAZAAR_\(upstream)_\(key)"] != nil { return "BAZAAR_\(upstream)_\(key)" }
+        return "BAZAAR_\(key)"
+    }
+
+    subscript(_ key: String) -> String? {
+        if let upstream, let v = values["BAZAAR_\(upstream)_\(key)"] { return v }
+        return values["BAZAAR_\(key)"]
+    }
+
+    func int(_ key: String, _ range: ClosedRange<Int>) throws(RPCError) -> Int? {
+        guard let v = self[key] else { return nil }
+        guard let n = Int(v), range.contains(n) else { throw RPCError(.invalidArgument, "\(name(key))='\(v)': expected a whole number in \(range)") }
+        return n
+    }
+
+    func double(_ key: String, _ range: ClosedRange<Double>) throws(RPCError) -> Double? {
+        guard let v = self[key] else { return nil }
+        guard let n = Double(v), range.contains(n) else { throw RPCError(.invalidArgument, "\(name(key))='\(v)': expected a number in \(range)") }
+        return n
+    }
+
+    func bool(_ key: String) throws(RPCError) -> Bool? {
+        guard let v = self[key] else { return nil }
+        switch v.lowercased() {
+        case "1", "true", "yes", "on": return true
+        case "0", "false", "no", "off": return false
+        default: throw RPCError(.invalidArgument, "\(name(key))='\(v)': expected true or false")
+        }
+    }
+
+    func duration(_ key: String) throws(RPCError) -> Duration? {
+        guard let v = self[key] else { return nil }
+        guard let d = Self.parseDuration(v) else {
+            throw RPCError(.invalidArgument, "\(name(key))='\(v)': expected a duration such as 250ms, 5s or 1m")
+        }
+        return d
+    }
+
+    /// `250ms`, `1.5s`, `2m`, `1h`, `0`.
+    public static func parseDuration(_ text: String) -> Duration? {
+        let t = text.trimmingCharacters(in: " ")
+        if t == "0" { return .zero }
+        let units: [(String, Double)] = [("ms", 1e-3), ("us", 1e-6), ("s", 1), ("m", 60), ("h", 3600)]
+        for (suffix, scale) in units where t.hasSuffix(suffix) {
+            guard let n = Double(t.dropLast(suffix.count)), n >= 0, n.isFinite else { return nil }
+            return .nanoseconds(Int64(n * scale * 1e9))
+        }
+        return nil
+    }
+}
