@@ -38,6 +38,13 @@ def pb2(tmp_path_factory):
     # grpcio owns the `grpc` package; let it also find the generated grpc/testing, grpc/health, ...
     import grpc
     grpc.__path__.append(str(out / "grpc"))
+    # grpcio aliases grpc.health and grpc.reflection to grpcio-health-checking's and
+    # grpcio-reflection's packages when those are installed; let those find ours too (reflection v1
+    # is only ours; health v1 is the same file in both).
+    for alias in ("grpc.health", "grpc.reflection"):
+        module = sys.modules.get(alias)
+        if module is not None and hasattr(module, "__path__"):
+            module.__path__.append(str(out / alias.replace(".", "/")))
 
     def load(proto_path, suffix="_pb2"):
         return importlib.import_module(proto_path[:-len(".proto")].replace("/", ".") + suffix)

@@ -1,0 +1,102 @@
+"""Health and server reflection, checked with clients nobody here wrote: grpcio's stub for the
+health.proto of Debian's grpc-proto, and grpcio-reflection's descriptor database (PyPI)."""
+import signal
+import threading
+import time
+
+import grpc
+import pytest
+from google.protobuf import descriptor_pool
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+
+from mesh_fixtures import Replica
+
+
+@pytest.fixture
+def replica(tmp_path):
+    r = Replica("r1", tmp_path, env={"BAZAAR_DRAIN_DELAY": "1500ms"})
+    yield r
+    if r.proc.poll() is None:
+        r.stop()
+
+
+def test_reflection_lists_and_describes_services(replica):
+    with grpc.insecure_channel(replica.address) as ch:
+        db = ProtoReflectionDescriptorDatabase(ch)
+        services = set(db.get_services())
+        assert {"meshtest.v1.MeshTest", "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection",
+                "grpc.reflection.v1alpha.ServerReflection"} <= services
+        pool = descriptor_pool.DescriptorPool(db)
+        svc = pool.FindServiceByName("meshtest.v1.MeshTest")
+        assert [m.name for m in svc.methods] == ["Get", "Add", "Relay", "SetFault"]
+        relay = svc.methods_by_name["Relay"]
+        assert relay.input_type.full_name == "meshtest.v1.RelayRequest"
+        assert [f.name for f in relay.output_type.fields] == ["hops"]
+        assert [f.name for f in pool.FindMessageTypeByName("meshtest.v1.Hop").fields] == ["replica", "deadline_ms"]
+        # Symbols nested in a message, and a method, resolve to their file too.
+        assert pool.FindEnumTypeByName("meshtest.v1.FaultRequest.Fault").values_by_name["HANG"].number == 2
+        assert db.FindFileContainingSymbol("meshtest.v1.MeshTest.Relay").name == "meshtest/v1/mesh_test.proto"
+        # A request built from the reflected types is served.
+        from google.protobuf import message_factory
+        Request = message_factory.GetMessageClass(pool.FindMessageTypeByName("meshtest.v1.MeshRequest"))
+        Reply = message_factory.GetMessageClass(pool.FindMessageTypeByName("meshtest.v1.MeshReply"))
+        call = ch.unary_unary("/meshtest.v1.MeshTest/Get", request_serializer=lambda m: m.SerializeToString(),
+                              response_deserializer=Reply.FromString)
+        assert call(Request(id="x"), timeout=5).replica == "r1"
+        with pytest.raises(KeyError):
+            db.FindFileContainingSymbol("no.such.Symbol")
+
+
+def test_reflection_v1_answers_too(replica, pb2):
+    reflection = pb2("grpc/reflection/v1/reflection.proto")
+    stubs = pb2("grpc/reflection/v1/reflection.proto", "_pb2_grpc")
+    with grpc.insecure_channel(replica.address) as ch:
+        stub = stubs.ServerReflectionStub(ch)
+        requests = [reflection.ServerReflectionRequest(list_services=""),
+                    reflection.ServerReflectionRequest(file_by_filename="grpc/health/v1/health.proto"),
+                    reflection.ServerReflectionRequest(file_by_filename="missing.proto")]
+        answers = list(stub.ServerReflectionInfo(iter(requests), timeout=5))
+        assert "meshtest.v1.MeshTest" in [s.name for s in answers[0].list_services_response.service]
+        assert len(answers[1].file_descriptor_response.file_descriptor_proto) >= 1
+        assert answers[2].error_response.error_code == grpc.StatusCode.NOT_FOUND.value[0]
+
+
+def test_health_is_serving_then_not_serving_during_a_drain(replica, pb2):
+    health_pb2 = pb2("grpc/health/v1/health.proto")
+    health_pb2_grpc = pb2("grpc/health/v1/health.proto", "_pb2_grpc")
+    with grpc.insecure_channel(replica.address) as ch:
+        health = health_pb2_grpc.HealthStub(ch)
+        serving = health_pb2.HealthCheckResponse.SERVING
+        not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
+        assert health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5).status == serving
+        assert health.Check(health_pb2.HealthCheckRequest(service="meshtest.v1.MeshTest"), timeout=5).status == serving
+        with pytest.raises(grpc.RpcError) as e:
+            health.Check(health_pb2.HealthCheckRequest(service="no.such.Service"), timeout=5)
+        assert e.value.code() == grpc.StatusCode.NOT_FOUND
+
+        watched = []
+        watch = health.Watch(health_pb2.HealthCheckRequest(service=""), timeout=30)
+
+        def read():
+            try:
+                for r in watch:
+                    watched.append(r.status)
+            except grpc.RpcError:
+                pass
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        deadline = time.monotonic() + 5
+        while not watched and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert watched == [serving]
+
+        replica.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while len(watched) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert watched[:2] == [serving, not_serving]
+        # During the drain delay the server still answers, and says it is going away.
+        assert health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5).status == not_serving
+        assert replica.proc.wait(timeout=30) == 0
+        reader.join(timeout=10)

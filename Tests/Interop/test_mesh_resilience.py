@@ -1,0 +1,257 @@
+"""The mesh under failure, with real processes on loopback: replicas killed, failing or hanging,
+DNS records changing, deadlines and cancellation crossing three hops, certificates rotated."""
+import threading
+import time
+
+import grpc
+import pytest
+
+from mesh_fixtures import Dnsmasq, Load, Replica, duplicates, free_port, generic_unary
+from rpc_fixtures import binary
+import subprocess
+
+
+@pytest.fixture(scope="module")
+def mt(pb2):
+    return pb2("meshtest/v1/mesh_test.proto")
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("mesh-certs")
+    subprocess.run([binary("bazaar"), "certs", "--dir", str(d), "server", "client"], check=True, capture_output=True)
+    return d
+
+
+def start(n, workdir, **kw):
+    return [Replica(f"r{i + 1}", workdir, **kw) for i in range(n)]
+
+
+def stop_all(replicas):
+    for r in replicas:
+        if r.proc.poll() is None:
+            r.stop()
+
+
+def set_fault(mt, replica, fault):
+    with grpc.insecure_channel(replica.address) as ch:
+        generic_unary(ch, "/meshtest.v1.MeshTest/SetFault", mt.FaultRequest(fault=fault), mt.MeshReply)
+
+
+# ---------------------------------------------------------------- replica failure
+
+def test_kill9_of_a_replica_fails_no_retry_safe_call(tmp_path, certs):
+    replicas = start(3, tmp_path, tls_dir=certs)
+    try:
+        target = ",".join(r.address for r in replicas)
+        load = Load(target, method="get", duration=4, concurrency=8, tls_dir=certs)
+        time.sleep(1.5)
+        replicas[1].kill9()
+        result = load.wait()
+        assert result["failed"] == 0, (result, load.errors[:10])
+        assert result["ok"] > 100
+        # After the kill only the survivors answered.
+        assert load.replicas_between(2.5, 4.0) <= {"r1", "r3"}
+        assert "r2" in load.replicas_between(0, 1.4)
+    finally:
+        stop_all(replicas)
+
+
+def test_non_idempotent_calls_are_never_sent_twice(tmp_path, certs):
+    replicas = start(3, tmp_path, tls_dir=certs)
+    try:
+        target = ",".join(r.address for r in replicas)
+        load = Load(target, method="add", duration=3, concurrency=8, tls_dir=certs)
+        time.sleep(1.2)
+        replicas[1].kill9()
+        result = load.wait()
+        logs = [r.calls("add") for r in replicas]
+        served = sum(len(log) for log in logs)
+        # Each id reached at most one replica, the killed one included: nothing was retried.
+        assert duplicates(*logs) == set()
+        # The counts agree: every success was served once; failures were served at most once.
+        assert result["ok"] <= served <= result["ok"] + result["failed"]
+        assert set(result["codes"]) <= {"UNAVAILABLE"}, result
+    finally:
+        stop_all(replicas)
+
+
+# ---------------------------------------------------------------- outlier detection
+
+BREAKER_ENV = {"BAZAAR_OUTLIER_CONSECUTIVE_FAILURES": "3", "BAZAAR_OUTLIER_BASE_EJECTION": "500ms",
+               "BAZAAR_OUTLIER_MAX_EJECTION": "1s", "BAZAAR_OUTLIER_MAX_EJECTION_PERCENT": "50"}
+
+
+@pytest.mark.parametrize("fault", ["UNAVAILABLE", "HANG"])
+def test_failing_replica_is_ejected_and_comes_back(tmp_path, mt, fault):
+    replicas = start(3, tmp_path)
+    try:
+        target = ",".join(r.address for r in replicas)
+        load = Load(target, method="get", duration=7, concurrency=6, timeout_ms=300, env=BREAKER_ENV)
+        time.sleep(1.0)
+        set_fault(mt, replicas[1], getattr(mt.FaultRequest, fault))
+        time.sleep(3.0)
+        set_fault(mt, replicas[1], mt.FaultRequest.NONE)
+        result = load.wait()
+        # While failing, r2 was ejected and the others took the traffic.
+        assert any("EJECTED" in e for e in load.endpoints_seen()), load.endpoints_seen()
+        assert "r2" not in load.replicas_between(2.0, 3.9)
+        assert {"r1", "r3"} <= load.replicas_between(2.0, 3.9)
+        # After recovery a half-open probe succeeded and r2 serves again.
+        assert "r2" in load.replicas_between(5.5, 7.5)
+        probes = replicas[1].calls(f"get-{'refused' if fault == 'UNAVAILABLE' else 'hung'}")
+        assert 3 <= len(probes) <= 30, len(probes)
+        if fault == "UNAVAILABLE":
+            # UNAVAILABLE is retried elsewhere: the callers saw nothing.
+            assert result["failed"] == 0, result
+        else:
+            # A hung call runs out its deadline (not retryable); ejection bounds how many.
+            assert set(result["codes"]) <= {"DEADLINE_EXCEEDED"} and result["failed"] <= 30, result
+    finally:
+        stop_all(replicas)
+
+
+# ---------------------------------------------------------------- DNS
+
+def test_dns_records_decide_the_endpoints(tmp_path):
+    dns = Dnsmasq(tmp_path)
+    port = free_port("127.0.0.2")
+    replicas = [Replica(f"r{i}", tmp_path, host=f"127.0.0.{i}", port=port) for i in (2, 3, 4)]
+    try:
+        dns.set("shop.test", ["127.0.0.2", "127.0.0.3"])
+        time.sleep(0.2)
+        env = {"BAZAAR_DNS_REFRESH": "300ms"}
+        load = Load(f"dns://{dns.nameserver}/shop.test:{port}", duration=6, concurrency=6, env=env)
+        time.sleep(2.0)
+        dns.set("shop.test", ["127.0.0.2", "127.0.0.3", "127.0.0.4"])
+        time.sleep(2.0)
+        dns.set("shop.test", ["127.0.0.3", "127.0.0.4"])
+        result = load.wait()
+        assert result["failed"] == 0, (result, load.errors[:10])
+        assert load.replicas_between(0.5, 1.9) == {"r2", "r3"}
+        assert load.replicas_between(2.8, 3.9) == {"r2", "r3", "r4"}
+        assert load.replicas_between(5.0, 6.5) == {"r3", "r4"}
+    finally:
+        stop_all(replicas)
+        dns.stop()
+
+
+def test_unresolvable_name_fails_calls_with_a_clear_status(tmp_path):
+    dns = Dnsmasq(tmp_path)
+    try:
+        load = Load(f"dns://{dns.nameserver}/nowhere.test:1", duration=0.5, concurrency=1)
+        result = load.wait()
+        assert result["ok"] == 0 and set(result["codes"]) == {"UNAVAILABLE"}, result
+        assert any("nowhere.test" in e for e in load.errors), load.errors[:3]
+    finally:
+        dns.stop()
+
+
+# ---------------------------------------------------------------- deadlines and cancellation
+
+def chain(tmp_path):
+    c = Replica("C", tmp_path)
+    b = Replica("B", tmp_path, next_target=c.address)
+    a = Replica("A", tmp_path, next_target=b.address)
+    return a, b, c
+
+
+def test_deadline_shrinks_along_the_chain(tmp_path, mt):
+    a, b, c = chain(tmp_path)
+    try:
+        with grpc.insecure_channel(a.address) as ch:
+            reply = generic_unary(ch, "/meshtest.v1.MeshTest/Relay", mt.RelayRequest(id="d1"), mt.RelayReply, timeout=5)
+        hops = [(h.replica, h.deadline_ms) for h in reply.hops]
+        assert [h[0] for h in hops] == ["A", "B", "C"]
+        left = [h[1] for h in hops]
+        # Each hop sees the caller's deadline, less the time spent and the margin; C still has one.
+        assert 4000 < left[0] <= 5000 and 0 < left[2] < left[1] < left[0], hops
+    finally:
+        for r in (a, b, c):
+            r.stop()
+
+
+def test_cancelling_at_the_edge_cancels_the_last_hop(tmp_path, mt):
+    a, b, c = chain(tmp_path)
+    try:
+        with grpc.insecure_channel(a.address) as ch:
+            call = ch.unary_unary("/meshtest.v1.MeshTest/Relay", request_serializer=lambda m: m.SerializeToString(),
+                                  response_deserializer=mt.RelayReply.FromString)
+            future = call.future(mt.RelayRequest(id="c1", hang=True), timeout=60)
+            deadline = time.monotonic() + 10
+            while "c1" not in " ".join(c.calls("relay")) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert any(x.startswith("c1") for x in c.calls("relay")), "the call never reached C"
+            future.cancel()
+            deadline = time.monotonic() + 10
+            while "c1" not in c.calls("relay-cancelled") and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert "c1" in c.calls("relay-cancelled")
+    finally:
+        for r in (a, b, c):
+            r.stop()
+
+
+# ---------------------------------------------------------------- certificate rotation
+
+def peer_certificate_serial(address, certs):
+    import ssl
+    from cryptography import x509
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(str(certs / "ca.pem"))
+    ctx.load_cert_chain(str(certs / "client.pem"), str(certs / "client-key.pem"))
+    ctx.set_alpn_protocols(["h2"])
+    host, port = address.rsplit(":", 1)
+    with socket_connect(host, int(port)) as raw, ctx.wrap_socket(raw, server_hostname="localhost") as s:
+        return x509.load_der_x509_certificate(s.getpeercert(binary_form=True)).serial_number
+
+
+def socket_connect(host, port):
+    import socket
+    return socket.create_connection((host, port), timeout=5)
+
+
+def file_serial(path):
+    from cryptography import x509
+    return x509.load_pem_x509_certificate(path.read_bytes()).serial_number
+
+
+def test_rotating_certificates_under_load_fails_nothing(tmp_path, certs):
+    env = {"BAZAAR_TLS_RELOAD_INTERVAL": "100ms"}
+    replicas = start(2, tmp_path, tls_dir=certs, env=env)
+    try:
+        old = file_serial(certs / "server.pem")
+        assert peer_certificate_serial(replicas[0].address, certs) == old
+        load = Load(",".join(r.address for r in replicas), duration=4, concurrency=8, tls_dir=certs, env=env)
+        time.sleep(1.0)
+        subprocess.run([binary("bazaar"), "certs", "--dir", str(certs), "server"], check=True, capture_output=True)
+        new = file_serial(certs / "server.pem")
+        assert new != old
+        time.sleep(1.0)
+        # New connections get the new certificate ...
+        assert peer_certificate_serial(replicas[0].address, certs) == new
+        assert peer_certificate_serial(replicas[1].address, certs) == new
+        result = load.wait()
+        # ... while the calls on the connections made before went on.
+        assert result["failed"] == 0, (result, load.errors[:10])
+        assert load.replicas_between(1.5, 4.0) == {"r1", "r2"}
+        assert all(any(o.startswith("tls: reloaded the server certificate") for o in r.output) for r in replicas), \
+            [r.output for r in replicas]
+    finally:
+        stop_all(replicas)
+
+
+def test_sighup_reloads_certificates(tmp_path, certs):
+    # No periodic check: only the signal can make the server notice.
+    replicas = start(1, tmp_path, tls_dir=certs, env={"BAZAAR_TLS_RELOAD_INTERVAL": "0"})
+    try:
+        subprocess.run([binary("bazaar"), "certs", "--dir", str(certs), "server"], check=True, capture_output=True)
+        new = file_serial(certs / "server.pem")
+        assert peer_certificate_serial(replicas[0].address, certs) != new
+        replicas[0].proc.send_signal(__import__("signal").SIGHUP)
+        deadline = time.monotonic() + 5
+        while peer_certificate_serial(replicas[0].address, certs) != new and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert peer_certificate_serial(replicas[0].address, certs) == new
+    finally:
+        stop_all(replicas)
