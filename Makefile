@@ -3,7 +3,7 @@ SHELL := /bin/bash
 SWIFT ?= swift
 CODEGEN := .build/debug/bazaar-codegen
 
-.PHONY: help deps python-env build codegen generate check-generated test up fuzz bench bench-rpc certs describe clean
+.PHONY: help deps python-env build codegen generate check-generated test up fuzz bench bench-rpc bench-mesh certs describe clean
 
 help:
 	@echo "make up        build, show the shop API, run the mTLS mesh demo server (installs what is missing)"
@@ -12,6 +12,7 @@ help:
 	@echo "make fuzz      run the wire decoder fuzzer (FUZZ_SECONDS=60)"
 	@echo "make bench     run the codec benchmark and print the figures for BENCHMARKS.md"
 	@echo "make bench-rpc run the RPC benchmarks (h2load, mTLS pairs, callgrind, memory); see scripts/bench-rpc.sh"
+	@echo "make bench-mesh measure the mesh: instructions per call vs the bare transport, failover gap; see scripts/bench-mesh.sh"
 	@echo "make certs     make a development mesh PKI in .run/certs (SERVICES=\"catalog orders ...\")"
 	@echo "make describe  print the shop API contract (routes, auth, deadlines, retry safety)"
 
@@ -48,6 +49,9 @@ bench: deps
 
 bench-rpc: deps python-env
 	@bash scripts/bench-rpc.sh $(MODE)
+
+bench-mesh: deps
+	@bash scripts/bench-mesh.sh $(MODE)
 
 SERVICES ?= catalog accounts cart orders notifications gateway
 certs: deps

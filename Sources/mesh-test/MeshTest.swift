@@ -17,7 +17,7 @@ struct MeshTestCommand: ParsableCommand {
             Mesh behaviour (load balancing, retries, outlier detection, DNS, deadlines) comes from the BAZAAR_* \
             environment variables in docs/mesh.md, as in the services.
             """,
-        subcommands: [Serve.self, Load.self])
+        subcommands: [Serve.self, Load.self, Bench.self])
 }
 
 /// TLS flags shared by both sides.
@@ -285,4 +285,77 @@ func fputsStderr(_ line: String) {
 
 extension Duration {
     var milliseconds: Double { Double(components.seconds) * 1000 + Double(components.attoseconds) / 1e15 }
+}
+
+/// Passes every call through unchanged: the cost of having an interceptor at all.
+struct PassThroughInterceptor: RPCInterceptor {
+    func intercept(_ head: RPCCallHead, next: @Sendable (RPCCallHead) async throws -> Void) async throws {
+        try await next(head)
+    }
+}
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Make a fixed number of Get calls, for instruction counts under callgrind.",
+        discussion: """
+            --client bare uses the transport's GRPCChannel alone; --client mesh adds everything a service gets \
+            (resolution, p2c balancing, health checking, retries with their throttle, outlier detection, deadline \
+            propagation) and --interceptor one pass-through interceptor. Run it twice with different --calls under \
+            valgrind and divide the difference: scripts/bench-mesh.sh does.
+            """)
+
+    @Option(help: "Where to send the calls.")
+    var target: String
+
+    @Option(help: "bare or mesh.")
+    var client: String = "mesh"
+
+    @Flag(help: "Add a pass-through interceptor.")
+    var interceptor = false
+
+    @Option(help: "Calls to make.")
+    var calls: Int = 1000
+
+    @Option(help: "Calls in flight at once.")
+    var concurrency: Int = 4
+
+    @OptionGroup var tls: TLSOptions
+
+    mutating func validate() throws {
+        guard ["bare", "mesh"].contains(client) else { throw ValidationError("--client must be bare or mesh") }
+        guard calls > 0, concurrency > 0 else { throw ValidationError("--calls and --concurrency must be positive") }
+    }
+
+    func run() throws {
+        try runBlocking {
+            let interceptors: [any RPCInterceptor] = interceptor ? [PassThroughInterceptor()] : []
+            let transport: any ClientTransport
+            var closeBare: GRPCChannel?
+            var closeMesh: MeshChannel?
+            if client == "bare" {
+                guard case .endpoints(let list) = try Target(parsing: target) else { throw ValidationError("--client bare needs host:port") }
+                let c = try GRPCChannel(configuration: ChannelConfiguration(endpoints: list, security: tls.security), interceptors: interceptors)
+                transport = c
+                closeBare = c
+            } else {
+                let c = try MeshChannel(target: target, security: tls.security, mesh: try .fromEnvironment(), interceptors: interceptors)
+                transport = c
+                closeMesh = c
+            }
+            let api = Meshtest_V1_MeshTest.Client(transport: transport)
+            let perWorker = (calls + concurrency - 1) / concurrency
+            let options = CallOptions(waitForReady: true)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<concurrency {
+                    group.addTask {
+                        for _ in 0..<perWorker { _ = try await api.get(Meshtest_V1_MeshRequest(id: "b"), options: options) }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            print("bench: \(perWorker * concurrency) calls done")
+            await closeBare?.shutdown()
+            await closeMesh?.shutdown()
+        }
+    }
 }

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Mesh benchmarks (BENCHMARKS.md, "Mesh"):
+#   scripts/bench-mesh.sh [callgrind|failover|all]     (default: all)
+#
+#   callgrind  client instructions per unary call (valgrind: N calls minus a 200-call baseline) of
+#              the transport's bare GRPCChannel, of a MeshChannel (resolution, p2c, health checks,
+#              retries + throttle, outlier detection, deadline propagation), and of a MeshChannel
+#              with one pass-through interceptor, all against the same mesh-test server over h2c.
+#   failover   three mTLS replicas under steady load (8 in flight); one is killed with SIGKILL and
+#              the gap is how long the calls in flight at that moment took to finish (they retry on
+#              the survivors), against the median call. ROUNDS rounds.
+#
+# Env: N=3000 ROUNDS=3 BIN=.build/release
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${N:-3000}; ROUNDS=${ROUNDS:-3}
+BIN=${BIN:-.build/release}
+[ -x "$BIN/mesh-test" ] || swift build -c release --product mesh-test --product bazaar >&2
+WORK=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+
+serve() {  # serve NAME [args] -> prints the port
+  "$BIN/mesh-test" serve --name "$1" --port 0 "${@:2}" > "$WORK/$1.out" 2>&1 &
+  echo $! > "$WORK/$1.pid"
+  for _ in $(seq 100); do grep -q "listening" "$WORK/$1.out" 2>/dev/null && break; sleep 0.05; done
+  sed -n 's/.*listening on .*:\([0-9]*\)$/\1/p' "$WORK/$1.out"
+}
+
+callgrind() {
+  command -v valgrind > /dev/null || { echo "valgrind missing"; return; }
+  echo; echo "==> callgrind: client instructions per unary call ($N calls minus 200)"
+  # valgrind 3.19 cannot read this toolchain's DWARF 5: it runs a copy without debug info.
+  cp "$BIN/mesh-test" "$WORK/mt" && strip --strip-debug "$WORK/mt"
+  port=$(serve bench)
+  declare -A per=()
+  for variant in "bare" "mesh" "mesh --interceptor"; do
+    declare -A ir=()
+    for n in 200 "$N"; do
+      # shellcheck disable=SC2086
+      valgrind --tool=callgrind --callgrind-out-file=/dev/null "$WORK/mt" bench --target "127.0.0.1:$port" \
+        --client $variant --calls "$n" --concurrency 4 > "$WORK/cg.log" 2>&1
+      ir[$n]=$(grep -oE 'refs: +[0-9,]+' "$WORK/cg.log" | tr -d ', ' | cut -d: -f2)
+    done
+    per[$variant]=$(( (ir[$N] - ir[200]) / (N - 200) ))
+    echo "  $variant: ${per[$variant]} instructions/call"
+  done
+  awk -v b="${per[bare]}" -v m="${per[mesh]}" -v i="${per[mesh --interceptor]}" \
+    'BEGIN { printf "  mesh/bare %.3f   mesh+interceptor/bare %.3f\n", m / b, i / b }'
+  kill "$(cat "$WORK/bench.pid")"
+}
+
+failover() {
+  echo; echo "==> failover: kill -9 of one of three mTLS replicas under load ($ROUNDS rounds)"
+  "$BIN/bazaar" certs --dir "$WORK/certs" server client > /dev/null
+  for round in $(seq "$ROUNDS"); do
+    ports=()
+    for r in r1 r2 r3; do ports+=("$(serve "$r" --tls-dir "$WORK/certs")"); done
+    target="127.0.0.1:${ports[0]},127.0.0.1:${ports[1]},127.0.0.1:${ports[2]}"
+    rm -f "$WORK/trace"
+    "$BIN/mesh-test" load --target "$target" --tls-dir "$WORK/certs" --tls-name client --duration 4 --concurrency 8 \
+      --trace "$WORK/trace" --report-every 10 > "$WORK/load.out" 2> "$WORK/load.err" &
+    load=$!
+    sleep 2
+    kill_ms=$(date +%s%3N); kill -9 "$(cat "$WORK/r2.pid")"
+    wait $load
+    python3 - "$WORK/trace" "$kill_ms" "$(grep RESULT "$WORK/load.out")" <<'PY'
+import statistics, sys
+kill = int(sys.argv[2])
+calls = [line.split() for line in open(sys.argv[1])]
+lat = [int(e) - int(s) for _, s, e, _ in calls]
+hit = [int(e) - kill for _, s, e, _ in calls if int(s) <= kill <= int(e)]
+failed = sum(1 for c in calls if c[3].startswith("!"))
+print(f"  round: {len(calls)} calls, {failed} failed, median {statistics.median(lat)} ms, "
+      f"{len(hit)} in flight at the kill, failover gap {max(hit) if hit else 0} ms")
+PY
+    for r in r1 r3; do kill "$(cat "$WORK/$r.pid")"; done
+    wait 2>/dev/null || true
+  done
+}
+
+case "${1:-all}" in
+  callgrind) callgrind ;; failover) failover ;;
+  all) callgrind; failover ;;
+  *) sed -n '2,14p' "$0"; exit 2 ;;
+esac
