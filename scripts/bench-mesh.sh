@@ -32,7 +32,7 @@ callgrind() {
   cp "$BIN/mesh-test" "$WORK/mt" && strip --strip-debug "$WORK/mt"
   port=$(serve bench)
   declare -A per=()
-  for variant in "bare" "mesh" "mesh --interceptor"; do
+  for variant in "bare" "mesh" "bare --interceptor" "mesh --interceptor"; do
     declare -A ir=()
     for n in 200 "$N"; do
       # shellcheck disable=SC2086
@@ -43,8 +43,8 @@ callgrind() {
     per[$variant]=$(( (ir[$N] - ir[200]) / (N - 200) ))
     echo "  $variant: ${per[$variant]} instructions/call"
   done
-  awk -v b="${per[bare]}" -v m="${per[mesh]}" -v i="${per[mesh --interceptor]}" \
-    'BEGIN { printf "  mesh/bare %.3f   mesh+interceptor/bare %.3f\n", m / b, i / b }'
+  awk -v b="${per[bare]}" -v m="${per[mesh]}" -v bi="${per[bare --interceptor]}" -v mi="${per[mesh --interceptor]}" \
+    'BEGIN { printf "  mesh/bare %.3f   (mesh+interceptor)/(bare+interceptor) %.3f   (mesh+interceptor)/bare %.3f\n", m / b, mi / bi, mi / b }'
   kill "$(cat "$WORK/bench.pid")"
 }
 

@@ -19,6 +19,7 @@ import Synchronization
 /// ```
 public final class MeshChannel: ClientTransport, Sendable {
     public let target: Target
+    private let targetName: String
     public let configuration: MeshConfiguration
     private let connection: ChannelConfiguration
     private let group: EventLoopGroup
@@ -54,6 +55,7 @@ public final class MeshChannel: ClientTransport, Sendable {
     {
         let parsed = try Target(parsing: target)
         self.target = parsed
+        targetName = parsed.description
         configuration = mesh
         var base = connection ?? ChannelConfiguration(endpoints: [], security: security)
         base.security = security
@@ -294,11 +296,11 @@ public final class MeshChannel: ClientTransport, Sendable {
     /// An endpoint for the next attempt, waiting while connections are on their way.
     private func pick(waitForReady: Bool, deadline: ContinuousClock.Instant?) async throws -> Subchannel {
         while true {
-            let (picker, epoch, error) = state.withLock { s in
-                (s.picker, s.epoch, allFailed(s) ? unavailable(s) : nil)
-            }
+            let (picker, epoch) = state.withLock { ($0.picker, $0.epoch) }
             if let sub = picker.pick(admit: { $0.admit() }) { return sub }
-            if let error, !waitForReady || state.withLock({ $0.closed }) { throw error }
+            // The slow path: nothing usable now. Fail fast, or wait for the picker to change.
+            let (error, closed) = state.withLock { s in (allFailed(s) ? unavailable(s) : nil, s.closed) }
+            if let error, !waitForReady || closed { throw error }
             try await waitForChange(after: epoch, deadline: deadline)
         }
     }
@@ -343,8 +345,8 @@ public final class MeshChannel: ClientTransport, Sendable {
         if sub.end() && sub.removed.load(ordering: .relaxed) { sub.transport.close() }
         guard let policy = configuration.outlierDetection else { return }
         if !failed && !sub.tripped.load(ordering: .relaxed) {
-            // The common case: a success on a closed breaker only resets its failure streak.
-            sub.breaker.withLock { _ = $0.record(failed: false, now: .now, mayEject: false) }
+            // The common case: a success on a closed breaker only counts, and needs no clock.
+            sub.breaker.withLock { $0.recordSuccessWhileClosed() }
             return
         }
         let transition = sub.breaker.withLock { $0.record(failed: failed, now: .now, mayEject: mayEject(policy)) }
@@ -389,8 +391,7 @@ public final class MeshChannel: ClientTransport, Sendable {
     /// The call's deadline: its own timeout (or the IDL default), but never later than the
     /// inbound call's deadline minus the margin, when this runs inside a handler.
     private func deadline(_ method: MethodDescriptor, _ options: CallOptions) -> ContinuousClock.Instant? {
-        let now = ContinuousClock.now
-        var deadline = (options.timeout ?? method.options.defaultDeadline).map { now + $0 }
+        var deadline = (options.timeout ?? method.options.defaultDeadline).map { ContinuousClock.now + $0 }
         if let margin = configuration.deadlineMargin, let inbound = ServerContext.current?.deadline {
             let inherited = inbound - margin
             if deadline.map({ inherited < $0 }) ?? true { deadline = inherited }
@@ -418,8 +419,9 @@ public final class MeshChannel: ClientTransport, Sendable {
 
     public func unary(_ method: MethodDescriptor, request: [UInt8], options: CallOptions) async throws -> [UInt8] {
         let deadline = deadline(method, options)
-        try await bulkhead.acquire(deadline: deadline, upstream: target.description)
-        defer { bulkhead.release() }
+        // Without a cap (the default) the bulkhead costs one branch.
+        if bulkhead.limit > 0 { try await bulkhead.acquire(deadline: deadline, upstream: targetName) }
+        defer { if bulkhead.limit > 0 { bulkhead.release() } }
         if interceptors.isEmpty { return try await attempts(method, request, options, deadline) }
         let head = RPCCallHead(method: method, metadata: options.metadata, deadline: deadline, peerIdentity: nil)
         let result = Mutex<[UInt8]?>(nil)
@@ -502,7 +504,7 @@ public final class MeshChannel: ClientTransport, Sendable {
 
             private func start() async throws {
                 let c = call.channel
-                try await c.bulkhead.acquire(deadline: call.deadline, upstream: c.target.description)
+                try await c.bulkhead.acquire(deadline: call.deadline, upstream: c.targetName)
                 holdsSlot = true
                 var options = call.options
                 options.timeout = try MeshChannel.remaining(call.deadline)

@@ -47,6 +47,31 @@ def test_reflection_lists_and_describes_services(replica):
             db.FindFileContainingSymbol("no.such.Symbol")
 
 
+def test_bad_reflection_requests_fail_alone(replica):
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+    with grpc.insecure_channel(replica.address) as ch:
+        stub = reflection_pb2_grpc.ServerReflectionStub(ch)
+        requests = [reflection_pb2.ServerReflectionRequest(),  # no question at all
+                    reflection_pb2.ServerReflectionRequest(file_containing_symbol=""),
+                    reflection_pb2.ServerReflectionRequest(all_extension_numbers_of_type="no.such.Type"),
+                    reflection_pb2.ServerReflectionRequest(file_containing_extension=reflection_pb2.ExtensionRequest(
+                        containing_type="meshtest.v1.Hop", extension_number=100)),
+                    reflection_pb2.ServerReflectionRequest(list_services="")]
+        answers = list(stub.ServerReflectionInfo(iter(requests), timeout=5))
+        codes = [a.error_response.error_code for a in answers[:4]]
+        assert codes == [grpc.StatusCode.INVALID_ARGUMENT.value[0]] + [grpc.StatusCode.NOT_FOUND.value[0]] * 3
+        # The stream goes on after errors, and echoes what was asked.
+        assert answers[4].list_services_response.service
+        assert answers[2].original_request.all_extension_numbers_of_type == "no.such.Type"
+        # Bytes that are not a reflection request end that call only.
+        bad = ch.stream_stream("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+                               request_serializer=lambda b: b, response_deserializer=lambda b: b)
+        with pytest.raises(grpc.RpcError) as e:
+            list(bad(iter([b"\xff\xff\xff"]), timeout=5))
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert reflection_pb2_grpc.ServerReflectionStub(ch).ServerReflectionInfo(iter(requests[4:]), timeout=5).next()
+
+
 def test_reflection_v1_answers_too(replica, pb2):
     reflection = pb2("grpc/reflection/v1/reflection.proto")
     stubs = pb2("grpc/reflection/v1/reflection.proto", "_pb2_grpc")

@@ -255,3 +255,25 @@ def test_sighup_reloads_certificates(tmp_path, certs):
         assert peer_certificate_serial(replicas[0].address, certs) == new
     finally:
         stop_all(replicas)
+
+
+# ---------------------------------------------------------------- draining with health checks
+
+def test_a_draining_replica_leaves_the_rotation_before_it_goes_away(tmp_path):
+    # The drain delay is what a Kubernetes preStop would give: health says NOT_SERVING while
+    # the replica still serves; health-checking clients move away, so no call meets a GOAWAY race.
+    replicas = start(3, tmp_path, env={"BAZAAR_DRAIN_DELAY": "1500ms"})
+    try:
+        load = Load(",".join(r.address for r in replicas), duration=4, concurrency=8)
+        time.sleep(1.0)
+        replicas[1].proc.send_signal(__import__("signal").SIGTERM)
+        result = load.wait()
+        assert replicas[1].proc.wait(timeout=30) == 0
+        assert result["failed"] == 0, (result, load.errors[:10])
+        # Out of the rotation well before the delay ran out (it ended at ~2.5 s).
+        assert "r2" not in load.replicas_between(1.6, 4.5)
+        assert any("NOT_SERVING" in e for e in load.endpoints_seen()), load.endpoints_seen()
+        gets = replicas[1].calls("get")
+        assert gets, "r2 served nothing before the drain"
+    finally:
+        stop_all(replicas)

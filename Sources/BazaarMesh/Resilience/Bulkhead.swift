@@ -28,14 +28,14 @@ public final class Bulkhead: Sendable {
     public var inFlight: Int { inUse.load(ordering: .relaxed) }
 
     /// Takes a slot, or fails (`RESOURCE_EXHAUSTED`, or `DEADLINE_EXCEEDED` after waiting).
-    public func acquire(deadline: ContinuousClock.Instant?, upstream: String) async throws {
+    public func acquire(deadline: ContinuousClock.Instant?, upstream: @autoclosure () -> String) async throws {
         guard limit > 0 else { return }
         if inUse.add(1, ordering: .acquiring).newValue <= limit { return }
         inUse.subtract(1, ordering: .releasing)
         if overflow == .fail {
-            throw RPCError(.resourceExhausted, "\(upstream): \(limit) calls in flight already (bulkhead)")
+            throw RPCError(.resourceExhausted, "\(upstream()): \(limit) calls in flight already (bulkhead)")
         }
-        try await waitForSlot(deadline: deadline, upstream: upstream)
+        try await waitForSlot(deadline: deadline, upstream: upstream())
     }
 
     public func release() {

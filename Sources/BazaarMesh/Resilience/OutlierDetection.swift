@@ -101,6 +101,14 @@ public struct CircuitBreaker: Sendable {
         }
     }
 
+    /// A success while closed: the same as `record(failed: false, …)` in that state, without the
+    /// clock (the hot path of every call).
+    public mutating func recordSuccessWhileClosed() {
+        guard case .closed = state else { return }
+        intervalCalls += 1
+        consecutiveFailures = 0
+    }
+
     /// The end of a counting interval: checks the failure rate, then starts a new interval.
     public mutating func endInterval(now: ContinuousClock.Instant, mayEject: Bool) -> Transition {
         defer { intervalCalls = 0; intervalFailures = 0 }
