@@ -22,6 +22,8 @@ public final class MeshChannel: ClientTransport, Sendable {
     private let targetName: String
     public let configuration: MeshConfiguration
     private let connection: ChannelConfiguration
+    /// Loaded once and shared by the connections to every endpoint (and reloaded once).
+    private let credentials: TLSCredentials?
     private let group: EventLoopGroup
     private let ownsGroup: Bool
     private let resolver: any Resolver
@@ -67,6 +69,12 @@ public final class MeshChannel: ClientTransport, Sendable {
         self.connection = base
         ownsGroup = group == nil
         self.group = group ?? EventLoopGroup(count: 1)
+        if case .mutualTLS(let tls) = base.security {
+            credentials = try TLSCredentials(tls)
+            credentials?.watch(on: self.group.loops[0], every: base.tlsReloadInterval, onSIGHUP: false)
+        } else {
+            credentials = nil
+        }
         self.interceptors = interceptors
         throttle = RetryThrottle(maxTokens: mesh.retryBudgetTokens, tokenRatio: mesh.retryBudgetRatio)
         bulkhead = Bulkhead(limit: mesh.maxConcurrentCalls, overflow: mesh.bulkheadOverflow)
@@ -93,6 +101,7 @@ public final class MeshChannel: ClientTransport, Sendable {
 
     deinit {
         intervalTask.withLock { $0?.cancel() }
+        resolver.stop()
         if ownsGroup { group.shutdown() }
     }
 
@@ -164,10 +173,27 @@ public final class MeshChannel: ClientTransport, Sendable {
     }
 
     private func resolved(_ result: Result<[Endpoint], RPCError>) {
+        // Channels for new endpoints are made outside the lock; they cannot fail, since the TLS
+        // material is already loaded.
+        let known = state.withLock { Set($0.subchannels.keys) }
+        var fresh: [Endpoint: Subchannel] = [:]
+        if case .success(let list) = result {
+            for e in list where !known.contains(e) && fresh[e] == nil {
+                var c = connection
+                c.endpoints = [e]
+                guard let transport = try? GRPCChannel(configuration: c, group: group, credentials: credentials) else { continue }
+                fresh[e] = Subchannel(endpoint: e, transport: transport, outlier: configuration.outlierDetection,
+                                      healthCheck: configuration.healthCheck)
+            }
+        }
         var added: [Subchannel] = []
         var gone: [Subchannel] = []
+        var unused: [Subchannel] = []
         state.withLock { s in
-            guard !s.closed else { return }
+            guard !s.closed else {
+                unused = Array(fresh.values)
+                return
+            }
             s.resolved = true
             switch result {
             case .failure(let e):
@@ -180,21 +206,23 @@ public final class MeshChannel: ClientTransport, Sendable {
                     s.subchannels[e] = nil
                     gone.append(sub)
                 }
-                for e in list where s.subchannels[e] == nil {
-                    var c = connection
-                    c.endpoints = [e]
-                    guard let transport = try? GRPCChannel(configuration: c, group: group) else { continue }
-                    let sub = Subchannel(endpoint: e, transport: transport, outlier: configuration.outlierDetection,
-                                         healthCheck: configuration.healthCheck)
-                    s.subchannels[e] = sub
-                    added.append(sub)
+                for (e, sub) in fresh {
+                    if s.subchannels[e] == nil {
+                        s.subchannels[e] = sub
+                        added.append(sub)
+                    } else {
+                        unused.append(sub)  // another update added it meanwhile
+                    }
                 }
             }
             rebuildPicker(&s)
         }
+        for sub in unused { sub.transport.close() }
         for sub in gone {
             sub.removed.store(true, ordering: .relaxed)
             sub.healthTask?.cancel()
+            // An ejected endpoint that leaves no longer counts against the ejection cap.
+            if sub.tripped.exchange(false, ordering: .relaxed) { ejected.subtract(1, ordering: .relaxed) }
             if sub.outstanding == 0 { sub.transport.close() }
         }
         for sub in added {
@@ -486,6 +514,7 @@ public final class MeshChannel: ClientTransport, Sendable {
             var sub: Subchannel?
             var holdsSlot = false
             var done = false
+            var intercepted: InterceptedCall?
             init(call: StreamingCall) { self.call = call }
 
             func next() async throws -> [UInt8]? {
@@ -497,7 +526,7 @@ public final class MeshChannel: ClientTransport, Sendable {
                     return nil
                 } catch {
                     let code = (error as? RPCError)?.code ?? .unknown
-                    finish(failed: OutlierDetectionPolicy.failureCodes.contains(code))
+                    finish(failed: OutlierDetectionPolicy.failureCodes.contains(code), error: error)
                     throw error
                 }
             }
@@ -515,30 +544,83 @@ public final class MeshChannel: ClientTransport, Sendable {
                 let method = call.method
                 let requests = call.requests
                 let interceptors = c.interceptors
-                if interceptors.isEmpty {
-                    inner = transport.streaming(method, requests: requests, options: options).makeAsyncIterator()
-                } else {
-                    // Interceptors see the head before the call starts.
+                if !interceptors.isEmpty {
+                    // Interceptors wrap the call's whole life: the head now, the outcome at the end.
                     let head = RPCCallHead(method: method, metadata: options.metadata, deadline: call.deadline, peerIdentity: nil)
-                    let metadata = Mutex(options.metadata)
-                    try await interceptors.run(head) { head in metadata.withLock { $0 = head.metadata } }
-                    options.metadata = metadata.withLock { $0 }
-                    inner = transport.streaming(method, requests: requests, options: options).makeAsyncIterator()
+                    let wrapper = InterceptedCall()
+                    intercepted = wrapper
+                    options.metadata = try await wrapper.begin(interceptors, head)
                 }
+                inner = transport.streaming(method, requests: requests, options: options).makeAsyncIterator()
             }
 
-            func finish(failed: Bool) {
+            func finish(failed: Bool, error: (any Error)? = nil) {
                 guard !done else { return }
                 done = true
+                intercepted?.end(error)
                 if let sub { call.channel.record(sub, failed: failed) }
                 sub = nil
                 if holdsSlot { call.channel.bulkhead.release() }
                 holdsSlot = false
             }
 
-            deinit { finish(failed: false) }
+            deinit { finish(failed: false, error: RPCError(.cancelled, "the caller stopped reading")) }
         }
 
         func makeAsyncIterator() -> Iterator { Iterator(call: self) }
+    }
+}
+
+/// Runs interceptors around a call whose end comes later than its start (a streaming call read
+/// by its caller): `begin` returns once every interceptor has passed the head on, and the
+/// innermost `next` returns (or throws) when `end` reports the outcome, so interceptors observe
+/// it as they do for unary calls.
+final class InterceptedCall: Sendable {
+    private struct State {
+        var headDelivered = false
+        var waiting: CheckedContinuation<Void, any Error>?
+        var outcome: Result<Void, any Error>?
+    }
+
+    private let state = Mutex(State())
+
+    func begin(_ interceptors: [any RPCInterceptor], _ head: RPCCallHead) async throws -> Metadata {
+        try await withCheckedThrowingContinuation { (started: CheckedContinuation<Metadata, any Error>) in
+            Task {
+                do {
+                    try await interceptors.run(head) { head in
+                        self.state.withLock { $0.headDelivered = true }
+                        started.resume(returning: head.metadata)
+                        try await self.waitForEnd()
+                    }
+                } catch {
+                    // Refused before the call started: that is the caller's error. Afterwards the
+                    // stream's own error has already reached the caller.
+                    let refused = self.state.withLock { !$0.headDelivered }
+                    if refused { started.resume(throwing: error) }
+                }
+            }
+        }
+    }
+
+    private func waitForEnd() async throws {
+        try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
+            let outcome = state.withLock { s -> Result<Void, any Error>? in
+                if s.outcome == nil { s.waiting = c }
+                return s.outcome
+            }
+            if let outcome { c.resume(with: outcome) }
+        }
+    }
+
+    /// The call ended, with `error` or successfully.
+    func end(_ error: (any Error)?) {
+        let outcome: Result<Void, any Error> = error.map { .failure($0) } ?? .success(())
+        let waiting = state.withLock { s -> CheckedContinuation<Void, any Error>? in
+            s.outcome = outcome
+            defer { s.waiting = nil }
+            return s.waiting
+        }
+        waiting?.resume(with: outcome)
     }
 }

@@ -16,7 +16,6 @@ public final class GRPCChannel: ClientTransport, @unchecked Sendable {
     let loop: EventLoop
     private let ownedGroup: EventLoopGroup?
     private let tls: TLSCredentials?
-    private var tlsWatcher: TLSReloadWatcher?
     private let interceptors: [any RPCInterceptor]
     // Loop-confined state.
     private var subchannels: [Subchannel] = []
@@ -29,11 +28,15 @@ public final class GRPCChannel: ClientTransport, @unchecked Sendable {
 
     /// - Parameters:
     ///   - group: loops to run on; by default the channel starts its own single loop.
-    public init(configuration: ChannelConfiguration, interceptors: [any RPCInterceptor] = [], group: EventLoopGroup? = nil) throws {
+    ///   - credentials: TLS material shared with other channels (with mutual TLS); by default the
+    ///     channel loads its own from the configuration.
+    public init(configuration: ChannelConfiguration, interceptors: [any RPCInterceptor] = [], group: EventLoopGroup? = nil,
+                credentials: TLSCredentials? = nil) throws
+    {
         guard !configuration.endpoints.isEmpty else { throw RPCError(.invalidArgument, "a channel needs at least one endpoint") }
         self.configuration = configuration
         self.interceptors = interceptors
-        if case .mutualTLS(let c) = configuration.security { tls = try TLSCredentials(c, server: false) } else { tls = nil }
+        if case .mutualTLS(let c) = configuration.security { tls = try credentials ?? TLSCredentials(c, server: false) } else { tls = nil }
         if let group {
             ownedGroup = nil
             loop = group.nextLoop()
@@ -42,15 +45,10 @@ public final class GRPCChannel: ClientTransport, @unchecked Sendable {
             loop = ownedGroup!.loops[0]
         }
         subchannels = configuration.endpoints.map { Subchannel(endpoint: $0) }
-        if let tls {
-            tlsWatcher = TLSReloadWatcher(loop: loop, credentials: tls, interval: configuration.tlsReloadInterval, onSIGHUP: false)
-        }
+        tls?.watch(on: loop, every: configuration.tlsReloadInterval, onSIGHUP: false)
     }
 
-    deinit {
-        tlsWatcher?.stop()
-        ownedGroup?.shutdown()
-    }
+    deinit { ownedGroup?.shutdown() }
 
     // MARK: connectivity
 
@@ -91,7 +89,6 @@ public final class GRPCChannel: ClientTransport, @unchecked Sendable {
 
     /// Closes every connection; calls in flight fail with `UNAVAILABLE`. Returns at once.
     public func close() {
-        tlsWatcher?.stop()
         loop.execute { [self] in
             closed = true
             for s in subchannels { s.shutdown() }
@@ -110,7 +107,6 @@ public final class GRPCChannel: ClientTransport, @unchecked Sendable {
                 c.resume()
             }
         }
-        tlsWatcher?.stop()
         ownedGroup?.shutdown()
     }
 

@@ -75,10 +75,7 @@ public final class RPCServer: Sendable {
             if configuration.handleSignals {
                 signals = SignalWatcher(loop: group.loops[0], signals: [SIGTERM, SIGINT]) { [weak self] in self?.shutdown() }
             }
-            let reloader = shared.tls.map {
-                TLSReloadWatcher(loop: group.loops[0], credentials: $0, interval: configuration.tlsReloadInterval,
-                                 onSIGHUP: configuration.handleSignals)
-            }
+            shared.tls?.watch(on: group.loops[0], every: configuration.tlsReloadInterval, onSIGHUP: configuration.handleSignals)
             onListening(port)
             await withTaskCancellationHandler {
                 await withCheckedContinuation { c in
@@ -93,7 +90,7 @@ public final class RPCServer: Sendable {
                 self.shutdown()
             }
             signals?.cancel()
-            reloader?.stop()
+            shared.tls?.stopWatching()
         } catch {
             for l in listeners { l.loop.execute { l.stop() } }
             group.shutdown()

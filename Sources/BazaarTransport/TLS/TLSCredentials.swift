@@ -3,16 +3,20 @@ import Synchronization
 
 /// The TLS material of a server or channel, reloadable while it runs: certificate rotation.
 ///
-/// Each new handshake takes ``current``; a reload swaps in a new `SSL_CTX` built from the files
-/// as they are now, and connections made earlier keep the context they started with, so rotation
-/// drops nothing. A reload that cannot build a usable context (a half-written file, a key that
-/// does not match its certificate yet) keeps the old material and is tried again on the next check.
-final class TLSCredentials: Sendable {
-    let configuration: TLSConfiguration
+/// Each new handshake takes the current context; a reload swaps in a new `SSL_CTX` built from the
+/// files as they are now, and connections made earlier keep the context they started with, so
+/// rotation drops nothing. A reload that cannot build a usable context (a half-written file, a key
+/// that does not match its certificate yet) keeps the old material and is tried again on the next
+/// check. One set of credentials can serve many channels (the mesh shares one across the
+/// connections to every replica of an upstream), so the files are loaded and watched once.
+public final class TLSCredentials: Sendable {
+    public let configuration: TLSConfiguration
     let isServer: Bool
     private let state: Mutex<(context: TLSContext, stamps: [FileStamp])>
+    private let watcher = Mutex<TLSReloadWatcher?>(nil)
 
-    init(_ configuration: TLSConfiguration, server: Bool) throws {
+    /// Loads the files now; a missing file or a key that does not match throws ``TLSError``.
+    public init(_ configuration: TLSConfiguration, server: Bool = false) throws {
         self.configuration = configuration
         self.isServer = server
         let stamps = Self.stamps(configuration)
@@ -20,6 +24,24 @@ final class TLSCredentials: Sendable {
         Self.registry.withLock { list in
             list.removeAll { $0.value == nil }
             list.append(WeakCredentials(value: self))
+        }
+    }
+
+    deinit { watcher.withLock { $0?.stop() } }
+
+    /// Checks the files every `interval` (and on SIGHUP when asked) on `loop`. The first call
+    /// starts the checks; later ones change nothing.
+    public func watch(on loop: EventLoop, every interval: Duration?, onSIGHUP: Bool) {
+        guard interval != nil || onSIGHUP else { return }
+        watcher.withLock { w in
+            if w == nil { w = TLSReloadWatcher(loop: loop, credentials: self, interval: interval, onSIGHUP: onSIGHUP) }
+        }
+    }
+
+    public func stopWatching() {
+        watcher.withLock { w in
+            w?.stop()
+            w = nil
         }
     }
 
@@ -71,7 +93,8 @@ final class TLSCredentials: Sendable {
 /// Checks TLS files for changes on a timer and on SIGHUP, on one loop, and reloads them.
 final class TLSReloadWatcher: @unchecked Sendable {
     private let loop: EventLoop
-    private let credentials: TLSCredentials
+    // Weak: the credentials own their watcher.
+    private weak var credentials: TLSCredentials?
     private let interval: Duration?
     private var timer: LoopTimer?
     private var signal: SignalWatcher?
@@ -94,8 +117,8 @@ final class TLSReloadWatcher: @unchecked Sendable {
     private func arm() {
         guard let interval, !stopped else { return }
         timer = loop.schedule(after: interval) { [weak self] in
-            guard let self else { return }
-            Self.check(self.credentials, force: false)
+            guard let self, let credentials = self.credentials else { return }
+            Self.check(credentials, force: false)
             self.arm()
         }
     }
