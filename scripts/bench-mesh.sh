@@ -8,7 +8,8 @@
 #              with one pass-through interceptor, all against the same mesh-test server over h2c.
 #   failover   three mTLS replicas under steady load (8 in flight); one is killed with SIGKILL and
 #              the gap is how long the calls in flight at that moment took to finish (they retry on
-#              the survivors), against the median call. ROUNDS rounds.
+#              the survivors). The peer, in the same interleaved rounds: grpcio with round_robin and
+#              the same retry policy (Benchmarks/scripts/grpcio_failover.py). ROUNDS rounds.
 #
 # Env: N=3000 ROUNDS=3 BIN=.build/release
 set -euo pipefail
@@ -49,20 +50,26 @@ callgrind() {
 }
 
 failover() {
-  echo; echo "==> failover: kill -9 of one of three mTLS replicas under load ($ROUNDS rounds)"
+  echo; echo "==> failover: kill -9 of one of three mTLS replicas under load, Bazaar's mesh and grpcio ($ROUNDS rounds, interleaved)"
   "$BIN/bazaar" certs --dir "$WORK/certs" server client > /dev/null
+  PY=${PYTHON:-.venv/bin/python}
   for round in $(seq "$ROUNDS"); do
-    ports=()
-    for r in r1 r2 r3; do ports+=("$(serve "$r" --tls-dir "$WORK/certs")"); done
-    target="127.0.0.1:${ports[0]},127.0.0.1:${ports[1]},127.0.0.1:${ports[2]}"
-    rm -f "$WORK/trace"
-    "$BIN/mesh-test" load --target "$target" --tls-dir "$WORK/certs" --tls-name client --duration 4 --concurrency 8 \
-      --trace "$WORK/trace" --report-every 10 > "$WORK/load.out" 2> "$WORK/load.err" &
-    load=$!
-    sleep 2
-    kill_ms=$(date +%s%3N); kill -9 "$(cat "$WORK/r2.pid")"
-    wait $load
-    python3 - "$WORK/trace" "$kill_ms" "$(grep RESULT "$WORK/load.out")" <<'PY'
+    for client in bazaar grpcio; do
+      ports=()
+      for r in r1 r2 r3; do ports+=("$(serve "$r" --tls-dir "$WORK/certs")"); done
+      list="127.0.0.1:${ports[0]},127.0.0.1:${ports[1]},127.0.0.1:${ports[2]}"
+      rm -f "$WORK/trace"
+      if [ $client = bazaar ]; then
+        "$BIN/mesh-test" load --target "$list" --tls-dir "$WORK/certs" --tls-name client --duration 4 --concurrency 8 \
+          --trace "$WORK/trace" --report-every 10 > "$WORK/load.out" 2> "$WORK/load.err" &
+      else
+        "$PY" Benchmarks/scripts/grpcio_failover.py "$list" "$WORK/certs" 4 8 "$WORK/trace" > "$WORK/load.out" 2> "$WORK/load.err" &
+      fi
+      load=$!
+      sleep 2
+      kill_ms=$(date +%s%3N); kill -9 "$(cat "$WORK/r2.pid")"
+      wait $load
+      python3 - "$WORK/trace" "$kill_ms" "$client" <<'PY'
 import statistics, sys
 kill = int(sys.argv[2])
 calls = [line.split() for line in open(sys.argv[1])]
@@ -71,11 +78,12 @@ lat = [int(e) - int(s) for _, s, e, _ in calls]
 # past their own start if later, they took to be answered.
 near = [int(e) - max(int(s), kill) for _, s, e, _ in calls if kill - 100 <= int(s) <= kill + 100 and int(e) >= kill]
 failed = sum(1 for c in calls if c[3].startswith("!"))
-print(f"  round: {len(calls)} calls, {failed} failed, median {statistics.median(lat)} ms, "
-      f"max {max(lat)} ms, failover gap {max(near) if near else 0} ms ({len(near)} calls within 100 ms of the kill)")
+print(f"  {sys.argv[3]:7s} {len(calls):6d} calls, {failed} failed, median {statistics.median(lat)} ms, "
+      f"failover gap {max(near) if near else 0} ms ({len(near)} calls within 100 ms of the kill)")
 PY
-    for r in r1 r3; do kill "$(cat "$WORK/$r.pid")"; done
-    wait 2>/dev/null || true
+      for r in r1 r3; do kill "$(cat "$WORK/$r.pid")"; done
+      wait 2>/dev/null || true
+    done
   done
 }
 
