@@ -67,7 +67,7 @@ let package = Package(
         // gRPC's interop TestService and BenchmarkService, and the interop client's test cases.
         .target(name: "BazaarInterop", dependencies: ["BazaarCore", "BazaarTransport", "GRPCProtos"]),
         .executableTarget(name: "interop-server", dependencies: [
-            "BazaarInterop", "BazaarTransport", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            "BazaarInterop", "BazaarTransport", "BazaarMesh", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "interop-client", dependencies: [
             "BazaarInterop", "BazaarTransport", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         // The one CLI: `bazaar certs`, and later serve, gateway, call, seed.

@@ -4,7 +4,8 @@
 # The shop services and the gateway arrive with their own issues. Until then this builds every
 # target, checks that generated code is current, prints the shop's API contract, makes a
 # development mesh PKI (`bazaar certs`, once, in .run/certs), and runs the RPC core's demo server
-# (grpc.testing.TestService and BenchmarkService) over mutual TLS in the foreground. Ctrl-C (or
+# (grpc.testing.TestService and BenchmarkService, with health and reflection) over mutual TLS in
+# the foreground. Ctrl-C (or
 # SIGTERM) shuts it down gracefully.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +24,7 @@ if [ ! -f .run/certs/ca.pem ]; then
 fi
 echo
 echo "up: the shop services are not in yet (issue 7); running the mesh demo server on port $PORT (mTLS)."
+echo "up: it serves grpc.health.v1.Health and server reflection, so grpcurl-style tools can list it."
 echo "up: try it:  .build/debug/interop-client --server_port $PORT --use_tls true --tls_ca_file .run/certs/ca.pem \\"
 echo "               --tls_cert_file .run/certs/client.pem --tls_key_file .run/certs/client-key.pem --test_case all"
 exec .build/debug/interop-server --port "$PORT" --use_tls true --tls_cert_file .run/certs/demo.pem \

@@ -1,16 +1,18 @@
 import ArgumentParser
 import BazaarCore
 import BazaarInterop
+import BazaarMesh
 import BazaarTransport
 import Glibc
 
 /// gRPC's interop test server: `grpc.testing.TestService` and `grpc.testing.BenchmarkService`,
-/// with the standard interop flags, over mutual TLS or (when asked) plaintext h2c.
+/// with the standard interop flags, over mutual TLS or (when asked) plaintext h2c; with health and
+/// server reflection, so that grpcurl-style tools can explore it.
 @main
 struct InteropServer: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "interop-server",
-        abstract: "Serve grpc.testing.TestService and BenchmarkService for interop tests and benchmarks.",
+        abstract: "Serve grpc.testing.TestService and BenchmarkService (plus health and reflection) for interop tests and benchmarks.",
         discussion: """
             Plaintext h2c by default, as gRPC's interop servers do; --use_tls=true serves mutual TLS and
             then needs --tls_cert_file, --tls_key_file and --tls_ca_file (files made by `bazaar certs`).
@@ -99,7 +101,11 @@ struct InteropServer: ParsableCommand {
         if let allowedCallers {
             config.authorization.allowLists["grpc.testing.TestService"] = allowedCallers.split(separator: ",").map(String.init)
         }
-        let server = try RPCServer(configuration: config, services: [TestServiceImpl(), BenchmarkServiceImpl()])
+        try MeshServerEnvironment.apply(to: &config)
+        let services: [any RPCService] = [TestServiceImpl(), BenchmarkServiceImpl()]
+        let health = HealthService(services: services.map { type(of: $0).serviceDescriptor.name })
+        let reflection = ReflectionService(serving: services + [health])
+        let server = try RPCServer(configuration: config, services: services + [health, reflection])
         try await server.run { port in
             print("interop-server: listening on \(host):\(port) (\(useTLS ? "mTLS" : "h2c"))")
             fflush(nil)

@@ -136,6 +136,29 @@ def test_dns_records_decide_the_endpoints(tmp_path):
         dns.stop()
 
 
+def test_a_connection_failure_makes_the_channel_look_again(tmp_path):
+    # Periodic resolution is an hour away; only the failure can make the channel find r4.
+    dns = Dnsmasq(tmp_path)
+    port = free_port("127.0.0.2")
+    replicas = [Replica(f"r{i}", tmp_path, host=f"127.0.0.{i}", port=port) for i in (2, 3, 4)]
+    try:
+        dns.set("shop.test", ["127.0.0.2", "127.0.0.3"])
+        time.sleep(0.2)
+        env = {"BAZAAR_DNS_REFRESH": "1h", "BAZAAR_DNS_MIN_REFRESH": "100ms"}
+        load = Load(f"dns://{dns.nameserver}/shop.test:{port}", duration=4, concurrency=6, env=env)
+        time.sleep(1.5)
+        dns.set("shop.test", ["127.0.0.3", "127.0.0.4"])
+        time.sleep(0.3)
+        replicas[0].kill9()
+        result = load.wait()
+        assert result["failed"] == 0, (result, load.errors[:10])
+        assert load.replicas_between(0.5, 1.4) == {"r2", "r3"}
+        assert load.replicas_between(2.8, 4.5) == {"r3", "r4"}
+    finally:
+        stop_all(replicas)
+        dns.stop()
+
+
 def test_unresolvable_name_fails_calls_with_a_clear_status(tmp_path):
     dns = Dnsmasq(tmp_path)
     try:
