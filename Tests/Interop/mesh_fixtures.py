@@ -106,7 +106,12 @@ class Load:
         assert rc == 0 and self.result is not None, f"load exited {rc}: {self.errors[-20:]}"
         return self.result
 
-    def replicas_between(self, start, end):
+    def mark(self):
+        """Seconds since the load started: marks an event so that checks can be relative to it
+        (fixed offsets would drift with the machine's load)."""
+        return time.monotonic() - self.started
+
+    def replicas_between(self, start, end=float("inf")):
         """Replicas that answered in progress reports from `start` to `end` seconds."""
         seen = set()
         for t, p in self.progress:
