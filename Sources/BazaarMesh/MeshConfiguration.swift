@@ -112,6 +112,35 @@ public enum MeshServerEnvironment {
         if let v = env["TLS_RELOAD_INTERVAL"] { c.tlsReloadInterval = v == "0" ? nil : try env.duration("TLS_RELOAD_INTERVAL") }
     }
 
+    /// How this process secures its connections: mutual TLS with the files named by
+    /// `BAZAAR_TLS_CERT`, `BAZAAR_TLS_KEY` and `BAZAAR_TLS_CA`, or by default those `bazaar certs`
+    /// makes for `service` in `BAZAAR_TLS_DIR` (`.run/certs`). Plaintext h2c only when
+    /// `BAZAAR_PLAINTEXT=true` says so.
+    public static func security(service: String, environment: [String: String] = Environment.current) throws(RPCError) -> TransportSecurity {
+        let env = Environment(environment, upstream: nil)
+        if try env.bool("PLAINTEXT") == true { return .plaintext }
+        let dir = env["TLS_DIR"] ?? ".run/certs"
+        var tls = TLSConfiguration.mesh(directory: dir, service: service)
+        if let cert = env["TLS_CERT"] { tls.certificateChainFile = cert }
+        if let key = env["TLS_KEY"] { tls.privateKeyFile = key }
+        if let ca = env["TLS_CA"] { tls.trustRootsFile = ca }
+        return .mutualTLS(tls)
+    }
+
+    /// The services every mesh server adds to its own: health (always) and reflection (unless
+    /// `BAZAAR_REFLECTION=false`). The health service is returned too, for the application to set
+    /// statuses on.
+    public static func standardServices(serving services: [any RPCService],
+                                        environment: [String: String] = Environment.current) throws(RPCError)
+        -> (health: HealthService, services: [any RPCService])
+    {
+        let env = Environment(environment, upstream: nil)
+        let health = HealthService(services: services.map { type(of: $0).serviceDescriptor.name })
+        var all = services + [health as any RPCService]
+        if try env.bool("REFLECTION") ?? true { all.append(ReflectionService(serving: all)) }
+        return (health, all)
+    }
+
     /// The client side's TLS reload interval, from the same variable.
     public static func apply(to c: inout ChannelConfiguration, environment: [String: String] = Environment.current) throws(RPCError) {
         let env = Environment(environment, upstream: nil)

@@ -102,10 +102,8 @@ struct InteropServer: ParsableCommand {
             config.authorization.allowLists["grpc.testing.TestService"] = allowedCallers.split(separator: ",").map(String.init)
         }
         try MeshServerEnvironment.apply(to: &config)
-        let services: [any RPCService] = [TestServiceImpl(), BenchmarkServiceImpl()]
-        let health = HealthService(services: services.map { type(of: $0).serviceDescriptor.name })
-        let reflection = ReflectionService(serving: services + [health])
-        let server = try RPCServer(configuration: config, services: services + [health, reflection])
+        let (_, services) = try MeshServerEnvironment.standardServices(serving: [TestServiceImpl(), BenchmarkServiceImpl()])
+        let server = try RPCServer(configuration: config, services: services)
         try await server.run { port in
             print("interop-server: listening on \(host):\(port) (\(useTLS ? "mTLS" : "h2c"))")
             fflush(nil)

@@ -145,10 +145,9 @@ struct Serve: ParsableCommand {
             config.loopCount = 1
             try MeshServerEnvironment.apply(to: &config)
             let nextChannel = try next.map { try MeshChannel(target: $0, security: tls.security, mesh: try .fromEnvironment()) }
-            let health = HealthService(services: [Meshtest_V1_MeshTest.name])
             let mesh = MeshTestService(name: name, log: CallLog(path: callLog), next: nextChannel)
-            let reflection = ReflectionService(serving: [mesh, health])
-            let server = try RPCServer(configuration: config, services: [mesh, health, reflection])
+            let (_, services) = try MeshServerEnvironment.standardServices(serving: [mesh])
+            let server = try RPCServer(configuration: config, services: services)
             try await server.run { port in
                 print("mesh-test: listening on \(host):\(port)")
                 fflush(nil)

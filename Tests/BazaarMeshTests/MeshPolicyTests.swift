@@ -172,6 +172,7 @@ final class FakeCandidate: PickCandidate, @unchecked Sendable {
                 #expect(error.message.contains(key))
             }
         }
+        #expect(throws: RPCError.self) { try MeshServerEnvironment.security(service: "x", environment: ["BAZAAR_PLAINTEXT": "perhaps"]) }
         #expect(Environment.parseDuration("1.5s") == .milliseconds(1500))
         #expect(Environment.parseDuration("2m") == .seconds(120))
         #expect(Environment.parseDuration("-1s") == nil)
@@ -205,5 +206,39 @@ final class FakeCandidate: PickCandidate, @unchecked Sendable {
         #expect(b.inFlight == 1)
         b.release()
         #expect(b.inFlight == 0)
+    }
+}
+
+@Suite struct ServerEnvironmentTests {
+    @Test func mutualTLSUnlessPlaintextIsAskedFor() throws {
+        guard case .mutualTLS(let tls) = try MeshServerEnvironment.security(service: "catalog", environment: [:]) else {
+            Issue.record("plaintext by default")
+            return
+        }
+        #expect(tls.certificateChainFile == ".run/certs/catalog.pem" && tls.trustRootsFile == ".run/certs/ca.pem")
+        guard case .mutualTLS(let custom) = try MeshServerEnvironment.security(
+            service: "catalog", environment: ["BAZAAR_TLS_DIR": "/certs", "BAZAAR_TLS_CA": "/ca/bundle.pem"])
+        else {
+            Issue.record("plaintext")
+            return
+        }
+        #expect(custom.privateKeyFile == "/certs/catalog-key.pem" && custom.trustRootsFile == "/ca/bundle.pem")
+        guard case .plaintext = try MeshServerEnvironment.security(service: "catalog", environment: ["BAZAAR_PLAINTEXT": "true"]) else {
+            Issue.record("BAZAAR_PLAINTEXT=true ignored")
+            return
+        }
+    }
+
+    @Test func healthAlwaysAndReflectionUnlessTurnedOff() throws {
+        let (health, all) = try MeshServerEnvironment.standardServices(serving: [], environment: [:])
+        #expect(all.count == 2 && health.status() == .serving)
+        let (_, without) = try MeshServerEnvironment.standardServices(serving: [], environment: ["BAZAAR_REFLECTION": "false"])
+        #expect(without.count == 1)
+    }
+
+    @Test func drainAndReloadSettings() throws {
+        var c = ServerConfiguration(port: 0, security: .plaintext)
+        try MeshServerEnvironment.apply(to: &c, environment: ["BAZAAR_DRAIN_DELAY": "5s", "BAZAAR_TLS_RELOAD_INTERVAL": "0"])
+        #expect(c.drainDelay == .seconds(5) && c.tlsReloadInterval == nil)
     }
 }
