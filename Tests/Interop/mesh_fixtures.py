@@ -47,7 +47,7 @@ class Replica:
 
     @property
     def address(self):
-        return f"{self.host}:{self.port}"
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
     def kill9(self):
         self.proc.send_signal(signal.SIGKILL)

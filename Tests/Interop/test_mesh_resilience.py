@@ -114,6 +114,24 @@ def test_failing_replica_is_ejected_and_comes_back(tmp_path, mt, fault):
         stop_all(replicas)
 
 
+def test_the_retry_throttle_keeps_an_outage_from_multiplying(tmp_path, mt):
+    # Every replica fails: without the throttle each call would be tried three times.
+    replicas = start(2, tmp_path)
+    try:
+        for r in replicas:
+            set_fault(mt, r, mt.FaultRequest.UNAVAILABLE)
+        load = Load(",".join(r.address for r in replicas), duration=1.5, concurrency=4,
+                    env={"BAZAAR_OUTLIER_DETECTION": "false"})
+        result = load.wait()
+        calls = result["ok"] + result["failed"]
+        attempts = sum(len(r.calls("get-refused")) for r in replicas)
+        assert result["ok"] == 0 and calls > 50, result
+        # The bucket (10 tokens, retries only above 5) allows a handful of retries, then none.
+        assert calls <= attempts <= calls + 10, (calls, attempts)
+    finally:
+        stop_all(replicas)
+
+
 # ---------------------------------------------------------------- DNS
 
 def test_dns_records_decide_the_endpoints(tmp_path):
@@ -136,6 +154,34 @@ def test_dns_records_decide_the_endpoints(tmp_path):
         assert load.replicas_between(0.5, added - 0.1) == {"r2", "r3"}
         assert load.replicas_between(added + 0.8, removed - 0.1) == {"r2", "r3", "r4"}
         assert load.replicas_between(removed + 1.0) == {"r3", "r4"}
+    finally:
+        stop_all(replicas)
+        dns.stop()
+
+
+def ipv6_loopback():
+    import socket
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not ipv6_loopback(), reason="this machine has no IPv6 loopback")
+def test_a_and_aaaa_records_are_both_used(tmp_path):
+    dns = Dnsmasq(tmp_path)
+    port = free_port("127.0.0.2")
+    replicas = [Replica("v4", tmp_path, host="127.0.0.2", port=port), Replica("v6", tmp_path, host="::1", port=port)]
+    try:
+        dns.set("dual.test", ["127.0.0.2", "::1"])
+        time.sleep(0.2)
+        load = Load(f"dns://{dns.nameserver}/dual.test:{port}", duration=1.5, concurrency=4)
+        result = load.wait()
+        assert result["failed"] == 0, (result, load.errors[:10])
+        assert load.replicas_between(0) == {"v4", "v6"}
+        assert any(f"[::1]:{port}=READY" in e for e in load.endpoints_seen()), load.endpoints_seen()
     finally:
         stop_all(replicas)
         dns.stop()
