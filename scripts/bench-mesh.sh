@@ -11,12 +11,13 @@
 #              the survivors). The peer, in the same interleaved rounds: grpcio with round_robin and
 #              the same retry policy (Benchmarks/scripts/grpcio_failover.py). ROUNDS rounds.
 #
-# Env: N=3000 ROUNDS=3 BIN=.build/release
+# Env: N=3000 ROUNDS=3 BIN=.build/release SKIP_BUILD= (set it to use the binaries in BIN as they are)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-3000}; ROUNDS=${ROUNDS:-3}
 BIN=${BIN:-.build/release}
-[ -x "$BIN/mesh-test" ] || swift build -c release --product mesh-test --product bazaar >&2
+# One product per `swift build`: SwiftPM keeps only the last --product.
+[ -n "${SKIP_BUILD:-}" ] || for p in mesh-test bazaar; do swift build -c release --product "$p" 2>&1 | tail -1; done
 WORK=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
 serve() {  # serve NAME [args] -> prints the port

@@ -25,7 +25,7 @@ trap 'pkill -P $$ 2>/dev/null; rm -rf "$WORK"' EXIT
 PATH_RPC=/grpc.testing.BenchmarkService/UnaryCall
 
 echo "==> building release binaries"
-swift build -c release --product interop-server --product bazaar 2>&1 | tail -1
+for p in interop-server bazaar; do swift build -c release --product "$p" 2>&1 | tail -1; done
 (cd Benchmarks && swift build -c release --product RPCLoadClient 2>&1 | tail -1)
 SERVER=$PWD/.build/release/interop-server
 LOADCLIENT=$PWD/Benchmarks/.build/release/RPCLoadClient
