@@ -19,6 +19,7 @@ let package = Package(
         .library(name: "BazaarCore", targets: ["BazaarCore"]),
         .library(name: "BazaarTransport", targets: ["BazaarTransport"]),
         .library(name: "BazaarMesh", targets: ["BazaarMesh"]),
+        .library(name: "BazaarTelemetry", targets: ["BazaarTelemetry"]),
         .library(name: "ShopAPI", targets: ["ShopAPI"]),
         .library(name: "GRPCProtos", targets: ["GRPCProtos"]),
     ],
@@ -57,6 +58,10 @@ let package = Package(
         // Mesh: discovery, balancing, health, reflection, retries, breakers, bulkheads. It drives
         // the transport's channels (one per endpoint) and runs evdns on the transport's loops.
         .target(name: "BazaarMesh", dependencies: ["BazaarCore", "BazaarTransport", "GRPCProtos", "CBazaarEvent"]),
+        // Telemetry: metrics and their exposition, JSON logs, tracing with OTLP export.
+        .target(name: "BazaarTelemetry", dependencies: ["BazaarCore", "BazaarTransport", "OTLPProtos", "CBazaarEvent"]),
+        .target(name: "COTLPProtos", dependencies: ["CBazaarProtobufC"]),
+        .target(name: "OTLPProtos", dependencies: ["COTLPProtos", "BazaarWire", "BazaarCore"]),
         .target(name: "CWellKnownTypes", dependencies: ["CBazaarProtobufC"]),
         .target(name: "WellKnownTypes", dependencies: ["CWellKnownTypes", "BazaarWire", "BazaarCore"]),
         .target(name: "CGRPCProtos", dependencies: ["CBazaarProtobufC", "CWellKnownTypes"]),
@@ -86,7 +91,7 @@ let package = Package(
         // libFuzzer target for the decoder (`make fuzz`); a corpus replayer in normal builds.
         // Replicas and load for the mesh's integration tests (tests/fixtures protos only).
         .executableTarget(name: "mesh-test", dependencies: [
-            "BazaarMesh", "BazaarTransport", "ConformanceProtos", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            "BazaarMesh", "BazaarTelemetry", "BazaarTransport", "ConformanceProtos", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "wire-decode-fuzzer", dependencies: ["ConformanceProtos", "ShopAPI", "BazaarWire"],
                           path: "Tests/Fuzz/WireDecodeFuzzer"),
 

@@ -10,7 +10,8 @@ WKT=/usr/include
 GRPC=/usr/share/grpc-proto
 MODULES=(--swift_module google/protobuf/=WellKnownTypes --swift_module grpc/=GRPCProtos
          --swift_module bazaar/=ShopAPI --swift_module google/api/=ShopAPI --swift_module shop/=ShopAPI
-         --swift_module conformance/=ConformanceProtos --swift_module meshtest/=ConformanceProtos)
+         --swift_module conformance/=ConformanceProtos --swift_module meshtest/=ConformanceProtos
+         --swift_module opentelemetry/=OTLPProtos)
 
 run() {  # run SWIFT_DIR C_DIR C_MODULE -I... files...
   local swift_dir=$1 c_dir=$2 c_module=$3; shift 3
@@ -26,7 +27,10 @@ run Sources/GRPCProtos Sources/CGRPCProtos CGRPCProtos -I "$GRPC" -I "$WKT" \
   grpc/testing/empty.proto grpc/testing/messages.proto grpc/testing/test.proto grpc/testing/benchmark_service.proto
 # Bazaar's own IDL options and the shop API.
 run Sources/ShopAPI Sources/CShopAPI CShopAPI -I proto -I "$WKT" \
-  $(cd proto && find . -name '*.proto' | sed 's|^\./||' | sort)
+  $(cd proto && find . -name '*.proto' -not -path './opentelemetry/*' | sed 's|^\./||' | sort)
+# The OTLP trace export messages and service the telemetry exporter sends (our own definitions).
+run Sources/OTLPProtos Sources/COTLPProtos COTLPProtos -I proto \
+  $(cd proto && find opentelemetry -name '*.proto' | sort)
 # Test-only protos for the conformance and oracle tests.
 run Tests/Generated/ConformanceProtos Tests/Generated/CConformanceProtos CConformanceProtos \
   -I Tests/Fixtures/proto -I "$WKT" $(cd Tests/Fixtures/proto && find . -name '*.proto' | sed 's|^\./||' | sort)

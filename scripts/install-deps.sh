@@ -9,7 +9,7 @@ PACKAGES=(
   libprotobuf-c-dev libnghttp2-dev libssl-dev libevent-dev libpq-dev
   libhiredis-dev libargon2-dev zlib1g-dev libhttp-parser-dev pkg-config
   # test peers and corpora
-  protobuf-c-compiler grpc-proto libprotobuf-dev python3-venv nghttp2-client dnsmasq-base
+  protobuf-c-compiler grpc-proto libprotobuf-dev python3-venv nghttp2-client dnsmasq-base prometheus
   # tooling
   valgrind
 )

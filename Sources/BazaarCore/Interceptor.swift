@@ -6,12 +6,17 @@ public struct RPCCallHead: Sendable {
     public var deadline: ContinuousClock.Instant?
     /// The caller's identity on the server side; `nil` on the client side.
     public var peerIdentity: String?
+    /// The caller's address (`ip:port`) on the server side; `nil` on the client side.
+    public var peerAddress: String?
 
-    public init(method: MethodDescriptor, metadata: Metadata, deadline: ContinuousClock.Instant?, peerIdentity: String?) {
+    public init(method: MethodDescriptor, metadata: Metadata, deadline: ContinuousClock.Instant?, peerIdentity: String?,
+                peerAddress: String? = nil)
+    {
         self.method = method
         self.metadata = metadata
         self.deadline = deadline
         self.peerIdentity = peerIdentity
+        self.peerAddress = peerAddress
     }
 }
 

@@ -11,4 +11,7 @@
 #include <event2/thread.h>
 /* evdns: asynchronous DNS on a loop, for the mesh's dns:/// resolver. */
 #include <event2/dns.h>
+/* evhttp: the admin endpoint (/metrics) speaks HTTP/1.1 through libevent's parser. */
+#include <event2/http.h>
+#include <event2/buffer.h>
 #endif

@@ -1,6 +1,7 @@
 import ArgumentParser
 import BazaarCore
 import BazaarMesh
+import BazaarTelemetry
 import BazaarTransport
 import ConformanceProtos
 import Glibc
@@ -136,6 +137,9 @@ struct Serve: ParsableCommand {
     @Option(name: .customLong("call-log"), help: "Append a line per call to this file.")
     var callLog: String?
 
+    @Flag(help: "Metrics, JSON logs and traces as a service has them (BAZAAR_METRICS_PORT, BAZAAR_LOG_LEVEL, OTEL_*).")
+    var telemetry = false
+
     @OptionGroup var tls: TLSOptions
 
     func run() throws {
@@ -144,16 +148,22 @@ struct Serve: ParsableCommand {
             config.handleSignals = true
             config.loopCount = 1
             try MeshServerEnvironment.apply(to: &config)
-            let nextChannel = try next.map { try MeshChannel(target: $0, security: tls.security, mesh: try .fromEnvironment()) }
+            let telemetry = self.telemetry ? try await Telemetry.start(service: name) : nil
+            if let port = telemetry?.metricsPort { fputsStderr("mesh-test: metrics on port \(port)") }
+            let nextChannel = try next.map { target in
+                try MeshChannel(target: target, security: tls.security, mesh: try .fromEnvironment(),
+                                interceptors: telemetry.map { [$0.clientInterceptor(upstream: target)] } ?? [])
+            }
             let mesh = MeshTestService(name: name, log: CallLog(path: callLog), next: nextChannel)
             let (_, services) = try MeshServerEnvironment.standardServices(serving: [mesh])
-            let server = try RPCServer(configuration: config, services: services)
+            let server = try RPCServer(configuration: config, services: services,
+                                       interceptors: telemetry.map { [$0.serverInterceptor] } ?? [])
             try await server.run { port in
-                print("mesh-test: listening on \(host):\(port)")
-                fflush(nil)
+                fputsStderr("mesh-test: listening on \(host):\(port)")
             }
             await nextChannel?.shutdown()
-            print("mesh-test: shut down cleanly")
+            await telemetry?.shutdown()
+            fputsStderr("mesh-test: shut down cleanly")
         }
     }
 }

@@ -22,7 +22,7 @@ def free_port(host="127.0.0.1"):
 class Replica:
     """One `mesh-test serve` process."""
 
-    def __init__(self, name, workdir, *, host="127.0.0.1", port=0, tls_dir=None, next_target=None, env=None):
+    def __init__(self, name, workdir, *, host="127.0.0.1", port=0, tls_dir=None, next_target=None, env=None, telemetry=False):
         self.name = name
         self.log = pathlib.Path(workdir) / f"{name}.log"
         args = [binary("mesh-test"), "serve", "--name", name, "--host", host, "--port", str(port), "--call-log", str(self.log)]
@@ -30,20 +30,33 @@ class Replica:
             args += ["--tls-dir", str(tls_dir), "--tls-name", "server"]
         if next_target:
             args += ["--next", next_target]
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        if telemetry:
+            args.append("--telemetry")
+        # Status lines ("mesh-test: ...") go to stderr, logs (JSON lines) to stdout.
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                      env={**os.environ, **(env or {})})
-        line = self.proc.stdout.readline()
-        if "listening on" not in line:
-            self.proc.kill()
-            raise RuntimeError(f"mesh-test serve {name} did not start: {line}{self.proc.stdout.read()}")
+        self.output = []  # stderr lines
+        self.logs = []    # stdout lines
+        self.metrics_port = None
+        while True:
+            line = self.proc.stderr.readline()
+            if not line:
+                self.proc.kill()
+                raise RuntimeError(f"mesh-test serve {name} did not start: {''.join(self.output)}")
+            self.output.append(line)
+            if "metrics on port" in line:
+                self.metrics_port = int(line.rsplit(" ", 1)[1])
+            if "listening on" in line:
+                break
         self.host = host
         self.port = int(line.rsplit(":", 1)[1])
-        self.output = []
-        threading.Thread(target=self._drain, daemon=True).start()
+        threading.Thread(target=self._drain, args=(self.proc.stderr, self.output), daemon=True).start()
+        threading.Thread(target=self._drain, args=(self.proc.stdout, self.logs), daemon=True).start()
 
-    def _drain(self):
-        for line in self.proc.stdout:
-            self.output.append(line)
+    @staticmethod
+    def _drain(stream, into):
+        for line in stream:
+            into.append(line)
 
     @property
     def address(self):

@@ -64,6 +64,7 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
         thread = tid
         // Loops start once per process; a short wait until the thread is inside the loop is fine.
         while running.load(ordering: .acquiring) == 0 { usleep(100) }
+        if let observer = TransportEvents.observer { execute { self.startLagProbe(observer) } }
     }
 
     private func runThread() {

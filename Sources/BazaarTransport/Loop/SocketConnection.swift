@@ -24,8 +24,14 @@ class SocketConnection: @unchecked Sendable {
         self.peerAddress = peerAddress
     }
 
+    /// Which side of the mesh this connection is, for ``TransportObserver``.
+    var isServerSide: Bool { false }
+    private var observer: (any TransportObserver)?
+
     /// Registers the socket with the loop. Call on the loop thread.
     func start(connecting: Bool = false) {
+        observer = TransportEvents.observer
+        observer?.connectionOpened(server: isServerSide)
         watcher = IOWatcher(loop: loop, fd: fd, onReadable: { [unowned self] in self.readable() },
                             onWritable: { [unowned self] in self.writable() })
         // The connection keeps itself alive while its socket is registered.
@@ -96,6 +102,7 @@ class SocketConnection: @unchecked Sendable {
                         close(error: nil)
                         return
                     case .failed(let why):
+                        if !tls.handshakeComplete { observer?.tlsHandshakeFailed(server: isServerSide) }
                         // Send the alert OpenSSL queued, then close.
                         var out: [UInt8] = []
                         tls.takeCiphertext(into: &out)
@@ -210,6 +217,7 @@ class SocketConnection: @unchecked Sendable {
             _ = outBuffer.withUnsafeBytes { sendBytes($0.baseAddress! + outOffset, $0.count - outOffset) }
         }
         isClosed = true
+        observer?.connectionClosed(server: isServerSide)
         closed(error: error)
         if error == nil && watcher != nil {
             lingering = true

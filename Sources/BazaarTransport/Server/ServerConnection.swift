@@ -22,6 +22,7 @@ final class ServerShared: Sendable {
 /// One HTTP/2 connection of a server: nghttp2 session, gRPC streams, keepalive and draining.
 /// Everything here runs on the connection's loop thread; handlers run as tasks on the same loop.
 final class ServerConnection: SocketConnection, @unchecked Sendable {
+    override var isServerSide: Bool { true }
     let shared: ServerShared
     let h2: HTTP2Session
     private var streams = StreamMap<ServerStream>()

@@ -145,7 +145,7 @@ final class ServerStream: GatedStream, @unchecked Sendable {
         let unaryRequest = self.unaryRequest
         self.unaryRequest = nil
         let head = RPCCallHead(method: handler.method, metadata: context.metadata, deadline: context.deadline,
-                               peerIdentity: context.peerIdentity)
+                               peerIdentity: context.peerIdentity, peerAddress: context.peerAddress)
         let ctx = context
         // The handler starts right here on the loop thread and runs until it first suspends; a
         // handler that never suspends answers within this read, with no executor hop at all.

@@ -1,0 +1,260 @@
+import BazaarCore
+import BazaarTransport
+import Glibc
+import Synchronization
+
+/// Everything a service reports about itself: Prometheus metrics, JSON logs, and traces.
+///
+/// ```swift
+/// let telemetry = try await Telemetry.start(service: "catalog")   // reads BAZAAR_* and OTEL_*
+/// let server = try RPCServer(configuration: config, services: services,
+///                            interceptors: [telemetry.serverInterceptor])
+/// let orders = try MeshChannel(target: ..., security: ..., interceptors: [telemetry.clientInterceptor(upstream: "orders")])
+/// ```
+public final class Telemetry: Sendable {
+    public let service: String
+    public let registry: MetricsRegistry
+    public let logger: Logger
+    public let tracer: Tracer?
+    public let serverMetrics: RPCMetrics
+    public let clientMetrics: RPCMetrics
+    /// The share of RPCs that get an access-log line (0...1).
+    public let accessLogSampleRatio: Double
+    let admin: AdminServer?
+    private let accessSampler = IDGenerator()
+
+    public struct Options: Sendable {
+        public var metricsPort: Int? = 9464
+        public var metricsHost = "0.0.0.0"
+        public var logLevel = LogLevel.info
+        public var accessLogSampleRatio = 1.0
+        /// `nil`: no tracing at all (no context is propagated either).
+        public var tracesEndpoint: String? = "http://localhost:4317"
+        public var sampler = Sampler.parentBased(root: .alwaysOn)
+        public var logSink: (@Sendable (String) -> Void)?
+        public init() {}
+    }
+
+    /// Starts telemetry with `options`: the admin endpoint, the transport observer, the exporter.
+    public static func start(service: String, options: Options) async throws -> Telemetry {
+        let registry = MetricsRegistry()
+        var admin: AdminServer?
+        if let port = options.metricsPort { admin = try await AdminServer(registry: registry, host: options.metricsHost, port: port) }
+        var tracer: Tracer?
+        if let endpoint = options.tracesEndpoint {
+            let exporter = try SpanExporter(endpoint: endpoint, serviceName: service)
+            tracer = Tracer(serviceName: service, sampler: options.sampler, exporter: exporter)
+        }
+        let t = Telemetry(service: service, registry: registry, options: options, tracer: tracer, admin: admin)
+        TransportEvents.install(TransportMetrics(registry: registry))
+        ProcessMetrics.register(in: registry)
+        if let exporter = tracer?.exporter {
+            registry.addCollector {
+                [CollectedSample(name: "bazaar_spans_exported_total", help: "Spans the trace collector accepted.", type: .counter,
+                                 value: Double(exporter.exported.count)),
+                 CollectedSample(name: "bazaar_spans_dropped_total", help: "Spans dropped: export queue full or the collector unreachable.",
+                                 type: .counter, value: Double(exporter.dropped.count))]
+            }
+        }
+        return t
+    }
+
+    /// Telemetry configured from the environment (see `docs/telemetry.md`):
+    /// `BAZAAR_METRICS_PORT` (0 picks one, `off` disables), `BAZAAR_LOG_LEVEL`,
+    /// `BAZAAR_ACCESS_LOG_SAMPLE`, `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_TRACES_EXPORTER=none`),
+    /// `OTEL_SERVICE_NAME`, `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG`.
+    public static func start(service: String, environment: [String: String] = currentEnvironment()) async throws -> Telemetry {
+        try await start(service: environment["OTEL_SERVICE_NAME"] ?? service, options: options(from: environment))
+    }
+
+    public static func options(from env: [String: String]) throws(RPCError) -> Options {
+        var o = Options()
+        if let p = env["BAZAAR_METRICS_PORT"] {
+            if p == "off" { o.metricsPort = nil } else {
+                guard let n = Int(p), (0...65535).contains(n) else { throw RPCError(.invalidArgument, "BAZAAR_METRICS_PORT='\(p)': expected a port or off") }
+                o.metricsPort = n
+            }
+        }
+        if let h = env["BAZAAR_METRICS_HOST"] { o.metricsHost = h }
+        if let l = env["BAZAAR_LOG_LEVEL"] {
+            guard let level = LogLevel(name: l) else { throw RPCError(.invalidArgument, "BAZAAR_LOG_LEVEL='\(l)': expected debug, info, warning or error") }
+            o.logLevel = level
+        }
+        if let r = env["BAZAAR_ACCESS_LOG_SAMPLE"] {
+            guard let v = Double(r), (0...1).contains(v) else { throw RPCError(.invalidArgument, "BAZAAR_ACCESS_LOG_SAMPLE='\(r)': expected 0 to 1") }
+            o.accessLogSampleRatio = v
+        }
+        if env["OTEL_TRACES_EXPORTER"] == "none" || env["OTEL_SDK_DISABLED"] == "true" {
+            o.tracesEndpoint = nil
+        } else if let e = env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] ?? env["OTEL_EXPORTER_OTLP_ENDPOINT"] {
+            o.tracesEndpoint = e
+        }
+        guard let sampler = Sampler.parse(env["OTEL_TRACES_SAMPLER"], argument: env["OTEL_TRACES_SAMPLER_ARG"]) else {
+            throw RPCError(.invalidArgument, "OTEL_TRACES_SAMPLER='\(env["OTEL_TRACES_SAMPLER"] ?? "")': expected always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off or parentbased_traceidratio")
+        }
+        o.sampler = sampler
+        return o
+    }
+
+    public static func currentEnvironment() -> [String: String] {
+        var out: [String: String] = [:]
+        var p = environ
+        while let entry = p.pointee {
+            let s = String(cString: entry)
+            if let eq = s.firstIndex(of: "=") { out[String(s[..<eq])] = String(s[s.index(after: eq)...]) }
+            p += 1
+        }
+        return out
+    }
+
+    init(service: String, registry: MetricsRegistry, options: Options, tracer: Tracer?, admin: AdminServer?) {
+        self.service = service
+        self.registry = registry
+        logger = Logger(service: service, level: options.logLevel, sink: options.logSink)
+        self.tracer = tracer
+        serverMetrics = RPCMetrics(registry: registry, side: "server")
+        clientMetrics = RPCMetrics(registry: registry, side: "client")
+        accessLogSampleRatio = options.accessLogSampleRatio
+        self.admin = admin
+    }
+
+    /// The admin endpoint's port, when it runs.
+    public var metricsPort: Int? { admin?.port }
+
+    /// For servers: metrics, a server span per call (continuing the caller's trace), and the
+    /// access log. Put it first, so that it sees every other interceptor's outcome.
+    public var serverInterceptor: any RPCInterceptor { ServerTelemetryInterceptor(telemetry: self) }
+
+    /// For channels: client metrics, a client span per call and the `traceparent` it sends.
+    public func clientInterceptor(upstream: String) -> any RPCInterceptor {
+        ClientTelemetryInterceptor(telemetry: self, upstream: upstream)
+    }
+
+    /// Flushes spans and stops the admin endpoint.
+    public func shutdown() async {
+        await tracer?.exporter.shutdown()
+        admin?.shutdown()
+    }
+
+    func sampleAccessLog() -> Bool {
+        if accessLogSampleRatio >= 1 { return true }
+        if accessLogSampleRatio <= 0 { return false }
+        return Double(accessSampler.next() >> 11) / Double(1 << 53) < accessLogSampleRatio
+    }
+
+    static func status(of error: any Error) -> RPCError {
+        if let e = error as? RPCError { return e }
+        if error is CancellationError { return RPCError(.cancelled, "cancelled") }
+        return RPCError(.unknown, "\(error)")
+    }
+
+    static func seconds(_ d: Duration) -> Double {
+        Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+    }
+}
+
+struct ServerTelemetryInterceptor: RPCInterceptor {
+    let telemetry: Telemetry
+
+    func intercept(_ head: RPCCallHead, next: @Sendable (RPCCallHead) async throws -> Void) async throws {
+        let series = telemetry.serverMetrics.series(head.method)
+        series.started.increment()
+        let start = ContinuousClock.now
+        var span: Span?
+        if let tracer = telemetry.tracer {
+            let parent = head.metadata["traceparent"].flatMap { SpanContext(traceparent: $0, tracestate: head.metadata["tracestate"]) }
+            let s = tracer.startSpan(head.method.path.dropFirst().description, kind: .server, parent: parent)
+            if s.isRecording {
+                s.setAttribute("rpc.system", "grpc")
+                s.setAttribute("rpc.service", head.method.service)
+                s.setAttribute("rpc.method", head.method.method)
+                if let address = head.peerAddress {
+                    s.setAttribute("client.address", Endpoint(address)?.host ?? address)
+                    s.setAttribute("net.sock.peer.addr", address)
+                }
+                if let identity = head.peerIdentity { s.setAttribute("bazaar.peer.identity", identity) }
+            }
+            span = s
+        }
+        var failure: RPCError?
+        do {
+            if let span {
+                try await Span.$current.withValue(span) { try await next(head) }
+            } else {
+                try await next(head)
+            }
+        } catch {
+            failure = Telemetry.status(of: error)
+            finish(head, series, start, span, failure)
+            throw error
+        }
+        finish(head, series, start, span, nil)
+    }
+
+    private func finish(_ head: RPCCallHead, _ series: RPCMetrics.MethodSeries, _ start: ContinuousClock.Instant, _ span: Span?,
+                        _ failure: RPCError?)
+    {
+        let code = failure?.code ?? .ok
+        let elapsed = Telemetry.seconds(ContinuousClock.now - start)
+        series.handled[code.rawValue].increment()
+        series.seconds.observe(elapsed)
+        if let span {
+            if span.isRecording {
+                span.setAttribute("rpc.grpc.status_code", Int64(code.rawValue))
+                span.end(error: failure.map { $0.message.isEmpty ? "\($0.code)" : $0.message })
+            }
+        }
+        if telemetry.logger.enabled(.info) && telemetry.sampleAccessLog() {
+            var fields: [(String, LogValue)] = [("kind", "access"), ("method", .string(head.method.path)), ("code", .string("\(code)")),
+                                                ("duration_ms", .double((elapsed * 1e6).rounded() / 1e3))]
+            if let p = head.peerIdentity { fields.append(("peer", .string(p))) }
+            if let a = head.peerAddress { fields.append(("peer_address", .string(a))) }
+            telemetry.logger.log(code == .ok ? .info : .warning, "rpc served", fields, span: span?.context)
+        }
+    }
+}
+
+struct ClientTelemetryInterceptor: RPCInterceptor {
+    let telemetry: Telemetry
+    let upstream: String
+
+    func intercept(_ head: RPCCallHead, next: @Sendable (RPCCallHead) async throws -> Void) async throws {
+        let series = telemetry.clientMetrics.series(head.method)
+        series.started.increment()
+        let start = ContinuousClock.now
+        var head = head
+        var span: Span?
+        if let tracer = telemetry.tracer {
+            let s = tracer.startSpan(head.method.path.dropFirst().description, kind: .client, parent: Span.current?.context)
+            if s.isRecording {
+                s.setAttribute("rpc.system", "grpc")
+                s.setAttribute("rpc.service", head.method.service)
+                s.setAttribute("rpc.method", head.method.method)
+                s.setAttribute("server.address", upstream)
+                s.setAttribute("net.peer.name", upstream)
+            }
+            // Sent whether sampled or not: the next hop continues the same trace.
+            head.metadata.add("traceparent", s.context.traceparent)
+            if !s.context.traceState.isEmpty { head.metadata.add("tracestate", s.context.traceState) }
+            span = s
+        }
+        var code = StatusCode.ok
+        var message: String?
+        defer {
+            series.handled[code.rawValue].increment()
+            series.seconds.observe(Telemetry.seconds(ContinuousClock.now - start))
+            if let span, span.isRecording {
+                span.setAttribute("rpc.grpc.status_code", Int64(code.rawValue))
+                span.end(error: message)
+            }
+        }
+        do {
+            try await next(head)
+        } catch {
+            let status = Telemetry.status(of: error)
+            code = status.code
+            message = status.message.isEmpty ? "\(status.code)" : status.message
+            throw error
+        }
+    }
+}

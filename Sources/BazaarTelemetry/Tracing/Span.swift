@@ -1,0 +1,87 @@
+import BazaarCore
+import Glibc
+
+/// One operation of a trace: a call served or made. A span that is not sampled still carries
+/// its context (so the trace id reaches logs and the next hop) but records nothing.
+///
+/// A span belongs to the task that started it; only that task sets attributes and ends it.
+public final class Span: @unchecked Sendable {
+    public enum Kind: Int32, Sendable {
+        case internalOperation = 1, server = 2, client = 3
+    }
+
+    /// The span of the call the current task is serving or making.
+    @TaskLocal public static var current: Span?
+
+    public let context: SpanContext
+    public let parentSpanID: UInt64
+    public let name: String
+    public let kind: Kind
+    let startNanos: UInt64
+    private(set) var endNanos: UInt64 = 0
+    private(set) var attributes: [(String, AttributeValue)] = []
+    private(set) var error: String?
+    private let tracer: Tracer?
+
+    public enum AttributeValue: Sendable {
+        case string(String)
+        case int(Int64)
+    }
+
+    init(context: SpanContext, parentSpanID: UInt64, name: String, kind: Kind, tracer: Tracer?) {
+        self.context = context
+        self.parentSpanID = parentSpanID
+        self.name = name
+        self.kind = kind
+        self.tracer = context.sampled ? tracer : nil
+        startNanos = context.sampled ? Span.unixNanos() : 0
+    }
+
+    public var isRecording: Bool { tracer != nil }
+
+    public func setAttribute(_ key: String, _ value: String) {
+        if isRecording { attributes.append((key, .string(value))) }
+    }
+
+    public func setAttribute(_ key: String, _ value: Int64) {
+        if isRecording { attributes.append((key, .int(value))) }
+    }
+
+    /// Ends the span; an error status marks it failed. Only the first call counts.
+    public func end(error: String? = nil) {
+        guard let tracer, endNanos == 0 else { return }
+        endNanos = Span.unixNanos()
+        self.error = error
+        tracer.exporter.enqueue(self)
+    }
+
+    static func unixNanos() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
+}
+
+/// Starts spans for one service: ids, sampling, and where finished spans go.
+public final class Tracer: Sendable {
+    public let serviceName: String
+    public let sampler: Sampler
+    let exporter: SpanExporter
+    private let ids = IDGenerator()
+
+    public init(serviceName: String, sampler: Sampler, exporter: SpanExporter) {
+        self.serviceName = serviceName
+        self.sampler = sampler
+        self.exporter = exporter
+    }
+
+    /// A span under `parent` (same trace), or the root of a new trace.
+    public func startSpan(_ name: String, kind: Span.Kind, parent: SpanContext?) -> Span {
+        let high = parent?.traceIDHigh ?? ids.next()
+        let low = parent?.traceIDLow ?? ids.next()
+        let sampled = sampler.sample(traceIDLow: low, parent: parent)
+        let context = SpanContext(traceIDHigh: high, traceIDLow: low, spanID: ids.next(), flags: sampled ? 1 : 0,
+                                  traceState: parent?.traceState ?? "")
+        return Span(context: context, parentSpanID: parent?.spanID ?? 0, name: name, kind: kind, tracer: self)
+    }
+}
