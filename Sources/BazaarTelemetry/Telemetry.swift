@@ -176,6 +176,14 @@ struct ServerTelemetryInterceptor: RPCInterceptor {
             }
             span = s
         }
+        if telemetry.logger.enabled(.debug) {
+            // Every header, by name; the logger redacts credentials (authorization, tokens, ...).
+            var fields: [(String, LogValue)] = [("method", .string(head.method.path))]
+            for (key, value) in head.metadata {
+                if case .text(let text) = value { fields.append(("metadata.\(key)", .string(text))) }
+            }
+            telemetry.logger.log(.debug, "rpc started", fields, span: span?.context)
+        }
         var failure: RPCError?
         do {
             if let span {
