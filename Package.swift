@@ -98,6 +98,7 @@ let package = Package(
         .testTarget(name: "BazaarCodeGenTests", dependencies: ["BazaarCodeGen"]),
         .testTarget(name: "BazaarCoreTests", dependencies: ["BazaarCore", "GRPCProtos", "ShopAPI"]),
         .testTarget(name: "BazaarMeshTests", dependencies: ["BazaarMesh", "BazaarTransport", "BazaarCore", "GRPCProtos"]),
+        .testTarget(name: "BazaarTelemetryTests", dependencies: ["BazaarTelemetry", "BazaarCore"]),
         .testTarget(name: "BazaarTransportTests", dependencies: ["BazaarTransport", "BazaarCore", "BazaarWire"]),
         .testTarget(name: "BazaarWireTests",
                     dependencies: ["BazaarWire", "ConformanceProtos", "ShopAPI", "GRPCProtos", "WellKnownTypes"]),
