@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Mesh benchmarks (BENCHMARKS.md, "Mesh"):
-#   scripts/bench-mesh.sh [callgrind|failover|all]     (default: all)
+#   scripts/bench-mesh.sh [callgrind|failover|telemetry|all]     (default: all)
 #
 #   callgrind  client instructions per unary call (valgrind: N calls minus a 200-call baseline) of
 #              the transport's bare GRPCChannel, of a MeshChannel (resolution, p2c, health checks,
@@ -10,6 +10,11 @@
 #              the gap is how long the calls in flight at that moment took to finish (they retry on
 #              the survivors). The peer, in the same interleaved rounds: grpcio with round_robin and
 #              the same retry policy (Benchmarks/scripts/grpcio_failover.py). ROUNDS rounds.
+#
+#   telemetry  server instructions per unary call (callgrind) of a mesh-test replica: telemetry
+#              off; metrics only; metrics and tracing at sampling ratios 0.01 and 1.0 (spans
+#              exported over OTLP/gRPC to Tests/Interop/otlp_collector.py); and all of it with an
+#              access-log line per call.
 #
 # Env: N=3000 ROUNDS=3 BIN=.build/release SKIP_BUILD= (set it to use the binaries in BIN as they are)
 set -euo pipefail
@@ -88,8 +93,49 @@ PY
   done
 }
 
+telemetry() {
+  command -v valgrind > /dev/null || { echo "valgrind missing"; return; }
+  echo; echo "==> callgrind: server instructions per unary call with and without telemetry ($N calls minus 200)"
+  cp "$BIN/mesh-test" "$WORK/mt" && strip --strip-debug "$WORK/mt"
+  PY=${PYTHON:-.venv/bin/python}
+  cport=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  "$PY" Tests/Interop/otlp_collector.py "$cport" "$WORK/spans.jsonl" > /dev/null &
+  collector=$!
+  sleep 1
+  declare -A per=()
+  otlp="http://127.0.0.1:$cport"
+  for variant in off metrics traces-0.01 traces-1.0 all-1.0; do
+    declare -A ir=()
+    for n in 200 "$N"; do
+      flags=(--telemetry); env=(BAZAAR_METRICS_PORT=0 BAZAAR_ACCESS_LOG_SAMPLE=0 OTEL_EXPORTER_OTLP_ENDPOINT="$otlp"
+                               OTEL_TRACES_SAMPLER=parentbased_traceidratio)
+      case $variant in
+        off) flags=() ;;
+        metrics) env+=(OTEL_TRACES_EXPORTER=none) ;;
+        traces-0.01) env+=(OTEL_TRACES_SAMPLER_ARG=0.01) ;;
+        traces-1.0) env+=(OTEL_TRACES_SAMPLER_ARG=1.0) ;;
+        all-1.0) env+=(OTEL_TRACES_SAMPLER_ARG=1.0 BAZAAR_ACCESS_LOG_SAMPLE=1) ;;
+      esac
+      env "${env[@]}" valgrind --tool=callgrind --callgrind-out-file=/dev/null "$WORK/mt" serve --name bench --port 0 "${flags[@]}" \
+        > /dev/null 2> "$WORK/srv.err" &
+      pid=$!
+      for _ in $(seq 200); do grep -q "listening" "$WORK/srv.err" 2>/dev/null && break; sleep 0.1; done
+      port=$(sed -n 's/.*listening on .*:\([0-9]*\)$/\1/p' "$WORK/srv.err")
+      "$BIN/mesh-test" bench --target "127.0.0.1:$port" --client bare --calls "$n" --concurrency 4 > /dev/null
+      sleep 1.5  # one export interval, so that the spans of these calls are sent and counted
+      kill -TERM $pid; wait $pid 2>/dev/null || true
+      ir[$n]=$(grep -oE 'refs: +[0-9,]+' "$WORK/srv.err" | tr -d ', ' | cut -d: -f2)
+    done
+    per[$variant]=$(( (ir[$N] - ir[200]) / (N - 200) ))
+    awk -v v="$variant" -v x="${per[$variant]}" -v off="${per[off]}" \
+      'BEGIN { printf "  %-12s %7d instructions/call  %.3f x off\n", v, x, x / off }'
+  done
+  kill $collector 2>/dev/null || true
+  echo "  spans received by the collector: $(wc -l < "$WORK/spans.jsonl" 2>/dev/null || echo 0)"
+}
+
 case "${1:-all}" in
-  callgrind) callgrind ;; failover) failover ;;
-  all) callgrind; failover ;;
-  *) sed -n '2,14p' "$0"; exit 2 ;;
+  callgrind) callgrind ;; failover) failover ;; telemetry) telemetry ;;
+  all) callgrind; failover; telemetry ;;
+  *) sed -n '2,22p' "$0"; exit 2 ;;
 esac

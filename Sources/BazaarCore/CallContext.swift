@@ -76,6 +76,7 @@ public struct ServerContext: Sendable {
         var peerIdentity: String?
         var peerAddress: String?
         var requestCompressed: Bool
+        var observation: AnyObject?
         let response: ResponseMetadata
 
         init(method: MethodDescriptor, metadata: Metadata, deadline: ContinuousClock.Instant?, peerIdentity: String?,
@@ -91,8 +92,10 @@ public struct ServerContext: Sendable {
         }
 
         func copy() -> Storage {
-            Storage(method: method, metadata: metadata, deadline: deadline, peerIdentity: peerIdentity,
-                    peerAddress: peerAddress, requestCompressed: requestCompressed, response: response)
+            let s = Storage(method: method, metadata: metadata, deadline: deadline, peerIdentity: peerIdentity,
+                            peerAddress: peerAddress, requestCompressed: requestCompressed, response: response)
+            s.observation = observation
+            return s
         }
     }
 
@@ -131,6 +134,11 @@ public struct ServerContext: Sendable {
         get { storage.requestCompressed }
         set { unique(); storage.requestCompressed = newValue }
     }
+    /// What the server's ``ServerCallObserver`` keeps for this call (telemetry's span and timer).
+    public var observation: AnyObject? {
+        get { storage.observation }
+        set { unique(); storage.observation = newValue }
+    }
     /// Response headers, trailers and compression, which the handler may set.
     public var response: ResponseMetadata { storage.response }
 
@@ -148,6 +156,17 @@ extension ServerContext {
     /// calls made inside a handler read it to inherit the inbound deadline (and, through task
     /// cancellation, its cancellation) without the handler passing anything along.
     @TaskLocal public static var current: ServerContext?
+}
+
+/// Sees every call a server serves, synchronously, as it starts (after authorization, before
+/// interceptors and the handler) and as it ends (with the status sent, or CANCELLED when the client
+/// went away). It costs far less than an interceptor, which adds async frames to every call, so
+/// it is what telemetry uses. What `callStarted` returns rides in ``ServerContext/observation``
+/// and comes back to `callEnded`. Calls refused before they start (unknown method, authorization)
+/// are not seen.
+public protocol ServerCallObserver: Sendable {
+    func callStarted(_ head: RPCCallHead) -> AnyObject?
+    func callEnded(_ observation: AnyObject?, status: RPCError)
 }
 
 /// A service that wants to know when its server starts a graceful shutdown, before any connection

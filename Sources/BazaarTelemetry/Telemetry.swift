@@ -7,8 +7,8 @@ import Synchronization
 ///
 /// ```swift
 /// let telemetry = try await Telemetry.start(service: "catalog")   // reads BAZAAR_* and OTEL_*
-/// let server = try RPCServer(configuration: config, services: services,
-///                            interceptors: [telemetry.serverInterceptor])
+/// config.callObserver = telemetry.serverObserver
+/// let server = try RPCServer(configuration: config, services: services)
 /// let orders = try MeshChannel(target: ..., security: ..., interceptors: [telemetry.clientInterceptor(upstream: "orders")])
 /// ```
 public final class Telemetry: Sendable {
@@ -121,9 +121,10 @@ public final class Telemetry: Sendable {
     /// The admin endpoint's port, when it runs.
     public var metricsPort: Int? { admin?.port }
 
-    /// For servers: metrics, a server span per call (continuing the caller's trace), and the
-    /// access log. Put it first, so that it sees every other interceptor's outcome.
-    public var serverInterceptor: any RPCInterceptor { ServerTelemetryInterceptor(telemetry: self) }
+    /// For servers (``ServerConfiguration/callObserver``): metrics, a server span per call
+    /// (continuing the caller's trace) and the access log. An observer rather than an
+    /// interceptor: it sees every call with no async frame of its own.
+    public var serverObserver: any ServerCallObserver { ServerTelemetryObserver(telemetry: self) }
 
     /// For channels: client metrics, a client span per call and the `traceparent` it sends.
     public func clientInterceptor(upstream: String) -> any RPCInterceptor {
@@ -153,25 +154,38 @@ public final class Telemetry: Sendable {
     }
 }
 
-struct ServerTelemetryInterceptor: RPCInterceptor {
+/// What telemetry keeps for one served call: its metrics, start time and span.
+final class ServerCallRecord: @unchecked Sendable {
+    let series: RPCMetrics.MethodSeries
+    let head: RPCCallHead
+    let start: ContinuousClock.Instant
+    let span: Span?
+
+    init(series: RPCMetrics.MethodSeries, head: RPCCallHead, start: ContinuousClock.Instant, span: Span?) {
+        self.series = series
+        self.head = head
+        self.start = start
+        self.span = span
+    }
+}
+
+/// The server side: metrics, a server span continuing the caller's trace, and the access log,
+/// as a ``ServerCallObserver`` (synchronous, no async frame per call).
+struct ServerTelemetryObserver: ServerCallObserver {
     let telemetry: Telemetry
 
-    func intercept(_ head: RPCCallHead, next: @Sendable (RPCCallHead) async throws -> Void) async throws {
+    func callStarted(_ head: RPCCallHead) -> AnyObject? {
         let series = telemetry.serverMetrics.series(head.method)
         series.started.increment()
-        let start = ContinuousClock.now
         var span: Span?
         if let tracer = telemetry.tracer {
             let parent = head.metadata["traceparent"].flatMap { SpanContext(traceparent: $0, tracestate: head.metadata["tracestate"]) }
-            let s = tracer.startSpan(head.method.path.dropFirst().description, kind: .server, parent: parent)
+            let s = tracer.startSpan(head.method.spanName, kind: .server, parent: parent)
             if s.isRecording {
                 s.setAttribute("rpc.system", "grpc")
                 s.setAttribute("rpc.service", head.method.service)
                 s.setAttribute("rpc.method", head.method.method)
-                if let address = head.peerAddress {
-                    s.setAttribute("client.address", Endpoint(address)?.host ?? address)
-                    s.setAttribute("net.sock.peer.addr", address)
-                }
+                if let address = head.peerAddress { s.setAttribute("client.address", Self.host(of: address)) }
                 if let identity = head.peerIdentity { s.setAttribute("bazaar.peer.identity", identity) }
             }
             span = s
@@ -184,42 +198,41 @@ struct ServerTelemetryInterceptor: RPCInterceptor {
             }
             telemetry.logger.log(.debug, "rpc started", fields, span: span?.context)
         }
-        var failure: RPCError?
-        do {
-            if let span {
-                try await Span.$current.withValue(span) { try await next(head) }
-            } else {
-                try await next(head)
-            }
-        } catch {
-            failure = Telemetry.status(of: error)
-            finish(head, series, start, span, failure)
-            throw error
-        }
-        finish(head, series, start, span, nil)
+        return ServerCallRecord(series: series, head: head, start: .now, span: span)
     }
 
-    private func finish(_ head: RPCCallHead, _ series: RPCMetrics.MethodSeries, _ start: ContinuousClock.Instant, _ span: Span?,
-                        _ failure: RPCError?)
-    {
-        let code = failure?.code ?? .ok
-        let elapsed = Telemetry.seconds(ContinuousClock.now - start)
-        series.handled[code.rawValue].increment()
-        series.seconds.observe(elapsed)
-        if let span {
-            if span.isRecording {
-                span.setAttribute("rpc.grpc.status_code", Int64(code.rawValue))
-                span.end(error: failure.map { $0.message.isEmpty ? "\($0.code)" : $0.message })
-            }
+    /// `1.2.3.4` of `1.2.3.4:5678` (or `::1` of `[::1]:5678`), by bytes.
+    static func host(of address: String) -> String {
+        var bytes = Array(address.utf8)
+        if let colon = bytes.lastIndex(of: 0x3A) { bytes.removeSubrange(colon...) }
+        if bytes.first == 0x5B && bytes.last == 0x5D { bytes = Array(bytes.dropFirst().dropLast()) }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    func callEnded(_ observation: AnyObject?, status: RPCError) {
+        guard let record = observation as? ServerCallRecord else { return }
+        let code = status.code
+        let elapsed = Telemetry.seconds(ContinuousClock.now - record.start)
+        record.series.handled[code.rawValue].increment()
+        record.series.seconds.observe(elapsed)
+        if let span = record.span, span.isRecording {
+            span.setAttribute("rpc.grpc.status_code", Int64(code.rawValue))
+            span.end(error: code == .ok ? nil : (status.message.isEmpty ? "\(code)" : status.message))
         }
         if telemetry.logger.enabled(.info) && telemetry.sampleAccessLog() {
-            var fields: [(String, LogValue)] = [("kind", "access"), ("method", .string(head.method.path)), ("code", .string("\(code)")),
+            let head = record.head
+            var fields: [(String, LogValue)] = [("kind", "access"), ("method", .string(head.method.path)), ("code", .string(code.description)),
                                                 ("duration_ms", .double((elapsed * 1e6).rounded() / 1e3))]
             if let p = head.peerIdentity { fields.append(("peer", .string(p))) }
             if let a = head.peerAddress { fields.append(("peer_address", .string(a))) }
-            telemetry.logger.log(code == .ok ? .info : .warning, "rpc served", fields, span: span?.context)
+            telemetry.logger.log(code == .ok ? .info : .warning, "rpc served", fields, span: record.span?.context, checkNames: false)
         }
     }
+}
+
+extension MethodDescriptor {
+    /// `pkg.Service/Method`, the span name OpenTelemetry's RPC conventions ask for.
+    var spanName: String { String(path.utf8.dropFirst())! }
 }
 
 struct ClientTelemetryInterceptor: RPCInterceptor {
@@ -233,13 +246,12 @@ struct ClientTelemetryInterceptor: RPCInterceptor {
         var head = head
         var span: Span?
         if let tracer = telemetry.tracer {
-            let s = tracer.startSpan(head.method.path.dropFirst().description, kind: .client, parent: Span.current?.context)
+            let s = tracer.startSpan(head.method.spanName, kind: .client, parent: Span.current?.context)
             if s.isRecording {
                 s.setAttribute("rpc.system", "grpc")
                 s.setAttribute("rpc.service", head.method.service)
                 s.setAttribute("rpc.method", head.method.method)
                 s.setAttribute("server.address", upstream)
-                s.setAttribute("net.peer.name", upstream)
             }
             // Sent whether sampled or not: the next hop continues the same trace.
             head.metadata.add("traceparent", s.context.traceparent)

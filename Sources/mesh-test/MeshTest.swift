@@ -149,6 +149,7 @@ struct Serve: ParsableCommand {
             config.loopCount = 1
             try MeshServerEnvironment.apply(to: &config)
             let telemetry = self.telemetry ? try await Telemetry.start(service: name) : nil
+            config.callObserver = telemetry?.serverObserver
             if let port = telemetry?.metricsPort { fputsStderr("mesh-test: metrics on port \(port)") }
             let nextChannel = try next.map { target in
                 try MeshChannel(target: target, security: tls.security, mesh: try .fromEnvironment(),
@@ -156,8 +157,7 @@ struct Serve: ParsableCommand {
             }
             let mesh = MeshTestService(name: name, log: CallLog(path: callLog), next: nextChannel)
             let (_, services) = try MeshServerEnvironment.standardServices(serving: [mesh])
-            let server = try RPCServer(configuration: config, services: services,
-                                       interceptors: telemetry.map { [$0.serverInterceptor] } ?? [])
+            let server = try RPCServer(configuration: config, services: services)
             try await server.run { port in
                 fputsStderr("mesh-test: listening on \(host):\(port)")
             }

@@ -113,6 +113,11 @@ import Testing
         #expect(line.contains(#""Authorization":"[redacted]""#) && line.contains(#""refresh_token":"[redacted]""#))
         #expect(!line.contains("Bearer abc"))
         #expect(line.contains(#""count":3"#) && line.contains(#""ok":true"#) && line.hasSuffix("}\n"))
+        for (value, text) in [(0.0421, "0.042"), (12.5, "12.5"), (-3.0, "-3"), (Double.nan, "null"), (1e20, "null")] {
+            var out: [UInt8] = []
+            JSON.appendDecimal(value, to: &out)
+            #expect(String(decoding: out, as: UTF8.self) == text)
+        }
     }
 
     @Test func environmentErrorsNameTheVariable() {

@@ -164,8 +164,11 @@ def test_dashboards_parse_and_every_query_is_valid_promql(scraped):
                 expr = target["expr"].replace("$__rate_interval", "1m").replace("$service", ".*")
                 answer = prometheus.query(expr)
                 assert answer["status"] == "success", (path.name, panel["title"], answer)
-    # The RED dashboard has data for the replica's calls.
-    assert prometheus.value('sum(rate(grpc_server_started_total{grpc_service=~".*"}[1m]))') is not None
+    # The RED dashboard's request rate has data once two scrapes are in.
+    deadline = time.monotonic() + 20
+    while prometheus.value('sum(rate(grpc_server_started_total{grpc_service=~".*"}[1m]))') is None:
+        assert time.monotonic() < deadline, "no rate after 20 s of scrapes"
+        time.sleep(0.5)
 
 
 def test_fluent_bit_config_ships_json_logs_to_elasticsearch():

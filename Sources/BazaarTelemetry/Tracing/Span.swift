@@ -10,8 +10,9 @@ public final class Span: @unchecked Sendable {
         case internalOperation = 1, server = 2, client = 3
     }
 
-    /// The span of the call the current task is serving or making.
-    @TaskLocal public static var current: Span?
+    /// The server span of the call the current task serves (kept in the call's
+    /// ``ServerContext/observation``), so that logs and outbound calls continue its trace.
+    public static var current: Span? { (ServerContext.current?.observation as? ServerCallRecord)?.span }
 
     public let context: SpanContext
     public let parentSpanID: UInt64

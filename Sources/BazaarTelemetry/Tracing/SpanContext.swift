@@ -61,10 +61,14 @@ public struct SpanContext: Sendable, Hashable {
         return String(repeating: "0", count: 16 - s.count) + s
     }
 
-    var traceIDBytes: [UInt8] { Self.bytes(traceIDHigh) + Self.bytes(traceIDLow) }
+    var traceIDBytes: [UInt8] {
+        withUnsafeBytes(of: (traceIDHigh.bigEndian, traceIDLow.bigEndian)) { Array($0) }
+    }
     var spanIDBytes: [UInt8] { Self.bytes(spanID) }
 
-    static func bytes(_ v: UInt64) -> [UInt8] { (0..<8).map { UInt8(truncatingIfNeeded: v >> (56 - 8 * $0)) } }
+    static func bytes(_ v: UInt64) -> [UInt8] {
+        withUnsafeBytes(of: v.bigEndian) { Array($0) }
+    }
 }
 
 /// Random ids without a system call each: splitmix64 over an atomic counter seeded at start.

@@ -53,6 +53,8 @@ public struct ServerConfiguration: Sendable {
     public var drainDelay: Duration = .zero
     /// How often the TLS files are checked for changes (certificate rotation); `nil` never.
     public var tlsReloadInterval: Duration? = .seconds(10)
+    /// Sees every call start and end (telemetry); see ``ServerCallObserver``.
+    public var callObserver: (any ServerCallObserver)?
 
     public init(host: String = "0.0.0.0", port: Int, security: TransportSecurity) {
         self.host = host

@@ -212,6 +212,10 @@ final class ServerConnection: SocketConnection, @unchecked Sendable {
         var context = ServerContext(method: handler.method, metadata: GRPCHeaders.metadata(fields), deadline: deadline,
                                     peerIdentity: peerIdentity, peerAddress: peerAddress)
         context.requestCompressed = encoding == "gzip"
+        if let observer = shared.configuration.callObserver {
+            context.observation = observer.callStarted(RPCCallHead(method: handler.method, metadata: context.metadata, deadline: deadline,
+                                                                   peerIdentity: peerIdentity, peerAddress: peerAddress))
+        }
         stream.start(handler: handler, context: context)
         if endStream { stream.requestEnded() }
     }

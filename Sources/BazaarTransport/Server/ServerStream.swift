@@ -115,9 +115,16 @@ final class ServerStream: GatedStream, @unchecked Sendable {
         }
     }
 
+    /// Tells the call observer how the call ended, once.
+    private func reportEnd(_ status: RPCError) {
+        guard let observer = connection.shared.configuration.callObserver, let context else { return }
+        observer.callEnded(context.observation, status: status)
+    }
+
     /// The client reset the stream or the connection went away: the handler is cancelled.
     func peerReset() {
         guard !isFinished else { return }
+        reportEnd(RPCError(.cancelled, "the client cancelled the call"))
         isFinished = true
         deadlineTimer?.cancel()
         task?.cancel()
@@ -274,6 +281,7 @@ final class ServerStream: GatedStream, @unchecked Sendable {
             do { message = try frame(response) } catch { status = error }
         }
         unaryResponse = nil
+        reportEnd(status)
         isFinished = true
         // The task's closure holds this stream: dropping the task here breaks that cycle.
         task = nil
