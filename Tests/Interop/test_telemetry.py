@@ -335,3 +335,20 @@ def test_bad_telemetry_settings_stop_the_process_with_a_message(tmp_path):
         p = subprocess.run([binary("mesh-test"), "serve", "--telemetry"], env={**__import__("os").environ, key: value},
                            capture_output=True, text=True, timeout=30)
         assert p.returncode != 0 and key in p.stderr, (key, p.stderr)
+
+
+def test_outbound_calls_are_counted_under_client_names(tmp_path, mt):
+    c = Replica("C", tmp_path)
+    b = Replica("B", tmp_path, telemetry=True, next_target=c.address, env={"BAZAAR_METRICS_PORT": "0", **NO_TRACES})
+    try:
+        for i in range(3):
+            call(mt, b, "Relay", mt.RelayRequest(id=f"o{i}"), mt.RelayReply)
+        text = get_metrics(b.metrics_port)
+        labels = 'grpc_type="unary",grpc_service="meshtest.v1.MeshTest",grpc_method="Relay"'
+        assert f"grpc_client_started_total{{{labels}}} 3" in text
+        assert f'grpc_client_handled_total{{{labels},grpc_code="OK"}} 3' in text
+        assert f"grpc_client_handling_seconds_count{{{labels}}} 3" in text
+        assert f"grpc_server_started_total{{{labels}}} 3" in text
+    finally:
+        b.stop()
+        c.stop()
