@@ -39,7 +39,7 @@ callgrind() {
   cp "$BIN/mesh-test" "$WORK/mt" && strip --strip-debug "$WORK/mt"
   port=$(serve bench)
   declare -A per=()
-  for variant in "bare" "mesh" "bare --interceptor" "mesh --interceptor"; do
+  for variant in "bare" "mesh" "bare --interceptor" "mesh --interceptor" "mesh --telemetry"; do
     declare -A ir=()
     for n in 200 "$N"; do
       # shellcheck disable=SC2086
@@ -52,6 +52,7 @@ callgrind() {
   done
   awk -v b="${per[bare]}" -v m="${per[mesh]}" -v bi="${per[bare --interceptor]}" -v mi="${per[mesh --interceptor]}" \
     'BEGIN { printf "  mesh/bare %.3f   (mesh+interceptor)/(bare+interceptor) %.3f   (mesh+interceptor)/bare %.3f\n", m / b, mi / bi, mi / b }'
+  awk -v m="${per[mesh]}" -v t="${per[mesh --telemetry]}" 'BEGIN { printf "  client metrics (telemetry observer)/mesh %.3f\n", t / m }'
   kill "$(cat "$WORK/bench.pid")"
 }
 

@@ -169,6 +169,14 @@ public protocol ServerCallObserver: Sendable {
     func callEnded(_ observation: AnyObject?, status: RPCError)
 }
 
+/// Sees every call a client makes, synchronously, as it starts and ends: the client-side twin of
+/// ``ServerCallObserver``, for telemetry. `callStarted` may add request metadata (trace context);
+/// what it returns comes back to `callEnded` with the final status (after all retries).
+public protocol ClientCallObserver: Sendable {
+    func callStarted(_ head: inout RPCCallHead) -> AnyObject?
+    func callEnded(_ observation: AnyObject?, status: RPCError)
+}
+
 /// A service that wants to know when its server starts a graceful shutdown, before any connection
 /// is told to go away (the health service turns NOT_SERVING here).
 public protocol ServerDrainObserver: Sendable {

@@ -9,7 +9,7 @@ import Synchronization
 /// let telemetry = try await Telemetry.start(service: "catalog")   // reads BAZAAR_* and OTEL_*
 /// config.callObserver = telemetry.serverObserver
 /// let server = try RPCServer(configuration: config, services: services)
-/// let orders = try MeshChannel(target: ..., security: ..., interceptors: [telemetry.clientInterceptor(upstream: "orders")])
+/// let orders = try MeshChannel(target: ..., security: ..., observer: telemetry.clientObserver(upstream: "orders"))
 /// ```
 public final class Telemetry: Sendable {
     public let service: String
@@ -126,9 +126,10 @@ public final class Telemetry: Sendable {
     /// interceptor: it sees every call with no async frame of its own.
     public var serverObserver: any ServerCallObserver { ServerTelemetryObserver(telemetry: self) }
 
-    /// For channels: client metrics, a client span per call and the `traceparent` it sends.
-    public func clientInterceptor(upstream: String) -> any RPCInterceptor {
-        ClientTelemetryInterceptor(telemetry: self, upstream: upstream)
+    /// For ``MeshChannel``s (its `observer`): client metrics, a client span per call and the
+    /// `traceparent` it sends. `upstream` names the peer in spans (`server.address`).
+    public func clientObserver(upstream: String) -> any ClientCallObserver {
+        ClientTelemetryObserver(telemetry: self, upstream: upstream)
     }
 
     /// Flushes spans and stops the admin endpoint.
@@ -235,15 +236,28 @@ extension MethodDescriptor {
     var spanName: String { String(path.utf8.dropFirst())! }
 }
 
-struct ClientTelemetryInterceptor: RPCInterceptor {
+/// What telemetry keeps for one outbound call.
+final class ClientCallRecord: @unchecked Sendable {
+    let series: RPCMetrics.MethodSeries
+    let start: ContinuousClock.Instant
+    let span: Span?
+
+    init(series: RPCMetrics.MethodSeries, start: ContinuousClock.Instant, span: Span?) {
+        self.series = series
+        self.start = start
+        self.span = span
+    }
+}
+
+/// The client side: metrics under go-grpc-prometheus' client names, a client span under the
+/// current server span, and the `traceparent` that carries the trace to the next hop.
+struct ClientTelemetryObserver: ClientCallObserver {
     let telemetry: Telemetry
     let upstream: String
 
-    func intercept(_ head: RPCCallHead, next: @Sendable (RPCCallHead) async throws -> Void) async throws {
+    func callStarted(_ head: inout RPCCallHead) -> AnyObject? {
         let series = telemetry.clientMetrics.series(head.method)
         series.started.increment()
-        let start = ContinuousClock.now
-        var head = head
         var span: Span?
         if let tracer = telemetry.tracer {
             let s = tracer.startSpan(head.method.spanName, kind: .client, parent: Span.current?.context)
@@ -258,23 +272,17 @@ struct ClientTelemetryInterceptor: RPCInterceptor {
             if !s.context.traceState.isEmpty { head.metadata.add("tracestate", s.context.traceState) }
             span = s
         }
-        var code = StatusCode.ok
-        var message: String?
-        defer {
-            series.handled[code.rawValue].increment()
-            series.seconds.observe(Telemetry.seconds(ContinuousClock.now - start))
-            if let span, span.isRecording {
-                span.setAttribute("rpc.grpc.status_code", Int64(code.rawValue))
-                span.end(error: message)
-            }
-        }
-        do {
-            try await next(head)
-        } catch {
-            let status = Telemetry.status(of: error)
-            code = status.code
-            message = status.message.isEmpty ? "\(status.code)" : status.message
-            throw error
+        return ClientCallRecord(series: series, start: .now, span: span)
+    }
+
+    func callEnded(_ observation: AnyObject?, status: RPCError) {
+        guard let record = observation as? ClientCallRecord else { return }
+        let code = status.code
+        record.series.handled[code.rawValue].increment()
+        record.series.seconds.observe(Telemetry.seconds(ContinuousClock.now - record.start))
+        if let span = record.span, span.isRecording {
+            span.setAttribute("rpc.grpc.status_code", Int64(code.rawValue))
+            span.end(error: code == .ok ? nil : (status.message.isEmpty ? "\(code)" : status.message))
         }
     }
 }

@@ -153,7 +153,7 @@ struct Serve: ParsableCommand {
             if let port = telemetry?.metricsPort { fputsStderr("mesh-test: metrics on port \(port)") }
             let nextChannel = try next.map { target in
                 try MeshChannel(target: target, security: tls.security, mesh: try .fromEnvironment(),
-                                interceptors: telemetry.map { [$0.clientInterceptor(upstream: target)] } ?? [])
+                                observer: telemetry?.clientObserver(upstream: target))
             }
             let mesh = MeshTestService(name: name, log: CallLog(path: callLog), next: nextChannel)
             let (_, services) = try MeshServerEnvironment.standardServices(serving: [mesh])
@@ -322,6 +322,9 @@ struct Bench: ParsableCommand {
     @Flag(help: "Add a pass-through interceptor.")
     var interceptor = false
 
+    @Flag(help: "With --client mesh: client metrics through the telemetry observer (no endpoint, no tracing).")
+    var telemetry = false
+
     @Option(help: "Calls to make.")
     var calls: Int = 1000
 
@@ -347,7 +350,12 @@ struct Bench: ParsableCommand {
                 transport = c
                 closeBare = c
             } else {
-                let c = try MeshChannel(target: target, security: tls.security, mesh: try .fromEnvironment(), interceptors: interceptors)
+                var options = Telemetry.Options()
+                options.metricsPort = nil
+                options.tracesEndpoint = nil
+                let observer = telemetry ? try await Telemetry.start(service: "bench", options: options).clientObserver(upstream: target) : nil
+                let c = try MeshChannel(target: target, security: tls.security, mesh: try .fromEnvironment(), interceptors: interceptors,
+                                        observer: observer)
                 transport = c
                 closeMesh = c
             }

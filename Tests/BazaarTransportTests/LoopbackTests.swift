@@ -294,3 +294,51 @@ func channel(_ port: Int, interceptors: [any RPCInterceptor] = []) throws -> GRP
         }
     }
 }
+
+@Suite struct LoopLifetimeTests {
+    /// Regression: a channel released after its loops stopped freed its retry timer's event into
+    /// the freed event_base, and hung (or crashed) in event_free. Timers and watchers now keep
+    /// their loop, and so its base, alive.
+    @Test func aTimerKeepsItsLoopAliveAfterTheGroupStops() async throws {
+        weak var weakLoop: EventLoop?
+        var timer: UnsafeTransfer<LoopTimer>?
+        do {
+            let group = EventLoopGroup(count: 1)
+            let loop = group.loops[0]
+            weakLoop = loop
+            timer = await withCheckedContinuation { (c: CheckedContinuation<UnsafeTransfer<LoopTimer>, Never>) in
+                loop.execute { c.resume(returning: UnsafeTransfer(loop.schedule(after: .seconds(60)) {})) }
+            }
+            group.shutdown()
+        }
+        // The group is gone and its thread stopped, but the timer's event still needs the base.
+        #expect(weakLoop != nil)
+        timer = nil
+        _ = timer
+    }
+
+    @Test func aChannelDroppedAfterShutdownDoesNotHang() async throws {
+        // A closed port: the failed attempt leaves a backoff timer armed in the subchannel.
+        let fd = try Socket.listen(host: "127.0.0.1", port: 0, reusePort: false)
+        let port = Socket.localPort(fd)
+        Glibc.close(fd)
+        let box = ChannelBox(try channel(port))
+        let ch = box.channel.withLock { $0! }
+        await #expect(throws: RPCError.self) { try await ch.unary(Probe.echo, request: [], options: CallOptions()) }
+        await ch.shutdown()
+        // The last reference goes on another thread than the (stopped) loop's.
+        await Task.detached { box.channel.withLock { $0 = nil } }.value
+        #expect(box.channel.withLock { $0 == nil })
+    }
+}
+
+final class ChannelBox: Sendable {
+    let channel: Mutex<GRPCChannel?>
+    init(_ c: GRPCChannel) { channel = Mutex(c) }
+}
+
+/// Moves a non-Sendable value across a continuation in a test.
+final class UnsafeTransfer<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}

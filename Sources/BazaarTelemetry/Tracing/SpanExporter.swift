@@ -19,7 +19,8 @@ public final class SpanExporter: Sendable {
     private let interval: Duration
     private let channel: GRPCChannel?
     private let task = Mutex<Task<Void, Never>?>(nil)
-    private let wake = Mutex<CheckedContinuation<Void, Never>?>(nil)
+    /// The export task's wake-up: a waiting continuation, or a wake-up that came first.
+    private let wake = Mutex<(waiting: CheckedContinuation<Void, Never>?, pending: Bool)>((nil, false))
     /// Spans dropped: queue full, or their export failed.
     public let dropped = Counter()
     /// Spans the collector accepted.
@@ -63,6 +64,7 @@ public final class SpanExporter: Sendable {
     /// as the process.
     public func shutdown() async {
         task.withLock { $0?.cancel() }
+        signal()  // let the export task see the cancellation
         await exportBatch()
         await channel?.shutdown()
     }
@@ -74,7 +76,7 @@ public final class SpanExporter: Sendable {
             return (true, q.count >= batchSize)
         }
         if !accepted { dropped.increment() }
-        if full { wake.withLock { c in c?.resume(); c = nil } }
+        if full { signal() }
     }
 
     /// Sends what is queued now, and waits for the answer (for shutdown).
@@ -82,20 +84,42 @@ public final class SpanExporter: Sendable {
         await exportBatch()
     }
 
+    private func signal() {
+        let c = wake.withLock { w -> CheckedContinuation<Void, Never>? in
+            if let c = w.waiting {
+                w.waiting = nil
+                return c
+            }
+            w.pending = true
+            return nil
+        }
+        c?.resume()
+    }
+
+    private func waitForWake() async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let now = wake.withLock { w -> Bool in
+                if w.pending {
+                    w.pending = false
+                    return true
+                }
+                w.waiting = c
+                return false
+            }
+            if now { c.resume() }
+        }
+    }
+
     private func run() async {
         while !Task.isCancelled {
-            // Sleep for the interval, or until a full batch wakes us.
-            await withTaskGroup(of: Void.self) { group in
-                group.addTask { try? await Task.sleep(for: self.interval) }
-                group.addTask {
-                    await withCheckedContinuation { c in
-                        self.wake.withLock { $0 = c }
-                    }
-                }
-                await group.next()
-                self.wake.withLock { c in c?.resume(); c = nil }
-                group.cancelAll()
+            // Sleep for the interval, or until a full batch wakes us. A wake-up that arrives
+            // before the wait is kept (`pending`), so none is lost.
+            let timer = Task.detached { [interval] in
+                try? await Task.sleep(for: interval)
+                if !Task.isCancelled { self.signal() }
             }
+            await waitForWake()
+            timer.cancel()
             await exportBatch()
         }
     }

@@ -143,9 +143,14 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
 public final class LoopTimer {
     private var event: OpaquePointer?
     private var body: (() -> Void)?
+    /// Keeps the loop's event_base alive as long as this event exists: a timer released after
+    /// its loop stopped (a channel dropped after its group shut down) must not free its event
+    /// into a freed base.
+    private let loop: EventLoop
 
     init(loop: EventLoop, body: @escaping () -> Void) {
         self.body = body
+        self.loop = loop
         event = event_new(loop.base, -1, 0, { _, _, arg in
             // The pending timer holds one retain on itself; firing gives it back.
             let timer = Unmanaged<LoopTimer>.fromOpaque(arg!).takeRetainedValue()
@@ -183,8 +188,11 @@ final class IOWatcher {
     private let onWritable: () -> Void
     private var reading = false
     private var writing = false
+    /// Keeps the event_base alive while the events exist (see ``LoopTimer``).
+    private let loop: EventLoop
 
     init(loop: EventLoop, fd: Int32, onReadable: @escaping () -> Void, onWritable: @escaping () -> Void) {
+        self.loop = loop
         self.onReadable = onReadable
         self.onWritable = onWritable
         let me = Unmanaged.passUnretained(self).toOpaque()
