@@ -450,27 +450,36 @@ public final class MeshChannel: ClientTransport, Sendable {
     }
 
     public func unary(_ method: MethodDescriptor, request: [UInt8], options: CallOptions) async throws -> [UInt8] {
-        guard let observer else { return try await observedUnary(method, request, options) }
-        var head = RPCCallHead(method: method, metadata: options.metadata, deadline: nil, peerIdentity: nil)
-        let observation = observer.callStarted(&head)
         var options = options
-        options.metadata = head.metadata
+        var observation: AnyObject?
+        if let observer {
+            var head = RPCCallHead(method: method, metadata: options.metadata, deadline: nil, peerIdentity: nil)
+            observation = observer.callStarted(&head)
+            options.metadata = head.metadata
+        }
+        let deadline = deadline(method, options)
         do {
-            let response = try await observedUnary(method, request, options)
-            observer.callEnded(observation, status: RPCError(.ok))
+            // Without a cap (the default) the bulkhead costs one branch.
+            if bulkhead.limit > 0 { try await bulkhead.acquire(deadline: deadline, upstream: targetName) }
+            defer { if bulkhead.limit > 0 { bulkhead.release() } }
+            let response: [UInt8]
+            if interceptors.isEmpty {
+                response = try await attempts(method, request, options, deadline)
+            } else {
+                response = try await intercepted(method, request, options, deadline)
+            }
+            observer?.callEnded(observation, status: RPCError(.ok))
             return response
         } catch {
-            observer.callEnded(observation, status: error as? RPCError ?? RPCError(.unknown, "\(error)"))
+            observer?.callEnded(observation, status: error as? RPCError ?? RPCError(.unknown, "\(error)"))
             throw error
         }
     }
 
-    private func observedUnary(_ method: MethodDescriptor, _ request: [UInt8], _ options: CallOptions) async throws -> [UInt8] {
-        let deadline = deadline(method, options)
-        // Without a cap (the default) the bulkhead costs one branch.
-        if bulkhead.limit > 0 { try await bulkhead.acquire(deadline: deadline, upstream: targetName) }
-        defer { if bulkhead.limit > 0 { bulkhead.release() } }
-        if interceptors.isEmpty { return try await attempts(method, request, options, deadline) }
+    /// Interceptors run once per call, around all its attempts.
+    private func intercepted(_ method: MethodDescriptor, _ request: [UInt8], _ options: CallOptions,
+                             _ deadline: ContinuousClock.Instant?) async throws -> [UInt8]
+    {
         let head = RPCCallHead(method: method, metadata: options.metadata, deadline: deadline, peerIdentity: nil)
         let result = Mutex<[UInt8]?>(nil)
         try await interceptors.run(head) { head in
