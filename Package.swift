@@ -20,6 +20,7 @@ let package = Package(
         .library(name: "BazaarTransport", targets: ["BazaarTransport"]),
         .library(name: "BazaarMesh", targets: ["BazaarMesh"]),
         .library(name: "BazaarTelemetry", targets: ["BazaarTelemetry"]),
+        .library(name: "BazaarPostgres", targets: ["BazaarPostgres"]),
         .library(name: "ShopAPI", targets: ["ShopAPI"]),
         .library(name: "GRPCProtos", targets: ["GRPCProtos"]),
     ],
@@ -60,6 +61,8 @@ let package = Package(
         .target(name: "BazaarMesh", dependencies: ["BazaarCore", "BazaarTransport", "GRPCProtos", "CBazaarEvent"]),
         // Telemetry: metrics and their exposition, JSON logs, tracing with OTLP export.
         .target(name: "BazaarTelemetry", dependencies: ["BazaarCore", "BazaarTransport", "OTLPProtos", "CBazaarEvent"]),
+        // Data: PostgreSQL through libpq, non-blocking on the transport's loops.
+        .target(name: "BazaarPostgres", dependencies: ["BazaarTransport", "CBazaarPQ"]),
         .target(name: "COTLPProtos", dependencies: ["CBazaarProtobufC"]),
         .target(name: "OTLPProtos", dependencies: ["COTLPProtos", "BazaarWire", "BazaarCore"]),
         .target(name: "CWellKnownTypes", dependencies: ["CBazaarProtobufC"]),
@@ -99,6 +102,7 @@ let package = Package(
         .testTarget(name: "BazaarCoreTests", dependencies: ["BazaarCore", "GRPCProtos", "ShopAPI"]),
         .testTarget(name: "BazaarMeshTests", dependencies: ["BazaarMesh", "BazaarTransport", "BazaarCore", "GRPCProtos"]),
         .testTarget(name: "BazaarTelemetryTests", dependencies: ["BazaarTelemetry", "BazaarCore"]),
+        .testTarget(name: "BazaarPostgresTests", dependencies: ["BazaarPostgres", "BazaarTransport"]),
         .testTarget(name: "BazaarTransportTests", dependencies: ["BazaarTransport", "BazaarCore", "BazaarWire"]),
         .testTarget(name: "BazaarWireTests",
                     dependencies: ["BazaarWire", "ConformanceProtos", "ShopAPI", "GRPCProtos", "WellKnownTypes"]),

@@ -11,11 +11,23 @@ swift build --build-tests 2>&1 | grep -E 'error|warning: unre|Compiling|Build' |
 export BAZAAR_CODEGEN="$PWD/.build/debug/bazaar-codegen"
 export BAZAAR_CONFORMANCE_DRIVER="$PWD/.build/debug/wire-conformance-driver"
 
-step "Swift tests (codegen, wire runtime, core)"
+step "PostgreSQL for the data-layer tests (scripts/postgres.sh, a throwaway cluster)"
+pg_dir=$(mktemp -d /tmp/bazaar-test-pg.XXXXXX)
+pg_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+trap 'bash scripts/postgres.sh stop "$pg_dir" > /dev/null 2>&1; rm -rf "$pg_dir"' EXIT
+export BAZAAR_TEST_POSTGRES=$(bash scripts/postgres.sh start "$pg_dir" "$pg_port")
+echo "PostgreSQL: $BAZAAR_TEST_POSTGRES"
+
+step "Swift tests (codegen, wire runtime, core, mesh, telemetry, PostgreSQL)"
 set +e
 swift test --skip-build > .build/swift-test.log 2>&1
 swift_status=$?
 set -e
+# The PostgreSQL suite skips itself without a database: here it must have run.
+if ! grep -q "Suite PostgresTests passed" .build/swift-test.log; then
+  echo "the PostgreSQL tests did not run"
+  swift_status=1
+fi
 # Failures in full, then the closing lines of XCTest and Swift Testing.
 grep -E '✘|error:|Fatal|Test run with' .build/swift-test.log || true
 swift_passed=$(grep -oE 'Test run with [0-9]+ test' .build/swift-test.log | grep -oE '[0-9]+' | tail -1)

@@ -181,7 +181,8 @@ public final class LoopTimer {
 }
 
 /// Calls back when a file descriptor is readable or writable. Touch it only on its loop's thread.
-final class IOWatcher {
+/// Public for the data layer, whose C clients (libpq) own their sockets: the loop watches them.
+public final class IOWatcher {
     private var readEvent: OpaquePointer?
     private var writeEvent: OpaquePointer?
     private let onReadable: () -> Void
@@ -191,7 +192,7 @@ final class IOWatcher {
     /// Keeps the event_base alive while the events exist (see ``LoopTimer``).
     private let loop: EventLoop
 
-    init(loop: EventLoop, fd: Int32, onReadable: @escaping () -> Void, onWritable: @escaping () -> Void) {
+    public init(loop: EventLoop, fd: Int32, onReadable: @escaping () -> Void, onWritable: @escaping () -> Void) {
         self.loop = loop
         self.onReadable = onReadable
         self.onWritable = onWritable
@@ -206,20 +207,20 @@ final class IOWatcher {
 
     deinit { close() }
 
-    func setReading(_ on: Bool) {
+    public func setReading(_ on: Bool) {
         guard on != reading, let readEvent else { return }
         reading = on
         if on { event_add(readEvent, nil) } else { event_del(readEvent) }
     }
 
-    func setWriting(_ on: Bool) {
+    public func setWriting(_ on: Bool) {
         guard on != writing, let writeEvent else { return }
         writing = on
         if on { event_add(writeEvent, nil) } else { event_del(writeEvent) }
     }
 
     /// Removes both events; the watcher calls back no more.
-    func close() {
+    public func close() {
         if let readEvent { event_free(readEvent) }
         if let writeEvent { event_free(writeEvent) }
         readEvent = nil

@@ -1,0 +1,301 @@
+import BazaarTransport
+import CBazaarPQ
+import Glibc
+
+/// An error from PostgreSQL (with its SQLSTATE) or from the connection.
+public struct PostgresError: Error, CustomStringConvertible, Sendable, Equatable {
+    /// The five-character SQLSTATE (`23505` unique violation, `42601` syntax error, ...), or
+    /// `08006` when the connection failed.
+    public var sqlState: String
+    public var message: String
+    public var detail: String?
+
+    public init(sqlState: String, message: String, detail: String? = nil) {
+        self.sqlState = sqlState
+        self.message = message
+        self.detail = detail
+    }
+
+    static func connection(_ message: String) -> PostgresError { PostgresError(sqlState: "08006", message: message) }
+
+    public var isUniqueViolation: Bool { sqlState == "23505" }
+    public var isConnectionError: Bool { sqlState.hasPrefix("08") }
+    public var description: String { "PostgreSQL \(sqlState): \(message)\(detail.map { " (\($0))" } ?? "")" }
+}
+
+/// A value a query takes as a parameter. Parameters travel separately from the SQL text
+/// (`$1`, `$2`, ... placeholders): nothing a caller passes is ever spliced into a statement.
+public protocol PostgresBindable: Sendable {
+    /// The value in PostgreSQL's text input format.
+    var postgresText: String { get }
+}
+
+extension String: PostgresBindable { public var postgresText: String { self } }
+extension Int: PostgresBindable { public var postgresText: String { String(self) } }
+extension Int64: PostgresBindable { public var postgresText: String { String(self) } }
+extension Int32: PostgresBindable { public var postgresText: String { String(self) } }
+extension Double: PostgresBindable { public var postgresText: String { "\(self)" } }
+extension Bool: PostgresBindable { public var postgresText: String { self ? "t" : "f" } }
+extension Array: PostgresBindable where Element == UInt8 {
+    /// `bytea` in hex form.
+    public var postgresText: String {
+        let digits = [Character]("0123456789abcdef")
+        var s = "\\x"
+        for b in self {
+            s.append(digits[Int(b >> 4)])
+            s.append(digits[Int(b & 0xF)])
+        }
+        return s
+    }
+}
+
+/// The rows (or the count) a statement produced. Values are in text format; `nil` is NULL.
+public struct PostgresResult: Sendable {
+    public let columns: [String]
+    public let rows: [PostgresRow]
+    /// Rows inserted, updated or deleted (`PQcmdTuples`), when the statement says.
+    public let affectedRows: Int
+
+    init(_ r: OpaquePointer) {
+        let n = Int(PQnfields(r))
+        let cols = (0..<n).map { String(cString: PQfname(r, Int32($0))) }
+        var index: [String: Int] = [:]
+        for (i, c) in cols.enumerated() where index[c] == nil { index[c] = i }
+        columns = cols
+        rows = (0..<Int(PQntuples(r))).map { row in
+            PostgresRow(values: (0..<n).map { col in
+                PQgetisnull(r, Int32(row), Int32(col)) == 1 ? nil : String(cString: PQgetvalue(r, Int32(row), Int32(col)))
+            }, index: index)
+        }
+        affectedRows = Int(String(cString: PQcmdTuples(r))) ?? 0
+    }
+}
+
+/// One row: values by column name or position, with typed readers.
+public struct PostgresRow: Sendable {
+    public let values: [String?]
+    let index: [String: Int]
+
+    public subscript(_ column: String) -> String? {
+        guard let i = index[column] else { return nil }
+        return values[i]
+    }
+
+    public func int(_ column: String) -> Int? { self[column].flatMap { Int($0) } }
+    public func bool(_ column: String) -> Bool? { self[column].map { $0 == "t" } }
+    public func double(_ column: String) -> Double? { self[column].flatMap { Double($0) } }
+}
+
+/// One libpq connection driven without blocking on an event loop: libpq does the protocol (its
+/// socket, its parser), the loop tells it when the socket is ready. One statement at a time; the
+/// pool (``PostgresPool``) shares connections between tasks.
+public final class PostgresConnection: @unchecked Sendable {
+    public let loop: EventLoop
+    // Loop-confined.
+    private var conn: OpaquePointer?
+    private var watcher: IOWatcher?
+    private var watchedFD: Int32 = -1
+    private enum State {
+        case connecting(CheckedContinuation<Void, any Error>)
+        case idle
+        case running(CheckedContinuation<PostgresResult, any Error>, last: PostgresResult?, error: PostgresError?)
+        case closed
+    }
+    private var state = State.idle
+
+    private init(loop: EventLoop) { self.loop = loop }
+
+    deinit {
+        if let conn { PQfinish(conn) }
+    }
+
+    /// Connects with a libpq connection string or URL
+    /// (`postgresql://user@host:5432/db`, `host=/run/pg dbname=shop`).
+    public static func connect(_ conninfo: String, on loop: EventLoop) async throws -> PostgresConnection {
+        let c = PostgresConnection(loop: loop)
+        try await withCheckedThrowingContinuation { (k: CheckedContinuation<Void, any Error>) in
+            loop.execute { c.startConnect(conninfo, k) }
+        }
+        return c
+    }
+
+    /// Whether the connection can take statements (not failed, not closed).
+    public var isUsable: Bool {
+        guard let conn else { return false }
+        return PQstatus(conn) == CONNECTION_OK
+    }
+
+    private func startConnect(_ conninfo: String, _ k: CheckedContinuation<Void, any Error>) {
+        guard let conn = PQconnectStart(conninfo) else { return k.resume(throwing: PostgresError.connection("out of memory")) }
+        self.conn = conn
+        if PQstatus(conn) == CONNECTION_BAD { return fail(k, PostgresError.connection(errorMessage())) }
+        state = .connecting(k)
+        poll(PGRES_POLLING_WRITING)
+    }
+
+    private func fail(_ k: CheckedContinuation<Void, any Error>, _ e: PostgresError) {
+        state = .closed
+        teardown()
+        k.resume(throwing: e)
+    }
+
+    private func errorMessage() -> String {
+        guard let conn, let m = PQerrorMessage(conn) else { return "unknown error" }
+        return String(cString: m).trimmingCharacters(in: "\n ")
+    }
+
+    /// Watches the socket libpq uses now (it may change while connecting, host by host).
+    private func watch(reading: Bool, writing: Bool) {
+        guard let conn else { return }
+        let fd = PQsocket(conn)
+        if fd != watchedFD {
+            watcher?.close()
+            watchedFD = fd
+            watcher = fd < 0 ? nil : IOWatcher(loop: loop, fd: fd, onReadable: { [unowned self] in self.ready() },
+                                               onWritable: { [unowned self] in self.ready() })
+        }
+        watcher?.setReading(reading)
+        watcher?.setWriting(writing)
+    }
+
+    private func poll(_ status: PostgresPollingStatusType) {
+        switch status {
+        case PGRES_POLLING_READING: watch(reading: true, writing: false)
+        case PGRES_POLLING_WRITING: watch(reading: false, writing: true)
+        case PGRES_POLLING_OK:
+            guard case .connecting(let k) = state else { return }
+            PQsetnonblocking(conn, 1)
+            state = .idle
+            watch(reading: false, writing: false)
+            k.resume()
+        default:
+            guard case .connecting(let k) = state else { return }
+            fail(k, PostgresError.connection(errorMessage()))
+        }
+    }
+
+    private func ready() {
+        switch state {
+        case .connecting: poll(PQconnectPoll(conn))
+        case .running: pump()
+        case .idle, .closed:
+            // An idle connection that turns readable was closed by the server (or sent a notice).
+            if let conn, PQconsumeInput(conn) == 0 || PQstatus(conn) == CONNECTION_BAD { state = .closed; teardown() }
+        }
+    }
+
+    /// Runs one statement with `$n` parameters; returns its rows or affected count.
+    public func query(_ sql: String, _ parameters: [(any PostgresBindable)?] = []) async throws -> PostgresResult {
+        let texts = parameters.map { $0?.postgresText }
+        return try await withCheckedThrowingContinuation { k in
+            loop.execute { self.start(k) { conn in
+                Self.withCStrings(texts) { values in
+                    PQsendQueryParams(conn, sql, Int32(texts.count), nil, values, nil, nil, 0)
+                }
+            } }
+        }
+    }
+
+    /// Runs a script of several statements (no parameters): migrations.
+    public func execute(script: String) async throws {
+        _ = try await withCheckedThrowingContinuation { (k: CheckedContinuation<PostgresResult, any Error>) in
+            loop.execute { self.start(k) { PQsendQuery($0, script) } }
+        }
+    }
+
+    private func start(_ k: CheckedContinuation<PostgresResult, any Error>, send: (OpaquePointer) -> Int32) {
+        guard case .idle = state, let conn, PQstatus(conn) == CONNECTION_OK else {
+            if case .running = state { return k.resume(throwing: PostgresError(sqlState: "55000", message: "the connection is busy with another statement")) }
+            return k.resume(throwing: PostgresError.connection("the connection is closed"))
+        }
+        guard send(conn) == 1 else { return k.resume(throwing: PostgresError.connection(errorMessage())) }
+        state = .running(k, last: nil, error: nil)
+        pump()
+    }
+
+    /// Sends what libpq has queued, reads what arrived, and collects results until the
+    /// statement is done.
+    private func pump() {
+        guard case .running(let k, var last, var error) = state, let conn else { return }
+        let flush = PQflush(conn)
+        if flush < 0 { return finishRunning(k, .failure(PostgresError.connection(errorMessage()))) }
+        if PQconsumeInput(conn) == 0 { return finishRunning(k, .failure(PostgresError.connection(errorMessage()))) }
+        while PQisBusy(conn) == 0 {
+            guard let r = PQgetResult(conn) else {
+                // The statement is complete.
+                if let error { return finishRunning(k, .failure(error)) }
+                return finishRunning(k, .success(last ?? PostgresResult(empty: ())))
+            }
+            switch PQresultStatus(r) {
+            case PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_EMPTY_QUERY:
+                last = PostgresResult(r)
+            default:
+                if error == nil { error = Self.error(of: r) }
+            }
+            PQclear(r)
+        }
+        state = .running(k, last: last, error: error)
+        watch(reading: true, writing: flush == 1)
+    }
+
+    private func finishRunning(_ k: CheckedContinuation<PostgresResult, any Error>, _ result: Result<PostgresResult, PostgresError>) {
+        if let conn, PQstatus(conn) == CONNECTION_OK {
+            state = .idle
+            watch(reading: true, writing: false)  // notice a server-side close while idle
+        } else {
+            state = .closed
+            teardown()
+        }
+        k.resume(with: result.mapError { $0 as any Error })
+    }
+
+    static func error(of r: OpaquePointer) -> PostgresError {
+        func field(_ code: Int32) -> String? { PQresultErrorField(r, code).map { String(cString: $0) } }
+        return PostgresError(sqlState: field(Int32(UInt8(ascii: "C"))) ?? "XX000",
+                             message: field(Int32(UInt8(ascii: "M"))) ?? String(cString: PQresultErrorMessage(r)),
+                             detail: field(Int32(UInt8(ascii: "D"))))
+    }
+
+    private static func withCStrings<R>(_ strings: [String?], _ body: (UnsafePointer<UnsafePointer<CChar>?>?) -> R) -> R {
+        var pointers: [UnsafeMutablePointer<CChar>?] = strings.map { $0.map { strdup($0) } ?? nil }
+        defer { for p in pointers { free(p) } }
+        return pointers.withUnsafeMutableBufferPointer { buf in
+            buf.baseAddress!.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: max(buf.count, 1)) { body(strings.isEmpty ? nil : $0) }
+        }
+    }
+
+    /// Closes the connection; a statement in progress fails.
+    public func close() {
+        loop.execute { [self] in
+            if case .running(let k, _, _) = state { k.resume(throwing: PostgresError.connection("the connection was closed")) }
+            if case .connecting(let k) = state { k.resume(throwing: PostgresError.connection("the connection was closed")) }
+            state = .closed
+            teardown()
+        }
+    }
+
+    private func teardown() {
+        watcher?.close()
+        watcher = nil
+        watchedFD = -1
+        if let conn { PQfinish(conn) }
+        conn = nil
+    }
+}
+
+extension PostgresResult {
+    init(empty: ()) {
+        columns = []
+        rows = []
+        affectedRows = 0
+    }
+}
+
+extension String {
+    func trimmingCharacters(in set: String) -> String {
+        var s = Substring(self)
+        while let f = s.first, set.contains(f) { s = s.dropFirst() }
+        while let l = s.last, set.contains(l) { s = s.dropLast() }
+        return String(s)
+    }
+}

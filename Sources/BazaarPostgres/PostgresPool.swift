@@ -1,0 +1,198 @@
+import BazaarTransport
+import Synchronization
+
+/// Connections to one database, shared by tasks: at most `maxConnections` open, made on demand,
+/// handed to waiting tasks in turn, and replaced when they break.
+///
+/// ```swift
+/// let db = PostgresPool(conninfo: "postgresql://catalog@db/catalog", maxConnections: 10)
+/// let rows = try await db.query("SELECT id, name FROM products WHERE category = $1 LIMIT $2", ["mugs", 20]).rows
+/// try await db.transaction { tx in
+///     _ = try await tx.query("UPDATE stock SET reserved = reserved + $1 WHERE sku = $2", [2, "MUG-1"])
+/// }
+/// ```
+public final class PostgresPool: Sendable {
+    public let conninfo: String
+    public let maxConnections: Int
+    private let group: EventLoopGroup
+    private let ownsGroup: Bool
+    private struct State {
+        var idle: [PostgresConnection] = []
+        var open = 0
+        var waiters: [CheckedContinuation<PostgresConnection?, Never>] = []
+        var closed = false
+    }
+    private let state = Mutex(State())
+
+    public init(conninfo: String, maxConnections: Int = 10, group: EventLoopGroup? = nil) {
+        self.conninfo = conninfo
+        self.maxConnections = max(1, maxConnections)
+        ownsGroup = group == nil
+        self.group = group ?? EventLoopGroup(count: 1)
+    }
+
+    /// Runs `body` with a connection of its own, then gives the connection back.
+    public func withConnection<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+        let c = try await acquire()
+        do {
+            let r = try await body(c)
+            release(c)
+            return r
+        } catch {
+            release(c)
+            throw error
+        }
+    }
+
+    /// One statement on any connection.
+    public func query(_ sql: String, _ parameters: [(any PostgresBindable)?] = []) async throws -> PostgresResult {
+        try await withConnection { try await $0.query(sql, parameters) }
+    }
+
+    /// Runs `body` inside BEGIN ... COMMIT on one connection; any error rolls back.
+    public func transaction<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+        try await withConnection { c in
+            _ = try await c.query("BEGIN")
+            do {
+                let r = try await body(c)
+                _ = try await c.query("COMMIT")
+                return r
+            } catch {
+                if c.isUsable { _ = try? await c.query("ROLLBACK") }
+                throw error
+            }
+        }
+    }
+
+    private func acquire() async throws -> PostgresConnection {
+        enum Next { case use(PostgresConnection), open, wait, closed }
+        while true {
+            let next = state.withLock { s -> Next in
+                if s.closed { return .closed }
+                while let c = s.idle.popLast() {
+                    if c.isUsable { return .use(c) }
+                    s.open -= 1
+                }
+                if s.open < maxConnections {
+                    s.open += 1
+                    return .open
+                }
+                return .wait
+            }
+            switch next {
+            case .use(let c): return c
+            case .closed: throw PostgresError.connection("the pool is closed")
+            case .open:
+                do {
+                    return try await PostgresConnection.connect(conninfo, on: group.nextLoop())
+                } catch {
+                    state.withLock { $0.open -= 1 }
+                    wakeOne()
+                    throw error
+                }
+            case .wait:
+                let handed = await withCheckedContinuation { c in
+                    let closed = state.withLock { s -> Bool in
+                        if s.closed { return true }
+                        s.waiters.append(c)
+                        return false
+                    }
+                    if closed { c.resume(returning: nil) }
+                }
+                if let handed { return handed }
+                // Woken without a connection: a slot freed up (or the pool closed); look again.
+            }
+        }
+    }
+
+    private func release(_ c: PostgresConnection) {
+        let waiter = state.withLock { s -> (CheckedContinuation<PostgresConnection?, Never>, PostgresConnection?)? in
+            let usable = c.isUsable && !s.closed
+            if !usable { s.open -= 1 }
+            guard !s.waiters.isEmpty else {
+                if usable { s.idle.append(c) }
+                return nil
+            }
+            return (s.waiters.removeFirst(), usable ? c : nil)
+        }
+        if let (w, handed) = waiter { w.resume(returning: handed) }
+        if !c.isUsable { c.close() }
+    }
+
+    private func wakeOne() {
+        let w = state.withLock { s in s.waiters.isEmpty ? nil : s.waiters.removeFirst() }
+        w?.resume(returning: nil)
+    }
+
+    /// Connections open now (idle or in use).
+    public var openConnections: Int { state.withLock { $0.open } }
+
+    /// Closes idle connections and refuses new work; connections in use close when given back.
+    public func close() {
+        let (idle, waiters) = state.withLock { s -> ([PostgresConnection], [CheckedContinuation<PostgresConnection?, Never>]) in
+            s.closed = true
+            defer { s.idle = []; s.waiters = []; s.open = 0 }
+            return (s.idle, s.waiters)
+        }
+        for c in idle { c.close() }
+        for w in waiters { w.resume(returning: nil) }
+    }
+}
+
+/// One versioned schema change.
+public struct Migration: Sendable {
+    public var version: Int
+    public var name: String
+    public var sql: String
+
+    public init(version: Int, name: String, sql: String) {
+        self.version = version
+        self.name = name
+        self.sql = sql
+    }
+}
+
+/// Applies migrations in version order, each in its own transaction, recorded in
+/// `schema_migrations`, under a PostgreSQL advisory lock: replicas starting together apply each
+/// migration exactly once.
+public enum Migrator {
+    /// Returns the versions applied now (empty when the schema was current).
+    @discardableResult
+    public static func migrate(_ pool: PostgresPool, _ migrations: [Migration], lockKey: Int64 = 0x4241_5A41_4152) async throws -> [Int] {
+        let versions = migrations.map(\.version)
+        guard Set(versions).count == versions.count else { throw PostgresError(sqlState: "42710", message: "two migrations share a version") }
+        return try await pool.withConnection { c in
+            _ = try await c.query("SELECT pg_advisory_lock($1)", [lockKey])
+            do {
+                let applied = try await apply(c, migrations.sorted { $0.version < $1.version })
+                _ = try await c.query("SELECT pg_advisory_unlock($1)", [lockKey])
+                return applied
+            } catch {
+                if c.isUsable { _ = try? await c.query("SELECT pg_advisory_unlock($1)", [lockKey]) }
+                throw error
+            }
+        }
+    }
+
+    private static func apply(_ c: PostgresConnection, _ migrations: [Migration]) async throws -> [Int] {
+        _ = try await c.query("""
+            CREATE TABLE IF NOT EXISTS schema_migrations (
+                version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())
+            """)
+        let done = Set(try await c.query("SELECT version FROM schema_migrations").rows.compactMap { $0.int("version") })
+        var applied: [Int] = []
+        for m in migrations where !done.contains(m.version) {
+            _ = try await c.query("BEGIN")
+            do {
+                try await c.execute(script: m.sql)
+                _ = try await c.query("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", [m.version, m.name])
+                _ = try await c.query("COMMIT")
+            } catch {
+                if c.isUsable { _ = try? await c.query("ROLLBACK") }
+                throw error
+            }
+            applied.append(m.version)
+        }
+        return applied
+    }
+}

@@ -1,0 +1,128 @@
+import BazaarPostgres
+import BazaarTransport
+import Glibc
+import Synchronization
+import Testing
+
+/// Against a real PostgreSQL: `make test` starts one (scripts/postgres.sh) and names it in
+/// BAZAAR_TEST_POSTGRES; without it these tests do not run (and run-tests.sh fails if they did not).
+let testDatabase: String? = getenv("BAZAAR_TEST_POSTGRES").map { String(cString: $0) }
+
+@Suite(.serialized, .enabled(if: testDatabase != nil, "set BAZAAR_TEST_POSTGRES to a libpq conninfo"))
+struct PostgresTests {
+    let pool = PostgresPool(conninfo: testDatabase ?? "", maxConnections: 4)
+
+    @Test func parametersNeverBecomeSQL() async throws {
+        _ = try await pool.query("DROP TABLE IF EXISTS t_params")
+        _ = try await pool.query("CREATE TABLE t_params (id serial PRIMARY KEY, name text, n bigint, ok boolean, data bytea)")
+        let hostile = "x'); DROP TABLE t_params; --"
+        let inserted = try await pool.query("INSERT INTO t_params (name, n, ok, data) VALUES ($1, $2, $3, $4), ($5, NULL, NULL, NULL)",
+                                            [hostile, 9_000_000_000 as Int64, true, [UInt8]([0, 1, 0xFE, 0xFF]), "☕ ünïcode"])
+        #expect(inserted.affectedRows == 2)
+        let rows = try await pool.query("SELECT name, n, ok, encode(data, 'hex') AS hex FROM t_params ORDER BY id").rows
+        #expect(rows.count == 2)
+        #expect(rows[0]["name"] == hostile && rows[0].int("n") == 9_000_000_000 && rows[0].bool("ok") == true && rows[0]["hex"] == "0001feff")
+        #expect(rows[1]["name"] == "☕ ünïcode" && rows[1]["n"] == nil && rows[1].bool("ok") == nil)
+    }
+
+    @Test func errorsCarryTheirSQLStateAndTheConnectionStaysUsable() async throws {
+        try await pool.withConnection { c in
+            do {
+                _ = try await c.query("SELEC 1")
+                Issue.record("a syntax error was accepted")
+            } catch let e as PostgresError {
+                #expect(e.sqlState == "42601")
+            }
+            _ = try await c.query("CREATE TEMP TABLE u (k int PRIMARY KEY)")
+            _ = try await c.query("INSERT INTO u VALUES ($1)", [1])
+            do {
+                _ = try await c.query("INSERT INTO u VALUES ($1)", [1])
+                Issue.record("a duplicate key was accepted")
+            } catch let e as PostgresError {
+                #expect(e.isUniqueViolation)
+            }
+            #expect(try await c.query("SELECT count(*) AS n FROM u").rows[0].int("n") == 1)
+        }
+    }
+
+    @Test func transactionsCommitOrRollBack() async throws {
+        _ = try await pool.query("DROP TABLE IF EXISTS t_tx")
+        _ = try await pool.query("CREATE TABLE t_tx (v int)")
+        try await pool.transaction { tx in _ = try await tx.query("INSERT INTO t_tx VALUES (1)") }
+        await #expect(throws: PostgresError.self) {
+            try await pool.transaction { tx in
+                _ = try await tx.query("INSERT INTO t_tx VALUES (2)")
+                _ = try await tx.query("INSERT INTO t_tx VALUES ('not a number')")
+            }
+        }
+        #expect(try await pool.query("SELECT array_agg(v ORDER BY v)::text AS vs FROM t_tx").rows[0]["vs"] == "{1}")
+    }
+
+    @Test func manyTasksShareAFewConnections() async throws {
+        try await withThrowingTaskGroup(of: Int.self) { group in
+            for i in 0..<64 {
+                group.addTask { try await pool.query("SELECT $1::int * 2 AS d, pg_sleep(0.01)", [i]).rows[0].int("d")! }
+            }
+            var sum = 0
+            for try await d in group { sum += d }
+            #expect(sum == (0..<64).reduce(0) { $0 + 2 * $1 })
+        }
+        #expect(pool.openConnections <= 4)
+    }
+
+    @Test func aKilledBackendFailsItsStatementAndThePoolRecovers() async throws {
+        let single = PostgresPool(conninfo: testDatabase!, maxConnections: 1)
+        defer { single.close() }
+        let pid = try await single.query("SELECT pg_backend_pid() AS p").rows[0].int("p")!
+        _ = try await pool.query("SELECT pg_terminate_backend($1)", [pid])
+        // The one pooled connection is dead: its next statement fails as a connection error ...
+        do {
+            _ = try await single.query("SELECT 1")
+            Issue.record("a statement on a killed backend succeeded")
+        } catch let e as PostgresError {
+            #expect(e.isConnectionError || e.sqlState == "57P01", "\(e)")
+        }
+        // ... and the pool replaces it.
+        #expect(try await single.query("SELECT 41 + 1 AS v").rows[0].int("v") == 42)
+        #expect(single.openConnections == 1)
+    }
+
+    @Test func migrationsApplyOnceEvenWhenReplicasRace() async throws {
+        _ = try await pool.query("DROP TABLE IF EXISTS schema_migrations, m_items")
+        let migrations = [
+            Migration(version: 1, name: "items", sql: "CREATE TABLE m_items (id int PRIMARY KEY); INSERT INTO m_items VALUES (1);"),
+            Migration(version: 2, name: "names", sql: "ALTER TABLE m_items ADD COLUMN name text; INSERT INTO m_items VALUES (2, 'b');"),
+        ]
+        // Four "replicas", each with its own pool, start at once.
+        let applied = try await withThrowingTaskGroup(of: [Int].self) { group in
+            for _ in 0..<4 {
+                group.addTask {
+                    let p = PostgresPool(conninfo: testDatabase!, maxConnections: 1)
+                    defer { p.close() }
+                    return try await Migrator.migrate(p, migrations)
+                }
+            }
+            var all: [[Int]] = []
+            for try await a in group { all.append(a) }
+            return all
+        }
+        #expect(applied.filter { !$0.isEmpty } == [[1, 2]])
+        #expect(try await pool.query("SELECT count(*) AS n FROM m_items").rows[0].int("n") == 2)
+        #expect(try await Migrator.migrate(pool, migrations) == [])
+        // A broken migration rolls back entirely and is not recorded.
+        let broken = migrations + [Migration(version: 3, name: "broken", sql: "ALTER TABLE m_items ADD COLUMN x int; SELECT nonsense;")]
+        await #expect(throws: PostgresError.self) { try await Migrator.migrate(pool, broken) }
+        #expect(try await pool.query("SELECT max(version) AS v FROM schema_migrations").rows[0].int("v") == 2)
+        #expect(try await pool.query("SELECT count(*) AS n FROM information_schema.columns WHERE table_name = 'm_items' AND column_name = 'x'")
+            .rows[0].int("n") == 0)
+    }
+
+    @Test func aBadServerAddressFailsWithAClearError() async throws {
+        do {
+            _ = try await PostgresConnection.connect("host=127.0.0.1 port=1 user=nobody connect_timeout=2", on: EventLoopGroup(count: 1).loops[0])
+            Issue.record("connected to nothing")
+        } catch let e as PostgresError {
+            #expect(e.isConnectionError && e.message.contains("127.0.0.1"))
+        }
+    }
+}
