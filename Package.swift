@@ -21,6 +21,7 @@ let package = Package(
         .library(name: "BazaarMesh", targets: ["BazaarMesh"]),
         .library(name: "BazaarTelemetry", targets: ["BazaarTelemetry"]),
         .library(name: "BazaarPostgres", targets: ["BazaarPostgres"]),
+        .library(name: "BazaarRedis", targets: ["BazaarRedis"]),
         .library(name: "ShopAPI", targets: ["ShopAPI"]),
         .library(name: "GRPCProtos", targets: ["GRPCProtos"]),
     ],
@@ -63,6 +64,7 @@ let package = Package(
         .target(name: "BazaarTelemetry", dependencies: ["BazaarCore", "BazaarTransport", "OTLPProtos", "CBazaarEvent"]),
         // Data: PostgreSQL through libpq, non-blocking on the transport's loops.
         .target(name: "BazaarPostgres", dependencies: ["BazaarTransport", "CBazaarPQ"]),
+        .target(name: "BazaarRedis", dependencies: ["BazaarTransport", "CBazaarHiredis"]),
         .target(name: "COTLPProtos", dependencies: ["CBazaarProtobufC"]),
         .target(name: "OTLPProtos", dependencies: ["COTLPProtos", "BazaarWire", "BazaarCore"]),
         .target(name: "CWellKnownTypes", dependencies: ["CBazaarProtobufC"]),
@@ -103,6 +105,7 @@ let package = Package(
         .testTarget(name: "BazaarMeshTests", dependencies: ["BazaarMesh", "BazaarTransport", "BazaarCore", "GRPCProtos"]),
         .testTarget(name: "BazaarTelemetryTests", dependencies: ["BazaarTelemetry", "BazaarCore"]),
         .testTarget(name: "BazaarPostgresTests", dependencies: ["BazaarPostgres", "BazaarTransport"]),
+        .testTarget(name: "BazaarRedisTests", dependencies: ["BazaarRedis", "BazaarTransport"]),
         .testTarget(name: "BazaarTransportTests", dependencies: ["BazaarTransport", "BazaarCore", "BazaarWire"]),
         .testTarget(name: "BazaarWireTests",
                     dependencies: ["BazaarWire", "ConformanceProtos", "ShopAPI", "GRPCProtos", "WellKnownTypes"]),

@@ -11,7 +11,7 @@ PACKAGES=(
   # test peers and corpora
   protobuf-c-compiler grpc-proto libprotobuf-dev python3-venv nghttp2-client dnsmasq-base prometheus
   # data stores the tests run as plain processes (their packaged services are never started)
-  postgresql-15
+  postgresql-15 redis-server
   # tooling
   valgrind
 )

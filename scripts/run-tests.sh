@@ -11,23 +11,37 @@ swift build --build-tests 2>&1 | grep -E 'error|warning: unre|Compiling|Build' |
 export BAZAAR_CODEGEN="$PWD/.build/debug/bazaar-codegen"
 export BAZAAR_CONFORMANCE_DRIVER="$PWD/.build/debug/wire-conformance-driver"
 
-step "PostgreSQL for the data-layer tests (scripts/postgres.sh, a throwaway cluster)"
+step "PostgreSQL and Redis for the data-layer tests (throwaway, as plain processes)"
 pg_dir=$(mktemp -d /tmp/bazaar-test-pg.XXXXXX)
 pg_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-trap 'bash scripts/postgres.sh stop "$pg_dir" > /dev/null 2>&1; rm -rf "$pg_dir"' EXIT
+redis_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+redis_pid=
+cleanup() {
+  bash scripts/postgres.sh stop "$pg_dir" > /dev/null 2>&1; rm -rf "$pg_dir"
+  [ -n "$redis_pid" ] && kill "$redis_pid" 2> /dev/null || true
+}
+trap cleanup EXIT
 export BAZAAR_TEST_POSTGRES=$(bash scripts/postgres.sh start "$pg_dir" "$pg_port")
 echo "PostgreSQL: $BAZAAR_TEST_POSTGRES"
+# Redis as a plain process: no persistence, loopback only.
+redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no > "$pg_dir/redis.log" 2>&1 &
+redis_pid=$!
+for _ in $(seq 50); do redis-cli -p "$redis_port" ping > /dev/null 2>&1 && break; sleep 0.1; done
+export BAZAAR_TEST_REDIS="127.0.0.1:$redis_port"
+echo "Redis: $BAZAAR_TEST_REDIS"
 
-step "Swift tests (codegen, wire runtime, core, mesh, telemetry, PostgreSQL)"
+step "Swift tests (codegen, wire runtime, core, mesh, telemetry, PostgreSQL, Redis)"
 set +e
 swift test --skip-build > .build/swift-test.log 2>&1
 swift_status=$?
 set -e
-# The PostgreSQL suite skips itself without a database: here it must have run.
-if ! grep -q "Suite PostgresTests passed" .build/swift-test.log; then
-  echo "the PostgreSQL tests did not run"
-  swift_status=1
-fi
+# The data-store suites skip themselves without a server: here they must have run.
+for suite in PostgresTests RedisTests; do
+  if ! grep -q "Suite $suite passed" .build/swift-test.log; then
+    echo "the $suite suite did not run (or failed)"
+    swift_status=1
+  fi
+done
 # Failures in full, then the closing lines of XCTest and Swift Testing.
 grep -E '✘|error:|Fatal|Test run with' .build/swift-test.log || true
 swift_passed=$(grep -oE 'Test run with [0-9]+ test' .build/swift-test.log | grep -oE '[0-9]+' | tail -1)

@@ -70,21 +70,46 @@ struct PostgresTests {
         #expect(pool.openConnections <= 4)
     }
 
-    @Test func aKilledBackendFailsItsStatementAndThePoolRecovers() async throws {
+    @Test func aBackendKilledWhileIdleIsReplacedUnnoticed() async throws {
         let single = PostgresPool(conninfo: testDatabase!, maxConnections: 1)
         defer { single.close() }
         let pid = try await single.query("SELECT pg_backend_pid() AS p").rows[0].int("p")!
         _ = try await pool.query("SELECT pg_terminate_backend($1)", [pid])
-        // The one pooled connection is dead: its next statement fails as a connection error ...
+        try await waitUntilGone(pid)
+        // The loop notices the closed socket of the idle connection (a moment after the backend
+        // exits); the pool then opens another for the next statement.
+        try await Task.sleep(for: .milliseconds(100))
+        let next = try await single.query("SELECT pg_backend_pid() AS p").rows[0].int("p")!
+        #expect(next != pid)
+        #expect(single.openConnections == 1)
+    }
+
+    @Test func aBackendKilledMidStatementFailsThatStatementOnly() async throws {
+        let single = PostgresPool(conninfo: testDatabase!, maxConnections: 1)
+        defer { single.close() }
+        let pid = try await single.query("SELECT pg_backend_pid() AS p").rows[0].int("p")!
+        let sleeping = Task { try await single.query("SELECT pg_sleep(30)") }
+        for _ in 0..<200 {
+            let state = try await pool.query("SELECT wait_event FROM pg_stat_activity WHERE pid = $1", [pid]).rows.first?["wait_event"]
+            if state == "PgSleep" { break }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        _ = try await pool.query("SELECT pg_terminate_backend($1)", [pid])
         do {
-            _ = try await single.query("SELECT 1")
+            _ = try await sleeping.value
             Issue.record("a statement on a killed backend succeeded")
         } catch let e as PostgresError {
             #expect(e.isConnectionError || e.sqlState == "57P01", "\(e)")
         }
-        // ... and the pool replaces it.
         #expect(try await single.query("SELECT 41 + 1 AS v").rows[0].int("v") == 42)
         #expect(single.openConnections == 1)
+    }
+
+    private func waitUntilGone(_ pid: Int) async throws {
+        for _ in 0..<200 {
+            if try await pool.query("SELECT count(*) AS n FROM pg_stat_activity WHERE pid = $1", [pid]).rows[0].int("n") == 0 { return }
+            try await Task.sleep(for: .milliseconds(10))
+        }
     }
 
     @Test func migrationsApplyOnceEvenWhenReplicasRace() async throws {

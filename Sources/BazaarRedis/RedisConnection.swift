@@ -1,0 +1,292 @@
+import BazaarTransport
+import CBazaarHiredis
+import Glibc
+import Synchronization
+
+/// A Redis reply (RESP2).
+public enum RedisValue: Sendable, Hashable {
+    case null
+    /// A bulk string: any bytes.
+    case bulk([UInt8])
+    /// A status reply such as `OK`.
+    case simple(String)
+    case integer(Int64)
+    case array([RedisValue])
+
+    /// The reply as text, for bulk and status replies.
+    public var string: String? {
+        switch self {
+        case .bulk(let b): String(decoding: b, as: UTF8.self)
+        case .simple(let s): s
+        default: nil
+        }
+    }
+
+    public var integer: Int64? {
+        if case .integer(let i) = self { return i }
+        return nil
+    }
+
+    public var array: [RedisValue]? {
+        if case .array(let a) = self { return a }
+        return nil
+    }
+}
+
+/// An error reply from Redis (`WRONGTYPE ...`) or a connection failure.
+public struct RedisError: Error, CustomStringConvertible, Sendable, Equatable {
+    public enum Kind: Sendable, Equatable {
+        /// Redis answered with an error; the connection is fine.
+        case server
+        /// The connection failed or closed; the command may or may not have run.
+        case connection
+    }
+
+    public var kind: Kind
+    public var message: String
+    public var description: String { kind == .server ? "Redis: \(message)" : "Redis connection: \(message)" }
+}
+
+/// One Redis connection through hiredis's asynchronous API, driven by an event loop: hiredis
+/// parses the protocol, the loop tells it when its socket is ready (our own event hooks, the same
+/// way its libevent adapter does). Commands pipeline: many may be in flight, answered in order.
+public final class RedisConnection: @unchecked Sendable {
+    public let loop: EventLoop
+    // Loop-confined.
+    private var context: UnsafeMutablePointer<redisAsyncContext>?
+    private var watcher: IOWatcher?
+    private var connectWaiter: CheckedContinuation<Void, any Error>?
+    private var pending: [UInt: CheckedContinuation<RedisValue, any Error>] = [:]
+    private var nextID: UInt = 1
+    private let connected = Atomic<Bool>(false)
+
+    private init(loop: EventLoop) { self.loop = loop }
+
+    /// Whether commands can be sent.
+    public var isConnected: Bool { connected.load(ordering: .acquiring) }
+
+    public static func connect(host: String, port: Int, on loop: EventLoop) async throws -> RedisConnection {
+        let c = RedisConnection(loop: loop)
+        try await withCheckedThrowingContinuation { (k: CheckedContinuation<Void, any Error>) in
+            loop.execute { c.start(host: host, port: port, k) }
+        }
+        return c
+    }
+
+    private static func from(_ p: UnsafeMutableRawPointer?) -> RedisConnection {
+        Unmanaged<RedisConnection>.fromOpaque(p!).takeUnretainedValue()
+    }
+
+    private func start(host: String, port: Int, _ k: CheckedContinuation<Void, any Error>) {
+        guard let ac = redisAsyncConnect(host, Int32(port)) else { return k.resume(throwing: RedisError(kind: .connection, message: "out of memory")) }
+        if ac.pointee.err != 0 {
+            let why = Self.errstr(ac)
+            redisAsyncFree(ac)
+            return k.resume(throwing: RedisError(kind: .connection, message: "\(host):\(port): \(why)"))
+        }
+        context = ac
+        connectWaiter = k
+        // The context holds this connection until hiredis frees it (after the disconnect callback).
+        let me = Unmanaged.passRetained(self).toOpaque()
+        ac.pointee.data = me
+        ac.pointee.ev.data = me
+        ac.pointee.ev.addRead = { RedisConnection.from($0).watcher?.setReading(true) }
+        ac.pointee.ev.delRead = { RedisConnection.from($0).watcher?.setReading(false) }
+        ac.pointee.ev.addWrite = { RedisConnection.from($0).watcher?.setWriting(true) }
+        ac.pointee.ev.delWrite = { RedisConnection.from($0).watcher?.setWriting(false) }
+        // hiredis calls this exactly once, last, when it frees the context (after a failed
+        // connect, a disconnect, or an error): only then may the connection let go of itself.
+        ac.pointee.ev.cleanup = { p in
+            let c = RedisConnection.from(p)
+            c.finished("the connection closed")
+            Unmanaged<RedisConnection>.fromOpaque(p!).release()
+        }
+        watcher = IOWatcher(loop: loop, fd: ac.pointee.c.fd, onReadable: { [unowned self] in
+            if let context { redisAsyncHandleRead(context) }
+        }, onWritable: { [unowned self] in
+            if let context { redisAsyncHandleWrite(context) }
+        })
+        _ = redisAsyncSetConnectCallback(ac) { ac, status in
+            let c = RedisConnection.from(ac!.pointee.data)
+            c.connectFinished(ok: status == REDIS_OK, why: RedisConnection.errstr(ac!))
+        }
+        _ = redisAsyncSetDisconnectCallback(ac) { ac, status in
+            RedisConnection.from(ac!.pointee.data).disconnected(why: status == REDIS_OK ? "closed" : RedisConnection.errstr(ac!))
+        }
+        // Connecting completes when the socket turns writable.
+        watcher?.setWriting(true)
+    }
+
+    private static func errstr(_ ac: UnsafePointer<redisAsyncContext>) -> String {
+        withUnsafeBytes(of: ac.pointee.c.errstr) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+    }
+
+    private func connectFinished(ok: Bool, why: String) {
+        let k = connectWaiter
+        connectWaiter = nil
+        if ok {
+            connected.store(true, ordering: .releasing)
+            k?.resume()
+        } else {
+            // hiredis frees the context after a failed connect; the disconnect callback does not run.
+            k?.resume(throwing: RedisError(kind: .connection, message: why))
+            finished(why)
+        }
+    }
+
+    private func disconnected(why: String) {
+        finished(why)
+    }
+
+    /// The context is going (hiredis frees it right after these callbacks): fail what waits.
+    private func finished(_ why: String) {
+        guard context != nil else { return }
+        connected.store(false, ordering: .releasing)
+        context = nil
+        watcher?.close()
+        watcher = nil
+        let waiting = pending
+        pending = [:]
+        for (_, k) in waiting { k.resume(throwing: RedisError(kind: .connection, message: why)) }
+    }
+
+    /// Sends one command (`["SET", "cart:1", "..."]`); arguments are binary-safe.
+    public func send(_ arguments: [[UInt8]]) async throws -> RedisValue {
+        try await withCheckedThrowingContinuation { k in
+            loop.execute { self.enqueue(arguments, k) }
+        }
+    }
+
+    /// Sends one command whose arguments are text.
+    public func send(_ arguments: String...) async throws -> RedisValue {
+        try await send(arguments.map { Array($0.utf8) })
+    }
+
+    private func enqueue(_ arguments: [[UInt8]], _ k: CheckedContinuation<RedisValue, any Error>) {
+        guard let context, connected.load(ordering: .relaxed) else {
+            return k.resume(throwing: RedisError(kind: .connection, message: "not connected"))
+        }
+        let id = nextID
+        nextID &+= 1
+        pending[id] = k
+        let rc = Self.withArgv(arguments) { argc, argv, lens in
+            redisAsyncCommandArgv(context, { ac, reply, privdata in
+                let c = RedisConnection.from(ac!.pointee.data)
+                c.replied(UInt(bitPattern: privdata), reply?.assumingMemoryBound(to: redisReply.self))
+            }, UnsafeMutableRawPointer(bitPattern: id), argc, argv, lens)
+        }
+        if rc != REDIS_OK {
+            pending[id] = nil
+            k.resume(throwing: RedisError(kind: .connection, message: Self.errstr(context)))
+        }
+    }
+
+    private func replied(_ id: UInt, _ reply: UnsafeMutablePointer<redisReply>?) {
+        guard let k = pending.removeValue(forKey: id) else { return }
+        guard let reply else { return k.resume(throwing: RedisError(kind: .connection, message: "the connection closed before the reply")) }
+        if reply.pointee.type == REDIS_REPLY_ERROR {
+            return k.resume(throwing: RedisError(kind: .server, message: String(decoding: Self.bytes(reply), as: UTF8.self)))
+        }
+        k.resume(returning: Self.value(reply))
+    }
+
+    static func bytes(_ r: UnsafeMutablePointer<redisReply>) -> [UInt8] {
+        guard let str = r.pointee.str else { return [] }
+        return Array(UnsafeRawBufferPointer(start: str, count: r.pointee.len))
+    }
+
+    static func value(_ r: UnsafeMutablePointer<redisReply>) -> RedisValue {
+        switch r.pointee.type {
+        case REDIS_REPLY_STRING: return .bulk(bytes(r))
+        case REDIS_REPLY_STATUS: return .simple(String(decoding: bytes(r), as: UTF8.self))
+        case REDIS_REPLY_INTEGER: return .integer(Int64(r.pointee.integer))
+        case REDIS_REPLY_ARRAY:
+            return .array((0..<r.pointee.elements).map { value(r.pointee.element[$0]!) })
+        default: return .null
+        }
+    }
+
+    private static func withArgv<R>(_ args: [[UInt8]], _ body: (Int32, UnsafeMutablePointer<UnsafePointer<CChar>?>, UnsafePointer<Int>) -> R) -> R {
+        let buffers = args.map { a -> UnsafeMutablePointer<CChar> in
+            let p = UnsafeMutablePointer<CChar>.allocate(capacity: max(a.count, 1))
+            a.withUnsafeBytes { if let base = $0.baseAddress { UnsafeMutableRawPointer(p).copyMemory(from: base, byteCount: a.count) } }
+            return p
+        }
+        defer { for p in buffers { p.deallocate() } }
+        var argv: [UnsafePointer<CChar>?] = buffers.map { UnsafePointer($0) }
+        let lens = args.map(\.count)
+        return argv.withUnsafeMutableBufferPointer { a in lens.withUnsafeBufferPointer { l in body(Int32(args.count), a.baseAddress!, l.baseAddress!) } }
+    }
+
+    /// Closes after the replies already asked for.
+    public func close() {
+        loop.execute { [self] in
+            if let context { redisAsyncDisconnect(context) }
+        }
+    }
+}
+
+/// A Redis client for one server that connects on first use and again after a connection failed.
+/// A command that was in flight when the connection failed fails (it is not resent: it may have run).
+public final class RedisClient: Sendable {
+    public let host: String
+    public let port: Int
+    private let loop: EventLoop
+    private let group: EventLoopGroup?
+    private struct State {
+        var connection: RedisConnection?
+        /// The connection being made: concurrent first commands share it (one connection, not one each).
+        var connecting: Task<RedisConnection, any Error>?
+    }
+    private let state = Mutex(State())
+
+    public init(host: String, port: Int, group: EventLoopGroup? = nil) {
+        self.host = host
+        self.port = port
+        self.group = group == nil ? EventLoopGroup(count: 1) : nil
+        loop = (group ?? self.group!).nextLoop()
+    }
+
+    /// `host:port`, e.g. from `BAZAAR_REDIS`.
+    public convenience init?(address: String, group: EventLoopGroup? = nil) {
+        guard let e = Endpoint(address) else { return nil }
+        self.init(host: e.host, port: e.port, group: group)
+    }
+
+    public func send(_ arguments: [[UInt8]]) async throws -> RedisValue {
+        try await current().send(arguments)
+    }
+
+    public func send(_ arguments: String...) async throws -> RedisValue {
+        try await current().send(arguments.map { Array($0.utf8) })
+    }
+
+    private func current() async throws -> RedisConnection {
+        let task = state.withLock { s -> Task<RedisConnection, any Error> in
+            if let c = s.connection, c.isConnected { return Task { c } }
+            if let t = s.connecting { return t }
+            let (host, port, loop) = (self.host, self.port, self.loop)
+            let t = Task { try await RedisConnection.connect(host: host, port: port, on: loop) }
+            s.connecting = t
+            return t
+        }
+        do {
+            let c = try await task.value
+            state.withLock { s in
+                if s.connection !== c { s.connection = c }
+                s.connecting = nil
+            }
+            return c
+        } catch {
+            state.withLock { $0.connecting = nil }
+            throw error
+        }
+    }
+
+    public func close() {
+        state.withLock { s in
+            s.connection?.close()
+            s.connection = nil
+        }
+    }
+}
