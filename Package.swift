@@ -63,8 +63,8 @@ let package = Package(
         // Telemetry: metrics and their exposition, JSON logs, tracing with OTLP export.
         .target(name: "BazaarTelemetry", dependencies: ["BazaarCore", "BazaarTransport", "OTLPProtos", "CBazaarEvent"]),
         // Data: PostgreSQL through libpq, non-blocking on the transport's loops.
-        .target(name: "BazaarPostgres", dependencies: ["BazaarTransport", "CBazaarPQ"]),
-        .target(name: "BazaarRedis", dependencies: ["BazaarTransport", "CBazaarHiredis"]),
+        .target(name: "BazaarPostgres", dependencies: ["BazaarCore", "BazaarTransport", "CBazaarPQ"]),
+        .target(name: "BazaarRedis", dependencies: ["BazaarCore", "BazaarTransport", "CBazaarHiredis"]),
         .target(name: "COTLPProtos", dependencies: ["CBazaarProtobufC"]),
         .target(name: "OTLPProtos", dependencies: ["COTLPProtos", "BazaarWire", "BazaarCore"]),
         .target(name: "CWellKnownTypes", dependencies: ["CBazaarProtobufC"]),

@@ -57,7 +57,7 @@ public struct MeshConfiguration: Sendable {
         var codes = c.retry.retryableCodes
         if let list = env["RETRY_CODES"] {
             codes = []
-            for name in list.split(separator: ",").map({ $0.trimmingCharacters(in: " ") }) where !name.isEmpty {
+            for name in list.split(separator: ",").map({ $0.trimming(" ") }) where !name.isEmpty {
                 guard let code = StatusCode.allCases.first(where: { $0.description == name.uppercased() }) else {
                     throw RPCError(.invalidArgument, "\(env.name("RETRY_CODES")): '\(name)' is not a gRPC status name such as UNAVAILABLE")
                 }
@@ -70,7 +70,7 @@ public struct MeshConfiguration: Sendable {
                               backoffMultiplier: try env.double("RETRY_BACKOFF_MULTIPLIER", 1...10) ?? c.retry.backoffMultiplier,
                               retryableCodes: codes)
         if let list = env["RETRY_METHODS"] {
-            c.retryMethods = Set(list.split(separator: ",").map { $0.trimmingCharacters(in: " ") }.filter { !$0.isEmpty })
+            c.retryMethods = Set(list.split(separator: ",").map { $0.trimming(" ") }.filter { !$0.isEmpty })
         }
         c.retryBudgetTokens = try env.int("RETRY_BUDGET_TOKENS", 1...1000) ?? c.retryBudgetTokens
         c.retryBudgetRatio = try env.double("RETRY_BUDGET_RATIO", 0...1) ?? c.retryBudgetRatio
@@ -159,16 +159,7 @@ public struct Environment: Sendable {
     }
 
     /// This process's environment.
-    public static var current: [String: String] {
-        var out: [String: String] = [:]
-        var p = environ
-        while let entry = p.pointee {
-            let s = String(cString: entry)
-            if let eq = s.firstIndex(of: "=") { out[String(s[..<eq])] = String(s[s.index(after: eq)...]) }
-            p += 1
-        }
-        return out
-    }
+    public static var current: [String: String] { ProcessEnvironment.current }
 
     func name(_ key: String) -> String {
         if let upstream, values["BAZAAR_\(upstream)_\(key)"] != nil { return "BAZAAR_\(upstream)_\(key)" }
@@ -211,7 +202,7 @@ public struct Environment: Sendable {
 
     /// `250ms`, `1.5s`, `2m`, `1h`, `0`.
     public static func parseDuration(_ text: String) -> Duration? {
-        let t = text.trimmingCharacters(in: " ")
+        let t = text.trimming(" ")
         if t == "0" { return .zero }
         let units: [(String, Double)] = [("ms", 1e-3), ("us", 1e-6), ("s", 1), ("m", 60), ("h", 3600)]
         for (suffix, scale) in units where t.hasSuffix(suffix) {

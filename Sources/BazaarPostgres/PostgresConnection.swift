@@ -1,3 +1,4 @@
+import BazaarCore
 import BazaarTransport
 import CBazaarPQ
 import Glibc
@@ -141,7 +142,7 @@ public final class PostgresConnection: @unchecked Sendable {
 
     private func errorMessage() -> String {
         guard let conn, let m = PQerrorMessage(conn) else { return "unknown error" }
-        return String(cString: m).trimmingCharacters(in: "\n ")
+        return String(cString: m).trimming("\n ")
     }
 
     /// Watches the socket libpq uses now (it may change while connecting, host by host).
@@ -288,14 +289,5 @@ extension PostgresResult {
         columns = []
         rows = []
         affectedRows = 0
-    }
-}
-
-extension String {
-    func trimmingCharacters(in set: String) -> String {
-        var s = Substring(self)
-        while let f = s.first, set.contains(f) { s = s.dropFirst() }
-        while let l = s.last, set.contains(l) { s = s.dropLast() }
-        return String(s)
     }
 }

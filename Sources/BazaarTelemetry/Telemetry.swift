@@ -21,7 +21,7 @@ public final class Telemetry: Sendable {
     /// The share of RPCs that get an access-log line (0...1).
     public let accessLogSampleRatio: Double
     let admin: AdminServer?
-    private let accessSampler = IDGenerator()
+    private let accessSampler = SplitMix64()
 
     public struct Options: Sendable {
         public var metricsPort: Int? = 9464
@@ -96,16 +96,7 @@ public final class Telemetry: Sendable {
         return o
     }
 
-    public static func currentEnvironment() -> [String: String] {
-        var out: [String: String] = [:]
-        var p = environ
-        while let entry = p.pointee {
-            let s = String(cString: entry)
-            if let eq = s.firstIndex(of: "=") { out[String(s[..<eq])] = String(s[s.index(after: eq)...]) }
-            p += 1
-        }
-        return out
-    }
+    public static func currentEnvironment() -> [String: String] { ProcessEnvironment.current }
 
     init(service: String, registry: MetricsRegistry, options: Options, tracer: Tracer?, admin: AdminServer?) {
         self.service = service
@@ -150,9 +141,7 @@ public final class Telemetry: Sendable {
         return RPCError(.unknown, "\(error)")
     }
 
-    static func seconds(_ d: Duration) -> Double {
-        Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
-    }
+    static func seconds(_ d: Duration) -> Double { d.inSeconds }
 }
 
 /// What telemetry keeps for one served call: its metrics, start time and span.

@@ -1,3 +1,4 @@
+import BazaarCore
 import Synchronization
 
 /// How a channel spreads calls over the endpoints it can use.
@@ -22,16 +23,8 @@ public final class Picker<Candidate: PickCandidate>: Sendable {
     public let policy: LoadBalancingPolicy
     public let candidates: [Candidate]
     private let cursor = Atomic<Int>(0)
-    /// For p2c's random draws: splitmix64 over an atomic counter. The system generator would make
-    /// a getrandom(2) system call per draw, twice per call.
-    private let seed = Atomic<UInt64>(UInt64.random(in: 0...UInt64.max))
-
-    private func random() -> UInt64 {
-        var z = seed.wrappingAdd(0x9E37_79B9_7F4A_7C15, ordering: .relaxed).newValue
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    /// p2c's random draws (see ``SplitMix64``: no system call per draw).
+    private let random = SplitMix64()
 
     public init(policy: LoadBalancingPolicy, candidates: [Candidate]) {
         self.policy = policy
@@ -58,7 +51,7 @@ public final class Picker<Candidate: PickCandidate>: Sendable {
             return nil
         case .p2c:
             if n == 1 { return admit(candidates[0]) ? candidates[0] : nil }
-            let r = random()
+            let r = random.next()
             let a = Int(r % UInt64(n))
             var b = Int((r >> 32) % UInt64(n - 1))
             if b >= a { b += 1 }

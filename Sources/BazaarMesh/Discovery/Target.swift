@@ -15,7 +15,7 @@ public enum Target: Sendable, Hashable, CustomStringConvertible {
 
     /// Parses a target; the error message says what was wrong.
     public init(parsing text: String) throws(RPCError) {
-        let t = text.trimmingCharacters(in: " \t")
+        let t = text.trimming(" \t")
         if t.hasPrefix("dns:") {
             var rest = t.dropFirst(4)
             var nameserver: String?
@@ -35,7 +35,7 @@ public enum Target: Sendable, Hashable, CustomStringConvertible {
             list = list.dropFirst(scheme.count)
             break
         }
-        let parts = list.split(separator: ",").map { $0.trimmingCharacters(in: " ") }.filter { !$0.isEmpty }
+        let parts = list.split(separator: ",").map { $0.trimming(" ") }.filter { !$0.isEmpty }
         guard !parts.isEmpty else { throw RPCError(.invalidArgument, "target '\(text)' names no endpoint") }
         self = .endpoints(try parts.map { p throws(RPCError) in
             let (h, port) = try Self.hostPort(p, text)
@@ -59,19 +59,6 @@ public enum Target: Sendable, Hashable, CustomStringConvertible {
         case .endpoints(let list): list.map(\.description).joined(separator: ",")
         }
     }
-}
-
-extension String {
-    func trimmingCharacters(in set: String) -> String {
-        var s = Substring(self)
-        while let f = s.first, set.contains(f) { s = s.dropFirst() }
-        while let l = s.last, set.contains(l) { s = s.dropLast() }
-        return String(s)
-    }
-}
-
-extension Substring {
-    func trimmingCharacters(in set: String) -> String { String(self).trimmingCharacters(in: set) }
 }
 
 /// Turns a target into endpoint lists over time.

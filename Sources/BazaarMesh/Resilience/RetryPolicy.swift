@@ -28,9 +28,9 @@ public struct RetryPolicy: Sendable, Hashable {
     /// The wait before retry `n` (1 for the first retry): uniformly random between zero and
     /// `min(initial * multiplier^(n-1), max)`, A6's "full jitter".
     public func backoff(retry n: Int, random: Double = Double.random(in: 0..<1)) -> Duration {
-        var ceiling = initialBackoff.seconds
+        var ceiling = initialBackoff.inSeconds
         for _ in 1..<max(n, 1) { ceiling *= backoffMultiplier }
-        ceiling = min(ceiling, maxBackoff.seconds)
+        ceiling = min(ceiling, maxBackoff.inSeconds)
         return .nanoseconds(Int64(ceiling * random * 1e9))
     }
 
@@ -91,9 +91,4 @@ public final class RetryThrottle: Sendable {
             current = seen
         }
     }
-}
-
-extension Duration {
-    /// This duration in seconds, as a `Double`.
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }

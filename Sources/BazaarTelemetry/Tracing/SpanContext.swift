@@ -1,3 +1,4 @@
+import BazaarCore
 import Synchronization
 
 /// A W3C trace context: trace id, span id, flags (`traceparent`) and `tracestate`.
@@ -71,18 +72,8 @@ public struct SpanContext: Sendable, Hashable {
     }
 }
 
-/// Random ids without a system call each: splitmix64 over an atomic counter seeded at start.
-final class IDGenerator: Sendable {
-    private let state = Atomic<UInt64>(UInt64.random(in: 1...UInt64.max))
-
-    func next() -> UInt64 {
-        var z = state.wrappingAdd(0x9E37_79B9_7F4A_7C15, ordering: .relaxed).newValue
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        z ^= z >> 31
-        return z == 0 ? 1 : z
-    }
-}
+/// Trace and span ids: random without a system call each (``SplitMix64``).
+typealias IDGenerator = SplitMix64
 
 /// Which traces are recorded (OpenTelemetry's samplers, as `OTEL_TRACES_SAMPLER` names them).
 public indirect enum Sampler: Sendable, Equatable {
