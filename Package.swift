@@ -22,6 +22,7 @@ let package = Package(
         .library(name: "BazaarTelemetry", targets: ["BazaarTelemetry"]),
         .library(name: "BazaarPostgres", targets: ["BazaarPostgres"]),
         .library(name: "BazaarRedis", targets: ["BazaarRedis"]),
+        .library(name: "BazaarAuth", targets: ["BazaarAuth"]),
         .library(name: "ShopAPI", targets: ["ShopAPI"]),
         .library(name: "GRPCProtos", targets: ["GRPCProtos"]),
     ],
@@ -65,6 +66,8 @@ let package = Package(
         // Data: PostgreSQL through libpq, non-blocking on the transport's loops.
         .target(name: "BazaarPostgres", dependencies: ["BazaarCore", "BazaarTransport", "CBazaarPQ"]),
         .target(name: "BazaarRedis", dependencies: ["BazaarCore", "BazaarTransport", "CBazaarHiredis"]),
+        // Passwords (argon2id) and access tokens (JWS EdDSA): for accounts and the gateway.
+        .target(name: "BazaarAuth", dependencies: ["CBazaarArgon2", "CBazaarOpenSSL"]),
         .target(name: "COTLPProtos", dependencies: ["CBazaarProtobufC"]),
         .target(name: "OTLPProtos", dependencies: ["COTLPProtos", "BazaarWire", "BazaarCore"]),
         .target(name: "CWellKnownTypes", dependencies: ["CBazaarProtobufC"]),
@@ -82,7 +85,7 @@ let package = Package(
             "BazaarInterop", "BazaarTransport", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         // The one CLI: `bazaar certs`, and later serve, gateway, call, seed.
         .executableTarget(name: "bazaar", dependencies: [
-            "BazaarTransport", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            "BazaarTransport", "BazaarAuth", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
         // Test-only generated code for the conformance and oracle tests.
         .target(name: "CConformanceProtos", dependencies: ["CBazaarProtobufC", "CWellKnownTypes"],
@@ -106,6 +109,7 @@ let package = Package(
         .testTarget(name: "BazaarTelemetryTests", dependencies: ["BazaarTelemetry", "BazaarCore"]),
         .testTarget(name: "BazaarPostgresTests", dependencies: ["BazaarPostgres", "BazaarTransport"]),
         .testTarget(name: "BazaarRedisTests", dependencies: ["BazaarRedis", "BazaarTransport"]),
+        .testTarget(name: "BazaarAuthTests", dependencies: ["BazaarAuth"]),
         .testTarget(name: "BazaarTransportTests", dependencies: ["BazaarTransport", "BazaarCore", "BazaarWire"]),
         .testTarget(name: "BazaarWireTests",
                     dependencies: ["BazaarWire", "ConformanceProtos", "ShopAPI", "GRPCProtos", "WellKnownTypes"]),

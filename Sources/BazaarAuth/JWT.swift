@@ -1,0 +1,173 @@
+import CBazaarOpenSSL
+import Foundation
+
+/// A JWT problem: the reason a token was refused, for logs and `WWW-Authenticate`.
+public struct JWTError: Error, CustomStringConvertible, Sendable, Equatable {
+    public let description: String
+    init(_ d: String) { description = d }
+}
+
+/// An Ed25519 key for signing (private) or verifying (public) access tokens: JWS alg `EdDSA`.
+public final class JWTKey: @unchecked Sendable {
+    let pkey: OpaquePointer
+    public let isPrivate: Bool
+    /// The `kid` header value; tokens name the key they were signed with, so keys can rotate.
+    public let keyID: String
+
+    private init(_ pkey: OpaquePointer, isPrivate: Bool, keyID: String) {
+        self.pkey = pkey
+        self.isPrivate = isPrivate
+        self.keyID = keyID
+    }
+
+    deinit { EVP_PKEY_free(pkey) }
+
+    /// A new Ed25519 key pair.
+    public static func generate(keyID: String = "k1") throws -> JWTKey {
+        guard let ctx = EVP_PKEY_CTX_new_id(EVP_PKEY_ED25519, nil) else { throw JWTError("cannot make a key context") }
+        defer { EVP_PKEY_CTX_free(ctx) }
+        var key: OpaquePointer?
+        guard EVP_PKEY_keygen_init(ctx) == 1, EVP_PKEY_keygen(ctx, &key) == 1, let key else { throw JWTError("cannot generate an Ed25519 key") }
+        return JWTKey(key, isPrivate: true, keyID: keyID)
+    }
+
+    /// From PEM: a private key (`-----BEGIN PRIVATE KEY-----`) or a public key. Only Ed25519.
+    public convenience init(pem: String, keyID: String = "k1") throws {
+        let bytes = Array(pem.utf8)
+        guard let bio = BIO_new_mem_buf(bytes, Int32(bytes.count)) else { throw JWTError("out of memory") }
+        defer { BIO_free(bio) }
+        var isPrivate = true
+        var key = PEM_read_bio_PrivateKey(bio, nil, nil, nil)
+        if key == nil {
+            ERR_clear_error()
+            _ = BIO_ctrl(bio, BIO_CTRL_RESET, 0, nil)
+            key = PEM_read_bio_PUBKEY(bio, nil, nil, nil)
+            isPrivate = false
+        }
+        guard let key else { throw JWTError("not a PEM private or public key") }
+        guard EVP_PKEY_get_id(key) == EVP_PKEY_ED25519 else {
+            EVP_PKEY_free(key)
+            throw JWTError("only Ed25519 keys are accepted (alg EdDSA)")
+        }
+        self.init(key, isPrivate: isPrivate, keyID: keyID)
+    }
+
+    public var publicKeyPEM: String { Self.pem { PEM_write_bio_PUBKEY($0, pkey) } }
+    public var privateKeyPEM: String? { isPrivate ? Self.pem { PEM_write_bio_PrivateKey($0, pkey, nil, nil, 0, nil, nil) } : nil }
+
+    private static func pem(_ write: (OpaquePointer) -> Int32) -> String {
+        guard let bio = BIO_new(BIO_s_mem()) else { return "" }
+        defer { BIO_free(bio) }
+        _ = write(bio)
+        var p: UnsafeMutablePointer<CChar>?
+        let n = BIO_ctrl(bio, BIO_CTRL_INFO, 0, &p)
+        guard let p, n > 0 else { return "" }
+        return String(decoding: UnsafeRawBufferPointer(start: p, count: n), as: UTF8.self)
+    }
+
+    func sign(_ message: [UInt8]) throws -> [UInt8] {
+        guard isPrivate, let md = EVP_MD_CTX_new() else { throw JWTError("signing needs the private key") }
+        defer { EVP_MD_CTX_free(md) }
+        var sig = [UInt8](repeating: 0, count: 64)
+        var len = sig.count
+        guard EVP_DigestSignInit(md, nil, nil, nil, pkey) == 1, EVP_DigestSign(md, &sig, &len, message, message.count) == 1 else {
+            throw JWTError("signing failed")
+        }
+        return Array(sig[0..<len])
+    }
+
+    func verify(_ signature: [UInt8], _ message: [UInt8]) -> Bool {
+        guard let md = EVP_MD_CTX_new() else { return false }
+        defer { EVP_MD_CTX_free(md) }
+        return EVP_DigestVerifyInit(md, nil, nil, nil, pkey) == 1 && EVP_DigestVerify(md, signature, signature.count, message, message.count) == 1
+    }
+}
+
+/// Access tokens: compact JWS with alg `EdDSA` (Ed25519), the algorithm pinned.
+///
+/// Verification refuses anything but `EdDSA` (so no `none`, and no HMAC keyed with the public key),
+/// checks the signature before reading any claim, and requires `exp`; `nbf`, `iss` and `aud` are
+/// checked as configured. JSON is Foundation's `JSONSerialization`.
+public enum JWT {
+    /// Verified claims.
+    public struct Claims: @unchecked Sendable {
+        public let values: [String: Any]
+        public var subject: String? { values["sub"] as? String }
+        public var issuer: String? { values["iss"] as? String }
+        public var roles: [String] { values["roles"] as? [String] ?? [] }
+        public var scopes: [String] { (values["scope"] as? String)?.split(separator: " ").map(String.init) ?? [] }
+        public var expiresAt: Double? { (values["exp"] as? NSNumber)?.doubleValue }
+    }
+
+    /// Signs `claims` (add `exp`, `iss`, `aud`, `sub` yourself, or use ``issue``).
+    public static func sign(_ claims: [String: Any], key: JWTKey) throws -> String {
+        let header: [String: Any] = ["alg": "EdDSA", "typ": "JWT", "kid": key.keyID]
+        let h = base64url(try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys]))
+        let p = base64url(try JSONSerialization.data(withJSONObject: claims, options: [.sortedKeys]))
+        let signingInput = h + "." + p
+        return signingInput + "." + base64url(try key.sign(Array(signingInput.utf8)))
+    }
+
+    /// An access token for `subject`, valid `lifetime` seconds from `now`.
+    public static func issue(subject: String, issuer: String, audience: String, lifetime: Int, roles: [String] = [],
+                             extra: [String: Any] = [:], key: JWTKey, now: Double = Date().timeIntervalSince1970) throws -> String
+    {
+        var claims = extra
+        claims["sub"] = subject
+        claims["iss"] = issuer
+        claims["aud"] = audience
+        claims["iat"] = Int(now)
+        claims["nbf"] = Int(now)
+        claims["exp"] = Int(now) + lifetime
+        if !roles.isEmpty { claims["roles"] = roles }
+        return try sign(claims, key: key)
+    }
+
+    /// Verifies `token` against `keys` (by `kid`, or each when it names none) and the claims.
+    public static func verify(_ token: String, keys: [JWTKey], issuer: String?, audience: String?, leeway: Double = 30,
+                              now: Double = Date().timeIntervalSince1970) throws -> Claims
+    {
+        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 3 else { throw JWTError("not a compact JWS (three dot-separated parts)") }
+        guard let headerBytes = base64urlDecode(parts[0]), let payloadBytes = base64urlDecode(parts[1]),
+              let signature = base64urlDecode(parts[2])
+        else { throw JWTError("malformed base64url") }
+        guard let header = try? JSONSerialization.jsonObject(with: Data(headerBytes)) as? [String: Any] else {
+            throw JWTError("the header is not a JSON object")
+        }
+        guard let alg = header["alg"] as? String, alg == "EdDSA" else {
+            throw JWTError("algorithm \(header["alg"].map { "\($0)" } ?? "(none)") is not accepted; only EdDSA")
+        }
+        if header["crit"] != nil { throw JWTError("critical header extensions are not supported") }
+        let candidates = (header["kid"] as? String).map { kid in keys.filter { $0.keyID == kid } } ?? keys
+        guard !candidates.isEmpty else { throw JWTError("unknown signing key") }
+        let signingInput = Array(token.utf8.prefix(parts[0].utf8.count + 1 + parts[1].utf8.count))
+        guard candidates.contains(where: { $0.verify(signature, signingInput) }) else { throw JWTError("bad signature") }
+        guard let claims = try? JSONSerialization.jsonObject(with: Data(payloadBytes)) as? [String: Any] else {
+            throw JWTError("the payload is not a JSON object")
+        }
+        guard let exp = (claims["exp"] as? NSNumber)?.doubleValue else { throw JWTError("no expiry (exp)") }
+        guard now - leeway < exp else { throw JWTError("expired") }
+        if let nbf = (claims["nbf"] as? NSNumber)?.doubleValue, now + leeway < nbf { throw JWTError("not valid yet (nbf)") }
+        if let issuer, claims["iss"] as? String != issuer { throw JWTError("wrong issuer") }
+        if let audience {
+            let aud = (claims["aud"] as? [String]) ?? (claims["aud"] as? String).map { [$0] } ?? []
+            guard aud.contains(audience) else { throw JWTError("wrong audience") }
+        }
+        return Claims(values: claims)
+    }
+
+    static func base64url(_ data: Data) -> String { base64url(Array(data)) }
+
+    static func base64url(_ bytes: [UInt8]) -> String {
+        Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+    }
+
+    static func base64urlDecode(_ text: Substring) -> [UInt8]? {
+        guard text.allSatisfy({ $0.isLetter && $0.isASCII || $0.isNumber && $0.isASCII || $0 == "-" || $0 == "_" }) else { return nil }
+        var s = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        while s.count % 4 != 0 { s += "=" }
+        return Data(base64Encoded: s).map { Array($0) }
+    }
+}
