@@ -58,4 +58,16 @@ public struct RPCError: Error, Sendable, Hashable, CustomStringConvertible {
     }
 
     public var description: String { message.isEmpty ? "\(code)" : "\(code): \(message)" }
+
+    /// The status any error ends a call with: an `RPCError` as it is, a task's cancellation as
+    /// CANCELLED, anything else as UNKNOWN with its description.
+    public init(_ error: any Error) {
+        if let e = error as? RPCError {
+            self = e
+        } else if error is CancellationError {
+            self.init(.cancelled, "call cancelled")
+        } else {
+            self.init(.unknown, "\(error)")
+        }
+    }
 }

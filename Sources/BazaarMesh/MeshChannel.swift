@@ -471,7 +471,7 @@ public final class MeshChannel: ClientTransport, Sendable {
             observer?.callEnded(observation, status: RPCError(.ok))
             return response
         } catch {
-            observer?.callEnded(observation, status: error as? RPCError ?? RPCError(.unknown, "\(error)"))
+            observer?.callEnded(observation, status: RPCError(error))
             throw error
         }
     }
@@ -593,7 +593,7 @@ public final class MeshChannel: ClientTransport, Sendable {
                 guard !done else { return }
                 done = true
                 intercepted?.end(error)
-                call.channel.observer?.callEnded(observation, status: error.map { $0 as? RPCError ?? RPCError(.unknown, "\($0)") } ?? RPCError(.ok))
+                call.channel.observer?.callEnded(observation, status: error.map(RPCError.init) ?? RPCError(.ok))
                 if let sub { call.channel.record(sub, failed: failed) }
                 sub = nil
                 if holdsSlot { call.channel.bulkhead.release() }

@@ -135,13 +135,6 @@ public final class Telemetry: Sendable {
         return Double(accessSampler.next() >> 11) / Double(1 << 53) < accessLogSampleRatio
     }
 
-    static func status(of error: any Error) -> RPCError {
-        if let e = error as? RPCError { return e }
-        if error is CancellationError { return RPCError(.cancelled, "cancelled") }
-        return RPCError(.unknown, "\(error)")
-    }
-
-    static func seconds(_ d: Duration) -> Double { d.inSeconds }
 }
 
 /// What telemetry keeps for one served call: its metrics, start time and span.
@@ -202,7 +195,7 @@ struct ServerTelemetryObserver: ServerCallObserver {
     func callEnded(_ observation: AnyObject?, status: RPCError) {
         guard let record = observation as? ServerCallRecord else { return }
         let code = status.code
-        let elapsed = Telemetry.seconds(ContinuousClock.now - record.start)
+        let elapsed = (ContinuousClock.now - record.start).inSeconds
         record.series.handled[code.rawValue].increment()
         record.series.seconds.observe(elapsed)
         if let span = record.span, span.isRecording {
@@ -268,7 +261,7 @@ struct ClientTelemetryObserver: ClientCallObserver {
         guard let record = observation as? ClientCallRecord else { return }
         let code = status.code
         record.series.handled[code.rawValue].increment()
-        record.series.seconds.observe(Telemetry.seconds(ContinuousClock.now - record.start))
+        record.series.seconds.observe((ContinuousClock.now - record.start).inSeconds)
         if let span = record.span, span.isRecording {
             span.setAttribute("rpc.grpc.status_code", Int64(code.rawValue))
             span.end(error: code == .ok ? nil : (status.message.isEmpty ? "\(code)" : status.message))

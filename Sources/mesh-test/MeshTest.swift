@@ -150,7 +150,7 @@ struct Serve: ParsableCommand {
             try MeshServerEnvironment.apply(to: &config)
             let telemetry = self.telemetry ? try await Telemetry.start(service: name) : nil
             config.callObserver = telemetry?.serverObserver
-            if let port = telemetry?.metricsPort { fputsStderr("mesh-test: metrics on port \(port)") }
+            if let port = telemetry?.metricsPort { diagnostic("mesh-test: metrics on port \(port)") }
             let nextChannel = try next.map { target in
                 try MeshChannel(target: target, security: tls.security, mesh: try .fromEnvironment(),
                                 observer: telemetry?.clientObserver(upstream: target))
@@ -159,11 +159,11 @@ struct Serve: ParsableCommand {
             let (_, services) = try MeshServerEnvironment.standardServices(serving: [mesh])
             let server = try RPCServer(configuration: config, services: services)
             try await server.run { port in
-                fputsStderr("mesh-test: listening on \(host):\(port)")
+                diagnostic("mesh-test: listening on \(host):\(port)")
             }
             await nextChannel?.shutdown()
             await telemetry?.shutdown()
-            fputsStderr("mesh-test: shut down cleanly")
+            diagnostic("mesh-test: shut down cleanly")
         }
     }
 }
@@ -256,9 +256,9 @@ struct Load: ParsableCommand {
                                 let code = (error as? RPCError)?.code.description ?? "\(error)"
                                 outcome = "!" + code
                                 tally.value.withLock { $0.failed[code, default: 0] += 1 }
-                                fputsStderr("mesh-test: \(id) failed: \(error)")
+                                diagnostic("mesh-test: \(id) failed: \(error)")
                             }
-                            let ms = (ContinuousClock.now - t0).milliseconds
+                            let ms = (ContinuousClock.now - t0).inSeconds * 1000
                             tally.value.withLock { $0.maxLatencyMs = max($0.maxLatencyMs, ms) }
                             traceLog?.write("\(id) \(started) \(unixMillis()) \(outcome)")
                         }
@@ -285,15 +285,6 @@ func unixMillis() -> Int64 {
     var ts = timespec()
     clock_gettime(CLOCK_REALTIME, &ts)
     return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
-}
-
-func fputsStderr(_ line: String) {
-    let bytes = Array((line + "\n").utf8)
-    _ = bytes.withUnsafeBytes { Glibc.write(2, $0.baseAddress, $0.count) }
-}
-
-extension Duration {
-    var milliseconds: Double { Double(components.seconds) * 1000 + Double(components.attoseconds) / 1e15 }
 }
 
 /// Passes every call through unchanged: the cost of having an interceptor at all.

@@ -35,7 +35,7 @@ import Testing
         #expect(Sampler.parentBased(root: .alwaysOn).sample(traceIDLow: 0, parent: nil))
         // A ratio keeps about that share of trace ids, and decides the same way for the same id.
         let ratio = Sampler.traceIDRatio(0.25)
-        let ids = IDGenerator()
+        let ids = SplitMix64()
         let kept = (0..<20_000).filter { _ in ratio.sample(traceIDLow: ids.next(), parent: nil) }.count
         #expect(kept > 4_500 && kept < 5_500)
         #expect(ratio.sample(traceIDLow: 12345, parent: nil) == ratio.sample(traceIDLow: 12345, parent: nil))

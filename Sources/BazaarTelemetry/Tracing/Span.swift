@@ -68,7 +68,8 @@ public final class Tracer: Sendable {
     public let serviceName: String
     public let sampler: Sampler
     let exporter: SpanExporter
-    private let ids = IDGenerator()
+    /// Trace and span ids, without a system call each.
+    private let ids = SplitMix64()
 
     public init(serviceName: String, sampler: Sampler, exporter: SpanExporter) {
         self.serviceName = serviceName

@@ -72,9 +72,6 @@ public struct SpanContext: Sendable, Hashable {
     }
 }
 
-/// Trace and span ids: random without a system call each (``SplitMix64``).
-typealias IDGenerator = SplitMix64
-
 /// Which traces are recorded (OpenTelemetry's samplers, as `OTEL_TRACES_SAMPLER` names them).
 public indirect enum Sampler: Sendable, Equatable {
     case alwaysOn

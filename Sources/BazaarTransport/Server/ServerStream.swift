@@ -169,7 +169,7 @@ final class ServerStream: GatedStream, @unchecked Sendable {
                 }
                 self.finishOnLoop(RPCError(.ok))
             } catch {
-                self.finishOnLoop(Self.status(of: error))
+                self.finishOnLoop(RPCError(error))
             }
         }
     }
@@ -188,12 +188,6 @@ final class ServerStream: GatedStream, @unchecked Sendable {
                 try await fn(inbound!, RPCWriter { try await self.write($0) }, ctx)
             }
         }
-    }
-
-    static func status(of error: any Error) -> RPCError {
-        if let e = error as? RPCError { return e }
-        if error is CancellationError { return RPCError(.cancelled, "call cancelled") }
-        return RPCError(.unknown, "\(error)")
     }
 
     /// The handler task normally runs on the loop already; only then is no closure allocated.
@@ -257,7 +251,7 @@ final class ServerStream: GatedStream, @unchecked Sendable {
         guard !isFinished else { return }
         task?.cancel()
         requests?.finish(throwing: RPCError(.cancelled, "call ended: \(error)"))
-        finish(Self.status(of: error))
+        finish(RPCError(error))
         // Stop the rest of the request if the client is still sending: RST_STREAM(NO_ERROR), but
         // only after the status went out, because nghttp2 drops frames still queued on a reset stream.
         if !requestDone {

@@ -143,8 +143,9 @@ final class TLSReloadWatcher: @unchecked Sendable {
     }
 }
 
-/// One line on stderr for events an operator must see (structured logging comes with telemetry).
-func diagnostic(_ line: String) {
+/// One line on stderr, in one write, for events an operator must see before or without
+/// structured logging (TLS reloads; the test tools' status lines).
+public func diagnostic(_ line: String) {
     let bytes = Array((line + "\n").utf8)
     _ = bytes.withUnsafeBytes { Glibc.write(2, $0.baseAddress, $0.count) }
 }
