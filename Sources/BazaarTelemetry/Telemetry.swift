@@ -137,18 +137,45 @@ public final class Telemetry: Sendable {
 
 }
 
-/// What telemetry keeps for one served call: its metrics, start time and span.
-final class ServerCallRecord: @unchecked Sendable {
+/// What telemetry keeps for one call, served or made: its metrics, start time, span, and (on the
+/// server, for the access log) its head.
+final class CallRecord: @unchecked Sendable {
     let series: RPCMetrics.MethodSeries
-    let head: RPCCallHead
+    let head: RPCCallHead?
     let start: ContinuousClock.Instant
     let span: Span?
 
-    init(series: RPCMetrics.MethodSeries, head: RPCCallHead, start: ContinuousClock.Instant, span: Span?) {
+    init(series: RPCMetrics.MethodSeries, head: RPCCallHead?, start: ContinuousClock.Instant, span: Span?) {
         self.series = series
         self.head = head
         self.start = start
         self.span = span
+    }
+
+    /// Counts the outcome, times it, and ends the span; returns the call's duration in seconds.
+    func finish(_ status: RPCError) -> Double {
+        let code = status.code
+        let elapsed = (ContinuousClock.now - start).inSeconds
+        series.handled[code.rawValue].increment()
+        series.seconds.observe(elapsed)
+        if let span, span.isRecording {
+            span.setAttribute("rpc.grpc.status_code", Int64(code.rawValue))
+            span.end(error: code == .ok ? nil : (status.message.isEmpty ? "\(code)" : status.message))
+        }
+        return elapsed
+    }
+}
+
+extension Tracer {
+    /// A span for an RPC, with OpenTelemetry's `rpc.*` attributes when it records.
+    func startRPCSpan(_ method: MethodDescriptor, kind: Span.Kind, parent: SpanContext?) -> Span {
+        let s = startSpan(method.spanName, kind: kind, parent: parent)
+        if s.isRecording {
+            s.setAttribute("rpc.system", "grpc")
+            s.setAttribute("rpc.service", method.service)
+            s.setAttribute("rpc.method", method.method)
+        }
+        return s
     }
 }
 
@@ -163,11 +190,8 @@ struct ServerTelemetryObserver: ServerCallObserver {
         var span: Span?
         if let tracer = telemetry.tracer {
             let parent = head.metadata["traceparent"].flatMap { SpanContext(traceparent: $0, tracestate: head.metadata["tracestate"]) }
-            let s = tracer.startSpan(head.method.spanName, kind: .server, parent: parent)
+            let s = tracer.startRPCSpan(head.method, kind: .server, parent: parent)
             if s.isRecording {
-                s.setAttribute("rpc.system", "grpc")
-                s.setAttribute("rpc.service", head.method.service)
-                s.setAttribute("rpc.method", head.method.method)
                 if let address = head.peerAddress { s.setAttribute("client.address", Self.host(of: address)) }
                 if let identity = head.peerIdentity { s.setAttribute("bazaar.peer.identity", identity) }
             }
@@ -181,7 +205,7 @@ struct ServerTelemetryObserver: ServerCallObserver {
             }
             telemetry.logger.log(.debug, "rpc started", fields, span: span?.context)
         }
-        return ServerCallRecord(series: series, head: head, start: .now, span: span)
+        return CallRecord(series: series, head: head, start: .now, span: span)
     }
 
     /// `1.2.3.4` of `1.2.3.4:5678` (or `::1` of `[::1]:5678`), by bytes.
@@ -193,17 +217,10 @@ struct ServerTelemetryObserver: ServerCallObserver {
     }
 
     func callEnded(_ observation: AnyObject?, status: RPCError) {
-        guard let record = observation as? ServerCallRecord else { return }
+        guard let record = observation as? CallRecord, let head = record.head else { return }
         let code = status.code
-        let elapsed = (ContinuousClock.now - record.start).inSeconds
-        record.series.handled[code.rawValue].increment()
-        record.series.seconds.observe(elapsed)
-        if let span = record.span, span.isRecording {
-            span.setAttribute("rpc.grpc.status_code", Int64(code.rawValue))
-            span.end(error: code == .ok ? nil : (status.message.isEmpty ? "\(code)" : status.message))
-        }
+        let elapsed = record.finish(status)
         if telemetry.logger.enabled(.info) && telemetry.sampleAccessLog() {
-            let head = record.head
             var fields: [(String, LogValue)] = [("kind", "access"), ("method", .string(head.method.path)), ("code", .string(code.description)),
                                                 ("duration_ms", .double((elapsed * 1e6).rounded() / 1e3))]
             if let p = head.peerIdentity { fields.append(("peer", .string(p))) }
@@ -218,19 +235,6 @@ extension MethodDescriptor {
     var spanName: String { String(path.utf8.dropFirst())! }
 }
 
-/// What telemetry keeps for one outbound call.
-final class ClientCallRecord: @unchecked Sendable {
-    let series: RPCMetrics.MethodSeries
-    let start: ContinuousClock.Instant
-    let span: Span?
-
-    init(series: RPCMetrics.MethodSeries, start: ContinuousClock.Instant, span: Span?) {
-        self.series = series
-        self.start = start
-        self.span = span
-    }
-}
-
 /// The client side: metrics under go-grpc-prometheus' client names, a client span under the
 /// current server span, and the `traceparent` that carries the trace to the next hop.
 struct ClientTelemetryObserver: ClientCallObserver {
@@ -242,29 +246,18 @@ struct ClientTelemetryObserver: ClientCallObserver {
         series.started.increment()
         var span: Span?
         if let tracer = telemetry.tracer {
-            let s = tracer.startSpan(head.method.spanName, kind: .client, parent: Span.current?.context)
-            if s.isRecording {
-                s.setAttribute("rpc.system", "grpc")
-                s.setAttribute("rpc.service", head.method.service)
-                s.setAttribute("rpc.method", head.method.method)
-                s.setAttribute("server.address", upstream)
-            }
+            let s = tracer.startRPCSpan(head.method, kind: .client, parent: Span.current?.context)
+            if s.isRecording { s.setAttribute("server.address", upstream) }
             // Sent whether sampled or not: the next hop continues the same trace.
             head.metadata.add("traceparent", s.context.traceparent)
             if !s.context.traceState.isEmpty { head.metadata.add("tracestate", s.context.traceState) }
             span = s
         }
-        return ClientCallRecord(series: series, start: .now, span: span)
+        return CallRecord(series: series, head: nil, start: .now, span: span)
     }
 
     func callEnded(_ observation: AnyObject?, status: RPCError) {
-        guard let record = observation as? ClientCallRecord else { return }
-        let code = status.code
-        record.series.handled[code.rawValue].increment()
-        record.series.seconds.observe((ContinuousClock.now - record.start).inSeconds)
-        if let span = record.span, span.isRecording {
-            span.setAttribute("rpc.grpc.status_code", Int64(code.rawValue))
-            span.end(error: code == .ok ? nil : (status.message.isEmpty ? "\(code)" : status.message))
-        }
+        guard let record = observation as? CallRecord else { return }
+        _ = record.finish(status)
     }
 }

@@ -12,7 +12,7 @@ public final class Span: @unchecked Sendable {
 
     /// The server span of the call the current task serves (kept in the call's
     /// ``ServerContext/observation``), so that logs and outbound calls continue its trace.
-    public static var current: Span? { (ServerContext.current?.observation as? ServerCallRecord)?.span }
+    public static var current: Span? { (ServerContext.current?.observation as? CallRecord)?.span }
 
     public let context: SpanContext
     public let parentSpanID: UInt64
