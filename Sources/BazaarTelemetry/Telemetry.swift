@@ -69,21 +69,18 @@ public final class Telemetry: Sendable {
 
     public static func options(from env: [String: String]) throws(RPCError) -> Options {
         var o = Options()
-        if let p = env["BAZAAR_METRICS_PORT"] {
-            if p == "off" { o.metricsPort = nil } else {
-                guard let n = Int(p), (0...65535).contains(n) else { throw RPCError(.invalidArgument, "BAZAAR_METRICS_PORT='\(p)': expected a port or off") }
-                o.metricsPort = n
-            }
+        let bazaar = Environment(env, upstream: nil)
+        if bazaar["METRICS_PORT"] == "off" {
+            o.metricsPort = nil
+        } else if let port = try bazaar.int("METRICS_PORT", 0...65535) {
+            o.metricsPort = port
         }
-        if let h = env["BAZAAR_METRICS_HOST"] { o.metricsHost = h }
-        if let l = env["BAZAAR_LOG_LEVEL"] {
+        if let h = bazaar["METRICS_HOST"] { o.metricsHost = h }
+        if let l = bazaar["LOG_LEVEL"] {
             guard let level = LogLevel(name: l) else { throw RPCError(.invalidArgument, "BAZAAR_LOG_LEVEL='\(l)': expected debug, info, warning or error") }
             o.logLevel = level
         }
-        if let r = env["BAZAAR_ACCESS_LOG_SAMPLE"] {
-            guard let v = Double(r), (0...1).contains(v) else { throw RPCError(.invalidArgument, "BAZAAR_ACCESS_LOG_SAMPLE='\(r)': expected 0 to 1") }
-            o.accessLogSampleRatio = v
-        }
+        o.accessLogSampleRatio = try bazaar.double("ACCESS_LOG_SAMPLE", 0...1) ?? o.accessLogSampleRatio
         if env["OTEL_TRACES_EXPORTER"] == "none" || env["OTEL_SDK_DISABLED"] == "true" {
             o.tracesEndpoint = nil
         } else if let e = env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] ?? env["OTEL_EXPORTER_OTLP_ENDPOINT"] {
