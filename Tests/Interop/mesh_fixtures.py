@@ -172,10 +172,10 @@ class Dnsmasq:
         self.proc.wait(timeout=10)
 
 
-def generic_unary(channel, method, request, response_type, timeout=10):
+def generic_unary(channel, method, request, response_type, timeout=10, metadata=()):
     call = channel.unary_unary(method, request_serializer=lambda m: m.SerializeToString(),
                                response_deserializer=response_type.FromString)
-    return call(request, timeout=timeout)
+    return call(request, timeout=timeout, metadata=metadata)
 
 
 def duplicates(*logs):

@@ -32,9 +32,7 @@ def get_metrics(port):
 
 def call(mt, replica, method, request, response, metadata=(), timeout=5):
     with grpc.insecure_channel(replica.address) as ch:
-        c = ch.unary_unary(f"/meshtest.v1.MeshTest/{method}", request_serializer=lambda m: m.SerializeToString(),
-                           response_deserializer=response.FromString)
-        return c(request, timeout=timeout, metadata=metadata)
+        return generic_unary(ch, f"/meshtest.v1.MeshTest/{method}", request, response, timeout=timeout, metadata=metadata)
 
 
 class Prometheus:
