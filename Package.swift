@@ -67,7 +67,9 @@ let package = Package(
         .target(name: "BazaarPostgres", dependencies: ["BazaarCore", "BazaarTransport", "CBazaarPQ"]),
         .target(name: "BazaarRedis", dependencies: ["BazaarCore", "BazaarTransport", "CBazaarHiredis"]),
         // Passwords (argon2id) and access tokens (JWS EdDSA): for accounts and the gateway.
-        .target(name: "BazaarAuth", dependencies: ["CBazaarArgon2", "CBazaarOpenSSL"]),
+        .target(name: "BazaarAuth", dependencies: ["BazaarCore", "CBazaarArgon2", "CBazaarOpenSSL"]),
+        // Sending mail: a small SMTP client for the notifications service.
+        .target(name: "BazaarSMTP"),
         .target(name: "COTLPProtos", dependencies: ["CBazaarProtobufC"]),
         .target(name: "OTLPProtos", dependencies: ["COTLPProtos", "BazaarWire", "BazaarCore"]),
         .target(name: "CWellKnownTypes", dependencies: ["CBazaarProtobufC"]),
@@ -83,9 +85,19 @@ let package = Package(
             "BazaarInterop", "BazaarTransport", "BazaarMesh", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "interop-client", dependencies: [
             "BazaarInterop", "BazaarTransport", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
-        // The one CLI: `bazaar certs`, and later serve, gateway, call, seed.
+        // The shop's services: business logic on the data layer, behind the generated protocols.
+        // They see the mesh only through generated clients (any ClientTransport).
+        .target(name: "ShopKit", dependencies: ["ShopAPI", "WellKnownTypes", "BazaarCore", "BazaarPostgres", "BazaarRedis", "BazaarTelemetry"]),
+        .target(name: "Catalog", dependencies: ["ShopKit", "ShopAPI", "BazaarAuth", "BazaarPostgres", "BazaarTelemetry"]),
+        .target(name: "Accounts", dependencies: ["ShopKit", "ShopAPI", "BazaarAuth", "BazaarPostgres", "BazaarTelemetry"]),
+        .target(name: "Cart", dependencies: ["ShopKit", "ShopAPI", "BazaarAuth", "BazaarRedis", "BazaarTelemetry"]),
+        .target(name: "Orders", dependencies: ["ShopKit", "ShopAPI", "BazaarAuth", "BazaarPostgres", "BazaarRedis", "BazaarTelemetry"]),
+        .target(name: "Notifications", dependencies: ["ShopKit", "ShopAPI", "BazaarAuth", "BazaarPostgres", "BazaarRedis", "BazaarSMTP", "BazaarTelemetry"]),
+        // The one CLI: certs, jwt, password, serve <service>, seed, load.
         .executableTarget(name: "bazaar", dependencies: [
-            "BazaarTransport", "BazaarAuth", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            "BazaarTransport", "BazaarAuth", "BazaarMesh", "BazaarTelemetry", "BazaarPostgres", "BazaarRedis",
+            "ShopKit", "ShopAPI", "Catalog", "Accounts", "Cart", "Orders", "Notifications",
+            .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
         // Test-only generated code for the conformance and oracle tests.
         .target(name: "CConformanceProtos", dependencies: ["CBazaarProtobufC", "CWellKnownTypes"],
@@ -109,7 +121,8 @@ let package = Package(
         .testTarget(name: "BazaarTelemetryTests", dependencies: ["BazaarTelemetry", "BazaarCore"]),
         .testTarget(name: "BazaarPostgresTests", dependencies: ["BazaarPostgres", "BazaarTransport"]),
         .testTarget(name: "BazaarRedisTests", dependencies: ["BazaarRedis", "BazaarTransport"]),
-        .testTarget(name: "BazaarAuthTests", dependencies: ["BazaarAuth"]),
+        .testTarget(name: "BazaarAuthTests", dependencies: ["BazaarAuth", "BazaarCore", "ShopAPI"]),
+        .testTarget(name: "ShopTests", dependencies: ["ShopKit", "Orders", "Catalog", "BazaarSMTP", "ShopAPI", "BazaarCore"]),
         .testTarget(name: "BazaarTransportTests", dependencies: ["BazaarTransport", "BazaarCore", "BazaarWire"]),
         .testTarget(name: "BazaarWireTests",
                     dependencies: ["BazaarWire", "ConformanceProtos", "ShopAPI", "GRPCProtos", "WellKnownTypes"]),

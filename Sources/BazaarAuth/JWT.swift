@@ -52,6 +52,29 @@ public final class JWTKey: @unchecked Sendable {
         self.init(key, isPrivate: isPrivate, keyID: keyID)
     }
 
+    /// The raw 32-byte Ed25519 public key (a JWK's `x`, RFC 8037).
+    public var rawPublicKey: [UInt8] {
+        var out = [UInt8](repeating: 0, count: 32)
+        var len = out.count
+        guard EVP_PKEY_get_raw_public_key(pkey, &out, &len) == 1 else { return [] }
+        return Array(out[0..<len])
+    }
+
+    /// The RFC 7638 JWK thumbprint of the public key (base64url SHA-256 of its canonical JWK):
+    /// a stable key id, so tokens can name their key and keys can rotate.
+    public var thumbprint: String {
+        let jwk = "{\"crv\":\"Ed25519\",\"kty\":\"OKP\",\"x\":\"\(JWT.base64url(rawPublicKey))\"}"
+        var digest = [UInt8](repeating: 0, count: 32)
+        _ = SHA256(Array(jwk.utf8), jwk.utf8.count, &digest)
+        return JWT.base64url(digest)
+    }
+
+    /// The same key under another key id.
+    public func withKeyID(_ keyID: String) -> JWTKey {
+        EVP_PKEY_up_ref(pkey)
+        return JWTKey(pkey, isPrivate: isPrivate, keyID: keyID)
+    }
+
     public var publicKeyPEM: String { Self.pem { PEM_write_bio_PUBKEY($0, pkey) } }
     public var privateKeyPEM: String? { isPrivate ? Self.pem { PEM_write_bio_PrivateKey($0, pkey, nil, nil, 0, nil, nil) } : nil }
 
@@ -157,9 +180,9 @@ public enum JWT {
         return Claims(values: claims)
     }
 
-    static func base64url(_ data: Data) -> String { base64url(Array(data)) }
+    public static func base64url(_ data: Data) -> String { base64url(Array(data)) }
 
-    static func base64url(_ bytes: [UInt8]) -> String {
+    public static func base64url(_ bytes: [UInt8]) -> String {
         Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
             .replacingOccurrences(of: "=", with: "")
     }

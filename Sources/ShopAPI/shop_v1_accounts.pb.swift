@@ -150,12 +150,17 @@ public struct Shop_V1_LoginRequest: WireMessage {
     }
 }
 
-/// A signed-in session.
+/// A signed-in session: a short-lived access token and a long-lived refresh token.
 public struct Shop_V1_Session: WireMessage {
-    /// Opaque bearer token for the Authorization header. Never logged.
-    public var token: String = ""
-    public var expireTime: Google_Protobuf_Timestamp? = nil
+    /// Signed access token (JWS, EdDSA) for the `authorization: Bearer` header. Never logged.
+    public var accessToken: String = ""
+    public var accessExpireTime: Google_Protobuf_Timestamp? = nil
     public var user: Shop_V1_User? = nil
+    /// Opaque; trade it for new tokens with Refresh. Stored only as a hash. Never logged.
+    public var refreshToken: String = ""
+    public var refreshExpireTime: Google_Protobuf_Timestamp? = nil
+    /// Always "Bearer".
+    public var tokenType: String = ""
     /// Fields not in this schema, kept for the round trip.
     public var unknownFields = UnknownFields()
 
@@ -167,33 +172,77 @@ public struct Shop_V1_Session: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-        token: String = "",
-        expireTime: Google_Protobuf_Timestamp? = nil,
-        user: Shop_V1_User? = nil
+        accessToken: String = "",
+        accessExpireTime: Google_Protobuf_Timestamp? = nil,
+        user: Shop_V1_User? = nil,
+        refreshToken: String = "",
+        refreshExpireTime: Google_Protobuf_Timestamp? = nil,
+        tokenType: String = ""
     ) {
-        self.token = token
-        self.expireTime = expireTime
+        self.accessToken = accessToken
+        self.accessExpireTime = accessExpireTime
         self.user = user
+        self.refreshToken = refreshToken
+        self.refreshExpireTime = refreshExpireTime
+        self.tokenType = tokenType
     }
 
     public func _writeC(_ raw: UnsafeMutableRawPointer, _ arena: WireArena) throws(WireEncodingError) {
         let c = raw.assumingMemoryBound(to: Shop__V1__Session.self)
-        if !self.token.isEmpty { c.pointee.token = try arena.cString(self.token) }
-        if let v = self.expireTime { c.pointee.expire_time = try arena.message(v).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
+        if !self.accessToken.isEmpty { c.pointee.access_token = try arena.cString(self.accessToken) }
+        if let v = self.accessExpireTime { c.pointee.access_expire_time = try arena.message(v).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
         if let v = self.user { c.pointee.user = try arena.message(v).assumingMemoryBound(to: Shop__V1__User.self) }
+        if !self.refreshToken.isEmpty { c.pointee.refresh_token = try arena.cString(self.refreshToken) }
+        if let v = self.refreshExpireTime { c.pointee.refresh_expire_time = try arena.message(v).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
+        if !self.tokenType.isEmpty { c.pointee.token_type = try arena.cString(self.tokenType) }
         unknownFields.write(into: &c.pointee.base, arena)
     }
 
     public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
         let c = raw.assumingMemoryBound(to: Shop__V1__Session.self)
-        self.token = try WireDecode.string(c.pointee.token, field: "shop.v1.Session.token")
-        if let p = c.pointee.expire_time { self.expireTime = try Google_Protobuf_Timestamp(_readC: p) }
+        self.accessToken = try WireDecode.string(c.pointee.access_token, field: "shop.v1.Session.access_token")
+        if let p = c.pointee.access_expire_time { self.accessExpireTime = try Google_Protobuf_Timestamp(_readC: p) }
         if let p = c.pointee.user { self.user = try Shop_V1_User(_readC: p) }
+        self.refreshToken = try WireDecode.string(c.pointee.refresh_token, field: "shop.v1.Session.refresh_token")
+        if let p = c.pointee.refresh_expire_time { self.refreshExpireTime = try Google_Protobuf_Timestamp(_readC: p) }
+        self.tokenType = try WireDecode.string(c.pointee.token_type, field: "shop.v1.Session.token_type")
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
+    }
+}
+
+public struct Shop_V1_RefreshRequest: WireMessage {
+    public var refreshToken: String = ""
+    /// Fields not in this schema, kept for the round trip.
+    public var unknownFields = UnknownFields()
+
+    public static let protoMessageName = "shop.v1.RefreshRequest"
+    @inline(__always)
+    public static var protobufCDescriptor: UnsafePointer<ProtobufCMessageDescriptor> { shop__v1__refresh_request__descriptor_address() }
+
+    public init() {}
+
+    /// A message with the given fields; the rest keep their defaults.
+    public init(
+        refreshToken: String = ""
+    ) {
+        self.refreshToken = refreshToken
+    }
+
+    public func _writeC(_ raw: UnsafeMutableRawPointer, _ arena: WireArena) throws(WireEncodingError) {
+        let c = raw.assumingMemoryBound(to: Shop__V1__RefreshRequest.self)
+        if !self.refreshToken.isEmpty { c.pointee.refresh_token = try arena.cString(self.refreshToken) }
+        unknownFields.write(into: &c.pointee.base, arena)
+    }
+
+    public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
+        let c = raw.assumingMemoryBound(to: Shop__V1__RefreshRequest.self)
+        self.refreshToken = try WireDecode.string(c.pointee.refresh_token, field: "shop.v1.RefreshRequest.refresh_token")
         if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
 public struct Shop_V1_LogoutRequest: WireMessage {
+    public var refreshToken: String = ""
     /// Fields not in this schema, kept for the round trip.
     public var unknownFields = UnknownFields()
 
@@ -203,13 +252,22 @@ public struct Shop_V1_LogoutRequest: WireMessage {
 
     public init() {}
 
+    /// A message with the given fields; the rest keep their defaults.
+    public init(
+        refreshToken: String = ""
+    ) {
+        self.refreshToken = refreshToken
+    }
+
     public func _writeC(_ raw: UnsafeMutableRawPointer, _ arena: WireArena) throws(WireEncodingError) {
         let c = raw.assumingMemoryBound(to: Shop__V1__LogoutRequest.self)
+        if !self.refreshToken.isEmpty { c.pointee.refresh_token = try arena.cString(self.refreshToken) }
         unknownFields.write(into: &c.pointee.base, arena)
     }
 
     public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
         let c = raw.assumingMemoryBound(to: Shop__V1__LogoutRequest.self)
+        self.refreshToken = try WireDecode.string(c.pointee.refresh_token, field: "shop.v1.LogoutRequest.refresh_token")
         if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
@@ -256,69 +314,374 @@ public struct Shop_V1_GetMeRequest: WireMessage {
     }
 }
 
-public struct Shop_V1_ValidateSessionRequest: WireMessage {
-    public var token: String = ""
+public struct Shop_V1_UpdateMeRequest: WireMessage {
+    public var displayName: String = ""
     /// Fields not in this schema, kept for the round trip.
     public var unknownFields = UnknownFields()
 
-    public static let protoMessageName = "shop.v1.ValidateSessionRequest"
+    public static let protoMessageName = "shop.v1.UpdateMeRequest"
     @inline(__always)
-    public static var protobufCDescriptor: UnsafePointer<ProtobufCMessageDescriptor> { shop__v1__validate_session_request__descriptor_address() }
+    public static var protobufCDescriptor: UnsafePointer<ProtobufCMessageDescriptor> { shop__v1__update_me_request__descriptor_address() }
 
     public init() {}
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-        token: String = ""
+        displayName: String = ""
     ) {
-        self.token = token
+        self.displayName = displayName
     }
 
     public func _writeC(_ raw: UnsafeMutableRawPointer, _ arena: WireArena) throws(WireEncodingError) {
-        let c = raw.assumingMemoryBound(to: Shop__V1__ValidateSessionRequest.self)
-        if !self.token.isEmpty { c.pointee.token = try arena.cString(self.token) }
+        let c = raw.assumingMemoryBound(to: Shop__V1__UpdateMeRequest.self)
+        if !self.displayName.isEmpty { c.pointee.display_name = try arena.cString(self.displayName) }
         unknownFields.write(into: &c.pointee.base, arena)
     }
 
     public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
-        let c = raw.assumingMemoryBound(to: Shop__V1__ValidateSessionRequest.self)
-        self.token = try WireDecode.string(c.pointee.token, field: "shop.v1.ValidateSessionRequest.token")
+        let c = raw.assumingMemoryBound(to: Shop__V1__UpdateMeRequest.self)
+        self.displayName = try WireDecode.string(c.pointee.display_name, field: "shop.v1.UpdateMeRequest.display_name")
         if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
 
-public struct Shop_V1_ValidateSessionResponse: WireMessage {
-    public var user: Shop_V1_User? = nil
-    public var expireTime: Google_Protobuf_Timestamp? = nil
+public struct Shop_V1_ChangePasswordRequest: WireMessage {
+    public var currentPassword: String = ""
+    /// At least 8 characters.
+    public var newPassword: String = ""
     /// Fields not in this schema, kept for the round trip.
     public var unknownFields = UnknownFields()
 
-    public static let protoMessageName = "shop.v1.ValidateSessionResponse"
+    public static let protoMessageName = "shop.v1.ChangePasswordRequest"
     @inline(__always)
-    public static var protobufCDescriptor: UnsafePointer<ProtobufCMessageDescriptor> { shop__v1__validate_session_response__descriptor_address() }
+    public static var protobufCDescriptor: UnsafePointer<ProtobufCMessageDescriptor> { shop__v1__change_password_request__descriptor_address() }
 
     public init() {}
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-        user: Shop_V1_User? = nil,
-        expireTime: Google_Protobuf_Timestamp? = nil
+        currentPassword: String = "",
+        newPassword: String = ""
     ) {
-        self.user = user
-        self.expireTime = expireTime
+        self.currentPassword = currentPassword
+        self.newPassword = newPassword
     }
 
     public func _writeC(_ raw: UnsafeMutableRawPointer, _ arena: WireArena) throws(WireEncodingError) {
-        let c = raw.assumingMemoryBound(to: Shop__V1__ValidateSessionResponse.self)
-        if let v = self.user { c.pointee.user = try arena.message(v).assumingMemoryBound(to: Shop__V1__User.self) }
-        if let v = self.expireTime { c.pointee.expire_time = try arena.message(v).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
+        let c = raw.assumingMemoryBound(to: Shop__V1__ChangePasswordRequest.self)
+        if !self.currentPassword.isEmpty { c.pointee.current_password = try arena.cString(self.currentPassword) }
+        if !self.newPassword.isEmpty { c.pointee.new_password = try arena.cString(self.newPassword) }
         unknownFields.write(into: &c.pointee.base, arena)
     }
 
     public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
-        let c = raw.assumingMemoryBound(to: Shop__V1__ValidateSessionResponse.self)
-        if let p = c.pointee.user { self.user = try Shop_V1_User(_readC: p) }
-        if let p = c.pointee.expire_time { self.expireTime = try Google_Protobuf_Timestamp(_readC: p) }
+        let c = raw.assumingMemoryBound(to: Shop__V1__ChangePasswordRequest.self)
+        self.currentPassword = try WireDecode.string(c.pointee.current_password, field: "shop.v1.ChangePasswordRequest.current_password")
+        self.newPassword = try WireDecode.string(c.pointee.new_password, field: "shop.v1.ChangePasswordRequest.new_password")
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
+    }
+}
+
+public struct Shop_V1_ChangePasswordResponse: WireMessage {
+    /// Fields not in this schema, kept for the round trip.
+    public var unknownFields = UnknownFields()
+
+    public static let protoMessageName = "shop.v1.ChangePasswordResponse"
+    @inline(__always)
+    public static var protobufCDescriptor: UnsafePointer<ProtobufCMessageDescriptor> { shop__v1__change_password_response__descriptor_address() }
+
+    public init() {}
+
+    public func _writeC(_ raw: UnsafeMutableRawPointer, _ arena: WireArena) throws(WireEncodingError) {
+        let c = raw.assumingMemoryBound(to: Shop__V1__ChangePasswordResponse.self)
+        unknownFields.write(into: &c.pointee.base, arena)
+    }
+
+    public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
+        let c = raw.assumingMemoryBound(to: Shop__V1__ChangePasswordResponse.self)
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
+    }
+}
+
+public struct Shop_V1_ListUsersRequest: WireMessage {
+    public var page: Shop_V1_PageRequest? = nil
+    /// Fields not in this schema, kept for the round trip.
+    public var unknownFields = UnknownFields()
+
+    public static let protoMessageName = "shop.v1.ListUsersRequest"
+    @inline(__always)
+    public static var protobufCDescriptor: UnsafePointer<ProtobufCMessageDescriptor> { shop__v1__list_users_request__descriptor_address() }
+
+    public init() {}
+
+    /// A message with the given fields; the rest keep their defaults.
+    public init(
+        page: Shop_V1_PageRequest? = nil
+    ) {
+        self.page = page
+    }
+
+    public func _writeC(_ raw: UnsafeMutableRawPointer, _ arena: WireArena) throws(WireEncodingError) {
+        let c = raw.assumingMemoryBound(to: Shop__V1__ListUsersRequest.self)
+        if let v = self.page { c.pointee.page = try arena.message(v).assumingMemoryBound(to: Shop__V1__PageRequest.self) }
+        unknownFields.write(into: &c.pointee.base, arena)
+    }
+
+    public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
+        let c = raw.assumingMemoryBound(to: Shop__V1__ListUsersRequest.self)
+        if let p = c.pointee.page { self.page = try Shop_V1_PageRequest(_readC: p) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
+    }
+}
+
+public struct Shop_V1_ListUsersResponse: WireMessage {
+    public var users: [Shop_V1_User] = []
+    public var nextPageToken: String = ""
+    /// Fields not in this schema, kept for the round trip.
+    public var unknownFields = UnknownFields()
+
+    public static let protoMessageName = "shop.v1.ListUsersResponse"
+    @inline(__always)
+    public static var protobufCDescriptor: UnsafePointer<ProtobufCMessageDescriptor> { shop__v1__list_users_response__descriptor_address() }
+
+    public init() {}
+
+    /// A message with the given fields; the rest keep their defaults.
+    public init(
+        users: [Shop_V1_User] = [],
+        nextPageToken: String = ""
+    ) {
+        self.users = users
+        self.nextPageToken = nextPageToken
+    }
+
+    public func _writeC(_ raw: UnsafeMutableRawPointer, _ arena: WireArena) throws(WireEncodingError) {
+        let c = raw.assumingMemoryBound(to: Shop__V1__ListUsersResponse.self)
+        if !self.users.isEmpty {
+            let a = arena.array(self.users.count, of: UnsafeMutablePointer<Shop__V1__User>?.self)
+            for (i, v) in self.users.enumerated() { (a + i).initialize(to: try arena.message(v).assumingMemoryBound(to: Shop__V1__User.self)) }
+            c.pointee.users = a
+            c.pointee.n_users = self.users.count
+        }
+        if !self.nextPageToken.isEmpty { c.pointee.next_page_token = try arena.cString(self.nextPageToken) }
+        unknownFields.write(into: &c.pointee.base, arena)
+    }
+
+    public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
+        let c = raw.assumingMemoryBound(to: Shop__V1__ListUsersResponse.self)
+        if c.pointee.n_users > 0, let a = c.pointee.users {
+            let n = c.pointee.n_users
+            var out: [Shop_V1_User] = []
+            out.reserveCapacity(n)
+            for i in 0..<n { if let p = a[i] { out.append(try Shop_V1_User(_readC: p)) } }
+            self.users = out
+        }
+        self.nextPageToken = try WireDecode.string(c.pointee.next_page_token, field: "shop.v1.ListUsersResponse.next_page_token")
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
+    }
+}
+
+public struct Shop_V1_SetUserRolesRequest: WireMessage {
+    public var userID: String = ""
+    /// "customer", "admin".
+    public var roles: [String] = []
+    /// Fields not in this schema, kept for the round trip.
+    public var unknownFields = UnknownFields()
+
+    public static let protoMessageName = "shop.v1.SetUserRolesRequest"
+    @inline(__always)
+    public static var protobufCDescriptor: UnsafePointer<ProtobufCMessageDescriptor> { shop__v1__set_user_roles_request__descriptor_address() }
+
+    public init() {}
+
+    /// A message with the given fields; the rest keep their defaults.
+    public init(
+        userID: String = "",
+        roles: [String] = []
+    ) {
+        self.userID = userID
+        self.roles = roles
+    }
+
+    public func _writeC(_ raw: UnsafeMutableRawPointer, _ arena: WireArena) throws(WireEncodingError) {
+        let c = raw.assumingMemoryBound(to: Shop__V1__SetUserRolesRequest.self)
+        if !self.userID.isEmpty { c.pointee.user_id = try arena.cString(self.userID) }
+        if !self.roles.isEmpty {
+            let a = arena.array(self.roles.count, of: UnsafeMutablePointer<CChar>?.self)
+            for (i, v) in self.roles.enumerated() { (a + i).initialize(to: try arena.cString(v)) }
+            c.pointee.roles = a
+            c.pointee.n_roles = self.roles.count
+        }
+        unknownFields.write(into: &c.pointee.base, arena)
+    }
+
+    public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
+        let c = raw.assumingMemoryBound(to: Shop__V1__SetUserRolesRequest.self)
+        self.userID = try WireDecode.string(c.pointee.user_id, field: "shop.v1.SetUserRolesRequest.user_id")
+        if c.pointee.n_roles > 0, let a = c.pointee.roles {
+            let n = c.pointee.n_roles
+            var out: [String] = []
+            out.reserveCapacity(n)
+            for i in 0..<n { out.append(try WireDecode.string(a[i], field: "shop.v1.SetUserRolesRequest.roles")) }
+            self.roles = out
+        }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
+    }
+}
+
+public struct Shop_V1_GetUserRequest: WireMessage {
+    public var userID: String = ""
+    /// Fields not in this schema, kept for the round trip.
+    public var unknownFields = UnknownFields()
+
+    public static let protoMessageName = "shop.v1.GetUserRequest"
+    @inline(__always)
+    public static var protobufCDescriptor: UnsafePointer<ProtobufCMessageDescriptor> { shop__v1__get_user_request__descriptor_address() }
+
+    public init() {}
+
+    /// A message with the given fields; the rest keep their defaults.
+    public init(
+        userID: String = ""
+    ) {
+        self.userID = userID
+    }
+
+    public func _writeC(_ raw: UnsafeMutableRawPointer, _ arena: WireArena) throws(WireEncodingError) {
+        let c = raw.assumingMemoryBound(to: Shop__V1__GetUserRequest.self)
+        if !self.userID.isEmpty { c.pointee.user_id = try arena.cString(self.userID) }
+        unknownFields.write(into: &c.pointee.base, arena)
+    }
+
+    public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
+        let c = raw.assumingMemoryBound(to: Shop__V1__GetUserRequest.self)
+        self.userID = try WireDecode.string(c.pointee.user_id, field: "shop.v1.GetUserRequest.user_id")
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
+    }
+}
+
+public struct Shop_V1_GetPublicKeysRequest: WireMessage {
+    /// Fields not in this schema, kept for the round trip.
+    public var unknownFields = UnknownFields()
+
+    public static let protoMessageName = "shop.v1.GetPublicKeysRequest"
+    @inline(__always)
+    public static var protobufCDescriptor: UnsafePointer<ProtobufCMessageDescriptor> { shop__v1__get_public_keys_request__descriptor_address() }
+
+    public init() {}
+
+    public func _writeC(_ raw: UnsafeMutableRawPointer, _ arena: WireArena) throws(WireEncodingError) {
+        let c = raw.assumingMemoryBound(to: Shop__V1__GetPublicKeysRequest.self)
+        unknownFields.write(into: &c.pointee.base, arena)
+    }
+
+    public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
+        let c = raw.assumingMemoryBound(to: Shop__V1__GetPublicKeysRequest.self)
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
+    }
+}
+
+/// A JSON Web Key Set (RFC 7517) of Ed25519 keys (RFC 8037).
+public struct Shop_V1_PublicKeys: WireMessage {
+    public var keys: [Shop_V1_PublicKey] = []
+    /// Fields not in this schema, kept for the round trip.
+    public var unknownFields = UnknownFields()
+
+    public static let protoMessageName = "shop.v1.PublicKeys"
+    @inline(__always)
+    public static var protobufCDescriptor: UnsafePointer<ProtobufCMessageDescriptor> { shop__v1__public_keys__descriptor_address() }
+
+    public init() {}
+
+    /// A message with the given fields; the rest keep their defaults.
+    public init(
+        keys: [Shop_V1_PublicKey] = []
+    ) {
+        self.keys = keys
+    }
+
+    public func _writeC(_ raw: UnsafeMutableRawPointer, _ arena: WireArena) throws(WireEncodingError) {
+        let c = raw.assumingMemoryBound(to: Shop__V1__PublicKeys.self)
+        if !self.keys.isEmpty {
+            let a = arena.array(self.keys.count, of: UnsafeMutablePointer<Shop__V1__PublicKey>?.self)
+            for (i, v) in self.keys.enumerated() { (a + i).initialize(to: try arena.message(v).assumingMemoryBound(to: Shop__V1__PublicKey.self)) }
+            c.pointee.keys = a
+            c.pointee.n_keys = self.keys.count
+        }
+        unknownFields.write(into: &c.pointee.base, arena)
+    }
+
+    public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
+        let c = raw.assumingMemoryBound(to: Shop__V1__PublicKeys.self)
+        if c.pointee.n_keys > 0, let a = c.pointee.keys {
+            let n = c.pointee.n_keys
+            var out: [Shop_V1_PublicKey] = []
+            out.reserveCapacity(n)
+            for i in 0..<n { if let p = a[i] { out.append(try Shop_V1_PublicKey(_readC: p)) } }
+            self.keys = out
+        }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
+    }
+}
+
+public struct Shop_V1_PublicKey: WireMessage {
+    /// "OKP".
+    public var kty: String = ""
+    /// "Ed25519".
+    public var crv: String = ""
+    /// The key id in the tokens' `kid` header.
+    public var kid: String = ""
+    /// The public key, base64url without padding.
+    public var x: String = ""
+    /// "EdDSA".
+    public var alg: String = ""
+    /// "sig".
+    public var use: String = ""
+    /// Fields not in this schema, kept for the round trip.
+    public var unknownFields = UnknownFields()
+
+    public static let protoMessageName = "shop.v1.PublicKey"
+    @inline(__always)
+    public static var protobufCDescriptor: UnsafePointer<ProtobufCMessageDescriptor> { shop__v1__public_key__descriptor_address() }
+
+    public init() {}
+
+    /// A message with the given fields; the rest keep their defaults.
+    public init(
+        kty: String = "",
+        crv: String = "",
+        kid: String = "",
+        x: String = "",
+        alg: String = "",
+        use: String = ""
+    ) {
+        self.kty = kty
+        self.crv = crv
+        self.kid = kid
+        self.x = x
+        self.alg = alg
+        self.use = use
+    }
+
+    public func _writeC(_ raw: UnsafeMutableRawPointer, _ arena: WireArena) throws(WireEncodingError) {
+        let c = raw.assumingMemoryBound(to: Shop__V1__PublicKey.self)
+        if !self.kty.isEmpty { c.pointee.kty = try arena.cString(self.kty) }
+        if !self.crv.isEmpty { c.pointee.crv = try arena.cString(self.crv) }
+        if !self.kid.isEmpty { c.pointee.kid = try arena.cString(self.kid) }
+        if !self.x.isEmpty { c.pointee.x = try arena.cString(self.x) }
+        if !self.alg.isEmpty { c.pointee.alg = try arena.cString(self.alg) }
+        if !self.use.isEmpty { c.pointee.use = try arena.cString(self.use) }
+        unknownFields.write(into: &c.pointee.base, arena)
+    }
+
+    public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
+        let c = raw.assumingMemoryBound(to: Shop__V1__PublicKey.self)
+        self.kty = try WireDecode.string(c.pointee.kty, field: "shop.v1.PublicKey.kty")
+        self.crv = try WireDecode.string(c.pointee.crv, field: "shop.v1.PublicKey.crv")
+        self.kid = try WireDecode.string(c.pointee.kid, field: "shop.v1.PublicKey.kid")
+        self.x = try WireDecode.string(c.pointee.x, field: "shop.v1.PublicKey.x")
+        self.alg = try WireDecode.string(c.pointee.alg, field: "shop.v1.PublicKey.alg")
+        self.use = try WireDecode.string(c.pointee.use, field: "shop.v1.PublicKey.use")
         if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
@@ -327,8 +690,8 @@ extension ProtoFile {
     /// `shop/v1/accounts.proto`: its serialized FileDescriptorProto and the files it imports.
     public static let shop_v1_accounts = ProtoFile(
         path: "shop/v1/accounts.proto",
-        dependencies: [ProtoFile.bazaar_options_v1_options, ProtoFile.google_api_annotations, ProtoFile.google_protobuf_timestamp],
-        messageTypes: [Shop_V1_User.self, Shop_V1_RegisterRequest.self, Shop_V1_LoginRequest.self, Shop_V1_Session.self, Shop_V1_LogoutRequest.self, Shop_V1_LogoutResponse.self, Shop_V1_GetMeRequest.self, Shop_V1_ValidateSessionRequest.self, Shop_V1_ValidateSessionResponse.self],
+        dependencies: [ProtoFile.bazaar_options_v1_options, ProtoFile.google_api_annotations, ProtoFile.google_protobuf_timestamp, ProtoFile.shop_v1_common],
+        messageTypes: [Shop_V1_User.self, Shop_V1_RegisterRequest.self, Shop_V1_LoginRequest.self, Shop_V1_Session.self, Shop_V1_RefreshRequest.self, Shop_V1_LogoutRequest.self, Shop_V1_LogoutResponse.self, Shop_V1_GetMeRequest.self, Shop_V1_UpdateMeRequest.self, Shop_V1_ChangePasswordRequest.self, Shop_V1_ChangePasswordResponse.self, Shop_V1_ListUsersRequest.self, Shop_V1_ListUsersResponse.self, Shop_V1_SetUserRolesRequest.self, Shop_V1_GetUserRequest.self, Shop_V1_GetPublicKeysRequest.self, Shop_V1_PublicKeys.self, Shop_V1_PublicKey.self],
         enumTypes: []
     ) {
         var length = 0
@@ -351,7 +714,8 @@ public enum Shop_V1_AccountsService {
                 http: [HTTPRule(method: "POST", path: "/v1/users", body: "*", responseBody: "")],
                 auth: AuthRequirement(level: .public, roles: [], scopes: [], callers: []),
                 defaultDeadline: .milliseconds(3000), idempotency: .unknown, successStatus: 201))
-        /// Signs in with email and password and returns a session token.
+        /// Signs in with email and password. Repeated failures for one email are slowed down
+        /// (RESOURCE_EXHAUSTED with a retry delay) to stop password guessing.
         public static let login = MethodDescriptor(
             service: "shop.v1.AccountsService", method: "Login", kind: .unary,
             inputType: "shop.v1.LoginRequest", outputType: "shop.v1.Session",
@@ -359,13 +723,22 @@ public enum Shop_V1_AccountsService {
                 http: [HTTPRule(method: "POST", path: "/v1/sessions", body: "*", responseBody: "")],
                 auth: AuthRequirement(level: .public, roles: [], scopes: [], callers: []),
                 defaultDeadline: .milliseconds(3000), idempotency: .unknown, successStatus: 201))
-        /// Ends the caller's session.
+        /// Trades a refresh token for a new access token and a new refresh token. The old refresh token
+        /// stops working (rotation); presenting it again revokes the whole session family.
+        public static let refresh = MethodDescriptor(
+            service: "shop.v1.AccountsService", method: "Refresh", kind: .unary,
+            inputType: "shop.v1.RefreshRequest", outputType: "shop.v1.Session",
+            options: MethodOptions(
+                http: [HTTPRule(method: "POST", path: "/v1/sessions:refresh", body: "*", responseBody: "")],
+                auth: AuthRequirement(level: .public, roles: [], scopes: [], callers: []),
+                defaultDeadline: .milliseconds(3000), idempotency: .unknown, successStatus: 200))
+        /// Ends a session: its refresh token is revoked. The access token lapses on its own (minutes).
         public static let logout = MethodDescriptor(
             service: "shop.v1.AccountsService", method: "Logout", kind: .unary,
             inputType: "shop.v1.LogoutRequest", outputType: "shop.v1.LogoutResponse",
             options: MethodOptions(
-                http: [HTTPRule(method: "DELETE", path: "/v1/sessions/current", body: "", responseBody: "")],
-                auth: AuthRequirement(level: .authenticated, roles: [], scopes: [], callers: []),
+                http: [HTTPRule(method: "POST", path: "/v1/sessions:logout", body: "*", responseBody: "")],
+                auth: AuthRequirement(level: .public, roles: [], scopes: [], callers: []),
                 defaultDeadline: .milliseconds(3000), idempotency: .idempotent, successStatus: 200))
         /// The signed-in user.
         public static let getMe = MethodDescriptor(
@@ -375,15 +748,55 @@ public enum Shop_V1_AccountsService {
                 http: [HTTPRule(method: "GET", path: "/v1/users/me", body: "", responseBody: "")],
                 auth: AuthRequirement(level: .authenticated, roles: [], scopes: [], callers: []),
                 defaultDeadline: .milliseconds(3000), idempotency: .noSideEffects, successStatus: 200))
-        /// Resolves a session token to its user. Called by the gateway on every authenticated request.
-        public static let validateSession = MethodDescriptor(
-            service: "shop.v1.AccountsService", method: "ValidateSession", kind: .unary,
-            inputType: "shop.v1.ValidateSessionRequest", outputType: "shop.v1.ValidateSessionResponse",
+        /// Changes the signed-in user's profile.
+        public static let updateMe = MethodDescriptor(
+            service: "shop.v1.AccountsService", method: "UpdateMe", kind: .unary,
+            inputType: "shop.v1.UpdateMeRequest", outputType: "shop.v1.User",
+            options: MethodOptions(
+                http: [HTTPRule(method: "PATCH", path: "/v1/users/me", body: "*", responseBody: "")],
+                auth: AuthRequirement(level: .authenticated, roles: [], scopes: [], callers: []),
+                defaultDeadline: .milliseconds(3000), idempotency: .idempotent, successStatus: 200))
+        /// Changes the signed-in user's password. Every refresh token of the user is revoked.
+        public static let changePassword = MethodDescriptor(
+            service: "shop.v1.AccountsService", method: "ChangePassword", kind: .unary,
+            inputType: "shop.v1.ChangePasswordRequest", outputType: "shop.v1.ChangePasswordResponse",
+            options: MethodOptions(
+                http: [HTTPRule(method: "POST", path: "/v1/users/me:changePassword", body: "*", responseBody: "")],
+                auth: AuthRequirement(level: .authenticated, roles: [], scopes: [], callers: []),
+                defaultDeadline: .milliseconds(3000), idempotency: .unknown, successStatus: 200))
+        /// Every user, oldest first. Admins only.
+        public static let listUsers = MethodDescriptor(
+            service: "shop.v1.AccountsService", method: "ListUsers", kind: .unary,
+            inputType: "shop.v1.ListUsersRequest", outputType: "shop.v1.ListUsersResponse",
+            options: MethodOptions(
+                http: [HTTPRule(method: "GET", path: "/v1/admin/users", body: "", responseBody: "")],
+                auth: AuthRequirement(level: .authenticated, roles: ["admin"], scopes: [], callers: []),
+                defaultDeadline: .milliseconds(3000), idempotency: .noSideEffects, successStatus: 200))
+        /// Replaces a user's roles. Admins only.
+        public static let setUserRoles = MethodDescriptor(
+            service: "shop.v1.AccountsService", method: "SetUserRoles", kind: .unary,
+            inputType: "shop.v1.SetUserRolesRequest", outputType: "shop.v1.User",
+            options: MethodOptions(
+                http: [HTTPRule(method: "PUT", path: "/v1/admin/users/{user_id}/roles", body: "*", responseBody: "")],
+                auth: AuthRequirement(level: .authenticated, roles: ["admin"], scopes: [], callers: []),
+                defaultDeadline: .milliseconds(3000), idempotency: .idempotent, successStatus: 200))
+        /// One user by id, for other services (the notifications service needs the email address).
+        public static let getUser = MethodDescriptor(
+            service: "shop.v1.AccountsService", method: "GetUser", kind: .unary,
+            inputType: "shop.v1.GetUserRequest", outputType: "shop.v1.User",
             options: MethodOptions(
                 http: [],
-                auth: AuthRequirement(level: .internal, roles: [], scopes: [], callers: ["gateway"]),
-                defaultDeadline: .milliseconds(500), idempotency: .noSideEffects, successStatus: 200))
-        public static let all: [MethodDescriptor] = [register, login, logout, getMe, validateSession]
+                auth: AuthRequirement(level: .internal, roles: [], scopes: [], callers: ["notifications", "orders"]),
+                defaultDeadline: .milliseconds(1000), idempotency: .noSideEffects, successStatus: 200))
+        /// The public keys that verify access tokens (a JSON Web Key Set), for the gateway and services.
+        public static let getPublicKeys = MethodDescriptor(
+            service: "shop.v1.AccountsService", method: "GetPublicKeys", kind: .unary,
+            inputType: "shop.v1.GetPublicKeysRequest", outputType: "shop.v1.PublicKeys",
+            options: MethodOptions(
+                http: [HTTPRule(method: "GET", path: "/v1/auth/keys", body: "", responseBody: "")],
+                auth: AuthRequirement(level: .public, roles: [], scopes: [], callers: []),
+                defaultDeadline: .milliseconds(3000), idempotency: .noSideEffects, successStatus: 200))
+        public static let all: [MethodDescriptor] = [register, login, refresh, logout, getMe, updateMe, changePassword, listUsers, setUserRoles, getUser, getPublicKeys]
     }
 
     public static let descriptor = ServiceDescriptor(name: name, methods: Method.all, file: ProtoFile.shop_v1_accounts)
@@ -392,14 +805,28 @@ public enum Shop_V1_AccountsService {
     public protocol ServiceProtocol: RPCService {
         /// Creates a user account.
         func register(_ request: Shop_V1_RegisterRequest, context: ServerContext) async throws -> Shop_V1_User
-        /// Signs in with email and password and returns a session token.
+        /// Signs in with email and password. Repeated failures for one email are slowed down
+        /// (RESOURCE_EXHAUSTED with a retry delay) to stop password guessing.
         func login(_ request: Shop_V1_LoginRequest, context: ServerContext) async throws -> Shop_V1_Session
-        /// Ends the caller's session.
+        /// Trades a refresh token for a new access token and a new refresh token. The old refresh token
+        /// stops working (rotation); presenting it again revokes the whole session family.
+        func refresh(_ request: Shop_V1_RefreshRequest, context: ServerContext) async throws -> Shop_V1_Session
+        /// Ends a session: its refresh token is revoked. The access token lapses on its own (minutes).
         func logout(_ request: Shop_V1_LogoutRequest, context: ServerContext) async throws -> Shop_V1_LogoutResponse
         /// The signed-in user.
         func getMe(_ request: Shop_V1_GetMeRequest, context: ServerContext) async throws -> Shop_V1_User
-        /// Resolves a session token to its user. Called by the gateway on every authenticated request.
-        func validateSession(_ request: Shop_V1_ValidateSessionRequest, context: ServerContext) async throws -> Shop_V1_ValidateSessionResponse
+        /// Changes the signed-in user's profile.
+        func updateMe(_ request: Shop_V1_UpdateMeRequest, context: ServerContext) async throws -> Shop_V1_User
+        /// Changes the signed-in user's password. Every refresh token of the user is revoked.
+        func changePassword(_ request: Shop_V1_ChangePasswordRequest, context: ServerContext) async throws -> Shop_V1_ChangePasswordResponse
+        /// Every user, oldest first. Admins only.
+        func listUsers(_ request: Shop_V1_ListUsersRequest, context: ServerContext) async throws -> Shop_V1_ListUsersResponse
+        /// Replaces a user's roles. Admins only.
+        func setUserRoles(_ request: Shop_V1_SetUserRolesRequest, context: ServerContext) async throws -> Shop_V1_User
+        /// One user by id, for other services (the notifications service needs the email address).
+        func getUser(_ request: Shop_V1_GetUserRequest, context: ServerContext) async throws -> Shop_V1_User
+        /// The public keys that verify access tokens (a JSON Web Key Set), for the gateway and services.
+        func getPublicKeys(_ request: Shop_V1_GetPublicKeysRequest, context: ServerContext) async throws -> Shop_V1_PublicKeys
     }
 
     /// Calls `shop.v1.AccountsService` over any transport (the mesh, or in-process for tests).
@@ -413,12 +840,19 @@ public enum Shop_V1_AccountsService {
             try await transport.unary(Method.register, request, options: options)
         }
 
-        /// Signs in with email and password and returns a session token.
+        /// Signs in with email and password. Repeated failures for one email are slowed down
+        /// (RESOURCE_EXHAUSTED with a retry delay) to stop password guessing.
         public func login(_ request: Shop_V1_LoginRequest, options: CallOptions = CallOptions()) async throws -> Shop_V1_Session {
             try await transport.unary(Method.login, request, options: options)
         }
 
-        /// Ends the caller's session.
+        /// Trades a refresh token for a new access token and a new refresh token. The old refresh token
+        /// stops working (rotation); presenting it again revokes the whole session family.
+        public func refresh(_ request: Shop_V1_RefreshRequest, options: CallOptions = CallOptions()) async throws -> Shop_V1_Session {
+            try await transport.unary(Method.refresh, request, options: options)
+        }
+
+        /// Ends a session: its refresh token is revoked. The access token lapses on its own (minutes).
         public func logout(_ request: Shop_V1_LogoutRequest, options: CallOptions = CallOptions()) async throws -> Shop_V1_LogoutResponse {
             try await transport.unary(Method.logout, request, options: options)
         }
@@ -428,9 +862,34 @@ public enum Shop_V1_AccountsService {
             try await transport.unary(Method.getMe, request, options: options)
         }
 
-        /// Resolves a session token to its user. Called by the gateway on every authenticated request.
-        public func validateSession(_ request: Shop_V1_ValidateSessionRequest, options: CallOptions = CallOptions()) async throws -> Shop_V1_ValidateSessionResponse {
-            try await transport.unary(Method.validateSession, request, options: options)
+        /// Changes the signed-in user's profile.
+        public func updateMe(_ request: Shop_V1_UpdateMeRequest, options: CallOptions = CallOptions()) async throws -> Shop_V1_User {
+            try await transport.unary(Method.updateMe, request, options: options)
+        }
+
+        /// Changes the signed-in user's password. Every refresh token of the user is revoked.
+        public func changePassword(_ request: Shop_V1_ChangePasswordRequest, options: CallOptions = CallOptions()) async throws -> Shop_V1_ChangePasswordResponse {
+            try await transport.unary(Method.changePassword, request, options: options)
+        }
+
+        /// Every user, oldest first. Admins only.
+        public func listUsers(_ request: Shop_V1_ListUsersRequest, options: CallOptions = CallOptions()) async throws -> Shop_V1_ListUsersResponse {
+            try await transport.unary(Method.listUsers, request, options: options)
+        }
+
+        /// Replaces a user's roles. Admins only.
+        public func setUserRoles(_ request: Shop_V1_SetUserRolesRequest, options: CallOptions = CallOptions()) async throws -> Shop_V1_User {
+            try await transport.unary(Method.setUserRoles, request, options: options)
+        }
+
+        /// One user by id, for other services (the notifications service needs the email address).
+        public func getUser(_ request: Shop_V1_GetUserRequest, options: CallOptions = CallOptions()) async throws -> Shop_V1_User {
+            try await transport.unary(Method.getUser, request, options: options)
+        }
+
+        /// The public keys that verify access tokens (a JSON Web Key Set), for the gateway and services.
+        public func getPublicKeys(_ request: Shop_V1_GetPublicKeysRequest, options: CallOptions = CallOptions()) async throws -> Shop_V1_PublicKeys {
+            try await transport.unary(Method.getPublicKeys, request, options: options)
         }
     }
 }
@@ -442,9 +901,15 @@ extension Shop_V1_AccountsService.ServiceProtocol {
         [
             .unary(Shop_V1_AccountsService.Method.register) { try await self.register($0, context: $1) },
             .unary(Shop_V1_AccountsService.Method.login) { try await self.login($0, context: $1) },
+            .unary(Shop_V1_AccountsService.Method.refresh) { try await self.refresh($0, context: $1) },
             .unary(Shop_V1_AccountsService.Method.logout) { try await self.logout($0, context: $1) },
             .unary(Shop_V1_AccountsService.Method.getMe) { try await self.getMe($0, context: $1) },
-            .unary(Shop_V1_AccountsService.Method.validateSession) { try await self.validateSession($0, context: $1) },
+            .unary(Shop_V1_AccountsService.Method.updateMe) { try await self.updateMe($0, context: $1) },
+            .unary(Shop_V1_AccountsService.Method.changePassword) { try await self.changePassword($0, context: $1) },
+            .unary(Shop_V1_AccountsService.Method.listUsers) { try await self.listUsers($0, context: $1) },
+            .unary(Shop_V1_AccountsService.Method.setUserRoles) { try await self.setUserRoles($0, context: $1) },
+            .unary(Shop_V1_AccountsService.Method.getUser) { try await self.getUser($0, context: $1) },
+            .unary(Shop_V1_AccountsService.Method.getPublicKeys) { try await self.getPublicKeys($0, context: $1) },
         ]
     }
 }

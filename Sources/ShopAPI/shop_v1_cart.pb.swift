@@ -130,7 +130,7 @@ public struct Shop_V1_GetCartRequest: WireMessage {
 
 public struct Shop_V1_AddItemRequest: WireMessage {
     public var productID: String = ""
-    /// Units to add, at least 1.
+    /// Units to add, at least 1. A line holds at most 99 units and a cart at most 50 lines.
     public var quantity: Int64 = 0
     /// Fields not in this schema, kept for the round trip.
     public var unknownFields = UnknownFields()
@@ -253,6 +253,37 @@ public struct Shop_V1_ClearCartRequest: WireMessage {
     }
 }
 
+public struct Shop_V1_GetCartForUserRequest: WireMessage {
+    public var userID: String = ""
+    /// Fields not in this schema, kept for the round trip.
+    public var unknownFields = UnknownFields()
+
+    public static let protoMessageName = "shop.v1.GetCartForUserRequest"
+    @inline(__always)
+    public static var protobufCDescriptor: UnsafePointer<ProtobufCMessageDescriptor> { shop__v1__get_cart_for_user_request__descriptor_address() }
+
+    public init() {}
+
+    /// A message with the given fields; the rest keep their defaults.
+    public init(
+        userID: String = ""
+    ) {
+        self.userID = userID
+    }
+
+    public func _writeC(_ raw: UnsafeMutableRawPointer, _ arena: WireArena) throws(WireEncodingError) {
+        let c = raw.assumingMemoryBound(to: Shop__V1__GetCartForUserRequest.self)
+        if !self.userID.isEmpty { c.pointee.user_id = try arena.cString(self.userID) }
+        unknownFields.write(into: &c.pointee.base, arena)
+    }
+
+    public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
+        let c = raw.assumingMemoryBound(to: Shop__V1__GetCartForUserRequest.self)
+        self.userID = try WireDecode.string(c.pointee.user_id, field: "shop.v1.GetCartForUserRequest.user_id")
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
+    }
+}
+
 public struct Shop_V1_ClearCartForUserRequest: WireMessage {
     public var userID: String = ""
     /// Fields not in this schema, kept for the round trip.
@@ -289,7 +320,7 @@ extension ProtoFile {
     public static let shop_v1_cart = ProtoFile(
         path: "shop/v1/cart.proto",
         dependencies: [ProtoFile.bazaar_options_v1_options, ProtoFile.google_api_annotations, ProtoFile.shop_v1_common],
-        messageTypes: [Shop_V1_Cart.self, Shop_V1_CartItem.self, Shop_V1_GetCartRequest.self, Shop_V1_AddItemRequest.self, Shop_V1_SetItemQuantityRequest.self, Shop_V1_RemoveItemRequest.self, Shop_V1_ClearCartRequest.self, Shop_V1_ClearCartForUserRequest.self],
+        messageTypes: [Shop_V1_Cart.self, Shop_V1_CartItem.self, Shop_V1_GetCartRequest.self, Shop_V1_AddItemRequest.self, Shop_V1_SetItemQuantityRequest.self, Shop_V1_RemoveItemRequest.self, Shop_V1_ClearCartRequest.self, Shop_V1_GetCartForUserRequest.self, Shop_V1_ClearCartForUserRequest.self],
         enumTypes: []
     ) {
         var length = 0
@@ -344,6 +375,14 @@ public enum Shop_V1_CartService {
                 http: [HTTPRule(method: "DELETE", path: "/v1/cart", body: "", responseBody: "")],
                 auth: AuthRequirement(level: .authenticated, roles: [], scopes: [], callers: []),
                 defaultDeadline: .milliseconds(1000), idempotency: .idempotent, successStatus: 200))
+        /// Another user's cart, for checkout. Called by the orders service.
+        public static let getCartForUser = MethodDescriptor(
+            service: "shop.v1.CartService", method: "GetCartForUser", kind: .unary,
+            inputType: "shop.v1.GetCartForUserRequest", outputType: "shop.v1.Cart",
+            options: MethodOptions(
+                http: [],
+                auth: AuthRequirement(level: .internal, roles: [], scopes: [], callers: ["orders"]),
+                defaultDeadline: .milliseconds(1000), idempotency: .noSideEffects, successStatus: 200))
         /// Empties another user's cart after checkout. Called by the orders service.
         public static let clearCartForUser = MethodDescriptor(
             service: "shop.v1.CartService", method: "ClearCartForUser", kind: .unary,
@@ -352,7 +391,7 @@ public enum Shop_V1_CartService {
                 http: [],
                 auth: AuthRequirement(level: .internal, roles: [], scopes: [], callers: ["orders"]),
                 defaultDeadline: .milliseconds(1000), idempotency: .idempotent, successStatus: 200))
-        public static let all: [MethodDescriptor] = [getCart, addItem, setItemQuantity, removeItem, clearCart, clearCartForUser]
+        public static let all: [MethodDescriptor] = [getCart, addItem, setItemQuantity, removeItem, clearCart, getCartForUser, clearCartForUser]
     }
 
     public static let descriptor = ServiceDescriptor(name: name, methods: Method.all, file: ProtoFile.shop_v1_cart)
@@ -369,6 +408,8 @@ public enum Shop_V1_CartService {
         func removeItem(_ request: Shop_V1_RemoveItemRequest, context: ServerContext) async throws -> Shop_V1_Cart
         /// Empties the cart.
         func clearCart(_ request: Shop_V1_ClearCartRequest, context: ServerContext) async throws -> Shop_V1_Cart
+        /// Another user's cart, for checkout. Called by the orders service.
+        func getCartForUser(_ request: Shop_V1_GetCartForUserRequest, context: ServerContext) async throws -> Shop_V1_Cart
         /// Empties another user's cart after checkout. Called by the orders service.
         func clearCartForUser(_ request: Shop_V1_ClearCartForUserRequest, context: ServerContext) async throws -> Shop_V1_Cart
     }
@@ -404,6 +445,11 @@ public enum Shop_V1_CartService {
             try await transport.unary(Method.clearCart, request, options: options)
         }
 
+        /// Another user's cart, for checkout. Called by the orders service.
+        public func getCartForUser(_ request: Shop_V1_GetCartForUserRequest, options: CallOptions = CallOptions()) async throws -> Shop_V1_Cart {
+            try await transport.unary(Method.getCartForUser, request, options: options)
+        }
+
         /// Empties another user's cart after checkout. Called by the orders service.
         public func clearCartForUser(_ request: Shop_V1_ClearCartForUserRequest, options: CallOptions = CallOptions()) async throws -> Shop_V1_Cart {
             try await transport.unary(Method.clearCartForUser, request, options: options)
@@ -421,6 +467,7 @@ extension Shop_V1_CartService.ServiceProtocol {
             .unary(Shop_V1_CartService.Method.setItemQuantity) { try await self.setItemQuantity($0, context: $1) },
             .unary(Shop_V1_CartService.Method.removeItem) { try await self.removeItem($0, context: $1) },
             .unary(Shop_V1_CartService.Method.clearCart) { try await self.clearCart($0, context: $1) },
+            .unary(Shop_V1_CartService.Method.getCartForUser) { try await self.getCartForUser($0, context: $1) },
             .unary(Shop_V1_CartService.Method.clearCartForUser) { try await self.clearCartForUser($0, context: $1) },
         ]
     }

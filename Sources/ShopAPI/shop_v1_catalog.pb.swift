@@ -8,6 +8,49 @@ import CShopAPI
 import CWellKnownTypes
 import WellKnownTypes
 
+/// Orders of a product list.
+public enum Shop_V1_ProductSort: WireEnum {
+    /// Newest first; best match first when there is a query.
+    case unspecified  // = 0
+    case newest  // = 1
+    case priceAsc  // = 2
+    case priceDesc  // = 3
+    case name  // = 4
+    case relevance  // = 5
+    /// A value this version of the schema does not know; kept as its number.
+    case unrecognized(Int32)
+
+    public static let protoEnumName = "shop.v1.ProductSort"
+
+    public init() { self = .unspecified }
+
+    public init(rawValue: Int32) {
+        switch rawValue {
+            case 0: self = .unspecified
+            case 1: self = .newest
+            case 2: self = .priceAsc
+            case 3: self = .priceDesc
+            case 4: self = .name
+            case 5: self = .relevance
+            default: self = .unrecognized(rawValue)
+        }
+    }
+
+    public var rawValue: Int32 {
+        switch self {
+            case .unspecified: 0
+            case .newest: 1
+            case .priceAsc: 2
+            case .priceDesc: 3
+            case .name: 4
+            case .relevance: 5
+            case .unrecognized(let v): v
+        }
+    }
+
+    public static let allKnownCases: [Self] = [.unspecified, .newest, .priceAsc, .priceDesc, .name, .relevance]
+}
+
 /// Something the shop sells.
 public struct Shop_V1_Product: WireMessage {
     /// Server-assigned id.
@@ -148,8 +191,13 @@ public struct Shop_V1_ListProductsRequest: WireMessage {
     public var page: Shop_V1_PageRequest? = nil
     /// Only products in this category.
     public var category: String = ""
-    /// Only products whose name or description contains this text.
+    /// Full-text search over name and description (English stemming; words are ANDed).
     public var query: String = ""
+    /// Only products priced at least this (minor units); 0: no lower bound.
+    public var minPriceMinor: Int64 = 0
+    /// Only products priced at most this (minor units); 0: no upper bound.
+    public var maxPriceMinor: Int64 = 0
+    public var sort: Shop_V1_ProductSort = Shop_V1_ProductSort()
     /// Fields not in this schema, kept for the round trip.
     public var unknownFields = UnknownFields()
 
@@ -163,11 +211,17 @@ public struct Shop_V1_ListProductsRequest: WireMessage {
     public init(
         page: Shop_V1_PageRequest? = nil,
         category: String = "",
-        query: String = ""
+        query: String = "",
+        minPriceMinor: Int64 = 0,
+        maxPriceMinor: Int64 = 0,
+        sort: Shop_V1_ProductSort = Shop_V1_ProductSort()
     ) {
         self.page = page
         self.category = category
         self.query = query
+        self.minPriceMinor = minPriceMinor
+        self.maxPriceMinor = maxPriceMinor
+        self.sort = sort
     }
 
     public func _writeC(_ raw: UnsafeMutableRawPointer, _ arena: WireArena) throws(WireEncodingError) {
@@ -175,6 +229,9 @@ public struct Shop_V1_ListProductsRequest: WireMessage {
         if let v = self.page { c.pointee.page = try arena.message(v).assumingMemoryBound(to: Shop__V1__PageRequest.self) }
         if !self.category.isEmpty { c.pointee.category = try arena.cString(self.category) }
         if !self.query.isEmpty { c.pointee.query = try arena.cString(self.query) }
+        c.pointee.min_price_minor = self.minPriceMinor
+        c.pointee.max_price_minor = self.maxPriceMinor
+        c.pointee.sort = Shop__V1__ProductSort(rawValue: .init(truncatingIfNeeded: self.sort.rawValue))
         unknownFields.write(into: &c.pointee.base, arena)
     }
 
@@ -183,6 +240,9 @@ public struct Shop_V1_ListProductsRequest: WireMessage {
         if let p = c.pointee.page { self.page = try Shop_V1_PageRequest(_readC: p) }
         self.category = try WireDecode.string(c.pointee.category, field: "shop.v1.ListProductsRequest.category")
         self.query = try WireDecode.string(c.pointee.query, field: "shop.v1.ListProductsRequest.query")
+        self.minPriceMinor = c.pointee.min_price_minor
+        self.maxPriceMinor = c.pointee.max_price_minor
+        self.sort = Shop_V1_ProductSort(rawValue: Int32(truncatingIfNeeded: c.pointee.sort.rawValue))
         if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
@@ -236,7 +296,9 @@ public struct Shop_V1_ListProductsResponse: WireMessage {
 }
 
 public struct Shop_V1_GetProductRequest: WireMessage {
+    /// The product's id, or empty when `sku` is given.
     public var id: String = ""
+    public var sku: String = ""
     /// Fields not in this schema, kept for the round trip.
     public var unknownFields = UnknownFields()
 
@@ -248,20 +310,109 @@ public struct Shop_V1_GetProductRequest: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-        id: String = ""
+        id: String = "",
+        sku: String = ""
     ) {
         self.id = id
+        self.sku = sku
     }
 
     public func _writeC(_ raw: UnsafeMutableRawPointer, _ arena: WireArena) throws(WireEncodingError) {
         let c = raw.assumingMemoryBound(to: Shop__V1__GetProductRequest.self)
         if !self.id.isEmpty { c.pointee.id = try arena.cString(self.id) }
+        if !self.sku.isEmpty { c.pointee.sku = try arena.cString(self.sku) }
         unknownFields.write(into: &c.pointee.base, arena)
     }
 
     public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
         let c = raw.assumingMemoryBound(to: Shop__V1__GetProductRequest.self)
         self.id = try WireDecode.string(c.pointee.id, field: "shop.v1.GetProductRequest.id")
+        self.sku = try WireDecode.string(c.pointee.sku, field: "shop.v1.GetProductRequest.sku")
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
+    }
+}
+
+public struct Shop_V1_BatchGetProductsRequest: WireMessage {
+    /// At most 100 ids; unknown ids are left out of the answer.
+    public var ids: [String] = []
+    /// Fields not in this schema, kept for the round trip.
+    public var unknownFields = UnknownFields()
+
+    public static let protoMessageName = "shop.v1.BatchGetProductsRequest"
+    @inline(__always)
+    public static var protobufCDescriptor: UnsafePointer<ProtobufCMessageDescriptor> { shop__v1__batch_get_products_request__descriptor_address() }
+
+    public init() {}
+
+    /// A message with the given fields; the rest keep their defaults.
+    public init(
+        ids: [String] = []
+    ) {
+        self.ids = ids
+    }
+
+    public func _writeC(_ raw: UnsafeMutableRawPointer, _ arena: WireArena) throws(WireEncodingError) {
+        let c = raw.assumingMemoryBound(to: Shop__V1__BatchGetProductsRequest.self)
+        if !self.ids.isEmpty {
+            let a = arena.array(self.ids.count, of: UnsafeMutablePointer<CChar>?.self)
+            for (i, v) in self.ids.enumerated() { (a + i).initialize(to: try arena.cString(v)) }
+            c.pointee.ids = a
+            c.pointee.n_ids = self.ids.count
+        }
+        unknownFields.write(into: &c.pointee.base, arena)
+    }
+
+    public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
+        let c = raw.assumingMemoryBound(to: Shop__V1__BatchGetProductsRequest.self)
+        if c.pointee.n_ids > 0, let a = c.pointee.ids {
+            let n = c.pointee.n_ids
+            var out: [String] = []
+            out.reserveCapacity(n)
+            for i in 0..<n { out.append(try WireDecode.string(a[i], field: "shop.v1.BatchGetProductsRequest.ids")) }
+            self.ids = out
+        }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
+    }
+}
+
+public struct Shop_V1_BatchGetProductsResponse: WireMessage {
+    public var products: [Shop_V1_Product] = []
+    /// Fields not in this schema, kept for the round trip.
+    public var unknownFields = UnknownFields()
+
+    public static let protoMessageName = "shop.v1.BatchGetProductsResponse"
+    @inline(__always)
+    public static var protobufCDescriptor: UnsafePointer<ProtobufCMessageDescriptor> { shop__v1__batch_get_products_response__descriptor_address() }
+
+    public init() {}
+
+    /// A message with the given fields; the rest keep their defaults.
+    public init(
+        products: [Shop_V1_Product] = []
+    ) {
+        self.products = products
+    }
+
+    public func _writeC(_ raw: UnsafeMutableRawPointer, _ arena: WireArena) throws(WireEncodingError) {
+        let c = raw.assumingMemoryBound(to: Shop__V1__BatchGetProductsResponse.self)
+        if !self.products.isEmpty {
+            let a = arena.array(self.products.count, of: UnsafeMutablePointer<Shop__V1__Product>?.self)
+            for (i, v) in self.products.enumerated() { (a + i).initialize(to: try arena.message(v).assumingMemoryBound(to: Shop__V1__Product.self)) }
+            c.pointee.products = a
+            c.pointee.n_products = self.products.count
+        }
+        unknownFields.write(into: &c.pointee.base, arena)
+    }
+
+    public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
+        let c = raw.assumingMemoryBound(to: Shop__V1__BatchGetProductsResponse.self)
+        if c.pointee.n_products > 0, let a = c.pointee.products {
+            let n = c.pointee.n_products
+            var out: [Shop_V1_Product] = []
+            out.reserveCapacity(n)
+            for i in 0..<n { if let p = a[i] { out.append(try Shop_V1_Product(_readC: p)) } }
+            self.products = out
+        }
         if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
@@ -472,8 +623,9 @@ public struct Shop_V1_ReserveStockRequest: WireMessage {
 }
 
 public struct Shop_V1_ReserveStockResponse: WireMessage {
-    /// Unit prices at reservation time, by product id.
-    public var prices: [String: Shop_V1_Money] = [:]
+    /// The lines as reserved, with names and unit prices at reservation time.
+    public var lines: [Shop_V1_ReservedLine] = []
+    public var expireTime: Google_Protobuf_Timestamp? = nil
     /// Fields not in this schema, kept for the round trip.
     public var unknownFields = UnknownFields()
 
@@ -485,42 +637,133 @@ public struct Shop_V1_ReserveStockResponse: WireMessage {
 
     /// A message with the given fields; the rest keep their defaults.
     public init(
-        prices: [String: Shop_V1_Money] = [:]
+        lines: [Shop_V1_ReservedLine] = [],
+        expireTime: Google_Protobuf_Timestamp? = nil
     ) {
-        self.prices = prices
+        self.lines = lines
+        self.expireTime = expireTime
     }
 
     public func _writeC(_ raw: UnsafeMutableRawPointer, _ arena: WireArena) throws(WireEncodingError) {
         let c = raw.assumingMemoryBound(to: Shop__V1__ReserveStockResponse.self)
-        if !self.prices.isEmpty {
-            let a = arena.array(self.prices.count, of: UnsafeMutablePointer<Shop__V1__ReserveStockResponse__PricesEntry>?.self)
-            // Keys in order, so that equal maps encode to equal bytes.
-            for (i, key) in self.prices.keys.sorted().enumerated() {
-                let e = arena.newMessage(shop__v1__reserve_stock_response__prices_entry__descriptor_address()).assumingMemoryBound(to: Shop__V1__ReserveStockResponse__PricesEntry.self)
-                let value = self.prices[key]!
-                e.pointee.key = try arena.cString(key)
-                e.pointee.value = try arena.message(value).assumingMemoryBound(to: Shop__V1__Money.self)
-                (a + i).initialize(to: e)
-            }
-            c.pointee.n_prices = self.prices.count
-            c.pointee.prices = a
+        if !self.lines.isEmpty {
+            let a = arena.array(self.lines.count, of: UnsafeMutablePointer<Shop__V1__ReservedLine>?.self)
+            for (i, v) in self.lines.enumerated() { (a + i).initialize(to: try arena.message(v).assumingMemoryBound(to: Shop__V1__ReservedLine.self)) }
+            c.pointee.lines = a
+            c.pointee.n_lines = self.lines.count
         }
+        if let v = self.expireTime { c.pointee.expire_time = try arena.message(v).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
         unknownFields.write(into: &c.pointee.base, arena)
     }
 
     public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
         let c = raw.assumingMemoryBound(to: Shop__V1__ReserveStockResponse.self)
-        if c.pointee.n_prices > 0, let a = c.pointee.prices {
-            let n = c.pointee.n_prices
-            var out: [String: Shop_V1_Money] = [:]
+        if c.pointee.n_lines > 0, let a = c.pointee.lines {
+            let n = c.pointee.n_lines
+            var out: [Shop_V1_ReservedLine] = []
             out.reserveCapacity(n)
-            for i in 0..<n {
-                guard let e = a[i] else { continue }
-                let key = try WireDecode.string(e.pointee.key, field: "shop.v1.ReserveStockResponse.PricesEntry.key")
-                out[key] = try e.pointee.value.map { (p) throws(WireDecodingError) in try Shop_V1_Money(_readC: p) } ?? Shop_V1_Money()
-            }
-            self.prices = out
+            for i in 0..<n { if let p = a[i] { out.append(try Shop_V1_ReservedLine(_readC: p)) } }
+            self.lines = out
         }
+        if let p = c.pointee.expire_time { self.expireTime = try Google_Protobuf_Timestamp(_readC: p) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
+    }
+}
+
+public struct Shop_V1_ReservedLine: WireMessage {
+    public var productID: String = ""
+    public var productName: String = ""
+    public var quantity: Int64 = 0
+    public var unitPrice: Shop_V1_Money? = nil
+    /// Fields not in this schema, kept for the round trip.
+    public var unknownFields = UnknownFields()
+
+    public static let protoMessageName = "shop.v1.ReservedLine"
+    @inline(__always)
+    public static var protobufCDescriptor: UnsafePointer<ProtobufCMessageDescriptor> { shop__v1__reserved_line__descriptor_address() }
+
+    public init() {}
+
+    /// A message with the given fields; the rest keep their defaults.
+    public init(
+        productID: String = "",
+        productName: String = "",
+        quantity: Int64 = 0,
+        unitPrice: Shop_V1_Money? = nil
+    ) {
+        self.productID = productID
+        self.productName = productName
+        self.quantity = quantity
+        self.unitPrice = unitPrice
+    }
+
+    public func _writeC(_ raw: UnsafeMutableRawPointer, _ arena: WireArena) throws(WireEncodingError) {
+        let c = raw.assumingMemoryBound(to: Shop__V1__ReservedLine.self)
+        if !self.productID.isEmpty { c.pointee.product_id = try arena.cString(self.productID) }
+        if !self.productName.isEmpty { c.pointee.product_name = try arena.cString(self.productName) }
+        c.pointee.quantity = self.quantity
+        if let v = self.unitPrice { c.pointee.unit_price = try arena.message(v).assumingMemoryBound(to: Shop__V1__Money.self) }
+        unknownFields.write(into: &c.pointee.base, arena)
+    }
+
+    public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
+        let c = raw.assumingMemoryBound(to: Shop__V1__ReservedLine.self)
+        self.productID = try WireDecode.string(c.pointee.product_id, field: "shop.v1.ReservedLine.product_id")
+        self.productName = try WireDecode.string(c.pointee.product_name, field: "shop.v1.ReservedLine.product_name")
+        self.quantity = c.pointee.quantity
+        if let p = c.pointee.unit_price { self.unitPrice = try Shop_V1_Money(_readC: p) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
+    }
+}
+
+public struct Shop_V1_CommitStockRequest: WireMessage {
+    public var orderID: String = ""
+    /// Fields not in this schema, kept for the round trip.
+    public var unknownFields = UnknownFields()
+
+    public static let protoMessageName = "shop.v1.CommitStockRequest"
+    @inline(__always)
+    public static var protobufCDescriptor: UnsafePointer<ProtobufCMessageDescriptor> { shop__v1__commit_stock_request__descriptor_address() }
+
+    public init() {}
+
+    /// A message with the given fields; the rest keep their defaults.
+    public init(
+        orderID: String = ""
+    ) {
+        self.orderID = orderID
+    }
+
+    public func _writeC(_ raw: UnsafeMutableRawPointer, _ arena: WireArena) throws(WireEncodingError) {
+        let c = raw.assumingMemoryBound(to: Shop__V1__CommitStockRequest.self)
+        if !self.orderID.isEmpty { c.pointee.order_id = try arena.cString(self.orderID) }
+        unknownFields.write(into: &c.pointee.base, arena)
+    }
+
+    public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
+        let c = raw.assumingMemoryBound(to: Shop__V1__CommitStockRequest.self)
+        self.orderID = try WireDecode.string(c.pointee.order_id, field: "shop.v1.CommitStockRequest.order_id")
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
+    }
+}
+
+public struct Shop_V1_CommitStockResponse: WireMessage {
+    /// Fields not in this schema, kept for the round trip.
+    public var unknownFields = UnknownFields()
+
+    public static let protoMessageName = "shop.v1.CommitStockResponse"
+    @inline(__always)
+    public static var protobufCDescriptor: UnsafePointer<ProtobufCMessageDescriptor> { shop__v1__commit_stock_response__descriptor_address() }
+
+    public init() {}
+
+    public func _writeC(_ raw: UnsafeMutableRawPointer, _ arena: WireArena) throws(WireEncodingError) {
+        let c = raw.assumingMemoryBound(to: Shop__V1__CommitStockResponse.self)
+        unknownFields.write(into: &c.pointee.base, arena)
+    }
+
+    public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
+        let c = raw.assumingMemoryBound(to: Shop__V1__CommitStockResponse.self)
         if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
@@ -665,8 +908,8 @@ extension ProtoFile {
     public static let shop_v1_catalog = ProtoFile(
         path: "shop/v1/catalog.proto",
         dependencies: [ProtoFile.bazaar_options_v1_options, ProtoFile.google_api_annotations, ProtoFile.google_protobuf_field_mask, ProtoFile.google_protobuf_timestamp, ProtoFile.shop_v1_common],
-        messageTypes: [Shop_V1_Product.self, Shop_V1_ListProductsRequest.self, Shop_V1_ListProductsResponse.self, Shop_V1_GetProductRequest.self, Shop_V1_CreateProductRequest.self, Shop_V1_UpdateProductRequest.self, Shop_V1_DeleteProductRequest.self, Shop_V1_DeleteProductResponse.self, Shop_V1_StockLine.self, Shop_V1_ReserveStockRequest.self, Shop_V1_ReserveStockResponse.self, Shop_V1_ReleaseStockRequest.self, Shop_V1_ReleaseStockResponse.self, Shop_V1_WatchStockRequest.self, Shop_V1_StockLevel.self],
-        enumTypes: []
+        messageTypes: [Shop_V1_Product.self, Shop_V1_ListProductsRequest.self, Shop_V1_ListProductsResponse.self, Shop_V1_GetProductRequest.self, Shop_V1_BatchGetProductsRequest.self, Shop_V1_BatchGetProductsResponse.self, Shop_V1_CreateProductRequest.self, Shop_V1_UpdateProductRequest.self, Shop_V1_DeleteProductRequest.self, Shop_V1_DeleteProductResponse.self, Shop_V1_StockLine.self, Shop_V1_ReserveStockRequest.self, Shop_V1_ReserveStockResponse.self, Shop_V1_ReservedLine.self, Shop_V1_CommitStockRequest.self, Shop_V1_CommitStockResponse.self, Shop_V1_ReleaseStockRequest.self, Shop_V1_ReleaseStockResponse.self, Shop_V1_WatchStockRequest.self, Shop_V1_StockLevel.self],
+        enumTypes: [Shop_V1_ProductSort.self]
     ) {
         var length = 0
         let p = bazaar_file_descriptor__shop_2fv1_2fcatalog_2eproto(&length)!
@@ -688,12 +931,20 @@ public enum Shop_V1_CatalogService {
                 http: [HTTPRule(method: "GET", path: "/v1/products", body: "", responseBody: "")],
                 auth: AuthRequirement(level: .public, roles: [], scopes: [], callers: []),
                 defaultDeadline: .milliseconds(2000), idempotency: .noSideEffects, successStatus: 200))
-        /// Shows one product.
+        /// Shows one product, by id or by SKU.
         public static let getProduct = MethodDescriptor(
             service: "shop.v1.CatalogService", method: "GetProduct", kind: .unary,
             inputType: "shop.v1.GetProductRequest", outputType: "shop.v1.Product",
             options: MethodOptions(
-                http: [HTTPRule(method: "GET", path: "/v1/products/{id}", body: "", responseBody: "")],
+                http: [HTTPRule(method: "GET", path: "/v1/products/{id}", body: "", responseBody: ""), HTTPRule(method: "GET", path: "/v1/skus/{sku}", body: "", responseBody: "")],
+                auth: AuthRequirement(level: .public, roles: [], scopes: [], callers: []),
+                defaultDeadline: .milliseconds(2000), idempotency: .noSideEffects, successStatus: 200))
+        /// Shows several products at once (inactive ones too, for carts and orders that hold them).
+        public static let batchGetProducts = MethodDescriptor(
+            service: "shop.v1.CatalogService", method: "BatchGetProducts", kind: .unary,
+            inputType: "shop.v1.BatchGetProductsRequest", outputType: "shop.v1.BatchGetProductsResponse",
+            options: MethodOptions(
+                http: [HTTPRule(method: "GET", path: "/v1/products:batchGet", body: "", responseBody: "")],
                 auth: AuthRequirement(level: .public, roles: [], scopes: [], callers: []),
                 defaultDeadline: .milliseconds(2000), idempotency: .noSideEffects, successStatus: 200))
         /// Adds a product.
@@ -720,7 +971,8 @@ public enum Shop_V1_CatalogService {
                 http: [HTTPRule(method: "DELETE", path: "/v1/products/{id}", body: "", responseBody: "")],
                 auth: AuthRequirement(level: .authenticated, roles: ["admin"], scopes: [], callers: []),
                 defaultDeadline: .milliseconds(2000), idempotency: .idempotent, successStatus: 204))
-        /// Reserves stock for an order, all lines or none. Called by the orders service.
+        /// Reserves stock for an order, all lines or none, and prices the lines. Called by the orders
+        /// service. A reservation neither committed nor released expires and its stock returns.
         public static let reserveStock = MethodDescriptor(
             service: "shop.v1.CatalogService", method: "ReserveStock", kind: .unary,
             inputType: "shop.v1.ReserveStockRequest", outputType: "shop.v1.ReserveStockResponse",
@@ -728,7 +980,16 @@ public enum Shop_V1_CatalogService {
                 http: [],
                 auth: AuthRequirement(level: .internal, roles: [], scopes: [], callers: ["orders"]),
                 defaultDeadline: .milliseconds(2000), idempotency: .idempotent, successStatus: 200))
-        /// Returns reserved stock, when an order is cancelled.
+        /// Makes an order's reservation final, once the order is paid. FAILED_PRECONDITION when the
+        /// reservation was released (or expired) first.
+        public static let commitStock = MethodDescriptor(
+            service: "shop.v1.CatalogService", method: "CommitStock", kind: .unary,
+            inputType: "shop.v1.CommitStockRequest", outputType: "shop.v1.CommitStockResponse",
+            options: MethodOptions(
+                http: [],
+                auth: AuthRequirement(level: .internal, roles: [], scopes: [], callers: ["orders"]),
+                defaultDeadline: .milliseconds(2000), idempotency: .idempotent, successStatus: 200))
+        /// Returns an order's reserved (or, for a cancelled paid order, committed) stock.
         public static let releaseStock = MethodDescriptor(
             service: "shop.v1.CatalogService", method: "ReleaseStock", kind: .unary,
             inputType: "shop.v1.ReleaseStockRequest", outputType: "shop.v1.ReleaseStockResponse",
@@ -744,7 +1005,7 @@ public enum Shop_V1_CatalogService {
                 http: [HTTPRule(method: "GET", path: "/v1/products:watchStock", body: "", responseBody: "")],
                 auth: AuthRequirement(level: .public, roles: [], scopes: [], callers: []),
                 defaultDeadline: .milliseconds(2000), idempotency: .noSideEffects, successStatus: 200))
-        public static let all: [MethodDescriptor] = [listProducts, getProduct, createProduct, updateProduct, deleteProduct, reserveStock, releaseStock, watchStock]
+        public static let all: [MethodDescriptor] = [listProducts, getProduct, batchGetProducts, createProduct, updateProduct, deleteProduct, reserveStock, commitStock, releaseStock, watchStock]
     }
 
     public static let descriptor = ServiceDescriptor(name: name, methods: Method.all, file: ProtoFile.shop_v1_catalog)
@@ -753,17 +1014,23 @@ public enum Shop_V1_CatalogService {
     public protocol ServiceProtocol: RPCService {
         /// Lists active products, optionally filtered by category or text.
         func listProducts(_ request: Shop_V1_ListProductsRequest, context: ServerContext) async throws -> Shop_V1_ListProductsResponse
-        /// Shows one product.
+        /// Shows one product, by id or by SKU.
         func getProduct(_ request: Shop_V1_GetProductRequest, context: ServerContext) async throws -> Shop_V1_Product
+        /// Shows several products at once (inactive ones too, for carts and orders that hold them).
+        func batchGetProducts(_ request: Shop_V1_BatchGetProductsRequest, context: ServerContext) async throws -> Shop_V1_BatchGetProductsResponse
         /// Adds a product.
         func createProduct(_ request: Shop_V1_CreateProductRequest, context: ServerContext) async throws -> Shop_V1_Product
         /// Changes the fields of a product named in `update_mask`.
         func updateProduct(_ request: Shop_V1_UpdateProductRequest, context: ServerContext) async throws -> Shop_V1_Product
         /// Removes a product from sale (it stays for existing orders).
         func deleteProduct(_ request: Shop_V1_DeleteProductRequest, context: ServerContext) async throws -> Shop_V1_DeleteProductResponse
-        /// Reserves stock for an order, all lines or none. Called by the orders service.
+        /// Reserves stock for an order, all lines or none, and prices the lines. Called by the orders
+        /// service. A reservation neither committed nor released expires and its stock returns.
         func reserveStock(_ request: Shop_V1_ReserveStockRequest, context: ServerContext) async throws -> Shop_V1_ReserveStockResponse
-        /// Returns reserved stock, when an order is cancelled.
+        /// Makes an order's reservation final, once the order is paid. FAILED_PRECONDITION when the
+        /// reservation was released (or expired) first.
+        func commitStock(_ request: Shop_V1_CommitStockRequest, context: ServerContext) async throws -> Shop_V1_CommitStockResponse
+        /// Returns an order's reserved (or, for a cancelled paid order, committed) stock.
         func releaseStock(_ request: Shop_V1_ReleaseStockRequest, context: ServerContext) async throws -> Shop_V1_ReleaseStockResponse
         /// Streams stock levels of the given products as they change.
         func watchStock(_ request: Shop_V1_WatchStockRequest, responses: RPCWriter<Shop_V1_StockLevel>, context: ServerContext) async throws
@@ -780,9 +1047,14 @@ public enum Shop_V1_CatalogService {
             try await transport.unary(Method.listProducts, request, options: options)
         }
 
-        /// Shows one product.
+        /// Shows one product, by id or by SKU.
         public func getProduct(_ request: Shop_V1_GetProductRequest, options: CallOptions = CallOptions()) async throws -> Shop_V1_Product {
             try await transport.unary(Method.getProduct, request, options: options)
+        }
+
+        /// Shows several products at once (inactive ones too, for carts and orders that hold them).
+        public func batchGetProducts(_ request: Shop_V1_BatchGetProductsRequest, options: CallOptions = CallOptions()) async throws -> Shop_V1_BatchGetProductsResponse {
+            try await transport.unary(Method.batchGetProducts, request, options: options)
         }
 
         /// Adds a product.
@@ -800,12 +1072,19 @@ public enum Shop_V1_CatalogService {
             try await transport.unary(Method.deleteProduct, request, options: options)
         }
 
-        /// Reserves stock for an order, all lines or none. Called by the orders service.
+        /// Reserves stock for an order, all lines or none, and prices the lines. Called by the orders
+        /// service. A reservation neither committed nor released expires and its stock returns.
         public func reserveStock(_ request: Shop_V1_ReserveStockRequest, options: CallOptions = CallOptions()) async throws -> Shop_V1_ReserveStockResponse {
             try await transport.unary(Method.reserveStock, request, options: options)
         }
 
-        /// Returns reserved stock, when an order is cancelled.
+        /// Makes an order's reservation final, once the order is paid. FAILED_PRECONDITION when the
+        /// reservation was released (or expired) first.
+        public func commitStock(_ request: Shop_V1_CommitStockRequest, options: CallOptions = CallOptions()) async throws -> Shop_V1_CommitStockResponse {
+            try await transport.unary(Method.commitStock, request, options: options)
+        }
+
+        /// Returns an order's reserved (or, for a cancelled paid order, committed) stock.
         public func releaseStock(_ request: Shop_V1_ReleaseStockRequest, options: CallOptions = CallOptions()) async throws -> Shop_V1_ReleaseStockResponse {
             try await transport.unary(Method.releaseStock, request, options: options)
         }
@@ -824,10 +1103,12 @@ extension Shop_V1_CatalogService.ServiceProtocol {
         [
             .unary(Shop_V1_CatalogService.Method.listProducts) { try await self.listProducts($0, context: $1) },
             .unary(Shop_V1_CatalogService.Method.getProduct) { try await self.getProduct($0, context: $1) },
+            .unary(Shop_V1_CatalogService.Method.batchGetProducts) { try await self.batchGetProducts($0, context: $1) },
             .unary(Shop_V1_CatalogService.Method.createProduct) { try await self.createProduct($0, context: $1) },
             .unary(Shop_V1_CatalogService.Method.updateProduct) { try await self.updateProduct($0, context: $1) },
             .unary(Shop_V1_CatalogService.Method.deleteProduct) { try await self.deleteProduct($0, context: $1) },
             .unary(Shop_V1_CatalogService.Method.reserveStock) { try await self.reserveStock($0, context: $1) },
+            .unary(Shop_V1_CatalogService.Method.commitStock) { try await self.commitStock($0, context: $1) },
             .unary(Shop_V1_CatalogService.Method.releaseStock) { try await self.releaseStock($0, context: $1) },
             .serverStreaming(Shop_V1_CatalogService.Method.watchStock) { try await self.watchStock($0, responses: $1, context: $2) },
         ]

@@ -60,6 +60,10 @@ public struct Shop_V1_Order: WireMessage {
     public var shippingAddress: Shop_V1_Address? = nil
     public var createTime: Google_Protobuf_Timestamp? = nil
     public var updateTime: Google_Protobuf_Timestamp? = nil
+    /// Why it was cancelled, when it was.
+    public var cancelReason: String = ""
+    /// The payment provider's charge id, once paid.
+    public var paymentID: String = ""
     /// Fields not in this schema, kept for the round trip.
     public var unknownFields = UnknownFields()
 
@@ -78,7 +82,9 @@ public struct Shop_V1_Order: WireMessage {
         total: Shop_V1_Money? = nil,
         shippingAddress: Shop_V1_Address? = nil,
         createTime: Google_Protobuf_Timestamp? = nil,
-        updateTime: Google_Protobuf_Timestamp? = nil
+        updateTime: Google_Protobuf_Timestamp? = nil,
+        cancelReason: String = "",
+        paymentID: String = ""
     ) {
         self.id = id
         self.userID = userID
@@ -88,6 +94,8 @@ public struct Shop_V1_Order: WireMessage {
         self.shippingAddress = shippingAddress
         self.createTime = createTime
         self.updateTime = updateTime
+        self.cancelReason = cancelReason
+        self.paymentID = paymentID
     }
 
     public func _writeC(_ raw: UnsafeMutableRawPointer, _ arena: WireArena) throws(WireEncodingError) {
@@ -105,6 +113,8 @@ public struct Shop_V1_Order: WireMessage {
         if let v = self.shippingAddress { c.pointee.shipping_address = try arena.message(v).assumingMemoryBound(to: Shop__V1__Address.self) }
         if let v = self.createTime { c.pointee.create_time = try arena.message(v).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
         if let v = self.updateTime { c.pointee.update_time = try arena.message(v).assumingMemoryBound(to: Google__Protobuf__Timestamp.self) }
+        if !self.cancelReason.isEmpty { c.pointee.cancel_reason = try arena.cString(self.cancelReason) }
+        if !self.paymentID.isEmpty { c.pointee.payment_id = try arena.cString(self.paymentID) }
         unknownFields.write(into: &c.pointee.base, arena)
     }
 
@@ -124,6 +134,8 @@ public struct Shop_V1_Order: WireMessage {
         if let p = c.pointee.shipping_address { self.shippingAddress = try Shop_V1_Address(_readC: p) }
         if let p = c.pointee.create_time { self.createTime = try Google_Protobuf_Timestamp(_readC: p) }
         if let p = c.pointee.update_time { self.updateTime = try Google_Protobuf_Timestamp(_readC: p) }
+        self.cancelReason = try WireDecode.string(c.pointee.cancel_reason, field: "shop.v1.Order.cancel_reason")
+        self.paymentID = try WireDecode.string(c.pointee.payment_id, field: "shop.v1.Order.payment_id")
         if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
@@ -184,6 +196,9 @@ public struct Shop_V1_PlaceOrderRequest: WireMessage {
     /// Client-chosen id (a UUID): placing twice with one id places one order.
     public var requestID: String = ""
     public var shippingAddress: Shop_V1_Address? = nil
+    /// The payment method, as the payment provider's token. The built-in test provider accepts any
+    /// token except "tok_declined" (declined) and "tok_error" (provider unavailable).
+    public var paymentToken: String = ""
     /// Fields not in this schema, kept for the round trip.
     public var unknownFields = UnknownFields()
 
@@ -196,16 +211,19 @@ public struct Shop_V1_PlaceOrderRequest: WireMessage {
     /// A message with the given fields; the rest keep their defaults.
     public init(
         requestID: String = "",
-        shippingAddress: Shop_V1_Address? = nil
+        shippingAddress: Shop_V1_Address? = nil,
+        paymentToken: String = ""
     ) {
         self.requestID = requestID
         self.shippingAddress = shippingAddress
+        self.paymentToken = paymentToken
     }
 
     public func _writeC(_ raw: UnsafeMutableRawPointer, _ arena: WireArena) throws(WireEncodingError) {
         let c = raw.assumingMemoryBound(to: Shop__V1__PlaceOrderRequest.self)
         if !self.requestID.isEmpty { c.pointee.request_id = try arena.cString(self.requestID) }
         if let v = self.shippingAddress { c.pointee.shipping_address = try arena.message(v).assumingMemoryBound(to: Shop__V1__Address.self) }
+        if !self.paymentToken.isEmpty { c.pointee.payment_token = try arena.cString(self.paymentToken) }
         unknownFields.write(into: &c.pointee.base, arena)
     }
 
@@ -213,6 +231,7 @@ public struct Shop_V1_PlaceOrderRequest: WireMessage {
         let c = raw.assumingMemoryBound(to: Shop__V1__PlaceOrderRequest.self)
         self.requestID = try WireDecode.string(c.pointee.request_id, field: "shop.v1.PlaceOrderRequest.request_id")
         if let p = c.pointee.shipping_address { self.shippingAddress = try Shop_V1_Address(_readC: p) }
+        self.paymentToken = try WireDecode.string(c.pointee.payment_token, field: "shop.v1.PlaceOrderRequest.payment_token")
         if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
     }
 }
@@ -455,7 +474,10 @@ public enum Shop_V1_OrdersService {
 
     /// Every method with its path, kind and IDL options.
     public enum Method {
-        /// Places an order from the caller's cart. `request_id` makes a retry return the same order.
+        /// Places an order from the caller's cart: prices and reserves every line, charges the payment,
+        /// and on success commits the stock and empties the cart. A declined payment cancels the order,
+        /// releases the stock and fails with FAILED_PRECONDITION. `request_id` makes a retry return the
+        /// same order (or the same failure) without charging again.
         public static let placeOrder = MethodDescriptor(
             service: "shop.v1.OrdersService", method: "PlaceOrder", kind: .unary,
             inputType: "shop.v1.PlaceOrderRequest", outputType: "shop.v1.Order",
@@ -479,7 +501,7 @@ public enum Shop_V1_OrdersService {
                 http: [HTTPRule(method: "GET", path: "/v1/orders", body: "", responseBody: "")],
                 auth: AuthRequirement(level: .authenticated, roles: [], scopes: [], callers: []),
                 defaultDeadline: .milliseconds(5000), idempotency: .noSideEffects, successStatus: 200))
-        /// Cancels an order that has not shipped, releasing its stock.
+        /// Cancels an order that has not shipped, releasing its stock and refunding a payment.
         public static let cancelOrder = MethodDescriptor(
             service: "shop.v1.OrdersService", method: "CancelOrder", kind: .unary,
             inputType: "shop.v1.CancelOrderRequest", outputType: "shop.v1.Order",
@@ -487,6 +509,14 @@ public enum Shop_V1_OrdersService {
                 http: [HTTPRule(method: "POST", path: "/v1/orders/{id}:cancel", body: "*", responseBody: "")],
                 auth: AuthRequirement(level: .authenticated, roles: [], scopes: [], callers: []),
                 defaultDeadline: .milliseconds(5000), idempotency: .idempotent, successStatus: 200))
+        /// Every user's orders, newest first. Admins only.
+        public static let listAllOrders = MethodDescriptor(
+            service: "shop.v1.OrdersService", method: "ListAllOrders", kind: .unary,
+            inputType: "shop.v1.ListOrdersRequest", outputType: "shop.v1.ListOrdersResponse",
+            options: MethodOptions(
+                http: [HTTPRule(method: "GET", path: "/v1/admin/orders", body: "", responseBody: "")],
+                auth: AuthRequirement(level: .authenticated, roles: ["admin"], scopes: [], callers: []),
+                defaultDeadline: .milliseconds(5000), idempotency: .noSideEffects, successStatus: 200))
         /// Moves an order along (paid, shipped, delivered). Admins only.
         public static let updateOrderStatus = MethodDescriptor(
             service: "shop.v1.OrdersService", method: "UpdateOrderStatus", kind: .unary,
@@ -503,21 +533,26 @@ public enum Shop_V1_OrdersService {
                 http: [HTTPRule(method: "GET", path: "/v1/orders/{id}:watch", body: "", responseBody: "")],
                 auth: AuthRequirement(level: .authenticated, roles: [], scopes: [], callers: []),
                 defaultDeadline: .milliseconds(5000), idempotency: .noSideEffects, successStatus: 200))
-        public static let all: [MethodDescriptor] = [placeOrder, getOrder, listOrders, cancelOrder, updateOrderStatus, watchOrder]
+        public static let all: [MethodDescriptor] = [placeOrder, getOrder, listOrders, cancelOrder, listAllOrders, updateOrderStatus, watchOrder]
     }
 
     public static let descriptor = ServiceDescriptor(name: name, methods: Method.all, file: ProtoFile.shop_v1_orders)
 
     /// Implement this to serve `shop.v1.OrdersService`; `handlers` is provided.
     public protocol ServiceProtocol: RPCService {
-        /// Places an order from the caller's cart. `request_id` makes a retry return the same order.
+        /// Places an order from the caller's cart: prices and reserves every line, charges the payment,
+        /// and on success commits the stock and empties the cart. A declined payment cancels the order,
+        /// releases the stock and fails with FAILED_PRECONDITION. `request_id` makes a retry return the
+        /// same order (or the same failure) without charging again.
         func placeOrder(_ request: Shop_V1_PlaceOrderRequest, context: ServerContext) async throws -> Shop_V1_Order
         /// Shows one of the caller's orders.
         func getOrder(_ request: Shop_V1_GetOrderRequest, context: ServerContext) async throws -> Shop_V1_Order
         /// The caller's orders, newest first.
         func listOrders(_ request: Shop_V1_ListOrdersRequest, context: ServerContext) async throws -> Shop_V1_ListOrdersResponse
-        /// Cancels an order that has not shipped, releasing its stock.
+        /// Cancels an order that has not shipped, releasing its stock and refunding a payment.
         func cancelOrder(_ request: Shop_V1_CancelOrderRequest, context: ServerContext) async throws -> Shop_V1_Order
+        /// Every user's orders, newest first. Admins only.
+        func listAllOrders(_ request: Shop_V1_ListOrdersRequest, context: ServerContext) async throws -> Shop_V1_ListOrdersResponse
         /// Moves an order along (paid, shipped, delivered). Admins only.
         func updateOrderStatus(_ request: Shop_V1_UpdateOrderStatusRequest, context: ServerContext) async throws -> Shop_V1_Order
         /// Streams the order's status each time it changes, until it is delivered or cancelled.
@@ -530,7 +565,10 @@ public enum Shop_V1_OrdersService {
 
         public init(transport: any ClientTransport) { self.transport = transport }
 
-        /// Places an order from the caller's cart. `request_id` makes a retry return the same order.
+        /// Places an order from the caller's cart: prices and reserves every line, charges the payment,
+        /// and on success commits the stock and empties the cart. A declined payment cancels the order,
+        /// releases the stock and fails with FAILED_PRECONDITION. `request_id` makes a retry return the
+        /// same order (or the same failure) without charging again.
         public func placeOrder(_ request: Shop_V1_PlaceOrderRequest, options: CallOptions = CallOptions()) async throws -> Shop_V1_Order {
             try await transport.unary(Method.placeOrder, request, options: options)
         }
@@ -545,9 +583,14 @@ public enum Shop_V1_OrdersService {
             try await transport.unary(Method.listOrders, request, options: options)
         }
 
-        /// Cancels an order that has not shipped, releasing its stock.
+        /// Cancels an order that has not shipped, releasing its stock and refunding a payment.
         public func cancelOrder(_ request: Shop_V1_CancelOrderRequest, options: CallOptions = CallOptions()) async throws -> Shop_V1_Order {
             try await transport.unary(Method.cancelOrder, request, options: options)
+        }
+
+        /// Every user's orders, newest first. Admins only.
+        public func listAllOrders(_ request: Shop_V1_ListOrdersRequest, options: CallOptions = CallOptions()) async throws -> Shop_V1_ListOrdersResponse {
+            try await transport.unary(Method.listAllOrders, request, options: options)
         }
 
         /// Moves an order along (paid, shipped, delivered). Admins only.
@@ -571,6 +614,7 @@ extension Shop_V1_OrdersService.ServiceProtocol {
             .unary(Shop_V1_OrdersService.Method.getOrder) { try await self.getOrder($0, context: $1) },
             .unary(Shop_V1_OrdersService.Method.listOrders) { try await self.listOrders($0, context: $1) },
             .unary(Shop_V1_OrdersService.Method.cancelOrder) { try await self.cancelOrder($0, context: $1) },
+            .unary(Shop_V1_OrdersService.Method.listAllOrders) { try await self.listAllOrders($0, context: $1) },
             .unary(Shop_V1_OrdersService.Method.updateOrderStatus) { try await self.updateOrderStatus($0, context: $1) },
             .serverStreaming(Shop_V1_OrdersService.Method.watchOrder) { try await self.watchOrder($0, responses: $1, context: $2) },
         ]

@@ -14,16 +14,26 @@ PROTOBUF_C__BEGIN_DECLS
 #include "bazaar/options/v1/options.pb-c.h"
 #include "google/api/annotations.pb-c.h"
 #include "google/protobuf/timestamp.pb-c.h"
+#include "shop/v1/common.pb-c.h"
 
 typedef struct Shop__V1__User Shop__V1__User;
 typedef struct Shop__V1__RegisterRequest Shop__V1__RegisterRequest;
 typedef struct Shop__V1__LoginRequest Shop__V1__LoginRequest;
 typedef struct Shop__V1__Session Shop__V1__Session;
+typedef struct Shop__V1__RefreshRequest Shop__V1__RefreshRequest;
 typedef struct Shop__V1__LogoutRequest Shop__V1__LogoutRequest;
 typedef struct Shop__V1__LogoutResponse Shop__V1__LogoutResponse;
 typedef struct Shop__V1__GetMeRequest Shop__V1__GetMeRequest;
-typedef struct Shop__V1__ValidateSessionRequest Shop__V1__ValidateSessionRequest;
-typedef struct Shop__V1__ValidateSessionResponse Shop__V1__ValidateSessionResponse;
+typedef struct Shop__V1__UpdateMeRequest Shop__V1__UpdateMeRequest;
+typedef struct Shop__V1__ChangePasswordRequest Shop__V1__ChangePasswordRequest;
+typedef struct Shop__V1__ChangePasswordResponse Shop__V1__ChangePasswordResponse;
+typedef struct Shop__V1__ListUsersRequest Shop__V1__ListUsersRequest;
+typedef struct Shop__V1__ListUsersResponse Shop__V1__ListUsersResponse;
+typedef struct Shop__V1__SetUserRolesRequest Shop__V1__SetUserRolesRequest;
+typedef struct Shop__V1__GetUserRequest Shop__V1__GetUserRequest;
+typedef struct Shop__V1__GetPublicKeysRequest Shop__V1__GetPublicKeysRequest;
+typedef struct Shop__V1__PublicKeys Shop__V1__PublicKeys;
+typedef struct Shop__V1__PublicKey Shop__V1__PublicKey;
 
 /* --- enums --- */
 
@@ -67,21 +77,34 @@ struct  Shop__V1__LoginRequest
 struct  Shop__V1__Session
 {
   ProtobufCMessage base;
-  char *token;
-  Google__Protobuf__Timestamp *expire_time;
+  char *access_token;
+  Google__Protobuf__Timestamp *access_expire_time;
   Shop__V1__User *user;
+  char *refresh_token;
+  Google__Protobuf__Timestamp *refresh_expire_time;
+  char *token_type;
 };
 #define SHOP__V1__SESSION__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&shop__v1__session__descriptor) \
-    , (char *)protobuf_c_empty_string, NULL, NULL }
+    , (char *)protobuf_c_empty_string, NULL, NULL, (char *)protobuf_c_empty_string, NULL, (char *)protobuf_c_empty_string }
+
+struct  Shop__V1__RefreshRequest
+{
+  ProtobufCMessage base;
+  char *refresh_token;
+};
+#define SHOP__V1__REFRESH_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shop__v1__refresh_request__descriptor) \
+    , (char *)protobuf_c_empty_string }
 
 struct  Shop__V1__LogoutRequest
 {
   ProtobufCMessage base;
+  char *refresh_token;
 };
 #define SHOP__V1__LOGOUT_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&shop__v1__logout_request__descriptor) \
-     }
+    , (char *)protobuf_c_empty_string }
 
 struct  Shop__V1__LogoutResponse
 {
@@ -99,24 +122,104 @@ struct  Shop__V1__GetMeRequest
  { PROTOBUF_C_MESSAGE_INIT (&shop__v1__get_me_request__descriptor) \
      }
 
-struct  Shop__V1__ValidateSessionRequest
+struct  Shop__V1__UpdateMeRequest
 {
   ProtobufCMessage base;
-  char *token;
+  char *display_name;
 };
-#define SHOP__V1__VALIDATE_SESSION_REQUEST__INIT \
- { PROTOBUF_C_MESSAGE_INIT (&shop__v1__validate_session_request__descriptor) \
+#define SHOP__V1__UPDATE_ME_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shop__v1__update_me_request__descriptor) \
     , (char *)protobuf_c_empty_string }
 
-struct  Shop__V1__ValidateSessionResponse
+struct  Shop__V1__ChangePasswordRequest
 {
   ProtobufCMessage base;
-  Shop__V1__User *user;
-  Google__Protobuf__Timestamp *expire_time;
+  char *current_password;
+  char *new_password;
 };
-#define SHOP__V1__VALIDATE_SESSION_RESPONSE__INIT \
- { PROTOBUF_C_MESSAGE_INIT (&shop__v1__validate_session_response__descriptor) \
-    , NULL, NULL }
+#define SHOP__V1__CHANGE_PASSWORD_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shop__v1__change_password_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+struct  Shop__V1__ChangePasswordResponse
+{
+  ProtobufCMessage base;
+};
+#define SHOP__V1__CHANGE_PASSWORD_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shop__v1__change_password_response__descriptor) \
+     }
+
+struct  Shop__V1__ListUsersRequest
+{
+  ProtobufCMessage base;
+  Shop__V1__PageRequest *page;
+};
+#define SHOP__V1__LIST_USERS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shop__v1__list_users_request__descriptor) \
+    , NULL }
+
+struct  Shop__V1__ListUsersResponse
+{
+  ProtobufCMessage base;
+  size_t n_users;
+  Shop__V1__User **users;
+  char *next_page_token;
+};
+#define SHOP__V1__LIST_USERS_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shop__v1__list_users_response__descriptor) \
+    , 0,NULL, (char *)protobuf_c_empty_string }
+
+struct  Shop__V1__SetUserRolesRequest
+{
+  ProtobufCMessage base;
+  char *user_id;
+  size_t n_roles;
+  char **roles;
+};
+#define SHOP__V1__SET_USER_ROLES_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shop__v1__set_user_roles_request__descriptor) \
+    , (char *)protobuf_c_empty_string, 0,NULL }
+
+struct  Shop__V1__GetUserRequest
+{
+  ProtobufCMessage base;
+  char *user_id;
+};
+#define SHOP__V1__GET_USER_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shop__v1__get_user_request__descriptor) \
+    , (char *)protobuf_c_empty_string }
+
+struct  Shop__V1__GetPublicKeysRequest
+{
+  ProtobufCMessage base;
+};
+#define SHOP__V1__GET_PUBLIC_KEYS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shop__v1__get_public_keys_request__descriptor) \
+     }
+
+struct  Shop__V1__PublicKeys
+{
+  ProtobufCMessage base;
+  size_t n_keys;
+  Shop__V1__PublicKey **keys;
+};
+#define SHOP__V1__PUBLIC_KEYS__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shop__v1__public_keys__descriptor) \
+    , 0,NULL }
+
+struct  Shop__V1__PublicKey
+{
+  ProtobufCMessage base;
+  char *kty;
+  char *crv;
+  char *kid;
+  char *x;
+  char *alg;
+  char *use;
+};
+#define SHOP__V1__PUBLIC_KEY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shop__v1__public_key__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 /* Shop__V1__User methods */
 void   shop__v1__user__init
@@ -186,6 +289,23 @@ void   shop__v1__session__free_unpacked
                      (Shop__V1__Session *message,
                       ProtobufCAllocator *allocator);
 
+/* Shop__V1__RefreshRequest methods */
+void   shop__v1__refresh_request__init
+                     (Shop__V1__RefreshRequest         *message);
+size_t shop__v1__refresh_request__get_packed_size
+                     (const Shop__V1__RefreshRequest   *message);
+size_t shop__v1__refresh_request__pack
+                     (const Shop__V1__RefreshRequest   *message,
+                      uint8_t             *out);
+Shop__V1__RefreshRequest *
+       shop__v1__refresh_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shop__v1__refresh_request__free_unpacked
+                     (Shop__V1__RefreshRequest *message,
+                      ProtobufCAllocator *allocator);
+
 /* Shop__V1__LogoutRequest methods */
 void   shop__v1__logout_request__init
                      (Shop__V1__LogoutRequest         *message);
@@ -237,38 +357,174 @@ void   shop__v1__get_me_request__free_unpacked
                      (Shop__V1__GetMeRequest *message,
                       ProtobufCAllocator *allocator);
 
-/* Shop__V1__ValidateSessionRequest methods */
-void   shop__v1__validate_session_request__init
-                     (Shop__V1__ValidateSessionRequest         *message);
-size_t shop__v1__validate_session_request__get_packed_size
-                     (const Shop__V1__ValidateSessionRequest   *message);
-size_t shop__v1__validate_session_request__pack
-                     (const Shop__V1__ValidateSessionRequest   *message,
+/* Shop__V1__UpdateMeRequest methods */
+void   shop__v1__update_me_request__init
+                     (Shop__V1__UpdateMeRequest         *message);
+size_t shop__v1__update_me_request__get_packed_size
+                     (const Shop__V1__UpdateMeRequest   *message);
+size_t shop__v1__update_me_request__pack
+                     (const Shop__V1__UpdateMeRequest   *message,
                       uint8_t             *out);
-Shop__V1__ValidateSessionRequest *
-       shop__v1__validate_session_request__unpack
+Shop__V1__UpdateMeRequest *
+       shop__v1__update_me_request__unpack
                      (ProtobufCAllocator  *allocator,
                       size_t               len,
                       const uint8_t       *data);
-void   shop__v1__validate_session_request__free_unpacked
-                     (Shop__V1__ValidateSessionRequest *message,
+void   shop__v1__update_me_request__free_unpacked
+                     (Shop__V1__UpdateMeRequest *message,
                       ProtobufCAllocator *allocator);
 
-/* Shop__V1__ValidateSessionResponse methods */
-void   shop__v1__validate_session_response__init
-                     (Shop__V1__ValidateSessionResponse         *message);
-size_t shop__v1__validate_session_response__get_packed_size
-                     (const Shop__V1__ValidateSessionResponse   *message);
-size_t shop__v1__validate_session_response__pack
-                     (const Shop__V1__ValidateSessionResponse   *message,
+/* Shop__V1__ChangePasswordRequest methods */
+void   shop__v1__change_password_request__init
+                     (Shop__V1__ChangePasswordRequest         *message);
+size_t shop__v1__change_password_request__get_packed_size
+                     (const Shop__V1__ChangePasswordRequest   *message);
+size_t shop__v1__change_password_request__pack
+                     (const Shop__V1__ChangePasswordRequest   *message,
                       uint8_t             *out);
-Shop__V1__ValidateSessionResponse *
-       shop__v1__validate_session_response__unpack
+Shop__V1__ChangePasswordRequest *
+       shop__v1__change_password_request__unpack
                      (ProtobufCAllocator  *allocator,
                       size_t               len,
                       const uint8_t       *data);
-void   shop__v1__validate_session_response__free_unpacked
-                     (Shop__V1__ValidateSessionResponse *message,
+void   shop__v1__change_password_request__free_unpacked
+                     (Shop__V1__ChangePasswordRequest *message,
+                      ProtobufCAllocator *allocator);
+
+/* Shop__V1__ChangePasswordResponse methods */
+void   shop__v1__change_password_response__init
+                     (Shop__V1__ChangePasswordResponse         *message);
+size_t shop__v1__change_password_response__get_packed_size
+                     (const Shop__V1__ChangePasswordResponse   *message);
+size_t shop__v1__change_password_response__pack
+                     (const Shop__V1__ChangePasswordResponse   *message,
+                      uint8_t             *out);
+Shop__V1__ChangePasswordResponse *
+       shop__v1__change_password_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shop__v1__change_password_response__free_unpacked
+                     (Shop__V1__ChangePasswordResponse *message,
+                      ProtobufCAllocator *allocator);
+
+/* Shop__V1__ListUsersRequest methods */
+void   shop__v1__list_users_request__init
+                     (Shop__V1__ListUsersRequest         *message);
+size_t shop__v1__list_users_request__get_packed_size
+                     (const Shop__V1__ListUsersRequest   *message);
+size_t shop__v1__list_users_request__pack
+                     (const Shop__V1__ListUsersRequest   *message,
+                      uint8_t             *out);
+Shop__V1__ListUsersRequest *
+       shop__v1__list_users_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shop__v1__list_users_request__free_unpacked
+                     (Shop__V1__ListUsersRequest *message,
+                      ProtobufCAllocator *allocator);
+
+/* Shop__V1__ListUsersResponse methods */
+void   shop__v1__list_users_response__init
+                     (Shop__V1__ListUsersResponse         *message);
+size_t shop__v1__list_users_response__get_packed_size
+                     (const Shop__V1__ListUsersResponse   *message);
+size_t shop__v1__list_users_response__pack
+                     (const Shop__V1__ListUsersResponse   *message,
+                      uint8_t             *out);
+Shop__V1__ListUsersResponse *
+       shop__v1__list_users_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shop__v1__list_users_response__free_unpacked
+                     (Shop__V1__ListUsersResponse *message,
+                      ProtobufCAllocator *allocator);
+
+/* Shop__V1__SetUserRolesRequest methods */
+void   shop__v1__set_user_roles_request__init
+                     (Shop__V1__SetUserRolesRequest         *message);
+size_t shop__v1__set_user_roles_request__get_packed_size
+                     (const Shop__V1__SetUserRolesRequest   *message);
+size_t shop__v1__set_user_roles_request__pack
+                     (const Shop__V1__SetUserRolesRequest   *message,
+                      uint8_t             *out);
+Shop__V1__SetUserRolesRequest *
+       shop__v1__set_user_roles_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shop__v1__set_user_roles_request__free_unpacked
+                     (Shop__V1__SetUserRolesRequest *message,
+                      ProtobufCAllocator *allocator);
+
+/* Shop__V1__GetUserRequest methods */
+void   shop__v1__get_user_request__init
+                     (Shop__V1__GetUserRequest         *message);
+size_t shop__v1__get_user_request__get_packed_size
+                     (const Shop__V1__GetUserRequest   *message);
+size_t shop__v1__get_user_request__pack
+                     (const Shop__V1__GetUserRequest   *message,
+                      uint8_t             *out);
+Shop__V1__GetUserRequest *
+       shop__v1__get_user_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shop__v1__get_user_request__free_unpacked
+                     (Shop__V1__GetUserRequest *message,
+                      ProtobufCAllocator *allocator);
+
+/* Shop__V1__GetPublicKeysRequest methods */
+void   shop__v1__get_public_keys_request__init
+                     (Shop__V1__GetPublicKeysRequest         *message);
+size_t shop__v1__get_public_keys_request__get_packed_size
+                     (const Shop__V1__GetPublicKeysRequest   *message);
+size_t shop__v1__get_public_keys_request__pack
+                     (const Shop__V1__GetPublicKeysRequest   *message,
+                      uint8_t             *out);
+Shop__V1__GetPublicKeysRequest *
+       shop__v1__get_public_keys_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shop__v1__get_public_keys_request__free_unpacked
+                     (Shop__V1__GetPublicKeysRequest *message,
+                      ProtobufCAllocator *allocator);
+
+/* Shop__V1__PublicKeys methods */
+void   shop__v1__public_keys__init
+                     (Shop__V1__PublicKeys         *message);
+size_t shop__v1__public_keys__get_packed_size
+                     (const Shop__V1__PublicKeys   *message);
+size_t shop__v1__public_keys__pack
+                     (const Shop__V1__PublicKeys   *message,
+                      uint8_t             *out);
+Shop__V1__PublicKeys *
+       shop__v1__public_keys__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shop__v1__public_keys__free_unpacked
+                     (Shop__V1__PublicKeys *message,
+                      ProtobufCAllocator *allocator);
+
+/* Shop__V1__PublicKey methods */
+void   shop__v1__public_key__init
+                     (Shop__V1__PublicKey         *message);
+size_t shop__v1__public_key__get_packed_size
+                     (const Shop__V1__PublicKey   *message);
+size_t shop__v1__public_key__pack
+                     (const Shop__V1__PublicKey   *message,
+                      uint8_t             *out);
+Shop__V1__PublicKey *
+       shop__v1__public_key__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shop__v1__public_key__free_unpacked
+                     (Shop__V1__PublicKey *message,
                       ProtobufCAllocator *allocator);
 
 /* --- descriptors --- */
@@ -277,11 +533,20 @@ extern const ProtobufCMessageDescriptor shop__v1__user__descriptor;
 extern const ProtobufCMessageDescriptor shop__v1__register_request__descriptor;
 extern const ProtobufCMessageDescriptor shop__v1__login_request__descriptor;
 extern const ProtobufCMessageDescriptor shop__v1__session__descriptor;
+extern const ProtobufCMessageDescriptor shop__v1__refresh_request__descriptor;
 extern const ProtobufCMessageDescriptor shop__v1__logout_request__descriptor;
 extern const ProtobufCMessageDescriptor shop__v1__logout_response__descriptor;
 extern const ProtobufCMessageDescriptor shop__v1__get_me_request__descriptor;
-extern const ProtobufCMessageDescriptor shop__v1__validate_session_request__descriptor;
-extern const ProtobufCMessageDescriptor shop__v1__validate_session_response__descriptor;
+extern const ProtobufCMessageDescriptor shop__v1__update_me_request__descriptor;
+extern const ProtobufCMessageDescriptor shop__v1__change_password_request__descriptor;
+extern const ProtobufCMessageDescriptor shop__v1__change_password_response__descriptor;
+extern const ProtobufCMessageDescriptor shop__v1__list_users_request__descriptor;
+extern const ProtobufCMessageDescriptor shop__v1__list_users_response__descriptor;
+extern const ProtobufCMessageDescriptor shop__v1__set_user_roles_request__descriptor;
+extern const ProtobufCMessageDescriptor shop__v1__get_user_request__descriptor;
+extern const ProtobufCMessageDescriptor shop__v1__get_public_keys_request__descriptor;
+extern const ProtobufCMessageDescriptor shop__v1__public_keys__descriptor;
+extern const ProtobufCMessageDescriptor shop__v1__public_key__descriptor;
 
 /* --- descriptor addresses (Bazaar addition, for Swift) --- */
 
@@ -289,11 +554,20 @@ static inline const ProtobufCMessageDescriptor *shop__v1__user__descriptor_addre
 static inline const ProtobufCMessageDescriptor *shop__v1__register_request__descriptor_address(void) { return &shop__v1__register_request__descriptor; }
 static inline const ProtobufCMessageDescriptor *shop__v1__login_request__descriptor_address(void) { return &shop__v1__login_request__descriptor; }
 static inline const ProtobufCMessageDescriptor *shop__v1__session__descriptor_address(void) { return &shop__v1__session__descriptor; }
+static inline const ProtobufCMessageDescriptor *shop__v1__refresh_request__descriptor_address(void) { return &shop__v1__refresh_request__descriptor; }
 static inline const ProtobufCMessageDescriptor *shop__v1__logout_request__descriptor_address(void) { return &shop__v1__logout_request__descriptor; }
 static inline const ProtobufCMessageDescriptor *shop__v1__logout_response__descriptor_address(void) { return &shop__v1__logout_response__descriptor; }
 static inline const ProtobufCMessageDescriptor *shop__v1__get_me_request__descriptor_address(void) { return &shop__v1__get_me_request__descriptor; }
-static inline const ProtobufCMessageDescriptor *shop__v1__validate_session_request__descriptor_address(void) { return &shop__v1__validate_session_request__descriptor; }
-static inline const ProtobufCMessageDescriptor *shop__v1__validate_session_response__descriptor_address(void) { return &shop__v1__validate_session_response__descriptor; }
+static inline const ProtobufCMessageDescriptor *shop__v1__update_me_request__descriptor_address(void) { return &shop__v1__update_me_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shop__v1__change_password_request__descriptor_address(void) { return &shop__v1__change_password_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shop__v1__change_password_response__descriptor_address(void) { return &shop__v1__change_password_response__descriptor; }
+static inline const ProtobufCMessageDescriptor *shop__v1__list_users_request__descriptor_address(void) { return &shop__v1__list_users_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shop__v1__list_users_response__descriptor_address(void) { return &shop__v1__list_users_response__descriptor; }
+static inline const ProtobufCMessageDescriptor *shop__v1__set_user_roles_request__descriptor_address(void) { return &shop__v1__set_user_roles_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shop__v1__get_user_request__descriptor_address(void) { return &shop__v1__get_user_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shop__v1__get_public_keys_request__descriptor_address(void) { return &shop__v1__get_public_keys_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shop__v1__public_keys__descriptor_address(void) { return &shop__v1__public_keys__descriptor; }
+static inline const ProtobufCMessageDescriptor *shop__v1__public_key__descriptor_address(void) { return &shop__v1__public_key__descriptor; }
 
 /* The serialized google.protobuf.FileDescriptorProto of this file (for reflection). */
 const uint8_t *bazaar_file_descriptor__shop_2fv1_2faccounts_2eproto(size_t *length);

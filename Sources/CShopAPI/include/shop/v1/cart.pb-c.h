@@ -22,6 +22,7 @@ typedef struct Shop__V1__AddItemRequest Shop__V1__AddItemRequest;
 typedef struct Shop__V1__SetItemQuantityRequest Shop__V1__SetItemQuantityRequest;
 typedef struct Shop__V1__RemoveItemRequest Shop__V1__RemoveItemRequest;
 typedef struct Shop__V1__ClearCartRequest Shop__V1__ClearCartRequest;
+typedef struct Shop__V1__GetCartForUserRequest Shop__V1__GetCartForUserRequest;
 typedef struct Shop__V1__ClearCartForUserRequest Shop__V1__ClearCartForUserRequest;
 
 /* --- enums --- */
@@ -96,6 +97,15 @@ struct  Shop__V1__ClearCartRequest
 #define SHOP__V1__CLEAR_CART_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&shop__v1__clear_cart_request__descriptor) \
      }
+
+struct  Shop__V1__GetCartForUserRequest
+{
+  ProtobufCMessage base;
+  char *user_id;
+};
+#define SHOP__V1__GET_CART_FOR_USER_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shop__v1__get_cart_for_user_request__descriptor) \
+    , (char *)protobuf_c_empty_string }
 
 struct  Shop__V1__ClearCartForUserRequest
 {
@@ -225,6 +235,23 @@ void   shop__v1__clear_cart_request__free_unpacked
                      (Shop__V1__ClearCartRequest *message,
                       ProtobufCAllocator *allocator);
 
+/* Shop__V1__GetCartForUserRequest methods */
+void   shop__v1__get_cart_for_user_request__init
+                     (Shop__V1__GetCartForUserRequest         *message);
+size_t shop__v1__get_cart_for_user_request__get_packed_size
+                     (const Shop__V1__GetCartForUserRequest   *message);
+size_t shop__v1__get_cart_for_user_request__pack
+                     (const Shop__V1__GetCartForUserRequest   *message,
+                      uint8_t             *out);
+Shop__V1__GetCartForUserRequest *
+       shop__v1__get_cart_for_user_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shop__v1__get_cart_for_user_request__free_unpacked
+                     (Shop__V1__GetCartForUserRequest *message,
+                      ProtobufCAllocator *allocator);
+
 /* Shop__V1__ClearCartForUserRequest methods */
 void   shop__v1__clear_cart_for_user_request__init
                      (Shop__V1__ClearCartForUserRequest         *message);
@@ -251,6 +278,7 @@ extern const ProtobufCMessageDescriptor shop__v1__add_item_request__descriptor;
 extern const ProtobufCMessageDescriptor shop__v1__set_item_quantity_request__descriptor;
 extern const ProtobufCMessageDescriptor shop__v1__remove_item_request__descriptor;
 extern const ProtobufCMessageDescriptor shop__v1__clear_cart_request__descriptor;
+extern const ProtobufCMessageDescriptor shop__v1__get_cart_for_user_request__descriptor;
 extern const ProtobufCMessageDescriptor shop__v1__clear_cart_for_user_request__descriptor;
 
 /* --- descriptor addresses (Bazaar addition, for Swift) --- */
@@ -262,6 +290,7 @@ static inline const ProtobufCMessageDescriptor *shop__v1__add_item_request__desc
 static inline const ProtobufCMessageDescriptor *shop__v1__set_item_quantity_request__descriptor_address(void) { return &shop__v1__set_item_quantity_request__descriptor; }
 static inline const ProtobufCMessageDescriptor *shop__v1__remove_item_request__descriptor_address(void) { return &shop__v1__remove_item_request__descriptor; }
 static inline const ProtobufCMessageDescriptor *shop__v1__clear_cart_request__descriptor_address(void) { return &shop__v1__clear_cart_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shop__v1__get_cart_for_user_request__descriptor_address(void) { return &shop__v1__get_cart_for_user_request__descriptor; }
 static inline const ProtobufCMessageDescriptor *shop__v1__clear_cart_for_user_request__descriptor_address(void) { return &shop__v1__clear_cart_for_user_request__descriptor; }
 
 /* The serialized google.protobuf.FileDescriptorProto of this file (for reflection). */

@@ -22,6 +22,8 @@ typedef struct Shop__V1__Product__AttributesEntry Shop__V1__Product__AttributesE
 typedef struct Shop__V1__ListProductsRequest Shop__V1__ListProductsRequest;
 typedef struct Shop__V1__ListProductsResponse Shop__V1__ListProductsResponse;
 typedef struct Shop__V1__GetProductRequest Shop__V1__GetProductRequest;
+typedef struct Shop__V1__BatchGetProductsRequest Shop__V1__BatchGetProductsRequest;
+typedef struct Shop__V1__BatchGetProductsResponse Shop__V1__BatchGetProductsResponse;
 typedef struct Shop__V1__CreateProductRequest Shop__V1__CreateProductRequest;
 typedef struct Shop__V1__UpdateProductRequest Shop__V1__UpdateProductRequest;
 typedef struct Shop__V1__DeleteProductRequest Shop__V1__DeleteProductRequest;
@@ -29,13 +31,25 @@ typedef struct Shop__V1__DeleteProductResponse Shop__V1__DeleteProductResponse;
 typedef struct Shop__V1__StockLine Shop__V1__StockLine;
 typedef struct Shop__V1__ReserveStockRequest Shop__V1__ReserveStockRequest;
 typedef struct Shop__V1__ReserveStockResponse Shop__V1__ReserveStockResponse;
-typedef struct Shop__V1__ReserveStockResponse__PricesEntry Shop__V1__ReserveStockResponse__PricesEntry;
+typedef struct Shop__V1__ReservedLine Shop__V1__ReservedLine;
+typedef struct Shop__V1__CommitStockRequest Shop__V1__CommitStockRequest;
+typedef struct Shop__V1__CommitStockResponse Shop__V1__CommitStockResponse;
 typedef struct Shop__V1__ReleaseStockRequest Shop__V1__ReleaseStockRequest;
 typedef struct Shop__V1__ReleaseStockResponse Shop__V1__ReleaseStockResponse;
 typedef struct Shop__V1__WatchStockRequest Shop__V1__WatchStockRequest;
 typedef struct Shop__V1__StockLevel Shop__V1__StockLevel;
 
 /* --- enums --- */
+
+typedef enum _Shop__V1__ProductSort {
+  SHOP__V1__PRODUCT_SORT__PRODUCT_SORT_UNSPECIFIED = 0,
+  SHOP__V1__PRODUCT_SORT__PRODUCT_SORT_NEWEST = 1,
+  SHOP__V1__PRODUCT_SORT__PRODUCT_SORT_PRICE_ASC = 2,
+  SHOP__V1__PRODUCT_SORT__PRODUCT_SORT_PRICE_DESC = 3,
+  SHOP__V1__PRODUCT_SORT__PRODUCT_SORT_NAME = 4,
+  SHOP__V1__PRODUCT_SORT__PRODUCT_SORT_RELEVANCE = 5
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SHOP__V1__PRODUCT_SORT)
+} Shop__V1__ProductSort;
 
 /* --- messages --- */
 
@@ -78,10 +92,13 @@ struct  Shop__V1__ListProductsRequest
   Shop__V1__PageRequest *page;
   char *category;
   char *query;
+  int64_t min_price_minor;
+  int64_t max_price_minor;
+  Shop__V1__ProductSort sort;
 };
 #define SHOP__V1__LIST_PRODUCTS_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&shop__v1__list_products_request__descriptor) \
-    , NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, SHOP__V1__PRODUCT_SORT__PRODUCT_SORT_UNSPECIFIED }
 
 struct  Shop__V1__ListProductsResponse
 {
@@ -98,10 +115,31 @@ struct  Shop__V1__GetProductRequest
 {
   ProtobufCMessage base;
   char *id;
+  char *sku;
 };
 #define SHOP__V1__GET_PRODUCT_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&shop__v1__get_product_request__descriptor) \
-    , (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+struct  Shop__V1__BatchGetProductsRequest
+{
+  ProtobufCMessage base;
+  size_t n_ids;
+  char **ids;
+};
+#define SHOP__V1__BATCH_GET_PRODUCTS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shop__v1__batch_get_products_request__descriptor) \
+    , 0,NULL }
+
+struct  Shop__V1__BatchGetProductsResponse
+{
+  ProtobufCMessage base;
+  size_t n_products;
+  Shop__V1__Product **products;
+};
+#define SHOP__V1__BATCH_GET_PRODUCTS_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shop__v1__batch_get_products_response__descriptor) \
+    , 0,NULL }
 
 struct  Shop__V1__CreateProductRequest
 {
@@ -160,25 +198,45 @@ struct  Shop__V1__ReserveStockRequest
  { PROTOBUF_C_MESSAGE_INIT (&shop__v1__reserve_stock_request__descriptor) \
     , (char *)protobuf_c_empty_string, 0,NULL }
 
-struct  Shop__V1__ReserveStockResponse__PricesEntry
-{
-  ProtobufCMessage base;
-  char *key;
-  Shop__V1__Money *value;
-};
-#define SHOP__V1__RESERVE_STOCK_RESPONSE__PRICES_ENTRY__INIT \
- { PROTOBUF_C_MESSAGE_INIT (&shop__v1__reserve_stock_response__prices_entry__descriptor) \
-    , (char *)protobuf_c_empty_string, NULL }
-
 struct  Shop__V1__ReserveStockResponse
 {
   ProtobufCMessage base;
-  size_t n_prices;
-  Shop__V1__ReserveStockResponse__PricesEntry **prices;
+  size_t n_lines;
+  Shop__V1__ReservedLine **lines;
+  Google__Protobuf__Timestamp *expire_time;
 };
 #define SHOP__V1__RESERVE_STOCK_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&shop__v1__reserve_stock_response__descriptor) \
-    , 0,NULL }
+    , 0,NULL, NULL }
+
+struct  Shop__V1__ReservedLine
+{
+  ProtobufCMessage base;
+  char *product_id;
+  char *product_name;
+  int64_t quantity;
+  Shop__V1__Money *unit_price;
+};
+#define SHOP__V1__RESERVED_LINE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shop__v1__reserved_line__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, NULL }
+
+struct  Shop__V1__CommitStockRequest
+{
+  ProtobufCMessage base;
+  char *order_id;
+};
+#define SHOP__V1__COMMIT_STOCK_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shop__v1__commit_stock_request__descriptor) \
+    , (char *)protobuf_c_empty_string }
+
+struct  Shop__V1__CommitStockResponse
+{
+  ProtobufCMessage base;
+};
+#define SHOP__V1__COMMIT_STOCK_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shop__v1__commit_stock_response__descriptor) \
+     }
 
 struct  Shop__V1__ReleaseStockRequest
 {
@@ -303,6 +361,40 @@ void   shop__v1__get_product_request__free_unpacked
                      (Shop__V1__GetProductRequest *message,
                       ProtobufCAllocator *allocator);
 
+/* Shop__V1__BatchGetProductsRequest methods */
+void   shop__v1__batch_get_products_request__init
+                     (Shop__V1__BatchGetProductsRequest         *message);
+size_t shop__v1__batch_get_products_request__get_packed_size
+                     (const Shop__V1__BatchGetProductsRequest   *message);
+size_t shop__v1__batch_get_products_request__pack
+                     (const Shop__V1__BatchGetProductsRequest   *message,
+                      uint8_t             *out);
+Shop__V1__BatchGetProductsRequest *
+       shop__v1__batch_get_products_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shop__v1__batch_get_products_request__free_unpacked
+                     (Shop__V1__BatchGetProductsRequest *message,
+                      ProtobufCAllocator *allocator);
+
+/* Shop__V1__BatchGetProductsResponse methods */
+void   shop__v1__batch_get_products_response__init
+                     (Shop__V1__BatchGetProductsResponse         *message);
+size_t shop__v1__batch_get_products_response__get_packed_size
+                     (const Shop__V1__BatchGetProductsResponse   *message);
+size_t shop__v1__batch_get_products_response__pack
+                     (const Shop__V1__BatchGetProductsResponse   *message,
+                      uint8_t             *out);
+Shop__V1__BatchGetProductsResponse *
+       shop__v1__batch_get_products_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shop__v1__batch_get_products_response__free_unpacked
+                     (Shop__V1__BatchGetProductsResponse *message,
+                      ProtobufCAllocator *allocator);
+
 /* Shop__V1__CreateProductRequest methods */
 void   shop__v1__create_product_request__init
                      (Shop__V1__CreateProductRequest         *message);
@@ -422,21 +514,55 @@ void   shop__v1__reserve_stock_response__free_unpacked
                      (Shop__V1__ReserveStockResponse *message,
                       ProtobufCAllocator *allocator);
 
-/* Shop__V1__ReserveStockResponse__PricesEntry methods */
-void   shop__v1__reserve_stock_response__prices_entry__init
-                     (Shop__V1__ReserveStockResponse__PricesEntry         *message);
-size_t shop__v1__reserve_stock_response__prices_entry__get_packed_size
-                     (const Shop__V1__ReserveStockResponse__PricesEntry   *message);
-size_t shop__v1__reserve_stock_response__prices_entry__pack
-                     (const Shop__V1__ReserveStockResponse__PricesEntry   *message,
+/* Shop__V1__ReservedLine methods */
+void   shop__v1__reserved_line__init
+                     (Shop__V1__ReservedLine         *message);
+size_t shop__v1__reserved_line__get_packed_size
+                     (const Shop__V1__ReservedLine   *message);
+size_t shop__v1__reserved_line__pack
+                     (const Shop__V1__ReservedLine   *message,
                       uint8_t             *out);
-Shop__V1__ReserveStockResponse__PricesEntry *
-       shop__v1__reserve_stock_response__prices_entry__unpack
+Shop__V1__ReservedLine *
+       shop__v1__reserved_line__unpack
                      (ProtobufCAllocator  *allocator,
                       size_t               len,
                       const uint8_t       *data);
-void   shop__v1__reserve_stock_response__prices_entry__free_unpacked
-                     (Shop__V1__ReserveStockResponse__PricesEntry *message,
+void   shop__v1__reserved_line__free_unpacked
+                     (Shop__V1__ReservedLine *message,
+                      ProtobufCAllocator *allocator);
+
+/* Shop__V1__CommitStockRequest methods */
+void   shop__v1__commit_stock_request__init
+                     (Shop__V1__CommitStockRequest         *message);
+size_t shop__v1__commit_stock_request__get_packed_size
+                     (const Shop__V1__CommitStockRequest   *message);
+size_t shop__v1__commit_stock_request__pack
+                     (const Shop__V1__CommitStockRequest   *message,
+                      uint8_t             *out);
+Shop__V1__CommitStockRequest *
+       shop__v1__commit_stock_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shop__v1__commit_stock_request__free_unpacked
+                     (Shop__V1__CommitStockRequest *message,
+                      ProtobufCAllocator *allocator);
+
+/* Shop__V1__CommitStockResponse methods */
+void   shop__v1__commit_stock_response__init
+                     (Shop__V1__CommitStockResponse         *message);
+size_t shop__v1__commit_stock_response__get_packed_size
+                     (const Shop__V1__CommitStockResponse   *message);
+size_t shop__v1__commit_stock_response__pack
+                     (const Shop__V1__CommitStockResponse   *message,
+                      uint8_t             *out);
+Shop__V1__CommitStockResponse *
+       shop__v1__commit_stock_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shop__v1__commit_stock_response__free_unpacked
+                     (Shop__V1__CommitStockResponse *message,
                       ProtobufCAllocator *allocator);
 
 /* Shop__V1__ReleaseStockRequest methods */
@@ -509,11 +635,14 @@ void   shop__v1__stock_level__free_unpacked
 
 /* --- descriptors --- */
 
+extern const ProtobufCEnumDescriptor    shop__v1__product_sort__descriptor;
 extern const ProtobufCMessageDescriptor shop__v1__product__descriptor;
 extern const ProtobufCMessageDescriptor shop__v1__product__attributes_entry__descriptor;
 extern const ProtobufCMessageDescriptor shop__v1__list_products_request__descriptor;
 extern const ProtobufCMessageDescriptor shop__v1__list_products_response__descriptor;
 extern const ProtobufCMessageDescriptor shop__v1__get_product_request__descriptor;
+extern const ProtobufCMessageDescriptor shop__v1__batch_get_products_request__descriptor;
+extern const ProtobufCMessageDescriptor shop__v1__batch_get_products_response__descriptor;
 extern const ProtobufCMessageDescriptor shop__v1__create_product_request__descriptor;
 extern const ProtobufCMessageDescriptor shop__v1__update_product_request__descriptor;
 extern const ProtobufCMessageDescriptor shop__v1__delete_product_request__descriptor;
@@ -521,7 +650,9 @@ extern const ProtobufCMessageDescriptor shop__v1__delete_product_response__descr
 extern const ProtobufCMessageDescriptor shop__v1__stock_line__descriptor;
 extern const ProtobufCMessageDescriptor shop__v1__reserve_stock_request__descriptor;
 extern const ProtobufCMessageDescriptor shop__v1__reserve_stock_response__descriptor;
-extern const ProtobufCMessageDescriptor shop__v1__reserve_stock_response__prices_entry__descriptor;
+extern const ProtobufCMessageDescriptor shop__v1__reserved_line__descriptor;
+extern const ProtobufCMessageDescriptor shop__v1__commit_stock_request__descriptor;
+extern const ProtobufCMessageDescriptor shop__v1__commit_stock_response__descriptor;
 extern const ProtobufCMessageDescriptor shop__v1__release_stock_request__descriptor;
 extern const ProtobufCMessageDescriptor shop__v1__release_stock_response__descriptor;
 extern const ProtobufCMessageDescriptor shop__v1__watch_stock_request__descriptor;
@@ -534,6 +665,8 @@ static inline const ProtobufCMessageDescriptor *shop__v1__product__attributes_en
 static inline const ProtobufCMessageDescriptor *shop__v1__list_products_request__descriptor_address(void) { return &shop__v1__list_products_request__descriptor; }
 static inline const ProtobufCMessageDescriptor *shop__v1__list_products_response__descriptor_address(void) { return &shop__v1__list_products_response__descriptor; }
 static inline const ProtobufCMessageDescriptor *shop__v1__get_product_request__descriptor_address(void) { return &shop__v1__get_product_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shop__v1__batch_get_products_request__descriptor_address(void) { return &shop__v1__batch_get_products_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shop__v1__batch_get_products_response__descriptor_address(void) { return &shop__v1__batch_get_products_response__descriptor; }
 static inline const ProtobufCMessageDescriptor *shop__v1__create_product_request__descriptor_address(void) { return &shop__v1__create_product_request__descriptor; }
 static inline const ProtobufCMessageDescriptor *shop__v1__update_product_request__descriptor_address(void) { return &shop__v1__update_product_request__descriptor; }
 static inline const ProtobufCMessageDescriptor *shop__v1__delete_product_request__descriptor_address(void) { return &shop__v1__delete_product_request__descriptor; }
@@ -541,7 +674,9 @@ static inline const ProtobufCMessageDescriptor *shop__v1__delete_product_respons
 static inline const ProtobufCMessageDescriptor *shop__v1__stock_line__descriptor_address(void) { return &shop__v1__stock_line__descriptor; }
 static inline const ProtobufCMessageDescriptor *shop__v1__reserve_stock_request__descriptor_address(void) { return &shop__v1__reserve_stock_request__descriptor; }
 static inline const ProtobufCMessageDescriptor *shop__v1__reserve_stock_response__descriptor_address(void) { return &shop__v1__reserve_stock_response__descriptor; }
-static inline const ProtobufCMessageDescriptor *shop__v1__reserve_stock_response__prices_entry__descriptor_address(void) { return &shop__v1__reserve_stock_response__prices_entry__descriptor; }
+static inline const ProtobufCMessageDescriptor *shop__v1__reserved_line__descriptor_address(void) { return &shop__v1__reserved_line__descriptor; }
+static inline const ProtobufCMessageDescriptor *shop__v1__commit_stock_request__descriptor_address(void) { return &shop__v1__commit_stock_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shop__v1__commit_stock_response__descriptor_address(void) { return &shop__v1__commit_stock_response__descriptor; }
 static inline const ProtobufCMessageDescriptor *shop__v1__release_stock_request__descriptor_address(void) { return &shop__v1__release_stock_request__descriptor; }
 static inline const ProtobufCMessageDescriptor *shop__v1__release_stock_response__descriptor_address(void) { return &shop__v1__release_stock_response__descriptor; }
 static inline const ProtobufCMessageDescriptor *shop__v1__watch_stock_request__descriptor_address(void) { return &shop__v1__watch_stock_request__descriptor; }

@@ -52,10 +52,12 @@ struct  Shop__V1__Order
   Shop__V1__Address *shipping_address;
   Google__Protobuf__Timestamp *create_time;
   Google__Protobuf__Timestamp *update_time;
+  char *cancel_reason;
+  char *payment_id;
 };
 #define SHOP__V1__ORDER__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&shop__v1__order__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, SHOP__V1__ORDER_STATUS__ORDER_STATUS_UNSPECIFIED, NULL, NULL, NULL, NULL }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, SHOP__V1__ORDER_STATUS__ORDER_STATUS_UNSPECIFIED, NULL, NULL, NULL, NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 struct  Shop__V1__OrderItem
 {
@@ -75,10 +77,11 @@ struct  Shop__V1__PlaceOrderRequest
   ProtobufCMessage base;
   char *request_id;
   Shop__V1__Address *shipping_address;
+  char *payment_token;
 };
 #define SHOP__V1__PLACE_ORDER_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&shop__v1__place_order_request__descriptor) \
-    , (char *)protobuf_c_empty_string, NULL }
+    , (char *)protobuf_c_empty_string, NULL, (char *)protobuf_c_empty_string }
 
 struct  Shop__V1__GetOrderRequest
 {

@@ -1,0 +1,113 @@
+import BazaarCore
+import Foundation
+
+/// The end user a call acts for: the verified subject of an access token.
+public struct UserIdentity: Sendable, Hashable {
+    /// The user id (the token's `sub`).
+    public var subject: String
+    public var roles: [String]
+    public var scopes: [String]
+
+    public init(subject: String, roles: [String] = [], scopes: [String] = []) {
+        self.subject = subject
+        self.roles = roles
+        self.scopes = scopes
+    }
+
+    public var isAdmin: Bool { roles.contains("admin") }
+
+    /// The user the current handler serves, set by ``UserAuthenticator`` around it; `nil` for
+    /// public calls without credentials and for service-to-service calls.
+    @TaskLocal public static var current: UserIdentity?
+
+    /// The current user, or UNAUTHENTICATED (for a handler whose method the IDL marks
+    /// authenticated this cannot fail, because the authenticator refused the call already).
+    public static func required() throws(RPCError) -> UserIdentity {
+        guard let current else { throw RPCError(.unauthenticated, "sign in first") }
+        return current
+    }
+}
+
+/// Metadata keys by which the gateway forwards the identity it verified at the edge.
+public enum ForwardedIdentity {
+    /// The user id.
+    public static let subjectKey = "x-bazaar-user-id"
+    /// Comma-separated roles.
+    public static let rolesKey = "x-bazaar-user-roles"
+    /// Space-separated scopes.
+    public static let scopesKey = "x-bazaar-user-scopes"
+}
+
+/// Enforces each method's IDL auth rule (`bazaar.options.v1.auth`) before the handler runs, and
+/// makes the caller's ``UserIdentity`` current for it.
+///
+/// The user comes from one of two places:
+/// - an `authorization: Bearer <access token>` header, verified here (EdDSA only; `exp`, `nbf`,
+///   `iss`, `aud` checked), so clients can call a service directly;
+/// - the gateway's forwarded identity (``ForwardedIdentity``), believed only when the call's mesh
+///   identity (its client certificate) is one of `trustedForwarders`. From anyone else those
+///   headers are ignored, so a service never trusts what a client claims about itself.
+///
+/// Public methods run with the user when valid credentials come along and without one otherwise;
+/// a bad token on a public method is still refused, so a client learns its token is wrong.
+/// Internal methods are left to the transport's ``IdentityPolicy`` (mesh callers only).
+public struct UserAuthenticator: RPCInterceptor {
+    public var keys: [JWTKey]
+    public var issuer: String?
+    public var audience: String?
+    /// SPIFFE ids whose forwarded identity headers are believed (the gateway's).
+    public var trustedForwarders: Set<String>
+    /// Services open to every caller whatever their IDL says: the mesh's own health and
+    /// reflection, whose protos (from grpc-proto) carry no Bazaar auth options.
+    public var infrastructureServices: Set<String> = [
+        "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection",
+    ]
+
+    public init(keys: [JWTKey], issuer: String?, audience: String?, trustedForwarders: Set<String>) {
+        self.keys = keys
+        self.issuer = issuer
+        self.audience = audience
+        self.trustedForwarders = trustedForwarders
+    }
+
+    public func intercept(_ head: RPCCallHead, next: @Sendable (RPCCallHead) async throws -> Void) async throws {
+        let rule = head.method.options.auth
+        if rule.level == .internal || infrastructureServices.contains(head.method.service) { return try await next(head) }
+        let user = try authenticate(head)
+        if rule.level == .authenticated {
+            guard let user else {
+                throw RPCError(.unauthenticated, "\(head.method.path) needs a signed-in user: send authorization: Bearer <access token>")
+            }
+            if !rule.roles.isEmpty, !rule.roles.contains(where: user.roles.contains) {
+                throw RPCError(.permissionDenied, "\(head.method.path) needs the role \(rule.roles.joined(separator: " or "))")
+            }
+            if !rule.scopes.isEmpty, !rule.scopes.allSatisfy(user.scopes.contains) {
+                throw RPCError(.permissionDenied, "\(head.method.path) needs the scopes \(rule.scopes.joined(separator: " "))")
+            }
+        }
+        try await UserIdentity.$current.withValue(user) { try await next(head) }
+    }
+
+    /// The verified user of a call, `nil` when it carries no credentials.
+    public func authenticate(_ head: RPCCallHead) throws(RPCError) -> UserIdentity? {
+        if let peer = head.peerIdentity, trustedForwarders.contains(peer), let subject = head.metadata[ForwardedIdentity.subjectKey] {
+            let roles = head.metadata[ForwardedIdentity.rolesKey]?.split(separator: ",").map { String($0.trimming(" ")) } ?? []
+            let scopes = head.metadata[ForwardedIdentity.scopesKey]?.split(separator: " ").map(String.init) ?? []
+            return UserIdentity(subject: subject, roles: roles.filter { !$0.isEmpty }, scopes: scopes)
+        }
+        guard let header = head.metadata["authorization"] else { return nil }
+        let parts = header.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else {
+            throw RPCError(.unauthenticated, "authorization must be `Bearer <access token>`")
+        }
+        do {
+            let claims = try JWT.verify(String(parts[1]).trimming(" "), keys: keys, issuer: issuer, audience: audience)
+            guard let subject = claims.subject, !subject.isEmpty else { throw JWTError("no subject (sub)") }
+            return UserIdentity(subject: subject, roles: claims.roles, scopes: claims.scopes)
+        } catch let error as JWTError {
+            throw RPCError(.unauthenticated, "access token refused: \(error.description)")
+        } catch {
+            throw RPCError(.unauthenticated, "access token refused")
+        }
+    }
+}

@@ -1,0 +1,223 @@
+import BazaarCore
+import BazaarPostgres
+import BazaarRedis
+import BazaarSMTP
+import BazaarTelemetry
+import Foundation
+import ShopAPI
+import ShopKit
+
+/// Reads order events from the Redis stream the orders outbox relay writes, as one consumer of
+/// the `notifications` group, and turns them into notifications.
+///
+/// Delivery is at least once: an entry is acknowledged (XACK) only after its notification is
+/// committed, and an entry seen twice (a relay or consumer crashed between the two steps) is
+/// recognised by its `event_id` in `processed_events`, in the same transaction as the
+/// notification. After a restart the consumer first re-reads its own unacknowledged entries; every
+/// `claimIdle` it also takes over entries another consumer left unacknowledged for that long.
+public struct OrderEventConsumer: Sendable {
+    public let service: NotificationsService
+    /// A connection of its own: XREADGROUP BLOCK holds it while waiting.
+    public let redis: RedisClient
+    public let stream: String
+    public let group: String
+    public let consumer: String
+    public var claimIdle: Duration = .seconds(60)
+
+    public init(service: NotificationsService, redis: RedisClient, stream: String = "bazaar:order-events", group: String = "notifications",
+                consumer: String)
+    {
+        self.service = service
+        self.redis = redis
+        self.stream = stream
+        self.group = group
+        self.consumer = consumer
+    }
+
+    var logger: Logger { service.logger }
+
+    /// Creates the group at the start of the stream (so events published before the first start
+    /// are not skipped).
+    public func createGroup() async throws {
+        do {
+            _ = try await redis.send("XGROUP", "CREATE", stream, group, "0", "MKSTREAM")
+        } catch let e as RedisError where e.message.hasPrefix("BUSYGROUP") {
+            // It exists.
+        }
+    }
+
+    /// Consumes until cancelled.
+    public func run() async {
+        var readPending = true
+        var lastClaim = ContinuousClock.now
+        while !Task.isCancelled {
+            do {
+                try await createGroup()
+                if ContinuousClock.now - lastClaim > claimIdle / 2 {
+                    lastClaim = .now
+                    try await claimAbandoned()
+                }
+                // "0": this consumer's delivered-but-unacknowledged entries; ">": new ones.
+                let handled = try await readOnce(pending: readPending)
+                if readPending && handled == 0 { readPending = false }
+            } catch {
+                logger.warning("event consumer round failed; retrying", [("error", .string("\(error)"))])
+                readPending = true
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
+
+    /// One XREADGROUP; returns how many entries it got.
+    @discardableResult
+    public func readOnce(pending: Bool, block: Duration = .seconds(2)) async throws -> Int {
+        var args = ["XREADGROUP", "GROUP", group, consumer, "COUNT", "50"]
+        if !pending { args += ["BLOCK", String(block.components.seconds * 1000)] }
+        args += ["STREAMS", stream, pending ? "0" : ">"]
+        let reply = try await redis.send(args.map { Array($0.utf8) })
+        let entries = reply.array?.first?.array?.dropFirst().first?.array ?? []
+        for entry in entries { try await handle(entry) }
+        return entries.count
+    }
+
+    /// Takes over entries idle longer than `claimIdle` in other consumers (which died).
+    func claimAbandoned() async throws {
+        let ms = String(claimIdle.components.seconds * 1000)
+        let reply = try await redis.send("XAUTOCLAIM", stream, group, consumer, ms, "0-0", "COUNT", "50")
+        for entry in reply.array?.dropFirst().first?.array ?? [] { try await handle(entry) }
+    }
+
+    private func handle(_ entry: RedisValue) async throws {
+        guard let parts = entry.array, let id = parts.first?.string else { return }
+        var fields: [String: String] = [:]
+        let list = parts.dropFirst().first?.array ?? []
+        var i = 0
+        while i + 1 < list.count {
+            if let k = list[i].string, let v = list[i + 1].string { fields[k] = v }
+            i += 2
+        }
+        // An entry trimmed from the stream while pending comes back without fields: just ack it.
+        if !fields.isEmpty { try await process(fields) }
+        _ = try await redis.send("XACK", stream, group, id)
+    }
+
+    /// Turns one event into (at most) one notification, exactly once per event id.
+    func process(_ fields: [String: String]) async throws {
+        guard let eventID = fields["event_id"], Check.isID(eventID), let type = fields["type"] else {
+            logger.warning("skipping a malformed event", [("fields", .int(Int64(fields.count)))])
+            return
+        }
+        let payload = jsonStringMap(fields["payload"])
+        let seen = try await service.db.query("SELECT 1 FROM processed_events WHERE event_id = $1::uuid", [eventID]).rows
+        if !seen.isEmpty { return }
+        let message = Self.message(type: type, payload: payload)
+        var email: String?
+        if message != nil, let user = payload["user_id"], Check.isID(user) {
+            email = try await service.emailAddress(of: user)
+        }
+        try await service.db.transaction { tx in
+            let fresh = try await tx.query("INSERT INTO processed_events (event_id, type) VALUES ($1::uuid, $2) ON CONFLICT DO NOTHING RETURNING 1",
+                                           [eventID, type]).rows
+            guard !fresh.isEmpty, let message, let user = payload["user_id"], Check.isID(user) else { return }
+            var r = Shop_V1_SendNotificationRequest()
+            r.id = eventID  // one notification per event, under the event's id
+            r.userID = user
+            r.channel = .email
+            r.subject = message.subject
+            r.body = message.body
+            if let order = payload["order_id"], Check.isID(order) { r.subjectRef = .orderID(order) }
+            _ = try await service.store(r, email: email, tx)
+        }
+    }
+
+    /// What to tell the customer about an order event; `nil` for events that need no message.
+    static func message(type: String, payload: [String: String]) -> (subject: String, body: String)? {
+        let order = payload["order_id"] ?? ""
+        let short = String(order.prefix(8))
+        let total = Self.amount(payload["total_minor"], payload["currency"])
+        switch type {
+        case "order.paid":
+            return ("Order \(short) confirmed", "Thank you for your order \(order).\nWe received your payment of \(total) and will ship soon.")
+        case "order.shipped":
+            return ("Order \(short) shipped", "Your order \(order) is on its way.")
+        case "order.delivered":
+            return ("Order \(short) delivered", "Your order \(order) was delivered. Enjoy!")
+        case "order.cancelled":
+            let reason = payload["reason"].map { "\nReason: \($0)" } ?? ""
+            return ("Order \(short) cancelled", "Your order \(order) was cancelled.\(reason)\nAny payment taken is refunded.")
+        default:
+            return nil
+        }
+    }
+
+    static func amount(_ minor: String?, _ currency: String?) -> String {
+        guard let m = minor.flatMap({ Int64($0) }) else { return "" }
+        return String(format: "%lld.%02lld %@", m / 100, m % 100, currency ?? "")
+    }
+}
+
+/// Sends queued email notifications over SMTP, each until it is accepted (transient failures are
+/// retried with growing delays; a permanent refusal marks it failed). Several mailers may run:
+/// rows are taken with `FOR UPDATE SKIP LOCKED`.
+///
+/// A notification is marked sent in the same transaction that held its row while sending, so a
+/// crash after the server accepted a message but before the commit sends it once more; the
+/// Message-ID is the notification id, by which receivers can drop that repeat.
+public struct Mailer: Sendable {
+    public let db: PostgresPool
+    /// `nil`: no SMTP server configured; queued mail is marked skipped.
+    public let smtp: SMTPClient?
+    public let from: String
+    public let logger: Logger
+
+    public init(db: PostgresPool, smtp: SMTPClient?, from: String, logger: Logger) {
+        self.db = db
+        self.smtp = smtp
+        self.from = from
+        self.logger = logger
+    }
+
+    /// Sends what is due; returns how many it handled.
+    public func sendDue() async throws -> Int {
+        try await db.transaction { tx in
+            let rows = try await tx.query("""
+                SELECT id::text AS id, email_to, subject, body, email_attempts FROM notifications
+                WHERE email_state = 'pending' AND next_attempt_at <= clock_timestamp()
+                ORDER BY next_attempt_at LIMIT 10 FOR UPDATE SKIP LOCKED
+                """).rows
+            for row in rows {
+                let id = row.text("id")
+                guard let smtp else {
+                    _ = try await tx.query("UPDATE notifications SET email_state = 'skipped' WHERE id = $1::uuid", [id])
+                    continue
+                }
+                do {
+                    try await smtp.send(EmailMessage(from: from, to: row.text("email_to"), subject: row.text("subject"), body: row.text("body"),
+                                                     messageID: "\(id)@bazaar"))
+                    _ = try await tx.query("UPDATE notifications SET email_state = 'sent', sent_at = clock_timestamp(), email_attempts = email_attempts + 1 WHERE id = $1::uuid", [id])
+                } catch let e as SMTPError {
+                    let attempts = row.int64("email_attempts") + 1
+                    let giveUp = !e.isTransient || attempts >= 20
+                    _ = try await tx.query("""
+                        UPDATE notifications SET email_state = $2, email_attempts = $3, email_error = $4,
+                            next_attempt_at = clock_timestamp() + make_interval(secs => LEAST(3600, power(2, $3)::float8))
+                        WHERE id = $1::uuid
+                        """, [id, giveUp ? "failed" : "pending", attempts, e.description])
+                    logger.warning("email not sent", [("notification_id", .string(id)), ("error", .string(e.description)), ("gave_up", .bool(giveUp))])
+                }
+            }
+            return rows.count
+        }
+    }
+
+    public func run(idle: Duration = .milliseconds(500)) async {
+        while !Task.isCancelled {
+            do {
+                if try await sendDue() > 0 { continue }
+            } catch {
+                logger.warning("mailer round failed; retrying", [("error", .string("\(error)"))])
+            }
+            try? await Task.sleep(for: idle)
+        }
+    }
+}

@@ -1,0 +1,247 @@
+import BazaarAuth
+import BazaarCore
+import BazaarPostgres
+import BazaarTelemetry
+import ShopAPI
+import ShopKit
+
+/// The checkout saga and its recovery.
+///
+/// ```
+/// 0. claim (user, request_id) in `checkouts`       -> a retry finds the claim and replays
+/// 1. read the cart; reserve and price every line   (catalog, idempotent per order id)
+/// 2. order PENDING + outbox event, one transaction
+/// 3. charge (idempotency key = order id)
+/// 4a. PAID + event, then commit the stock; empty the cart
+/// 4b. declined: CANCELLED + event, release the stock (the compensation)
+/// ```
+/// Every step leaves a record, and the recovery loop finishes any checkout that stopped
+/// halfway (a crash, a lost connection): a PENDING order is settled by asking the provider what
+/// the charge came to, a paid order's stock is committed, a cancelled one's stock released and
+/// payment refunded, a claim that never became an order has its reservation released.
+extension OrdersService {
+    public func placeOrder(_ request: Shop_V1_PlaceOrderRequest, context: ServerContext) async throws -> Shop_V1_Order {
+        let user = try UserIdentity.required().subject
+        try Check.text(request.requestID, "request_id", max: 100)
+        guard let address = request.shippingAddress else { throw RPCError(.invalidArgument, "shipping_address is required") }
+        try Check.text(address.recipient, "shipping_address.recipient", max: 200)
+        try Check.that(!address.lines.isEmpty && address.lines.count <= 5, "shipping_address.lines needs 1 to 5 lines")
+        for line in address.lines { try Check.text(line, "shipping_address.lines", max: 200) }
+        try Check.text(address.city, "shipping_address.city", max: 100)
+        try Check.text(address.postalCode, "shipping_address.postal_code", max: 20)
+        try Check.that(address.countryCode.count == 2 && address.countryCode.allSatisfy { $0.isASCII && $0.isUppercase },
+                       "shipping_address.country_code must be an ISO 3166-1 alpha-2 code such as DE")
+        try Check.text(request.paymentToken, "payment_token", max: 200, required: false)
+        // Once money may move, the saga runs to its end even if the caller goes away or its
+        // deadline passes: a detached task inherits neither cancellation nor the inbound deadline.
+        return try await Task.detached { [self] in
+            try await checkout(user: user, requestID: request.requestID, address: address, token: request.paymentToken)
+        }.value
+    }
+
+    func checkout(user: String, requestID: String, address: Shop_V1_Address, token: String) async throws -> Shop_V1_Order {
+        let claim = try await db.query("""
+            INSERT INTO checkouts (user_id, request_id, order_id) VALUES ($1::uuid, $2, gen_random_uuid())
+            ON CONFLICT (user_id, request_id) DO NOTHING RETURNING order_id::text AS order_id
+            """, [user, requestID]).rows.first
+        guard let orderID = claim?.text("order_id") else { return try await replay(user: user, requestID: requestID) }
+        let total: Int64
+        let currency: String
+        do {
+            let cart = try await self.cart.getCartForUser(Shop_V1_GetCartForUserRequest(userID: user))
+            guard !cart.items.isEmpty else { throw RPCError(.failedPrecondition, "the cart is empty") }
+            let lines = cart.items.map { Shop_V1_StockLine(productID: $0.productID, quantity: $0.quantity) }
+            let reserved: Shop_V1_ReserveStockResponse
+            do {
+                reserved = try await catalog.reserveStock(Shop_V1_ReserveStockRequest(orderID: orderID, lines: lines))
+            } catch {
+                // The reservation may have happened before the error: undo it (a no-op otherwise).
+                _ = try? await catalog.releaseStock(Shop_V1_ReleaseStockRequest(orderID: orderID))
+                throw error
+            }
+            currency = reserved.lines.first?.unitPrice?.currencyCode ?? ""
+            guard reserved.lines.allSatisfy({ $0.unitPrice?.currencyCode == currency }) else {
+                try await catalog.releaseStock(Shop_V1_ReleaseStockRequest(orderID: orderID))
+                throw RPCError(.failedPrecondition, "the cart mixes currencies; one order is paid in one currency")
+            }
+            // Prices come from the catalog's reservation, never from the client or the cart.
+            total = reserved.lines.reduce(0) { $0 + $1.quantity * ($1.unitPrice?.amountMinor ?? 0) }
+            try await db.transaction { tx in
+                let row = try await tx.query("""
+                    INSERT INTO orders (id, user_id, status, currency, total_minor, shipping_address)
+                    VALUES ($1::uuid, $2::uuid, 'PENDING', $3, $4, $5::jsonb) RETURNING user_id::text AS user_id, total_minor, currency
+                    """, [orderID, user, currency, total, Self.addressJSON(address)]).rows[0]
+                for (n, line) in reserved.lines.enumerated() {
+                    _ = try await tx.query("""
+                        INSERT INTO order_items (order_id, line, product_id, product_name, quantity, unit_price_minor)
+                        VALUES ($1::uuid, $2, $3::uuid, $4, $5, $6)
+                        """, [orderID, n + 1, line.productID, line.productName, line.quantity, line.unitPrice?.amountMinor ?? 0])
+                }
+                try await Self.emit(tx, "order.placed", order: orderID, row: row)
+                _ = try await tx.query("UPDATE checkouts SET state = 'ordered', updated_at = clock_timestamp() WHERE order_id = $1::uuid", [orderID])
+            }
+        } catch {
+            try await abandon(orderID, error)
+            throw error
+        }
+        return try await settle(orderID, user: user, amount: total, currency: currency, token: token)
+    }
+
+    /// Nothing was charged and no order exists. A final answer (empty cart, out of stock) is kept
+    /// under the request id; a transient one forgets the claim so that a retry starts afresh.
+    private func abandon(_ orderID: String, _ error: any Error) async throws {
+        let status = RPCError(error)
+        if [.failedPrecondition, .notFound, .invalidArgument, .outOfRange].contains(status.code) {
+            _ = try await db.query("""
+                UPDATE checkouts SET state = 'failed', error_code = $2, error_message = $3, updated_at = clock_timestamp() WHERE order_id = $1::uuid
+                """, [orderID, Int(status.code.rawValue), status.message])
+        } else {
+            // The release above may not have reached the catalog: then the claim stays 'started'
+            // and the recovery loop releases the reservation later.
+            if (try? await catalog.releaseStock(Shop_V1_ReleaseStockRequest(orderID: orderID))) != nil {
+                _ = try await db.query("DELETE FROM checkouts WHERE order_id = $1::uuid AND state = 'started'", [orderID])
+            }
+        }
+    }
+
+    /// Steps 3 and 4: charge, then either complete or compensate.
+    func settle(_ orderID: String, user: String, amount: Int64, currency: String, token: String) async throws -> Shop_V1_Order {
+        var outcome: ChargeOutcome?
+        do {
+            outcome = try await payments.charge(key: orderID, amountMinor: amount, currency: currency, token: token)
+        } catch {
+            // Unknown outcome: ask once more; if the provider has no record, nothing was charged.
+            outcome = try? await payments.lookup(key: orderID)
+            if outcome == nil {
+                _ = try await cancel(orderID, from: [.pending], reason: "the payment could not be taken: provider unavailable")
+                try await failCheckout(orderID, RPCError(.unavailable, "the payment provider is unavailable; the order was cancelled"))
+                try await finishCancellation(orderID)
+                throw RPCError(.unavailable, "the payment provider is unavailable; the order was cancelled")
+            }
+        }
+        switch outcome! {
+        case .succeeded(let chargeID):
+            try await complete(orderID, chargeID: chargeID)
+            _ = try await db.query("UPDATE checkouts SET state = 'done', updated_at = clock_timestamp() WHERE order_id = $1::uuid", [orderID])
+            do {
+                _ = try await cart.clearCartForUser(Shop_V1_ClearCartForUserRequest(userID: user))
+            } catch {
+                logger.warning("order placed but the cart was not emptied", [("order_id", .string(orderID)), ("error", .string("\(RPCError(error).code)"))])
+            }
+            logger.info("order placed", [("order_id", .string(orderID)), ("total_minor", .int(amount))])
+        case .declined(let reason):
+            let error = RPCError(.failedPrecondition, "payment declined: \(reason); the order was cancelled")
+            _ = try await cancel(orderID, from: [.pending], reason: "payment declined: \(reason)")
+            try await failCheckout(orderID, error)
+            try await finishCancellation(orderID)
+            throw error
+        }
+        guard let order = try await order(orderID) else { throw RPCError(.internal, "order \(orderID) vanished") }
+        return order
+    }
+
+    /// A successful charge: PAID, then the stock committed. If the order was cancelled meanwhile
+    /// (the recovery loop gave up on it), the charge is refunded instead.
+    func complete(_ orderID: String, chargeID: String) async throws {
+        let paid = try await transition(orderID, from: .pending, to: .paid, paymentID: chargeID)
+        if !paid {
+            guard let now = try await order(orderID) else { return }
+            if now.status == .cancelled {
+                _ = try await db.query("""
+                    UPDATE orders SET payment_id = $2, refund_state = 'pending', updated_at = clock_timestamp()
+                    WHERE id = $1::uuid AND payment_id IS NULL
+                    """, [orderID, chargeID])
+                try await finishCancellation(orderID)
+                throw RPCError(.aborted, "the checkout took too long and was cancelled; the payment was refunded")
+            }
+        }
+        do {
+            _ = try await catalog.commitStock(Shop_V1_CommitStockRequest(orderID: orderID))
+            _ = try await db.query("UPDATE orders SET stock_state = 'committed', updated_at = clock_timestamp() WHERE id = $1::uuid", [orderID])
+        } catch let e as RPCError where e.code == .failedPrecondition || e.code == .notFound {
+            // The reservation expired before the payment went through: give the money back.
+            _ = try await cancel(orderID, from: [.paid], reason: "the stock reservation expired")
+            try await finishCancellation(orderID)
+            throw RPCError(.aborted, "the stock reservation expired before payment; the order was cancelled and refunded")
+        }
+    }
+
+    private func failCheckout(_ orderID: String, _ error: RPCError) async throws {
+        _ = try await db.query("""
+            UPDATE checkouts SET state = 'failed', error_code = $2, error_message = $3, updated_at = clock_timestamp() WHERE order_id = $1::uuid
+            """, [orderID, Int(error.code.rawValue), error.message])
+    }
+
+    /// A request id seen before: the same answer as the first time, without charging again.
+    private func replay(user: String, requestID: String) async throws -> Shop_V1_Order {
+        guard let c = try await db.query("""
+            SELECT order_id::text AS order_id, state, COALESCE(error_code, 0) AS error_code, COALESCE(error_message, '') AS error_message
+            FROM checkouts WHERE user_id = $1::uuid AND request_id = $2
+            """, [user, requestID]).rows.first
+        else { throw RPCError(.aborted, "the checkout with this request_id was abandoned; try again") }
+        if c.text("state") == "failed" {
+            throw RPCError(StatusCode(rawValue: Int(c.int64("error_code"))) ?? .unknown, c.text("error_message"))
+        }
+        if let order = try await order(c.text("order_id")) { return order }
+        throw RPCError(.aborted, "a checkout with this request_id is in progress; try again shortly")
+    }
+
+    // MARK: recovery
+
+    /// Finishes checkouts and cancellations that stopped halfway, untouched for `recoverAfter`.
+    /// Safe in several replicas at once: every step is conditional or idempotent. Returns how many
+    /// orders or claims it acted on.
+    @discardableResult
+    public func recover() async throws -> Int {
+        let age = Double(settings.recoverAfter.components.seconds) + Double(settings.recoverAfter.components.attoseconds) / 1e18
+        var acted = 0
+        // A claim that never became an order: release whatever the catalog may have reserved.
+        for row in try await db.query("""
+            SELECT c.order_id::text AS order_id FROM checkouts c LEFT JOIN orders o ON o.id = c.order_id
+            WHERE c.state = 'started' AND c.updated_at < clock_timestamp() - make_interval(secs => $1) AND o.id IS NULL LIMIT 100
+            """, [age]).rows {
+            let id = row.text("order_id")
+            _ = try await catalog.releaseStock(Shop_V1_ReleaseStockRequest(orderID: id))
+            try await failCheckout(id, RPCError(.aborted, "the checkout was interrupted; place the order again"))
+            acted += 1
+        }
+        let stuck = try await db.query("""
+            SELECT id::text AS id, status, stock_state, refund_state FROM orders
+            WHERE (status = 'PENDING' OR (status = 'PAID' AND stock_state = 'reserved')
+                   OR (status = 'CANCELLED' AND (stock_state <> 'released' OR refund_state = 'pending')))
+              AND updated_at < clock_timestamp() - make_interval(secs => $1)
+            ORDER BY updated_at LIMIT 100
+            """, [age]).rows
+        for row in stuck {
+            let id = row.text("id")
+            do {
+                switch row.text("status") {
+                case "PENDING":
+                    switch try await payments.lookup(key: id) {
+                    case .succeeded(let chargeID):
+                        try await complete(id, chargeID: chargeID)
+                        _ = try await db.query("UPDATE checkouts SET state = 'done', updated_at = clock_timestamp() WHERE order_id = $1::uuid", [id])
+                    case .declined(let reason):
+                        _ = try await cancel(id, from: [.pending], reason: "payment declined: \(reason)")
+                        try await failCheckout(id, RPCError(.failedPrecondition, "payment declined: \(reason); the order was cancelled"))
+                        try await finishCancellation(id)
+                    case nil:
+                        _ = try await cancel(id, from: [.pending], reason: "the checkout was interrupted before payment")
+                        try await failCheckout(id, RPCError(.aborted, "the checkout was interrupted before payment; the order was cancelled"))
+                        try await finishCancellation(id)
+                    }
+                case "PAID":
+                    guard let chargeID = try await order(id)?.paymentID else { continue }
+                    try await complete(id, chargeID: chargeID)
+                default:
+                    try await finishCancellation(id)
+                }
+                logger.info("recovered an interrupted order", [("order_id", .string(id)), ("status_was", .string(row.text("status")))])
+                acted += 1
+            } catch {
+                logger.warning("recovery of an order failed; will try again", [("order_id", .string(id)), ("error", .string("\(RPCError(error).message)"))])
+            }
+        }
+        return acted
+    }
+}

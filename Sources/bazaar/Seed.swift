@@ -1,0 +1,100 @@
+import Accounts
+import ArgumentParser
+import BazaarAuth
+import BazaarCore
+import BazaarPostgres
+import BazaarTelemetry
+import BazaarTransport
+import Catalog
+import Foundation
+import ShopKit
+
+/// `bazaar seed`: demo data, written straight into the catalog and accounts databases.
+struct Seed: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Load demo data: products across categories, an admin and a customer.",
+        discussion: """
+            Applies the services' migrations first, so it works before the services ever ran. Running it again adds \
+            nothing twice: products are keyed by SKU, and the two users get the given passwords and roles again.
+            Prints a progress line per batch of products.
+            """)
+
+    @Option(name: .customLong("catalog-db"), help: "libpq conninfo of the catalog database.")
+    var catalogDB: String
+
+    @Option(name: .customLong("accounts-db"), help: "libpq conninfo of the accounts database.")
+    var accountsDB: String
+
+    @Option(help: "How many products.")
+    var products: Int = 1000
+
+    @Option(name: .customLong("admin-email")) var adminEmail = "admin@bazaar.local"
+    @Option(name: .customLong("admin-password"), help: "The admin's password (at least 8 characters).") var adminPassword = "admin-pass-123"
+    @Option(name: .customLong("customer-email")) var customerEmail = "customer@bazaar.local"
+    @Option(name: .customLong("customer-password")) var customerPassword = "customer-pass-123"
+
+    func validate() throws {
+        guard (0...100_000).contains(products) else { throw ValidationError("--products must be between 0 and 100000") }
+        guard adminPassword.count >= 8, customerPassword.count >= 8 else { throw ValidationError("passwords need at least 8 characters") }
+    }
+
+    static let categories = ["books", "kitchen", "garden", "toys", "music", "sports", "office", "outdoor", "home", "electronics"]
+    static let adjectives = ["Classic", "Compact", "Deluxe", "Everyday", "Handmade", "Lightweight", "Modern", "Rustic", "Sturdy", "Vintage"]
+    static let nouns: [String: [String]] = [
+        "books": ["Novel", "Cookbook", "Atlas", "Notebook"], "kitchen": ["Mug", "Kettle", "Pan", "Knife"],
+        "garden": ["Trowel", "Planter", "Hose", "Rake"], "toys": ["Puzzle", "Kite", "Robot", "Yo-yo"],
+        "music": ["Ukulele", "Harmonica", "Metronome", "Drumsticks"], "sports": ["Ball", "Racket", "Jump Rope", "Water Bottle"],
+        "office": ["Stapler", "Desk Lamp", "Pen Set", "Organizer"], "outdoor": ["Tent", "Lantern", "Backpack", "Hammock"],
+        "home": ["Blanket", "Candle", "Vase", "Clock"], "electronics": ["Headphones", "Charger", "Speaker", "Cable"],
+    ]
+    static let colors = ["red", "blue", "green", "black", "white", "yellow"]
+
+    /// Product `n` of the demo set: the same every run.
+    static func product(_ n: Int) -> [String: Any] {
+        let category = categories[n % categories.count]
+        let noun = nouns[category]![(n / categories.count) % 4]
+        let adjective = adjectives[(n / 40) % adjectives.count]
+        let color = colors[n % colors.count]
+        return [
+            "sku": String(format: "DEMO-%05d", n), "name": "\(adjective) \(noun) \(n)",
+            "description": "A \(adjective.lowercased()) \(noun.lowercased()) in \(color), from our \(category) range.",
+            "price_minor": 199 + (n * 7919) % 19_800, "stock": 20 + (n * 31) % 180, "categories": [category],
+            "image_urls": ["https://img.bazaar.local/demo/\(n).jpg"], "attributes": ["color": color],
+        ]
+    }
+
+    func run() throws {
+        let (products, adminEmail, adminPassword, customerEmail, customerPassword) = (self.products, self.adminEmail, self.adminPassword,
+                                                                                      self.customerEmail, self.customerPassword)
+        let (catalogDB, accountsDB) = (self.catalogDB, self.accountsDB)
+        try runBlocking {
+            let catalog = PostgresPool(conninfo: catalogDB, maxConnections: 1)
+            let accounts = PostgresPool(conninfo: accountsDB, maxConnections: 1)
+            defer { catalog.close(); accounts.close() }
+            try await Migrator.migrate(catalog, CatalogSchema.migrations)
+            try await Migrator.migrate(accounts, AccountsSchema.migrations)
+            var added = 0
+            for start in stride(from: 0, to: products, by: 250) {
+                let batch = (start..<min(products, start + 250)).map(Self.product)
+                let json = String(decoding: try JSONSerialization.data(withJSONObject: batch), as: UTF8.self)
+                // One statement per batch, the whole batch one JSON parameter.
+                let r = try await catalog.query("""
+                    INSERT INTO products (sku, name, description, currency, price_minor, stock, categories, image_urls, attributes)
+                    SELECT p.sku, p.name, p.description, 'EUR', p.price_minor, p.stock,
+                           ARRAY(SELECT jsonb_array_elements_text(p.categories)), ARRAY(SELECT jsonb_array_elements_text(p.image_urls)), p.attributes
+                    FROM jsonb_to_recordset($1::jsonb) AS p(sku text, name text, description text, price_minor bigint, stock bigint,
+                                                            categories jsonb, image_urls jsonb, attributes jsonb)
+                    ON CONFLICT (sku) DO NOTHING
+                    """, [json])
+                added += r.affectedRows
+                print("seed: products \(min(products, start + 250))/\(products) (\(added) new)")
+            }
+            let logger = Logger(service: "seed", level: .warning)
+            let key = try JWTKey.generate()  // only to build the service; seeding issues no tokens
+            let service = try AccountsService(db: accounts, logger: logger, signingKey: key)
+            _ = try await service.ensureUser(email: adminEmail, password: adminPassword, displayName: "Admin", roles: ["admin", "customer"])
+            _ = try await service.ensureUser(email: customerEmail, password: customerPassword, displayName: "Customer", roles: ["customer"])
+            print("seed: users \(adminEmail) (admin) and \(customerEmail) (customer)")
+        }
+    }
+}
