@@ -122,7 +122,7 @@ let package = Package(
         .testTarget(name: "BazaarPostgresTests", dependencies: ["BazaarPostgres", "BazaarTransport"]),
         .testTarget(name: "BazaarRedisTests", dependencies: ["BazaarRedis", "BazaarTransport"]),
         .testTarget(name: "BazaarAuthTests", dependencies: ["BazaarAuth", "BazaarCore", "ShopAPI"]),
-        .testTarget(name: "ShopTests", dependencies: ["ShopKit", "Orders", "Catalog", "BazaarSMTP", "ShopAPI", "BazaarCore"]),
+        .testTarget(name: "ShopTests", dependencies: ["ShopKit", "Orders", "BazaarSMTP", "ShopAPI", "WellKnownTypes", "BazaarCore"]),
         .testTarget(name: "BazaarTransportTests", dependencies: ["BazaarTransport", "BazaarCore", "BazaarWire"]),
         .testTarget(name: "BazaarWireTests",
                     dependencies: ["BazaarWire", "ConformanceProtos", "ShopAPI", "GRPCProtos", "WellKnownTypes"]),

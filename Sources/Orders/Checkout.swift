@@ -221,6 +221,9 @@ extension OrdersService {
                     case .succeeded(let chargeID):
                         try await complete(id, chargeID: chargeID)
                         _ = try await db.query("UPDATE checkouts SET state = 'done', updated_at = clock_timestamp() WHERE order_id = $1::uuid", [id])
+                        if let user = try await order(id)?.userID {
+                            _ = try? await cart.clearCartForUser(Shop_V1_ClearCartForUserRequest(userID: user))
+                        }
                     case .declined(let reason):
                         _ = try await cancel(id, from: [.pending], reason: "payment declined: \(reason)")
                         try await failCheckout(id, RPCError(.failedPrecondition, "payment declined: \(reason); the order was cancelled"))

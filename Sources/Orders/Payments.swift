@@ -23,7 +23,9 @@ public protocol PaymentProvider: Sendable {
 
 /// The built-in test provider: a ledger table in the orders database. Token `tok_declined` is
 /// declined, `tok_error` fails as if the provider were unreachable (nothing is recorded), any
-/// other token succeeds. `latency` stands for the provider's round trip.
+/// other token succeeds. `latency` stands for the provider's answer on its way back: the charge is
+/// recorded first, so a crash meanwhile leaves a charge the orders service has not heard of (what
+/// the recovery loop must find).
 public struct TestPaymentProvider: PaymentProvider {
     public let db: PostgresPool
     public let latency: Duration
@@ -34,13 +36,13 @@ public struct TestPaymentProvider: PaymentProvider {
     }
 
     public func charge(key: String, amountMinor: Int64, currency: String, token: String) async throws -> ChargeOutcome {
-        if latency > .zero { try await Task.sleep(for: latency) }
         if token == "tok_error" { throw RPCError(.unavailable, "the payment provider is unavailable") }
         let declined = token == "tok_declined"
         _ = try await db.query("""
             INSERT INTO test_payments (idempotency_key, charge_id, amount_minor, currency, status)
             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (idempotency_key) DO NOTHING
             """, [key, "ch_" + UUID().uuidString.lowercased(), amountMinor, currency, declined ? "declined" : "succeeded"])
+        if latency > .zero { try await Task.sleep(for: latency) }
         return try await lookup(key: key)!
     }
 

@@ -103,8 +103,7 @@ class Shop:
              "BAZAAR_ACCESS_LOG_SAMPLE": "0",
              "BAZAAR_SMTP_ADDR": f"127.0.0.1:{self.mail.port}",
              "BAZAAR_CHECKOUT_RECOVER_AFTER": "3s",
-             "BAZAAR_RECOVERY_INTERVAL": "1s",
-             "BAZAAR_CONSUMER_NAME": f"{service}-1"}
+             "BAZAAR_RECOVERY_INTERVAL": "1s"}
         if service in self.databases:
             e["BAZAAR_DATABASE_URL"] = self.databases[service]
         for up in UPSTREAMS.get(service, []):
@@ -112,22 +111,28 @@ class Shop:
         e.update(self.extra_env.get(service, {}))
         return e
 
-    def start(self, service):
-        log = open(self.dir / f"{service}.log", "a")
-        proc = subprocess.Popen([binary("bazaar"), "serve", service, "--port", str(self.ports[service])],
-                                stdout=log, stderr=subprocess.STDOUT, env=self.env(service))
-        self.procs[service] = proc
+    def start(self, service, replica=None):
+        """Starts a service (or, with `replica`, one more process of it on a port of its own)."""
+        name = replica or service
+        port = free_port() if replica else self.ports[service]
+        log_path = self.dir / f"{name}.log"
+        log = open(log_path, "a")
+        env = self.env(service)
+        env["BAZAAR_CONSUMER_NAME"] = name
+        proc = subprocess.Popen([binary("bazaar"), "serve", service, "--port", str(port)],
+                                stdout=log, stderr=subprocess.STDOUT, env=env)
+        self.procs[name] = proc
         deadline = time.time() + 60
         while time.time() < deadline:
-            if "listening on" in (self.dir / f"{service}.log").read_text().split("shut down cleanly")[-1]:
+            if "listening on" in log_path.read_text().split("shut down cleanly")[-1]:
                 return proc
             if proc.poll() is not None:
-                raise RuntimeError(f"{service} exited with {proc.returncode}: {self.log(service)[-2000:]}")
+                raise RuntimeError(f"{name} exited with {proc.returncode}: {self.log(name)[-2000:]}")
             time.sleep(0.05)
-        raise RuntimeError(f"{service} did not start: {self.log(service)[-2000:]}")
+        raise RuntimeError(f"{name} did not start: {self.log(name)[-2000:]}")
 
-    def log(self, service):
-        return (self.dir / f"{service}.log").read_text()
+    def log(self, name):
+        return (self.dir / f"{name}.log").read_text()
 
     def stop(self, service, sig=signal.SIGTERM, timeout=30):
         proc = self.procs.pop(service)

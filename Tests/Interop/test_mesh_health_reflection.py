@@ -125,3 +125,5 @@ def test_health_is_serving_then_not_serving_during_a_drain(replica, pb2):
         assert health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5).status == not_serving
         assert replica.proc.wait(timeout=30) == 0
         reader.join(timeout=10)
+        # The watch ended with the drain instead of holding it open.
+        assert not reader.is_alive()

@@ -6,7 +6,9 @@ import Synchronization
 ///
 /// The overall status (service name `""`) starts SERVING. When the server begins a graceful
 /// shutdown every status turns NOT_SERVING and stays so, which Kubernetes' gRPC probes and the
-/// mesh's health-checking clients see before any connection is told to go away.
+/// mesh's health-checking clients see before any connection is told to go away. Watches then end
+/// (after sending NOT_SERVING), so that a long-lived watch does not hold the drain open until its
+/// timeout; clients watch again with backoff, and get NOT_SERVING and the end at once.
 public final class HealthService: Grpc_Health_V1_Health.ServiceProtocol, ServerDrainObserver {
     public typealias Status = Grpc_Health_V1_HealthCheckResponse.ServingStatus
 
@@ -44,12 +46,15 @@ public final class HealthService: Grpc_Health_V1_Health.ServiceProtocol, ServerD
     public func status(of service: String = "") -> Status? { state.withLock { $0.statuses[service] } }
 
     public func serverWillDrain() {
-        let changed = state.withLock { s -> [(AsyncStream<Status>.Continuation, Status)] in
+        let changed = state.withLock { s -> [AsyncStream<Status>.Continuation] in
             s.draining = true
             for key in s.statuses.keys { s.statuses[key] = .notServing }
-            return s.watchers.values.map { ($0.continuation, .notServing) }
+            return s.watchers.values.map(\.continuation)
         }
-        for (c, status) in changed { c.yield(status) }
+        for c in changed {
+            c.yield(.notServing)
+            c.finish()
+        }
     }
 
     public func check(_ request: Grpc_Health_V1_HealthCheckRequest, context: ServerContext) async throws -> Grpc_Health_V1_HealthCheckResponse {
@@ -68,6 +73,7 @@ public final class HealthService: Grpc_Health_V1_Health.ServiceProtocol, ServerD
             s.nextWatcher += 1
             s.watchers[s.nextWatcher] = (request.service, continuation)
             continuation.yield(s.statuses[request.service] ?? .serviceUnknown)
+            if s.draining { continuation.finish() }
             return s.nextWatcher
         }
         defer { _ = state.withLock { $0.watchers.removeValue(forKey: id) } }
@@ -80,7 +86,7 @@ public final class HealthService: Grpc_Health_V1_Health.ServiceProtocol, ServerD
         } onCancel: {
             continuation.finish()
         }
-        // A watch ends only when the caller goes away (or the server closes the connection).
-        throw RPCError(.cancelled, "watch cancelled")
+        // A watch ends when the caller goes away, or with OK when the server drains.
+        if Task.isCancelled { throw RPCError(.cancelled, "watch cancelled") }
     }
 }

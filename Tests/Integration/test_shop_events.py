@@ -1,0 +1,104 @@
+"""Order events through the outbox, the Redis stream and the notifications consumer: nothing lost
+while the consumer is down, nothing mailed twice when it comes back, relays safe together."""
+import signal
+import time
+import uuid
+
+from shop_clients import Client, make_product
+from test_shop_flows import wait_for
+
+
+def registered(shop, m):
+    anon = Client(shop, m)
+    email = f"buyer-{uuid.uuid4().hex[:8]}@example.com"
+    anon.call("accounts", "Register", m.accounts.RegisterRequest(email=email, password="long enough"), m.accounts.User)
+    session = anon.call("accounts", "Login", m.accounts.LoginRequest(email=email, password="long enough"), m.accounts.Session)
+    return email, Client(shop, m, session.access_token)
+
+
+def message_ids(shop, email):
+    return [line for msg in shop.mail.to(email) for line in msg.splitlines() if line.startswith("Message-ID:")]
+
+
+def test_notifications_outage_loses_nothing_and_mails_once(shop, m, admin):
+    email, me = registered(shop, m)
+    product = make_product(admin, m, stock=50)
+    shop.stop("notifications", sig=signal.SIGTERM)
+    orders = []
+    for _ in range(5):
+        me.call("cart", "AddItem", m.cart.AddItemRequest(product_id=product.id, quantity=1), m.cart.Cart)
+        orders.append(me.call("orders", "PlaceOrder", m.orders.PlaceOrderRequest(request_id=str(uuid.uuid4()), shipping_address=m.address()),
+                              m.orders.Order))
+    # The relay published while the consumer was away: the events wait in the stream.
+    wait_for(lambda: shop.sql("orders", "SELECT count(*) FROM outbox WHERE published_at IS NULL") == "0", what="the relay")
+    time.sleep(1)
+    assert message_ids(shop, email) == []
+    shop.start("notifications")
+    wait_for(lambda: len(message_ids(shop, email)) >= 5, what="five confirmation emails")
+    time.sleep(2)  # anything duplicated would arrive now
+    ids = message_ids(shop, email)
+    assert len(ids) == len(set(ids)) == 5
+    for o in orders:
+        assert sum(o.id in msg for msg in shop.mail.to(email)) == 1
+
+
+def test_events_delivered_twice_are_processed_once(shop, m, admin):
+    """A relay that crashed after XADD but before its commit publishes again; the consumer must
+    drop the repeat by event id. Replays the stream's own entries to the consumer group."""
+    email, me = registered(shop, m)
+    product = make_product(admin, m, stock=5)
+    me.call("cart", "AddItem", m.cart.AddItemRequest(product_id=product.id, quantity=1), m.cart.Cart)
+    order = me.call("orders", "PlaceOrder", m.orders.PlaceOrderRequest(request_id=str(uuid.uuid4()), shipping_address=m.address()),
+                    m.orders.Order)
+    wait_for(lambda: message_ids(shop, email), what="the confirmation email")
+    # Re-publish every event of this order, as a second relay would.
+    import subprocess
+    rows = shop.sql("orders", f"SELECT event_id, type, payload::text FROM outbox WHERE payload->>'order_id' = '{order.id}'").splitlines()
+    assert rows
+    for row in rows:
+        event_id, type_, payload = row.split("|", 2)
+        subprocess.run(["redis-cli", "-p", str(shop.redis_port), "XADD", "bazaar:order-events", "*", "event_id", event_id, "type", type_,
+                        "payload", payload], check=True, capture_output=True)
+    # Malformed entries must not stop the consumer either.
+    for fields in (["garbage", "\xff\x01"], ["event_id", "1 OR 1=1", "type", "order.paid", "payload", "{not json"],
+                   ["event_id", str(uuid.uuid4()), "type", "order.paid", "payload", '{"user_id": "nobody", "order_id": 7}']):
+        subprocess.run(["redis-cli", "-p", str(shop.redis_port), "XADD", "bazaar:order-events", "*", *fields], check=True, capture_output=True)
+    wait_for(lambda: subprocess.run(["redis-cli", "-p", str(shop.redis_port), "XPENDING", "bazaar:order-events", "notifications"],
+                                    capture_output=True, text=True).stdout.split()[0] == "0", what="the consumer to ack everything")
+    time.sleep(1)
+    assert len(message_ids(shop, email)) == 1
+    # And the service still works.
+    me.call("cart", "AddItem", m.cart.AddItemRequest(product_id=product.id, quantity=1), m.cart.Cart)
+    me.call("orders", "PlaceOrder", m.orders.PlaceOrderRequest(request_id=str(uuid.uuid4()), shipping_address=m.address()), m.orders.Order)
+    wait_for(lambda: len(message_ids(shop, email)) == 2, what="the second confirmation")
+
+
+def test_two_relays_publish_every_event_exactly_once(shop, m, admin):
+    """A second orders replica runs its own outbox relay against the same database: with
+    FOR UPDATE SKIP LOCKED they split the rows and the stream gets each event once."""
+    import concurrent.futures
+    import subprocess
+
+    shop.start("orders", replica="orders-2")
+    try:
+        product = make_product(admin, m, stock=100)
+        users = [str(uuid.uuid4()) for _ in range(20)]
+        customers = [Client(shop, m, shop.token(u)) for u in users]
+        for c in customers:
+            c.call("cart", "AddItem", m.cart.AddItemRequest(product_id=product.id, quantity=1), m.cart.Cart)
+        with concurrent.futures.ThreadPoolExecutor(10) as pool:
+            list(pool.map(lambda c: c.call("orders", "PlaceOrder", m.orders.PlaceOrderRequest(
+                request_id=str(uuid.uuid4()), shipping_address=m.address()), m.orders.Order), customers))
+        wait_for(lambda: shop.sql("orders", "SELECT count(*) FROM outbox WHERE published_at IS NULL") == "0", what="both relays")
+        # redis-cli prints one element per line when not on a terminal.
+        out = subprocess.run(["redis-cli", "-p", str(shop.redis_port), "XRANGE", "bazaar:order-events", "-", "+"],
+                             capture_output=True, text=True, check=True).stdout
+        lines = out.splitlines()
+        published = [lines[i + 1] for i, l in enumerate(lines[:-1]) if l == "event_id"]
+        ours = set(shop.sql("orders", f"""SELECT event_id FROM outbox WHERE payload->>'user_id' IN
+                                         ({",".join("'" + u + "'" for u in users)})""").split())
+        assert len(ours) == 40  # placed + paid per order
+        mine = [e for e in published if e in ours]
+        assert sorted(mine) == sorted(ours)
+    finally:
+        shop.stop("orders-2")
