@@ -3,10 +3,11 @@ SHELL := /bin/bash
 SWIFT ?= swift
 CODEGEN := .build/debug/bazaar-codegen
 
-.PHONY: help deps python-env build codegen generate check-generated test up fuzz bench bench-rpc bench-mesh certs describe clean
+.PHONY: help deps python-env build codegen generate check-generated test up down fuzz bench bench-rpc bench-mesh certs describe clean
 
 help:
-	@echo "make up        build, show the shop API, run the mTLS mesh demo server (installs what is missing)"
+	@echo "make up        build and run the shop in the background: PostgreSQL, Redis, an SMTP sink, the five services, demo data"
+	@echo "make down      stop everything make up started (data stays in .run/)"
 	@echo "make test      install test dependencies and run every test"
 	@echo "make generate  regenerate all committed generated code from the .proto files"
 	@echo "make fuzz      run the wire decoder fuzzer (FUZZ_SECONDS=60)"
@@ -38,8 +39,11 @@ build: deps
 test: deps python-env
 	@bash scripts/run-tests.sh
 
-up: deps build
+up: deps
 	@bash scripts/up.sh
+
+down:
+	@bash scripts/down.sh
 
 fuzz: deps
 	@bash scripts/fuzz.sh

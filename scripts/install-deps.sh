@@ -12,6 +12,8 @@ PACKAGES=(
   protobuf-c-compiler grpc-proto libprotobuf-dev python3-venv nghttp2-client dnsmasq-base prometheus
   # data stores the tests run as plain processes (their packaged services are never started)
   postgresql-15 redis-server
+  # the SMTP sink `make up` runs for the notifications service
+  python3-aiosmtpd
   # tooling
   valgrind
 )

@@ -1,48 +1,98 @@
 #!/usr/bin/env bash
-# `make up`: builds Bazaar and runs what exists of it.
+# `make up`: builds Bazaar and runs the shop on this machine, in the background.
 #
-# The shop services and the gateway arrive with their own issues. Until then this builds every
-# target, checks that generated code is current, prints the shop's API contract, makes a
-# development mesh PKI (`bazaar certs`, once, in .run/certs) and access-token keys (.run/jwt),
-# starts PostgreSQL (.run/postgres, port PGPORT) and Redis (.run/redis, port REDIS_PORT) as plain
-# processes, and runs the RPC core's demo server (grpc.testing.TestService and BenchmarkService,
-# with health and reflection) over mutual TLS in the foreground. Ctrl-C (or SIGTERM) shuts the
-# server down gracefully and stops the data stores.
+# Makes a development mesh PKI (.run/certs) and access-token keys (.run/jwt) once; starts
+# PostgreSQL (.run/postgres, port PGPORT) and Redis (.run/redis, port REDIS_PORT) as plain
+# processes, an SMTP sink that writes mail into .run/mail (Debian's aiosmtpd), and the five
+# services, each under scripts/supervise.sh (restarted if it crashes), logs in .run/logs;
+# seeds the demo data, and prints how to use it. `make down` (scripts/down.sh) stops everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PORT=${PORT:-8443}
 PGPORT=${PGPORT:-55432}
 REDIS_PORT=${REDIS_PORT:-56379}
-echo "up: building"
-swift build 2>&1 | grep -E 'error|Build' | tail -2
-echo "up: checking that generated code matches proto/"
-bash scripts/generate.sh .build/debug/bazaar-codegen --check
-echo
-echo "up: the shop API (proto/shop/v1):"
-echo
-.build/debug/bazaar-codegen -I proto -I /usr/include --describe $(cd proto && ls shop/v1/*.proto)
-mkdir -p .run
-if [ ! -f .run/certs/ca.pem ]; then
-  .build/debug/bazaar certs --dir .run/certs demo client
-fi
-[ -f .run/jwt/jwt-key.pem ] || .build/debug/bazaar jwt keygen --dir .run/jwt
-echo
-echo "up: PostgreSQL: $(bash scripts/postgres.sh start .run/postgres "$PGPORT")"
+SMTP_PORT=${SMTP_PORT:-2525}
+SERVICES=(catalog accounts cart notifications orders)
+declare -A PORT=([catalog]=9101 [accounts]=9102 [cart]=9103 [orders]=9104 [notifications]=9105)
+declare -A METRICS=([catalog]=9201 [accounts]=9202 [cart]=9203 [orders]=9204 [notifications]=9205)
+BAZAAR=$PWD/.build/debug/bazaar
+started=$(date +%s)
+
+step() { echo "up: $*"; }
+mkdir -p .run/logs .run/pids .run/mail/tmp .run/mail/new .run/mail/cur
+
+step "building"
+swift build --product bazaar 2>&1 | grep -E 'error|Compiling|Build' | tail -2
+bash scripts/generate.sh .build/debug/bazaar-codegen --check > /dev/null 2>&1 || echo "up: warning: generated code differs from proto/ (run make generate)"
+
+# Anything left from an earlier `make up` goes first, so that a re-run is a clean restart.
+bash scripts/down.sh --keep-stores > /dev/null 2>&1 || true
+
+for s in "${SERVICES[@]}" gateway client; do
+  [ -f ".run/certs/$s.pem" ] || { "$BAZAAR" certs --dir .run/certs "${SERVICES[@]}" gateway client > /dev/null; break; }
+done
+[ -f .run/jwt/jwt-key.pem ] || "$BAZAAR" jwt keygen --dir .run/jwt > /dev/null
+
+conninfo=$(bash scripts/postgres.sh start .run/postgres "$PGPORT")
+step "PostgreSQL on 127.0.0.1:$PGPORT (data in .run/postgres)"
+for db in catalog accounts orders notifications; do
+  if [ -z "$(psql "$conninfo" -Atc "SELECT 1 FROM pg_database WHERE datname = 'bazaar_$db'")" ]; then
+    psql "$conninfo" -qc "CREATE DATABASE bazaar_$db" > /dev/null
+  fi
+done
 mkdir -p .run/redis
 if ! redis-cli -p "$REDIS_PORT" ping > /dev/null 2>&1; then
   redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$PWD/.run/redis" --appendonly yes --daemonize yes \
     --pidfile "$PWD/.run/redis/redis.pid" --logfile "$PWD/.run/redis/redis.log"
 fi
-echo "up: Redis: 127.0.0.1:$REDIS_PORT (data in .run/redis)"
-stop_stores() {
-  bash scripts/postgres.sh stop .run/postgres
-  redis-cli -p "$REDIS_PORT" shutdown > /dev/null 2>&1 || true
-}
-trap stop_stores EXIT
-echo
-echo "up: the shop services are not in yet (issue 7); running the mesh demo server on port $PORT (mTLS)."
-echo "up: it serves grpc.health.v1.Health and server reflection, so grpcurl-style tools can list it."
-echo "up: try it:  .build/debug/interop-client --server_port $PORT --use_tls true --tls_ca_file .run/certs/ca.pem \\"
-echo "               --tls_cert_file .run/certs/client.pem --tls_key_file .run/certs/client-key.pem --test_case all"
-.build/debug/interop-server --port "$PORT" --use_tls true --tls_cert_file .run/certs/demo.pem \
-  --tls_key_file .run/certs/demo-key.pem --tls_ca_file .run/certs/ca.pem
+step "Redis on 127.0.0.1:$REDIS_PORT (data in .run/redis)"
+if ! (exec 3<> "/dev/tcp/127.0.0.1/$SMTP_PORT") 2> /dev/null; then
+  setsid /usr/bin/python3 -m aiosmtpd -n -l "127.0.0.1:$SMTP_PORT" -c aiosmtpd.handlers.Mailbox "$PWD/.run/mail" \
+    > .run/logs/smtp.log 2>&1 < /dev/null &
+  echo $! > .run/pids/smtp.pid
+fi
+step "SMTP sink on 127.0.0.1:$SMTP_PORT (mail lands in .run/mail as a Maildir)"
+
+export BAZAAR_TLS_DIR=$PWD/.run/certs BAZAAR_REDIS_ADDR=127.0.0.1:$REDIS_PORT BAZAAR_SMTP_ADDR=127.0.0.1:$SMTP_PORT \
+  BAZAAR_JWT_PUBLIC_KEY=$PWD/.run/jwt/jwt-pub.pem BAZAAR_JWT_PRIVATE_KEY=$PWD/.run/jwt/jwt-key.pem OTEL_TRACES_EXPORTER=none
+for s in "${SERVICES[@]}"; do
+  : > ".run/logs/$s.log"
+  BAZAAR_DATABASE_URL="${conninfo/dbname=postgres/dbname=bazaar_$s}" BAZAAR_METRICS_PORT=${METRICS[$s]} BAZAAR_CONSUMER_NAME=$s-local \
+    setsid bash scripts/supervise.sh "$s" "$PWD/.run/logs/$s.log" -- "$BAZAAR" serve "$s" --port "${PORT[$s]}" < /dev/null > /dev/null 2>&1 &
+  echo $! > ".run/pids/$s.pid"
+done
+for s in "${SERVICES[@]}"; do
+  for _ in $(seq 300); do
+    grep -q "listening on" ".run/logs/$s.log" 2> /dev/null && break
+    if grep -q "cannot start" ".run/logs/$s.log" 2> /dev/null; then
+      echo "up: $s failed to start:"; tail -5 ".run/logs/$s.log"; exit 1
+    fi
+    sleep 0.1
+  done
+  grep -q "listening on" ".run/logs/$s.log" || { echo "up: $s did not start; see .run/logs/$s.log"; exit 1; }
+  step "$s on 127.0.0.1:${PORT[$s]} (metrics http://127.0.0.1:${METRICS[$s]}/metrics, log .run/logs/$s.log)"
+done
+
+step "seeding demo data"
+"$BAZAAR" seed --catalog-db "${conninfo/dbname=postgres/dbname=bazaar_catalog}" --accounts-db "${conninfo/dbname=postgres/dbname=bazaar_accounts}" \
+  | tail -2 | sed 's/^/up: /'
+
+cat <<EOF
+
+up: the shop is running ($(( $(date +%s) - started )) s). Stop it with: make down
+up: every service speaks gRPC over mutual TLS (CA and client certificate in .run/certs).
+up: try the flows with the command-line client (it keeps your session in .run/session.json):
+
+  B=.build/debug/bazaar
+  \$B shop products --query "lamp"                       # browse and search (also --category, --max-price, --sort)
+  \$B shop register --email you@example.com --password "a long password"
+  \$B shop login --email you@example.com --password "a long password"
+  \$B shop cart add <product-id> --quantity 2
+  \$B shop cart
+  \$B shop checkout                                      # --payment-token tok_declined shows a declined payment
+  \$B shop orders
+  \$B shop watch <order-id> &                           # streams status changes
+  \$B shop login --email admin@bazaar.local --password admin-pass-123
+  \$B shop admin ship <order-id>; \$B shop admin deliver <order-id>
+  \$B shop notifications                                # and the emails: ls .run/mail/new
+
+EOF

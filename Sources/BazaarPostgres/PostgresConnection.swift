@@ -166,6 +166,9 @@ public final class PostgresConnection: @unchecked Sendable {
         case PGRES_POLLING_OK:
             guard case .connecting(let k) = state else { return }
             PQsetnonblocking(conn, 1)
+            // libpq prints NOTICEs (e.g. "relation already exists, skipping") on stderr by
+            // default; they are informational and would only clutter a service's output.
+            PQsetNoticeProcessor(conn, { _, _ in }, nil)
             state = .idle
             watch(reading: false, writing: false)
             k.resume()

@@ -199,8 +199,8 @@ public struct Mailer: Sendable {
                     let attempts = row.int64("email_attempts") + 1
                     let giveUp = !e.isTransient || attempts >= 20
                     _ = try await tx.query("""
-                        UPDATE notifications SET email_state = $2, email_attempts = $3, email_error = $4,
-                            next_attempt_at = clock_timestamp() + make_interval(secs => LEAST(3600, power(2, $3)::float8))
+                        UPDATE notifications SET email_state = $2, email_attempts = $3::int, email_error = $4,
+                            next_attempt_at = clock_timestamp() + make_interval(secs => LEAST(3600, power(2, $3::int))::float8)
                         WHERE id = $1::uuid
                         """, [id, giveUp ? "failed" : "pending", attempts, e.description])
                     logger.warning("email not sent", [("notification_id", .string(id)), ("error", .string(e.description)), ("gave_up", .bool(giveUp))])

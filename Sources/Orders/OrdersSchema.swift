@@ -54,12 +54,15 @@ public enum OrdersSchema {
             CREATE TABLE outbox (
                 id           bigserial PRIMARY KEY,
                 event_id     uuid NOT NULL UNIQUE DEFAULT gen_random_uuid(),
+                -- The order the event is about: status watches read an order's events in order.
+                order_id     uuid NOT NULL,
                 type         text NOT NULL,
                 payload      jsonb NOT NULL,
                 created_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
                 published_at timestamptz
             );
             CREATE INDEX outbox_unpublished ON outbox (id) WHERE published_at IS NULL;
+            CREATE INDEX outbox_order ON outbox (order_id, id);
             -- The test payment provider's own records (a real provider keeps these on its side).
             CREATE TABLE test_payments (
                 idempotency_key text PRIMARY KEY,

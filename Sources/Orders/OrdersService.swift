@@ -155,10 +155,34 @@ public final class OrdersService: Shop_V1_OrdersService.ServiceProtocol {
         return response
     }
 
+    /// Sends the order as it is, then once per status change until it is delivered or cancelled.
+    /// Changes come from the order's outbox events, in commit order, so none is skipped even
+    /// when several happen between two polls (polling the order itself would coalesce them).
     public func watchOrder(_ request: Shop_V1_WatchOrderRequest, responses: RPCWriter<Shop_V1_Order>, context: ServerContext) async throws {
-        _ = try await visibleOrder(request.id)
-        try await Watch.poll(every: settings.watchInterval, fetch: { try await self.order(request.id) },
-                             write: { try await responses.write($0) }, isFinal: { OrderLifecycle.isFinal($0.status) })
+        // The event cursor is read before the order, so a change in between is seen twice at
+        // worst (and then written once: only a different status is written).
+        try Check.id(request.id, "id")
+        var cursor = try await db.query("SELECT COALESCE(max(id), 0) AS id FROM outbox WHERE order_id = $1::uuid", [request.id]).rows[0].int64("id")
+        var order = try await visibleOrder(request.id)
+        try await responses.write(order)
+        var status = order.status
+        while !OrderLifecycle.isFinal(status) {
+            try await Task.sleep(for: settings.watchInterval)
+            let events = try await db.query("SELECT id, type FROM outbox WHERE order_id = $1::uuid AND id > $2 ORDER BY id",
+                                            [request.id, cursor]).rows
+            guard let lastEvent = events.last else { continue }
+            cursor = lastEvent.int64("id")
+            let latest = try await self.order(request.id) ?? order
+            for event in events {
+                let next = OrderLifecycle.status(named: event.text("type").dropFirst("order.".count).uppercased())
+                guard next != .unspecified, next != status else { continue }
+                order = latest
+                order.status = next
+                try await responses.write(order)
+                status = next
+                if OrderLifecycle.isFinal(status) { break }
+            }
+        }
     }
 
     // MARK: changing status
@@ -247,6 +271,6 @@ public final class OrdersService: Shop_V1_OrdersService.ServiceProtocol {
         var payload: [String: String] = ["order_id": id, "user_id": row.text("user_id"), "total_minor": row.text("total_minor"),
                                          "currency": row.text("currency")]
         payload.merge(extra) { a, _ in a }
-        _ = try await tx.query("INSERT INTO outbox (type, payload) VALUES ($1, $2::jsonb)", [type, jsonText(payload)])
+        _ = try await tx.query("INSERT INTO outbox (order_id, type, payload) VALUES ($1::uuid, $2, $3::jsonb)", [id, type, jsonText(payload)])
     }
 }

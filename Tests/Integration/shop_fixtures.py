@@ -28,8 +28,6 @@ class MailSink:
     """An SMTP server on loopback (aiosmtpd) keeping every message it accepts."""
 
     def __init__(self):
-        from aiosmtpd.controller import Controller
-
         self.messages = []
         self.lock = threading.Lock()
         sink = self
@@ -41,15 +39,25 @@ class MailSink:
                 return "250 OK"
 
         self.port = free_port()
-        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        self.handler = Handler()
+        self.resume()
+
+    def resume(self):
+        """(Re)starts the server; a stopped aiosmtpd controller cannot start again, so it is new."""
+        from aiosmtpd.controller import Controller
+
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
         self.controller.start()
+
+    def pause(self):
+        self.controller.stop()
 
     def to(self, address):
         with self.lock:
             return [m for rcpts, m in self.messages if address in rcpts]
 
     def stop(self):
-        self.controller.stop()
+        self.pause()
 
 
 def psql(conninfo, sql):

@@ -102,3 +102,23 @@ def test_two_relays_publish_every_event_exactly_once(shop, m, admin):
         assert sorted(mine) == sorted(ours)
     finally:
         shop.stop("orders-2")
+
+
+def test_mail_waits_for_the_smtp_server_and_is_sent_once_it_is_back(shop, m, admin):
+    """Regression: the retry path of the mailer (SMTP server unreachable) failed with a SQL type
+    error, so no email was ever retried."""
+    email, me = registered(shop, m)
+    product = make_product(admin, m, stock=5)
+    shop.mail.pause()
+    try:
+        me.call("cart", "AddItem", m.cart.AddItemRequest(product_id=product.id, quantity=1), m.cart.Cart)
+        me.call("orders", "PlaceOrder", m.orders.PlaceOrderRequest(request_id=str(uuid.uuid4()), shipping_address=m.address()), m.orders.Order)
+        wait_for(lambda: shop.sql("notifications", f"SELECT count(*) FROM notifications WHERE email_to = '{email}' AND email_attempts > 0") == "1",
+                 what="a failed delivery attempt")
+        assert shop.sql("notifications", f"SELECT email_state FROM notifications WHERE email_to = '{email}'") == "pending"
+        assert "mailer round failed" not in shop.log("notifications")
+    finally:
+        shop.mail.resume()
+    # The first retry comes 2 s after the first failure.
+    wait_for(lambda: message_ids(shop, email), timeout=30, what="the email after the server came back")
+    assert shop.sql("notifications", f"SELECT email_state FROM notifications WHERE email_to = '{email}'") == "sent"
