@@ -33,18 +33,18 @@ public final class JWTKey: @unchecked Sendable {
 
     /// From PEM: a private key (`-----BEGIN PRIVATE KEY-----`) or a public key. Only Ed25519.
     public convenience init(pem: String, keyID: String = "k1") throws {
-        let bytes = Array(pem.utf8)
-        guard let bio = BIO_new_mem_buf(bytes, Int32(bytes.count)) else { throw JWTError("out of memory") }
-        defer { BIO_free(bio) }
-        var isPrivate = true
-        var key = PEM_read_bio_PrivateKey(bio, nil, nil, nil)
-        if key == nil {
+        // A memory BIO reads the buffer in place (it does not copy), so the buffer must outlive
+        // every read: the parse runs inside withUnsafeBytes, never on a temporary array pointer.
+        let (key, isPrivate) = try Array(pem.utf8).withUnsafeBytes { buffer throws -> (OpaquePointer, Bool) in
+            guard let bio = BIO_new_mem_buf(buffer.baseAddress, Int32(buffer.count)) else { throw JWTError("out of memory") }
+            defer { BIO_free(bio) }
+            if let k = PEM_read_bio_PrivateKey(bio, nil, nil, nil) { return (k, true) }
             ERR_clear_error()
             _ = BIO_ctrl(bio, BIO_CTRL_RESET, 0, nil)
-            key = PEM_read_bio_PUBKEY(bio, nil, nil, nil)
-            isPrivate = false
+            if let k = PEM_read_bio_PUBKEY(bio, nil, nil, nil) { return (k, false) }
+            ERR_clear_error()
+            throw JWTError("not a PEM private or public key")
         }
-        guard let key else { throw JWTError("not a PEM private or public key") }
         guard EVP_PKEY_get_id(key) == EVP_PKEY_ED25519 else {
             EVP_PKEY_free(key)
             throw JWTError("only Ed25519 keys are accepted (alg EdDSA)")

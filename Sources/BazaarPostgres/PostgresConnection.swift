@@ -2,6 +2,7 @@ import BazaarCore
 import BazaarTransport
 import CBazaarPQ
 import Glibc
+import Synchronization
 
 /// An error from PostgreSQL (with its SQLSTATE) or from the connection.
 public struct PostgresError: Error, CustomStringConvertible, Sendable, Equatable {
@@ -103,6 +104,11 @@ public final class PostgresConnection: @unchecked Sendable {
         case closed
     }
     private var state = State.idle
+    /// Statements prepared on this connection, by SQL text: each is parsed and planned once per
+    /// connection instead of once per execution (about a third of PostgreSQL's CPU for the
+    /// shop's short statements). Bounded, since list queries assemble their WHERE clauses.
+    private let prepared = Mutex<[String: String]>([:])
+    static let maxPrepared = 256
 
     private init(loop: EventLoop) { self.loop = loop }
 
@@ -188,15 +194,29 @@ public final class PostgresConnection: @unchecked Sendable {
         }
     }
 
-    /// Runs one statement with `$n` parameters; returns its rows or affected count.
+    /// Runs one statement with `$n` parameters; returns its rows or affected count. The statement
+    /// is prepared on the connection the first time it runs there (see `prepared`).
     public func query(_ sql: String, _ parameters: [(any PostgresBindable)?] = []) async throws -> PostgresResult {
         let texts = parameters.map { $0?.postgresText }
-        return try await withCheckedThrowingContinuation { k in
-            loop.execute { self.start(k) { conn in
-                Self.withCStrings(texts) { values in
-                    PQsendQueryParams(conn, sql, Int32(texts.count), nil, values, nil, nil, 0)
-                }
-            } }
+        var name = prepared.withLock { $0[sql] }
+        if name == nil, prepared.withLock({ $0.count }) < Self.maxPrepared {
+            let candidate = "bz\(prepared.withLock { $0.count })"
+            _ = try await run { PQsendPrepare($0, candidate, sql, Int32(texts.count), nil) }
+            prepared.withLock { $0[sql] = candidate }
+            name = candidate
+        }
+        let chosen = name
+        return try await run { conn in
+            Self.withCStrings(texts) { values in
+                if let name = chosen { return PQsendQueryPrepared(conn, name, Int32(texts.count), values, nil, nil, 0) }
+                return PQsendQueryParams(conn, sql, Int32(texts.count), nil, values, nil, nil, 0)
+            }
+        }
+    }
+
+    private func run(_ send: @escaping @Sendable (OpaquePointer) -> Int32) async throws -> PostgresResult {
+        try await withCheckedThrowingContinuation { k in
+            loop.execute { self.start(k, send: send) }
         }
     }
 

@@ -77,3 +77,20 @@ import Testing
         #expect(key.withKeyID("x").keyID == "x")
     }
 }
+
+/// Regression: `JWTKey(pem:)` handed OpenSSL a pointer to a temporary array, which a memory BIO
+/// reads later; release builds freed it first and every key was "not a PEM key".
+@Suite struct PEMLoadingTests {
+    @Test func keysLoadFromFreshlyBuiltStringsManyTimes() throws {
+        let key = try JWTKey.generate()
+        for n in 0..<200 {
+            // A new String each time, built piecewise, with other allocations in between.
+            let pem = String(key.privateKeyPEM!.map { $0 }) + String(repeating: "\n", count: n % 3)
+            _ = [UInt8](repeating: UInt8(n % 256), count: 4096)
+            let loaded = try JWTKey(pem: pem)
+            #expect(loaded.isPrivate && loaded.thumbprint == key.thumbprint)
+            #expect(try JWTKey(pem: String(key.publicKeyPEM.map { $0 })).rawPublicKey == key.rawPublicKey)
+        }
+        #expect(throws: JWTError.self) { try JWTKey(pem: "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n") }
+    }
+}
