@@ -122,7 +122,6 @@ extension OrdersService {
         switch outcome! {
         case .succeeded(let chargeID):
             try await complete(orderID, chargeID: chargeID)
-            _ = try await db.query("UPDATE checkouts SET state = 'done', updated_at = clock_timestamp() WHERE order_id = $1::uuid", [orderID])
             do {
                 _ = try await cart.clearCartForUser(Shop_V1_ClearCartForUserRequest(userID: user))
             } catch {
@@ -157,7 +156,11 @@ extension OrdersService {
         }
         do {
             _ = try await catalog.commitStock(Shop_V1_CommitStockRequest(orderID: orderID))
-            _ = try await db.query("UPDATE orders SET stock_state = 'committed', updated_at = clock_timestamp() WHERE id = $1::uuid", [orderID])
+            // The order's stock and its checkout record are final together (one statement).
+            _ = try await db.query("""
+                WITH done AS (UPDATE checkouts SET state = 'done', updated_at = clock_timestamp() WHERE order_id = $1::uuid)
+                UPDATE orders SET stock_state = 'committed', updated_at = clock_timestamp() WHERE id = $1::uuid
+                """, [orderID])
         } catch let e as RPCError where e.code == .failedPrecondition || e.code == .notFound {
             // The reservation expired before the payment went through: give the money back.
             _ = try await cancel(orderID, from: [.paid], reason: "the stock reservation expired")
@@ -220,7 +223,6 @@ extension OrdersService {
                     switch try await payments.lookup(key: id) {
                     case .succeeded(let chargeID):
                         try await complete(id, chargeID: chargeID)
-                        _ = try await db.query("UPDATE checkouts SET state = 'done', updated_at = clock_timestamp() WHERE order_id = $1::uuid", [id])
                         if let user = try await order(id)?.userID {
                             _ = try? await cart.clearCartForUser(Shop_V1_ClearCartForUserRequest(userID: user))
                         }

@@ -38,19 +38,25 @@ public struct TestPaymentProvider: PaymentProvider {
     public func charge(key: String, amountMinor: Int64, currency: String, token: String) async throws -> ChargeOutcome {
         if token == "tok_error" { throw RPCError(.unavailable, "the payment provider is unavailable") }
         let declined = token == "tok_declined"
-        _ = try await db.query("""
+        let fresh = try await db.query("""
             INSERT INTO test_payments (idempotency_key, charge_id, amount_minor, currency, status)
-            VALUES ($1, $2, $3, $4, $5) ON CONFLICT (idempotency_key) DO NOTHING
-            """, [key, "ch_" + UUID().uuidString.lowercased(), amountMinor, currency, declined ? "declined" : "succeeded"])
+            VALUES ($1, $2, $3, $4, $5) ON CONFLICT (idempotency_key) DO NOTHING RETURNING charge_id, status
+            """, [key, "ch_" + UUID().uuidString.lowercased(), amountMinor, currency, declined ? "declined" : "succeeded"]).rows.first
         if latency > .zero { try await Task.sleep(for: latency) }
-        return try await lookup(key: key)!
+        // A repeated key answers with the first charge, as real providers do.
+        guard let fresh else { return try await lookup(key: key)! }
+        return Self.outcome(fresh)
+    }
+
+    static func outcome(_ row: PostgresRow) -> ChargeOutcome {
+        row["status"] == "declined" ? .declined(reason: "card declined") : .succeeded(chargeID: row["charge_id"] ?? "")
     }
 
     public func lookup(key: String) async throws -> ChargeOutcome? {
         guard let row = try await db.query("SELECT charge_id, status FROM test_payments WHERE idempotency_key = $1", [key]).rows.first else {
             return nil
         }
-        return row["status"] == "declined" ? .declined(reason: "card declined") : .succeeded(chargeID: row["charge_id"] ?? "")
+        return Self.outcome(row)
     }
 
     public func refund(chargeID: String) async throws {
