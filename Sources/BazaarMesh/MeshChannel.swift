@@ -266,13 +266,16 @@ public final class MeshChannel: ClientTransport, Sendable {
                         self?.setHealth(sub, answer.status == .serving)
                         pause = .milliseconds(100)
                     }
+                    // The server ended the watch (it does when it drains, after NOT_SERVING): the
+                    // last answer stands until a new watch answers.
                 } catch let e as RPCError where e.code == .unimplemented {
                     // The server has no health service: take it as healthy, and stop asking.
                     self?.setHealth(sub, true)
                     return
-                } catch {}
-                // The watch ended (connection lost, server draining): unknown until it answers again.
-                self?.setHealth(sub, nil)
+                } catch {
+                    // The watch failed (connection lost): unknown until it answers again.
+                    self?.setHealth(sub, nil)
+                }
                 try? await Task.sleep(for: pause)
                 pause = min(pause * 2, .seconds(5))
             }

@@ -121,7 +121,8 @@ struct GeneratedServiceTests {
     func methodTable() {
         let get = Shop_V1_CatalogService.Method.getProduct
         #expect(get.path == "/shop.v1.CatalogService/GetProduct" && get.kind == .unary)
-        #expect(get.options.http == [HTTPRule(method: "GET", path: "/v1/products/{id}")])
+        // additional_bindings follow the main rule.
+        #expect(get.options.http == [HTTPRule(method: "GET", path: "/v1/products/{id}"), HTTPRule(method: "GET", path: "/v1/skus/{sku}")])
         #expect(get.options.auth.level == .public && get.options.idempotency == .noSideEffects)
         #expect(get.options.defaultDeadline == .milliseconds(2000))
         let create = Shop_V1_CatalogService.Method.createProduct
@@ -132,6 +133,6 @@ struct GeneratedServiceTests {
         let send = Shop_V1_NotificationsService.Method.send
         #expect(send.options.auth.level == .internal && send.options.auth.callers == ["orders", "accounts"])
         #expect(Shop_V1_NotificationsService.Method.sendBatch.kind == .clientStreaming)
-        #expect(Shop_V1_CartService.descriptor.methods.count == 6)
+        #expect(Shop_V1_CartService.descriptor.methods.count == 7)
     }
 }

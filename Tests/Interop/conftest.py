@@ -1,5 +1,6 @@
 """Fixtures of the interop suites: the Bazaar conformance driver."""
 import os
+import subprocess
 import pathlib
 
 import pytest

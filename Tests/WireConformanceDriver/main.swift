@@ -3,6 +3,8 @@
 // Each request line is `OP TYPE HEX`, each answer one line:
 //   roundtrip TYPE HEX  -> `ok UNKNOWN_COUNT HEX`: decode as TYPE, encode again
 //   decode TYPE HEX     -> `ok UNKNOWN_COUNT`: decode only
+//   tojson TYPE HEX     -> `ok JSON_HEX`: the proto3 JSON mapping of the message (ProtoJSON)
+//   fromjson TYPE HEX   -> `ok HEX`: the message a JSON text (hex) describes
 // Errors answer `err MESSAGE`. The process must survive any input: that is part of the test.
 import BazaarWire
 import ConformanceProtos
@@ -19,7 +21,8 @@ for file in [ProtoFile.conformance_v1_all_types, .conformance_v1_proto2_types, .
              .shop_v1_catalog, .shop_v1_accounts, .shop_v1_cart, .shop_v1_orders, .shop_v1_notifications,
              .grpc_testing_test, .grpc_health_v1_health, .grpc_reflection_v1_reflection,
              .google_protobuf_descriptor, .google_protobuf_struct, .google_protobuf_any,
-             .google_protobuf_wrappers, .google_protobuf_type, .google_protobuf_api,
+             .google_protobuf_wrappers, .google_protobuf_type, .google_protobuf_api, .google_protobuf_timestamp,
+             .google_protobuf_duration, .google_protobuf_field_mask, .google_protobuf_empty,
              .bazaar_options_v1_options, .google_api_annotations]
 {
     registry.merge(file.messageTypesByName) { a, _ in a }
@@ -63,6 +66,8 @@ extension UInt8 {
 
 func handle<M: WireMessage>(_ type: M.Type, _ op: Substring, _ bytes: [UInt8]) -> String {
     do {
+        if op == "tojson" { return "ok \(hex(try ProtoJSON.encode(bytes, as: M.protobufCDescriptor).serialized()))" }
+        if op == "fromjson" { return "ok \(hex(try ProtoJSON.decode(try JSONValue.parse(bytes), as: M.protobufCDescriptor)))" }
         let m = try M(serializedBytes: bytes)
         let unknown = m.unknownFields.fields.count
         if op == "decode" { return "ok \(unknown)" }
