@@ -85,6 +85,8 @@ let package = Package(
             "BazaarInterop", "BazaarTransport", "BazaarMesh", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "interop-client", dependencies: [
             "BazaarInterop", "BazaarTransport", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        // The edge gateway: REST/JSON (and gRPC-Web) to RPCs, routes from the IDL.
+        .target(name: "BazaarGateway", dependencies: ["BazaarCore", "BazaarWire", "CBazaarProtobufC"]),
         // The shop's services: business logic on the data layer, behind the generated protocols.
         // They see the mesh only through generated clients (any ClientTransport).
         .target(name: "ShopKit", dependencies: ["ShopAPI", "WellKnownTypes", "BazaarCore", "BazaarPostgres", "BazaarRedis", "BazaarTelemetry"]),
@@ -122,6 +124,7 @@ let package = Package(
         .testTarget(name: "BazaarPostgresTests", dependencies: ["BazaarPostgres", "BazaarTransport"]),
         .testTarget(name: "BazaarRedisTests", dependencies: ["BazaarRedis", "BazaarTransport"]),
         .testTarget(name: "BazaarAuthTests", dependencies: ["BazaarAuth", "BazaarCore", "ShopAPI"]),
+        .testTarget(name: "BazaarGatewayTests", dependencies: ["BazaarGateway", "BazaarCore", "BazaarWire", "ShopAPI"]),
         .testTarget(name: "ShopTests", dependencies: ["ShopKit", "Orders", "BazaarSMTP", "ShopAPI", "WellKnownTypes", "BazaarCore"]),
         .testTarget(name: "BazaarTransportTests", dependencies: ["BazaarTransport", "BazaarCore", "BazaarWire"]),
         .testTarget(name: "BazaarWireTests",

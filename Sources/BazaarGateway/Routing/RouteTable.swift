@@ -1,0 +1,165 @@
+import BazaarCore
+import BazaarWire
+import CBazaarProtobufC
+
+/// One REST binding of an RPC method: an HTTP method and path template, where the body goes and
+/// which part of the response is the body.
+public struct Route: Sendable {
+    public let method: MethodDescriptor
+    public let httpMethod: String
+    public let template: PathTemplate
+    /// `*`, a top-level field name, or empty.
+    public let body: String
+    public let responseBody: String
+    public let input: UnsafePointer<ProtobufCMessageDescriptor>
+    public let output: UnsafePointer<ProtobufCMessageDescriptor>
+
+    /// Fields that path variables and the body set; query parameters may set any other.
+    public var boundFields: Set<String> {
+        var s = Set(template.variables.map { $0.fieldPath.joined(separator: ".") })
+        if !body.isEmpty && body != "*" { s.insert(body) }
+        return s
+    }
+}
+
+extension UnsafePointer: @retroactive @unchecked Sendable where Pointee == ProtobufCMessageDescriptor {}
+
+/// What a request matched.
+public enum RouteMatch {
+    case found(Route, variables: [([String], String)])
+    /// The path exists with other methods: 405 with `Allow`.
+    case methodNotAllowed(allowed: [String])
+    case notFound
+}
+
+/// The REST routes of a set of services, built from their IDL (`google.api.http`, additional
+/// bindings included) at startup. Problems are refused then, with a message naming the methods:
+/// unparsable templates, variables or body fields the request message lacks, and two routes that
+/// match exactly the same requests.
+public struct RouteTable: Sendable {
+    public let routes: [Route]
+
+    public struct BuildError: Error, CustomStringConvertible, Sendable {
+        public let description: String
+    }
+
+    /// - Parameter messages: every message type by full name (from the services' `ProtoFile`s).
+    public init(services: [ServiceDescriptor]) throws(BuildError) {
+        var types: [String: UnsafePointer<ProtobufCMessageDescriptor>] = [:]
+        for s in services {
+            for file in s.file.withDependencies {
+                for t in file.messageTypes { types[t.protoMessageName] = t.protobufCDescriptor }
+            }
+        }
+        var routes: [Route] = []
+        var problems: [String] = []
+        for service in services {
+            for m in service.methods {
+                for rule in m.options.http {
+                    guard let input = types[m.inputType], let output = types[m.outputType] else {
+                        problems.append("\(m.path): message types \(m.inputType) / \(m.outputType) not known")
+                        continue
+                    }
+                    do {
+                        let t = try PathTemplate(rule.path)
+                        for v in t.variables {
+                            guard let f = ProtoJSON.Builder.fieldType(path: v.fieldPath, in: input), !f.repeated,
+                                  f.type != PROTOBUF_C_TYPE_MESSAGE
+                            else {
+                                throw PathTemplate.ParseError(description: "{\(v.fieldPath.joined(separator: "."))} is not a singular scalar field of \(m.inputType)")
+                            }
+                        }
+                        if !rule.body.isEmpty, rule.body != "*", ProtoJSON.Builder.fieldType(path: [rule.body], in: input) == nil {
+                            throw PathTemplate.ParseError(description: "body \(rule.body) is not a field of \(m.inputType)")
+                        }
+                        if !rule.responseBody.isEmpty, ProtoJSON.Builder.fieldType(path: [rule.responseBody], in: output) == nil {
+                            throw PathTemplate.ParseError(description: "response_body \(rule.responseBody) is not a field of \(m.outputType)")
+                        }
+                        if m.kind == .clientStreaming || m.kind == .bidirectionalStreaming {
+                            throw PathTemplate.ParseError(description: "client-streaming methods have no REST binding")
+                        }
+                        routes.append(Route(method: m, httpMethod: rule.method.uppercased(), template: t, body: rule.body,
+                                            responseBody: rule.responseBody, input: input, output: output))
+                    } catch {
+                        problems.append("\(m.path) \(rule.method) \(rule.path): \(error)")
+                    }
+                }
+            }
+        }
+        // Two routes for one HTTP method with the same shape would take the same requests.
+        var seen: [String: Route] = [:]
+        for r in routes {
+            let key = r.httpMethod + " " + r.template.shape
+            if let other = seen[key] {
+                problems.append("\(r.httpMethod) \(r.template) (\(r.method.path)) and \(other.httpMethod) \(other.template) (\(other.method.path)) match the same requests")
+            }
+            seen[key] = r
+        }
+        guard problems.isEmpty else { throw BuildError(description: "the HTTP routes are inconsistent:\n  " + problems.joined(separator: "\n  ")) }
+        // Most specific first, so the first match is the one to take.
+        self.routes = routes.sorted { $0.template.isMoreSpecific(than: $1.template) }
+    }
+
+    /// The route for a request. `path` is the raw request path (before `?`).
+    public func match(method: String, path: String) -> RouteMatch {
+        guard let (segments, verb) = Self.split(path) else { return .notFound }
+        var allowed: [String] = []
+        for r in routes {
+            let vars: [([String], String)]?
+            if r.template.verb != nil {
+                guard let verb else { continue }
+                vars = r.template.match(verb.0, verb: verb.1)
+            } else {
+                vars = r.template.match(segments, verb: nil)
+            }
+            guard let vars else { continue }
+            if r.httpMethod == method || (method == "HEAD" && r.httpMethod == "GET") { return .found(r, variables: vars) }
+            if !allowed.contains(r.httpMethod) { allowed.append(r.httpMethod) }
+        }
+        return allowed.isEmpty ? .notFound : .methodNotAllowed(allowed: allowed)
+    }
+
+    /// Path segments (percent-decoded), and the same with a `:verb` split off the last one.
+    static func split(_ path: String) -> ([String], ([String], String)?)? {
+        guard path.hasPrefix("/") else { return nil }
+        let raw = path.dropFirst().split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        let decoded = raw.compactMap(Self.percentDecode)
+        guard decoded.count == raw.count else { return nil }
+        var verbForm: ([String], String)?
+        if let last = raw.last, let colon = last.lastIndex(of: ":") {
+            let head = String(last[..<colon])
+            let verb = String(last[last.index(after: colon)...])
+            if let h = percentDecode(head), !verb.isEmpty {
+                verbForm = (Array(decoded.dropLast()) + [h], verb)
+            }
+        }
+        return (decoded, verbForm)
+    }
+
+    /// RFC 3986 percent-decoding of one segment; `nil` for malformed escapes or invalid UTF-8.
+    static func percentDecode(_ s: String) -> String? {
+        guard s.contains("%") else { return s }
+        var out: [UInt8] = []
+        var bytes = Array(s.utf8)[...]
+        while let b = bytes.first {
+            bytes = bytes.dropFirst()
+            if b == UInt8(ascii: "%") {
+                guard bytes.count >= 2, let hi = hex(bytes[bytes.startIndex]), let lo = hex(bytes[bytes.startIndex + 1]) else { return nil }
+                out.append(hi << 4 | lo)
+                bytes = bytes.dropFirst(2)
+            } else {
+                out.append(b)
+            }
+        }
+        return String(validating: out, as: UTF8.self)
+    }
+
+    static func hex(_ b: UInt8) -> UInt8? {
+        switch b {
+        case 48...57: b - 48
+        case 65...70: b - 55
+        case 97...102: b - 87
+        default: nil
+        }
+    }
+}
