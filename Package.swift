@@ -52,7 +52,7 @@ let package = Package(
         .target(name: "BazaarCore", dependencies: ["BazaarWire"]),
         // Event loops, sockets, TLS (OpenSSL), HTTP/2 (nghttp2) and gRPC framing: the mesh transport.
         .target(name: "BazaarTransport",
-                dependencies: ["BazaarCore", "CBazaarEvent", "CBazaarNghttp2", "CBazaarOpenSSL", "CBazaarZlib"],
+                dependencies: ["BazaarCore", "CBazaarEvent", "CBazaarNghttp2", "CBazaarOpenSSL", "CBazaarZlib", "CBazaarHTTPParser"],
                 // All transport state is confined to its event loop's thread, so the runtime's dynamic
                 // exclusivity checks only cost time: about 5k instructions per call (callgrind).
                 swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]),

@@ -51,12 +51,15 @@ public final class RPCServer: Sendable {
         if state.withLock({ $0.shuttingDown }) || Task.isCancelled { return }
         let group = EventLoopGroup(count: configuration.loopCount ?? EventLoopGroup.coreCount)
         var listeners: [Listener] = []
+        let shared = self.shared
         do {
             var port = configuration.port
             for loop in group.loops {
                 let fd = try Socket.listen(host: configuration.host, port: port, reusePort: true)
                 if port == 0 { port = Socket.localPort(fd) }
-                listeners.append(Listener(loop: loop, fd: fd, shared: shared))
+                listeners.append(Listener(loop: loop, fd: fd, tls: shared.tls) { loop, fd, peer, tls, onClose in
+                    ServerConnection(loop: loop, fd: fd, peer: peer, shared: shared, tls: tls) { onClose($0) }
+                })
             }
             let stoppedMeanwhile = state.withLock { s -> Bool in
                 s.group = group
@@ -143,18 +146,35 @@ public final class RPCServer: Sendable {
 
 /// One listening socket on one loop (SO_REUSEPORT spreads connections over the loops), and the
 /// connections it accepted.
+/// A connection a ``Listener`` accepted: started at once, drained at shutdown.
+protocol AcceptedConnection: AnyObject {
+    func accepted()
+    func drain(grace: Duration)
+}
+
+extension ServerConnection: AcceptedConnection {
+    func accepted() { start() }
+}
+
+/// One listening socket on one loop: accepts connections (with a TLS engine each when the server
+/// does TLS), keeps them until they close, and drains them. What a connection is (the gRPC
+/// server's, the HTTP front door's) comes from `make`.
 final class Listener: @unchecked Sendable {
+    typealias Make = (_ loop: EventLoop, _ fd: Int32, _ peer: String, _ tls: TLSEngine?,
+                      _ onClose: @escaping (AnyObject) -> Void) -> AcceptedConnection
     let loop: EventLoop
     private var fd: Int32
-    private let shared: ServerShared
+    private let tls: TLSCredentials?
+    private let make: Make
     private var watcher: IOWatcher?
-    private var connections: [ObjectIdentifier: ServerConnection] = [:]
+    private var connections: [ObjectIdentifier: AcceptedConnection] = [:]
     private var drained: (() -> Void)?
 
-    init(loop: EventLoop, fd: Int32, shared: ServerShared) {
+    init(loop: EventLoop, fd: Int32, tls: TLSCredentials?, make: @escaping Make) {
         self.loop = loop
         self.fd = fd
-        self.shared = shared
+        self.tls = tls
+        self.make = make
     }
 
     func start() {
@@ -166,7 +186,7 @@ final class Listener: @unchecked Sendable {
         for _ in 0..<64 {
             guard let (cfd, peer) = Socket.accept(fd) else { return }
             let engine: TLSEngine?
-            if let ctx = shared.tls {
+            if let ctx = tls {
                 guard let e = try? TLSEngine(context: ctx.current) else {
                     Glibc.close(cfd)
                     continue
@@ -175,12 +195,12 @@ final class Listener: @unchecked Sendable {
             } else {
                 engine = nil
             }
-            let c = ServerConnection(loop: loop, fd: cfd, peer: peer, shared: shared, tls: engine) { [unowned self] c in
+            let c = make(loop, cfd, peer, engine) { [unowned self] c in
                 self.connections[ObjectIdentifier(c)] = nil
                 self.checkDrained()
             }
             connections[ObjectIdentifier(c)] = c
-            c.start()
+            c.accepted()
         }
     }
 

@@ -14,6 +14,9 @@ public struct TLSConfiguration: Sendable {
     /// Client: the name sent as SNI and, when no SPIFFE ID is expected, checked against the
     /// certificate's DNS names.
     public var serverHostname: String?
+    /// Server: also accept clients that offer only `http/1.1` (or no ALPN at all): the edge
+    /// gateway's front door. Mesh servers require `h2`.
+    public var allowsHTTP1: Bool = false
 
     public init(certificateChainFile: String? = nil, privateKeyFile: String? = nil, trustRootsFile: String? = nil,
                 requireClientCertificate: Bool = true, expectedServerIdentity: String? = nil, serverHostname: String? = nil)
@@ -28,6 +31,14 @@ public struct TLSConfiguration: Sendable {
 
     /// The usual mesh files of one service in a folder made by `bazaar certs`:
     /// `<dir>/ca.pem`, `<dir>/<service>.pem`, `<dir>/<service>-key.pem`.
+    /// A public-facing server: this certificate, no client certificate asked for, `h2` or
+    /// `http/1.1` by ALPN.
+    public static func edge(certificateChainFile: String, privateKeyFile: String) -> TLSConfiguration {
+        var c = TLSConfiguration(certificateChainFile: certificateChainFile, privateKeyFile: privateKeyFile, requireClientCertificate: false)
+        c.allowsHTTP1 = true
+        return c
+    }
+
     public static func mesh(directory: String, service: String) -> TLSConfiguration {
         TLSConfiguration(certificateChainFile: "\(directory)/\(service).pem", privateKeyFile: "\(directory)/\(service)-key.pem",
                          trustRootsFile: "\(directory)/ca.pem")

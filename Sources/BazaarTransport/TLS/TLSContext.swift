@@ -54,22 +54,32 @@ final class TLSContext: @unchecked Sendable {
             _ = SSL_CTX_set_num_tickets(ctx, 0)
             let mode = configuration.requireClientCertificate ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT : SSL_VERIFY_NONE
             SSL_CTX_set_verify(ctx, mode, nil)
-            SSL_CTX_set_alpn_select_cb(ctx, { _, out, outlen, inp, inlen, _ in
-                // Pick "h2" from the client's list, or refuse the handshake.
+            // Pick "h2" from the client's list; an edge server takes "http/1.1" too. Anything
+            // else refuses the handshake.
+            let allowsHTTP1: UnsafeMutableRawPointer? = configuration.allowsHTTP1 ? UnsafeMutableRawPointer(bitPattern: 1) : nil
+            SSL_CTX_set_alpn_select_cb(ctx, { _, out, outlen, inp, inlen, arg in
                 guard let inp else { return SSL_TLSEXT_ERR_ALERT_FATAL }
-                var i = 0
                 let n = Int(inlen)
+                var http1: Int?
+                var i = 0
                 while i < n {
                     let len = Int(inp[i])
-                    if len == 2 && i + 2 < n + 0 && inp[i + 1] == 0x68 && inp[i + 2] == 0x32 {
+                    guard i + 1 + len <= n else { break }
+                    if len == 2 && inp[i + 1] == 0x68 && inp[i + 2] == 0x32 {
                         out?.pointee = UnsafePointer(inp + i + 1)
                         outlen?.pointee = 2
                         return SSL_TLSEXT_ERR_OK
                     }
+                    if len == 8, Array(UnsafeBufferPointer(start: inp + i + 1, count: 8)) == Array("http/1.1".utf8) { http1 = i }
                     i += 1 + len
                 }
-                return SSL_TLSEXT_ERR_ALERT_FATAL
-            }, nil)
+                if arg != nil, let h = http1 {
+                    out?.pointee = UnsafePointer(inp + h + 1)
+                    outlen?.pointee = 8
+                    return SSL_TLSEXT_ERR_OK
+                }
+                return arg != nil ? SSL_TLSEXT_ERR_NOACK : SSL_TLSEXT_ERR_ALERT_FATAL
+            }, allowsHTTP1)
         } else {
             SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nil)
             let alpn: [UInt8] = [2, 0x68, 0x32]

@@ -18,6 +18,8 @@ final class TLSEngine {
     private(set) var handshakeComplete = false
     /// The peer's `spiffe://` URI SAN, once the handshake is done.
     private(set) var peerIdentity: String?
+    /// The ALPN protocol agreed on (`h2`, `http/1.1`), once the handshake is done.
+    private(set) var negotiatedProtocol: String?
 
     /// - Parameter serverName: client side: the SNI name, and when no SPIFFE ID is expected, the
     ///   DNS name the server certificate must carry. ``TLSConfiguration/serverHostname`` wins over it.
@@ -149,7 +151,9 @@ final class TLSEngine {
         var proto: UnsafePointer<UInt8>?
         var len: UInt32 = 0
         SSL_get0_alpn_selected(ssl, &proto, &len)
-        guard len == 2, let proto, proto[0] == 0x68, proto[1] == 0x32 else { return "peer did not negotiate ALPN h2" }
+        if let proto, len > 0 { negotiatedProtocol = String(decoding: UnsafeBufferPointer(start: proto, count: Int(len)), as: UTF8.self) }
+        let isH2 = len == 2 && proto?[0] == 0x68 && proto?[1] == 0x32
+        guard isH2 || (context.isServer && context.configuration.allowsHTTP1) else { return "peer did not negotiate ALPN h2" }
         if let cert = SSL_get1_peer_certificate(ssl) {
             peerIdentity = spiffeIdentity(of: cert)
             X509_free(cert)

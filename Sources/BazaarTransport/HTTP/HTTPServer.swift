@@ -1,0 +1,105 @@
+import Glibc
+import Synchronization
+
+/// The HTTP front door: HTTP/1.1 (keep-alive, chunked) and HTTP/2 on one port, with TLS
+/// termination (ALPN `h2` or `http/1.1`) or in plaintext (HTTP/1.1, or h2c with prior
+/// knowledge). Every request goes to one ``HTTPResponder``; the edge gateway is one.
+///
+/// ```swift
+/// let server = HTTPServer(configuration: HTTPServerConfiguration(port: 8080), responder: gateway)
+/// try await server.run()   // until cancelled, `shutdown()`, or SIGTERM with handleSignals
+/// ```
+public final class HTTPServer: Sendable {
+    public let configuration: HTTPServerConfiguration
+    private let shared: HTTPServerShared
+    private let tls: TLSCredentials?
+    private struct State {
+        var listeners: [Listener] = []
+        var shuttingDown = false
+        var done: CheckedContinuation<Void, Never>?
+        var finished = false
+    }
+    private let state = Mutex(State())
+
+    public init(configuration: HTTPServerConfiguration, responder: any HTTPResponder) throws {
+        self.configuration = configuration
+        shared = HTTPServerShared(responder: responder, configuration: configuration)
+        tls = try configuration.tls.map { try TLSCredentials($0, server: true) }
+    }
+
+    /// Listens (one socket per loop, SO_REUSEPORT) and serves until shut down; `onListening`
+    /// gets the bound port.
+    public func run(onListening: @Sendable (Int) -> Void = { _ in }) async throws {
+        if state.withLock({ $0.shuttingDown }) || Task.isCancelled { return }
+        let group = EventLoopGroup(count: configuration.loopCount ?? EventLoopGroup.coreCount)
+        var listeners: [Listener] = []
+        let shared = self.shared
+        do {
+            var port = configuration.port
+            for loop in group.loops {
+                let fd = try Socket.listen(host: configuration.host, port: port, reusePort: true)
+                if port == 0 { port = Socket.localPort(fd) }
+                listeners.append(Listener(loop: loop, fd: fd, tls: tls) { loop, fd, peer, tls, onClose in
+                    HTTPServerConnection(loop: loop, fd: fd, peer: peer, shared: shared, tls: tls, onClose: onClose)
+                })
+            }
+            state.withLock { $0.listeners = listeners }
+            for l in listeners { l.loop.execute { l.start() } }
+            if let tls { tls.watch(on: group.loops[0], every: .seconds(10), onSIGHUP: configuration.handleSignals) }
+            onListening(port)
+        } catch {
+            for l in listeners { l.loop.execute { l.stop() } }
+            group.shutdown()
+            throw error
+        }
+        var signals: SignalWatcher?
+        if configuration.handleSignals {
+            signals = SignalWatcher(loop: group.loops[0], signals: [SIGTERM, SIGINT]) { [weak self] in self?.shutdown() }
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (k: CheckedContinuation<Void, Never>) in
+                let finishedAlready = state.withLock { s -> Bool in
+                    if s.finished { return true }
+                    s.done = k
+                    return false
+                }
+                if finishedAlready { k.resume() }
+            }
+        } onCancel: {
+            self.shutdown()
+        }
+        signals = nil
+        _ = signals
+        group.shutdown()
+    }
+
+    /// Stops accepting, lets requests in flight finish (up to the drain timeout), then ends `run`.
+    public func shutdown() {
+        let listeners = state.withLock { s -> [Listener] in
+            if s.shuttingDown { return [] }
+            s.shuttingDown = true
+            return s.listeners
+        }
+        if listeners.isEmpty {
+            finish()
+            return
+        }
+        let remaining = Atomic<Int>(listeners.count)
+        for l in listeners {
+            l.loop.execute {
+                l.drain(timeout: self.configuration.drainTimeout) {
+                    if remaining.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 { self.finish() }
+                }
+            }
+        }
+    }
+
+    private func finish() {
+        let k = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            s.finished = true
+            defer { s.done = nil }
+            return s.done
+        }
+        k?.resume()
+    }
+}

@@ -1,0 +1,458 @@
+import CBazaarNghttp2
+
+/// What every connection of an ``HTTPServer`` shares.
+final class HTTPServerShared: Sendable {
+    let responder: any HTTPResponder
+    let configuration: HTTPServerConfiguration
+
+    init(responder: any HTTPResponder, configuration: HTTPServerConfiguration) {
+        self.responder = responder
+        self.configuration = configuration
+    }
+}
+
+/// One front-door connection: HTTP/1.1 (http-parser) or HTTP/2 (nghttp2), chosen by ALPN over
+/// TLS, or in plaintext by whether the client opens with the HTTP/2 preface (h2c with prior
+/// knowledge). Runs on its loop; responders run as tasks on the same loop.
+final class HTTPServerConnection: SocketConnection, AcceptedConnection, @unchecked Sendable {
+    override var isServerSide: Bool { true }
+    let shared: HTTPServerShared
+    private let onClose: (AnyObject) -> Void
+    private enum Mode {
+        case detecting([UInt8])
+        case http1(HTTP1Parser)
+        case http2(HTTP2Session)
+    }
+    private var mode = Mode.detecting([])
+    private var draining = false
+    private var idleTimer: LoopTimer?
+
+    // HTTP/1.1: one request at a time; bytes of later ones wait in `pending`.
+    private var pending: [UInt8] = []
+    private var exchange: H1Exchange?
+    private var out: [UInt8] = []
+    private var closeWhenFlushed = false
+
+    // HTTP/2
+    private var streams: [Int32: H2Exchange] = [:]
+
+    static let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
+
+    init(loop: EventLoop, fd: Int32, peer: String, shared: HTTPServerShared, tls: TLSEngine?, onClose: @escaping (AnyObject) -> Void) {
+        self.shared = shared
+        self.onClose = onClose
+        super.init(loop: loop, fd: fd, tls: tls, peerAddress: peer)
+    }
+
+    func accepted() { start() }
+
+    override func connectionReady() {
+        if let tls {
+            mode = tls.negotiatedProtocol == "h2" ? .http2(makeH2()) : .http1(HTTP1Parser())
+        }
+        armIdle()
+    }
+
+    private func makeH2() -> HTTP2Session { HTTP2Session(server: true, settings: shared.configuration.http2) }
+
+    override func received(_ bytes: [UInt8]) {
+        switch mode {
+        case .detecting(var buffered):
+            buffered += bytes
+            let n = min(buffered.count, Self.preface.count)
+            if Array(buffered.prefix(n)) == Array(Self.preface.prefix(n)) {
+                if n < Self.preface.count { mode = .detecting(buffered); return }
+                let h2 = makeH2()
+                mode = .http2(h2)
+                receiveH2(h2, buffered)
+            } else {
+                mode = .http1(HTTP1Parser())
+                pending = buffered
+                parseH1()
+            }
+        case .http1:
+            pending += bytes
+            parseH1()
+        case .http2(let h2):
+            receiveH2(h2, bytes)
+        }
+    }
+
+    override func produceOutput(into output: inout [UInt8]) {
+        switch mode {
+        case .http2(let h2):
+            if !h2.send(into: &output) {
+                let why = h2.fatalError
+                loop.execute { [self] in close(error: why) }
+            }
+            for event in h2.takeEvents() { handleH2(h2, event) }
+        default:
+            if !out.isEmpty {
+                output += out
+                out = []
+            }
+        }
+    }
+
+    override func didWrite() {
+        if closeWhenFlushed && out.isEmpty && pendingWrite == 0 { close(error: nil) }
+        if case .http2(let h2) = mode, !h2.isAlive || (draining && streams.isEmpty && !h2.hasPendingOutput), pendingWrite == 0 {
+            close(error: nil)
+        }
+    }
+
+    override func closed(error: String?) {
+        idleTimer?.cancel()
+        exchange?.task?.cancel()
+        exchange?.gone = true
+        for s in streams.values {
+            s.gone = true
+            s.task?.cancel()
+        }
+        streams = [:]
+        onClose(self)
+    }
+
+    func drain(grace: Duration) {
+        draining = true
+        switch mode {
+        case .http2(let h2):
+            h2.goAway(graceful: false)
+            scheduleFlush()
+            if streams.isEmpty { closeWhenFlushed = true }
+        default:
+            if exchange == nil { close(error: nil) } else { closeWhenFlushed = false }
+        }
+        _ = loop.schedule(after: grace) { [weak self] in self?.close(error: "drain timeout") }
+    }
+
+    private func armIdle() {
+        idleTimer?.cancel()
+        idleTimer = loop.schedule(after: shared.configuration.idleTimeout) { [weak self] in
+            guard let self else { return }
+            if self.exchange == nil && self.streams.isEmpty { self.close(error: nil) } else { self.armIdle() }
+        }
+    }
+
+    private func request(_ method: String, _ target: String, _ headers: [(name: String, value: String)], _ body: [UInt8], _ version: String) -> HTTPRequest {
+        HTTPRequest(method: method, target: target, headers: headers, body: body, version: version, remoteAddress: peerAddress, isSecure: tls != nil)
+    }
+
+    private func launch(_ request: HTTPRequest, sink: any HTTPResponseSink, finished: @escaping @Sendable () -> Void) -> Task<Void, Never> {
+        let writer = HTTPResponseWriter(sink: sink, loop: loop)
+        let responder = shared.responder
+        let loop = self.loop
+        return Task(executorPreference: loop) {
+            await responder.respond(to: request, writer: writer)
+            // A responder that did not finish its response: end it (500 if nothing was sent).
+            loop.execute {
+                if let s = sink as? HTTPSinkState, !s.ended {
+                    if !s.headSent { sink.head(status: 500, headers: [("content-length", "0")]) }
+                    sink.end(trailers: [])
+                }
+                finished()
+            }
+        }
+    }
+
+    // MARK: HTTP/1.1
+
+    private func parseH1() {
+        guard case .http1(let parser) = mode, exchange?.dispatched != true else { return }
+        while !pending.isEmpty && !parser.paused {
+            let result: Result<Int, HTTP1Parser.Failure> = pending.withUnsafeBytes { b in
+                do throws(HTTP1Parser.Failure) { return .success(try parser.feed(b)) } catch { return .failure(error) }
+            }
+            guard case .success(let used) = result else {
+                if case .failure(let f) = result { failH1(f.status, f.reason) }
+                return
+            }
+            pending.removeFirst(used)
+            for event in parser.takeEvents() {
+                guard handleH1(event) else { return }
+            }
+            if used == 0 { break }
+        }
+    }
+
+    /// False when the connection is being closed.
+    private func handleH1(_ event: HTTP1Parser.Event) -> Bool {
+        switch event {
+        case .head(let head):
+            let e = H1Exchange(head: head)
+            exchange = e
+            if let length = head.contentLength, length > UInt64(shared.configuration.maxBodySize) {
+                failH1(413, "the request body is larger than \(shared.configuration.maxBodySize) bytes")
+                return false
+            }
+            if head.headers.contains(where: { $0.name == "expect" && $0.value.lowercased() == "100-continue" }) {
+                out += Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)
+                scheduleFlush()
+            }
+        case .body(let bytes):
+            guard let e = exchange else { return true }
+            e.body += bytes
+            if e.body.count > shared.configuration.maxBodySize {
+                failH1(413, "the request body is larger than \(shared.configuration.maxBodySize) bytes")
+                return false
+            }
+        case .end:
+            guard let e = exchange else { return true }
+            e.dispatched = true
+            idleTimer?.cancel()
+            let h = e.head
+            let sink = H1Sink(connection: self, isHead: h.method == "HEAD", keepAlive: h.keepAlive && !draining, version: h.version)
+            e.sink = sink
+            e.task = launch(request(h.method, h.target, h.headers, e.body, h.version), sink: sink) { [weak self] in self?.h1Finished() }
+        }
+        return true
+    }
+
+    /// A malformed or refused request: a short error response, then the connection closes
+    /// (the rest of the byte stream cannot be trusted).
+    private func failH1(_ status: Int, _ reason: String) {
+        let body = Array("{\"code\":\(status == 413 ? 8 : 3),\"message\":\"\(reason.replacingOccurrences(of: "\"", with: "'"))\",\"details\":[]}".utf8)
+        out += Array("HTTP/1.1 \(status) \(reasonPhrase(status))\r\ncontent-type: application/json\r\ncontent-length: \(body.count)\r\nconnection: close\r\n\r\n".utf8)
+        out += body
+        exchange = nil
+        pending = []
+        closeWhenFlushed = true
+        scheduleFlush()
+    }
+
+    fileprivate func h1Write(_ bytes: [UInt8]) {
+        out += bytes
+        scheduleFlush()
+    }
+
+    private func h1Finished() {
+        let keepAlive = exchange?.sink?.keepAlive ?? false
+        exchange = nil
+        if !keepAlive || draining {
+            closeWhenFlushed = true
+            scheduleFlush()
+            return
+        }
+        armIdle()
+        if case .http1(let parser) = mode {
+            parser.resume()
+            parseH1()
+        }
+    }
+
+    // MARK: HTTP/2
+
+    private func receiveH2(_ h2: HTTP2Session, _ bytes: [UInt8]) {
+        guard let events = bytes.withUnsafeBytes({ h2.receive($0) }) else {
+            flush()
+            close(error: h2.fatalError)
+            return
+        }
+        for event in events { handleH2(h2, event) }
+        scheduleFlush()
+    }
+
+    private func handleH2(_ h2: HTTP2Session, _ event: HTTP2Event) {
+        switch event {
+        case .headers(let id, let fields, let endStream):
+            if let s = streams[id] {
+                if endStream { dispatchH2(h2, s) }
+                return
+            }
+            if draining { h2.reset(stream: id, code: NGHTTP2_REFUSED_STREAM.rawValue); return }
+            var method = "", path = "", authority: String?
+            var headers: [(name: String, value: String)] = []
+            for f in fields {
+                switch f.name {
+                case ":method": method = f.value
+                case ":path": path = f.value
+                case ":authority": authority = f.value
+                case ":scheme": break
+                default: if !f.name.hasPrefix(":") { headers.append((f.name, f.value)) }
+                }
+            }
+            if let authority, !headers.contains(where: { $0.name == "host" }) { headers.append(("host", authority)) }
+            let s = H2Exchange(id: id, method: method, target: path, headers: headers)
+            streams[id] = s
+            idleTimer?.cancel()
+            if method.isEmpty || path.isEmpty {
+                h2.reset(stream: id, code: NGHTTP2_PROTOCOL_ERROR.rawValue)
+                return
+            }
+            if endStream { dispatchH2(h2, s) }
+        case .data(let id, let bytes, let endStream):
+            if !bytes.isEmpty { h2.consume(stream: id, bytes.count) }
+            guard let s = streams[id], !s.dispatched else { return }
+            s.body += bytes
+            if s.body.count > shared.configuration.maxBodySize {
+                s.dispatched = true
+                let sink = H2Sink(connection: self, h2: h2, stream: id, isHead: false)
+                let body = Array("{\"code\":8,\"message\":\"the request body is larger than \(shared.configuration.maxBodySize) bytes\",\"details\":[]}".utf8)
+                sink.head(status: 413, headers: [("content-type", "application/json"), ("content-length", String(body.count))])
+                sink.body(body)
+                sink.end(trailers: [])
+                return
+            }
+            if endStream { dispatchH2(h2, s) }
+        case .streamClosed(let id, _):
+            if let s = streams.removeValue(forKey: id) {
+                s.gone = true
+                s.task?.cancel()
+            }
+            if streams.isEmpty {
+                if draining { closeWhenFlushed = true } else { armIdle() }
+            }
+        case .goAway, .ping, .pingAck:
+            break
+        }
+    }
+
+    private func dispatchH2(_ h2: HTTP2Session, _ s: H2Exchange) {
+        guard !s.dispatched else { return }
+        s.dispatched = true
+        let sink = H2Sink(connection: self, h2: h2, stream: s.id, isHead: s.method == "HEAD")
+        s.sink = sink
+        s.task = launch(request(s.method, s.target, s.headers, s.body, "HTTP/2"), sink: sink) {}
+    }
+
+    fileprivate func h2Flush() { scheduleFlush() }
+}
+
+/// What both sinks remember: whether the head went out and the response ended.
+protocol HTTPSinkState: AnyObject {
+    var headSent: Bool { get }
+    var ended: Bool { get }
+}
+
+final class H1Exchange {
+    let head: HTTP1Parser.Head
+    var body: [UInt8] = []
+    var dispatched = false
+    var gone = false
+    var task: Task<Void, Never>?
+    var sink: H1Sink?
+
+    init(head: HTTP1Parser.Head) { self.head = head }
+}
+
+final class H2Exchange {
+    let id: Int32
+    let method: String
+    let target: String
+    let headers: [(name: String, value: String)]
+    var body: [UInt8] = []
+    var dispatched = false
+    var gone = false
+    var task: Task<Void, Never>?
+    var sink: H2Sink?
+
+    init(id: Int32, method: String, target: String, headers: [(name: String, value: String)]) {
+        self.id = id
+        self.method = method
+        self.target = target
+        self.headers = headers
+    }
+}
+
+/// An HTTP/1.1 response: status line and headers, then the body as given (with a
+/// `content-length`) or chunked.
+final class H1Sink: HTTPResponseSink, HTTPSinkState, @unchecked Sendable {
+    private unowned let connection: HTTPServerConnection
+    let isHead: Bool
+    private(set) var keepAlive: Bool
+    let version: String
+    private var chunked = false
+    private(set) var headSent = false
+    private(set) var ended = false
+
+    init(connection: HTTPServerConnection, isHead: Bool, keepAlive: Bool, version: String) {
+        self.connection = connection
+        self.isHead = isHead
+        self.keepAlive = keepAlive
+        self.version = version
+    }
+
+    var isGone: Bool { connection.isClosed }
+
+    func head(status: Int, headers: [(String, String)]) {
+        guard !headSent else { return }
+        headSent = true
+        var text = "HTTP/1.1 \(status) \(reasonPhrase(status))\r\n"
+        var hasLength = false
+        for (name, value) in headers {
+            let n = name.lowercased()
+            if n == "content-length" { hasLength = true }
+            if n == "connection" || n == "transfer-encoding" { continue }
+            // Header values never carry line breaks (no response splitting).
+            text += "\(name): \(value.filter { $0 != "\r" && $0 != "\n" })\r\n"
+        }
+        let bodyAllowed = !isHead && status != 204 && status != 304 && status >= 200
+        if !hasLength && bodyAllowed {
+            if version == "HTTP/1.0" { keepAlive = false } else { chunked = true; text += "transfer-encoding: chunked\r\n" }
+        }
+        if !keepAlive { text += "connection: close\r\n" }
+        text += "\r\n"
+        connection.h1Write(Array(text.utf8))
+    }
+
+    func body(_ bytes: [UInt8]) {
+        guard headSent, !ended, !isHead, !bytes.isEmpty else { return }
+        if chunked {
+            connection.h1Write(Array((String(bytes.count, radix: 16) + "\r\n").utf8) + bytes + [13, 10])
+        } else {
+            connection.h1Write(bytes)
+        }
+    }
+
+    func end(trailers: [(String, String)]) {
+        guard headSent, !ended else { return }
+        ended = true
+        if chunked && !isHead { connection.h1Write(Array("0\r\n\r\n".utf8)) }
+    }
+}
+
+/// An HTTP/2 response: HEADERS, DATA as it comes, and the end (with trailers, if any).
+final class H2Sink: HTTPResponseSink, HTTPSinkState, @unchecked Sendable {
+    private unowned let connection: HTTPServerConnection
+    private let h2: HTTP2Session
+    let stream: Int32
+    let isHead: Bool
+    private(set) var headSent = false
+    private(set) var ended = false
+
+    init(connection: HTTPServerConnection, h2: HTTP2Session, stream: Int32, isHead: Bool) {
+        self.connection = connection
+        self.h2 = h2
+        self.stream = stream
+        self.isHead = isHead
+    }
+
+    var isGone: Bool { connection.isClosed }
+
+    func head(status: Int, headers: [(String, String)]) {
+        guard !headSent else { return }
+        headSent = true
+        var fields: [HeaderField] = [(":status", String(status))]
+        for (name, value) in headers {
+            let n = name.lowercased()
+            // Connection-specific headers are not allowed in HTTP/2.
+            if ["connection", "transfer-encoding", "keep-alive", "upgrade"].contains(n) { continue }
+            fields.append((n, value))
+        }
+        h2.submitResponse(stream: stream, headers: fields)
+        connection.h2Flush()
+    }
+
+    func body(_ bytes: [UInt8]) {
+        guard headSent, !ended, !isHead else { return }
+        h2.enqueue(stream: stream, bytes)
+        connection.h2Flush()
+    }
+
+    func end(trailers: [(String, String)]) {
+        guard headSent, !ended else { return }
+        ended = true
+        h2.enqueue(stream: stream, [], end: true, trailers: trailers.isEmpty ? nil : trailers.map { ($0.0.lowercased(), $0.1) })
+        connection.h2Flush()
+    }
+}

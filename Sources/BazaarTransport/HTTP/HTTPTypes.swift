@@ -1,0 +1,165 @@
+import BazaarCore
+
+/// An HTTP request as the front door hands it over: HTTP/1.1 or HTTP/2, the body read in full
+/// (up to ``HTTPServerConfiguration/maxBodySize``).
+public struct HTTPRequest: Sendable {
+    public var method: String
+    /// The request target: path and query (`/v1/products?category=books`).
+    public var target: String
+    /// Header names lowercased, in arrival order; HTTP/2 pseudo-headers are not among them.
+    public var headers: [(name: String, value: String)]
+    public var body: [UInt8]
+    /// `HTTP/1.1`, `HTTP/1.0` or `HTTP/2`.
+    public var version: String
+    public var remoteAddress: String
+    /// Whether the connection is TLS.
+    public var isSecure: Bool
+
+    public init(method: String, target: String, headers: [(name: String, value: String)] = [], body: [UInt8] = [],
+                version: String = "HTTP/1.1", remoteAddress: String = "", isSecure: Bool = false)
+    {
+        self.method = method
+        self.target = target
+        self.headers = headers
+        self.body = body
+        self.version = version
+        self.remoteAddress = remoteAddress
+        self.isSecure = isSecure
+    }
+
+    /// The path part of the target.
+    public var path: String {
+        guard let q = target.firstIndex(of: "?") else { return target }
+        return String(target[..<q])
+    }
+
+    /// The query string (without `?`), empty when there is none.
+    public var query: String {
+        guard let q = target.firstIndex(of: "?") else { return "" }
+        return String(target[target.index(after: q)...])
+    }
+
+    /// The first value of a header (name in any case); HTTP/2 `:authority` is also `host`.
+    public func header(_ name: String) -> String? {
+        let n = name.lowercased()
+        return headers.first { $0.name == n }?.value
+    }
+}
+
+/// Where a responder writes its answer: status and headers once, then body bytes (sent as they
+/// come: chunked on HTTP/1.1 when no `content-length` was given), then the end, with trailers
+/// on HTTP/2. Calls may come from any task; they are carried to the connection's loop.
+public final class HTTPResponseWriter: Sendable {
+    let sink: any HTTPResponseSink
+    let loop: EventLoop
+
+    init(sink: any HTTPResponseSink, loop: EventLoop) {
+        self.sink = sink
+        self.loop = loop
+    }
+
+    public func writeHead(status: Int, headers: [(String, String)]) {
+        let sink = self.sink
+        loop.execute { sink.head(status: status, headers: headers) }
+    }
+
+    public func writeBody(_ bytes: [UInt8]) {
+        guard !bytes.isEmpty else { return }
+        let sink = self.sink
+        loop.execute { sink.body(bytes) }
+    }
+
+    /// Ends the response; HTTP/1.1 ignores `trailers`.
+    public func end(trailers: [(String, String)] = []) {
+        let sink = self.sink
+        loop.execute { sink.end(trailers: trailers) }
+    }
+
+    /// A whole response at once.
+    public func respond(status: Int, headers: [(String, String)], body: [UInt8]) {
+        var withLength = headers
+        if !withLength.contains(where: { $0.0.lowercased() == "content-length" }) { withLength.append(("content-length", String(body.count))) }
+        let h = withLength
+        let sink = self.sink
+        loop.execute {
+            sink.head(status: status, headers: h)
+            if !body.isEmpty { sink.body(body) }
+            sink.end(trailers: [])
+        }
+    }
+
+    /// Whether the client went away (the connection closed or the stream was reset).
+    public var isClosed: Bool { sink.isGone }
+}
+
+/// One protocol's way to send a response; called on the connection's loop.
+protocol HTTPResponseSink: Sendable {
+    func head(status: Int, headers: [(String, String)])
+    func body(_ bytes: [UInt8])
+    func end(trailers: [(String, String)])
+    var isGone: Bool { get }
+}
+
+/// What answers requests. It runs as a task on the connection's loop; when the client goes
+/// away the task is cancelled.
+public protocol HTTPResponder: Sendable {
+    func respond(to request: HTTPRequest, writer: HTTPResponseWriter) async
+}
+
+/// The front door's settings.
+public struct HTTPServerConfiguration: Sendable {
+    public var host: String
+    public var port: Int
+    /// A server certificate (``TLSConfiguration/edge(certificateChainFile:privateKeyFile:)``):
+    /// HTTPS with `h2` or `http/1.1` by ALPN. `nil`: plaintext HTTP/1.1, and h2c with prior knowledge.
+    public var tls: TLSConfiguration?
+    /// Larger request bodies are answered 413 without reading them.
+    public var maxBodySize = 1 << 20
+    public var http2 = HTTP2Settings()
+    /// A keep-alive HTTP/1.1 connection idle this long is closed.
+    public var idleTimeout: Duration = .seconds(60)
+    public var loopCount: Int?
+    /// SIGTERM and SIGINT start a graceful shutdown.
+    public var handleSignals = false
+    /// How long requests in flight get at shutdown.
+    public var drainTimeout: Duration = .seconds(30)
+
+    public init(host: String = "0.0.0.0", port: Int, tls: TLSConfiguration? = nil) {
+        self.host = host
+        self.port = port
+        self.tls = tls
+    }
+}
+
+/// The reason phrase of a status code, for HTTP/1.1 status lines.
+func reasonPhrase(_ status: Int) -> String {
+    switch status {
+    case 200: "OK"
+    case 201: "Created"
+    case 202: "Accepted"
+    case 204: "No Content"
+    case 301: "Moved Permanently"
+    case 304: "Not Modified"
+    case 400: "Bad Request"
+    case 401: "Unauthorized"
+    case 403: "Forbidden"
+    case 404: "Not Found"
+    case 405: "Method Not Allowed"
+    case 406: "Not Acceptable"
+    case 408: "Request Timeout"
+    case 409: "Conflict"
+    case 411: "Length Required"
+    case 412: "Precondition Failed"
+    case 413: "Content Too Large"
+    case 415: "Unsupported Media Type"
+    case 429: "Too Many Requests"
+    case 431: "Request Header Fields Too Large"
+    case 499: "Client Closed Request"
+    case 500: "Internal Server Error"
+    case 501: "Not Implemented"
+    case 502: "Bad Gateway"
+    case 503: "Service Unavailable"
+    case 504: "Gateway Timeout"
+    default: "Status \(status)"
+    }
+}
