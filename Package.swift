@@ -86,7 +86,7 @@ let package = Package(
         .executableTarget(name: "interop-client", dependencies: [
             "BazaarInterop", "BazaarTransport", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         // The edge gateway: REST/JSON (and gRPC-Web) to RPCs, routes from the IDL.
-        .target(name: "BazaarGateway", dependencies: ["BazaarCore", "BazaarWire", "CBazaarProtobufC"]),
+        .target(name: "BazaarGateway", dependencies: ["BazaarCore", "BazaarWire", "BazaarTransport", "BazaarAuth", "CBazaarProtobufC"]),
         // The shop's services: business logic on the data layer, behind the generated protocols.
         // They see the mesh only through generated clients (any ClientTransport).
         .target(name: "ShopKit", dependencies: ["ShopAPI", "WellKnownTypes", "BazaarCore", "BazaarPostgres", "BazaarRedis", "BazaarTelemetry"]),
@@ -98,7 +98,7 @@ let package = Package(
         // The one CLI: certs, jwt, password, serve <service>, seed, load.
         .executableTarget(name: "bazaar", dependencies: [
             "BazaarTransport", "BazaarAuth", "BazaarMesh", "BazaarTelemetry", "BazaarPostgres", "BazaarRedis",
-            "ShopKit", "ShopAPI", "Catalog", "Accounts", "Cart", "Orders", "Notifications",
+            "ShopKit", "ShopAPI", "Catalog", "Accounts", "Cart", "Orders", "Notifications", "BazaarGateway",
             .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
         // Test-only generated code for the conformance and oracle tests.

@@ -4,7 +4,7 @@ import Foundation
 /// A JWT problem: the reason a token was refused, for logs and `WWW-Authenticate`.
 public struct JWTError: Error, CustomStringConvertible, Sendable, Equatable {
     public let description: String
-    init(_ d: String) { description = d }
+    public init(_ d: String) { description = d }
 }
 
 /// An Ed25519 key for signing (private) or verifying (public) access tokens: JWS alg `EdDSA`.

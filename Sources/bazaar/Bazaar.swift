@@ -9,7 +9,7 @@ struct Bazaar: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bazaar",
         abstract: "Bazaar: run and operate the shop's services.",
-        subcommands: [Serve.self, Seed.self, ShopCommand.self, Load.self, Certs.self, JWTCommand.self, PasswordCommand.self])
+        subcommands: [Serve.self, GatewayCommand.self, Seed.self, ShopCommand.self, Load.self, Certs.self, JWTCommand.self, PasswordCommand.self])
 }
 
 /// `bazaar certs`: a development mesh PKI.

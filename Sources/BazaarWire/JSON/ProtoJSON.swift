@@ -38,9 +38,11 @@ public enum ProtoJSON {
         return try value(of: UnsafeRawPointer(raw), descriptor, options)
     }
 
-    static func name(_ d: Descriptor) -> String { String(cString: d.pointee.name) }
+    /// The full protobuf name of a message descriptor (`shop.v1.Product`).
+    public static func name(_ d: Descriptor) -> String { String(cString: d.pointee.name) }
 
-    static func fields(_ d: Descriptor) -> UnsafeBufferPointer<ProtobufCFieldDescriptor> {
+    /// A message's fields, in declaration order.
+    public static func fields(_ d: Descriptor) -> UnsafeBufferPointer<ProtobufCFieldDescriptor> {
         UnsafeBufferPointer(start: d.pointee.fields, count: Int(d.pointee.n_fields))
     }
 
@@ -56,7 +58,8 @@ public enum ProtoJSON {
         return out
     }
 
-    static func isMapEntry(_ d: Descriptor) -> Bool {
+    /// Whether a message is a map's entry type (`key` = 1, `value` = 2, named `...Entry`).
+    public static func isMapEntry(_ d: Descriptor) -> Bool {
         let f = fields(d)
         return name(d).hasSuffix("Entry") && f.count == 2 && f[0].id == 1 && f[1].id == 2
             && String(cString: f[0].name) == "key" && String(cString: f[1].name) == "value"
@@ -284,7 +287,8 @@ public enum ProtoJSON {
         public func serialized() -> [UInt8] { ProtoJSON.pack(root) }
     }
 
-    static func field(named name: String, in d: Descriptor) -> ProtobufCFieldDescriptor? {
+    /// The field with this name or JSON name.
+    public static func field(named name: String, in d: Descriptor) -> ProtobufCFieldDescriptor? {
         for f in fields(d) {
             let original = String(cString: f.name)
             if original == name || jsonName(original) == name { return f }

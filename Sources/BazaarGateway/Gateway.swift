@@ -1,0 +1,340 @@
+import BazaarAuth
+import BazaarCore
+import BazaarTransport
+import BazaarWire
+import Foundation
+import Synchronization
+
+/// The edge gateway: REST and JSON in, RPCs over the mesh out, every route from the IDL.
+///
+/// Per request: request id, CORS, health endpoints, route match (404; 405 with `Allow`), content
+/// negotiation (415, 406), the route's auth rule (401 with `WWW-Authenticate`, 403), rate limit
+/// (429 with `Retry-After`), the request message assembled from path variables, body and query
+/// (400 naming the field), the call with the verified user forwarded as metadata and the deadline
+/// clamped, and the response as proto3 JSON (the IDL's success status), or a
+/// google.rpc.Status-shaped error with grpc-gateway's status mapping.
+public final class Gateway: HTTPResponder {
+    public struct Settings: Sendable {
+        /// Verification keys for bearer tokens (EdDSA).
+        public var keys: [JWTKey] = []
+        public var issuer: String? = "bazaar"
+        public var audience: String? = "bazaar"
+        /// Origins allowed to call from browsers (`*` for any); empty: no CORS headers.
+        public var corsOrigins: [String] = []
+        /// Requests per second per subject (signed in) or client address, with this burst.
+        public var rateLimit = RateLimit(ratePerSecond: 50, burst: 100)
+        /// Per-route overrides, by `/package.Service/Method`.
+        public var routeRateLimits: [String: RateLimit] = [:]
+        /// Longest deadline a call gets, whatever the client asks (`grpc-timeout`) or the IDL says.
+        public var maxDeadline: Duration = .seconds(30)
+        public var json = ProtoJSON.Options()
+        public init() {}
+    }
+
+    public let routes: RouteTable
+    public let settings: Settings
+    /// The upstream of each service, by full service name.
+    let upstreams: [String: any ClientTransport]
+    let limiter: RateLimiter
+    let openAPI: [UInt8]
+    /// Whether the upstreams can take calls (for `/readyz`).
+    let ready: @Sendable () -> Bool
+
+    public init(services: [ServiceDescriptor], upstreams: [String: any ClientTransport], settings: Settings,
+                ready: @escaping @Sendable () -> Bool = { true }) throws
+    {
+        routes = try RouteTable(services: services)
+        self.upstreams = upstreams
+        self.settings = settings
+        self.ready = ready
+        limiter = RateLimiter()
+        openAPI = OpenAPI.document(routes: routes, title: "Bazaar shop API").serialized()
+    }
+
+    public func respond(to request: HTTPRequest, writer: HTTPResponseWriter) async {
+        let requestID = request.header("x-request-id").flatMap { id in
+            id.count <= 128 && id.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) } ? id : nil
+        } ?? UUID().uuidString.lowercased()
+        var common: [(String, String)] = [("x-request-id", requestID)]
+        if let origin = request.header("origin"), settings.corsOrigins.contains("*") || settings.corsOrigins.contains(origin) {
+            common += [("access-control-allow-origin", settings.corsOrigins.contains("*") ? "*" : origin), ("vary", "Origin"),
+                       ("access-control-expose-headers", "x-request-id, retry-after, www-authenticate")]
+        }
+        let path = request.path
+        switch (request.method, path) {
+        case ("GET", "/healthz"), ("HEAD", "/healthz"):
+            return send(writer, 200, common, JSONValue.object([("status", .string("SERVING"))]))
+        case ("GET", "/readyz"), ("HEAD", "/readyz"):
+            let ok = ready()
+            return send(writer, ok ? 200 : 503, common, JSONValue.object([("status", .string(ok ? "SERVING" : "NOT_SERVING"))]))
+        case ("GET", "/openapi.json"):
+            return writer.respond(status: 200, headers: common + [("content-type", "application/json")], body: openAPI)
+        default: break
+        }
+        if request.method == "OPTIONS", request.header("origin") != nil, request.header("access-control-request-method") != nil {
+            return preflight(request, writer, common)
+        }
+        if let type = request.header("content-type")?.lowercased(), type.hasPrefix("application/grpc") {
+            return fail(writer, common, HTTPFailure(status: 415, code: .unimplemented,
+                                                    message: "gRPC and gRPC-Web through the gateway are not served yet; call the services directly"))
+        }
+        do {
+            try await call(request, writer, common)
+        } catch let f as HTTPFailure {
+            fail(writer, common, f)
+        } catch {
+            fail(writer, common, HTTPFailure(RPCError(error)))
+        }
+    }
+
+    // MARK: one call
+
+    func call(_ request: HTTPRequest, _ writer: HTTPResponseWriter, _ common: [(String, String)]) async throws {
+        let (route, variables): (Route, [([String], String)])
+        switch routes.match(method: request.method, path: request.path) {
+        case .notFound:
+            throw HTTPFailure(status: 404, code: .notFound, message: "no route for \(request.method) \(request.path)")
+        case .methodNotAllowed(let allowed):
+            throw HTTPFailure(status: 405, code: .unimplemented, message: "\(request.path) does not take \(request.method)",
+                              headers: [("allow", (allowed + (allowed.contains("GET") ? ["HEAD"] : []) + ["OPTIONS"]).joined(separator: ", "))])
+        case .found(let r, let v):
+            (route, variables) = (r, v)
+        }
+        let method = route.method
+        if method.options.auth.level == .internal {
+            throw HTTPFailure(status: 404, code: .notFound, message: "no route for \(request.method) \(request.path)")
+        }
+        let streaming = method.kind == .serverStreaming
+        let accept = Negotiation.accept(request.header("accept"), streaming: streaming)
+        guard let format = accept else {
+            throw HTTPFailure(status: 406, code: .invalidArgument,
+                              message: streaming ? "this route answers text/event-stream, application/x-ndjson or application/json"
+                                  : "this route answers application/json")
+        }
+        let hasBody = !route.body.isEmpty
+        if hasBody, !request.body.isEmpty {
+            let type = request.header("content-type")?.lowercased() ?? ""
+            guard type.hasPrefix("application/json") || type.hasPrefix("application/") && type.contains("+json") else {
+                throw HTTPFailure(status: 415, code: .invalidArgument, message: "send the body as application/json")
+            }
+        } else if !hasBody, !request.body.isEmpty {
+            throw HTTPFailure(status: 400, code: .invalidArgument, message: "\(request.method) \(request.path) takes no body")
+        }
+
+        // Who is calling, and may they?
+        let user = try authenticate(request, rule: method.options.auth)
+        let key = user.map { "user:" + $0.subject } ?? "addr:" + Self.host(of: request.remoteAddress)
+        let limit = settings.routeRateLimits[method.path] ?? settings.rateLimit
+        if let wait = limiter.take(key: key + "|" + (settings.routeRateLimits[method.path] != nil ? method.path : ""), limit: limit) {
+            let seconds = max(1, Int(wait.rounded(.up)))
+            throw HTTPFailure(status: 429, code: .resourceExhausted, message: "too many requests; retry in \(seconds) s",
+                              headers: [("retry-after", String(seconds))])
+        }
+
+        // The request message: body, then path variables, then query parameters.
+        let builder = ProtoJSON.Builder(route.input, options: settings.json)
+        do {
+            if hasBody, !request.body.isEmpty {
+                let json = try JSONValue.parse(request.body)
+                if route.body == "*" { try builder.merge(json) } else { try builder.set(path: [route.body], json) }
+            }
+            for (field, value) in variables {
+                try builder.set(path: field, Self.scalar(value, field: field, in: route))
+            }
+            if route.body != "*" {
+                let bound = route.boundFields
+                for (name, value) in try Self.query(request.query) {
+                    let field = name.split(separator: ".").map(String.init)
+                    let dotted = field.map(ProtoJSON.jsonName).joined(separator: ".")
+                    if bound.contains(field.joined(separator: ".")) || bound.contains(dotted) {
+                        throw JSONMappingError("\(name): set by the path or the body, not the query")
+                    }
+                    guard ProtoJSON.Builder.fieldType(path: field, in: route.input) != nil else {
+                        throw JSONMappingError("\(name): unknown query parameter")
+                    }
+                    try builder.set(path: field, Self.scalar(value, field: field, in: route))
+                }
+            } else if !request.query.isEmpty {
+                throw JSONMappingError("this route takes its fields from the body, not the query")
+            }
+        } catch let e as JSONMappingError {
+            throw HTTPFailure(status: 400, code: .invalidArgument, message: e.description)
+        }
+
+        guard let upstream = upstreams[method.service] else {
+            throw HTTPFailure(status: 503, code: .unavailable, message: "\(method.service) is not configured in this gateway")
+        }
+        var options = CallOptions(timeout: deadline(request, method))
+        options.metadata.add("x-request-id", common[0].1)
+        if let user {
+            options.metadata.add(ForwardedIdentity.subjectKey, user.subject)
+            if !user.roles.isEmpty { options.metadata.add(ForwardedIdentity.rolesKey, user.roles.joined(separator: ",")) }
+            if !user.scopes.isEmpty { options.metadata.add(ForwardedIdentity.scopesKey, user.scopes.joined(separator: " ")) }
+        }
+        if let tp = request.header("traceparent") { options.metadata.add("traceparent", tp) }
+
+        if streaming {
+            return try await stream(route, builder.serialized(), upstream, options, format, writer, common)
+        }
+        let reply = try await upstream.unary(method, request: builder.serialized(), options: options)
+        var json = try ProtoJSON.encode(reply, as: route.output, options: settings.json)
+        if !route.responseBody.isEmpty { json = json[ProtoJSON.jsonName(route.responseBody)] ?? .null }
+        let status = Int(method.options.successStatus == 0 ? 200 : method.options.successStatus)
+        if status == 204 {
+            return writer.respond(status: 204, headers: common, body: [])
+        }
+        send(writer, status, common, json, head: request.method == "HEAD")
+    }
+
+    /// Server streaming: Server-Sent Events (`data: <json>` per message, `event: error` at a
+    /// failure) or NDJSON (one JSON per line; a failure as `{"error": Status}`), by `Accept`.
+    func stream(_ route: Route, _ body: [UInt8], _ upstream: any ClientTransport, _ options: CallOptions, _ format: Negotiation.Format,
+                _ writer: HTTPResponseWriter, _ common: [(String, String)]) async throws
+    {
+        let replies = upstream.streaming(route.method, requests: RPCStream { c in
+            c.yield(body)
+            c.finish()
+        }, options: options)
+        var iterator = replies.makeAsyncIterator()
+        // The first message (or error) decides the status: an error before any message is a
+        // plain error response.
+        guard let first = try await iterator.next() else {
+            writer.writeHead(status: 200, headers: common + [("content-type", format.contentType)])
+            return writer.end()
+        }
+        writer.writeHead(status: 200, headers: common + [("content-type", format.contentType), ("cache-control", "no-cache")])
+        var next: [UInt8]? = first
+        do {
+            while let message = next {
+                let json = try ProtoJSON.encode(message, as: route.output, options: settings.json)
+                writer.writeBody(format.frame(json))
+                next = try await iterator.next()
+            }
+        } catch {
+            let status = HTTPFailure(RPCError(error)).body
+            writer.writeBody(format.frame(format == .sse ? status : .object([("error", status)]), event: "error"))
+        }
+        writer.end()
+    }
+
+    func deadline(_ request: HTTPRequest, _ method: MethodDescriptor) -> Duration {
+        var d = method.options.defaultDeadline ?? .seconds(10)
+        if let asked = request.header("grpc-timeout").flatMap(Self.grpcTimeout) { d = asked }
+        return min(d, settings.maxDeadline)
+    }
+
+    static func grpcTimeout(_ text: String) -> Duration? {
+        guard let unit = text.last, let n = Int64(text.dropLast()), n > 0 else { return nil }
+        switch unit {
+        case "H": return .seconds(n * 3600)
+        case "M": return .seconds(n * 60)
+        case "S": return .seconds(n)
+        case "m": return .milliseconds(n)
+        case "u": return .microseconds(n)
+        case "n": return .nanoseconds(n)
+        default: return nil
+        }
+    }
+
+    // MARK: auth
+
+    func authenticate(_ request: HTTPRequest, rule: AuthRequirement) throws(HTTPFailure) -> UserIdentity? {
+        var user: UserIdentity?
+        if let header = request.header("authorization") {
+            let parts = header.split(separator: " ", maxSplits: 1)
+            guard parts.count == 2, parts[0].lowercased() == "bearer" else {
+                throw HTTPFailure(status: 401, code: .unauthenticated, message: "use authorization: Bearer <access token>",
+                                  headers: [("www-authenticate", "Bearer realm=\"bazaar\", error=\"invalid_request\"")])
+            }
+            do {
+                let claims = try JWT.verify(String(parts[1]).trimmingCharacters(in: .whitespaces), keys: settings.keys, issuer: settings.issuer,
+                                            audience: settings.audience)
+                guard let sub = claims.subject, !sub.isEmpty else { throw JWTError("no subject (sub)") }
+                user = UserIdentity(subject: sub, roles: claims.roles, scopes: claims.scopes)
+            } catch {
+                let why = (error as? JWTError)?.description ?? "invalid token"
+                throw HTTPFailure(status: 401, code: .unauthenticated, message: "access token refused: \(why)",
+                                  headers: [("www-authenticate", "Bearer realm=\"bazaar\", error=\"invalid_token\", error_description=\"\(why)\"")])
+            }
+        }
+        if rule.level == .authenticated {
+            guard let user else {
+                throw HTTPFailure(status: 401, code: .unauthenticated, message: "sign in first: send authorization: Bearer <access token>",
+                                  headers: [("www-authenticate", "Bearer realm=\"bazaar\"")])
+            }
+            if !rule.roles.isEmpty, !rule.roles.contains(where: user.roles.contains) {
+                throw HTTPFailure(status: 403, code: .permissionDenied, message: "this needs the role \(rule.roles.joined(separator: " or "))")
+            }
+            if !rule.scopes.isEmpty, !rule.scopes.allSatisfy(user.scopes.contains) {
+                throw HTTPFailure(status: 403, code: .permissionDenied, message: "this needs the scopes \(rule.scopes.joined(separator: " "))",
+                                  headers: [("www-authenticate", "Bearer realm=\"bazaar\", error=\"insufficient_scope\", scope=\"\(rule.scopes.joined(separator: " "))\"")])
+            }
+        }
+        return user
+    }
+
+    // MARK: CORS
+
+    func preflight(_ request: HTTPRequest, _ writer: HTTPResponseWriter, _ common: [(String, String)]) {
+        guard common.contains(where: { $0.0 == "access-control-allow-origin" }) else {
+            return fail(writer, common, HTTPFailure(status: 403, code: .permissionDenied, message: "origin not allowed"))
+        }
+        var allowed: [String] = []
+        switch routes.match(method: request.header("access-control-request-method") ?? "", path: request.path) {
+        case .found(let r, _): allowed = [r.httpMethod]
+        case .methodNotAllowed(let methods): allowed = methods
+        case .notFound: return fail(writer, common, HTTPFailure(status: 404, code: .notFound, message: "no route for \(request.path)"))
+        }
+        writer.respond(status: 204, headers: common + [
+            ("access-control-allow-methods", allowed.joined(separator: ", ")),
+            ("access-control-allow-headers", "authorization, content-type, x-request-id, grpc-timeout, traceparent"),
+            ("access-control-max-age", "600"),
+        ], body: [])
+    }
+
+    // MARK: helpers
+
+    func send(_ writer: HTTPResponseWriter, _ status: Int, _ common: [(String, String)], _ json: JSONValue, head: Bool = false) {
+        let body = json.serialized()
+        writer.respond(status: status, headers: common + [("content-type", "application/json")], body: head ? [] : body)
+    }
+
+    func fail(_ writer: HTTPResponseWriter, _ common: [(String, String)], _ f: HTTPFailure) {
+        writer.respond(status: f.status, headers: common + f.headers + [("content-type", "application/json")], body: f.body.serialized())
+    }
+
+    /// A query or path value as JSON for its field: booleans and enum numbers take their JSON
+    /// type; everything else stays a string (numbers, 64-bit or not, are accepted as strings).
+    static func scalar(_ text: String, field: [String], in route: Route) -> JSONValue {
+        guard let f = ProtoJSON.Builder.fieldType(path: field, in: route.input) else { return .string(text) }
+        switch f.type {
+        case PROTOBUF_C_TYPE_BOOL where text == "true" || text == "false": return .bool(text == "true")
+        case PROTOBUF_C_TYPE_ENUM: return Int64(text).map(JSONValue.integer) ?? .string(text)
+        default: return .string(text)
+        }
+    }
+
+    /// `a=1&b=x%20y&a=2` as pairs in order (`+` is a space); malformed escapes are a 400.
+    static func query(_ q: String) throws(JSONMappingError) -> [(String, String)] {
+        guard !q.isEmpty else { return [] }
+        var out: [(String, String)] = []
+        for part in q.split(separator: "&") where !part.isEmpty {
+            let kv = part.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            func decode(_ s: Substring) throws(JSONMappingError) -> String {
+                guard let d = RouteTable.percentDecode(s.replacingOccurrences(of: "+", with: " ")) else {
+                    throw JSONMappingError("malformed query parameter \(part)")
+                }
+                return d
+            }
+            out.append((try decode(kv[0]), kv.count > 1 ? try decode(kv[1]) : ""))
+        }
+        return out
+    }
+
+    static func host(of address: String) -> String {
+        if address.hasPrefix("["), let end = address.firstIndex(of: "]") { return String(address[address.index(after: address.startIndex)..<end]) }
+        return address.split(separator: ":").first.map(String.init) ?? address
+    }
+}
+
+import CBazaarProtobufC

@@ -1,0 +1,50 @@
+import BazaarCore
+import BazaarWire
+
+/// An error answer: HTTP status, a google.rpc.Status-shaped JSON body, extra headers.
+struct HTTPFailure: Error {
+    let status: Int
+    let code: StatusCode
+    let message: String
+    var headers: [(String, String)] = []
+
+    init(status: Int, code: StatusCode, message: String, headers: [(String, String)] = []) {
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers
+    }
+
+    /// An RPC's failure, with grpc-gateway's mapping from gRPC codes to HTTP statuses.
+    init(_ error: RPCError) {
+        self.init(status: Self.httpStatus(error.code), code: error.code, message: error.message)
+        if let retry = error.metadata["retry-after"] { headers.append(("retry-after", retry)) }
+        if error.code == .unauthenticated { headers.append(("www-authenticate", "Bearer realm=\"bazaar\"")) }
+    }
+
+    static func httpStatus(_ code: StatusCode) -> Int {
+        switch code {
+        case .ok: 200
+        case .cancelled: 499
+        case .unknown: 500
+        case .invalidArgument: 400
+        case .deadlineExceeded: 504
+        case .notFound: 404
+        case .alreadyExists: 409
+        case .permissionDenied: 403
+        case .resourceExhausted: 429
+        case .failedPrecondition: 400
+        case .aborted: 409
+        case .outOfRange: 400
+        case .unimplemented: 501
+        case .internal: 500
+        case .unavailable: 503
+        case .dataLoss: 500
+        case .unauthenticated: 401
+        }
+    }
+
+    var body: JSONValue {
+        .object([("code", .integer(Int64(code.rawValue))), ("message", .string(message)), ("details", .array([]))])
+    }
+}

@@ -1,0 +1,114 @@
+import ArgumentParser
+import BazaarAuth
+import BazaarCore
+import BazaarGateway
+import BazaarMesh
+import BazaarTelemetry
+import BazaarTransport
+import Foundation
+import ShopAPI
+
+/// The shop's services as the gateway serves them.
+let shopServices = [Shop_V1_CatalogService.descriptor, Shop_V1_AccountsService.descriptor, Shop_V1_CartService.descriptor,
+                    Shop_V1_OrdersService.descriptor, Shop_V1_NotificationsService.descriptor]
+
+/// `bazaar gateway`: the edge gateway in front of the shop.
+struct GatewayCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gateway",
+        abstract: "Serve the shop's REST/JSON API (routes from the IDL) and call the services over the mesh.",
+        discussion: """
+            HTTP/1.1 and HTTP/2 on one port: HTTPS with BAZAAR_GATEWAY_TLS_CERT and BAZAAR_GATEWAY_TLS_KEY (ALPN h2 or \
+            http/1.1), otherwise plaintext HTTP/1.1 and h2c. Upstreams: BAZAAR_<SERVICE>_TARGET (default 127.0.0.1:9101-9105), \
+            over mutual TLS as `gateway` (BAZAAR_TLS_DIR). Tokens: BAZAAR_JWT_PUBLIC_KEY, BAZAAR_JWT_ISSUER, BAZAAR_JWT_AUDIENCE. \
+            Limits: BAZAAR_RATE_LIMIT (requests per second per user or address, default 50), BAZAAR_RATE_BURST (100), \
+            BAZAAR_MAX_BODY (bytes, 1 MiB), BAZAAR_MAX_DEADLINE (30s). BAZAAR_CORS_ORIGINS: comma-separated origins (or *). \
+            --openapi prints the OpenAPI 3.1 document instead of serving.
+            """)
+
+    @Option(help: "Address to bind (BAZAAR_HOST).") var host: String?
+    @Option(help: "Port (BAZAAR_GATEWAY_PORT, default 8080; 0 picks one).") var port: Int?
+    @Flag(help: "Print the OpenAPI document and exit.") var openapi = false
+
+    func run() throws {
+        if openapi {
+            let table = try RouteTable(services: shopServices)
+            print(OpenAPI.document(routes: table, title: "Bazaar shop API").text)
+            return
+        }
+        let env = ShopEnvironment(ProcessEnvironment.current)
+        let host = self.host ?? env["HOST"] ?? "127.0.0.1"
+        let port = try self.port ?? env.int("GATEWAY_PORT", 0...65535) ?? 8080
+        try runBlocking {
+            do {
+                try await Self.serve(env: env, host: host, port: port)
+            } catch let e as RPCError {
+                diagnostic("bazaar: gateway cannot start: \(e.message)")
+                throw ExitCode.failure
+            } catch let e as RouteTable.BuildError {
+                diagnostic("bazaar: gateway cannot start: \(e.description)")
+                throw ExitCode.failure
+            }
+        }
+    }
+
+    static func serve(env: ShopEnvironment, host: String, port: Int) async throws {
+        let telemetry = try await Telemetry.start(service: "gateway")
+        let security = try MeshServerEnvironment.security(service: "gateway")
+        var upstreams: [String: any ClientTransport] = [:]
+        var channels: [MeshChannel] = []
+        let names: [(String, ShopService)] = [("shop.v1.CatalogService", .catalog), ("shop.v1.AccountsService", .accounts),
+                                              ("shop.v1.CartService", .cart), ("shop.v1.OrdersService", .orders),
+                                              ("shop.v1.NotificationsService", .notifications)]
+        for (service, name) in names {
+            let target = env["\(name.rawValue.uppercased())_TARGET"] ?? "127.0.0.1:\(name.defaultPort)"
+            let channel = try MeshChannel(target: target, security: security, mesh: try .fromEnvironment(upstream: name.rawValue),
+                                          observer: telemetry.clientObserver(upstream: name.rawValue))
+            channels.append(channel)
+            upstreams[service] = channel
+        }
+        var settings = Gateway.Settings()
+        settings.keys = try env.verificationKeys()
+        settings.issuer = env["JWT_ISSUER"] ?? "bazaar"
+        settings.audience = env["JWT_AUDIENCE"] ?? "bazaar"
+        settings.corsOrigins = (env["CORS_ORIGINS"] ?? "").split(separator: ",").map { String($0).trimming(" ") }.filter { !$0.isEmpty }
+        if let rate = try env.int("RATE_LIMIT", 1...1_000_000) { settings.rateLimit.ratePerSecond = Double(rate) }
+        if let burst = try env.int("RATE_BURST", 1...1_000_000) { settings.rateLimit.burst = Double(burst) }
+        if let d = try env.duration("MAX_DEADLINE") { settings.maxDeadline = d }
+        let watched = channels
+        let gateway = try Gateway(services: shopServices, upstreams: upstreams, settings: settings, ready: {
+            watched.allSatisfy { $0.endpoints.contains { $0.healthy == true } }
+        })
+        var config = HTTPServerConfiguration(host: host, port: port)
+        if let cert = env["GATEWAY_TLS_CERT"] {
+            guard let key = env["GATEWAY_TLS_KEY"] else { throw RPCError(.invalidArgument, "BAZAAR_GATEWAY_TLS_CERT needs BAZAAR_GATEWAY_TLS_KEY") }
+            config.tls = .edge(certificateChainFile: cert, privateKeyFile: key)
+        }
+        if let max = try env.int("MAX_BODY", 1...(64 << 20)) { config.maxBodySize = max }
+        config.handleSignals = true
+        let server = try HTTPServer(configuration: config, responder: AccessLog(next: gateway, logger: telemetry.logger))
+        let protocols = config.tls == nil ? "http, h2c" : "https: h2, http/1.1"
+        try await server.run { p in
+            diagnostic("bazaar: gateway listening on \(host):\(p) (\(protocols))")
+        }
+        for c in channels { await c.shutdown() }
+        await telemetry.shutdown()
+        diagnostic("bazaar: gateway shut down cleanly")
+    }
+}
+
+/// One JSON log line per request (method, path without the query, status, duration, request id);
+/// no headers, so no credentials.
+struct AccessLog: HTTPResponder {
+    let next: any HTTPResponder
+    let logger: Logger
+
+    func respond(to request: HTTPRequest, writer: HTTPResponseWriter) async {
+        let start = ContinuousClock.now
+        await next.respond(to: request, writer: writer)
+        logger.info("http request", [("method", .string(request.method)), ("path", .string(request.path)),
+                                     ("version", .string(request.version)),
+                                     ("duration_ms", .double((ContinuousClock.now - start).inSeconds * 1000)),
+                                     ("peer_address", .string(request.remoteAddress))])
+    }
+}
