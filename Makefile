@@ -30,6 +30,9 @@ codegen: deps
 
 generate: codegen
 	@bash scripts/generate.sh $(CODEGEN)
+	@# The OpenAPI document comes from the gateway's route table (so from the compiled IDL).
+	@$(SWIFT) build --product bazaar 2>&1 | grep -E 'error|Build' | tail -1
+	@.build/debug/bazaar gateway --openapi | python3 -m json.tool --indent 2 > docs/openapi.json && echo "generate: docs/openapi.json"
 
 check-generated: codegen
 	@bash scripts/generate.sh $(CODEGEN) --check

@@ -3,8 +3,8 @@
 #
 # Makes a development mesh PKI (.run/certs) and access-token keys (.run/jwt) once; starts
 # PostgreSQL (.run/postgres, port PGPORT) and Redis (.run/redis, port REDIS_PORT) as plain
-# processes, an SMTP sink that writes mail into .run/mail (Debian's aiosmtpd), and the five
-# services, each under scripts/supervise.sh (restarted if it crashes), logs in .run/logs;
+# processes, an SMTP sink that writes mail into .run/mail (Debian's aiosmtpd), the five
+# services and the gateway, each under scripts/supervise.sh (restarted if it crashes), logs in .run/logs;
 # seeds the demo data, and prints how to use it. `make down` (scripts/down.sh) stops everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -72,6 +72,15 @@ for s in "${SERVICES[@]}"; do
   step "$s on 127.0.0.1:${PORT[$s]} (metrics http://127.0.0.1:${METRICS[$s]}/metrics, log .run/logs/$s.log)"
 done
 
+: > .run/logs/gateway.log
+GATEWAY_PORT=${GATEWAY_PORT:-8080}
+BAZAAR_METRICS_PORT=9200 setsid bash scripts/supervise.sh gateway "$PWD/.run/logs/gateway.log" -- "$BAZAAR" gateway --port "$GATEWAY_PORT" \
+  < /dev/null > /dev/null 2>&1 &
+echo $! > .run/pids/gateway.pid
+for _ in $(seq 300); do grep -q "listening on" .run/logs/gateway.log 2> /dev/null && break; sleep 0.1; done
+grep -q "listening on" .run/logs/gateway.log || { echo "up: the gateway did not start; see .run/logs/gateway.log"; exit 1; }
+step "gateway on http://127.0.0.1:$GATEWAY_PORT (REST/JSON, HTTP/1.1 and h2c; OpenAPI at /openapi.json; log .run/logs/gateway.log)"
+
 step "seeding demo data"
 "$BAZAAR" seed --catalog-db "${conninfo/dbname=postgres/dbname=bazaar_catalog}" --accounts-db "${conninfo/dbname=postgres/dbname=bazaar_accounts}" \
   | tail -2 | sed 's/^/up: /'
@@ -79,20 +88,20 @@ step "seeding demo data"
 cat <<EOF
 
 up: the shop is running ($(( $(date +%s) - started )) s). Stop it with: make down
-up: every service speaks gRPC over mutual TLS (CA and client certificate in .run/certs).
-up: try the flows with the command-line client (it keeps your session in .run/session.json):
+up: REST/JSON through the gateway at http://127.0.0.1:$GATEWAY_PORT (every route: curl http://127.0.0.1:$GATEWAY_PORT/openapi.json).
+up: try the flows (README.md has them all):
 
-  B=.build/debug/bazaar
-  \$B shop products --query "lamp"                       # browse and search (also --category, --max-price, --sort)
-  \$B shop register --email you@example.com --password "a long password"
-  \$B shop login --email you@example.com --password "a long password"
-  \$B shop cart add <product-id> --quantity 2
-  \$B shop cart
-  \$B shop checkout                                      # --payment-token tok_declined shows a declined payment
-  \$B shop orders
-  \$B shop watch <order-id> &                           # streams status changes
-  \$B shop login --email admin@bazaar.local --password admin-pass-123
-  \$B shop admin ship <order-id>; \$B shop admin deliver <order-id>
-  \$B shop notifications                                # and the emails: ls .run/mail/new
+  G=http://127.0.0.1:$GATEWAY_PORT; J='content-type: application/json'
+  curl -s "\$G/v1/products?query=lamp&sort=PRODUCT_SORT_PRICE_ASC&page.pageSize=3"
+  curl -s -X POST \$G/v1/users -H "\$J" -d '{"email":"you@example.com","password":"a long password"}'
+  TOKEN=\$(curl -s -X POST \$G/v1/sessions -H "\$J" -d '{"email":"you@example.com","password":"a long password"}' \\
+          | python3 -c 'import json,sys; print(json.load(sys.stdin)["accessToken"])')
+  curl -s -X POST \$G/v1/cart/items -H "authorization: Bearer \$TOKEN" -H "\$J" -d '{"productId":"<id>","quantity":2}'
+  curl -s -X POST \$G/v1/orders -H "authorization: Bearer \$TOKEN" -H "\$J" -d '{"requestId":"first-order",
+       "shippingAddress":{"recipient":"Ada","lines":["1 Main St"],"city":"London","postalCode":"N1 9GU","countryCode":"GB"}}'
+  curl -sN "\$G/v1/orders/<order-id>:watch" -H "authorization: Bearer \$TOKEN" -H 'accept: text/event-stream'
+  curl -s \$G/v1/notifications -H "authorization: Bearer \$TOKEN"          # and the emails: ls .run/mail/new
+
+up: the services also speak gRPC over mutual TLS on 9101-9105 (certificates in .run/certs); bazaar shop --help is a CLI for them.
 
 EOF

@@ -139,6 +139,28 @@ class Shop:
             time.sleep(0.05)
         raise RuntimeError(f"{name} did not start: {self.log(name)[-2000:]}")
 
+    def start_gateway(self, name="gateway", env=None, tls=False):
+        """`bazaar gateway` in front of the services (plaintext HTTP/1.1 + h2c, or HTTPS)."""
+        port = free_port()
+        e = self.env("gateway")
+        e.pop("BAZAAR_DATABASE_URL", None)
+        for s in SERVICES:
+            e[f"BAZAAR_{s.upper()}_TARGET"] = f"127.0.0.1:{self.ports[s]}"
+        if tls:
+            e["BAZAAR_GATEWAY_TLS_CERT"] = str(self.certs / "gateway.pem")
+            e["BAZAAR_GATEWAY_TLS_KEY"] = str(self.certs / "gateway-key.pem")
+        e.update(env or {})
+        log_path = self.dir / f"{name}.log"
+        proc = subprocess.Popen([binary("bazaar"), "gateway", "--port", str(port)], stdout=open(log_path, "a"),
+                                stderr=subprocess.STDOUT, env=e)
+        self.procs[name] = proc
+        deadline = time.time() + 60
+        while "listening on" not in log_path.read_text().split("shut down cleanly")[-1]:
+            if proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"{name} did not start: {log_path.read_text()[-2000:]}")
+            time.sleep(0.05)
+        return f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+
     def log(self, name):
         return (self.dir / f"{name}.log").read_text()
 

@@ -1,0 +1,214 @@
+"""The edge gateway against the real services: REST/JSON golden cases (routes, body/query/path
+mapping, JSON rules, every error status), JWTs minted and mangled with PyJWT, rate limits, CORS,
+streams as SSE and NDJSON, HTTP/2 and TLS with curl, and the published OpenAPI document."""
+import base64
+import json
+import pathlib
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+import jwt as pyjwt
+import pytest
+
+from shop_clients import make_product, Client
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def http(base, method, path, body=None, token=None, headers=None, raw=None):
+    """One request; returns (status, headers, parsed JSON or text)."""
+    h = dict(headers or {})
+    data = raw
+    if body is not None:
+        data = json.dumps(body).encode()
+        h.setdefault("content-type", "application/json")
+    if token:
+        h["authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(base + path, data=data, method=method, headers=h)
+    try:
+        with urllib.request.urlopen(req, timeout=15) as r:
+            status, hdrs, text = r.status, dict(r.headers), r.read().decode()
+    except urllib.error.HTTPError as e:
+        status, hdrs, text = e.code, dict(e.headers), e.read().decode()
+    try:
+        return status, {k.lower(): v for k, v in hdrs.items()}, json.loads(text) if text else None
+    except json.JSONDecodeError:
+        return status, {k.lower(): v for k, v in hdrs.items()}, text
+
+
+@pytest.fixture(scope="module")
+def gw(shop):
+    return shop.start_gateway("gateway-main", env={"BAZAAR_RATE_LIMIT": "1000", "BAZAAR_RATE_BURST": "1000"})
+
+
+def test_rest_mapping_golden(shop, m, gw):
+    admin = shop.token(str(uuid.uuid4()), roles=("admin",))
+    tag = uuid.uuid4().hex[:6]
+    # POST with body "product": 201 from the IDL, int64 as strings, camelCase names, enums by name.
+    status, hdrs, p = http(gw, "POST", "/v1/products", {"sku": f"GW-{tag}", "name": f"Gateway kettle {tag}", "description": "boils",
+                                                        "price": {"currency_code": "EUR", "amountMinor": 2599}, "stock": "7",
+                                                        "categories": [f"gw-{tag}"], "attributes": {"colour": "red"}}, token=admin)
+    assert status == 201, p
+    assert p["price"] == {"currencyCode": "EUR", "amountMinor": "2599"} and p["stock"] == "7" and p["attributes"] == {"colour": "red"}
+    assert hdrs["content-type"] == "application/json" and hdrs["x-request-id"]
+    # Path variables, a nested path variable, and query parameters (dotted, enum by name).
+    assert http(gw, "GET", f"/v1/products/{p['id']}")[2]["name"] == f"Gateway kettle {tag}"
+    assert http(gw, "GET", f"/v1/skus/GW-{tag}")[2]["id"] == p["id"]
+    status, _, listed = http(gw, "GET", f"/v1/products?category=gw-{tag}&page.pageSize=1&sort=PRODUCT_SORT_PRICE_DESC&maxPriceMinor=99999")
+    assert status == 200 and [x["id"] for x in listed["products"]] == [p["id"]]
+    status, _, patched = http(gw, "PATCH", f"/v1/products/{p['id']}?updateMask=name,stock", {"name": "Renamed", "stock": 9}, token=admin)
+    assert status == 200 and patched["name"] == "Renamed" and patched["stock"] == "9" and patched["description"] == "boils"
+    # Zero values are left out: an empty cart is {"userId": ...} only.
+    me = shop.token(str(uuid.uuid4()))
+    assert set(http(gw, "GET", "/v1/cart", token=me)[2]) == {"userId"}
+    # Query parameters for a batch read (repeated keys), and a request id passed through.
+    status, hdrs, batch = http(gw, "GET", f"/v1/products:batchGet?ids={p['id']}&ids={p['id']}", headers={"x-request-id": "trace-me-1"})
+    assert status == 200 and hdrs["x-request-id"] == "trace-me-1" and len(batch["products"]) == 1
+    # 204 from the IDL for a delete, with no body.
+    status, _, body = http(gw, "DELETE", f"/v1/products/{p['id']}", token=admin)
+    assert status == 204 and body is None
+
+
+def test_error_statuses(shop, gw):
+    me = shop.token(str(uuid.uuid4()))
+    status, _, body = http(gw, "GET", "/v2/nothing")
+    assert status == 404 and body["code"] == 5 and set(body) == {"code", "message", "details"}
+    status, hdrs, body = http(gw, "PUT", "/v1/products/abc")
+    assert status == 405 and set(hdrs["allow"].split(", ")) >= {"GET", "PATCH", "DELETE"}
+    status, _, body = http(gw, "POST", "/v1/cart/items", raw=b"productId=x", token=me, headers={"content-type": "application/x-www-form-urlencoded"})
+    assert status == 415
+    assert http(gw, "GET", "/v1/products", headers={"accept": "text/html"})[0] == 406
+    assert http(gw, "GET", "/v1/products", headers={"accept": "text/html, application/json;q=0.5"})[0] == 200
+    status, _, body = http(gw, "POST", "/v1/cart/items", raw=b'{"productId": ', token=me, headers={"content-type": "application/json"})
+    assert status == 400 and "malformed JSON" in body["message"]
+    status, _, body = http(gw, "POST", "/v1/cart/items", {"productId": "x", "quantity": "many"}, token=me)
+    assert status == 400 and "quantity" in body["message"]
+    status, _, body = http(gw, "POST", "/v1/cart/items", {"productId": "x", "colour": "red"}, token=me)
+    assert status == 400 and "colour" in body["message"]
+    assert http(gw, "GET", "/v1/products?nonsense=1")[0] == 400
+    # Service errors map as grpc-gateway does: NOT_FOUND 404, INVALID_ARGUMENT 400, UNAUTHENTICATED 401.
+    status, _, body = http(gw, "GET", f"/v1/products/{uuid.uuid4()}")
+    assert status == 404 and body["code"] == 5
+    assert http(gw, "GET", "/v1/products/not-a-uuid")[0] == 400
+    # Over the body limit (1 MiB by default): 413, and the gateway keeps serving.
+    status, _, body = http(gw, "POST", "/v1/cart/items", raw=b"{" + b" " * (1 << 21) + b"}", token=me, headers={"content-type": "application/json"})
+    assert status == 413
+    assert http(gw, "GET", "/healthz")[0] == 200
+
+
+def test_jwt_rules(shop, gw):
+    sub = str(uuid.uuid4())
+    good = shop.token(sub)
+    assert http(gw, "GET", "/v1/cart", token=good)[0] == 200
+    now = int(time.time())
+    claims = {"sub": sub, "iss": "bazaar", "aud": "bazaar", "iat": now, "exp": now + 300}
+    public = (shop.dir / "jwt" / "jwt-pub.pem").read_bytes()
+    header, payload, sig = good.split(".")
+    tampered_claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
+    tampered_claims["roles"] = ["admin"]
+    tampered = header + "." + base64.urlsafe_b64encode(json.dumps(tampered_claims).encode()).decode().rstrip("=") + "." + sig
+    hs_header = base64.urlsafe_b64encode(b'{"alg":"HS256","typ":"JWT"}').decode().rstrip("=")
+    hs_body = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
+    import hashlib
+    import hmac
+    hs_sig = base64.urlsafe_b64encode(hmac.new(public, f"{hs_header}.{hs_body}".encode(), hashlib.sha256).digest()).decode().rstrip("=")
+    bad = {
+        "alg none": pyjwt.encode(claims, None, algorithm="none"),
+        "HMAC with the public key": f"{hs_header}.{hs_body}.{hs_sig}",
+        "expired": shop.token(sub, lifetime=-300),
+        "wrong audience": pyjwt.encode({**claims, "aud": "someone-else"}, shop.jwt_key, algorithm="EdDSA"),
+        "tampered": tampered,
+    }
+    for what, token in bad.items():
+        status, hdrs, body = http(gw, "GET", "/v1/cart", token=token)
+        assert status == 401, what
+        assert hdrs["www-authenticate"].startswith("Bearer"), what
+    # Missing credentials: 401; credentials without the role: 403.
+    status, hdrs, _ = http(gw, "GET", "/v1/cart")
+    assert status == 401 and "Bearer" in hdrs["www-authenticate"]
+    assert http(gw, "GET", "/v1/admin/orders", token=good)[0] == 403
+    # Forged identity headers from a client are not forwarded as identity.
+    assert http(gw, "GET", "/v1/cart", headers={"x-bazaar-user-id": sub})[0] == 401
+
+
+def test_rate_limit_and_cors(shop):
+    base = shop.start_gateway("gateway-limited", env={"BAZAAR_RATE_LIMIT": "1", "BAZAAR_RATE_BURST": "3",
+                                                      "BAZAAR_CORS_ORIGINS": "https://shop.example"})
+    statuses = [http(base, "GET", "/v1/products?page.pageSize=1") for _ in range(5)]
+    assert [s[0] for s in statuses[:3]] == [200, 200, 200]
+    limited = [s for s in statuses if s[0] == 429]
+    assert limited and int(limited[0][1]["retry-after"]) >= 1 and limited[0][2]["code"] == 8
+    # Per user, not per address: a signed-in user has a bucket of their own.
+    assert http(base, "GET", "/v1/cart", token=shop.token(str(uuid.uuid4())))[0] == 200
+    # CORS: preflight answers with the methods the route table has for the path.
+    status, hdrs, _ = http(base, "OPTIONS", "/v1/products/abc", headers={"origin": "https://shop.example", "access-control-request-method": "PATCH"})
+    assert status == 204 and hdrs["access-control-allow-origin"] == "https://shop.example"
+    assert hdrs["access-control-allow-methods"] == "PATCH" and "authorization" in hdrs["access-control-allow-headers"]
+    status, hdrs, _ = http(base, "OPTIONS", "/v1/products/abc", headers={"origin": "https://evil.example", "access-control-request-method": "GET"})
+    assert status == 403 and "access-control-allow-origin" not in hdrs
+    time.sleep(1.1)
+    status, hdrs, _ = http(base, "GET", "/healthz", headers={"origin": "https://shop.example"})
+    assert hdrs["access-control-allow-origin"] == "https://shop.example"
+
+
+def test_streams_as_sse_and_ndjson(shop, m, gw):
+    admin = Client(shop, m, shop.token(str(uuid.uuid4()), roles=("admin",)))
+    product = make_product(admin, m, stock=5)
+    user = shop.token(str(uuid.uuid4()))
+    http(gw, "POST", "/v1/cart/items", {"productId": product.id, "quantity": 1}, token=user)
+    status, _, order = http(gw, "POST", "/v1/orders", {"requestId": "sse-1", "shippingAddress": {
+        "recipient": "A", "lines": ["1 St"], "city": "C", "postalCode": "1", "countryCode": "DE"}}, token=user)
+    assert status == 201 and order["status"] == "ORDER_STATUS_PAID"
+    events = []
+
+    def read(accept, into):
+        req = urllib.request.Request(f"{gw}/v1/orders/{order['id']}:watch", headers={"authorization": f"Bearer {user}", "accept": accept})
+        with urllib.request.urlopen(req, timeout=20) as r:
+            into.append(r.headers["content-type"])
+            for line in r:
+                into.append(line.decode())
+
+    sse, ndjson = [], []
+    readers = [threading.Thread(target=read, args=("text/event-stream", sse)), threading.Thread(target=read, args=("application/x-ndjson", ndjson))]
+    for t in readers:
+        t.start()
+    time.sleep(1)
+    a = shop.token(str(uuid.uuid4()), roles=("admin",))
+    assert http(gw, "POST", f"/v1/orders/{order['id']}:setStatus", {"status": "ORDER_STATUS_SHIPPED"}, token=a)[0] == 200
+    assert http(gw, "PATCH", f"/v1/admin/orders/{order['id']}", {"status": "ORDER_STATUS_DELIVERED"}, token=a)[0] == 200
+    for t in readers:
+        t.join(timeout=20)
+    assert sse[0] == "text/event-stream" and ndjson[0] == "application/x-ndjson"
+    sse_statuses = [json.loads(l[len("data: "):])["status"] for l in sse[1:] if l.startswith("data: ")]
+    nd_statuses = [json.loads(l)["status"] for l in ndjson[1:] if l.strip()]
+    expected = ["ORDER_STATUS_PAID", "ORDER_STATUS_SHIPPED", "ORDER_STATUS_DELIVERED"]
+    assert sse_statuses == expected and nd_statuses == expected
+    # A stream that fails before its first message is an ordinary error response.
+    assert http(gw, "GET", f"/v1/orders/{uuid.uuid4()}:watch", token=user)[0] == 404
+
+
+def curl(*args):
+    return subprocess.run(["curl", "-sS", "--max-time", "15", *args], capture_output=True, text=True).stdout
+
+
+def test_http2_and_tls(shop, gw):
+    out = curl("--http2-prior-knowledge", "-w", " %{http_code} %{http_version}", f"{gw}/v1/products?page.pageSize=1")
+    assert out.endswith(" 200 2") and json.loads(out.rsplit(" ", 2)[0])["products"]
+    secure = shop.start_gateway("gateway-tls", tls=True)
+    ca = str(shop.certs / "ca.pem")
+    assert curl("--cacert", ca, "-w", " %{http_version}", f"{secure}/healthz").endswith(" 2")
+    assert curl("--http1.1", "--cacert", ca, "-w", " %{http_version}", f"{secure}/healthz").endswith(" 1.1")
+
+
+def test_openapi_is_published_and_current(gw):
+    status, _, doc = http(gw, "GET", "/openapi.json")
+    assert status == 200 and doc["openapi"] == "3.1.0"
+    committed = json.loads((ROOT / "docs" / "openapi.json").read_text())
+    assert doc == committed, "docs/openapi.json is stale: run `make generate`"
+    ops = {(p, verb) for p, item in doc["paths"].items() for verb in item}
+    assert ("/v1/products/{id}", "get") in ops and ("/v1/orders/{id}:cancel", "post") in ops
+    assert not any("ReserveStock" in json.dumps(item) for item in doc["paths"].values())
