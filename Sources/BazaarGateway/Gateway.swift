@@ -35,6 +35,8 @@ public final class Gateway: HTTPResponder {
     public let settings: Settings
     /// The upstream of each service, by full service name.
     let upstreams: [String: any ClientTransport]
+    /// Every method by gRPC path (`/shop.v1.CatalogService/GetProduct`), for the gRPC proxy.
+    let methods: [String: MethodDescriptor]
     let limiter: RateLimiter
     let openAPI: [UInt8]
     /// Whether the upstreams can take calls (for `/readyz`).
@@ -45,6 +47,7 @@ public final class Gateway: HTTPResponder {
     {
         routes = try RouteTable(services: services)
         self.upstreams = upstreams
+        methods = Dictionary(services.flatMap { $0.methods }.map { ($0.path, $0) }, uniquingKeysWith: { a, _ in a })
         self.settings = settings
         self.ready = ready
         limiter = RateLimiter()
@@ -74,9 +77,8 @@ public final class Gateway: HTTPResponder {
         if request.method == "OPTIONS", request.header("origin") != nil, request.header("access-control-request-method") != nil {
             return preflight(request, writer, common)
         }
-        if let type = request.header("content-type")?.lowercased(), type.hasPrefix("application/grpc") {
-            return fail(writer, common, HTTPFailure(status: 415, code: .unimplemented,
-                                                    message: "gRPC and gRPC-Web through the gateway are not served yet; call the services directly"))
+        if let type = request.header("content-type"), let flavor = GRPCFlavor(type) {
+            return await proxy(request, flavor, writer, common)
         }
         do {
             try await call(request, writer, common)
@@ -280,14 +282,18 @@ public final class Gateway: HTTPResponder {
             return fail(writer, common, HTTPFailure(status: 403, code: .permissionDenied, message: "origin not allowed"))
         }
         var allowed: [String] = []
-        switch routes.match(method: request.header("access-control-request-method") ?? "", path: request.path) {
-        case .found(let r, _): allowed = [r.httpMethod]
-        case .methodNotAllowed(let methods): allowed = methods
-        case .notFound: return fail(writer, common, HTTPFailure(status: 404, code: .notFound, message: "no route for \(request.path)"))
+        if let m = methods[request.path], m.options.auth.level != .internal {
+            allowed = ["POST"]  // gRPC-Web from a browser
+        } else {
+            switch routes.match(method: request.header("access-control-request-method") ?? "", path: request.path) {
+            case .found(let r, _): allowed = [r.httpMethod]
+            case .methodNotAllowed(let methods): allowed = methods
+            case .notFound: return fail(writer, common, HTTPFailure(status: 404, code: .notFound, message: "no route for \(request.path)"))
+            }
         }
         writer.respond(status: 204, headers: common + [
             ("access-control-allow-methods", allowed.joined(separator: ", ")),
-            ("access-control-allow-headers", "authorization, content-type, x-request-id, grpc-timeout, traceparent"),
+            ("access-control-allow-headers", "authorization, content-type, x-request-id, grpc-timeout, traceparent, x-grpc-web, x-user-agent"),
             ("access-control-max-age", "600"),
         ], body: [])
     }

@@ -1,0 +1,155 @@
+import BazaarAuth
+import BazaarCore
+import BazaarTransport
+import Foundation
+
+/// gRPC and gRPC-Web at the edge: requests with an `application/grpc*` content type go to the
+/// owning service over the mesh, so external gRPC clients and browsers use the gateway's port.
+///
+/// The body arrives whole (the front door reads request bodies before answering), so unary,
+/// server-streaming and client-streaming calls work; a bidirectional call gets its responses
+/// after the client has finished sending. The bearer token is checked here as for REST and the
+/// user forwarded the same way; identity headers a client sends itself are dropped. Internal
+/// methods are not reachable from outside.
+extension Gateway {
+    enum GRPCFlavor {
+        case grpc
+        case web
+        case webText
+
+        init?(_ contentType: String) {
+            let t = contentType.lowercased()
+            if t.hasPrefix("application/grpc-web-text") { self = .webText }
+            else if t.hasPrefix("application/grpc-web") { self = .web }
+            else if t.hasPrefix("application/grpc") { self = .grpc }
+            else { return nil }
+        }
+    }
+
+    /// Headers a client may not pass through to a service.
+    static let notForwarded: Set<String> = ["content-type", "content-length", "te", "host", "connection", "user-agent", "authorization",
+                                            "grpc-timeout", "grpc-encoding", "grpc-accept-encoding", "accept-encoding", "x-grpc-web",
+                                            "x-user-agent", "origin", "referer", "accept"]
+
+    func proxy(_ request: HTTPRequest, _ flavor: GRPCFlavor, _ writer: HTTPResponseWriter, _ common: [(String, String)]) async {
+        let contentType = request.header("content-type") ?? "application/grpc"
+        var head = common
+        if flavor != .grpc { head += [("access-control-expose-headers", "grpc-status, grpc-message, x-request-id")] }
+        func finish(_ status: RPCError, sentHead: Bool) {
+            let trailers = [("grpc-status", String(status.code.rawValue))] + (status.message.isEmpty ? [] : [("grpc-message", Self.percentEncode(status.message))])
+            if !sentHead { writer.writeHead(status: 200, headers: head + [("content-type", contentType)]) }
+            switch flavor {
+            case .grpc:
+                writer.end(trailers: trailers)
+            case .web, .webText:
+                // gRPC-Web carries trailers in the body: a frame with flag 0x80.
+                let text = trailers.map { "\($0.0): \($0.1)\r\n" }.joined()
+                var frame: [UInt8] = [0x80]
+                frame += Self.bigEndian(UInt32(text.utf8.count))
+                frame += Array(text.utf8)
+                writer.writeBody(flavor == .webText ? Array(Data(frame).base64EncodedString().utf8) : frame)
+                writer.end()
+            }
+        }
+
+        let path = request.path
+        guard request.method == "POST" else { return finish(RPCError(.unimplemented, "gRPC needs POST"), sentHead: false) }
+        guard let method = methods[path], method.options.auth.level != .internal, let upstream = upstreams[method.service] else {
+            return finish(RPCError(.unimplemented, "method \(path) is not served here"), sentHead: false)
+        }
+        var body = request.body
+        if flavor == .webText {
+            guard let decoded = Data(base64Encoded: String(decoding: body, as: UTF8.self).filter { !$0.isWhitespace }) else {
+                return finish(RPCError(.invalidArgument, "the grpc-web-text body is not base64"), sentHead: false)
+            }
+            body = Array(decoded)
+        }
+        let messages: [[UInt8]]
+        do {
+            messages = try Self.frames(body)
+        } catch let e as RPCError {
+            return finish(e, sentHead: false)
+        } catch {
+            return finish(RPCError(.internal, "bad framing"), sentHead: false)
+        }
+        let user: UserIdentity?
+        do {
+            user = try authenticate(request, rule: method.options.auth)
+        } catch {
+            return finish(RPCError(error.code, error.message), sentHead: false)
+        }
+        var options = CallOptions(timeout: deadline(request, method))
+        for (name, value) in request.headers where !Self.notForwarded.contains(name) && !name.hasPrefix("x-bazaar-") && !name.hasPrefix(":") {
+            if name.hasSuffix("-bin") {
+                if let bytes = Data(base64Encoded: value.padding(toLength: (value.count + 3) / 4 * 4, withPad: "=", startingAt: 0)) {
+                    options.metadata.add(name, binary: Array(bytes))
+                }
+            } else {
+                options.metadata.add(name, value)
+            }
+        }
+        if !request.headers.contains(where: { $0.name == "x-request-id" }) { options.metadata.add("x-request-id", common[0].1) }
+        if let user {
+            options.metadata.add(ForwardedIdentity.subjectKey, user.subject)
+            if !user.roles.isEmpty { options.metadata.add(ForwardedIdentity.rolesKey, user.roles.joined(separator: ",")) }
+        }
+
+        func frame(_ message: [UInt8]) -> [UInt8] {
+            let f = [0] + Self.bigEndian(UInt32(message.count)) + message
+            return flavor == .webText ? Array(Data(f).base64EncodedString().utf8) : f
+        }
+        var sentHead = false
+        do {
+            if method.kind == .unary {
+                guard messages.count == 1 else { throw RPCError(.unimplemented, "a unary call takes exactly one message, got \(messages.count)") }
+                let reply = try await upstream.unary(method, request: messages[0], options: options)
+                writer.writeHead(status: 200, headers: head + [("content-type", contentType)])
+                sentHead = true
+                writer.writeBody(frame(reply))
+            } else {
+                let replies = upstream.streaming(method, requests: RPCStream { c in
+                    for m in messages { c.yield(m) }
+                    c.finish()
+                }, options: options)
+                for try await reply in replies {
+                    if !sentHead {
+                        writer.writeHead(status: 200, headers: head + [("content-type", contentType)])
+                        sentHead = true
+                    }
+                    writer.writeBody(frame(reply))
+                }
+            }
+            finish(RPCError(.ok), sentHead: sentHead)
+        } catch {
+            finish(RPCError(error), sentHead: sentHead)
+        }
+    }
+
+    /// The length-prefixed messages of a gRPC body. Compressed messages are refused (the gateway
+    /// does not advertise any message encoding).
+    static func frames(_ body: [UInt8]) throws -> [[UInt8]] {
+        var out: [[UInt8]] = []
+        var i = 0
+        while i < body.count {
+            guard body.count - i >= 5 else { throw RPCError(.internal, "truncated gRPC message prefix") }
+            guard body[i] == 0 else { throw RPCError(.unimplemented, "compressed messages are not accepted at the gateway") }
+            let length = Int(body[i + 1]) << 24 | Int(body[i + 2]) << 16 | Int(body[i + 3]) << 8 | Int(body[i + 4])
+            guard length <= body.count - i - 5 else { throw RPCError(.internal, "gRPC message longer than the body") }
+            out.append(Array(body[(i + 5)..<(i + 5 + length)]))
+            i += 5 + length
+        }
+        return out
+    }
+
+    static func bigEndian(_ n: UInt32) -> [UInt8] { [UInt8(n >> 24), UInt8((n >> 16) & 255), UInt8((n >> 8) & 255), UInt8(n & 255)] }
+
+    /// `grpc-message` percent-encoding (gRPC's HTTP/2 protocol: everything outside 0x20-0x7E and `%`).
+    static func percentEncode(_ s: String) -> String {
+        var out = ""
+        for b in s.utf8 {
+            if b >= 0x20 && b <= 0x7E && b != UInt8(ascii: "%") { out.append(Character(UnicodeScalar(b))) }
+            else { out += String(format: "%%%02X", b) }
+        }
+        return out
+    }
+}
