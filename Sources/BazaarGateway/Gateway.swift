@@ -200,7 +200,14 @@ public final class Gateway: HTTPResponder {
         var iterator = replies.makeAsyncIterator()
         // The first message (or error) decides the status: an error before any message is a
         // plain error response.
-        guard let first = try await iterator.next() else {
+        let first: [UInt8]?
+        do {
+            first = try await iterator.next()
+        } catch let e as RPCError where e.code == .deadlineExceeded {
+            // The deadline is a stream's lifetime: running out before a message is a quiet end.
+            first = nil
+        }
+        guard let first else {
             writer.writeHead(status: 200, headers: common + [("content-type", format.contentType)])
             return writer.end()
         }
@@ -220,7 +227,9 @@ public final class Gateway: HTTPResponder {
     }
 
     func deadline(_ request: HTTPRequest, _ method: MethodDescriptor) -> Duration {
-        var d = method.options.defaultDeadline ?? .seconds(10)
+        // The IDL's default deadline is for a call; a stream lives as long as the client lets it
+        // (grpc-timeout), or the longest the gateway allows.
+        var d = method.kind == .serverStreaming ? settings.maxDeadline : method.options.defaultDeadline ?? .seconds(10)
         if let asked = request.header("grpc-timeout").flatMap(Self.grpcTimeout) { d = asked }
         return min(d, settings.maxDeadline)
     }

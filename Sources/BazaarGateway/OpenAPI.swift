@@ -28,7 +28,7 @@ public enum OpenAPI {
             let path = openAPIPath(route.template)
             var parameters: [JSONValue] = []
             for v in route.template.variables {
-                parameters.append(.object([("name", .string(v.fieldPath.joined(separator: "."))), ("in", .string("path")), ("required", .bool(true)),
+                parameters.append(.object([("name", .string(paramName(v.fieldPath))), ("in", .string("path")), ("required", .bool(true)),
                                            ("schema", fieldSchemaAt(v.fieldPath, route.input, ref))]))
             }
             if route.body != "*" {
@@ -86,13 +86,17 @@ public enum OpenAPI {
         ])
     }
 
+    /// A path parameter's name: the field path with `_` for `.` (`product_id` for `{product.id}`),
+    /// since OpenAPI tools treat names as identifiers.
+    static func paramName(_ path: [String]) -> String { path.joined(separator: "_") }
+
     /// `/v1/{name=shelves/*}:verb` -> `/v1/{name}:verb`.
     static func openAPIPath(_ t: PathTemplate) -> String {
         var parts: [String] = []
         var i = 0
         while i < t.segments.count {
             if let v = t.variables.first(where: { $0.start == i }) {
-                parts.append("{\(v.fieldPath.joined(separator: "."))}")
+                parts.append("{\(paramName(v.fieldPath))}")
                 i = v.end
                 continue
             }
