@@ -3,7 +3,7 @@ SHELL := /bin/bash
 SWIFT ?= swift
 CODEGEN := .build/debug/bazaar-codegen
 
-.PHONY: help deps python-env build codegen generate check-generated test up down fuzz bench bench-rpc bench-mesh bench-shop certs describe clean
+.PHONY: help deps python-env build codegen generate check-generated test up down fuzz bench bench-rpc bench-mesh bench-shop bench-gateway certs describe clean
 
 help:
 	@echo "make up        build and run the shop in the background: PostgreSQL, Redis, an SMTP sink, the five services, demo data"
@@ -13,6 +13,7 @@ help:
 	@echo "make fuzz      run the wire decoder fuzzer (FUZZ_SECONDS=60)"
 	@echo "make bench     run the codec benchmark and print the figures for BENCHMARKS.md"
 	@echo "make bench-rpc run the RPC benchmarks (h2load, mTLS pairs, callgrind, memory); see scripts/bench-rpc.sh"
+	@echo "make bench-gateway REST through the gateway (wrk) against gRPC straight to the service (h2load)"
 	@echo "make bench-shop checkout throughput, latency and CPU per order of the whole shop (LEVELS=\"16 64\")"
 	@echo "make bench-mesh measure the mesh: instructions per call vs the bare transport, failover gap; see scripts/bench-mesh.sh"
 	@echo "make certs     make a development mesh PKI in .run/certs (SERVICES=\"catalog orders ...\")"
@@ -63,6 +64,9 @@ bench-mesh: deps
 
 bench-shop: deps
 	@bash scripts/bench-shop.sh $(LEVELS)
+
+bench-gateway: deps
+	@bash scripts/bench-gateway.sh
 
 SERVICES ?= catalog accounts cart orders notifications gateway
 certs: deps

@@ -10,6 +10,8 @@ PACKAGES=(
   libhiredis-dev libargon2-dev zlib1g-dev libhttp-parser-dev pkg-config
   # test peers and corpora
   protobuf-c-compiler grpc-proto libprotobuf-dev python3-venv nghttp2-client dnsmasq-base prometheus
+  # benchmark peers (wrk drives the gateway benchmark)
+  wrk
   # data stores the tests run as plain processes (their packaged services are never started)
   postgresql-15 redis-server
   # the SMTP sink `make up` runs for the notifications service

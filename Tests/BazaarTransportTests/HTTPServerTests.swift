@@ -20,6 +20,7 @@ struct EchoResponder: HTTPResponder {
             return
         }
         if request.path == "/forget" { return }  // the server must still answer
+        if request.path == "/slow" { try? await Task.sleep(for: .milliseconds(200)) }  // the client may be gone by now
         let text = "\(request.method) \(request.target) \(request.version) x-test=\(request.header("X-Test") ?? "-") body=\(String(decoding: request.body, as: UTF8.self))"
         writer.respond(status: request.path == "/created" ? 201 : 200, headers: [("content-type", "text/plain")], body: Array(text.utf8))
     }
@@ -120,6 +121,24 @@ struct EchoResponder: HTTPResponder {
             let pipelined = try Self.raw(port, "GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             #expect(pipelined.range(of: "GET /a")!.lowerBound < pipelined.range(of: "GET /b")!.lowerBound)
             #expect(try Self.curl(["http://127.0.0.1:\(port)/ok", "-w", " %{http_code}"]).hasSuffix(" 200"))
+        }
+    }
+
+    /// Regression: a responder answering after its client disconnected wrote through a released
+    /// connection (a crash under wrk, whose connections close at the end of a run).
+    @Test func answersAfterTheClientLeftAreDropped() async throws {
+        try await Self.withServer { port in
+            for h2 in [false, true] {
+                let p = Process()
+                p.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+                p.arguments = ["-sS", "--max-time", "0.05"] + (h2 ? ["--http2-prior-knowledge"] : []) + ["http://127.0.0.1:\(port)/slow"]
+                p.standardOutput = FileHandle.nullDevice
+                p.standardError = FileHandle.nullDevice
+                try p.run()
+                p.waitUntilExit()
+            }
+            try await Task.sleep(for: .milliseconds(400))
+            #expect(try Self.curl(["http://127.0.0.1:\(port)/after", "-w", " %{http_code}"]).hasSuffix(" 200"))
         }
     }
 }

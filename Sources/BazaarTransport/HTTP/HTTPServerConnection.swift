@@ -357,7 +357,8 @@ final class H2Exchange {
 /// An HTTP/1.1 response: status line and headers, then the body as given (with a
 /// `content-length`) or chunked.
 final class H1Sink: HTTPResponseSink, HTTPSinkState, @unchecked Sendable {
-    private unowned let connection: HTTPServerConnection
+    /// Weak: a responder may still write after the client went away and the connection is gone.
+    private weak var connection: HTTPServerConnection?
     let isHead: Bool
     private(set) var keepAlive: Bool
     let version: String
@@ -372,10 +373,10 @@ final class H1Sink: HTTPResponseSink, HTTPSinkState, @unchecked Sendable {
         self.version = version
     }
 
-    var isGone: Bool { connection.isClosed }
+    var isGone: Bool { connection?.isClosed ?? true }
 
     func head(status: Int, headers: [(String, String)]) {
-        guard !headSent else { return }
+        guard !headSent, let connection, !connection.isClosed else { return }
         headSent = true
         var text = "HTTP/1.1 \(status) \(reasonPhrase(status))\r\n"
         var hasLength = false
@@ -396,7 +397,7 @@ final class H1Sink: HTTPResponseSink, HTTPSinkState, @unchecked Sendable {
     }
 
     func body(_ bytes: [UInt8]) {
-        guard headSent, !ended, !isHead, !bytes.isEmpty else { return }
+        guard headSent, !ended, !isHead, !bytes.isEmpty, let connection, !connection.isClosed else { return }
         if chunked {
             connection.h1Write(Array((String(bytes.count, radix: 16) + "\r\n").utf8) + bytes + [13, 10])
         } else {
@@ -407,13 +408,14 @@ final class H1Sink: HTTPResponseSink, HTTPSinkState, @unchecked Sendable {
     func end(trailers: [(String, String)]) {
         guard headSent, !ended else { return }
         ended = true
+        guard let connection, !connection.isClosed else { return }
         if chunked && !isHead { connection.h1Write(Array("0\r\n\r\n".utf8)) }
     }
 }
 
 /// An HTTP/2 response: HEADERS, DATA as it comes, and the end (with trailers, if any).
 final class H2Sink: HTTPResponseSink, HTTPSinkState, @unchecked Sendable {
-    private unowned let connection: HTTPServerConnection
+    private weak var connection: HTTPServerConnection?
     private let h2: HTTP2Session
     let stream: Int32
     let isHead: Bool
@@ -427,10 +429,10 @@ final class H2Sink: HTTPResponseSink, HTTPSinkState, @unchecked Sendable {
         self.isHead = isHead
     }
 
-    var isGone: Bool { connection.isClosed }
+    var isGone: Bool { connection?.isClosed ?? true }
 
     func head(status: Int, headers: [(String, String)]) {
-        guard !headSent else { return }
+        guard !headSent, let connection, !connection.isClosed else { return }
         headSent = true
         var fields: [HeaderField] = [(":status", String(status))]
         for (name, value) in headers {
@@ -444,7 +446,7 @@ final class H2Sink: HTTPResponseSink, HTTPSinkState, @unchecked Sendable {
     }
 
     func body(_ bytes: [UInt8]) {
-        guard headSent, !ended, !isHead else { return }
+        guard headSent, !ended, !isHead, let connection, !connection.isClosed else { return }
         h2.enqueue(stream: stream, bytes)
         connection.h2Flush()
     }
@@ -452,6 +454,7 @@ final class H2Sink: HTTPResponseSink, HTTPSinkState, @unchecked Sendable {
     func end(trailers: [(String, String)]) {
         guard headSent, !ended else { return }
         ended = true
+        guard let connection, !connection.isClosed else { return }
         h2.enqueue(stream: stream, [], end: true, trailers: trailers.isEmpty ? nil : trailers.map { ($0.0.lowercased(), $0.1) })
         connection.h2Flush()
     }
