@@ -89,6 +89,15 @@ public final class Gateway: HTTPResponder {
         }
     }
 
+    /// A low-cardinality name of what a request hit, for metrics: the route template, or a
+    /// fixed word.
+    public func routeLabel(_ request: HTTPRequest) -> String {
+        if ["/healthz", "/readyz", "/openapi.json"].contains(request.path) { return request.path }
+        if let type = request.header("content-type"), GRPCFlavor(type) != nil { return methods[request.path].map(\.path) ?? "grpc-unknown" }
+        if case .found(let r, _) = routes.match(method: request.method, path: request.path) { return r.template.description }
+        return "unmatched"
+    }
+
     // MARK: one call
 
     func call(_ request: HTTPRequest, _ writer: HTTPResponseWriter, _ common: [(String, String)]) async throws {

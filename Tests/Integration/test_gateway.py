@@ -315,3 +315,22 @@ def test_schemathesis_finds_no_server_errors_and_no_schema_violations(shop, m, g
     summary = out.stdout[-3000:]
     assert out.returncode == 0, summary
     assert "generated" in summary
+
+
+def test_metrics_and_access_logs(shop):
+    base = shop.start_gateway("gateway-observed", env={"BAZAAR_METRICS_PORT": "0", "BAZAAR_LOG_LEVEL": "info", "BAZAAR_ACCESS_LOG_SAMPLE": "1"})
+    log = shop.log("gateway-observed")
+    metrics_port = int(next(l for l in log.splitlines() if "metrics on port" in l).rsplit(" ", 1)[1])
+    token = shop.token(str(uuid.uuid4()))
+    for _ in range(3):
+        assert http(base, "GET", f"/v1/products/{uuid.uuid4()}")[0] == 404
+    assert http(base, "GET", "/v1/cart", token=token)[0] == 200
+    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
+    assert 'bazaar_http_requests_total{route="/v1/products/{id}",method="GET",code="404"} 3' in text
+    assert 'bazaar_http_requests_total{route="/v1/cart",method="GET",code="200"} 1' in text
+    assert "bazaar_http_request_duration_seconds_bucket" in text
+    # Upstream calls are counted as client RPCs too.
+    assert 'grpc_client_handled_total{grpc_type="unary",grpc_service="shop.v1.CartService",grpc_method="GetCart",grpc_code="OK"} 1' in text
+    lines = [json.loads(l) for l in shop.log("gateway-observed").splitlines() if l.startswith("{") and '"http request"' in l]
+    assert any(l["route"] == "/v1/cart" and l["status"] == 200 for l in lines)
+    assert token not in shop.log("gateway-observed")

@@ -1,4 +1,5 @@
 import BazaarCore
+import Synchronization
 
 /// An HTTP request as the front door hands it over: HTTP/1.1 or HTTP/2, the body read in full
 /// (up to ``HTTPServerConfiguration/maxBodySize``).
@@ -52,6 +53,10 @@ public struct HTTPRequest: Sendable {
 public final class HTTPResponseWriter: Sendable {
     let sink: any HTTPResponseSink
     let loop: EventLoop
+    private let sentStatus = Atomic<Int>(0)
+
+    /// The status the responder answered with (0 before it did), for access logs and metrics.
+    public var status: Int { sentStatus.load(ordering: .relaxed) }
 
     init(sink: any HTTPResponseSink, loop: EventLoop) {
         self.sink = sink
@@ -59,6 +64,7 @@ public final class HTTPResponseWriter: Sendable {
     }
 
     public func writeHead(status: Int, headers: [(String, String)]) {
+        sentStatus.store(status, ordering: .relaxed)
         let sink = self.sink
         loop.execute { sink.head(status: status, headers: headers) }
     }
@@ -77,6 +83,7 @@ public final class HTTPResponseWriter: Sendable {
 
     /// A whole response at once.
     public func respond(status: Int, headers: [(String, String)], body: [UInt8]) {
+        sentStatus.store(status, ordering: .relaxed)
         var withLength = headers
         if !withLength.contains(where: { $0.0.lowercased() == "content-length" }) { withLength.append(("content-length", String(body.count))) }
         let h = withLength
