@@ -7,7 +7,8 @@ public struct JWTError: Error, CustomStringConvertible, Sendable, Equatable {
     public init(_ d: String) { description = d }
 }
 
-/// An Ed25519 key for signing (private) or verifying (public) access tokens: JWS alg `EdDSA`.
+/// A key for signing (private) or verifying (public) access tokens: Ed25519 (JWS alg `EdDSA`),
+/// or ECDSA P-256 (alg `ES256`, for tokens from other issuers).
 public final class JWTKey: @unchecked Sendable {
     let pkey: OpaquePointer
     public let isPrivate: Bool
@@ -31,7 +32,7 @@ public final class JWTKey: @unchecked Sendable {
         return JWTKey(key, isPrivate: true, keyID: keyID)
     }
 
-    /// From PEM: a private key (`-----BEGIN PRIVATE KEY-----`) or a public key. Only Ed25519.
+    /// From PEM: a private key (`-----BEGIN PRIVATE KEY-----`) or a public key; Ed25519 or P-256.
     public convenience init(pem: String, keyID: String = "k1") throws {
         // A memory BIO reads the buffer in place (it does not copy), so the buffer must outlive
         // every read: the parse runs inside withUnsafeBytes, never on a temporary array pointer.
@@ -45,12 +46,24 @@ public final class JWTKey: @unchecked Sendable {
             ERR_clear_error()
             throw JWTError("not a PEM private or public key")
         }
-        guard EVP_PKEY_get_id(key) == EVP_PKEY_ED25519 else {
+        guard EVP_PKEY_get_id(key) == EVP_PKEY_ED25519 || Self.isP256(key) else {
             EVP_PKEY_free(key)
-            throw JWTError("only Ed25519 keys are accepted (alg EdDSA)")
+            throw JWTError("only Ed25519 (EdDSA) and P-256 (ES256) keys are accepted")
         }
         self.init(key, isPrivate: isPrivate, keyID: keyID)
     }
+
+    static func isP256(_ key: OpaquePointer) -> Bool {
+        guard EVP_PKEY_get_id(key) == EVP_PKEY_EC else { return false }
+        var name = [CChar](repeating: 0, count: 64)
+        var len = 0
+        guard EVP_PKEY_get_group_name(key, &name, name.count, &len) == 1 else { return false }
+        let group = String(decoding: name.prefix(len).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return group == "prime256v1" || group == "P-256"
+    }
+
+    /// The JWS algorithm this key signs and verifies with.
+    public var algorithm: String { EVP_PKEY_get_id(pkey) == EVP_PKEY_ED25519 ? "EdDSA" : "ES256" }
 
     /// The raw 32-byte Ed25519 public key (a JWK's `x`, RFC 8037).
     public var rawPublicKey: [UInt8] {
@@ -63,6 +76,16 @@ public final class JWTKey: @unchecked Sendable {
     /// The RFC 7638 JWK thumbprint of the public key (base64url SHA-256 of its canonical JWK):
     /// a stable key id, so tokens can name their key and keys can rotate.
     public var thumbprint: String {
+        if algorithm == "ES256" {
+            // For P-256 keys: the SHA-256 of the DER SubjectPublicKeyInfo.
+            var der: UnsafeMutablePointer<UInt8>?
+            let n = i2d_PUBKEY(pkey, &der)
+            guard n > 0, let der else { return "" }
+            defer { CRYPTO_free(der, #file, #line) }
+            var digest = [UInt8](repeating: 0, count: 32)
+            _ = SHA256(der, Int(n), &digest)
+            return JWT.base64url(digest)
+        }
         let jwk = "{\"crv\":\"Ed25519\",\"kty\":\"OKP\",\"x\":\"\(JWT.base64url(rawPublicKey))\"}"
         var digest = [UInt8](repeating: 0, count: 32)
         _ = SHA256(Array(jwk.utf8), jwk.utf8.count, &digest)
@@ -91,24 +114,50 @@ public final class JWTKey: @unchecked Sendable {
     func sign(_ message: [UInt8]) throws -> [UInt8] {
         guard isPrivate, let md = EVP_MD_CTX_new() else { throw JWTError("signing needs the private key") }
         defer { EVP_MD_CTX_free(md) }
-        var sig = [UInt8](repeating: 0, count: 64)
+        let es256 = algorithm == "ES256"
+        var sig = [UInt8](repeating: 0, count: 160)
         var len = sig.count
-        guard EVP_DigestSignInit(md, nil, nil, nil, pkey) == 1, EVP_DigestSign(md, &sig, &len, message, message.count) == 1 else {
+        guard EVP_DigestSignInit(md, nil, es256 ? EVP_sha256() : nil, nil, pkey) == 1, EVP_DigestSign(md, &sig, &len, message, message.count) == 1 else {
             throw JWTError("signing failed")
         }
-        return Array(sig[0..<len])
+        guard es256 else { return Array(sig[0..<len]) }
+        // JWS wants r || s (32 bytes each), OpenSSL gives DER.
+        var p: UnsafePointer<UInt8>? = UnsafePointer(sig)
+        guard let ecdsa = d2i_ECDSA_SIG(nil, &p, len) else { throw JWTError("signing failed") }
+        defer { ECDSA_SIG_free(ecdsa) }
+        var r: OpaquePointer?, s: OpaquePointer?
+        ECDSA_SIG_get0(ecdsa, &r, &s)
+        var out = [UInt8](repeating: 0, count: 64)
+        guard BN_bn2binpad(r, &out, 32) == 32, out.withUnsafeMutableBufferPointer({ BN_bn2binpad(s, $0.baseAddress! + 32, 32) }) == 32 else {
+            throw JWTError("signing failed")
+        }
+        return out
     }
 
     func verify(_ signature: [UInt8], _ message: [UInt8]) -> Bool {
         guard let md = EVP_MD_CTX_new() else { return false }
         defer { EVP_MD_CTX_free(md) }
-        return EVP_DigestVerifyInit(md, nil, nil, nil, pkey) == 1 && EVP_DigestVerify(md, signature, signature.count, message, message.count) == 1
+        guard algorithm == "ES256" else {
+            return EVP_DigestVerifyInit(md, nil, nil, nil, pkey) == 1 && EVP_DigestVerify(md, signature, signature.count, message, message.count) == 1
+        }
+        guard signature.count == 64, let ecdsa = ECDSA_SIG_new() else { return false }
+        defer { ECDSA_SIG_free(ecdsa) }
+        let r = BN_bin2bn(signature, 32, nil)
+        let s = signature.withUnsafeBufferPointer { BN_bin2bn($0.baseAddress! + 32, 32, nil) }
+        guard ECDSA_SIG_set0(ecdsa, r, s) == 1 else { return false }
+        var der: UnsafeMutablePointer<UInt8>?
+        let n = i2d_ECDSA_SIG(ecdsa, &der)
+        guard n > 0, let der else { return false }
+        defer { CRYPTO_free(der, #file, #line) }
+        return EVP_DigestVerifyInit(md, nil, EVP_sha256(), nil, pkey) == 1 && EVP_DigestVerify(md, der, Int(n), message, message.count) == 1
     }
 }
 
-/// Access tokens: compact JWS with alg `EdDSA` (Ed25519), the algorithm pinned.
+/// Access tokens: compact JWS with alg `EdDSA` (Ed25519) or `ES256` (P-256), the algorithm pinned
+/// by the key.
 ///
-/// Verification refuses anything but `EdDSA` (so no `none`, and no HMAC keyed with the public key),
+/// Verification refuses any algorithm no configured key has (so no `none`, and no HMAC keyed with
+/// the public key), uses only keys of the token's algorithm,
 /// checks the signature before reading any claim, and requires `exp`; `nbf`, `iss` and `aud` are
 /// checked as configured. JSON is Foundation's `JSONSerialization`.
 public enum JWT {
@@ -124,7 +173,7 @@ public enum JWT {
 
     /// Signs `claims` (add `exp`, `iss`, `aud`, `sub` yourself, or use ``issue``).
     public static func sign(_ claims: [String: Any], key: JWTKey) throws -> String {
-        let header: [String: Any] = ["alg": "EdDSA", "typ": "JWT", "kid": key.keyID]
+        let header: [String: Any] = ["alg": key.algorithm, "typ": "JWT", "kid": key.keyID]
         let h = base64url(try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys]))
         let p = base64url(try JSONSerialization.data(withJSONObject: claims, options: [.sortedKeys]))
         let signingInput = h + "." + p
@@ -158,11 +207,12 @@ public enum JWT {
         guard let header = try? JSONSerialization.jsonObject(with: Data(headerBytes)) as? [String: Any] else {
             throw JWTError("the header is not a JSON object")
         }
-        guard let alg = header["alg"] as? String, alg == "EdDSA" else {
-            throw JWTError("algorithm \(header["alg"].map { "\($0)" } ?? "(none)") is not accepted; only EdDSA")
+        guard let alg = header["alg"] as? String, alg == "EdDSA" || alg == "ES256", keys.contains(where: { $0.algorithm == alg }) else {
+            throw JWTError("algorithm \(header["alg"].map { "\($0)" } ?? "(none)") is not accepted; only \(Set(keys.map(\.algorithm)).sorted().joined(separator: " or "))")
         }
         if header["crit"] != nil { throw JWTError("critical header extensions are not supported") }
-        let candidates = (header["kid"] as? String).map { kid in keys.filter { $0.keyID == kid } } ?? keys
+        let ofAlg = keys.filter { $0.algorithm == alg }
+        let candidates = (header["kid"] as? String).map { kid in ofAlg.filter { $0.keyID == kid } } ?? ofAlg
         guard !candidates.isEmpty else { throw JWTError("unknown signing key") }
         let signingInput = Array(token.utf8.prefix(parts[0].utf8.count + 1 + parts[1].utf8.count))
         guard candidates.contains(where: { $0.verify(signature, signingInput) }) else { throw JWTError("bad signature") }

@@ -112,16 +112,27 @@ struct ShopEnvironment: Sendable {
         return text
     }
 
-    /// The access-token verification key (public; the accounts service's key pair).
+    /// The access-token verification keys: BAZAAR_JWT_PUBLIC_KEY is a comma-separated list of PEM
+    /// files (Ed25519 or P-256), each optionally `kid=path` to give the key id tokens name;
+    /// without one the key id is the key's thumbprint (what the accounts service puts in `kid`).
     func verificationKeys() throws(RPCError) -> [JWTKey] {
-        do {
-            let key = try JWTKey(pem: try file("JWT_PUBLIC_KEY", default: ".run/jwt/jwt-pub.pem"))
-            return [key.withKeyID(key.thumbprint)]
-        } catch let e as RPCError {
-            throw e
-        } catch {
-            throw RPCError(.invalidArgument, "BAZAAR_JWT_PUBLIC_KEY: \(error)")
+        let list = (typed["JWT_PUBLIC_KEY"] ?? ".run/jwt/jwt-pub.pem").split(separator: ",").map { String($0).trimming(" ") }
+        var keys: [JWTKey] = []
+        for entry in list where !entry.isEmpty {
+            let parts = entry.split(separator: "=", maxSplits: 1).map(String.init)
+            let (kid, path) = parts.count == 2 ? (parts[0], parts[1]) : (nil, parts[0])
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                throw RPCError(.invalidArgument, "BAZAAR_JWT_PUBLIC_KEY: cannot read \(path)")
+            }
+            do {
+                let key = try JWTKey(pem: text)
+                keys.append(key.withKeyID(kid ?? key.thumbprint))
+            } catch {
+                throw RPCError(.invalidArgument, "BAZAAR_JWT_PUBLIC_KEY: \(path): \(error)")
+            }
         }
+        guard !keys.isEmpty else { throw RPCError(.invalidArgument, "BAZAAR_JWT_PUBLIC_KEY names no key") }
+        return keys
     }
 }
 

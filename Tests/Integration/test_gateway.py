@@ -334,3 +334,25 @@ def test_metrics_and_access_logs(shop):
     lines = [json.loads(l) for l in shop.log("gateway-observed").splitlines() if l.startswith("{") and '"http request"' in l]
     assert any(l["route"] == "/v1/cart" and l["status"] == 200 for l in lines)
     assert token not in shop.log("gateway-observed")
+
+
+def test_es256_keys_from_configuration(shop, tmp_path):
+    """A second issuer's P-256 key configured next to the shop's Ed25519 key (`kid=path`): its
+    ES256 tokens (PyJWT) are accepted, others' refused, and each key only verifies its algorithm."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    idp, stranger = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    pub = tmp_path / "idp.pem"
+    pub.write_bytes(idp.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    keys = f"{shop.dir / 'jwt' / 'jwt-pub.pem'},partner-idp={pub}"
+    base = shop.start_gateway("gateway-es256", env={"BAZAAR_JWT_PUBLIC_KEY": keys})
+    now = int(time.time())
+    claims = {"sub": str(uuid.uuid4()), "iss": "bazaar", "aud": "bazaar", "iat": now, "exp": now + 300}
+    assert http(base, "GET", "/v1/cart", token=pyjwt.encode(claims, idp, algorithm="ES256", headers={"kid": "partner-idp"}))[0] == 200
+    assert http(base, "GET", "/v1/cart", token=pyjwt.encode(claims, idp, algorithm="ES256"))[0] == 200
+    assert http(base, "GET", "/v1/cart", token=pyjwt.encode(claims, stranger, algorithm="ES256", headers={"kid": "partner-idp"}))[0] == 401
+    assert http(base, "GET", "/v1/cart", token=shop.token(claims["sub"]))[0] == 200  # the shop's own EdDSA tokens still work
+    # ES384 is no configured key's algorithm.
+    p384 = ec.generate_private_key(ec.SECP384R1())
+    assert http(base, "GET", "/v1/cart", token=pyjwt.encode(claims, p384, algorithm="ES384"))[0] == 401
