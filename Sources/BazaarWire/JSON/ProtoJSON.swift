@@ -1,5 +1,6 @@
 import CBazaarProtobufC
 import Foundation
+import Synchronization
 
 /// The proto3 canonical JSON mapping, driven by protobuf-c descriptors, so it works for any
 /// message the process has descriptors for (the gateway transcodes without generated code).
@@ -46,6 +47,22 @@ public enum ProtoJSON {
         UnsafeBufferPointer(start: d.pointee.fields, count: Int(d.pointee.n_fields))
     }
 
+    /// A message's field names, original and JSON, computed once per descriptor: the gateway maps
+    /// every request and response, and building the names each time cost more than the mapping.
+    static func names(_ d: Descriptor) -> [(original: String, json: String)] {
+        let key = Int(bitPattern: d)
+        if let cached = nameCache.withLock({ $0[key] }) { return cached.list }
+        let list = fields(d).map { f -> (original: String, json: String) in
+            let original = String(cString: f.name)
+            return (original, jsonName(original))
+        }
+        nameCache.withLock { $0[key] = NameList(list: list) }
+        return list
+    }
+
+    struct NameList: Sendable { let list: [(original: String, json: String)] }
+    static let nameCache = Mutex<[Int: NameList]>([:])
+
     /// lowerCamelCase of a field name, as protoc derives `json_name`.
     public static func jsonName(_ field: String) -> String {
         var out = ""
@@ -68,8 +85,9 @@ public enum ProtoJSON {
     static func value(of message: UnsafeRawPointer, _ d: Descriptor, _ o: Options) throws(JSONMappingError) -> JSONValue {
         if let wkt = try wellKnownToJSON(message, d, o) { return wkt }
         var members: [(String, JSONValue)] = []
-        for f in fields(d) {
-            let key = jsonName(String(cString: f.name))
+        let names = names(d)
+        for (n, f) in fields(d).enumerated() {
+            let key = names[n].json
             if f.label == PROTOBUF_C_LABEL_REPEATED {
                 let count = message.load(fromByteOffset: Int(f.quantifier_offset), as: Int.self)
                 if count == 0 && !o.emitDefaults { continue }
@@ -289,10 +307,8 @@ public enum ProtoJSON {
 
     /// The field with this name or JSON name.
     public static func field(named name: String, in d: Descriptor) -> ProtobufCFieldDescriptor? {
-        for f in fields(d) {
-            let original = String(cString: f.name)
-            if original == name || jsonName(original) == name { return f }
-        }
+        let names = names(d)
+        for (n, f) in fields(d).enumerated() where names[n].original == name || names[n].json == name { return f }
         return nil
     }
 
