@@ -38,6 +38,37 @@ public enum ForwardedIdentity {
     public static let scopesKey = "x-bazaar-user-scopes"
 }
 
+/// Bearer credentials and IDL auth rules, for every place that checks them (the services'
+/// ``UserAuthenticator`` and the edge gateway), each turning the refusals into its own statuses.
+public enum BearerAuth {
+    /// The verified user of an `authorization` header value (`Bearer <access token>`).
+    public static func user(authorization header: String, keys: [JWTKey], issuer: String?, audience: String?) throws(JWTError) -> UserIdentity {
+        let parts = header.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else { throw JWTError("use authorization: Bearer <access token>") }
+        let claims: JWT.Claims
+        do {
+            claims = try JWT.verify(String(parts[1]).trimming(" "), keys: keys, issuer: issuer, audience: audience)
+        } catch let e as JWTError {
+            throw e
+        } catch {
+            throw JWTError("invalid token")
+        }
+        guard let subject = claims.subject, !subject.isEmpty else { throw JWTError("no subject (sub)") }
+        return UserIdentity(subject: subject, roles: claims.roles, scopes: claims.scopes)
+    }
+
+    /// Why `user` may not call a method with `rule` (a missing role or scope), `nil` when it may.
+    public static func refusal(_ user: UserIdentity, _ rule: AuthRequirement) -> String? {
+        if !rule.roles.isEmpty, !rule.roles.contains(where: user.roles.contains) {
+            return "this needs the role \(rule.roles.joined(separator: " or "))"
+        }
+        if !rule.scopes.isEmpty, !rule.scopes.allSatisfy(user.scopes.contains) {
+            return "this needs the scopes \(rule.scopes.joined(separator: " "))"
+        }
+        return nil
+    }
+}
+
 /// Enforces each method's IDL auth rule (`bazaar.options.v1.auth`) before the handler runs, and
 /// makes the caller's ``UserIdentity`` current for it.
 ///
@@ -78,12 +109,7 @@ public struct UserAuthenticator: RPCInterceptor {
             guard let user else {
                 throw RPCError(.unauthenticated, "\(head.method.path) needs a signed-in user: send authorization: Bearer <access token>")
             }
-            if !rule.roles.isEmpty, !rule.roles.contains(where: user.roles.contains) {
-                throw RPCError(.permissionDenied, "\(head.method.path) needs the role \(rule.roles.joined(separator: " or "))")
-            }
-            if !rule.scopes.isEmpty, !rule.scopes.allSatisfy(user.scopes.contains) {
-                throw RPCError(.permissionDenied, "\(head.method.path) needs the scopes \(rule.scopes.joined(separator: " "))")
-            }
+            if let why = BearerAuth.refusal(user, rule) { throw RPCError(.permissionDenied, "\(head.method.path): \(why)") }
         }
         try await UserIdentity.$current.withValue(user) { try await next(head) }
     }
@@ -96,18 +122,10 @@ public struct UserAuthenticator: RPCInterceptor {
             return UserIdentity(subject: subject, roles: roles.filter { !$0.isEmpty }, scopes: scopes)
         }
         guard let header = head.metadata["authorization"] else { return nil }
-        let parts = header.split(separator: " ", maxSplits: 1)
-        guard parts.count == 2, parts[0].lowercased() == "bearer" else {
-            throw RPCError(.unauthenticated, "authorization must be `Bearer <access token>`")
-        }
         do {
-            let claims = try JWT.verify(String(parts[1]).trimming(" "), keys: keys, issuer: issuer, audience: audience)
-            guard let subject = claims.subject, !subject.isEmpty else { throw JWTError("no subject (sub)") }
-            return UserIdentity(subject: subject, roles: claims.roles, scopes: claims.scopes)
-        } catch let error as JWTError {
-            throw RPCError(.unauthenticated, "access token refused: \(error.description)")
+            return try BearerAuth.user(authorization: header, keys: keys, issuer: issuer, audience: audience)
         } catch {
-            throw RPCError(.unauthenticated, "access token refused")
+            throw RPCError(.unauthenticated, "access token refused: \(error.description)")
         }
     }
 }

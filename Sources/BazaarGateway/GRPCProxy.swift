@@ -36,7 +36,7 @@ extension Gateway {
         var head = common
         if flavor != .grpc { head += [("access-control-expose-headers", "grpc-status, grpc-message, x-request-id")] }
         func finish(_ status: RPCError, sentHead: Bool) {
-            let trailers = [("grpc-status", String(status.code.rawValue))] + (status.message.isEmpty ? [] : [("grpc-message", Self.percentEncode(status.message))])
+            let trailers = [("grpc-status", String(status.code.rawValue))] + (status.message.isEmpty ? [] : [("grpc-message", GRPCHeaders.percentEncode(status.message))])
             if !sentHead { writer.writeHead(status: 200, headers: head + [("content-type", contentType)]) }
             switch flavor {
             case .grpc:
@@ -64,13 +64,18 @@ extension Gateway {
             }
             body = Array(decoded)
         }
-        let messages: [[UInt8]]
-        do {
-            messages = try Self.frames(body)
-        } catch let e as RPCError {
-            return finish(e, sentHead: false)
+        var reader = MessageReader(maxMessageSize: Int.max)
+        reader.append(body)
+        var messages: [[UInt8]] = []
+        do throws(RPCError) {
+            while let m = try reader.next() {
+                // The gateway advertises no message encoding, so clients send none.
+                if m.compressed { throw RPCError(.unimplemented, "compressed messages are not accepted at the gateway") }
+                messages.append(m.payload)
+            }
+            if reader.bufferedBytes > 0 { throw RPCError(.internal, "the body ends inside a message") }
         } catch {
-            return finish(RPCError(.internal, "bad framing"), sentHead: false)
+            return finish(error, sentHead: false)
         }
         let user: UserIdentity?
         do {
@@ -95,7 +100,7 @@ extension Gateway {
         }
 
         func frame(_ message: [UInt8]) -> [UInt8] {
-            let f = [0] + Self.bigEndian(UInt32(message.count)) + message
+            let f = (try? MessageWriter.frame(message, compression: .identity)) ?? []
             return flavor == .webText ? Array(Data(f).base64EncodedString().utf8) : f
         }
         var sentHead = false
@@ -125,31 +130,5 @@ extension Gateway {
         }
     }
 
-    /// The length-prefixed messages of a gRPC body. Compressed messages are refused (the gateway
-    /// does not advertise any message encoding).
-    static func frames(_ body: [UInt8]) throws -> [[UInt8]] {
-        var out: [[UInt8]] = []
-        var i = 0
-        while i < body.count {
-            guard body.count - i >= 5 else { throw RPCError(.internal, "truncated gRPC message prefix") }
-            guard body[i] == 0 else { throw RPCError(.unimplemented, "compressed messages are not accepted at the gateway") }
-            let length = Int(body[i + 1]) << 24 | Int(body[i + 2]) << 16 | Int(body[i + 3]) << 8 | Int(body[i + 4])
-            guard length <= body.count - i - 5 else { throw RPCError(.internal, "gRPC message longer than the body") }
-            out.append(Array(body[(i + 5)..<(i + 5 + length)]))
-            i += 5 + length
-        }
-        return out
-    }
-
     static func bigEndian(_ n: UInt32) -> [UInt8] { [UInt8(n >> 24), UInt8((n >> 16) & 255), UInt8((n >> 8) & 255), UInt8(n & 255)] }
-
-    /// `grpc-message` percent-encoding (gRPC's HTTP/2 protocol: everything outside 0x20-0x7E and `%`).
-    static func percentEncode(_ s: String) -> String {
-        var out = ""
-        for b in s.utf8 {
-            if b >= 0x20 && b <= 0x7E && b != UInt8(ascii: "%") { out.append(Character(UnicodeScalar(b))) }
-            else { out += String(format: "%%%02X", b) }
-        }
-        return out
-    }
 }

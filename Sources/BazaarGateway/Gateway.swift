@@ -239,21 +239,8 @@ public final class Gateway: HTTPResponder {
         // The IDL's default deadline is for a call; a stream lives as long as the client lets it
         // (grpc-timeout), or the longest the gateway allows.
         var d = method.kind == .serverStreaming ? settings.maxDeadline : method.options.defaultDeadline ?? .seconds(10)
-        if let asked = request.header("grpc-timeout").flatMap(Self.grpcTimeout) { d = asked }
+        if let asked = request.header("grpc-timeout").flatMap(GRPCHeaders.parseTimeout) { d = asked }
         return min(d, settings.maxDeadline)
-    }
-
-    static func grpcTimeout(_ text: String) -> Duration? {
-        guard let unit = text.last, let n = Int64(text.dropLast()), n > 0 else { return nil }
-        switch unit {
-        case "H": return .seconds(n * 3600)
-        case "M": return .seconds(n * 60)
-        case "S": return .seconds(n)
-        case "m": return .milliseconds(n)
-        case "u": return .microseconds(n)
-        case "n": return .nanoseconds(n)
-        default: return nil
-        }
     }
 
     // MARK: auth
@@ -261,18 +248,10 @@ public final class Gateway: HTTPResponder {
     func authenticate(_ request: HTTPRequest, rule: AuthRequirement) throws(HTTPFailure) -> UserIdentity? {
         var user: UserIdentity?
         if let header = request.header("authorization") {
-            let parts = header.split(separator: " ", maxSplits: 1)
-            guard parts.count == 2, parts[0].lowercased() == "bearer" else {
-                throw HTTPFailure(status: 401, code: .unauthenticated, message: "use authorization: Bearer <access token>",
-                                  headers: [("www-authenticate", "Bearer realm=\"bazaar\", error=\"invalid_request\"")])
-            }
             do {
-                let claims = try JWT.verify(String(parts[1]).trimmingCharacters(in: .whitespaces), keys: settings.keys, issuer: settings.issuer,
-                                            audience: settings.audience)
-                guard let sub = claims.subject, !sub.isEmpty else { throw JWTError("no subject (sub)") }
-                user = UserIdentity(subject: sub, roles: claims.roles, scopes: claims.scopes)
+                user = try BearerAuth.user(authorization: header, keys: settings.keys, issuer: settings.issuer, audience: settings.audience)
             } catch {
-                let why = (error as? JWTError)?.description ?? "invalid token"
+                let why = error.description
                 throw HTTPFailure(status: 401, code: .unauthenticated, message: "access token refused: \(why)",
                                   headers: [("www-authenticate", "Bearer realm=\"bazaar\", error=\"invalid_token\", error_description=\"\(why)\"")])
             }
@@ -282,12 +261,9 @@ public final class Gateway: HTTPResponder {
                 throw HTTPFailure(status: 401, code: .unauthenticated, message: "sign in first: send authorization: Bearer <access token>",
                                   headers: [("www-authenticate", "Bearer realm=\"bazaar\"")])
             }
-            if !rule.roles.isEmpty, !rule.roles.contains(where: user.roles.contains) {
-                throw HTTPFailure(status: 403, code: .permissionDenied, message: "this needs the role \(rule.roles.joined(separator: " or "))")
-            }
-            if !rule.scopes.isEmpty, !rule.scopes.allSatisfy(user.scopes.contains) {
-                throw HTTPFailure(status: 403, code: .permissionDenied, message: "this needs the scopes \(rule.scopes.joined(separator: " "))",
-                                  headers: [("www-authenticate", "Bearer realm=\"bazaar\", error=\"insufficient_scope\", scope=\"\(rule.scopes.joined(separator: " "))\"")])
+            if let why = BearerAuth.refusal(user, rule) {
+                let scopes = rule.scopes.isEmpty ? [] : [("www-authenticate", "Bearer realm=\"bazaar\", error=\"insufficient_scope\", scope=\"\(rule.scopes.joined(separator: " "))\"")]
+                throw HTTPFailure(status: 403, code: .permissionDenied, message: why, headers: scopes)
             }
         }
         return user

@@ -96,10 +96,11 @@ struct ShopEnvironment: Sendable {
         return v
     }
 
-    func redis() throws(RPCError) -> (host: String, port: Int) {
-        let text = typed["REDIS_ADDR"] ?? "127.0.0.1:6379"
+    /// A `host:port` setting (`nil` when unset and without a default).
+    func address(_ key: String, default fallback: String? = nil) throws(RPCError) -> (host: String, port: Int)? {
+        guard let text = typed[key] ?? fallback else { return nil }
         guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (1...65535).contains(port) else {
-            throw RPCError(.invalidArgument, "BAZAAR_REDIS_ADDR='\(text)': expected host:port")
+            throw RPCError(.invalidArgument, "BAZAAR_\(key)='\(text)': expected host:port")
         }
         return (String(text[..<colon]), port)
     }
@@ -169,7 +170,7 @@ struct ShopRunner: Sendable {
         }
         var redisClients: [RedisClient] = []
         func redis() throws -> RedisClient {
-            let (h, p) = try env.redis()
+            let (h, p) = try env.address("REDIS_ADDR", default: "127.0.0.1:6379")!
             let client = RedisClient(host: h, port: p)
             redisClients.append(client)
             return client
@@ -245,11 +246,8 @@ struct ShopRunner: Sendable {
             let consumer = OrderEventConsumer(service: notifications, redis: try redis(),
                                               consumer: env["CONSUMER_NAME"] ?? ProcessInfo.processInfo.hostName)
             var smtp: SMTPClient?
-            if let addr = env["SMTP_ADDR"] {
-                guard let colon = addr.lastIndex(of: ":"), let p = Int(addr[addr.index(after: colon)...]) else {
-                    throw RPCError(.invalidArgument, "BAZAAR_SMTP_ADDR='\(addr)': expected host:port")
-                }
-                smtp = SMTPClient(host: String(addr[..<colon]), port: p)
+            if let (h, p) = try env.address("SMTP_ADDR") {
+                smtp = SMTPClient(host: h, port: p)
             } else {
                 logger.warning("BAZAAR_SMTP_ADDR is not set: email notifications are stored but not sent")
             }

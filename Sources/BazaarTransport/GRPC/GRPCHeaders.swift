@@ -2,12 +2,13 @@ import BazaarCore
 import CBazaarOpenSSL
 
 /// The header rules of gRPC over HTTP/2 (`doc/PROTOCOL-HTTP2.md`): timeouts, status messages and
-/// metadata. Pure functions, tested without a connection.
-enum GRPCHeaders {
+/// metadata. Pure functions, tested without a connection. Public for the edge gateway's gRPC
+/// proxy, which speaks the same wire rules.
+public enum GRPCHeaders {
     // MARK: grpc-timeout
 
     /// Parses `grpc-timeout`: at most 8 digits and a unit (H M S m u n).
-    static func parseTimeout(_ value: String) -> Duration? {
+    public static func parseTimeout(_ value: String) -> Duration? {
         let utf8 = Array(value.utf8)
         guard utf8.count >= 2, utf8.count <= 9 else { return nil }
         var amount: Int64 = 0
@@ -48,7 +49,7 @@ enum GRPCHeaders {
     // MARK: grpc-message
 
     /// Percent-encodes a status message: bytes outside printable ASCII, and `%`.
-    static func percentEncode(_ s: String) -> String {
+    public static func percentEncode(_ s: String) -> String {
         var out = ""
         for b in s.utf8 {
             if b >= 0x20 && b <= 0x7e && b != 0x25 {

@@ -2,22 +2,22 @@ import BazaarCore
 
 /// Reassembles gRPC's length-prefixed messages (1 flag byte, 4 length bytes, payload) from DATA
 /// frames of any size. Sans-I/O: bytes in, messages out.
-struct MessageReader {
-    struct Message {
-        var compressed: Bool
-        var payload: [UInt8]
+public struct MessageReader {
+    public struct Message {
+        public var compressed: Bool
+        public var payload: [UInt8]
     }
 
-    let maxMessageSize: Int
+    public let maxMessageSize: Int
     private var buffer: [UInt8] = []
     private var offset = 0
 
-    init(maxMessageSize: Int) { self.maxMessageSize = maxMessageSize }
+    public init(maxMessageSize: Int) { self.maxMessageSize = maxMessageSize }
 
     /// Bytes received and not yet part of a complete message.
-    var bufferedBytes: Int { buffer.count - offset }
+    public var bufferedBytes: Int { buffer.count - offset }
 
-    mutating func append(_ bytes: [UInt8]) {
+    public mutating func append(_ bytes: [UInt8]) {
         if offset == buffer.count {
             buffer = bytes
             offset = 0
@@ -32,7 +32,7 @@ struct MessageReader {
 
     /// The next complete message, `nil` when more bytes are needed. A bad flag byte or a length
     /// over the limit throws at once, before the payload is buffered.
-    mutating func next() throws(RPCError) -> Message? {
+    public mutating func next() throws(RPCError) -> Message? {
         guard buffer.count - offset >= 5 else { return nil }
         let flag = buffer[offset]
         guard flag <= 1 else { throw RPCError(.internal, "malformed message prefix: compressed flag \(flag)") }
@@ -52,9 +52,9 @@ struct MessageReader {
     }
 }
 
-enum MessageWriter {
+public enum MessageWriter {
     /// One framed message, compressed with `compression` unless it is `.identity`.
-    static func frame(_ payload: [UInt8], compression: MessageCompression) throws(RPCError) -> [UInt8] {
+    public static func frame(_ payload: [UInt8], compression: MessageCompression) throws(RPCError) -> [UInt8] {
         var body = payload
         var flag: UInt8 = 0
         if compression == .gzip {
