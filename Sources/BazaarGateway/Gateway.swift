@@ -55,6 +55,12 @@ public final class Gateway: HTTPResponder {
     }
 
     public func respond(to request: HTTPRequest, writer: HTTPResponseWriter) async {
+        _ = await serve(request, writer)
+    }
+
+    /// Answers a request and returns a low-cardinality name of what it hit, for metrics: the
+    /// route template, the gRPC method, or a fixed word.
+    public func serve(_ request: HTTPRequest, _ writer: HTTPResponseWriter) async -> String {
         let requestID = request.header("x-request-id").flatMap { id in
             id.count <= 128 && id.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) } ? id : nil
         } ?? UUID().uuidString.lowercased()
@@ -66,41 +72,39 @@ public final class Gateway: HTTPResponder {
         let path = request.path
         switch (request.method, path) {
         case ("GET", "/healthz"), ("HEAD", "/healthz"):
-            return send(writer, 200, common, JSONValue.object([("status", .string("SERVING"))]))
+            send(writer, 200, common, JSONValue.object([("status", .string("SERVING"))]))
+            return path
         case ("GET", "/readyz"), ("HEAD", "/readyz"):
             let ok = ready()
-            return send(writer, ok ? 200 : 503, common, JSONValue.object([("status", .string(ok ? "SERVING" : "NOT_SERVING"))]))
+            send(writer, ok ? 200 : 503, common, JSONValue.object([("status", .string(ok ? "SERVING" : "NOT_SERVING"))]))
+            return path
         case ("GET", "/openapi.json"):
-            return writer.respond(status: 200, headers: common + [("content-type", "application/json")], body: openAPI)
+            writer.respond(status: 200, headers: common + [("content-type", "application/json")], body: openAPI)
+            return path
         default: break
         }
         if request.method == "OPTIONS", request.header("origin") != nil, request.header("access-control-request-method") != nil {
-            return preflight(request, writer, common)
+            preflight(request, writer, common)
+            return "preflight"
         }
         if let type = request.header("content-type"), let flavor = GRPCFlavor(type) {
-            return await proxy(request, flavor, writer, common)
+            await proxy(request, flavor, writer, common)
+            return methods[path].map(\.path) ?? "grpc-unknown"
         }
+        var label = "unmatched"
         do {
-            try await call(request, writer, common)
+            try await call(request, writer, common, label: &label)
         } catch let f as HTTPFailure {
             fail(writer, common, f)
         } catch {
             fail(writer, common, HTTPFailure(RPCError(error)))
         }
-    }
-
-    /// A low-cardinality name of what a request hit, for metrics: the route template, or a
-    /// fixed word.
-    public func routeLabel(_ request: HTTPRequest) -> String {
-        if ["/healthz", "/readyz", "/openapi.json"].contains(request.path) { return request.path }
-        if let type = request.header("content-type"), GRPCFlavor(type) != nil { return methods[request.path].map(\.path) ?? "grpc-unknown" }
-        if case .found(let r, _) = routes.match(method: request.method, path: request.path) { return r.template.description }
-        return "unmatched"
+        return label
     }
 
     // MARK: one call
 
-    func call(_ request: HTTPRequest, _ writer: HTTPResponseWriter, _ common: [(String, String)]) async throws {
+    func call(_ request: HTTPRequest, _ writer: HTTPResponseWriter, _ common: [(String, String)], label: inout String) async throws {
         let (route, variables): (Route, [([String], String)])
         switch routes.match(method: request.method, path: request.path) {
         case .notFound:
@@ -111,6 +115,7 @@ public final class Gateway: HTTPResponder {
         case .found(let r, let v):
             (route, variables) = (r, v)
         }
+        label = route.template.description
         let method = route.method
         if method.options.auth.level == .internal {
             throw HTTPFailure(status: 404, code: .notFound, message: "no route for \(request.method) \(request.path)")

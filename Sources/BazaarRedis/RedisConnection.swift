@@ -44,6 +44,8 @@ public struct RedisError: Error, CustomStringConvertible, Sendable, Equatable {
 
     public var kind: Kind
     public var message: String
+    /// The connection was already gone, so the command was never sent (safe to send again).
+    public static let notConnected = RedisError(kind: .connection, message: "not connected")
     public var description: String { kind == .server ? "Redis: \(message)" : "Redis connection: \(message)" }
 }
 
@@ -164,7 +166,7 @@ public final class RedisConnection: @unchecked Sendable {
 
     private func enqueue(_ arguments: [[UInt8]], _ k: CheckedContinuation<RedisValue, any Error>) {
         guard let context, connected.load(ordering: .relaxed) else {
-            return k.resume(throwing: RedisError(kind: .connection, message: "not connected"))
+            return k.resume(throwing: RedisError.notConnected)
         }
         let id = nextID
         nextID &+= 1
@@ -254,11 +256,18 @@ public final class RedisClient: Sendable {
     }
 
     public func send(_ arguments: [[UInt8]]) async throws -> RedisValue {
-        try await current().send(arguments)
+        do {
+            return try await current().send(arguments)
+        } catch let e as RedisError where e == .notConnected {
+            // The connection died after it was handed out but before the command went out (its
+            // replies fail first, its disconnect is noticed a moment later): the command was
+            // never sent, so it goes once more, on a new connection.
+            return try await current().send(arguments)
+        }
     }
 
     public func send(_ arguments: String...) async throws -> RedisValue {
-        try await current().send(arguments.map { Array($0.utf8) })
+        try await send(arguments.map { Array($0.utf8) })
     }
 
     private func current() async throws -> RedisConnection {

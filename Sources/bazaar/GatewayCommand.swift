@@ -120,9 +120,8 @@ struct AccessLog: HTTPResponder {
 
     func respond(to request: HTTPRequest, writer: HTTPResponseWriter) async {
         let start = ContinuousClock.now
-        await next.respond(to: request, writer: writer)
+        let route = await next.serve(request, writer)
         let seconds = (ContinuousClock.now - start).inSeconds
-        let route = next.routeLabel(request)
         let method = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"].contains(request.method) ? request.method : "OTHER"
         requests.counter(route, method, String(writer.status)).increment()
         durations.histogram(route, method).observe(seconds)

@@ -126,7 +126,7 @@ public struct RouteTable: Sendable {
         let decoded = raw.compactMap(Self.percentDecode)
         guard decoded.count == raw.count else { return nil }
         var verbForm: ([String], String)?
-        if let last = raw.last, let colon = last.lastIndex(of: ":") {
+        if let last = raw.last, last.utf8.contains(UInt8(ascii: ":")), let colon = last.lastIndex(of: ":") {
             let head = String(last[..<colon])
             let verb = String(last[last.index(after: colon)...])
             if let h = percentDecode(head), !verb.isEmpty {
@@ -138,7 +138,9 @@ public struct RouteTable: Sendable {
 
     /// RFC 3986 percent-decoding of one segment; `nil` for malformed escapes or invalid UTF-8.
     static func percentDecode(_ s: String) -> String? {
-        guard s.contains("%") else { return s }
+        // (On the bytes: String.contains(String) goes through Foundation's search, which showed
+        // up in the gateway's profile.)
+        guard s.utf8.contains(UInt8(ascii: "%")) else { return s }
         var out: [UInt8] = []
         var bytes = Array(s.utf8)[...]
         while let b = bytes.first {

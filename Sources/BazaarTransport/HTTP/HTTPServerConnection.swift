@@ -146,8 +146,8 @@ final class HTTPServerConnection: SocketConnection, AcceptedConnection, @uncheck
             await responder.respond(to: request, writer: writer)
             // A responder that did not finish its response: end it (500 if nothing was sent).
             loop.execute {
-                if let s = sink as? HTTPSinkState, !s.ended {
-                    if !s.headSent { sink.head(status: 500, headers: [("content-length", "0")]) }
+                if !sink.ended {
+                    if !sink.headSent { sink.head(status: 500, headers: [("content-length", "0")]) }
                     sink.end(trailers: [])
                 }
                 finished()
@@ -318,12 +318,6 @@ final class HTTPServerConnection: SocketConnection, AcceptedConnection, @uncheck
     fileprivate func h2Flush() { scheduleFlush() }
 }
 
-/// What both sinks remember: whether the head went out and the response ended.
-protocol HTTPSinkState: AnyObject {
-    var headSent: Bool { get }
-    var ended: Bool { get }
-}
-
 final class H1Exchange {
     let head: HTTP1Parser.Head
     var body: [UInt8] = []
@@ -356,7 +350,7 @@ final class H2Exchange {
 
 /// An HTTP/1.1 response: status line and headers, then the body as given (with a
 /// `content-length`) or chunked.
-final class H1Sink: HTTPResponseSink, HTTPSinkState, @unchecked Sendable {
+final class H1Sink: HTTPResponseSink, @unchecked Sendable {
     /// Weak: a responder may still write after the client went away and the connection is gone.
     private weak var connection: HTTPServerConnection?
     let isHead: Bool
@@ -414,7 +408,7 @@ final class H1Sink: HTTPResponseSink, HTTPSinkState, @unchecked Sendable {
 }
 
 /// An HTTP/2 response: HEADERS, DATA as it comes, and the end (with trailers, if any).
-final class H2Sink: HTTPResponseSink, HTTPSinkState, @unchecked Sendable {
+final class H2Sink: HTTPResponseSink, @unchecked Sendable {
     private weak var connection: HTTPServerConnection?
     private let h2: HTTP2Session
     let stream: Int32

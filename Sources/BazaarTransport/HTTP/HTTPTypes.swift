@@ -6,7 +6,11 @@ import Synchronization
 public struct HTTPRequest: Sendable {
     public var method: String
     /// The request target: path and query (`/v1/products?category=books`).
-    public var target: String
+    public let target: String
+    /// The path part of the target.
+    public let path: String
+    /// The query string (without `?`), empty when there is none.
+    public let query: String
     /// Header names lowercased, in arrival order; HTTP/2 pseudo-headers are not among them.
     public var headers: [(name: String, value: String)]
     public var body: [UInt8]
@@ -21,23 +25,18 @@ public struct HTTPRequest: Sendable {
     {
         self.method = method
         self.target = target
+        if let q = target.utf8.firstIndex(of: UInt8(ascii: "?")) {
+            path = String(target[..<q])
+            query = String(target[target.index(after: q)...])
+        } else {
+            path = target
+            query = ""
+        }
         self.headers = headers
         self.body = body
         self.version = version
         self.remoteAddress = remoteAddress
         self.isSecure = isSecure
-    }
-
-    /// The path part of the target.
-    public var path: String {
-        guard let q = target.firstIndex(of: "?") else { return target }
-        return String(target[..<q])
-    }
-
-    /// The query string (without `?`), empty when there is none.
-    public var query: String {
-        guard let q = target.firstIndex(of: "?") else { return "" }
-        return String(target[target.index(after: q)...])
     }
 
     /// The first value of a header (name in any case); HTTP/2 `:authority` is also `host`.
@@ -105,6 +104,8 @@ protocol HTTPResponseSink: Sendable {
     func body(_ bytes: [UInt8])
     func end(trailers: [(String, String)])
     var isGone: Bool { get }
+    var headSent: Bool { get }
+    var ended: Bool { get }
 }
 
 /// What answers requests. It runs as a task on the connection's loop; when the client goes
