@@ -130,6 +130,23 @@ public enum MeshServerEnvironment {
     /// The services every mesh server adds to its own: health (always) and reflection (unless
     /// `BAZAAR_REFLECTION=false`). The health service is returned too, for the application to set
     /// statuses on.
+    /// A plaintext server with only the health service, on `BAZAAR_HEALTH_PORT`, for probes that
+    /// cannot present a mesh certificate (Kubernetes' native gRPC probes). It answers from the
+    /// same `HealthService` as the main server, so a drain shows there too. `nil` when unset.
+    public static func healthProbeServer(_ health: HealthService, host: String,
+                                         environment: [String: String] = Environment.current) throws(RPCError) -> RPCServer?
+    {
+        let env = Environment(environment, upstream: nil)
+        guard let port = try env.int("HEALTH_PORT", 1...65535) else { return nil }
+        var config = ServerConfiguration(host: host, port: port, security: .plaintext)
+        config.loopCount = 1
+        do {
+            return try RPCServer(configuration: config, services: [health])
+        } catch {
+            throw RPCError(.invalidArgument, "BAZAAR_HEALTH_PORT=\(port): \(error)")
+        }
+    }
+
     public static func standardServices(serving services: [any RPCService],
                                         environment: [String: String] = Environment.current) throws(RPCError)
         -> (health: HealthService, services: [any RPCService])

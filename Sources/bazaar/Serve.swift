@@ -257,17 +257,22 @@ struct ShopRunner: Sendable {
             served = notifications
         }
 
-        let (_, services) = try MeshServerEnvironment.standardServices(serving: [served])
+        let (health, services) = try MeshServerEnvironment.standardServices(serving: [served])
         let server = try RPCServer(configuration: config, services: services,
                                    interceptors: [authenticator, StoreErrorInterceptor(logger: logger)])
+        let probe = try MeshServerEnvironment.healthProbeServer(health, host: host)
         let jobs = background
         try await withThrowingTaskGroup(of: Void.self) { group in
             for job in jobs { group.addTask { await job() } }
+            if let probe {
+                group.addTask { try await probe.run { port in diagnostic("bazaar: \(name) health probes (plaintext) on \(host):\(port)") } }
+            }
             try await server.run { port in
                 diagnostic("bazaar: \(name) listening on \(host):\(port)")
                 logger.info("serving", [("port", .int(Int64(port)))])
             }
-            // The server drained (SIGTERM): stop the background work too.
+            // The server drained (SIGTERM): stop the probe port and the background work too.
+            probe?.shutdown()
             group.cancelAll()
         }
         for c in channels { await c.shutdown() }

@@ -119,14 +119,16 @@ class Shop:
         e.update(self.extra_env.get(service, {}))
         return e
 
-    def start(self, service, replica=None):
+    def start(self, service, replica=None, env=None):
         """Starts a service (or, with `replica`, one more process of it on a port of its own)."""
         name = replica or service
         port = free_port() if replica else self.ports[service]
         log_path = self.dir / f"{name}.log"
         log = open(log_path, "a")
+        extra = env or {}
         env = self.env(service)
         env["BAZAAR_CONSUMER_NAME"] = name
+        env.update(extra)
         proc = subprocess.Popen([binary("bazaar"), "serve", service, "--port", str(port)],
                                 stdout=log, stderr=subprocess.STDOUT, env=env)
         self.procs[name] = proc

@@ -147,3 +147,26 @@ def test_bad_configuration_stops_a_service_naming_the_variable(shop, tmp_path):
     env["BAZAAR_REDIS_ADDR"] = "nohost"
     out = subprocess.run([binary("bazaar"), "serve", "cart", "--port", "0"], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode != 0 and "BAZAAR_REDIS_ADDR" in out.stderr
+
+
+def test_plaintext_health_port_for_probes(shop, pb2):
+    """BAZAAR_HEALTH_PORT: grpc.health.v1 without TLS (what Kubernetes' native gRPC probes speak),
+    nothing else on that port, and the mesh port still mutual TLS only."""
+    import signal
+    import grpc
+    from mesh_fixtures import free_port
+    health_pb2 = pb2("grpc/health/v1/health.proto")
+    probe = free_port()
+    shop.start("catalog", replica="catalog-probed", env={"BAZAAR_HEALTH_PORT": str(probe)})
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{probe}") as ch:
+            check = ch.unary_unary("/grpc.health.v1.Health/Check", request_serializer=lambda m: m.SerializeToString(),
+                                   response_deserializer=health_pb2.HealthCheckResponse.FromString)
+            assert check(health_pb2.HealthCheckRequest(service=""), timeout=10).status == health_pb2.HealthCheckResponse.SERVING
+            assert check(health_pb2.HealthCheckRequest(service="shop.v1.CatalogService"), timeout=10).status == \
+                health_pb2.HealthCheckResponse.SERVING
+            with pytest.raises(grpc.RpcError) as e:
+                ch.unary_unary("/shop.v1.CatalogService/ListProducts", request_serializer=lambda b: b, response_deserializer=lambda b: b)(b"", timeout=10)
+            assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    finally:
+        assert shop.stop("catalog-probed", sig=signal.SIGTERM) == 0
