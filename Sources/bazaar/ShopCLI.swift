@@ -3,6 +3,7 @@ import BazaarCore
 import BazaarMesh
 import BazaarTransport
 import Foundation
+import Orders
 import ShopAPI
 import WellKnownTypes
 
@@ -120,19 +121,8 @@ func money(_ m: Shop_V1_Money?) -> String {
     return "\(sign)\(a / 100).\(String(format: "%02lld", a % 100)) \(m.currencyCode)"
 }
 
-func statusName(_ s: Shop_V1_OrderStatus) -> String {
-    switch s {
-    case .pending: "PENDING"
-    case .paid: "PAID"
-    case .shipped: "SHIPPED"
-    case .delivered: "DELIVERED"
-    case .cancelled: "CANCELLED"
-    default: "UNKNOWN"
-    }
-}
-
 func describe(_ o: Shop_V1_Order) -> String {
-    var lines = ["order \(o.id)  \(statusName(o.status))  total \(money(o.total))\(o.cancelReason.isEmpty ? "" : "  (\(o.cancelReason))")"]
+    var lines = ["order \(o.id)  \(OrderLifecycle.name(o.status))  total \(money(o.total))\(o.cancelReason.isEmpty ? "" : "  (\(o.cancelReason))")"]
     for i in o.items { lines.append("  \(i.quantity) x \(i.productName)  \(money(i.unitPrice))  = \(money(i.lineTotal))") }
     return lines.joined(separator: "\n")
 }
@@ -367,7 +357,7 @@ extension ShopCommand {
                 var o = try c.options(signedIn: true)
                 o.timeout = .milliseconds(Int(seconds * 1000))
                 for try await order in try c.orders.watchOrder(Shop_V1_WatchOrderRequest(id: id), options: o) {
-                    print("\(Date())  \(statusName(order.status))")
+                    print("\(Date())  \(OrderLifecycle.name(order.status))")
                 }
             }
         }

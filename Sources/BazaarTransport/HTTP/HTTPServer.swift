@@ -84,14 +84,7 @@ public final class HTTPServer: Sendable {
             finish()
             return
         }
-        let remaining = Atomic<Int>(listeners.count)
-        for l in listeners {
-            l.loop.execute {
-                l.drain(timeout: self.configuration.drainTimeout) {
-                    if remaining.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 { self.finish() }
-                }
-            }
-        }
+        Listener.drainAll(listeners, timeout: configuration.drainTimeout) { self.finish() }
     }
 
     private func finish() {

@@ -124,14 +124,7 @@ public final class RPCServer: Sendable {
     }
 
     private func closeListeners(_ listeners: [Listener]) {
-        let remaining = Atomic<Int>(listeners.count)
-        for l in listeners {
-            l.loop.execute {
-                l.drain(timeout: self.configuration.drainTimeout) {
-                    if remaining.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 { self.finished() }
-                }
-            }
-        }
+        Listener.drainAll(listeners, timeout: configuration.drainTimeout) { self.finished() }
     }
 
     private func finished() {
@@ -209,6 +202,18 @@ final class Listener: @unchecked Sendable {
         watcher = nil
         if fd >= 0 { Glibc.close(fd) }
         fd = -1
+    }
+
+    /// Drains several listeners (each on its own loop) and calls `done` once, when the last is done.
+    static func drainAll(_ listeners: [Listener], timeout: Duration, done: @escaping @Sendable () -> Void) {
+        let remaining = Atomic<Int>(listeners.count)
+        for l in listeners {
+            l.loop.execute {
+                l.drain(timeout: timeout) {
+                    if remaining.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 { done() }
+                }
+            }
+        }
     }
 
     /// Stops accepting, drains every connection, and calls `done` when all are closed.
