@@ -171,7 +171,7 @@ final class Listener: @unchecked Sendable {
     }
 
     func start() {
-        watcher = IOWatcher(loop: loop, fd: fd, onReadable: { [unowned self] in self.acceptAll() }, onWritable: {})
+        watcher = IOWatcher(loop: loop, fd: fd, onReadable: { [weak self] in self?.acceptAll() }, onWritable: {})
         watcher?.setReading(true)
     }
 
@@ -188,9 +188,10 @@ final class Listener: @unchecked Sendable {
             } else {
                 engine = nil
             }
-            let c = make(loop, cfd, peer, engine) { [unowned self] c in
-                self.connections[ObjectIdentifier(c)] = nil
-                self.checkDrained()
+            // Weak, like every callback here: a late event must find nothing, not a freed object.
+            let c = make(loop, cfd, peer, engine) { [weak self] c in
+                self?.connections[ObjectIdentifier(c)] = nil
+                self?.checkDrained()
             }
             connections[ObjectIdentifier(c)] = c
             c.accepted()

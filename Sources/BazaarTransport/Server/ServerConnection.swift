@@ -56,8 +56,8 @@ final class ServerConnection: SocketConnection, @unchecked Sendable {
         if let age = k.maxConnectionAge {
             // ±10% jitter so that connections made together do not all reconnect together (A9).
             let jittered = age * Double.random(in: 0.9...1.1)
-            ageTimer = loop.schedule(after: jittered) { [unowned self] in
-                self.drain(grace: k.maxConnectionAgeGrace)
+            ageTimer = loop.schedule(after: jittered) { [weak self] in
+                self?.drain(grace: k.maxConnectionAgeGrace)
             }
         }
         armIdleTimer()
@@ -67,8 +67,9 @@ final class ServerConnection: SocketConnection, @unchecked Sendable {
         idleTimer?.cancel()
         idleTimer = nil
         guard let idle = shared.configuration.keepalive.maxConnectionIdle, streams.isEmpty, !isClosed else { return }
-        idleTimer = loop.schedule(after: idle) { [unowned self] in
-            if self.streams.isEmpty { self.drain(grace: .seconds(1)) }
+        idleTimer = loop.schedule(after: idle) { [weak self] in
+            guard let self, self.streams.isEmpty else { return }
+            self.drain(grace: .seconds(1))
         }
     }
 
