@@ -158,8 +158,9 @@ public final class PostgresConnection: @unchecked Sendable {
         if fd != watchedFD {
             watcher?.close()
             watchedFD = fd
-            watcher = fd < 0 ? nil : IOWatcher(loop: loop, fd: fd, onReadable: { [unowned self] in self.ready() },
-                                               onWritable: { [unowned self] in self.ready() })
+            // Weak: an event that arrives after the connection is gone must find nothing.
+            watcher = fd < 0 ? nil : IOWatcher(loop: loop, fd: fd, onReadable: { [weak self] in self?.ready() },
+                                               onWritable: { [weak self] in self?.ready() })
         }
         watcher?.setReading(reading)
         watcher?.setWriting(writing)

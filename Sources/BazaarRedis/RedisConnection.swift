@@ -103,10 +103,11 @@ public final class RedisConnection: @unchecked Sendable {
             c.finished("the connection closed")
             Unmanaged<RedisConnection>.fromOpaque(p!).release()
         }
-        watcher = IOWatcher(loop: loop, fd: ac.pointee.c.fd, onReadable: { [unowned self] in
-            if let context { redisAsyncHandleRead(context) }
-        }, onWritable: { [unowned self] in
-            if let context { redisAsyncHandleWrite(context) }
+        // Weak: an event that arrives after the connection let go of itself must find nothing.
+        watcher = IOWatcher(loop: loop, fd: ac.pointee.c.fd, onReadable: { [weak self] in
+            if let context = self?.context { redisAsyncHandleRead(context) }
+        }, onWritable: { [weak self] in
+            if let context = self?.context { redisAsyncHandleWrite(context) }
         })
         _ = redisAsyncSetConnectCallback(ac) { ac, status in
             let c = RedisConnection.from(ac!.pointee.data)
