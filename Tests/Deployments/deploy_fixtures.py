@@ -1,0 +1,78 @@
+"""Shared helpers of the deployment checks: rendering the kustomize overlays and the Helm chart,
+and the tools (kubectl's kustomize, kubernetes-validate, checkov) found or refused clearly."""
+import functools
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deployments"
+K8S = DEPLOY / "kubernetes"
+CHART = DEPLOY / "helm" / "bazaar"
+OVERLAYS = ["dev", "prod"]
+BAZAAR = ["catalog", "accounts", "cart", "orders", "notifications", "gateway"]
+VENV_BIN = pathlib.Path(sys.executable).parent
+# The Kubernetes versions the manifests must be valid for: the oldest we support (native gRPC
+# probes are GA from 1.27; matchLabelKeys needs 1.27 too) and the newest kubernetes-validate knows.
+KUBE_VERSIONS = ["1.30.0", "1.37.0"]
+# Custom resources kubernetes-validate has no schema for; anything else unknown is an error.
+CUSTOM_KINDS = {("cert-manager.io/v1", "Certificate"), ("cert-manager.io/v1", "Issuer"),
+                ("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule")}
+
+
+def tool(name):
+    """A command-line tool, from the test venv first, then PATH; a clear failure if missing."""
+    for candidate in (VENV_BIN / name, ROOT / ".venv-checkov" / "bin" / name):
+        if candidate.exists():
+            return str(candidate)
+    found = shutil.which(name)
+    if not found:
+        raise AssertionError(f"{name} is not installed: `make test` installs it (scripts/python-env.sh);"
+                             " kubectl comes with the machine image (https://kubernetes.io/docs/tasks/tools/)")
+    return found
+
+
+@functools.lru_cache(maxsize=None)
+def kustomize_text(path):
+    result = subprocess.run([tool("kubectl"), "kustomize", str(K8S / path)], capture_output=True, text=True)
+    assert result.returncode == 0, f"kubectl kustomize {path} failed:\n{result.stderr}"
+    return result.stdout
+
+
+def kustomize(path):
+    return [d for d in yaml.safe_load_all(kustomize_text(path)) if d]
+
+
+def by_kind(docs, kind):
+    return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
+
+
+def pod_spec(workload):
+    if workload["kind"] == "CronJob":
+        return workload["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    return workload["spec"]["template"]["spec"]
+
+
+def workloads(docs):
+    return [d for d in docs if d["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob")]
+
+
+def kubernetes_validate(text, tmp_path, version):
+    """Runs kubernetes-validate --strict; returns the lines that are not a known custom kind."""
+    f = tmp_path / f"manifests-{version}.yaml"
+    f.write_text(text)
+    result = subprocess.run([tool("kubernetes-validate"), "--strict", "--quiet", "-k", version, str(f)],
+                            capture_output=True, text=True)
+    problems = []
+    for line in (result.stdout + result.stderr).splitlines():
+        if "Couldn't find schema for kind" in line and any(
+                f"kind {kind} with api version {api}" in line for api, kind in CUSTOM_KINDS):
+            continue
+        if line.strip():
+            problems.append(line)
+    if result.returncode != 0 and not problems:
+        problems.append(f"kubernetes-validate exited {result.returncode}")
+    return problems
