@@ -1,0 +1,174 @@
+"""The container image, built and run with podman the way Kubernetes runs it: the Kubernetes
+configuration (the prod overlay's ConfigMaps), a read-only root filesystem, every capability
+dropped, the image's non-root user, the mesh certificate and the libpq service file mounted as
+cert-manager and the Secrets mount them. The catalog service must migrate its database, answer
+the plaintext health check the kubelet's gRPC probe makes, serve a real call over mutual TLS, and
+drain and exit cleanly on SIGTERM.
+
+Needs podman (scripts/install-deps.sh installs it) and root for debootstrap; where podman cannot
+run containers, the test is skipped and says why."""
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import time
+import uuid
+
+import grpc
+import pytest
+
+from deploy_fixtures import ROOT, by_kind, kustomize
+
+TAG = "localhost/bazaar:test"
+
+
+def podman_env():
+    here = ROOT / "deployments" / "container"
+    store = os.environ.get("BAZAAR_CONTAINERS", "/var/tmp/bazaar-containers")
+    env = {**os.environ, "BAZAAR_CONTAINERS": store, "CONTAINERS_CONF": str(here / "podman" / "containers.conf"),
+           "CONTAINERS_STORAGE_CONF": f"{store}/storage.conf", "BUILDAH_ISOLATION": "chroot"}
+    return env
+
+
+def podman(*args, check=True, timeout=120):
+    result = subprocess.run(["podman", *args], capture_output=True, text=True, env=podman_env(), timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"podman {' '.join(args)} failed:\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def image():
+    if not shutil.which("podman"):
+        pytest.skip("podman is not installed (scripts/install-deps.sh installs it on Debian)")
+    if os.geteuid() != 0:
+        pytest.skip("building the base image needs root (debootstrap)")
+    # Storage settings are written by env.sh; source it once for the checks below.
+    subprocess.run(["bash", "-c", ". deployments/container/env.sh"], cwd=ROOT, check=True)
+    probe = podman("info", check=False)
+    if probe.returncode != 0:
+        pytest.skip(f"podman cannot run here: {probe.stderr.strip().splitlines()[-1:]}")
+    build = subprocess.run(["bash", "deployments/container/build.sh", TAG], cwd=ROOT, capture_output=True,
+                           text=True, timeout=1800)
+    assert build.returncode == 0, f"image build failed:\n{build.stdout}\n{build.stderr}"
+    return TAG
+
+
+def free_port():
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def test_the_image_runs_as_a_non_root_user_with_only_runtime_libraries(image):
+    config = json.loads(podman("image", "inspect", image).stdout)[0]["Config"]
+    assert config["User"] == "10001:10001"
+    assert config["Entrypoint"] == ["/usr/local/bin/bazaar"]
+    # No compiler, no package manager's downloads, the binary's libraries all resolved.
+    def sh(script):
+        return podman("run", "--rm", "--read-only", "--cap-drop=ALL", "--entrypoint", "/bin/sh", image, "-c",
+                      script).stdout
+    libraries = sh("ldd /usr/local/bin/bazaar")
+    assert "=>" in libraries and "not found" not in libraries, libraries
+    assert sh("command -v gcc cc swift swiftc || true").strip() == ""
+    assert sh("ls /var/cache/apt/archives /var/lib/apt/lists | grep -c '\\.deb$' || true").strip() == "0"
+
+
+def test_the_catalog_serves_health_and_mtls_in_a_locked_down_container(image, tmp_path, pb2):
+    base = os.environ.get("BAZAAR_TEST_POSTGRES")
+    if not base:
+        pytest.fail("BAZAAR_TEST_POSTGRES is not set: run through `make test` (scripts/run-tests.sh)")
+    fields = dict(kv.split("=", 1) for kv in base.split())
+    db = "smoke_" + uuid.uuid4().hex[:8]
+    subprocess.run(["psql", base, "-c", f"CREATE DATABASE {db}"], check=True, capture_output=True)
+
+    # The files the Secrets hold in a cluster, laid out as the pod mounts them.
+    bazaar = str(ROOT / ".build" / "debug" / "bazaar")
+    certs, mesh, dbdir, jwt = (tmp_path / d for d in ("certs", "mesh", "db", "jwt"))
+    subprocess.run([bazaar, "certs", "--dir", str(certs), "catalog", "client"], check=True, capture_output=True)
+    subprocess.run([bazaar, "jwt", "keygen", "--dir", str(jwt)], check=True, capture_output=True)
+    mesh.mkdir()
+    shutil.copy(certs / "catalog.pem", mesh / "tls.crt")
+    shutil.copy(certs / "catalog-key.pem", mesh / "tls.key")
+    shutil.copy(certs / "ca.pem", mesh / "ca.crt")
+    dbdir.mkdir()
+    (dbdir / "pg_service.conf").write_text(
+        f"[catalog]\nhost=127.0.0.1\nport={fields['port']}\ndbname={db}\nuser={fields['user']}\n"
+        "password=not-checked-by-the-test-server\nsslmode=disable\n")
+    for d in (tmp_path, mesh, dbdir, jwt):
+        d.chmod(0o755)
+        for f in d.iterdir():
+            if f.is_file():
+                f.chmod(0o644)  # the pod's fsGroup makes them readable there; here, world-readable
+
+    # The configuration a pod gets, from the rendered prod overlay; only the ports move (host network).
+    docs = kustomize("overlays/prod")
+    maps = by_kind(docs, "ConfigMap")
+    env = {**maps["bazaar-common"]["data"], **maps["catalog-config"]["data"]}
+    port, health, metrics = free_port(), free_port(), free_port()
+    env.update({"BAZAAR_PORT": str(port), "BAZAAR_HEALTH_PORT": str(health), "BAZAAR_METRICS_PORT": str(metrics),
+                "OTEL_TRACES_EXPORTER": "none"})
+    name = "bazaar-smoke-" + uuid.uuid4().hex[:8]
+    args = ["run", "-d", "--name", name, "--read-only", "--cap-drop=ALL", "--security-opt", "no-new-privileges",
+            "--tmpfs", "/tmp:size=64m",
+            "-v", f"{mesh}:/var/run/bazaar/mesh:ro", "-v", f"{dbdir}:/var/run/bazaar/db:ro",
+            "-v", f"{jwt}:/var/run/bazaar/jwt:ro"]
+    for k, v in env.items():
+        args += ["-e", f"{k}={v}"]
+    podman(*args, image, "serve", "catalog")
+    try:
+        health_pb2 = pb2("grpc/health/v1/health.proto")
+        plain = grpc.insecure_channel(f"127.0.0.1:{health}")
+        check = plain.unary_unary("/grpc.health.v1.Health/Check",
+                                  request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+                                  response_deserializer=health_pb2.HealthCheckResponse.FromString)
+        deadline = time.time() + 90
+        status = None
+        while time.time() < deadline:
+            try:
+                status = check(health_pb2.HealthCheckRequest(), timeout=2).status
+                if status == health_pb2.HealthCheckResponse.SERVING:
+                    break
+            except grpc.RpcError:
+                pass
+            if podman("inspect", "--format", "{{.State.Running}}", name).stdout.strip() != "true":
+                break
+            time.sleep(0.5)
+        logs = podman("logs", name).stdout + podman("logs", name).stderr
+        assert status == health_pb2.HealthCheckResponse.SERVING, f"no SERVING answer; container log:\n{logs}"
+
+        # A real call over mutual TLS, as a mesh peer makes it.
+        catalog = pb2("shop/v1/catalog.proto")
+        creds = grpc.ssl_channel_credentials(root_certificates=(certs / "ca.pem").read_bytes(),
+                                             private_key=(certs / "client-key.pem").read_bytes(),
+                                             certificate_chain=(certs / "client.pem").read_bytes())
+        with grpc.secure_channel(f"127.0.0.1:{port}", creds) as channel:
+            listing = channel.unary_unary("/shop.v1.CatalogService/ListProducts",
+                                          request_serializer=catalog.ListProductsRequest.SerializeToString,
+                                          response_deserializer=catalog.ListProductsResponse.FromString)
+            assert list(listing(catalog.ListProductsRequest(), timeout=10).products) == []
+        # The mesh port refuses plaintext: only the health port is open without a certificate.
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            with pytest.raises(grpc.RpcError):
+                channel.unary_unary("/grpc.health.v1.Health/Check",
+                                    request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+                                    response_deserializer=health_pb2.HealthCheckResponse.FromString)(
+                    health_pb2.HealthCheckRequest(), timeout=3)
+        # The migrations ran in the mounted service file's database.
+        tables = subprocess.run(["psql", base.replace("dbname=postgres", f"dbname={db}"), "-At", "-c",
+                                 "SELECT count(*) FROM information_schema.tables WHERE table_name = 'products'"],
+                                capture_output=True, text=True, check=True).stdout.strip()
+        assert tables == "1"
+        # SIGTERM drains and exits 0, as a pod deletion does.
+        podman("stop", "--time", "40", name, timeout=60)
+        code = podman("inspect", "--format", "{{.State.ExitCode}}", name).stdout.strip()
+        logs = podman("logs", name).stdout + podman("logs", name).stderr
+        assert code == "0", f"exit code {code}; log:\n{logs}"
+        assert "not-checked-by-the-test-server" not in logs
+    finally:
+        podman("rm", "-f", name, check=False)
+        plain.close() if "plain" in locals() else None
