@@ -127,7 +127,10 @@ def test_prod_survives_a_node_drain_and_scales():
         hpa = hpas[name]["spec"]
         assert hpa["scaleTargetRef"]["name"] == name and hpa["minReplicas"] >= 2
         kinds = {m["type"] for m in hpa["metrics"]}
-        assert kinds == {"Resource", "Pods"}, f"{name}: CPU plus the custom-metric hook"
+        assert kinds == {"Resource", "Object"}, f"{name}: CPU plus the custom-metric hook"
+        hook = next(m["object"] for m in hpa["metrics"] if m["type"] == "Object")
+        assert hook["describedObject"]["name"] in by_kind(docs, "Service")
+        assert hook["target"]["type"] == "AverageValue"  # divided by the pod count
         pdb = pdbs[name]["spec"]
         labels = deployments[name]["spec"]["template"]["metadata"]["labels"]
         assert all(labels.get(k) == v for k, v in pdb["selector"]["matchLabels"].items()), name
