@@ -3,13 +3,14 @@ SHELL := /bin/bash
 SWIFT ?= swift
 CODEGEN := .build/debug/bazaar-codegen
 
-.PHONY: help deps python-env build codegen generate check-generated test up down fuzz bench bench-rpc bench-mesh bench-shop bench-gateway certs describe clean
+.PHONY: help deps python-env build codegen generate check-generated test up down image fuzz bench bench-rpc bench-mesh bench-shop bench-gateway certs describe clean
 
 help:
 	@echo "make up        build and run the shop in the background: PostgreSQL, Redis, an SMTP sink, the five services, demo data"
 	@echo "make down      stop everything make up started (data stays in .run/)"
 	@echo "make test      install test dependencies and run every test"
-	@echo "make generate  regenerate all committed generated code from the .proto files"
+	@echo "make generate  regenerate all committed generated code (.proto files, Kubernetes workloads)"
+	@echo "make image     build the container image localhost/bazaar:dev with podman (TAG=...)"
 	@echo "make fuzz      run the wire decoder fuzzer (FUZZ_SECONDS=60)"
 	@echo "make bench     run the codec benchmark and print the figures for BENCHMARKS.md"
 	@echo "make bench-rpc run the RPC benchmarks (h2load, mTLS pairs, callgrind, memory); see scripts/bench-rpc.sh"
@@ -29,8 +30,9 @@ python-env: deps
 codegen: deps
 	@$(SWIFT) build --product bazaar-codegen 2>&1 | grep -E 'error|Build' | tail -3 ; test -x $(CODEGEN)
 
-generate: codegen
+generate: codegen python-env
 	@bash scripts/generate.sh $(CODEGEN)
+	@.venv/bin/python scripts/gen-kustomize.py
 	@# The OpenAPI document comes from the gateway's route table (so from the compiled IDL).
 	@$(SWIFT) build --product bazaar 2>&1 | grep -E 'error|Build' | tail -1
 	@.build/debug/bazaar gateway --openapi | python3 -m json.tool --indent 2 > docs/openapi.json && echo "generate: docs/openapi.json"
@@ -46,6 +48,10 @@ test: deps python-env
 
 up: deps
 	@bash scripts/up.sh
+
+TAG ?= localhost/bazaar:dev
+image: deps
+	@bash deployments/container/build.sh $(TAG)
 
 down:
 	@bash scripts/down.sh

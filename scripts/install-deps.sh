@@ -18,6 +18,9 @@ PACKAGES=(
   python3-aiosmtpd
   # tooling
   valgrind
+  # the container image: podman and buildah build and run it (runc; no Docker engine),
+  # debootstrap makes its Debian base without a registry
+  podman buildah runc debootstrap
 )
 
 missing=()

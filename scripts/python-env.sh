@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
-# Creates .venv with the Python peers the tests use: Google's protobuf and
-# grpcio-tools (whose bundled protoc generates the reference classes), grpcio
-# and pytest. Idempotent: a venv whose stamp matches the requirements is reused.
+# Creates the Python environments the tests use:
+#   .venv          the peers (Google's protobuf, grpcio-tools' protoc, grpcio), pytest, and the
+#                  deployment checkers (kubernetes-validate, yamllint, helm-python-sdk)
+#   .venv-checkov  checkov, alone: its pins would downgrade packages the other tools need
+# Idempotent: a venv whose stamp matches its requirements file is reused.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-REQ=scripts/requirements-test.txt
-STAMP=.venv/.bazaar-stamp
-if [ -f "$STAMP" ] && cmp -s "$REQ" "$STAMP"; then
-  echo "python-env: .venv up to date"
-  exit 0
-fi
-python3 -m venv .venv
-.venv/bin/pip install -q --disable-pip-version-check -r "$REQ"
-cp "$REQ" "$STAMP"
-echo "python-env: .venv ready"
+
+make_venv() {  # make_venv DIR REQUIREMENTS
+  local dir=$1 req=$2 stamp=$1/.bazaar-stamp
+  if [ -f "$stamp" ] && cmp -s "$req" "$stamp"; then
+    echo "python-env: $dir up to date"
+    return
+  fi
+  python3 -m venv "$dir"
+  "$dir/bin/pip" install -q --disable-pip-version-check -r "$req"
+  cp "$req" "$stamp"
+  echo "python-env: $dir ready"
+}
+make_venv .venv scripts/requirements-test.txt
+make_venv .venv-checkov scripts/requirements-checkov.txt

@@ -47,9 +47,9 @@ grep -E '✘|error:|Fatal|Test run with' .build/swift-test.log || true
 swift_passed=$(grep -oE 'Test run with [0-9]+ test' .build/swift-test.log | grep -oE '[0-9]+' | tail -1)
 swift_failed=$(grep -cE '^✘ Test .* failed' .build/swift-test.log || true)
 
-step "interop and integration tests (protobuf, protoc, protoc-c, grpcio; the shop on PostgreSQL, Redis and an SMTP sink)"
+step "interop, integration and deployment tests (protobuf, protoc, protoc-c, grpcio; the shop on PostgreSQL, Redis and an SMTP sink; kustomize, Helm, checkov, podman)"
 set +e
-.venv/bin/python -m pytest -q -p no:cacheprovider Tests/Interop Tests/Integration 2>&1 | tee .build/pytest.log
+.venv/bin/python -m pytest -q -p no:cacheprovider -rs Tests/Interop Tests/Integration Tests/Deployments 2>&1 | tee .build/pytest.log
 py_status=${PIPESTATUS[0]}
 set -e
 py_passed=$(tail -1 .build/pytest.log | grep -oE '[0-9]+ passed' | grep -oE '[0-9]+' || echo 0)

@@ -190,3 +190,17 @@ def test_dev_secret_script_writes_every_secret_the_overlay_mounts(tmp_path):
         service_file = base64.b64decode(printed[f"{db}-database"]["data"]["pg_service.conf"]).decode()
         password = next(l.split("=", 1)[1] for l in service_file.splitlines() if l.startswith("password="))
         assert f"CREATE ROLE {db} LOGIN PASSWORD '{password}';" in init
+
+
+@pytest.mark.parametrize("version", KUBE_VERSIONS)
+def test_observability_stack_is_valid_kubernetes(version, tmp_path):
+    text = kustomize_text("../observability")
+    problems = kubernetes_validate(text, tmp_path, version)
+    assert not problems, "\n".join(problems)
+    docs = kustomize("../observability")
+    maps = by_kind(docs, "ConfigMap")
+    # The stack mounts the telemetry issue's files, not copies of them.
+    prometheus = next(m for n, m in maps.items() if n.startswith("prometheus-config"))
+    assert prometheus["data"]["alerts.yml"] == (ROOT / "deployments/observability/prometheus/alerts.yml").read_text()
+    dashboards = next(m for n, m in maps.items() if n.startswith("grafana-dashboards"))
+    assert set(dashboards["data"]) == {p.name for p in (ROOT / "deployments/observability/grafana/dashboards").glob("*.json")}
