@@ -23,23 +23,25 @@ HEALTH_PORT = 9180   # BAZAAR_HEALTH_PORT: plaintext grpc.health.v1 for the kube
 METRICS_PORT = 9464  # BAZAAR_METRICS_PORT: /metrics and /healthz
 UID = 10001          # the image's non-root user (deployments/container/Dockerfile)
 
-# name -> what the workload needs. `upstreams` is the call graph (Sources/bazaar/Serve.swift and
+# name -> what the workload needs. CPU requests follow BENCHMARKS.md's CPU per order (orders 1.8 ms,
+# cart 1.0, catalog 0.8, notifications 0.4): the HPA's 70 % of the request is about 190 orders/s
+# per orders or cart pod (docs/deployment.md, "Sizing"). `upstreams` is the call graph (Sources/bazaar/Serve.swift and
 # GatewayCommand.swift); the NetworkPolicies allow exactly these flows.
 SERVICES = {
     "catalog": dict(port=9101, database=True, redis=False, upstreams=[],
-                    cpu=("100m", "1"), memory=("128Mi", "512Mi")),
+                    cpu=("250m", "1"), memory=("128Mi", "512Mi")),
     # argon2id hashing (19 MiB per hash, one per core) is the accounts service's memory.
     "accounts": dict(port=9102, database=True, redis=False, upstreams=[], signing_key=True,
-                     cpu=("200m", "2"), memory=("128Mi", "512Mi")),
+                     cpu=("250m", "2"), memory=("128Mi", "512Mi")),
     "cart": dict(port=9103, database=False, redis=True, upstreams=["catalog"],
-                 cpu=("100m", "1"), memory=("64Mi", "256Mi")),
+                 cpu=("250m", "1"), memory=("64Mi", "256Mi")),
     "orders": dict(port=9104, database=True, redis=True, upstreams=["catalog", "cart"],
-                   cpu=("200m", "2"), memory=("128Mi", "512Mi")),
+                   cpu=("500m", "2"), memory=("128Mi", "512Mi")),
     "notifications": dict(port=9105, database=True, redis=True, upstreams=["accounts"], smtp=True,
                           cpu=("100m", "1"), memory=("64Mi", "256Mi")),
     "gateway": dict(port=8080, database=False, redis=False,
                     upstreams=["catalog", "accounts", "cart", "orders", "notifications"],
-                    cpu=("200m", "2"), memory=("128Mi", "512Mi")),
+                    cpu=("500m", "2"), memory=("128Mi", "512Mi")),
 }
 
 
