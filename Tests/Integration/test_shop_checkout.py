@@ -101,9 +101,16 @@ def test_kill_9_during_checkouts_charges_nobody_twice_and_leaks_no_stock(slow_sh
 
     with concurrent.futures.ThreadPoolExecutor(24) as pool:
         futures = [pool.submit(attempt, c) for c in customers]
-        # Kill as soon as several orders wait on their payment, so checkouts are caught at every step.
+        # Kill as soon as several orders wait on their payment and at least one charge is made but
+        # not yet answered (the provider records a charge, then takes 1 s to answer), so checkouts
+        # are caught at every step, including the one recovery must complete. (Waiting for pending
+        # orders alone sometimes killed before any charge was recorded on a loaded machine: then
+        # every order was rightly cancelled and the test proved less than it claims.)
+        def caught_in_flight():
+            return int(shop.sql("orders", "SELECT count(*) FROM orders WHERE status = 'PENDING'")) >= 5 and \
+                int(shop.sql("orders", "SELECT count(*) FROM test_payments WHERE status = 'succeeded'")) >= 1
         deadline = time.time() + 20
-        while time.time() < deadline and int(shop.sql("orders", "SELECT count(*) FROM orders WHERE status = 'PENDING'")) < 5:
+        while time.time() < deadline and not caught_in_flight():
             time.sleep(0.02)
         shop.stop("orders", sig=signal.SIGKILL)
         outcomes = [f.result() for f in futures]
