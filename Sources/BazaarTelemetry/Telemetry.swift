@@ -47,6 +47,17 @@ public final class Telemetry: Sendable {
         }
         let t = Telemetry(service: service, registry: registry, options: options, tracer: tracer, admin: admin)
         TransportEvents.install(TransportMetrics(registry: registry))
+        // libevent's own messages (evdns: "Nameserver ... has failed") as JSON log lines too.
+        let logger = t.logger
+        LibraryLog.install { library, severity, message in
+            let level: LogLevel = switch severity {
+            case .debug: .debug
+            case .message: .info
+            case .warning: .warning
+            case .error: .error
+            }
+            logger.log(level, message, [("library", .string(library))])
+        }
         ProcessMetrics.register(in: registry)
         if let exporter = tracer?.exporter {
             registry.addCollector {

@@ -350,3 +350,27 @@ def test_outbound_calls_are_counted_under_client_names(tmp_path, mt):
     finally:
         b.stop()
         c.stop()
+
+
+def test_libevent_messages_become_json_log_lines(tmp_path, mt):
+    """evdns reports a DNS server that refuses a query ("Nameserver ... has failed") through
+    libevent's log, which by default writes its own format to stderr. dnsmasq with no upstream
+    refuses the AAAA query for a name it has only an A record for, so resolving a dns:/// target
+    makes such a message: it must arrive as a JSON log line, not as stray stderr text."""
+    from mesh_fixtures import Dnsmasq
+    dns = Dnsmasq(tmp_path)
+    c = Replica("C", tmp_path)
+    dns.set("upstream.test", ["127.0.0.1"])
+    b = Replica("B", tmp_path, telemetry=True, next_target=f"dns:///upstream.test:{c.port}",
+                env={"BAZAAR_METRICS_PORT": "off", "BAZAAR_DNS_SERVER": dns.nameserver, **NO_TRACES})
+    try:
+        call(mt, b, "Relay", mt.RelayRequest(id="dns1"), mt.RelayReply)
+    finally:
+        b.stop()
+        c.stop()
+        dns.stop()
+    time.sleep(0.2)
+    records = [json.loads(line) for line in b.logs]  # raises on any line that is not JSON
+    from_libevent = [x for x in records if x.get("library") == "libevent"]
+    assert from_libevent and any("Nameserver" in x["message"] for x in from_libevent), records
+    assert not [line for line in b.output if line.startswith("[") or "Nameserver" in line], b.output

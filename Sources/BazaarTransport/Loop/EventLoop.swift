@@ -28,7 +28,10 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
     private var thread: pthread_t?
     private let running = Atomic<Int>(0)  // 0 new, 1 running, 2 stopped
 
-    private static let threadingOnce: Void = { _ = evthread_use_pthreads() }()
+    private static let threadingOnce: Void = {
+        _ = evthread_use_pthreads()
+        _ = LibraryLog.callbackOnce
+    }()
 
     init(index: Int) {
         _ = Self.threadingOnce
