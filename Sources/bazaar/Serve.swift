@@ -96,6 +96,19 @@ struct ShopEnvironment: Sendable {
         return v
     }
 
+    /// The SPIFFE trust domain of the mesh identities (BAZAAR_TRUST_DOMAIN).
+    var trustDomain: String { typed["TRUST_DOMAIN"] ?? IdentityPolicy().trustDomain }
+
+    /// `security` for a channel to `service`: the server must present
+    /// spiffe://<trust domain>/<service>, whatever name or address its target resolves through. A
+    /// DNS name (a Kubernetes headless Service, say) then need not be in the certificate, and a
+    /// replica of another service behind the same name is refused.
+    func upstreamSecurity(_ security: TransportSecurity, to service: ShopService) -> TransportSecurity {
+        guard case .mutualTLS(var tls) = security else { return security }
+        tls.expectedServerIdentity = "spiffe://\(trustDomain)/\(service.rawValue)"
+        return .mutualTLS(tls)
+    }
+
     /// A `host:port` setting (`nil` when unset and without a default).
     func address(_ key: String, default fallback: String? = nil) throws(RPCError) -> (host: String, port: Int)? {
         guard let text = typed[key] ?? fallback else { return nil }
@@ -150,14 +163,15 @@ struct ShopRunner: Sendable {
         config.handleSignals = true
         try MeshServerEnvironment.apply(to: &config)
         config.callObserver = telemetry.serverObserver
-        if let domain = env["TRUST_DOMAIN"] { config.authorization.trustDomain = domain }
+        config.authorization.trustDomain = env.trustDomain
         let security = config.security
         let trustDomain = config.authorization.trustDomain
 
         var channels: [MeshChannel] = []
         func upstream(_ other: ShopService) throws -> MeshChannel {
             let target = env["\(other.rawValue.uppercased())_TARGET"] ?? "127.0.0.1:\(other.defaultPort)"
-            let channel = try MeshChannel(target: target, security: security, mesh: try .fromEnvironment(upstream: other.rawValue),
+            let channel = try MeshChannel(target: target, security: env.upstreamSecurity(security, to: other),
+                                          mesh: try .fromEnvironment(upstream: other.rawValue),
                                           observer: telemetry.clientObserver(upstream: other.rawValue))
             channels.append(channel)
             return channel
