@@ -7,6 +7,7 @@ import BazaarTelemetry
 import BazaarTransport
 import Foundation
 import ShopAPI
+import Synchronization
 
 /// The shop's services as the gateway serves them.
 let shopServices = [Shop_V1_CatalogService.descriptor, Shop_V1_AccountsService.descriptor, Shop_V1_CartService.descriptor,
@@ -62,7 +63,8 @@ struct GatewayCommand: ParsableCommand {
                                               ("shop.v1.NotificationsService", .notifications)]
         for (service, name) in names {
             let target = env["\(name.rawValue.uppercased())_TARGET"] ?? "127.0.0.1:\(name.defaultPort)"
-            let channel = try MeshChannel(target: target, security: security, mesh: try .fromEnvironment(upstream: name.rawValue),
+            let channel = try MeshChannel(target: target, security: env.upstreamSecurity(security, to: name),
+                                          mesh: try .fromEnvironment(upstream: name.rawValue),
                                           observer: telemetry.clientObserver(upstream: name.rawValue))
             channels.append(channel)
             upstreams[service] = channel
@@ -75,9 +77,16 @@ struct GatewayCommand: ParsableCommand {
         if let rate = try env.int("RATE_LIMIT", 1...1_000_000) { settings.rateLimit.ratePerSecond = Double(rate) }
         if let burst = try env.int("RATE_BURST", 1...1_000_000) { settings.rateLimit.burst = Double(burst) }
         if let d = try env.duration("MAX_DEADLINE") { settings.maxDeadline = d }
+        // Ready once every upstream has had a healthy endpoint, and from then on: a later outage of
+        // one service must not take the gateway (and so every route) out of its load balancer;
+        // its calls fail on their own while the mesh waits for the service to come back.
         let watched = channels
+        let warmedUp = Atomic<Bool>(false)
         let gateway = try Gateway(services: shopServices, upstreams: upstreams, settings: settings, ready: {
-            watched.allSatisfy { $0.endpoints.contains { $0.healthy == true } }
+            if warmedUp.load(ordering: .relaxed) { return true }
+            guard watched.allSatisfy({ $0.endpoints.contains { $0.healthy == true } }) else { return false }
+            warmedUp.store(true, ordering: .relaxed)
+            return true
         })
         var config = HTTPServerConfiguration(host: host, port: port)
         if let cert = env["GATEWAY_TLS_CERT"] {
