@@ -356,3 +356,30 @@ def test_es256_keys_from_configuration(shop, tmp_path):
     # ES384 is no configured key's algorithm.
     p384 = ec.generate_private_key(ec.SECP384R1())
     assert http(base, "GET", "/v1/cart", token=pyjwt.encode(claims, p384, algorithm="ES384"))[0] == 401
+
+
+def test_readiness_waits_for_the_upstreams_once_and_survives_an_outage(shop):
+    """/readyz (the Kubernetes readiness probe) is 503 until every upstream has answered its
+    health check once; after that, one service going away fails its own routes but keeps the
+    gateway in its load balancer, so the other routes keep serving."""
+    from mesh_fixtures import free_port
+    cold = shop.start_gateway("gateway-cold", env={"BAZAAR_NOTIFICATIONS_TARGET": f"127.0.0.1:{free_port()}"})
+    for _ in range(6):
+        assert http(cold, "GET", "/readyz")[0] == 503
+        time.sleep(0.5)
+    assert http(cold, "GET", "/healthz")[0] == 200
+
+    base = shop.start_gateway("gateway-ready")
+    deadline = time.time() + 30
+    while http(base, "GET", "/readyz")[0] != 200:
+        assert time.time() < deadline, "the gateway never became ready"
+        time.sleep(0.2)
+    token = shop.token(str(uuid.uuid4()))
+    shop.stop("notifications")
+    try:
+        time.sleep(1)
+        assert http(base, "GET", "/v1/notifications", token=token)[0] == 503
+        assert http(base, "GET", "/readyz")[0] == 200
+        assert http(base, "GET", "/v1/cart", token=token)[0] == 200
+    finally:
+        shop.start("notifications")
