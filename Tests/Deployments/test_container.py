@@ -172,3 +172,152 @@ def test_the_catalog_serves_health_and_mtls_in_a_locked_down_container(image, tm
     finally:
         podman("rm", "-f", name, check=False)
         plain.close() if "plain" in locals() else None
+
+
+SHOP = ["catalog", "accounts", "cart", "orders", "notifications"]
+
+
+def test_the_whole_shop_runs_from_the_image_with_the_kubernetes_configuration(image, tmp_path):
+    """Five services, the seed job and the gateway, each a container of the image with its pod's
+    configuration from the prod overlay: mesh calls go to the headless Services' DNS names (a
+    dnsmasq stands in for the cluster DNS), every hop is mutual TLS with cert-manager's file
+    layout, databases through mounted service files. A customer registers, fills a cart and
+    checks out through the gateway's REST API; the order is paid."""
+    import json as _json
+    import urllib.request
+
+    base = os.environ.get("BAZAAR_TEST_POSTGRES")
+    if not base:
+        pytest.fail("BAZAAR_TEST_POSTGRES is not set: run through `make test` (scripts/run-tests.sh)")
+    fields = dict(kv.split("=", 1) for kv in base.split())
+    tag = "shop_" + uuid.uuid4().hex[:8]
+    databases = {s: f"{tag}_{s}" for s in ("catalog", "accounts", "orders", "notifications")}
+    for db in databases.values():
+        subprocess.run(["psql", base, "-c", f"CREATE DATABASE {db}"], check=True, capture_output=True)
+
+    bazaar = str(ROOT / ".build" / "debug" / "bazaar")
+    certs, jwt = tmp_path / "certs", tmp_path / "jwt"
+    subprocess.run([bazaar, "certs", "--dir", str(certs), *SHOP, "gateway"], check=True, capture_output=True)
+    subprocess.run([bazaar, "jwt", "keygen", "--dir", str(jwt)], check=True, capture_output=True)
+
+    def secret_dir(name, files):
+        d = tmp_path / name
+        d.mkdir()
+        for file_name, text in files.items():
+            (d / file_name).write_text(text)
+            (d / file_name).chmod(0o644)
+        d.chmod(0o755)
+        return d
+
+    def service_file(*names):
+        return "".join(f"[{n}]\nhost=127.0.0.1\nport={fields['port']}\ndbname={databases[n]}\nuser={fields['user']}\n"
+                       "sslmode=disable\n" for n in names)
+
+    jwt.chmod(0o755)
+    for f in jwt.iterdir():
+        f.chmod(0o644)
+
+    # The ports move (host networking); everything else is the overlay's.
+    docs = kustomize("overlays/prod")
+    maps = by_kind(docs, "ConfigMap")
+    ports = {n: free_port() for n in SHOP + ["gateway"]}
+    redis_port = free_port()
+    redis = subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
+                              "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    hosts = tmp_path / "hosts"
+    hosts.write_text("".join(f"127.0.0.1 {n}-headless.bazaar.svc.cluster.local\n" for n in SHOP))
+    dns_port = free_port()
+    # --filter-AAAA: no IPv6 records, answered empty as cluster DNS does (not refused)
+    dns = subprocess.Popen(["dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--filter-AAAA", f"--addn-hosts={hosts}",
+                            f"--port={dns_port}", "--listen-address=127.0.0.1", "--bind-interfaces", "--user=root",
+                            "--pid-file=", "--log-facility=-"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    started = []
+
+    def run(name, args, env, mounts, detach=True):
+        cname = f"bazaar-{name}-{uuid.uuid4().hex[:6]}"
+        cmd = ["run", "--name", cname, "--read-only", "--cap-drop=ALL", "--security-opt", "no-new-privileges",
+               "--tmpfs", "/tmp:size=64m"]
+        if detach:
+            cmd.insert(1, "-d")
+        for host_dir, path in mounts.items():
+            cmd += ["-v", f"{host_dir}:{path}:ro"]
+        for k, v in env.items():
+            cmd += ["-e", f"{k}={v}"]
+        started.append(cname)
+        return podman(*cmd, image, *args, timeout=300)
+
+    def pod_env(name):
+        env = {**maps["bazaar-common"]["data"], **maps[f"{name}-config"]["data"]}
+        for upstream in SHOP:
+            key = f"BAZAAR_{upstream.upper()}_TARGET"
+            host = env[key].rsplit(":", 1)[0]
+            env[key] = f"{host}:{ports[upstream]}"  # the overlay's DNS name, this test's port
+        env.update({"BAZAAR_DNS_SERVER": f"127.0.0.1:{dns_port}", "BAZAAR_REDIS_ADDR": f"127.0.0.1:{redis_port}",
+                    "BAZAAR_METRICS_PORT": str(free_port()), "BAZAAR_HEALTH_PORT": str(free_port()),
+                    "OTEL_TRACES_EXPORTER": "none", "BAZAAR_CONSUMER_NAME": name})
+        env.pop("BAZAAR_SMTP_ADDR", None)  # no mail relay here: notifications store, not send
+        env["BAZAAR_GATEWAY_PORT" if name == "gateway" else "BAZAAR_PORT"] = str(ports[name])
+        return env
+
+    def mounts(name):
+        mesh = secret_dir(f"{name}-mesh", {"tls.crt": (certs / f"{name}.pem").read_text(),
+                                           "tls.key": (certs / f"{name}-key.pem").read_text(),
+                                           "ca.crt": (certs / "ca.pem").read_text()})
+        m = {mesh: "/var/run/bazaar/mesh", jwt: "/var/run/bazaar/jwt"}
+        if name in databases:
+            m[secret_dir(f"{name}-db", {"pg_service.conf": service_file(name)})] = "/var/run/bazaar/db"
+        return m
+
+    try:
+        # The seed job first, as in dev: it migrates and loads the catalog and the users.
+        seed_db = secret_dir("seed-db", {"pg_service.conf": service_file("catalog", "accounts")})
+        seeded = run("seed", ["seed", "--catalog-db", "service=catalog", "--accounts-db", "service=accounts",
+                              "--products", "20"],
+                     {"PGSERVICEFILE": "/var/run/bazaar/db/pg_service.conf"}, {seed_db: "/var/run/bazaar/db"},
+                     detach=False)
+        assert seeded.returncode == 0, seeded.stderr
+        for name in SHOP:
+            run(name, ["serve", name], pod_env(name), mounts(name))
+        run("gateway", ["gateway"], pod_env("gateway"), mounts("gateway"))
+
+        gateway = f"http://127.0.0.1:{ports['gateway']}"
+
+        def call(method, path, body=None, token=None):
+            request = urllib.request.Request(gateway + path, method=method,
+                                             data=None if body is None else _json.dumps(body).encode())
+            request.add_header("content-type", "application/json")
+            if token:
+                request.add_header("authorization", f"Bearer {token}")
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return _json.loads(response.read() or b"{}")
+
+        deadline = time.time() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(gateway + "/readyz", timeout=2) as r:
+                    if r.status == 200 and call("GET", "/v1/products?page.pageSize=1").get("products"):
+                        break
+            except Exception as e:  # noqa: BLE001 - not up yet
+                last = e
+            if time.time() > deadline:
+                logs = "\n".join(f"--- {c}\n" + podman("logs", c, check=False).stderr[-800:]
+                                 + podman("logs", c, check=False).stdout[-1500:] for c in started)
+                pytest.fail(f"the shop did not come up through the gateway ({last!r}):\n{logs}")
+            time.sleep(1)
+
+        email = f"{uuid.uuid4().hex[:8]}@example.com"
+        call("POST", "/v1/users", {"email": email, "password": "a long password"})
+        token = call("POST", "/v1/sessions", {"email": email, "password": "a long password"})["accessToken"]
+        product = call("GET", "/v1/products?page.pageSize=1")["products"][0]["id"]
+        call("POST", "/v1/cart/items", {"productId": product, "quantity": 2}, token)
+        order = call("POST", "/v1/orders", {"requestId": uuid.uuid4().hex, "shippingAddress": {
+            "recipient": "Ada", "lines": ["1 Main St"], "city": "London", "postalCode": "N1 9GU", "countryCode": "GB"}},
+            token)
+        assert order["status"] == "ORDER_STATUS_PAID", order
+        assert call("GET", "/v1/cart", token=token).get("lines", []) == []
+    finally:
+        for c in started:
+            podman("rm", "-f", c, check=False)
+        for p in (redis, dns):
+            p.terminate()
+            p.wait(timeout=10)
