@@ -13,6 +13,7 @@ import pathlib
 import shutil
 import subprocess
 import time
+import urllib.request
 import uuid
 
 import grpc
@@ -120,9 +121,9 @@ def test_the_catalog_serves_health_and_mtls_in_a_locked_down_container(image, tm
     for k, v in env.items():
         args += ["-e", f"{k}={v}"]
     podman(*args, image, "serve", "catalog")
+    plain = grpc.insecure_channel(f"127.0.0.1:{health}")
     try:
         health_pb2 = pb2("grpc/health/v1/health.proto")
-        plain = grpc.insecure_channel(f"127.0.0.1:{health}")
         check = plain.unary_unary("/grpc.health.v1.Health/Check",
                                   request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
                                   response_deserializer=health_pb2.HealthCheckResponse.FromString)
@@ -171,7 +172,7 @@ def test_the_catalog_serves_health_and_mtls_in_a_locked_down_container(image, tm
         assert "not-checked-by-the-test-server" not in logs
     finally:
         podman("rm", "-f", name, check=False)
-        plain.close() if "plain" in locals() else None
+        plain.close()
 
 
 SHOP = ["catalog", "accounts", "cart", "orders", "notifications"]
@@ -183,9 +184,6 @@ def test_the_whole_shop_runs_from_the_image_with_the_kubernetes_configuration(im
     dnsmasq stands in for the cluster DNS), every hop is mutual TLS with cert-manager's file
     layout, databases through mounted service files. A customer registers, fills a cart and
     checks out through the gateway's REST API; the order is paid."""
-    import json as _json
-    import urllib.request
-
     base = os.environ.get("BAZAAR_TEST_POSTGRES")
     if not base:
         pytest.fail("BAZAAR_TEST_POSTGRES is not set: run through `make test` (scripts/run-tests.sh)")
@@ -284,12 +282,12 @@ def test_the_whole_shop_runs_from_the_image_with_the_kubernetes_configuration(im
 
         def call(method, path, body=None, token=None):
             request = urllib.request.Request(gateway + path, method=method,
-                                             data=None if body is None else _json.dumps(body).encode())
+                                             data=None if body is None else json.dumps(body).encode())
             request.add_header("content-type", "application/json")
             if token:
                 request.add_header("authorization", f"Bearer {token}")
             with urllib.request.urlopen(request, timeout=10) as response:
-                return _json.loads(response.read() or b"{}")
+                return json.loads(response.read() or b"{}")
 
         deadline = time.time() + 120
         while True:
