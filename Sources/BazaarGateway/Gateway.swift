@@ -25,6 +25,9 @@ public final class Gateway: HTTPResponder {
         public var rateLimit = RateLimit(ratePerSecond: 50, burst: 100)
         /// Per-route overrides, by `/package.Service/Method`.
         public var routeRateLimits: [String: RateLimit] = [:]
+        /// Proxies in front of the gateway (an Ingress controller): from these peers the client
+        /// address comes from `X-Forwarded-For` (see `ClientAddress`); empty: the peer is the client.
+        public var trustedProxies: [IPNetwork] = []
         /// Longest deadline a call gets, whatever the client asks (`grpc-timeout`) or the IDL says.
         public var maxDeadline: Duration = .seconds(30)
         public var json = ProtoJSON.Options()
@@ -139,7 +142,9 @@ public final class Gateway: HTTPResponder {
 
         // Who is calling, and may they?
         let user = try authenticate(request, rule: method.options.auth)
-        let key = user.map { "user:" + $0.subject } ?? "addr:" + Self.host(of: request.remoteAddress)
+        let key = user.map { "user:" + $0.subject }
+            ?? "addr:" + ClientAddress.resolve(peer: Self.host(of: request.remoteAddress), forwardedFor: request.header("x-forwarded-for"),
+                                               trustedProxies: settings.trustedProxies)
         let limit = settings.routeRateLimits[method.path] ?? settings.rateLimit
         if let wait = limiter.take(key: key + "|" + (settings.routeRateLimits[method.path] != nil ? method.path : ""), limit: limit) {
             let seconds = max(1, Int(wait.rounded(.up)))

@@ -23,6 +23,7 @@ struct GatewayCommand: ParsableCommand {
             http/1.1), otherwise plaintext HTTP/1.1 and h2c. Upstreams: BAZAAR_<SERVICE>_TARGET (default 127.0.0.1:9101-9105), \
             over mutual TLS as `gateway` (BAZAAR_TLS_DIR). Tokens: BAZAAR_JWT_PUBLIC_KEY, BAZAAR_JWT_ISSUER, BAZAAR_JWT_AUDIENCE. \
             Limits: BAZAAR_RATE_LIMIT (requests per second per user or address, default 50), BAZAAR_RATE_BURST (100), \
+            BAZAAR_TRUSTED_PROXIES (CIDRs whose X-Forwarded-For names the client address, e.g. the Ingress controller's), \
             BAZAAR_MAX_BODY (bytes, 1 MiB), BAZAAR_MAX_DEADLINE (30s). BAZAAR_CORS_ORIGINS: comma-separated origins (or *). \
             --openapi prints the OpenAPI 3.1 document instead of serving.
             """)
@@ -77,6 +78,12 @@ struct GatewayCommand: ParsableCommand {
         if let rate = try env.int("RATE_LIMIT", 1...1_000_000) { settings.rateLimit.ratePerSecond = Double(rate) }
         if let burst = try env.int("RATE_BURST", 1...1_000_000) { settings.rateLimit.burst = Double(burst) }
         if let d = try env.duration("MAX_DEADLINE") { settings.maxDeadline = d }
+        for entry in (env["TRUSTED_PROXIES"] ?? "").split(separator: ",").map({ String($0).trimming(" ") }) where !entry.isEmpty {
+            guard let network = IPNetwork(entry) else {
+                throw RPCError(.invalidArgument, "BAZAAR_TRUSTED_PROXIES: '\(entry)' is not an address or CIDR network")
+            }
+            settings.trustedProxies.append(network)
+        }
         // Ready once every upstream has had a healthy endpoint, and from then on: a later outage of
         // one service must not take the gateway (and so every route) out of its load balancer;
         // its calls fail on their own while the mesh waits for the service to come back.

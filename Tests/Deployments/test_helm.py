@@ -79,6 +79,7 @@ def test_values_change_what_they_should():
     ({"dataStores": {"redisAddress": "redis"}}, "/dataStores/redisAddress"),
     ({"resources": {"cart": {"limits": {"cpu": "lots", "memory": "1Gi"}}}}, "/resources/cart/limits/cpu"),
     ({"telemetry": {"logLevel": "loud"}}, "/telemetry/logLevel"),
+    ({"ingress": {"trustedProxies": ["ingress-nginx"]}}, "/ingress/trustedProxies/0"),
     ({"replica": 2}, "replica"),
 ])
 def test_the_schema_refuses_bad_values_naming_them(bad, where):

@@ -14,6 +14,7 @@ import uuid
 import jwt as pyjwt
 import pytest
 
+from rpc_fixtures import binary
 from shop_clients import make_product, Client
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -383,3 +384,24 @@ def test_readiness_waits_for_the_upstreams_once_and_survives_an_outage(shop):
         assert http(base, "GET", "/v1/cart", token=token)[0] == 200
     finally:
         shop.start("notifications")
+
+
+def test_behind_a_trusted_proxy_each_client_gets_its_own_rate_limit(shop):
+    """Behind an Ingress every request comes from the controller's address; with
+    BAZAAR_TRUSTED_PROXIES the client address comes from X-Forwarded-For, so anonymous clients are
+    limited one by one instead of all together. From an untrusted peer the header is ignored."""
+    limits = {"BAZAAR_RATE_LIMIT": "1", "BAZAAR_RATE_BURST": "2"}
+    behind = shop.start_gateway("gateway-behind-proxy", env={**limits, "BAZAAR_TRUSTED_PROXIES": "127.0.0.0/8, ::1"})
+
+    def get(base, client):
+        return http(base, "GET", "/v1/products?page.pageSize=1", headers={"x-forwarded-for": f"203.0.113.77, {client}"})[0]
+
+    assert [get(behind, "198.51.100.1") for _ in range(3)] == [200, 200, 429]
+    assert get(behind, "198.51.100.2") == 200  # another client, its own bucket
+    direct = shop.start_gateway("gateway-no-proxy", env=limits)
+    assert [get(direct, "198.51.100.1") for _ in range(3)] == [200, 200, 429]
+    assert get(direct, "198.51.100.2") == 429  # the header is not believed: same peer, same bucket
+
+    bad = subprocess.run([binary("bazaar"), "gateway", "--port", "0"], capture_output=True, text=True, timeout=30,
+                         env={**shop.env("gateway"), "BAZAAR_TRUSTED_PROXIES": "10.0.0.0/8,ingress"})
+    assert bad.returncode != 0 and "BAZAAR_TRUSTED_PROXIES" in bad.stderr and "ingress" in bad.stderr
