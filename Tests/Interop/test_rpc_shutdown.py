@@ -49,3 +49,23 @@ def test_sigterm_drains_in_flight_calls(pb2):
     assert code == 0, out
     assert "shut down cleanly" in out
     assert time.monotonic() - started < 20
+
+
+def test_sigterm_at_any_moment_exits_cleanly():
+    """Kubelets and supervisors send SIGTERM whenever they like, sometimes again while the process
+    drains. Two windows used to kill the server with the signal's default action (exit -15)
+    instead of a clean exit: right after it announced it was listening (the handler was installed
+    later, on the loop), and between the end of the drain and the exit (the handler was gone).
+    Here SIGTERM comes at once after startup and then every half millisecond until exit."""
+    codes = []
+    for _ in range(10):
+        server = BazaarServer()
+        while server.proc.poll() is None:
+            try:
+                server.proc.send_signal(signal.SIGTERM)
+            except ProcessLookupError:
+                break
+            time.sleep(0.0005)
+        code, out = server.stop(timeout=30)
+        codes.append(code)
+    assert codes == [0] * 10, codes

@@ -233,24 +233,35 @@ final class Listener: @unchecked Sendable {
 }
 
 /// Signals (SIGTERM, SIGINT, SIGHUP), through libevent, on one loop.
+///
+/// Once a watched signal has fired, `cancel()` leaves those signals ignored instead of restoring
+/// their default action: the process is on its way out because of one, and a repeat (a
+/// supervisor or kubelet sending SIGTERM again, a second Ctrl-C) must not kill it between the end
+/// of the drain and a clean exit.
 final class SignalWatcher: @unchecked Sendable {
     private var events: [OpaquePointer] = []
+    private let signals: [Int32]
+    private let fired = Atomic<Bool>(false)
     private let action: () -> Void
     private let loop: EventLoop
 
     init(loop: EventLoop, signals: [Int32], action: @escaping @Sendable () -> Void) {
         self.loop = loop
+        self.signals = signals
         self.action = action
         _ = Unmanaged.passRetained(self)
-        loop.execute { [self] in
-            let me = Unmanaged.passUnretained(self).toOpaque()
-            for sig in signals {
-                if let ev = event_new(loop.base, sig, Int16(EV_SIGNAL | EV_PERSIST), { _, _, arg in
-                    Unmanaged<SignalWatcher>.fromOpaque(arg!).takeUnretainedValue().action()
-                }, me) {
-                    event_add(ev, nil)
-                    events.append(ev)
-                }
+        // Registered here and now, not on the loop later: the caller announces that it listens
+        // right after, and a SIGTERM arriving before the registration would kill the process.
+        // (libevent's bases are thread-safe: evthread_use_pthreads runs before any loop exists.)
+        let me = Unmanaged.passUnretained(self).toOpaque()
+        for sig in signals {
+            if let ev = event_new(loop.base, sig, Int16(EV_SIGNAL | EV_PERSIST), { _, _, arg in
+                let watcher = Unmanaged<SignalWatcher>.fromOpaque(arg!).takeUnretainedValue()
+                watcher.fired.store(true, ordering: .relaxed)
+                watcher.action()
+            }, me) {
+                event_add(ev, nil)
+                events.append(ev)
             }
         }
     }
@@ -259,6 +270,10 @@ final class SignalWatcher: @unchecked Sendable {
         loop.execute { [self] in
             for ev in events { event_free(ev) }
             events.removeAll()
+            // Freeing the events restored the previous dispositions (the default: terminate).
+            if fired.load(ordering: .relaxed) {
+                for sig in signals { Glibc.signal(sig, SIG_IGN) }
+            }
             Unmanaged.passUnretained(self).release()
         }
     }
