@@ -23,8 +23,11 @@ public struct IPNetwork: Sendable, Equatable, CustomStringConvertible {
 
     /// Whether `address` (text, without port) lies in this network; an unparsable address does not.
     public func contains(_ address: String) -> Bool {
-        guard let a = IPNetwork.parseAddress(address), a.count == bytes.count else { return false }
-        return IPNetwork.masked(a, prefixLength) == bytes
+        IPNetwork.parseAddress(address).map(contains(bytes:)) ?? false
+    }
+
+    func contains(bytes address: [UInt8]) -> Bool {
+        address.count == bytes.count && IPNetwork.masked(address, prefixLength) == bytes
     }
 
     public var description: String {
@@ -61,18 +64,19 @@ public enum ClientAddress {
     /// the client. A peer that is not a trusted proxy is the client itself, whatever the header
     /// says, so a client cannot choose its own bucket by sending the header.
     public static func resolve(peer: String, forwardedFor: String?, trustedProxies: [IPNetwork]) -> String {
-        guard let header = forwardedFor, !trustedProxies.isEmpty, isTrusted(peer, trustedProxies) else { return peer }
+        guard let header = forwardedFor, !trustedProxies.isEmpty,
+              let peerBytes = IPNetwork.parseAddress(peer), isTrusted(peerBytes, trustedProxies) else { return peer }
         var client = peer
         for entry in header.split(separator: ",").reversed() {
             let address = String(entry).trimming(" \t")
-            guard IPNetwork.parseAddress(address) != nil else { return client }  // garbage: stop at what we know
+            guard let bytes = IPNetwork.parseAddress(address) else { return client }  // garbage: stop at what we know
             client = address
-            if !isTrusted(address, trustedProxies) { return address }
+            if !isTrusted(bytes, trustedProxies) { return address }
         }
         return client
     }
 
-    static func isTrusted(_ address: String, _ networks: [IPNetwork]) -> Bool {
-        networks.contains { $0.contains(address) }
+    static func isTrusted(_ address: [UInt8], _ networks: [IPNetwork]) -> Bool {
+        networks.contains { $0.contains(bytes: address) }
     }
 }
