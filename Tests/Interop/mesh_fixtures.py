@@ -116,7 +116,9 @@ class Load:
     def wait(self, timeout=60):
         rc = self.proc.wait(timeout=timeout)
         time.sleep(0.1)
-        assert rc == 0 and self.result is not None, f"load exited {rc}: {self.errors[-20:]}"
+        # A crash report is long: keep its head (the fatal error and the crashed thread's frames).
+        head = [l for l in self.errors if "Fatal error" in l or "Crash" in l or " at /" in l][:40]
+        assert rc == 0 and self.result is not None, f"load exited {rc}: {head + self.errors[-20:]}"
         return self.result
 
     def mark(self):
