@@ -32,29 +32,24 @@ public final class HTTPServer: Sendable {
     public func run(onListening: @Sendable (Int) -> Void = { _ in }) async throws {
         if state.withLock({ $0.shuttingDown }) || Task.isCancelled { return }
         let group = EventLoopGroup(count: configuration.loopCount ?? EventLoopGroup.coreCount)
-        var listeners: [Listener] = []
         let shared = self.shared
+        var signals: SignalWatcher?
         do {
-            var port = configuration.port
-            for loop in group.loops {
-                let fd = try Socket.listen(host: configuration.host, port: port, reusePort: true)
-                if port == 0 { port = Socket.localPort(fd) }
-                listeners.append(Listener(loop: loop, fd: fd, tls: tls) { loop, fd, peer, tls, onClose in
-                    HTTPServerConnection(loop: loop, fd: fd, peer: peer, shared: shared, tls: tls, onClose: onClose)
-                })
+            let (listeners, port) = try Listener.bindAll(on: group, host: configuration.host, port: configuration.port,
+                                                         tls: tls) { loop, fd, peer, tls, onClose in
+                HTTPServerConnection(loop: loop, fd: fd, peer: peer, shared: shared, tls: tls, onClose: onClose)
             }
             state.withLock { $0.listeners = listeners }
             for l in listeners { l.loop.execute { l.start() } }
+            // Before the port is announced, as in RPCServer: a SIGTERM right after must drain, not kill.
+            if configuration.handleSignals {
+                signals = SignalWatcher(loop: group.loops[0], signals: [SIGTERM, SIGINT]) { [weak self] in self?.shutdown() }
+            }
             if let tls { tls.watch(on: group.loops[0], every: .seconds(10), onSIGHUP: configuration.handleSignals) }
             onListening(port)
         } catch {
-            for l in listeners { l.loop.execute { l.stop() } }
             group.shutdown()
             throw error
-        }
-        var signals: SignalWatcher?
-        if configuration.handleSignals {
-            signals = SignalWatcher(loop: group.loops[0], signals: [SIGTERM, SIGINT]) { [weak self] in self?.shutdown() }
         }
         await withTaskCancellationHandler {
             await withCheckedContinuation { (k: CheckedContinuation<Void, Never>) in
@@ -68,8 +63,10 @@ public final class HTTPServer: Sendable {
         } onCancel: {
             self.shutdown()
         }
-        signals = nil
-        _ = signals
+        // Frees the handlers' events before the loops go, and ignores repeats of the signal that
+        // started this shutdown (see SignalWatcher).
+        signals?.cancel()
+        tls?.stopWatching()
         group.shutdown()
     }
 

@@ -53,13 +53,10 @@ public final class RPCServer: Sendable {
         var listeners: [Listener] = []
         let shared = self.shared
         do {
-            var port = configuration.port
-            for loop in group.loops {
-                let fd = try Socket.listen(host: configuration.host, port: port, reusePort: true)
-                if port == 0 { port = Socket.localPort(fd) }
-                listeners.append(Listener(loop: loop, fd: fd, tls: shared.tls) { loop, fd, peer, tls, onClose in
-                    ServerConnection(loop: loop, fd: fd, peer: peer, shared: shared, tls: tls) { onClose($0) }
-                })
+            let port: Int
+            (listeners, port) = try Listener.bindAll(on: group, host: configuration.host, port: configuration.port,
+                                                     tls: shared.tls) { loop, fd, peer, tls, onClose in
+                ServerConnection(loop: loop, fd: fd, peer: peer, shared: shared, tls: tls) { onClose($0) }
             }
             let stoppedMeanwhile = state.withLock { s -> Bool in
                 s.group = group
@@ -168,6 +165,26 @@ final class Listener: @unchecked Sendable {
         self.fd = fd
         self.tls = tls
         self.make = make
+    }
+
+    /// One listener per loop of `group`, all on the same port (SO_REUSEPORT spreads connections
+    /// over them); port 0 picks one for all. Nothing is left open when it throws.
+    static func bindAll(on group: EventLoopGroup, host: String, port: Int, tls: TLSCredentials?,
+                        make: @escaping Make) throws -> (listeners: [Listener], port: Int)
+    {
+        var listeners: [Listener] = []
+        var port = port
+        do {
+            for loop in group.loops {
+                let fd = try Socket.listen(host: host, port: port, reusePort: true)
+                if port == 0 { port = Socket.localPort(fd) }
+                listeners.append(Listener(loop: loop, fd: fd, tls: tls, make: make))
+            }
+        } catch {
+            for l in listeners { l.loop.execute { l.stop() } }
+            throw error
+        }
+        return (listeners, port)
     }
 
     func start() {
