@@ -81,11 +81,8 @@ resource "aws_db_instance" "postgres" {
 }
 
 resource "aws_iam_role" "rds_monitoring" {
-  name = "${local.name}-rds-monitoring"
-  assume_role_policy = jsonencode({
-    Version   = "2012-10-17"
-    Statement = [{ Effect = "Allow", Action = "sts:AssumeRole", Principal = { Service = "monitoring.rds.amazonaws.com" } }]
-  })
+  name               = "${local.name}-rds-monitoring"
+  assume_role_policy = local.assumed_by["monitoring.rds"]
 }
 
 resource "aws_iam_role_policy_attachment" "rds_monitoring" {

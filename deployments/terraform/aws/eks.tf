@@ -27,11 +27,8 @@ resource "aws_kms_key" "main" {
 }
 
 resource "aws_iam_role" "cluster" {
-  name = "${local.name}-eks-cluster"
-  assume_role_policy = jsonencode({
-    Version   = "2012-10-17"
-    Statement = [{ Effect = "Allow", Action = "sts:AssumeRole", Principal = { Service = "eks.amazonaws.com" } }]
-  })
+  name               = "${local.name}-eks-cluster"
+  assume_role_policy = local.assumed_by["eks"]
 }
 
 resource "aws_iam_role_policy_attachment" "cluster" {
@@ -68,11 +65,8 @@ resource "aws_eks_cluster" "main" {
 }
 
 resource "aws_iam_role" "nodes" {
-  name = "${local.name}-eks-nodes"
-  assume_role_policy = jsonencode({
-    Version   = "2012-10-17"
-    Statement = [{ Effect = "Allow", Action = "sts:AssumeRole", Principal = { Service = "ec2.amazonaws.com" } }]
-  })
+  name               = "${local.name}-eks-nodes"
+  assume_role_policy = local.assumed_by["ec2"]
 }
 
 resource "aws_iam_role_policy_attachment" "nodes" {

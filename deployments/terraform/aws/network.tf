@@ -1,8 +1,14 @@
 # One VPC over three availability zones: public subnets (load balancers, NAT), private subnets
 # (the nodes) and data subnets (PostgreSQL, Redis) that have no route to the internet.
 locals {
-  name  = "bazaar-${var.environment}"
-  azs   = var.availability_zones
+  name = "bazaar-${var.environment}"
+  azs  = var.availability_zones
+  # Trust policies of the IAM roles (here, eks.tf, data.tf): the one AWS service that may
+  # assume each.
+  assumed_by = { for service in ["eks", "ec2", "vpc-flow-logs", "monitoring.rds"] : service => jsonencode({
+    Version   = "2012-10-17"
+    Statement = [{ Effect = "Allow", Action = "sts:AssumeRole", Principal = { Service = "${service}.amazonaws.com" } }]
+  }) }
   cidrs = { for i, az in local.azs : az => i }
 }
 
@@ -33,11 +39,8 @@ resource "aws_cloudwatch_log_group" "flow" {
 }
 
 resource "aws_iam_role" "flow" {
-  name = "${local.name}-vpc-flow"
-  assume_role_policy = jsonencode({
-    Version   = "2012-10-17"
-    Statement = [{ Effect = "Allow", Action = "sts:AssumeRole", Principal = { Service = "vpc-flow-logs.amazonaws.com" } }]
-  })
+  name               = "${local.name}-vpc-flow"
+  assume_role_policy = local.assumed_by["vpc-flow-logs"]
 }
 
 resource "aws_iam_role_policy" "flow" {
