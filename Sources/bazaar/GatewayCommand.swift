@@ -24,7 +24,11 @@ struct GatewayCommand: ParsableCommand {
             over mutual TLS as `gateway` (BAZAAR_TLS_DIR). Tokens: BAZAAR_JWT_PUBLIC_KEY, BAZAAR_JWT_ISSUER, BAZAAR_JWT_AUDIENCE. \
             Limits: BAZAAR_RATE_LIMIT (requests per second per user or address, default 50), BAZAAR_RATE_BURST (100), \
             BAZAAR_TRUSTED_PROXIES (CIDRs whose X-Forwarded-For names the client address, e.g. the Ingress controller's), \
-            BAZAAR_MAX_BODY (bytes, 1 MiB), BAZAAR_MAX_DEADLINE (30s). BAZAAR_CORS_ORIGINS: comma-separated origins (or *). \
+            BAZAAR_MAX_BODY (bytes, 1 MiB), BAZAAR_MAX_DEADLINE (30s), BAZAAR_MAX_CONNECTIONS (10000), \
+            BAZAAR_MAX_CONNECTIONS_PER_CLIENT (256; trusted proxies are exempt), BAZAAR_MAX_STREAMS_PER_CONNECTION (100). \
+            Timeouts: BAZAAR_HANDSHAKE_TIMEOUT (10s), BAZAAR_HEADER_TIMEOUT (10s), BAZAAR_BODY_TIMEOUT (30s), \
+            BAZAAR_IDLE_TIMEOUT (60s), BAZAAR_WRITE_TIMEOUT (30s), BAZAAR_REQUEST_TIMEOUT (the longest deadline + 30s). \
+            BAZAAR_CORS_ORIGINS: comma-separated origins (or *). \
             --openapi prints the OpenAPI 3.1 document instead of serving.
             """)
 
@@ -101,6 +105,7 @@ struct GatewayCommand: ParsableCommand {
             config.tls = .edge(certificateChainFile: cert, privateKeyFile: key)
         }
         if let max = try env.int("MAX_BODY", 1...(64 << 20)) { config.maxBodySize = max }
+        try Self.applyLimits(env, settings: settings, to: &config)
         config.handleSignals = true
         let server = try HTTPServer(configuration: config, responder: AccessLog(next: gateway, telemetry: telemetry))
         let protocols = config.tls == nil ? "http, h2c" : "https: h2, http/1.1"
@@ -111,6 +116,30 @@ struct GatewayCommand: ParsableCommand {
         for c in channels { await c.shutdown() }
         await telemetry.shutdown()
         diagnostic("bazaar: gateway shut down cleanly")
+    }
+}
+
+extension GatewayCommand {
+    /// The front door's connection limits and timeouts from the environment (`docs/security.md`).
+    static func applyLimits(_ env: ShopEnvironment, settings: Gateway.Settings, to config: inout HTTPServerConfiguration) throws {
+        if let n = try env.int("MAX_CONNECTIONS", 1...1_000_000) { config.connections.maxConnections = n }
+        if let n = try env.int("MAX_CONNECTIONS_PER_CLIENT", 1...1_000_000) { config.connections.maxConnectionsPerAddress = n }
+        // Behind an Ingress every connection comes from the controller: the per-address limit
+        // would cut the whole internet off at once.
+        let proxies = settings.trustedProxies
+        config.connections.isExempt = { address in proxies.contains { $0.contains(address) } }
+        if let n = try env.int("MAX_STREAMS_PER_CONNECTION", 1...10_000) { config.http2.maxConcurrentStreams = UInt32(n) }
+        // A request may last as long as its longest call, and the answer some time to go out.
+        config.timeouts.request = settings.maxDeadline + .seconds(30)
+        let timeouts: [(String, WritableKeyPath<HTTPTimeouts, Duration>)] = [
+            ("HANDSHAKE_TIMEOUT", \.handshake), ("HEADER_TIMEOUT", \.header), ("BODY_TIMEOUT", \.body),
+            ("IDLE_TIMEOUT", \.idle), ("WRITE_TIMEOUT", \.write), ("REQUEST_TIMEOUT", \.request),
+        ]
+        for (key, path) in timeouts {
+            guard let d = try env.duration(key) else { continue }
+            guard d > .zero else { throw RPCError(.invalidArgument, "BAZAAR_\(key) must be longer than zero") }
+            config.timeouts[keyPath: path] = d
+        }
     }
 }
 

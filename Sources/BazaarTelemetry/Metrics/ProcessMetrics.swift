@@ -73,8 +73,13 @@ final class TransportMetrics: TransportObserver {
     let serverHandshakeFailures: Counter
     let clientHandshakeFailures: Counter
     let lag: Histogram
+    let shed: [ConnectionShed: Counter]
 
     init(registry: MetricsRegistry) {
+        let shedFamily = registry.family("bazaar_connections_shed_total",
+                                         help: "Connections refused or closed by the transport's own limits and timeouts, by reason.",
+                                         type: .counter, labels: ["reason"])
+        shed = Dictionary(uniqueKeysWithValues: ConnectionShed.allCases.map { ($0, shedFamily.counter($0.rawValue)) })
         let open = registry.family("bazaar_connections_open", help: "Open HTTP/2 connections, by side.", type: .gauge, labels: ["side"])
         serverConnections = open.gauge("server")
         clientConnections = open.gauge("client")
@@ -90,4 +95,5 @@ final class TransportMetrics: TransportObserver {
     func connectionClosed(server: Bool) { (server ? serverConnections : clientConnections).add(-1) }
     func tlsHandshakeFailed(server: Bool) { (server ? serverHandshakeFailures : clientHandshakeFailures).increment() }
     func loopLag(seconds: Double, loop: Int) { lag.observe(seconds) }
+    func connectionShed(reason: ConnectionShed) { shed[reason]?.increment() }
 }

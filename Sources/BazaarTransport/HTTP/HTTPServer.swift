@@ -36,7 +36,7 @@ public final class HTTPServer: Sendable {
         var signals: SignalWatcher?
         do {
             let (listeners, port) = try Listener.bindAll(on: group, host: configuration.host, port: configuration.port,
-                                                         tls: tls) { loop, fd, peer, tls, onClose in
+                                                         tls: tls, limits: configuration.connections) { loop, fd, peer, tls, onClose in
                 HTTPServerConnection(loop: loop, fd: fd, peer: peer, shared: shared, tls: tls, onClose: onClose)
             }
             state.withLock { $0.listeners = listeners }

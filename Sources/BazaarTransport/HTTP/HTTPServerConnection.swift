@@ -14,6 +14,14 @@ final class HTTPServerShared: Sendable {
 /// One front-door connection: HTTP/1.1 (http-parser) or HTTP/2 (nghttp2), chosen by ALPN over
 /// TLS, or in plaintext by whether the client opens with the HTTP/2 preface (h2c with prior
 /// knowledge). Runs on its loop; responders run as tasks on the same loop.
+///
+/// What one client can make it hold is bounded (``HTTPServerConfiguration``): on HTTP/1.1 one
+/// request in flight, ``HTTPServerConfiguration/maxPipelinedBytes`` read ahead (then reading
+/// stops) and ``HTTPServerConfiguration/maxPendingOutput`` of answers not yet taken (then no
+/// further request starts); on HTTP/2 the streams and windows of ``HTTP2Settings/edge``, with
+/// credit returned only as bodies are handed over. Every phase has its timeout
+/// (``HTTPTimeouts``): the handshake, each request's headers and body, idle keep-alive, a peer
+/// that reads nothing, and the whole request.
 final class HTTPServerConnection: SocketConnection, AcceptedConnection, @unchecked Sendable {
     override var isServerSide: Bool { true }
     let shared: HTTPServerShared
@@ -25,13 +33,34 @@ final class HTTPServerConnection: SocketConnection, AcceptedConnection, @uncheck
     }
     private var mode = Mode.detecting([])
     private var draining = false
-    private var idleTimer: LoopTimer?
+    /// The connection's one phase timer (HTTP/1.1 phases, HTTP/2 idle); see ``Phase``.
+    private var phaseTimer: LoopTimer?
+    private enum Phase {
+        /// TLS handshake.
+        case handshake
+        /// Keep-alive, waiting for the next request's first byte.
+        case idle
+        /// A request's headers are arriving.
+        case head
+        /// A request's body is arriving.
+        case body
+        /// The request is handled and answered.
+        case handling
+        /// HTTP/2: streams are open (each has its own timer).
+        case streams
+    }
+    private var phase = Phase.handshake
+    /// When the current HTTP/1.1 request's first byte came.
+    private var requestStarted = ContinuousClock.now
 
     // HTTP/1.1: one request at a time; bytes of later ones wait in `pending`.
     private var pending: [UInt8] = []
     private var exchange: H1Exchange?
     private var out: [UInt8] = []
     private var closeWhenFlushed = false
+    private var requestsServed = 0
+    /// A finished request left more output than the budget: the next waits for the client to read.
+    private var waitingForDrain = false
 
     // HTTP/2
     private var streams: [Int32: H2Exchange] = [:]
@@ -44,16 +73,79 @@ final class HTTPServerConnection: SocketConnection, AcceptedConnection, @uncheck
         super.init(loop: loop, fd: fd, tls: tls, peerAddress: peer)
     }
 
-    func accepted() { start() }
+    private var timeouts: HTTPTimeouts { shared.configuration.timeouts }
+
+    func accepted() {
+        writeStallTimeout = timeouts.write
+        if tls != nil { enter(.handshake) }
+        start()
+    }
 
     override func connectionReady() {
         if let tls {
             mode = tls.negotiatedProtocol == "h2" ? .http2(makeH2()) : .http1(HTTP1Parser())
         }
-        armIdle()
+        // The first request's headers are due from now; HTTP/2 gets the idle timeout until its
+        // first stream.
+        if case .http2 = mode { enter(.idle) } else { startRequest() }
     }
 
-    private func makeH2() -> HTTP2Session { HTTP2Session(server: true, settings: shared.configuration.http2) }
+    private func makeH2() -> HTTP2Session {
+        var settings = shared.configuration.http2
+        // A stream's window holds one whole body and a frame more, so that an oversized body
+        // shows as such (413) instead of stalling on a closed window.
+        let perStream = shared.configuration.maxBodySize + Int(settings.maxFrameSize)
+        settings.streamWindowSize = Int32(min(Int(settings.streamWindowSize), perStream, Int(Int32.max)))
+        if settings.streamWindowSize < Int32(perStream) { settings.streamWindowSize = Int32(min(perStream, Int(Int32.max))) }
+        return HTTP2Session(server: true, settings: settings)
+    }
+
+    // MARK: phases and their timeouts
+
+    private func enter(_ next: Phase) {
+        phase = next
+        phaseTimer?.cancel()
+        phaseTimer = nil
+        let limit: Duration
+        switch next {
+        case .handshake: limit = timeouts.handshake
+        case .idle: limit = timeouts.idle
+        case .head: limit = timeouts.header
+        case .body: limit = timeouts.body
+        case .handling: limit = max(.zero, timeouts.request - (ContinuousClock.now - requestStarted))
+        case .streams: return
+        }
+        phaseTimer = loop.schedule(after: limit) { [weak self] in self?.phaseExpired(next) }
+    }
+
+    private func startRequest() {
+        requestStarted = .now
+        enter(.head)
+    }
+
+    private func phaseExpired(_ expired: Phase) {
+        guard !isClosed, phase == expired else { return }
+        phaseTimer = nil
+        switch expired {
+        case .handshake:
+            shed(.handshakeTimeout, closing: "the TLS handshake did not finish within \(timeouts.handshake)")
+        case .idle:
+            // Not a failure: an idle keep-alive connection is closed quietly.
+            if exchange == nil && streams.isEmpty { close(error: nil) } else { enter(phase) }
+        case .head:
+            report(shed: .headerTimeout)
+            if case .detecting = mode { return close(error: "no request within \(timeouts.header)") }
+            if pending.isEmpty && exchange == nil && requestsServed > 0 { return close(error: nil) }
+            failH1(408, "the request headers did not arrive within \(timeouts.header)")
+        case .body:
+            report(shed: .bodyTimeout)
+            failH1(408, "the request body did not arrive within \(timeouts.body)")
+        case .handling:
+            shed(.requestTimeout, closing: "the request took longer than \(timeouts.request)")
+        case .streams:
+            break
+        }
+    }
 
     override func received(_ bytes: [UInt8]) {
         switch mode {
@@ -64,6 +156,7 @@ final class HTTPServerConnection: SocketConnection, AcceptedConnection, @uncheck
                 if n < Self.preface.count { mode = .detecting(buffered); return }
                 let h2 = makeH2()
                 mode = .http2(h2)
+                enter(.idle)
                 receiveH2(h2, buffered)
             } else {
                 mode = .http1(HTTP1Parser())
@@ -72,6 +165,9 @@ final class HTTPServerConnection: SocketConnection, AcceptedConnection, @uncheck
             }
         case .http1:
             pending += bytes
+            if phase == .idle { startRequest() }
+            // Read-ahead beyond the budget waits in the kernel (and then in the client).
+            if pending.count > shared.configuration.maxPipelinedBytes { pauseReading() }
             parseH1()
         case .http2(let h2):
             receiveH2(h2, bytes)
@@ -96,17 +192,23 @@ final class HTTPServerConnection: SocketConnection, AcceptedConnection, @uncheck
 
     override func didWrite() {
         if closeWhenFlushed && out.isEmpty && pendingWrite == 0 { close(error: nil) }
+        if waitingForDrain && !isClosed && out.count + pendingWrite <= shared.configuration.maxPendingOutput {
+            waitingForDrain = false
+            parseH1()
+        }
         if case .http2(let h2) = mode, !h2.isAlive || (draining && streams.isEmpty && !h2.hasPendingOutput), pendingWrite == 0 {
             close(error: nil)
         }
     }
 
     override func closed(error: String?) {
-        idleTimer?.cancel()
+        phaseTimer?.cancel()
+        phaseTimer = nil
         exchange?.task?.cancel()
         exchange?.gone = true
         for s in streams.values {
             s.gone = true
+            s.timer?.cancel()
             s.task?.cancel()
         }
         streams = [:]
@@ -126,13 +228,6 @@ final class HTTPServerConnection: SocketConnection, AcceptedConnection, @uncheck
         _ = loop.schedule(after: grace) { [weak self] in self?.close(error: "drain timeout") }
     }
 
-    private func armIdle() {
-        idleTimer?.cancel()
-        idleTimer = loop.schedule(after: shared.configuration.idleTimeout) { [weak self] in
-            guard let self else { return }
-            if self.exchange == nil && self.streams.isEmpty { self.close(error: nil) } else { self.armIdle() }
-        }
-    }
 
     private func request(_ method: String, _ target: String, _ headers: [(name: String, value: String)], _ body: [UInt8], _ version: String) -> HTTPRequest {
         HTTPRequest(method: method, target: target, headers: headers, body: body, version: version, remoteAddress: peerAddress, isSecure: tls != nil)
@@ -158,7 +253,17 @@ final class HTTPServerConnection: SocketConnection, AcceptedConnection, @uncheck
     // MARK: HTTP/1.1
 
     private func parseH1() {
-        guard case .http1(let parser) = mode, exchange?.dispatched != true else { return }
+        defer {
+            if readingPaused && pending.count <= shared.configuration.maxPipelinedBytes / 2 && !closeWhenFlushed { resumeReading() }
+        }
+        guard case .http1(let parser) = mode, exchange?.dispatched != true, !closeWhenFlushed else { return }
+        if exchange == nil && out.count + pendingWrite > shared.configuration.maxPendingOutput {
+            // The client has not taken the last answers: the next request waits (and so, past
+            // the read-ahead budget, does reading).
+            waitingForDrain = true
+            return
+        }
+        if phase == .idle && !pending.isEmpty { startRequest() }
         while !pending.isEmpty && !parser.paused {
             let result: Result<Int, HTTP1Parser.Failure> = pending.withUnsafeBytes { b in
                 do throws(HTTP1Parser.Failure) { return .success(try parser.feed(b)) } catch { return .failure(error) }
@@ -181,6 +286,7 @@ final class HTTPServerConnection: SocketConnection, AcceptedConnection, @uncheck
         case .head(let head):
             let e = H1Exchange(head: head)
             exchange = e
+            enter(.body)
             if let length = head.contentLength, length > UInt64(shared.configuration.maxBodySize) {
                 failH1(413, "the request body is larger than \(shared.configuration.maxBodySize) bytes")
                 return false
@@ -199,9 +305,11 @@ final class HTTPServerConnection: SocketConnection, AcceptedConnection, @uncheck
         case .end:
             guard let e = exchange else { return true }
             e.dispatched = true
-            idleTimer?.cancel()
+            enter(.handling)
             let h = e.head
-            let sink = H1Sink(connection: self, isHead: h.method == "HEAD", keepAlive: h.keepAlive && !draining, version: h.version)
+            requestsServed += 1
+            let keepAlive = h.keepAlive && !draining && requestsServed < shared.configuration.maxRequestsPerConnection
+            let sink = H1Sink(connection: self, isHead: h.method == "HEAD", keepAlive: keepAlive, version: h.version)
             e.sink = sink
             e.task = launch(request(h.method, h.target, h.headers, e.body, h.version), sink: sink) { [weak self] in self?.h1Finished() }
         }
@@ -217,6 +325,8 @@ final class HTTPServerConnection: SocketConnection, AcceptedConnection, @uncheck
         exchange = nil
         pending = []
         closeWhenFlushed = true
+        phaseTimer?.cancel()
+        phaseTimer = nil
         scheduleFlush()
     }
 
@@ -230,10 +340,12 @@ final class HTTPServerConnection: SocketConnection, AcceptedConnection, @uncheck
         exchange = nil
         if !keepAlive || draining {
             closeWhenFlushed = true
+            phaseTimer?.cancel()
+            phaseTimer = nil
             scheduleFlush()
             return
         }
-        armIdle()
+        enter(.idle)
         if case .http1(let parser) = mode {
             parser.resume()
             parseH1()
@@ -274,42 +386,84 @@ final class HTTPServerConnection: SocketConnection, AcceptedConnection, @uncheck
             if let authority, !headers.contains(where: { $0.name == "host" }) { headers.append(("host", authority)) }
             let s = H2Exchange(id: id, method: method, target: path, headers: headers)
             streams[id] = s
-            idleTimer?.cancel()
+            if phase != .streams { enter(.streams) }
             if method.isEmpty || path.isEmpty {
                 h2.reset(stream: id, code: NGHTTP2_PROTOCOL_ERROR.rawValue)
                 return
             }
-            if endStream { dispatchH2(h2, s) }
+            if let length = headers.first(where: { $0.name == "content-length" }).flatMap({ UInt64($0.value) }),
+               length > UInt64(shared.configuration.maxBodySize)
+            {
+                refuseOversized(h2, s)
+                return
+            }
+            if endStream {
+                dispatchH2(h2, s)
+            } else {
+                armStreamTimer(h2, s, timeouts.body, .bodyTimeout)
+            }
         case .data(let id, let bytes, let endStream):
-            if !bytes.isEmpty { h2.consume(stream: id, bytes.count) }
-            guard let s = streams[id], !s.dispatched else { return }
+            guard let s = streams[id], !s.dispatched else {
+                // Data nobody will read (a refused or answered stream): the credit goes straight back.
+                if !bytes.isEmpty { h2.consume(stream: id, bytes.count) }
+                return
+            }
+            // Held, with its credit, until the body is handed over: a stream holds at most its
+            // window, a connection at most the connection window.
             s.body += bytes
             if s.body.count > shared.configuration.maxBodySize {
-                s.dispatched = true
-                let sink = H2Sink(connection: self, h2: h2, stream: id, isHead: false)
-                let body = Array("{\"code\":8,\"message\":\"the request body is larger than \(shared.configuration.maxBodySize) bytes\",\"details\":[]}".utf8)
-                sink.head(status: 413, headers: [("content-type", "application/json"), ("content-length", String(body.count))])
-                sink.body(body)
-                sink.end(trailers: [])
+                refuseOversized(h2, s)
                 return
             }
             if endStream { dispatchH2(h2, s) }
         case .streamClosed(let id, _):
             if let s = streams.removeValue(forKey: id) {
                 s.gone = true
+                s.timer?.cancel()
                 s.task?.cancel()
+                // Body bytes never handed over: give the connection's credit back.
+                if !s.dispatched && !s.body.isEmpty { h2.consume(stream: id, s.body.count) }
             }
             if streams.isEmpty {
-                if draining { closeWhenFlushed = true } else { armIdle() }
+                if draining { closeWhenFlushed = true } else { enter(.idle) }
             }
         case .goAway, .ping, .pingAck:
             break
         }
     }
 
+    /// 413 for a body over the limit; what it sent so far is dropped and its credit returned.
+    private func refuseOversized(_ h2: HTTP2Session, _ s: H2Exchange) {
+        s.dispatched = true
+        s.timer?.cancel()
+        if !s.body.isEmpty { h2.consume(stream: s.id, s.body.count) }
+        s.body = []
+        let sink = H2Sink(connection: self, h2: h2, stream: s.id, isHead: false)
+        let body = Array("{\"code\":8,\"message\":\"the request body is larger than \(shared.configuration.maxBodySize) bytes\",\"details\":[]}".utf8)
+        sink.head(status: 413, headers: [("content-type", "application/json"), ("content-length", String(body.count))])
+        sink.body(body)
+        sink.end(trailers: [])
+    }
+
+    /// A stream's own deadline: its body (until dispatched), then the whole request. Overstaying
+    /// resets the stream (CANCEL); the connection and its other streams go on.
+    private func armStreamTimer(_ h2: HTTP2Session, _ s: H2Exchange, _ after: Duration, _ reason: ConnectionShed) {
+        s.timer?.cancel()
+        s.timer = loop.schedule(after: max(after, .zero)) { [weak self, weak s, weak h2] in
+            guard let self, let s, let h2, !self.isClosed, self.streams[s.id] === s else { return }
+            self.report(shed: reason)
+            s.timer = nil
+            h2.reset(stream: s.id, code: NGHTTP2_CANCEL.rawValue)
+            self.scheduleFlush()
+        }
+    }
+
     private func dispatchH2(_ h2: HTTP2Session, _ s: H2Exchange) {
         guard !s.dispatched else { return }
         s.dispatched = true
+        // The body is the responder's now: its bytes' credit goes back to the client.
+        if !s.body.isEmpty { h2.consume(stream: s.id, s.body.count) }
+        armStreamTimer(h2, s, timeouts.request - (ContinuousClock.now - s.opened), .requestTimeout)
         let sink = H2Sink(connection: self, h2: h2, stream: s.id, isHead: s.method == "HEAD")
         s.sink = sink
         s.task = launch(request(s.method, s.target, s.headers, s.body, "HTTP/2"), sink: sink) {}
@@ -339,6 +493,9 @@ final class H2Exchange {
     var gone = false
     var task: Task<Void, Never>?
     var sink: H2Sink?
+    /// The stream's body, then request, deadline.
+    var timer: LoopTimer?
+    let opened = ContinuousClock.now
 
     init(id: Int32, method: String, target: String, headers: [(name: String, value: String)]) {
         self.id = id

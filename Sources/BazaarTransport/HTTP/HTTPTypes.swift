@@ -123,9 +123,22 @@ public struct HTTPServerConfiguration: Sendable {
     public var tls: TLSConfiguration?
     /// Larger request bodies are answered 413 without reading them.
     public var maxBodySize = 1 << 20
-    public var http2 = HTTP2Settings()
-    /// A keep-alive HTTP/1.1 connection idle this long is closed.
-    public var idleTimeout: Duration = .seconds(60)
+    /// HTTP/2 limits. The front door keeps at most ``maxBodySize`` (plus one frame) of request
+    /// body per stream and one connection window per connection: credit goes back only as bodies
+    /// are handed to the responder.
+    public var http2 = HTTP2Settings.edge
+    /// One timeout per phase of a connection and its requests.
+    public var timeouts = HTTPTimeouts()
+    /// Connections per process and per client address.
+    public var connections = ConnectionLimits()
+    /// HTTP/1.1: bytes of pipelined requests read ahead while one is handled; beyond, the
+    /// connection stops reading until the handled request is answered.
+    public var maxPipelinedBytes = 64 << 10
+    /// HTTP/1.1: answer bytes waiting for a slow reader; beyond, no further pipelined request is
+    /// started until the client has taken them.
+    public var maxPendingOutput = 256 << 10
+    /// HTTP/1.1: requests on one connection; the last one is answered with `connection: close`.
+    public var maxRequestsPerConnection = 1000
     public var loopCount: Int?
     /// SIGTERM and SIGINT start a graceful shutdown.
     public var handleSignals = false
@@ -136,6 +149,38 @@ public struct HTTPServerConfiguration: Sendable {
         self.host = host
         self.port = port
         self.tls = tls
+    }
+}
+
+/// The front door's timeouts, one per phase (each closes the connection, or resets the HTTP/2
+/// stream, that overstays it; ``ConnectionShed`` counts them).
+public struct HTTPTimeouts: Sendable {
+    /// TLS handshake, from the accepted connection.
+    public var handshake: Duration = .seconds(10)
+    /// A request's headers, from its first byte (the first request: from the handshake).
+    public var header: Duration = .seconds(10)
+    /// A request's body, from the end of its headers.
+    public var body: Duration = .seconds(30)
+    /// A keep-alive connection with no request in flight.
+    public var idle: Duration = .seconds(60)
+    /// Pending output the peer takes nothing of.
+    public var write: Duration = .seconds(30)
+    /// A whole request, from its first byte to the end of its answer (streamed answers included).
+    public var request: Duration = .seconds(120)
+
+    public init() {}
+}
+
+extension HTTP2Settings {
+    /// The front door's HTTP/2 limits: what one internet client may hold (100 streams, 4 MiB of
+    /// connection window, 16 KiB of headers per stream), not the mesh's LAN-sized windows.
+    public static var edge: HTTP2Settings {
+        var s = HTTP2Settings()
+        s.maxConcurrentStreams = 100
+        s.connectionWindowSize = 4 << 20
+        s.streamWindowSize = 1 << 20
+        s.maxHeaderListSize = 16 << 10
+        return s
     }
 }
 

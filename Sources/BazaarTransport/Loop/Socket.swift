@@ -110,8 +110,16 @@ enum Socket {
         }
     }
 
-    /// Accepts one pending connection, non-blocking; `nil` when none is waiting.
-    static func accept(_ listener: Int32) -> (fd: Int32, peer: String)? {
+    enum Accepted {
+        case accepted(fd: Int32, peer: String)
+        /// Nothing is waiting.
+        case none
+        /// `accept` failed with this errno.
+        case failed(Int32)
+    }
+
+    /// Accepts one pending connection, non-blocking.
+    static func accept(_ listener: Int32) -> Accepted {
         var storage = sockaddr_storage()
         var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
         let fd = withUnsafeMutablePointer(to: &storage) {
@@ -119,11 +127,32 @@ enum Socket {
                 Glibc.accept(listener, $0, &len)
             }
         }
-        if fd < 0 { return nil }
+        if fd < 0 {
+            let e = errno
+            // A connection that was reset before we took it, or a signal: just try the next.
+            if e == EAGAIN || e == EWOULDBLOCK || e == EINTR || e == ECONNABORTED || e == EPROTO { return .none }
+            return .failed(e)
+        }
         setNonBlocking(fd)
         _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
         setNoDelay(fd)
-        return (fd, describe(storage))
+        return .accepted(fd: fd, peer: describe(storage))
+    }
+
+    /// Whether an `accept` error means the process or system ran out of something (descriptors,
+    /// buffers, memory), so the pending connection stays queued and retrying at once would spin.
+    static func isResourceShortage(_ error: Int32) -> Bool {
+        error == EMFILE || error == ENFILE || error == ENOBUFS || error == ENOMEM
+    }
+
+    /// The address part of a peer as ``describe(_:)`` writes it (`1.2.3.4:5` -> `1.2.3.4`,
+    /// `[::1]:5` -> `::1`).
+    static func host(of peer: String) -> String {
+        if peer.hasPrefix("["), let close = peer.firstIndex(of: "]") {
+            return String(peer[peer.index(after: peer.startIndex)..<close])
+        }
+        if let colon = peer.lastIndex(of: ":") { return String(peer[..<colon]) }
+        return peer
     }
 
     /// Starts a non-blocking connect; the socket becomes writable when it completes.

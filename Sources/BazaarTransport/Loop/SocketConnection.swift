@@ -16,6 +16,13 @@ class SocketConnection: @unchecked Sendable {
     private(set) var isReady = false
     /// Above this many unsent bytes, the subclass is not asked for more output until the socket drains.
     let writeHighWater = 1 << 20
+    /// The subclass stopped reading (input back-pressure); see ``pauseReading()``.
+    private(set) var readingPaused = false
+    /// A peer that takes none of the pending output for this long is cut off (`nil`: never).
+    /// Set by the subclass before ``start(connecting:)``.
+    var writeStallTimeout: Duration?
+    private var stallTimer: LoopTimer?
+    private var lastWriteProgress = ContinuousClock.now
 
     init(loop: EventLoop, fd: Int32, tls: TLSEngine?, peerAddress: String) {
         self.loop = loop
@@ -78,12 +85,43 @@ class SocketConnection: @unchecked Sendable {
 
     // MARK: I/O
 
+    /// Stops reading from the socket until ``resumeReading()``: the kernel's receive buffer
+    /// fills and TCP stops the peer. For input the subclass cannot take yet.
+    func pauseReading() {
+        guard !readingPaused, !isClosed else { return }
+        readingPaused = true
+        watcher?.setReading(false)
+    }
+
+    func resumeReading() {
+        guard readingPaused, !isClosed else { return }
+        readingPaused = false
+        watcher?.setReading(true)
+        // Bytes that arrived while paused raise no new edge for a level-triggered watcher that
+        // was off; read them now rather than wait for more.
+        loop.execute { [weak self] in
+            guard let self, !self.readingPaused, !self.isClosed, !self.lingering else { return }
+            self.readable()
+        }
+    }
+
+    /// Tells the observer why the transport cut this connection, then closes it.
+    func shed(_ reason: ConnectionShed, closing why: String) {
+        report(shed: reason)
+        close(error: why)
+    }
+
+    /// Counts a limit or timeout that cut a connection or a stream.
+    func report(shed reason: ConnectionShed) {
+        observer?.connectionShed(reason: reason)
+    }
+
     private func readable() {
         if lingering {
             drainLinger()
             return
         }
-        guard !isClosed else { return }
+        guard !isClosed, !readingPaused else { return }
         var rounds = 0
         while rounds < 16 {
             rounds += 1
@@ -114,7 +152,7 @@ class SocketConnection: @unchecked Sendable {
                     received(Array(UnsafeRawBufferPointer(rebasing: buffer[0..<n])))
                 }
                 if isClosed { return }
-                if n < buffer.count { break }
+                if n < buffer.count || readingPaused { break }
             } else if n == 0 {
                 close(error: nil)
                 return
@@ -173,6 +211,7 @@ class SocketConnection: @unchecked Sendable {
             let n = outBuffer.withUnsafeBytes { sendBytes($0.baseAddress! + outOffset, $0.count - outOffset) }
             if n > 0 {
                 outOffset += n
+                lastWriteProgress = .now
             } else if n < 0 && (errno == EAGAIN || errno == EINTR) {
                 break
             } else {
@@ -184,10 +223,34 @@ class SocketConnection: @unchecked Sendable {
             outBuffer.removeAll(keepingCapacity: outBuffer.count < 256 << 10)
             outOffset = 0
             watcher.setWriting(false)
+            stallTimer?.cancel()
+            stallTimer = nil
         } else {
             watcher.setWriting(true)
+            if stallTimer == nil {
+                // Output just became pending: the peer's clock starts now.
+                lastWriteProgress = .now
+                armStallTimer()
+            }
         }
         didWrite()
+    }
+
+    /// Output is waiting for the peer: cut it off once it has taken nothing for
+    /// ``writeStallTimeout`` (a client that never reads must not hold its answers forever).
+    private func armStallTimer() {
+        guard stallTimer == nil, let limit = writeStallTimeout, !isClosed else { return }
+        let wait = limit - (ContinuousClock.now - lastWriteProgress)
+        stallTimer = loop.schedule(after: max(wait, .milliseconds(10))) { [weak self] in
+            guard let self, !self.isClosed else { return }
+            self.stallTimer = nil
+            guard self.pendingWrite > 0 else { return }
+            if ContinuousClock.now - self.lastWriteProgress >= limit {
+                self.shed(.writeTimeout, closing: "the peer read nothing for \(limit)")
+            } else {
+                self.armStallTimer()
+            }
+        }
     }
 
     private func append(_ bytes: [UInt8]) {
@@ -217,6 +280,8 @@ class SocketConnection: @unchecked Sendable {
             _ = outBuffer.withUnsafeBytes { sendBytes($0.baseAddress! + outOffset, $0.count - outOffset) }
         }
         isClosed = true
+        stallTimer?.cancel()
+        stallTimer = nil
         observer?.connectionClosed(server: isServerSide)
         closed(error: error)
         if error == nil && watcher != nil {

@@ -9,6 +9,33 @@ public protocol TransportObserver: Sendable {
     func tlsHandshakeFailed(server: Bool)
     /// How much later than asked a loop's probe timer fired, every ``TransportEvents/lagProbeInterval``.
     func loopLag(seconds: Double, loop: Int)
+    /// A connection was refused or cut by a limit, a timeout or an `accept` failure: `reason` is
+    /// one of a few fixed words (``ConnectionShed``), so it can be a metric label.
+    func connectionShed(reason: ConnectionShed)
+}
+
+/// Why the transport refused or closed a connection on its own.
+public enum ConnectionShed: String, Sendable, CaseIterable {
+    /// The process already holds its maximum of accepted connections.
+    case processLimit = "process_limit"
+    /// One client address already holds its maximum.
+    case addressLimit = "address_limit"
+    /// `accept` failed (EMFILE, ENFILE, ENOBUFS, ENOMEM): the listener backs off for a moment.
+    case acceptFailed = "accept_failed"
+    /// The TLS handshake (or, in plaintext, the first request) did not arrive in time.
+    case handshakeTimeout = "handshake_timeout"
+    /// A request's headers did not arrive in time.
+    case headerTimeout = "header_timeout"
+    /// A request's body did not arrive in time.
+    case bodyTimeout = "body_timeout"
+    /// The peer took nothing of what was written to it for too long.
+    case writeTimeout = "write_timeout"
+    /// A request (read, handling and answer) outlived the longest one allowed.
+    case requestTimeout = "request_timeout"
+}
+
+extension TransportObserver {
+    public func connectionShed(reason: ConnectionShed) {}
 }
 
 /// The process's one ``TransportObserver``. Install it before servers and channels start: loops
