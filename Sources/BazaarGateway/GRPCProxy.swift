@@ -29,14 +29,14 @@ extension Gateway {
     /// Headers a client may not pass through to a service.
     static let notForwarded: Set<String> = ["content-type", "content-length", "te", "host", "connection", "user-agent", "authorization",
                                             "grpc-timeout", "grpc-encoding", "grpc-accept-encoding", "accept-encoding", "x-grpc-web",
-                                            "x-user-agent", "origin", "referer", "accept"]
+                                            "x-user-agent", "origin", "referer", "accept", "x-request-id", "traceparent"]
 
     func proxy(_ request: HTTPRequest, _ flavor: GRPCFlavor, _ writer: HTTPResponseWriter, _ common: [(String, String)]) async {
         let contentType = request.header("content-type") ?? "application/grpc"
         var head = common
         if flavor != .grpc { head += [("access-control-expose-headers", "grpc-status, grpc-message, x-request-id")] }
-        func finish(_ status: RPCError, sentHead: Bool) {
-            let trailers = [("grpc-status", String(status.code.rawValue))] + (status.message.isEmpty ? [] : [("grpc-message", GRPCHeaders.percentEncode(status.message))])
+        func finish(_ status: RPCError, sentHead: Bool, extra: [(String, String)] = []) {
+            let trailers = [("grpc-status", String(status.code.rawValue))] + (status.message.isEmpty ? [] : [("grpc-message", GRPCHeaders.percentEncode(status.message))]) + extra
             if !sentHead { writer.writeHead(status: 200, headers: head + [("content-type", contentType)]) }
             switch flavor {
             case .grpc:
@@ -83,6 +83,11 @@ extension Gateway {
         } catch {
             return finish(RPCError(error.code, error.message), sentHead: false)
         }
+        if let seconds = rateLimited(request, user: user, method: method) {
+            // gRPC's retry pushback: a client that retries waits at least this long.
+            return finish(RPCError(.resourceExhausted, "too many requests; retry in \(seconds) s"), sentHead: false,
+                          extra: [("grpc-retry-pushback-ms", String(seconds * 1000))])
+        }
         var options = CallOptions(timeout: deadline(request, method))
         for (name, value) in request.headers where !Self.notForwarded.contains(name) && !name.hasPrefix("x-bazaar-") && !name.hasPrefix(":") {
             if name.hasSuffix("-bin") {
@@ -93,11 +98,7 @@ extension Gateway {
                 options.metadata.add(name, value)
             }
         }
-        if !request.headers.contains(where: { $0.name == "x-request-id" }) { options.metadata.add("x-request-id", common[0].1) }
-        if let user {
-            options.metadata.add(ForwardedIdentity.subjectKey, user.subject)
-            if !user.roles.isEmpty { options.metadata.add(ForwardedIdentity.rolesKey, user.roles.joined(separator: ",")) }
-        }
+        forward(user, requestID: common[0].1, request, into: &options)
 
         func frame(_ message: [UInt8]) -> [UInt8] {
             let f = (try? MessageWriter.frame(message, compression: .identity)) ?? []

@@ -142,12 +142,7 @@ public final class Gateway: HTTPResponder {
 
         // Who is calling, and may they?
         let user = try authenticate(request, rule: method.options.auth)
-        let key = user.map { "user:" + $0.subject }
-            ?? "addr:" + ClientAddress.resolve(peer: Self.host(of: request.remoteAddress), forwardedFor: request.header("x-forwarded-for"),
-                                               trustedProxies: settings.trustedProxies)
-        let limit = settings.routeRateLimits[method.path] ?? settings.rateLimit
-        if let wait = limiter.take(key: key + "|" + (settings.routeRateLimits[method.path] != nil ? method.path : ""), limit: limit) {
-            let seconds = max(1, Int(wait.rounded(.up)))
+        if let seconds = rateLimited(request, user: user, method: method) {
             throw HTTPFailure(status: 429, code: .resourceExhausted, message: "too many requests; retry in \(seconds) s",
                               headers: [("retry-after", String(seconds))])
         }
@@ -186,13 +181,7 @@ public final class Gateway: HTTPResponder {
             throw HTTPFailure(status: 503, code: .unavailable, message: "\(method.service) is not configured in this gateway")
         }
         var options = CallOptions(timeout: deadline(request, method))
-        options.metadata.add("x-request-id", common[0].1)
-        if let user {
-            options.metadata.add(ForwardedIdentity.subjectKey, user.subject)
-            if !user.roles.isEmpty { options.metadata.add(ForwardedIdentity.rolesKey, user.roles.joined(separator: ",")) }
-            if !user.scopes.isEmpty { options.metadata.add(ForwardedIdentity.scopesKey, user.scopes.joined(separator: " ")) }
-        }
-        if let tp = request.header("traceparent") { options.metadata.add("traceparent", tp) }
+        forward(user, requestID: common[0].1, request, into: &options)
 
         if streaming {
             return try await stream(route, builder.serialized(), upstream, options, format, writer, common)
@@ -277,6 +266,30 @@ public final class Gateway: HTTPResponder {
             }
         }
         return user
+    }
+
+    /// Every protocol at the edge (REST, gRPC, gRPC-Web) draws from the same buckets: per user
+    /// when signed in, otherwise per client address, with per-method overrides. `nil` when the
+    /// call may go on, otherwise the whole seconds until the caller's next token.
+    func rateLimited(_ request: HTTPRequest, user: UserIdentity?, method: MethodDescriptor) -> Int? {
+        let key = user.map { "user:" + $0.subject }
+            ?? "addr:" + ClientAddress.resolve(peer: Self.host(of: request.remoteAddress), forwardedFor: request.header("x-forwarded-for"),
+                                               trustedProxies: settings.trustedProxies)
+        let own = settings.routeRateLimits[method.path]
+        guard let wait = limiter.take(key: key + "|" + (own != nil ? method.path : ""), limit: own ?? settings.rateLimit) else { return nil }
+        return max(1, Int(wait.rounded(.up)))
+    }
+
+    /// What the services learn about the caller, the same for every protocol: the verified user
+    /// (subject, roles, scopes), the request id the gateway settled on, and the trace context.
+    func forward(_ user: UserIdentity?, requestID: String, _ request: HTTPRequest, into options: inout CallOptions) {
+        options.metadata.add("x-request-id", requestID)
+        if let user {
+            options.metadata.add(ForwardedIdentity.subjectKey, user.subject)
+            if !user.roles.isEmpty { options.metadata.add(ForwardedIdentity.rolesKey, user.roles.joined(separator: ",")) }
+            if !user.scopes.isEmpty { options.metadata.add(ForwardedIdentity.scopesKey, user.scopes.joined(separator: " ")) }
+        }
+        if let tp = request.header("traceparent") { options.metadata.add("traceparent", tp) }
     }
 
     // MARK: CORS
