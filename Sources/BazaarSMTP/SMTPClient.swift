@@ -85,7 +85,17 @@ public struct SMTPClient: Sendable {
         return lines.joined(separator: "\r\n") + "\r\n.\r\n"
     }
 
+    /// Whether an address can go into an SMTP command as it is. Stripping a line break out of one
+    /// would join its halves into another address (another customer's), so such an address is
+    /// refused instead, as a permanent failure.
+    static func isSendable(_ address: String) -> Bool {
+        !address.isEmpty && address.utf8.count <= 254 && address.unicodeScalars.allSatisfy { $0.value > 0x20 && $0.value != 0x7F && $0 != "<" && $0 != ">" }
+    }
+
     func sendBlocking(_ m: EmailMessage) throws {
+        for (role, address) in [("sender", m.from), ("recipient", m.to)] where !Self.isSendable(address) {
+            throw SMTPError(code: 553, message: "the \(role) address holds spaces, control characters or angle brackets; not sent")
+        }
         let conn = try Connection(host: host, port: port, timeout: timeout)
         defer { conn.close() }
         try conn.expect(220)

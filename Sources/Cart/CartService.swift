@@ -89,7 +89,9 @@ public final class CartService: Shop_V1_CartService.ServiceProtocol {
             item.unitPrice = p.price
             cart.items.append(item)
             currency = currency ?? p.price?.currencyCode
-            if p.price?.currencyCode == currency { subtotal += quantity * (p.price?.amountMinor ?? 0) }
+            if p.price?.currencyCode == currency {
+                subtotal = try MoneyMath.sum(subtotal, MoneyMath.line(quantity, p.price?.amountMinor ?? 0))
+            }
         }
         if let currency { cart.subtotal = Shop_V1_Money(currency, subtotal) }
         return cart

@@ -103,7 +103,14 @@ public final class CatalogService: Shop_V1_CatalogService.ServiceProtocol {
             if let c = cursor { conditions.append("(name, id) > (\(bind(c[1])), \(bind(try uuid(c[2])))::uuid)") }
         case .relevance:
             order = "\(rank) DESC, id"
-            if let c = cursor { offset = Int(try int64(c[1])) }
+            if let c = cursor {
+                // A position in the ranking: never negative, and no deeper than anyone pages.
+                let position = try int64(c[1])
+                guard position >= 0 && position <= Self.maxRelevanceOffset else {
+                    throw RPCError(.invalidArgument, "page.page_token is not a token this service issued")
+                }
+                offset = Int(position)
+            }
         default:
             order = "created_at DESC, id DESC"
             if let c = cursor { conditions.append("(created_at, id) < (\(bind(c[1]))::timestamptz, \(bind(try uuid(c[2])))::uuid)") }
@@ -124,6 +131,9 @@ public final class CatalogService: Shop_V1_CatalogService.ServiceProtocol {
         }
         return response
     }
+
+    /// How deep relevance-ranked results page (OFFSET paging costs the skipped rows).
+    static let maxRelevanceOffset: Int64 = 10_000
 
     private func int64(_ text: String) throws(RPCError) -> Int64 {
         guard let v = Int64(text) else { throw RPCError(.invalidArgument, "page.page_token is not a token this service issued") }
@@ -197,12 +207,13 @@ public final class CatalogService: Shop_V1_CatalogService.ServiceProtocol {
                            "product.sku may hold only letters, digits, '-', '_' and '.'")
         }
         if fields.contains("name") { try Check.text(p.name, "product.name", max: 200) }
-        if fields.contains("description") { try Check.text(p.description_p, "product.description", max: 5000, required: false) }
+        if fields.contains("description") { try Check.text(p.description_p, "product.description", max: 5000, required: false, multiline: true) }
         if fields.contains("price") {
             guard let price = p.price else { throw RPCError(.invalidArgument, "product.price is required") }
             try Check.that(price.currencyCode.count == 3 && price.currencyCode.allSatisfy { $0.isASCII && $0.isUppercase },
                            "product.price.currency_code must be an ISO 4217 code such as EUR")
-            try Check.that(price.amountMinor >= 0, "product.price.amount_minor must not be negative")
+            try Check.that(price.amountMinor >= 0 && price.amountMinor <= MoneyMath.maxUnitPriceMinor,
+                           "product.price.amount_minor must be between 0 and \(MoneyMath.maxUnitPriceMinor)")
         }
         if fields.contains("stock") { try Check.that(p.stock >= 0 && p.stock <= 1_000_000_000, "product.stock must be between 0 and 1e9") }
         if fields.contains("categories") {
@@ -220,7 +231,7 @@ public final class CatalogService: Shop_V1_CatalogService.ServiceProtocol {
             try Check.that(p.attributes.count <= 50, "product.attributes holds at most 50 entries")
             for (k, v) in p.attributes {
                 try Check.text(k, "product.attributes key", max: 64)
-                try Check.text(v, "product.attributes[\(k)]", max: 500, required: false)
+                try Check.text(v, "product.attributes[\(k)]", max: 500, required: false, multiline: true)
             }
         }
     }

@@ -71,7 +71,7 @@ public final class NotificationsService: Shop_V1_NotificationsService.ServicePro
         try Check.id(r.id, "id")
         try Check.id(r.userID, "user_id")
         try Check.text(r.subject, "subject", max: 200)
-        try Check.text(r.body, "body", max: 10_000)
+        try Check.text(r.body, "body", max: 10_000, multiline: true)
         switch r.channel {
         case .inApp, .email: break
         default: throw RPCError(.invalidArgument, "channel must be IN_APP or EMAIL")

@@ -65,7 +65,12 @@ extension OrdersService {
                 throw RPCError(.failedPrecondition, "the cart mixes currencies; one order is paid in one currency")
             }
             // Prices come from the catalog's reservation, never from the client or the cart.
-            total = reserved.lines.reduce(0) { $0 + $1.quantity * ($1.unitPrice?.amountMinor ?? 0) }
+            do {
+                total = try MoneyMath.total(reserved.lines.map { ($0.quantity, $0.unitPrice?.amountMinor ?? 0) })
+            } catch {
+                _ = try await catalog.releaseStock(Shop_V1_ReleaseStockRequest(orderID: orderID))
+                throw error
+            }
             try await db.transaction { tx in
                 let row = try await tx.query("""
                     INSERT INTO orders (id, user_id, status, currency, total_minor, shipping_address)

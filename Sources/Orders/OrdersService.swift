@@ -63,7 +63,7 @@ public final class OrdersService: Shop_V1_OrdersService.ServiceProtocol {
             item.productName = r.text("product_name")
             item.quantity = r.int64("quantity")
             item.unitPrice = Shop_V1_Money(cur, r.int64("unit_price_minor"))
-            item.lineTotal = Shop_V1_Money(cur, r.int64("unit_price_minor") * r.int64("quantity"))
+            item.lineTotal = Shop_V1_Money(cur, try MoneyMath.line(r.int64("quantity"), r.int64("unit_price_minor")))
             items[r.text("order_id"), default: []].append(item)
         }
         return rows.map { row in
@@ -190,7 +190,7 @@ public final class OrdersService: Shop_V1_OrdersService.ServiceProtocol {
     public func cancelOrder(_ request: Shop_V1_CancelOrderRequest, context: ServerContext) async throws -> Shop_V1_Order {
         let me = try UserIdentity.required()
         let order = try await visibleOrder(request.id)
-        try Check.text(request.reason, "reason", max: 500, required: false)
+        try Check.text(request.reason, "reason", max: 500, required: false, multiline: true)
         if order.status == .cancelled { return order }
         if let refusal = OrderLifecycle.refusal(from: order.status, to: .cancelled, by: me.isAdmin ? .admin : .customer) { throw refusal }
         let reason = request.reason.isEmpty ? "cancelled by the customer" : request.reason

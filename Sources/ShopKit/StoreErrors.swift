@@ -31,6 +31,9 @@ public struct StoreErrorInterceptor: RPCInterceptor {
         }
         if error.sqlState == "40001" || error.sqlState == "40P01" { return RPCError(.aborted, "conflict with a concurrent change; try again") }
         if error.sqlState == "57014" { return RPCError(.deadlineExceeded, "the statement was cancelled") }
+        // Class 22 (data exception: a malformed date, a number out of range) comes from a value
+        // the caller sent, as a parameter: the caller's mistake, not the server's.
+        if error.sqlState.hasPrefix("22") { return RPCError(.invalidArgument, "a value in the request is malformed or out of range (sqlstate \(error.sqlState))") }
         return RPCError(.internal, "internal error (sqlstate \(error.sqlState))")
     }
 }

@@ -26,19 +26,75 @@ extension Google_Protobuf_Timestamp {
     }
 }
 
+/// Money limits and arithmetic that cannot trap: a price, a line or a total that does not fit
+/// fails the one call (OUT_OF_RANGE) instead of killing the process on an overflow.
+public enum MoneyMath {
+    /// The highest price of one unit, in minor units (a billion in a two-decimal currency). With
+    /// the cart's caps on units and lines, every total stays far inside 64 bits.
+    public static let maxUnitPriceMinor: Int64 = 100_000_000_000
+
+    /// `quantity` units at `unitMinor` each.
+    public static func line(_ quantity: Int64, _ unitMinor: Int64) throws(RPCError) -> Int64 {
+        let (product, overflow) = quantity.multipliedReportingOverflow(by: unitMinor)
+        if overflow { throw RPCError(.outOfRange, "\(quantity) × \(unitMinor) is beyond the largest amount this shop can charge") }
+        return product
+    }
+
+    public static func sum(_ a: Int64, _ b: Int64) throws(RPCError) -> Int64 {
+        let (total, overflow) = a.addingReportingOverflow(b)
+        if overflow { throw RPCError(.outOfRange, "the total is beyond the largest amount this shop can charge") }
+        return total
+    }
+
+    /// The sum of `quantity × unit price` over lines.
+    public static func total<Lines: Sequence>(_ lines: Lines) throws(RPCError) -> Int64 where Lines.Element == (Int64, Int64) {
+        var total: Int64 = 0
+        for (quantity, unit) in lines { total = try sum(total, line(quantity, unit)) }
+        return total
+    }
+}
+
 /// Request validation: every failure is INVALID_ARGUMENT naming the field.
 public enum Check {
     public static func that(_ condition: Bool, _ message: @autoclosure () -> String) throws(RPCError) {
         if !condition { throw RPCError(.invalidArgument, message()) }
     }
 
-    /// A required string of at most `max` characters, without control characters.
-    public static func text(_ value: String, _ field: String, max: Int = 200, required: Bool = true) throws(RPCError) {
+    /// A required string of at most `max` characters, without control characters (C0, DEL,
+    /// C1, and the Unicode line and paragraph separators). Only `multiline` text (a description,
+    /// a message body) may hold line breaks and tabs: a newline in a name, an address or an email
+    /// ends up in a header, a log line or an SMTP command.
+    public static func text(_ value: String, _ field: String, max: Int = 200, required: Bool = true, multiline: Bool = false) throws(RPCError) {
         if required, value.trimming(" \t\r\n").isEmpty { throw RPCError(.invalidArgument, "\(field) is required") }
         if value.count > max { throw RPCError(.invalidArgument, "\(field) is longer than \(max) characters") }
-        if value.unicodeScalars.contains(where: { $0.value < 0x20 && $0 != "\n" && $0 != "\t" || $0.value == 0x7F }) {
-            throw RPCError(.invalidArgument, "\(field) contains control characters")
+        if value.unicodeScalars.contains(where: { isControl($0) && !(multiline && ($0 == "\n" || $0 == "\t")) }) {
+            throw RPCError(.invalidArgument, multiline ? "\(field) contains control characters" : "\(field) contains control characters or line breaks")
         }
+    }
+
+    static func isControl(_ c: Unicode.Scalar) -> Bool {
+        c.value < 0x20 || (0x7F...0x9F).contains(c.value) || c.value == 0x2028 || c.value == 0x2029
+    }
+
+    /// An email address as mail systems take it (RFC 5321's dot-atom local part, a DNS domain of
+    /// at least two labels), ASCII only (international domains in their punycode form): nothing
+    /// that an SMTP server, a header or a log could read as more than one address.
+    public static func email(_ value: String, _ field: String = "email") throws(RPCError) {
+        let bad = RPCError(.invalidArgument, "\(field) is not an email address")
+        guard value.utf8.count <= 254, value.unicodeScalars.allSatisfy({ $0.isASCII && !isControl($0) }) else { throw bad }
+        let parts = value.split(separator: "@", omittingEmptySubsequences: false)
+        guard parts.count == 2 else { throw bad }
+        let (local, domain) = (parts[0], parts[1])
+        let atomExtra = Set("!#$%&'*+/=?^_`{|}~-")
+        guard (1...64).contains(local.count), !local.hasPrefix("."), !local.hasSuffix("."), !local.contains(".."),
+              local.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "." || atomExtra.contains($0) })
+        else { throw bad }
+        let labels = domain.split(separator: ".", omittingEmptySubsequences: false)
+        guard domain.count <= 253, labels.count >= 2,
+              labels.allSatisfy({ l in
+                  (1...63).contains(l.count) && !l.hasPrefix("-") && !l.hasSuffix("-") && l.allSatisfy { $0.isLetter || $0.isNumber || $0 == "-" }
+              })
+        else { throw bad }
     }
 
     /// A UUID in its canonical text form (ids of every shop entity).
