@@ -96,6 +96,39 @@ struct ShopEnvironment: Sendable {
         return v
     }
 
+    /// The deployment profile (BAZAAR_ENV): `development` (the default) or `production`, which
+    /// refuses test-only components unless each is allowed explicitly.
+    func isProduction() throws(RPCError) -> Bool {
+        switch typed["ENV"] ?? "development" {
+        case "development": return false
+        case "production": return true
+        case let other: throw RPCError(.invalidArgument, "BAZAAR_ENV='\(other)': expected development or production")
+        }
+    }
+
+    /// The payment provider (BAZAAR_PAYMENT_PROVIDER). The only one built in is `test`, which
+    /// pays every order without charging anyone: the default in development, refused in
+    /// production unless BAZAAR_ALLOW_TEST_PAYMENTS=true (a staging cluster, a load test).
+    func paymentProvider(db: PostgresPool, logger: Logger) throws(RPCError) -> any PaymentProvider {
+        let production = try isProduction()
+        guard let name = typed["PAYMENT_PROVIDER"] ?? (production ? nil : "test") else {
+            throw RPCError(.invalidArgument, "BAZAAR_PAYMENT_PROVIDER is required with BAZAAR_ENV=production")
+        }
+        switch name {
+        case "test":
+            if production {
+                guard try bool("ALLOW_TEST_PAYMENTS") == true else {
+                    throw RPCError(.invalidArgument, "BAZAAR_PAYMENT_PROVIDER=test accepts every card without charging it; "
+                                   + "BAZAAR_ENV=production refuses it unless BAZAAR_ALLOW_TEST_PAYMENTS=true")
+                }
+                logger.warning("the test payment provider is on in production (BAZAAR_ALLOW_TEST_PAYMENTS=true): orders are not charged")
+            }
+            return TestPaymentProvider(db: db, latency: try duration("PAYMENT_LATENCY") ?? .zero)
+        default:
+            throw RPCError(.invalidArgument, "BAZAAR_PAYMENT_PROVIDER='\(name)': the providers built in are: test")
+        }
+    }
+
     /// The SPIFFE trust domain of the mesh identities (BAZAAR_TRUST_DOMAIN).
     var trustDomain: String { typed["TRUST_DOMAIN"] ?? IdentityPolicy().trustDomain }
 
@@ -239,7 +272,7 @@ struct ShopRunner: Sendable {
             if let d = try env.duration("CHECKOUT_RECOVER_AFTER") { settings.recoverAfter = d }
             let orders = OrdersService(db: db, catalog: Shop_V1_CatalogService.Client(transport: try upstream(.catalog)),
                                        cart: Shop_V1_CartService.Client(transport: try upstream(.cart)),
-                                       payments: TestPaymentProvider(db: db, latency: try env.duration("PAYMENT_LATENCY") ?? .zero),
+                                       payments: try env.paymentProvider(db: db, logger: logger),
                                        logger: logger, settings: settings)
             let every = try env.duration("RECOVERY_INTERVAL") ?? .seconds(5)
             background.append {

@@ -254,6 +254,11 @@ def test_the_whole_shop_runs_from_the_image_with_the_kubernetes_configuration(im
                     "BAZAAR_METRICS_PORT": str(free_port()), "BAZAAR_HEALTH_PORT": str(free_port()),
                     "OTEL_TRACES_EXPORTER": "none", "BAZAAR_CONSUMER_NAME": name})
         env.pop("BAZAAR_SMTP_ADDR", None)  # no mail relay here: notifications store, not send
+        assert env["BAZAAR_ENV"] == "production"
+        if name == "orders":
+            # As a staging cluster would: the production profile refuses the test payment provider
+            # otherwise (Tests/Integration/test_edge_abuse.py checks the refusal).
+            env["BAZAAR_ALLOW_TEST_PAYMENTS"] = "true"
         env["BAZAAR_GATEWAY_PORT" if name == "gateway" else "BAZAAR_PORT"] = str(ports[name])
         return env
 
