@@ -25,7 +25,8 @@ public final class Telemetry: Sendable {
 
     public struct Options: Sendable {
         public var metricsPort: Int? = 9464
-        public var metricsHost = "0.0.0.0"
+        /// Loopback unless configured: metrics describe the process to whoever can reach them.
+        public var metricsHost = "127.0.0.1"
         public var logLevel = LogLevel.info
         public var accessLogSampleRatio = 1.0
         /// `nil`: no tracing at all (no context is propagated either).
@@ -86,7 +87,9 @@ public final class Telemetry: Sendable {
         } else if let port = try bazaar.int("METRICS_PORT", 0...65535) {
             o.metricsPort = port
         }
-        if let h = bazaar["METRICS_HOST"] { o.metricsHost = h }
+        // Bound like the service (BAZAAR_HOST) unless set on its own: a service kept on loopback
+        // must not publish its metrics to every interface.
+        if let h = bazaar["METRICS_HOST"] ?? bazaar["HOST"] { o.metricsHost = h }
         if let l = bazaar["LOG_LEVEL"] {
             guard let level = LogLevel(name: l) else { throw RPCError(.invalidArgument, "BAZAAR_LOG_LEVEL='\(l)': expected debug, info, warning or error") }
             o.logLevel = level

@@ -141,8 +141,9 @@ class Shop:
             time.sleep(0.05)
         raise RuntimeError(f"{name} did not start: {self.log(name)[-2000:]}")
 
-    def start_gateway(self, name="gateway", env=None, tls=False):
-        """`bazaar gateway` in front of the services (plaintext HTTP/1.1 + h2c, or HTTPS)."""
+    def start_gateway(self, name="gateway", env=None, tls=False, preexec_fn=None):
+        """`bazaar gateway` in front of the services (plaintext HTTP/1.1 + h2c, or HTTPS);
+        `preexec_fn` runs in the child before it starts (resource limits)."""
         port = free_port()
         e = self.env("gateway")
         e.pop("BAZAAR_DATABASE_URL", None)
@@ -154,7 +155,7 @@ class Shop:
         e.update(env or {})
         log_path = self.dir / f"{name}.log"
         proc = subprocess.Popen([binary("bazaar"), "gateway", "--port", str(port)], stdout=open(log_path, "a"),
-                                stderr=subprocess.STDOUT, env=e)
+                                stderr=subprocess.STDOUT, env=e, preexec_fn=preexec_fn)
         self.procs[name] = proc
         deadline = time.time() + 60
         while "listening on" not in log_path.read_text().split("shut down cleanly")[-1]:

@@ -110,7 +110,10 @@ final class ServerConnection: SocketConnection, @unchecked Sendable {
         idleTimer?.cancel()
         ageTimer?.cancel()
         drainTimer?.cancel()
-        for stream in streams.allValues { stream.peerReset() }
+        for stream in streams.allValues {
+            stream.peerReset()
+            stream.streamClosed()
+        }
         streams.removeAll()
         onClose(self)
     }
@@ -139,6 +142,7 @@ final class ServerConnection: SocketConnection, @unchecked Sendable {
         case .streamClosed(let id, let code):
             if let stream = streams.removeValue(forKey: id) {
                 if code != 0 || !stream.isFinished { stream.peerReset() }
+                stream.streamClosed()
             }
             armIdleTimer()
         case .ping:

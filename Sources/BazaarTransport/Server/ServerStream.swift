@@ -41,9 +41,7 @@ final class ServerStream: GatedStream, @unchecked Sendable {
         self.handler = handler
         self.context = context
         if let deadline = context.deadline {
-            deadlineTimer = loop.schedule(after: deadline - .now) { [weak self] in
-                self?.fail(RPCError(.deadlineExceeded, "deadline exceeded"))
-            }
+            deadlineTimer = loop.schedule(after: deadline - .now) { [weak self] in self?.deadlinePassed() }
         }
         if case .streaming = handler.body { launch() }
     }
@@ -246,6 +244,23 @@ final class ServerStream: GatedStream, @unchecked Sendable {
         writers.fail(error)
     }
 
+    /// The call's deadline: a call still running fails; a call that has answered but whose peer
+    /// has not taken the answer (a closed flow-control window) loses it: the stream is reset, so
+    /// a reader that never reads holds nothing past the deadline it asked for.
+    private func deadlinePassed() {
+        deadlineTimer = nil
+        guard isFinished else { return fail(RPCError(.deadlineExceeded, "deadline exceeded")) }
+        guard !connection.isClosed, connection.h2.pendingBytes(stream: id) > 0 else { return }
+        connection.h2.reset(stream: id, code: NGHTTP2_CANCEL.rawValue)
+        connection.scheduleFlush()
+    }
+
+    /// The stream is closed (answered and taken, or reset): nothing more to watch.
+    func streamClosed() {
+        deadlineTimer?.cancel()
+        deadlineTimer = nil
+    }
+
     /// Fails the call with `error` (from the transport: deadline, bad input, refusal).
     func fail(_ error: any Error) {
         guard !isFinished else { return }
@@ -281,7 +296,7 @@ final class ServerStream: GatedStream, @unchecked Sendable {
         task = nil
         requests = nil
         settleCredit()
-        deadlineTimer?.cancel()
+        // The deadline timer stays: it drops the answer if the peer has not taken it by then.
         failWriters(RPCError(.cancelled, "the call has ended"))
         var trailers: [HeaderField] = []
         var prefix: HeaderBlock? = nil

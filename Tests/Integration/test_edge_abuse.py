@@ -1,0 +1,282 @@
+"""The attacks of issue 15 as tests, against the real gateway and the real services: each asserts
+a bound (memory, connections, counts, statuses), never a duration. Timeouts in the gateways
+started here are short so that the events come soon; every wait ends at the event itself and has
+a generous guard only against a hang."""
+import base64
+import json
+import resource
+import socket
+import subprocess
+import urllib.error
+import urllib.request
+import uuid
+
+import grpc
+import pytest
+
+from abuse import (HANG_GUARD, closed_by_peer, connect, free_port, http_get, metric, open_fds, read_response, shed,
+                   status_kb, wait_for)
+from rpc_fixtures import binary
+from shop_clients import Client, make_product, new_customer
+
+C = grpc.StatusCode
+
+
+def start(shop, name, tls=False, preexec_fn=None, **env):
+    """A gateway of its own, with metrics on a port of their own; (port, metrics port, pid)."""
+    mport = free_port()
+    settings = {"BAZAAR_METRICS_PORT": str(mport), **{f"BAZAAR_{k}": str(v) for k, v in env.items()}}
+    base = shop.start_gateway(name, env=settings, tls=tls, preexec_fn=preexec_fn)
+    return int(base.rsplit(":", 1)[1]), mport, shop.procs[name].pid
+
+
+# 1. Pipelining amplification.
+
+def test_a_pipelined_flood_that_never_reads_holds_bounded_memory(shop):
+    port, mport, pid = start(shop, "gw-pipeline", WRITE_TIMEOUT="3s")
+    before_kb = status_kb(pid, "VmRSS")
+    attacker = connect(port, rcvbuf=4096, timeout=10)
+    # A small, fixed send buffer: what the gateway does not read stays in this process.
+    attacker.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
+    request = b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n"
+    sent, stopped = 0, None
+    try:
+        for _ in range(100_000):
+            attacker.sendall(request)
+            sent += 1
+    except (socket.timeout, BrokenPipeError, ConnectionResetError) as e:
+        stopped = e
+    # The gateway stopped reading (or cut the client off) long before the flood was in.
+    assert stopped is not None and sent < 100_000, f"all {sent} pipelined requests were read"
+    # Everyone else is served meanwhile.
+    assert http_get(port, "/healthz") == 200
+    # The client that reads nothing is cut off by the write timeout.
+    wait_for("the write-stall timeout", lambda: shed(mport, "write_timeout") >= 1)
+    peak_kb = status_kb(pid, "VmHWM")
+    assert peak_kb - before_kb < 64 * 1024, f"peak RSS {peak_kb // 1024} MiB, {before_kb // 1024} MiB before the attack"
+    answered = metric(mport, "bazaar_http_requests_total", route="/openapi.json")
+    assert answered < 200, f"{answered} pipelined requests were answered into a closed window"
+    attacker.close()
+
+
+# 2. Every phase has its timeout; connections are capped per process and per address.
+
+def test_stalled_headers_bodies_and_silent_connections_are_closed(shop):
+    port, mport, _ = start(shop, "gw-stall", HEADER_TIMEOUT="2s", BODY_TIMEOUT="2s")
+    body_stalled = []
+    for _ in range(25):
+        s = connect(port, timeout=HANG_GUARD)
+        s.sendall(b"POST /v1/users HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{")
+        body_stalled.append(s)
+    header_stalled = []
+    for _ in range(20):
+        s = connect(port, timeout=HANG_GUARD)
+        s.sendall(b"GET /v1/products HTTP/1.1\r\nHost: x\r\n")
+        header_stalled.append(s)
+    silent = [connect(port, timeout=HANG_GUARD) for _ in range(5)]
+    assert http_get(port, "/healthz") == 200
+    for s in body_stalled:
+        answer = read_response(s)
+        assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+        s.close()
+    for s in header_stalled + silent:
+        answer = read_response(s)  # the peer closes: this returns
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+        s.close()
+    assert shed(mport, "body_timeout") >= 25
+    assert shed(mport, "header_timeout") >= 25
+    assert http_get(port, "/healthz") == 200
+
+
+@pytest.mark.parametrize("limit", ["MAX_CONNECTIONS_PER_CLIENT", "MAX_CONNECTIONS"])
+def test_connections_beyond_the_caps_are_refused_and_the_rest_served(shop, limit):
+    port, mport, _ = start(shop, f"gw-cap-{limit.lower()}", HEADER_TIMEOUT="120s", **{limit: 10})
+    held = [connect(port, timeout=HANG_GUARD) for _ in range(20)]
+    reason = "address_limit" if limit == "MAX_CONNECTIONS_PER_CLIENT" else "process_limit"
+    wait_for("the refusals", lambda: shed(mport, reason) >= 10)
+    refused = [s for s in held if closed_by_peer(s)]
+    assert len(refused) == 10
+    admitted = [s for s in held if s not in refused]
+    # The admitted ones are served.
+    admitted[0].sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert admitted[0].recv(4096).startswith(b"HTTP/1.1 200 ")
+    for s in held:
+        s.close()
+    # Places come back as connections close.
+    wait_for("a place for a new connection", lambda: http_get(port, "/healthz") == 200)
+
+
+def test_a_tls_handshake_that_never_comes_is_closed(shop):
+    port, mport, _ = start(shop, "gw-tls-stall", tls=True, HANDSHAKE_TIMEOUT="2s")
+    s = connect(port, timeout=HANG_GUARD)
+    assert read_response(s) == b""
+    s.close()
+    assert shed(mport, "handshake_timeout") >= 1
+
+
+# 10. EMFILE: the listener backs off instead of spinning, and keeps serving what it has.
+
+def test_out_of_descriptors_the_gateway_backs_off_and_recovers(shop):
+    port, mport, pid = start(shop, "gw-emfile")
+    keep = connect(port, timeout=HANG_GUARD)
+    keep.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert keep.recv(4096).startswith(b"HTTP/1.1 200 ")
+    limit = open_fds(pid) + 6
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (limit, limit))
+    flood = [connect(port, timeout=HANG_GUARD) for _ in range(40)]
+    wait_for("the descriptor table to fill", lambda: open_fds(pid) >= limit)
+    # The connection it has keeps being served while new ones wait in the backlog.
+    keep.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert keep.recv(4096).startswith(b"HTTP/1.1 200 ")
+    for s in flood:
+        s.close()
+    wait_for("a new connection to be served", lambda: http_get(port, "/healthz") == 200)
+    failures = shed(mport, "accept_failed")
+    # A spinning loop counts millions; backing off counts a few per second.
+    assert 1 <= failures < 1000, failures
+    keep.close()
+
+
+# 3. Every protocol at the edge draws from the same rate-limit buckets.
+
+def grpc_web(port, path, message):
+    body = b"\x00" + len(message).to_bytes(4, "big") + message
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, method="POST",
+                                 headers={"content-type": "application/grpc-web+proto", "x-grpc-web": "1"})
+    with urllib.request.urlopen(req, timeout=15) as r:
+        data = r.read()
+    trailers, i = {}, 0
+    while i < len(data):
+        flag, n = data[i], int.from_bytes(data[i + 1:i + 5], "big")
+        if flag & 0x80:
+            for line in data[i + 5:i + 5 + n].decode().split("\r\n"):
+                if line:
+                    k, v = line.split(": ", 1)
+                    trailers[k] = v
+        i += 5 + n
+    return trailers
+
+
+def test_grpc_and_grpc_web_share_the_rest_rate_limit(shop, m):
+    port, _, _ = start(shop, "gw-limits", RATE_LIMIT=1, RATE_BURST=5)
+    req = m.catalog.ListProductsRequest(page=m.common.PageRequest(page_size=1)).SerializeToString()
+    trailers = [grpc_web(port, "/shop.v1.CatalogService/ListProducts", req) for _ in range(20)]
+    statuses = [t["grpc-status"] for t in trailers]
+    assert statuses[:5] == ["0"] * 5 and statuses.count("8") >= 10, statuses
+    limited = next(t for t in trailers if t["grpc-status"] == "8")
+    assert int(limited["grpc-retry-pushback-ms"]) >= 1000
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+        call = ch.unary_unary("/shop.v1.CatalogService/ListProducts", request_serializer=lambda x: x,
+                              response_deserializer=lambda x: x)
+        with pytest.raises(grpc.RpcError) as e:
+            call(req, timeout=10)
+        assert e.value.code() == C.RESOURCE_EXHAUSTED
+        assert dict(e.value.trailing_metadata() or ())["grpc-retry-pushback-ms"]
+    # ... and the REST bucket is the same one.
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/products?page.pageSize=1", timeout=15)
+        status = 200
+    except urllib.error.HTTPError as err:
+        status = err.code
+    assert status == 429
+
+
+# 4. Data never crashes a service.
+
+def test_a_price_that_overflows_fails_the_call_and_never_the_cart(shop, m, admin):
+    overflowing = m.catalog.Product(sku=f"T-{uuid.uuid4().hex[:12]}", name="Priceless", stock=10, categories=["test"],
+                                    price=m.common.Money(currency_code="EUR", amount_minor=2**63 - 1))
+    assert admin.code("catalog", "CreateProduct", m.catalog.CreateProductRequest(product=overflowing), m.catalog.Product) == C.INVALID_ARGUMENT
+    # A price from before the bound (written straight to the database) still cannot crash anything.
+    product = make_product(admin, m, stock=10)
+    shop.sql("catalog", f"UPDATE products SET price_minor = {2**63 - 1} WHERE id = '{product.id}'")
+    cart_pid = shop.procs["cart"].pid
+    me = new_customer(shop, m)
+    assert me.code("cart", "AddItem", m.cart.AddItemRequest(product_id=product.id, quantity=2), m.cart.Cart) == C.OUT_OF_RANGE
+    for _ in range(3):
+        assert me.code("cart", "GetCart", m.cart.GetCartRequest(), m.cart.Cart) == C.OUT_OF_RANGE
+    req = m.orders.PlaceOrderRequest(request_id=str(uuid.uuid4()), shipping_address=m.address())
+    assert me.code("orders", "PlaceOrder", req, m.orders.Order) == C.OUT_OF_RANGE
+    assert shop.procs["cart"].poll() is None and shop.procs["cart"].pid == cart_pid
+    assert shop.procs["orders"].poll() is None
+    # The stock reserved for the refused checkout went back.
+    assert int(shop.sql("catalog", f"SELECT stock FROM products WHERE id = '{product.id}'")) == 10
+    # Everyone else's cart works; the customer can remove the line and carry on.
+    other = new_customer(shop, m)
+    fine = make_product(admin, m)
+    assert other.call("cart", "AddItem", m.cart.AddItemRequest(product_id=fine.id, quantity=2), m.cart.Cart).subtotal.amount_minor == 2000
+    me.call("cart", "RemoveItem", m.cart.RemoveItemRequest(product_id=product.id), m.cart.Cart)
+    assert me.call("cart", "GetCart", m.cart.GetCartRequest(), m.cart.Cart).items == []
+
+
+def test_forged_page_tokens_are_invalid_argument(shop, m):
+    me = new_customer(shop, m)
+
+    def token(*parts):
+        return base64.urlsafe_b64encode("\n".join(("p1",) + parts).encode()).decode().rstrip("=")
+
+    relevance = m.catalog.ProductSort.Value("PRODUCT_SORT_RELEVANCE")
+    newest = m.catalog.ProductSort.Value("PRODUCT_SORT_NEWEST")
+    forged = [(relevance, "lamp", token(str(relevance), "-5", "")),
+              (relevance, "lamp", token(str(relevance), str(2**63 - 1), "")),
+              (newest, "", token(str(newest), "not a time", str(uuid.uuid4()))),
+              (newest, "", token(str(newest), "99999-99-99 99:99:99+00", str(uuid.uuid4())))]
+    for sort, query, page_token in forged:
+        req = m.catalog.ListProductsRequest(query=query, sort=sort, page=m.common.PageRequest(page_size=5, page_token=page_token))
+        assert me.code("catalog", "ListProducts", req, m.catalog.ListProductsResponse) == C.INVALID_ARGUMENT, page_token
+
+
+# 5. The production profile refuses test-only components.
+
+def test_the_production_profile_refuses_the_test_payment_provider(shop):
+    env = {**shop.env("orders"), "BAZAAR_ENV": "production"}
+    run = subprocess.run([binary("bazaar"), "serve", "orders", "--port", str(free_port())], env=env, capture_output=True,
+                         text=True, timeout=HANG_GUARD)
+    assert run.returncode == 1 and "BAZAAR_PAYMENT_PROVIDER is required" in run.stderr, run.stderr[-2000:]
+    # As the prod overlay and the chart configure it.
+    env["BAZAAR_PAYMENT_PROVIDER"] = "test"
+    run = subprocess.run([binary("bazaar"), "serve", "orders", "--port", str(free_port())], env=env, capture_output=True,
+                         text=True, timeout=HANG_GUARD)
+    assert run.returncode == 1
+    refusal = [line for line in run.stderr.splitlines() if "cannot start" in line]
+    assert len(refusal) == 1 and "BAZAAR_ALLOW_TEST_PAYMENTS" in refusal[0], run.stderr[-2000:]
+    env["BAZAAR_PAYMENT_PROVIDER"] = "stripe"
+    run = subprocess.run([binary("bazaar"), "serve", "orders", "--port", str(free_port())], env=env, capture_output=True,
+                         text=True, timeout=HANG_GUARD)
+    assert run.returncode == 1 and "BAZAAR_PAYMENT_PROVIDER='stripe'" in run.stderr
+    env.update({"BAZAAR_ENV": "staging"})
+    run = subprocess.run([binary("bazaar"), "serve", "orders", "--port", str(free_port())], env=env, capture_output=True,
+                         text=True, timeout=HANG_GUARD)
+    assert run.returncode == 1 and "BAZAAR_ENV='staging'" in run.stderr
+
+
+# 13. Control characters in emails and other one-line fields.
+
+@pytest.mark.parametrize("email", ["customer@bazaar.lo\ncal", "customer@bazaar.local\r\nRCPT TO:<x@evil.example>",
+                                   "a b@example.com", "<a@example.com>", "a@example", "a..b@example.com", "a@-example.com",
+                                   "ä@example.com", "a@example.com\u2028"])
+def test_emails_with_line_breaks_or_junk_are_refused(shop, m, email):
+    me = Client(shop, m)
+    req = m.accounts.RegisterRequest(email=email, password="a long password")
+    assert me.code("accounts", "Register", req, m.accounts.User) == C.INVALID_ARGUMENT
+
+
+def test_one_line_fields_refuse_line_breaks(shop, m, admin):
+    me = Client(shop, m)
+    req = m.accounts.RegisterRequest(email=f"{uuid.uuid4().hex[:10]}@example.com", password="a long password", display_name="Eve\nAdmin")
+    assert me.code("accounts", "Register", req, m.accounts.User) == C.INVALID_ARGUMENT
+    bad = m.catalog.Product(sku=f"T-{uuid.uuid4().hex[:12]}", name="Two\nlines", stock=1, categories=["test"],
+                            price=m.common.Money(currency_code="EUR", amount_minor=100))
+    assert admin.code("catalog", "CreateProduct", m.catalog.CreateProductRequest(product=bad), m.catalog.Product) == C.INVALID_ARGUMENT
+    # A description may hold paragraphs.
+    good = make_product(admin, m, description="First paragraph.\n\nSecond paragraph.")
+    assert "\n\n" in good.description
+
+
+def test_rest_errors_name_the_limit(shop):
+    port, _, _ = start(shop, "gw-json")
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/users", data=json.dumps({"email": "x@y.lo\ncal", "password": "a long password"}).encode(),
+                                 method="POST", headers={"content-type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(req, timeout=15)
+    assert e.value.code == 400 and "email" in json.loads(e.value.read())["message"]
