@@ -19,8 +19,12 @@ public final class AccountsService: Shop_V1_AccountsService.ServiceProtocol {
         public var audience = "bazaar"
         public var accessTokenLifetime = 900
         public var refreshTokenLifetime = 30 * 24 * 3600
-        /// Failed sign-ins for one email allowed before each further attempt is delayed.
+        /// Failed sign-ins for one email from one client address before each further attempt
+        /// from that address is delayed.
         public var freeLoginFailures = 5
+        /// Failed sign-ins from one client address, whatever the emails, before each further
+        /// attempt from that address is delayed (credential stuffing across accounts).
+        public var freeAddressFailures = 30
         /// The delay after the first extra failure; it doubles per failure up to `maxLoginDelay`.
         public var baseLoginDelay = 1
         public var maxLoginDelay = 900
@@ -88,26 +92,35 @@ public final class AccountsService: Shop_V1_AccountsService.ServiceProtocol {
         }
     }
 
+    /// Signs in. Failed attempts are throttled per (email, client address) and per client address,
+    /// never per email alone: whoever guesses at an account slows only themselves, and its owner
+    /// signs in from anywhere else at once, the admin included. (Clients behind one address, a
+    /// NAT, share its throttle.) The client address is the one the gateway forwards
+    /// (``CallerAddress``); a direct mesh caller is its mesh identity.
     public func login(_ request: Shop_V1_LoginRequest, context: ServerContext) async throws -> Shop_V1_Session {
         let email = try Self.normalizedEmail(request.email)
         try Check.that(!request.password.isEmpty && request.password.utf8.count <= 1024, "password is required")
         let key = email.lowercased()
+        let address = CallerAddress.current ?? "unknown"
+        // A mesh caller (an internal tool) is one identity, not a crowd: only its pairs count.
+        let keys = (pair: "pair:\(key)|\(address)", address: address.hasPrefix("mesh:") ? "none" : "addr:\(address)")
         let throttle = try await db.query("""
-            SELECT GREATEST(0, ceil(extract(epoch FROM locked_until - clock_timestamp())))::int8 AS wait
-            FROM login_failures WHERE email_key = $1
-            """, [key]).rows.first?.int64("wait") ?? 0
+            SELECT COALESCE(max(GREATEST(0, ceil(extract(epoch FROM locked_until - clock_timestamp())))), 0)::int8 AS wait
+            FROM login_throttle WHERE key = $1 OR key = $2
+            """, [keys.pair, keys.address]).rows.first?.int64("wait") ?? 0
         if throttle > 0 {
-            var error = RPCError(.resourceExhausted, "too many failed sign-ins for this email; try again in \(throttle) s")
+            var error = RPCError(.resourceExhausted, "too many failed sign-ins from your address; try again in \(throttle) s")
             error.metadata.add("retry-after", String(throttle))
             throw error
         }
         let row = try await db.query("SELECT \(Self.userColumns), password_hash FROM users WHERE lower(email) = $1", [key]).rows.first
-        let ok = await PasswordHasher.verifyInBackground(request.password, against: row?.text("password_hash") ?? decoyHash)
+        let ok = try await PasswordHasher.verifyInBackground(request.password, against: row?.text("password_hash") ?? decoyHash)
         guard let row, ok else {
-            try await recordFailure(key)
+            try await recordFailure(keys)
             throw RPCError(.unauthenticated, "wrong email or password")
         }
-        _ = try await db.query("DELETE FROM login_failures WHERE email_key = $1", [key])
+        // The address's own count stays: a signed-in account of the attacker's must not reset it.
+        _ = try await db.query("DELETE FROM login_throttle WHERE key = $1", [keys.pair])
         if hasher.needsRehash(row.text("password_hash")) {
             let rehashed = try await hasher.hashInBackground(request.password)
             _ = try await db.query("UPDATE users SET password_hash = $2 WHERE id = $1", [row.text("id"), rehashed])
@@ -118,15 +131,19 @@ public final class AccountsService: Shop_V1_AccountsService.ServiceProtocol {
         }
     }
 
-    /// Counts a failed sign-in; past the free ones, the next attempt waits base * 2^(n - free - 1).
-    private func recordFailure(_ key: String) async throws {
+    /// Counts a failed sign-in for the (email, address) pair and for the address; past the free
+    /// ones, the next attempt from there waits base * 2^(n - free - 1), at most the maximum.
+    private func recordFailure(_ keys: (pair: String, address: String)) async throws {
         _ = try await db.query("""
-            INSERT INTO login_failures (email_key, failures, last_failure_at) VALUES ($1, 1, clock_timestamp())
-            ON CONFLICT (email_key) DO UPDATE SET failures = login_failures.failures + 1, last_failure_at = clock_timestamp(),
-              locked_until = CASE WHEN login_failures.failures + 1 > $2
-                THEN clock_timestamp() + make_interval(secs => LEAST($4::float8, $3::float8 * power(2, login_failures.failures - $2)))
+            INSERT INTO login_throttle (key, failures, last_failure_at)
+            SELECT k, 1, clock_timestamp() FROM unnest(ARRAY[$1, $2]::text[]) AS k WHERE k <> 'none'
+            ON CONFLICT (key) DO UPDATE SET failures = login_throttle.failures + 1, last_failure_at = clock_timestamp(),
+              locked_until = CASE WHEN login_throttle.failures + 1 > (CASE WHEN login_throttle.key = $1 THEN $3::int ELSE $4::int END)
+                THEN clock_timestamp() + make_interval(secs => LEAST($6::float8, $5::float8 * power(2,
+                  login_throttle.failures - (CASE WHEN login_throttle.key = $1 THEN $3::int ELSE $4::int END))))
                 ELSE NULL END
-            """, [key, settings.freeLoginFailures, settings.baseLoginDelay, settings.maxLoginDelay])
+            """, [keys.pair, keys.address, settings.freeLoginFailures, settings.freeAddressFailures, settings.baseLoginDelay,
+                  settings.maxLoginDelay])
         logger.warning("sign-in failed", [])
     }
 
@@ -217,7 +234,7 @@ public final class AccountsService: Shop_V1_AccountsService.ServiceProtocol {
         guard let row = try await db.query("SELECT password_hash FROM users WHERE id = $1::uuid", [me.subject]).rows.first else {
             throw RPCError(.notFound, "no user \(me.subject)")
         }
-        guard await PasswordHasher.verifyInBackground(request.currentPassword, against: row.text("password_hash")) else {
+        guard try await PasswordHasher.verifyInBackground(request.currentPassword, against: row.text("password_hash")) else {
             throw RPCError(.permissionDenied, "current_password is wrong")
         }
         let hash = try await hasher.hashInBackground(request.newPassword)
@@ -327,6 +344,17 @@ public enum AccountsSchema {
                 last_failure_at timestamptz NOT NULL,
                 locked_until    timestamptz
             );
+            """),
+        // Throttling per email locked anyone out of any account; now per (email, address) and per address.
+        Migration(version: 2, name: "sign-in throttling per client address", sql: """
+            DROP TABLE login_failures;
+            CREATE TABLE login_throttle (
+                key             text PRIMARY KEY,
+                failures        integer NOT NULL,
+                last_failure_at timestamptz NOT NULL,
+                locked_until    timestamptz
+            );
+            CREATE INDEX login_throttle_last_failure ON login_throttle (last_failure_at);
             """),
     ]
 }

@@ -36,6 +36,15 @@ public enum ForwardedIdentity {
     public static let rolesKey = "x-bazaar-user-roles"
     /// Space-separated scopes.
     public static let scopesKey = "x-bazaar-user-scopes"
+    /// The client's address as the gateway saw it (behind trusted proxies, from X-Forwarded-For).
+    public static let clientAddressKey = "x-bazaar-client-address"
+}
+
+/// Where the current call comes from, for throttling: the client address the gateway forwarded
+/// (believed only from a trusted forwarder), otherwise `mesh:<the caller's SPIFFE id>`. Set by
+/// ``UserAuthenticator`` for the handler.
+public enum CallerAddress {
+    @TaskLocal public static var current: String?
 }
 
 /// Bearer credentials and IDL auth rules, for every place that checks them (the services'
@@ -111,7 +120,15 @@ public struct UserAuthenticator: RPCInterceptor {
             }
             if let why = BearerAuth.refusal(user, rule) { throw RPCError(.permissionDenied, "\(head.method.path): \(why)") }
         }
-        try await UserIdentity.$current.withValue(user) { try await next(head) }
+        let address: String?
+        if let peer = head.peerIdentity, trustedForwarders.contains(peer), let forwarded = head.metadata[ForwardedIdentity.clientAddressKey] {
+            address = forwarded
+        } else {
+            address = head.peerIdentity.map { "mesh:" + $0 }
+        }
+        try await UserIdentity.$current.withValue(user) {
+            try await CallerAddress.$current.withValue(address) { try await next(head) }
+        }
     }
 
     /// The verified user of a call, `nil` when it carries no credentials.

@@ -47,3 +47,30 @@ extension StringProtocol {
         return String(s)
     }
 }
+
+/// The CPUs this process may use: the online cores, capped by the cgroup v2 quota (`cpu.max`),
+/// so that a 2-CPU pod on a 64-core node runs 2 loops and 2 password hashes at once, not 64.
+public enum CPUBudget {
+    public static let count: Int = {
+        let online = max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        guard let quota = quota(cpuMax: readSmallFile("/sys/fs/cgroup/cpu.max")) else { return online }
+        return max(1, min(online, quota))
+    }()
+
+    /// Whole CPUs from a `cpu.max` line (`200000 100000` -> 2, `150000 100000` -> 2,
+    /// `max 100000` -> nil).
+    public static func quota(cpuMax: String?) -> Int? {
+        guard let parts = cpuMax?.split(separator: " "), parts.count == 2,
+              let quota = Double(parts[0].trimming(" \n")), let period = Double(parts[1].trimming(" \n")), period > 0, quota > 0
+        else { return nil }
+        return Int((quota / period).rounded(.up))
+    }
+
+    static func readSmallFile(_ path: String) -> String? {
+        guard let f = fopen(path, "r") else { return nil }
+        defer { fclose(f) }
+        var buffer = [CChar](repeating: 0, count: 128)
+        guard fgets(&buffer, Int32(buffer.count), f) != nil else { return nil }
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}

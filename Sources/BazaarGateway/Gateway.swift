@@ -272,18 +272,25 @@ public final class Gateway: HTTPResponder {
     /// when signed in, otherwise per client address, with per-method overrides. `nil` when the
     /// call may go on, otherwise the whole seconds until the caller's next token.
     func rateLimited(_ request: HTTPRequest, user: UserIdentity?, method: MethodDescriptor) -> Int? {
-        let key = user.map { "user:" + $0.subject }
-            ?? "addr:" + ClientAddress.resolve(peer: Self.host(of: request.remoteAddress), forwardedFor: request.header("x-forwarded-for"),
-                                               trustedProxies: settings.trustedProxies)
+        let key = user.map { "user:" + $0.subject } ?? "addr:" + clientAddress(request)
         let own = settings.routeRateLimits[method.path]
         guard let wait = limiter.take(key: key + "|" + (own != nil ? method.path : ""), limit: own ?? settings.rateLimit) else { return nil }
         return max(1, Int(wait.rounded(.up)))
     }
 
+    /// The client's address: the peer, or behind trusted proxies the rightmost untrusted
+    /// `X-Forwarded-For` entry.
+    func clientAddress(_ request: HTTPRequest) -> String {
+        ClientAddress.resolve(peer: Self.host(of: request.remoteAddress), forwardedFor: request.header("x-forwarded-for"),
+                              trustedProxies: settings.trustedProxies)
+    }
+
     /// What the services learn about the caller, the same for every protocol: the verified user
-    /// (subject, roles, scopes), the request id the gateway settled on, and the trace context.
+    /// (subject, roles, scopes), the client address, the request id the gateway settled on, and
+    /// the trace context.
     func forward(_ user: UserIdentity?, requestID: String, _ request: HTTPRequest, into options: inout CallOptions) {
         options.metadata.add("x-request-id", requestID)
+        options.metadata.add(ForwardedIdentity.clientAddressKey, clientAddress(request))
         if let user {
             options.metadata.add(ForwardedIdentity.subjectKey, user.subject)
             if !user.roles.isEmpty { options.metadata.add(ForwardedIdentity.rolesKey, user.roles.joined(separator: ",")) }

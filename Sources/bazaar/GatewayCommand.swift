@@ -23,6 +23,7 @@ struct GatewayCommand: ParsableCommand {
             http/1.1), otherwise plaintext HTTP/1.1 and h2c. Upstreams: BAZAAR_<SERVICE>_TARGET (default 127.0.0.1:9101-9105), \
             over mutual TLS as `gateway` (BAZAAR_TLS_DIR). Tokens: BAZAAR_JWT_PUBLIC_KEY, BAZAAR_JWT_ISSUER, BAZAAR_JWT_AUDIENCE. \
             Limits: BAZAAR_RATE_LIMIT (requests per second per user or address, default 50), BAZAAR_RATE_BURST (100), \
+            BAZAAR_AUTH_RATE_LIMIT and BAZAAR_AUTH_RATE_BURST (1 and 20: sign-up, sign-in, password changes), \
             BAZAAR_TRUSTED_PROXIES (CIDRs whose X-Forwarded-For names the client address, e.g. the Ingress controller's), \
             BAZAAR_MAX_BODY (bytes, 1 MiB), BAZAAR_MAX_DEADLINE (30s), BAZAAR_MAX_CONNECTIONS (10000), \
             BAZAAR_MAX_CONNECTIONS_PER_CLIENT (256; trusted proxies are exempt), BAZAAR_MAX_STREAMS_PER_CONNECTION (100). \
@@ -82,6 +83,12 @@ struct GatewayCommand: ParsableCommand {
         if let rate = try env.int("RATE_LIMIT", 1...1_000_000) { settings.rateLimit.ratePerSecond = Double(rate) }
         if let burst = try env.int("RATE_BURST", 1...1_000_000) { settings.rateLimit.burst = Double(burst) }
         if let d = try env.duration("MAX_DEADLINE") { settings.maxDeadline = d }
+        // Password checks cost tens of milliseconds of CPU each: sign-up, sign-in and password
+        // changes get a bucket of their own, tighter than the rest.
+        var passwords = RateLimit(ratePerSecond: 1, burst: 20)
+        if let rate = try env.int("AUTH_RATE_LIMIT", 1...1_000_000) { passwords.ratePerSecond = Double(rate) }
+        if let burst = try env.int("AUTH_RATE_BURST", 1...1_000_000) { passwords.burst = Double(burst) }
+        for method in ["Register", "Login", "ChangePassword"] { settings.routeRateLimits["/shop.v1.AccountsService/\(method)"] = passwords }
         for entry in (env["TRUSTED_PROXIES"] ?? "").split(separator: ",").map({ String($0).trimming(" ") }) where !entry.isEmpty {
             guard let network = IPNetwork(entry) else {
                 throw RPCError(.invalidArgument, "BAZAAR_TRUSTED_PROXIES: '\(entry)' is not an address or CIDR network")

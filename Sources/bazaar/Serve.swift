@@ -249,6 +249,13 @@ struct ShopRunner: Sendable {
         case .accounts:
             let db = try await database()
             try await migrate(db, AccountsSchema.migrations, logger)
+            let work = SecretWork.shared
+            telemetry.registry.addCollector {
+                [CollectedSample(name: "bazaar_password_checks_shed_total", help: "Password hashes refused because the argon2 queue was full.",
+                                 type: .counter, value: Double(work.shedCount)),
+                 CollectedSample(name: "bazaar_password_checks_dropped_total", help: "Queued password hashes dropped because their caller gave up.",
+                                 type: .counter, value: Double(work.droppedCount))]
+            }
             let signing: JWTKey
             do {
                 let key = try JWTKey(pem: try env.file("JWT_PRIVATE_KEY", default: ".run/jwt/jwt-key.pem"))

@@ -280,3 +280,62 @@ def test_rest_errors_name_the_limit(shop):
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(req, timeout=15)
     assert e.value.code == 400 and "email" in json.loads(e.value.read())["message"]
+
+
+# 7 and 8. Password checks: per-address throttling that never locks the owner out, and a bounded
+# argon2 queue that sheds.
+
+def rest(port, method, path, body=None, headers=None):
+    h = {"content-type": "application/json", **(headers or {})}
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=json.dumps(body).encode() if body is not None else None,
+                                 method=method, headers=h)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+
+
+def test_guessing_at_an_account_throttles_the_guesser_never_the_owner(shop):
+    port, _, _ = start(shop, "gw-lockout", TRUSTED_PROXIES="127.0.0.1/32", AUTH_RATE_LIMIT=1000, AUTH_RATE_BURST=1000)
+    email, password = f"owner-{uuid.uuid4().hex[:8]}@example.com", "the owner's password"
+    assert rest(port, "POST", "/v1/users", {"email": email, "password": password})[0] == 201
+    attacker, owner = {"x-forwarded-for": "203.0.113.7"}, {"x-forwarded-for": "198.51.100.9"}
+    statuses = [rest(port, "POST", "/v1/sessions", {"email": email, "password": f"guess {n}"}, attacker)[0] for n in range(8)]
+    assert statuses[:5] == [401] * 5 and statuses[-1] == 429, statuses
+    # During the attack the owner signs in from their own address with the right password ...
+    status, session = rest(port, "POST", "/v1/sessions", {"email": email, "password": password}, owner)
+    assert status == 201 and session["accessToken"]
+    # ... while the guesser's address waits, even with the right password.
+    assert rest(port, "POST", "/v1/sessions", {"email": email, "password": password}, attacker)[0] == 429
+    # Guessing across many accounts from one address throttles that address.
+    stuffer = {"x-forwarded-for": "203.0.113.99"}
+    spread = [rest(port, "POST", "/v1/sessions", {"email": f"victim{n}@example.com", "password": "password1"}, stuffer)[0]
+              for n in range(32)]
+    assert spread[:30] == [401] * 30 and spread[-1] == 429, spread
+    assert rest(port, "POST", "/v1/sessions", {"email": email, "password": password}, owner)[0] == 201
+
+
+def test_a_flood_of_password_checks_is_shed_not_queued(shop, m):
+    mport = free_port()
+    shop.start("accounts", replica="accounts-argon", env={"BAZAAR_ARGON2_QUEUE": "2", "BAZAAR_METRICS_PORT": str(mport)})
+    port = int(shop.log("accounts-argon").split("listening on ")[-1].split()[0].rsplit(":", 1)[1])
+    creds = grpc.ssl_channel_credentials(root_certificates=(shop.certs / "ca.pem").read_bytes(),
+                                         private_key=(shop.certs / "client-key.pem").read_bytes(),
+                                         certificate_chain=(shop.certs / "client.pem").read_bytes())
+    with grpc.secure_channel(f"127.0.0.1:{port}", creds) as ch:
+        login = ch.unary_unary("/shop.v1.AccountsService/Login", request_serializer=lambda x: x.SerializeToString(),
+                               response_deserializer=m.accounts.Session.FromString)
+        calls = [login.future(m.accounts.LoginRequest(email=f"nobody{n}@example.com", password="password1"), timeout=HANG_GUARD)
+                 for n in range(60)]
+        codes = []
+        for c in calls:
+            try:
+                c.result()
+                codes.append(C.OK)
+            except grpc.RpcError as e:
+                codes.append(e.code())
+    assert set(codes) <= {C.UNAUTHENTICATED, C.RESOURCE_EXHAUSTED}, set(codes)
+    assert codes.count(C.RESOURCE_EXHAUSTED) >= 1 and codes.count(C.UNAUTHENTICATED) >= 1
+    assert metric(mport, "bazaar_password_checks_shed_total") == codes.count(C.RESOURCE_EXHAUSTED)
+    shop.stop("accounts-argon")

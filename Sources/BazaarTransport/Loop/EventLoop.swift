@@ -1,3 +1,4 @@
+import BazaarCore
 import CBazaarEvent
 import Glibc
 import Synchronization
@@ -243,7 +244,8 @@ public final class EventLoopGroup: Sendable {
     }
 
     /// The number of online cores.
-    public static var coreCount: Int { max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN))) }
+    /// One loop per CPU the process may use (the cgroup quota counts: ``CPUBudget``).
+    public static var coreCount: Int { CPUBudget.count }
 
     /// Loops in turn, for spreading new connections.
     public func nextLoop() -> EventLoop {
