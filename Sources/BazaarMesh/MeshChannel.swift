@@ -510,7 +510,7 @@ public final class MeshChannel: ClientTransport, Sendable {
                 if policy != nil { throttle.recordSuccess() }
                 return response
             } catch let error as RPCError {
-                record(sub, failed: OutlierDetectionPolicy.failureCodes.contains(error.code))
+                record(sub, failed: configuration.outlierDetection?.blamesEndpoint(error.code, timeout: options.timeout) ?? false)
                 guard let policy, policy.retryableCodes.contains(error.code) else { throw error }
                 let throttleAllows = throttle.recordFailure()
                 guard throttleAllows, policy.allowsRetry(after: error, attempt: attempt), !Task.isCancelled else { throw error }
@@ -559,7 +559,8 @@ public final class MeshChannel: ClientTransport, Sendable {
                     return nil
                 } catch {
                     let code = (error as? RPCError)?.code ?? .unknown
-                    finish(failed: OutlierDetectionPolicy.failureCodes.contains(code), error: error)
+                    finish(failed: call.channel.configuration.outlierDetection?.blamesEndpoint(code, timeout: nil, streaming: true) ?? false,
+                           error: error)
                     throw error
                 }
             }

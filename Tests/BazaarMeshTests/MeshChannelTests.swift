@@ -112,6 +112,23 @@ final class OutcomeRecorder: RPCInterceptor {
         }
     }
 
+    /// Issue 15, item 11: callers with their own short deadlines must not eject a healthy replica.
+    @Test func shortClientDeadlinesDoNotEjectAHealthyEndpoint() async throws {
+        try await withServers([Backend(), Backend()]) { ports in
+            var mesh = MeshConfiguration()
+            mesh.outlierDetection?.consecutiveFailures = 2
+            mesh.outlierDetection?.maxEjectionPercent = 100
+            let ch = try MeshChannel(target: "static:///127.0.0.1:\(ports[0]),127.0.0.1:\(ports[1])", security: .plaintext, mesh: mesh)
+            for _ in 0..<10 {
+                await #expect(throws: RPCError.self) {
+                    _ = try await ch.unary(Backend.sleep, request: [], options: CallOptions(timeout: .milliseconds(20)))
+                }
+            }
+            #expect(ch.endpoints.allSatisfy { !$0.ejected }, "\(ch.endpoints)")
+            await ch.shutdown()
+        }
+    }
+
     @Test func anInheritedDeadlineThatHasPassedFailsWithoutACall() async throws {
         let back = Backend()
         try await withServers([back]) { ports in

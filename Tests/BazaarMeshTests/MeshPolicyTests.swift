@@ -72,6 +72,20 @@ func step<T>(_ b: inout CircuitBreaker, _ body: (inout CircuitBreaker) -> T) -> 
         #expect(b.isAvailable && b.ejections == 0)
     }
 
+    /// Issue 15, item 11: a caller's own short deadline, or a stream reaching its lifetime, is not
+    /// the endpoint's failure; an endpoint that fails a call it had time for is.
+    @Test func onlyFailuresTheEndpointCausedCount() {
+        let p = OutlierDetectionPolicy()
+        #expect(!p.blamesEndpoint(.deadlineExceeded, timeout: .milliseconds(50)))
+        #expect(p.blamesEndpoint(.deadlineExceeded, timeout: .seconds(5)))
+        #expect(p.blamesEndpoint(.deadlineExceeded, timeout: nil))
+        #expect(!p.blamesEndpoint(.deadlineExceeded, timeout: nil, streaming: true))
+        #expect(p.blamesEndpoint(.unavailable, timeout: .milliseconds(50), streaming: true))
+        #expect(!p.blamesEndpoint(.invalidArgument, timeout: nil))
+        #expect(!p.blamesEndpoint(.cancelled, timeout: nil))
+        #expect(!p.blamesEndpoint(.resourceExhausted, timeout: nil))
+    }
+
     @Test func theEjectionCapIsRespected() {
         var b = CircuitBreaker(policy: Self.policy)
         let now = ContinuousClock.now

@@ -18,8 +18,26 @@ public struct OutlierDetectionPolicy: Sendable, Hashable {
 
     public init() {}
 
-    /// Statuses that say the endpoint, not the request, is at fault.
+    /// A DEADLINE_EXCEEDED counts against the endpoint only when the call gave it at least this
+    /// long: a caller's own 50 ms `grpc-timeout` running out says nothing about the endpoint.
+    public var minimumCountedDeadline: Duration = .seconds(1)
+
+    /// Statuses that may say the endpoint, not the request, is at fault.
     public static let failureCodes: Set<StatusCode> = [.unavailable, .deadlineExceeded, .internal, .unknown, .dataLoss]
+
+    /// Whether a call that ended with `code` counts as the endpoint's failure. Only failures the
+    /// endpoint caused count (clients must not be able to eject healthy replicas): a deadline
+    /// counts only for a unary call that had ``minimumCountedDeadline`` or more (`timeout`: what
+    /// the attempt had, `nil` for none); a stream's deadline is its lifetime, so a stream that
+    /// reaches it (a watch ending at its maximum) never counts.
+    public func blamesEndpoint(_ code: StatusCode, timeout: Duration?, streaming: Bool = false) -> Bool {
+        guard Self.failureCodes.contains(code) else { return false }
+        if code == .deadlineExceeded {
+            if streaming { return false }
+            return (timeout ?? .seconds(Int64.max)) >= minimumCountedDeadline
+        }
+        return true
+    }
 }
 
 /// The circuit breaker of one endpoint: closed (serving), open (ejected until a time), half-open
