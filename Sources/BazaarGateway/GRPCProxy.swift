@@ -113,6 +113,9 @@ extension Gateway {
                 sentHead = true
                 writer.writeBody(frame(reply))
             } else {
+                let caller = self.caller(request, user)
+                if let why = streams.take(caller) { throw RPCError(.resourceExhausted, why) }
+                defer { streams.release(caller) }
                 let replies = upstream.streaming(method, requests: RPCStream { c in
                     for m in messages { c.yield(m) }
                     c.finish()

@@ -28,6 +28,11 @@ public final class Gateway: HTTPResponder {
         /// Proxies in front of the gateway (an Ingress controller): from these peers the client
         /// address comes from `X-Forwarded-For` (see `ClientAddress`); empty: the peer is the client.
         public var trustedProxies: [IPNetwork] = []
+        /// Open streams (SSE and NDJSON watches, streaming gRPC through the proxy) per caller and
+        /// in all; the total stays under an upstream connection's stream limit (1,024), so unary
+        /// calls always find room.
+        public var maxStreamsPerCaller = 8
+        public var maxStreams = 512
         /// Longest deadline a call gets, whatever the client asks (`grpc-timeout`) or the IDL says.
         public var maxDeadline: Duration = .seconds(30)
         public var json = ProtoJSON.Options()
@@ -41,6 +46,7 @@ public final class Gateway: HTTPResponder {
     /// Every method by gRPC path (`/shop.v1.CatalogService/GetProduct`), for the gRPC proxy.
     let methods: [String: MethodDescriptor]
     let limiter: RateLimiter
+    let streams: StreamBudget
     let openAPI: [UInt8]
     /// Whether the upstreams can take calls (for `/readyz`).
     let ready: @Sendable () -> Bool
@@ -54,8 +60,12 @@ public final class Gateway: HTTPResponder {
         self.settings = settings
         self.ready = ready
         limiter = RateLimiter()
+        streams = StreamBudget(perCaller: settings.maxStreamsPerCaller, total: settings.maxStreams)
         openAPI = OpenAPI.document(routes: routes, title: "Bazaar shop API").serialized()
     }
+
+    /// Streams open now (``Settings/maxStreams`` caps them), for metrics.
+    public var openStreams: Int { streams.open }
 
     public func respond(to request: HTTPRequest, writer: HTTPResponseWriter) async {
         _ = await serve(request, writer)
@@ -184,6 +194,9 @@ public final class Gateway: HTTPResponder {
         forward(user, requestID: common[0].1, request, into: &options)
 
         if streaming {
+            let caller = self.caller(request, user)
+            if let why = streams.take(caller) { throw HTTPFailure(status: 429, code: .resourceExhausted, message: why, headers: [("retry-after", "5")]) }
+            defer { streams.release(caller) }
             return try await stream(route, builder.serialized(), upstream, options, format, writer, common)
         }
         let reply = try await upstream.unary(method, request: builder.serialized(), options: options)
@@ -272,10 +285,15 @@ public final class Gateway: HTTPResponder {
     /// when signed in, otherwise per client address, with per-method overrides. `nil` when the
     /// call may go on, otherwise the whole seconds until the caller's next token.
     func rateLimited(_ request: HTTPRequest, user: UserIdentity?, method: MethodDescriptor) -> Int? {
-        let key = user.map { "user:" + $0.subject } ?? "addr:" + clientAddress(request)
+        let key = caller(request, user)
         let own = settings.routeRateLimits[method.path]
         guard let wait = limiter.take(key: key + "|" + (own != nil ? method.path : ""), limit: own ?? settings.rateLimit) else { return nil }
         return max(1, Int(wait.rounded(.up)))
+    }
+
+    /// Who is calling, for per-caller limits: the user when signed in, otherwise the address.
+    func caller(_ request: HTTPRequest, _ user: UserIdentity?) -> String {
+        user.map { "user:" + $0.subject } ?? "addr:" + clientAddress(request)
     }
 
     /// The client's address: the peer, or behind trusted proxies the rightmost untrusted

@@ -26,7 +26,8 @@ struct GatewayCommand: ParsableCommand {
             BAZAAR_AUTH_RATE_LIMIT and BAZAAR_AUTH_RATE_BURST (1 and 20: sign-up, sign-in, password changes), \
             BAZAAR_TRUSTED_PROXIES (CIDRs whose X-Forwarded-For names the client address, e.g. the Ingress controller's), \
             BAZAAR_MAX_BODY (bytes, 1 MiB), BAZAAR_MAX_DEADLINE (30s), BAZAAR_MAX_CONNECTIONS (10000), \
-            BAZAAR_MAX_CONNECTIONS_PER_CLIENT (256; trusted proxies are exempt), BAZAAR_MAX_STREAMS_PER_CONNECTION (100). \
+            BAZAAR_MAX_CONNECTIONS_PER_CLIENT (256; trusted proxies are exempt), BAZAAR_MAX_STREAMS_PER_CONNECTION (100), \
+            BAZAAR_MAX_STREAMS_PER_CLIENT (8 open SSE/NDJSON/gRPC streams per user or address), BAZAAR_MAX_OPEN_STREAMS (512). \
             Timeouts: BAZAAR_HANDSHAKE_TIMEOUT (10s), BAZAAR_HEADER_TIMEOUT (10s), BAZAAR_BODY_TIMEOUT (30s), \
             BAZAAR_IDLE_TIMEOUT (60s), BAZAAR_WRITE_TIMEOUT (30s), BAZAAR_REQUEST_TIMEOUT (the longest deadline + 30s). \
             BAZAAR_CORS_ORIGINS: comma-separated origins (or *). \
@@ -83,6 +84,8 @@ struct GatewayCommand: ParsableCommand {
         if let rate = try env.int("RATE_LIMIT", 1...1_000_000) { settings.rateLimit.ratePerSecond = Double(rate) }
         if let burst = try env.int("RATE_BURST", 1...1_000_000) { settings.rateLimit.burst = Double(burst) }
         if let d = try env.duration("MAX_DEADLINE") { settings.maxDeadline = d }
+        if let n = try env.int("MAX_STREAMS_PER_CLIENT", 1...10_000) { settings.maxStreamsPerCaller = n }
+        if let n = try env.int("MAX_OPEN_STREAMS", 1...100_000) { settings.maxStreams = n }
         // Password checks cost tens of milliseconds of CPU each: sign-up, sign-in and password
         // changes get a bucket of their own, tighter than the rest.
         var passwords = RateLimit(ratePerSecond: 1, burst: 20)
@@ -106,6 +109,10 @@ struct GatewayCommand: ParsableCommand {
             warmedUp.store(true, ordering: .relaxed)
             return true
         })
+        telemetry.registry.addCollector {
+            [CollectedSample(name: "bazaar_gateway_open_streams", help: "Streams (SSE, NDJSON, streaming gRPC) open through the gateway.",
+                             type: .gauge, value: Double(gateway.openStreams))]
+        }
         var config = HTTPServerConfiguration(host: host, port: port)
         if let cert = env["GATEWAY_TLS_CERT"] {
             guard let key = env["GATEWAY_TLS_KEY"] else { throw RPCError(.invalidArgument, "BAZAAR_GATEWAY_TLS_CERT needs BAZAAR_GATEWAY_TLS_KEY") }

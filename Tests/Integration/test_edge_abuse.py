@@ -339,3 +339,36 @@ def test_a_flood_of_password_checks_is_shed_not_queued(shop, m):
     assert codes.count(C.RESOURCE_EXHAUSTED) >= 1 and codes.count(C.UNAUTHENTICATED) >= 1
     assert metric(mport, "bazaar_password_checks_shed_total") == codes.count(C.RESOURCE_EXHAUSTED)
     shop.stop("accounts-argon")
+
+
+# 6. Long streams must not starve short calls.
+
+def test_open_streams_are_capped_per_caller_and_in_all(shop):
+    port, mport, _ = start(shop, "gw-streams", MAX_STREAMS_PER_CLIENT=3, MAX_OPEN_STREAMS=5, AUTH_RATE_LIMIT=1000)
+    users = [shop.token(str(uuid.uuid4())) for _ in range(4)]
+
+    def subscribe(token):
+        s = connect(port, timeout=HANG_GUARD)
+        s.sendall(f"GET /v1/notifications:subscribe HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n"
+                  f"Authorization: Bearer {token}\r\n\r\n".encode())
+        return s
+
+    def open_streams():
+        return metric(mport, "bazaar_gateway_open_streams")
+
+    held = [subscribe(users[0]) for _ in range(3)]
+    wait_for("three open streams", lambda: open_streams() == 3)
+    fourth = subscribe(users[0])
+    assert fourth.recv(4096).startswith(b"HTTP/1.1 429 ")
+    held += [subscribe(users[1]), subscribe(users[2])]
+    wait_for("five open streams", lambda: open_streams() == 5)
+    refused = subscribe(users[3])
+    assert refused.recv(4096).startswith(b"HTTP/1.1 429 ")
+    # Short calls go on meanwhile.
+    assert http_get(port, "/v1/products?page.pageSize=1") == 200
+    for s in held + [fourth, refused]:
+        s.close()
+    wait_for("the streams to be released", lambda: open_streams() == 0)
+    again = subscribe(users[3])
+    wait_for("a stream for the last user", lambda: open_streams() == 1)
+    again.close()
