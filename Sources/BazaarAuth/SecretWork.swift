@@ -63,7 +63,7 @@ public final class SecretWork: Sendable {
         var shed = 0
         var dropped = 0
     }
-    private let state = Mutex(State())
+    private let state = Lock(State())
     private enum Decision { case run, wait, shed, cancelled }
 
     public init(slots: Int, maxWaiting: Int) {

@@ -1,3 +1,4 @@
+import BazaarCore
 import Synchronization
 
 /// Message compression of a call (`grpc-encoding`).
@@ -40,7 +41,7 @@ public final class ResponseMetadata: Sendable {
         var compression = MessageCompression.identity
     }
 
-    private let state = Mutex(State())
+    private let state = Lock(State())
 
     public init() {}
 

@@ -1,3 +1,4 @@
+import BazaarCore
 import Foundation
 import Synchronization
 
@@ -23,7 +24,7 @@ final class RateLimiter: Sendable {
         var buckets: [String: Bucket] = [:]
         var lastSweep = ContinuousClock.now
     }
-    private let state = Mutex(State())
+    private let state = Lock(State())
 
     /// Takes a token; `nil` when allowed, otherwise the seconds until one is available.
     func take(key: String, limit: RateLimit, now: ContinuousClock.Instant = .now) -> Double? {
@@ -58,7 +59,7 @@ final class StreamBudget: Sendable {
         var total = 0
         var byCaller: [String: Int] = [:]
     }
-    private let counts = Mutex(Counts())
+    private let counts = Lock(Counts())
 
     init(perCaller: Int, total: Int) {
         self.perCaller = perCaller

@@ -31,9 +31,9 @@ public final class MeshChannel: ClientTransport, Sendable {
     private let observer: (any ClientCallObserver)?
     private let throttle: RetryThrottle
     private let bulkhead: Bulkhead
-    private let state = Mutex(State())
+    private let state = Lock(State())
     private let ejected = Atomic<Int>(0)
-    private let intervalTask = Mutex<Task<Void, Never>?>(nil)
+    private let intervalTask = Lock<Task<Void, Never>?>(nil)
 
     private struct State {
         var subchannels: [Endpoint: Subchannel] = [:]
@@ -145,7 +145,10 @@ public final class MeshChannel: ClientTransport, Sendable {
         let removed = Atomic<Bool>(false)
         /// Cheap check on the hot path: only a breaker that tripped needs its lock.
         let tripped = Atomic<Bool>(false)
-        let breaker: Mutex<CircuitBreaker>
+        /// Calls this endpoint has answered so far: a call that timed out while this moved was
+        /// the caller's (or its method's) slowness, not a hung endpoint (see `blamesEndpoint`).
+        let answered = Atomic<UInt64>(0)
+        let breaker: Lock<CircuitBreaker>
         // Guarded by the channel's state lock.
         var connectivity = ConnectivityState.idle
         /// `nil` until the first health answer (when health checking is on).
@@ -155,7 +158,7 @@ public final class MeshChannel: ClientTransport, Sendable {
         init(endpoint: Endpoint, transport: GRPCChannel, outlier: OutlierDetectionPolicy?, healthCheck: Bool) {
             self.endpoint = endpoint
             self.transport = transport
-            breaker = Mutex(CircuitBreaker(policy: outlier ?? OutlierDetectionPolicy()))
+            breaker = Lock(CircuitBreaker(policy: outlier ?? OutlierDetectionPolicy()))
             healthy = healthCheck ? nil : true
         }
 
@@ -378,6 +381,7 @@ public final class MeshChannel: ClientTransport, Sendable {
 
     private func record(_ sub: Subchannel, failed: Bool) {
         if sub.end() && sub.removed.load(ordering: .relaxed) { sub.transport.close() }
+        if !failed { sub.answered.add(1, ordering: .relaxed) }
         guard let policy = configuration.outlierDetection else { return }
         if !failed && !sub.tripped.load(ordering: .relaxed) {
             // The common case: a success on a closed breaker only counts, and needs no clock.
@@ -484,7 +488,7 @@ public final class MeshChannel: ClientTransport, Sendable {
                              _ deadline: ContinuousClock.Instant?) async throws -> [UInt8]
     {
         let head = RPCCallHead(method: method, metadata: options.metadata, deadline: deadline, peerIdentity: nil)
-        let result = Mutex<[UInt8]?>(nil)
+        let result = Lock<[UInt8]?>(nil)
         try await interceptors.run(head) { head in
             var options = options
             options.metadata = head.metadata
@@ -504,13 +508,15 @@ public final class MeshChannel: ClientTransport, Sendable {
             options.timeout = try Self.remaining(deadline)
             let sub = try await pick(waitForReady: options.waitForReady, deadline: deadline)
             sub.begin()
+            let answeredBefore = sub.answered.load(ordering: .relaxed)
             do {
                 let response = try await sub.transport.unary(method, request: request, options: options)
                 record(sub, failed: false)
                 if policy != nil { throttle.recordSuccess() }
                 return response
             } catch let error as RPCError {
-                record(sub, failed: configuration.outlierDetection?.blamesEndpoint(error.code, timeout: options.timeout) ?? false)
+                let answeredMeanwhile = sub.answered.load(ordering: .relaxed) != answeredBefore
+                record(sub, failed: OutlierDetectionPolicy.blamesEndpoint(error.code, answeredMeanwhile: answeredMeanwhile))
                 guard let policy, policy.retryableCodes.contains(error.code) else { throw error }
                 let throttleAllows = throttle.recordFailure()
                 guard throttleAllows, policy.allowsRetry(after: error, attempt: attempt), !Task.isCancelled else { throw error }
@@ -559,8 +565,7 @@ public final class MeshChannel: ClientTransport, Sendable {
                     return nil
                 } catch {
                     let code = (error as? RPCError)?.code ?? .unknown
-                    finish(failed: call.channel.configuration.outlierDetection?.blamesEndpoint(code, timeout: nil, streaming: true) ?? false,
-                           error: error)
+                    finish(failed: OutlierDetectionPolicy.blamesEndpoint(code, answeredMeanwhile: false, streaming: true), error: error)
                     throw error
                 }
             }
@@ -622,7 +627,7 @@ final class InterceptedCall: Sendable {
         var outcome: Result<Void, any Error>?
     }
 
-    private let state = Mutex(State())
+    private let state = Lock(State())
 
     func begin(_ interceptors: [any RPCInterceptor], _ head: RPCCallHead) async throws -> Metadata {
         try await withCheckedThrowingContinuation { (started: CheckedContinuation<Metadata, any Error>) in

@@ -1,8 +1,15 @@
 import BazaarCore
 import BazaarTransport
 import CBazaarPQ
+import Dispatch
 import Glibc
 import Synchronization
+
+/// A C handle carried to another thread that alone uses it from then on.
+struct UnsafeSendable<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}
 
 /// An error from PostgreSQL (with its SQLSTATE) or from the connection.
 public struct PostgresError: Error, CustomStringConvertible, Sendable, Equatable {
@@ -91,6 +98,12 @@ public struct PostgresRow: Sendable {
 /// One libpq connection driven without blocking on an event loop: libpq does the protocol (its
 /// socket, its parser), the loop tells it when the socket is ready. One statement at a time; the
 /// pool (``PostgresPool``) shares connections between tasks.
+///
+/// Nothing waits on the database for ever: connecting has ``connectTimeout``, and a statement
+/// ends at its caller's deadline (the handler's, from ``ServerContext/current``), at
+/// ``statementTimeout`` without one, or when its task is cancelled. Then the caller gets SQLSTATE
+/// 57014 at once, PostgreSQL is asked to cancel the statement (`PQcancel`, off the loop), and the
+/// connection is closed rather than reused: a stopped server cannot hold the next caller too.
 public final class PostgresConnection: @unchecked Sendable {
     public let loop: EventLoop
     // Loop-confined.
@@ -104,10 +117,16 @@ public final class PostgresConnection: @unchecked Sendable {
         case closed
     }
     private var state = State.idle
+    /// Ends a connect or a statement that takes too long (loop-confined).
+    private var timer: LoopTimer?
+    /// Longest wait for the server to accept a connection.
+    public static let connectTimeout: Duration = .seconds(10)
+    /// Longest a statement runs when its caller has no deadline of its own.
+    public static let statementTimeout: Duration = .seconds(30)
     /// Statements prepared on this connection, by SQL text: each is parsed and planned once per
     /// connection instead of once per execution (about a third of PostgreSQL's CPU for the
     /// shop's short statements). Bounded, since list queries assemble their WHERE clauses.
-    private let prepared = Mutex<[String: String]>([:])
+    private let prepared = Lock<[String: String]>([:])
     static let maxPrepared = 256
 
     private init(loop: EventLoop) { self.loop = loop }
@@ -137,10 +156,16 @@ public final class PostgresConnection: @unchecked Sendable {
         self.conn = conn
         if PQstatus(conn) == CONNECTION_BAD { return fail(k, PostgresError.connection(errorMessage())) }
         state = .connecting(k)
+        timer = loop.schedule(after: Self.connectTimeout) { [weak self] in
+            guard let self, case .connecting(let k) = self.state else { return }
+            self.fail(k, PostgresError.connection("no connection within \(Self.connectTimeout)"))
+        }
         poll(PGRES_POLLING_WRITING)
     }
 
     private func fail(_ k: CheckedContinuation<Void, any Error>, _ e: PostgresError) {
+        timer?.cancel()
+        timer = nil
         state = .closed
         teardown()
         k.resume(throwing: e)
@@ -176,6 +201,8 @@ public final class PostgresConnection: @unchecked Sendable {
             // libpq prints NOTICEs (e.g. "relation already exists, skipping") on stderr by
             // default; they are informational and would only clutter a service's output.
             PQsetNoticeProcessor(conn, { _, _ in }, nil)
+            timer?.cancel()
+            timer = nil
             state = .idle
             watch(reading: false, writing: false)
             k.resume()
@@ -216,26 +243,68 @@ public final class PostgresConnection: @unchecked Sendable {
     }
 
     private func run(_ send: @escaping @Sendable (OpaquePointer) -> Int32) async throws -> PostgresResult {
-        try await withCheckedThrowingContinuation { k in
-            loop.execute { self.start(k, send: send) }
+        // The caller's deadline, if it has one (a handler's), bounds the statement.
+        let limit = ServerContext.current?.deadline.map { min($0 - .now, Self.statementTimeout) } ?? Self.statementTimeout
+        if limit <= .zero { throw PostgresError(sqlState: "57014", message: "the deadline passed before the statement was sent") }
+        let statement = Statement()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { k in
+                loop.execute { self.start(k, statement, limit: limit, send: send) }
+            }
+        } onCancel: {
+            loop.execute { self.abandon(statement, because: "the caller gave up") }
         }
     }
 
-    /// Runs a script of several statements (no parameters): migrations.
+    /// Identifies one statement, so that a late timer or cancellation never touches the next.
+    private final class Statement: Sendable {}
+    private var current: Statement?
+
+    /// Runs a script of several statements (no parameters): migrations. No caller deadline
+    /// applies; a script gets ten statement timeouts.
     public func execute(script: String) async throws {
+        let statement = Statement()
         _ = try await withCheckedThrowingContinuation { (k: CheckedContinuation<PostgresResult, any Error>) in
-            loop.execute { self.start(k) { PQsendQuery($0, script) } }
+            loop.execute { self.start(k, statement, limit: Self.statementTimeout * 10) { PQsendQuery($0, script) } }
         }
     }
 
-    private func start(_ k: CheckedContinuation<PostgresResult, any Error>, send: (OpaquePointer) -> Int32) {
+    private func start(_ k: CheckedContinuation<PostgresResult, any Error>, _ statement: Statement, limit: Duration,
+                       send: (OpaquePointer) -> Int32)
+    {
         guard case .idle = state, let conn, PQstatus(conn) == CONNECTION_OK else {
             if case .running = state { return k.resume(throwing: PostgresError(sqlState: "55000", message: "the connection is busy with another statement")) }
             return k.resume(throwing: PostgresError.connection("the connection is closed"))
         }
         guard send(conn) == 1 else { return k.resume(throwing: PostgresError.connection(errorMessage())) }
         state = .running(k, last: nil, error: nil)
+        current = statement
+        timer = loop.schedule(after: limit) { [weak self, weak statement] in
+            guard let self, let statement else { return }
+            self.abandon(statement, because: "no answer within \(limit)")
+        }
         pump()
+    }
+
+    /// Gives up on a statement still running: its caller gets 57014 now, the server is asked to
+    /// cancel it, and the connection closes (it may never answer; see the type's comment).
+    private func abandon(_ statement: Statement, because why: String) {
+        guard current === statement, case .running(let k, _, _) = state, let conn else { return }
+        current = nil
+        timer?.cancel()
+        timer = nil
+        if let cancel = PQgetCancel(conn) {
+            let handle = UnsafeSendable(cancel)
+            // PQcancel opens a connection of its own and blocks: never on the loop.
+            DispatchQueue.global().async {
+                var buffer = [CChar](repeating: 0, count: 256)
+                _ = PQcancel(handle.value, &buffer, Int32(buffer.count))
+                PQfreeCancel(handle.value)
+            }
+        }
+        state = .closed
+        teardown()
+        k.resume(throwing: PostgresError(sqlState: "57014", message: "statement cancelled: \(why)"))
     }
 
     /// Sends what libpq has queued, reads what arrived, and collects results until the
@@ -264,6 +333,9 @@ public final class PostgresConnection: @unchecked Sendable {
     }
 
     private func finishRunning(_ k: CheckedContinuation<PostgresResult, any Error>, _ result: Result<PostgresResult, PostgresError>) {
+        current = nil
+        timer?.cancel()
+        timer = nil
         if let conn, PQstatus(conn) == CONNECTION_OK {
             state = .idle
             watch(reading: true, writing: false)  // notice a server-side close while idle
@@ -294,6 +366,9 @@ public final class PostgresConnection: @unchecked Sendable {
         loop.execute { [self] in
             if case .running(let k, _, _) = state { k.resume(throwing: PostgresError.connection("the connection was closed")) }
             if case .connecting(let k) = state { k.resume(throwing: PostgresError.connection("the connection was closed")) }
+            current = nil
+            timer?.cancel()
+            timer = nil
             state = .closed
             teardown()
         }

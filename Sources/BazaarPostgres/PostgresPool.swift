@@ -1,8 +1,12 @@
+import BazaarCore
 import BazaarTransport
 import Synchronization
 
 /// Connections to one database, shared by tasks: at most `maxConnections` open, made on demand,
-/// handed to waiting tasks in turn, and replaced when they break.
+/// handed to waiting tasks in turn, and replaced when they break. At most `maxWaiters` tasks wait
+/// for a connection (beyond, a call fails at once with SQLSTATE 53300, which services answer as
+/// UNAVAILABLE), and a waiter whose task is cancelled (its caller's deadline passed) leaves the
+/// queue instead of taking a connection later for nobody.
 ///
 /// ```swift
 /// let db = PostgresPool(conninfo: "postgresql://catalog@db/catalog", maxConnections: 10)
@@ -14,19 +18,22 @@ import Synchronization
 public final class PostgresPool: Sendable {
     public let conninfo: String
     public let maxConnections: Int
+    public let maxWaiters: Int
     private let group: EventLoopGroup
     private let ownsGroup: Bool
     private struct State {
         var idle: [PostgresConnection] = []
         var open = 0
-        var waiters: [CheckedContinuation<PostgresConnection?, Never>] = []
+        var waiters: [(id: UInt64, k: CheckedContinuation<PostgresConnection?, Never>)] = []
+        var nextWaiter: UInt64 = 0
         var closed = false
     }
-    private let state = Mutex(State())
+    private let state = Lock(State())
 
-    public init(conninfo: String, maxConnections: Int = 10, group: EventLoopGroup? = nil) {
+    public init(conninfo: String, maxConnections: Int = 10, maxWaiters: Int? = nil, group: EventLoopGroup? = nil) {
         self.conninfo = conninfo
         self.maxConnections = max(1, maxConnections)
+        self.maxWaiters = max(0, maxWaiters ?? 20 * self.maxConnections)
         ownsGroup = group == nil
         self.group = group ?? EventLoopGroup(count: 1)
     }
@@ -91,15 +98,42 @@ public final class PostgresPool: Sendable {
                     throw error
                 }
             case .wait:
-                let handed = await withCheckedContinuation { c in
-                    let closed = state.withLock { s -> Bool in
-                        if s.closed { return true }
-                        s.waiters.append(c)
-                        return false
+                try Task.checkCancellation()
+                let id = state.withLock { s -> UInt64 in
+                    s.nextWaiter += 1
+                    return s.nextWaiter
+                }
+                var full = false
+                let handed = await withTaskCancellationHandler {
+                    await withCheckedContinuation { c in
+                        enum Queued { case queued, closed, full, cancelled }
+                        let queued = state.withLock { s -> Queued in
+                            if s.closed { return .closed }
+                            if Task.isCancelled { return .cancelled }
+                            if s.waiters.count >= maxWaiters { return .full }
+                            s.waiters.append((id, c))
+                            return .queued
+                        }
+                        switch queued {
+                        case .queued: break
+                        case .full:
+                            full = true
+                            c.resume(returning: nil)
+                        case .closed, .cancelled: c.resume(returning: nil)
+                        }
                     }
-                    if closed { c.resume(returning: nil) }
+                } onCancel: {
+                    let gone = state.withLock { s -> CheckedContinuation<PostgresConnection?, Never>? in
+                        guard let i = s.waiters.firstIndex(where: { $0.id == id }) else { return nil }
+                        return s.waiters.remove(at: i).k
+                    }
+                    gone?.resume(returning: nil)
                 }
                 if let handed { return handed }
+                if full {
+                    throw PostgresError(sqlState: "53300", message: "\(maxWaiters) calls already wait for one of \(maxConnections) database connections")
+                }
+                try Task.checkCancellation()
                 // Woken without a connection: a slot freed up (or the pool closed); look again.
             }
         }
@@ -113,16 +147,19 @@ public final class PostgresPool: Sendable {
                 if usable { s.idle.append(c) }
                 return nil
             }
-            return (s.waiters.removeFirst(), usable ? c : nil)
+            return (s.waiters.removeFirst().k, usable ? c : nil)
         }
         if let (w, handed) = waiter { w.resume(returning: handed) }
         if !c.isUsable { c.close() }
     }
 
     private func wakeOne() {
-        let w = state.withLock { s in s.waiters.isEmpty ? nil : s.waiters.removeFirst() }
+        let w = state.withLock { s in s.waiters.isEmpty ? nil : s.waiters.removeFirst().k }
         w?.resume(returning: nil)
     }
+
+    /// Tasks waiting for a connection now.
+    public var waitingCount: Int { state.withLock { $0.waiters.count } }
 
     /// Connections open now (idle or in use).
     public var openConnections: Int { state.withLock { $0.open } }
@@ -132,7 +169,7 @@ public final class PostgresPool: Sendable {
         let (idle, waiters) = state.withLock { s -> ([PostgresConnection], [CheckedContinuation<PostgresConnection?, Never>]) in
             s.closed = true
             defer { s.idle = []; s.waiters = []; s.open = 0 }
-            return (s.idle, s.waiters)
+            return (s.idle, s.waiters.map(\.k))
         }
         for c in idle { c.close() }
         for w in waiters { w.resume(returning: nil) }

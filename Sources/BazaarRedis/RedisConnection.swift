@@ -1,3 +1,4 @@
+import BazaarCore
 import BazaarTransport
 import CBazaarHiredis
 import Glibc
@@ -241,7 +242,7 @@ public final class RedisClient: Sendable {
         /// The connection being made: concurrent first commands share it (one connection, not one each).
         var connecting: Task<RedisConnection, any Error>?
     }
-    private let state = Mutex(State())
+    private let state = Lock(State())
 
     public init(host: String, port: Int, group: EventLoopGroup? = nil) {
         self.host = host

@@ -26,7 +26,7 @@ public struct StoreErrorInterceptor: RPCInterceptor {
     public static func status(for error: PostgresError, method: String, logger: Logger) -> RPCError {
         logger.error("database statement failed", [("method", .string(method)), ("sqlstate", .string(error.sqlState)),
                                                     ("error", .string(error.message))])
-        if error.isConnectionError || error.sqlState == "57P01" || error.sqlState == "57P03" {
+        if error.isConnectionError || error.sqlState == "57P01" || error.sqlState == "57P03" || error.sqlState == "53300" {
             return RPCError(.unavailable, "the database is unavailable")
         }
         if error.sqlState == "40001" || error.sqlState == "40P01" { return RPCError(.aborted, "conflict with a concurrent change; try again") }

@@ -46,7 +46,7 @@ struct CheckoutLoad: ParsableCommand {
             var errors: [String: Int] = [:]
             var done = 0
         }
-        let state = Mutex(State())
+        let state = Lock(State())
         let measuring = Atomic<Bool>(false)
     }
 

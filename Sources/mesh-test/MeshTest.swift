@@ -277,8 +277,8 @@ struct Load: ParsableCommand {
 
 /// A lock-protected value that closures can share.
 final class Shared<Value: Sendable>: Sendable {
-    let value: Mutex<Value>
-    init(_ v: Value) { value = Mutex(v) }
+    let value: Lock<Value>
+    init(_ v: Value) { value = Lock(v) }
 }
 
 func unixMillis() -> Int64 {

@@ -112,17 +112,25 @@ final class OutcomeRecorder: RPCInterceptor {
         }
     }
 
-    /// Issue 15, item 11: callers with their own short deadlines must not eject a healthy replica.
-    @Test func shortClientDeadlinesDoNotEjectAHealthyEndpoint() async throws {
-        try await withServers([Backend(), Backend()]) { ports in
+    /// Issue 15, item 11: callers with their own short deadlines must not eject a replica that
+    /// keeps answering everyone else.
+    @Test func shortClientDeadlinesDoNotEjectAnEndpointThatKeepsAnswering() async throws {
+        try await withServers([Backend()]) { ports in
             var mesh = MeshConfiguration()
             mesh.outlierDetection?.consecutiveFailures = 2
             mesh.outlierDetection?.maxEjectionPercent = 100
-            let ch = try MeshChannel(target: "static:///127.0.0.1:\(ports[0]),127.0.0.1:\(ports[1])", security: .plaintext, mesh: mesh)
-            for _ in 0..<10 {
-                await #expect(throws: RPCError.self) {
-                    _ = try await ch.unary(Backend.sleep, request: [], options: CallOptions(timeout: .milliseconds(20)))
+            let ch = try MeshChannel(target: "127.0.0.1:\(ports[0])", security: .plaintext, mesh: mesh)
+            for _ in 0..<6 {
+                let done = Lock(false)
+                let short = Task {
+                    defer { done.withLock { $0 = true } }
+                    _ = try await ch.unary(Backend.sleep, request: [], options: CallOptions(timeout: .milliseconds(300)))
                 }
+                // Others are answered while the short call waits, until it has failed.
+                repeat {
+                    _ = try await ch.unary(Backend.echo, request: [1], options: CallOptions(timeout: .seconds(10)))
+                } while !done.withLock({ $0 })
+                await #expect(throws: RPCError.self) { try await short.value }
             }
             #expect(ch.endpoints.allSatisfy { !$0.ejected }, "\(ch.endpoints)")
             await ch.shutdown()

@@ -75,15 +75,16 @@ func step<T>(_ b: inout CircuitBreaker, _ body: (inout CircuitBreaker) -> T) -> 
     /// Issue 15, item 11: a caller's own short deadline, or a stream reaching its lifetime, is not
     /// the endpoint's failure; an endpoint that fails a call it had time for is.
     @Test func onlyFailuresTheEndpointCausedCount() {
-        let p = OutlierDetectionPolicy()
-        #expect(!p.blamesEndpoint(.deadlineExceeded, timeout: .milliseconds(50)))
-        #expect(p.blamesEndpoint(.deadlineExceeded, timeout: .seconds(5)))
-        #expect(p.blamesEndpoint(.deadlineExceeded, timeout: nil))
-        #expect(!p.blamesEndpoint(.deadlineExceeded, timeout: nil, streaming: true))
-        #expect(p.blamesEndpoint(.unavailable, timeout: .milliseconds(50), streaming: true))
-        #expect(!p.blamesEndpoint(.invalidArgument, timeout: nil))
-        #expect(!p.blamesEndpoint(.cancelled, timeout: nil))
-        #expect(!p.blamesEndpoint(.resourceExhausted, timeout: nil))
+        typealias P = OutlierDetectionPolicy
+        // A hung endpoint answers nothing while the call waits: its deadline counts.
+        #expect(P.blamesEndpoint(.deadlineExceeded, answeredMeanwhile: false))
+        // An endpoint that kept answering others: the caller's short deadline, not a fault.
+        #expect(!P.blamesEndpoint(.deadlineExceeded, answeredMeanwhile: true))
+        #expect(!P.blamesEndpoint(.deadlineExceeded, answeredMeanwhile: false, streaming: true))
+        #expect(P.blamesEndpoint(.unavailable, answeredMeanwhile: true, streaming: true))
+        #expect(!P.blamesEndpoint(.invalidArgument, answeredMeanwhile: false))
+        #expect(!P.blamesEndpoint(.cancelled, answeredMeanwhile: false))
+        #expect(!P.blamesEndpoint(.resourceExhausted, answeredMeanwhile: false))
     }
 
     @Test func theEjectionCapIsRespected() {

@@ -142,6 +142,62 @@ struct PostgresTests {
             .rows[0].int("n") == 0)
     }
 
+    /// Issue 15, item 12: a caller that gives up does not leave its statement running, and the
+    /// next caller does not wait behind it.
+    @Test func aCancelledCallerCancelsItsStatementOnTheServer() async throws {
+        let tag = "bazaar-cancel-\(UInt32.random(in: 0...UInt32.max))"
+        let sleeper = Task { try await pool.query("SELECT pg_sleep(60), $1::text", [tag]) }
+        func running() async throws -> Int64 {
+            try await pool.query("SELECT count(*) AS n FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(60)%' AND state = 'active'")
+                .rows[0].int("n").map(Int64.init) ?? 0
+        }
+        // Polls for the event itself; the loop count only guards against a hang.
+        for _ in 0..<3000 where try await running() == 0 { try await Task.sleep(for: .milliseconds(20)) }
+        sleeper.cancel()
+        do {
+            _ = try await sleeper.value
+            Issue.record("a cancelled statement returned rows")
+        } catch let e as PostgresError {
+            #expect(e.sqlState == "57014")
+        }
+        // PostgreSQL was told: the statement stops there too.
+        for _ in 0..<3000 where try await running() > 0 { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(try await running() == 0)
+        #expect(try await pool.query("SELECT 1 AS one").rows[0].int("one") == 1)
+    }
+
+    @Test func waitersAreBoundedAndLeaveWhenCancelled() async throws {
+        let small = PostgresPool(conninfo: testDatabase ?? "", maxConnections: 1, maxWaiters: 1)
+        let (holding, held) = AsyncStream<Void>.makeStream()
+        let (released, release) = AsyncStream<Void>.makeStream()
+        let holder = Task {
+            try await small.withConnection { _ in
+                held.yield()
+                for await _ in released { break }
+            }
+        }
+        for await _ in holding { break }
+        let abandoned = Task { try await small.query("SELECT 1") }
+        while small.waitingCount < 1 { await Task.yield() }
+        // The one waiting place is taken: another caller is refused at once.
+        do {
+            _ = try await small.query("SELECT 2")
+            Issue.record("a caller beyond the waiter cap was queued")
+        } catch let e as PostgresError {
+            #expect(e.sqlState == "53300")
+        }
+        // A cancelled waiter leaves the queue (and frees its place).
+        abandoned.cancel()
+        await #expect(throws: CancellationError.self) { try await abandoned.value }
+        #expect(small.waitingCount == 0)
+        let waiter = Task { try await small.query("SELECT 3 AS three") }
+        while small.waitingCount < 1 { await Task.yield() }
+        release.yield()
+        #expect(try await waiter.value.rows[0].int("three") == 3)
+        try await holder.value
+        small.close()
+    }
+
     @Test func aBadServerAddressFailsWithAClearError() async throws {
         do {
             _ = try await PostgresConnection.connect("host=127.0.0.1 port=1 user=nobody connect_timeout=2", on: EventLoopGroup(count: 1).loops[0])

@@ -19,7 +19,7 @@ public final class HealthService: Grpc_Health_V1_Health.ServiceProtocol, ServerD
         var draining = false
     }
 
-    private let state = Mutex(State())
+    private let state = Lock(State())
 
     /// - Parameter services: service names (e.g. `shop.v1.CatalogService`) that start SERVING
     ///   along with the overall status.

@@ -17,7 +17,7 @@ public final class Bulkhead: Sendable {
         let id: UInt64
         let continuation: CheckedContinuation<Bool, Never>
     }
-    private let waiters = Mutex<(next: UInt64, queue: [Waiter])>((0, []))
+    private let waiters = Lock<(next: UInt64, queue: [Waiter])>((0, []))
 
     /// - Parameter limit: calls in flight at most; 0 means no cap.
     public init(limit: Int, overflow: Overflow) {

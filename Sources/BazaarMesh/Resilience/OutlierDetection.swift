@@ -18,24 +18,20 @@ public struct OutlierDetectionPolicy: Sendable, Hashable {
 
     public init() {}
 
-    /// A DEADLINE_EXCEEDED counts against the endpoint only when the call gave it at least this
-    /// long: a caller's own 50 ms `grpc-timeout` running out says nothing about the endpoint.
-    public var minimumCountedDeadline: Duration = .seconds(1)
-
     /// Statuses that may say the endpoint, not the request, is at fault.
     public static let failureCodes: Set<StatusCode> = [.unavailable, .deadlineExceeded, .internal, .unknown, .dataLoss]
 
     /// Whether a call that ended with `code` counts as the endpoint's failure. Only failures the
-    /// endpoint caused count (clients must not be able to eject healthy replicas): a deadline
-    /// counts only for a unary call that had ``minimumCountedDeadline`` or more (`timeout`: what
-    /// the attempt had, `nil` for none); a stream's deadline is its lifetime, so a stream that
-    /// reaches it (a watch ending at its maximum) never counts.
-    public func blamesEndpoint(_ code: StatusCode, timeout: Duration?, streaming: Bool = false) -> Bool {
-        guard Self.failureCodes.contains(code) else { return false }
-        if code == .deadlineExceeded {
-            if streaming { return false }
-            return (timeout ?? .seconds(Int64.max)) >= minimumCountedDeadline
-        }
+    /// endpoint caused count, so that clients cannot eject healthy replicas:
+    /// - a unary call's DEADLINE_EXCEEDED counts only when the endpoint answered no call at all
+    ///   while this one waited (`answeredMeanwhile` false): a hung endpoint answers nothing, while
+    ///   a caller's own short `grpc-timeout` (or one slow method) runs out on an endpoint that
+    ///   keeps answering everyone else;
+    /// - a stream's deadline is its lifetime, so a stream that reaches it (a watch ending at its
+    ///   maximum) never counts.
+    public static func blamesEndpoint(_ code: StatusCode, answeredMeanwhile: Bool, streaming: Bool = false) -> Bool {
+        guard failureCodes.contains(code) else { return false }
+        if code == .deadlineExceeded { return !streaming && !answeredMeanwhile }
         return true
     }
 }

@@ -1,3 +1,4 @@
+import BazaarCore
 import Synchronization
 
 /// A counter, gauge or histogram sample set, as Prometheus sees it.
@@ -70,7 +71,7 @@ public final class MetricFamily: Sendable {
         var list: [(labels: [String], metric: AnyObject & Sendable)] = []
         var index: [[String]: Int] = [:]
     }
-    private let series = Mutex(Series())
+    private let series = Lock(Series())
 
     init(name: String, help: String, type: MetricType, labelNames: [String], bounds: [Double]) {
         self.name = name
@@ -124,8 +125,8 @@ public struct CollectedSample: Sendable {
 /// Recording never takes a lock: callers resolve their series once (at startup, or per method on
 /// first use) and then only add to atomics. Scrapes take the registry's locks.
 public final class MetricsRegistry: Sendable {
-    private let families = Mutex<[MetricFamily]>([])
-    private let collectors = Mutex<[@Sendable () -> [CollectedSample]]>([])
+    private let families = Lock<[MetricFamily]>([])
+    private let collectors = Lock<[@Sendable () -> [CollectedSample]]>([])
 
     public init() {}
 

@@ -12,7 +12,7 @@ final class PublishedTable<Value: AnyObject & Sendable>: @unchecked Sendable {
     }
 
     private let current: Atomic<UnsafeRawPointer?>
-    private let writer = Mutex<Void>(())
+    private let writer = Lock<Void>(())
 
     init() {
         current = Atomic(UnsafeRawPointer(Unmanaged.passRetained(Snapshot([:])).toOpaque()))

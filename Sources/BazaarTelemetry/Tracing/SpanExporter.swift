@@ -13,14 +13,14 @@ import Synchronization
 public final class SpanExporter: Sendable {
     public let endpoint: String
     let resource: Opentelemetry_Proto_Resource_V1_Resource
-    private let queue = Mutex<[Span]>([])
+    private let queue = Lock<[Span]>([])
     private let capacity: Int
     private let batchSize: Int
     private let interval: Duration
     private let channel: GRPCChannel?
-    private let task = Mutex<Task<Void, Never>?>(nil)
+    private let task = Lock<Task<Void, Never>?>(nil)
     /// The export task's wake-up: a waiting continuation, or a wake-up that came first.
-    private let wake = Mutex<(waiting: CheckedContinuation<Void, Never>?, pending: Bool)>((nil, false))
+    private let wake = Lock<(waiting: CheckedContinuation<Void, Never>?, pending: Bool)>((nil, false))
     /// Spans dropped: queue full, or their export failed.
     public let dropped = Counter()
     /// Spans the collector accepted.

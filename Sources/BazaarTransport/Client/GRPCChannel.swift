@@ -313,7 +313,7 @@ public final class GRPCChannel: ClientTransport, @unchecked Sendable {
         let deadline = timeout.map { ContinuousClock.now.advanced(by: $0) }
         let head = RPCCallHead(method: method, metadata: options.metadata, deadline: deadline, peerIdentity: nil)
         if interceptors.isEmpty { return try await rawUnary(method, request, head.metadata, options, deadline) }
-        let result = Mutex<[UInt8]?>(nil)
+        let result = Lock<[UInt8]?>(nil)
         try await interceptors.run(head) { head in
             let r = try await self.rawUnary(method, request, head.metadata, options, deadline)
             result.withLock { $0 = r }

@@ -1,3 +1,4 @@
+import BazaarCore
 import Glibc
 import Synchronization
 
@@ -19,7 +20,7 @@ public final class HTTPServer: Sendable {
         var done: CheckedContinuation<Void, Never>?
         var finished = false
     }
-    private let state = Mutex(State())
+    private let state = Lock(State())
 
     public init(configuration: HTTPServerConfiguration, responder: any HTTPResponder) throws {
         self.configuration = configuration

@@ -23,7 +23,7 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
     /// One read buffer per loop, shared by its connections (reads are synchronous on the loop
     /// thread), so an idle connection holds no buffer of its own.
     let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 << 10, alignment: 16)
-    private let queue = Mutex<[Job]>([])
+    private let queue = Lock<[Job]>([])
     private let wakeupPending = Atomic<Bool>(false)
     private var wakeup: OpaquePointer!
     private var thread: pthread_t?

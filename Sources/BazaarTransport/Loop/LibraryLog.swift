@@ -1,3 +1,4 @@
+import BazaarCore
 import CBazaarEvent
 import Glibc
 import Synchronization
@@ -17,7 +18,7 @@ public enum LibraryLog {
 
     public typealias Handler = @Sendable (_ library: String, _ severity: Severity, _ message: String) -> Void
 
-    private static let handler = Mutex<Handler?>(nil)
+    private static let handler = Lock<Handler?>(nil)
 
     /// Sends every later library message to `handler` (`nil`: back to standard error).
     public static func install(_ handler: Handler?) {

@@ -1,3 +1,4 @@
+import BazaarCore
 import Synchronization
 
 /// Hears what the transport does, for telemetry: connections opening and closing, failed TLS
@@ -41,7 +42,7 @@ extension TransportObserver {
 /// The process's one ``TransportObserver``. Install it before servers and channels start: loops
 /// started earlier do not measure their lag.
 public enum TransportEvents {
-    private static let installed = Mutex<(any TransportObserver)?>(nil)
+    private static let installed = Lock<(any TransportObserver)?>(nil)
     public static let lagProbeInterval = Duration.milliseconds(500)
 
     public static func install(_ observer: any TransportObserver) {

@@ -1,3 +1,4 @@
+import BazaarCore
 import Glibc
 import Synchronization
 
@@ -31,7 +32,7 @@ final class ConnectionAdmission: Sendable {
         var total = 0
         var byAddress: [String: Int] = [:]
     }
-    private let counts = Mutex(Counts())
+    private let counts = Lock(Counts())
 
     init(_ limits: ConnectionLimits) { self.limits = limits }
 

@@ -16,7 +16,7 @@ public final class RPCServer: Sendable {
     public let configuration: ServerConfiguration
     private let shared: ServerShared
     private let drainObservers: [any ServerDrainObserver]
-    private let state = Mutex(State())
+    private let state = Lock(State())
 
     private struct State {
         var group: EventLoopGroup?

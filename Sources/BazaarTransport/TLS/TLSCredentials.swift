@@ -1,3 +1,4 @@
+import BazaarCore
 import Glibc
 import Synchronization
 
@@ -12,15 +13,15 @@ import Synchronization
 public final class TLSCredentials: Sendable {
     public let configuration: TLSConfiguration
     let isServer: Bool
-    private let state: Mutex<(context: TLSContext, stamps: [FileStamp])>
-    private let watcher = Mutex<TLSReloadWatcher?>(nil)
+    private let state: Lock<(context: TLSContext, stamps: [FileStamp])>
+    private let watcher = Lock<TLSReloadWatcher?>(nil)
 
     /// Loads the files now; a missing file or a key that does not match throws ``TLSError``.
     public init(_ configuration: TLSConfiguration, server: Bool = false) throws {
         self.configuration = configuration
         self.isServer = server
         let stamps = Self.stamps(configuration)
-        state = Mutex((try TLSContext(configuration, server: server), stamps))
+        state = Lock((try TLSContext(configuration, server: server), stamps))
         Self.registry.withLock { list in
             list.removeAll { $0.value == nil }
             list.append(WeakCredentials(value: self))
@@ -48,7 +49,7 @@ public final class TLSCredentials: Sendable {
     private struct WeakCredentials: @unchecked Sendable { weak var value: TLSCredentials? }
     /// Every live set of credentials in the process, so that one SIGHUP reloads the server's and
     /// the channels' alike (libevent delivers a signal to one loop only).
-    private static let registry = Mutex<[WeakCredentials]>([])
+    private static let registry = Lock<[WeakCredentials]>([])
     static var all: [TLSCredentials] { registry.withLock { $0.compactMap(\.value) } }
 
     /// The context new connections use.
