@@ -379,10 +379,11 @@ public final class MeshChannel: ClientTransport, Sendable {
 
     // MARK: outcomes
 
-    private func record(_ sub: Subchannel, failed: Bool) {
+    private func record(_ sub: Subchannel, _ verdict: OutlierDetectionPolicy.Verdict) {
         if sub.end() && sub.removed.load(ordering: .relaxed) { sub.transport.close() }
-        if !failed { sub.answered.add(1, ordering: .relaxed) }
-        guard let policy = configuration.outlierDetection else { return }
+        if verdict == .answered { sub.answered.add(1, ordering: .relaxed) }
+        guard verdict != .neutral, let policy = configuration.outlierDetection else { return }
+        let failed = verdict == .failed
         if !failed && !sub.tripped.load(ordering: .relaxed) {
             // The common case: a success on a closed breaker only counts, and needs no clock.
             sub.breaker.withLock { $0.recordSuccessWhileClosed() }
@@ -511,12 +512,12 @@ public final class MeshChannel: ClientTransport, Sendable {
             let answeredBefore = sub.answered.load(ordering: .relaxed)
             do {
                 let response = try await sub.transport.unary(method, request: request, options: options)
-                record(sub, failed: false)
+                record(sub, .answered)
                 if policy != nil { throttle.recordSuccess() }
                 return response
             } catch let error as RPCError {
                 let answeredMeanwhile = sub.answered.load(ordering: .relaxed) != answeredBefore
-                record(sub, failed: OutlierDetectionPolicy.blamesEndpoint(error.code, answeredMeanwhile: answeredMeanwhile))
+                record(sub, OutlierDetectionPolicy.verdict(error.code, answeredMeanwhile: answeredMeanwhile))
                 guard let policy, policy.retryableCodes.contains(error.code) else { throw error }
                 let throttleAllows = throttle.recordFailure()
                 guard throttleAllows, policy.allowsRetry(after: error, attempt: attempt), !Task.isCancelled else { throw error }
@@ -561,11 +562,11 @@ public final class MeshChannel: ClientTransport, Sendable {
                 do {
                     if inner == nil { try await start() }
                     if let m = try await inner?.next() { return m }
-                    finish(failed: false)
+                    finish(.answered)
                     return nil
                 } catch {
                     let code = (error as? RPCError)?.code ?? .unknown
-                    finish(failed: OutlierDetectionPolicy.blamesEndpoint(code, answeredMeanwhile: false, streaming: true), error: error)
+                    finish(OutlierDetectionPolicy.verdict(code, answeredMeanwhile: false, streaming: true), error: error)
                     throw error
                 }
             }
@@ -598,18 +599,18 @@ public final class MeshChannel: ClientTransport, Sendable {
                 inner = transport.streaming(method, requests: requests, options: options).makeAsyncIterator()
             }
 
-            func finish(failed: Bool, error: (any Error)? = nil) {
+            func finish(_ verdict: OutlierDetectionPolicy.Verdict, error: (any Error)? = nil) {
                 guard !done else { return }
                 done = true
                 intercepted?.end(error)
                 call.channel.observer?.callEnded(observation, status: error.map(RPCError.init) ?? RPCError(.ok))
-                if let sub { call.channel.record(sub, failed: failed) }
+                if let sub { call.channel.record(sub, verdict) }
                 sub = nil
                 if holdsSlot { call.channel.bulkhead.release() }
                 holdsSlot = false
             }
 
-            deinit { finish(failed: false, error: RPCError(.cancelled, "the caller stopped reading")) }
+            deinit { finish(.neutral, error: RPCError(.cancelled, "the caller stopped reading")) }
         }
 
         func makeAsyncIterator() -> Iterator { Iterator(call: self) }

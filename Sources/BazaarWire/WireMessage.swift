@@ -46,8 +46,12 @@ extension WireMessage {
         try _writeC(c, arena)
         let message = c.assumingMemoryBound(to: ProtobufCMessage.self)
         let size = protobuf_c_message_get_packed_size(message)
+        // An empty message must not go through `unsafeUninitializedCapacity`: with capacity 0 it
+        // stores the count into the shared empty-array singleton, a write that races between
+        // threads (ThreadSanitizer caught two health watches encoding empty requests at once).
+        if size == 0 { return [] }
         return [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
-            count = size == 0 ? 0 : protobuf_c_message_pack(message, buffer.baseAddress!)
+            count = protobuf_c_message_pack(message, buffer.baseAddress!)
         }
     }
 

@@ -85,6 +85,12 @@ func step<T>(_ b: inout CircuitBreaker, _ body: (inout CircuitBreaker) -> T) -> 
         #expect(!P.blamesEndpoint(.invalidArgument, answeredMeanwhile: false))
         #expect(!P.blamesEndpoint(.cancelled, answeredMeanwhile: false))
         #expect(!P.blamesEndpoint(.resourceExhausted, answeredMeanwhile: false))
+        // A deadline not blamed is no answer either: it must not break a run of failures (nor
+        // make other calls waiting on a hung endpoint look answered).
+        #expect(P.verdict(.deadlineExceeded, answeredMeanwhile: true) == .neutral)
+        #expect(P.verdict(.notFound, answeredMeanwhile: false) == .answered)
+        #expect(P.verdict(.ok, answeredMeanwhile: false) == .answered)
+        #expect(P.verdict(.unavailable, answeredMeanwhile: true) == .failed)
     }
 
     @Test func theEjectionCapIsRespected() {

@@ -34,6 +34,23 @@ public struct OutlierDetectionPolicy: Sendable, Hashable {
         if code == .deadlineExceeded { return !streaming && !answeredMeanwhile }
         return true
     }
+
+    /// What a finished call says about its endpoint.
+    public enum Verdict: Sendable, Equatable {
+        /// The endpoint answered (a success, or a status of its own such as NOT_FOUND).
+        case answered
+        /// The endpoint failed (see ``blamesEndpoint(_:answeredMeanwhile:streaming:)``).
+        case failed
+        /// Nothing either way: the caller's deadline or cancellation ended the call first. It
+        /// neither counts as a failure nor, as an answer would, breaks a run of failures.
+        case neutral
+    }
+
+    public static func verdict(_ code: StatusCode, answeredMeanwhile: Bool, streaming: Bool = false) -> Verdict {
+        if code == .ok { return .answered }
+        if blamesEndpoint(code, answeredMeanwhile: answeredMeanwhile, streaming: streaming) { return .failed }
+        return code == .deadlineExceeded || code == .cancelled ? .neutral : .answered
+    }
 }
 
 /// The circuit breaker of one endpoint: closed (serving), open (ejected until a time), half-open

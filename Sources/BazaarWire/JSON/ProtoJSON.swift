@@ -231,8 +231,10 @@ public enum ProtoJSON {
     static func pack(_ message: UnsafeMutableRawPointer) -> [UInt8] {
         let m = message.assumingMemoryBound(to: ProtobufCMessage.self)
         let size = protobuf_c_message_get_packed_size(m)
+        // Not through `unsafeUninitializedCapacity` when empty (see `WireMessage.serializedBytes`).
+        if size == 0 { return [] }
         return [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
-            count = size == 0 ? 0 : protobuf_c_message_pack(m, buffer.baseAddress!)
+            count = protobuf_c_message_pack(m, buffer.baseAddress!)
         }
     }
 
