@@ -11,7 +11,7 @@ help:
 	@echo "make test      install test dependencies and run every test"
 	@echo "make generate  regenerate all committed generated code (.proto files, Kubernetes workloads)"
 	@echo "make image     build the container image localhost/bazaar:dev with podman (TAG=...)"
-	@echo "make fuzz      run the wire decoder fuzzer (FUZZ_SECONDS=60)"
+	@echo "make fuzz      fuzz every network parser, FUZZ_SECONDS=60 each (FUZZ_TARGETS=\"http1 json\" for some)"
 	@echo "make bench     run the codec benchmark and print the figures for BENCHMARKS.md"
 	@echo "make bench-rpc run the RPC benchmarks (h2load, mTLS pairs, callgrind, memory); see scripts/bench-rpc.sh"
 	@echo "make bench-gateway REST through the gateway (wrk) against gRPC straight to the service (h2load)"

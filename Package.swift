@@ -110,12 +110,16 @@ let package = Package(
                           dependencies: ["ConformanceProtos", "ShopAPI", "GRPCProtos", "BazaarWire"],
                           path: "Tests/WireConformanceDriver"),
 
-        // libFuzzer target for the decoder (`make fuzz`); a corpus replayer in normal builds.
         // Replicas and load for the mesh's integration tests (tests/fixtures protos only).
         .executableTarget(name: "mesh-test", dependencies: [
             "BazaarMesh", "BazaarTelemetry", "BazaarTransport", "ConformanceProtos", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
-        .executableTarget(name: "wire-decode-fuzzer", dependencies: ["ConformanceProtos", "ShopAPI", "BazaarWire"],
-                          path: "Tests/Fuzz/WireDecodeFuzzer"),
+        // Fuzz targets for every parser that reads network bytes; the libFuzzer driver (`make fuzz`,
+        // a corpus replayer in normal builds) and the replay test in `make test` share them.
+        .target(name: "FuzzTargets", dependencies: ["ConformanceProtos", "ShopAPI", "BazaarWire", "BazaarCore", "BazaarTransport",
+                                                    "BazaarAuth", "BazaarRedis", "CBazaarHiredis", "ShopKit"],
+                path: "Tests/Fuzz/Targets"),
+        .executableTarget(name: "bazaar-fuzz", dependencies: ["FuzzTargets"], path: "Tests/Fuzz/Driver"),
+        .testTarget(name: "FuzzReplayTests", dependencies: ["FuzzTargets"]),
 
         .testTarget(name: "BazaarCodeGenTests", dependencies: ["BazaarCodeGen"]),
         .testTarget(name: "BazaarCoreTests", dependencies: ["BazaarCore", "GRPCProtos", "ShopAPI"]),

@@ -30,7 +30,7 @@ for _ in $(seq 50); do redis-cli -p "$redis_port" ping > /dev/null 2>&1 && break
 export BAZAAR_TEST_REDIS="127.0.0.1:$redis_port"
 echo "Redis: $BAZAAR_TEST_REDIS"
 
-step "Swift tests (codegen, wire runtime, core, mesh, telemetry, PostgreSQL, Redis)"
+step "Swift tests (codegen, wire runtime, core, mesh, telemetry, PostgreSQL, Redis, the fuzz corpora replayed)"
 set +e
 swift test --skip-build > .build/swift-test.log 2>&1
 swift_status=$?
@@ -54,6 +54,38 @@ py_status=${PIPESTATUS[0]}
 set -e
 py_passed=$(tail -1 .build/pytest.log | grep -oE '[0-9]+ passed' | grep -oE '[0-9]+' || echo 0)
 py_failed=$( (tail -1 .build/pytest.log | grep -oE '[0-9]+ (failed|error)' | grep -oE '[0-9]+'  || true) | awk '{s+=$1} END {print s+0}')
+
+step "ThreadSanitizer: the RPC interop and mesh suites against TSan builds of the servers, clients and load"
+# The suites that exercise the transport and the mesh from many threads at once; any report fails
+# the run. The other binaries (bazaar for certificates) come from the debug build.
+set +e
+swift build --sanitize=thread --scratch-path .build-tsan --product mesh-test 2>&1 | grep -E 'error|Build' | tail -1 &&
+  swift build --sanitize=thread --scratch-path .build-tsan --product interop-server 2>&1 | grep -E 'error|Build' | tail -1 &&
+  swift build --sanitize=thread --scratch-path .build-tsan --product interop-client 2>&1 | grep -E 'error|Build' | tail -1
+tsan_build=$?
+tsan_bin=$(mktemp -d /tmp/bazaar-tsan-bin.XXXXXX)
+tsan_reports=$(mktemp -d /tmp/bazaar-tsan-reports.XXXXXX)
+for f in .build/debug/*; do [ -f "$f" ] && [ -x "$f" ] && ln -sf "$PWD/$f" "$tsan_bin/"; done
+for b in mesh-test interop-server interop-client; do ln -sf "$PWD/.build-tsan/debug/$b" "$tsan_bin/$b"; done
+# exitcode=0: a race must not look like a crash to the suites; the reports decide below.
+TSAN_OPTIONS="halt_on_error=0 exitcode=0 log_path=$tsan_reports/report" BAZAAR_BIN_DIR="$tsan_bin" \
+  .venv/bin/python -m pytest -q -p no:cacheprovider Tests/Interop/test_rpc_interop.py Tests/Interop/test_mesh_resilience.py 2>&1 | tee .build/pytest-tsan.log
+tsan_status=${PIPESTATUS[0]}
+set -e
+tsan_passed=$(tail -1 .build/pytest-tsan.log | grep -oE '[0-9]+ passed' | grep -oE '[0-9]+' || echo 0)
+tsan_failed=$( (tail -1 .build/pytest-tsan.log | grep -oE '[0-9]+ (failed|error)' | grep -oE '[0-9]+' || true) | awk '{s+=$1} END {print s+0}')
+if [ "$tsan_build" -ne 0 ]; then echo "the TSan build failed"; tsan_status=1; fi
+if ls "$tsan_reports"/report.* > /dev/null 2>&1; then
+  echo "ThreadSanitizer reported:"
+  grep -h "SUMMARY" "$tsan_reports"/report.* | sort | uniq -c
+  cp "$tsan_reports"/report.* .build/ 2>/dev/null || true
+  tsan_status=1
+  tsan_failed=$((tsan_failed + 1))
+fi
+rm -rf "$tsan_bin" "$tsan_reports"
+py_passed=$(( ${py_passed:-0} + ${tsan_passed:-0} ))
+py_failed=$(( ${py_failed:-0} + ${tsan_failed:-0} ))
+[ "$tsan_status" -eq 0 ] || py_status=1
 
 passed=$(( ${swift_passed:-0} + ${py_passed:-0} ))
 failed=$(( ${swift_failed:-0} + ${py_failed:-0} ))

@@ -301,13 +301,16 @@ public final class AccountsService: Shop_V1_AccountsService.ServiceProtocol {
 
     /// Creates a user with the given roles, or gives an existing one those roles and password
     /// (for `bazaar seed`). Returns the user id.
-    public func ensureUser(email: String, password: String, displayName: String, roles: [String]) async throws -> String {
+    /// Creates a user unless one with this email exists; an existing user (and its password) is
+    /// never touched. Returns whether it was created.
+    @discardableResult
+    public func ensureUser(email: String, password: String, displayName: String, roles: [String]) async throws -> Bool {
         let hash = try await hasher.hashInBackground(password)
         return try await db.query("""
             INSERT INTO users (email, display_name, password_hash, roles) VALUES ($1, $2, $3, ARRAY(SELECT jsonb_array_elements_text($4::jsonb)))
-            ON CONFLICT ((lower(email))) DO UPDATE SET password_hash = EXCLUDED.password_hash, roles = EXCLUDED.roles
+            ON CONFLICT ((lower(email))) DO NOTHING
             RETURNING id::text AS id
-            """, [email, displayName, hash, jsonText(roles)]).rows[0].text("id")
+            """, [email, displayName, hash, jsonText(roles)]).rows.count == 1
     }
 }
 

@@ -1,4 +1,3 @@
-import BazaarCore
 import Synchronization
 
 /// Message compression of a call (`grpc-encoding`).

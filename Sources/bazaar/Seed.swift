@@ -15,7 +15,9 @@ struct Seed: ParsableCommand {
         abstract: "Load demo data: products across categories, an admin and a customer.",
         discussion: """
             Applies the services' migrations first, so it works before the services ever ran. Running it again adds \
-            nothing twice: products are keyed by SKU, and the two users get the given passwords and roles again.
+            nothing twice: products are keyed by SKU, and users that exist are left as they are (a password is never \
+            overwritten). With BAZAAR_ENV=production there is no default admin password (give --admin-password-file) \
+            and no demo customer: that is how a production shop gets its first admin (docs/deployment.md). \
             Prints a progress line per batch of products.
             """)
 
@@ -29,13 +31,31 @@ struct Seed: ParsableCommand {
     var products: Int = 1000
 
     @Option(name: .customLong("admin-email")) var adminEmail = "admin@bazaar.local"
-    @Option(name: .customLong("admin-password"), help: "The admin's password (at least 8 characters).") var adminPassword = "admin-pass-123"
+    @Option(name: .customLong("admin-password"), help: "The admin's password (at least 8 characters; development default admin-pass-123).")
+    var adminPasswordOption: String?
+    @Option(name: .customLong("admin-password-file"), help: "A file holding the admin's password (kept out of the process list).")
+    var adminPasswordFile: String?
     @Option(name: .customLong("customer-email")) var customerEmail = "customer@bazaar.local"
     @Option(name: .customLong("customer-password")) var customerPassword = "customer-pass-123"
 
+    var production: Bool { ProcessEnvironment.current["BAZAAR_ENV"] == "production" }
+
+    /// The admin's password: given, read from a file, or (in development only) the demo one.
+    func adminPassword() throws -> String {
+        if let path = adminPasswordFile {
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw ValidationError("cannot read --admin-password-file \(path)") }
+            return text.trimming("\n\r")
+        }
+        if let p = adminPasswordOption { return p }
+        if production {
+            throw ValidationError("BAZAAR_ENV=production has no default admin password: give --admin-password-file (or --admin-password)")
+        }
+        return "admin-pass-123"
+    }
+
     func validate() throws {
         guard (0...100_000).contains(products) else { throw ValidationError("--products must be between 0 and 100000") }
-        guard adminPassword.count >= 8, customerPassword.count >= 8 else { throw ValidationError("passwords need at least 8 characters") }
+        guard try adminPassword().count >= 8, customerPassword.count >= 8 else { throw ValidationError("passwords need at least 8 characters") }
     }
 
     static let categories = ["books", "kitchen", "garden", "toys", "music", "sports", "office", "outdoor", "home", "electronics"]
@@ -64,8 +84,9 @@ struct Seed: ParsableCommand {
     }
 
     func run() throws {
-        let (products, adminEmail, adminPassword, customerEmail, customerPassword) = (self.products, self.adminEmail, self.adminPassword,
+        let (products, adminEmail, adminPassword, customerEmail, customerPassword) = (self.products, self.adminEmail, try self.adminPassword(),
                                                                                       self.customerEmail, self.customerPassword)
+        let production = self.production
         let (catalogDB, accountsDB) = (self.catalogDB, self.accountsDB)
         try runBlocking {
             let catalog = PostgresPool(conninfo: catalogDB, maxConnections: 1)
@@ -92,9 +113,12 @@ struct Seed: ParsableCommand {
             let logger = Logger(service: "seed", level: .warning)
             let key = try JWTKey.generate()  // only to build the service; seeding issues no tokens
             let service = try AccountsService(db: accounts, logger: logger, signingKey: key)
-            _ = try await service.ensureUser(email: adminEmail, password: adminPassword, displayName: "Admin", roles: ["admin", "customer"])
-            _ = try await service.ensureUser(email: customerEmail, password: customerPassword, displayName: "Customer", roles: ["customer"])
-            print("seed: users \(adminEmail) (admin) and \(customerEmail) (customer)")
+            let admin = try await service.ensureUser(email: adminEmail, password: adminPassword, displayName: "Admin", roles: ["admin", "customer"])
+            print("seed: admin \(adminEmail) \(admin ? "created" : "exists already; left as it is")")
+            if !production {
+                let customer = try await service.ensureUser(email: customerEmail, password: customerPassword, displayName: "Customer", roles: ["customer"])
+                print("seed: customer \(customerEmail) \(customer ? "created" : "exists already; left as it is")")
+            }
         }
     }
 }

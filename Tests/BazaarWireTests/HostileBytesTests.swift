@@ -113,3 +113,22 @@ struct SplitMix64: RandomNumberGenerator {
         return z ^ (z >> 31)
     }
 }
+
+/// Issue 15: JSON from clients is bounded before Foundation's parser builds anything.
+@Suite struct HostileJSONTests {
+    @Test func deepNestingIsRefusedBeforeParsing() {
+        let deep = Array(String(repeating: "[", count: 65).utf8) + Array(String(repeating: "]", count: 65).utf8)
+        #expect(throws: JSONMappingError("the JSON nests deeper than 64 levels")) { try JSONValue.parse(deep) }
+        let fine = Array(String(repeating: "[", count: 64).utf8) + Array(String(repeating: "]", count: 64).utf8)
+        #expect((try? JSONValue.parse(fine)) != nil)
+        // Brackets inside strings are text, not nesting.
+        #expect((try? JSONValue.parse(Array("[\"\(String(repeating: "[", count: 200))\"]".utf8))) != nil)
+    }
+
+    @Test func tooManyValuesAreRefusedBeforeParsing() {
+        let flat = Array(("[" + Array(repeating: "0", count: 100_002).joined(separator: ",") + "]").utf8)
+        #expect(throws: JSONMappingError("the JSON holds more than 100000 values")) { try JSONValue.parse(flat) }
+        let escaped = Array("[\"a\\\",b\", 1]".utf8)  // an escaped quote does not end the string
+        #expect((try? JSONValue.parse(escaped)) != nil)
+    }
+}

@@ -2,6 +2,7 @@
 key set, refresh-token rotation with reuse detection, logout, password change, sign-in backoff,
 admin roles, and `bazaar seed`."""
 import base64
+import os
 import subprocess
 import time
 import uuid
@@ -120,7 +121,7 @@ def test_profile_and_admin_roles(shop, m, admin):
     assert user.id in seen
 
 
-def test_seed_loads_products_and_users_once(shop, m):
+def test_seed_loads_products_and_users_once(shop, m, tmp_path):
     args = [binary("bazaar"), "seed", "--catalog-db", shop.databases["catalog"], "--accounts-db", shop.databases["accounts"],
             "--products", "300", "--admin-email", "boss@example.com", "--customer-email", "shopper@example.com"]
     out = subprocess.run(args, capture_output=True, text=True, timeout=120)
@@ -132,6 +133,24 @@ def test_seed_loads_products_and_users_once(shop, m):
     assert shop.sql("catalog", "SELECT count(DISTINCT categories[1]) FROM products WHERE sku LIKE 'DEMO-%'") == "10"
     anon = Client(shop, m)
     s = anon.call("accounts", "Login", m.accounts.LoginRequest(email="boss@example.com", password="admin-pass-123"), m.accounts.Session)
+    assert "admin" in s.user.roles
+    # A password is never overwritten: seeding again with another one leaves the admin as it is.
+    changed = subprocess.run(args + ["--admin-password", "another password"], capture_output=True, text=True, timeout=120)
+    assert changed.returncode == 0 and "exists already; left as it is" in changed.stdout
+    assert anon.code("accounts", "Login", m.accounts.LoginRequest(email="boss@example.com", password="another password"),
+                     m.accounts.Session) == grpc.StatusCode.UNAUTHENTICATED
+    # Production has no default admin password, and no demo customer.
+    prod = {**os.environ, "BAZAAR_ENV": "production"}
+    refused = subprocess.run(args, capture_output=True, text=True, timeout=120, env=prod)
+    assert refused.returncode != 0 and "no default admin password" in refused.stderr
+    pw = tmp_path / "admin-password"
+    pw.write_text("a production password\n")
+    first = args[:args.index("--admin-email")] + ["--admin-email", "first-admin@example.com", "--admin-password-file", str(pw),
+                                                  "--customer-email", "nobody-demo@example.com"]
+    bootstrapped = subprocess.run(first, capture_output=True, text=True, timeout=120, env=prod)
+    assert bootstrapped.returncode == 0 and "seed: customer" not in bootstrapped.stdout, bootstrapped.stdout
+    s = anon.call("accounts", "Login", m.accounts.LoginRequest(email="first-admin@example.com", password="a production password"),
+                  m.accounts.Session)
     assert "admin" in s.user.roles
     bad = subprocess.run([binary("bazaar"), "seed", "--catalog-db", "host=/nonexistent dbname=x", "--accounts-db", "x"],
                          capture_output=True, text=True, timeout=60)

@@ -90,9 +90,18 @@ extension JSONValue: Decodable {
         }
     }
 
+    /// Nesting and size limits of ``parse(_:maxDepth:maxElements:)``.
+    public static let defaultMaxDepth = 64
+    public static let defaultMaxElements = 100_000
+
     /// Parses a JSON text (Foundation's parser). Malformed input throws a ``JSONMappingError``
-    /// that says where.
-    public static func parse(_ bytes: [UInt8]) throws(JSONMappingError) -> JSONValue {
+    /// that says where. Before the parser builds anything, one pass over the bytes refuses texts
+    /// nested deeper than `maxDepth` or holding more than `maxElements` values: a megabyte of
+    /// `[[[[...` or of `0,0,0,...` must cost the loop a scan, not a tree of a million nodes.
+    public static func parse(_ bytes: [UInt8], maxDepth: Int = defaultMaxDepth,
+                             maxElements: Int = defaultMaxElements) throws(JSONMappingError) -> JSONValue
+    {
+        try checkShape(bytes, maxDepth: maxDepth, maxElements: maxElements)
         do {
             return try JSONDecoder().decode(JSONValue.self, from: Data(bytes))
         } catch let DecodingError.dataCorrupted(context) {
@@ -105,6 +114,29 @@ extension JSONValue: Decodable {
 }
 
 extension JSONValue {
+    /// Counts brackets and separators outside strings (the parser proper checks everything else).
+    static func checkShape(_ bytes: [UInt8], maxDepth: Int, maxElements: Int) throws(JSONMappingError) {
+        var depth = 0, elements = 0, inString = false, escaped = false
+        for b in bytes {
+            if inString {
+                if escaped { escaped = false } else if b == UInt8(ascii: "\\") { escaped = true } else if b == UInt8(ascii: "\"") { inString = false }
+                continue
+            }
+            switch b {
+            case UInt8(ascii: "\""): inString = true
+            case UInt8(ascii: "["), UInt8(ascii: "{"):
+                depth += 1
+                elements += 1
+                if depth > maxDepth { throw JSONMappingError("the JSON nests deeper than \(maxDepth) levels") }
+            case UInt8(ascii: "]"), UInt8(ascii: "}"): depth -= 1
+            case UInt8(ascii: ","), UInt8(ascii: ":"):
+                elements += 1
+                if elements > maxElements { throw JSONMappingError("the JSON holds more than \(maxElements) values") }
+            default: break
+            }
+        }
+    }
+
     /// The JSON text.
     public func serialized() -> [UInt8] {
         var out: [UInt8] = []

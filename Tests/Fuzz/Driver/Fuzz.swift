@@ -1,30 +1,30 @@
-// libFuzzer target for the wire decoder: `make fuzz` (scripts/fuzz.sh) builds it with
-// -sanitize=fuzzer,address and -DFUZZING. Built normally, it replays the files named on the
-// command line through the same function, so that a crashing input can be checked in a debug build.
-import BazaarWire
-import ConformanceProtos
-import ShopAPI
+// libFuzzer driver for the fuzz targets (Tests/Fuzz/Targets): `make fuzz` (scripts/fuzz.sh) builds
+// it with -sanitize=fuzzer,address and -DFUZZING and picks the target with FUZZ_TARGET. Built
+// normally, it replays the files named on the command line through the target, so that a
+// crashing input can be checked in a debug build: `FUZZ_TARGET=http1 bazaar-fuzz crash-...`.
+import FuzzTargets
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// Decodes the input as several message kinds (recursive, proto2 with required fields, the shop's
-/// order); whatever decodes must encode again and decode to the same bytes.
-@_cdecl("LLVMFuzzerTestOneInput")
-public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
-    let bytes = data.map { Array(UnsafeBufferPointer(start: $0, count: size)) } ?? []
-    check(Conformance_V1_AllTypes.self, bytes)
-    check(Conformance_V1_Proto2Types.self, bytes)
-    check(Shop_V1_Order.self, bytes)
-    return 0
+/// The target FUZZ_TARGET names (`wire` when unset); exits with the list when it names none.
+func chosenTarget() -> @Sendable ([UInt8]) -> Void {
+    let name = getenv("FUZZ_TARGET").map { String(cString: $0) } ?? "wire"
+    guard let target = FuzzTargets.all[name] else {
+        print("FUZZ_TARGET=\(name): the targets are \(FuzzTargets.all.keys.sorted().joined(separator: ", "))")
+        exit(2)
+    }
+    return target
 }
 
-func check<M: WireMessage>(_ type: M.Type, _ bytes: [UInt8]) {
-    guard let m = try? M(serializedBytes: bytes), let out = try? m.serializedBytes() else { return }
-    guard let again = try? M(serializedBytes: out), let out2 = try? again.serializedBytes(), out2 == out else {
-        fatalError("\(M.protoMessageName): re-encoding is not stable")
-    }
+nonisolated(unsafe) var current: (@Sendable ([UInt8]) -> Void)?
+
+/// libFuzzer's entry point (its own `main` object refers to it even though the driver below runs).
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
+    current!(data.map { Array(UnsafeBufferPointer(start: $0, count: size)) } ?? [])
+    return 0
 }
 
 #if FUZZING
@@ -35,8 +35,9 @@ func LLVMFuzzerRunDriver(_ argc: UnsafeMutablePointer<CInt>,
 
 /// SwiftPM links an executable's entry point under this name; in fuzz builds it hands control to
 /// libFuzzer's driver (libFuzzer's own `main` is then not linked).
-@_cdecl("wire_decode_fuzzer_main")
+@_cdecl("bazaar_fuzz_main")
 func fuzzerMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
+    current = chosenTarget()
     var count = argc
     var vector = argv
     return LLVMFuzzerRunDriver(&count, &vector) { data, size in fuzzOne(data, size) }
@@ -46,6 +47,7 @@ func fuzzerMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<
 @main
 enum Replay {
     static func main() {
+        current = chosenTarget()
         for path in CommandLine.arguments.dropFirst() {
             guard let f = fopen(path, "rb") else { print("cannot open \(path)"); continue }
             var buffer = [UInt8]()

@@ -1,0 +1,138 @@
+// The fuzz targets: every parser that reads bytes from the network, one function each. The
+// libFuzzer driver (Tests/Fuzz/Driver, `make fuzz`) runs them under AddressSanitizer; the
+// replay test (Tests/FuzzReplayTests, in `make test`) feeds each its committed corpus
+// (Tests/Fuzz/corpus/<target>/) and the inputs that once crashed (Tests/Fuzz/regressions/<target>/).
+// A target returns normally for any input: it throws nothing and traps only on a real bug (a
+// crash, or an invariant such as "what decodes re-encodes the same" broken).
+@testable import BazaarAuth
+import BazaarCore
+@testable import BazaarRedis
+@testable import BazaarTransport
+import BazaarWire
+import CBazaarHiredis
+import ConformanceProtos
+import ShopAPI
+import ShopKit
+
+public enum FuzzTargets {
+    /// Each target by its name (the corpus folder and `FUZZ_TARGET`).
+    public static let all: [String: @Sendable ([UInt8]) -> Void] = [
+        "wire": wire, "http1": http1, "grpc": grpc, "json": json, "jwt": jwt, "redis": redis, "text": text,
+    ]
+
+    /// protobuf wire decoding of several message kinds; what decodes must re-encode stably.
+    static func wire(_ bytes: [UInt8]) {
+        roundTrip(Conformance_V1_AllTypes.self, bytes)
+        roundTrip(Conformance_V1_Proto2Types.self, bytes)
+        roundTrip(Shop_V1_Order.self, bytes)
+    }
+
+    static func roundTrip<M: WireMessage>(_ type: M.Type, _ bytes: [UInt8]) {
+        guard let m = try? M(serializedBytes: bytes), let out = try? m.serializedBytes() else { return }
+        guard let again = try? M(serializedBytes: out), let out2 = try? again.serializedBytes(), out2 == out else {
+            fatalError("\(M.protoMessageName): re-encoding is not stable")
+        }
+    }
+
+    /// The front door's HTTP/1.1 parser, fed in two pieces split by the first byte (so that
+    /// every split point is tried), through pipelined requests until it fails or runs out.
+    static func http1(_ bytes: [UInt8]) {
+        guard let first = bytes.first else { return }
+        let input = Array(bytes.dropFirst())
+        let split = input.isEmpty ? 0 : Int(first) % (input.count + 1)
+        let parser = HTTP1Parser()
+        var pending = ArraySlice(input[..<split])
+        var later = ArraySlice(input[split...])
+        var rounds = 0
+        while rounds < 10_000 {
+            rounds += 1
+            if pending.isEmpty {
+                if later.isEmpty { return }
+                pending = later
+                later = []
+            }
+            let result: Result<Int, HTTP1Parser.Failure> = pending.withUnsafeBytes { b in
+                do throws(HTTP1Parser.Failure) { return .success(try parser.feed(b)) } catch { return .failure(error) }
+            }
+            let used: Int
+            switch result {
+            case .success(let n): used = n
+            case .failure(let f):
+                precondition((400...499).contains(f.status), "a parse failure must be a 4xx, got \(f.status)")
+                return
+            }
+            precondition(used <= pending.count, "the parser used more bytes than it was given")
+            pending = pending.dropFirst(used)
+            for case .head(let head) in parser.takeEvents() {
+                precondition(!head.method.isEmpty, "a request without a method")
+            }
+            if parser.paused { parser.resume() } else if used == 0 { return }
+        }
+    }
+
+    /// gRPC: the length-prefixed framing (within a 64 KiB limit), `grpc-timeout`, metadata
+    /// percent-decoding and gRPC-Web text (base64) framing.
+    static func grpc(_ bytes: [UInt8]) {
+        var reader = MessageReader(maxMessageSize: 64 << 10)
+        reader.append(bytes)
+        var total = 0
+        do throws(RPCError) {
+            while let m = try reader.next() {
+                precondition(m.payload.count <= 64 << 10, "a message over the limit was accepted")
+                total += m.payload.count + 5
+            }
+        } catch {}
+        precondition(total <= bytes.count, "framing produced more bytes than it read")
+        let text = String(decoding: bytes.prefix(64), as: UTF8.self)
+        if let d = GRPCHeaders.parseTimeout(text) { precondition(d >= .zero, "a negative grpc-timeout") }
+        _ = GRPCHeaders.percentDecode(text)
+    }
+
+    /// JSON from clients: parsing with its limits, then the proto3 mapping onto request messages.
+    static func json(_ bytes: [UInt8]) {
+        guard let value = try? JSONValue.parse(bytes) else { return }
+        _ = value.serialized()
+        for descriptor in [Shop_V1_Product.protobufCDescriptor, Shop_V1_PlaceOrderRequest.protobufCDescriptor,
+                           Conformance_V1_AllTypes.protobufCDescriptor] {
+            let builder = ProtoJSON.Builder(descriptor)
+            if (try? builder.merge(value)) != nil { _ = builder.serialized() }
+        }
+    }
+
+    /// Bearer tokens: any text must be refused cleanly by the verifier (never accepted: no key
+    /// signed it).
+    static func jwt(_ bytes: [UInt8]) {
+        let token = String(decoding: bytes, as: UTF8.self)
+        if (try? JWT.verify(token, keys: [fuzzKey], issuer: nil, audience: nil)) != nil {
+            fatalError("a token nobody signed was accepted")
+        }
+        _ = try? BearerAuth.user(authorization: "Bearer " + token, keys: [fuzzKey], issuer: nil, audience: nil)
+    }
+
+    static let fuzzKey: JWTKey = try! JWTKey.generate(keyID: "fuzz")
+
+    /// Redis replies (RESP) through hiredis's reader, as the connection reads them.
+    static func redis(_ bytes: [UInt8]) {
+        guard let reader = redisReaderCreate() else { return }
+        defer { redisReaderFree(reader) }
+        _ = bytes.withUnsafeBufferPointer { b in
+            b.baseAddress!.withMemoryRebound(to: CChar.self, capacity: max(b.count, 1)) { redisReaderFeed(reader, $0, b.count) }
+        }
+        for _ in 0..<1000 {
+            var reply: UnsafeMutableRawPointer?
+            guard redisReaderGetReply(reader, &reply) == REDIS_OK, let reply else { return }
+            _ = RedisConnection.value(reply.assumingMemoryBound(to: redisReply.self))
+            freeReplyObject(reply)
+        }
+    }
+
+    /// Text fields and tokens clients send to the shop: page tokens, emails, one-line text.
+    static func text(_ bytes: [UInt8]) {
+        let s = String(decoding: bytes, as: UTF8.self)
+        _ = try? PageToken.decode(s, count: 3)
+        if (try? Check.email(s)) != nil {
+            precondition(!s.unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7F }, "an email with control characters passed")
+        }
+        _ = try? Check.text(s, "f", max: 200)
+    }
+}
