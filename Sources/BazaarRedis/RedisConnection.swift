@@ -53,13 +53,23 @@ public struct RedisError: Error, CustomStringConvertible, Sendable, Equatable {
 /// One Redis connection through hiredis's asynchronous API, driven by an event loop: hiredis
 /// parses the protocol, the loop tells it when its socket is ready (our own event hooks, the same
 /// way its libevent adapter does). Commands pipeline: many may be in flight, answered in order.
+///
+/// Nothing waits on Redis for ever: connecting has ``connectTimeout``, and a command that gets
+/// no reply within its timeout (``commandTimeout``, or the one given to ``send(_:timeout:)``,
+/// e.g. a blocking read's own wait plus a margin) fails, with every command behind it, and the
+/// connection is dropped: replies come in order, so a stuck server holds them all.
 public final class RedisConnection: @unchecked Sendable {
     public let loop: EventLoop
     // Loop-confined.
     private var context: UnsafeMutablePointer<redisAsyncContext>?
     private var watcher: IOWatcher?
     private var connectWaiter: CheckedContinuation<Void, any Error>?
-    private var pending: [UInt: CheckedContinuation<RedisValue, any Error>] = [:]
+    private var pending: [UInt: (k: CheckedContinuation<RedisValue, any Error>, timer: LoopTimer?)] = [:]
+    private var connectTimer: LoopTimer?
+    /// Longest wait for the server to accept the connection.
+    public static let connectTimeout: Duration = .seconds(5)
+    /// Longest wait for a command's reply, unless the command says otherwise.
+    public static let commandTimeout: Duration = .seconds(5)
     private var nextID: UInt = 1
     private let connected = Atomic<Bool>(false)
 
@@ -119,6 +129,12 @@ public final class RedisConnection: @unchecked Sendable {
         }
         // Connecting completes when the socket turns writable.
         watcher?.setWriting(true)
+        connectTimer = loop.schedule(after: Self.connectTimeout) { [weak self] in
+            guard let self, let k = self.connectWaiter, let context = self.context else { return }
+            self.connectWaiter = nil
+            k.resume(throwing: RedisError(kind: .connection, message: "\(host):\(port): no connection within \(Self.connectTimeout)"))
+            redisAsyncFree(context)
+        }
     }
 
     private static func errstr(_ ac: UnsafePointer<redisAsyncContext>) -> String {
@@ -126,6 +142,8 @@ public final class RedisConnection: @unchecked Sendable {
     }
 
     private func connectFinished(ok: Bool, why: String) {
+        connectTimer?.cancel()
+        connectTimer = nil
         let k = connectWaiter
         connectWaiter = nil
         if ok {
@@ -149,15 +167,26 @@ public final class RedisConnection: @unchecked Sendable {
         context = nil
         watcher?.close()
         watcher = nil
+        connectTimer?.cancel()
+        connectTimer = nil
+        if let k = connectWaiter {
+            connectWaiter = nil
+            k.resume(throwing: RedisError(kind: .connection, message: why))
+        }
         let waiting = pending
         pending = [:]
-        for (_, k) in waiting { k.resume(throwing: RedisError(kind: .connection, message: why)) }
+        for (_, p) in waiting {
+            p.timer?.cancel()
+            p.k.resume(throwing: RedisError(kind: .connection, message: why))
+        }
     }
 
-    /// Sends one command (`["SET", "cart:1", "..."]`); arguments are binary-safe.
-    public func send(_ arguments: [[UInt8]]) async throws -> RedisValue {
-        try await withCheckedThrowingContinuation { k in
-            loop.execute { self.enqueue(arguments, k) }
+    /// Sends one command (`["SET", "cart:1", "..."]`); arguments are binary-safe. `timeout`:
+    /// the longest wait for its reply (``commandTimeout`` when `nil`).
+    public func send(_ arguments: [[UInt8]], timeout: Duration? = nil) async throws -> RedisValue {
+        let limit = timeout ?? Self.commandTimeout
+        return try await withCheckedThrowingContinuation { k in
+            loop.execute { self.enqueue(arguments, limit, k) }
         }
     }
 
@@ -166,13 +195,14 @@ public final class RedisConnection: @unchecked Sendable {
         try await send(arguments.map { Array($0.utf8) })
     }
 
-    private func enqueue(_ arguments: [[UInt8]], _ k: CheckedContinuation<RedisValue, any Error>) {
+    private func enqueue(_ arguments: [[UInt8]], _ limit: Duration, _ k: CheckedContinuation<RedisValue, any Error>) {
         guard let context, connected.load(ordering: .relaxed) else {
             return k.resume(throwing: RedisError.notConnected)
         }
         let id = nextID
         nextID &+= 1
-        pending[id] = k
+        let timer = loop.schedule(after: limit) { [weak self] in self?.timedOut(id, limit) }
+        pending[id] = (k, timer)
         let rc = Self.withArgv(arguments) { argc, argv, lens in
             redisAsyncCommandArgv(context, { ac, reply, privdata in
                 let c = RedisConnection.from(ac!.pointee.data)
@@ -181,12 +211,24 @@ public final class RedisConnection: @unchecked Sendable {
         }
         if rc != REDIS_OK {
             pending[id] = nil
+            timer.cancel()
             k.resume(throwing: RedisError(kind: .connection, message: Self.errstr(context)))
         }
     }
 
+    /// A reply did not come in time: the server is stuck or gone, and replies come in order, so
+    /// every command on this connection fails now and the connection is dropped (freeing the
+    /// context fails the rest through their callbacks; the client connects anew).
+    private func timedOut(_ id: UInt, _ limit: Duration) {
+        guard let p = pending.removeValue(forKey: id), let context else { return }
+        p.k.resume(throwing: RedisError(kind: .connection, message: "no reply within \(limit)"))
+        connected.store(false, ordering: .releasing)
+        redisAsyncFree(context)
+    }
+
     private func replied(_ id: UInt, _ reply: UnsafeMutablePointer<redisReply>?) {
-        guard let k = pending.removeValue(forKey: id) else { return }
+        guard let (k, timer) = pending.removeValue(forKey: id) else { return }
+        timer?.cancel()
         guard let reply else { return k.resume(throwing: RedisError(kind: .connection, message: "the connection closed before the reply")) }
         if reply.pointee.type == REDIS_REPLY_ERROR {
             return k.resume(throwing: RedisError(kind: .server, message: String(decoding: Self.bytes(reply), as: UTF8.self)))
@@ -257,14 +299,14 @@ public final class RedisClient: Sendable {
         self.init(host: e.host, port: e.port, group: group)
     }
 
-    public func send(_ arguments: [[UInt8]]) async throws -> RedisValue {
+    public func send(_ arguments: [[UInt8]], timeout: Duration? = nil) async throws -> RedisValue {
         do {
-            return try await current().send(arguments)
+            return try await current().send(arguments, timeout: timeout)
         } catch let e as RedisError where e == .notConnected {
             // The connection died after it was handed out but before the command went out (its
             // replies fail first, its disconnect is noticed a moment later): the command was
             // never sent, so it goes once more, on a new connection.
-            return try await current().send(arguments)
+            return try await current().send(arguments, timeout: timeout)
         }
     }
 

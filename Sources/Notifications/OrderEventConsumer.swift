@@ -74,7 +74,8 @@ public struct OrderEventConsumer: Sendable {
         var args = ["XREADGROUP", "GROUP", group, consumer, "COUNT", "50"]
         if !pending { args += ["BLOCK", String(block.components.seconds * 1000)] }
         args += ["STREAMS", stream, pending ? "0" : ">"]
-        let reply = try await redis.send(args.map { Array($0.utf8) })
+        // A blocking read waits on the server by design: its reply timeout is the block and a margin.
+        let reply = try await redis.send(args.map { Array($0.utf8) }, timeout: pending ? nil : block + RedisConnection.commandTimeout)
         let entries = reply.array?.first?.array?.dropFirst().first?.array ?? []
         for entry in entries { try await handle(entry) }
         return entries.count

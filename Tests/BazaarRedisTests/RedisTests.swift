@@ -86,3 +86,34 @@ struct RedisTests {
         }
     }
 }
+
+/// Issue 15, item 12: a Redis that accepts the connection and then says nothing (a stopped or
+/// wedged server) fails commands at their timeout instead of holding them for ever. The server
+/// here is a listening socket that never answers: the failure does not depend on any timing.
+@Suite struct RedisTimeoutTests {
+    @Test func aServerThatNeverRepliesFailsTheCommandAndTheConnection() async throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        #expect(fd >= 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
+        #expect(listen(fd, 8) == 0)
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        let port = Int(UInt16(bigEndian: addr.sin_port))
+        let group = EventLoopGroup(count: 1)
+        defer { group.shutdown() }
+        let c = try await RedisConnection.connect(host: "127.0.0.1", port: port, on: group.loops[0])
+        do {
+            _ = try await c.send([Array("PING".utf8)], timeout: .milliseconds(200))
+            Issue.record("a command to a silent server returned")
+        } catch let e as RedisError {
+            #expect(e.kind == .connection && e.message.hasPrefix("no reply within"))
+        }
+        // The connection is dropped: what follows fails at once instead of queueing behind it.
+        #expect(!c.isConnected)
+        await #expect(throws: RedisError.self) { try await c.send([Array("PING".utf8)]) }
+    }
+}

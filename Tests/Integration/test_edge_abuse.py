@@ -372,3 +372,43 @@ def test_open_streams_are_capped_per_caller_and_in_all(shop):
     again = subscribe(users[3])
     wait_for("a stream for the last user", lambda: open_streams() == 1)
     again.close()
+
+
+# 12. A stopped database: requests end at their deadline, nothing piles up, and once it is back
+# new requests do not wait behind dead ones.
+
+def test_a_stopped_database_fails_calls_at_their_deadline_and_recovers(shop, m, admin):
+    import os
+    import signal as sig
+    import threading
+    product = make_product(admin, m)
+    data_dir = shop.base_conninfo.split("host=")[1].split()[0]
+    postmaster = int(open(f"{data_dir}/data/postmaster.pid").readline())
+    children = [int(p) for p in subprocess.run(["pgrep", "-P", str(postmaster)], capture_output=True, text=True).stdout.split()]
+    me = new_customer(shop, m)
+    catalog_pid = shop.procs["catalog"].pid
+    before_kb = status_kb(catalog_pid, "VmRSS")
+    codes = []
+    os.kill(postmaster, sig.SIGSTOP)
+    for c in children:
+        os.kill(c, sig.SIGSTOP)
+    try:
+        def call():
+            codes.append(me.code("catalog", "GetProduct", m.catalog.GetProductRequest(id=product.id), m.catalog.Product, timeout=1))
+        # More callers than the pool (10 connections) lets wait (200): the rest are refused at once.
+        threads = [threading.Thread(target=call) for _ in range(300)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(HANG_GUARD)
+        assert len(codes) == 300 and set(codes) <= {C.DEADLINE_EXCEEDED, C.UNAVAILABLE}, set(codes)
+        assert C.UNAVAILABLE in codes, "no caller was refused: the pool's waiters are unbounded"
+        assert status_kb(catalog_pid, "VmRSS") - before_kb < 64 * 1024
+    finally:
+        for c in children:
+            os.kill(c, sig.SIGCONT)
+        os.kill(postmaster, sig.SIGCONT)
+    # Back: the next calls are answered, not queued behind the abandoned statements.
+    wait_for("the catalog to answer again", lambda: me.code("catalog", "GetProduct", m.catalog.GetProductRequest(id=product.id),
+                                                            m.catalog.Product, timeout=5) == C.OK)
+    assert shop.procs["catalog"].poll() is None
