@@ -159,11 +159,13 @@ public struct OrderEventConsumer: Sendable {
 
 /// Sends queued email notifications over SMTP, each until it is accepted (transient failures are
 /// retried with growing delays; a permanent refusal marks it failed). Several mailers may run:
-/// rows are taken with `FOR UPDATE SKIP LOCKED`.
+/// each round leases its rows in one short statement (`FOR UPDATE SKIP LOCKED` inside it, the
+/// lease being a later `next_attempt_at`), then talks SMTP outside any transaction: a slow mail
+/// relay must not hold row locks and a database connection.
 ///
-/// A notification is marked sent in the same transaction that held its row while sending, so a
-/// crash after the server accepted a message but before the commit sends it once more; the
-/// Message-ID is the notification id, by which receivers can drop that repeat.
+/// A crash after the server accepted a message but before it was marked sent sends it once more
+/// when the lease runs out; the Message-ID is the notification id, by which receivers can drop
+/// that repeat.
 public struct Mailer: Sendable {
     public let db: PostgresPool
     /// `nil`: no SMTP server configured; queued mail is marked skipped.
@@ -179,36 +181,39 @@ public struct Mailer: Sendable {
     }
 
     /// Sends what is due; returns how many it handled.
+    /// How long a round owns the rows it took: every message may take the SMTP client's whole
+    /// timeout.
+    var lease: Duration { (smtp?.timeout ?? .seconds(10)) * 10 + .seconds(30) }
+
     public func sendDue() async throws -> Int {
-        try await db.transaction { tx in
-            let rows = try await tx.query("""
-                SELECT id::text AS id, email_to, subject, body, email_attempts FROM notifications
-                WHERE email_state = 'pending' AND next_attempt_at <= clock_timestamp()
-                ORDER BY next_attempt_at LIMIT 10 FOR UPDATE SKIP LOCKED
-                """).rows
-            for row in rows {
-                let id = row.text("id")
-                guard let smtp else {
-                    _ = try await tx.query("UPDATE notifications SET email_state = 'skipped' WHERE id = $1::uuid", [id])
-                    continue
-                }
-                do {
-                    try await smtp.send(EmailMessage(from: from, to: row.text("email_to"), subject: row.text("subject"), body: row.text("body"),
-                                                     messageID: "\(id)@bazaar"))
-                    _ = try await tx.query("UPDATE notifications SET email_state = 'sent', sent_at = clock_timestamp(), email_attempts = email_attempts + 1 WHERE id = $1::uuid", [id])
-                } catch let e as SMTPError {
-                    let attempts = row.int64("email_attempts") + 1
-                    let giveUp = !e.isTransient || attempts >= 20
-                    _ = try await tx.query("""
-                        UPDATE notifications SET email_state = $2, email_attempts = $3::int, email_error = $4,
-                            next_attempt_at = clock_timestamp() + make_interval(secs => LEAST(3600, power(2, $3::int))::float8)
-                        WHERE id = $1::uuid
-                        """, [id, giveUp ? "failed" : "pending", attempts, e.description])
-                    logger.warning("email not sent", [("notification_id", .string(id)), ("error", .string(e.description)), ("gave_up", .bool(giveUp))])
-                }
+        let rows = try await db.query("""
+            UPDATE notifications SET next_attempt_at = clock_timestamp() + make_interval(secs => $1)
+            WHERE id IN (SELECT id FROM notifications WHERE email_state = 'pending' AND next_attempt_at <= clock_timestamp()
+                         ORDER BY next_attempt_at LIMIT 10 FOR UPDATE SKIP LOCKED)
+            RETURNING id::text AS id, email_to, subject, body, email_attempts
+            """, [lease.inSeconds]).rows
+        for row in rows {
+            let id = row.text("id")
+            guard let smtp else {
+                _ = try await db.query("UPDATE notifications SET email_state = 'skipped' WHERE id = $1::uuid", [id])
+                continue
             }
-            return rows.count
+            do {
+                try await smtp.send(EmailMessage(from: from, to: row.text("email_to"), subject: row.text("subject"), body: row.text("body"),
+                                                 messageID: "\(id)@bazaar"))
+                _ = try await db.query("UPDATE notifications SET email_state = 'sent', sent_at = clock_timestamp(), email_attempts = email_attempts + 1 WHERE id = $1::uuid", [id])
+            } catch let e as SMTPError {
+                let attempts = row.int64("email_attempts") + 1
+                let giveUp = !e.isTransient || attempts >= 20
+                _ = try await db.query("""
+                    UPDATE notifications SET email_state = $2, email_attempts = $3::int, email_error = $4,
+                        next_attempt_at = clock_timestamp() + make_interval(secs => LEAST(3600, power(2, $3::int))::float8)
+                    WHERE id = $1::uuid
+                    """, [id, giveUp ? "failed" : "pending", attempts, e.description])
+                logger.warning("email not sent", [("notification_id", .string(id)), ("error", .string(e.description)), ("gave_up", .bool(giveUp))])
+            }
         }
+        return rows.count
     }
 
     public func run(idle: Duration = .milliseconds(500)) async {

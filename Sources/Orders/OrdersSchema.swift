@@ -74,5 +74,9 @@ public enum OrdersSchema {
                 refunded_at     timestamptz
             );
             """),
+        // The relay no longer holds a transaction across its Redis calls: it leases rows instead.
+        Migration(version: 2, name: "outbox leases", sql: """
+            ALTER TABLE outbox ADD COLUMN lease_until timestamptz;
+            """),
     ]
 }

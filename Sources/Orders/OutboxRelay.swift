@@ -4,11 +4,12 @@ import BazaarTelemetry
 
 /// Publishes the orders outbox to a Redis stream, at least once.
 ///
-/// Each round takes up to `batch` unpublished rows with `FOR UPDATE SKIP LOCKED`, so relays in
-/// several replicas share the work without publishing a row twice at the same time; the rows are
-/// marked published in the same transaction after XADD. A crash between the XADD and the commit
-/// publishes those events again on the next round, which is why every entry carries its
-/// `event_id` and consumers deduplicate by it.
+/// Each round leases up to `batch` unpublished rows in one short statement (`FOR UPDATE SKIP
+/// LOCKED` inside it, so relays in several replicas share the work), publishes them with XADD
+/// outside any transaction, and marks them published. No transaction stays open across a call to
+/// Redis: a slow Redis must not hold row locks and a database connection. A relay that dies
+/// mid-round leaves its lease to expire (`lease`), and the rows are published again, which is
+/// why every entry carries its `event_id` and consumers deduplicate by it.
 public struct OutboxRelay: Sendable {
     public let db: PostgresPool
     public let redis: RedisClient
@@ -17,6 +18,8 @@ public struct OutboxRelay: Sendable {
     public var batch = 100
     /// Roughly how many entries the stream keeps (XADD MAXLEN ~).
     public var maxLength = 1_000_000
+    /// How long a round owns the rows it took (far more than a round takes while Redis answers).
+    public var lease: Duration = .seconds(60)
 
     public init(db: PostgresPool, redis: RedisClient, stream: String = "bazaar:order-events", logger: Logger) {
         self.db = db
@@ -27,20 +30,32 @@ public struct OutboxRelay: Sendable {
 
     /// One round; returns how many events it published.
     public func publishOnce() async throws -> Int {
-        try await db.transaction { tx in
-            let rows = try await tx.query("""
-                SELECT id, event_id::text AS event_id, type, payload::text AS payload FROM outbox
-                WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
-                """, [batch]).rows
-            if rows.isEmpty { return 0 }
-            for row in rows {
+        let rows = try await db.query("""
+            UPDATE outbox SET lease_until = clock_timestamp() + make_interval(secs => $2)
+            WHERE id IN (SELECT id FROM outbox WHERE published_at IS NULL AND (lease_until IS NULL OR lease_until < clock_timestamp())
+                         ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
+            RETURNING id, event_id::text AS event_id, type, payload::text AS payload
+            """, [batch, lease.inSeconds]).rows.sorted { (Int64($0["id"] ?? "") ?? 0) < (Int64($1["id"] ?? "") ?? 0) }
+        if rows.isEmpty { return 0 }
+        var published: [String] = []
+        var failure: (any Error)?
+        for row in rows {
+            do {
                 _ = try await redis.send("XADD", stream, "MAXLEN", "~", String(maxLength), "*",
                                          "event_id", row["event_id"] ?? "", "type", row["type"] ?? "", "payload", row["payload"] ?? "{}")
+                published.append(row["id"] ?? "")
+            } catch {
+                failure = error
+                break
             }
-            let ids = rows.compactMap { $0["id"] }.joined(separator: ",")
-            _ = try await tx.query("UPDATE outbox SET published_at = clock_timestamp() WHERE id = ANY(string_to_array($1, ',')::bigint[])", [ids])
-            return rows.count
         }
+        // What went out is marked even when a later XADD failed (the rest waits for its lease).
+        if !published.isEmpty {
+            _ = try await db.query("UPDATE outbox SET published_at = clock_timestamp() WHERE id = ANY(string_to_array($1, ',')::bigint[])",
+                                   [published.joined(separator: ",")])
+        }
+        if let failure { throw failure }
+        return rows.count
     }
 
     /// Publishes until cancelled: at once while there is a backlog, every `idle` otherwise.

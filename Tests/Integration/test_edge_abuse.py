@@ -412,3 +412,25 @@ def test_a_stopped_database_fails_calls_at_their_deadline_and_recovers(shop, m, 
     wait_for("the catalog to answer again", lambda: me.code("catalog", "GetProduct", m.catalog.GetProductRequest(id=product.id),
                                                             m.catalog.Product, timeout=5) == C.OK)
     assert shop.procs["catalog"].poll() is None
+
+
+def test_no_transaction_stays_open_across_a_stalled_redis(shop):
+    """The outbox relay leases its rows and calls Redis outside any transaction: with Redis
+    stopped, the orders database holds no open transaction (and no row locks) for it."""
+    import os
+    import signal as sig
+    order = str(uuid.uuid4())
+    os.kill(shop.redis.pid, sig.SIGSTOP)
+    try:
+        row = shop.sql("orders", f"INSERT INTO outbox (order_id, type, payload) VALUES ('{order}', 'test.stalled', '{{}}') RETURNING id").splitlines()[0]
+        wait_for("the relay to lease the row", lambda: shop.sql("orders", f"SELECT lease_until IS NOT NULL FROM outbox WHERE id = {row}") == "t")
+        database = shop.databases["orders"].split("dbname=")[1].split()[0]
+        open_tx = shop.sql("orders", f"SELECT count(*) FROM pg_stat_activity WHERE datname = '{database}' "
+                                     "AND state LIKE 'idle in transaction%'")
+        assert open_tx == "0", f"{open_tx} transactions stay open while Redis is stopped"
+    finally:
+        os.kill(shop.redis.pid, sig.SIGCONT)
+    # Once Redis answers (the relay's XADD failed at its timeout, or goes through), the row is
+    # published when its lease allows.
+    wait_for("the row to be published", lambda: shop.sql("orders", f"SELECT published_at IS NOT NULL FROM outbox WHERE id = {row}") == "t",
+             timeout=HANG_GUARD + 60)
