@@ -29,7 +29,7 @@ extension Gateway {
     /// Headers a client may not pass through to a service.
     static let notForwarded: Set<String> = ["content-type", "content-length", "te", "host", "connection", "user-agent", "authorization",
                                             "grpc-timeout", "grpc-encoding", "grpc-accept-encoding", "accept-encoding", "x-grpc-web",
-                                            "x-user-agent", "origin", "referer", "accept", "x-request-id", "traceparent"]
+                                            "x-user-agent", "origin", "referer", "accept", "x-request-id", "traceparent", "tracestate"]
 
     func proxy(_ request: HTTPRequest, _ flavor: GRPCFlavor, _ writer: HTTPResponseWriter, _ common: [(String, String)]) async {
         let contentType = request.header("content-type") ?? "application/grpc"

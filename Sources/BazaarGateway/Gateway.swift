@@ -304,8 +304,7 @@ public final class Gateway: HTTPResponder {
     }
 
     /// What the services learn about the caller, the same for every protocol: the verified user
-    /// (subject, roles, scopes), the client address, the request id the gateway settled on, and
-    /// the trace context.
+    /// (subject, roles, scopes), the client address and the request id the gateway settled on.
     func forward(_ user: UserIdentity?, requestID: String, _ request: HTTPRequest, into options: inout CallOptions) {
         options.metadata.add("x-request-id", requestID)
         options.metadata.add(ForwardedIdentity.clientAddressKey, clientAddress(request))
@@ -314,7 +313,9 @@ public final class Gateway: HTTPResponder {
             if !user.roles.isEmpty { options.metadata.add(ForwardedIdentity.rolesKey, user.roles.joined(separator: ",")) }
             if !user.scopes.isEmpty { options.metadata.add(ForwardedIdentity.scopesKey, user.scopes.joined(separator: " ")) }
         }
-        if let tp = request.header("traceparent") { options.metadata.add("traceparent", tp) }
+        // The client's `traceparent` is not passed on: a trace starts here, sampled by the
+        // gateway's own sampler (a client setting the sampled flag on every request must not
+        // decide what the shop records). Keeping it as a span link is still to do.
     }
 
     // MARK: CORS

@@ -1,0 +1,26 @@
+import BazaarAuth
+import BazaarCore
+@testable import BazaarGateway
+import BazaarTransport
+import Testing
+
+/// What the gateway tells the services about a caller: the same for REST and gRPC (one helper).
+@Suite struct ForwardingTests {
+    @Test func theGatewaysOwnRequestIDAndAddressGoUpstreamNotTheClientsTraceContext() throws {
+        var settings = Gateway.Settings()
+        settings.trustedProxies = [IPNetwork("10.0.0.0/8")!]
+        let gateway = try Gateway(services: [], upstreams: [:], settings: settings)
+        let request = HTTPRequest(method: "GET", target: "/v1/products",
+                                  headers: [("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+                                            ("x-forwarded-for", "203.0.113.9"), ("x-request-id", "evil\r\nheader")],
+                                  remoteAddress: "10.1.2.3:5555")
+        var options = CallOptions()
+        gateway.forward(UserIdentity(subject: "u1", roles: ["customer"], scopes: ["orders:read"]), requestID: "req-1", request, into: &options)
+        // A trace starts at the gateway: the client's sampled flag decides nothing.
+        #expect(options.metadata["traceparent"] == nil)
+        #expect(options.metadata["x-request-id"] == "req-1")
+        #expect(options.metadata[ForwardedIdentity.clientAddressKey] == "203.0.113.9")
+        #expect(options.metadata[ForwardedIdentity.scopesKey] == "orders:read")
+        #expect(options.metadata[ForwardedIdentity.subjectKey] == "u1")
+    }
+}
