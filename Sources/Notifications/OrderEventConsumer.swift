@@ -15,6 +15,11 @@ import ShopKit
 /// recognised by its `event_id` in `processed_events`, in the same transaction as the
 /// notification. After a restart the consumer first re-reads its own unacknowledged entries; every
 /// `claimIdle` it also takes over entries another consumer left unacknowledged for that long.
+///
+/// An entry that fails `maxDeliveries` times for a reason of its own (not a store that is down)
+/// is a poison message: it is copied to the dead-letter stream (`<stream>:dead`, with the error)
+/// and acknowledged, so that it cannot stall every entry behind it. `deadLettered` counts them
+/// (`bazaar_events_dead_lettered_total`; the BazaarDeadLetteredEvents alert fires on any).
 public struct OrderEventConsumer: Sendable {
     public let service: NotificationsService
     /// A connection of its own: XREADGROUP BLOCK holds it while waiting.
@@ -23,6 +28,14 @@ public struct OrderEventConsumer: Sendable {
     public let group: String
     public let consumer: String
     public var claimIdle: Duration = .seconds(60)
+    /// Failed deliveries of one entry before it is parked in the dead-letter stream.
+    public var maxDeliveries = 5
+    private let failures = Lock<[String: Int]>([:])
+    private let parked = Lock(0)
+
+    /// Entries moved to the dead-letter stream since the start.
+    public var deadLettered: Int { parked.withLock { $0 } }
+    public var deadLetterStream: String { stream + ":dead" }
 
     public init(service: NotificationsService, redis: RedisClient, stream: String = "bazaar:order-events", group: String = "notifications",
                 consumer: String)
@@ -98,8 +111,37 @@ public struct OrderEventConsumer: Sendable {
             i += 2
         }
         // An entry trimmed from the stream while pending comes back without fields: just ack it.
-        if !fields.isEmpty { try await process(fields) }
+        if !fields.isEmpty {
+            do {
+                try await process(fields)
+            } catch where !Self.isTransient(error) {
+                let n = failures.withLock { f -> Int in
+                    f[id, default: 0] += 1
+                    return f[id]!
+                }
+                guard n >= maxDeliveries else { throw error }
+                var args = ["XADD", deadLetterStream, "MAXLEN", "~", "100000", "*", "source_id", id, "error", "\(error)"]
+                for (k, v) in fields.sorted(by: { $0.key < $1.key }) { args += [k, v] }
+                _ = try await redis.send(args.map { Array($0.utf8) })
+                parked.withLock { $0 += 1 }
+                logger.error("order event parked in the dead-letter stream after \(n) failed deliveries",
+                             [("entry_id", .string(id)), ("stream", .string(deadLetterStream)), ("error", .string("\(error)"))])
+            }
+            failures.withLock { f in if !f.isEmpty { f[id] = nil } }
+        }
         _ = try await redis.send("XACK", stream, group, id)
+    }
+
+    /// Failures that say a store or a peer is down (the entry is fine and will go through later).
+    static func isTransient(_ error: any Error) -> Bool {
+        switch error {
+        case let e as PostgresError:
+            return e.isConnectionError || ["57014", "53300", "40001", "40P01", "57P01", "57P03"].contains(e.sqlState)
+        case is RedisError: return true
+        case let e as RPCError: return [.unavailable, .deadlineExceeded, .cancelled, .resourceExhausted, .aborted].contains(e.code)
+        case is CancellationError: return true
+        default: return false
+        }
     }
 
     /// Turns one event into (at most) one notification, exactly once per event id.

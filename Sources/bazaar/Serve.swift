@@ -299,6 +299,10 @@ struct ShopRunner: Sendable {
             let notifications = NotificationsService(db: db, accounts: Shop_V1_AccountsService.Client(transport: try upstream(.accounts)), logger: logger)
             let consumer = OrderEventConsumer(service: notifications, redis: try redis(),
                                               consumer: env["CONSUMER_NAME"] ?? ProcessInfo.processInfo.hostName)
+            telemetry.registry.addCollector {
+                [CollectedSample(name: "bazaar_events_dead_lettered_total", help: "Order events parked in the dead-letter stream (poison messages).",
+                                 type: .counter, value: Double(consumer.deadLettered))]
+            }
             var smtp: SMTPClient?
             if let (h, p) = try env.address("SMTP_ADDR") {
                 smtp = SMTPClient(host: h, port: p)

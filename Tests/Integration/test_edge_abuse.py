@@ -434,3 +434,32 @@ def test_no_transaction_stays_open_across_a_stalled_redis(shop):
     # published when its lease allows.
     wait_for("the row to be published", lambda: shop.sql("orders", f"SELECT published_at IS NOT NULL FROM outbox WHERE id = {row}") == "t",
              timeout=HANG_GUARD + 60)
+
+
+# A poison event must not stall the order-event consumer.
+
+def test_a_poison_event_is_parked_and_the_rest_go_on(shop, m):
+    """An event that fails for a reason of its own (here a trigger in the notifications database
+    refuses its type) is retried a few times, then parked in the dead-letter stream, and the
+    events behind it are processed."""
+    shop.sql("notifications", """
+        CREATE OR REPLACE FUNCTION refuse_poison() RETURNS trigger AS $$
+        BEGIN IF NEW.type = 'order.poison' THEN RAISE EXCEPTION 'poison event'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql;
+        DROP TRIGGER IF EXISTS refuse_poison ON processed_events;
+        CREATE TRIGGER refuse_poison BEFORE INSERT ON processed_events FOR EACH ROW EXECUTE FUNCTION refuse_poison();
+    """)
+    redis = ["redis-cli", "-p", str(shop.redis_port)]
+    try:
+        poison = str(uuid.uuid4())
+        subprocess.run(redis + ["XADD", "bazaar:order-events", "*", "event_id", poison, "type", "order.poison", "payload", "{}"],
+                       check=True, capture_output=True)
+        after = str(uuid.uuid4())
+        subprocess.run(redis + ["XADD", "bazaar:order-events", "*", "event_id", after, "type", "order.unknown", "payload", "{}"],
+                       check=True, capture_output=True)
+        # The event behind the poison one is processed (an unknown type is recorded, not notified) ...
+        wait_for("the event after the poison one", lambda: shop.sql("notifications", f"SELECT count(*) FROM processed_events WHERE event_id = '{after}'") == "1")
+        # ... and the poison one waits in the dead-letter stream, with its error.
+        dead = subprocess.run(redis + ["XRANGE", "bazaar:order-events:dead", "-", "+"], capture_output=True, text=True).stdout
+        assert poison in dead and "poison event" in dead
+    finally:
+        shop.sql("notifications", "DROP TRIGGER IF EXISTS refuse_poison ON processed_events")
