@@ -249,6 +249,14 @@ struct ShopRunner: Sendable {
         case .accounts:
             let db = try await database()
             try await migrate(db, AccountsSchema.migrations, logger)
+            let retention = try RetentionJob(db: db, rules: [
+                .init(table: "login_throttle", condition: """
+                    last_failure_at < clock_timestamp() - make_interval(secs => $1) AND (locked_until IS NULL OR locked_until < clock_timestamp())
+                    """, retention: .seconds(24 * 3600), setting: "RETAIN_LOGIN_THROTTLE"),
+                .init(table: "refresh_tokens", condition: "expires_at < clock_timestamp() - make_interval(secs => $1)",
+                      retention: .seconds(7 * 24 * 3600), setting: "RETAIN_REFRESH_TOKENS"),
+            ], logger: logger).configured(by: env.typed)
+            background.append { await retention.run() }
             let work = SecretWork.shared
             telemetry.registry.addCollector {
                 [CollectedSample(name: "bazaar_password_checks_shed_total", help: "Password hashes refused because the argon2 queue was full.",
@@ -288,6 +296,13 @@ struct ShopRunner: Sendable {
                     try? await Task.sleep(for: every)
                 }
             }
+            let retention = try RetentionJob(db: db, rules: [
+                .init(table: "checkouts", condition: "state IN ('done', 'failed') AND updated_at < clock_timestamp() - make_interval(secs => $1)",
+                      retention: .seconds(30 * 24 * 3600), setting: "RETAIN_CHECKOUTS"),
+                .init(table: "outbox", condition: "published_at < clock_timestamp() - make_interval(secs => $1)",
+                      retention: .seconds(30 * 24 * 3600), setting: "RETAIN_OUTBOX"),
+            ], logger: logger).configured(by: env.typed)
+            background.append { await retention.run() }
             if try env.bool("OUTBOX_RELAY") ?? true {
                 let relay = OutboxRelay(db: db, redis: try redis(), logger: logger)
                 background.append { await relay.run() }
@@ -311,6 +326,11 @@ struct ShopRunner: Sendable {
             }
             let mailer = Mailer(db: db, smtp: smtp, from: env["MAIL_FROM"] ?? "shop@bazaar.local", logger: logger)
             background.append { await consumer.run() }
+            let retention = try RetentionJob(db: db, rules: [
+                .init(table: "processed_events", condition: "processed_at < clock_timestamp() - make_interval(secs => $1)",
+                      retention: .seconds(30 * 24 * 3600), setting: "RETAIN_PROCESSED_EVENTS"),
+            ], logger: logger).configured(by: env.typed)
+            background.append { await retention.run() }
             background.append { await mailer.run() }
             served = notifications
         }

@@ -463,3 +463,21 @@ def test_a_poison_event_is_parked_and_the_rest_go_on(shop, m):
         assert poison in dead and "poison event" in dead
     finally:
         shop.sql("notifications", "DROP TRIGGER IF EXISTS refuse_poison ON processed_events")
+
+
+# Tables that grew without bound get a retention job each.
+
+def test_expired_rows_are_deleted_and_fresh_ones_kept(shop):
+    user = str(uuid.uuid4())
+    shop.sql("accounts", f"INSERT INTO users (id, email, display_name, password_hash) VALUES ('{user}', '{user}@example.com', 'x', 'x')")
+    shop.sql("accounts", "INSERT INTO login_throttle (key, failures, last_failure_at) VALUES "
+                         "('addr:old-retention', 9, clock_timestamp() - interval '3 days'), ('addr:new-retention', 9, clock_timestamp())")
+    shop.sql("accounts", f"INSERT INTO refresh_tokens (family_id, user_id, token_hash, expires_at) VALUES "
+                         f"(gen_random_uuid(), '{user}', 'old-{user}', clock_timestamp() - interval '30 days'), "
+                         f"(gen_random_uuid(), '{user}', 'new-{user}', clock_timestamp() + interval '30 days')")
+    shop.start("accounts", replica="accounts-retention", env={"BAZAAR_RETENTION_INTERVAL": "1s"})
+    wait_for("the expired rows to go", lambda: shop.sql("accounts", "SELECT count(*) FROM login_throttle WHERE key = 'addr:old-retention'") == "0"
+             and shop.sql("accounts", f"SELECT count(*) FROM refresh_tokens WHERE token_hash = 'old-{user}'") == "0")
+    assert shop.sql("accounts", "SELECT count(*) FROM login_throttle WHERE key = 'addr:new-retention'") == "1"
+    assert shop.sql("accounts", f"SELECT count(*) FROM refresh_tokens WHERE token_hash = 'new-{user}'") == "1"
+    shop.stop("accounts-retention")
