@@ -14,11 +14,15 @@ public final class JWTKey: @unchecked Sendable {
     public let isPrivate: Bool
     /// The `kid` header value; tokens name the key they were signed with, so keys can rotate.
     public let keyID: String
+    /// The roles tokens signed with this key may carry (`nil`: any). A key from another issuer (a
+    /// partner's, say) is bound to what it may grant: its tokens can never make an admin.
+    public let grantableRoles: Set<String>?
 
-    private init(_ pkey: OpaquePointer, isPrivate: Bool, keyID: String) {
+    private init(_ pkey: OpaquePointer, isPrivate: Bool, keyID: String, grantableRoles: Set<String>? = nil) {
         self.pkey = pkey
         self.isPrivate = isPrivate
         self.keyID = keyID
+        self.grantableRoles = grantableRoles
     }
 
     deinit { EVP_PKEY_free(pkey) }
@@ -95,7 +99,13 @@ public final class JWTKey: @unchecked Sendable {
     /// The same key under another key id.
     public func withKeyID(_ keyID: String) -> JWTKey {
         EVP_PKEY_up_ref(pkey)
-        return JWTKey(pkey, isPrivate: isPrivate, keyID: keyID)
+        return JWTKey(pkey, isPrivate: isPrivate, keyID: keyID, grantableRoles: grantableRoles)
+    }
+
+    /// The same key, allowed to grant only `roles`.
+    public func granting(only roles: Set<String>) -> JWTKey {
+        EVP_PKEY_up_ref(pkey)
+        return JWTKey(pkey, isPrivate: isPrivate, keyID: keyID, grantableRoles: roles)
     }
 
     public var publicKeyPEM: String { Self.pem { PEM_write_bio_PUBKEY($0, pkey) } }
@@ -195,9 +205,15 @@ public enum JWT {
         return try sign(claims, key: key)
     }
 
-    /// Verifies `token` against `keys` (by `kid`, or each when it names none) and the claims.
+    /// The longest life a verified token may have (`exp` minus `iat`, or minus `nbf`, or minus
+    /// now): access tokens live 15 minutes, so a token minted for a year is refused.
+    public static let defaultMaxLifetime: Double = 3600
+
+    /// Verifies `token` against `keys` (by `kid`, or each when it names none) and the claims:
+    /// expiry, `nbf`, issuer, audience, a lifetime of at most `maxLifetime`, and roles the
+    /// signing key may grant (``JWTKey/grantableRoles``).
     public static func verify(_ token: String, keys: [JWTKey], issuer: String?, audience: String?, leeway: Double = 30,
-                              now: Double = Date().timeIntervalSince1970) throws -> Claims
+                              maxLifetime: Double? = defaultMaxLifetime, now: Double = Date().timeIntervalSince1970) throws -> Claims
     {
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 3 else { throw JWTError("not a compact JWS (three dot-separated parts)") }
@@ -215,13 +231,22 @@ public enum JWT {
         let candidates = (header["kid"] as? String).map { kid in ofAlg.filter { $0.keyID == kid } } ?? ofAlg
         guard !candidates.isEmpty else { throw JWTError("unknown signing key") }
         let signingInput = Array(token.utf8.prefix(parts[0].utf8.count + 1 + parts[1].utf8.count))
-        guard candidates.contains(where: { $0.verify(signature, signingInput) }) else { throw JWTError("bad signature") }
+        guard let signer = candidates.first(where: { $0.verify(signature, signingInput) }) else { throw JWTError("bad signature") }
         guard let claims = try? JSONSerialization.jsonObject(with: Data(payloadBytes)) as? [String: Any] else {
             throw JWTError("the payload is not a JSON object")
         }
         guard let exp = (claims["exp"] as? NSNumber)?.doubleValue else { throw JWTError("no expiry (exp)") }
         guard now - leeway < exp else { throw JWTError("expired") }
-        if let nbf = (claims["nbf"] as? NSNumber)?.doubleValue, now + leeway < nbf { throw JWTError("not valid yet (nbf)") }
+        let nbf = (claims["nbf"] as? NSNumber)?.doubleValue
+        if let nbf, now + leeway < nbf { throw JWTError("not valid yet (nbf)") }
+        if let maxLifetime {
+            let start = (claims["iat"] as? NSNumber)?.doubleValue ?? nbf ?? now
+            if exp - start > maxLifetime + leeway { throw JWTError("the token lives longer than \(Int(maxLifetime)) s") }
+        }
+        if let allowed = signer.grantableRoles {
+            let roles = (claims["roles"] as? [String]) ?? []
+            if let role = roles.first(where: { !allowed.contains($0) }) { throw JWTError("the signing key may not grant the role \(role)") }
+        }
         if let issuer, claims["iss"] as? String != issuer { throw JWTError("wrong issuer") }
         if let audience {
             let aud = (claims["aud"] as? [String]) ?? (claims["aud"] as? String).map { [$0] } ?? []

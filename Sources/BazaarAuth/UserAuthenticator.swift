@@ -51,12 +51,13 @@ public enum CallerAddress {
 /// ``UserAuthenticator`` and the edge gateway), each turning the refusals into its own statuses.
 public enum BearerAuth {
     /// The verified user of an `authorization` header value (`Bearer <access token>`).
-    public static func user(authorization header: String, keys: [JWTKey], issuer: String?, audience: String?) throws(JWTError) -> UserIdentity {
+    public static func user(authorization header: String, keys: [JWTKey], issuer: String?, audience: String?,
+                            maxLifetime: Double = JWT.defaultMaxLifetime) throws(JWTError) -> UserIdentity {
         let parts = header.split(separator: " ", maxSplits: 1)
         guard parts.count == 2, parts[0].lowercased() == "bearer" else { throw JWTError("use authorization: Bearer <access token>") }
         let claims: JWT.Claims
         do {
-            claims = try JWT.verify(String(parts[1]).trimming(" "), keys: keys, issuer: issuer, audience: audience)
+            claims = try JWT.verify(String(parts[1]).trimming(" "), keys: keys, issuer: issuer, audience: audience, maxLifetime: maxLifetime)
         } catch let e as JWTError {
             throw e
         } catch {
@@ -97,6 +98,8 @@ public struct UserAuthenticator: RPCInterceptor {
     public var audience: String?
     /// SPIFFE ids whose forwarded identity headers are believed (the gateway's).
     public var trustedForwarders: Set<String>
+    /// The longest life an access token may have (`BAZAAR_JWT_MAX_LIFETIME`).
+    public var maxTokenLifetime = JWT.defaultMaxLifetime
     /// Services open to every caller whatever their IDL says: the mesh's own health and
     /// reflection, whose protos (from grpc-proto) carry no Bazaar auth options.
     public var infrastructureServices: Set<String> = [
@@ -140,7 +143,7 @@ public struct UserAuthenticator: RPCInterceptor {
         }
         guard let header = head.metadata["authorization"] else { return nil }
         do {
-            return try BearerAuth.user(authorization: header, keys: keys, issuer: issuer, audience: audience)
+            return try BearerAuth.user(authorization: header, keys: keys, issuer: issuer, audience: audience, maxLifetime: maxTokenLifetime)
         } catch {
             throw RPCError(.unauthenticated, "access token refused: \(error.description)")
         }

@@ -19,6 +19,8 @@ public final class Gateway: HTTPResponder {
         public var keys: [JWTKey] = []
         public var issuer: String? = "bazaar"
         public var audience: String? = "bazaar"
+        /// The longest life an access token may have.
+        public var tokenMaxLifetime = JWT.defaultMaxLifetime
         /// Origins allowed to call from browsers (`*` for any); empty: no CORS headers.
         public var corsOrigins: [String] = []
         /// Requests per second per subject (signed in) or client address, with this burst.
@@ -261,7 +263,8 @@ public final class Gateway: HTTPResponder {
         var user: UserIdentity?
         if let header = request.header("authorization") {
             do {
-                user = try BearerAuth.user(authorization: header, keys: settings.keys, issuer: settings.issuer, audience: settings.audience)
+                user = try BearerAuth.user(authorization: header, keys: settings.keys, issuer: settings.issuer, audience: settings.audience,
+                                           maxLifetime: settings.tokenMaxLifetime)
             } catch {
                 let why = error.description
                 throw HTTPFailure(status: 401, code: .unauthenticated, message: "access token refused: \(why)",

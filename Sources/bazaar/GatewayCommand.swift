@@ -80,6 +80,7 @@ struct GatewayCommand: ParsableCommand {
         settings.keys = try env.verificationKeys()
         settings.issuer = env["JWT_ISSUER"] ?? "bazaar"
         settings.audience = env["JWT_AUDIENCE"] ?? "bazaar"
+        settings.tokenMaxLifetime = try env.tokenMaxLifetime()
         settings.corsOrigins = (env["CORS_ORIGINS"] ?? "").split(separator: ",").map { String($0).trimming(" ") }.filter { !$0.isEmpty }
         if let rate = try env.int("RATE_LIMIT", 1...1_000_000) { settings.rateLimit.ratePerSecond = Double(rate) }
         if let burst = try env.int("RATE_BURST", 1...1_000_000) { settings.rateLimit.burst = Double(burst) }

@@ -179,7 +179,20 @@ struct ShopEnvironment: Sendable {
             }
         }
         guard !keys.isEmpty else { throw RPCError(.invalidArgument, "BAZAAR_JWT_PUBLIC_KEY names no key") }
+        // kid:role+role,...: what each listed key may grant (keys not listed: any role).
+        for entry in (typed["JWT_KEY_ROLES"] ?? "").split(separator: ",").map({ String($0).trimming(" ") }) where !entry.isEmpty {
+            let parts = entry.split(separator: ":", maxSplits: 1).map(String.init)
+            guard parts.count == 2, let i = keys.firstIndex(where: { $0.keyID == parts[0] }) else {
+                throw RPCError(.invalidArgument, "BAZAAR_JWT_KEY_ROLES: '\(entry)' is not kid:role+role for a key of BAZAAR_JWT_PUBLIC_KEY")
+            }
+            keys[i] = keys[i].granting(only: Set(parts[1].split(separator: "+").map(String.init)))
+        }
         return keys
+    }
+
+    /// BAZAAR_JWT_MAX_LIFETIME: the longest life an access token may have (1h).
+    func tokenMaxLifetime() throws(RPCError) -> Double {
+        try duration("JWT_MAX_LIFETIME").map(\.inSeconds) ?? JWT.defaultMaxLifetime
     }
 }
 
@@ -228,8 +241,9 @@ struct ShopRunner: Sendable {
             let s = $0.trimming(" ")
             return s.hasPrefix("spiffe://") ? s : "spiffe://\(trustDomain)/\(s)"
         })
-        let authenticator = UserAuthenticator(keys: keys, issuer: env["JWT_ISSUER"] ?? "bazaar", audience: env["JWT_AUDIENCE"] ?? "bazaar",
+        var authenticator = UserAuthenticator(keys: keys, issuer: env["JWT_ISSUER"] ?? "bazaar", audience: env["JWT_AUDIENCE"] ?? "bazaar",
                                               trustedForwarders: forwarders)
+        authenticator.maxTokenLifetime = try env.tokenMaxLifetime()
 
         let served: any RPCService
         var background: [@Sendable () async -> Void] = []
@@ -273,6 +287,9 @@ struct ShopRunner: Sendable {
             settings.issuer = env["JWT_ISSUER"] ?? "bazaar"
             settings.audience = env["JWT_AUDIENCE"] ?? "bazaar"
             if let ttl = try env.duration("ACCESS_TOKEN_TTL") { settings.accessTokenLifetime = Int(ttl.components.seconds) }
+            guard Double(settings.accessTokenLifetime) <= (try env.tokenMaxLifetime()) else {
+                throw RPCError(.invalidArgument, "BAZAAR_ACCESS_TOKEN_TTL is longer than BAZAAR_JWT_MAX_LIFETIME: every token would be refused")
+            }
             if let ttl = try env.duration("REFRESH_TOKEN_TTL") { settings.refreshTokenLifetime = Int(ttl.components.seconds) }
             if let n = try env.int("LOGIN_FREE_FAILURES", 1...1000) { settings.freeLoginFailures = n }
             served = try AccountsService(db: db, logger: logger, signingKey: signing, settings: settings)

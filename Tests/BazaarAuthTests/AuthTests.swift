@@ -19,6 +19,24 @@ import Testing
         #expect(throws: JWTError("unknown signing key")) { try JWT.verify(token, keys: [other], issuer: nil, audience: nil, now: now) }
     }
 
+    /// Issue 15: a key may mint only what it is bound to, and no token lives for ever.
+    @Test func keysGrantOnlyTheirRolesAndTokensHaveAMaximumLife() throws {
+        let partner = try JWTKey.generate(keyID: "partner").granting(only: ["customer"])
+        let now = 1_800_000_000.0
+        let customer = try JWT.issue(subject: "u1", issuer: "p", audience: "shop", lifetime: 900, roles: ["customer"], key: partner, now: now)
+        #expect(try JWT.verify(customer, keys: [partner], issuer: "p", audience: "shop", now: now).subject == "u1")
+        let admin = try JWT.issue(subject: "u1", issuer: "p", audience: "shop", lifetime: 900, roles: ["admin"], key: partner, now: now)
+        #expect(throws: JWTError("the signing key may not grant the role admin")) {
+            try JWT.verify(admin, keys: [partner], issuer: "p", audience: "shop", now: now)
+        }
+        let own = try JWTKey.generate(keyID: "own")
+        let forever = try JWT.issue(subject: "u1", issuer: "p", audience: "shop", lifetime: 365 * 86400, roles: [], key: own, now: now)
+        #expect(throws: JWTError("the token lives longer than 3600 s")) {
+            try JWT.verify(forever, keys: [own], issuer: "p", audience: "shop", now: now)
+        }
+        #expect(try JWT.verify(forever, keys: [own], issuer: "p", audience: "shop", maxLifetime: nil, now: now).subject == "u1")
+    }
+
     @Test func base64urlIsStrict() {
         #expect(JWT.base64url([0xFB, 0xFF]) == "-_8")
         #expect(JWT.base64urlDecode("-_8") == [0xFB, 0xFF])
