@@ -104,8 +104,6 @@ final class HTTPServerConnection: SocketConnection, AcceptedConnection, @uncheck
 
     private func enter(_ next: Phase) {
         phase = next
-        phaseTimer?.cancel()
-        phaseTimer = nil
         let limit: Duration
         switch next {
         case .handshake: limit = timeouts.handshake
@@ -113,9 +111,13 @@ final class HTTPServerConnection: SocketConnection, AcceptedConnection, @uncheck
         case .head: limit = timeouts.header
         case .body: limit = timeouts.body
         case .handling: limit = max(.zero, timeouts.request - (ContinuousClock.now - requestStarted))
-        case .streams: return
+        case .streams:
+            phaseTimer?.cancel()
+            return
         }
-        phaseTimer = loop.schedule(after: limit) { [weak self] in self?.phaseExpired(next) }
+        // One timer per connection, re-armed at each phase (several per request).
+        let expired: () -> Void = { [weak self] in self?.phaseExpired(next) }
+        if let timer = phaseTimer { timer.reschedule(after: limit, expired) } else { phaseTimer = loop.schedule(after: limit, expired) }
     }
 
     private func startRequest() {
@@ -125,7 +127,6 @@ final class HTTPServerConnection: SocketConnection, AcceptedConnection, @uncheck
 
     private func phaseExpired(_ expired: Phase) {
         guard !isClosed, phase == expired else { return }
-        phaseTimer = nil
         switch expired {
         case .handshake:
             shed(.handshakeTimeout, closing: "the TLS handshake did not finish within \(timeouts.handshake)")

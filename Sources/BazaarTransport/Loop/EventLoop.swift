@@ -176,6 +176,15 @@ public final class LoopTimer {
         body?()
     }
 
+    /// Runs `body` after `delay` instead of whatever was pending: the same libevent event, re-armed,
+    /// which is cheaper than a new timer for a connection that moves from phase to phase.
+    public func reschedule(after delay: Duration, _ body: @escaping () -> Void) {
+        precondition(loop.inLoop)
+        cancel()
+        self.body = body
+        arm(delay)
+    }
+
     /// Stops the timer; its body will not run.
     public func cancel() {
         guard body != nil else { return }
