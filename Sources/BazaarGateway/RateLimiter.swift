@@ -53,38 +53,20 @@ final class RateLimiter: Sendable {
 /// service waits behind them. So they are counted per caller (user or address) and in all, and
 /// the total stays well under a connection's stream limit, leaving room for unary calls.
 final class StreamBudget: Sendable {
-    let perCaller: Int
-    let total: Int
-    private struct Counts {
-        var total = 0
-        var byCaller: [String: Int] = [:]
-    }
-    private let counts = Lock(Counts())
+    private let caps: KeyedCaps
 
-    init(perCaller: Int, total: Int) {
-        self.perCaller = perCaller
-        self.total = total
-    }
+    init(perCaller: Int, total: Int) { caps = KeyedCaps(perKey: perCaller, total: total) }
 
     /// Takes a place for `caller`, or says why there is none.
     func take(_ caller: String) -> String? {
-        counts.withLock { c in
-            if c.total >= total { return "the gateway holds its maximum of \(total) open streams; try again later" }
-            let mine = c.byCaller[caller, default: 0]
-            if mine >= perCaller { return "at most \(perCaller) open streams per client; close one first" }
-            c.total += 1
-            c.byCaller[caller] = mine + 1
-            return nil
+        switch caps.take(caller) {
+        case nil: nil
+        case .total: "the gateway holds its maximum of \(caps.total) open streams; try again later"
+        case .perKey: "at most \(caps.perKey) open streams per client; close one first"
         }
     }
 
-    func release(_ caller: String) {
-        counts.withLock { c in
-            c.total -= 1
-            let left = c.byCaller[caller, default: 1] - 1
-            c.byCaller[caller] = left > 0 ? left : nil
-        }
-    }
+    func release(_ caller: String) { caps.release(caller) }
 
-    var open: Int { counts.withLock { $0.total } }
+    var open: Int { caps.taken }
 }

@@ -28,36 +28,25 @@ public struct ConnectionLimits: Sendable {
 /// The counts behind ``ConnectionLimits``, for all the listeners of one server.
 final class ConnectionAdmission: Sendable {
     let limits: ConnectionLimits
-    private struct Counts {
-        var total = 0
-        var byAddress: [String: Int] = [:]
-    }
-    private let counts = Lock(Counts())
+    private let caps: KeyedCaps
 
-    init(_ limits: ConnectionLimits) { self.limits = limits }
+    init(_ limits: ConnectionLimits) {
+        self.limits = limits
+        caps = KeyedCaps(perKey: limits.maxConnectionsPerAddress, total: limits.maxConnections)
+    }
 
     /// Takes a place for a connection from `address`, or says which limit refuses it.
     func admit(_ address: String) -> ConnectionShed? {
-        let exempt = limits.isExempt(address)
-        return counts.withLock { c in
-            if c.total >= limits.maxConnections { return .processLimit }
-            let mine = c.byAddress[address, default: 0]
-            if !exempt && mine >= limits.maxConnectionsPerAddress { return .addressLimit }
-            c.total += 1
-            c.byAddress[address] = mine + 1
-            return nil
+        switch caps.take(address, exempt: limits.isExempt(address)) {
+        case nil: nil
+        case .total: .processLimit
+        case .perKey: .addressLimit
         }
     }
 
-    func release(_ address: String) {
-        counts.withLock { c in
-            c.total -= 1
-            let left = c.byAddress[address, default: 1] - 1
-            c.byAddress[address] = left > 0 ? left : nil
-        }
-    }
+    func release(_ address: String) { caps.release(address) }
 
-    var open: Int { counts.withLock { $0.total } }
+    var open: Int { caps.taken }
 }
 
 /// One listening socket on one loop: accepts connections (with a TLS engine each when the server
