@@ -11,13 +11,14 @@ import BazaarCore
 import BazaarWire
 import CBazaarHiredis
 import ConformanceProtos
+import Foundation
 import ShopAPI
 import ShopKit
 
 public enum FuzzTargets {
     /// Each target by its name (the corpus folder and `FUZZ_TARGET`).
     public static let all: [String: @Sendable ([UInt8]) -> Void] = [
-        "wire": wire, "http1": http1, "grpc": grpc, "json": json, "jwt": jwt, "redis": redis, "text": text,
+        "wire": wire, "http1": http1, "h2": h2, "grpc": grpc, "json": json, "jwt": jwt, "redis": redis, "text": text,
     ]
 
     /// protobuf wire decoding of several message kinds; what decodes must re-encode stably.
@@ -70,6 +71,21 @@ public enum FuzzTargets {
         }
     }
 
+    /// HTTP/2 as a server reads it (nghttp2 and the session's glue: header lists, stream
+    /// bookkeeping, metadata from header fields), after the client preface, with the edge's
+    /// limits; then whatever the session answers is produced.
+    static func h2(_ bytes: [UInt8]) {
+        let session = HTTP2Session(server: true, settings: .edge)
+        let input = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8) + bytes
+        guard let events = input.withUnsafeBytes({ session.receive($0) }) else { return }
+        for case .headers(_, let fields, _) in events + session.takeEvents() {
+            _ = GRPCHeaders.metadata(fields)
+            for f in fields where f.name == "grpc-timeout" { _ = GRPCHeaders.parseTimeout(f.value) }
+        }
+        var out: [UInt8] = []
+        _ = session.send(into: &out)
+    }
+
     /// gRPC: the length-prefixed framing (within a 64 KiB limit), `grpc-timeout`, metadata
     /// percent-decoding and gRPC-Web text (base64) framing.
     static func grpc(_ bytes: [UInt8]) {
@@ -86,6 +102,12 @@ public enum FuzzTargets {
         let text = String(decoding: bytes.prefix(64), as: UTF8.self)
         if let d = GRPCHeaders.parseTimeout(text) { precondition(d >= .zero, "a negative grpc-timeout") }
         _ = GRPCHeaders.percentDecode(text)
+        // gRPC-Web text: base64 (whitespace allowed), then the same framing.
+        if let decoded = Data(base64Encoded: String(decoding: bytes, as: UTF8.self).filter { !$0.isWhitespace }) {
+            var web = MessageReader(maxMessageSize: 64 << 10)
+            web.append(Array(decoded))
+            do throws(RPCError) { while try web.next() != nil {} } catch {}
+        }
     }
 
     /// JSON from clients: parsing with its limits, then the proto3 mapping onto request messages.
