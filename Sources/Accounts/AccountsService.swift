@@ -156,8 +156,10 @@ public final class AccountsService: Shop_V1_AccountsService.ServiceProtocol {
             """, [user.id, family, SecretToken.hash(refresh), settings.refreshTokenLifetime]).rows[0]
         let now = Date().timeIntervalSince1970
         var session = Shop_V1_Session()
+        // iat_us: when, to the microsecond, so that a revocation in the same second is told apart.
         session.accessToken = try JWT.issue(subject: user.id, issuer: settings.issuer, audience: settings.audience,
-                                            lifetime: settings.accessTokenLifetime, roles: user.roles, key: signingKey, now: now)
+                                            lifetime: settings.accessTokenLifetime, roles: user.roles,
+                                            extra: ["iat_us": Int64(now * 1_000_000)], key: signingKey, now: now)
         session.accessExpireTime = Google_Protobuf_Timestamp(micros: Int64(now + Double(settings.accessTokenLifetime)) * 1_000_000)
         session.refreshToken = refresh
         session.refreshExpireTime = row.micros("expires")
@@ -199,11 +201,41 @@ public final class AccountsService: Shop_V1_AccountsService.ServiceProtocol {
         try Check.text(request.refreshToken, "refresh_token", max: 100)
         // Revokes the token's whole family: every token the session ever had. Unknown tokens are
         // not an error (logging out twice is fine).
-        _ = try await db.query("""
+        let revoked = try await db.query("""
             UPDATE refresh_tokens SET revoked_at = clock_timestamp()
             WHERE family_id = (SELECT family_id FROM refresh_tokens WHERE token_hash = $1) AND revoked_at IS NULL
-            """, [SecretToken.hash(request.refreshToken)])
+            RETURNING user_id::text AS user_id
+            """, [SecretToken.hash(request.refreshToken)]).rows
+        // The access tokens out there go too (on every device: they get new ones by refreshing).
+        if let user = revoked.first?.text("user_id") { try await revokeAccessTokens(of: user) }
         return Shop_V1_LogoutResponse()
+    }
+
+    /// Voids every access token of `user` issued until now: the gateway learns it within its
+    /// poll interval (``listRevocations(_:context:)``) and refuses them.
+    func revokeAccessTokens(of user: String, _ c: PostgresConnection? = nil) async throws {
+        // The moment comes from this process's clock, as the tokens' `iat_us` does.
+        let now = Int64(Date().timeIntervalSince1970 * 1_000_000)
+        let sql = """
+            INSERT INTO revocations (user_id, revoked_before) VALUES ($1::uuid, to_timestamp($2::float8 / 1000000))
+            ON CONFLICT (user_id) DO UPDATE SET revoked_before = EXCLUDED.revoked_before, recorded_at = clock_timestamp()
+            """
+        if let c { _ = try await c.query(sql, [user, Double(now)]) } else { _ = try await db.query(sql, [user, Double(now)]) }
+    }
+
+    public func listRevocations(_ request: Shop_V1_ListRevocationsRequest, context: ServerContext) async throws -> Shop_V1_ListRevocationsResponse {
+        let rows = try await db.query("""
+            SELECT user_id::text AS user_id, \(epochMicros("revoked_before", as: "before")), \(epochMicros("clock_timestamp()", as: "now"))
+            FROM revocations WHERE recorded_at > to_timestamp($1::float8 / 1000000) ORDER BY recorded_at LIMIT 100000
+            """, [Double(request.sinceMicros)]).rows
+        var response = Shop_V1_ListRevocationsResponse()
+        response.revocations = rows.map { Shop_V1_Revocation(userID: $0.text("user_id"), revokedBeforeMicros: $0.int64("before")) }
+        if let first = rows.first {
+            response.nowMicros = first.int64("now")
+        } else {
+            response.nowMicros = try await db.query("SELECT \(epochMicros("clock_timestamp()", as: "now"))").rows[0].int64("now")
+        }
+        return response
     }
 
     // MARK: the signed-in user
@@ -241,6 +273,7 @@ public final class AccountsService: Shop_V1_AccountsService.ServiceProtocol {
         try await db.transaction { tx in
             _ = try await tx.query("UPDATE users SET password_hash = $2, updated_at = clock_timestamp() WHERE id = $1::uuid", [me.subject, hash])
             _ = try await tx.query("UPDATE refresh_tokens SET revoked_at = clock_timestamp() WHERE user_id = $1::uuid AND revoked_at IS NULL", [me.subject])
+            try await self.revokeAccessTokens(of: me.subject, tx)
         }
         logger.info("password changed; sessions revoked", [("user_id", .string(me.subject))])
         return Shop_V1_ChangePasswordResponse()
@@ -277,6 +310,8 @@ public final class AccountsService: Shop_V1_AccountsService.ServiceProtocol {
             WHERE id = $1::uuid RETURNING \(Self.userColumns)
             """, [request.userID, jsonText(request.roles)]).rows.first
         else { throw RPCError(.notFound, "no user \(request.userID)") }
+        // Tokens carrying the old roles stop counting now, not when they expire.
+        try await revokeAccessTokens(of: request.userID)
         logger.info("roles changed", [("user_id", .string(request.userID)), ("by", .string(UserIdentity.current?.subject ?? ""))])
         return Self.user(row)
     }
@@ -358,6 +393,15 @@ public enum AccountsSchema {
                 locked_until    timestamptz
             );
             CREATE INDEX login_throttle_last_failure ON login_throttle (last_failure_at);
+            """),
+        // Access tokens void before they expire (role changes, sign-outs, password changes).
+        Migration(version: 3, name: "access-token revocations", sql: """
+            CREATE TABLE revocations (
+                user_id        uuid PRIMARY KEY,
+                revoked_before timestamptz NOT NULL,
+                recorded_at    timestamptz NOT NULL DEFAULT clock_timestamp()
+            );
+            CREATE INDEX revocations_recorded ON revocations (recorded_at);
             """),
     ]
 }

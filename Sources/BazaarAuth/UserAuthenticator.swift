@@ -7,11 +7,17 @@ public struct UserIdentity: Sendable, Hashable {
     public var subject: String
     public var roles: [String]
     public var scopes: [String]
+    /// When the token was issued (seconds since the Unix epoch), when it says: to the microsecond
+    /// from Bazaar's own tokens (`iat_us`), else the whole second of `iat`.
+    public var issuedAt: Double?
+    /// Whether ``issuedAt`` is to the microsecond (otherwise it is a whole second).
+    public var issuedAtIsPrecise = false
 
-    public init(subject: String, roles: [String] = [], scopes: [String] = []) {
+    public init(subject: String, roles: [String] = [], scopes: [String] = [], issuedAt: Double? = nil) {
         self.subject = subject
         self.roles = roles
         self.scopes = scopes
+        self.issuedAt = issuedAt
     }
 
     public var isAdmin: Bool { roles.contains("admin") }
@@ -64,7 +70,13 @@ public enum BearerAuth {
             throw JWTError("invalid token")
         }
         guard let subject = claims.subject, !subject.isEmpty else { throw JWTError("no subject (sub)") }
-        return UserIdentity(subject: subject, roles: claims.roles, scopes: claims.scopes)
+        var user = UserIdentity(subject: subject, roles: claims.roles, scopes: claims.scopes,
+                                issuedAt: (claims.values["iat"] as? NSNumber)?.doubleValue)
+        if let micros = (claims.values["iat_us"] as? NSNumber)?.int64Value {
+            user.issuedAt = Double(micros) / 1e6
+            user.issuedAtIsPrecise = true
+        }
+        return user
     }
 
     /// Why `user` may not call a method with `rule` (a missing role or scope), `nil` when it may.

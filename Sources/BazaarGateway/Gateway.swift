@@ -49,6 +49,8 @@ public final class Gateway: HTTPResponder {
     let methods: [String: MethodDescriptor]
     let limiter: RateLimiter
     let streams: StreamBudget
+    /// Tokens void before they expire; the process keeps it current (``RevocationList``).
+    public let revocations = RevocationList()
     let openAPI: [UInt8]
     /// Whether the upstreams can take calls (for `/readyz`).
     let ready: @Sendable () -> Bool
@@ -262,9 +264,12 @@ public final class Gateway: HTTPResponder {
     func authenticate(_ request: HTTPRequest, rule: AuthRequirement) throws(HTTPFailure) -> UserIdentity? {
         var user: UserIdentity?
         if let header = request.header("authorization") {
-            do {
+            do throws(JWTError) {
                 user = try BearerAuth.user(authorization: header, keys: settings.keys, issuer: settings.issuer, audience: settings.audience,
                                            maxLifetime: settings.tokenMaxLifetime)
+                if let u = user, revocations.isRevoked(u) {
+                    throw JWTError("revoked (roles changed, signed out or password changed): sign in again")
+                }
             } catch {
                 let why = error.description
                 throw HTTPFailure(status: 401, code: .unauthenticated, message: "access token refused: \(why)",

@@ -581,6 +581,123 @@ public struct Shop_V1_GetPublicKeysRequest: WireMessage {
     }
 }
 
+public struct Shop_V1_ListRevocationsRequest: WireMessage {
+    /// Revocations recorded after this time, in microseconds since the Unix epoch (0: all kept).
+    public var sinceMicros: Int64 = 0
+    /// Fields not in this schema, kept for the round trip.
+    public var unknownFields = UnknownFields()
+
+    public static let protoMessageName = "shop.v1.ListRevocationsRequest"
+    @inline(__always)
+    public static var protobufCDescriptor: UnsafePointer<ProtobufCMessageDescriptor> { shop__v1__list_revocations_request__descriptor_address() }
+
+    public init() {}
+
+    /// A message with the given fields; the rest keep their defaults.
+    public init(
+        sinceMicros: Int64 = 0
+    ) {
+        self.sinceMicros = sinceMicros
+    }
+
+    public func _writeC(_ raw: UnsafeMutableRawPointer, _ arena: WireArena) throws(WireEncodingError) {
+        let c = raw.assumingMemoryBound(to: Shop__V1__ListRevocationsRequest.self)
+        c.pointee.since_micros = self.sinceMicros
+        unknownFields.write(into: &c.pointee.base, arena)
+    }
+
+    public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
+        let c = raw.assumingMemoryBound(to: Shop__V1__ListRevocationsRequest.self)
+        self.sinceMicros = c.pointee.since_micros
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
+    }
+}
+
+public struct Shop_V1_Revocation: WireMessage {
+    public var userID: String = ""
+    /// Access tokens of this user issued before this time (microseconds since the Unix epoch) are void.
+    public var revokedBeforeMicros: Int64 = 0
+    /// Fields not in this schema, kept for the round trip.
+    public var unknownFields = UnknownFields()
+
+    public static let protoMessageName = "shop.v1.Revocation"
+    @inline(__always)
+    public static var protobufCDescriptor: UnsafePointer<ProtobufCMessageDescriptor> { shop__v1__revocation__descriptor_address() }
+
+    public init() {}
+
+    /// A message with the given fields; the rest keep their defaults.
+    public init(
+        userID: String = "",
+        revokedBeforeMicros: Int64 = 0
+    ) {
+        self.userID = userID
+        self.revokedBeforeMicros = revokedBeforeMicros
+    }
+
+    public func _writeC(_ raw: UnsafeMutableRawPointer, _ arena: WireArena) throws(WireEncodingError) {
+        let c = raw.assumingMemoryBound(to: Shop__V1__Revocation.self)
+        if !self.userID.isEmpty { c.pointee.user_id = try arena.cString(self.userID) }
+        c.pointee.revoked_before_micros = self.revokedBeforeMicros
+        unknownFields.write(into: &c.pointee.base, arena)
+    }
+
+    public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
+        let c = raw.assumingMemoryBound(to: Shop__V1__Revocation.self)
+        self.userID = try WireDecode.string(c.pointee.user_id, field: "shop.v1.Revocation.user_id")
+        self.revokedBeforeMicros = c.pointee.revoked_before_micros
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
+    }
+}
+
+public struct Shop_V1_ListRevocationsResponse: WireMessage {
+    public var revocations: [Shop_V1_Revocation] = []
+    /// The server's time of this answer (microseconds since the Unix epoch): the next `since_micros`.
+    public var nowMicros: Int64 = 0
+    /// Fields not in this schema, kept for the round trip.
+    public var unknownFields = UnknownFields()
+
+    public static let protoMessageName = "shop.v1.ListRevocationsResponse"
+    @inline(__always)
+    public static var protobufCDescriptor: UnsafePointer<ProtobufCMessageDescriptor> { shop__v1__list_revocations_response__descriptor_address() }
+
+    public init() {}
+
+    /// A message with the given fields; the rest keep their defaults.
+    public init(
+        revocations: [Shop_V1_Revocation] = [],
+        nowMicros: Int64 = 0
+    ) {
+        self.revocations = revocations
+        self.nowMicros = nowMicros
+    }
+
+    public func _writeC(_ raw: UnsafeMutableRawPointer, _ arena: WireArena) throws(WireEncodingError) {
+        let c = raw.assumingMemoryBound(to: Shop__V1__ListRevocationsResponse.self)
+        if !self.revocations.isEmpty {
+            let a = arena.array(self.revocations.count, of: UnsafeMutablePointer<Shop__V1__Revocation>?.self)
+            for (i, v) in self.revocations.enumerated() { (a + i).initialize(to: try arena.message(v).assumingMemoryBound(to: Shop__V1__Revocation.self)) }
+            c.pointee.revocations = a
+            c.pointee.n_revocations = self.revocations.count
+        }
+        c.pointee.now_micros = self.nowMicros
+        unknownFields.write(into: &c.pointee.base, arena)
+    }
+
+    public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
+        let c = raw.assumingMemoryBound(to: Shop__V1__ListRevocationsResponse.self)
+        if c.pointee.n_revocations > 0, let a = c.pointee.revocations {
+            let n = c.pointee.n_revocations
+            var out: [Shop_V1_Revocation] = []
+            out.reserveCapacity(n)
+            for i in 0..<n { if let p = a[i] { out.append(try Shop_V1_Revocation(_readC: p)) } }
+            self.revocations = out
+        }
+        self.nowMicros = c.pointee.now_micros
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
+    }
+}
+
 /// A JSON Web Key Set (RFC 7517) of Ed25519 keys (RFC 8037).
 public struct Shop_V1_PublicKeys: WireMessage {
     public var keys: [Shop_V1_PublicKey] = []
@@ -691,7 +808,7 @@ extension ProtoFile {
     public static let shop_v1_accounts = ProtoFile(
         path: "shop/v1/accounts.proto",
         dependencies: [ProtoFile.bazaar_options_v1_options, ProtoFile.google_api_annotations, ProtoFile.google_protobuf_timestamp, ProtoFile.shop_v1_common],
-        messageTypes: [Shop_V1_User.self, Shop_V1_RegisterRequest.self, Shop_V1_LoginRequest.self, Shop_V1_Session.self, Shop_V1_RefreshRequest.self, Shop_V1_LogoutRequest.self, Shop_V1_LogoutResponse.self, Shop_V1_GetMeRequest.self, Shop_V1_UpdateMeRequest.self, Shop_V1_ChangePasswordRequest.self, Shop_V1_ChangePasswordResponse.self, Shop_V1_ListUsersRequest.self, Shop_V1_ListUsersResponse.self, Shop_V1_SetUserRolesRequest.self, Shop_V1_GetUserRequest.self, Shop_V1_GetPublicKeysRequest.self, Shop_V1_PublicKeys.self, Shop_V1_PublicKey.self],
+        messageTypes: [Shop_V1_User.self, Shop_V1_RegisterRequest.self, Shop_V1_LoginRequest.self, Shop_V1_Session.self, Shop_V1_RefreshRequest.self, Shop_V1_LogoutRequest.self, Shop_V1_LogoutResponse.self, Shop_V1_GetMeRequest.self, Shop_V1_UpdateMeRequest.self, Shop_V1_ChangePasswordRequest.self, Shop_V1_ChangePasswordResponse.self, Shop_V1_ListUsersRequest.self, Shop_V1_ListUsersResponse.self, Shop_V1_SetUserRolesRequest.self, Shop_V1_GetUserRequest.self, Shop_V1_GetPublicKeysRequest.self, Shop_V1_ListRevocationsRequest.self, Shop_V1_Revocation.self, Shop_V1_ListRevocationsResponse.self, Shop_V1_PublicKeys.self, Shop_V1_PublicKey.self],
         enumTypes: []
     ) {
         var length = 0
@@ -788,6 +905,16 @@ public enum Shop_V1_AccountsService {
                 http: [],
                 auth: AuthRequirement(level: .internal, roles: [], scopes: [], callers: ["notifications", "orders"]),
                 defaultDeadline: .milliseconds(1000), idempotency: .noSideEffects, successStatus: 200))
+        /// Users whose access tokens issued before a moment are void (a role change, a sign-out, a
+        /// password change), recorded since a time: the gateway polls it and refuses such tokens at the
+        /// edge, so that these take effect at once rather than when the token expires.
+        public static let listRevocations = MethodDescriptor(
+            service: "shop.v1.AccountsService", method: "ListRevocations", kind: .unary,
+            inputType: "shop.v1.ListRevocationsRequest", outputType: "shop.v1.ListRevocationsResponse",
+            options: MethodOptions(
+                http: [],
+                auth: AuthRequirement(level: .internal, roles: [], scopes: [], callers: ["gateway"]),
+                defaultDeadline: .milliseconds(1000), idempotency: .noSideEffects, successStatus: 200))
         /// The public keys that verify access tokens (a JSON Web Key Set), for the gateway and services.
         public static let getPublicKeys = MethodDescriptor(
             service: "shop.v1.AccountsService", method: "GetPublicKeys", kind: .unary,
@@ -796,7 +923,7 @@ public enum Shop_V1_AccountsService {
                 http: [HTTPRule(method: "GET", path: "/v1/auth/keys", body: "", responseBody: "")],
                 auth: AuthRequirement(level: .public, roles: [], scopes: [], callers: []),
                 defaultDeadline: .milliseconds(3000), idempotency: .noSideEffects, successStatus: 200))
-        public static let all: [MethodDescriptor] = [register, login, refresh, logout, getMe, updateMe, changePassword, listUsers, setUserRoles, getUser, getPublicKeys]
+        public static let all: [MethodDescriptor] = [register, login, refresh, logout, getMe, updateMe, changePassword, listUsers, setUserRoles, getUser, listRevocations, getPublicKeys]
     }
 
     public static let descriptor = ServiceDescriptor(name: name, methods: Method.all, file: ProtoFile.shop_v1_accounts)
@@ -825,6 +952,10 @@ public enum Shop_V1_AccountsService {
         func setUserRoles(_ request: Shop_V1_SetUserRolesRequest, context: ServerContext) async throws -> Shop_V1_User
         /// One user by id, for other services (the notifications service needs the email address).
         func getUser(_ request: Shop_V1_GetUserRequest, context: ServerContext) async throws -> Shop_V1_User
+        /// Users whose access tokens issued before a moment are void (a role change, a sign-out, a
+        /// password change), recorded since a time: the gateway polls it and refuses such tokens at the
+        /// edge, so that these take effect at once rather than when the token expires.
+        func listRevocations(_ request: Shop_V1_ListRevocationsRequest, context: ServerContext) async throws -> Shop_V1_ListRevocationsResponse
         /// The public keys that verify access tokens (a JSON Web Key Set), for the gateway and services.
         func getPublicKeys(_ request: Shop_V1_GetPublicKeysRequest, context: ServerContext) async throws -> Shop_V1_PublicKeys
     }
@@ -887,6 +1018,13 @@ public enum Shop_V1_AccountsService {
             try await transport.unary(Method.getUser, request, options: options)
         }
 
+        /// Users whose access tokens issued before a moment are void (a role change, a sign-out, a
+        /// password change), recorded since a time: the gateway polls it and refuses such tokens at the
+        /// edge, so that these take effect at once rather than when the token expires.
+        public func listRevocations(_ request: Shop_V1_ListRevocationsRequest, options: CallOptions = CallOptions()) async throws -> Shop_V1_ListRevocationsResponse {
+            try await transport.unary(Method.listRevocations, request, options: options)
+        }
+
         /// The public keys that verify access tokens (a JSON Web Key Set), for the gateway and services.
         public func getPublicKeys(_ request: Shop_V1_GetPublicKeysRequest, options: CallOptions = CallOptions()) async throws -> Shop_V1_PublicKeys {
             try await transport.unary(Method.getPublicKeys, request, options: options)
@@ -909,6 +1047,7 @@ extension Shop_V1_AccountsService.ServiceProtocol {
             .unary(Shop_V1_AccountsService.Method.listUsers) { try await self.listUsers($0, context: $1) },
             .unary(Shop_V1_AccountsService.Method.setUserRoles) { try await self.setUserRoles($0, context: $1) },
             .unary(Shop_V1_AccountsService.Method.getUser) { try await self.getUser($0, context: $1) },
+            .unary(Shop_V1_AccountsService.Method.listRevocations) { try await self.listRevocations($0, context: $1) },
             .unary(Shop_V1_AccountsService.Method.getPublicKeys) { try await self.getPublicKeys($0, context: $1) },
         ]
     }

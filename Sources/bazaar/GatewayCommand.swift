@@ -30,7 +30,8 @@ struct GatewayCommand: ParsableCommand {
             BAZAAR_MAX_STREAMS_PER_CLIENT (8 open SSE/NDJSON/gRPC streams per user or address), BAZAAR_MAX_OPEN_STREAMS (512). \
             Timeouts: BAZAAR_HANDSHAKE_TIMEOUT (10s), BAZAAR_HEADER_TIMEOUT (10s), BAZAAR_BODY_TIMEOUT (30s), \
             BAZAAR_IDLE_TIMEOUT (60s), BAZAAR_WRITE_TIMEOUT (30s), BAZAAR_REQUEST_TIMEOUT (the longest deadline + 30s). \
-            BAZAAR_CORS_ORIGINS: comma-separated origins (or *). \
+            BAZAAR_CORS_ORIGINS: comma-separated origins (or *). BAZAAR_REVOCATION_POLL (1s): how often revoked \
+            tokens are fetched from accounts. \
             --openapi prints the OpenAPI 3.1 document instead of serving.
             """)
 
@@ -125,8 +126,16 @@ struct GatewayCommand: ParsableCommand {
         let server = try HTTPServer(configuration: config, responder: AccessLog(next: gateway, telemetry: telemetry))
         let protocols = config.tls == nil ? "http, h2c" : "https: h2, http/1.1"
         if let port = telemetry.metricsPort { diagnostic("bazaar: gateway metrics on port \(port)") }
-        try await server.run { p in
-            diagnostic("bazaar: gateway listening on \(host):\(p) (\(protocols))")
+        let poll = try env.duration("REVOCATION_POLL") ?? .seconds(1)
+        guard poll > .zero else { throw RPCError(.invalidArgument, "BAZAAR_REVOCATION_POLL must be longer than zero") }
+        let accounts = Shop_V1_AccountsService.Client(transport: upstreams["shop.v1.AccountsService"]!)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            // Revocations follow the server's life: they stop when it has drained.
+            group.addTask { await Self.followRevocations(gateway.revocations, from: accounts, every: poll, logger: telemetry.logger) }
+            try await server.run { p in
+                diagnostic("bazaar: gateway listening on \(host):\(p) (\(protocols))")
+            }
+            group.cancelAll()
         }
         for c in channels { await c.shutdown() }
         await telemetry.shutdown()
@@ -135,6 +144,34 @@ struct GatewayCommand: ParsableCommand {
 }
 
 extension GatewayCommand {
+    /// Keeps `list` current: every `every`, the revocations the accounts service recorded since
+    /// the last answer (with five seconds of overlap, for transactions that committed late).
+    /// While accounts cannot be reached, the list stays as it was; a warning says so once it has
+    /// lasted ten seconds (not at startup, when accounts may simply not be ready yet).
+    static func followRevocations(_ list: RevocationList, from accounts: Shop_V1_AccountsService.Client, every: Duration, logger: Logger) async {
+        var since: Int64 = 0
+        var lastSuccess = ContinuousClock.now
+        var warned = false
+        while !Task.isCancelled {
+            do {
+                let r = try await accounts.listRevocations(Shop_V1_ListRevocationsRequest(sinceMicros: max(0, since - 5_000_000)),
+                                                           options: CallOptions(timeout: .seconds(2)))
+                list.apply(r.revocations.map { ($0.userID, Double($0.revokedBeforeMicros) / 1e6) }, now: Double(r.nowMicros) / 1e6)
+                since = r.nowMicros
+                lastSuccess = .now
+                if warned { logger.warning("token revocations are followed again") }
+                warned = false
+            } catch {
+                if !warned && ContinuousClock.now - lastSuccess > .seconds(10) {
+                    logger.warning("cannot fetch token revocations from accounts for 10 s; revoked tokens may pass meanwhile",
+                                   [("error", .string("\(error)"))])
+                    warned = true
+                }
+            }
+            try? await Task.sleep(for: every)
+        }
+    }
+
     /// The front door's connection limits and timeouts from the environment (`docs/security.md`).
     static func applyLimits(_ env: ShopEnvironment, settings: Gateway.Settings, to config: inout HTTPServerConfiguration) throws {
         if let n = try env.int("MAX_CONNECTIONS", 1...1_000_000) { config.connections.maxConnections = n }

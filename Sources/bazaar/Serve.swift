@@ -269,6 +269,9 @@ struct ShopRunner: Sendable {
                     """, retention: .seconds(24 * 3600), setting: "RETAIN_LOGIN_THROTTLE"),
                 .init(table: "refresh_tokens", condition: "expires_at < clock_timestamp() - make_interval(secs => $1)",
                       retention: .seconds(7 * 24 * 3600), setting: "RETAIN_REFRESH_TOKENS"),
+                // Older than any token that could still be alive (BAZAAR_JWT_MAX_LIFETIME).
+                .init(table: "revocations", condition: "recorded_at < clock_timestamp() - make_interval(secs => $1)",
+                      retention: .seconds(2 * 3600), setting: "RETAIN_REVOCATIONS"),
             ], logger: logger).configured(by: env.typed)
             background.append { await retention.run() }
             let work = SecretWork.shared

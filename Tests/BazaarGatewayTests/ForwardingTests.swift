@@ -24,3 +24,27 @@ import Testing
         #expect(options.metadata[ForwardedIdentity.subjectKey] == "u1")
     }
 }
+
+/// Revoked tokens: Bazaar's own say when to the microsecond; others only the second.
+@Suite struct RevocationListTests {
+    @Test func tokensIssuedBeforeTheirRevocationAreRefused() {
+        let list = RevocationList()
+        let t = 1_800_000_000.250_000
+        list.apply([("u1", t)], now: t)
+        func user(_ issued: Double?, precise: Bool) -> UserIdentity {
+            var u = UserIdentity(subject: "u1", issuedAt: issued)
+            u.issuedAtIsPrecise = precise
+            return u
+        }
+        #expect(list.isRevoked(user(t - 0.000_001, precise: true)))
+        #expect(!list.isRevoked(user(t + 0.000_001, precise: true)))
+        // Only the second known: the revocation's own second is refused too.
+        #expect(list.isRevoked(user(1_800_000_000, precise: false)))
+        #expect(!list.isRevoked(user(1_800_000_001, precise: false)))
+        #expect(list.isRevoked(user(nil, precise: false)))
+        #expect(!list.isRevoked(UserIdentity(subject: "someone else", issuedAt: 0)))
+        // Entries older than any live token are dropped.
+        list.apply([], now: t + JWT.defaultMaxLifetime + 301)
+        #expect(list.count == 0)
+    }
+}

@@ -481,3 +481,32 @@ def test_expired_rows_are_deleted_and_fresh_ones_kept(shop):
     assert shop.sql("accounts", "SELECT count(*) FROM login_throttle WHERE key = 'addr:new-retention'") == "1"
     assert shop.sql("accounts", f"SELECT count(*) FROM refresh_tokens WHERE token_hash = 'new-{user}'") == "1"
     shop.stop("accounts-retention")
+
+
+# Role changes, sign-outs and password changes take effect at the edge at once.
+
+def test_revoked_access_tokens_are_refused_at_the_edge(shop):
+    port, _, _ = start(shop, "gw-revocations", REVOCATION_POLL="200ms", AUTH_RATE_LIMIT=1000, AUTH_RATE_BURST=1000)
+    email, password = f"demoted-{uuid.uuid4().hex[:8]}@example.com", "a long password"
+    status, user = rest(port, "POST", "/v1/users", {"email": email, "password": password})
+    assert status == 201
+    admin = {"authorization": f"Bearer {shop.token(str(uuid.uuid4()), roles=('admin',))}"}
+    assert rest(port, "PUT", f"/v1/admin/users/{user['id']}/roles", {"roles": ["admin", "customer"]}, admin)[0] == 200
+    # Signed in as an admin (the token says to the microsecond that it is newer than the promotion).
+    status, session = rest(port, "POST", "/v1/sessions", {"email": email, "password": password})
+    assert status == 201
+    theirs = {"authorization": f"Bearer {session['accessToken']}"}
+    assert rest(port, "GET", "/v1/admin/orders", headers=theirs)[0] == 200
+    # Demoted: the admin token they hold stops working at once, on every route.
+    assert rest(port, "PUT", f"/v1/admin/users/{user['id']}/roles", {"roles": ["customer"]}, admin)[0] == 200
+    wait_for("the demotion to reach the edge", lambda: rest(port, "GET", "/v1/admin/orders", headers=theirs)[0] == 401)
+    status, body = rest(port, "GET", "/v1/cart", headers=theirs)
+    assert status == 401 and "revoked" in body["message"]
+    # Signing in again gives a token with the current roles.
+    status, session = rest(port, "POST", "/v1/sessions", {"email": email, "password": password})
+    fresh = {"authorization": f"Bearer {session['accessToken']}"}
+    assert rest(port, "GET", "/v1/cart", headers=fresh)[0] == 200
+    assert rest(port, "GET", "/v1/admin/orders", headers=fresh)[0] == 403
+    # Signing out voids it too.
+    assert rest(port, "POST", "/v1/sessions:logout", {"refreshToken": session["refreshToken"]}, fresh)[0] == 200
+    wait_for("the sign-out to reach the edge", lambda: rest(port, "GET", "/v1/cart", headers=fresh)[0] == 401)

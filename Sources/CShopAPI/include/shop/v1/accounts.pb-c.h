@@ -32,6 +32,9 @@ typedef struct Shop__V1__ListUsersResponse Shop__V1__ListUsersResponse;
 typedef struct Shop__V1__SetUserRolesRequest Shop__V1__SetUserRolesRequest;
 typedef struct Shop__V1__GetUserRequest Shop__V1__GetUserRequest;
 typedef struct Shop__V1__GetPublicKeysRequest Shop__V1__GetPublicKeysRequest;
+typedef struct Shop__V1__ListRevocationsRequest Shop__V1__ListRevocationsRequest;
+typedef struct Shop__V1__Revocation Shop__V1__Revocation;
+typedef struct Shop__V1__ListRevocationsResponse Shop__V1__ListRevocationsResponse;
 typedef struct Shop__V1__PublicKeys Shop__V1__PublicKeys;
 typedef struct Shop__V1__PublicKey Shop__V1__PublicKey;
 
@@ -196,6 +199,36 @@ struct  Shop__V1__GetPublicKeysRequest
 #define SHOP__V1__GET_PUBLIC_KEYS_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&shop__v1__get_public_keys_request__descriptor) \
      }
+
+struct  Shop__V1__ListRevocationsRequest
+{
+  ProtobufCMessage base;
+  int64_t since_micros;
+};
+#define SHOP__V1__LIST_REVOCATIONS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shop__v1__list_revocations_request__descriptor) \
+    , 0 }
+
+struct  Shop__V1__Revocation
+{
+  ProtobufCMessage base;
+  char *user_id;
+  int64_t revoked_before_micros;
+};
+#define SHOP__V1__REVOCATION__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shop__v1__revocation__descriptor) \
+    , (char *)protobuf_c_empty_string, 0 }
+
+struct  Shop__V1__ListRevocationsResponse
+{
+  ProtobufCMessage base;
+  size_t n_revocations;
+  Shop__V1__Revocation **revocations;
+  int64_t now_micros;
+};
+#define SHOP__V1__LIST_REVOCATIONS_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&shop__v1__list_revocations_response__descriptor) \
+    , 0,NULL, 0 }
 
 struct  Shop__V1__PublicKeys
 {
@@ -493,6 +526,57 @@ void   shop__v1__get_public_keys_request__free_unpacked
                      (Shop__V1__GetPublicKeysRequest *message,
                       ProtobufCAllocator *allocator);
 
+/* Shop__V1__ListRevocationsRequest methods */
+void   shop__v1__list_revocations_request__init
+                     (Shop__V1__ListRevocationsRequest         *message);
+size_t shop__v1__list_revocations_request__get_packed_size
+                     (const Shop__V1__ListRevocationsRequest   *message);
+size_t shop__v1__list_revocations_request__pack
+                     (const Shop__V1__ListRevocationsRequest   *message,
+                      uint8_t             *out);
+Shop__V1__ListRevocationsRequest *
+       shop__v1__list_revocations_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shop__v1__list_revocations_request__free_unpacked
+                     (Shop__V1__ListRevocationsRequest *message,
+                      ProtobufCAllocator *allocator);
+
+/* Shop__V1__Revocation methods */
+void   shop__v1__revocation__init
+                     (Shop__V1__Revocation         *message);
+size_t shop__v1__revocation__get_packed_size
+                     (const Shop__V1__Revocation   *message);
+size_t shop__v1__revocation__pack
+                     (const Shop__V1__Revocation   *message,
+                      uint8_t             *out);
+Shop__V1__Revocation *
+       shop__v1__revocation__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shop__v1__revocation__free_unpacked
+                     (Shop__V1__Revocation *message,
+                      ProtobufCAllocator *allocator);
+
+/* Shop__V1__ListRevocationsResponse methods */
+void   shop__v1__list_revocations_response__init
+                     (Shop__V1__ListRevocationsResponse         *message);
+size_t shop__v1__list_revocations_response__get_packed_size
+                     (const Shop__V1__ListRevocationsResponse   *message);
+size_t shop__v1__list_revocations_response__pack
+                     (const Shop__V1__ListRevocationsResponse   *message,
+                      uint8_t             *out);
+Shop__V1__ListRevocationsResponse *
+       shop__v1__list_revocations_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   shop__v1__list_revocations_response__free_unpacked
+                     (Shop__V1__ListRevocationsResponse *message,
+                      ProtobufCAllocator *allocator);
+
 /* Shop__V1__PublicKeys methods */
 void   shop__v1__public_keys__init
                      (Shop__V1__PublicKeys         *message);
@@ -545,6 +629,9 @@ extern const ProtobufCMessageDescriptor shop__v1__list_users_response__descripto
 extern const ProtobufCMessageDescriptor shop__v1__set_user_roles_request__descriptor;
 extern const ProtobufCMessageDescriptor shop__v1__get_user_request__descriptor;
 extern const ProtobufCMessageDescriptor shop__v1__get_public_keys_request__descriptor;
+extern const ProtobufCMessageDescriptor shop__v1__list_revocations_request__descriptor;
+extern const ProtobufCMessageDescriptor shop__v1__revocation__descriptor;
+extern const ProtobufCMessageDescriptor shop__v1__list_revocations_response__descriptor;
 extern const ProtobufCMessageDescriptor shop__v1__public_keys__descriptor;
 extern const ProtobufCMessageDescriptor shop__v1__public_key__descriptor;
 
@@ -566,6 +653,9 @@ static inline const ProtobufCMessageDescriptor *shop__v1__list_users_response__d
 static inline const ProtobufCMessageDescriptor *shop__v1__set_user_roles_request__descriptor_address(void) { return &shop__v1__set_user_roles_request__descriptor; }
 static inline const ProtobufCMessageDescriptor *shop__v1__get_user_request__descriptor_address(void) { return &shop__v1__get_user_request__descriptor; }
 static inline const ProtobufCMessageDescriptor *shop__v1__get_public_keys_request__descriptor_address(void) { return &shop__v1__get_public_keys_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shop__v1__list_revocations_request__descriptor_address(void) { return &shop__v1__list_revocations_request__descriptor; }
+static inline const ProtobufCMessageDescriptor *shop__v1__revocation__descriptor_address(void) { return &shop__v1__revocation__descriptor; }
+static inline const ProtobufCMessageDescriptor *shop__v1__list_revocations_response__descriptor_address(void) { return &shop__v1__list_revocations_response__descriptor; }
 static inline const ProtobufCMessageDescriptor *shop__v1__public_keys__descriptor_address(void) { return &shop__v1__public_keys__descriptor; }
 static inline const ProtobufCMessageDescriptor *shop__v1__public_key__descriptor_address(void) { return &shop__v1__public_key__descriptor; }
 
