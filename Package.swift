@@ -116,7 +116,8 @@ let package = Package(
         // Fuzz targets for every parser that reads network bytes; the libFuzzer driver (`make fuzz`,
         // a corpus replayer in normal builds) and the replay test in `make test` share them.
         .target(name: "FuzzTargets", dependencies: ["ConformanceProtos", "ShopAPI", "BazaarWire", "BazaarCore", "BazaarTransport",
-                                                    "BazaarAuth", "BazaarRedis", "CBazaarHiredis", "ShopKit"],
+                                                    "BazaarAuth", "BazaarRedis", "CBazaarHiredis", "ShopKit", "BazaarSMTP",
+                                                    "BazaarPostgres", "CBazaarPQ"],
                 path: "Tests/Fuzz/Targets"),
         .executableTarget(name: "bazaar-fuzz", dependencies: ["FuzzTargets"], path: "Tests/Fuzz/Driver"),
         .testTarget(name: "FuzzReplayTests", dependencies: ["FuzzTargets"]),

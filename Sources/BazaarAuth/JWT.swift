@@ -17,12 +17,15 @@ public final class JWTKey: @unchecked Sendable {
     /// The roles tokens signed with this key may carry (`nil`: any). A key from another issuer (a
     /// partner's, say) is bound to what it may grant: its tokens can never make an admin.
     public let grantableRoles: Set<String>?
+    /// The issuer (`iss`) tokens signed with this key must name (`nil`: the verifier's issuer).
+    public let issuer: String?
 
-    private init(_ pkey: OpaquePointer, isPrivate: Bool, keyID: String, grantableRoles: Set<String>? = nil) {
+    private init(_ pkey: OpaquePointer, isPrivate: Bool, keyID: String, grantableRoles: Set<String>? = nil, issuer: String? = nil) {
         self.pkey = pkey
         self.isPrivate = isPrivate
         self.keyID = keyID
         self.grantableRoles = grantableRoles
+        self.issuer = issuer
     }
 
     deinit { EVP_PKEY_free(pkey) }
@@ -99,13 +102,20 @@ public final class JWTKey: @unchecked Sendable {
     /// The same key under another key id.
     public func withKeyID(_ keyID: String) -> JWTKey {
         EVP_PKEY_up_ref(pkey)
-        return JWTKey(pkey, isPrivate: isPrivate, keyID: keyID, grantableRoles: grantableRoles)
+        return JWTKey(pkey, isPrivate: isPrivate, keyID: keyID, grantableRoles: grantableRoles, issuer: issuer)
     }
 
     /// The same key, allowed to grant only `roles`.
     public func granting(only roles: Set<String>) -> JWTKey {
         EVP_PKEY_up_ref(pkey)
-        return JWTKey(pkey, isPrivate: isPrivate, keyID: keyID, grantableRoles: roles)
+        return JWTKey(pkey, isPrivate: isPrivate, keyID: keyID, grantableRoles: roles, issuer: issuer)
+    }
+
+    /// The same key, bound to `issuer`: its tokens must name it, whatever issuer the verifier
+    /// expects of the others (a partner's key cannot pass for the shop's own issuer, nor the reverse).
+    public func issuing(as issuer: String) -> JWTKey {
+        EVP_PKEY_up_ref(pkey)
+        return JWTKey(pkey, isPrivate: isPrivate, keyID: keyID, grantableRoles: grantableRoles, issuer: issuer)
     }
 
     public var publicKeyPEM: String { Self.pem { PEM_write_bio_PUBKEY($0, pkey) } }
@@ -247,7 +257,7 @@ public enum JWT {
             let roles = (claims["roles"] as? [String]) ?? []
             if let role = roles.first(where: { !allowed.contains($0) }) { throw JWTError("the signing key may not grant the role \(role)") }
         }
-        if let issuer, claims["iss"] as? String != issuer { throw JWTError("wrong issuer") }
+        if let expected = signer.issuer ?? issuer, claims["iss"] as? String != expected { throw JWTError("wrong issuer") }
         if let audience {
             let aud = (claims["aud"] as? [String]) ?? (claims["aud"] as? String).map { [$0] } ?? []
             guard aud.contains(audience) else { throw JWTError("wrong audience") }

@@ -153,34 +153,54 @@ public struct SMTPClient: Sendable {
             try expect(code, alsoOK: alsoOK)
         }
 
-        /// Reads one reply (all its lines: `250-...` continues, `250 ...` ends) and checks its code.
+        var replies = SMTPReplyReader()
+
+        /// Reads one reply and checks its code.
         func expect(_ code: Int, alsoOK: Int? = nil) throws {
-            var text: [String] = []
             while true {
-                let line = try readLine()
-                guard line.count >= 3, let got = Int(line.prefix(3)) else { throw SMTPError(code: 0, message: "malformed reply: \(line.prefix(80))") }
-                text.append(String(line.dropFirst(4)))
-                if line.count == 3 || line[line.index(line.startIndex, offsetBy: 3)] == " " {
-                    guard got == code || got == alsoOK else { throw SMTPError(code: got, message: text.joined(separator: " ")) }
+                if let reply = try replies.next() {
+                    guard reply.code == code || reply.code == alsoOK else { throw SMTPError(code: reply.code, message: reply.text) }
                     return
                 }
-            }
-        }
-
-        private func readLine() throws -> String {
-            while true {
-                if let i = buffer.firstIndex(of: UInt8(ascii: "\n")) {
-                    var line = Array(buffer[..<i])
-                    buffer.removeFirst(i + 1)
-                    if line.last == UInt8(ascii: "\r") { line.removeLast() }
-                    return String(decoding: line, as: UTF8.self)
-                }
-                guard buffer.count < 4096 else { throw SMTPError(code: 0, message: "reply line too long") }
                 var chunk = [UInt8](repeating: 0, count: 1024)
                 let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
                 guard n > 0 else { throw SMTPError(code: 0, message: n == 0 ? "the server closed the connection" : "timed out waiting for the server") }
-                buffer += chunk[..<n]
+                replies.feed(chunk[..<n])
             }
         }
+    }
+}
+
+/// SMTP replies from bytes, without I/O: lines end with LF (CR LF or LF), `250-...` continues a
+/// reply and `250 ...` (or a bare `250`) ends it. Bounded: a line over 4,096 bytes or a reply over
+/// 100 lines is an error, as is a line that does not start with a three-digit code.
+public struct SMTPReplyReader: Sendable {
+    private var buffer: [UInt8] = []
+    private var lines: [String] = []
+
+    public init() {}
+
+    public mutating func feed<Bytes: Sequence>(_ bytes: Bytes) where Bytes.Element == UInt8 { buffer += bytes }
+
+    /// The next complete reply, `nil` until more bytes arrive.
+    public mutating func next() throws(SMTPError) -> (code: Int, text: String)? {
+        while let i = buffer.firstIndex(of: UInt8(ascii: "\n")) {
+            var raw = Array(buffer[..<i])
+            buffer.removeFirst(i + 1)
+            if raw.last == UInt8(ascii: "\r") { raw.removeLast() }
+            let line = String(decoding: raw, as: UTF8.self)
+            let digits = raw.prefix(3)
+            guard digits.count == 3, digits.allSatisfy({ (48...57).contains($0) }), let code = Int(String(decoding: digits, as: UTF8.self)) else {
+                throw SMTPError(code: 0, message: "malformed reply: \(line.prefix(80))")
+            }
+            lines.append(String(line.dropFirst(4)))
+            guard lines.count <= 100 else { throw SMTPError(code: 0, message: "a reply of more than 100 lines") }
+            if raw.count == 3 || raw[3] == UInt8(ascii: " ") {
+                defer { lines = [] }
+                return (code, lines.joined(separator: " "))
+            }
+        }
+        guard buffer.count <= 4096 else { throw SMTPError(code: 0, message: "reply line too long") }
+        return nil
     }
 }

@@ -17,8 +17,10 @@ extension Google_Protobuf_Timestamp {
     /// (`(extract(epoch FROM t) * 1000000)::int8`).
     public init(micros: Int64) {
         self.init()
-        seconds = micros >= 0 ? micros / 1_000_000 : (micros - 999_999) / 1_000_000
-        nanos = Int32((micros - seconds * 1_000_000) * 1000)
+        // Floor division without overflow (Int64.min must not trap: these come from the database).
+        let (q, r) = micros.quotientAndRemainder(dividingBy: 1_000_000)
+        seconds = r < 0 ? q - 1 : q
+        nanos = Int32((r < 0 ? r + 1_000_000 : r) * 1000)
     }
 
     public static var now: Google_Protobuf_Timestamp {

@@ -187,6 +187,14 @@ struct ShopEnvironment: Sendable {
             }
             keys[i] = keys[i].granting(only: Set(parts[1].split(separator: "+").map(String.init)))
         }
+        // kid:issuer,...: the issuer each listed key's tokens must name (keys not listed: BAZAAR_JWT_ISSUER).
+        for entry in (typed["JWT_KEY_ISSUERS"] ?? "").split(separator: ",").map({ String($0).trimming(" ") }) where !entry.isEmpty {
+            let parts = entry.split(separator: ":", maxSplits: 1).map(String.init)
+            guard parts.count == 2, !parts[1].isEmpty, let i = keys.firstIndex(where: { $0.keyID == parts[0] }) else {
+                throw RPCError(.invalidArgument, "BAZAAR_JWT_KEY_ISSUERS: '\(entry)' is not kid:issuer for a key of BAZAAR_JWT_PUBLIC_KEY")
+            }
+            keys[i] = keys[i].issuing(as: parts[1])
+        }
         return keys
     }
 

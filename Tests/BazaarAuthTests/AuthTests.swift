@@ -35,6 +35,12 @@ import Testing
             try JWT.verify(forever, keys: [own], issuer: "p", audience: "shop", now: now)
         }
         #expect(try JWT.verify(forever, keys: [own], issuer: "p", audience: "shop", maxLifetime: nil, now: now).subject == "u1")
+        // A key bound to its issuer: its tokens must name it, and cannot pass as the shop's.
+        let bound = try JWTKey.generate(keyID: "partner2").issuing(as: "partner.example")
+        let theirs = try JWT.issue(subject: "u2", issuer: "partner.example", audience: "shop", lifetime: 900, key: bound, now: now)
+        #expect(try JWT.verify(theirs, keys: [own, bound], issuer: "bazaar", audience: "shop", now: now).subject == "u2")
+        let posing = try JWT.issue(subject: "u2", issuer: "bazaar", audience: "shop", lifetime: 900, key: bound, now: now)
+        #expect(throws: JWTError("wrong issuer")) { try JWT.verify(posing, keys: [own, bound], issuer: "bazaar", audience: "shop", now: now) }
     }
 
     @Test func base64urlIsStrict() {

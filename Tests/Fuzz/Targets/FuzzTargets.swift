@@ -6,6 +6,9 @@
 // crash, or an invariant such as "what decodes re-encodes the same" broken).
 @testable import BazaarAuth
 import BazaarCore
+@testable import BazaarPostgres
+import BazaarSMTP
+import CBazaarPQ
 @testable import BazaarRedis
 @testable import BazaarTransport
 import BazaarWire
@@ -19,6 +22,7 @@ public enum FuzzTargets {
     /// Each target by its name (the corpus folder and `FUZZ_TARGET`).
     public static let all: [String: @Sendable ([UInt8]) -> Void] = [
         "wire": wire, "http1": http1, "h2": h2, "grpc": grpc, "json": json, "jwt": jwt, "redis": redis, "text": text,
+        "smtp": smtp, "postgres": postgres,
     ]
 
     /// protobuf wire decoding of several message kinds; what decodes must re-encode stably.
@@ -145,6 +149,47 @@ public enum FuzzTargets {
             guard redisReaderGetReply(reader, &reply) == REDIS_OK, let reply else { return }
             _ = RedisConnection.value(reply.assumingMemoryBound(to: redisReply.self))
             freeReplyObject(reply)
+        }
+    }
+
+    /// SMTP replies as the mail client reads them, fed in two pieces.
+    static func smtp(_ bytes: [UInt8]) {
+        var reader = SMTPReplyReader()
+        let half = bytes.count / 2
+        for piece in [bytes[..<half], bytes[half...]] {
+            reader.feed(piece)
+            do throws(SMTPError) {
+                while let reply = try reader.next() { precondition((0...999).contains(reply.code), "a reply code out of range") }
+            } catch { return }
+        }
+    }
+
+    /// PostgreSQL text results as the services read them: a result built with libpq from the input
+    /// (values split at NUL bytes, three columns), read through every typed reader.
+    static func postgres(_ bytes: [UInt8]) {
+        guard let res = PQmakeEmptyPGresult(nil, PGRES_TUPLES_OK) else { return }
+        defer { PQclear(res) }
+        let columns: [String] = ["a", "b", "c"]
+        let names: [UnsafeMutablePointer<CChar>] = columns.map { (name: String) in strdup(name)! }
+        defer { names.forEach { free($0) } }
+        var attrs = names.map { PGresAttDesc(name: $0, tableid: 0, columnid: 0, format: 0, typid: 25, typlen: -1, atttypmod: -1) }
+        guard PQsetResultAttrs(res, 3, &attrs) == 1 else { return }
+        let values = bytes.split(separator: 0, omittingEmptySubsequences: false).prefix(30)
+        for (i, v) in values.enumerated() {
+            var text = Array(v).map { CChar(bitPattern: $0) }
+            _ = PQsetvalue(res, Int32(i / 3), Int32(i % 3), &text, Int32(text.count))
+        }
+        let result = PostgresResult(res)
+        for row in result.rows {
+            for column in ["a", "b", "c"] {
+                _ = row.int(column)
+                _ = row.bool(column)
+                _ = row.double(column)
+                _ = row.int64(column)
+                _ = row.micros(column)
+                _ = jsonStringMap(row[column])
+                _ = jsonStringList(row[column])
+            }
         }
     }
 
