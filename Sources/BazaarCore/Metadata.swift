@@ -20,6 +20,12 @@ public struct Metadata: Sendable, Hashable, Sequence {
     /// headers), skipping the lower-casing copy.
     public mutating func append(lowercasedKey key: String, _ value: Value) { entries.append((key, value)) }
 
+    /// Removes every value of a key.
+    public mutating func remove(_ key: String) {
+        let k = key.lowercased()
+        entries.removeAll { $0.key == k }
+    }
+
     /// Adds a binary value; the key should end in `-bin`.
     public mutating func add(_ key: String, binary: [UInt8]) { entries.append((key.lowercased(), .binary(binary))) }
 

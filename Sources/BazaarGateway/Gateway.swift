@@ -323,7 +323,21 @@ public final class Gateway: HTTPResponder {
         }
         // The client's `traceparent` is not passed on: a trace starts here, sampled by the
         // gateway's own sampler (a client setting the sampled flag on every request must not
-        // decide what the shop records). Keeping it as a span link is still to do.
+        // decide what the shop records). It becomes a link on the gateway's span instead, through
+        // a key the telemetry's client observer takes off the call (it never reaches a service).
+        if let theirs = request.header("traceparent"), Self.looksLikeTraceparent(theirs) {
+            options.metadata.add(Self.clientTraceKey, theirs)
+        }
+    }
+
+    /// `ClientTrace.metadataKey` of BazaarTelemetry (the gateway does not depend on it).
+    static let clientTraceKey = "x-bazaar-client-traceparent"
+
+    /// `00-<32 hex>-<16 hex>-<2 hex>`: only such a value is carried to the link.
+    static func looksLikeTraceparent(_ s: String) -> Bool {
+        let b = Array(s.utf8)
+        guard b.count == 55, b[2] == UInt8(ascii: "-"), b[35] == UInt8(ascii: "-"), b[52] == UInt8(ascii: "-") else { return false }
+        return b.enumerated().allSatisfy { i, c in [2, 35, 52].contains(i) || (48...57).contains(c) || (97...102).contains(c) }
     }
 
     // MARK: CORS

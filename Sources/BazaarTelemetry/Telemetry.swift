@@ -246,6 +246,12 @@ extension MethodDescriptor {
     var spanName: String { String(path.utf8.dropFirst())! }
 }
 
+/// The trace a client began, as the edge passes it to its own client span: a link, not a parent.
+public enum ClientTrace {
+    /// Metadata the gateway sets on its outbound call and the client observer takes off again.
+    public static let metadataKey = "x-bazaar-client-traceparent"
+}
+
 /// The client side: metrics under go-grpc-prometheus' client names, a client span under the
 /// current server span, and the `traceparent` that carries the trace to the next hop.
 struct ClientTelemetryObserver: ClientCallObserver {
@@ -256,9 +262,14 @@ struct ClientTelemetryObserver: ClientCallObserver {
         let series = telemetry.clientMetrics.series(head.method)
         series.started.increment()
         var span: Span?
+        // The edge's note of the trace its client began: kept as a link, never sent on (whether
+        // or not this process traces).
+        let clientTrace = head.metadata[ClientTrace.metadataKey]
+        if clientTrace != nil { head.metadata.remove(ClientTrace.metadataKey) }
         if let tracer = telemetry.tracer {
             let s = tracer.startRPCSpan(head.method, kind: .client, parent: Span.current?.context)
             if s.isRecording { s.setAttribute("server.address", upstream) }
+            if let clientTrace, let context = SpanContext(traceparent: clientTrace) { s.addLink(context) }
             // Sent whether sampled or not: the next hop continues the same trace.
             head.metadata.add("traceparent", s.context.traceparent)
             if !s.context.traceState.isEmpty { head.metadata.add("tracestate", s.context.traceState) }

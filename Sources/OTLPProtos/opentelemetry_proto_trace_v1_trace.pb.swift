@@ -168,6 +168,7 @@ public struct Opentelemetry_Proto_Trace_V1_Span: WireMessage {
     public var endTimeUnixNano: UInt64 = 0
     public var attributes: [Opentelemetry_Proto_Common_V1_KeyValue] = []
     public var droppedAttributesCount: UInt32 = 0
+    public var links: [Opentelemetry_Proto_Trace_V1_Span.Link] = []
     public var status: Opentelemetry_Proto_Trace_V1_Status? = nil
     /// W3C trace flags (the sampled bit) in the low byte.
     public var flags: UInt32 = 0
@@ -215,6 +216,78 @@ public struct Opentelemetry_Proto_Trace_V1_Span: WireMessage {
         public static let allKnownCases: [Self] = [.unspecified, .`internal`, .server, .client, .producer, .consumer]
     }
 
+    /// A span this one relates to without being its child: the trace a client began, which the
+    /// edge did not continue.
+    public struct Link: WireMessage {
+        /// 16 bytes.
+        public var traceID: [UInt8] = []
+        /// 8 bytes.
+        public var spanID: [UInt8] = []
+        public var traceState: String = ""
+        public var attributes: [Opentelemetry_Proto_Common_V1_KeyValue] = []
+        public var droppedAttributesCount: UInt32 = 0
+        /// W3C trace flags in the low byte.
+        public var flags: UInt32 = 0
+        /// Fields not in this schema, kept for the round trip.
+        public var unknownFields = UnknownFields()
+
+        public static let protoMessageName = "opentelemetry.proto.trace.v1.Span.Link"
+        @inline(__always)
+        public static var protobufCDescriptor: UnsafePointer<ProtobufCMessageDescriptor> { opentelemetry__proto__trace__v1__span__link__descriptor_address() }
+
+        public init() {}
+
+        /// A message with the given fields; the rest keep their defaults.
+        public init(
+            traceID: [UInt8] = [],
+            spanID: [UInt8] = [],
+            traceState: String = "",
+            attributes: [Opentelemetry_Proto_Common_V1_KeyValue] = [],
+            droppedAttributesCount: UInt32 = 0,
+            flags: UInt32 = 0
+        ) {
+            self.traceID = traceID
+            self.spanID = spanID
+            self.traceState = traceState
+            self.attributes = attributes
+            self.droppedAttributesCount = droppedAttributesCount
+            self.flags = flags
+        }
+
+        public func _writeC(_ raw: UnsafeMutableRawPointer, _ arena: WireArena) throws(WireEncodingError) {
+            let c = raw.assumingMemoryBound(to: Opentelemetry__Proto__Trace__V1__Span__Link.self)
+            if !self.traceID.isEmpty { c.pointee.trace_id = arena.binary(self.traceID) }
+            if !self.spanID.isEmpty { c.pointee.span_id = arena.binary(self.spanID) }
+            if !self.traceState.isEmpty { c.pointee.trace_state = try arena.cString(self.traceState) }
+            if !self.attributes.isEmpty {
+                let a = arena.array(self.attributes.count, of: UnsafeMutablePointer<Opentelemetry__Proto__Common__V1__KeyValue>?.self)
+                for (i, v) in self.attributes.enumerated() { (a + i).initialize(to: try arena.message(v).assumingMemoryBound(to: Opentelemetry__Proto__Common__V1__KeyValue.self)) }
+                c.pointee.attributes = a
+                c.pointee.n_attributes = self.attributes.count
+            }
+            c.pointee.dropped_attributes_count = self.droppedAttributesCount
+            c.pointee.flags = self.flags
+            unknownFields.write(into: &c.pointee.base, arena)
+        }
+
+        public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
+            let c = raw.assumingMemoryBound(to: Opentelemetry__Proto__Trace__V1__Span__Link.self)
+            self.traceID = WireDecode.bytes(c.pointee.trace_id)
+            self.spanID = WireDecode.bytes(c.pointee.span_id)
+            self.traceState = try WireDecode.string(c.pointee.trace_state, field: "opentelemetry.proto.trace.v1.Span.Link.trace_state")
+            if c.pointee.n_attributes > 0, let a = c.pointee.attributes {
+                let n = c.pointee.n_attributes
+                var out: [Opentelemetry_Proto_Common_V1_KeyValue] = []
+                out.reserveCapacity(n)
+                for i in 0..<n { if let p = a[i] { out.append(try Opentelemetry_Proto_Common_V1_KeyValue(_readC: p)) } }
+                self.attributes = out
+            }
+            self.droppedAttributesCount = c.pointee.dropped_attributes_count
+            self.flags = c.pointee.flags
+            if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
+        }
+    }
+
     public static let protoMessageName = "opentelemetry.proto.trace.v1.Span"
     @inline(__always)
     public static var protobufCDescriptor: UnsafePointer<ProtobufCMessageDescriptor> { opentelemetry__proto__trace__v1__span__descriptor_address() }
@@ -233,6 +306,7 @@ public struct Opentelemetry_Proto_Trace_V1_Span: WireMessage {
         endTimeUnixNano: UInt64 = 0,
         attributes: [Opentelemetry_Proto_Common_V1_KeyValue] = [],
         droppedAttributesCount: UInt32 = 0,
+        links: [Opentelemetry_Proto_Trace_V1_Span.Link] = [],
         status: Opentelemetry_Proto_Trace_V1_Status? = nil,
         flags: UInt32 = 0
     ) {
@@ -246,6 +320,7 @@ public struct Opentelemetry_Proto_Trace_V1_Span: WireMessage {
         self.endTimeUnixNano = endTimeUnixNano
         self.attributes = attributes
         self.droppedAttributesCount = droppedAttributesCount
+        self.links = links
         self.status = status
         self.flags = flags
     }
@@ -267,6 +342,12 @@ public struct Opentelemetry_Proto_Trace_V1_Span: WireMessage {
             c.pointee.n_attributes = self.attributes.count
         }
         c.pointee.dropped_attributes_count = self.droppedAttributesCount
+        if !self.links.isEmpty {
+            let a = arena.array(self.links.count, of: UnsafeMutablePointer<Opentelemetry__Proto__Trace__V1__Span__Link>?.self)
+            for (i, v) in self.links.enumerated() { (a + i).initialize(to: try arena.message(v).assumingMemoryBound(to: Opentelemetry__Proto__Trace__V1__Span__Link.self)) }
+            c.pointee.links = a
+            c.pointee.n_links = self.links.count
+        }
         if let v = self.status { c.pointee.status = try arena.message(v).assumingMemoryBound(to: Opentelemetry__Proto__Trace__V1__Status.self) }
         c.pointee.flags = self.flags
         unknownFields.write(into: &c.pointee.base, arena)
@@ -290,6 +371,13 @@ public struct Opentelemetry_Proto_Trace_V1_Span: WireMessage {
             self.attributes = out
         }
         self.droppedAttributesCount = c.pointee.dropped_attributes_count
+        if c.pointee.n_links > 0, let a = c.pointee.links {
+            let n = c.pointee.n_links
+            var out: [Opentelemetry_Proto_Trace_V1_Span.Link] = []
+            out.reserveCapacity(n)
+            for i in 0..<n { if let p = a[i] { out.append(try Opentelemetry_Proto_Trace_V1_Span.Link(_readC: p)) } }
+            self.links = out
+        }
         if let p = c.pointee.status { self.status = try Opentelemetry_Proto_Trace_V1_Status(_readC: p) }
         self.flags = c.pointee.flags
         if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
@@ -369,7 +457,7 @@ extension ProtoFile {
     public static let opentelemetry_proto_trace_v1_trace = ProtoFile(
         path: "opentelemetry/proto/trace/v1/trace.proto",
         dependencies: [ProtoFile.opentelemetry_proto_common_v1_common, ProtoFile.opentelemetry_proto_resource_v1_resource],
-        messageTypes: [Opentelemetry_Proto_Trace_V1_TracesData.self, Opentelemetry_Proto_Trace_V1_ResourceSpans.self, Opentelemetry_Proto_Trace_V1_ScopeSpans.self, Opentelemetry_Proto_Trace_V1_Span.self, Opentelemetry_Proto_Trace_V1_Status.self],
+        messageTypes: [Opentelemetry_Proto_Trace_V1_TracesData.self, Opentelemetry_Proto_Trace_V1_ResourceSpans.self, Opentelemetry_Proto_Trace_V1_ScopeSpans.self, Opentelemetry_Proto_Trace_V1_Span.self, Opentelemetry_Proto_Trace_V1_Span.Link.self, Opentelemetry_Proto_Trace_V1_Status.self],
         enumTypes: [Opentelemetry_Proto_Trace_V1_Span.SpanKind.self, Opentelemetry_Proto_Trace_V1_Status.StatusCode.self]
     ) {
         var length = 0

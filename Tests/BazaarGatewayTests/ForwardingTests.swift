@@ -16,8 +16,10 @@ import Testing
                                   remoteAddress: "10.1.2.3:5555")
         var options = CallOptions()
         gateway.forward(UserIdentity(subject: "u1", roles: ["customer"], scopes: ["orders:read"]), requestID: "req-1", request, into: &options)
-        // A trace starts at the gateway: the client's sampled flag decides nothing.
+        // A trace starts at the gateway: the client's sampled flag decides nothing; its trace
+        // goes to the telemetry as a link (the client observer takes the key off the call).
         #expect(options.metadata["traceparent"] == nil)
+        #expect(options.metadata["x-bazaar-client-traceparent"] == "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
         #expect(options.metadata["x-request-id"] == "req-1")
         #expect(options.metadata[ForwardedIdentity.clientAddressKey] == "203.0.113.9")
         #expect(options.metadata[ForwardedIdentity.scopesKey] == "orders:read")

@@ -510,3 +510,38 @@ def test_revoked_access_tokens_are_refused_at_the_edge(shop):
     # Signing out voids it too.
     assert rest(port, "POST", "/v1/sessions:logout", {"refreshToken": session["refreshToken"]}, fresh)[0] == 200
     wait_for("the sign-out to reach the edge", lambda: rest(port, "GET", "/v1/cart", headers=fresh)[0] == 401)
+
+
+def test_a_clients_trace_becomes_a_link_not_the_parent(shop, tmp_path):
+    import json as _json
+    import pathlib
+    import sys
+    collector_port = free_port()
+    out = tmp_path / "spans.jsonl"
+    collector = subprocess.Popen([sys.executable, str(pathlib.Path(__file__).parents[1] / "Interop" / "otlp_collector.py"),
+                                  str(collector_port), str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert "listening" in collector.stdout.readline()
+        mport = free_port()
+        base = shop.start_gateway("gw-traces", env={"BAZAAR_METRICS_PORT": str(mport), "OTEL_TRACES_EXPORTER": "otlp",
+                                                    "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{collector_port}"})
+        theirs = "4bf92f3577b34da6a3ce929d0e0e4736"
+        req = urllib.request.Request(base + "/v1/products?page.pageSize=1",
+                                     headers={"traceparent": f"00-{theirs}-00f067aa0ba902b7-01"})
+        with urllib.request.urlopen(req, timeout=15) as r:
+            assert r.status == 200
+
+        def gateway_span():
+            if not out.exists():
+                return None
+            spans = [_json.loads(line) for line in out.read_text().splitlines()]
+            return next((s for s in spans if s["resource"].get("service.name") == "gateway" and s.get("links")), None)
+        span = wait_for("the gateway's span at the collector", gateway_span)
+        # Its own trace, sampled by the gateway; the client's trace as a link (decoded by the
+        # official OpenTelemetry classes).
+        assert span["trace_id"] != theirs
+        import base64 as _b64
+        assert [_b64.b64decode(link["trace_id"]).hex() for link in span["links"]] == [theirs]
+    finally:
+        collector.terminate()
+        collector.wait(timeout=10)

@@ -21,6 +21,8 @@ public final class Span: @unchecked Sendable {
     let startNanos: UInt64
     private(set) var endNanos: UInt64 = 0
     private(set) var attributes: [(String, AttributeValue)] = []
+    /// Spans this one relates to without being their child (see ``addLink(_:)``).
+    private(set) var links: [SpanContext] = []
     private(set) var error: String?
     private let tracer: Tracer?
 
@@ -46,6 +48,12 @@ public final class Span: @unchecked Sendable {
 
     public func setAttribute(_ key: String, _ value: Int64) {
         if isRecording { attributes.append((key, .int(value))) }
+    }
+
+    /// Relates this span to another trace it does not continue: at the edge, the trace a client
+    /// began (its `traceparent` does not decide what the shop records, but stays findable).
+    public func addLink(_ other: SpanContext) {
+        if isRecording && links.count < 8 { links.append(other) }
     }
 
     /// Ends the span; an error status marks it failed. Only the first call counts.

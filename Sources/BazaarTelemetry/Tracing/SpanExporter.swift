@@ -166,6 +166,14 @@ public final class SpanExporter: Sendable {
             case .int(let v): .init(key: key, value: .init(value: .intValue(v)))
             }
         }
+        s.links = span.links.map { l in
+            var link = Opentelemetry_Proto_Trace_V1_Span.Link()
+            link.traceID = l.traceIDBytes
+            link.spanID = l.spanIDBytes
+            link.traceState = l.traceState
+            link.flags = UInt32(l.flags)
+            return link
+        }
         if let error = span.error {
             s.status = .init(message: error, code: .error)
         }

@@ -18,6 +18,7 @@ typedef struct Opentelemetry__Proto__Trace__V1__TracesData Opentelemetry__Proto_
 typedef struct Opentelemetry__Proto__Trace__V1__ResourceSpans Opentelemetry__Proto__Trace__V1__ResourceSpans;
 typedef struct Opentelemetry__Proto__Trace__V1__ScopeSpans Opentelemetry__Proto__Trace__V1__ScopeSpans;
 typedef struct Opentelemetry__Proto__Trace__V1__Span Opentelemetry__Proto__Trace__V1__Span;
+typedef struct Opentelemetry__Proto__Trace__V1__Span__Link Opentelemetry__Proto__Trace__V1__Span__Link;
 typedef struct Opentelemetry__Proto__Trace__V1__Status Opentelemetry__Proto__Trace__V1__Status;
 
 /* --- enums --- */
@@ -75,6 +76,21 @@ struct  Opentelemetry__Proto__Trace__V1__ScopeSpans
  { PROTOBUF_C_MESSAGE_INIT (&opentelemetry__proto__trace__v1__scope_spans__descriptor) \
     , NULL, 0,NULL, (char *)protobuf_c_empty_string }
 
+struct  Opentelemetry__Proto__Trace__V1__Span__Link
+{
+  ProtobufCMessage base;
+  ProtobufCBinaryData trace_id;
+  ProtobufCBinaryData span_id;
+  char *trace_state;
+  size_t n_attributes;
+  Opentelemetry__Proto__Common__V1__KeyValue **attributes;
+  uint32_t dropped_attributes_count;
+  uint32_t flags;
+};
+#define OPENTELEMETRY__PROTO__TRACE__V1__SPAN__LINK__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&opentelemetry__proto__trace__v1__span__link__descriptor) \
+    , {0,NULL}, {0,NULL}, (char *)protobuf_c_empty_string, 0,NULL, 0, 0 }
+
 struct  Opentelemetry__Proto__Trace__V1__Span
 {
   ProtobufCMessage base;
@@ -89,12 +105,14 @@ struct  Opentelemetry__Proto__Trace__V1__Span
   size_t n_attributes;
   Opentelemetry__Proto__Common__V1__KeyValue **attributes;
   uint32_t dropped_attributes_count;
+  size_t n_links;
+  Opentelemetry__Proto__Trace__V1__Span__Link **links;
   Opentelemetry__Proto__Trace__V1__Status *status;
   uint32_t flags;
 };
 #define OPENTELEMETRY__PROTO__TRACE__V1__SPAN__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&opentelemetry__proto__trace__v1__span__descriptor) \
-    , {0,NULL}, {0,NULL}, (char *)protobuf_c_empty_string, {0,NULL}, (char *)protobuf_c_empty_string, OPENTELEMETRY__PROTO__TRACE__V1__SPAN__SPAN_KIND__SPAN_KIND_UNSPECIFIED, 0, 0, 0,NULL, 0, NULL, 0 }
+    , {0,NULL}, {0,NULL}, (char *)protobuf_c_empty_string, {0,NULL}, (char *)protobuf_c_empty_string, OPENTELEMETRY__PROTO__TRACE__V1__SPAN__SPAN_KIND__SPAN_KIND_UNSPECIFIED, 0, 0, 0,NULL, 0, 0,NULL, NULL, 0 }
 
 struct  Opentelemetry__Proto__Trace__V1__Status
 {
@@ -174,6 +192,23 @@ void   opentelemetry__proto__trace__v1__span__free_unpacked
                      (Opentelemetry__Proto__Trace__V1__Span *message,
                       ProtobufCAllocator *allocator);
 
+/* Opentelemetry__Proto__Trace__V1__Span__Link methods */
+void   opentelemetry__proto__trace__v1__span__link__init
+                     (Opentelemetry__Proto__Trace__V1__Span__Link         *message);
+size_t opentelemetry__proto__trace__v1__span__link__get_packed_size
+                     (const Opentelemetry__Proto__Trace__V1__Span__Link   *message);
+size_t opentelemetry__proto__trace__v1__span__link__pack
+                     (const Opentelemetry__Proto__Trace__V1__Span__Link   *message,
+                      uint8_t             *out);
+Opentelemetry__Proto__Trace__V1__Span__Link *
+       opentelemetry__proto__trace__v1__span__link__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   opentelemetry__proto__trace__v1__span__link__free_unpacked
+                     (Opentelemetry__Proto__Trace__V1__Span__Link *message,
+                      ProtobufCAllocator *allocator);
+
 /* Opentelemetry__Proto__Trace__V1__Status methods */
 void   opentelemetry__proto__trace__v1__status__init
                      (Opentelemetry__Proto__Trace__V1__Status         *message);
@@ -199,6 +234,7 @@ extern const ProtobufCMessageDescriptor opentelemetry__proto__trace__v1__traces_
 extern const ProtobufCMessageDescriptor opentelemetry__proto__trace__v1__resource_spans__descriptor;
 extern const ProtobufCMessageDescriptor opentelemetry__proto__trace__v1__scope_spans__descriptor;
 extern const ProtobufCMessageDescriptor opentelemetry__proto__trace__v1__span__descriptor;
+extern const ProtobufCMessageDescriptor opentelemetry__proto__trace__v1__span__link__descriptor;
 extern const ProtobufCMessageDescriptor opentelemetry__proto__trace__v1__status__descriptor;
 
 /* --- descriptor addresses (Bazaar addition, for Swift) --- */
@@ -207,6 +243,7 @@ static inline const ProtobufCMessageDescriptor *opentelemetry__proto__trace__v1_
 static inline const ProtobufCMessageDescriptor *opentelemetry__proto__trace__v1__resource_spans__descriptor_address(void) { return &opentelemetry__proto__trace__v1__resource_spans__descriptor; }
 static inline const ProtobufCMessageDescriptor *opentelemetry__proto__trace__v1__scope_spans__descriptor_address(void) { return &opentelemetry__proto__trace__v1__scope_spans__descriptor; }
 static inline const ProtobufCMessageDescriptor *opentelemetry__proto__trace__v1__span__descriptor_address(void) { return &opentelemetry__proto__trace__v1__span__descriptor; }
+static inline const ProtobufCMessageDescriptor *opentelemetry__proto__trace__v1__span__link__descriptor_address(void) { return &opentelemetry__proto__trace__v1__span__link__descriptor; }
 static inline const ProtobufCMessageDescriptor *opentelemetry__proto__trace__v1__status__descriptor_address(void) { return &opentelemetry__proto__trace__v1__status__descriptor; }
 
 /* The serialized google.protobuf.FileDescriptorProto of this file (for reflection). */
