@@ -357,7 +357,10 @@ public final class MeshChannel: ClientTransport, Sendable {
         await withTaskCancellationHandler {
             await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
                 let now = state.withLock { s -> Bool in
-                    if s.epoch != epoch || s.closed { return true }
+                    // The deadline and cancellation are checked here too: a timer that fired (or a
+                    // cancellation that came) before this waiter was registered woke nobody, and
+                    // the call would wait for ever (a load that never ended under ThreadSanitizer).
+                    if s.epoch != epoch || s.closed || Task.isCancelled || deadline.map({ ContinuousClock.now >= $0 }) == true { return true }
                     s.waiters[id] = c
                     return false
                 }
@@ -382,14 +385,23 @@ public final class MeshChannel: ClientTransport, Sendable {
     private func record(_ sub: Subchannel, _ verdict: OutlierDetectionPolicy.Verdict) {
         if sub.end() && sub.removed.load(ordering: .relaxed) { sub.transport.close() }
         if verdict == .answered { sub.answered.add(1, ordering: .relaxed) }
-        guard verdict != .neutral, let policy = configuration.outlierDetection else { return }
+        guard let policy = configuration.outlierDetection else { return }
+        if verdict == .neutral {
+            // A half-open probe that says nothing must still free the probe's place.
+            if sub.tripped.load(ordering: .relaxed) { sub.breaker.withLock { $0.recordNeutral() } }
+            return
+        }
         let failed = verdict == .failed
         if !failed && !sub.tripped.load(ordering: .relaxed) {
             // The common case: a success on a closed breaker only counts, and needs no clock.
             sub.breaker.withLock { $0.recordSuccessWhileClosed() }
             return
         }
-        let transition = sub.breaker.withLock { $0.record(failed: failed, now: .now, mayEject: mayEject(policy)) }
+        // Evaluated before the breaker's lock is taken: `mayEject` takes the channel's state lock,
+        // and the picker takes the breakers' locks while holding that one; taking them the other
+        // way round deadlocked the channel (a hung replica's calls ending while it was ejected).
+        let may = mayEject(policy)
+        let transition = sub.breaker.withLock { $0.record(failed: failed, now: .now, mayEject: may) }
         apply(transition, sub)
     }
 
@@ -421,7 +433,8 @@ public final class MeshChannel: ClientTransport, Sendable {
         guard let policy = configuration.outlierDetection else { return }
         let subs = state.withLock { Array($0.subchannels.values) }
         for sub in subs {
-            let t = sub.breaker.withLock { $0.endInterval(now: .now, mayEject: mayEject(policy)) }
+            let may = mayEject(policy)  // outside the breaker's lock (see `record`)
+            let t = sub.breaker.withLock { $0.endInterval(now: .now, mayEject: may) }
             apply(t, sub)
         }
     }

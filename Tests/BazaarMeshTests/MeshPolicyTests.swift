@@ -93,6 +93,19 @@ func step<T>(_ b: inout CircuitBreaker, _ body: (inout CircuitBreaker) -> T) -> 
         #expect(P.verdict(.unavailable, answeredMeanwhile: true) == .failed)
     }
 
+    @Test func aNeutralProbeLetsTheNextProbeThrough() {
+        var b = CircuitBreaker(policy: Self.policy)
+        let t0 = ContinuousClock.now
+        for _ in 0..<3 { _ = step(&b) { $0.record(failed: true, now: t0, mayEject: true) } }
+        let t1 = t0 + .seconds(1)
+        #expect(step(&b) { $0.admit(now: t1) })
+        #expect(!step(&b) { $0.admit(now: t1) })
+        // The probe's caller gave up: another probe may go.
+        step(&b) { $0.recordNeutral() }
+        #expect(step(&b) { $0.admit(now: t1) })
+        #expect(!b.isAvailable)
+    }
+
     @Test func theEjectionCapIsRespected() {
         var b = CircuitBreaker(policy: Self.policy)
         let now = ContinuousClock.now

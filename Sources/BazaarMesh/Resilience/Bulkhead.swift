@@ -60,14 +60,18 @@ public final class Bulkhead: Sendable {
         }
         let got = await withTaskCancellationHandler {
             await withCheckedContinuation { (c: CheckedContinuation<Bool, Never>) in
-                let immediate = waiters.withLock { w -> Bool in
+                let immediate = waiters.withLock { w -> Bool? in
                     // A slot may have freed up between the failed attempt and now.
                     if inUse.add(1, ordering: .acquiring).newValue <= limit { return true }
                     inUse.subtract(1, ordering: .releasing)
+                    // A timeout that fired before this waiter was queued woke nobody: check here.
+                    // So does a cancellation that came before.
+                    if Task.isCancelled { return false }
+                    if let deadline, ContinuousClock.now >= deadline { return false }
                     w.queue.append(Waiter(id: id, continuation: c))
-                    return false
+                    return nil
                 }
-                if immediate { c.resume(returning: true) }
+                if let immediate { c.resume(returning: immediate) }
             }
         } onCancel: {
             self.abandon(id)

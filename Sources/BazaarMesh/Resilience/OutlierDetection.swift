@@ -132,6 +132,13 @@ public struct CircuitBreaker: Sendable {
         }
     }
 
+    /// A call that says nothing about the endpoint (its caller's deadline or cancellation ended
+    /// it): no state changes, but a half-open breaker lets the next probe through (else a probe
+    /// ended that way would keep the endpoint out for good).
+    public mutating func recordNeutral() {
+        if case .halfOpen = state { probeInFlight = false }
+    }
+
     /// A success while closed: the same as `record(failed: false, …)` in that state, without the
     /// clock (the hot path of every call).
     public mutating func recordSuccessWhileClosed() {
