@@ -307,7 +307,7 @@ public final class Gateway: HTTPResponder {
     /// The client's address: the peer, or behind trusted proxies the rightmost untrusted
     /// `X-Forwarded-For` entry.
     func clientAddress(_ request: HTTPRequest) -> String {
-        ClientAddress.resolve(peer: Self.host(of: request.remoteAddress), forwardedFor: request.header("x-forwarded-for"),
+        ClientAddress.resolve(peer: Socket.host(of: request.remoteAddress), forwardedFor: request.header("x-forwarded-for"),
                               trustedProxies: settings.trustedProxies)
     }
 
@@ -402,10 +402,6 @@ public final class Gateway: HTTPResponder {
         return out
     }
 
-    static func host(of address: String) -> String {
-        if address.hasPrefix("["), let end = address.firstIndex(of: "]") { return String(address[address.index(after: address.startIndex)..<end]) }
-        return address.split(separator: ":").first.map(String.init) ?? address
-    }
 }
 
 import CBazaarProtobufC

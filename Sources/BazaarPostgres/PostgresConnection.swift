@@ -5,11 +5,6 @@ import Dispatch
 import Glibc
 import Synchronization
 
-/// A C handle carried to another thread that alone uses it from then on.
-struct UnsafeSendable<T>: @unchecked Sendable {
-    let value: T
-    init(_ value: T) { self.value = value }
-}
 
 /// An error from PostgreSQL (with its SQLSTATE) or from the connection.
 public struct PostgresError: Error, CustomStringConvertible, Sendable, Equatable {

@@ -203,7 +203,7 @@ struct ServerTelemetryObserver: ServerCallObserver {
             let parent = head.metadata["traceparent"].flatMap { SpanContext(traceparent: $0, tracestate: head.metadata["tracestate"]) }
             let s = tracer.startRPCSpan(head.method, kind: .server, parent: parent)
             if s.isRecording {
-                if let address = head.peerAddress { s.setAttribute("client.address", Self.host(of: address)) }
+                if let address = head.peerAddress { s.setAttribute("client.address", Socket.host(of: address)) }
                 if let identity = head.peerIdentity { s.setAttribute("bazaar.peer.identity", identity) }
             }
             span = s
@@ -217,14 +217,6 @@ struct ServerTelemetryObserver: ServerCallObserver {
             telemetry.logger.log(.debug, "rpc started", fields, span: span?.context)
         }
         return CallRecord(series: series, head: head, start: .now, span: span)
-    }
-
-    /// `1.2.3.4` of `1.2.3.4:5678` (or `::1` of `[::1]:5678`), by bytes.
-    static func host(of address: String) -> String {
-        var bytes = Array(address.utf8)
-        if let colon = bytes.lastIndex(of: 0x3A) { bytes.removeSubrange(colon...) }
-        if bytes.first == 0x5B && bytes.last == 0x5D { bytes = Array(bytes.dropFirst().dropLast()) }
-        return String(decoding: bytes, as: UTF8.self)
     }
 
     func callEnded(_ observation: AnyObject?, status: RPCError) {

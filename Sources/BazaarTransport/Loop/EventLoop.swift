@@ -277,7 +277,7 @@ extension timeval {
 }
 
 /// A value the compiler cannot prove `Sendable` but that is only used on one thread at a time.
-struct UnsafeSendable<T>: @unchecked Sendable {
-    let value: T
-    init(_ value: T) { self.value = value }
+package struct UnsafeSendable<T>: @unchecked Sendable {
+    package let value: T
+    package init(_ value: T) { self.value = value }
 }

@@ -12,7 +12,7 @@ public struct SocketError: Error, CustomStringConvertible, Sendable {
 }
 
 /// Thin helpers over the BSD socket calls. The transport is the only owner of file descriptors.
-enum Socket {
+package enum Socket {
     /// Resolves `host:port` to socket addresses (numeric or by name), IPv4 and IPv6.
     static func resolve(host: String, port: Int, passive: Bool = false) throws -> [(family: Int32, addr: [UInt8])] {
         var hints = addrinfo()
@@ -146,13 +146,13 @@ enum Socket {
     }
 
     /// The address part of a peer as ``describe(_:)`` writes it (`1.2.3.4:5` -> `1.2.3.4`,
-    /// `[::1]:5` -> `::1`).
-    static func host(of peer: String) -> String {
-        if peer.hasPrefix("["), let close = peer.firstIndex(of: "]") {
-            return String(peer[peer.index(after: peer.startIndex)..<close])
-        }
-        if let colon = peer.lastIndex(of: ":") { return String(peer[..<colon]) }
-        return peer
+    /// `[::1]:5` -> `::1`), by bytes (it runs per call in telemetry). The one copy the listener,
+    /// the gateway and telemetry share.
+    package static func host(of peer: String) -> String {
+        var bytes = Array(peer.utf8)
+        if let colon = bytes.lastIndex(of: 0x3A) { bytes.removeSubrange(colon...) }
+        if bytes.first == 0x5B && bytes.last == 0x5D { bytes = Array(bytes.dropFirst().dropLast()) }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// Starts a non-blocking connect; the socket becomes writable when it completes.
