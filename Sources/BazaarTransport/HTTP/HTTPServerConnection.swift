@@ -94,9 +94,7 @@ final class HTTPServerConnection: SocketConnection, AcceptedConnection, @uncheck
         var settings = shared.configuration.http2
         // A stream's window holds one whole body and a frame more, so that an oversized body
         // shows as such (413) instead of stalling on a closed window.
-        let perStream = shared.configuration.maxBodySize + Int(settings.maxFrameSize)
-        settings.streamWindowSize = Int32(min(Int(settings.streamWindowSize), perStream, Int(Int32.max)))
-        if settings.streamWindowSize < Int32(perStream) { settings.streamWindowSize = Int32(min(perStream, Int(Int32.max))) }
+        settings.streamWindowSize = Int32(min(shared.configuration.maxBodySize + Int(settings.maxFrameSize), Int(Int32.max)))
         return HTTP2Session(server: true, settings: settings)
     }
 

@@ -173,12 +173,12 @@ public struct HTTPTimeouts: Sendable {
 
 extension HTTP2Settings {
     /// The front door's HTTP/2 limits: what one internet client may hold (100 streams, 4 MiB of
-    /// connection window, 16 KiB of headers per stream), not the mesh's LAN-sized windows.
+    /// connection window, 16 KiB of headers per stream), not the mesh's LAN-sized windows. A
+    /// stream's window is not set here: the front door makes it one request body and a frame.
     public static var edge: HTTP2Settings {
         var s = HTTP2Settings()
         s.maxConcurrentStreams = 100
         s.connectionWindowSize = 4 << 20
-        s.streamWindowSize = 1 << 20
         s.maxHeaderListSize = 16 << 10
         return s
     }
