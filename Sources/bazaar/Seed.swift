@@ -38,7 +38,10 @@ struct Seed: ParsableCommand {
     @Option(name: .customLong("customer-email")) var customerEmail = "customer@bazaar.local"
     @Option(name: .customLong("customer-password")) var customerPassword = "customer-pass-123"
 
-    var production: Bool { ProcessEnvironment.current["BAZAAR_ENV"] == "production" }
+    /// The profile as every process reads it (BAZAAR_ENV, validated).
+    var production: Bool {
+        get throws { try ShopEnvironment(ProcessEnvironment.current).isProduction() }
+    }
 
     /// The admin's password: given, read from a file, or (in development only) the demo one.
     func adminPassword() throws -> String {
@@ -47,7 +50,7 @@ struct Seed: ParsableCommand {
             return text.trimming("\n\r")
         }
         if let p = adminPasswordOption { return p }
-        if production {
+        if try production {
             throw ValidationError("BAZAAR_ENV=production has no default admin password: give --admin-password-file (or --admin-password)")
         }
         return "admin-pass-123"
@@ -86,7 +89,7 @@ struct Seed: ParsableCommand {
     func run() throws {
         let (products, adminEmail, adminPassword, customerEmail, customerPassword) = (self.products, self.adminEmail, try self.adminPassword(),
                                                                                       self.customerEmail, self.customerPassword)
-        let production = self.production
+        let production = try self.production
         let (catalogDB, accountsDB) = (self.catalogDB, self.accountsDB)
         try runBlocking {
             let catalog = PostgresPool(conninfo: catalogDB, maxConnections: 1)
