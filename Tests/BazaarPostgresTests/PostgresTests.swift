@@ -145,24 +145,33 @@ struct PostgresTests {
     /// Issue 15, item 12: a caller that gives up does not leave its statement running, and the
     /// next caller does not wait behind it.
     @Test func aCancelledCallerCancelsItsStatementOnTheServer() async throws {
-        let tag = "bazaar-cancel-\(UInt32.random(in: 0...UInt32.max))"
-        let sleeper = Task { try await pool.query("SELECT pg_sleep(60), $1::text", [tag]) }
-        func running() async throws -> Int64 {
-            try await pool.query("SELECT count(*) AS n FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(60)%' AND state = 'active'")
-                .rows[0].int("n").map(Int64.init) ?? 0
+        // A statement that cannot finish by itself: it waits for an advisory lock another
+        // connection holds until the end of the test.
+        let key = Int64.random(in: 1...Int64.max)
+        try await pool.withConnection { holder in
+            _ = try await holder.query("SELECT pg_advisory_lock($1)", [key])
+            let blocked = Task { try await pool.query("SELECT pg_advisory_lock($1)", [key]) }
+            func waiting() async throws -> Int64 {
+                try await holder.query("""
+                    SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+                      AND ((classid::int8 << 32) | objid::int8) = $1
+                    """, [key]).rows[0].int("n").map(Int64.init) ?? 0
+            }
+            // Polls for the event itself (the statement is queued on the lock); the count only
+            // guards against a hang.
+            for _ in 0..<3000 where try await waiting() == 0 { try await Task.sleep(for: .milliseconds(20)) }
+            blocked.cancel()
+            do {
+                _ = try await blocked.value
+                Issue.record("a cancelled statement returned")
+            } catch let e as PostgresError {
+                #expect(e.sqlState == "57014")
+            }
+            // PostgreSQL was told: the statement no longer waits for the lock.
+            for _ in 0..<3000 where try await waiting() > 0 { try await Task.sleep(for: .milliseconds(20)) }
+            #expect(try await waiting() == 0)
+            _ = try await holder.query("SELECT pg_advisory_unlock($1)", [key])
         }
-        // Polls for the event itself; the loop count only guards against a hang.
-        for _ in 0..<3000 where try await running() == 0 { try await Task.sleep(for: .milliseconds(20)) }
-        sleeper.cancel()
-        do {
-            _ = try await sleeper.value
-            Issue.record("a cancelled statement returned rows")
-        } catch let e as PostgresError {
-            #expect(e.sqlState == "57014")
-        }
-        // PostgreSQL was told: the statement stops there too.
-        for _ in 0..<3000 where try await running() > 0 { try await Task.sleep(for: .milliseconds(20)) }
-        #expect(try await running() == 0)
         #expect(try await pool.query("SELECT 1 AS one").rows[0].int("one") == 1)
     }
 
