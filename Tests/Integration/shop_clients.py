@@ -1,4 +1,8 @@
 """Typed calls to the running shop, for the integration tests."""
+import base64
+import json
+import urllib.error
+import urllib.request
 import uuid
 
 import grpc
@@ -51,3 +55,52 @@ def make_product(admin, m, stock=10, price=1000, name=None, category="test", **k
                           price=m.common.Money(currency_code=kw.pop("currency", "EUR"), amount_minor=price), stock=stock,
                           categories=[category], **kw)
     return admin.call("catalog", "CreateProduct", m.catalog.CreateProductRequest(product=p), m.catalog.Product)
+
+
+def http(base, method, path, body=None, token=None, headers=None, raw=None):
+    """One request; returns (status, headers, parsed JSON or text)."""
+    h = dict(headers or {})
+    data = raw
+    if body is not None:
+        data = json.dumps(body).encode()
+        h.setdefault("content-type", "application/json")
+    if token:
+        h["authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(base + path, data=data, method=method, headers=h)
+    try:
+        with urllib.request.urlopen(req, timeout=15) as r:
+            status, hdrs, text = r.status, dict(r.headers), r.read().decode()
+    except urllib.error.HTTPError as e:
+        status, hdrs, text = e.code, dict(e.headers), e.read().decode()
+    try:
+        return status, {k.lower(): v for k, v in hdrs.items()}, json.loads(text) if text else None
+    except json.JSONDecodeError:
+        return status, {k.lower(): v for k, v in hdrs.items()}, text
+
+
+def grpc_web(base, path, message, text=False, token=None):
+    body = b"\x00" + len(message).to_bytes(4, "big") + message
+    if text:
+        body = base64.b64encode(body)
+    headers = {"content-type": "application/grpc-web-text" if text else "application/grpc-web+proto", "x-grpc-web": "1"}
+    if token:
+        headers["authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(base + path, data=body, method="POST", headers=headers)
+    with urllib.request.urlopen(req, timeout=15) as r:
+        data = r.read()
+        ctype = r.headers["content-type"]
+    if text:
+        data = b"".join(base64.b64decode(chunk + b"=" * (-len(chunk) % 4)) for chunk in data.split(b"=") if chunk) if b"=" in data else base64.b64decode(data)
+    messages, trailers, i = [], {}, 0
+    while i < len(data):
+        flag, n = data[i], int.from_bytes(data[i + 1:i + 5], "big")
+        payload = data[i + 5:i + 5 + n]
+        if flag & 0x80:
+            for line in payload.decode().split("\r\n"):
+                if line:
+                    k, v = line.split(": ", 1)
+                    trailers[k] = v
+        else:
+            messages.append(payload)
+        i += 5 + n
+    return ctype, messages, trailers

@@ -17,7 +17,7 @@ import pytest
 from abuse import (HANG_GUARD, closed_by_peer, connect, free_port, http_get, metric, open_fds, read_response, shed,
                    status_kb, wait_for)
 from rpc_fixtures import binary
-from shop_clients import Client, make_product, new_customer
+from shop_clients import Client, grpc_web, http, make_product, new_customer
 
 C = grpc.StatusCode
 
@@ -139,28 +139,10 @@ def test_out_of_descriptors_the_gateway_backs_off_and_recovers(shop):
 
 # 3. Every protocol at the edge draws from the same rate-limit buckets.
 
-def grpc_web(port, path, message):
-    body = b"\x00" + len(message).to_bytes(4, "big") + message
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, method="POST",
-                                 headers={"content-type": "application/grpc-web+proto", "x-grpc-web": "1"})
-    with urllib.request.urlopen(req, timeout=15) as r:
-        data = r.read()
-    trailers, i = {}, 0
-    while i < len(data):
-        flag, n = data[i], int.from_bytes(data[i + 1:i + 5], "big")
-        if flag & 0x80:
-            for line in data[i + 5:i + 5 + n].decode().split("\r\n"):
-                if line:
-                    k, v = line.split(": ", 1)
-                    trailers[k] = v
-        i += 5 + n
-    return trailers
-
-
 def test_grpc_and_grpc_web_share_the_rest_rate_limit(shop, m):
     port, _, _ = start(shop, "gw-limits", RATE_LIMIT=1, RATE_BURST=5)
     req = m.catalog.ListProductsRequest(page=m.common.PageRequest(page_size=1)).SerializeToString()
-    trailers = [grpc_web(port, "/shop.v1.CatalogService/ListProducts", req) for _ in range(20)]
+    trailers = [grpc_web(f"http://127.0.0.1:{port}", "/shop.v1.CatalogService/ListProducts", req)[2] for _ in range(20)]
     statuses = [t["grpc-status"] for t in trailers]
     assert statuses[:5] == ["0"] * 5 and statuses.count("8") >= 10, statuses
     limited = next(t for t in trailers if t["grpc-status"] == "8")
@@ -285,35 +267,25 @@ def test_rest_errors_name_the_limit(shop):
 # 7 and 8. Password checks: per-address throttling that never locks the owner out, and a bounded
 # argon2 queue that sheds.
 
-def rest(port, method, path, body=None, headers=None):
-    h = {"content-type": "application/json", **(headers or {})}
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=json.dumps(body).encode() if body is not None else None,
-                                 method=method, headers=h)
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return r.status, json.loads(r.read() or b"null")
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"null")
-
-
 def test_guessing_at_an_account_throttles_the_guesser_never_the_owner(shop):
     port, _, _ = start(shop, "gw-lockout", TRUSTED_PROXIES="127.0.0.1/32", AUTH_RATE_LIMIT=1000, AUTH_RATE_BURST=1000)
+    base = f"http://127.0.0.1:{port}"
     email, password = f"owner-{uuid.uuid4().hex[:8]}@example.com", "the owner's password"
-    assert rest(port, "POST", "/v1/users", {"email": email, "password": password})[0] == 201
+    assert http(base, "POST", "/v1/users", {"email": email, "password": password})[0] == 201
     attacker, owner = {"x-forwarded-for": "203.0.113.7"}, {"x-forwarded-for": "198.51.100.9"}
-    statuses = [rest(port, "POST", "/v1/sessions", {"email": email, "password": f"guess {n}"}, attacker)[0] for n in range(8)]
+    statuses = [http(base, "POST", "/v1/sessions", {"email": email, "password": f"guess {n}"}, headers=attacker)[0] for n in range(8)]
     assert statuses[:5] == [401] * 5 and statuses[-1] == 429, statuses
     # During the attack the owner signs in from their own address with the right password ...
-    status, session = rest(port, "POST", "/v1/sessions", {"email": email, "password": password}, owner)
+    status, _, session = http(base, "POST", "/v1/sessions", {"email": email, "password": password}, headers=owner)
     assert status == 201 and session["accessToken"]
     # ... while the guesser's address waits, even with the right password.
-    assert rest(port, "POST", "/v1/sessions", {"email": email, "password": password}, attacker)[0] == 429
+    assert http(base, "POST", "/v1/sessions", {"email": email, "password": password}, headers=attacker)[0] == 429
     # Guessing across many accounts from one address throttles that address.
     stuffer = {"x-forwarded-for": "203.0.113.99"}
-    spread = [rest(port, "POST", "/v1/sessions", {"email": f"victim{n}@example.com", "password": "password1"}, stuffer)[0]
+    spread = [http(base, "POST", "/v1/sessions", {"email": f"victim{n}@example.com", "password": "password1"}, headers=stuffer)[0]
               for n in range(32)]
     assert spread[:30] == [401] * 30 and spread[-1] == 429, spread
-    assert rest(port, "POST", "/v1/sessions", {"email": email, "password": password}, owner)[0] == 201
+    assert http(base, "POST", "/v1/sessions", {"email": email, "password": password}, headers=owner)[0] == 201
 
 
 def test_a_flood_of_password_checks_is_shed_not_queued(shop, m):
@@ -487,29 +459,30 @@ def test_expired_rows_are_deleted_and_fresh_ones_kept(shop):
 
 def test_revoked_access_tokens_are_refused_at_the_edge(shop):
     port, _, _ = start(shop, "gw-revocations", REVOCATION_POLL="200ms", AUTH_RATE_LIMIT=1000, AUTH_RATE_BURST=1000)
+    base = f"http://127.0.0.1:{port}"
     email, password = f"demoted-{uuid.uuid4().hex[:8]}@example.com", "a long password"
-    status, user = rest(port, "POST", "/v1/users", {"email": email, "password": password})
+    status, _, user = http(base, "POST", "/v1/users", {"email": email, "password": password})
     assert status == 201
     admin = {"authorization": f"Bearer {shop.token(str(uuid.uuid4()), roles=('admin',))}"}
-    assert rest(port, "PUT", f"/v1/admin/users/{user['id']}/roles", {"roles": ["admin", "customer"]}, admin)[0] == 200
+    assert http(base, "PUT", f"/v1/admin/users/{user['id']}/roles", {"roles": ["admin", "customer"]}, headers=admin)[0] == 200
     # Signed in as an admin (the token says to the microsecond that it is newer than the promotion).
-    status, session = rest(port, "POST", "/v1/sessions", {"email": email, "password": password})
+    status, _, session = http(base, "POST", "/v1/sessions", {"email": email, "password": password})
     assert status == 201
     theirs = {"authorization": f"Bearer {session['accessToken']}"}
-    assert rest(port, "GET", "/v1/admin/orders", headers=theirs)[0] == 200
+    assert http(base, "GET", "/v1/admin/orders", headers=theirs)[0] == 200
     # Demoted: the admin token they hold stops working at once, on every route.
-    assert rest(port, "PUT", f"/v1/admin/users/{user['id']}/roles", {"roles": ["customer"]}, admin)[0] == 200
-    wait_for("the demotion to reach the edge", lambda: rest(port, "GET", "/v1/admin/orders", headers=theirs)[0] == 401)
-    status, body = rest(port, "GET", "/v1/cart", headers=theirs)
+    assert http(base, "PUT", f"/v1/admin/users/{user['id']}/roles", {"roles": ["customer"]}, headers=admin)[0] == 200
+    wait_for("the demotion to reach the edge", lambda: http(base, "GET", "/v1/admin/orders", headers=theirs)[0] == 401)
+    status, _, body = http(base, "GET", "/v1/cart", headers=theirs)
     assert status == 401 and "revoked" in body["message"]
     # Signing in again gives a token with the current roles.
-    status, session = rest(port, "POST", "/v1/sessions", {"email": email, "password": password})
+    status, _, session = http(base, "POST", "/v1/sessions", {"email": email, "password": password})
     fresh = {"authorization": f"Bearer {session['accessToken']}"}
-    assert rest(port, "GET", "/v1/cart", headers=fresh)[0] == 200
-    assert rest(port, "GET", "/v1/admin/orders", headers=fresh)[0] == 403
+    assert http(base, "GET", "/v1/cart", headers=fresh)[0] == 200
+    assert http(base, "GET", "/v1/admin/orders", headers=fresh)[0] == 403
     # Signing out voids it too.
-    assert rest(port, "POST", "/v1/sessions:logout", {"refreshToken": session["refreshToken"]}, fresh)[0] == 200
-    wait_for("the sign-out to reach the edge", lambda: rest(port, "GET", "/v1/cart", headers=fresh)[0] == 401)
+    assert http(base, "POST", "/v1/sessions:logout", {"refreshToken": session["refreshToken"]}, headers=fresh)[0] == 200
+    wait_for("the sign-out to reach the edge", lambda: http(base, "GET", "/v1/cart", headers=fresh)[0] == 401)
 
 
 def test_a_clients_trace_becomes_a_link_not_the_parent(shop, tmp_path):

@@ -7,7 +7,6 @@ import pathlib
 import subprocess
 import threading
 import time
-import urllib.error
 import urllib.request
 import uuid
 
@@ -15,30 +14,9 @@ import jwt as pyjwt
 import pytest
 
 from rpc_fixtures import binary
-from shop_clients import make_product, Client
+from shop_clients import make_product, Client, grpc_web, http
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-
-
-def http(base, method, path, body=None, token=None, headers=None, raw=None):
-    """One request; returns (status, headers, parsed JSON or text)."""
-    h = dict(headers or {})
-    data = raw
-    if body is not None:
-        data = json.dumps(body).encode()
-        h.setdefault("content-type", "application/json")
-    if token:
-        h["authorization"] = f"Bearer {token}"
-    req = urllib.request.Request(base + path, data=data, method=method, headers=h)
-    try:
-        with urllib.request.urlopen(req, timeout=15) as r:
-            status, hdrs, text = r.status, dict(r.headers), r.read().decode()
-    except urllib.error.HTTPError as e:
-        status, hdrs, text = e.code, dict(e.headers), e.read().decode()
-    try:
-        return status, {k.lower(): v for k, v in hdrs.items()}, json.loads(text) if text else None
-    except json.JSONDecodeError:
-        return status, {k.lower(): v for k, v in hdrs.items()}, text
 
 
 @pytest.fixture(scope="module")
@@ -253,34 +231,6 @@ def test_grpc_clients_through_the_gateway_port(shop, m, gw):
         with pytest.raises(grpc.RpcError) as e:
             list(stream(m.notifications.SubscribeRequest(), timeout=1.5, metadata=[("authorization", f"Bearer {user}")]))
         assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-
-
-def grpc_web(base, path, message, text=False, token=None):
-    body = b"\x00" + len(message).to_bytes(4, "big") + message
-    if text:
-        body = base64.b64encode(body)
-    headers = {"content-type": "application/grpc-web-text" if text else "application/grpc-web+proto", "x-grpc-web": "1"}
-    if token:
-        headers["authorization"] = f"Bearer {token}"
-    req = urllib.request.Request(base + path, data=body, method="POST", headers=headers)
-    with urllib.request.urlopen(req, timeout=15) as r:
-        data = r.read()
-        ctype = r.headers["content-type"]
-    if text:
-        data = b"".join(base64.b64decode(chunk + b"=" * (-len(chunk) % 4)) for chunk in data.split(b"=") if chunk) if b"=" in data else base64.b64decode(data)
-    messages, trailers, i = [], {}, 0
-    while i < len(data):
-        flag, n = data[i], int.from_bytes(data[i + 1:i + 5], "big")
-        payload = data[i + 5:i + 5 + n]
-        if flag & 0x80:
-            for line in payload.decode().split("\r\n"):
-                if line:
-                    k, v = line.split(": ", 1)
-                    trailers[k] = v
-        else:
-            messages.append(payload)
-        i += 5 + n
-    return ctype, messages, trailers
 
 
 def test_grpc_web_binary_and_text_over_http1(shop, m, gw):
