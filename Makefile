@@ -30,15 +30,15 @@ python-env: deps
 codegen: deps
 	@$(SWIFT) build --product bazaar-codegen 2>&1 | grep -E 'error|Build' | tail -3 ; test -x $(CODEGEN)
 
-generate: codegen python-env
-	@bash scripts/generate.sh $(CODEGEN)
+generate: deps python-env
+	@bash scripts/generate.sh
 	@.venv/bin/python scripts/gen-kustomize.py
 	@# The OpenAPI document comes from the gateway's route table (so from the compiled IDL).
 	@$(SWIFT) build --product bazaar 2>&1 | grep -E 'error|Build' | tail -1
 	@.build/debug/bazaar gateway --openapi | python3 -m json.tool --indent 2 > docs/openapi.json && echo "generate: docs/openapi.json"
 
-check-generated: codegen
-	@bash scripts/generate.sh $(CODEGEN) --check
+check-generated: deps
+	@bash scripts/generate.sh --check
 
 build: deps
 	$(SWIFT) build

@@ -1,11 +1,39 @@
 // swift-tools-version:6.0
 import PackageDescription
 
+// `Sources/` is grouped by layer (see README.md and docs/architecture.md):
+//   C/          one system-library module per Debian C library, nothing else
+//   Generated/  code bazaar-codegen writes from .proto files (DO NOT EDIT, `make generate`)
+//   Runtime/    wire, core, transport, mesh, telemetry, data, auth, schema: what every service links
+//   Edge/       the HTTP front door's gateway: REST/JSON and gRPC-Web to RPCs
+//   Shop/       the shop's services, each assembling itself
+//   Interop/    gRPC's interop services and their server and client executables
+//   bazaar/     the one CLI
+// `scripts/check-layers.sh` (in `make test`) fails on an import that crosses these the wrong way.
+
 /// One `.systemLibrary` target per Debian C library. The modulemap and a shim
-/// header live in `Sources/CBazaar<Lib>/`; `scripts/install-deps.sh` installs them.
+/// header live in `Sources/C/CBazaar<Lib>/`; `scripts/install-deps.sh` installs them.
 func cLibrary(_ name: String, pkgConfig: String?, apt: [String]) -> Target {
-    .systemLibrary(name: name, path: "Sources/\(name)", pkgConfig: pkgConfig, providers: [.apt(apt)])
+    .systemLibrary(name: name, path: "Sources/C/\(name)", pkgConfig: pkgConfig, providers: [.apt(apt)])
 }
+
+/// Generated code for a set of .proto files: the protobuf-c layer `C<name>` and the Swift layer.
+func generated(_ name: String, dependsOn: [String]) -> [Target] {
+    let cDependencies: [Target.Dependency] = ["CBazaarProtobufC"] + dependsOn.map { .target(name: "C" + $0) }
+    let swiftDependencies: [Target.Dependency] = [.target(name: "C" + name), "BazaarWire", "BazaarCore"] + dependsOn.map { .target(name: $0) }
+    return [.target(name: "C" + name, dependencies: cDependencies, path: "Sources/Generated/C\(name)"),
+            .target(name: name, dependencies: swiftDependencies, path: "Sources/Generated/\(name)")]
+}
+
+func runtime(_ name: String, _ dependencies: [Target.Dependency]) -> Target {
+    .target(name: name, dependencies: dependencies, path: "Sources/Runtime/\(name)")
+}
+
+func shop(_ name: String, _ dependencies: [Target.Dependency]) -> Target {
+    .target(name: name, dependencies: dependencies, path: "Sources/Shop/\(name)")
+}
+
+let argumentParser = Target.Dependency.product(name: "ArgumentParser", package: "swift-argument-parser")
 
 let package = Package(
     name: "Bazaar",
@@ -15,7 +43,13 @@ let package = Package(
         .executable(name: "bazaar", targets: ["bazaar"]),
         .executable(name: "interop-server", targets: ["interop-server"]),
         .executable(name: "interop-client", targets: ["interop-client"]),
+        // What generated code needs: messages, well-known types, the IDL options, protobuf-c.
         .library(name: "BazaarWire", targets: ["BazaarWire"]),
+        .library(name: "CBazaarProtobufC", targets: ["CBazaarProtobufC"]),
+        .library(name: "WellKnownTypes", targets: ["WellKnownTypes", "CWellKnownTypes"]),
+        .library(name: "BazaarOptions", targets: ["BazaarOptions", "CBazaarOptions"]),
+        .library(name: "GRPCProtos", targets: ["GRPCProtos", "CGRPCProtos"]),
+        // The runtime services are written on.
         .library(name: "BazaarCore", targets: ["BazaarCore"]),
         .library(name: "BazaarTransport", targets: ["BazaarTransport"]),
         .library(name: "BazaarMesh", targets: ["BazaarMesh"]),
@@ -23,8 +57,11 @@ let package = Package(
         .library(name: "BazaarPostgres", targets: ["BazaarPostgres"]),
         .library(name: "BazaarRedis", targets: ["BazaarRedis"]),
         .library(name: "BazaarAuth", targets: ["BazaarAuth"]),
-        .library(name: "ShopAPI", targets: ["ShopAPI"]),
-        .library(name: "GRPCProtos", targets: ["GRPCProtos"]),
+        .library(name: "BazaarSchema", targets: ["BazaarSchema"]),
+        .library(name: "BazaarGateway", targets: ["BazaarGateway"]),
+        .library(name: "ShopAPI", targets: ["ShopAPI", "CShopAPI"]),
+        // `swift package generate-code`: .proto files to the Swift and C targets' sources.
+        .plugin(name: "GenerateCode", targets: ["GenerateCode"]),
     ],
     dependencies: [
         // The one Swift package the product links: command-line parsing for the executables.
@@ -45,61 +82,66 @@ let package = Package(
         // The IDL compiler: parser -> resolved model -> emitters. Nothing at run time.
         .target(name: "BazaarCodeGen", path: "codegen/BazaarCodeGen"),
         .executableTarget(name: "bazaar-codegen", dependencies: ["BazaarCodeGen"], path: "codegen/bazaar-codegen"),
+        .plugin(name: "GenerateCode",
+                capability: .command(intent: .custom(verb: "generate-code",
+                                                     description: "Generate Swift and protobuf-c sources from the package's .proto files"),
+                                     permissions: [.writeToPackageDirectory(reason: "It writes the generated sources into the targets proto/bazaar-codegen.json names.")]),
+                dependencies: ["bazaar-codegen"], path: "codegen/GenerateCode"),
 
-        // The protobuf-c message runtime.
-        .target(name: "BazaarWire", dependencies: ["CBazaarProtobufC"]),
+        // Runtime.
+        // The protobuf-c message runtime and the proto3 JSON mapping.
+        runtime("BazaarWire", ["CBazaarProtobufC"]),
         // Status, metadata, call options, method descriptors: no I/O.
-        .target(name: "BazaarCore", dependencies: ["BazaarWire"]),
+        runtime("BazaarCore", ["BazaarWire"]),
         // Event loops, sockets, TLS (OpenSSL), HTTP/2 (nghttp2) and gRPC framing: the mesh transport.
-        .target(name: "BazaarTransport",
-                dependencies: ["BazaarCore", "CBazaarEvent", "CBazaarNghttp2", "CBazaarOpenSSL", "CBazaarZlib", "CBazaarHTTPParser"],
-                // All transport state is confined to its event loop's thread, so the runtime's dynamic
-                // exclusivity checks only cost time: about 5k instructions per call (callgrind).
-                swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]),
-
-        // Generated code (DO NOT EDIT; `make generate` recreates it).
+        runtime("BazaarTransport", ["BazaarCore", "CBazaarEvent", "CBazaarNghttp2", "CBazaarOpenSSL", "CBazaarZlib", "CBazaarHTTPParser"]),
         // Mesh: discovery, balancing, health, reflection, retries, breakers, bulkheads. It drives
         // the transport's channels (one per endpoint) and runs evdns on the transport's loops.
-        .target(name: "BazaarMesh", dependencies: ["BazaarCore", "BazaarTransport", "GRPCProtos", "CBazaarEvent"]),
+        runtime("BazaarMesh", ["BazaarCore", "BazaarTransport", "GRPCProtos", "CBazaarEvent"]),
         // Telemetry: metrics and their exposition, JSON logs, tracing with OTLP export.
-        .target(name: "BazaarTelemetry", dependencies: ["BazaarCore", "BazaarTransport", "OTLPProtos", "CBazaarEvent"]),
+        runtime("BazaarTelemetry", ["BazaarCore", "BazaarTransport", "OTLPProtos", "CBazaarEvent"]),
         // Data: PostgreSQL through libpq, non-blocking on the transport's loops.
-        .target(name: "BazaarPostgres", dependencies: ["BazaarCore", "BazaarTransport", "CBazaarPQ"]),
-        .target(name: "BazaarRedis", dependencies: ["BazaarCore", "BazaarTransport", "CBazaarHiredis"]),
+        runtime("BazaarPostgres", ["BazaarCore", "BazaarTransport", "CBazaarPQ"]),
+        runtime("BazaarRedis", ["BazaarCore", "BazaarTransport", "CBazaarHiredis"]),
         // Passwords (argon2id) and access tokens (JWS EdDSA): for accounts and the gateway.
-        .target(name: "BazaarAuth", dependencies: ["BazaarCore", "CBazaarArgon2", "CBazaarOpenSSL"]),
+        runtime("BazaarAuth", ["BazaarCore", "CBazaarArgon2", "CBazaarOpenSSL"]),
         // Sending mail: a small SMTP client for the notifications service.
-        .target(name: "BazaarSMTP"),
-        .target(name: "COTLPProtos", dependencies: ["CBazaarProtobufC"]),
-        .target(name: "OTLPProtos", dependencies: ["COTLPProtos", "BazaarWire", "BazaarCore"]),
-        .target(name: "CWellKnownTypes", dependencies: ["CBazaarProtobufC"]),
-        .target(name: "WellKnownTypes", dependencies: ["CWellKnownTypes", "BazaarWire", "BazaarCore"]),
-        .target(name: "CGRPCProtos", dependencies: ["CBazaarProtobufC", "CWellKnownTypes"]),
-        .target(name: "GRPCProtos", dependencies: ["CGRPCProtos", "WellKnownTypes", "BazaarWire", "BazaarCore"]),
-        .target(name: "CShopAPI", dependencies: ["CBazaarProtobufC", "CWellKnownTypes"]),
-        .target(name: "ShopAPI", dependencies: ["CShopAPI", "WellKnownTypes", "BazaarWire", "BazaarCore"]),
+        runtime("BazaarSMTP", []),
+        // Schemas at run time: protobuf-c descriptors and method tables built from
+        // FileDescriptorProtos (server reflection, descriptor sets), for the gateway and `bazaar call`.
+        runtime("BazaarSchema", ["BazaarCore", "BazaarWire", "WellKnownTypes", "BazaarOptions", "CBazaarProtobufC"]),
 
-        // gRPC's interop TestService and BenchmarkService, and the interop client's test cases.
-        .target(name: "BazaarInterop", dependencies: ["BazaarCore", "BazaarTransport", "GRPCProtos"]),
-        .executableTarget(name: "interop-server", dependencies: [
-            "BazaarInterop", "BazaarTransport", "BazaarMesh", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
-        .executableTarget(name: "interop-client", dependencies: [
-            "BazaarInterop", "BazaarTransport", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
-        // The edge gateway: REST/JSON (and gRPC-Web) to RPCs, routes from the IDL.
-        .target(name: "BazaarGateway", dependencies: ["BazaarCore", "BazaarWire", "BazaarTransport", "BazaarAuth", "CBazaarProtobufC"]),
+        // Generated code (DO NOT EDIT; `make generate` recreates it).
+    ] + generated("WellKnownTypes", dependsOn: [])
+      + generated("BazaarOptions", dependsOn: ["WellKnownTypes"])
+      + generated("GRPCProtos", dependsOn: ["WellKnownTypes"])
+      + generated("OTLPProtos", dependsOn: [])
+      + generated("ShopAPI", dependsOn: ["WellKnownTypes", "BazaarOptions"]) + [
+
+        // Edge: REST/JSON and gRPC-Web to RPCs, routes learned from the services' schemas.
+        .target(name: "BazaarGateway", dependencies: ["BazaarCore", "BazaarWire", "BazaarSchema", "BazaarTransport", "BazaarAuth"],
+                path: "Sources/Edge/BazaarGateway"),
+
         // The shop's services: business logic on the data layer, behind the generated protocols.
         // They see the mesh only through generated clients (any ClientTransport).
-        .target(name: "ShopKit", dependencies: ["ShopAPI", "WellKnownTypes", "BazaarCore", "BazaarPostgres", "BazaarRedis", "BazaarTelemetry"]),
-        .target(name: "Catalog", dependencies: ["ShopKit", "ShopAPI", "BazaarAuth", "BazaarPostgres", "BazaarTelemetry"]),
-        .target(name: "Accounts", dependencies: ["ShopKit", "ShopAPI", "BazaarAuth", "BazaarPostgres", "BazaarTelemetry"]),
-        .target(name: "Cart", dependencies: ["ShopKit", "ShopAPI", "BazaarAuth", "BazaarRedis", "BazaarTelemetry"]),
-        .target(name: "Orders", dependencies: ["ShopKit", "ShopAPI", "BazaarAuth", "BazaarPostgres", "BazaarRedis", "BazaarTelemetry"]),
-        .target(name: "Notifications", dependencies: ["ShopKit", "ShopAPI", "BazaarAuth", "BazaarPostgres", "BazaarRedis", "BazaarSMTP", "BazaarTelemetry"]),
-        // The one CLI: certs, jwt, password, serve <service>, seed, load.
+        shop("ShopKit", ["ShopAPI", "WellKnownTypes", "BazaarCore", "BazaarPostgres", "BazaarRedis", "BazaarTelemetry"]),
+        shop("Catalog", ["ShopKit", "ShopAPI", "BazaarAuth", "BazaarPostgres", "BazaarTelemetry"]),
+        shop("Accounts", ["ShopKit", "ShopAPI", "BazaarAuth", "BazaarPostgres", "BazaarTelemetry"]),
+        shop("Cart", ["ShopKit", "ShopAPI", "BazaarAuth", "BazaarRedis", "BazaarTelemetry"]),
+        shop("Orders", ["ShopKit", "ShopAPI", "BazaarAuth", "BazaarPostgres", "BazaarRedis", "BazaarTelemetry"]),
+        shop("Notifications", ["ShopKit", "ShopAPI", "BazaarAuth", "BazaarPostgres", "BazaarRedis", "BazaarSMTP", "BazaarTelemetry"]),
+
+        // gRPC's interop TestService and BenchmarkService, and the interop client's test cases.
+        .target(name: "BazaarInterop", dependencies: ["BazaarCore", "BazaarTransport", "GRPCProtos"], path: "Sources/Interop/BazaarInterop"),
+        .executableTarget(name: "interop-server", dependencies: ["BazaarInterop", "BazaarTransport", "BazaarMesh", argumentParser],
+                          path: "Sources/Interop/interop-server"),
+        .executableTarget(name: "interop-client", dependencies: ["BazaarInterop", "BazaarTransport", argumentParser],
+                          path: "Sources/Interop/interop-client"),
+
+        // The one CLI: certs, jwt, password, serve <service>, gateway, call, seed, load.
         .executableTarget(name: "bazaar", dependencies: [
-            "BazaarTransport", "BazaarAuth", "BazaarMesh", "BazaarTelemetry", "BazaarPostgres", "BazaarRedis",
-            "ShopKit", "ShopAPI", "Catalog", "Accounts", "Cart", "Orders", "Notifications", "BazaarGateway",
-            .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            "BazaarTransport", "BazaarAuth", "BazaarMesh", "BazaarTelemetry", "BazaarPostgres", "BazaarRedis", "BazaarSchema",
+            "ShopKit", "ShopAPI", "Catalog", "Accounts", "Cart", "Orders", "Notifications", "BazaarGateway", argumentParser]),
 
         // Test-only generated code for the conformance and oracle tests.
         .target(name: "CConformanceProtos", dependencies: ["CBazaarProtobufC", "CWellKnownTypes"],
@@ -112,7 +154,7 @@ let package = Package(
 
         // Replicas and load for the mesh's integration tests (tests/fixtures protos only).
         .executableTarget(name: "mesh-test", dependencies: [
-            "BazaarMesh", "BazaarTelemetry", "BazaarTransport", "ConformanceProtos", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            "BazaarMesh", "BazaarTelemetry", "BazaarTransport", "ConformanceProtos", argumentParser], path: "Tests/MeshTest"),
         // Fuzz targets for every parser that reads network bytes; the libFuzzer driver (`make fuzz`,
         // a corpus replayer in normal builds) and the replay test in `make test` share them.
         .target(name: "FuzzTargets", dependencies: ["ConformanceProtos", "ShopAPI", "BazaarWire", "BazaarCore", "BazaarTransport",
@@ -129,7 +171,8 @@ let package = Package(
         .testTarget(name: "BazaarPostgresTests", dependencies: ["BazaarPostgres", "BazaarTransport"]),
         .testTarget(name: "BazaarRedisTests", dependencies: ["BazaarRedis", "BazaarTransport"]),
         .testTarget(name: "BazaarAuthTests", dependencies: ["BazaarAuth", "BazaarCore", "ShopAPI"]),
-        .testTarget(name: "BazaarGatewayTests", dependencies: ["BazaarGateway", "BazaarCore", "BazaarWire", "ShopAPI"]),
+        .testTarget(name: "BazaarGatewayTests", dependencies: ["BazaarGateway", "BazaarSchema", "BazaarCore", "BazaarWire", "ShopAPI"]),
+        .testTarget(name: "BazaarSchemaTests", dependencies: ["BazaarSchema", "BazaarWire", "BazaarCore", "ShopAPI", "GRPCProtos", "WellKnownTypes", "ConformanceProtos"]),
         .testTarget(name: "ShopTests", dependencies: ["ShopKit", "Orders", "BazaarSMTP", "ShopAPI", "WellKnownTypes", "BazaarCore"]),
         .testTarget(name: "BazaarTransportTests", dependencies: ["BazaarTransport", "BazaarCore", "BazaarWire"]),
         .testTarget(name: "BazaarWireTests",

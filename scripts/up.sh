@@ -22,7 +22,7 @@ mkdir -p .run/logs .run/pids .run/mail/tmp .run/mail/new .run/mail/cur
 
 step "building"
 swift build --product bazaar 2>&1 | grep -E 'error|Compiling|Build' | tail -2
-bash scripts/generate.sh .build/debug/bazaar-codegen --check > /dev/null 2>&1 || echo "up: warning: generated code differs from proto/ (run make generate)"
+bash scripts/generate.sh --check > /dev/null 2>&1 || echo "up: warning: generated code differs from proto/ (run make generate)"
 
 # Anything left from an earlier `make up` goes first, so that a re-run is a clean restart.
 bash scripts/down.sh --keep-stores > /dev/null 2>&1 || true

@@ -1,4 +1,4 @@
-"""The proto3 JSON mapping (Sources/BazaarWire/JSON) against Google's protobuf json_format (PyPI):
+"""The proto3 JSON mapping (Sources/Runtime/BazaarWire/JSON) against Google's protobuf json_format (PyPI):
 seeded random messages of every shop, test and gRPC message type go both ways, and the rules the
 gateway relies on are checked one by one (golden cases)."""
 import json

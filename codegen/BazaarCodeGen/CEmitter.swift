@@ -93,7 +93,7 @@ struct CEmitter {
 
             """
         if needsMath { o += "#include <math.h>\n" }
-        for d in file.dependencies { o += "#include \"\(CNames.stem(d.path)).pb-c.h\"\n" }
+        for path in referencedFiles { o += "#include \"\(CNames.stem(path)).pb-c.h\"\n" }
         o += "\n"
         let messages = file.allMessages
         for m in messages {
@@ -119,6 +119,27 @@ struct CEmitter {
         o += "const uint8_t *\(descriptorBytesFunction)(size_t *length);\n"
         o += "\nPROTOBUF_C__END_DECLS\n\n#endif\n"
         return o
+    }
+
+    /// Other files whose messages or enums this file's fields use, in import order. Only their
+    /// headers are included: a file imported for its options (`google/api/annotations.proto`,
+    /// which extends `descriptor.proto`) adds no include, so a package that uses the annotation
+    /// never needs `descriptor.pb-c.h`.
+    var referencedFiles: [String] {
+        var used: Set<String> = []
+        for m in file.allMessages {
+            for f in m.fields {
+                switch f.type {
+                case .message(let t): used.insert(t.file.path)
+                case .enumeration(let e): used.insert(e.file.path)
+                case .scalar: break
+                }
+            }
+        }
+        used.remove(file.path)
+        var ordered = file.dependencies.map(\.path).filter { used.contains($0) }
+        ordered += used.subtracting(ordered).sorted()
+        return ordered
     }
 
     var descriptorBytesFunction: String { "bazaar_file_descriptor__" + CNames.fileIdentifier(file.path) }

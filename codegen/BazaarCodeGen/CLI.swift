@@ -25,7 +25,7 @@ public enum CodeGenCLI {
           -h, --help                 Show this help.
 
         EXAMPLES:
-          bazaar-codegen -I proto --swift_out Sources/ShopAPI --c_out Sources/CShopAPI shop/v1/catalog.proto
+          bazaar-codegen -I proto --swift_out Sources/Generated/ShopAPI --c_out Sources/Generated/CShopAPI shop/v1/catalog.proto
           bazaar-codegen -I /usr/include --descriptor_set_out wkt.pb google/protobuf/any.proto
         """
 
