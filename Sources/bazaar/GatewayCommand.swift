@@ -3,13 +3,15 @@ import BazaarAuth
 import BazaarCore
 import BazaarGateway
 import BazaarMesh
+import BazaarSchema
 import BazaarTelemetry
 import BazaarTransport
 import Foundation
 import ShopAPI
 import Synchronization
 
-/// The shop's services as the gateway serves them.
+/// The shop's services as compiled into this program: for `--openapi` (docs/openapi.json) only;
+/// the running gateway learns them from the services themselves.
 let shopServices = [Shop_V1_CatalogService.descriptor, Shop_V1_AccountsService.descriptor, Shop_V1_CartService.descriptor,
                     Shop_V1_OrdersService.descriptor, Shop_V1_NotificationsService.descriptor]
 
@@ -17,11 +19,16 @@ let shopServices = [Shop_V1_CatalogService.descriptor, Shop_V1_AccountsService.d
 struct GatewayCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gateway",
-        abstract: "Serve the shop's REST/JSON API (routes from the IDL) and call the services over the mesh.",
+        abstract: "Serve the services' REST/JSON API (routes learned from their IDL by reflection) and call them over the mesh.",
         discussion: """
             HTTP/1.1 and HTTP/2 on one port: HTTPS with BAZAAR_GATEWAY_TLS_CERT and BAZAAR_GATEWAY_TLS_KEY (ALPN h2 or \
-            http/1.1), otherwise plaintext HTTP/1.1 and h2c. Upstreams: BAZAAR_<SERVICE>_TARGET (default 127.0.0.1:9101-9105), \
-            over mutual TLS as `gateway` (BAZAAR_TLS_DIR). Tokens: BAZAAR_JWT_PUBLIC_KEY, BAZAAR_JWT_ISSUER, BAZAAR_JWT_AUDIENCE. \
+            http/1.1), otherwise plaintext HTTP/1.1 and h2c. \
+            Upstreams: BAZAAR_UPSTREAMS names them (default catalog,accounts,cart,orders,notifications); for each NAME, \
+            BAZAAR_<NAME>_TARGET (host:port or dns:///name:port; the shop's default to 127.0.0.1:9101-9105), \
+            BAZAAR_<NAME>_IDENTITY (default spiffe://<trust domain>/<name>) and, for a service without server reflection, \
+            BAZAAR_<NAME>_DESCRIPTORS (a FileDescriptorSet file). Each upstream's services, routes and JSON mapping are read \
+            through server reflection when it comes up, again when it reconnects and every BAZAAR_SCHEMA_REFRESH (60s); \
+            a new service needs no change here. Calls go over mutual TLS as `gateway` (BAZAAR_TLS_DIR). Tokens: BAZAAR_JWT_PUBLIC_KEY, BAZAAR_JWT_ISSUER, BAZAAR_JWT_AUDIENCE. \
             Limits: BAZAAR_RATE_LIMIT (requests per second per user or address, default 50), BAZAAR_RATE_BURST (100), \
             BAZAAR_AUTH_RATE_LIMIT and BAZAAR_AUTH_RATE_BURST (1 and 20: sign-up, sign-in, password changes), \
             BAZAAR_TRUSTED_PROXIES (CIDRs whose X-Forwarded-For names the client address, e.g. the Ingress controller's), \
@@ -32,7 +39,7 @@ struct GatewayCommand: ParsableCommand {
             BAZAAR_IDLE_TIMEOUT (60s), BAZAAR_WRITE_TIMEOUT (30s), BAZAAR_REQUEST_TIMEOUT (the longest deadline + 30s). \
             BAZAAR_CORS_ORIGINS: comma-separated origins (or *). BAZAAR_REVOCATION_POLL (1s): how often revoked \
             tokens are fetched from accounts. \
-            --openapi prints the OpenAPI 3.1 document instead of serving.
+            --openapi prints the OpenAPI 3.1 document of the shop's compiled services instead of serving.
             """)
 
     @Option(help: "Address to bind (BAZAAR_HOST).") var host: String?
@@ -64,18 +71,19 @@ struct GatewayCommand: ParsableCommand {
     static func serve(env: ShopEnvironment, host: String, port: Int) async throws {
         let telemetry = try await Telemetry.start(service: "gateway")
         let security = try MeshServerEnvironment.security(service: "gateway")
+        let configured = try Self.upstreams(env)
         var upstreams: [String: any ClientTransport] = [:]
-        var channels: [MeshChannel] = []
-        let names: [(String, ShopService)] = [("shop.v1.CatalogService", .catalog), ("shop.v1.AccountsService", .accounts),
-                                              ("shop.v1.CartService", .cart), ("shop.v1.OrdersService", .orders),
-                                              ("shop.v1.NotificationsService", .notifications)]
-        for (service, name) in names {
-            let target = env["\(name.rawValue.uppercased())_TARGET"] ?? "127.0.0.1:\(name.defaultPort)"
-            let channel = try MeshChannel(target: target, security: env.upstreamSecurity(security, to: name),
-                                          mesh: try .fromEnvironment(upstream: name.rawValue),
-                                          observer: telemetry.clientObserver(upstream: name.rawValue))
-            channels.append(channel)
-            upstreams[service] = channel
+        var channels: [(Upstream, MeshChannel)] = []
+        for u in configured {
+            var tls = security
+            if case .mutualTLS(var t) = security {
+                t.expectedServerIdentity = u.identity
+                tls = .mutualTLS(t)
+            }
+            let channel = try MeshChannel(target: u.target, security: tls, mesh: try .fromEnvironment(upstream: u.name),
+                                          observer: telemetry.clientObserver(upstream: u.name))
+            channels.append((u, channel))
+            upstreams[u.name] = channel
         }
         var settings = Gateway.Settings()
         settings.keys = try env.verificationKeys()
@@ -100,17 +108,56 @@ struct GatewayCommand: ParsableCommand {
             }
             settings.trustedProxies.append(network)
         }
-        // Ready once every upstream has had a healthy endpoint, and from then on: a later outage of
-        // one service must not take the gateway (and so every route) out of its load balancer;
-        // its calls fail on their own while the mesh waits for the service to come back.
-        let watched = channels
+        // Ready once every upstream's schema is in and it has had a healthy endpoint, and from then
+        // on: a later outage of one service must not take the gateway (and so every route) out of
+        // its load balancer; its calls fail on their own while the mesh waits for it to come back.
+        let watched = channels.map(\.1)
+        let schemasIn = Lock<Set<String>>([])
         let warmedUp = Atomic<Bool>(false)
-        let gateway = try Gateway(services: shopServices, upstreams: upstreams, settings: settings, ready: {
+        let expected = Set(configured.map(\.name))
+        let gateway = Gateway(upstreams: upstreams, settings: settings, title: "Bazaar shop API", ready: {
             if warmedUp.load(ordering: .relaxed) { return true }
-            guard watched.allSatisfy({ $0.endpoints.contains { $0.healthy == true } }) else { return false }
+            guard schemasIn.withLock({ $0 == expected }), watched.allSatisfy({ $0.endpoints.contains { $0.healthy == true } }) else { return false }
             warmedUp.store(true, ordering: .relaxed)
             return true
         })
+        let schemaEvents = telemetry.registry.family("bazaar_gateway_schema_events_total",
+                                                     help: "Upstream schemas installed, refused or unreadable, by upstream.",
+                                                     type: .counter, labels: ["upstream", "event"])
+        let logger = telemetry.logger
+        let onEvent: @Sendable (SchemaFollower.Event) -> Void = { event in
+            switch event {
+            case .installed(let upstream, let services, let routes):
+                schemasIn.withLock { _ = $0.insert(upstream) }
+                schemaEvents.counter(upstream, "installed").increment()
+                logger.info("upstream schema installed", [("upstream", .string(upstream)), ("services", .string(services.joined(separator: ","))),
+                                                          ("routes", .int(Int64(routes)))])
+            case .refused(let upstream, let reason):
+                schemaEvents.counter(upstream, "refused").increment()
+                logger.error("upstream schema refused; the previous one (if any) still serves",
+                             [("upstream", .string(upstream)), ("reason", .string(reason))])
+            case .unreadable(let upstream, let reason):
+                schemaEvents.counter(upstream, "unreadable").increment()
+                logger.warning("cannot read the upstream's schema yet", [("upstream", .string(upstream)), ("reason", .string(reason))])
+            }
+        }
+        var followers: [SchemaFollower] = []
+        let refresh = try env.duration("SCHEMA_REFRESH") ?? .seconds(60)
+        guard refresh > .zero else { throw RPCError(.invalidArgument, "BAZAAR_SCHEMA_REFRESH must be longer than zero") }
+        for (u, channel) in channels {
+            let read: @Sendable () async throws -> [[UInt8]]
+            if let files = u.descriptorFiles {
+                read = { files }
+            } else {
+                let reflection = ReflectionClient(transport: channel)
+                read = { try await reflection.schema(options: CallOptions(timeout: .seconds(10))).files }
+            }
+            var follower = SchemaFollower(upstream: u.name, read: read, connected: {
+                Set(channel.endpoints.filter { $0.state == .ready || $0.healthy == true }.map { $0.endpoint.description })
+            })
+            follower.refresh = refresh
+            followers.append(follower)
+        }
         telemetry.registry.addCollector {
             [CollectedSample(name: "bazaar_gateway_open_streams", help: "Streams (SSE, NDJSON, streaming gRPC) open through the gateway.",
                              type: .gauge, value: Double(gateway.openStreams))]
@@ -128,22 +175,69 @@ struct GatewayCommand: ParsableCommand {
         if let port = telemetry.metricsPort { diagnostic("bazaar: gateway metrics on port \(port)") }
         let poll = try env.duration("REVOCATION_POLL") ?? .seconds(1)
         guard poll > .zero else { throw RPCError(.invalidArgument, "BAZAAR_REVOCATION_POLL must be longer than zero") }
-        let accounts = Shop_V1_AccountsService.Client(transport: upstreams["shop.v1.AccountsService"]!)
+        let accounts = upstreams["accounts"].map { Shop_V1_AccountsService.Client(transport: $0) }
+        if accounts == nil { telemetry.logger.warning("no upstream named accounts: token revocations are not followed") }
         try await withThrowingTaskGroup(of: Void.self) { group in
-            // Revocations follow the server's life: they stop when it has drained.
-            group.addTask { await Self.followRevocations(gateway.revocations, from: accounts, every: poll, logger: telemetry.logger) }
+            // Schemas and revocations follow the server's life: they stop when it has drained.
+            for f in followers { group.addTask { await f.run(into: gateway, events: onEvent) } }
+            if let accounts {
+                group.addTask { await Self.followRevocations(gateway.revocations, from: accounts, every: poll, logger: telemetry.logger) }
+            }
             try await server.run { p in
                 diagnostic("bazaar: gateway listening on \(host):\(p) (\(protocols))")
             }
             group.cancelAll()
         }
-        for c in channels { await c.shutdown() }
+        for (_, c) in channels { await c.shutdown() }
         await telemetry.shutdown()
         diagnostic("bazaar: gateway shut down cleanly")
     }
 }
 
+/// One configured upstream of the gateway.
+struct Upstream: Sendable {
+    var name: String
+    var target: String
+    /// The SPIFFE identity its certificate must carry.
+    var identity: String
+    /// Its schema from a descriptor-set file instead of server reflection.
+    var descriptorFiles: [[UInt8]]?
+}
+
 extension GatewayCommand {
+    /// BAZAAR_UPSTREAMS and each upstream's settings; every problem names its variable.
+    static func upstreams(_ env: ShopEnvironment) throws -> [Upstream] {
+        let list = (env["UPSTREAMS"] ?? ShopService.allCases.map(\.rawValue).joined(separator: ","))
+            .split(whereSeparator: { $0 == "," || $0 == " " }).map(String.init)
+        guard !list.isEmpty else { throw RPCError(.invalidArgument, "BAZAAR_UPSTREAMS names no upstream") }
+        var out: [Upstream] = []
+        for name in list {
+            guard name.allSatisfy({ $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "-") }), name.first?.isLetter == true else {
+                throw RPCError(.invalidArgument, "BAZAAR_UPSTREAMS: '\(name)' is not a name (lowercase letters, digits and '-')")
+            }
+            guard !out.contains(where: { $0.name == name }) else { throw RPCError(.invalidArgument, "BAZAAR_UPSTREAMS names \(name) twice") }
+            let key = name.uppercased().replacingOccurrences(of: "-", with: "_")
+            let fallback = ShopService(rawValue: name).map { "127.0.0.1:\($0.defaultPort)" }
+            guard let target = env["\(key)_TARGET"] ?? fallback else {
+                throw RPCError(.invalidArgument, "upstream \(name) needs BAZAAR_\(key)_TARGET (host:port or dns:///host:port)")
+            }
+            var files: [[UInt8]]?
+            if let path = env["\(key)_DESCRIPTORS"] {
+                guard let data = FileManager.default.contents(atPath: path) else {
+                    throw RPCError(.invalidArgument, "BAZAAR_\(key)_DESCRIPTORS: cannot read \(path)")
+                }
+                do {
+                    files = try Schema(descriptorSet: Array(data)).pool.files.map { try $0.serializedBytes() }
+                } catch {
+                    throw RPCError(.invalidArgument, "BAZAAR_\(key)_DESCRIPTORS: \(path): \(error)")
+                }
+            }
+            out.append(Upstream(name: name, target: target, identity: env["\(key)_IDENTITY"] ?? "spiffe://\(env.trustDomain)/\(name)",
+                                descriptorFiles: files))
+        }
+        return out
+    }
+
     /// Keeps `list` current: every `every`, the revocations the accounts service recorded since
     /// the last answer (with five seconds of overlap, for transactions that committed late).
     /// While accounts cannot be reached, the list stays as it was; a warning says so once it has

@@ -2,6 +2,7 @@
 over mutual TLS, on fresh databases in the test PostgreSQL, a redis-server of their own, and an
 SMTP sink (aiosmtpd from PyPI) that records every message."""
 import collections
+import json
 import os
 import pathlib
 import signal
@@ -141,9 +142,10 @@ class Shop:
             time.sleep(0.05)
         raise RuntimeError(f"{name} did not start: {self.log(name)[-2000:]}")
 
-    def start_gateway(self, name="gateway", env=None, tls=False, preexec_fn=None):
+    def start_gateway(self, name="gateway", env=None, tls=False, preexec_fn=None, schemas=SERVICES):
         """`bazaar gateway` in front of the services (plaintext HTTP/1.1 + h2c, or HTTPS);
-        `preexec_fn` runs in the child before it starts (resource limits)."""
+        `preexec_fn` runs in the child before it starts (resource limits). Returns once the
+        gateway has learned the schemas of the upstreams in `schemas` (by reflection)."""
         port = free_port()
         e = self.env("gateway")
         e.pop("BAZAAR_DATABASE_URL", None)
@@ -158,7 +160,12 @@ class Shop:
                                 stderr=subprocess.STDOUT, env=e, preexec_fn=preexec_fn)
         self.procs[name] = proc
         deadline = time.time() + 60
-        while "listening on" not in log_path.read_text().split("shut down cleanly")[-1]:
+        def ready():
+            text = log_path.read_text().split("shut down cleanly")[-1]
+            installed = {json.loads(line).get("upstream") for line in text.splitlines()
+                         if line.startswith("{") and '"upstream schema installed"' in line}
+            return "listening on" in text and set(schemas) <= installed
+        while not ready():
             if proc.poll() is not None or time.time() > deadline:
                 raise RuntimeError(f"{name} did not start: {log_path.read_text()[-2000:]}")
             time.sleep(0.05)

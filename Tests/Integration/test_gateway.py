@@ -15,6 +15,7 @@ import pytest
 
 from rpc_fixtures import binary
 from shop_clients import make_product, Client, grpc_web, http
+from shop_fixtures import SERVICES
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -311,10 +312,12 @@ def test_es256_keys_from_configuration(shop, tmp_path):
 
 def test_readiness_waits_for_the_upstreams_once_and_survives_an_outage(shop):
     """/readyz (the Kubernetes readiness probe) is 503 until every upstream has answered its
-    health check once; after that, one service going away fails its own routes but keeps the
-    gateway in its load balancer, so the other routes keep serving."""
+    health check once and its schema is in; after that, one service going away fails its own
+    routes (kept from its last schema, answering 503 UNAVAILABLE) but keeps the gateway in its load
+    balancer, so the other routes keep serving."""
     from mesh_fixtures import free_port
-    cold = shop.start_gateway("gateway-cold", env={"BAZAAR_NOTIFICATIONS_TARGET": f"127.0.0.1:{free_port()}"})
+    cold = shop.start_gateway("gateway-cold", env={"BAZAAR_NOTIFICATIONS_TARGET": f"127.0.0.1:{free_port()}"},
+                              schemas=[s for s in SERVICES if s != "notifications"])
     for _ in range(6):
         assert http(cold, "GET", "/readyz")[0] == 503
         time.sleep(0.5)

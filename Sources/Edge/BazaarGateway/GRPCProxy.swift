@@ -31,7 +31,7 @@ extension Gateway {
                                             "grpc-timeout", "grpc-encoding", "grpc-accept-encoding", "accept-encoding", "x-grpc-web",
                                             "x-user-agent", "origin", "referer", "accept", "x-request-id", "traceparent", "tracestate"]
 
-    func proxy(_ request: HTTPRequest, _ flavor: GRPCFlavor, _ writer: HTTPResponseWriter, _ common: [(String, String)]) async {
+    func proxy(_ request: HTTPRequest, _ api: GatewayAPI, _ flavor: GRPCFlavor, _ writer: HTTPResponseWriter, _ common: [(String, String)]) async {
         let contentType = request.header("content-type") ?? "application/grpc"
         var head = common
         if flavor != .grpc { head += [("access-control-expose-headers", "grpc-status, grpc-message, x-request-id")] }
@@ -54,7 +54,7 @@ extension Gateway {
 
         let path = request.path
         guard request.method == "POST" else { return finish(RPCError(.unimplemented, "gRPC needs POST"), sentHead: false) }
-        guard let method = methods[path], method.options.auth.level != .internal, let upstream = upstreams[method.service] else {
+        guard let (method, name) = api.methods[path], method.options.auth.level != .internal, let upstream = upstreams[name] else {
             return finish(RPCError(.unimplemented, "method \(path) is not served here"), sentHead: false)
         }
         var body = request.body

@@ -41,31 +41,64 @@ public final class Gateway: HTTPResponder {
         public init() {}
     }
 
-    public let routes: RouteTable
     public let settings: Settings
-    /// The upstream of each service, by full service name.
+    /// The transport of each upstream, by the upstream's configured name.
     let upstreams: [String: any ClientTransport]
-    /// Every method by gRPC path (`/shop.v1.CatalogService/GetProduct`), for the gRPC proxy.
-    let methods: [String: MethodDescriptor]
     let limiter: RateLimiter
     let streams: StreamBudget
     /// Tokens void before they expire; the process keeps it current (``RevocationList``).
     public let revocations = RevocationList()
-    let openAPI: [UInt8]
     /// Whether the upstreams can take calls (for `/readyz`).
     let ready: @Sendable () -> Bool
+    /// What is served now; replaced whole by ``install(_:)``.
+    private let current: Lock<GatewayAPI>
+    let title: String
 
-    public init(services: [ServiceDescriptor], upstreams: [String: any ClientTransport], settings: Settings,
-                ready: @escaping @Sendable () -> Bool = { true }) throws
+    /// A gateway in front of `upstreams` (by configured name) that serves no route until their
+    /// schemas are installed (``install(_:)``), as they are learned from the services.
+    public init(upstreams: [String: any ClientTransport], settings: Settings, title: String = "Bazaar API",
+                ready: @escaping @Sendable () -> Bool = { true })
     {
-        routes = try RouteTable(services: services)
         self.upstreams = upstreams
-        methods = Dictionary(services.flatMap { $0.methods }.map { ($0.path, $0) }, uniquingKeysWith: { a, _ in a })
         self.settings = settings
         self.ready = ready
+        self.title = title
         limiter = RateLimiter()
         streams = StreamBudget(perCaller: settings.maxStreamsPerCaller, total: settings.maxStreams)
-        openAPI = OpenAPI.document(routes: routes, title: "Bazaar shop API").serialized()
+        current = Lock(try! GatewayAPI(schemas: [], title: title))
+    }
+
+    /// A gateway for compiled services: each service is an upstream named after the service
+    /// (`upstreams` by full service name), installed at once.
+    public convenience init(services: [ServiceDescriptor], upstreams: [String: any ClientTransport], settings: Settings,
+                            title: String = "Bazaar API", ready: @escaping @Sendable () -> Bool = { true }) throws
+    {
+        self.init(upstreams: upstreams, settings: settings, title: title, ready: ready)
+        let api = try GatewayAPI(schemas: services.map { UpstreamSchema(upstream: $0.name, services: [$0]) }, title: title)
+        current.withLock { $0 = api }
+    }
+
+    /// What the gateway serves at this moment.
+    public var api: GatewayAPI { current.withLock { $0 } }
+
+    /// The route table now (for tools and tests).
+    public var routes: RouteTable { api.routes }
+
+    /// Serves `schema` for its upstream from now on, replacing that upstream's previous one.
+    /// Refused, with the previous one kept, when it is inconsistent, when one of its routes takes
+    /// requests another upstream's route takes, or when it offers a service another upstream
+    /// offers: the error names both.
+    public func install(_ schema: UpstreamSchema) throws(RouteTable.BuildError) {
+        try current.withLock { (api: inout GatewayAPI) throws(RouteTable.BuildError) in
+            guard upstreams[schema.upstream] != nil else {
+                throw RouteTable.BuildError(description: "upstream \(schema.upstream) is not configured in this gateway")
+            }
+            let others = api.schemas.filter { $0.upstream != schema.upstream }
+            let position = api.schemas.firstIndex { $0.upstream == schema.upstream } ?? api.schemas.count
+            var schemas = others
+            schemas.insert(schema, at: min(position, schemas.count))
+            api = try GatewayAPI(schemas: schemas, title: title)
+        }
     }
 
     /// Streams open now (``Settings/maxStreams`` caps them), for metrics.
@@ -87,6 +120,7 @@ public final class Gateway: HTTPResponder {
                        ("access-control-expose-headers", "x-request-id, retry-after, www-authenticate")]
         }
         let path = request.path
+        let api = self.api
         switch (request.method, path) {
         case ("GET", "/healthz"), ("HEAD", "/healthz"):
             send(writer, 200, common, JSONValue.object([("status", .string("SERVING"))]))
@@ -96,21 +130,21 @@ public final class Gateway: HTTPResponder {
             send(writer, ok ? 200 : 503, common, JSONValue.object([("status", .string(ok ? "SERVING" : "NOT_SERVING"))]))
             return path
         case ("GET", "/openapi.json"):
-            writer.respond(status: 200, headers: common + [("content-type", "application/json")], body: openAPI)
+            writer.respond(status: 200, headers: common + [("content-type", "application/json")], body: api.openAPI)
             return path
         default: break
         }
         if request.method == "OPTIONS", request.header("origin") != nil, request.header("access-control-request-method") != nil {
-            preflight(request, writer, common)
+            preflight(request, api, writer, common)
             return "preflight"
         }
         if let type = request.header("content-type"), let flavor = GRPCFlavor(type) {
-            await proxy(request, flavor, writer, common)
-            return methods[path].map(\.path) ?? "grpc-unknown"
+            await proxy(request, api, flavor, writer, common)
+            return api.methods[path].map(\.method.path) ?? "grpc-unknown"
         }
         var label = "unmatched"
         do {
-            try await call(request, writer, common, label: &label)
+            try await call(request, api, writer, common, label: &label)
         } catch let f as HTTPFailure {
             fail(writer, common, f)
         } catch {
@@ -121,9 +155,11 @@ public final class Gateway: HTTPResponder {
 
     // MARK: one call
 
-    func call(_ request: HTTPRequest, _ writer: HTTPResponseWriter, _ common: [(String, String)], label: inout String) async throws {
+    func call(_ request: HTTPRequest, _ api: GatewayAPI, _ writer: HTTPResponseWriter, _ common: [(String, String)],
+              label: inout String) async throws
+    {
         let (route, variables): (Route, [([String], String)])
-        switch routes.match(method: request.method, path: request.path) {
+        switch api.routes.match(method: request.method, path: request.path) {
         case .notFound:
             throw HTTPFailure(status: 404, code: .notFound, message: "no route for \(request.method) \(request.path)")
         case .methodNotAllowed(let allowed):
@@ -191,7 +227,7 @@ public final class Gateway: HTTPResponder {
             throw HTTPFailure(status: 400, code: .invalidArgument, message: e.description)
         }
 
-        guard let upstream = upstreams[method.service] else {
+        guard let upstream = upstreams[route.upstream] else {
             throw HTTPFailure(status: 503, code: .unavailable, message: "\(method.service) is not configured in this gateway")
         }
         var options = CallOptions(timeout: deadline(request, method))
@@ -342,15 +378,15 @@ public final class Gateway: HTTPResponder {
 
     // MARK: CORS
 
-    func preflight(_ request: HTTPRequest, _ writer: HTTPResponseWriter, _ common: [(String, String)]) {
+    func preflight(_ request: HTTPRequest, _ api: GatewayAPI, _ writer: HTTPResponseWriter, _ common: [(String, String)]) {
         guard common.contains(where: { $0.0 == "access-control-allow-origin" }) else {
             return fail(writer, common, HTTPFailure(status: 403, code: .permissionDenied, message: "origin not allowed"))
         }
         var allowed: [String] = []
-        if let m = methods[request.path], m.options.auth.level != .internal {
+        if let m = api.methods[request.path]?.method, m.options.auth.level != .internal {
             allowed = ["POST"]  // gRPC-Web from a browser
         } else {
-            switch routes.match(method: request.header("access-control-request-method") ?? "", path: request.path) {
+            switch api.routes.match(method: request.header("access-control-request-method") ?? "", path: request.path) {
             case .found(let r, _): allowed = [r.httpMethod]
             case .methodNotAllowed(let methods): allowed = methods
             case .notFound: return fail(writer, common, HTTPFailure(status: 404, code: .notFound, message: "no route for \(request.path)"))
@@ -405,3 +441,33 @@ public final class Gateway: HTTPResponder {
 }
 
 import CBazaarProtobufC
+
+/// What the gateway serves at one moment: the upstreams' schemas, the routes, every gRPC method
+/// with its upstream, and the OpenAPI document, all built together. A request keeps the one it
+/// started with, so a schema installed meanwhile never changes it halfway.
+public final class GatewayAPI: Sendable {
+    /// In the order they were first installed.
+    public let schemas: [UpstreamSchema]
+    public let routes: RouteTable
+    /// Every method by gRPC path (`/shop.v1.CatalogService/GetProduct`), for the gRPC proxy.
+    let methods: [String: (method: MethodDescriptor, upstream: String)]
+    let openAPI: [UInt8]
+
+    init(schemas: [UpstreamSchema], title: String) throws(RouteTable.BuildError) {
+        var owner: [String: String] = [:]
+        var methods: [String: (method: MethodDescriptor, upstream: String)] = [:]
+        for schema in schemas {
+            for service in schema.services {
+                if let other = owner[service.name], other != schema.upstream {
+                    throw RouteTable.BuildError(description: "service \(service.name) is offered by upstreams \(other) and \(schema.upstream)")
+                }
+                owner[service.name] = schema.upstream
+                for m in service.methods { methods[m.path] = (m, schema.upstream) }
+            }
+        }
+        self.schemas = schemas
+        self.methods = methods
+        routes = try RouteTable(schemas: schemas)
+        openAPI = OpenAPI.document(routes: routes, title: title).serialized()
+    }
+}

@@ -6,6 +6,8 @@ import CBazaarProtobufC
 /// which part of the response is the body.
 public struct Route: Sendable {
     public let method: MethodDescriptor
+    /// The configured upstream that serves the method.
+    public let upstream: String
     public let httpMethod: String
     public let template: PathTemplate
     /// `*`, a top-level field name, or empty.
@@ -13,6 +15,8 @@ public struct Route: Sendable {
     public let responseBody: String
     public let input: UnsafePointer<ProtobufCMessageDescriptor>
     public let output: UnsafePointer<ProtobufCMessageDescriptor>
+    /// Keeps run-time descriptors (`input`, `output`) alive while the route is in use.
+    let owner: (any Sendable)?
 
     /// Fields that path variables and the body set; query parameters may set any other.
     public var boundFields: Set<String> {
@@ -32,10 +36,10 @@ public enum RouteMatch {
     case notFound
 }
 
-/// The REST routes of a set of services, built from their IDL (`google.api.http`, additional
-/// bindings included) at startup. Problems are refused then, with a message naming the methods:
-/// unparsable templates, variables or body fields the request message lacks, and two routes that
-/// match exactly the same requests.
+/// The REST routes of a set of upstreams' services, built from their IDL (`google.api.http`,
+/// additional bindings included). Problems are refused with a message naming the methods (and,
+/// across upstreams, both upstreams): unparsable templates, variables or body fields the request
+/// message lacks, and two routes that match exactly the same requests.
 public struct RouteTable: Sendable {
     public let routes: [Route]
 
@@ -43,20 +47,42 @@ public struct RouteTable: Sendable {
         public let description: String
     }
 
-    /// - Parameter messages: every message type by full name (from the services' `ProtoFile`s).
+    /// Routes of compiled services, each its own upstream (named after the service).
     public init(services: [ServiceDescriptor]) throws(BuildError) {
-        var types: [String: UnsafePointer<ProtobufCMessageDescriptor>] = [:]
-        for s in services {
-            for file in s.file.withDependencies {
-                for t in file.messageTypes { types[t.protoMessageName] = t.protobufCDescriptor }
-            }
-        }
+        try self.init(schemas: services.map { UpstreamSchema(upstream: $0.name, services: [$0]) })
+    }
+
+    public init(schemas: [UpstreamSchema]) throws(BuildError) {
         var routes: [Route] = []
         var problems: [String] = []
-        for service in services {
+        for schema in schemas {
+            let (r, p) = Self.routes(of: schema)
+            routes += r
+            problems += p
+        }
+        // Two routes for one HTTP method with the same shape would take the same requests.
+        var seen: [String: Route] = [:]
+        for r in routes {
+            let key = r.httpMethod + " " + r.template.shape
+            if let other = seen[key] {
+                let whose = other.upstream == r.upstream ? "" : " of upstreams \(other.upstream) and \(r.upstream)"
+                problems.append("\(r.httpMethod) \(r.template) (\(r.method.path)) and \(other.httpMethod) \(other.template) (\(other.method.path))\(whose) match the same requests")
+            }
+            seen[key] = r
+        }
+        guard problems.isEmpty else { throw BuildError(description: "the HTTP routes are inconsistent:\n  " + problems.joined(separator: "\n  ")) }
+        // Most specific first, so the first match is the one to take.
+        self.routes = routes.sorted { $0.template.isMoreSpecific(than: $1.template) }
+    }
+
+    /// One upstream's routes, and what is wrong with its bindings.
+    static func routes(of schema: UpstreamSchema) -> ([Route], [String]) {
+        var routes: [Route] = []
+        var problems: [String] = []
+        for service in schema.services {
             for m in service.methods {
                 for rule in m.options.http {
-                    guard let input = types[m.inputType], let output = types[m.outputType] else {
+                    guard let input = schema.message(m.inputType), let output = schema.message(m.outputType) else {
                         problems.append("\(m.path): message types \(m.inputType) / \(m.outputType) not known")
                         continue
                     }
@@ -78,26 +104,15 @@ public struct RouteTable: Sendable {
                         if m.kind == .clientStreaming || m.kind == .bidirectionalStreaming {
                             throw PathTemplate.ParseError(description: "client-streaming methods have no REST binding")
                         }
-                        routes.append(Route(method: m, httpMethod: rule.method.uppercased(), template: t, body: rule.body,
-                                            responseBody: rule.responseBody, input: input, output: output))
+                        routes.append(Route(method: m, upstream: schema.upstream, httpMethod: rule.method.uppercased(), template: t,
+                                            body: rule.body, responseBody: rule.responseBody, input: input, output: output, owner: schema.owner))
                     } catch {
                         problems.append("\(m.path) \(rule.method) \(rule.path): \(error)")
                     }
                 }
             }
         }
-        // Two routes for one HTTP method with the same shape would take the same requests.
-        var seen: [String: Route] = [:]
-        for r in routes {
-            let key = r.httpMethod + " " + r.template.shape
-            if let other = seen[key] {
-                problems.append("\(r.httpMethod) \(r.template) (\(r.method.path)) and \(other.httpMethod) \(other.template) (\(other.method.path)) match the same requests")
-            }
-            seen[key] = r
-        }
-        guard problems.isEmpty else { throw BuildError(description: "the HTTP routes are inconsistent:\n  " + problems.joined(separator: "\n  ")) }
-        // Most specific first, so the first match is the one to take.
-        self.routes = routes.sorted { $0.template.isMoreSpecific(than: $1.template) }
+        return (routes, problems)
     }
 
     /// The route for a request. `path` is the raw request path (before `?`).
