@@ -134,11 +134,17 @@ struct GenerateCode: CommandPlugin {
         throw Failure(description: "generate-code: this package does not depend on Bazaar")
     }
 
+    /// Where a target's sources go. A target with no sources yet (before the first generation)
+    /// is not among the package's targets: then its conventional folder, `Sources/<target>`.
     func directory(of target: String, in context: PluginContext) throws -> String {
-        guard let t = context.package.targets.first(where: { $0.name == target }) else {
-            throw Failure(description: "generate-code: proto/bazaar-codegen.json names target '\(target)', which Package.swift does not declare")
+        if let t = context.package.targets.first(where: { $0.name == target }) { return t.directory.string }
+        let conventional = context.package.directory.string + "/Sources/" + target
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: conventional, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw Failure(description: "generate-code: proto/bazaar-codegen.json names target '\(target)', which Package.swift "
+                          + "does not declare (or create the folder Sources/\(target) for it)")
         }
-        return t.directory.string
+        return conventional
     }
 
     /// The `.proto` files an entry names, relative to the proto path that holds them, sorted.
