@@ -9,7 +9,7 @@ struct Bazaar: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bazaar",
         abstract: "Bazaar: run and operate the shop's services.",
-        subcommands: [Serve.self, GatewayCommand.self, Seed.self, ShopCommand.self, Load.self, Certs.self, JWTCommand.self, PasswordCommand.self])
+        subcommands: [Serve.self, GatewayCommand.self, CallCommand.self, Seed.self, ShopCommand.self, Load.self, Certs.self, JWTCommand.self, PasswordCommand.self])
 }
 
 /// `bazaar certs`: a development mesh PKI.
@@ -80,8 +80,8 @@ struct JWTCommand: ParsableCommand {
         var key: String
         @Option(help: "Subject (the user id).")
         var sub: String
-        @Option(help: "Issuer.")
-        var iss: String = "bazaar-accounts"
+        @Option(help: "Issuer (what the services and the gateway require: BAZAAR_JWT_ISSUER, default bazaar).")
+        var iss: String = "bazaar"
         @Option(help: "Audience.")
         var aud: String = "bazaar"
         @Option(help: "Lifetime in seconds (negative for a token that has already expired, for tests).")
@@ -102,7 +102,7 @@ struct JWTCommand: ParsableCommand {
         @Option(help: "PEM public (or private) key.")
         var key: String
         @Option(help: "Required issuer.")
-        var iss: String = "bazaar-accounts"
+        var iss: String = "bazaar"
         @Option(help: "Required audience.")
         var aud: String = "bazaar"
         @Argument(help: "The token.")

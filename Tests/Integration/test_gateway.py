@@ -115,6 +115,14 @@ def test_jwt_rules(shop, gw):
     assert http(gw, "GET", "/v1/cart", headers={"x-bazaar-user-id": sub})[0] == 401
 
 
+def test_a_token_from_bazaar_jwt_sign_with_its_defaults_is_accepted(shop, gw):
+    """`bazaar jwt sign` used to sign with issuer `bazaar-accounts`, which every service and the
+    gateway refuse (they require BAZAAR_JWT_ISSUER, default `bazaar`)."""
+    token = subprocess.run([binary("bazaar"), "jwt", "sign", "--key", str(shop.dir / "jwt" / "jwt-key.pem"), "--sub", str(uuid.uuid4())],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    assert http(gw, "GET", "/v1/cart", token=token)[0] == 200
+
+
 def test_rate_limit_and_cors(shop):
     base = shop.start_gateway("gateway-limited", env={"BAZAAR_RATE_LIMIT": "1", "BAZAAR_RATE_BURST": "3",
                                                       "BAZAAR_CORS_ORIGINS": "https://shop.example"})

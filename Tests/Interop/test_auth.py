@@ -67,7 +67,7 @@ def test_pyjwt_reads_our_tokens(keys):
     rc, token, _ = bazaar("jwt", "sign", "--key", str(keys / "jwt-key.pem"), "--sub", "u-42", "--role", "admin")
     assert rc == 0
     public = serialization.load_pem_public_key((keys / "jwt-pub.pem").read_bytes())
-    claims = jwt.decode(token, public, algorithms=["EdDSA"], audience="bazaar", issuer="bazaar-accounts")
+    claims = jwt.decode(token, public, algorithms=["EdDSA"], audience="bazaar", issuer="bazaar")
     assert claims["sub"] == "u-42" and claims["roles"] == ["admin"] and claims["exp"] - claims["iat"] == 900
     assert jwt.get_unverified_header(token)["alg"] == "EdDSA"
 
@@ -78,7 +78,7 @@ def pyjwt_key(keys):
 
 def claims(**overrides):
     now = int(time.time())
-    c = {"sub": "u-1", "iss": "bazaar-accounts", "aud": "bazaar", "iat": now, "nbf": now, "exp": now + 600}
+    c = {"sub": "u-1", "iss": "bazaar", "aud": "bazaar", "iat": now, "nbf": now, "exp": now + 600}
     c.update(overrides)
     return {k: v for k, v in c.items() if v is not None}
 
