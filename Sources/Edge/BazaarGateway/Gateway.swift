@@ -215,7 +215,7 @@ public final class Gateway: HTTPResponder {
                     if bound.contains(field.joined(separator: ".")) || bound.contains(dotted) {
                         throw JSONMappingError("\(name): set by the path or the body, not the query")
                     }
-                    guard ProtoJSON.Builder.fieldType(path: field, in: route.input) != nil else {
+                    guard route.input.field(path: field) != nil else {
                         throw JSONMappingError("\(name): unknown query parameter")
                     }
                     try builder.set(path: field, Self.scalar(value, field: field, in: route))
@@ -413,10 +413,10 @@ public final class Gateway: HTTPResponder {
     /// A query or path value as JSON for its field: booleans and enum numbers take their JSON
     /// type; everything else stays a string (numbers, 64-bit or not, are accepted as strings).
     static func scalar(_ text: String, field: [String], in route: Route) -> JSONValue {
-        guard let f = ProtoJSON.Builder.fieldType(path: field, in: route.input) else { return .string(text) }
-        switch f.type {
-        case PROTOBUF_C_TYPE_BOOL where text == "true" || text == "false": return .bool(text == "true")
-        case PROTOBUF_C_TYPE_ENUM: return Int64(text).map(JSONValue.integer) ?? .string(text)
+        guard let f = route.input.field(path: field) else { return .string(text) }
+        switch f.kind {
+        case .bool where text == "true" || text == "false": return .bool(text == "true")
+        case .enumeration: return Int64(text).map(JSONValue.integer) ?? .string(text)
         default: return .string(text)
         }
     }
@@ -440,7 +440,6 @@ public final class Gateway: HTTPResponder {
 
 }
 
-import CBazaarProtobufC
 
 /// What the gateway serves at one moment: the upstreams' schemas, the routes, every gRPC method
 /// with its upstream, and the OpenAPI document, all built together. A request keeps the one it

@@ -1,6 +1,5 @@
 import BazaarCore
 import BazaarWire
-import CBazaarProtobufC
 
 /// An OpenAPI 3.1 document of the gateway's routes, from the same route table and JSON mapping
 /// the gateway serves with: path and query parameters, request bodies, success statuses, the
@@ -9,8 +8,8 @@ public enum OpenAPI {
     public static func document(routes: RouteTable, title: String, version: String = "v1") -> JSONValue {
         var schemas: [(String, JSONValue)] = []
         var seen: Set<String> = []
-        func ref(_ d: UnsafePointer<ProtobufCMessageDescriptor>) -> JSONValue {
-            let name = ProtoJSON.name(d)
+        func ref(_ d: MessageSchema) -> JSONValue {
+            let name = d.name
             if let wkt = wellKnown(name) { return wkt }
             if !seen.contains(name) {
                 seen.insert(name)
@@ -112,80 +111,61 @@ public enum OpenAPI {
 
     /// Query parameters of a route: scalar fields not bound by the path or body, and one level of
     /// scalar fields inside message fields (`page.pageSize`).
-    static func queryParameters(_ route: Route, _ ref: (UnsafePointer<ProtobufCMessageDescriptor>) -> JSONValue) -> [(String, JSONValue)] {
+    static func queryParameters(_ route: Route, _ ref: (MessageSchema) -> JSONValue) -> [(String, JSONValue)] {
         var out: [(String, JSONValue)] = []
         let bound = route.boundFields
-        for f in ProtoJSON.fields(route.input) {
-            let name = String(cString: f.name)
+        for f in route.input.fields {
+            let name = f.name
             if bound.contains(name) || (!route.body.isEmpty && route.body == name) { continue }
-            if f.type == PROTOBUF_C_TYPE_MESSAGE {
-                let sub = f.descriptor!.assumingMemoryBound(to: ProtobufCMessageDescriptor.self)
-                if wellKnown(ProtoJSON.name(sub)) != nil { out.append((ProtoJSON.jsonName(name), fieldSchema(f, ref))); continue }
-                if f.label == PROTOBUF_C_LABEL_REPEATED { continue }
-                for g in ProtoJSON.fields(sub) where g.type != PROTOBUF_C_TYPE_MESSAGE && g.label != PROTOBUF_C_LABEL_REPEATED {
-                    let inner = String(cString: g.name)
-                    if bound.contains("\(name).\(inner)") { continue }
-                    out.append(("\(ProtoJSON.jsonName(name)).\(ProtoJSON.jsonName(inner))", fieldSchema(g, ref)))
+            if let sub = f.message {
+                if wellKnown(sub.name) != nil { out.append((f.jsonName, fieldSchema(f, ref))); continue }
+                if f.isRepeated { continue }
+                for g in sub.fields where g.kind != .message && !g.isRepeated {
+                    if bound.contains("\(name).\(g.name)") { continue }
+                    out.append(("\(f.jsonName).\(g.jsonName)", fieldSchema(g, ref)))
                 }
                 continue
             }
-            out.append((ProtoJSON.jsonName(name), fieldSchema(f, ref)))
+            out.append((f.jsonName, fieldSchema(f, ref)))
         }
         return out
     }
 
-    static func messageSchema(_ d: UnsafePointer<ProtobufCMessageDescriptor>, _ ref: (UnsafePointer<ProtobufCMessageDescriptor>) -> JSONValue) -> JSONValue {
-        var properties: [(String, JSONValue)] = []
-        for f in ProtoJSON.fields(d) { properties.append((ProtoJSON.jsonName(String(cString: f.name)), fieldSchema(f, ref))) }
-        return .object([("type", .string("object")), ("properties", .object(properties))])
+    static func messageSchema(_ d: MessageSchema, _ ref: (MessageSchema) -> JSONValue) -> JSONValue {
+        .object([("type", .string("object")), ("properties", .object(d.fields.map { ($0.jsonName, fieldSchema($0, ref)) }))])
     }
 
-    static func fieldSchemaAt(_ path: [String], _ d: UnsafePointer<ProtobufCMessageDescriptor>, _ ref: (UnsafePointer<ProtobufCMessageDescriptor>) -> JSONValue) -> JSONValue {
-        var current = d
-        for (n, segment) in path.enumerated() {
-            guard let f = ProtoJSON.field(named: segment, in: current) else { return .object([]) }
-            if n == path.count - 1 { return fieldSchema(f, ref) }
-            guard f.type == PROTOBUF_C_TYPE_MESSAGE else { return .object([]) }
-            current = f.descriptor!.assumingMemoryBound(to: ProtobufCMessageDescriptor.self)
-        }
-        return .object([])
+    static func fieldSchemaAt(_ path: [String], _ d: MessageSchema, _ ref: (MessageSchema) -> JSONValue) -> JSONValue {
+        d.field(path: path).map { fieldSchema($0, ref) } ?? .object([])
     }
 
-    static func fieldSchema(_ f: ProtobufCFieldDescriptor, _ ref: (UnsafePointer<ProtobufCMessageDescriptor>) -> JSONValue) -> JSONValue {
-        if f.label == PROTOBUF_C_LABEL_REPEATED, f.type == PROTOBUF_C_TYPE_MESSAGE,
-           let entry = f.descriptor?.assumingMemoryBound(to: ProtobufCMessageDescriptor.self), ProtoJSON.isMapEntry(entry)
-        {
-            return .object([("type", .string("object")), ("additionalProperties", elementSchema(ProtoJSON.fields(entry)[1], ref))])
+    static func fieldSchema(_ f: FieldSchema, _ ref: (MessageSchema) -> JSONValue) -> JSONValue {
+        if let value = f.mapValue {
+            return .object([("type", .string("object")), ("additionalProperties", elementSchema(value, ref))])
         }
         let element = elementSchema(f, ref)
-        return f.label == PROTOBUF_C_LABEL_REPEATED ? .object([("type", .string("array")), ("items", element)]) : element
+        return f.isRepeated ? .object([("type", .string("array")), ("items", element)]) : element
     }
 
-    static func elementSchema(_ f: ProtobufCFieldDescriptor, _ ref: (UnsafePointer<ProtobufCMessageDescriptor>) -> JSONValue) -> JSONValue {
+    static func elementSchema(_ f: FieldSchema, _ ref: (MessageSchema) -> JSONValue) -> JSONValue {
         func t(_ type: String, _ extra: [(String, JSONValue)] = []) -> JSONValue { .object([("type", .string(type))] + extra) }
-        switch f.type {
-        case PROTOBUF_C_TYPE_INT32, PROTOBUF_C_TYPE_SINT32, PROTOBUF_C_TYPE_SFIXED32:
+        switch f.kind {
+        case .int32:
             return t("integer", [("format", .string("int32")), ("minimum", .integer(Int64(Int32.min))), ("maximum", .integer(Int64(Int32.max)))])
-        case PROTOBUF_C_TYPE_UINT32, PROTOBUF_C_TYPE_FIXED32:
+        case .uint32:
             return t("integer", [("format", .string("int64")), ("minimum", .integer(0)), ("maximum", .integer(Int64(UInt32.max)))])
-        case PROTOBUF_C_TYPE_INT64, PROTOBUF_C_TYPE_SINT64, PROTOBUF_C_TYPE_SFIXED64:
+        case .int64:
             // Written as strings; strings and numbers are read.
             return t("string", [("format", .string("int64")), ("pattern", .string("^-?[0-9]+$"))])
-        case PROTOBUF_C_TYPE_UINT64, PROTOBUF_C_TYPE_FIXED64:
+        case .uint64:
             return t("string", [("format", .string("uint64")), ("pattern", .string("^[0-9]+$"))])
-        case PROTOBUF_C_TYPE_FLOAT, PROTOBUF_C_TYPE_DOUBLE:
+        case .float, .double:
             return .object([("type", .array([.string("number"), .string("string")]))])
-        case PROTOBUF_C_TYPE_BOOL: return t("boolean")
-        case PROTOBUF_C_TYPE_STRING: return t("string")
-        case PROTOBUF_C_TYPE_BYTES: return t("string", [("contentEncoding", .string("base64"))])
-        case PROTOBUF_C_TYPE_ENUM:
-            let e = f.descriptor!.assumingMemoryBound(to: ProtobufCEnumDescriptor.self)
-            let names = UnsafeBufferPointer(start: e.pointee.values, count: Int(e.pointee.n_values)).map { JSONValue.string(String(cString: $0.name)) }
-            return t("string", [("enum", .array(names))])
-        case PROTOBUF_C_TYPE_MESSAGE:
-            return ref(f.descriptor!.assumingMemoryBound(to: ProtobufCMessageDescriptor.self))
-        default:
-            return .object([])
+        case .bool: return t("boolean")
+        case .string: return t("string")
+        case .bytes: return t("string", [("contentEncoding", .string("base64"))])
+        case .enumeration: return t("string", [("enum", .array(f.enumValues.map(JSONValue.string)))])
+        case .message: return f.message.map(ref) ?? .object([])
         }
     }
 

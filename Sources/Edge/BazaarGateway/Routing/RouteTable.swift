@@ -1,6 +1,5 @@
 import BazaarCore
 import BazaarWire
-import CBazaarProtobufC
 
 /// One REST binding of an RPC method: an HTTP method and path template, where the body goes and
 /// which part of the response is the body.
@@ -13,8 +12,8 @@ public struct Route: Sendable {
     /// `*`, a top-level field name, or empty.
     public let body: String
     public let responseBody: String
-    public let input: UnsafePointer<ProtobufCMessageDescriptor>
-    public let output: UnsafePointer<ProtobufCMessageDescriptor>
+    public let input: MessageSchema
+    public let output: MessageSchema
     /// Keeps run-time descriptors (`input`, `output`) alive while the route is in use.
     let owner: (any Sendable)?
 
@@ -25,8 +24,6 @@ public struct Route: Sendable {
         return s
     }
 }
-
-extension UnsafePointer: @retroactive @unchecked Sendable where Pointee == ProtobufCMessageDescriptor {}
 
 /// What a request matched.
 public enum RouteMatch {
@@ -89,16 +86,14 @@ public struct RouteTable: Sendable {
                     do {
                         let t = try PathTemplate(rule.path)
                         for v in t.variables {
-                            guard let f = ProtoJSON.Builder.fieldType(path: v.fieldPath, in: input), !f.repeated,
-                                  f.type != PROTOBUF_C_TYPE_MESSAGE
-                            else {
+                            guard let f = input.field(path: v.fieldPath), !f.isRepeated, f.kind != .message else {
                                 throw PathTemplate.ParseError(description: "{\(v.fieldPath.joined(separator: "."))} is not a singular scalar field of \(m.inputType)")
                             }
                         }
-                        if !rule.body.isEmpty, rule.body != "*", ProtoJSON.Builder.fieldType(path: [rule.body], in: input) == nil {
+                        if !rule.body.isEmpty, rule.body != "*", input.field(rule.body) == nil {
                             throw PathTemplate.ParseError(description: "body \(rule.body) is not a field of \(m.inputType)")
                         }
-                        if !rule.responseBody.isEmpty, ProtoJSON.Builder.fieldType(path: [rule.responseBody], in: output) == nil {
+                        if !rule.responseBody.isEmpty, output.field(rule.responseBody) == nil {
                             throw PathTemplate.ParseError(description: "response_body \(rule.responseBody) is not a field of \(m.outputType)")
                         }
                         if m.kind == .clientStreaming || m.kind == .bidirectionalStreaming {

@@ -1,7 +1,6 @@
 import BazaarCore
 import BazaarSchema
 import BazaarWire
-import CBazaarProtobufC
 
 /// What one upstream serves: its services, their methods with the IDL options, and the message
 /// descriptors to map their requests and responses. Learned from the upstream at run time (server
@@ -10,7 +9,7 @@ public struct UpstreamSchema: Sendable {
     /// The upstream's name in the gateway's configuration (`catalog`, `hello`).
     public let upstream: String
     public let services: [ServiceDescriptor]
-    private let lookup: @Sendable (String) -> UnsafePointer<ProtobufCMessageDescriptor>?
+    private let lookup: @Sendable (String) -> MessageSchema?
     /// Keeps run-time descriptors alive as long as a route or a request uses them.
     let owner: (any Sendable)?
 
@@ -22,16 +21,16 @@ public struct UpstreamSchema: Sendable {
     public init(upstream: String, schema: Schema) {
         self.upstream = upstream
         services = schema.services.filter { !Self.plumbing.contains($0.name) }
-        lookup = { schema.message($0) }
+        lookup = { schema.message($0).map(MessageSchema.init) }
         owner = schema
     }
 
     /// From compiled services (their `ProtoFile`s give the message descriptors).
     public init(upstream: String, services: [ServiceDescriptor]) {
-        var types: [String: UnsafePointer<ProtobufCMessageDescriptor>] = [:]
+        var types: [String: MessageSchema] = [:]
         for s in services {
             for file in s.file.withDependencies {
-                for t in file.messageTypes { types[t.protoMessageName] = t.protobufCDescriptor }
+                for t in file.messageTypes { types[t.protoMessageName] = MessageSchema(t.protobufCDescriptor) }
             }
         }
         self.upstream = upstream
@@ -42,5 +41,5 @@ public struct UpstreamSchema: Sendable {
     }
 
     /// A message's descriptor by full name.
-    public func message(_ name: String) -> UnsafePointer<ProtobufCMessageDescriptor>? { lookup(name) }
+    public func message(_ name: String) -> MessageSchema? { lookup(name) }
 }

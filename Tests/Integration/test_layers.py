@@ -1,0 +1,38 @@
+"""scripts/check-layers.py: the import rules of Sources/' layers hold, and a bad import is caught."""
+import pathlib
+import shutil
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "scripts" / "check-layers.py"
+
+
+def check(root):
+    return subprocess.run([sys.executable, str(SCRIPT), str(root)], capture_output=True, text=True)
+
+
+def test_the_repository_follows_the_layers():
+    p = check(ROOT)
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_planted_bad_imports_are_caught(tmp_path):
+    shutil.copytree(ROOT / "Sources", tmp_path / "Sources")
+    planted = {
+        # A service reaching around the mesh to the transport.
+        "Sources/Shop/Cart/Planted.swift": ("import BazaarTransport\n", "Cart (shop) imports BazaarTransport"),
+        # The edge handling protobuf-c itself.
+        "Sources/Edge/BazaarGateway/Planted.swift": ("import CBazaarProtobufC\n", "BazaarGateway (edge) imports CBazaarProtobufC"),
+        # The core depending on the transport above it.
+        "Sources/Runtime/BazaarCore/Planted.swift": ("@testable import BazaarTransport\n", "BazaarCore (runtime) imports BazaarTransport"),
+        # The runtime depending on the shop.
+        "Sources/Runtime/BazaarMesh/Planted.swift": ("import ShopAPI\n", "BazaarMesh (runtime) imports ShopAPI"),
+    }
+    for path, (text, _) in planted.items():
+        (tmp_path / path).write_text("// planted by test_layers.py\n" + text)
+    p = check(tmp_path)
+    assert p.returncode == 1
+    for path, (_, message) in planted.items():
+        assert f"{path}:2: {message}" in p.stdout, p.stdout
+    assert p.stdout.count("\n") == len(planted), p.stdout
