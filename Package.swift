@@ -94,6 +94,10 @@ let package = Package(
         // Status, metadata, call options, method descriptors: no I/O.
         runtime("BazaarCore", ["BazaarWire"]),
         // Event loops, sockets, TLS (OpenSSL), HTTP/2 (nghttp2) and gRPC framing: the mesh transport.
+        // Its classes mark their stored properties `@exclusivity(unchecked)`: all transport state is
+        // confined to its loop's thread, and the runtime's dynamic exclusivity checks cost about 4.7k
+        // instructions per call (callgrind, BENCHMARKS.md). That replaces -enforce-exclusivity=unchecked,
+        // an unsafe flag SwiftPM refuses in a package others depend on.
         runtime("BazaarTransport", ["BazaarCore", "CBazaarEvent", "CBazaarNghttp2", "CBazaarOpenSSL", "CBazaarZlib", "CBazaarHTTPParser"]),
         // Mesh: discovery, balancing, health, reflection, retries, breakers, bulkheads. It drives
         // the transport's channels (one per endpoint) and runs evdns on the transport's loops.

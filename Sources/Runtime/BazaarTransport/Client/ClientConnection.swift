@@ -7,13 +7,13 @@ final class ClientConnection: SocketConnection, @unchecked Sendable {
     let h2: HTTP2Session
     let configuration: ChannelConfiguration
     let authority: String
-    private var streams = StreamMap<ClientStream>()
+    @exclusivity(unchecked) private var streams = StreamMap<ClientStream>()
     /// Told once: `nil` when the connection became ready, or why it failed before that.
-    var onConnect: ((String?) -> Void)?
+    @exclusivity(unchecked) var onConnect: ((String?) -> Void)?
     /// Told when the connection stops taking new calls (GOAWAY) or closes.
-    var onUnusable: (() -> Void)?
-    private(set) var goingAway = false
-    private var keepalive: KeepalivePinger?
+    @exclusivity(unchecked) var onUnusable: (() -> Void)?
+    @exclusivity(unchecked) private(set) var goingAway = false
+    @exclusivity(unchecked) private var keepalive: KeepalivePinger?
 
     init(loop: EventLoop, fd: Int32, endpoint: Endpoint, configuration: ChannelConfiguration, tls: TLSEngine?) {
         self.h2 = HTTP2Session(server: false, settings: configuration.http2)
@@ -81,7 +81,7 @@ final class ClientConnection: SocketConnection, @unchecked Sendable {
 
 
     /// Streams whose writers wait for nghttp2 to take their data (back-pressure).
-    private var blocked = BlockedStreams<ClientStream>()
+    @exclusivity(unchecked) private var blocked = BlockedStreams<ClientStream>()
 
     func writerBlocked(_ stream: ClientStream) { blocked.add(stream) }
 

@@ -6,24 +6,24 @@ import CBazaarNghttp2
 final class ClientStream: GatedStream, @unchecked Sendable {
     // Strong: the connection drops its streams when they close or when it closes, which breaks the cycle.
     let connection: ClientConnection
-    var id: Int32 = 0
-    private var reader: MessageReader
-    private var responseEncoding: String?
-    private var status: RPCError?
-    private var sawHeaders = false
+    @exclusivity(unchecked) var id: Int32 = 0
+    @exclusivity(unchecked) private var reader: MessageReader
+    @exclusivity(unchecked) private var responseEncoding: String?
+    @exclusivity(unchecked) private var status: RPCError?
+    @exclusivity(unchecked) private var sawHeaders = false
     /// Response headers (not a Trailers-Only status) arrived: the call is committed (gRFC A6).
-    private var responseStarted = false
-    private var deadlineTimer: LoopTimer?
+    @exclusivity(unchecked) private var responseStarted = false
+    @exclusivity(unchecked) private var deadlineTimer: LoopTimer?
     private let responseMetadata: ResponseMetadata?
     private let compression: MessageCompression
     /// Receives each response message.
     private let onMessage: ([UInt8]) -> Void
     /// Receives the final status (code `.ok` on success), once.
-    private var onFinish: ((RPCError) -> Void)?
-    private var writers = WriteGate()
+    @exclusivity(unchecked) private var onFinish: ((RPCError) -> Void)?
+    @exclusivity(unchecked) private var writers = WriteGate()
 
     /// Flow-control credit of the responses (see InboundCredit).
-    private var credit = InboundCredit()
+    @exclusivity(unchecked) private var credit = InboundCredit()
     /// Streaming calls hold credit until the caller takes each response; unary calls do not.
     private let countsTakes: Bool
 
@@ -42,7 +42,7 @@ final class ClientStream: GatedStream, @unchecked Sendable {
     var isFinished: Bool { onFinish == nil }
     /// The server never processed this stream (REFUSED_STREAM, or above a GOAWAY's last id), so
     /// the call may be sent again on another connection.
-    private(set) var refused = false
+    @exclusivity(unchecked) private(set) var refused = false
     var hasWaitingWriters: Bool { !writers.isEmpty }
 
     func armDeadline(_ deadline: ContinuousClock.Instant) {

@@ -18,12 +18,12 @@ public final class GRPCChannel: ClientTransport, @unchecked Sendable {
     private let tls: TLSCredentials?
     private let interceptors: [any RPCInterceptor]
     // Loop-confined state.
-    private var subchannels: [Subchannel] = []
-    private var nextPick = 0
-    private var closed = false
+    @exclusivity(unchecked) private var subchannels: [Subchannel] = []
+    @exclusivity(unchecked) private var nextPick = 0
+    @exclusivity(unchecked) private var closed = false
     /// Reconnect after every loss and failure (with backoff) instead of waiting for the next call.
-    private var keepConnected = false
-    private var stateObserver: (@Sendable (ConnectivityState) -> Void)?
+    @exclusivity(unchecked) private var keepConnected = false
+    @exclusivity(unchecked) private var stateObserver: (@Sendable (ConnectivityState) -> Void)?
     private let published = Atomic<UInt8>(ConnectivityState.idle.rawValue)
 
     /// - Parameters:
@@ -115,7 +115,7 @@ public final class GRPCChannel: ClientTransport, @unchecked Sendable {
     private final class Waiter {
         let waitForReady: Bool
         let body: (Result<ClientConnection, RPCError>) -> Void
-        var timer: LoopTimer?
+        @exclusivity(unchecked) var timer: LoopTimer?
         init(waitForReady: Bool, body: @escaping (Result<ClientConnection, RPCError>) -> Void) {
             self.waitForReady = waitForReady
             self.body = body
@@ -124,11 +124,11 @@ public final class GRPCChannel: ClientTransport, @unchecked Sendable {
 
     private final class Subchannel {
         let endpoint: Endpoint
-        var connection: ClientConnection?
-        var connecting = false
-        var attempts = 0
-        var lastError: String?
-        var retryTimer: LoopTimer?
+        @exclusivity(unchecked) var connection: ClientConnection?
+        @exclusivity(unchecked) var connecting = false
+        @exclusivity(unchecked) var attempts = 0
+        @exclusivity(unchecked) var lastError: String?
+        @exclusivity(unchecked) var retryTimer: LoopTimer?
         init(endpoint: Endpoint) { self.endpoint = endpoint }
 
         func shutdown() {
@@ -138,7 +138,7 @@ public final class GRPCChannel: ClientTransport, @unchecked Sendable {
         }
     }
 
-    private var waiters: [Waiter] = []
+    @exclusivity(unchecked) private var waiters: [Waiter] = []
 
     /// Finds a ready connection, or connects and waits (on the loop).
     private func withConnection(waitForReady: Bool, deadline: ContinuousClock.Instant?,
@@ -269,8 +269,8 @@ public final class GRPCChannel: ClientTransport, @unchecked Sendable {
 
     /// A handle that lets a task cancel a call that lives on the loop.
     private final class CallHandle: @unchecked Sendable {
-        var stream: ClientStream?
-        var cancelled = false
+        @exclusivity(unchecked) var stream: ClientStream?
+        @exclusivity(unchecked) var cancelled = false
     }
 
     /// Starts a call on the loop: connection, stream, deadline.
@@ -365,7 +365,7 @@ public final class GRPCChannel: ClientTransport, @unchecked Sendable {
 
     /// Carries "the caller took a response" from the caller's thread to the call's stream.
     private final class TakeRelay: @unchecked Sendable {
-        weak var stream: ClientStream?  // set and read on the loop only
+        @exclusivity(unchecked) weak var stream: ClientStream?  // set and read on the loop only
     }
 
     public func streaming(_ method: MethodDescriptor, requests: RPCStream<[UInt8]>, options: CallOptions) -> RPCStream<[UInt8]> {

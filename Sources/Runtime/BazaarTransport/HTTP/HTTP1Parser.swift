@@ -25,15 +25,15 @@ final class HTTP1Parser {
         let reason: String
     }
 
-    private var parser = http_parser()
-    private var settings = http_parser_settings()
-    private var events: [Event] = []
-    private var url: [UInt8] = []
-    private var field: [UInt8] = []
-    private var value: [UInt8] = []
-    private var headers: [(name: String, value: String)] = []
-    private var inValue = false
-    private(set) var paused = false
+    @exclusivity(unchecked) private var parser = http_parser()
+    @exclusivity(unchecked) private var settings = http_parser_settings()
+    @exclusivity(unchecked) private var events: [Event] = []
+    @exclusivity(unchecked) private var url: [UInt8] = []
+    @exclusivity(unchecked) private var field: [UInt8] = []
+    @exclusivity(unchecked) private var value: [UInt8] = []
+    @exclusivity(unchecked) private var headers: [(name: String, value: String)] = []
+    @exclusivity(unchecked) private var inValue = false
+    @exclusivity(unchecked) private(set) var paused = false
 
     init() {
         http_parser_init(&parser, HTTP_REQUEST)

@@ -31,10 +31,10 @@ final class HTTPServerConnection: SocketConnection, AcceptedConnection, @uncheck
         case http1(HTTP1Parser)
         case http2(HTTP2Session)
     }
-    private var mode = Mode.detecting([])
-    private var draining = false
+    @exclusivity(unchecked) private var mode = Mode.detecting([])
+    @exclusivity(unchecked) private var draining = false
     /// The connection's one phase timer (HTTP/1.1 phases, HTTP/2 idle); see ``Phase``.
-    private var phaseTimer: LoopTimer?
+    @exclusivity(unchecked) private var phaseTimer: LoopTimer?
     private enum Phase {
         /// TLS handshake.
         case handshake
@@ -49,21 +49,21 @@ final class HTTPServerConnection: SocketConnection, AcceptedConnection, @uncheck
         /// HTTP/2: streams are open (each has its own timer).
         case streams
     }
-    private var phase = Phase.handshake
+    @exclusivity(unchecked) private var phase = Phase.handshake
     /// When the current HTTP/1.1 request's first byte came.
-    private var requestStarted = ContinuousClock.now
+    @exclusivity(unchecked) private var requestStarted = ContinuousClock.now
 
     // HTTP/1.1: one request at a time; bytes of later ones wait in `pending`.
-    private var pending: [UInt8] = []
-    private var exchange: H1Exchange?
-    private var out: [UInt8] = []
-    private var closeWhenFlushed = false
-    private var requestsServed = 0
+    @exclusivity(unchecked) private var pending: [UInt8] = []
+    @exclusivity(unchecked) private var exchange: H1Exchange?
+    @exclusivity(unchecked) private var out: [UInt8] = []
+    @exclusivity(unchecked) private var closeWhenFlushed = false
+    @exclusivity(unchecked) private var requestsServed = 0
     /// A finished request left more output than the budget: the next waits for the client to read.
-    private var waitingForDrain = false
+    @exclusivity(unchecked) private var waitingForDrain = false
 
     // HTTP/2
-    private var streams: [Int32: H2Exchange] = [:]
+    @exclusivity(unchecked) private var streams: [Int32: H2Exchange] = [:]
 
     static let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
 
@@ -473,11 +473,11 @@ final class HTTPServerConnection: SocketConnection, AcceptedConnection, @uncheck
 
 final class H1Exchange {
     let head: HTTP1Parser.Head
-    var body: [UInt8] = []
-    var dispatched = false
-    var gone = false
-    var task: Task<Void, Never>?
-    var sink: H1Sink?
+    @exclusivity(unchecked) var body: [UInt8] = []
+    @exclusivity(unchecked) var dispatched = false
+    @exclusivity(unchecked) var gone = false
+    @exclusivity(unchecked) var task: Task<Void, Never>?
+    @exclusivity(unchecked) var sink: H1Sink?
 
     init(head: HTTP1Parser.Head) { self.head = head }
 }
@@ -487,13 +487,13 @@ final class H2Exchange {
     let method: String
     let target: String
     let headers: [(name: String, value: String)]
-    var body: [UInt8] = []
-    var dispatched = false
-    var gone = false
-    var task: Task<Void, Never>?
-    var sink: H2Sink?
+    @exclusivity(unchecked) var body: [UInt8] = []
+    @exclusivity(unchecked) var dispatched = false
+    @exclusivity(unchecked) var gone = false
+    @exclusivity(unchecked) var task: Task<Void, Never>?
+    @exclusivity(unchecked) var sink: H2Sink?
     /// The stream's body, then request, deadline.
-    var timer: LoopTimer?
+    @exclusivity(unchecked) var timer: LoopTimer?
     let opened = ContinuousClock.now
 
     init(id: Int32, method: String, target: String, headers: [(name: String, value: String)]) {
@@ -508,13 +508,13 @@ final class H2Exchange {
 /// `content-length`) or chunked.
 final class H1Sink: HTTPResponseSink, @unchecked Sendable {
     /// Weak: a responder may still write after the client went away and the connection is gone.
-    private weak var connection: HTTPServerConnection?
+    @exclusivity(unchecked) private weak var connection: HTTPServerConnection?
     let isHead: Bool
-    private(set) var keepAlive: Bool
+    @exclusivity(unchecked) private(set) var keepAlive: Bool
     let version: String
-    private var chunked = false
-    private(set) var headSent = false
-    private(set) var ended = false
+    @exclusivity(unchecked) private var chunked = false
+    @exclusivity(unchecked) private(set) var headSent = false
+    @exclusivity(unchecked) private(set) var ended = false
 
     init(connection: HTTPServerConnection, isHead: Bool, keepAlive: Bool, version: String) {
         self.connection = connection
@@ -565,12 +565,12 @@ final class H1Sink: HTTPResponseSink, @unchecked Sendable {
 
 /// An HTTP/2 response: HEADERS, DATA as it comes, and the end (with trailers, if any).
 final class H2Sink: HTTPResponseSink, @unchecked Sendable {
-    private weak var connection: HTTPServerConnection?
+    @exclusivity(unchecked) private weak var connection: HTTPServerConnection?
     private let h2: HTTP2Session
     let stream: Int32
     let isHead: Bool
-    private(set) var headSent = false
-    private(set) var ended = false
+    @exclusivity(unchecked) private(set) var headSent = false
+    @exclusivity(unchecked) private(set) var ended = false
 
     init(connection: HTTPServerConnection, h2: HTTP2Session, stream: Int32, isHead: Bool) {
         self.connection = connection

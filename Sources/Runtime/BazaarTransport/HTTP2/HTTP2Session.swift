@@ -25,29 +25,29 @@ final class HTTP2Session {
     /// What a stream has queued to send. A class so that the table holds it by reference and
     /// appending never copies the buffer.
     final class Outbound {
-        var buffer: [UInt8] = []
-        var offset = 0
-        var ended = false
-        var trailers: [HeaderField]?
-        var trailersPrefix: HeaderBlock?
-        var deferred = false
+        @exclusivity(unchecked) var buffer: [UInt8] = []
+        @exclusivity(unchecked) var offset = 0
+        @exclusivity(unchecked) var ended = false
+        @exclusivity(unchecked) var trailers: [HeaderField]?
+        @exclusivity(unchecked) var trailersPrefix: HeaderBlock?
+        @exclusivity(unchecked) var deferred = false
         var pending: Int { buffer.count - offset }
     }
 
-    private var session: OpaquePointer!
-    private var events: [HTTP2Event] = []
+    @exclusivity(unchecked) private var session: OpaquePointer!
+    @exclusivity(unchecked) private var events: [HTTP2Event] = []
     /// The header block being received. HTTP/2 forbids interleaving header blocks on a
     /// connection (HEADERS + CONTINUATION are contiguous), so one buffer suffices.
-    private var block: [HeaderField] = []
-    private var blockBytes = 0
-    private var blockStream: Int32 = 0
-    private(set) var outbound = StreamMap<Outbound>()
+    @exclusivity(unchecked) private var block: [HeaderField] = []
+    @exclusivity(unchecked) private var blockBytes = 0
+    @exclusivity(unchecked) private var blockStream: Int32 = 0
+    @exclusivity(unchecked) private(set) var outbound = StreamMap<Outbound>()
     let isServer: Bool
     let settings: HTTP2Settings
     /// More values to intern (a server's method paths).
     let values: InternTable?
     /// Set when the peer broke the protocol badly enough that the connection must end.
-    private(set) var fatalError: String?
+    @exclusivity(unchecked) private(set) var fatalError: String?
 
     init(server: Bool, settings: HTTP2Settings, values: InternTable? = nil) {
         self.isServer = server

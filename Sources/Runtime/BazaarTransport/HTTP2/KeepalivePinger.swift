@@ -7,9 +7,9 @@ final class KeepalivePinger {
     private let timeout: Duration
     private let sendPing: () -> Void
     private let peerGone: () -> Void
-    private var timer: LoopTimer?
-    private var ackTimer: LoopTimer?
-    private var lastRead = ContinuousClock.now
+    @exclusivity(unchecked) private var timer: LoopTimer?
+    @exclusivity(unchecked) private var ackTimer: LoopTimer?
+    @exclusivity(unchecked) private var lastRead = ContinuousClock.now
 
     init(loop: EventLoop, interval: Duration, timeout: Duration, sendPing: @escaping () -> Void, peerGone: @escaping () -> Void) {
         self.loop = loop

@@ -17,5 +17,5 @@ public func runBlocking(_ body: @escaping @Sendable () async throws -> Void) thr
 }
 
 private final class ErrorBox: @unchecked Sendable {
-    var error: (any Error)?
+    @exclusivity(unchecked) var error: (any Error)?
 }

@@ -25,8 +25,8 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
     let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 << 10, alignment: 16)
     private let queue = Lock<[Job]>([])
     private let wakeupPending = Atomic<Bool>(false)
-    private var wakeup: OpaquePointer!
-    private var thread: pthread_t?
+    @exclusivity(unchecked) private var wakeup: OpaquePointer!
+    @exclusivity(unchecked) private var thread: pthread_t?
     private let running = Atomic<Int>(0)  // 0 new, 1 running, 2 stopped
 
     private static let threadingOnce: Void = {
@@ -145,8 +145,8 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
 
 /// A one-shot timer on a loop. Touch it only on its loop's thread.
 public final class LoopTimer {
-    private var event: OpaquePointer?
-    private var body: (() -> Void)?
+    @exclusivity(unchecked) private var event: OpaquePointer?
+    @exclusivity(unchecked) private var body: (() -> Void)?
     /// Keeps the loop's event_base alive as long as this event exists: a timer released after
     /// its loop stopped (a channel dropped after its group shut down) must not free its event
     /// into a freed base.
@@ -196,12 +196,12 @@ public final class LoopTimer {
 /// Calls back when a file descriptor is readable or writable. Touch it only on its loop's thread.
 /// Public for the data layer, whose C clients (libpq) own their sockets: the loop watches them.
 public final class IOWatcher {
-    private var readEvent: OpaquePointer?
-    private var writeEvent: OpaquePointer?
+    @exclusivity(unchecked) private var readEvent: OpaquePointer?
+    @exclusivity(unchecked) private var writeEvent: OpaquePointer?
     private let onReadable: () -> Void
     private let onWritable: () -> Void
-    private var reading = false
-    private var writing = false
+    @exclusivity(unchecked) private var reading = false
+    @exclusivity(unchecked) private var writing = false
     /// Keeps the event_base alive while the events exist (see ``LoopTimer``).
     private let loop: EventLoop
 

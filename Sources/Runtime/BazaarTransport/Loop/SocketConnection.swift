@@ -8,21 +8,21 @@ class SocketConnection: @unchecked Sendable {
     let fd: Int32
     let tls: TLSEngine?
     let peerAddress: String
-    private var watcher: IOWatcher!
-    private var outBuffer: [UInt8] = []
-    private var outOffset = 0
-    private var flushScheduled = false
-    private(set) var isClosed = false
-    private(set) var isReady = false
+    @exclusivity(unchecked) private var watcher: IOWatcher!
+    @exclusivity(unchecked) private var outBuffer: [UInt8] = []
+    @exclusivity(unchecked) private var outOffset = 0
+    @exclusivity(unchecked) private var flushScheduled = false
+    @exclusivity(unchecked) private(set) var isClosed = false
+    @exclusivity(unchecked) private(set) var isReady = false
     /// Above this many unsent bytes, the subclass is not asked for more output until the socket drains.
     let writeHighWater = 1 << 20
     /// The subclass stopped reading (input back-pressure); see ``pauseReading()``.
-    private(set) var readingPaused = false
+    @exclusivity(unchecked) private(set) var readingPaused = false
     /// A peer that takes none of the pending output for this long is cut off (`nil`: never).
     /// Set by the subclass before ``start(connecting:)``.
-    var writeStallTimeout: Duration?
-    private var stallTimer: LoopTimer?
-    private var lastWriteProgress = ContinuousClock.now
+    @exclusivity(unchecked) var writeStallTimeout: Duration?
+    @exclusivity(unchecked) private var stallTimer: LoopTimer?
+    @exclusivity(unchecked) private var lastWriteProgress = ContinuousClock.now
 
     init(loop: EventLoop, fd: Int32, tls: TLSEngine?, peerAddress: String) {
         self.loop = loop
@@ -33,7 +33,7 @@ class SocketConnection: @unchecked Sendable {
 
     /// Which side of the mesh this connection is, for ``TransportObserver``.
     var isServerSide: Bool { false }
-    private var observer: (any TransportObserver)?
+    @exclusivity(unchecked) private var observer: (any TransportObserver)?
 
     /// Registers the socket with the loop. Call on the loop thread.
     func start(connecting: Bool = false) {
@@ -50,7 +50,7 @@ class SocketConnection: @unchecked Sendable {
         }
     }
 
-    private var connecting = true
+    @exclusivity(unchecked) private var connecting = true
 
     private func socketConnected() {
         connecting = false
@@ -295,8 +295,8 @@ class SocketConnection: @unchecked Sendable {
         }
     }
 
-    private var lingering = false
-    private var lingerTimer: LoopTimer?
+    @exclusivity(unchecked) private var lingering = false
+    @exclusivity(unchecked) private var lingerTimer: LoopTimer?
 
     /// Reads and drops what a closing peer still sends, until it closes.
     private func drainLinger() {
@@ -310,7 +310,7 @@ class SocketConnection: @unchecked Sendable {
         }
     }
 
-    private var released = false
+    @exclusivity(unchecked) private var released = false
 
     /// Frees the socket and gives back the connection's hold on itself.
     private func release() {

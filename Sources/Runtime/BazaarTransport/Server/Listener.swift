@@ -61,15 +61,15 @@ final class Listener: @unchecked Sendable {
     typealias Make = (_ loop: EventLoop, _ fd: Int32, _ peer: String, _ tls: TLSEngine?,
                       _ onClose: @escaping (AnyObject) -> Void) -> AcceptedConnection
     let loop: EventLoop
-    private var fd: Int32
+    @exclusivity(unchecked) private var fd: Int32
     private let tls: TLSCredentials?
     private let make: Make
     private let admission: ConnectionAdmission?
-    private var watcher: IOWatcher?
-    private var connections: [ObjectIdentifier: AcceptedConnection] = [:]
-    private var drained: (() -> Void)?
-    private var backoff: Duration = .zero
-    private var backoffTimer: LoopTimer?
+    @exclusivity(unchecked) private var watcher: IOWatcher?
+    @exclusivity(unchecked) private var connections: [ObjectIdentifier: AcceptedConnection] = [:]
+    @exclusivity(unchecked) private var drained: (() -> Void)?
+    @exclusivity(unchecked) private var backoff: Duration = .zero
+    @exclusivity(unchecked) private var backoffTimer: LoopTimer?
 
     init(loop: EventLoop, fd: Int32, tls: TLSCredentials?, admission: ConnectionAdmission?, make: @escaping Make) {
         self.loop = loop

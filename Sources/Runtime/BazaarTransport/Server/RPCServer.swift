@@ -144,7 +144,7 @@ public final class RPCServer: Sendable {
 /// supervisor or kubelet sending SIGTERM again, a second Ctrl-C) must not kill it between the end
 /// of the drain and a clean exit.
 final class SignalWatcher: @unchecked Sendable {
-    private var events: [OpaquePointer] = []
+    @exclusivity(unchecked) private var events: [OpaquePointer] = []
     private let signals: [Int32]
     private let fired = Atomic<Bool>(false)
     private let action: () -> Void

@@ -25,17 +25,17 @@ final class ServerConnection: SocketConnection, @unchecked Sendable {
     override var isServerSide: Bool { true }
     let shared: ServerShared
     let h2: HTTP2Session
-    private var streams = StreamMap<ServerStream>()
+    @exclusivity(unchecked) private var streams = StreamMap<ServerStream>()
     private let onClose: (ServerConnection) -> Void
-    private(set) var draining = false
+    @exclusivity(unchecked) private(set) var draining = false
     /// The GOAWAY naming the last accepted stream is out: once no stream is left, close.
-    private var finalGoAwaySent = false
-    private var idleTimer: LoopTimer?
-    private var ageTimer: LoopTimer?
-    private var lastPingAt: ContinuousClock.Instant?
+    @exclusivity(unchecked) private var finalGoAwaySent = false
+    @exclusivity(unchecked) private var idleTimer: LoopTimer?
+    @exclusivity(unchecked) private var ageTimer: LoopTimer?
+    @exclusivity(unchecked) private var lastPingAt: ContinuousClock.Instant?
     /// The server's own keepalive: finds clients that vanished without closing.
-    private var keepalive: KeepalivePinger?
-    private var pingStrikes = 0
+    @exclusivity(unchecked) private var keepalive: KeepalivePinger?
+    @exclusivity(unchecked) private var pingStrikes = 0
 
     init(loop: EventLoop, fd: Int32, peer: String, shared: ServerShared, tls: TLSEngine?, onClose: @escaping (ServerConnection) -> Void) {
         self.shared = shared
@@ -92,7 +92,7 @@ final class ServerConnection: SocketConnection, @unchecked Sendable {
     }
 
     /// Streams whose writers wait for nghttp2 to take their data (back-pressure).
-    private var blocked = BlockedStreams<ServerStream>()
+    @exclusivity(unchecked) private var blocked = BlockedStreams<ServerStream>()
 
     func writerBlocked(_ stream: ServerStream) { blocked.add(stream) }
 
@@ -232,7 +232,7 @@ final class ServerConnection: SocketConnection, @unchecked Sendable {
 
     // MARK: draining
 
-    private var drainTimer: LoopTimer?
+    @exclusivity(unchecked) private var drainTimer: LoopTimer?
 
     /// Graceful close: GOAWAY so the client sends no new calls, let in-flight calls finish, and
     /// close when they have (or when `grace` runs out).

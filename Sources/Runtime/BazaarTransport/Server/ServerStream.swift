@@ -9,21 +9,21 @@ final class ServerStream: GatedStream, @unchecked Sendable {
     private let connection: ServerConnection
     let id: Int32
     private let acceptsGzip: Bool
-    private var reader: MessageReader
-    private var handler: RPCHandler?
-    private var context: ServerContext?
-    private var task: Task<Void, Never>?
-    private var deadlineTimer: LoopTimer?
+    @exclusivity(unchecked) private var reader: MessageReader
+    @exclusivity(unchecked) private var handler: RPCHandler?
+    @exclusivity(unchecked) private var context: ServerContext?
+    @exclusivity(unchecked) private var task: Task<Void, Never>?
+    @exclusivity(unchecked) private var deadlineTimer: LoopTimer?
     /// Unary: the request message, once complete.
-    private var unaryRequest: [UInt8]?
+    @exclusivity(unchecked) private var unaryRequest: [UInt8]?
     /// Streaming: where request messages go.
-    private var requests: RPCStream<[UInt8]>.Continuation?
-    private var headersSent = false
+    @exclusivity(unchecked) private var requests: RPCStream<[UInt8]>.Continuation?
+    @exclusivity(unchecked) private var headersSent = false
     /// A unary handler's response, waiting to go out with the status.
-    private var unaryResponse: [UInt8]?
-    private(set) var isFinished = false
-    private var requestDone = false
-    private var writers = WriteGate()
+    @exclusivity(unchecked) private var unaryResponse: [UInt8]?
+    @exclusivity(unchecked) private(set) var isFinished = false
+    @exclusivity(unchecked) private var requestDone = false
+    @exclusivity(unchecked) private var writers = WriteGate()
 
     init(connection: ServerConnection, id: Int32, acceptsGzip: Bool) {
         self.connection = connection
@@ -48,7 +48,7 @@ final class ServerStream: GatedStream, @unchecked Sendable {
 
     // MARK: inbound flow control (see InboundCredit)
 
-    private var credit = InboundCredit()
+    @exclusivity(unchecked) private var credit = InboundCredit()
 
     private func settleCredit() {
         let give = credit.settle(all: isFinished || requests == nil)
@@ -196,7 +196,7 @@ final class ServerStream: GatedStream, @unchecked Sendable {
     // MARK: outbound
 
     /// `grpc-encoding` of the response, fixed when the headers go out.
-    private var responseEncoding = MessageCompression.identity
+    @exclusivity(unchecked) private var responseEncoding = MessageCompression.identity
 
     private func sendHeaders() {
         headersSent = true

@@ -95,11 +95,11 @@ public final class TLSCredentials: Sendable {
 final class TLSReloadWatcher: @unchecked Sendable {
     private let loop: EventLoop
     // Weak: the credentials own their watcher.
-    private weak var credentials: TLSCredentials?
+    @exclusivity(unchecked) private weak var credentials: TLSCredentials?
     private let interval: Duration?
-    private var timer: LoopTimer?
-    private var signal: SignalWatcher?
-    private var stopped = false
+    @exclusivity(unchecked) private var timer: LoopTimer?
+    @exclusivity(unchecked) private var signal: SignalWatcher?
+    @exclusivity(unchecked) private var stopped = false
 
     init(loop: EventLoop, credentials: TLSCredentials, interval: Duration?, onSIGHUP: Bool) {
         self.loop = loop

@@ -12,14 +12,14 @@ final class TLSEngine {
     }
 
     private let ssl: OpaquePointer
-    private var rbio: OpaquePointer
-    private var wbio: OpaquePointer
+    @exclusivity(unchecked) private var rbio: OpaquePointer
+    @exclusivity(unchecked) private var wbio: OpaquePointer
     private let context: TLSContext
-    private(set) var handshakeComplete = false
+    @exclusivity(unchecked) private(set) var handshakeComplete = false
     /// The peer's `spiffe://` URI SAN, once the handshake is done.
-    private(set) var peerIdentity: String?
+    @exclusivity(unchecked) private(set) var peerIdentity: String?
     /// The ALPN protocol agreed on (`h2`, `http/1.1`), once the handshake is done.
-    private(set) var negotiatedProtocol: String?
+    @exclusivity(unchecked) private(set) var negotiatedProtocol: String?
 
     /// - Parameter serverName: client side: the SNI name, and when no SPIFFE ID is expected, the
     ///   DNS name the server certificate must carry. ``TLSConfiguration/serverHostname`` wins over it.
