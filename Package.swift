@@ -128,7 +128,7 @@ let package = Package(
 
         // The shop's services: business logic on the data layer, behind the generated protocols.
         // They see the mesh only through generated clients (any ClientTransport).
-        shop("ShopKit", ["ShopAPI", "WellKnownTypes", "BazaarCore", "BazaarPostgres", "BazaarRedis", "BazaarTelemetry"]),
+        shop("ShopKit", ["ShopAPI", "WellKnownTypes", "BazaarCore", "BazaarAuth", "BazaarPostgres", "BazaarRedis", "BazaarTelemetry"]),
         shop("Catalog", ["ShopKit", "ShopAPI", "BazaarAuth", "BazaarPostgres", "BazaarTelemetry"]),
         shop("Accounts", ["ShopKit", "ShopAPI", "BazaarAuth", "BazaarPostgres", "BazaarTelemetry"]),
         shop("Cart", ["ShopKit", "ShopAPI", "BazaarAuth", "BazaarRedis", "BazaarTelemetry"]),

@@ -88,9 +88,12 @@ struct JWTCommand: ParsableCommand {
         var ttl: Int = 900
         @Option(name: .customLong("role"), help: "A role (repeatable).")
         var roles: [String] = []
+        @Option(help: "Key id (`kid`) to put in the header (default: the key's thumbprint, the id the gateway and the services give a key listed without one).")
+        var kid: String?
 
         func run() throws {
-            let k = try JWTKey(pem: String(contentsOfFile: key, encoding: .utf8))
+            let pem = try JWTKey(pem: String(contentsOfFile: key, encoding: .utf8))
+            let k = pem.withKeyID(kid ?? pem.thumbprint)
             print(try JWT.issue(subject: sub, issuer: iss, audience: aud, lifetime: ttl, roles: roles, key: k))
         }
     }

@@ -6,6 +6,7 @@ import BazaarTransport
 import BazaarWire
 import CBazaarProtobufC
 import Foundation
+import ShopKit
 
 /// `bazaar call`: a gRPC client for the mesh, driven by server reflection (grpcurl's job, with
 /// the mesh's identities by default).

@@ -8,6 +8,7 @@ import BazaarTelemetry
 import BazaarTransport
 import Foundation
 import ShopAPI
+import ShopKit
 import Synchronization
 
 /// The shop's services as compiled into this program: for `--openapi` (docs/openapi.json) only;

@@ -116,8 +116,9 @@ def test_jwt_rules(shop, gw):
 
 
 def test_a_token_from_bazaar_jwt_sign_with_its_defaults_is_accepted(shop, gw):
-    """`bazaar jwt sign` used to sign with issuer `bazaar-accounts`, which every service and the
-    gateway refuse (they require BAZAAR_JWT_ISSUER, default `bazaar`)."""
+    """`bazaar jwt sign` used to sign with issuer `bazaar-accounts` and key id `k1`, which every
+    service and the gateway refuse (they require BAZAAR_JWT_ISSUER, default `bazaar`, and know a key
+    listed without an id by its thumbprint)."""
     token = subprocess.run([binary("bazaar"), "jwt", "sign", "--key", str(shop.dir / "jwt" / "jwt-key.pem"), "--sub", str(uuid.uuid4())],
                            capture_output=True, text=True, check=True).stdout.strip()
     assert http(gw, "GET", "/v1/cart", token=token)[0] == 200
