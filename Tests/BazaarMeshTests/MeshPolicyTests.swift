@@ -195,6 +195,18 @@ final class FakeCandidate: PickCandidate, @unchecked Sendable {
         #expect(d.loadBalancing == .p2c && d.retry.maxAttempts == 3 && d.deadlineMargin == .milliseconds(5))
     }
 
+    /// BAZAAR_TLS_RELOAD_INTERVAL used to reach servers only: the channel side's reader was never
+    /// called, so channels always checked their files every 10 s whatever the setting said.
+    @Test func channelsTakeTheTLSReloadIntervalFromTheEnvironment() throws {
+        let env = ["BAZAAR_TLS_RELOAD_INTERVAL": "2s", "BAZAAR_CART_TLS_RELOAD_INTERVAL": "0"]
+        let c = try MeshConfiguration.fromEnvironment(upstream: "catalog", environment: env)
+        #expect(c.tlsReloadInterval == .seconds(2))
+        #expect(try MeshConfiguration.fromEnvironment(upstream: "cart", environment: env).tlsReloadInterval == nil)
+        #expect(MeshConfiguration().tlsReloadInterval == .seconds(10))
+        let channel = try MeshChannel(target: "127.0.0.1:1", security: .plaintext, mesh: c)
+        #expect(channel.connectionConfiguration.tlsReloadInterval == .seconds(2))
+    }
+
     @Test func badValuesNameTheVariable() {
         for (key, value) in [("BAZAAR_LB_POLICY", "random"), ("BAZAAR_RETRY_MAX_ATTEMPTS", "x"), ("BAZAAR_RETRY_CODES", "NOPE"),
                              ("BAZAAR_DNS_REFRESH", "5 parsecs"), ("BAZAAR_HEALTH_CHECK", "maybe")]

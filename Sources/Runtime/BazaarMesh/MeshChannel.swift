@@ -22,6 +22,8 @@ public final class MeshChannel: ClientTransport, Sendable {
     private let targetName: String
     public let configuration: MeshConfiguration
     private let connection: ChannelConfiguration
+    /// The settings each endpoint's connection gets (for diagnostics and tests).
+    var connectionConfiguration: ChannelConfiguration { connection }
     /// Loaded once and shared by the connections to every endpoint (and reloaded once).
     private let credentials: TLSCredentials?
     private let group: EventLoopGroup
@@ -63,6 +65,7 @@ public final class MeshChannel: ClientTransport, Sendable {
         targetName = parsed.description
         configuration = mesh
         var base = connection ?? ChannelConfiguration(endpoints: [], security: security)
+        if connection == nil { base.tlsReloadInterval = mesh.tlsReloadInterval }
         base.security = security
         if case .mutualTLS(var tls) = security, case .dns(let host, _, _) = parsed, tls.serverHostname == nil, tls.expectedServerIdentity == nil {
             // Endpoints are addresses; the certificate is checked against the name asked for.

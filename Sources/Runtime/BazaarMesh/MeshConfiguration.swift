@@ -35,6 +35,8 @@ public struct MeshConfiguration: Sendable {
     /// Calls in flight to this upstream at most (0: no cap), and what happens past the cap.
     public var maxConcurrentCalls = 0
     public var bulkheadOverflow = Bulkhead.Overflow.fail
+    /// How often the channel's certificate, key and CA files are checked for changes; `nil`: never.
+    public var tlsReloadInterval: Duration? = .seconds(10)
 
     public init() {}
 
@@ -51,6 +53,7 @@ public struct MeshConfiguration: Sendable {
             }
             c.loadBalancing = p
         }
+        if let v = env["TLS_RELOAD_INTERVAL"] { c.tlsReloadInterval = v == "0" ? nil : try env.duration("TLS_RELOAD_INTERVAL") }
         c.dnsNameserver = env["DNS_SERVER"]
         c.dnsRefreshInterval = try env.duration("DNS_REFRESH") ?? c.dnsRefreshInterval
         c.dnsMinimumRefreshInterval = try env.duration("DNS_MIN_REFRESH") ?? c.dnsMinimumRefreshInterval
@@ -156,11 +159,5 @@ public enum MeshServerEnvironment {
         var all = services + [health as any RPCService]
         if try env.bool("REFLECTION") ?? true { all.append(ReflectionService(serving: all)) }
         return (health, all)
-    }
-
-    /// The client side's TLS reload interval, from the same variable.
-    public static func apply(to c: inout ChannelConfiguration, environment: [String: String] = Environment.current) throws(RPCError) {
-        let env = Environment(environment, upstream: nil)
-        if let v = env["TLS_RELOAD_INTERVAL"] { c.tlsReloadInterval = v == "0" ? nil : try env.duration("TLS_RELOAD_INTERVAL") }
     }
 }
