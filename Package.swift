@@ -108,7 +108,7 @@ let package = Package(
         runtime("BazaarPostgres", ["BazaarCore", "BazaarTransport", "CBazaarPQ"]),
         runtime("BazaarRedis", ["BazaarCore", "BazaarTransport", "CBazaarHiredis"]),
         // Passwords (argon2id) and access tokens (JWS EdDSA): for accounts and the gateway.
-        runtime("BazaarAuth", ["BazaarCore", "CBazaarArgon2", "CBazaarOpenSSL"]),
+        runtime("BazaarAuth", ["BazaarCore", "BazaarWire", "CBazaarArgon2", "CBazaarOpenSSL"]),
         // Sending mail: a small SMTP client for the notifications service.
         runtime("BazaarSMTP", []),
         // Schemas at run time: protobuf-c descriptors and method tables built from

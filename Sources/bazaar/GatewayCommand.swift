@@ -13,8 +13,7 @@ import Synchronization
 
 /// The shop's services as compiled into this program: for `--openapi` (docs/openapi.json) only;
 /// the running gateway learns them from the services themselves.
-let shopServices = [Shop_V1_CatalogService.descriptor, Shop_V1_AccountsService.descriptor, Shop_V1_CartService.descriptor,
-                    Shop_V1_OrdersService.descriptor, Shop_V1_NotificationsService.descriptor]
+let shopServices = ShopService.allCases.map(\.descriptor)
 
 /// `bazaar gateway`: the edge gateway in front of the shop.
 struct GatewayCommand: ParsableCommand {

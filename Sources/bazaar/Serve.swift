@@ -15,20 +15,6 @@ import Orders
 import ShopKit
 
 /// The shop's services, with the port each listens on by default.
-enum ShopService: String, ExpressibleByArgument, CaseIterable, Sendable {
-    case catalog, accounts, cart, orders, notifications
-
-    var defaultPort: Int {
-        switch self {
-        case .catalog: 9101
-        case .accounts: 9102
-        case .cart: 9103
-        case .orders: 9104
-        case .notifications: 9105
-        }
-    }
-}
-
 /// `bazaar serve <service>`: one shop service as a process.
 struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(

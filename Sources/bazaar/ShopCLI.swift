@@ -32,13 +32,13 @@ struct ShopOptions: ParsableArguments {
 /// Connections to the services and the saved session.
 final class ShopConnection: @unchecked Sendable {
     let options: ShopOptions
-    private var channels: [String: MeshChannel] = [:]
+    private var channels: [ShopService: MeshChannel] = [:]
 
     init(_ options: ShopOptions) { self.options = options }
 
-    func channel(_ service: String, port: Int) throws -> MeshChannel {
+    func channel(_ service: ShopService) throws -> MeshChannel {
         if let c = channels[service] { return c }
-        let target = ProcessEnvironment.current["BAZAAR_\(service.uppercased())_TARGET"] ?? "127.0.0.1:\(port)"
+        let target = ProcessEnvironment.current["BAZAAR_\(service.rawValue.uppercased())_TARGET"] ?? "127.0.0.1:\(service.defaultPort)"
         var mesh = MeshConfiguration()
         mesh.healthCheck = false
         let c = try MeshChannel(target: target, security: .mutualTLS(.mesh(directory: options.certs, service: options.identity)), mesh: mesh)
@@ -46,11 +46,11 @@ final class ShopConnection: @unchecked Sendable {
         return c
     }
 
-    var catalog: Shop_V1_CatalogService.Client { get throws { .init(transport: try channel("catalog", port: 9101)) } }
-    var accounts: Shop_V1_AccountsService.Client { get throws { .init(transport: try channel("accounts", port: 9102)) } }
-    var cart: Shop_V1_CartService.Client { get throws { .init(transport: try channel("cart", port: 9103)) } }
-    var orders: Shop_V1_OrdersService.Client { get throws { .init(transport: try channel("orders", port: 9104)) } }
-    var notifications: Shop_V1_NotificationsService.Client { get throws { .init(transport: try channel("notifications", port: 9105)) } }
+    var catalog: Shop_V1_CatalogService.Client { get throws { .init(transport: try channel(.catalog)) } }
+    var accounts: Shop_V1_AccountsService.Client { get throws { .init(transport: try channel(.accounts)) } }
+    var cart: Shop_V1_CartService.Client { get throws { .init(transport: try channel(.cart)) } }
+    var orders: Shop_V1_OrdersService.Client { get throws { .init(transport: try channel(.orders)) } }
+    var notifications: Shop_V1_NotificationsService.Client { get throws { .init(transport: try channel(.notifications)) } }
 
     func shutdown() async { for c in channels.values { await c.shutdown() } }
 

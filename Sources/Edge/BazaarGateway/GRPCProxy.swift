@@ -1,6 +1,7 @@
 import BazaarAuth
 import BazaarCore
 import BazaarTransport
+import BazaarWire
 import Foundation
 
 /// gRPC and gRPC-Web at the edge: requests with an `application/grpc*` content type go to the
@@ -47,7 +48,7 @@ extension Gateway {
                 var frame: [UInt8] = [0x80]
                 frame += Self.bigEndian(UInt32(text.utf8.count))
                 frame += Array(text.utf8)
-                writer.writeBody(flavor == .webText ? Array(Data(frame).base64EncodedString().utf8) : frame)
+                writer.writeBody(flavor == .webText ? Array(Base64.encode(frame).utf8) : frame)
                 writer.end()
             }
         }
@@ -59,10 +60,10 @@ extension Gateway {
         }
         var body = request.body
         if flavor == .webText {
-            guard let decoded = Data(base64Encoded: String(decoding: body, as: UTF8.self).filter { !$0.isWhitespace }) else {
+            guard let decoded = Base64.decode(String(decoding: body, as: UTF8.self).filter { !$0.isWhitespace }, alphabet: .standard) else {
                 return finish(RPCError(.invalidArgument, "the grpc-web-text body is not base64"), sentHead: false)
             }
-            body = Array(decoded)
+            body = decoded
         }
         var reader = MessageReader(maxMessageSize: Int.max)
         reader.append(body)
@@ -91,8 +92,8 @@ extension Gateway {
         var options = CallOptions(timeout: deadline(request, method))
         for (name, value) in request.headers where !Self.notForwarded.contains(name) && !name.hasPrefix("x-bazaar-") && !name.hasPrefix(":") {
             if name.hasSuffix("-bin") {
-                if let bytes = Data(base64Encoded: value.padding(toLength: (value.count + 3) / 4 * 4, withPad: "=", startingAt: 0)) {
-                    options.metadata.add(name, binary: Array(bytes))
+                if let bytes = Base64.decode(value, alphabet: .standard) {
+                    options.metadata.add(name, binary: bytes)
                 }
             } else {
                 options.metadata.add(name, value)
@@ -102,7 +103,7 @@ extension Gateway {
 
         func frame(_ message: [UInt8]) -> [UInt8] {
             let f = (try? MessageWriter.frame(message, compression: .identity)) ?? []
-            return flavor == .webText ? Array(Data(f).base64EncodedString().utf8) : f
+            return flavor == .webText ? Array(Base64.encode(f).utf8) : f
         }
         var sentHead = false
         do {

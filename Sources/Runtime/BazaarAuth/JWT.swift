@@ -1,3 +1,4 @@
+import BazaarWire
 import CBazaarOpenSSL
 import Foundation
 
@@ -265,17 +266,11 @@ public enum JWT {
         return Claims(values: claims)
     }
 
-    public static func base64url(_ data: Data) -> String { base64url(Array(data)) }
-
-    public static func base64url(_ bytes: [UInt8]) -> String {
-        Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
-            .replacingOccurrences(of: "=", with: "")
-    }
+    /// base64url without padding, as JWS writes every part.
+    public static func base64url(_ bytes: some Collection<UInt8>) -> String { Base64.encode(bytes, alphabet: .url, padding: false) }
 
     static func base64urlDecode(_ text: Substring) -> [UInt8]? {
-        guard text.allSatisfy({ $0.isLetter && $0.isASCII || $0.isNumber && $0.isASCII || $0 == "-" || $0 == "_" }) else { return nil }
-        var s = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
-        while s.count % 4 != 0 { s += "=" }
-        return Data(base64Encoded: s).map { Array($0) }
+        // JWS parts have no padding: a `=` is as malformed as any character outside the alphabet.
+        text.utf8.contains(UInt8(ascii: "=")) ? nil : Base64.decode(text, alphabet: .url)
     }
 }

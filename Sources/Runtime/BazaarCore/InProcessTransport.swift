@@ -21,12 +21,6 @@ public struct InProcessTransport: ClientTransport {
                              deadline: timeout.map { ContinuousClock.now.advanced(by: $0) }, peerIdentity: nil)
     }
 
-    static func status(_ error: any Error) -> RPCError {
-        if let e = error as? RPCError { return e }
-        if error is CancellationError { return RPCError(.cancelled, "call cancelled") }
-        return RPCError(.unknown, "\(error)")
-    }
-
     public func unary(_ method: MethodDescriptor, request: [UInt8], options: CallOptions) async throws -> [UInt8] {
         let h = try handler(method)
         do {
@@ -43,7 +37,7 @@ public struct InProcessTransport: ClientTransport {
                 return first
             }
         } catch {
-            throw Self.status(error)
+            throw RPCError(error)
         }
     }
 
@@ -67,7 +61,7 @@ public struct InProcessTransport: ClientTransport {
                 }
                 continuation.finish()
             } catch {
-                continuation.finish(throwing: Self.status(error))
+                continuation.finish(throwing: RPCError(error))
             }
         }
         continuation.onTermination = { _ in task.cancel() }

@@ -147,31 +147,5 @@ public struct RouteTable: Sendable {
     }
 
     /// RFC 3986 percent-decoding of one segment; `nil` for malformed escapes or invalid UTF-8.
-    static func percentDecode(_ s: String) -> String? {
-        // (On the bytes: String.contains(String) goes through Foundation's search, which showed
-        // up in the gateway's profile.)
-        guard s.utf8.contains(UInt8(ascii: "%")) else { return s }
-        var out: [UInt8] = []
-        var bytes = Array(s.utf8)[...]
-        while let b = bytes.first {
-            bytes = bytes.dropFirst()
-            if b == UInt8(ascii: "%") {
-                guard bytes.count >= 2, let hi = hex(bytes[bytes.startIndex]), let lo = hex(bytes[bytes.startIndex + 1]) else { return nil }
-                out.append(hi << 4 | lo)
-                bytes = bytes.dropFirst(2)
-            } else {
-                out.append(b)
-            }
-        }
-        return String(validating: out, as: UTF8.self)
-    }
-
-    static func hex(_ b: UInt8) -> UInt8? {
-        switch b {
-        case 48...57: b - 48
-        case 65...70: b - 55
-        case 97...102: b - 87
-        default: nil
-        }
-    }
+    static func percentDecode(_ s: String) -> String? { PercentEncoding.decode(s) }
 }

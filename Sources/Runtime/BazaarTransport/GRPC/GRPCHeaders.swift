@@ -1,5 +1,5 @@
 import BazaarCore
-import CBazaarOpenSSL
+import BazaarWire
 
 /// The header rules of gRPC over HTTP/2 (`doc/PROTOCOL-HTTP2.md`): timeouts, status messages and
 /// metadata. Pure functions, tested without a connection. Public for the edge gateway's gRPC
@@ -62,31 +62,7 @@ public enum GRPCHeaders {
     }
 
     /// Decodes a status message, leaving malformed escapes as they are (the spec asks for leniency).
-    static func percentDecode(_ s: String) -> String {
-        let bytes = Array(s.utf8)
-        var out: [UInt8] = []
-        out.reserveCapacity(bytes.count)
-        var i = 0
-        while i < bytes.count {
-            if bytes[i] == 0x25, i + 2 < bytes.count + 0, let h = hex(bytes[i + 1]), let l = hex(bytes[i + 2]) {
-                out.append(h << 4 | l)
-                i += 3
-            } else {
-                out.append(bytes[i])
-                i += 1
-            }
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
-
-    private static func hex(_ c: UInt8) -> UInt8? {
-        switch c {
-        case 0x30...0x39: c - 0x30
-        case 0x41...0x46: c - 0x41 + 10
-        case 0x61...0x66: c - 0x61 + 10
-        default: nil
-        }
-    }
+    static func percentDecode(_ s: String) -> String { PercentEncoding.decode(s, lenient: true) ?? s }
 
     // MARK: metadata
 
@@ -150,27 +126,11 @@ public enum GRPCHeaders {
         String(s.drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\t" }.reversed())
     }
 
-    /// Base64 without padding (what gRPC emits), through OpenSSL's encoder.
-    static func base64(_ bytes: [UInt8]) -> String {
-        guard !bytes.isEmpty else { return "" }
-        var out = [UInt8](repeating: 0, count: (bytes.count + 2) / 3 * 4 + 1)
-        let n = Int(EVP_EncodeBlock(&out, bytes, Int32(bytes.count)))
-        var end = n
-        while end > 0 && out[end - 1] == UInt8(ascii: "=") { end -= 1 }
-        return String(decoding: out[0..<end], as: UTF8.self)
-    }
+    /// Base64 without padding (what gRPC emits).
+    static func base64(_ bytes: [UInt8]) -> String { Base64.encode(bytes, alphabet: .standard, padding: false) }
 
     /// Decodes padded or unpadded base64; `nil` when it is not base64.
-    static func unbase64(_ s: String) -> [UInt8]? {
-        var input = Array(s.utf8)
-        if input.isEmpty { return [] }
-        while input.count % 4 != 0 { input.append(UInt8(ascii: "=")) }
-        let padding = input.suffix(2).filter { $0 == UInt8(ascii: "=") }.count
-        var out = [UInt8](repeating: 0, count: input.count / 4 * 3)
-        let n = Int(EVP_DecodeBlock(&out, input, Int32(input.count)))
-        guard n >= 0 else { return nil }
-        return Array(out[0..<(n - padding)])
-    }
+    static func unbase64(_ s: String) -> [UInt8]? { Base64.decode(s, alphabet: .standard) }
 }
 
 extension String {

@@ -206,7 +206,7 @@ public enum ProtoJSON {
         case PROTOBUF_C_TYPE_BOOL: .bool(at.load(as: Int32.self) != 0)
         case PROTOBUF_C_TYPE_STRING: .string(at.load(as: UnsafePointer<CChar>?.self).map { String(cString: $0) } ?? "")
         case PROTOBUF_C_TYPE_BYTES:
-            { let b = at.load(as: ProtobufCBinaryData.self); return .string(Data(UnsafeBufferPointer(start: b.data, count: b.len)).base64EncodedString()) }()
+            { let b = at.load(as: ProtobufCBinaryData.self); return .string(Base64.encode(UnsafeBufferPointer(start: b.data, count: b.len))) }()
         default: .null
         }
     }
@@ -432,8 +432,8 @@ public enum ProtoJSON {
             guard let c = try? arena.cString(s) else { throw JSONMappingError("\(path): strings cannot contain U+0000") }
             p.storeBytes(of: UnsafePointer(c), as: UnsafePointer<CChar>.self)
         case PROTOBUF_C_TYPE_BYTES:
-            guard case .string(let s) = v, let data = base64(s) else { throw fail("base64") }
-            p.storeBytes(of: arena.binary(Array(data)), as: ProtobufCBinaryData.self)
+            guard case .string(let s) = v, let data = Base64.decode(s) else { throw fail("base64") }
+            p.storeBytes(of: arena.binary(data), as: ProtobufCBinaryData.self)
         case PROTOBUF_C_TYPE_ENUM:
             let e = f.descriptor!.assumingMemoryBound(to: ProtobufCEnumDescriptor.self)
             if String(cString: e.pointee.name) == "google.protobuf.NullValue" { p.storeBytes(of: Int32(0), as: Int32.self); return }
@@ -486,13 +486,6 @@ public enum ProtoJSON {
         case .string(let s): return Double(s).flatMap { $0.isFinite ? $0 : nil }
         default: return nil
         }
-    }
-
-    /// Standard or URL-safe base64, with or without padding.
-    static func base64(_ s: String) -> Data? {
-        var t = s.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
-        while t.count % 4 != 0 { t += "=" }
-        return Data(base64Encoded: t)
     }
 }
 

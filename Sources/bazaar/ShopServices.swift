@@ -1,0 +1,31 @@
+import ArgumentParser
+import BazaarCore
+import ShopAPI
+
+/// The shop's services: the one list `serve`, `gateway` (its default upstreams, `--openapi`) and
+/// `shop` read.
+enum ShopService: String, ExpressibleByArgument, CaseIterable, Sendable {
+    case catalog, accounts, cart, orders, notifications
+
+    /// Where `make up` runs it, and where the others look for it without BAZAAR_<NAME>_TARGET.
+    var defaultPort: Int {
+        switch self {
+        case .catalog: 9101
+        case .accounts: 9102
+        case .cart: 9103
+        case .orders: 9104
+        case .notifications: 9105
+        }
+    }
+
+    /// Its API, as compiled into this program.
+    var descriptor: ServiceDescriptor {
+        switch self {
+        case .catalog: Shop_V1_CatalogService.descriptor
+        case .accounts: Shop_V1_AccountsService.descriptor
+        case .cart: Shop_V1_CartService.descriptor
+        case .orders: Shop_V1_OrdersService.descriptor
+        case .notifications: Shop_V1_NotificationsService.descriptor
+        }
+    }
+}
