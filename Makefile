@@ -3,13 +3,14 @@ SHELL := /bin/bash
 SWIFT ?= swift
 CODEGEN := .build/debug/bazaar-codegen
 
-.PHONY: help deps python-env build codegen generate check-generated test up down image fuzz bench bench-rpc bench-mesh bench-shop bench-gateway certs describe clean
+.PHONY: help deps python-env build codegen generate check-generated lint test up down image fuzz bench bench-rpc bench-mesh bench-shop bench-gateway certs describe clean
 
 help:
 	@echo "make up        build and run the shop in the background: PostgreSQL, Redis, an SMTP sink, the five services, demo data"
 	@echo "make down      stop everything make up started (data stays in .run/)"
 	@echo "make test      install test dependencies and run every test"
 	@echo "make generate  regenerate all committed generated code (.proto files, Kubernetes workloads)"
+	@echo "make lint      swift format lint over hand-written Swift (scripts/lint.sh --fix reformats)"
 	@echo "make image     build the container image localhost/bazaar:dev with podman (TAG=...)"
 	@echo "make fuzz      fuzz every network parser, FUZZ_SECONDS=60 each (FUZZ_TARGETS=\"http1 json\" for some)"
 	@echo "make bench     run the codec benchmark and print the figures for BENCHMARKS.md"
@@ -36,6 +37,9 @@ generate: deps python-env
 	@# The OpenAPI document comes from the gateway's route table (so from the compiled IDL).
 	@$(SWIFT) build --product bazaar 2>&1 | grep -E 'error|Build' | tail -1
 	@.build/debug/bazaar gateway --openapi | python3 -m json.tool --indent 2 > docs/openapi.json && echo "generate: docs/openapi.json"
+
+lint:
+	@bash scripts/lint.sh
 
 check-generated: deps
 	@bash scripts/generate.sh --check

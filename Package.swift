@@ -20,9 +20,12 @@ func cLibrary(_ name: String, pkgConfig: String?, apt: [String]) -> Target {
 /// Generated code for a set of .proto files: the protobuf-c layer `C<name>` and the Swift layer.
 func generated(_ name: String, dependsOn: [String]) -> [Target] {
     let cDependencies: [Target.Dependency] = ["CBazaarProtobufC"] + dependsOn.map { .target(name: "C" + $0) }
-    let swiftDependencies: [Target.Dependency] = [.target(name: "C" + name), "BazaarWire", "BazaarCore"] + dependsOn.map { .target(name: $0) }
-    return [.target(name: "C" + name, dependencies: cDependencies, path: "Sources/Generated/C\(name)"),
-            .target(name: name, dependencies: swiftDependencies, path: "Sources/Generated/\(name)")]
+    let swiftDependencies: [Target.Dependency] =
+        [.target(name: "C" + name), "BazaarWire", "BazaarCore"] + dependsOn.map { .target(name: $0) }
+    return [
+        .target(name: "C" + name, dependencies: cDependencies, path: "Sources/Generated/C\(name)"),
+        .target(name: name, dependencies: swiftDependencies, path: "Sources/Generated/\(name)"),
+    ]
 }
 
 func runtime(_ name: String, _ dependencies: [Target.Dependency]) -> Target {
@@ -65,7 +68,7 @@ let package = Package(
     ],
     dependencies: [
         // The one Swift package the product links: command-line parsing for the executables.
-        .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2")
     ],
     targets: [
         // C engines from Debian.
@@ -82,11 +85,17 @@ let package = Package(
         // The IDL compiler: parser -> resolved model -> emitters. Nothing at run time.
         .target(name: "BazaarCodeGen", path: "codegen/BazaarCodeGen"),
         .executableTarget(name: "bazaar-codegen", dependencies: ["BazaarCodeGen"], path: "codegen/bazaar-codegen"),
-        .plugin(name: "GenerateCode",
-                capability: .command(intent: .custom(verb: "generate-code",
-                                                     description: "Generate Swift and protobuf-c sources from the package's .proto files"),
-                                     permissions: [.writeToPackageDirectory(reason: "It writes the generated sources into the targets proto/bazaar-codegen.json names.")]),
-                dependencies: ["bazaar-codegen"], path: "codegen/GenerateCode"),
+        .plugin(
+            name: "GenerateCode",
+            capability: .command(
+                intent: .custom(
+                    verb: "generate-code",
+                    description: "Generate Swift and protobuf-c sources from the package's .proto files"),
+                permissions: [
+                    .writeToPackageDirectory(
+                        reason: "It writes the generated sources into the targets proto/bazaar-codegen.json names.")
+                ]),
+            dependencies: ["bazaar-codegen"], path: "codegen/GenerateCode"),
 
         // Runtime.
         // The protobuf-c message runtime and the proto3 JSON mapping.
@@ -98,7 +107,9 @@ let package = Package(
         // confined to its loop's thread, and the runtime's dynamic exclusivity checks cost about 4.7k
         // instructions per call (callgrind, BENCHMARKS.md). That replaces -enforce-exclusivity=unchecked,
         // an unsafe flag SwiftPM refuses in a package others depend on.
-        runtime("BazaarTransport", ["BazaarCore", "CBazaarEvent", "CBazaarNghttp2", "CBazaarOpenSSL", "CBazaarZlib", "CBazaarHTTPParser"]),
+        runtime(
+            "BazaarTransport",
+            ["BazaarCore", "CBazaarEvent", "CBazaarNghttp2", "CBazaarOpenSSL", "CBazaarZlib", "CBazaarHTTPParser"]),
         // Mesh: discovery, balancing, health, reflection, retries, breakers, bulkheads. It drives
         // the transport's channels (one per endpoint) and runs evdns on the transport's loops.
         runtime("BazaarMesh", ["BazaarCore", "BazaarTransport", "GRPCProtos", "CBazaarEvent"]),
@@ -117,69 +128,110 @@ let package = Package(
 
         // Generated code (DO NOT EDIT; `make generate` recreates it).
     ] + generated("WellKnownTypes", dependsOn: [])
-      + generated("BazaarOptions", dependsOn: ["WellKnownTypes"])
-      + generated("GRPCProtos", dependsOn: ["WellKnownTypes"])
-      + generated("OTLPProtos", dependsOn: [])
-      + generated("ShopAPI", dependsOn: ["WellKnownTypes", "BazaarOptions"]) + [
+        + generated("BazaarOptions", dependsOn: ["WellKnownTypes"])
+        + generated("GRPCProtos", dependsOn: ["WellKnownTypes"])
+        + generated("OTLPProtos", dependsOn: [])
+        + generated("ShopAPI", dependsOn: ["WellKnownTypes", "BazaarOptions"]) + [
 
-        // Edge: REST/JSON and gRPC-Web to RPCs, routes learned from the services' schemas.
-        .target(name: "BazaarGateway", dependencies: ["BazaarCore", "BazaarWire", "BazaarSchema", "BazaarTransport", "BazaarAuth"],
+            // Edge: REST/JSON and gRPC-Web to RPCs, routes learned from the services' schemas.
+            .target(
+                name: "BazaarGateway",
+                dependencies: ["BazaarCore", "BazaarWire", "BazaarSchema", "BazaarTransport", "BazaarAuth"],
                 path: "Sources/Edge/BazaarGateway"),
 
-        // The shop's services: business logic on the data layer, behind the generated protocols.
-        // They see the mesh only through generated clients (any ClientTransport).
-        shop("ShopKit", ["ShopAPI", "WellKnownTypes", "BazaarCore", "BazaarAuth", "BazaarPostgres", "BazaarRedis", "BazaarTelemetry"]),
-        shop("Catalog", ["ShopKit", "ShopAPI", "BazaarAuth", "BazaarPostgres", "BazaarTelemetry"]),
-        shop("Accounts", ["ShopKit", "ShopAPI", "BazaarAuth", "BazaarPostgres", "BazaarTelemetry"]),
-        shop("Cart", ["ShopKit", "ShopAPI", "BazaarAuth", "BazaarRedis", "BazaarTelemetry"]),
-        shop("Orders", ["ShopKit", "ShopAPI", "BazaarAuth", "BazaarPostgres", "BazaarRedis", "BazaarTelemetry"]),
-        shop("Notifications", ["ShopKit", "ShopAPI", "BazaarAuth", "BazaarPostgres", "BazaarRedis", "BazaarSMTP", "BazaarTelemetry"]),
+            // The shop's services: business logic on the data layer, behind the generated protocols.
+            // They see the mesh only through generated clients (any ClientTransport).
+            shop(
+                "ShopKit",
+                [
+                    "ShopAPI", "WellKnownTypes", "BazaarCore", "BazaarAuth", "BazaarPostgres", "BazaarRedis",
+                    "BazaarTelemetry",
+                ]),
+            shop("Catalog", ["ShopKit", "ShopAPI", "BazaarAuth", "BazaarPostgres", "BazaarTelemetry"]),
+            shop("Accounts", ["ShopKit", "ShopAPI", "BazaarAuth", "BazaarPostgres", "BazaarTelemetry"]),
+            shop("Cart", ["ShopKit", "ShopAPI", "BazaarAuth", "BazaarRedis", "BazaarTelemetry"]),
+            shop("Orders", ["ShopKit", "ShopAPI", "BazaarAuth", "BazaarPostgres", "BazaarRedis", "BazaarTelemetry"]),
+            shop(
+                "Notifications",
+                ["ShopKit", "ShopAPI", "BazaarAuth", "BazaarPostgres", "BazaarRedis", "BazaarSMTP", "BazaarTelemetry"]),
 
-        // gRPC's interop TestService and BenchmarkService, and the interop client's test cases.
-        .target(name: "BazaarInterop", dependencies: ["BazaarCore", "BazaarTransport", "GRPCProtos"], path: "Sources/Interop/BazaarInterop"),
-        .executableTarget(name: "interop-server", dependencies: ["BazaarInterop", "BazaarTransport", "BazaarMesh", argumentParser],
-                          path: "Sources/Interop/interop-server"),
-        .executableTarget(name: "interop-client", dependencies: ["BazaarInterop", "BazaarTransport", argumentParser],
-                          path: "Sources/Interop/interop-client"),
+            // gRPC's interop TestService and BenchmarkService, and the interop client's test cases.
+            .target(
+                name: "BazaarInterop", dependencies: ["BazaarCore", "BazaarTransport", "GRPCProtos"],
+                path: "Sources/Interop/BazaarInterop"),
+            .executableTarget(
+                name: "interop-server",
+                dependencies: ["BazaarInterop", "BazaarTransport", "BazaarMesh", argumentParser],
+                path: "Sources/Interop/interop-server"),
+            .executableTarget(
+                name: "interop-client", dependencies: ["BazaarInterop", "BazaarTransport", argumentParser],
+                path: "Sources/Interop/interop-client"),
 
-        // The one CLI: certs, jwt, password, serve <service>, gateway, call, seed, load.
-        .executableTarget(name: "bazaar", dependencies: [
-            "BazaarTransport", "BazaarAuth", "BazaarMesh", "BazaarTelemetry", "BazaarPostgres", "BazaarRedis", "BazaarSchema",
-            "ShopKit", "ShopAPI", "Catalog", "Accounts", "Cart", "Orders", "Notifications", "BazaarGateway", argumentParser]),
+            // The one CLI: certs, jwt, password, serve <service>, gateway, call, seed, load.
+            .executableTarget(
+                name: "bazaar",
+                dependencies: [
+                    "BazaarTransport", "BazaarAuth", "BazaarMesh", "BazaarTelemetry", "BazaarPostgres", "BazaarRedis",
+                    "BazaarSchema",
+                    "ShopKit", "ShopAPI", "Catalog", "Accounts", "Cart", "Orders", "Notifications", "BazaarGateway",
+                    argumentParser,
+                ]),
 
-        // Test-only generated code for the conformance and oracle tests.
-        .target(name: "CConformanceProtos", dependencies: ["CBazaarProtobufC", "CWellKnownTypes"],
+            // Test-only generated code for the conformance and oracle tests.
+            .target(
+                name: "CConformanceProtos", dependencies: ["CBazaarProtobufC", "CWellKnownTypes"],
                 path: "Tests/Generated/CConformanceProtos"),
-        .target(name: "ConformanceProtos", dependencies: ["CConformanceProtos", "WellKnownTypes", "BazaarWire", "BazaarCore"],
+            .target(
+                name: "ConformanceProtos",
+                dependencies: ["CConformanceProtos", "WellKnownTypes", "BazaarWire", "BazaarCore"],
                 path: "Tests/Generated/ConformanceProtos"),
-        .executableTarget(name: "wire-conformance-driver",
-                          dependencies: ["ConformanceProtos", "ShopAPI", "GRPCProtos", "BazaarWire"],
-                          path: "Tests/WireConformanceDriver"),
+            .executableTarget(
+                name: "wire-conformance-driver",
+                dependencies: ["ConformanceProtos", "ShopAPI", "GRPCProtos", "BazaarWire"],
+                path: "Tests/WireConformanceDriver"),
 
-        // Replicas and load for the mesh's integration tests (tests/fixtures protos only).
-        .executableTarget(name: "mesh-test", dependencies: [
-            "BazaarMesh", "BazaarTelemetry", "BazaarTransport", "ConformanceProtos", argumentParser], path: "Tests/MeshTest"),
-        // Fuzz targets for every parser that reads network bytes; the libFuzzer driver (`make fuzz`,
-        // a corpus replayer in normal builds) and the replay test in `make test` share them.
-        .target(name: "FuzzTargets", dependencies: ["ConformanceProtos", "ShopAPI", "BazaarWire", "BazaarCore", "BazaarTransport",
-                                                    "BazaarAuth", "BazaarRedis", "CBazaarHiredis", "ShopKit", "BazaarSMTP",
-                                                    "BazaarPostgres", "CBazaarPQ"],
+            // Replicas and load for the mesh's integration tests (tests/fixtures protos only).
+            .executableTarget(
+                name: "mesh-test",
+                dependencies: [
+                    "BazaarMesh", "BazaarTelemetry", "BazaarTransport", "ConformanceProtos", argumentParser,
+                ], path: "Tests/MeshTest"),
+            // Fuzz targets for every parser that reads network bytes; the libFuzzer driver (`make fuzz`,
+            // a corpus replayer in normal builds) and the replay test in `make test` share them.
+            .target(
+                name: "FuzzTargets",
+                dependencies: [
+                    "ConformanceProtos", "ShopAPI", "BazaarWire", "BazaarCore", "BazaarTransport",
+                    "BazaarAuth", "BazaarRedis", "CBazaarHiredis", "ShopKit", "BazaarSMTP",
+                    "BazaarPostgres", "CBazaarPQ",
+                ],
                 path: "Tests/Fuzz/Targets"),
-        .executableTarget(name: "bazaar-fuzz", dependencies: ["FuzzTargets"], path: "Tests/Fuzz/Driver"),
-        .testTarget(name: "FuzzReplayTests", dependencies: ["FuzzTargets"]),
+            .executableTarget(name: "bazaar-fuzz", dependencies: ["FuzzTargets"], path: "Tests/Fuzz/Driver"),
+            .testTarget(name: "FuzzReplayTests", dependencies: ["FuzzTargets"]),
 
-        .testTarget(name: "BazaarCodeGenTests", dependencies: ["BazaarCodeGen"]),
-        .testTarget(name: "BazaarCoreTests", dependencies: ["BazaarCore", "GRPCProtos", "ShopAPI"]),
-        .testTarget(name: "BazaarMeshTests", dependencies: ["BazaarMesh", "BazaarTransport", "BazaarCore", "GRPCProtos"]),
-        .testTarget(name: "BazaarTelemetryTests", dependencies: ["BazaarTelemetry", "BazaarCore"]),
-        .testTarget(name: "BazaarPostgresTests", dependencies: ["BazaarPostgres", "BazaarTransport"]),
-        .testTarget(name: "BazaarRedisTests", dependencies: ["BazaarRedis", "BazaarTransport"]),
-        .testTarget(name: "BazaarAuthTests", dependencies: ["BazaarAuth", "BazaarCore", "ShopAPI"]),
-        .testTarget(name: "BazaarGatewayTests", dependencies: ["BazaarGateway", "BazaarSchema", "BazaarCore", "BazaarWire", "ShopAPI"]),
-        .testTarget(name: "BazaarSchemaTests", dependencies: ["BazaarSchema", "BazaarWire", "BazaarCore", "ShopAPI", "GRPCProtos", "WellKnownTypes", "ConformanceProtos"]),
-        .testTarget(name: "ShopTests", dependencies: ["ShopKit", "Orders", "BazaarSMTP", "ShopAPI", "WellKnownTypes", "BazaarCore"]),
-        .testTarget(name: "BazaarTransportTests", dependencies: ["BazaarTransport", "BazaarCore", "BazaarWire"]),
-        .testTarget(name: "BazaarWireTests",
-                    dependencies: ["BazaarWire", "ConformanceProtos", "ShopAPI", "GRPCProtos", "WellKnownTypes"]),
-    ]
+            .testTarget(name: "BazaarCodeGenTests", dependencies: ["BazaarCodeGen"]),
+            .testTarget(name: "BazaarCoreTests", dependencies: ["BazaarCore", "GRPCProtos", "ShopAPI"]),
+            .testTarget(
+                name: "BazaarMeshTests", dependencies: ["BazaarMesh", "BazaarTransport", "BazaarCore", "GRPCProtos"]),
+            .testTarget(name: "BazaarTelemetryTests", dependencies: ["BazaarTelemetry", "BazaarCore"]),
+            .testTarget(name: "BazaarPostgresTests", dependencies: ["BazaarPostgres", "BazaarTransport"]),
+            .testTarget(name: "BazaarRedisTests", dependencies: ["BazaarRedis", "BazaarTransport"]),
+            .testTarget(name: "BazaarAuthTests", dependencies: ["BazaarAuth", "BazaarCore", "ShopAPI"]),
+            .testTarget(
+                name: "BazaarGatewayTests",
+                dependencies: ["BazaarGateway", "BazaarSchema", "BazaarCore", "BazaarWire", "ShopAPI"]),
+            .testTarget(
+                name: "BazaarSchemaTests",
+                dependencies: [
+                    "BazaarSchema", "BazaarWire", "BazaarCore", "ShopAPI", "GRPCProtos", "WellKnownTypes",
+                    "ConformanceProtos",
+                ]),
+            .testTarget(
+                name: "ShopTests",
+                dependencies: ["ShopKit", "Orders", "BazaarSMTP", "ShopAPI", "WellKnownTypes", "BazaarCore"]),
+            .testTarget(name: "BazaarTransportTests", dependencies: ["BazaarTransport", "BazaarCore", "BazaarWire"]),
+            .testTarget(
+                name: "BazaarWireTests",
+                dependencies: ["BazaarWire", "ConformanceProtos", "ShopAPI", "GRPCProtos", "WellKnownTypes"]),
+        ]
 )

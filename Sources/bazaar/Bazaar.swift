@@ -9,7 +9,10 @@ struct Bazaar: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bazaar",
         abstract: "Bazaar: run and operate the shop's services.",
-        subcommands: [Serve.self, GatewayCommand.self, CallCommand.self, Seed.self, ShopCommand.self, Load.self, Certs.self, JWTCommand.self, PasswordCommand.self])
+        subcommands: [
+            Serve.self, GatewayCommand.self, CallCommand.self, Seed.self, ShopCommand.self, Load.self, Certs.self,
+            JWTCommand.self, PasswordCommand.self,
+        ])
 }
 
 /// `bazaar certs`: a development mesh PKI.
@@ -39,7 +42,9 @@ struct Certs: ParsableCommand {
 
     mutating func validate() throws {
         guard days > 0 else { throw ValidationError("--days must be positive") }
-        guard !trustDomain.isEmpty, !trustDomain.contains("/") else { throw ValidationError("--trust-domain must be a bare domain, e.g. bazaar.local") }
+        guard !trustDomain.isEmpty, !trustDomain.contains("/") else {
+            throw ValidationError("--trust-domain must be a bare domain, e.g. bazaar.local")
+        }
     }
 
     func run() throws {
@@ -58,7 +63,8 @@ struct JWTCommand: ParsableCommand {
         subcommands: [Keygen.self, Sign.self, Verify.self])
 
     struct Keygen: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Write a new Ed25519 key pair: <dir>/jwt-key.pem (0600) and <dir>/jwt-pub.pem.")
+        static let configuration = CommandConfiguration(
+            abstract: "Write a new Ed25519 key pair: <dir>/jwt-key.pem (0600) and <dir>/jwt-pub.pem.")
 
         @Option(help: "Folder for the files.")
         var dir: String = ".run/jwt"
@@ -66,8 +72,10 @@ struct JWTCommand: ParsableCommand {
         func run() throws {
             let key = try JWTKey.generate()
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-            let priv = "\(dir)/jwt-key.pem", pub = "\(dir)/jwt-pub.pem"
-            FileManager.default.createFile(atPath: priv, contents: Data((key.privateKeyPEM ?? "").utf8), attributes: [.posixPermissions: 0o600])
+            let priv = "\(dir)/jwt-key.pem"
+            let pub = "\(dir)/jwt-pub.pem"
+            FileManager.default.createFile(
+                atPath: priv, contents: Data((key.privateKeyPEM ?? "").utf8), attributes: [.posixPermissions: 0o600])
             try Data(key.publicKeyPEM.utf8).write(to: URL(fileURLWithPath: pub))
             print("wrote \(priv)\nwrote \(pub)")
         }
@@ -88,7 +96,10 @@ struct JWTCommand: ParsableCommand {
         var ttl: Int = 900
         @Option(name: .customLong("role"), help: "A role (repeatable).")
         var roles: [String] = []
-        @Option(help: "Key id (`kid`) to put in the header (default: the key's thumbprint, the id the gateway and the services give a key listed without one).")
+        @Option(
+            help:
+                "Key id (`kid`) to put in the header (default: the key's thumbprint, the id the gateway and the services give a key listed without one)."
+        )
         var kid: String?
 
         func run() throws {
@@ -129,7 +140,8 @@ struct JWTCommand: ParsableCommand {
 struct PasswordCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "password",
-        abstract: "Hash a password with argon2id, or check one against a hash. The password is read from standard input.",
+        abstract:
+            "Hash a password with argon2id, or check one against a hash. The password is read from standard input.",
         subcommands: [Hash.self, Check.self])
 
     static func readPassword() -> String {
@@ -137,12 +149,14 @@ struct PasswordCommand: ParsableCommand {
     }
 
     struct Hash: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Print the argon2id hash of the password on standard input.")
+        static let configuration = CommandConfiguration(
+            abstract: "Print the argon2id hash of the password on standard input.")
         func run() throws { print(try PasswordHasher().hash(PasswordCommand.readPassword())) }
     }
 
     struct Check: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Exit 0 when the password on standard input matches the hash, 1 otherwise.")
+        static let configuration = CommandConfiguration(
+            abstract: "Exit 0 when the password on standard input matches the hash, 1 otherwise.")
         @Argument(help: "An encoded argon2id hash ($argon2id$v=19$...).")
         var hash: String
         func run() throws {

@@ -50,7 +50,9 @@ struct CallCommand: ParsableCommand {
     @Option(help: "The mesh identity to present (its certificate and key from BAZAAR_TLS_DIR).")
     var identity: String = "client"
 
-    @Option(name: .customLong("server-identity"), help: "The SPIFFE identity the server must have (spiffe://... or a service name).")
+    @Option(
+        name: .customLong("server-identity"),
+        help: "The SPIFFE identity the server must have (spiffe://... or a service name).")
     var serverIdentity: String?
 
     @Flag(help: "Plaintext HTTP/2 (h2c) instead of mutual TLS.")
@@ -66,7 +68,9 @@ struct CallCommand: ParsableCommand {
         guard !what.isEmpty else { throw ValidationError("say what to do: list, describe SYMBOL, or SERVICE/METHOD") }
         if what[0] == "describe", what.count != 2 { throw ValidationError("describe takes one symbol") }
         if what[0] == "list", what.count > 2 { throw ValidationError("list takes at most one service") }
-        if what[0] != "list", what[0] != "describe", what.count != 1 { throw ValidationError("unexpected arguments after the method: \(what.dropFirst())") }
+        if what[0] != "list", what[0] != "describe", what.count != 1 {
+            throw ValidationError("unexpected arguments after the method: \(what.dropFirst())")
+        }
         for h in header where !h.contains(":") { throw ValidationError("-H '\(h)': expected 'name: value'") }
     }
 
@@ -90,18 +94,24 @@ struct CallCommand: ParsableCommand {
         var security: TransportSecurity = .plaintext
         if !plaintext {
             var tls = TLSConfiguration.mesh(directory: env["TLS_DIR"] ?? ".run/certs", service: identity)
-            if let s = serverIdentity { tls.expectedServerIdentity = s.hasPrefix("spiffe://") ? s : "spiffe://\(env.trustDomain)/\(s)" }
+            if let s = serverIdentity {
+                tls.expectedServerIdentity = s.hasPrefix("spiffe://") ? s : "spiffe://\(env.trustDomain)/\(s)"
+            }
             security = .mutualTLS(tls)
         }
         let channel = try MeshChannel(target: target, security: security)
         defer { Task { await channel.shutdown() } }
         let reflection = ReflectionClient(transport: channel)
         let timeout = try deadline.map { text -> Duration in
-            guard let d = Environment.parseDuration(text) else { throw RPCError(.invalidArgument, "--deadline \(text): expected e.g. 5s or 250ms") }
+            guard let d = Environment.parseDuration(text) else {
+                throw RPCError(.invalidArgument, "--deadline \(text): expected e.g. 5s or 250ms")
+            }
             return d
         }
         let fixed: [[UInt8]]? = try descriptors.map { path in
-            guard let bytes = FileManager.default.contents(atPath: path) else { throw RPCError(.invalidArgument, "--descriptors: cannot read \(path)") }
+            guard let bytes = FileManager.default.contents(atPath: path) else {
+                throw RPCError(.invalidArgument, "--descriptors: cannot read \(path)")
+            }
             return try Schema(descriptorSet: Array(bytes)).pool.files.map { try $0.serializedBytes() }
         }
 
@@ -125,7 +135,9 @@ struct CallCommand: ParsableCommand {
         }
     }
 
-    func call(_ name: String, channel: MeshChannel, reflection: ReflectionClient, fixed: [[UInt8]]?, timeout: Duration?) async throws {
+    func call(_ name: String, channel: MeshChannel, reflection: ReflectionClient, fixed: [[UInt8]]?, timeout: Duration?)
+        async throws
+    {
         // SERVICE/METHOD, or SERVICE.METHOD as grpcurl also takes.
         let parts: (String, String)
         if let slash = name.lastIndex(of: "/") {
@@ -139,7 +151,9 @@ struct CallCommand: ParsableCommand {
         let schema = try await Self.schema(fixed, reflection, service)
         guard let s = schema.service(service) else { throw RPCError(.notFound, "the server has no service \(service)") }
         guard let method = s.methods.first(where: { $0.method == parts.1 }) else {
-            throw RPCError(.notFound, "\(service) has no method \(parts.1); it has \(s.methods.map(\.method).joined(separator: ", "))")
+            throw RPCError(
+                .notFound,
+                "\(service) has no method \(parts.1); it has \(s.methods.map(\.method).joined(separator: ", "))")
         }
         guard let input = schema.message(method.inputType), let output = schema.message(method.outputType) else {
             throw RPCError(.internal, "the message types of \(method.path) are missing from the schema")
@@ -158,7 +172,9 @@ struct CallCommand: ParsableCommand {
         case let d?: text = Array(d.utf8)
         }
         let json: JSONValue
-        do { json = try JSONValue.parse(text) } catch { throw RPCError(.invalidArgument, "the request is not JSON: \(error)") }
+        do { json = try JSONValue.parse(text) } catch {
+            throw RPCError(.invalidArgument, "the request is not JSON: \(error)")
+        }
         let streamingIn = method.kind == .clientStreaming || method.kind == .bidirectionalStreaming
         let items: [JSONValue]
         switch json {
@@ -175,11 +191,14 @@ struct CallCommand: ParsableCommand {
             }
         }
 
-        var options = CallOptions(timeout: timeout ?? (method.kind == .serverStreaming || method.kind == .bidirectionalStreaming ? nil : .seconds(10)))
+        var options = CallOptions(
+            timeout: timeout
+                ?? (method.kind == .serverStreaming || method.kind == .bidirectionalStreaming ? nil : .seconds(10)))
         for h in header {
             let colon = h.firstIndex(of: ":")!
-            options.metadata.add(String(h[..<colon]).trimmingCharacters(in: .whitespaces),
-                                 String(h[h.index(after: colon)...]).trimmingCharacters(in: .whitespaces))
+            options.metadata.add(
+                String(h[..<colon]).trimmingCharacters(in: .whitespaces),
+                String(h[h.index(after: colon)...]).trimmingCharacters(in: .whitespaces))
         }
         func show(_ bytes: [UInt8]) throws {
             let value = try ProtoJSON.encode(bytes, as: output)
@@ -190,10 +209,13 @@ struct CallCommand: ParsableCommand {
             return
         }
         let sent = requests
-        for try await reply in channel.streaming(method, requests: RPCStream { c in
-            for r in sent { c.yield(r) }
-            c.finish()
-        }, options: options) {
+        for try await reply in channel.streaming(
+            method,
+            requests: RPCStream { c in
+                for r in sent { c.yield(r) }
+                c.finish()
+            }, options: options)
+        {
             try show(reply)
         }
     }
@@ -210,11 +232,16 @@ struct CallCommand: ParsableCommand {
         if let s = schema.service(symbol) {
             var out = "service \(s.name) {\n"
             for m in s.methods {
-                let input = (m.kind == .clientStreaming || m.kind == .bidirectionalStreaming ? "stream " : "") + m.inputType
-                let output = (m.kind == .serverStreaming || m.kind == .bidirectionalStreaming ? "stream " : "") + m.outputType
+                let input =
+                    (m.kind == .clientStreaming || m.kind == .bidirectionalStreaming ? "stream " : "") + m.inputType
+                let output =
+                    (m.kind == .serverStreaming || m.kind == .bidirectionalStreaming ? "stream " : "") + m.outputType
                 out += "  rpc \(m.method)(\(input)) returns (\(output));\n"
-                for h in m.options.http { out += "    // \(h.method) \(h.path)\(h.body.isEmpty ? "" : " body: \(h.body)")\n" }
-                out += "    // auth: \(m.options.auth.level.rawValue)\(m.options.auth.roles.isEmpty ? "" : " roles: \(m.options.auth.roles.joined(separator: ","))")"
+                for h in m.options.http {
+                    out += "    // \(h.method) \(h.path)\(h.body.isEmpty ? "" : " body: \(h.body)")\n"
+                }
+                out +=
+                    "    // auth: \(m.options.auth.level.rawValue)\(m.options.auth.roles.isEmpty ? "" : " roles: \(m.options.auth.roles.joined(separator: ","))")"
                 if let d = m.options.defaultDeadline { out += ", deadline: \(d)" }
                 out += m.options.idempotency.isRetrySafe ? ", retry-safe\n" : "\n"
             }
@@ -223,11 +250,17 @@ struct CallCommand: ParsableCommand {
         if let d = schema.message(symbol) {
             var out = "message \(symbol) {\n"
             for f in UnsafeBufferPointer(start: d.pointee.fields, count: Int(d.pointee.n_fields)) {
-                let label = f.label == PROTOBUF_C_LABEL_REPEATED ? "repeated " : f.label == PROTOBUF_C_LABEL_OPTIONAL ? "optional " : ""
+                let label =
+                    f.label == PROTOBUF_C_LABEL_REPEATED
+                    ? "repeated " : f.label == PROTOBUF_C_LABEL_OPTIONAL ? "optional " : ""
                 let type: String
                 switch f.type {
-                case PROTOBUF_C_TYPE_MESSAGE: type = String(cString: f.descriptor.assumingMemoryBound(to: ProtobufCMessageDescriptor.self).pointee.name)
-                case PROTOBUF_C_TYPE_ENUM: type = String(cString: f.descriptor.assumingMemoryBound(to: ProtobufCEnumDescriptor.self).pointee.name)
+                case PROTOBUF_C_TYPE_MESSAGE:
+                    type = String(
+                        cString: f.descriptor.assumingMemoryBound(to: ProtobufCMessageDescriptor.self).pointee.name)
+                case PROTOBUF_C_TYPE_ENUM:
+                    type = String(
+                        cString: f.descriptor.assumingMemoryBound(to: ProtobufCEnumDescriptor.self).pointee.name)
                 default: type = Self.scalarNames[f.type.rawValue] ?? "?"
                 }
                 out += "  \(label)\(type) \(String(cString: f.name)) = \(f.id);\n"
@@ -236,21 +269,31 @@ struct CallCommand: ParsableCommand {
         }
         if let e = schema.pool.enums[symbol] {
             var out = "enum \(symbol) {\n"
-            for v in UnsafeBufferPointer(start: e.pointee.values, count: Int(e.pointee.n_values)) { out += "  \(String(cString: v.name)) = \(v.value);\n" }
+            for v in UnsafeBufferPointer(start: e.pointee.values, count: Int(e.pointee.n_values)) {
+                out += "  \(String(cString: v.name)) = \(v.value);\n"
+            }
             return out + "}"
         }
         for s in schema.services {
-            if let m = s.methods.first(where: { "\(s.name).\($0.method)" == symbol }) { return describe(s.name, in: schema).split(separator: "\n").filter { $0.contains(" \(m.method)(") }.joined() }
+            if let m = s.methods.first(where: { "\(s.name).\($0.method)" == symbol }) {
+                return describe(s.name, in: schema).split(separator: "\n").filter { $0.contains(" \(m.method)(") }
+                    .joined()
+            }
         }
         return "\(symbol): not found in the schema"
     }
 
     static let scalarNames: [UInt32: String] = [
-        PROTOBUF_C_TYPE_INT32.rawValue: "int32", PROTOBUF_C_TYPE_SINT32.rawValue: "sint32", PROTOBUF_C_TYPE_SFIXED32.rawValue: "sfixed32",
-        PROTOBUF_C_TYPE_INT64.rawValue: "int64", PROTOBUF_C_TYPE_SINT64.rawValue: "sint64", PROTOBUF_C_TYPE_SFIXED64.rawValue: "sfixed64",
-        PROTOBUF_C_TYPE_UINT32.rawValue: "uint32", PROTOBUF_C_TYPE_FIXED32.rawValue: "fixed32", PROTOBUF_C_TYPE_UINT64.rawValue: "uint64",
-        PROTOBUF_C_TYPE_FIXED64.rawValue: "fixed64", PROTOBUF_C_TYPE_FLOAT.rawValue: "float", PROTOBUF_C_TYPE_DOUBLE.rawValue: "double",
-        PROTOBUF_C_TYPE_BOOL.rawValue: "bool", PROTOBUF_C_TYPE_STRING.rawValue: "string", PROTOBUF_C_TYPE_BYTES.rawValue: "bytes",
+        PROTOBUF_C_TYPE_INT32.rawValue: "int32", PROTOBUF_C_TYPE_SINT32.rawValue: "sint32",
+        PROTOBUF_C_TYPE_SFIXED32.rawValue: "sfixed32",
+        PROTOBUF_C_TYPE_INT64.rawValue: "int64", PROTOBUF_C_TYPE_SINT64.rawValue: "sint64",
+        PROTOBUF_C_TYPE_SFIXED64.rawValue: "sfixed64",
+        PROTOBUF_C_TYPE_UINT32.rawValue: "uint32", PROTOBUF_C_TYPE_FIXED32.rawValue: "fixed32",
+        PROTOBUF_C_TYPE_UINT64.rawValue: "uint64",
+        PROTOBUF_C_TYPE_FIXED64.rawValue: "fixed64", PROTOBUF_C_TYPE_FLOAT.rawValue: "float",
+        PROTOBUF_C_TYPE_DOUBLE.rawValue: "double",
+        PROTOBUF_C_TYPE_BOOL.rawValue: "bool", PROTOBUF_C_TYPE_STRING.rawValue: "string",
+        PROTOBUF_C_TYPE_BYTES.rawValue: "bytes",
     ]
 
     /// JSON indented by two spaces, members in their order.
@@ -258,10 +301,13 @@ struct CallCommand: ParsableCommand {
         let inner = indent + "  "
         switch v {
         case .object(let members) where !members.isEmpty:
-            return "{\n" + members.map { inner + JSONValue.string($0.0).text + ": " + pretty($0.1, indent: inner) }.joined(separator: ",\n")
+            return "{\n"
+                + members.map { inner + JSONValue.string($0.0).text + ": " + pretty($0.1, indent: inner) }.joined(
+                    separator: ",\n")
                 + "\n" + indent + "}"
         case .array(let items) where !items.isEmpty:
-            return "[\n" + items.map { inner + pretty($0, indent: inner) }.joined(separator: ",\n") + "\n" + indent + "]"
+            return "[\n" + items.map { inner + pretty($0, indent: inner) }.joined(separator: ",\n") + "\n" + indent
+                + "]"
         default:
             return v.text
         }

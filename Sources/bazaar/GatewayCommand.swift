@@ -19,7 +19,8 @@ let shopServices = ShopService.allCases.map(\.descriptor)
 struct GatewayCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gateway",
-        abstract: "Serve the services' REST/JSON API (routes learned from their IDL by reflection) and call them over the mesh.",
+        abstract:
+            "Serve the services' REST/JSON API (routes learned from their IDL by reflection) and call them over the mesh.",
         discussion: """
             HTTP/1.1 and HTTP/2 on one port: HTTPS with BAZAAR_GATEWAY_TLS_CERT and BAZAAR_GATEWAY_TLS_KEY (ALPN h2 or \
             http/1.1), otherwise plaintext HTTP/1.1 and h2c. \
@@ -80,8 +81,9 @@ struct GatewayCommand: ParsableCommand {
                 t.expectedServerIdentity = u.identity
                 tls = .mutualTLS(t)
             }
-            let channel = try MeshChannel(target: u.target, security: tls, mesh: try .fromEnvironment(upstream: u.name),
-                                          observer: telemetry.clientObserver(upstream: u.name))
+            let channel = try MeshChannel(
+                target: u.target, security: tls, mesh: try .fromEnvironment(upstream: u.name),
+                observer: telemetry.clientObserver(upstream: u.name))
             channels.append((u, channel))
             upstreams[u.name] = channel
         }
@@ -90,7 +92,8 @@ struct GatewayCommand: ParsableCommand {
         settings.issuer = env["JWT_ISSUER"] ?? "bazaar"
         settings.audience = env["JWT_AUDIENCE"] ?? "bazaar"
         settings.tokenMaxLifetime = try env.tokenMaxLifetime()
-        settings.corsOrigins = (env["CORS_ORIGINS"] ?? "").split(separator: ",").map { String($0).trimming(" ") }.filter { !$0.isEmpty }
+        settings.corsOrigins = (env["CORS_ORIGINS"] ?? "").split(separator: ",").map { String($0).trimming(" ") }.filter
+        { !$0.isEmpty }
         if let rate = try env.int("RATE_LIMIT", 1...1_000_000) { settings.rateLimit.ratePerSecond = Double(rate) }
         if let burst = try env.int("RATE_BURST", 1...1_000_000) { settings.rateLimit.burst = Double(burst) }
         if let d = try env.duration("MAX_DEADLINE") { settings.maxDeadline = d }
@@ -101,8 +104,11 @@ struct GatewayCommand: ParsableCommand {
         var passwords = RateLimit(ratePerSecond: 1, burst: 20)
         if let rate = try env.int("AUTH_RATE_LIMIT", 1...1_000_000) { passwords.ratePerSecond = Double(rate) }
         if let burst = try env.int("AUTH_RATE_BURST", 1...1_000_000) { passwords.burst = Double(burst) }
-        for method in ["Register", "Login", "ChangePassword"] { settings.routeRateLimits["/shop.v1.AccountsService/\(method)"] = passwords }
-        for entry in (env["TRUSTED_PROXIES"] ?? "").split(separator: ",").map({ String($0).trimming(" ") }) where !entry.isEmpty {
+        for method in ["Register", "Login", "ChangePassword"] {
+            settings.routeRateLimits["/shop.v1.AccountsService/\(method)"] = passwords
+        }
+        for entry in (env["TRUSTED_PROXIES"] ?? "").split(separator: ",").map({ String($0).trimming(" ") })
+        where !entry.isEmpty {
             guard let network = IPNetwork(entry) else {
                 throw RPCError(.invalidArgument, "BAZAAR_TRUSTED_PROXIES: '\(entry)' is not an address or CIDR network")
             }
@@ -115,35 +121,49 @@ struct GatewayCommand: ParsableCommand {
         let schemasIn = Lock<Set<String>>([])
         let warmedUp = Atomic<Bool>(false)
         let expected = Set(configured.map(\.name))
-        let gateway = Gateway(upstreams: upstreams, settings: settings, title: "Bazaar shop API", ready: {
-            if warmedUp.load(ordering: .relaxed) { return true }
-            guard schemasIn.withLock({ $0 == expected }), watched.allSatisfy({ $0.endpoints.contains { $0.healthy == true } }) else { return false }
-            warmedUp.store(true, ordering: .relaxed)
-            return true
-        })
-        let schemaEvents = telemetry.registry.family("bazaar_gateway_schema_events_total",
-                                                     help: "Upstream schemas installed, refused or unreadable, by upstream.",
-                                                     type: .counter, labels: ["upstream", "event"])
+        let gateway = Gateway(
+            upstreams: upstreams, settings: settings, title: "Bazaar shop API",
+            ready: {
+                if warmedUp.load(ordering: .relaxed) { return true }
+                guard schemasIn.withLock({ $0 == expected }),
+                    watched.allSatisfy({ $0.endpoints.contains { $0.healthy == true } })
+                else { return false }
+                warmedUp.store(true, ordering: .relaxed)
+                return true
+            })
+        let schemaEvents = telemetry.registry.family(
+            "bazaar_gateway_schema_events_total",
+            help: "Upstream schemas installed, refused or unreadable, by upstream.",
+            type: .counter, labels: ["upstream", "event"])
         let logger = telemetry.logger
         let onEvent: @Sendable (SchemaFollower.Event) -> Void = { event in
             switch event {
             case .installed(let upstream, let services, let routes):
                 schemasIn.withLock { _ = $0.insert(upstream) }
                 schemaEvents.counter(upstream, "installed").increment()
-                logger.info("upstream schema installed", [("upstream", .string(upstream)), ("services", .string(services.joined(separator: ","))),
-                                                          ("routes", .int(Int64(routes)))])
+                logger.info(
+                    "upstream schema installed",
+                    [
+                        ("upstream", .string(upstream)), ("services", .string(services.joined(separator: ","))),
+                        ("routes", .int(Int64(routes))),
+                    ])
             case .refused(let upstream, let reason):
                 schemaEvents.counter(upstream, "refused").increment()
-                logger.error("upstream schema refused; the previous one (if any) still serves",
-                             [("upstream", .string(upstream)), ("reason", .string(reason))])
+                logger.error(
+                    "upstream schema refused; the previous one (if any) still serves",
+                    [("upstream", .string(upstream)), ("reason", .string(reason))])
             case .unreadable(let upstream, let reason):
                 schemaEvents.counter(upstream, "unreadable").increment()
-                logger.warning("cannot read the upstream's schema yet", [("upstream", .string(upstream)), ("reason", .string(reason))])
+                logger.warning(
+                    "cannot read the upstream's schema yet",
+                    [("upstream", .string(upstream)), ("reason", .string(reason))])
             }
         }
         var followers: [SchemaFollower] = []
         let refresh = try env.duration("SCHEMA_REFRESH") ?? .seconds(60)
-        guard refresh > .zero else { throw RPCError(.invalidArgument, "BAZAAR_SCHEMA_REFRESH must be longer than zero") }
+        guard refresh > .zero else {
+            throw RPCError(.invalidArgument, "BAZAAR_SCHEMA_REFRESH must be longer than zero")
+        }
         for (u, channel) in channels {
             let read: @Sendable () async throws -> [[UInt8]]
             if let files = u.descriptorFiles {
@@ -152,19 +172,30 @@ struct GatewayCommand: ParsableCommand {
                 let reflection = ReflectionClient(transport: channel)
                 read = { try await reflection.schema(options: CallOptions(timeout: .seconds(10))).files }
             }
-            var follower = SchemaFollower(upstream: u.name, read: read, connected: {
-                Set(channel.endpoints.filter { $0.state == .ready || $0.healthy == true }.map { $0.endpoint.description })
-            })
+            var follower = SchemaFollower(
+                upstream: u.name, read: read,
+                connected: {
+                    Set(
+                        channel.endpoints.filter { $0.state == .ready || $0.healthy == true }.map {
+                            $0.endpoint.description
+                        })
+                })
             follower.refresh = refresh
             followers.append(follower)
         }
         telemetry.registry.addCollector {
-            [CollectedSample(name: "bazaar_gateway_open_streams", help: "Streams (SSE, NDJSON, streaming gRPC) open through the gateway.",
-                             type: .gauge, value: Double(gateway.openStreams))]
+            [
+                CollectedSample(
+                    name: "bazaar_gateway_open_streams",
+                    help: "Streams (SSE, NDJSON, streaming gRPC) open through the gateway.",
+                    type: .gauge, value: Double(gateway.openStreams))
+            ]
         }
         var config = HTTPServerConfiguration(host: host, port: port)
         if let cert = env["GATEWAY_TLS_CERT"] {
-            guard let key = env["GATEWAY_TLS_KEY"] else { throw RPCError(.invalidArgument, "BAZAAR_GATEWAY_TLS_CERT needs BAZAAR_GATEWAY_TLS_KEY") }
+            guard let key = env["GATEWAY_TLS_KEY"] else {
+                throw RPCError(.invalidArgument, "BAZAAR_GATEWAY_TLS_CERT needs BAZAAR_GATEWAY_TLS_KEY")
+            }
             config.tls = .edge(certificateChainFile: cert, privateKeyFile: key)
         }
         if let max = try env.int("MAX_BODY", 1...(64 << 20)) { config.maxBodySize = max }
@@ -176,12 +207,17 @@ struct GatewayCommand: ParsableCommand {
         let poll = try env.duration("REVOCATION_POLL") ?? .seconds(1)
         guard poll > .zero else { throw RPCError(.invalidArgument, "BAZAAR_REVOCATION_POLL must be longer than zero") }
         let accounts = upstreams["accounts"].map { Shop_V1_AccountsService.Client(transport: $0) }
-        if accounts == nil { telemetry.logger.warning("no upstream named accounts: token revocations are not followed") }
+        if accounts == nil {
+            telemetry.logger.warning("no upstream named accounts: token revocations are not followed")
+        }
         try await withThrowingTaskGroup(of: Void.self) { group in
             // Schemas and revocations follow the server's life: they stop when it has drained.
             for f in followers { group.addTask { await f.run(into: gateway, events: onEvent) } }
             if let accounts {
-                group.addTask { await Self.followRevocations(gateway.revocations, from: accounts, every: poll, logger: telemetry.logger) }
+                group.addTask {
+                    await Self.followRevocations(
+                        gateway.revocations, from: accounts, every: poll, logger: telemetry.logger)
+                }
             }
             try await server.run { p in
                 diagnostic("bazaar: gateway listening on \(host):\(p) (\(protocols))")
@@ -212,14 +248,20 @@ extension GatewayCommand {
         guard !list.isEmpty else { throw RPCError(.invalidArgument, "BAZAAR_UPSTREAMS names no upstream") }
         var out: [Upstream] = []
         for name in list {
-            guard name.allSatisfy({ $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "-") }), name.first?.isLetter == true else {
-                throw RPCError(.invalidArgument, "BAZAAR_UPSTREAMS: '\(name)' is not a name (lowercase letters, digits and '-')")
+            guard name.allSatisfy({ $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "-") }),
+                name.first?.isLetter == true
+            else {
+                throw RPCError(
+                    .invalidArgument, "BAZAAR_UPSTREAMS: '\(name)' is not a name (lowercase letters, digits and '-')")
             }
-            guard !out.contains(where: { $0.name == name }) else { throw RPCError(.invalidArgument, "BAZAAR_UPSTREAMS names \(name) twice") }
+            guard !out.contains(where: { $0.name == name }) else {
+                throw RPCError(.invalidArgument, "BAZAAR_UPSTREAMS names \(name) twice")
+            }
             let key = name.uppercased().replacingOccurrences(of: "-", with: "_")
             let fallback = ShopService(rawValue: name).map { "127.0.0.1:\($0.defaultPort)" }
             guard let target = env["\(key)_TARGET"] ?? fallback else {
-                throw RPCError(.invalidArgument, "upstream \(name) needs BAZAAR_\(key)_TARGET (host:port or dns:///host:port)")
+                throw RPCError(
+                    .invalidArgument, "upstream \(name) needs BAZAAR_\(key)_TARGET (host:port or dns:///host:port)")
             }
             var files: [[UInt8]]?
             if let path = env["\(key)_DESCRIPTORS"] {
@@ -232,8 +274,11 @@ extension GatewayCommand {
                     throw RPCError(.invalidArgument, "BAZAAR_\(key)_DESCRIPTORS: \(path): \(error)")
                 }
             }
-            out.append(Upstream(name: name, target: target, identity: env["\(key)_IDENTITY"] ?? "spiffe://\(env.trustDomain)/\(name)",
-                                descriptorFiles: files))
+            out.append(
+                Upstream(
+                    name: name, target: target,
+                    identity: env["\(key)_IDENTITY"] ?? "spiffe://\(env.trustDomain)/\(name)",
+                    descriptorFiles: files))
         }
         return out
     }
@@ -242,23 +287,29 @@ extension GatewayCommand {
     /// the last answer (with five seconds of overlap, for transactions that committed late).
     /// While accounts cannot be reached, the list stays as it was; a warning says so once it has
     /// lasted ten seconds (not at startup, when accounts may simply not be ready yet).
-    static func followRevocations(_ list: RevocationList, from accounts: Shop_V1_AccountsService.Client, every: Duration, logger: Logger) async {
+    static func followRevocations(
+        _ list: RevocationList, from accounts: Shop_V1_AccountsService.Client, every: Duration, logger: Logger
+    ) async {
         var since: Int64 = 0
         var lastSuccess = ContinuousClock.now
         var warned = false
         while !Task.isCancelled {
             do {
-                let r = try await accounts.listRevocations(Shop_V1_ListRevocationsRequest(sinceMicros: max(0, since - 5_000_000)),
-                                                           options: CallOptions(timeout: .seconds(2)))
-                list.apply(r.revocations.map { ($0.userID, Double($0.revokedBeforeMicros) / 1e6) }, now: Double(r.nowMicros) / 1e6)
+                let r = try await accounts.listRevocations(
+                    Shop_V1_ListRevocationsRequest(sinceMicros: max(0, since - 5_000_000)),
+                    options: CallOptions(timeout: .seconds(2)))
+                list.apply(
+                    r.revocations.map { ($0.userID, Double($0.revokedBeforeMicros) / 1e6) },
+                    now: Double(r.nowMicros) / 1e6)
                 since = r.nowMicros
                 lastSuccess = .now
                 if warned { logger.warning("token revocations are followed again") }
                 warned = false
             } catch {
                 if !warned && ContinuousClock.now - lastSuccess > .seconds(10) {
-                    logger.warning("cannot fetch token revocations from accounts for 10 s; revoked tokens may pass meanwhile",
-                                   [("error", .string("\(error)"))])
+                    logger.warning(
+                        "cannot fetch token revocations from accounts for 10 s; revoked tokens may pass meanwhile",
+                        [("error", .string("\(error)"))])
                     warned = true
                 }
             }
@@ -267,14 +318,20 @@ extension GatewayCommand {
     }
 
     /// The front door's connection limits and timeouts from the environment (`docs/security.md`).
-    static func applyLimits(_ env: ShopEnvironment, settings: Gateway.Settings, to config: inout HTTPServerConfiguration) throws {
+    static func applyLimits(
+        _ env: ShopEnvironment, settings: Gateway.Settings, to config: inout HTTPServerConfiguration
+    ) throws {
         if let n = try env.int("MAX_CONNECTIONS", 1...1_000_000) { config.connections.maxConnections = n }
-        if let n = try env.int("MAX_CONNECTIONS_PER_CLIENT", 1...1_000_000) { config.connections.maxConnectionsPerAddress = n }
+        if let n = try env.int("MAX_CONNECTIONS_PER_CLIENT", 1...1_000_000) {
+            config.connections.maxConnectionsPerAddress = n
+        }
         // Behind an Ingress every connection comes from the controller: the per-address limit
         // would cut the whole internet off at once.
         let proxies = settings.trustedProxies
         config.connections.isExempt = { address in proxies.contains { $0.contains(address) } }
-        if let n = try env.int("MAX_STREAMS_PER_CONNECTION", 1...10_000) { config.http2.maxConcurrentStreams = UInt32(n) }
+        if let n = try env.int("MAX_STREAMS_PER_CONNECTION", 1...10_000) {
+            config.http2.maxConcurrentStreams = UInt32(n)
+        }
         // A request may last as long as its longest call, and the answer some time to go out.
         config.timeouts.request = settings.maxDeadline + .seconds(30)
         let timeouts: [(String, WritableKeyPath<HTTPTimeouts, Duration>)] = [
@@ -302,10 +359,12 @@ struct AccessLog: HTTPResponder {
     init(next: Gateway, telemetry: Telemetry) {
         self.next = next
         logger = telemetry.logger
-        requests = telemetry.registry.family("bazaar_http_requests_total", help: "HTTP requests the gateway answered.", type: .counter,
-                                             labels: ["route", "method", "code"])
-        durations = telemetry.registry.family("bazaar_http_request_duration_seconds", help: "Time to answer an HTTP request.",
-                                              type: .histogram, labels: ["route", "method"])
+        requests = telemetry.registry.family(
+            "bazaar_http_requests_total", help: "HTTP requests the gateway answered.", type: .counter,
+            labels: ["route", "method", "code"])
+        durations = telemetry.registry.family(
+            "bazaar_http_request_duration_seconds", help: "Time to answer an HTTP request.",
+            type: .histogram, labels: ["route", "method"])
         sample = telemetry.accessLogSampleRatio
     }
 
@@ -313,13 +372,19 @@ struct AccessLog: HTTPResponder {
         let start = ContinuousClock.now
         let route = await next.serve(request, writer)
         let seconds = (ContinuousClock.now - start).inSeconds
-        let method = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"].contains(request.method) ? request.method : "OTHER"
+        let method =
+            ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"].contains(request.method)
+            ? request.method : "OTHER"
         requests.counter(route, method, String(writer.status)).increment()
         durations.histogram(route, method).observe(seconds)
         if sample >= 1 || Double.random(in: 0..<1) < sample {
-            logger.info("http request", [("method", .string(request.method)), ("path", .string(request.path)), ("route", .string(route)),
-                                         ("status", .int(Int64(writer.status))), ("version", .string(request.version)),
-                                         ("duration_ms", .double(seconds * 1000)), ("peer_address", .string(request.remoteAddress))])
+            logger.info(
+                "http request",
+                [
+                    ("method", .string(request.method)), ("path", .string(request.path)), ("route", .string(route)),
+                    ("status", .int(Int64(writer.status))), ("version", .string(request.version)),
+                    ("duration_ms", .double(seconds * 1000)), ("peer_address", .string(request.remoteAddress)),
+                ])
         }
     }
 }

@@ -31,9 +31,13 @@ struct Seed: ParsableCommand {
     var products: Int = 1000
 
     @Option(name: .customLong("admin-email")) var adminEmail = "admin@bazaar.local"
-    @Option(name: .customLong("admin-password"), help: "The admin's password (at least 8 characters; development default admin-pass-123).")
+    @Option(
+        name: .customLong("admin-password"),
+        help: "The admin's password (at least 8 characters; development default admin-pass-123).")
     var adminPasswordOption: String?
-    @Option(name: .customLong("admin-password-file"), help: "A file holding the admin's password (kept out of the process list).")
+    @Option(
+        name: .customLong("admin-password-file"),
+        help: "A file holding the admin's password (kept out of the process list).")
     var adminPasswordFile: String?
     @Option(name: .customLong("customer-email")) var customerEmail = "customer@bazaar.local"
     @Option(name: .customLong("customer-password")) var customerPassword = "customer-pass-123"
@@ -46,28 +50,39 @@ struct Seed: ParsableCommand {
     /// The admin's password: given, read from a file, or (in development only) the demo one.
     func adminPassword() throws -> String {
         if let path = adminPasswordFile {
-            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw ValidationError("cannot read --admin-password-file \(path)") }
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                throw ValidationError("cannot read --admin-password-file \(path)")
+            }
             return text.trimming("\n\r")
         }
         if let p = adminPasswordOption { return p }
         if try production {
-            throw ValidationError("BAZAAR_ENV=production has no default admin password: give --admin-password-file (or --admin-password)")
+            throw ValidationError(
+                "BAZAAR_ENV=production has no default admin password: give --admin-password-file (or --admin-password)")
         }
         return "admin-pass-123"
     }
 
     func validate() throws {
         guard (0...100_000).contains(products) else { throw ValidationError("--products must be between 0 and 100000") }
-        guard try adminPassword().count >= 8, customerPassword.count >= 8 else { throw ValidationError("passwords need at least 8 characters") }
+        guard try adminPassword().count >= 8, customerPassword.count >= 8 else {
+            throw ValidationError("passwords need at least 8 characters")
+        }
     }
 
-    static let categories = ["books", "kitchen", "garden", "toys", "music", "sports", "office", "outdoor", "home", "electronics"]
-    static let adjectives = ["Classic", "Compact", "Deluxe", "Everyday", "Handmade", "Lightweight", "Modern", "Rustic", "Sturdy", "Vintage"]
+    static let categories = [
+        "books", "kitchen", "garden", "toys", "music", "sports", "office", "outdoor", "home", "electronics",
+    ]
+    static let adjectives = [
+        "Classic", "Compact", "Deluxe", "Everyday", "Handmade", "Lightweight", "Modern", "Rustic", "Sturdy", "Vintage",
+    ]
     static let nouns: [String: [String]] = [
         "books": ["Novel", "Cookbook", "Atlas", "Notebook"], "kitchen": ["Mug", "Kettle", "Pan", "Knife"],
         "garden": ["Trowel", "Planter", "Hose", "Rake"], "toys": ["Puzzle", "Kite", "Robot", "Yo-yo"],
-        "music": ["Ukulele", "Harmonica", "Metronome", "Drumsticks"], "sports": ["Ball", "Racket", "Jump Rope", "Water Bottle"],
-        "office": ["Stapler", "Desk Lamp", "Pen Set", "Organizer"], "outdoor": ["Tent", "Lantern", "Backpack", "Hammock"],
+        "music": ["Ukulele", "Harmonica", "Metronome", "Drumsticks"],
+        "sports": ["Ball", "Racket", "Jump Rope", "Water Bottle"],
+        "office": ["Stapler", "Desk Lamp", "Pen Set", "Organizer"],
+        "outdoor": ["Tent", "Lantern", "Backpack", "Hammock"],
         "home": ["Blanket", "Candle", "Vase", "Clock"], "electronics": ["Headphones", "Charger", "Speaker", "Cable"],
     ]
     static let colors = ["red", "blue", "green", "black", "white", "yellow"]
@@ -87,14 +102,19 @@ struct Seed: ParsableCommand {
     }
 
     func run() throws {
-        let (products, adminEmail, adminPassword, customerEmail, customerPassword) = (self.products, self.adminEmail, try self.adminPassword(),
-                                                                                      self.customerEmail, self.customerPassword)
+        let (products, adminEmail, adminPassword, customerEmail, customerPassword) = (
+            self.products, self.adminEmail, try self.adminPassword(),
+            self.customerEmail, self.customerPassword
+        )
         let production = try self.production
         let (catalogDB, accountsDB) = (self.catalogDB, self.accountsDB)
         try runBlocking {
             let catalog = PostgresPool(conninfo: catalogDB, maxConnections: 1)
             let accounts = PostgresPool(conninfo: accountsDB, maxConnections: 1)
-            defer { catalog.close(); accounts.close() }
+            defer {
+                catalog.close()
+                accounts.close()
+            }
             try await Migrator.migrate(catalog, CatalogSchema.migrations)
             try await Migrator.migrate(accounts, AccountsSchema.migrations)
             var added = 0
@@ -102,7 +122,8 @@ struct Seed: ParsableCommand {
                 let batch = (start..<min(products, start + 250)).map(Self.product)
                 let json = String(decoding: try JSONSerialization.data(withJSONObject: batch), as: UTF8.self)
                 // One statement per batch, the whole batch one JSON parameter.
-                let r = try await catalog.query("""
+                let r = try await catalog.query(
+                    """
                     INSERT INTO products (sku, name, description, currency, price_minor, stock, categories, image_urls, attributes)
                     SELECT p.sku, p.name, p.description, 'EUR', p.price_minor, p.stock,
                            ARRAY(SELECT jsonb_array_elements_text(p.categories)), ARRAY(SELECT jsonb_array_elements_text(p.image_urls)), p.attributes
@@ -116,10 +137,12 @@ struct Seed: ParsableCommand {
             let logger = Logger(service: "seed", level: .warning)
             let key = try JWTKey.generate()  // only to build the service; seeding issues no tokens
             let service = try AccountsService(db: accounts, logger: logger, signingKey: key)
-            let admin = try await service.ensureUser(email: adminEmail, password: adminPassword, displayName: "Admin", roles: ["admin", "customer"])
+            let admin = try await service.ensureUser(
+                email: adminEmail, password: adminPassword, displayName: "Admin", roles: ["admin", "customer"])
             print("seed: admin \(adminEmail) \(admin ? "created" : "exists already; left as it is")")
             if !production {
-                let customer = try await service.ensureUser(email: customerEmail, password: customerPassword, displayName: "Customer", roles: ["customer"])
+                let customer = try await service.ensureUser(
+                    email: customerEmail, password: customerPassword, displayName: "Customer", roles: ["customer"])
                 print("seed: customer \(customerEmail) \(customer ? "created" : "exists already; left as it is")")
             }
         }

@@ -89,7 +89,8 @@ struct ShopRunner: Sendable {
         let env = self.env
         let telemetry = try await Telemetry.start(service: name)
         let logger = telemetry.logger
-        var config = ServerConfiguration(host: host, port: port, security: try MeshServerEnvironment.security(service: name))
+        var config = ServerConfiguration(
+            host: host, port: port, security: try MeshServerEnvironment.security(service: name))
         config.handleSignals = true
         try MeshServerEnvironment.apply(to: &config)
         config.callObserver = telemetry.serverObserver
@@ -99,46 +100,60 @@ struct ShopRunner: Sendable {
 
         // What the process owns and closes at the end: channels, the pool, Redis clients.
         let owned = Owned()
-        let context = ShopContext(service: name, env: env, logger: logger, metrics: telemetry.registry, database: {
-            let p = PostgresPool(conninfo: try env.required("DATABASE_URL", for: name), maxConnections: try env.int("DB_POOL_SIZE", 1...200) ?? 10)
-            owned.pools.withLock { $0.append(p) }
-            return p
-        }, redis: {
-            let (h, p) = try env.address("REDIS_ADDR", default: "127.0.0.1:6379")!
-            let client = RedisClient(host: h, port: p)
-            owned.redis.withLock { $0.append(client) }
-            return client
-        }, upstream: { other in
-            let fallback = ShopService(rawValue: other).map { "127.0.0.1:\($0.defaultPort)" }
-            guard let target = env["\(other.uppercased())_TARGET"] ?? fallback else {
-                throw RPCError(.invalidArgument, "BAZAAR_\(other.uppercased())_TARGET is required for \(name)")
-            }
-            let channel = try MeshChannel(target: target, security: env.upstreamSecurity(security, to: other),
-                                          mesh: try .fromEnvironment(upstream: other),
-                                          observer: telemetry.clientObserver(upstream: other))
-            owned.channels.withLock { $0.append(channel) }
-            return channel
-        })
+        let context = ShopContext(
+            service: name, env: env, logger: logger, metrics: telemetry.registry,
+            database: {
+                let p = PostgresPool(
+                    conninfo: try env.required("DATABASE_URL", for: name),
+                    maxConnections: try env.int("DB_POOL_SIZE", 1...200) ?? 10)
+                owned.pools.withLock { $0.append(p) }
+                return p
+            },
+            redis: {
+                let (h, p) = try env.address("REDIS_ADDR", default: "127.0.0.1:6379")!
+                let client = RedisClient(host: h, port: p)
+                owned.redis.withLock { $0.append(client) }
+                return client
+            },
+            upstream: { other in
+                let fallback = ShopService(rawValue: other).map { "127.0.0.1:\($0.defaultPort)" }
+                guard let target = env["\(other.uppercased())_TARGET"] ?? fallback else {
+                    throw RPCError(.invalidArgument, "BAZAAR_\(other.uppercased())_TARGET is required for \(name)")
+                }
+                let channel = try MeshChannel(
+                    target: target, security: env.upstreamSecurity(security, to: other),
+                    mesh: try .fromEnvironment(upstream: other),
+                    observer: telemetry.clientObserver(upstream: other))
+                owned.channels.withLock { $0.append(channel) }
+                return channel
+            })
 
         let keys = try env.verificationKeys()
-        let forwarders = Set((env["TRUSTED_FORWARDERS"] ?? "gateway").split(separator: ",").map {
-            let s = $0.trimming(" ")
-            return s.hasPrefix("spiffe://") ? s : "spiffe://\(trustDomain)/\(s)"
-        })
-        var authenticator = UserAuthenticator(keys: keys, issuer: env["JWT_ISSUER"] ?? "bazaar", audience: env["JWT_AUDIENCE"] ?? "bazaar",
-                                              trustedForwarders: forwarders)
+        let forwarders = Set(
+            (env["TRUSTED_FORWARDERS"] ?? "gateway").split(separator: ",").map {
+                let s = $0.trimming(" ")
+                return s.hasPrefix("spiffe://") ? s : "spiffe://\(trustDomain)/\(s)"
+            })
+        var authenticator = UserAuthenticator(
+            keys: keys, issuer: env["JWT_ISSUER"] ?? "bazaar", audience: env["JWT_AUDIENCE"] ?? "bazaar",
+            trustedForwarders: forwarders)
         authenticator.maxTokenLifetime = try env.tokenMaxLifetime()
 
         let assembly = try await Self.assemblies[service]!(context)
         let (health, services) = try MeshServerEnvironment.standardServices(serving: [assembly.service])
-        let server = try RPCServer(configuration: config, services: services,
-                                   interceptors: [authenticator, StoreErrorInterceptor(logger: logger)])
+        let server = try RPCServer(
+            configuration: config, services: services,
+            interceptors: [authenticator, StoreErrorInterceptor(logger: logger)])
         let probe = try MeshServerEnvironment.healthProbeServer(health, host: host)
         let jobs = assembly.background
         try await withThrowingTaskGroup(of: Void.self) { group in
             for job in jobs { group.addTask { await job() } }
             if let probe {
-                group.addTask { try await probe.run { port in diagnostic("bazaar: \(name) health probes (plaintext) on \(host):\(port)") } }
+                group.addTask {
+                    try await probe.run { port in
+                        diagnostic("bazaar: \(name) health probes (plaintext) on \(host):\(port)")
+                    }
+                }
             }
             try await server.run { port in
                 diagnostic("bazaar: \(name) listening on \(host):\(port)")

@@ -18,8 +18,10 @@ struct ShopCommand: ParsableCommand {
             mutual TLS with .run/certs/client.pem (--certs, --identity). `login` keeps the session in .run/session.json; \
             later commands send its access token and refresh it when it has expired.
             """,
-        subcommands: [Register.self, Login.self, Logout.self, Me.self, Products.self, Product.self, CartCommand.self,
-                      Checkout.self, Orders.self, OrderCommand.self, Cancel.self, Watch.self, Notifications.self, Admin.self])
+        subcommands: [
+            Register.self, Login.self, Logout.self, Me.self, Products.self, Product.self, CartCommand.self,
+            Checkout.self, Orders.self, OrderCommand.self, Cancel.self, Watch.self, Notifications.self, Admin.self,
+        ])
 }
 
 struct ShopOptions: ParsableArguments {
@@ -38,10 +40,14 @@ final class ShopConnection: @unchecked Sendable {
 
     func channel(_ service: ShopService) throws -> MeshChannel {
         if let c = channels[service] { return c }
-        let target = ProcessEnvironment.current["BAZAAR_\(service.rawValue.uppercased())_TARGET"] ?? "127.0.0.1:\(service.defaultPort)"
+        let target =
+            ProcessEnvironment.current["BAZAAR_\(service.rawValue.uppercased())_TARGET"]
+            ?? "127.0.0.1:\(service.defaultPort)"
         var mesh = MeshConfiguration()
         mesh.healthCheck = false
-        let c = try MeshChannel(target: target, security: .mutualTLS(.mesh(directory: options.certs, service: options.identity)), mesh: mesh)
+        let c = try MeshChannel(
+            target: target, security: .mutualTLS(.mesh(directory: options.certs, service: options.identity)), mesh: mesh
+        )
         channels[service] = c
         return c
     }
@@ -50,7 +56,9 @@ final class ShopConnection: @unchecked Sendable {
     var accounts: Shop_V1_AccountsService.Client { get throws { .init(transport: try channel(.accounts)) } }
     var cart: Shop_V1_CartService.Client { get throws { .init(transport: try channel(.cart)) } }
     var orders: Shop_V1_OrdersService.Client { get throws { .init(transport: try channel(.orders)) } }
-    var notifications: Shop_V1_NotificationsService.Client { get throws { .init(transport: try channel(.notifications)) } }
+    var notifications: Shop_V1_NotificationsService.Client {
+        get throws { .init(transport: try channel(.notifications)) }
+    }
 
     func shutdown() async { for c in channels.values { await c.shutdown() } }
 
@@ -68,7 +76,8 @@ final class ShopConnection: @unchecked Sendable {
     }
 
     func save(_ s: Shop_V1_Session, email: String) throws {
-        let data = try JSONEncoder().encode(Saved(accessToken: s.accessToken, refreshToken: s.refreshToken, email: email))
+        let data = try JSONEncoder().encode(
+            Saved(accessToken: s.accessToken, refreshToken: s.refreshToken, email: email))
         let url = URL(fileURLWithPath: options.session)
         try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
         FileManager.default.createFile(atPath: options.session, contents: data, attributes: [.posixPermissions: 0o600])
@@ -92,7 +101,9 @@ final class ShopConnection: @unchecked Sendable {
             return try await call(try options(signedIn: true))
         } catch let e as RPCError where e.code == .unauthenticated {
             guard let s = load() else { throw e }
-            let fresh = try await accounts.refresh(Shop_V1_RefreshRequest(refreshToken: s.refreshToken), options: CallOptions(timeout: timeout, waitForReady: true))
+            let fresh = try await accounts.refresh(
+                Shop_V1_RefreshRequest(refreshToken: s.refreshToken),
+                options: CallOptions(timeout: timeout, waitForReady: true))
             try save(fresh, email: s.email)
             return try await call(try options(signedIn: true))
         }
@@ -122,8 +133,12 @@ func money(_ m: Shop_V1_Money?) -> String {
 }
 
 func describe(_ o: Shop_V1_Order) -> String {
-    var lines = ["order \(o.id)  \(OrderLifecycle.name(o.status))  total \(money(o.total))\(o.cancelReason.isEmpty ? "" : "  (\(o.cancelReason))")"]
-    for i in o.items { lines.append("  \(i.quantity) x \(i.productName)  \(money(i.unitPrice))  = \(money(i.lineTotal))") }
+    var lines = [
+        "order \(o.id)  \(OrderLifecycle.name(o.status))  total \(money(o.total))\(o.cancelReason.isEmpty ? "" : "  (\(o.cancelReason))")"
+    ]
+    for i in o.items {
+        lines.append("  \(i.quantity) x \(i.productName)  \(money(i.unitPrice))  = \(money(i.lineTotal))")
+    }
     return lines.joined(separator: "\n")
 }
 
@@ -138,8 +153,9 @@ extension ShopCommand {
         func run() throws {
             let (email, password, name) = (email, password, name)
             try shopRun(options) { c in
-                let u = try await c.accounts.register(Shop_V1_RegisterRequest(email: email, password: password, displayName: name),
-                                                      options: try c.options(signedIn: false))
+                let u = try await c.accounts.register(
+                    Shop_V1_RegisterRequest(email: email, password: password, displayName: name),
+                    options: try c.options(signedIn: false))
                 print("registered \(u.email) as user \(u.id)")
             }
         }
@@ -154,7 +170,8 @@ extension ShopCommand {
         func run() throws {
             let (email, password) = (email, password)
             try shopRun(options) { c in
-                let s = try await c.accounts.login(Shop_V1_LoginRequest(email: email, password: password), options: try c.options(signedIn: false))
+                let s = try await c.accounts.login(
+                    Shop_V1_LoginRequest(email: email, password: password), options: try c.options(signedIn: false))
                 try c.save(s, email: email)
                 print("signed in as \(s.user?.email ?? email) (roles: \(s.user?.roles.joined(separator: ", ") ?? ""))")
             }
@@ -167,8 +184,12 @@ extension ShopCommand {
 
         func run() throws {
             try shopRun(options) { c in
-                guard let s = c.load() else { print("not signed in"); return }
-                _ = try await c.accounts.logout(Shop_V1_LogoutRequest(refreshToken: s.refreshToken), options: try c.options(signedIn: false))
+                guard let s = c.load() else {
+                    print("not signed in")
+                    return
+                }
+                _ = try await c.accounts.logout(
+                    Shop_V1_LogoutRequest(refreshToken: s.refreshToken), options: try c.options(signedIn: false))
                 try? FileManager.default.removeItem(atPath: c.options.session)
                 print("signed out")
             }
@@ -199,9 +220,13 @@ extension ShopCommand {
         @Option(name: .customLong("page-token")) var pageToken = ""
 
         func run() throws {
-            let sorts: [String: Shop_V1_ProductSort] = ["": .unspecified, "newest": .newest, "price-asc": .priceAsc, "price-desc": .priceDesc,
-                                                        "name": .name, "relevance": .relevance]
-            guard let order = sorts[sort] else { throw ValidationError("--sort must be newest, price-asc, price-desc, name or relevance") }
+            let sorts: [String: Shop_V1_ProductSort] = [
+                "": .unspecified, "newest": .newest, "price-asc": .priceAsc, "price-desc": .priceDesc,
+                "name": .name, "relevance": .relevance,
+            ]
+            guard let order = sorts[sort] else {
+                throw ValidationError("--sort must be newest, price-asc, price-desc, name or relevance")
+            }
             var r = Shop_V1_ListProductsRequest()
             r.query = query
             r.category = category
@@ -213,7 +238,9 @@ extension ShopCommand {
             try shopRun(options) { c in
                 let page = try await c.catalog.listProducts(request, options: try c.options(signedIn: false))
                 for p in page.products {
-                    print("\(p.id)  \(money(p.price))  stock \(p.stock)  \(p.name)  [\(p.categories.joined(separator: ", "))]")
+                    print(
+                        "\(p.id)  \(money(p.price))  stock \(p.stock)  \(p.name)  [\(p.categories.joined(separator: ", "))]"
+                    )
                 }
                 if page.products.isEmpty { print("no products") }
                 if !page.nextPageToken.isEmpty { print("more: --page-token \(page.nextPageToken)") }
@@ -231,26 +258,37 @@ extension ShopCommand {
             let request = Shop_V1_GetProductRequest(id: id, sku: sku)
             try shopRun(options) { c in
                 let p = try await c.catalog.getProduct(request, options: try c.options(signedIn: false))
-                print("\(p.name)  \(money(p.price))  stock \(p.stock)\(p.active ? "" : "  (no longer sold)")\nSKU \(p.sku)  id \(p.id)\n\(p.description_p)")
+                print(
+                    "\(p.name)  \(money(p.price))  stock \(p.stock)\(p.active ? "" : "  (no longer sold)")\nSKU \(p.sku)  id \(p.id)\n\(p.description_p)"
+                )
                 for (k, v) in p.attributes.sorted(by: { $0.key < $1.key }) { print("  \(k): \(v)") }
             }
         }
     }
 
     struct CartCommand: ParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "cart", abstract: "Show or change the cart.",
-                                                        subcommands: [Show.self, Add.self, Set.self, Remove.self, Clear.self], defaultSubcommand: Show.self)
+        static let configuration = CommandConfiguration(
+            commandName: "cart", abstract: "Show or change the cart.",
+            subcommands: [Show.self, Add.self, Set.self, Remove.self, Clear.self], defaultSubcommand: Show.self)
 
         static func print(_ cart: Shop_V1_Cart) {
-            if cart.items.isEmpty { Swift.print("the cart is empty"); return }
-            for i in cart.items { Swift.print("  \(i.quantity) x \(i.productName)  \(money(i.unitPrice))  (\(i.productID))") }
+            if cart.items.isEmpty {
+                Swift.print("the cart is empty")
+                return
+            }
+            for i in cart.items {
+                Swift.print("  \(i.quantity) x \(i.productName)  \(money(i.unitPrice))  (\(i.productID))")
+            }
             Swift.print("subtotal \(money(cart.subtotal))")
         }
 
         struct Show: ParsableCommand {
             @OptionGroup var options: ShopOptions
             func run() throws {
-                try shopRun(options) { c in CartCommand.print(try await c.signedIn { try await c.cart.getCart(Shop_V1_GetCartRequest(), options: $0) }) }
+                try shopRun(options) { c in
+                    CartCommand.print(
+                        try await c.signedIn { try await c.cart.getCart(Shop_V1_GetCartRequest(), options: $0) })
+                }
             }
         }
 
@@ -260,7 +298,9 @@ extension ShopCommand {
             @Option var quantity: Int64 = 1
             func run() throws {
                 let r = Shop_V1_AddItemRequest(productID: product, quantity: quantity)
-                try shopRun(options) { c in CartCommand.print(try await c.signedIn { try await c.cart.addItem(r, options: $0) }) }
+                try shopRun(options) { c in
+                    CartCommand.print(try await c.signedIn { try await c.cart.addItem(r, options: $0) })
+                }
             }
         }
 
@@ -270,7 +310,9 @@ extension ShopCommand {
             @Argument var quantity: Int64
             func run() throws {
                 let r = Shop_V1_SetItemQuantityRequest(productID: product, quantity: quantity)
-                try shopRun(options) { c in CartCommand.print(try await c.signedIn { try await c.cart.setItemQuantity(r, options: $0) }) }
+                try shopRun(options) { c in
+                    CartCommand.print(try await c.signedIn { try await c.cart.setItemQuantity(r, options: $0) })
+                }
             }
         }
 
@@ -279,14 +321,19 @@ extension ShopCommand {
             @Argument var product: String
             func run() throws {
                 let r = Shop_V1_RemoveItemRequest(productID: product)
-                try shopRun(options) { c in CartCommand.print(try await c.signedIn { try await c.cart.removeItem(r, options: $0) }) }
+                try shopRun(options) { c in
+                    CartCommand.print(try await c.signedIn { try await c.cart.removeItem(r, options: $0) })
+                }
             }
         }
 
         struct Clear: ParsableCommand {
             @OptionGroup var options: ShopOptions
             func run() throws {
-                try shopRun(options) { c in CartCommand.print(try await c.signedIn { try await c.cart.clearCart(Shop_V1_ClearCartRequest(), options: $0) }) }
+                try shopRun(options) { c in
+                    CartCommand.print(
+                        try await c.signedIn { try await c.cart.clearCart(Shop_V1_ClearCartRequest(), options: $0) })
+                }
             }
         }
     }
@@ -294,8 +341,11 @@ extension ShopCommand {
     struct Checkout: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Place an order from the cart.")
         @OptionGroup var options: ShopOptions
-        @Option(name: .customLong("payment-token"), help: "tok_declined declines, tok_error fails; anything else pays.") var paymentToken = "tok_visa"
-        @Option(name: .customLong("request-id"), help: "Idempotency key (default: a new UUID); repeat it to retry safely.") var requestID = UUID().uuidString
+        @Option(name: .customLong("payment-token"), help: "tok_declined declines, tok_error fails; anything else pays.")
+        var paymentToken = "tok_visa"
+        @Option(
+            name: .customLong("request-id"), help: "Idempotency key (default: a new UUID); repeat it to retry safely.")
+        var requestID = UUID().uuidString
         @Option var recipient = "Ada Lovelace"
         @Option var street = "12 Analytical Row"
         @Option var city = "London"
@@ -303,9 +353,13 @@ extension ShopCommand {
         @Option(help: "ISO 3166-1 alpha-2.") var country = "GB"
 
         func run() throws {
-            let address = Shop_V1_Address(recipient: recipient, lines: [street], city: city, postalCode: postalCode, countryCode: country)
-            let r = Shop_V1_PlaceOrderRequest(requestID: requestID, shippingAddress: address, paymentToken: paymentToken)
-            try shopRun(options) { c in Swift.print(describe(try await c.signedIn { try await c.orders.placeOrder(r, options: $0) })) }
+            let address = Shop_V1_Address(
+                recipient: recipient, lines: [street], city: city, postalCode: postalCode, countryCode: country)
+            let r = Shop_V1_PlaceOrderRequest(
+                requestID: requestID, shippingAddress: address, paymentToken: paymentToken)
+            try shopRun(options) { c in
+                Swift.print(describe(try await c.signedIn { try await c.orders.placeOrder(r, options: $0) }))
+            }
         }
     }
 
@@ -317,7 +371,9 @@ extension ShopCommand {
             let all = all
             try shopRun(options) { c in
                 let page = try await c.signedIn { o in
-                    all ? try await c.orders.listAllOrders(Shop_V1_ListOrdersRequest(), options: o) : try await c.orders.listOrders(Shop_V1_ListOrdersRequest(), options: o)
+                    all
+                        ? try await c.orders.listAllOrders(Shop_V1_ListOrdersRequest(), options: o)
+                        : try await c.orders.listOrders(Shop_V1_ListOrdersRequest(), options: o)
                 }
                 for o in page.orders { print(describe(o)) }
                 if page.orders.isEmpty { print("no orders") }
@@ -331,7 +387,9 @@ extension ShopCommand {
         @Argument var id: String
         func run() throws {
             let r = Shop_V1_GetOrderRequest(id: id)
-            try shopRun(options) { c in print(describe(try await c.signedIn { try await c.orders.getOrder(r, options: $0) })) }
+            try shopRun(options) { c in
+                print(describe(try await c.signedIn { try await c.orders.getOrder(r, options: $0) }))
+            }
         }
     }
 
@@ -342,12 +400,15 @@ extension ShopCommand {
         @Option var reason = ""
         func run() throws {
             let r = Shop_V1_CancelOrderRequest(id: id, reason: reason)
-            try shopRun(options) { c in print(describe(try await c.signedIn { try await c.orders.cancelOrder(r, options: $0) })) }
+            try shopRun(options) { c in
+                print(describe(try await c.signedIn { try await c.orders.cancelOrder(r, options: $0) }))
+            }
         }
     }
 
     struct Watch: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Print an order's status each time it changes, until it is delivered or cancelled.")
+        static let configuration = CommandConfiguration(
+            abstract: "Print an order's status each time it changes, until it is delivered or cancelled.")
         @OptionGroup var options: ShopOptions
         @Argument var id: String
         @Option(help: "Stop after this many seconds.") var seconds = 3600.0
@@ -368,7 +429,9 @@ extension ShopCommand {
         @OptionGroup var options: ShopOptions
         func run() throws {
             try shopRun(options) { c in
-                let page = try await c.signedIn { try await c.notifications.listNotifications(Shop_V1_ListNotificationsRequest(), options: $0) }
+                let page = try await c.signedIn {
+                    try await c.notifications.listNotifications(Shop_V1_ListNotificationsRequest(), options: $0)
+                }
                 for n in page.notifications { print("\(n.read ? " " : "*") \(n.subject)  (\(n.id))") }
                 if page.notifications.isEmpty { print("no notifications") }
             }
@@ -376,11 +439,14 @@ extension ShopCommand {
     }
 
     struct Admin: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Move an order along (admins only).", subcommands: [Ship.self, Deliver.self])
+        static let configuration = CommandConfiguration(
+            abstract: "Move an order along (admins only).", subcommands: [Ship.self, Deliver.self])
 
         static func move(_ options: ShopOptions, _ id: String, _ status: Shop_V1_OrderStatus) throws {
             let r = Shop_V1_UpdateOrderStatusRequest(id: id, status: status)
-            try shopRun(options) { c in print(describe(try await c.signedIn { try await c.orders.updateOrderStatus(r, options: $0) })) }
+            try shopRun(options) { c in
+                print(describe(try await c.signedIn { try await c.orders.updateOrderStatus(r, options: $0) }))
+            }
         }
 
         struct Ship: ParsableCommand {

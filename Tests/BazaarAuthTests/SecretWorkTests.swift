@@ -1,7 +1,8 @@
-@testable import BazaarAuth
 import BazaarCore
 import Dispatch
 import Testing
+
+@testable import BazaarAuth
 
 /// The argon2 queue: bounded, shedding with RESOURCE_EXHAUSTED, dropping work whose caller left.
 /// A blocked "hash" (a semaphore) holds the only slot, so every outcome is decided by the queue,
@@ -22,7 +23,12 @@ import Testing
         let work = SecretWork(slots: 1, maxWaiting: 1)
         let gate = Gate()
         let running = Task { try await work.run { gate.work() } }
-        await withCheckedContinuation { k in DispatchQueue.global().async { gate.started.wait(); k.resume() } }
+        await withCheckedContinuation { k in
+            DispatchQueue.global().async {
+                gate.started.wait()
+                k.resume()
+            }
+        }
         let waiting = Task { try await work.run { 2 } }
         while work.waitingCount < 1 { await Task.yield() }
         // The one waiting place is taken: the next is shed at once.
@@ -41,7 +47,12 @@ import Testing
         let work = SecretWork(slots: 1, maxWaiting: 4)
         let gate = Gate()
         let running = Task { try await work.run { gate.work() } }
-        await withCheckedContinuation { k in DispatchQueue.global().async { gate.started.wait(); k.resume() } }
+        await withCheckedContinuation { k in
+            DispatchQueue.global().async {
+                gate.started.wait()
+                k.resume()
+            }
+        }
         let ran = ManagedAtomicFlag()
         let abandoned = Task { try await work.run { ran.set() } }
         while work.waitingCount < 1 { await Task.yield() }

@@ -10,10 +10,13 @@ import Testing
 
     init() throws {
         key = try JWTKey.generate(keyID: "k")
-        auth = UserAuthenticator(keys: [key], issuer: "bazaar", audience: "bazaar", trustedForwarders: ["spiffe://bazaar.local/gateway"])
+        auth = UserAuthenticator(
+            keys: [key], issuer: "bazaar", audience: "bazaar", trustedForwarders: ["spiffe://bazaar.local/gateway"])
     }
 
-    func head(_ method: MethodDescriptor, _ metadata: [(String, String)] = [], peer: String? = "spiffe://bazaar.local/client") -> RPCCallHead {
+    func head(
+        _ method: MethodDescriptor, _ metadata: [(String, String)] = [], peer: String? = "spiffe://bazaar.local/client"
+    ) -> RPCCallHead {
         RPCCallHead(method: method, metadata: Metadata(metadata), deadline: nil, peerIdentity: peer)
     }
 
@@ -36,21 +39,32 @@ import Testing
 
     @Test func authenticatedMethodsNeedAValidBearerToken() async throws {
         let m = Shop_V1_CartService.Method.getCart
-        guard case .failure(let none) = await run(head(m)) else { Issue.record("no token was accepted"); return }
+        guard case .failure(let none) = await run(head(m)) else {
+            Issue.record("no token was accepted")
+            return
+        }
         #expect(none.code == .unauthenticated)
         let ok = await run(head(m, [("authorization", "Bearer \(try token())")]))
         #expect((try? ok.get())??.subject == "u1")
         for bad in ["Bearer x.y.z", "Basic dTpw", "Bearer \(try token(audience: "other"))"] {
-            guard case .failure(let e) = await run(head(m, [("authorization", bad)])) else { Issue.record("accepted \(bad)"); continue }
+            guard case .failure(let e) = await run(head(m, [("authorization", bad)])) else {
+                Issue.record("accepted \(bad)")
+                continue
+            }
             #expect(e.code == .unauthenticated)
         }
     }
 
     @Test func rolesFromTheIDLAreEnforced() async throws {
         let m = Shop_V1_CatalogService.Method.createProduct
-        guard case .failure(let e) = await run(head(m, [("authorization", "Bearer \(try token())")])) else { Issue.record("customer created a product"); return }
+        guard case .failure(let e) = await run(head(m, [("authorization", "Bearer \(try token())")])) else {
+            Issue.record("customer created a product")
+            return
+        }
         #expect(e.code == .permissionDenied)
-        #expect((try? await run(head(m, [("authorization", "Bearer \(try token(roles: ["admin"]))")])).get())??.isAdmin == true)
+        #expect(
+            (try? await run(head(m, [("authorization", "Bearer \(try token(roles: ["admin"]))")])).get())??.isAdmin
+                == true)
     }
 
     @Test func forwardedIdentityIsBelievedOnlyFromTheGateway() async throws {
@@ -59,15 +73,24 @@ import Testing
         let viaGateway = await run(head(m, forwarded, peer: "spiffe://bazaar.local/gateway"))
         #expect((try? viaGateway.get())??.subject == "u9")
         #expect((try? viaGateway.get())??.roles == ["customer", "admin"])
-        guard case .failure(let e) = await run(head(m, forwarded)) else { Issue.record("a client's own claim was believed"); return }
+        guard case .failure(let e) = await run(head(m, forwarded)) else {
+            Issue.record("a client's own claim was believed")
+            return
+        }
         #expect(e.code == .unauthenticated)
     }
 
     @Test func publicMethodsRunWithOrWithoutAUser() async throws {
         let m = Shop_V1_CatalogService.Method.listProducts
-        guard case .success(nil) = await run(head(m)) else { Issue.record("an anonymous public call was refused"); return }
+        guard case .success(nil) = await run(head(m)) else {
+            Issue.record("an anonymous public call was refused")
+            return
+        }
         #expect((try? await run(head(m, [("authorization", "Bearer \(try token())")])).get())??.subject == "u1")
-        guard case .failure = await run(head(m, [("authorization", "Bearer garbage")])) else { Issue.record("a bad token passed"); return }
+        guard case .failure = await run(head(m, [("authorization", "Bearer garbage")])) else {
+            Issue.record("a bad token passed")
+            return
+        }
     }
 
     @Test func thumbprintIsStableAndNamesTheKey() throws {
@@ -91,6 +114,8 @@ import Testing
             #expect(loaded.isPrivate && loaded.thumbprint == key.thumbprint)
             #expect(try JWTKey(pem: String(key.publicKeyPEM.map { $0 })).rawPublicKey == key.rawPublicKey)
         }
-        #expect(throws: JWTError.self) { try JWTKey(pem: "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n") }
+        #expect(throws: JWTError.self) {
+            try JWTKey(pem: "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+        }
     }
 }

@@ -2,7 +2,8 @@ import BazaarCodeGen
 import Foundation
 import Testing
 
-let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent().path
 let badIDL = repoRoot + "/Tests/Fixtures/bad-idl"
 
 struct BadIDLCase: CustomStringConvertible, Sendable {
@@ -15,7 +16,8 @@ func badIDLCases() -> [BadIDLCase] {
     let files = (try? FileManager.default.contentsOfDirectory(atPath: badIDL)) ?? []
     return files.filter { $0.hasSuffix(".proto") }.sorted().compactMap { file in
         guard let text = try? String(contentsOfFile: badIDL + "/" + file, encoding: .utf8),
-              let first = text.split(separator: "\n").first, first.hasPrefix("// expect: ") else { return nil }
+            let first = text.split(separator: "\n").first, first.hasPrefix("// expect: ")
+        else { return nil }
         var expected = String(first.dropFirst("// expect: ".count))
         if !expected.contains(".proto:") { expected = file + ":" + expected }
         // "file:L:C: message" -> "file:L:C: error: message"

@@ -1,5 +1,6 @@
-@testable import BazaarCodeGen
 import Testing
+
+@testable import BazaarCodeGen
 
 @Suite("Parser and resolver details")
 struct ParserTests {
@@ -9,7 +10,8 @@ struct ParserTests {
 
     @Test("comments are kept for documentation")
     func comments() throws {
-        let f = try compile("""
+        let f = try compile(
+            """
             syntax = "proto3";
             package p;
 
@@ -31,7 +33,8 @@ struct ParserTests {
 
     @Test("aggregate options, negative enum values, aliases, nested types, proto3 optional, streaming")
     func features() throws {
-        let f = try compile("""
+        let f = try compile(
+            """
             syntax = "proto3";
             package p.q;
             import "google/protobuf/descriptor.proto";
@@ -63,7 +66,10 @@ struct ParserTests {
         #expect(m.reservedRanges == [10...12, 15...15] && m.reservedNames == ["gone"])
         #expect(f.enums[0].values.map(\.number) == [0, -5, -5])
         let s = f.services[0]
-        #expect(s.methods.map { "\($0.clientStreaming)\($0.serverStreaming)" } == ["falsefalse", "truefalse", "falsetrue", "truetrue"])
+        #expect(
+            s.methods.map { "\($0.clientStreaming)\($0.serverStreaming)" } == [
+                "falsefalse", "truefalse", "falsetrue", "truetrue",
+            ])
         guard case .aggregate(let entries)? = s.methods[0].options.extension("p.q.rule") else {
             Issue.record("option not resolved")
             return
@@ -73,7 +79,8 @@ struct ParserTests {
 
     @Test("protoc-c names")
     func cNames() {
-        #expect(CNames.typeName("shop_x.v1beta.OrderLineItem.foo_bar2Baz") == "ShopX__V1beta__OrderLineItem__FooBar2Baz")
+        #expect(
+            CNames.typeName("shop_x.v1beta.OrderLineItem.foo_bar2Baz") == "ShopX__V1beta__OrderLineItem__FooBar2Baz")
         #expect(CNames.lowerName("shop.v1.OrderItem.HTTPKind") == "shop__v1__order_item__httpkind")
         #expect(CNames.upperName("a.b.MEntry") == "A__B__MENTRY")
         #expect(CNames.fileIdentifier("shop/v1/x.proto") == "shop_2fv1_2fx_2eproto")
@@ -86,15 +93,19 @@ struct ParserTests {
         #expect(SwiftNames.lowerCamel("id") == "id")
         #expect(SwiftNames.lowerCamel("URLPath") == "urlPath")
         #expect(SwiftNames.typeName(package: "shop.v1", relative: "Order.Item") == "Shop_V1_Order.Item")
-        #expect(SwiftNames.typeName(package: "google.protobuf", relative: "Field.Type") == "Google_Protobuf_Field.Type_")
+        #expect(
+            SwiftNames.typeName(package: "google.protobuf", relative: "Field.Type") == "Google_Protobuf_Field.Type_")
     }
 
     @Test("a parse error never crashes, whatever the input")
     func garbage() {
         var rng = SystemRandomNumberGenerator()
-        let alphabet = Array("message enum service rpc returns stream option import package syntax = ; { } [ ] ( ) < > , . \" ' / * 0x1 -2 1.5e3 int32 string map oneof reserved to max true abc\n")
+        let alphabet = Array(
+            "message enum service rpc returns stream option import package syntax = ; { } [ ] ( ) < > , . \" ' / * 0x1 -2 1.5e3 int32 string map oneof reserved to max true abc\n"
+        )
         for _ in 0..<3000 {
-            let text = String((0..<Int.random(in: 0..<200, using: &rng)).map { _ in alphabet.randomElement(using: &rng)! })
+            let text = String(
+                (0..<Int.random(in: 0..<200, using: &rng)).map { _ in alphabet.randomElement(using: &rng)! })
             _ = try? Compiler(protoPaths: ["/usr/include"]).compile(source: text, path: "fuzz.proto")
         }
     }

@@ -4,8 +4,9 @@ import Testing
 
 @Suite struct IdentityPolicyTests {
     static func method(_ level: AuthRequirement.Level, callers: [String] = []) -> MethodDescriptor {
-        MethodDescriptor(service: "shop.v1.Notifications", method: "Send", kind: .unary, inputType: "a", outputType: "b",
-                         options: MethodOptions(auth: AuthRequirement(level: level, callers: callers)))
+        MethodDescriptor(
+            service: "shop.v1.Notifications", method: "Send", kind: .unary, inputType: "a", outputType: "b",
+            options: MethodOptions(auth: AuthRequirement(level: level, callers: callers)))
     }
 
     @Test func idlCallersAreAllowedAndOthersDenied() {
@@ -56,11 +57,12 @@ import Testing
     @Test func runOutermostFirstAndPassChangedHeads() async throws {
         let log = Log()
         let chain: [any RPCInterceptor] = [Tag(name: "a", log: log), Tag(name: "b", log: log)]
-        let head = RPCCallHead(method: IdentityPolicyTests.method(.public), metadata: Metadata(), deadline: nil, peerIdentity: nil)
+        let head = RPCCallHead(
+            method: IdentityPolicyTests.method(.public), metadata: Metadata(), deadline: nil, peerIdentity: nil)
         try await chain.run(head) { h in
-            log.append("call:" + h.metadata.values("x-seen").map { if case .text(let s) = $0 { s } else { "" } }.joined())
+            log.append(
+                "call:" + h.metadata.values("x-seen").map { if case .text(let s) = $0 { s } else { "" } }.joined())
         }
         #expect(log.all == ["a>", "b>", "call:ab", "<b", "<a"])
     }
 }
-

@@ -8,7 +8,9 @@ import Testing
 struct TestServiceImpl: Grpc_Testing_TestService.ServiceProtocol {
     func emptyCall(_ request: Grpc_Testing_Empty, context: ServerContext) async throws -> Grpc_Testing_Empty { .init() }
 
-    func unaryCall(_ request: Grpc_Testing_SimpleRequest, context: ServerContext) async throws -> Grpc_Testing_SimpleResponse {
+    func unaryCall(_ request: Grpc_Testing_SimpleRequest, context: ServerContext) async throws
+        -> Grpc_Testing_SimpleResponse
+    {
         if let status = request.responseStatus, status.code != 0 {
             throw RPCError(StatusCode(rawValue: Int(status.code)) ?? .unknown, status.message)
         }
@@ -18,42 +20,54 @@ struct TestServiceImpl: Grpc_Testing_TestService.ServiceProtocol {
         return r
     }
 
-    func cacheableUnaryCall(_ request: Grpc_Testing_SimpleRequest, context: ServerContext) async throws -> Grpc_Testing_SimpleResponse {
+    func cacheableUnaryCall(_ request: Grpc_Testing_SimpleRequest, context: ServerContext) async throws
+        -> Grpc_Testing_SimpleResponse
+    {
         try await unaryCall(request, context: context)
     }
 
-    func streamingOutputCall(_ request: Grpc_Testing_StreamingOutputCallRequest,
-                             responses: RPCWriter<Grpc_Testing_StreamingOutputCallResponse>, context: ServerContext) async throws
-    {
+    func streamingOutputCall(
+        _ request: Grpc_Testing_StreamingOutputCallRequest,
+        responses: RPCWriter<Grpc_Testing_StreamingOutputCallResponse>, context: ServerContext
+    ) async throws {
         for p in request.responseParameters {
-            try await responses.write(.init(payload: Grpc_Testing_Payload(body: Array(repeating: 1, count: Int(p.size)))))
+            try await responses.write(
+                .init(payload: Grpc_Testing_Payload(body: Array(repeating: 1, count: Int(p.size)))))
         }
     }
 
-    func streamingInputCall(_ requests: RPCStream<Grpc_Testing_StreamingInputCallRequest>,
-                            context: ServerContext) async throws -> Grpc_Testing_StreamingInputCallResponse
-    {
+    func streamingInputCall(
+        _ requests: RPCStream<Grpc_Testing_StreamingInputCallRequest>,
+        context: ServerContext
+    ) async throws -> Grpc_Testing_StreamingInputCallResponse {
         var total: Int32 = 0
         for try await r in requests { total += Int32(r.payload?.body.count ?? 0) }
         return .init(aggregatedPayloadSize: total)
     }
 
-    func fullDuplexCall(_ requests: RPCStream<Grpc_Testing_StreamingOutputCallRequest>,
-                        responses: RPCWriter<Grpc_Testing_StreamingOutputCallResponse>, context: ServerContext) async throws
-    {
+    func fullDuplexCall(
+        _ requests: RPCStream<Grpc_Testing_StreamingOutputCallRequest>,
+        responses: RPCWriter<Grpc_Testing_StreamingOutputCallResponse>, context: ServerContext
+    ) async throws {
         for try await r in requests {
             for p in r.responseParameters {
-                try await responses.write(.init(payload: Grpc_Testing_Payload(body: Array(repeating: 2, count: Int(p.size)))))
+                try await responses.write(
+                    .init(payload: Grpc_Testing_Payload(body: Array(repeating: 2, count: Int(p.size)))))
             }
         }
     }
 
-    func halfDuplexCall(_ requests: RPCStream<Grpc_Testing_StreamingOutputCallRequest>,
-                        responses: RPCWriter<Grpc_Testing_StreamingOutputCallResponse>, context: ServerContext) async throws
-    {
+    func halfDuplexCall(
+        _ requests: RPCStream<Grpc_Testing_StreamingOutputCallRequest>,
+        responses: RPCWriter<Grpc_Testing_StreamingOutputCallResponse>, context: ServerContext
+    ) async throws {
         var all: [Grpc_Testing_StreamingOutputCallRequest] = []
         for try await r in requests { all.append(r) }
-        for r in all { for p in r.responseParameters { try await responses.write(.init(payload: .init(body: Array(repeating: 3, count: Int(p.size))))) } }
+        for r in all {
+            for p in r.responseParameters {
+                try await responses.write(.init(payload: .init(body: Array(repeating: 3, count: Int(p.size)))))
+            }
+        }
     }
 
     func unimplementedCall(_ request: Grpc_Testing_Empty, context: ServerContext) async throws -> Grpc_Testing_Empty {
@@ -90,16 +104,20 @@ struct GeneratedServiceTests {
 
     @Test("client streaming")
     func clientStreaming() async throws {
-        let r = try await client.streamingInputCall(requests([4, 5, 6].map {
-            Grpc_Testing_StreamingInputCallRequest(payload: .init(body: Array(repeating: 0, count: $0)))
-        }))
+        let r = try await client.streamingInputCall(
+            requests(
+                [4, 5, 6].map {
+                    Grpc_Testing_StreamingInputCallRequest(payload: .init(body: Array(repeating: 0, count: $0)))
+                }))
         #expect(r.aggregatedPayloadSize == 15)
     }
 
     @Test("bidirectional streaming")
     func bidi() async throws {
-        let reqs = requests([Grpc_Testing_StreamingOutputCallRequest(responseParameters: [.init(size: 1), .init(size: 2)]),
-                             Grpc_Testing_StreamingOutputCallRequest(responseParameters: [.init(size: 3)])])
+        let reqs = requests([
+            Grpc_Testing_StreamingOutputCallRequest(responseParameters: [.init(size: 1), .init(size: 2)]),
+            Grpc_Testing_StreamingOutputCallRequest(responseParameters: [.init(size: 3)]),
+        ])
         var sizes: [Int] = []
         for try await r in client.fullDuplexCall(reqs) { sizes.append(r.payload?.body.count ?? -1) }
         #expect(sizes == [1, 2, 3])
@@ -111,8 +129,12 @@ struct GeneratedServiceTests {
             _ = try await client.unaryCall(.init(responseStatus: .init(code: 5, message: "no such thing")))
         }
         await #expect(throws: RPCError(.unimplemented)) { _ = try await client.unimplementedCall(.init()) }
-        let other = Grpc_Testing_UnimplementedService.Client(transport: InProcessTransport(services: [TestServiceImpl()]))
-        await #expect(throws: RPCError(.unimplemented, "method /grpc.testing.UnimplementedService/UnimplementedCall is not served")) {
+        let other = Grpc_Testing_UnimplementedService.Client(
+            transport: InProcessTransport(services: [TestServiceImpl()]))
+        await #expect(
+            throws: RPCError(
+                .unimplemented, "method /grpc.testing.UnimplementedService/UnimplementedCall is not served")
+        ) {
             _ = try await other.unimplementedCall(.init())
         }
     }
@@ -122,7 +144,10 @@ struct GeneratedServiceTests {
         let get = Shop_V1_CatalogService.Method.getProduct
         #expect(get.path == "/shop.v1.CatalogService/GetProduct" && get.kind == .unary)
         // additional_bindings follow the main rule.
-        #expect(get.options.http == [HTTPRule(method: "GET", path: "/v1/products/{id}"), HTTPRule(method: "GET", path: "/v1/skus/{sku}")])
+        #expect(
+            get.options.http == [
+                HTTPRule(method: "GET", path: "/v1/products/{id}"), HTTPRule(method: "GET", path: "/v1/skus/{sku}"),
+            ])
         #expect(get.options.auth.level == .public && get.options.idempotency == .noSideEffects)
         #expect(get.options.defaultDeadline == .milliseconds(2000))
         let create = Shop_V1_CatalogService.Method.createProduct

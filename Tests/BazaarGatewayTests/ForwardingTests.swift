@@ -1,8 +1,9 @@
 import BazaarAuth
 import BazaarCore
-@testable import BazaarGateway
 import BazaarTransport
 import Testing
+
+@testable import BazaarGateway
 
 /// What the gateway tells the services about a caller: the same for REST and gRPC (one helper).
 @Suite struct ForwardingTests {
@@ -10,16 +11,23 @@ import Testing
         var settings = Gateway.Settings()
         settings.trustedProxies = [IPNetwork("10.0.0.0/8")!]
         let gateway = try Gateway(services: [], upstreams: [:], settings: settings)
-        let request = HTTPRequest(method: "GET", target: "/v1/products",
-                                  headers: [("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
-                                            ("x-forwarded-for", "203.0.113.9"), ("x-request-id", "evil\r\nheader")],
-                                  remoteAddress: "10.1.2.3:5555")
+        let request = HTTPRequest(
+            method: "GET", target: "/v1/products",
+            headers: [
+                ("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+                ("x-forwarded-for", "203.0.113.9"), ("x-request-id", "evil\r\nheader"),
+            ],
+            remoteAddress: "10.1.2.3:5555")
         var options = CallOptions()
-        gateway.forward(UserIdentity(subject: "u1", roles: ["customer"], scopes: ["orders:read"]), requestID: "req-1", request, into: &options)
+        gateway.forward(
+            UserIdentity(subject: "u1", roles: ["customer"], scopes: ["orders:read"]), requestID: "req-1", request,
+            into: &options)
         // A trace starts at the gateway: the client's sampled flag decides nothing; its trace
         // goes to the telemetry as a link (the client observer takes the key off the call).
         #expect(options.metadata["traceparent"] == nil)
-        #expect(options.metadata["x-bazaar-client-traceparent"] == "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+        #expect(
+            options.metadata["x-bazaar-client-traceparent"] == "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        )
         #expect(options.metadata["x-request-id"] == "req-1")
         #expect(options.metadata[ForwardedIdentity.clientAddressKey] == "203.0.113.9")
         #expect(options.metadata[ForwardedIdentity.scopesKey] == "orders:read")

@@ -1,8 +1,9 @@
 import BazaarCore
 import BazaarWire
-@testable import BazaarGateway
 import ShopAPI
 import Testing
+
+@testable import BazaarGateway
 
 @Suite struct PathTemplateTests {
     @Test func parsesTheGrammar() throws {
@@ -15,7 +16,9 @@ import Testing
         let rest = try PathTemplate("/files/{path=**}")
         #expect(rest.match(["files", "a", "b", "c.txt"], verb: nil)?.first?.1 == "a/b/c.txt")
         #expect(rest.match(["files"], verb: nil)?.first?.1 == "")
-        for bad in ["v1/x", "/v1/{id", "/v1/**/x", "/v1/a{id}", "/v1/{a}/{a}", "/v1/", "/v1/x:", "/v1/{a=}", "/v1/{a b}"] {
+        for bad in [
+            "v1/x", "/v1/{id", "/v1/**/x", "/v1/a{id}", "/v1/{a}/{a}", "/v1/", "/v1/x:", "/v1/{a=}", "/v1/{a b}",
+        ] {
             #expect(throws: PathTemplate.ParseError.self, "\(bad)") { try PathTemplate(bad) }
         }
     }
@@ -34,13 +37,18 @@ import Testing
     let table: RouteTable
 
     init() throws {
-        table = try RouteTable(services: [Shop_V1_CatalogService.descriptor, Shop_V1_OrdersService.descriptor, Shop_V1_CartService.descriptor,
-                                          Shop_V1_AccountsService.descriptor, Shop_V1_NotificationsService.descriptor])
+        table = try RouteTable(services: [
+            Shop_V1_CatalogService.descriptor, Shop_V1_OrdersService.descriptor, Shop_V1_CartService.descriptor,
+            Shop_V1_AccountsService.descriptor, Shop_V1_NotificationsService.descriptor,
+        ])
     }
 
     func route(_ method: String, _ path: String) -> (String, [String: String])? {
         guard case .found(let r, let vars) = table.match(method: method, path: path) else { return nil }
-        return (r.method.method, Dictionary(vars.map { ($0.0.joined(separator: "."), $0.1) }, uniquingKeysWith: { a, _ in a }))
+        return (
+            r.method.method,
+            Dictionary(vars.map { ($0.0.joined(separator: "."), $0.1) }, uniquingKeysWith: { a, _ in a })
+        )
     }
 
     @Test func theShopRoutes() {
@@ -61,27 +69,41 @@ import Testing
             return
         }
         #expect(Set(allowed) == ["GET", "PATCH", "DELETE"])
-        guard case .notFound = table.match(method: "GET", path: "/v2/products") else { Issue.record("unknown path matched"); return }
-        guard case .notFound = table.match(method: "GET", path: "/v1/products/%zz") else { Issue.record("bad escape matched"); return }
+        guard case .notFound = table.match(method: "GET", path: "/v2/products") else {
+            Issue.record("unknown path matched")
+            return
+        }
+        guard case .notFound = table.match(method: "GET", path: "/v1/products/%zz") else {
+            Issue.record("bad escape matched")
+            return
+        }
         // An unknown verb is no POST route; the whole segment may still be an order id for GET.
-        if case .found = table.match(method: "POST", path: "/v1/orders/o1:explode") { Issue.record("unknown verb matched") }
+        if case .found = table.match(method: "POST", path: "/v1/orders/o1:explode") {
+            Issue.record("unknown verb matched")
+        }
     }
 
     @Test func conflictsAndBadBindingsAreRefusedAtStartup() {
         func service(_ rules: [(String, HTTPRule)]) -> ServiceDescriptor {
             let methods = rules.map { name, rule in
-                MethodDescriptor(service: "shop.v1.CatalogService", method: name, kind: .unary, inputType: "shop.v1.GetProductRequest",
-                                 outputType: "shop.v1.Product", options: MethodOptions(http: [rule]))
+                MethodDescriptor(
+                    service: "shop.v1.CatalogService", method: name, kind: .unary,
+                    inputType: "shop.v1.GetProductRequest",
+                    outputType: "shop.v1.Product", options: MethodOptions(http: [rule]))
             }
             return ServiceDescriptor(name: "shop.v1.CatalogService", methods: methods, file: ProtoFile.shop_v1_catalog)
         }
-        let clash = service([("A", HTTPRule(method: "GET", path: "/v1/x/{id}")), ("B", HTTPRule(method: "GET", path: "/v1/x/{sku}"))])
+        let clash = service([
+            ("A", HTTPRule(method: "GET", path: "/v1/x/{id}")), ("B", HTTPRule(method: "GET", path: "/v1/x/{sku}")),
+        ])
         #expect(throws: RouteTable.BuildError.self) { try RouteTable(services: [clash]) }
         let missing = service([("A", HTTPRule(method: "GET", path: "/v1/x/{colour}"))])
         #expect(throws: RouteTable.BuildError.self) { try RouteTable(services: [missing]) }
         let badBody = service([("A", HTTPRule(method: "POST", path: "/v1/x", body: "nothing"))])
         #expect(throws: RouteTable.BuildError.self) { try RouteTable(services: [badBody]) }
-        let fine = service([("A", HTTPRule(method: "GET", path: "/v1/x/{id}")), ("B", HTTPRule(method: "POST", path: "/v1/x/{id}"))])
+        let fine = service([
+            ("A", HTTPRule(method: "GET", path: "/v1/x/{id}")), ("B", HTTPRule(method: "POST", path: "/v1/x/{id}")),
+        ])
         #expect(throws: Never.self) { try RouteTable(services: [fine]) }
     }
 }

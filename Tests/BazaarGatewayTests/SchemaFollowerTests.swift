@@ -1,10 +1,11 @@
 import BazaarCore
-@testable import BazaarGateway
 import BazaarSchema
 import BazaarWire
 import ShopAPI
 import Testing
 import WellKnownTypes
+
+@testable import BazaarGateway
 
 /// An upstream the test drives: which endpoints are connected, and what reflection would answer.
 final class FakeUpstream: Sendable {
@@ -20,10 +21,12 @@ final class FakeUpstream: Sendable {
     }
 
     func follower(_ name: String) -> SchemaFollower {
-        var f = SchemaFollower(upstream: name, read: {
-            self.reads.withLock { $0 += 1 }
-            return self.files.withLock { $0 }
-        }, connected: { self.endpoints.withLock { $0 } })
+        var f = SchemaFollower(
+            upstream: name,
+            read: {
+                self.reads.withLock { $0 += 1 }
+                return self.files.withLock { $0 }
+            }, connected: { self.endpoints.withLock { $0 } })
         f.poll = .milliseconds(5)
         return f
     }
@@ -35,14 +38,18 @@ struct NoTransport: ClientTransport {
         throw RPCError(.unavailable, "not connected")
     }
 
-    func streaming(_ method: MethodDescriptor, requests: RPCStream<[UInt8]>, options: CallOptions) -> RPCStream<[UInt8]> {
+    func streaming(_ method: MethodDescriptor, requests: RPCStream<[UInt8]>, options: CallOptions) -> RPCStream<[UInt8]>
+    {
         RPCStream { $0.finish(throwing: RPCError(.unavailable, "not connected")) }
     }
 }
 
 @Suite struct SchemaFollowerTests {
     /// Runs followers against one gateway and hands their events to `body`, in order.
-    func follow(_ followers: [SchemaFollower], _ body: (Gateway, inout AsyncStream<SchemaFollower.Event>.Iterator) async throws -> Void)
+    func follow(
+        _ followers: [SchemaFollower],
+        _ body: (Gateway, inout AsyncStream<SchemaFollower.Event>.Iterator) async throws -> Void
+    )
         async throws
     {
         var upstreams: [String: any ClientTransport] = [:]
@@ -93,15 +100,23 @@ struct NoTransport: ClientTransport {
         shop.serve([ProtoFile.shop_v1_cart])
         try await follow([shop.follower("shop")]) { gateway, events in
             shop.endpoints.withLock { $0 = ["a:1"] }
-            guard case .installed(_, _, let first)? = await events.next() else { Issue.record("no schema"); return }
+            guard case .installed(_, _, let first)? = await events.next() else {
+                Issue.record("no schema")
+                return
+            }
             #expect(first == 5)
             // A new version of the service (one more service in it) comes up on another endpoint.
             shop.serve([ProtoFile.shop_v1_cart, ProtoFile.shop_v1_notifications])
             shop.endpoints.withLock { $0 = ["b:1"] }
-            guard case .installed(_, let services, let second)? = await events.next() else { Issue.record("no new schema"); return }
+            guard case .installed(_, let services, let second)? = await events.next() else {
+                Issue.record("no new schema")
+                return
+            }
             #expect(services == ["shop.v1.CartService", "shop.v1.NotificationsService"])
             #expect(second == 8)
-            if case .notFound = gateway.routes.match(method: "GET", path: "/v1/notifications") { Issue.record("new route missing") }
+            if case .notFound = gateway.routes.match(method: "GET", path: "/v1/notifications") {
+                Issue.record("new route missing")
+            }
         }
     }
 
@@ -112,10 +127,16 @@ struct NoTransport: ClientTransport {
         impostor.serve([ProtoFile.shop_v1_catalog])
         try await follow([catalog.follower("catalog"), impostor.follower("impostor")]) { gateway, events in
             catalog.endpoints.withLock { $0 = ["c:1"] }
-            guard case .installed(let first, _, _)? = await events.next() else { Issue.record("no schema"); return }
+            guard case .installed(let first, _, _)? = await events.next() else {
+                Issue.record("no schema")
+                return
+            }
             #expect(first == "catalog")
             impostor.endpoints.withLock { $0 = ["i:1"] }
-            guard case .refused(let who, let reason)? = await events.next() else { Issue.record("the impostor was not refused"); return }
+            guard case .refused(let who, let reason)? = await events.next() else {
+                Issue.record("the impostor was not refused")
+                return
+            }
             #expect(who == "impostor")
             #expect(reason.contains("catalog") && reason.contains("impostor"), "names both: \(reason)")
             #expect(paths(gateway, of: "catalog").count == 8 && paths(gateway, of: "impostor").isEmpty)
@@ -126,10 +147,15 @@ struct NoTransport: ClientTransport {
         // Two services whose bindings take the same requests.
         let gateway = Gateway(upstreams: ["a": NoTransport(), "b": NoTransport()], settings: Gateway.Settings())
         func service(_ name: String) -> ServiceDescriptor {
-            ServiceDescriptor(name: name, methods: [MethodDescriptor(service: name, method: "Get", kind: .unary, inputType: "shop.v1.GetCartForUserRequest",
-                                                                     outputType: "shop.v1.Cart",
-                                                                     options: MethodOptions(http: [HTTPRule(method: "GET", path: "/v1/things/{user_id}")]))],
-                              file: ProtoFile.shop_v1_cart)
+            ServiceDescriptor(
+                name: name,
+                methods: [
+                    MethodDescriptor(
+                        service: name, method: "Get", kind: .unary, inputType: "shop.v1.GetCartForUserRequest",
+                        outputType: "shop.v1.Cart",
+                        options: MethodOptions(http: [HTTPRule(method: "GET", path: "/v1/things/{user_id}")]))
+                ],
+                file: ProtoFile.shop_v1_cart)
         }
         try gateway.install(UpstreamSchema(upstream: "a", services: [service("a.v1.Things")]))
         do {
@@ -141,6 +167,8 @@ struct NoTransport: ClientTransport {
         }
         #expect(gateway.routes.routes.map(\.upstream) == ["a"])
         // An upstream the gateway does not know is refused too.
-        #expect(throws: RouteTable.BuildError.self) { try gateway.install(UpstreamSchema(upstream: "c", services: [service("c.v1.X")])) }
+        #expect(throws: RouteTable.BuildError.self) {
+            try gateway.install(UpstreamSchema(upstream: "c", services: [service("c.v1.X")]))
+        }
     }
 }

@@ -1,22 +1,25 @@
 import BazaarCore
+import BazaarTransport
 import BazaarWire
 import Synchronization
 import Testing
 
 @testable import BazaarMesh
-import BazaarTransport
 
 /// A byte-level service for the channel tests: `Echo`, `Sleep` (records its deadline and whether
 /// it was cancelled), `Count` (streams n responses), and `Relay` (calls `Sleep` on its upstream).
 final class Backend: RPCService, Sendable {
     static func method(_ name: String, _ kind: RPCKind = .unary) -> MethodDescriptor {
-        MethodDescriptor(service: "test.Backend", method: name, kind: kind, inputType: "x", outputType: "x",
-                         options: MethodOptions(auth: AuthRequirement(level: .public)))
+        MethodDescriptor(
+            service: "test.Backend", method: name, kind: kind, inputType: "x", outputType: "x",
+            options: MethodOptions(auth: AuthRequirement(level: .public)))
     }
 
-    static let echo = method("Echo"), sleep = method("Sleep"), relay = method("Relay"), count = method("Count", .serverStreaming)
-    static let serviceDescriptor = ServiceDescriptor(name: "test.Backend", methods: [echo, sleep, relay, count],
-                                                     file: ProtoFile(path: "backend.proto", dependencies: [], bytes: { [] }))
+    static let echo = method("Echo"), sleep = method("Sleep"), relay = method("Relay"),
+        count = method("Count", .serverStreaming)
+    static let serviceDescriptor = ServiceDescriptor(
+        name: "test.Backend", methods: [echo, sleep, relay, count],
+        file: ProtoFile(path: "backend.proto", dependencies: [], bytes: { [] }))
 
     struct Seen: Sendable {
         var deadlines: [Duration] = []
@@ -31,25 +34,31 @@ final class Backend: RPCService, Sendable {
     var handlers: [RPCHandler] {
         [
             RPCHandler(method: Self.echo, body: .unary { request, _ in request }),
-            RPCHandler(method: Self.sleep, body: .unary { [self] _, context in
-                if let d = context.deadline { seen.withLock { $0.deadlines.append(d - .now) } }
-                do {
-                    try await Task.sleep(for: .seconds(30))
-                } catch {
-                    seen.withLock { $0.cancelled += 1 }
-                    throw error
-                }
-                return []
-            }),
-            RPCHandler(method: Self.relay, body: .unary { [self] request, _ in
-                // No options passed on: the deadline and cancellation travel by themselves.
-                try await upstream!.unary(Self.sleep, request: request, options: CallOptions())
-            }),
-            RPCHandler(method: Self.count, body: .streaming { requests, responses, _ in
-                var it = requests.makeAsyncIterator()
-                let n = Int(try await it.next()?.first ?? 0)
-                for i in 0..<n { try await responses.write([UInt8(i)]) }
-            }),
+            RPCHandler(
+                method: Self.sleep,
+                body: .unary { [self] _, context in
+                    if let d = context.deadline { seen.withLock { $0.deadlines.append(d - .now) } }
+                    do {
+                        try await Task.sleep(for: .seconds(30))
+                    } catch {
+                        seen.withLock { $0.cancelled += 1 }
+                        throw error
+                    }
+                    return []
+                }),
+            RPCHandler(
+                method: Self.relay,
+                body: .unary { [self] request, _ in
+                    // No options passed on: the deadline and cancellation travel by themselves.
+                    try await upstream!.unary(Self.sleep, request: request, options: CallOptions())
+                }),
+            RPCHandler(
+                method: Self.count,
+                body: .streaming { requests, responses, _ in
+                    var it = requests.makeAsyncIterator()
+                    let n = Int(try await it.next()?.first ?? 0)
+                    for i in 0..<n { try await responses.write([UInt8(i)]) }
+                }),
         ]
     }
 }
@@ -98,13 +107,19 @@ final class OutcomeRecorder: RPCInterceptor {
             let front = Backend(upstream: upstream)
             try await withServers([front]) { frontPorts in
                 let edge = try MeshChannel(target: "127.0.0.1:\(frontPorts[0])", security: .plaintext)
-                let call = Task { try await edge.unary(Backend.relay, request: [], options: CallOptions(timeout: .seconds(5))) }
-                for _ in 0..<200 where back.seen.withLock({ $0.deadlines.isEmpty }) { try await Task.sleep(for: .milliseconds(10)) }
+                let call = Task {
+                    try await edge.unary(Backend.relay, request: [], options: CallOptions(timeout: .seconds(5)))
+                }
+                for _ in 0..<200 where back.seen.withLock({ $0.deadlines.isEmpty }) {
+                    try await Task.sleep(for: .milliseconds(10))
+                }
                 let deadline = try #require(back.seen.withLock { $0.deadlines.first })
                 #expect(deadline < .seconds(5) && deadline > .seconds(4))
                 call.cancel()
                 await #expect(throws: RPCError.self) { try await call.value }
-                for _ in 0..<200 where back.seen.withLock({ $0.cancelled == 0 }) { try await Task.sleep(for: .milliseconds(10)) }
+                for _ in 0..<200 where back.seen.withLock({ $0.cancelled == 0 }) {
+                    try await Task.sleep(for: .milliseconds(10))
+                }
                 #expect(back.seen.withLock { $0.cancelled } == 1)
                 await edge.shutdown()
             }
@@ -124,7 +139,8 @@ final class OutcomeRecorder: RPCInterceptor {
                 let done = Lock(false)
                 let short = Task {
                     defer { done.withLock { $0 = true } }
-                    _ = try await ch.unary(Backend.sleep, request: [], options: CallOptions(timeout: .milliseconds(300)))
+                    _ = try await ch.unary(
+                        Backend.sleep, request: [], options: CallOptions(timeout: .milliseconds(300)))
                 }
                 // Others are answered while the short call waits, until it has failed.
                 repeat {
@@ -163,18 +179,33 @@ final class OutcomeRecorder: RPCInterceptor {
             let recorder = OutcomeRecorder()
             let ch = try MeshChannel(target: "127.0.0.1:\(ports[0])", security: .plaintext, interceptors: [recorder])
             var got: [UInt8] = []
-            for try await m in ch.streaming(Backend.count, requests: RPCStream { $0.yield([3]); $0.finish() }, options: CallOptions()) {
+            for try await m in ch.streaming(
+                Backend.count,
+                requests: RPCStream {
+                    $0.yield([3])
+                    $0.finish()
+                }, options: CallOptions())
+            {
                 got += m
             }
             #expect(got == [0, 1, 2])
             _ = try await ch.unary(Backend.echo, request: [1], options: CallOptions())
-            for _ in 0..<100 where recorder.outcomes.withLock({ $0.count }) < 2 { try await Task.sleep(for: .milliseconds(10)) }
+            for _ in 0..<100 where recorder.outcomes.withLock({ $0.count }) < 2 {
+                try await Task.sleep(for: .milliseconds(10))
+            }
             #expect(Set(recorder.outcomes.withLock { $0 }) == ["Count: ok", "Echo: ok"])
             await ch.shutdown()
 
-            let refusing = try MeshChannel(target: "127.0.0.1:\(ports[0])", security: .plaintext, interceptors: [OutcomeRecorder(refuse: true)])
+            let refusing = try MeshChannel(
+                target: "127.0.0.1:\(ports[0])", security: .plaintext, interceptors: [OutcomeRecorder(refuse: true)])
             do {
-                for try await _ in refusing.streaming(Backend.count, requests: RPCStream { $0.yield([3]); $0.finish() }, options: CallOptions()) {}
+                for try await _ in refusing.streaming(
+                    Backend.count,
+                    requests: RPCStream {
+                        $0.yield([3])
+                        $0.finish()
+                    }, options: CallOptions())
+                {}
                 Issue.record("the refused stream ran")
             } catch let e as RPCError {
                 #expect(e.code == .permissionDenied)
@@ -189,8 +220,12 @@ final class OutcomeRecorder: RPCInterceptor {
             var mesh = MeshConfiguration()
             mesh.maxConcurrentCalls = 1
             let ch = try MeshChannel(target: "127.0.0.1:\(ports[0])", security: .plaintext, mesh: mesh)
-            let slow = Task { try await ch.unary(Backend.sleep, request: [], options: CallOptions(timeout: .seconds(10))) }
-            for _ in 0..<200 where back.seen.withLock({ $0.deadlines.isEmpty }) { try await Task.sleep(for: .milliseconds(10)) }
+            let slow = Task {
+                try await ch.unary(Backend.sleep, request: [], options: CallOptions(timeout: .seconds(10)))
+            }
+            for _ in 0..<200 where back.seen.withLock({ $0.deadlines.isEmpty }) {
+                try await Task.sleep(for: .milliseconds(10))
+            }
             do {
                 _ = try await ch.unary(Backend.echo, request: [1], options: CallOptions())
                 Issue.record("a call got past the cap")

@@ -1,12 +1,14 @@
 import BazaarCore
-@testable import BazaarMesh
 import BazaarTransport
 import Synchronization
 import Testing
 
+@testable import BazaarMesh
+
 @Suite struct RetryPolicyTests {
     @Test func backoffIsFullJitterUnderAGrowingCap() {
-        let p = RetryPolicy(maxAttempts: 5, initialBackoff: .milliseconds(100), maxBackoff: .milliseconds(300), backoffMultiplier: 2)
+        let p = RetryPolicy(
+            maxAttempts: 5, initialBackoff: .milliseconds(100), maxBackoff: .milliseconds(300), backoffMultiplier: 2)
         #expect(p.backoff(retry: 1, random: 0.999) < .milliseconds(100))
         #expect(p.backoff(retry: 2, random: 0.5) == .milliseconds(100))
         #expect(p.backoff(retry: 4, random: 0.5) == .milliseconds(150))  // capped at 300
@@ -19,8 +21,12 @@ import Testing
         #expect(!p.allowsRetry(after: RPCError(.unavailable), attempt: 3))
         #expect(!p.allowsRetry(after: RPCError(.internal), attempt: 1))
         #expect(!p.allowsRetry(after: RPCError(.unavailable, responseStarted: true), attempt: 1))
-        #expect(!p.allowsRetry(after: RPCError(.unavailable, metadata: Metadata([("grpc-retry-pushback-ms", "-1")])), attempt: 1))
-        #expect(RetryPolicy.pushback(RPCError(.unavailable, metadata: Metadata([("grpc-retry-pushback-ms", "250")]))) == .milliseconds(250))
+        #expect(
+            !p.allowsRetry(
+                after: RPCError(.unavailable, metadata: Metadata([("grpc-retry-pushback-ms", "-1")])), attempt: 1))
+        #expect(
+            RetryPolicy.pushback(RPCError(.unavailable, metadata: Metadata([("grpc-retry-pushback-ms", "250")])))
+                == .milliseconds(250))
         #expect(RetryPolicy(maxAttempts: 9).maxAttempts == 5)
     }
 
@@ -157,8 +163,12 @@ final class FakeCandidate: PickCandidate, @unchecked Sendable {
         let p = Picker(policy: .p2c, candidates: cs)
         #expect((0..<50).allSatisfy { _ in p.pick()?.name == "idle" })
         // With three, the busiest is never chosen: it loses every pair it is drawn in.
-        let three = Picker(policy: .p2c, candidates: [FakeCandidate("a", outstanding: 1), FakeCandidate("b", outstanding: 2),
-                                                       FakeCandidate("c", outstanding: 9)])
+        let three = Picker(
+            policy: .p2c,
+            candidates: [
+                FakeCandidate("a", outstanding: 1), FakeCandidate("b", outstanding: 2),
+                FakeCandidate("c", outstanding: 9),
+            ])
         #expect((0..<200).allSatisfy { _ in three.pick()?.name != "c" })
         #expect(Picker<FakeCandidate>(policy: .p2c, candidates: []).pick() == nil)
     }
@@ -167,11 +177,13 @@ final class FakeCandidate: PickCandidate, @unchecked Sendable {
 @Suite struct TargetAndEnvironmentTests {
     @Test func targetsParse() throws {
         #expect(try Target(parsing: "dns:///catalog:8443") == .dns(host: "catalog", port: 8443, nameserver: nil))
-        #expect(try Target(parsing: "dns://10.0.0.10:53/catalog.shop.svc:8443")
-            == .dns(host: "catalog.shop.svc", port: 8443, nameserver: "10.0.0.10:53"))
+        #expect(
+            try Target(parsing: "dns://10.0.0.10:53/catalog.shop.svc:8443")
+                == .dns(host: "catalog.shop.svc", port: 8443, nameserver: "10.0.0.10:53"))
         #expect(try Target(parsing: "dns:///catalog") == .dns(host: "catalog", port: 443, nameserver: nil))
-        #expect(try Target(parsing: "10.0.0.1:1, 10.0.0.2:2")
-            == .endpoints([Endpoint(host: "10.0.0.1", port: 1), Endpoint(host: "10.0.0.2", port: 2)]))
+        #expect(
+            try Target(parsing: "10.0.0.1:1, 10.0.0.2:2")
+                == .endpoints([Endpoint(host: "10.0.0.1", port: 1), Endpoint(host: "10.0.0.2", port: 2)]))
         #expect(try Target(parsing: "static:///[::1]:9") == .endpoints([Endpoint(host: "::1", port: 9)]))
         #expect(throws: RPCError.self) { try Target(parsing: "") }
         #expect(throws: RPCError.self) { try Target(parsing: "dns://no-slash") }
@@ -179,9 +191,13 @@ final class FakeCandidate: PickCandidate, @unchecked Sendable {
     }
 
     @Test func environmentOverridesDefaultsAndUpstreamOverridesGlobal() throws {
-        let env = ["BAZAAR_LB_POLICY": "round_robin", "BAZAAR_RETRY_MAX_ATTEMPTS": "4", "BAZAAR_RETRY_CODES": "UNAVAILABLE,RESOURCE_EXHAUSTED",
-                   "BAZAAR_OUTLIER_BASE_EJECTION": "250ms", "BAZAAR_CATALOG_MAX_CONCURRENT_CALLS": "7",
-                   "BAZAAR_MAX_CONCURRENT_CALLS": "100", "BAZAAR_BULKHEAD_OVERFLOW": "wait", "BAZAAR_DEADLINE_PROPAGATION": "false"]
+        let env = [
+            "BAZAAR_LB_POLICY": "round_robin", "BAZAAR_RETRY_MAX_ATTEMPTS": "4",
+            "BAZAAR_RETRY_CODES": "UNAVAILABLE,RESOURCE_EXHAUSTED",
+            "BAZAAR_OUTLIER_BASE_EJECTION": "250ms", "BAZAAR_CATALOG_MAX_CONCURRENT_CALLS": "7",
+            "BAZAAR_MAX_CONCURRENT_CALLS": "100", "BAZAAR_BULKHEAD_OVERFLOW": "wait",
+            "BAZAAR_DEADLINE_PROPAGATION": "false",
+        ]
         let c = try MeshConfiguration.fromEnvironment(upstream: "catalog", environment: env)
         #expect(c.loadBalancing == .roundRobin)
         #expect(c.retry.maxAttempts == 4)
@@ -208,9 +224,10 @@ final class FakeCandidate: PickCandidate, @unchecked Sendable {
     }
 
     @Test func badValuesNameTheVariable() {
-        for (key, value) in [("BAZAAR_LB_POLICY", "random"), ("BAZAAR_RETRY_MAX_ATTEMPTS", "x"), ("BAZAAR_RETRY_CODES", "NOPE"),
-                             ("BAZAAR_DNS_REFRESH", "5 parsecs"), ("BAZAAR_HEALTH_CHECK", "maybe")]
-        {
+        for (key, value) in [
+            ("BAZAAR_LB_POLICY", "random"), ("BAZAAR_RETRY_MAX_ATTEMPTS", "x"), ("BAZAAR_RETRY_CODES", "NOPE"),
+            ("BAZAAR_DNS_REFRESH", "5 parsecs"), ("BAZAAR_HEALTH_CHECK", "maybe"),
+        ] {
             do {
                 _ = try MeshConfiguration.fromEnvironment(environment: [key: value])
                 Issue.record("\(key)=\(value) was accepted")
@@ -218,7 +235,9 @@ final class FakeCandidate: PickCandidate, @unchecked Sendable {
                 #expect(error.message.contains(key))
             }
         }
-        #expect(throws: RPCError.self) { try MeshServerEnvironment.security(service: "x", environment: ["BAZAAR_PLAINTEXT": "perhaps"]) }
+        #expect(throws: RPCError.self) {
+            try MeshServerEnvironment.security(service: "x", environment: ["BAZAAR_PLAINTEXT": "perhaps"])
+        }
         #expect(Environment.parseDuration("1.5s") == .milliseconds(1500))
         #expect(Environment.parseDuration("2m") == .seconds(120))
         #expect(Environment.parseDuration("-1s") == nil)
@@ -262,14 +281,18 @@ final class FakeCandidate: PickCandidate, @unchecked Sendable {
             return
         }
         #expect(tls.certificateChainFile == ".run/certs/catalog.pem" && tls.trustRootsFile == ".run/certs/ca.pem")
-        guard case .mutualTLS(let custom) = try MeshServerEnvironment.security(
-            service: "catalog", environment: ["BAZAAR_TLS_DIR": "/certs", "BAZAAR_TLS_CA": "/ca/bundle.pem"])
+        guard
+            case .mutualTLS(let custom) = try MeshServerEnvironment.security(
+                service: "catalog", environment: ["BAZAAR_TLS_DIR": "/certs", "BAZAAR_TLS_CA": "/ca/bundle.pem"])
         else {
             Issue.record("plaintext")
             return
         }
         #expect(custom.privateKeyFile == "/certs/catalog-key.pem" && custom.trustRootsFile == "/ca/bundle.pem")
-        guard case .plaintext = try MeshServerEnvironment.security(service: "catalog", environment: ["BAZAAR_PLAINTEXT": "true"]) else {
+        guard
+            case .plaintext = try MeshServerEnvironment.security(
+                service: "catalog", environment: ["BAZAAR_PLAINTEXT": "true"])
+        else {
             Issue.record("BAZAAR_PLAINTEXT=true ignored")
             return
         }
@@ -278,13 +301,15 @@ final class FakeCandidate: PickCandidate, @unchecked Sendable {
     @Test func healthAlwaysAndReflectionUnlessTurnedOff() throws {
         let (health, all) = try MeshServerEnvironment.standardServices(serving: [], environment: [:])
         #expect(all.count == 2 && health.status() == .serving)
-        let (_, without) = try MeshServerEnvironment.standardServices(serving: [], environment: ["BAZAAR_REFLECTION": "false"])
+        let (_, without) = try MeshServerEnvironment.standardServices(
+            serving: [], environment: ["BAZAAR_REFLECTION": "false"])
         #expect(without.count == 1)
     }
 
     @Test func drainAndReloadSettings() throws {
         var c = ServerConfiguration(port: 0, security: .plaintext)
-        try MeshServerEnvironment.apply(to: &c, environment: ["BAZAAR_DRAIN_DELAY": "5s", "BAZAAR_TLS_RELOAD_INTERVAL": "0"])
+        try MeshServerEnvironment.apply(
+            to: &c, environment: ["BAZAAR_DRAIN_DELAY": "5s", "BAZAAR_TLS_RELOAD_INTERVAL": "0"])
         #expect(c.drainDelay == .seconds(5) && c.tlsReloadInterval == nil)
     }
 }

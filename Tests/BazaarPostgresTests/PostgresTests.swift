@@ -14,14 +14,18 @@ struct PostgresTests {
 
     @Test func parametersNeverBecomeSQL() async throws {
         _ = try await pool.query("DROP TABLE IF EXISTS t_params")
-        _ = try await pool.query("CREATE TABLE t_params (id serial PRIMARY KEY, name text, n bigint, ok boolean, data bytea)")
+        _ = try await pool.query(
+            "CREATE TABLE t_params (id serial PRIMARY KEY, name text, n bigint, ok boolean, data bytea)")
         let hostile = "x'); DROP TABLE t_params; --"
-        let inserted = try await pool.query("INSERT INTO t_params (name, n, ok, data) VALUES ($1, $2, $3, $4), ($5, NULL, NULL, NULL)",
-                                            [hostile, 9_000_000_000 as Int64, true, [UInt8]([0, 1, 0xFE, 0xFF]), "☕ ünïcode"])
+        let inserted = try await pool.query(
+            "INSERT INTO t_params (name, n, ok, data) VALUES ($1, $2, $3, $4), ($5, NULL, NULL, NULL)",
+            [hostile, 9_000_000_000 as Int64, true, [UInt8]([0, 1, 0xFE, 0xFF]), "☕ ünïcode"])
         #expect(inserted.affectedRows == 2)
         let rows = try await pool.query("SELECT name, n, ok, encode(data, 'hex') AS hex FROM t_params ORDER BY id").rows
         #expect(rows.count == 2)
-        #expect(rows[0]["name"] == hostile && rows[0].int("n") == 9_000_000_000 && rows[0].bool("ok") == true && rows[0]["hex"] == "0001feff")
+        #expect(
+            rows[0]["name"] == hostile && rows[0].int("n") == 9_000_000_000 && rows[0].bool("ok") == true
+                && rows[0]["hex"] == "0001feff")
         #expect(rows[1]["name"] == "☕ ünïcode" && rows[1]["n"] == nil && rows[1].bool("ok") == nil)
     }
 
@@ -90,7 +94,8 @@ struct PostgresTests {
         let pid = try await single.query("SELECT pg_backend_pid() AS p").rows[0].int("p")!
         let sleeping = Task { try await single.query("SELECT pg_sleep(30)") }
         for _ in 0..<200 {
-            let state = try await pool.query("SELECT wait_event FROM pg_stat_activity WHERE pid = $1", [pid]).rows.first?["wait_event"]
+            let state = try await pool.query("SELECT wait_event FROM pg_stat_activity WHERE pid = $1", [pid]).rows
+                .first?["wait_event"]
             if state == "PgSleep" { break }
             try await Task.sleep(for: .milliseconds(10))
         }
@@ -107,7 +112,11 @@ struct PostgresTests {
 
     private func waitUntilGone(_ pid: Int) async throws {
         for _ in 0..<200 {
-            if try await pool.query("SELECT count(*) AS n FROM pg_stat_activity WHERE pid = $1", [pid]).rows[0].int("n") == 0 { return }
+            if try await pool.query("SELECT count(*) AS n FROM pg_stat_activity WHERE pid = $1", [pid]).rows[0].int("n")
+                == 0
+            {
+                return
+            }
             try await Task.sleep(for: .milliseconds(10))
         }
     }
@@ -115,8 +124,12 @@ struct PostgresTests {
     @Test func migrationsApplyOnceEvenWhenReplicasRace() async throws {
         _ = try await pool.query("DROP TABLE IF EXISTS schema_migrations, m_items")
         let migrations = [
-            Migration(version: 1, name: "items", sql: "CREATE TABLE m_items (id int PRIMARY KEY); INSERT INTO m_items VALUES (1);"),
-            Migration(version: 2, name: "names", sql: "ALTER TABLE m_items ADD COLUMN name text; INSERT INTO m_items VALUES (2, 'b');"),
+            Migration(
+                version: 1, name: "items",
+                sql: "CREATE TABLE m_items (id int PRIMARY KEY); INSERT INTO m_items VALUES (1);"),
+            Migration(
+                version: 2, name: "names",
+                sql: "ALTER TABLE m_items ADD COLUMN name text; INSERT INTO m_items VALUES (2, 'b');"),
         ]
         // Four "replicas", each with its own pool, start at once.
         let applied = try await withThrowingTaskGroup(of: [Int].self) { group in
@@ -135,10 +148,16 @@ struct PostgresTests {
         #expect(try await pool.query("SELECT count(*) AS n FROM m_items").rows[0].int("n") == 2)
         #expect(try await Migrator.migrate(pool, migrations) == [])
         // A broken migration rolls back entirely and is not recorded.
-        let broken = migrations + [Migration(version: 3, name: "broken", sql: "ALTER TABLE m_items ADD COLUMN x int; SELECT nonsense;")]
+        let broken =
+            migrations + [
+                Migration(version: 3, name: "broken", sql: "ALTER TABLE m_items ADD COLUMN x int; SELECT nonsense;")
+            ]
         await #expect(throws: PostgresError.self) { try await Migrator.migrate(pool, broken) }
         #expect(try await pool.query("SELECT max(version) AS v FROM schema_migrations").rows[0].int("v") == 2)
-        #expect(try await pool.query("SELECT count(*) AS n FROM information_schema.columns WHERE table_name = 'm_items' AND column_name = 'x'")
+        #expect(
+            try await pool.query(
+                "SELECT count(*) AS n FROM information_schema.columns WHERE table_name = 'm_items' AND column_name = 'x'"
+            )
             .rows[0].int("n") == 0)
     }
 
@@ -152,10 +171,12 @@ struct PostgresTests {
             _ = try await holder.query("SELECT pg_advisory_lock($1)", [key])
             let blocked = Task { try await pool.query("SELECT pg_advisory_lock($1)", [key]) }
             func waiting() async throws -> Int64 {
-                try await holder.query("""
+                try await holder.query(
+                    """
                     SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
                       AND ((classid::int8 << 32) | objid::int8) = $1
-                    """, [key]).rows[0].int("n").map(Int64.init) ?? 0
+                    """, [key]
+                ).rows[0].int("n").map(Int64.init) ?? 0
             }
             // Polls for the event itself (the statement is queued on the lock); the count only
             // guards against a hang.
@@ -209,7 +230,8 @@ struct PostgresTests {
 
     @Test func aBadServerAddressFailsWithAClearError() async throws {
         do {
-            _ = try await PostgresConnection.connect("host=127.0.0.1 port=1 user=nobody connect_timeout=2", on: EventLoopGroup(count: 1).loops[0])
+            _ = try await PostgresConnection.connect(
+                "host=127.0.0.1 port=1 user=nobody connect_timeout=2", on: EventLoopGroup(count: 1).loops[0])
             Issue.record("connected to nothing")
         } catch let e as PostgresError {
             #expect(e.isConnectionError && e.message.contains("127.0.0.1"))

@@ -18,7 +18,9 @@ struct RedisTests {
         #expect(try await client.send("GET", "t:missing") == .null)
         _ = try await client.send("DEL", "t:list")
         #expect(try await client.send("RPUSH", "t:list", "a", "b", "c").integer == 3)
-        #expect(try await client.send("LRANGE", "t:list", "0", "-1") == .array([.bulk(Array("a".utf8)), .bulk(Array("b".utf8)), .bulk(Array("c".utf8))]))
+        #expect(
+            try await client.send("LRANGE", "t:list", "0", "-1")
+                == .array([.bulk(Array("a".utf8)), .bulk(Array("b".utf8)), .bulk(Array("c".utf8))]))
     }
 
     @Test func errorRepliesFailTheCommandNotTheConnection() async throws {
@@ -101,7 +103,9 @@ struct RedisTests {
         var len = socklen_t(MemoryLayout<sockaddr_in>.size)
         _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
         #expect(listen(fd, 8) == 0)
-        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        _ = withUnsafeMutablePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
+        }
         let port = Int(UInt16(bigEndian: addr.sin_port))
         let group = EventLoopGroup(count: 1)
         defer { group.shutdown() }

@@ -1,5 +1,4 @@
 import BazaarCore
-@testable import BazaarSchema
 import BazaarWire
 import CBazaarProtobufC
 import ConformanceProtos
@@ -7,6 +6,8 @@ import GRPCProtos
 import ShopAPI
 import Testing
 import WellKnownTypes
+
+@testable import BazaarSchema
 
 /// Random C messages of any descriptor, filled through protobuf-c's layout (the descriptor's
 /// offsets), so the same filler drives generated and run-time descriptors.
@@ -21,10 +22,16 @@ struct RandomMessages {
         for f in fields {
             if f.flags & UInt32(PROTOBUF_C_FIELD_FLAG_ONEOF.rawValue) != 0 {
                 if chosenOneof[f.quantifier_offset] == nil {
-                    let members = fields.filter { $0.quantifier_offset == f.quantifier_offset && $0.flags & UInt32(PROTOBUF_C_FIELD_FLAG_ONEOF.rawValue) != 0 }
-                    chosenOneof[f.quantifier_offset] = Bool.random(using: &rng) ? members.randomElement(using: &rng)!.id : 0
+                    let members = fields.filter {
+                        $0.quantifier_offset == f.quantifier_offset
+                            && $0.flags & UInt32(PROTOBUF_C_FIELD_FLAG_ONEOF.rawValue) != 0
+                    }
+                    chosenOneof[f.quantifier_offset] =
+                        Bool.random(using: &rng) ? members.randomElement(using: &rng)!.id : 0
                 }
-                guard chosenOneof[f.quantifier_offset] == f.id, f.type != PROTOBUF_C_TYPE_MESSAGE || depth < 3 else { continue }
+                guard chosenOneof[f.quantifier_offset] == f.id, f.type != PROTOBUF_C_TYPE_MESSAGE || depth < 3 else {
+                    continue
+                }
                 (m + Int(f.quantifier_offset)).storeBytes(of: f.id, as: UInt32.self)
                 store(f, at: m + Int(f.offset), depth: depth)
                 continue
@@ -41,7 +48,9 @@ struct RandomMessages {
             }
             if f.type == PROTOBUF_C_TYPE_MESSAGE && (depth >= 3 || Bool.random(using: &rng)) { continue }
             if Int.random(in: 0..<4, using: &rng) == 0 { continue }  // leave some at their defaults
-            if f.label == PROTOBUF_C_LABEL_OPTIONAL && f.type != PROTOBUF_C_TYPE_MESSAGE && f.type != PROTOBUF_C_TYPE_STRING {
+            if f.label == PROTOBUF_C_LABEL_OPTIONAL && f.type != PROTOBUF_C_TYPE_MESSAGE
+                && f.type != PROTOBUF_C_TYPE_STRING
+            {
                 (m + Int(f.quantifier_offset)).storeBytes(of: Int32(1), as: Int32.self)
             }
             store(f, at: m + Int(f.offset), depth: depth)
@@ -51,8 +60,9 @@ struct RandomMessages {
 
     static func size(_ t: ProtobufCType) -> Int {
         switch t {
-        case PROTOBUF_C_TYPE_INT64, PROTOBUF_C_TYPE_UINT64, PROTOBUF_C_TYPE_SINT64, PROTOBUF_C_TYPE_SFIXED64, PROTOBUF_C_TYPE_FIXED64,
-             PROTOBUF_C_TYPE_DOUBLE, PROTOBUF_C_TYPE_STRING, PROTOBUF_C_TYPE_MESSAGE:
+        case PROTOBUF_C_TYPE_INT64, PROTOBUF_C_TYPE_UINT64, PROTOBUF_C_TYPE_SINT64, PROTOBUF_C_TYPE_SFIXED64,
+            PROTOBUF_C_TYPE_FIXED64,
+            PROTOBUF_C_TYPE_DOUBLE, PROTOBUF_C_TYPE_STRING, PROTOBUF_C_TYPE_MESSAGE:
             8
         case PROTOBUF_C_TYPE_BYTES: 16
         default: 4
@@ -77,11 +87,14 @@ struct RandomMessages {
             let v = e.pointee.values[Int.random(in: 0..<Int(e.pointee.n_values), using: &rng)].value
             p.storeBytes(of: v, as: Int32.self)
         case PROTOBUF_C_TYPE_STRING:
-            let s = String((0..<Int.random(in: 0...12, using: &rng)).map { _ in "abcé€𝄞 xyz".randomElement(using: &rng)! })
+            let s = String(
+                (0..<Int.random(in: 0...12, using: &rng)).map { _ in "abcé€𝄞 xyz".randomElement(using: &rng)! })
             p.storeBytes(of: try! arena.cString(s), as: UnsafeMutablePointer<CChar>.self)
         case PROTOBUF_C_TYPE_BYTES:
-            p.storeBytes(of: arena.binary((0..<Int.random(in: 0...9, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }),
-                         as: ProtobufCBinaryData.self)
+            p.storeBytes(
+                of: arena.binary(
+                    (0..<Int.random(in: 0...9, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }),
+                as: ProtobufCBinaryData.self)
         case PROTOBUF_C_TYPE_MESSAGE:
             let sub = make(f.descriptor!.assumingMemoryBound(to: ProtobufCMessageDescriptor.self), depth: depth + 1)
             p.storeBytes(of: sub, as: UnsafeMutableRawPointer.self)
@@ -100,15 +113,19 @@ func pack(_ m: UnsafeRawPointer) -> [UInt8] {
 
 /// Unpacks with `d` and packs again: the bytes another peer would see.
 func repack(_ bytes: [UInt8], _ d: UnsafePointer<ProtobufCMessageDescriptor>) -> [UInt8]? {
-    guard let m = bytes.withUnsafeBufferPointer({ protobuf_c_message_unpack(d, nil, $0.count, $0.baseAddress) }) else { return nil }
+    guard let m = bytes.withUnsafeBufferPointer({ protobuf_c_message_unpack(d, nil, $0.count, $0.baseAddress) }) else {
+        return nil
+    }
     defer { protobuf_c_message_free_unpacked(m, nil) }
     return pack(m)
 }
 
 @Suite struct DescriptorPoolTests {
-    static let files: [ProtoFile] = [ProtoFile.shop_v1_catalog, ProtoFile.shop_v1_accounts, ProtoFile.shop_v1_cart, ProtoFile.shop_v1_orders,
-                                     ProtoFile.shop_v1_notifications, ProtoFile.conformance_v1_all_types, ProtoFile.conformance_v1_evolution,
-                                     ProtoFile.grpc_testing_test, ProtoFile.grpc_reflection_v1_reflection]
+    static let files: [ProtoFile] = [
+        ProtoFile.shop_v1_catalog, ProtoFile.shop_v1_accounts, ProtoFile.shop_v1_cart, ProtoFile.shop_v1_orders,
+        ProtoFile.shop_v1_notifications, ProtoFile.conformance_v1_all_types, ProtoFile.conformance_v1_evolution,
+        ProtoFile.grpc_testing_test, ProtoFile.grpc_reflection_v1_reflection,
+    ]
 
     static func schema() throws -> Schema {
         var all: [ProtoFile] = []
@@ -118,7 +135,9 @@ func repack(_ bytes: [UInt8], _ d: UnsafePointer<ProtobufCMessageDescriptor>) ->
 
     static var types: [any WireMessage.Type] {
         var seen: Set<String> = []
-        return files.flatMap(\.withDependencies).flatMap(\.messageTypes).filter { seen.insert($0.protoMessageName).inserted }
+        return files.flatMap(\.withDependencies).flatMap(\.messageTypes).filter {
+            seen.insert($0.protoMessageName).inserted
+        }
     }
 
     @Test func everyMessageHasTheGeneratedLayout() throws {
@@ -132,17 +151,25 @@ func repack(_ bytes: [UInt8], _ d: UnsafePointer<ProtobufCMessageDescriptor>) ->
             for i in 0..<Int(compiled.pointee.n_fields) {
                 let c = compiled.pointee.fields[i]
                 let r = runtime.pointee.fields[i]
-                #expect(c.id == r.id && c.offset == r.offset && c.quantifier_offset == r.quantifier_offset
+                #expect(
+                    c.id == r.id && c.offset == r.offset && c.quantifier_offset == r.quantifier_offset
                         && c.label == r.label && c.type == r.type && c.flags == r.flags
-                        && ((c.default_value == nil) == (r.default_value == nil) || c.flags & UInt32(PROTOBUF_C_FIELD_FLAG_ONEOF.rawValue) != 0)
+                        && ((c.default_value == nil) == (r.default_value == nil)
+                            || c.flags & UInt32(PROTOBUF_C_FIELD_FLAG_ONEOF.rawValue) != 0)
                         && String(cString: c.name) == String(cString: r.name),
-                        "\(type.protoMessageName).\(String(cString: c.name))")
-                #expect(c.descriptor.map { String(cString: $0.assumingMemoryBound(to: ProtobufCMessageDescriptor.self).pointee.name) }
-                        == r.descriptor.map { String(cString: $0.assumingMemoryBound(to: ProtobufCMessageDescriptor.self).pointee.name) })
+                    "\(type.protoMessageName).\(String(cString: c.name))")
+                #expect(
+                    c.descriptor.map {
+                        String(cString: $0.assumingMemoryBound(to: ProtobufCMessageDescriptor.self).pointee.name)
+                    }
+                        == r.descriptor.map {
+                            String(cString: $0.assumingMemoryBound(to: ProtobufCMessageDescriptor.self).pointee.name)
+                        })
                 #expect(compiled.pointee.fields_sorted_by_name[i] == runtime.pointee.fields_sorted_by_name[i])
             }
             for i in 0..<(compiled.pointee.n_fields == 0 ? 0 : Int(compiled.pointee.n_field_ranges) + 1) {
-                #expect(compiled.pointee.field_ranges[i].start_value == runtime.pointee.field_ranges[i].start_value
+                #expect(
+                    compiled.pointee.field_ranges[i].start_value == runtime.pointee.field_ranges[i].start_value
                         && compiled.pointee.field_ranges[i].orig_index == runtime.pointee.field_ranges[i].orig_index)
             }
         }
@@ -173,19 +200,24 @@ func repack(_ bytes: [UInt8], _ d: UnsafePointer<ProtobufCMessageDescriptor>) ->
             let runtime = try #require(schema.message(type.protoMessageName))
             for _ in 0..<10 {
                 let bytes = pack(random.make(compiled))
-                guard let a = try? ProtoJSON.encode(bytes, as: compiled) else { continue }  // e.g. an out-of-range Timestamp
+                // (Random values can be unmappable, e.g. an out-of-range Timestamp.)
+                guard let a = try? ProtoJSON.encode(bytes, as: compiled) else { continue }
                 let b = try ProtoJSON.encode(bytes, as: runtime)
                 #expect(a.serialized() == b.serialized(), "\(type.protoMessageName)")
-                #expect(try ProtoJSON.decode(b, as: runtime) == ProtoJSON.decode(a, as: compiled), "\(type.protoMessageName)")
+                #expect(
+                    try ProtoJSON.decode(b, as: runtime) == ProtoJSON.decode(a, as: compiled),
+                    "\(type.protoMessageName)")
             }
         }
     }
 
     @Test func methodsAndOptionsMatchTheCompiledOnes() throws {
         let schema = try Self.schema()
-        for compiled in [Shop_V1_CatalogService.descriptor, Shop_V1_AccountsService.descriptor, Shop_V1_CartService.descriptor,
-                         Shop_V1_OrdersService.descriptor, Shop_V1_NotificationsService.descriptor, Grpc_Testing_TestService.descriptor]
-        {
+        for compiled in [
+            Shop_V1_CatalogService.descriptor, Shop_V1_AccountsService.descriptor, Shop_V1_CartService.descriptor,
+            Shop_V1_OrdersService.descriptor, Shop_V1_NotificationsService.descriptor,
+            Grpc_Testing_TestService.descriptor,
+        ] {
             let runtime = try #require(schema.service(compiled.name))
             #expect(runtime.methods.map(\.path) == compiled.methods.map(\.path))
             for (r, c) in zip(runtime.methods, compiled.methods) {
@@ -207,7 +239,9 @@ func repack(_ bytes: [UInt8], _ d: UnsafePointer<ProtobufCMessageDescriptor>) ->
 
     @Test func descriptorSetsLoad() throws {
         var set = Google_Protobuf_FileDescriptorSet()
-        set.file = try ProtoFile.shop_v1_cart.withDependencies.map { try Google_Protobuf_FileDescriptorProto(serializedBytes: $0.serializedDescriptor) }
+        set.file = try ProtoFile.shop_v1_cart.withDependencies.map {
+            try Google_Protobuf_FileDescriptorProto(serializedBytes: $0.serializedDescriptor)
+        }
         let schema = try Schema(descriptorSet: try set.serializedBytes())
         #expect(schema.service("shop.v1.CartService")?.methods.count == Shop_V1_CartService.descriptor.methods.count)
         #expect(throws: DescriptorPool.BuildError.self) { try Schema(descriptorSet: [0xFF, 0xFF]) }

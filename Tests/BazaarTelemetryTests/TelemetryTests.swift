@@ -1,7 +1,8 @@
 import BazaarCore
-@testable import BazaarTelemetry
 import Synchronization
 import Testing
+
+@testable import BazaarTelemetry
 
 @Suite struct TraceContextTests {
     @Test func validTraceparentsParseAndFormatBack() throws {
@@ -11,18 +12,22 @@ import Testing
         #expect(c.sampled && c.traceState == "vendor=x")
         #expect(c.traceparent == text)
         // A later version may add fields after a dash; they are ignored.
-        #expect(SpanContext(traceparent: "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-whatever")?.sampled == false)
+        #expect(
+            SpanContext(traceparent: "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-whatever")?.sampled
+                == false)
     }
 
     @Test func invalidTraceparentsAreRefused() {
-        for bad in ["", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",  // too short
-                    "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",  // upper case
-                    "00-00000000000000000000000000000000-00f067aa0ba902b7-01",  // zero trace id
-                    "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",  // zero span id
-                    "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",  // forbidden version
-                    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",  // version 00 has no extra fields
-                    "00_4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7_01", "00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01"]
-        {
+        for bad in [
+            "", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",  // too short
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",  // upper case
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",  // zero trace id
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",  // zero span id
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",  // forbidden version
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",  // version 00 has no extra fields
+            "00_4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7_01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01",
+        ] {
             #expect(SpanContext(traceparent: bad) == nil, "\(bad)")
         }
     }
@@ -55,33 +60,38 @@ import Testing
         h.observe(0.05)
         h.observe(0.5)
         h.observe(7)
-        #expect(r.exposition() == """
-            # HELP demo_calls_total Calls.\\nSecond line
-            # TYPE demo_calls_total counter
-            demo_calls_total{method="a\\"b\\\\c\\nd"} 3
-            # HELP demo_depth Depth.
-            # TYPE demo_depth gauge
-            demo_depth -2
-            # HELP demo_seconds Time.
-            # TYPE demo_seconds histogram
-            demo_seconds_bucket{le="0.1"} 1
-            demo_seconds_bucket{le="1"} 2
-            demo_seconds_bucket{le="+Inf"} 3
-            demo_seconds_sum 7.55
-            demo_seconds_count 3
+        #expect(
+            r.exposition() == """
+                # HELP demo_calls_total Calls.\\nSecond line
+                # TYPE demo_calls_total counter
+                demo_calls_total{method="a\\"b\\\\c\\nd"} 3
+                # HELP demo_depth Depth.
+                # TYPE demo_depth gauge
+                demo_depth -2
+                # HELP demo_seconds Time.
+                # TYPE demo_seconds histogram
+                demo_seconds_bucket{le="0.1"} 1
+                demo_seconds_bucket{le="1"} 2
+                demo_seconds_bucket{le="+Inf"} 3
+                demo_seconds_sum 7.55
+                demo_seconds_count 3
 
-            """)
+                """)
     }
 
     @Test func seriesAreResolvedOncePerMethodAndCountEveryCode() {
         let r = MetricsRegistry()
         let m = RPCMetrics(registry: r, side: "server")
-        let method = MethodDescriptor(service: "x.Svc", method: "Do", kind: .serverStreaming, inputType: "a", outputType: "b")
+        let method = MethodDescriptor(
+            service: "x.Svc", method: "Do", kind: .serverStreaming, inputType: "a", outputType: "b")
         #expect(m.series(method) === m.series(method))
         m.preregister([method])
         m.series(method).handled[StatusCode.unavailable.rawValue].increment()
         let text = r.exposition()
-        #expect(text.contains("grpc_server_handled_total{grpc_type=\"server_stream\",grpc_service=\"x.Svc\",grpc_method=\"Do\",grpc_code=\"Unavailable\"} 1"))
+        #expect(
+            text.contains(
+                "grpc_server_handled_total{grpc_type=\"server_stream\",grpc_service=\"x.Svc\",grpc_method=\"Do\",grpc_code=\"Unavailable\"} 1"
+            ))
         #expect(text.contains("grpc_code=\"Canceled\"} 0"))
     }
 
@@ -104,7 +114,9 @@ import Testing
         let out = Lines()
         let log = Logger(service: "svc\"1", level: .info, sink: out.sink)
         log.debug("not shown")
-        log.info("line\nwith \"quotes\" \u{1}", [("Authorization", "Bearer abc"), ("refresh_token", "r"), ("count", 3), ("ok", .bool(true))])
+        log.info(
+            "line\nwith \"quotes\" \u{1}",
+            [("Authorization", "Bearer abc"), ("refresh_token", "r"), ("count", 3), ("ok", .bool(true))])
         let lines = out.lines.withLock { $0 }
         #expect(lines.count == 1)
         let line = lines[0]
@@ -121,9 +133,10 @@ import Testing
     }
 
     @Test func environmentErrorsNameTheVariable() {
-        for (key, value) in [("BAZAAR_LOG_LEVEL", "chatty"), ("BAZAAR_ACCESS_LOG_SAMPLE", "2"), ("OTEL_TRACES_SAMPLER", "x"),
-                             ("BAZAAR_METRICS_PORT", "-1")]
-        {
+        for (key, value) in [
+            ("BAZAAR_LOG_LEVEL", "chatty"), ("BAZAAR_ACCESS_LOG_SAMPLE", "2"), ("OTEL_TRACES_SAMPLER", "x"),
+            ("BAZAAR_METRICS_PORT", "-1"),
+        ] {
             #expect(throws: RPCError.self) { try Telemetry.options(from: [key: value]) }
         }
         let o = try? Telemetry.options(from: ["OTEL_TRACES_EXPORTER": "none", "BAZAAR_METRICS_PORT": "off"])

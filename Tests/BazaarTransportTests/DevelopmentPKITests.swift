@@ -13,7 +13,8 @@ import Testing
     static func contents(_ path: String) -> [UInt8] {
         guard let f = fopen(path, "rb") else { return [] }
         defer { fclose(f) }
-        var out: [UInt8] = [], buf = [UInt8](repeating: 0, count: 4096)
+        var out: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 4096)
         while true {
             let n = fread(&buf, 1, buf.count, f)
             if n == 0 { return out }

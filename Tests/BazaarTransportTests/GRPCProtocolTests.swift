@@ -19,7 +19,10 @@ import Testing
     }
 
     @Test func encodesWithinEightDigitsAndNeverShorter() {
-        for d: Duration in [.nanoseconds(1), .microseconds(1500), .milliseconds(250), .seconds(30), .seconds(200_000), .seconds(1 << 40)] {
+        for d: Duration in [
+            .nanoseconds(1), .microseconds(1500), .milliseconds(250), .seconds(30), .seconds(200_000),
+            .seconds(1 << 40),
+        ] {
             let s = GRPCHeaders.encodeTimeout(d)
             #expect(s.count <= 9, "\(s)")
             let back = GRPCHeaders.parseTimeout(s)
@@ -45,7 +48,9 @@ import Testing
 
 @Suite struct MetadataHeaderTests {
     @Test func binaryValuesAreBase64AndSplitOnCommas() {
-        let m = GRPCHeaders.metadata([("x-a-bin", "q6ur,AAE="), ("x-b", "plain, text"), ("grpc-timeout", "1S"), (":path", "/x")])
+        let m = GRPCHeaders.metadata([
+            ("x-a-bin", "q6ur,AAE="), ("x-b", "plain, text"), ("grpc-timeout", "1S"), (":path", "/x"),
+        ])
         #expect(m.values("x-a-bin") == [.binary([0xab, 0xab, 0xab]), .binary([0, 1])])
         #expect(m["x-b"] == "plain, text")
         #expect(m.values("grpc-timeout").isEmpty)
@@ -143,14 +148,19 @@ import Testing
 }
 
 @Suite struct EncodingListTests {
-    @Test(arguments: [("gzip", true), ("identity,deflate,gzip", true), ("gzip,identity", true), (" deflate , gzip ", true),
-                      ("identity", false), ("gzipx", false), ("xgzip", false), ("", false), ("deflate,gz,ip", false)])
+    @Test(arguments: [
+        ("gzip", true), ("identity,deflate,gzip", true), ("gzip,identity", true), (" deflate , gzip ", true),
+        ("identity", false), ("gzipx", false), ("xgzip", false), ("", false), ("deflate,gz,ip", false),
+    ])
     func findsGzip(_ list: String, _ expected: Bool) {
         #expect(GRPCHeaders.listsGzip(list) == expected)
     }
 
     @Test func internsOnlyExactMatches() {
-        let post = Array("POST".utf8), posted = Array("POSTED".utf8), path = Array(":path".utf8), other = Array("/a.B/C".utf8)
+        let post = Array("POST".utf8)
+        let posted = Array("POSTED".utf8)
+        let path = Array(":path".utf8)
+        let other = Array("/a.B/C".utf8)
         #expect(post.withUnsafeBufferPointer { HeaderInterning.value($0) } == "POST")
         #expect(posted.withUnsafeBufferPointer { HeaderInterning.value($0) } == nil)
         #expect(path.withUnsafeBufferPointer { HeaderInterning.name($0) } == ":path")

@@ -8,9 +8,11 @@ import Testing
 @Suite struct HTTP2SessionTests {
     /// Moves bytes both ways until neither side has anything to send; returns every event seen.
     static func pump(_ client: HTTP2Session, _ server: HTTP2Session) -> (client: [HTTP2Event], server: [HTTP2Event]) {
-        var clientEvents: [HTTP2Event] = [], serverEvents: [HTTP2Event] = []
+        var clientEvents: [HTTP2Event] = []
+        var serverEvents: [HTTP2Event] = []
         for _ in 0..<20 {
-            var c2s: [UInt8] = [], s2c: [UInt8] = []
+            var c2s: [UInt8] = []
+            var s2c: [UInt8] = []
             client.send(into: &c2s)
             clientEvents += client.takeEvents()
             server.send(into: &s2c)
@@ -34,8 +36,10 @@ import Testing
         let server = HTTP2Session(server: true, settings: HTTP2Settings())
         var ids: [Int32] = []
         for _ in 0..<3 {
-            let id = client.submitRequest(headers: [(":method", "POST"), (":scheme", "http"), (":path", "/a.B/C"),
-                                                    (":authority", "x"), ("content-type", "application/grpc")])
+            let id = client.submitRequest(headers: [
+                (":method", "POST"), (":scheme", "http"), (":path", "/a.B/C"),
+                (":authority", "x"), ("content-type", "application/grpc"),
+            ])
             client.enqueue(stream: id, [0, 0, 0, 0, 0], end: true)
             ids.append(id)
         }
@@ -53,7 +57,8 @@ import Testing
         let trailers = second.client.compactMap { e -> [HeaderField]? in
             if case .headers(_, let f, true) = e { f } else { nil }
         }
-        #expect(trailers.count == 3 && trailers.allSatisfy { $0.contains { $0.name == "grpc-status" && $0.value == "0" } })
+        #expect(
+            trailers.count == 3 && trailers.allSatisfy { $0.contains { $0.name == "grpc-status" && $0.value == "0" } })
     }
 
     @Test func headerListOverTheLimitResetsOnlyThatStream() {
@@ -61,9 +66,12 @@ import Testing
         small.maxHeaderListSize = 1024
         let client = HTTP2Session(server: false, settings: HTTP2Settings())
         let server = HTTP2Session(server: true, settings: small)
-        let big = client.submitRequest(headers: [(":method", "POST"), (":scheme", "http"), (":path", "/a.B/C"), (":authority", "x")]
-                                       + (0..<20).map { ("x-h\($0)", String(repeating: "v", count: 100)) })
-        let ok = client.submitRequest(headers: [(":method", "POST"), (":scheme", "http"), (":path", "/a.B/C"), (":authority", "x")])
+        let big = client.submitRequest(
+            headers: [(":method", "POST"), (":scheme", "http"), (":path", "/a.B/C"), (":authority", "x")]
+                + (0..<20).map { ("x-h\($0)", String(repeating: "v", count: 100)) })
+        let ok = client.submitRequest(headers: [
+            (":method", "POST"), (":scheme", "http"), (":path", "/a.B/C"), (":authority", "x"),
+        ])
         let events = Self.pump(client, server)
         let served = events.server.compactMap { if case .headers(let id, _, _) = $0 { id } else { nil } }
         #expect(served == [ok])

@@ -1,8 +1,9 @@
-@testable import BazaarTransport
 import Foundation
 import Glibc
 import Synchronization
 import Testing
+
+@testable import BazaarTransport
 
 final class PortBox: Sendable { let value = Atomic<Int>(0) }
 
@@ -21,8 +22,11 @@ struct EchoResponder: HTTPResponder {
         }
         if request.path == "/forget" { return }  // the server must still answer
         if request.path == "/slow" { try? await Task.sleep(for: .milliseconds(200)) }  // the client may be gone by now
-        let text = "\(request.method) \(request.target) \(request.version) x-test=\(request.header("X-Test") ?? "-") body=\(String(decoding: request.body, as: UTF8.self))"
-        writer.respond(status: request.path == "/created" ? 201 : 200, headers: [("content-type", "text/plain")], body: Array(text.utf8))
+        let text =
+            "\(request.method) \(request.target) \(request.version) x-test=\(request.header("X-Test") ?? "-") body=\(String(decoding: request.body, as: UTF8.self))"
+        writer.respond(
+            status: request.path == "/created" ? 201 : 200, headers: [("content-type", "text/plain")],
+            body: Array(text.utf8))
     }
 }
 
@@ -42,7 +46,9 @@ struct EchoResponder: HTTPResponder {
         return String(decoding: data, as: UTF8.self)
     }
 
-    static func withServer(tls: TLSConfiguration? = nil, maxBody: Int = 1 << 20, _ body: @escaping @Sendable (Int) async throws -> Void) async throws {
+    static func withServer(
+        tls: TLSConfiguration? = nil, maxBody: Int = 1 << 20, _ body: @escaping @Sendable (Int) async throws -> Void
+    ) async throws {
         var config = HTTPServerConfiguration(host: "127.0.0.1", port: 0, tls: tls)
         config.loopCount = 1
         config.maxBodySize = maxBody
@@ -61,13 +67,19 @@ struct EchoResponder: HTTPResponder {
         try await Self.withServer { port in
             let base = "http://127.0.0.1:\(port)"
             // Two requests on one connection (curl reuses it), and a chunked request body.
-            let two = try Self.curl(["-H", "X-Test: a", "\(base)/one?x=1", "\(base)/two", "-w", " [%{http_code} %{num_connects}]\n"])
+            let two = try Self.curl([
+                "-H", "X-Test: a", "\(base)/one?x=1", "\(base)/two", "-w", " [%{http_code} %{num_connects}]\n",
+            ])
             #expect(two.contains("GET /one?x=1 HTTP/1.1 x-test=a body= [200 1]"))
             #expect(two.contains("GET /two HTTP/1.1 x-test=a body= [200 0]"))
-            let chunked = try Self.curl(["-H", "Transfer-Encoding: chunked", "--data-binary", "hello", "\(base)/created", "-w", " %{http_code}"])
+            let chunked = try Self.curl([
+                "-H", "Transfer-Encoding: chunked", "--data-binary", "hello", "\(base)/created", "-w", " %{http_code}",
+            ])
             #expect(chunked == "POST /created HTTP/1.1 x-test=- body=hello 201")
             let streamed = try Self.curl(["-i", "\(base)/stream"])
-            #expect(streamed.lowercased().contains("transfer-encoding: chunked") && streamed.contains("part 1\npart 2\npart 3\n"))
+            #expect(
+                streamed.lowercased().contains("transfer-encoding: chunked")
+                    && streamed.contains("part 1\npart 2\npart 3\n"))
             let h2c = try Self.curl(["--http2-prior-knowledge", "--data", "x=y", "\(base)/p", "-w", " %{http_version}"])
             #expect(h2c == "POST /p HTTP/2 x-test=- body=x=y 2")
             let forgot = try Self.curl(["\(base)/forget", "-w", "%{http_code}", "-o", "/dev/null"])
@@ -78,7 +90,8 @@ struct EchoResponder: HTTPResponder {
     @Test func tlsWithALPN() async throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("http-tls-\(UUID().uuidString)").path
         _ = try DevelopmentPKI(directory: dir).issue(services: ["gateway"])
-        let tls = TLSConfiguration.edge(certificateChainFile: "\(dir)/gateway.pem", privateKeyFile: "\(dir)/gateway-key.pem")
+        let tls = TLSConfiguration.edge(
+            certificateChainFile: "\(dir)/gateway.pem", privateKeyFile: "\(dir)/gateway-key.pem")
         try await Self.withServer(tls: tls) { port in
             let url = "https://127.0.0.1:\(port)/secure"
             let h2 = try Self.curl(["--cacert", "\(dir)/ca.pem", url, "-w", " %{http_version}"])
@@ -97,7 +110,11 @@ struct EchoResponder: HTTPResponder {
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
         var tv = timeval(tv_sec: 5, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        _ = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
         _ = Array(request.utf8).withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
         var out: [UInt8] = []
         var buf = [UInt8](repeating: 0, count: 4096)
@@ -112,13 +129,22 @@ struct EchoResponder: HTTPResponder {
     @Test func malformedAndOversizedRequestsFailAlone() async throws {
         try await Self.withServer(maxBody: 16) { port in
             #expect(try Self.raw(port, "GARBAGE\r\n\r\n").hasPrefix("HTTP/1.1 400 "))
-            #expect(try Self.raw(port, "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999\r\n\r\n").hasPrefix("HTTP/1.1 413 "))
-            let big = try Self.curl(["--data-binary", String(repeating: "x", count: 100), "http://127.0.0.1:\(port)/x", "-w", " %{http_code}"])
+            #expect(
+                try Self.raw(port, "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999\r\n\r\n").hasPrefix(
+                    "HTTP/1.1 413 "))
+            let big = try Self.curl([
+                "--data-binary", String(repeating: "x", count: 100), "http://127.0.0.1:\(port)/x", "-w",
+                " %{http_code}",
+            ])
             #expect(big.hasSuffix(" 413"))
-            let bigH2 = try Self.curl(["--http2-prior-knowledge", "--data-binary", String(repeating: "x", count: 100), "http://127.0.0.1:\(port)/x", "-w", " %{http_code}"])
+            let bigH2 = try Self.curl([
+                "--http2-prior-knowledge", "--data-binary", String(repeating: "x", count: 100),
+                "http://127.0.0.1:\(port)/x", "-w", " %{http_code}",
+            ])
             #expect(bigH2.hasSuffix(" 413"))
             // Pipelined requests are answered in order; the server still serves afterwards.
-            let pipelined = try Self.raw(port, "GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            let pipelined = try Self.raw(
+                port, "GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             #expect(pipelined.range(of: "GET /a")!.lowerBound < pipelined.range(of: "GET /b")!.lowerBound)
             #expect(try Self.curl(["http://127.0.0.1:\(port)/ok", "-w", " %{http_code}"]).hasSuffix(" 200"))
         }
@@ -131,7 +157,10 @@ struct EchoResponder: HTTPResponder {
             for h2 in [false, true] {
                 let p = Process()
                 p.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
-                p.arguments = ["-sS", "--max-time", "0.05"] + (h2 ? ["--http2-prior-knowledge"] : []) + ["http://127.0.0.1:\(port)/slow"]
+                p.arguments =
+                    ["-sS", "--max-time", "0.05"] + (h2 ? ["--http2-prior-knowledge"] : []) + [
+                        "http://127.0.0.1:\(port)/slow"
+                    ]
                 p.standardOutput = FileHandle.nullDevice
                 p.standardError = FileHandle.nullDevice
                 try p.run()

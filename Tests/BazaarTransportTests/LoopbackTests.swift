@@ -9,15 +9,21 @@ import Testing
 /// A byte-level probe service: `Echo` returns its request; `Sleep` waits until cancelled and
 /// records what the handler saw.
 final class Probe: RPCService, Sendable {
-    static let echo = MethodDescriptor(service: "test.Probe", method: "Echo", kind: .unary, inputType: "x", outputType: "x",
-                                       options: MethodOptions(auth: AuthRequirement(level: .public)))
-    static let sleep = MethodDescriptor(service: "test.Probe", method: "Sleep", kind: .unary, inputType: "x", outputType: "x",
-                                        options: MethodOptions(auth: AuthRequirement(level: .public)))
-    static let slowReader = MethodDescriptor(service: "test.Probe", method: "SlowReader", kind: .clientStreaming,
-                                             inputType: "x", outputType: "x", options: MethodOptions(auth: AuthRequirement(level: .public)))
-    static let flood = MethodDescriptor(service: "test.Probe", method: "Flood", kind: .serverStreaming,
-                                        inputType: "x", outputType: "x", options: MethodOptions(auth: AuthRequirement(level: .public)))
-    static let serviceDescriptor = ServiceDescriptor(name: "test.Probe", methods: [echo, sleep, slowReader, flood], file: ProtoFile(path: "probe.proto", dependencies: [], bytes: { [] }))
+    static let echo = MethodDescriptor(
+        service: "test.Probe", method: "Echo", kind: .unary, inputType: "x", outputType: "x",
+        options: MethodOptions(auth: AuthRequirement(level: .public)))
+    static let sleep = MethodDescriptor(
+        service: "test.Probe", method: "Sleep", kind: .unary, inputType: "x", outputType: "x",
+        options: MethodOptions(auth: AuthRequirement(level: .public)))
+    static let slowReader = MethodDescriptor(
+        service: "test.Probe", method: "SlowReader", kind: .clientStreaming,
+        inputType: "x", outputType: "x", options: MethodOptions(auth: AuthRequirement(level: .public)))
+    static let flood = MethodDescriptor(
+        service: "test.Probe", method: "Flood", kind: .serverStreaming,
+        inputType: "x", outputType: "x", options: MethodOptions(auth: AuthRequirement(level: .public)))
+    static let serviceDescriptor = ServiceDescriptor(
+        name: "test.Probe", methods: [echo, sleep, slowReader, flood],
+        file: ProtoFile(path: "probe.proto", dependencies: [], bytes: { [] }))
 
     struct Seen: Sendable {
         var cancelled = 0
@@ -31,36 +37,44 @@ final class Probe: RPCService, Sendable {
 
     var handlers: [RPCHandler] {
         [
-            RPCHandler(method: Self.echo, body: .unary { [self] request, context in
-                seen.withLock { $0.metadata.append(context.metadata["x-tag"] ?? "") }
-                return request
-            }),
+            RPCHandler(
+                method: Self.echo,
+                body: .unary { [self] request, context in
+                    seen.withLock { $0.metadata.append(context.metadata["x-tag"] ?? "") }
+                    return request
+                }),
             // Takes one message, pauses, then reads the rest; answers with the count.
-            RPCHandler(method: Self.slowReader, body: .streaming { requests, responses, _ in
-                var n = 0
-                for try await _ in requests {
-                    n += 1
-                    if n == 1 { try await Task.sleep(for: .milliseconds(1500)) }
-                }
-                try await responses.write(Array(String(n).utf8))
-            }),
+            RPCHandler(
+                method: Self.slowReader,
+                body: .streaming { requests, responses, _ in
+                    var n = 0
+                    for try await _ in requests {
+                        n += 1
+                        if n == 1 { try await Task.sleep(for: .milliseconds(1500)) }
+                    }
+                    try await responses.write(Array(String(n).utf8))
+                }),
             // Writes 200 responses of 100 kB as fast as the client lets it.
-            RPCHandler(method: Self.flood, body: .streaming { [self] _, responses, _ in
-                for i in 0..<200 {
-                    try await responses.write([UInt8](repeating: UInt8(i & 0xff), count: 100_000))
-                    floodWritten.add(1, ordering: .relaxed)
-                }
-            }),
-            RPCHandler(method: Self.sleep, body: .unary { [self] _, context in
-                if let d = context.deadline { seen.withLock { $0.deadlines.append(d - .now) } }
-                do {
-                    try await Task.sleep(for: .seconds(30))
-                } catch {
-                    seen.withLock { $0.cancelled += 1 }
-                    throw error
-                }
-                return []
-            }),
+            RPCHandler(
+                method: Self.flood,
+                body: .streaming { [self] _, responses, _ in
+                    for i in 0..<200 {
+                        try await responses.write([UInt8](repeating: UInt8(i & 0xff), count: 100_000))
+                        floodWritten.add(1, ordering: .relaxed)
+                    }
+                }),
+            RPCHandler(
+                method: Self.sleep,
+                body: .unary { [self] _, context in
+                    if let d = context.deadline { seen.withLock { $0.deadlines.append(d - .now) } }
+                    do {
+                        try await Task.sleep(for: .seconds(30))
+                    } catch {
+                        seen.withLock { $0.cancelled += 1 }
+                        throw error
+                    }
+                    return []
+                }),
         ]
     }
 }
@@ -75,10 +89,11 @@ struct TagInterceptor: RPCInterceptor {
 }
 
 /// Runs a plaintext server on a free port (or `port`) for the duration of `body`.
-func withServer(_ services: [any RPCService], interceptors: [any RPCInterceptor] = [], port: Int = 0,
-                configure: (inout ServerConfiguration) -> Void = { _ in },
-                _ body: @Sendable (Int) async throws -> Void) async throws
-{
+func withServer(
+    _ services: [any RPCService], interceptors: [any RPCInterceptor] = [], port: Int = 0,
+    configure: (inout ServerConfiguration) -> Void = { _ in },
+    _ body: @Sendable (Int) async throws -> Void
+) async throws {
     var config = ServerConfiguration(host: "127.0.0.1", port: port, security: .plaintext)
     config.loopCount = 2
     config.drainTimeout = .seconds(5)
@@ -95,8 +110,9 @@ func withServer(_ services: [any RPCService], interceptors: [any RPCInterceptor]
 }
 
 func channel(_ port: Int, interceptors: [any RPCInterceptor] = []) throws -> GRPCChannel {
-    try GRPCChannel(configuration: ChannelConfiguration(endpoints: [Endpoint(host: "127.0.0.1", port: port)], security: .plaintext),
-                    interceptors: interceptors)
+    try GRPCChannel(
+        configuration: ChannelConfiguration(endpoints: [Endpoint(host: "127.0.0.1", port: port)], security: .plaintext),
+        interceptors: interceptors)
 }
 
 @Suite(.serialized) struct LoopbackTests {
@@ -109,7 +125,8 @@ func channel(_ port: Int, interceptors: [any RPCInterceptor] = []) throws -> GRP
                 for i in 0..<300 {
                     group.addTask {
                         let payload = Array("call \(i)".utf8)
-                        let r = try await ch.unary(Probe.echo, request: payload, options: CallOptions(timeout: .seconds(20)))
+                        let r = try await ch.unary(
+                            Probe.echo, request: payload, options: CallOptions(timeout: .seconds(20)))
                         #expect(r == payload)
                     }
                 }
@@ -176,7 +193,8 @@ func channel(_ port: Int, interceptors: [any RPCInterceptor] = []) throws -> GRP
             #expect(e.code == .unavailable)
         }
         do {
-            _ = try await ch.unary(Probe.echo, request: [], options: CallOptions(timeout: .milliseconds(500), waitForReady: true))
+            _ = try await ch.unary(
+                Probe.echo, request: [], options: CallOptions(timeout: .milliseconds(500), waitForReady: true))
             Issue.record("wait-for-ready call succeeded without a server")
         } catch let e as RPCError {
             #expect(e.code == .deadlineExceeded)
@@ -190,7 +208,8 @@ func channel(_ port: Int, interceptors: [any RPCInterceptor] = []) throws -> GRP
         try await withServer([Probe()]) { port in
             let ch = try channel(port)
             defer { ch.close() }
-            let total = 200, size = 100_000  // 20 MB in all
+            let total = 200
+            let size = 100_000  // 20 MB in all
             let pulled = Atomic<Int>(0)
             let source = AsyncThrowingStream<[UInt8], any Error>(unfolding: {
                 let i = pulled.add(1, ordering: .relaxed).newValue
@@ -199,7 +218,9 @@ func channel(_ port: Int, interceptors: [any RPCInterceptor] = []) throws -> GRP
             let requests = RPCStream(source, transform: { $0 })
             let call = Task {
                 var result: [UInt8] = []
-                for try await r in ch.streaming(Probe.slowReader, requests: requests, options: CallOptions(timeout: .seconds(30))) { result = r }
+                for try await r in ch.streaming(
+                    Probe.slowReader, requests: requests, options: CallOptions(timeout: .seconds(30)))
+                { result = r }
                 return String(decoding: result, as: UTF8.self)
             }
             try await Task.sleep(for: .milliseconds(900))
@@ -214,16 +235,18 @@ func channel(_ port: Int, interceptors: [any RPCInterceptor] = []) throws -> GRP
     /// The server drains every connection after 200 ms (max connection age); the client follows
     /// each GOAWAY to a new connection and no call fails.
     @Test func clientFollowsGoAwayToNewConnections() async throws {
-        try await withServer([Probe()], configure: {
+        let configure: (inout ServerConfiguration) -> Void = {
             $0.keepalive.maxConnectionAge = .milliseconds(200)
             $0.keepalive.maxConnectionAgeGrace = .seconds(5)
-        }) { port in
+        }
+        try await withServer([Probe()], configure: configure) { port in
             let ch = try channel(port)
             defer { ch.close() }
             let until = ContinuousClock.now + .milliseconds(1200)
             var calls = 0
             while ContinuousClock.now < until {
-                let r = try await ch.unary(Probe.echo, request: [7], options: CallOptions(timeout: .seconds(5), waitForReady: true))
+                let r = try await ch.unary(
+                    Probe.echo, request: [7], options: CallOptions(timeout: .seconds(5), waitForReady: true))
                 #expect(r == [7])
                 calls += 1
             }
@@ -239,7 +262,10 @@ func channel(_ port: Int, interceptors: [any RPCInterceptor] = []) throws -> GRP
         close(fd)
         let ch = try channel(port)
         defer { ch.close() }
-        let call = Task { try await ch.unary(Probe.echo, request: [9], options: CallOptions(timeout: .seconds(10), waitForReady: true)) }
+        let call = Task {
+            try await ch.unary(
+                Probe.echo, request: [9], options: CallOptions(timeout: .seconds(10), waitForReady: true))
+        }
         try await Task.sleep(for: .milliseconds(300))
         try await withServer([Probe()], port: port) { _ in
             let answer = try await call.value
@@ -254,8 +280,13 @@ func channel(_ port: Int, interceptors: [any RPCInterceptor] = []) throws -> GRP
         try await withServer([probe]) { port in
             let ch = try channel(port)
             defer { ch.close() }
-            let responses = ch.streaming(Probe.flood, requests: RPCStream { $0.yield([]); $0.finish() },
-                                         options: CallOptions(timeout: .seconds(30)))
+            let responses = ch.streaming(
+                Probe.flood,
+                requests: RPCStream {
+                    $0.yield([])
+                    $0.finish()
+                },
+                options: CallOptions(timeout: .seconds(30)))
             var it = responses.makeAsyncIterator()
             _ = try await it.next()
             try await Task.sleep(for: .milliseconds(900))
@@ -271,7 +302,8 @@ func channel(_ port: Int, interceptors: [any RPCInterceptor] = []) throws -> GRP
         try await withServer([Probe()]) { port in
             let ch = try channel(port)
             defer { ch.close() }
-            let missing = MethodDescriptor(service: "test.Probe", method: "Nope", kind: .unary, inputType: "x", outputType: "x")
+            let missing = MethodDescriptor(
+                service: "test.Probe", method: "Nope", kind: .unary, inputType: "x", outputType: "x")
             await #expect(throws: RPCError(.unimplemented, "Method not found: /test.Probe/Nope")) {
                 _ = try await ch.unary(missing, request: [], options: CallOptions())
             }
@@ -281,8 +313,9 @@ func channel(_ port: Int, interceptors: [any RPCInterceptor] = []) throws -> GRP
 
 @Suite struct ServerLifecycleTests {
     @Test func shutdownBeforeRunMeansRunReturnsAtOnce() async throws {
-        let server = try RPCServer(configuration: ServerConfiguration(host: "127.0.0.1", port: 0, security: .plaintext),
-                                   services: [Probe()])
+        let server = try RPCServer(
+            configuration: ServerConfiguration(host: "127.0.0.1", port: 0, security: .plaintext),
+            services: [Probe()])
         server.shutdown()
         try await server.run()
         #expect(server.port == 0)
@@ -290,7 +323,8 @@ func channel(_ port: Int, interceptors: [any RPCInterceptor] = []) throws -> GRP
 
     @Test func duplicateMethodsAreRefused() {
         #expect(throws: RPCError.self) {
-            _ = try RPCServer(configuration: ServerConfiguration(port: 0, security: .plaintext), services: [Probe(), Probe()])
+            _ = try RPCServer(
+                configuration: ServerConfiguration(port: 0, security: .plaintext), services: [Probe(), Probe()])
         }
     }
 }

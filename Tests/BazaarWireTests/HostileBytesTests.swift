@@ -13,20 +13,25 @@ struct HostileBytesTests {
     @Test("truncated varints")
     func truncatedVarint() {
         rejects(Conformance_V1_AllTypes.self, [0x08, 0xFF], "value varint cut short")
-        rejects(Conformance_V1_AllTypes.self, [0x08, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF], "varint longer than 10 bytes")
+        rejects(
+            Conformance_V1_AllTypes.self, [0x08, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF],
+            "varint longer than 10 bytes")
         rejects(Conformance_V1_AllTypes.self, [0x80], "tag varint cut short")
     }
 
     @Test("wrong wire types")
     func wrongWireType() {
         rejects(Conformance_V1_AllTypes.self, [0x0D, 0x01, 0x02, 0x03, 0x04], "fixed32 for an int32 field")
-        rejects(Conformance_V1_AllTypes.self, [0x8A, 0x01, 0x01, 0x00], "length-delimited for a scalar in a message field position")
+        rejects(
+            Conformance_V1_AllTypes.self, [0x8A, 0x01, 0x01, 0x00],
+            "length-delimited for a scalar in a message field position")
         rejects(Conformance_V1_AllTypes.self, [0x0B], "group start (wire type 3)")
         rejects(Conformance_V1_AllTypes.self, [0x0F], "wire type 7")
         rejects(Conformance_V1_AllTypes.self, [0x00], "field number 0")
         // Found by the fuzzer: protobuf-c accepts field 0 when the tag varint is not minimal.
         rejects(Conformance_V1_AllTypes.self, [0x85, 0x00, 0x00, 0x06, 0x00, 0x90], "field number 0, two-byte tag")
-        rejects(Shop_V1_Order.self, [0x1A, 0x06, 0x85, 0x00, 0x00, 0x06, 0x00, 0x90], "field number 0 in a sub-message")
+        rejects(
+            Shop_V1_Order.self, [0x1A, 0x06, 0x85, 0x00, 0x00, 0x06, 0x00, 0x90], "field number 0 in a sub-message")
     }
 
     @Test("lengths past the buffer")

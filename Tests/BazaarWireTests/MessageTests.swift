@@ -13,7 +13,10 @@ struct MessageTests {
         #expect(try Shop_V1_Money(serializedBytes: [0x0A, 0x03, 0x45, 0x55, 0x52, 0x10, 0xCF, 0x0F]) == money)
         #expect(try Shop_V1_Money().serializedBytes() == [])
         // int32 -1 is a 10-byte varint.
-        #expect(try Conformance_V1_AllTypes(fInt32: -1).serializedBytes() == [0x08] + Array(repeating: 0xFF, count: 9) + [0x01])
+        #expect(
+            try Conformance_V1_AllTypes(fInt32: -1).serializedBytes() == [0x08] + Array(repeating: 0xFF, count: 9) + [
+                0x01
+            ])
     }
 
     @Test("a rich order round-trips")
@@ -21,8 +24,9 @@ struct MessageTests {
         var order = Shop_V1_Order(id: "o-1", userID: "u-1", status: .paid)
         order.total = Shop_V1_Money(currencyCode: "EUR", amountMinor: 5998)
         order.items = (0..<10).map {
-            Shop_V1_OrderItem(productID: "p-\($0)", productName: "Mug №\($0) ☕", quantity: Int64($0 + 1),
-                              unitPrice: Shop_V1_Money(currencyCode: "EUR", amountMinor: 2999))
+            Shop_V1_OrderItem(
+                productID: "p-\($0)", productName: "Mug №\($0) ☕", quantity: Int64($0 + 1),
+                unitPrice: Shop_V1_Money(currencyCode: "EUR", amountMinor: 2999))
         }
         order.createTime = Google_Protobuf_Timestamp(seconds: 1_700_000_000, nanos: 5)
         order.shippingAddress = Shop_V1_Address(recipient: "Ada", lines: ["1 Loop Rd", "Flat 2"], countryCode: "GB")
@@ -52,9 +56,10 @@ struct MessageTests {
 
     @Test("fields from a newer schema survive an older one")
     func unknownFields() throws {
-        let new = Conformance_V1_ItemV2(id: "a", price: 5, description_p: "d", tags: ["x", "y"],
-                                         related: Conformance_V1_ItemV2(id: "r"), checksum: 7, weight: 1.5,
-                                         stock: ["s": 3])
+        let new = Conformance_V1_ItemV2(
+            id: "a", price: 5, description_p: "d", tags: ["x", "y"],
+            related: Conformance_V1_ItemV2(id: "r"), checksum: 7, weight: 1.5,
+            stock: ["s": 3])
         let old = try Conformance_V1_ItemV1(serializedBytes: try new.serializedBytes())
         #expect(old.id == "a" && old.price == 5)
         #expect(old.unknownFields.fields.map(\.number) == [3, 4, 4, 5, 6, 7, 8])
@@ -77,12 +82,15 @@ struct MessageTests {
         var set = m
         set.oString = "hello\n"  // equal to the default, but present
         #expect(try Conformance_V1_Proto2Types(serializedBytes: try set.serializedBytes()).oString == "hello\n")
-        #expect(throws: WireDecodingError.self) { try Conformance_V1_Proto2Types(serializedBytes: []) }  // required missing
+        // A required field missing:
+        #expect(throws: WireDecodingError.self) { try Conformance_V1_Proto2Types(serializedBytes: []) }
     }
 
     @Test("strings with U+0000 cannot go through protobuf-c and say so")
     func nulInString() {
-        #expect(throws: WireEncodingError.stringContainsNUL) { try Shop_V1_Money(currencyCode: "E\u{0}R").serializedBytes() }
+        #expect(throws: WireEncodingError.stringContainsNUL) {
+            try Shop_V1_Money(currencyCode: "E\u{0}R").serializedBytes()
+        }
     }
 
     @Test("recursive messages")
@@ -97,7 +105,8 @@ struct MessageTests {
 
     @Test("embedded file descriptors decode as google.protobuf.FileDescriptorProto")
     func fileDescriptors() throws {
-        let fd = try Google_Protobuf_FileDescriptorProto(serializedBytes: ProtoFile.shop_v1_catalog.serializedDescriptor)
+        let fd = try Google_Protobuf_FileDescriptorProto(
+            serializedBytes: ProtoFile.shop_v1_catalog.serializedDescriptor)
         #expect(fd.name == "shop/v1/catalog.proto" && fd.package == "shop.v1")
         #expect(fd.messageType.map(\.name).contains("Product"))
         #expect(fd.service.first?.method.map(\.name).contains("GetProduct") == true)

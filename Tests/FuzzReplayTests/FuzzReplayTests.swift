@@ -6,12 +6,14 @@ import Testing
 /// through its target: fast, with no time threshold. An input that crashes kills this test
 /// process, which fails the run.
 @Suite struct FuzzReplayTests {
-    static let fuzz = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fuzz")
+    static let fuzz = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fuzz")
 
     static func inputs(_ target: String) -> [URL] {
         ["corpus", "regressions"].flatMap { folder -> [URL] in
             let dir = fuzz.appendingPathComponent(folder).appendingPathComponent(target)
-            return ((try? FileManager.default.contentsOfDirectory(at: dir, includingPropertiesForKeys: nil)) ?? []).sorted { $0.path < $1.path }
+            return ((try? FileManager.default.contentsOfDirectory(at: dir, includingPropertiesForKeys: nil)) ?? [])
+                .sorted { $0.path < $1.path }
         }
     }
 

@@ -87,10 +87,11 @@ final class MeshTestService: Meshtest_V1_MeshTest.ServiceProtocol {
     }
 
     func relay(_ request: Meshtest_V1_RelayRequest, context: ServerContext) async throws -> Meshtest_V1_RelayReply {
-        let left = context.deadline.map { d -> Int64 in
-            let c = (d - .now).components
-            return c.seconds * 1000 + c.attoseconds / 1_000_000_000_000_000
-        } ?? -1
+        let left =
+            context.deadline.map { d -> Int64 in
+                let c = (d - .now).components
+                return c.seconds * 1000 + c.attoseconds / 1_000_000_000_000_000
+            } ?? -1
         log?.write("relay \(request.id) deadline_ms=\(left)")
         let hop = Meshtest_V1_Hop(replica: name, deadlineMs: left)
         if let next {
@@ -120,7 +121,9 @@ final class MeshTestService: Meshtest_V1_MeshTest.ServiceProtocol {
 struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Serve meshtest.v1.MeshTest, grpc.health.v1.Health and server reflection.",
-        discussion: "Prints `mesh-test: listening on HOST:PORT` when ready. SIGTERM drains (health turns NOT_SERVING first, for BAZAAR_DRAIN_DELAY); SIGHUP reloads the TLS files.")
+        discussion:
+            "Prints `mesh-test: listening on HOST:PORT` when ready. SIGTERM drains (health turns NOT_SERVING first, for BAZAAR_DRAIN_DELAY); SIGHUP reloads the TLS files."
+    )
 
     @Option(help: "This replica's name, returned in every reply.")
     var name: String = "replica"
@@ -152,8 +155,9 @@ struct Serve: ParsableCommand {
             config.callObserver = telemetry?.serverObserver
             if let port = telemetry?.metricsPort { diagnostic("mesh-test: metrics on port \(port)") }
             let nextChannel = try next.map { target in
-                try MeshChannel(target: target, security: tls.security, mesh: try .fromEnvironment(),
-                                observer: telemetry?.clientObserver(upstream: target))
+                try MeshChannel(
+                    target: target, security: tls.security, mesh: try .fromEnvironment(),
+                    observer: telemetry?.clientObserver(upstream: target))
             }
             let mesh = MeshTestService(name: name, log: CallLog(path: callLog), next: nextChannel)
             let (_, services) = try MeshServerEnvironment.standardServices(serving: [mesh])
@@ -231,8 +235,12 @@ struct Load: ParsableCommand {
                         defer { t.replicas = [] }
                         return t
                     }
-                    let endpoints = channel.endpoints.map { "\($0.endpoint)=\($0.state)\($0.healthy == false ? "/NOT_SERVING" : "")\($0.ejected ? "/EJECTED" : "")" }
-                    print("progress ok=\(t.ok) failed=\(t.failed.values.reduce(0, +)) replicas=\(t.replicas.sorted().joined(separator: ",")) endpoints=\(endpoints.joined(separator: ","))")
+                    let endpoints = channel.endpoints.map {
+                        "\($0.endpoint)=\($0.state)\($0.healthy == false ? "/NOT_SERVING" : "")\($0.ejected ? "/EJECTED" : "")"
+                    }
+                    print(
+                        "progress ok=\(t.ok) failed=\(t.failed.values.reduce(0, +)) replicas=\(t.replicas.sorted().joined(separator: ",")) endpoints=\(endpoints.joined(separator: ","))"
+                    )
                     fflush(nil)
                 }
             }
@@ -249,9 +257,15 @@ struct Load: ParsableCommand {
                             var outcome: String
                             do {
                                 let request = Meshtest_V1_MeshRequest(id: id)
-                                let reply = add ? try await client.add(request, options: options) : try await client.get(request, options: options)
+                                let reply =
+                                    add
+                                    ? try await client.add(request, options: options)
+                                    : try await client.get(request, options: options)
                                 outcome = reply.replica
-                                tally.value.withLock { $0.ok += 1; $0.replicas.insert(reply.replica) }
+                                tally.value.withLock {
+                                    $0.ok += 1
+                                    $0.replicas.insert(reply.replica)
+                                }
                             } catch {
                                 let code = (error as? RPCError)?.code.description ?? "\(error)"
                                 outcome = "!" + code
@@ -267,8 +281,11 @@ struct Load: ParsableCommand {
             }
             reporter.cancel()
             let t = tally.value.withLock { $0 }
-            let failures = t.failed.sorted { $0.key < $1.key }.map { "\"\($0.key)\": \($0.value)" }.joined(separator: ", ")
-            print("RESULT {\"ok\": \(t.ok), \"failed\": \(t.failed.values.reduce(0, +)), \"codes\": {\(failures)}, \"max_latency_ms\": \(Int(t.maxLatencyMs))}")
+            let failures = t.failed.sorted { $0.key < $1.key }.map { "\"\($0.key)\": \($0.value)" }.joined(
+                separator: ", ")
+            print(
+                "RESULT {\"ok\": \(t.ok), \"failed\": \(t.failed.values.reduce(0, +)), \"codes\": {\(failures)}, \"max_latency_ms\": \(Int(t.maxLatencyMs))}"
+            )
             fflush(nil)
             await channel.shutdown()
         }
@@ -336,17 +353,25 @@ struct Bench: ParsableCommand {
             var closeBare: GRPCChannel?
             var closeMesh: MeshChannel?
             if client == "bare" {
-                guard case .endpoints(let list) = try Target(parsing: target) else { throw ValidationError("--client bare needs host:port") }
-                let c = try GRPCChannel(configuration: ChannelConfiguration(endpoints: list, security: tls.security), interceptors: interceptors)
+                guard case .endpoints(let list) = try Target(parsing: target) else {
+                    throw ValidationError("--client bare needs host:port")
+                }
+                let c = try GRPCChannel(
+                    configuration: ChannelConfiguration(endpoints: list, security: tls.security),
+                    interceptors: interceptors)
                 transport = c
                 closeBare = c
             } else {
                 var options = Telemetry.Options()
                 options.metricsPort = nil
                 options.tracesEndpoint = nil
-                let observer = telemetry ? try await Telemetry.start(service: "bench", options: options).clientObserver(upstream: target) : nil
-                let c = try MeshChannel(target: target, security: tls.security, mesh: try .fromEnvironment(), interceptors: interceptors,
-                                        observer: observer)
+                let observer =
+                    telemetry
+                    ? try await Telemetry.start(service: "bench", options: options).clientObserver(upstream: target)
+                    : nil
+                let c = try MeshChannel(
+                    target: target, security: tls.security, mesh: try .fromEnvironment(), interceptors: interceptors,
+                    observer: observer)
                 transport = c
                 closeMesh = c
             }
@@ -356,7 +381,9 @@ struct Bench: ParsableCommand {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for _ in 0..<concurrency {
                     group.addTask {
-                        for _ in 0..<perWorker { _ = try await api.get(Meshtest_V1_MeshRequest(id: "b"), options: options) }
+                        for _ in 0..<perWorker {
+                            _ = try await api.get(Meshtest_V1_MeshRequest(id: "b"), options: options)
+                        }
                     }
                 }
                 try await group.waitForAll()

@@ -1,5 +1,4 @@
 import BazaarCore
-@testable import BazaarSMTP
 import Foundation
 import Orders
 import ShopAPI
@@ -7,10 +6,13 @@ import ShopKit
 import Testing
 import WellKnownTypes
 
+@testable import BazaarSMTP
+
 @Suite struct PageTokenTests {
     @Test func roundTripsAndRefusesForgeries() throws {
         let t = PageToken.encode(["2026-01-01 00:00:00+00", "3f1e9b1e-0000-4000-8000-000000000000"])
-        #expect(try PageToken.decode(t, count: 2) == ["2026-01-01 00:00:00+00", "3f1e9b1e-0000-4000-8000-000000000000"])
+        #expect(
+            try PageToken.decode(t, count: 2) == ["2026-01-01 00:00:00+00", "3f1e9b1e-0000-4000-8000-000000000000"])
         #expect(try PageToken.decode("", count: 2) == nil)
         for bad in ["%%%", "bm90IGEgdG9rZW4", PageToken.encode(["only one"]), String(repeating: "A", count: 600)] {
             #expect(throws: RPCError.self) { try PageToken.decode(bad, count: 2) }
@@ -36,10 +38,11 @@ import WellKnownTypes
                 }
             }
         }
-        #expect(allowed.sorted() == [
-            "admin:PAID->CANCELLED", "admin:PAID->SHIPPED", "admin:SHIPPED->DELIVERED",
-            "checkout:PENDING->CANCELLED", "checkout:PENDING->PAID", "customer:PAID->CANCELLED",
-        ])
+        #expect(
+            allowed.sorted() == [
+                "admin:PAID->CANCELLED", "admin:PAID->SHIPPED", "admin:SHIPPED->DELIVERED",
+                "checkout:PENDING->CANCELLED", "checkout:PENDING->PAID", "customer:PAID->CANCELLED",
+            ])
         #expect(OrderLifecycle.refusal(from: .shipped, to: .cancelled, by: .customer)?.code == .failedPrecondition)
         #expect(OrderLifecycle.refusal(from: .paid, to: .shipped, by: .customer)?.code == .permissionDenied)
     }
@@ -64,13 +67,16 @@ import WellKnownTypes
 
 @Suite struct SMTPTests {
     @Test func dataIsDotStuffedAndHeadersCannotBeInjected() {
-        let m = EmailMessage(from: "shop@x", to: "a@x\r\nBcc: evil@x", subject: "Hi\r\nBcc: evil@x", body: "line\n.hidden\n..two", messageID: "n1@bazaar")
+        let m = EmailMessage(
+            from: "shop@x", to: "a@x\r\nBcc: evil@x", subject: "Hi\r\nBcc: evil@x", body: "line\n.hidden\n..two",
+            messageID: "n1@bazaar")
         let data = SMTPClient.data(m, date: Date(timeIntervalSince1970: 0))
         #expect(!data.contains("\r\nBcc:"))
         #expect(data.contains("\r\n..hidden\r\n...two\r\n.\r\n"))
         #expect(data.contains("Message-ID: <n1@bazaar>"))
         #expect(data.contains("Date: Thu, 01 Jan 1970 00:00:00 +0000"))
-        let utf = SMTPClient.data(EmailMessage(from: "a", to: "b", subject: "Bestellung bestätigt", body: "", messageID: "m"))
+        let utf = SMTPClient.data(
+            EmailMessage(from: "a", to: "b", subject: "Bestellung bestätigt", body: "", messageID: "m"))
         #expect(utf.contains("Subject: =?UTF-8?B?"))
     }
 

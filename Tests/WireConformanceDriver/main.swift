@@ -13,18 +13,19 @@ import ShopAPI
 import WellKnownTypes
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 var registry: [String: any WireMessage.Type] = [:]
-for file in [ProtoFile.conformance_v1_all_types, .conformance_v1_proto2_types, .conformance_v1_evolution,
-             .shop_v1_catalog, .shop_v1_accounts, .shop_v1_cart, .shop_v1_orders, .shop_v1_notifications,
-             .grpc_testing_test, .grpc_health_v1_health, .grpc_reflection_v1_reflection,
-             .google_protobuf_descriptor, .google_protobuf_struct, .google_protobuf_any,
-             .google_protobuf_wrappers, .google_protobuf_type, .google_protobuf_api, .google_protobuf_timestamp,
-             .google_protobuf_duration, .google_protobuf_field_mask, .google_protobuf_empty,
-             .bazaar_options_v1_options, .google_api_annotations]
-{
+for file in [
+    ProtoFile.conformance_v1_all_types, .conformance_v1_proto2_types, .conformance_v1_evolution,
+    .shop_v1_catalog, .shop_v1_accounts, .shop_v1_cart, .shop_v1_orders, .shop_v1_notifications,
+    .grpc_testing_test, .grpc_health_v1_health, .grpc_reflection_v1_reflection,
+    .google_protobuf_descriptor, .google_protobuf_struct, .google_protobuf_any,
+    .google_protobuf_wrappers, .google_protobuf_type, .google_protobuf_api, .google_protobuf_timestamp,
+    .google_protobuf_duration, .google_protobuf_field_mask, .google_protobuf_empty,
+    .bazaar_options_v1_options, .google_api_annotations,
+] {
     registry.merge(file.messageTypesByName) { a, _ in a }
 }
 
@@ -67,7 +68,9 @@ extension UInt8 {
 func handle<M: WireMessage>(_ type: M.Type, _ op: Substring, _ bytes: [UInt8]) -> String {
     do {
         if op == "tojson" { return "ok \(hex(try ProtoJSON.encode(bytes, as: M.protobufCDescriptor).serialized()))" }
-        if op == "fromjson" { return "ok \(hex(try ProtoJSON.decode(try JSONValue.parse(bytes), as: M.protobufCDescriptor)))" }
+        if op == "fromjson" {
+            return "ok \(hex(try ProtoJSON.decode(try JSONValue.parse(bytes), as: M.protobufCDescriptor)))"
+        }
         let m = try M(serializedBytes: bytes)
         let unknown = m.unknownFields.fields.count
         if op == "decode" { return "ok \(unknown)" }
@@ -83,9 +86,21 @@ func handle<M: WireMessage>(_ type: M.Type, _ op: Substring, _ bytes: [UInt8]) -
 
 while let line = readLine(strippingNewline: true) {
     let parts = line.split(separator: " ", maxSplits: 2, omittingEmptySubsequences: false)
-    guard parts.count >= 2 else { print("err expected: OP TYPE HEX"); fflush(nil); continue }
-    guard let type = registry[String(parts[1])] else { print("err unknown type \(parts[1])"); fflush(nil); continue }
-    guard let bytes = unhex(parts.count > 2 ? parts[2] : "") else { print("err bad hex"); fflush(nil); continue }
+    guard parts.count >= 2 else {
+        print("err expected: OP TYPE HEX")
+        fflush(nil)
+        continue
+    }
+    guard let type = registry[String(parts[1])] else {
+        print("err unknown type \(parts[1])")
+        fflush(nil)
+        continue
+    }
+    guard let bytes = unhex(parts.count > 2 ? parts[2] : "") else {
+        print("err bad hex")
+        fflush(nil)
+        continue
+    }
     print(handle(type, parts[0], bytes))
     fflush(nil)
 }

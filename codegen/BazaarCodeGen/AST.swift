@@ -98,7 +98,10 @@ public struct MessageAST: Sendable {
     var nestedOrder: [NestedRef] = []
 }
 
-enum NestedRef: Sendable { case message(Int), mapField(Int) }
+enum NestedRef: Sendable {
+    case message(Int)
+    case mapField(Int)
+}
 
 public struct EnumValueAST: Sendable {
     var name: String

@@ -106,14 +106,19 @@ struct CEmitter {
         for m in postOrder(file.messages) { o += structDecl(m) }
         for m in messages { o += functionDecls(m) }
         o += "/* --- descriptors --- */\n\n"
-        for e in file.allEnums { o += "extern const ProtobufCEnumDescriptor    \(CNames.lowerName(e.fullName))__descriptor;\n" }
-        for m in messages { o += "extern const ProtobufCMessageDescriptor \(CNames.lowerName(m.fullName))__descriptor;\n" }
+        for e in file.allEnums {
+            o += "extern const ProtobufCEnumDescriptor    \(CNames.lowerName(e.fullName))__descriptor;\n"
+        }
+        for m in messages {
+            o += "extern const ProtobufCMessageDescriptor \(CNames.lowerName(m.fullName))__descriptor;\n"
+        }
         // Swift cannot take the address of a C constant, and protobuf-c compares descriptors by
         // address, so each descriptor also gets an accessor that returns its real address.
         o += "\n/* --- descriptor addresses (Bazaar addition, for Swift) --- */\n\n"
         for m in messages {
             let l = CNames.lowerName(m.fullName)
-            o += "static inline const ProtobufCMessageDescriptor *\(l)__descriptor_address(void) { return &\(l)__descriptor; }\n"
+            o +=
+                "static inline const ProtobufCMessageDescriptor *\(l)__descriptor_address(void) { return &\(l)__descriptor; }\n"
         }
         o += "\n/* The serialized google.protobuf.FileDescriptorProto of this file (for reflection). */\n"
         o += "const uint8_t *\(descriptorBytesFunction)(size_t *length);\n"
@@ -170,7 +175,9 @@ struct CEmitter {
     }
 
     func members(_ m: MessageModel) -> [Member] {
-        m.fields.filter { $0.realOneof == nil }.map { Member(field: $0, cType: scalarCType($0.type), hasFlag: Self.hasFlag($0)) }
+        m.fields.filter { $0.realOneof == nil }.map {
+            Member(field: $0, cType: scalarCType($0.type), hasFlag: Self.hasFlag($0))
+        }
     }
 
     func structDecl(_ m: MessageModel) -> String {
@@ -180,7 +187,8 @@ struct CEmitter {
             o += "typedef enum {\n  \(CNames.oneofNotSet(m, oneof)) = 0"
             for f in oneof.fields { o += ",\n  \(CNames.oneofCaseValue(m, oneof, f)) = \(f.number)" }
             o += "\n"
-            o += "    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(\(CNames.upperName(m.fullName))__\(CNames.camelToUpper(oneof.name))__CASE)\n"
+            o +=
+                "    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(\(CNames.upperName(m.fullName))__\(CNames.camelToUpper(oneof.name))__CASE)\n"
             o += "} \(CNames.oneofCaseType(m, oneof));\n\n"
         }
         o += "struct  \(t)\n{\n  ProtobufCMessage base;\n"
@@ -223,7 +231,8 @@ struct CEmitter {
             }
         }
         o += defaults
-        o += "#define \(CNames.upperName(m.fullName))__INIT \\\n { PROTOBUF_C_MESSAGE_INIT (&\(CNames.lowerName(m.fullName))__descriptor) \\\n    "
+        o +=
+            "#define \(CNames.upperName(m.fullName))__INIT \\\n { PROTOBUF_C_MESSAGE_INIT (&\(CNames.lowerName(m.fullName))__descriptor) \\\n    "
         o += (inits.isEmpty ? "" : ", " + inits.joined(separator: ", ")) + " }\n\n"
         return o
     }
@@ -249,7 +258,9 @@ struct CEmitter {
             }
             return "{0,NULL}"
         case .enumeration(let e):
-            if let d = f.defaultValue, case .identifier(let name, _) = d, let v = e.values.first(where: { $0.name == name }) {
+            if let d = f.defaultValue, case .identifier(let name, _) = d,
+                let v = e.values.first(where: { $0.name == name })
+            {
                 return CNames.enumValue(e, v)
             }
             return e.values.first.map { CNames.enumValue(e, $0) } ?? "0"
@@ -328,9 +339,13 @@ struct CEmitter {
         let bytes = DescriptorWriter.fileDescriptor(file)
         o += "static const uint8_t file_descriptor_bytes[\(max(bytes.count, 1))] = {\n"
         for start in stride(from: 0, to: bytes.count, by: 16) {
-            o += "  " + bytes[start..<min(start + 16, bytes.count)].map { String(format: "0x%02x,", $0) }.joined(separator: " ") + "\n"
+            o +=
+                "  "
+                + bytes[start..<min(start + 16, bytes.count)].map { String(format: "0x%02x,", $0) }.joined(
+                    separator: " ") + "\n"
         }
-        o += "};\nconst uint8_t *\(descriptorBytesFunction)(size_t *length)\n{\n  *length = \(bytes.count);\n  return file_descriptor_bytes;\n}\n"
+        o +=
+            "};\nconst uint8_t *\(descriptorBytesFunction)(size_t *length)\n{\n  *length = \(bytes.count);\n  return file_descriptor_bytes;\n}\n"
         return o
     }
 
@@ -426,9 +441,13 @@ struct CEmitter {
                 let member = CNames.member(f)
                 let label = Self.label(f)
                 var quantifier = "0"
-                if f.isRepeated { quantifier = "offsetof(\(t), n_\(f.name))" } else if let oneof = f.realOneof {
+                if f.isRepeated {
+                    quantifier = "offsetof(\(t), n_\(f.name))"
+                } else if let oneof = f.realOneof {
                     quantifier = "offsetof(\(t), \(CNames.oneofCaseMember(oneof)))"
-                } else if Self.hasFlag(f) { quantifier = "offsetof(\(t), has_\(f.name))" }
+                } else if Self.hasFlag(f) {
+                    quantifier = "offsetof(\(t), has_\(f.name))"
+                }
                 var descriptor = "NULL"
                 switch f.type {
                 case .message(let mt): descriptor = "&\(CNames.lowerName(mt.fullName))__descriptor"
@@ -438,7 +457,9 @@ struct CEmitter {
                 var defaultValue = "NULL"
                 if f.defaultValue != nil {
                     defaultValue = "&\(defaultName(f))"
-                } else if case .scalar(.string) = f.type, f.containingMessage?.file.isProto3 ?? false, !f.isProto3Optional {
+                } else if case .scalar(.string) = f.type, f.containingMessage?.file.isProto3 ?? false,
+                    !f.isProto3Optional
+                {
                     // protoc-c gives every proto3 string field (repeated ones too) the empty default.
                     defaultValue = "&protobuf_c_empty_string"
                 }
@@ -463,7 +484,9 @@ struct CEmitter {
                     """
             }
             o += "};\n"
-            let byName = sorted.indices.sorted { Array(sorted[$0].name.utf8).lexicographicallyPrecedes(Array(sorted[$1].name.utf8)) }
+            let byName = sorted.indices.sorted {
+                Array(sorted[$0].name.utf8).lexicographicallyPrecedes(Array(sorted[$1].name.utf8))
+            }
             o += "static const unsigned \(l)__field_indices_by_name[] = {\n"
             for i in byName { o += "  \(i),   /* field[\(i)] = \(sorted[i].name) */\n" }
             o += "};\n"
@@ -506,13 +529,16 @@ struct CEmitter {
         let l = CNames.lowerName(e.fullName)
         // protobuf-c keeps one entry per number (the first name), and every name in the index.
         var unique: [EnumValueModel] = []
-        for v in e.values.sorted(by: { $0.number < $1.number }) where unique.last?.number != v.number { unique.append(v) }
+        for v in e.values.sorted(by: { $0.number < $1.number }) where unique.last?.number != v.number {
+            unique.append(v)
+        }
         var firstByNumber: [Int32: EnumValueModel] = [:]
         for v in e.values where firstByNumber[v.number] == nil { firstByNumber[v.number] = v }
         unique = unique.map { firstByNumber[$0.number]! }
         var o = "static const ProtobufCEnumValue \(l)__enum_values_by_number[\(unique.count)] =\n{\n"
         for v in unique {
-            o += "  { \(Self.cString(Array(v.name.utf8))), \(Self.cString(Array(CNames.enumValue(e, v).utf8))), \(v.number) },\n"
+            o +=
+                "  { \(Self.cString(Array(v.name.utf8))), \(Self.cString(Array(CNames.enumValue(e, v).utf8))), \(v.number) },\n"
         }
         o += "};\n"
         let ranges = Self.ranges(unique.map { Int64($0.number) })

@@ -33,7 +33,10 @@ public enum CodeGenCLI {
         var options = Options()
         var i = 0
         func value(_ flag: String) -> String? {
-            if i + 1 < args.count { i += 1; return args[i] }
+            if i + 1 < args.count {
+                i += 1
+                return args[i]
+            }
             FileHandle.standardError.write(Data("bazaar-codegen: \(flag) needs a value\n".utf8))
             return nil
         }
@@ -53,15 +56,26 @@ public enum CodeGenCLI {
             case "-h", "--help":
                 print(help)
                 return 0
-            case "-I", "--proto_path": guard let v = take() else { return 2 }; options.protoPaths.append(v)
-            case "--c_out": guard let v = take() else { return 2 }; options.cOut = v
-            case "--swift_out": guard let v = take() else { return 2 }; options.swiftOut = v
-            case "--c_module": guard let v = take() else { return 2 }; options.cModule = v
-            case "--descriptor_set_out": guard let v = take() else { return 2 }; options.descriptorSetOut = v
+            case "-I", "--proto_path":
+                guard let v = take() else { return 2 }
+                options.protoPaths.append(v)
+            case "--c_out":
+                guard let v = take() else { return 2 }
+                options.cOut = v
+            case "--swift_out":
+                guard let v = take() else { return 2 }
+                options.swiftOut = v
+            case "--c_module":
+                guard let v = take() else { return 2 }
+                options.cModule = v
+            case "--descriptor_set_out":
+                guard let v = take() else { return 2 }
+                options.descriptorSetOut = v
             case "--swift_module":
                 guard let v = take() else { return 2 }
                 guard let eq = v.firstIndex(of: "=") else {
-                    FileHandle.standardError.write(Data("bazaar-codegen: --swift_module needs PREFIX=MODULE, got '\(v)'\n".utf8))
+                    FileHandle.standardError.write(
+                        Data("bazaar-codegen: --swift_module needs PREFIX=MODULE, got '\(v)'\n".utf8))
                     return 2
                 }
                 options.swiftModules.append((String(v[..<eq]), String(v[v.index(after: eq)...])))
@@ -105,7 +119,9 @@ public enum CodeGenCLI {
             changed.append(out.path)
             if !check {
                 let dir = (out.path as NSString).deletingLastPathComponent
-                if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
+                if !dir.isEmpty {
+                    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+                }
                 try out.contents.write(to: URL(fileURLWithPath: out.path))
             }
         }

@@ -99,7 +99,8 @@ private struct Loader {
                 let full = root == "." ? path : (root as NSString).appendingPathComponent(path)
                 if let data = FileManager.default.contents(atPath: full) {
                     guard let s = String(data: data, encoding: .utf8) else {
-                        errors.append(Diagnostic(SourceLocation(file: path, line: 1, column: 1), "file is not valid UTF-8"))
+                        errors.append(
+                            Diagnostic(SourceLocation(file: path, line: 1, column: 1), "file is not valid UTF-8"))
                         failed.insert(path)
                         return
                     }

@@ -15,7 +15,8 @@ enum Describe {
                     let retry = r.idempotency == "unknown" ? "no" : "yes (\(r.idempotency))"
                     out += "  \(m.name)  [\(kind)]  \(m.input.name) -> \(m.output.name)\n"
                     for h in r.http {
-                        out += "      HTTP \(h.method) \(h.path)" + (h.body.isEmpty ? "" : "  body=\(h.body)")
+                        out +=
+                            "      HTTP \(h.method) \(h.path)" + (h.body.isEmpty ? "" : "  body=\(h.body)")
                             + (r.successStatus == 200 ? "" : "  -> \(r.successStatus)") + "\n"
                     }
                     if r.http.isEmpty { out += "      (mesh only, no HTTP binding)\n" }

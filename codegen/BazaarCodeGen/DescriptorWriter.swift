@@ -126,7 +126,9 @@ public enum DescriptorWriter {
                 case .bool: w.varint(std.number, item.value == .identifier("true", negative: false) ? 1 : 0)
                 case .string: w.bytes(std.number, stringBytes(item.value))
                 case .enumeration(let values):
-                    if case .identifier(let name, _) = item.value { w.varint(std.number, UInt64(bitPattern: Int64(values[name] ?? 0))) }
+                    if case .identifier(let name, _) = item.value {
+                        w.varint(std.number, UInt64(bitPattern: Int64(values[name] ?? 0)))
+                    }
                 }
             case .extension(let ext):
                 if item.path.isEmpty {
@@ -154,7 +156,9 @@ public enum DescriptorWriter {
     }
 
     /// Encodes a checked constant as field `number` of the given type.
-    static func encode(_ w: inout ProtoWriter, _ number: Int, _ type: FieldType, _ v: ConstantValue, repeated: Bool, packed: Bool) {
+    static func encode(
+        _ w: inout ProtoWriter, _ number: Int, _ type: FieldType, _ v: ConstantValue, repeated: Bool, packed: Bool
+    ) {
         if case .list(let items) = v {
             for item in items { encode(&w, number, type, item, repeated: false, packed: false) }
             return

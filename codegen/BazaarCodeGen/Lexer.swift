@@ -87,14 +87,16 @@ struct Lexer {
                     advance()
                 } else if c == UInt8(ascii: "/"), peek(1) == UInt8(ascii: "/") {
                     let startLine = line
-                    advance(); advance()
+                    advance()
+                    advance()
                     let start = i
                     while let d = peek(), d != UInt8(ascii: "\n") { advance() }
                     let text = String(decoding: src[start..<i], as: UTF8.self)
                     pending.append((text, startLine, startLine))
                 } else if c == UInt8(ascii: "/"), peek(1) == UInt8(ascii: "*") {
                     let startLoc = here
-                    advance(); advance()
+                    advance()
+                    advance()
                     let start = i
                     var closed = false
                     while peek() != nil {
@@ -106,7 +108,8 @@ struct Lexer {
                     }
                     guard closed else { throw Diagnostic(startLoc, "unterminated block comment") }
                     var text = String(decoding: src[start..<i], as: UTF8.self)
-                    advance(); advance()
+                    advance()
+                    advance()
                     text = text.split(separator: "\n", omittingEmptySubsequences: false)
                         .map { line in
                             var s = Substring(line)
@@ -135,7 +138,9 @@ struct Lexer {
                     block.insert(comment.text, at: 0)
                     nextLine = comment.line
                 }
-                if !block.isEmpty { leading = block.map { $0.trimmingSpaces(onlyOneLeading: true) }.joined(separator: "\n") }
+                if !block.isEmpty {
+                    leading = block.map { $0.trimmingSpaces(onlyOneLeading: true) }.joined(separator: "\n")
+                }
                 pending.removeAll()
             }
             let start = here
@@ -147,13 +152,17 @@ struct Lexer {
             if c.isLetter || c == UInt8(ascii: "_") {
                 let s = i
                 while let d = peek(), d.isLetter || d.isDigit || d == UInt8(ascii: "_") { advance() }
-                tok = Token(kind: .identifier, text: String(decoding: src[s..<i], as: UTF8.self), location: start, endLine: line)
+                tok = Token(
+                    kind: .identifier, text: String(decoding: src[s..<i], as: UTF8.self), location: start, endLine: line
+                )
             } else if c.isDigit || (c == UInt8(ascii: ".") && (peek(1)?.isDigit ?? false)) {
                 tok = try number(start)
             } else if c == UInt8(ascii: "\"") || c == UInt8(ascii: "'") {
                 tok = try string(start)
             } else if c < 0x20 || c >= 0x7F {
-                throw Diagnostic(start, "unexpected character \(c < 0x80 ? "0x" + String(c, radix: 16) : "(non-ASCII)") outside a string")
+                throw Diagnostic(
+                    start,
+                    "unexpected character \(c < 0x80 ? "0x" + String(c, radix: 16) : "(non-ASCII)") outside a string")
             } else {
                 advance()
                 tok = Token(kind: .symbol, text: String(UnicodeScalar(c)), location: start, endLine: line)
@@ -167,7 +176,8 @@ struct Lexer {
         let s = i
         var isFloat = false
         if peek() == UInt8(ascii: "0"), let x = peek(1), x == UInt8(ascii: "x") || x == UInt8(ascii: "X") {
-            advance(); advance()
+            advance()
+            advance()
             guard peek()?.isHexDigit ?? false else { throw Diagnostic(start, "hex literal needs at least one digit") }
             while peek()?.isHexDigit ?? false { advance() }
         } else {
@@ -192,7 +202,9 @@ struct Lexer {
         if let d = peek(), d.isLetter || d == UInt8(ascii: "_") {
             throw Diagnostic(here, "need space between number and identifier")
         }
-        return Token(kind: isFloat ? .float : .integer, text: String(decoding: src[s..<i], as: UTF8.self), location: start, endLine: line)
+        return Token(
+            kind: isFloat ? .float : .integer, text: String(decoding: src[s..<i], as: UTF8.self), location: start,
+            endLine: line)
     }
 
     private mutating func string(_ start: SourceLocation) throws(Diagnostic) -> Token {
@@ -200,7 +212,9 @@ struct Lexer {
         advance()
         var out: [UInt8] = []
         while true {
-            guard let c = peek(), c != UInt8(ascii: "\n") else { throw Diagnostic(start, "unterminated string literal") }
+            guard let c = peek(), c != UInt8(ascii: "\n") else {
+                throw Diagnostic(start, "unterminated string literal")
+            }
             if c == quote {
                 advance()
                 break
@@ -227,14 +241,20 @@ struct Lexer {
             case UInt8(ascii: "x"), UInt8(ascii: "X"):
                 var v: UInt32 = 0
                 var n = 0
-                while n < 2, let h = peek(), let d = h.hexValue { v = v * 16 + UInt32(d); advance(); n += 1 }
+                while n < 2, let h = peek(), let d = h.hexValue {
+                    v = v * 16 + UInt32(d)
+                    advance()
+                    n += 1
+                }
                 guard n > 0 else { throw Diagnostic(escLoc, "\\x escape needs a hex digit") }
                 out.append(UInt8(v))
             case UInt8(ascii: "0")...UInt8(ascii: "7"):
                 var v = UInt32(e - UInt8(ascii: "0"))
                 var n = 1
                 while n < 3, let o = peek(), o >= UInt8(ascii: "0"), o <= UInt8(ascii: "7") {
-                    v = v * 8 + UInt32(o - UInt8(ascii: "0")); advance(); n += 1
+                    v = v * 8 + UInt32(o - UInt8(ascii: "0"))
+                    advance()
+                    n += 1
                 }
                 guard v <= 0xFF else { throw Diagnostic(escLoc, "octal escape out of range") }
                 out.append(UInt8(v))
@@ -242,16 +262,22 @@ struct Lexer {
                 let count = e == UInt8(ascii: "u") ? 4 : 8
                 var v: UInt32 = 0
                 for _ in 0..<count {
-                    guard let h = peek(), let d = h.hexValue else { throw Diagnostic(escLoc, "\\\(UnicodeScalar(e)) escape needs \(count) hex digits") }
-                    v = v * 16 + UInt32(d); advance()
+                    guard let h = peek(), let d = h.hexValue else {
+                        throw Diagnostic(escLoc, "\\\(UnicodeScalar(e)) escape needs \(count) hex digits")
+                    }
+                    v = v * 16 + UInt32(d)
+                    advance()
                 }
-                guard let scalar = Unicode.Scalar(v) else { throw Diagnostic(escLoc, "invalid Unicode code point in escape") }
+                guard let scalar = Unicode.Scalar(v) else {
+                    throw Diagnostic(escLoc, "invalid Unicode code point in escape")
+                }
                 out.append(contentsOf: Array(String(Character(scalar)).utf8))
             default:
                 throw Diagnostic(escLoc, "invalid escape sequence \\\(UnicodeScalar(e))")
             }
         }
-        return Token(kind: .string, text: String(decoding: out, as: UTF8.self), bytes: out, location: start, endLine: line)
+        return Token(
+            kind: .string, text: String(decoding: out, as: UTF8.self), bytes: out, location: start, endLine: line)
     }
 }
 

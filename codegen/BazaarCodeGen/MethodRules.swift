@@ -30,12 +30,19 @@ struct MethodRules {
     static let successOption = "bazaar.options.v1.success_status"
 
     init(_ m: MethodModel, in s: ServiceModel) {
-        let location = m.options.items.first { if case .extension(let f) = $0.field { f.fullName == Self.httpOption } else { false } }?.location ?? m.location
+        let location =
+            m.options.items.first {
+                if case .extension(let f) = $0.field { f.fullName == Self.httpOption } else { false }
+            }?.location ?? m.location
         if case .aggregate(let entries)? = m.options.extension(Self.httpOption) {
             http = Self.rules(entries, location)
         }
-        if let a = m.options.extension(Self.authOption) ?? s.options.extension(Self.defaultAuthOption) { auth = Self.auth(a) }
-        if case .integer(let n, _)? = m.options.extension(Self.deadlineOption) ?? s.options.extension(Self.defaultDeadlineOption) {
+        if let a = m.options.extension(Self.authOption) ?? s.options.extension(Self.defaultAuthOption) {
+            auth = Self.auth(a)
+        }
+        if case .integer(let n, _)? = m.options.extension(Self.deadlineOption)
+            ?? s.options.extension(Self.defaultDeadlineOption)
+        {
             deadlineMs = n
         }
         if case .integer(let n, _)? = m.options.extension(Self.successOption) { successStatus = n }
@@ -102,7 +109,10 @@ struct MethodRules {
                     let rules = MethodRules(m, in: s)
                     for r in rules.http { out += validate(r, m) }
                     if rules.auth.level == "internal" && !rules.http.isEmpty {
-                        out.append(Diagnostic(rules.http[0].location, "method '\(m.name)' is internal (LEVEL_INTERNAL) and cannot have an HTTP binding"))
+                        out.append(
+                            Diagnostic(
+                                rules.http[0].location,
+                                "method '\(m.name)' is internal (LEVEL_INTERNAL) and cannot have an HTTP binding"))
                     }
                 }
             }
@@ -129,7 +139,10 @@ struct MethodRules {
                 return out
             }
             let inner = rest[rest.index(after: open)..<close]
-            if inner.contains("{") { fail("HTTP path '\(r.path)' nests variables"); return out }
+            if inner.contains("{") {
+                fail("HTTP path '\(r.path)' nests variables")
+                return out
+            }
             let name = String(inner.split(separator: "=", maxSplits: 1).first ?? "")
             bound.append(name)
             rest = rest[rest.index(after: close)...]

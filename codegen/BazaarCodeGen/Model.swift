@@ -101,7 +101,10 @@ public final class MessageModel: @unchecked Sendable {
     public let comments: Comments
     public let location: SourceLocation
 
-    init(name: String, fullName: String, file: FileModel, parent: MessageModel?, comments: Comments, location: SourceLocation) {
+    init(
+        name: String, fullName: String, file: FileModel, parent: MessageModel?, comments: Comments,
+        location: SourceLocation
+    ) {
         self.name = name
         self.fullName = fullName
         self.file = file
@@ -138,7 +141,11 @@ public final class OneofModel: @unchecked Sendable {
 }
 
 public final class FieldModel: @unchecked Sendable {
-    public enum Label: Int, Sendable { case optional = 1, required = 2, repeated = 3 }
+    public enum Label: Int, Sendable {
+        case optional = 1
+        case required = 2
+        case repeated = 3
+    }
 
     public let name: String
     public let number: Int
@@ -162,9 +169,10 @@ public final class FieldModel: @unchecked Sendable {
     /// For extensions: full name of the extension.
     public internal(set) var fullName: String
 
-    init(name: String, number: Int, label: Label, type: FieldType, jsonName: String, hasExplicitJSONName: Bool,
-         isProto3Optional: Bool, comments: Comments, location: SourceLocation, fullName: String)
-    {
+    init(
+        name: String, number: Int, label: Label, type: FieldType, jsonName: String, hasExplicitJSONName: Bool,
+        isProto3Optional: Bool, comments: Comments, location: SourceLocation, fullName: String
+    ) {
         self.name = name
         self.number = number
         self.label = label
@@ -205,7 +213,10 @@ public final class EnumModel: @unchecked Sendable {
     public let comments: Comments
     public let location: SourceLocation
 
-    init(name: String, fullName: String, file: FileModel, parent: MessageModel?, comments: Comments, location: SourceLocation) {
+    init(
+        name: String, fullName: String, file: FileModel, parent: MessageModel?, comments: Comments,
+        location: SourceLocation
+    ) {
         self.name = name
         self.fullName = fullName
         self.file = file
@@ -252,9 +263,10 @@ public final class MethodModel: @unchecked Sendable {
     public let comments: Comments
     public let location: SourceLocation
 
-    init(name: String, input: MessageModel, output: MessageModel, clientStreaming: Bool, serverStreaming: Bool,
-         comments: Comments, location: SourceLocation)
-    {
+    init(
+        name: String, input: MessageModel, output: MessageModel, clientStreaming: Bool, serverStreaming: Bool,
+        comments: Comments, location: SourceLocation
+    ) {
         self.name = name
         self.input = input
         self.output = output
@@ -316,7 +328,9 @@ public struct ResolvedOptions: Sendable {
             } else {
                 var v = item.value
                 for sub in item.path.reversed() {
-                    v = .aggregate([AggregateEntry(name: sub.name, isExtension: false, value: v, location: item.location)])
+                    v = .aggregate([
+                        AggregateEntry(name: sub.name, isExtension: false, value: v, location: item.location)
+                    ])
                 }
                 if case .aggregate(let e) = v { entries += e }
             }

@@ -9,7 +9,10 @@ enum CNames {
         var out = ""
         var upper = true
         for c in s {
-            if c == "_" { upper = true; continue }
+            if c == "_" {
+                upper = true
+                continue
+            }
             out.append(upper ? Character(c.uppercased()) : c)
             upper = false
         }
@@ -52,7 +55,9 @@ enum CNames {
     static func fileIdentifier(_ path: String) -> String {
         var out = ""
         for b in path.utf8 {
-            if b.isLetter || b.isDigit { out.append(Character(UnicodeScalar(b))) } else {
+            if b.isLetter || b.isDigit {
+                out.append(Character(UnicodeScalar(b)))
+            } else {
                 out += "_" + String(b, radix: 16)
             }
         }
@@ -62,9 +67,13 @@ enum CNames {
     /// `shop/v1/cart.proto` -> `shop/v1/cart`.
     static func stem(_ path: String) -> String { path.hasSuffix(".proto") ? String(path.dropLast(6)) : path }
 
-    static func oneofCaseType(_ m: MessageModel, _ o: OneofModel) -> String { typeName(m.fullName) + "__" + toCamel(o.name) + "Case" }
+    static func oneofCaseType(_ m: MessageModel, _ o: OneofModel) -> String {
+        typeName(m.fullName) + "__" + toCamel(o.name) + "Case"
+    }
     static func oneofCaseMember(_ o: OneofModel) -> String { o.name + "_case" }
-    static func oneofNotSet(_ m: MessageModel, _ o: OneofModel) -> String { upperName(m.fullName) + "__" + camelToUpper(o.name) + "__NOT_SET" }
+    static func oneofNotSet(_ m: MessageModel, _ o: OneofModel) -> String {
+        upperName(m.fullName) + "__" + camelToUpper(o.name) + "__NOT_SET"
+    }
     static func oneofCaseValue(_ m: MessageModel, _ o: OneofModel, _ f: FieldModel) -> String {
         upperName(m.fullName) + "__" + camelToUpper(o.name) + "_" + camelToUpper(f.name)
     }
@@ -93,7 +102,9 @@ enum SwiftNames {
     ]
 
     /// Names a generated member must not take because the message protocol uses them.
-    static let reservedMembers: Set<String> = ["unknownFields", "serializedBytes", "hashValue", "description", "debugDescription"]
+    static let reservedMembers: Set<String> = [
+        "unknownFields", "serializedBytes", "hashValue", "description", "debugDescription",
+    ]
 
     static func escape(_ s: String) -> String { keywords.contains(s) ? "`\(s)`" : s }
 

@@ -25,7 +25,10 @@ struct Parser {
     private func isWord(_ s: String) -> Bool { tok.kind == .identifier && tok.text == s }
 
     private mutating func accept(_ s: String) -> Bool {
-        if isSymbol(s) { p += 1; return true }
+        if isSymbol(s) {
+            p += 1
+            return true
+        }
         return false
     }
 
@@ -39,12 +42,15 @@ struct Parser {
 
     private mutating func expect(_ s: String, _ context: String = "") throws(Diagnostic) {
         guard accept(s) else {
-            throw Diagnostic(tok.location, "expected '\(s)'\(context.isEmpty ? "" : " " + context), found \(describe(tok))")
+            throw Diagnostic(
+                tok.location, "expected '\(s)'\(context.isEmpty ? "" : " " + context), found \(describe(tok))")
         }
     }
 
     private mutating func identifier(_ what: String) throws(Diagnostic) -> String {
-        guard tok.kind == .identifier else { throw Diagnostic(tok.location, "expected \(what), found \(describe(tok))") }
+        guard tok.kind == .identifier else {
+            throw Diagnostic(tok.location, "expected \(what), found \(describe(tok))")
+        }
         return next().text
     }
 
@@ -65,12 +71,18 @@ struct Parser {
         let negative = accept("-")
         guard tok.kind == .integer else { throw Diagnostic(tok.location, "expected \(what), found \(describe(tok))") }
         let t = next()
-        guard let magnitude = Self.parseInteger(t.text) else { throw Diagnostic(t.location, "integer literal '\(t.text)' is out of range") }
+        guard let magnitude = Self.parseInteger(t.text) else {
+            throw Diagnostic(t.location, "integer literal '\(t.text)' is out of range")
+        }
         if negative {
-            guard magnitude <= UInt64(Int64.max) + 1 else { throw Diagnostic(t.location, "integer literal '-\(t.text)' is out of range") }
+            guard magnitude <= UInt64(Int64.max) + 1 else {
+                throw Diagnostic(t.location, "integer literal '-\(t.text)' is out of range")
+            }
             return (magnitude == UInt64(Int64.max) + 1 ? Int64.min : -Int64(magnitude), loc)
         }
-        guard magnitude <= UInt64(Int64.max) else { throw Diagnostic(t.location, "integer literal '\(t.text)' is out of range") }
+        guard magnitude <= UInt64(Int64.max) else {
+            throw Diagnostic(t.location, "integer literal '\(t.text)' is out of range")
+        }
         return (Int64(magnitude), loc)
     }
 
@@ -92,13 +104,17 @@ struct Parser {
         while tok.kind != .end {
             if accept(";") { continue }
             let start = tok
-            guard tok.kind == .identifier else { throw Diagnostic(tok.location, "expected a top-level statement, found \(describe(tok))") }
+            guard tok.kind == .identifier else {
+                throw Diagnostic(tok.location, "expected a top-level statement, found \(describe(tok))")
+            }
             switch tok.text {
             case "syntax":
                 guard first else { throw Diagnostic(tok.location, "'syntax' must be the first statement in the file") }
                 p += 1
                 try expect("=")
-                guard tok.kind == .string else { throw Diagnostic(tok.location, "expected \"proto2\" or \"proto3\" after 'syntax ='") }
+                guard tok.kind == .string else {
+                    throw Diagnostic(tok.location, "expected \"proto2\" or \"proto3\" after 'syntax ='")
+                }
                 let s = next()
                 guard s.text == "proto2" || s.text == "proto3" else {
                     throw Diagnostic(s.location, "unrecognized syntax \"\(s.text)\"; expected \"proto2\" or \"proto3\"")
@@ -111,13 +127,23 @@ struct Parser {
                 p += 1
                 guard file.package == nil else { throw Diagnostic(start.location, "multiple package statements") }
                 file.package = try typeName("package name")
-                if file.package!.hasPrefix(".") { throw Diagnostic(start.location, "package name cannot start with '.'") }
+                if file.package!.hasPrefix(".") {
+                    throw Diagnostic(start.location, "package name cannot start with '.'")
+                }
                 try expect(";")
             case "import":
                 p += 1
                 var kind = ImportAST.Kind.normal
-                if isWord("public") { p += 1; kind = .public } else if isWord("weak") { p += 1; kind = .weak }
-                guard tok.kind == .string else { throw Diagnostic(tok.location, "expected a file name string after 'import'") }
+                if isWord("public") {
+                    p += 1
+                    kind = .public
+                } else if isWord("weak") {
+                    p += 1
+                    kind = .weak
+                }
+                guard tok.kind == .string else {
+                    throw Diagnostic(tok.location, "expected a file name string after 'import'")
+                }
                 let s = next()
                 file.imports.append(ImportAST(path: s.text, kind: kind, location: s.location))
                 try expect(";")
@@ -180,7 +206,9 @@ struct Parser {
         let t = next()
         switch t.kind {
         case .integer:
-            guard let v = Self.parseInteger(t.text) else { throw Diagnostic(t.location, "integer literal '\(t.text)' is out of range") }
+            guard let v = Self.parseInteger(t.text) else {
+                throw Diagnostic(t.location, "integer literal '\(t.text)' is out of range")
+            }
             return .integer(v, negative: negative)
         case .float:
             var text = t.text
@@ -257,7 +285,11 @@ struct Parser {
         while !accept("}") {
             if accept(";") { continue }
             guard tok.kind == .identifier else {
-                throw Diagnostic(tok.location, tok.kind == .end ? "unexpected end of file: missing '}'" : "expected a field or declaration, found \(describe(tok))")
+                throw Diagnostic(
+                    tok.location,
+                    tok.kind == .end
+                        ? "unexpected end of file: missing '}'"
+                        : "expected a field or declaration, found \(describe(tok))")
             }
             switch tok.text {
             case "message":
@@ -265,7 +297,9 @@ struct Parser {
                 m.messages.append(try message())
             case "enum": m.enums.append(try enumDecl())
             case "extend": m.extends.append(try extend())
-            case "option": p += 1; m.options.append(try optionStatement())
+            case "option":
+                p += 1
+                m.options.append(try optionStatement())
             case "oneof":
                 let start = next()
                 let loc = tok.location
@@ -275,8 +309,14 @@ struct Parser {
                 var oneof = OneofAST(name: oname, options: [], location: loc, comments: comments(start, prev))
                 while !accept("}") {
                     if accept(";") { continue }
-                    if isWord("option") { p += 1; oneof.options.append(try optionStatement()); continue }
-                    guard tok.kind != .end else { throw Diagnostic(tok.location, "unexpected end of file: missing '}'") }
+                    if isWord("option") {
+                        p += 1
+                        oneof.options.append(try optionStatement())
+                        continue
+                    }
+                    guard tok.kind != .end else {
+                        throw Diagnostic(tok.location, "unexpected end of file: missing '}'")
+                    }
                     if isWord("optional") || isWord("required") || isWord("repeated") {
                         throw Diagnostic(tok.location, "fields in a oneof must not have labels ('\(tok.text)')")
                     }
@@ -289,7 +329,9 @@ struct Parser {
                 p += 1
                 if tok.kind == .string {
                     repeat {
-                        guard tok.kind == .string else { throw Diagnostic(tok.location, "expected a field name string") }
+                        guard tok.kind == .string else {
+                            throw Diagnostic(tok.location, "expected a field name string")
+                        }
                         let t = next()
                         m.reservedNames.append((t.text, t.location))
                     } while accept(",")
@@ -313,10 +355,14 @@ struct Parser {
                 throw Diagnostic(tok.location, "groups are not supported; use a nested message")
             default:
                 var label = FieldLabel.none
-                if let l = FieldLabel(rawValue: tok.text), l != .none, tokens[p + 1].kind == .identifier || tokens[p + 1].text == "." {
+                if let l = FieldLabel(rawValue: tok.text), l != .none,
+                    tokens[p + 1].kind == .identifier || tokens[p + 1].text == "."
+                {
                     label = l
                     p += 1
-                    if isWord("group") { throw Diagnostic(tok.location, "groups are not supported; use a nested message") }
+                    if isWord("group") {
+                        throw Diagnostic(tok.location, "groups are not supported; use a nested message")
+                    }
                 }
                 m.fields.append(try field(label: label))
             }
@@ -330,7 +376,12 @@ struct Parser {
             var e = s
             if isWord("to") {
                 p += 1
-                if isWord("max") { p += 1; e = max } else { e = try integer("a field number").0 }
+                if isWord("max") {
+                    p += 1
+                    e = max
+                } else {
+                    e = try integer("a field number").0
+                }
             }
             guard e >= s else { throw Diagnostic(loc, "range end \(e) is before its start \(s)") }
             out.append(RangeAST(start: s, end: e, location: loc))
@@ -348,8 +399,9 @@ struct Parser {
         let (number, numLoc) = try integer("a field number")
         let options = try fieldOptions()
         try expect(";", "after field '\(name)'")
-        return FieldAST(label: label, typeName: type, typeLocation: typeLoc, name: name, number: number,
-                        numberLocation: numLoc, options: options, location: nameLoc, comments: comments(start, prev))
+        return FieldAST(
+            label: label, typeName: type, typeLocation: typeLoc, name: name, number: number,
+            numberLocation: numLoc, options: options, location: nameLoc, comments: comments(start, prev))
     }
 
     private mutating func mapField() throws(Diagnostic) -> FieldAST {
@@ -366,9 +418,10 @@ struct Parser {
         let (number, numLoc) = try integer("a field number")
         let options = try fieldOptions()
         try expect(";", "after field '\(name)'")
-        return FieldAST(label: .repeated, typeName: "", typeLocation: keyLoc, name: name, number: number,
-                        numberLocation: numLoc, options: options, location: nameLoc, comments: comments(start, prev),
-                        mapKey: key, mapValue: value)
+        return FieldAST(
+            label: .repeated, typeName: "", typeLocation: keyLoc, name: name, number: number,
+            numberLocation: numLoc, options: options, location: nameLoc, comments: comments(start, prev),
+            mapKey: key, mapValue: value)
     }
 
     // MARK: enums
@@ -382,14 +435,23 @@ struct Parser {
         while !accept("}") {
             if accept(";") { continue }
             guard tok.kind == .identifier else {
-                throw Diagnostic(tok.location, tok.kind == .end ? "unexpected end of file: missing '}'" : "expected an enum value, found \(describe(tok))")
+                throw Diagnostic(
+                    tok.location,
+                    tok.kind == .end
+                        ? "unexpected end of file: missing '}'" : "expected an enum value, found \(describe(tok))")
             }
-            if isWord("option") && tokens[p + 1].text != "=" { p += 1; e.options.append(try optionStatement()); continue }
+            if isWord("option") && tokens[p + 1].text != "=" {
+                p += 1
+                e.options.append(try optionStatement())
+                continue
+            }
             if isWord("reserved") && tokens[p + 1].text != "=" {
                 p += 1
                 if tok.kind == .string {
                     repeat {
-                        guard tok.kind == .string else { throw Diagnostic(tok.location, "expected a value name string") }
+                        guard tok.kind == .string else {
+                            throw Diagnostic(tok.location, "expected a value name string")
+                        }
                         let t = next()
                         e.reservedNames.append((t.text, t.location))
                     } while accept(",")
@@ -408,8 +470,10 @@ struct Parser {
             }
             let options = try fieldOptions()
             try expect(";", "after enum value '\(vname)'")
-            e.values.append(EnumValueAST(name: vname, number: number, options: options, location: vstart.location,
-                                         comments: comments(vstart, prev)))
+            e.values.append(
+                EnumValueAST(
+                    name: vname, number: number, options: options, location: vstart.location,
+                    comments: comments(vstart, prev)))
         }
         return e
     }
@@ -424,24 +488,40 @@ struct Parser {
         var s = ServiceAST(name: name, location: loc, comments: comments(start, prev))
         while !accept("}") {
             if accept(";") { continue }
-            if isWord("option") { p += 1; s.options.append(try optionStatement()); continue }
+            if isWord("option") {
+                p += 1
+                s.options.append(try optionStatement())
+                continue
+            }
             guard isWord("rpc") else {
-                throw Diagnostic(tok.location, tok.kind == .end ? "unexpected end of file: missing '}'" : "expected 'rpc' or 'option' in service, found \(describe(tok))")
+                throw Diagnostic(
+                    tok.location,
+                    tok.kind == .end
+                        ? "unexpected end of file: missing '}'"
+                        : "expected 'rpc' or 'option' in service, found \(describe(tok))")
             }
             let mstart = next()
             let mloc = tok.location
             let mname = try identifier("method name")
             try expect("(", "after method name")
             var clientStreaming = false
-            if isWord("stream"), tokens[p + 1].kind == .identifier || tokens[p + 1].text == "." { p += 1; clientStreaming = true }
+            if isWord("stream"), tokens[p + 1].kind == .identifier || tokens[p + 1].text == "." {
+                p += 1
+                clientStreaming = true
+            }
             let inLoc = tok.location
             let input = try typeName("request type")
             try expect(")")
-            guard isWord("returns") else { throw Diagnostic(tok.location, "expected 'returns', found \(describe(tok))") }
+            guard isWord("returns") else {
+                throw Diagnostic(tok.location, "expected 'returns', found \(describe(tok))")
+            }
             p += 1
             try expect("(", "after 'returns'")
             var serverStreaming = false
-            if isWord("stream"), tokens[p + 1].kind == .identifier || tokens[p + 1].text == "." { p += 1; serverStreaming = true }
+            if isWord("stream"), tokens[p + 1].kind == .identifier || tokens[p + 1].text == "." {
+                p += 1
+                serverStreaming = true
+            }
             let outLoc = tok.location
             let output = try typeName("response type")
             try expect(")")
@@ -450,7 +530,9 @@ struct Parser {
             if accept("{") {
                 while !accept("}") {
                     if accept(";") { continue }
-                    guard isWord("option") else { throw Diagnostic(tok.location, "expected 'option' in method body, found \(describe(tok))") }
+                    guard isWord("option") else {
+                        throw Diagnostic(tok.location, "expected 'option' in method body, found \(describe(tok))")
+                    }
                     p += 1
                     options.append(try optionStatement())
                 }
@@ -458,10 +540,12 @@ struct Parser {
             } else {
                 try expect(";", "or '{' after method signature")
             }
-            s.methods.append(MethodAST(name: mname, inputType: input, inputLocation: inLoc, outputType: output,
-                                       outputLocation: outLoc, clientStreaming: clientStreaming,
-                                       serverStreaming: serverStreaming, options: options, location: mloc,
-                                       comments: comments(mstart, prev), hasBody: hasBody))
+            s.methods.append(
+                MethodAST(
+                    name: mname, inputType: input, inputLocation: inLoc, outputType: output,
+                    outputLocation: outLoc, clientStreaming: clientStreaming,
+                    serverStreaming: serverStreaming, options: options, location: mloc,
+                    comments: comments(mstart, prev), hasBody: hasBody))
         }
         return s
     }
@@ -474,9 +558,14 @@ struct Parser {
         var fields: [FieldAST] = []
         while !accept("}") {
             if accept(";") { continue }
-            guard tok.kind == .identifier else { throw Diagnostic(tok.location, "expected an extension field, found \(describe(tok))") }
+            guard tok.kind == .identifier else {
+                throw Diagnostic(tok.location, "expected an extension field, found \(describe(tok))")
+            }
             var label = FieldLabel.none
-            if let l = FieldLabel(rawValue: tok.text), l != .none { label = l; p += 1 }
+            if let l = FieldLabel(rawValue: tok.text), l != .none {
+                label = l
+                p += 1
+            }
             if isWord("group") { throw Diagnostic(tok.location, "groups are not supported") }
             fields.append(try field(label: label))
         }

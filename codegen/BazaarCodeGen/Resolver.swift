@@ -79,7 +79,10 @@ struct Resolver {
             let scope = name.count > shortName.count ? String(name.dropLast(shortName.count + 1)) : ""
             let whereText = existing.file == file.path ? "" : " in '\(existing.file)'"
             if case .enumValue = symbol {
-                error(loc, "'\(shortName)' is already defined in '\(scope.isEmpty ? "(root)" : scope)'\(whereText); enum values are siblings of their enum, not members of it")
+                error(
+                    loc,
+                    "'\(shortName)' is already defined in '\(scope.isEmpty ? "(root)" : scope)'\(whereText); enum values are siblings of their enum, not members of it"
+                )
             } else {
                 error(loc, "'\(name)' is already defined\(whereText)")
             }
@@ -118,20 +121,26 @@ struct Resolver {
 
     private func qualify(_ scope: String, _ name: String) -> String { scope.isEmpty ? name : scope + "." + name }
 
-    private mutating func declareExtension(_ f: FieldAST, _ ext: ExtendAST, scope: String, file: FileModel) -> FieldModel {
+    private mutating func declareExtension(_ f: FieldAST, _ ext: ExtendAST, scope: String, file: FileModel)
+        -> FieldModel
+    {
         let full = qualify(scope, f.name)
         let label: FieldModel.Label = f.label == .repeated ? .repeated : (f.label == .required ? .required : .optional)
-        let model = FieldModel(name: f.name, number: Int(clamping: f.number), label: label, type: .scalar(.int32),
-                               jsonName: Self.jsonName(f.name), hasExplicitJSONName: false, isProto3Optional: false,
-                               comments: f.comments, location: f.location, fullName: full)
+        let model = FieldModel(
+            name: f.name, number: Int(clamping: f.number), label: label, type: .scalar(.int32),
+            jsonName: Self.jsonName(f.name), hasExplicitJSONName: false, isProto3Optional: false,
+            comments: f.comments, location: f.location, fullName: full)
         _ = define(full, .extensionField(model), file, f.location)
         pendingExtensions.append((f, model, ext.extendee, ext.location, scope, file))
         return model
     }
 
-    private mutating func declareMessage(_ ast: MessageAST, file: FileModel, parent: MessageModel?, scope: String) -> MessageModel {
+    private mutating func declareMessage(_ ast: MessageAST, file: FileModel, parent: MessageModel?, scope: String)
+        -> MessageModel
+    {
         let full = qualify(scope, ast.name)
-        let m = MessageModel(name: ast.name, fullName: full, file: file, parent: parent, comments: ast.comments, location: ast.location)
+        let m = MessageModel(
+            name: ast.name, fullName: full, file: file, parent: parent, comments: ast.comments, location: ast.location)
         _ = define(full, .message(m), file, ast.location)
         // Nested messages and synthesized map entries, in source order.
         var order = ast.nestedOrder
@@ -143,8 +152,9 @@ struct Resolver {
             case .mapField(let i):
                 let f = ast.fields[i]
                 let entryName = Self.mapEntryName(f.name)
-                let entry = MessageModel(name: entryName, fullName: full + "." + entryName, file: file, parent: m,
-                                         comments: Comments(), location: f.location)
+                let entry = MessageModel(
+                    name: entryName, fullName: full + "." + entryName, file: file, parent: m,
+                    comments: Comments(), location: f.location)
                 entry.isMapEntry = true
                 _ = define(entry.fullName, .message(entry), file, f.location)
                 m.messages.append(entry)
@@ -160,9 +170,12 @@ struct Resolver {
         return m
     }
 
-    private mutating func declareEnum(_ ast: EnumAST, file: FileModel, parent: MessageModel?, scope: String) -> EnumModel {
+    private mutating func declareEnum(_ ast: EnumAST, file: FileModel, parent: MessageModel?, scope: String)
+        -> EnumModel
+    {
         let full = qualify(scope, ast.name)
-        let e = EnumModel(name: ast.name, fullName: full, file: file, parent: parent, comments: ast.comments, location: ast.location)
+        let e = EnumModel(
+            name: ast.name, fullName: full, file: file, parent: parent, comments: ast.comments, location: ast.location)
         _ = define(full, .enumeration(e), file, ast.location)
         for v in ast.values {
             // Enum values are siblings of the enum (C++ scoping).
@@ -180,7 +193,10 @@ struct Resolver {
         var out = ""
         var upper = false
         for c in name {
-            if c == "_" { upper = true; continue }
+            if c == "_" {
+                upper = true
+                continue
+            }
             out.append(upper ? Character(c.uppercased()) : c)
             upper = false
         }
@@ -227,7 +243,8 @@ struct Resolver {
         }
     }
 
-    private mutating func resolveType(_ name: String, scope: String, file: FileModel, loc: SourceLocation) -> FieldType? {
+    private mutating func resolveType(_ name: String, scope: String, file: FileModel, loc: SourceLocation) -> FieldType?
+    {
         if let s = ScalarType(rawValue: name) { return .scalar(s) }
         switch lookup(name, scope: scope, from: file.path) {
         case .message(let m): return .message(m)
@@ -257,23 +274,32 @@ struct Resolver {
             if f.label == .none && !file.isProto3 && f.oneofIndex == nil && f.mapKey == nil {
                 error(f.location, "field '\(f.name)' needs a label: 'optional', 'required' or 'repeated' (proto2)")
             }
-            let label: FieldModel.Label = f.label == .repeated ? .repeated : (f.label == .required ? .required : .optional)
+            let label: FieldModel.Label =
+                f.label == .repeated ? .repeated : (f.label == .required ? .required : .optional)
             let isProto3Optional = file.isProto3 && f.label == .optional
             var jsonName = Self.jsonName(f.name)
             var explicitJSON = false
             for opt in f.options where opt.simpleName == "json_name" {
-                if let s = opt.value.stringValue { jsonName = s; explicitJSON = true } else { error(opt.location, "json_name must be a string") }
+                if let s = opt.value.stringValue {
+                    jsonName = s
+                    explicitJSON = true
+                } else {
+                    error(opt.location, "json_name must be a string")
+                }
             }
-            let model = FieldModel(name: f.name, number: Int(clamping: f.number), label: label, type: .scalar(.int32),
-                                   jsonName: jsonName, hasExplicitJSONName: explicitJSON, isProto3Optional: isProto3Optional,
-                                   comments: f.comments, location: f.location, fullName: m.fullName + "." + f.name)
+            let model = FieldModel(
+                name: f.name, number: Int(clamping: f.number), label: label, type: .scalar(.int32),
+                jsonName: jsonName, hasExplicitJSONName: explicitJSON, isProto3Optional: isProto3Optional,
+                comments: f.comments, location: f.location, fullName: m.fullName + "." + f.name)
             model.containingMessage = m
             _ = define(model.fullName, .field, file, f.location)
             if f.mapKey == nil {
                 if let t = resolveType(f.typeName, scope: m.fullName, file: file, loc: f.typeLocation) {
                     model.type = t
                     if case .enumeration(let e) = t, file.isProto3, e.isClosed {
-                        error(f.typeLocation, "enum '\(e.fullName)' is a proto2 enum and cannot be used in a proto3 message")
+                        error(
+                            f.typeLocation,
+                            "enum '\(e.fullName)' is a proto2 enum and cannot be used in a proto3 message")
                     }
                 }
             }
@@ -301,35 +327,43 @@ struct Resolver {
 
     private mutating func resolveMapEntry(_ f: FieldAST, _ entry: MessageModel, _ owner: MessageModel) {
         let file = owner.file
-        guard let field = owner.fields.first(where: { $0.name == f.name && $0.number == Int(clamping: f.number) }) else { return }
+        guard let field = owner.fields.first(where: { $0.name == f.name && $0.number == Int(clamping: f.number) })
+        else { return }
         field.mapEntry = entry
         field.type = .message(entry)
         let keyType = resolveType(f.mapKey!, scope: owner.fullName, file: file, loc: f.typeLocation)
         let valueType = resolveType(f.mapValue!, scope: owner.fullName, file: file, loc: f.typeLocation)
         if let keyType {
-            if case .scalar(let s) = keyType, s.isValidMapKey {} else {
+            if case .scalar(let s) = keyType, s.isValidMapKey {
+            } else {
                 error(f.typeLocation, "map key type must be an integer, bool or string type, not '\(f.mapKey!)'")
             }
         }
         if case .enumeration(let e) = valueType, file.isProto3, e.isClosed {
             error(f.typeLocation, "enum '\(e.fullName)' is a proto2 enum and cannot be used in a proto3 message")
         }
-        let key = FieldModel(name: "key", number: 1, label: .optional, type: keyType ?? .scalar(.string), jsonName: "key",
-                             hasExplicitJSONName: false, isProto3Optional: false, comments: Comments(), location: f.location,
-                             fullName: entry.fullName + ".key")
-        let value = FieldModel(name: "value", number: 2, label: .optional, type: valueType ?? .scalar(.string), jsonName: "value",
-                               hasExplicitJSONName: false, isProto3Optional: false, comments: Comments(), location: f.location,
-                               fullName: entry.fullName + ".value")
+        let key = FieldModel(
+            name: "key", number: 1, label: .optional, type: keyType ?? .scalar(.string), jsonName: "key",
+            hasExplicitJSONName: false, isProto3Optional: false, comments: Comments(), location: f.location,
+            fullName: entry.fullName + ".key")
+        let value = FieldModel(
+            name: "value", number: 2, label: .optional, type: valueType ?? .scalar(.string), jsonName: "value",
+            hasExplicitJSONName: false, isProto3Optional: false, comments: Comments(), location: f.location,
+            fullName: entry.fullName + ".value")
         key.containingMessage = entry
         value.containingMessage = entry
         entry.fields = [key, value]
         var opt = ResolvedOptions()
-        opt.items.append(ResolvedOption(field: .standard(OptionScope.message.standardOptions["map_entry"]!), path: [],
-                                        value: .identifier("true", negative: false), location: f.location))
+        opt.items.append(
+            ResolvedOption(
+                field: .standard(OptionScope.message.standardOptions["map_entry"]!), path: [],
+                value: .identifier("true", negative: false), location: f.location))
         entry.options = opt
     }
 
-    private mutating func resolveExtension(_ ext: (FieldAST, FieldModel, String, SourceLocation, scope: String, FileModel)) {
+    private mutating func resolveExtension(
+        _ ext: (FieldAST, FieldModel, String, SourceLocation, scope: String, FileModel)
+    ) {
         let (f, model, extendeeName, loc, scope, file) = ext
         if let t = resolveType(f.typeName, scope: scope, file: file, loc: f.typeLocation) { model.type = t }
         switch lookup(extendeeName, scope: scope, from: file.path) {
@@ -353,16 +387,22 @@ struct Resolver {
     private mutating func resolveService(_ ast: ServiceAST, _ s: ServiceModel) {
         var seen: Set<String> = []
         for m in ast.methods {
-            if !seen.insert(m.name).inserted { error(m.location, "method '\(m.name)' is already defined in service '\(s.name)'") }
+            if !seen.insert(m.name).inserted {
+                error(m.location, "method '\(m.name)' is already defined in service '\(s.name)'")
+            }
             let input = messageType(m.inputType, scope: s.fullName, file: s.file, loc: m.inputLocation)
             let output = messageType(m.outputType, scope: s.fullName, file: s.file, loc: m.outputLocation)
             guard let input, let output else { continue }
-            s.methods.append(MethodModel(name: m.name, input: input, output: output, clientStreaming: m.clientStreaming,
-                                         serverStreaming: m.serverStreaming, comments: m.comments, location: m.location))
+            s.methods.append(
+                MethodModel(
+                    name: m.name, input: input, output: output, clientStreaming: m.clientStreaming,
+                    serverStreaming: m.serverStreaming, comments: m.comments, location: m.location))
         }
     }
 
-    private mutating func messageType(_ name: String, scope: String, file: FileModel, loc: SourceLocation) -> MessageModel? {
+    private mutating func messageType(_ name: String, scope: String, file: FileModel, loc: SourceLocation)
+        -> MessageModel?
+    {
         guard let t = resolveType(name, scope: scope, file: file, loc: loc) else { return nil }
         guard case .message(let m) = t else {
             error(loc, "'\(name)' is not a message type")
@@ -380,8 +420,9 @@ struct Resolver {
             e.options = resolveOptions(east.options, .enumeration, scope: e.fullName, file: file)
             let scope = e.parent?.fullName ?? file.package
             e.values = east.values.map {
-                EnumValueModel(name: $0.name, number: Int32($0.number),
-                               options: resolveOptions($0.options, .enumValue, scope: scope, file: file), comments: $0.comments)
+                EnumValueModel(
+                    name: $0.name, number: Int32($0.number),
+                    options: resolveOptions($0.options, .enumValue, scope: scope, file: file), comments: $0.comments)
             }
             e.reservedRanges = east.reservedRanges.map { $0.start...$0.end }
             e.reservedNames = east.reservedNames.map(\.0)
@@ -419,36 +460,67 @@ struct Resolver {
         for opt in ast.options {
             switch opt.simpleName {
             case "default":
-                if proto3 { error(opt.location, "explicit default values are not allowed in proto3"); continue }
-                if f.isRepeated { error(opt.location, "repeated fields cannot have default values"); continue }
-                if case .message = f.type { error(opt.location, "message fields cannot have default values"); continue }
-                if checkValue(opt.value, f.type, opt.location, scope: scope, fileForLookup: file) { f.defaultValue = opt.value }
+                if proto3 {
+                    error(opt.location, "explicit default values are not allowed in proto3")
+                    continue
+                }
+                if f.isRepeated {
+                    error(opt.location, "repeated fields cannot have default values")
+                    continue
+                }
+                if case .message = f.type {
+                    error(opt.location, "message fields cannot have default values")
+                    continue
+                }
+                if checkValue(opt.value, f.type, opt.location, scope: scope, fileForLookup: file) {
+                    f.defaultValue = opt.value
+                }
             case "json_name":
                 if f.extendee != nil { error(opt.location, "option json_name is not allowed on extension fields") }
             default:
                 rest.append(opt)
             }
         }
-        guard let owningFile = f.containingMessage?.file ?? pendingExtensions.first(where: { $0.1 === f })?.5 else { return }
+        guard let owningFile = f.containingMessage?.file ?? pendingExtensions.first(where: { $0.1 === f })?.5 else {
+            return
+        }
         f.options = resolveOptions(rest, .field, scope: scope, file: owningFile)
         let packedOpt = f.options.standard("packed")
         if packedOpt != nil {
             let packable: Bool
-            if case .scalar(let s) = f.type { packable = s.isPackable } else if case .enumeration = f.type { packable = true } else { packable = false }
+            if case .scalar(let s) = f.type {
+                packable = s.isPackable
+            } else if case .enumeration = f.type {
+                packable = true
+            } else {
+                packable = false
+            }
             if !f.isRepeated || !packable || f.isMap {
                 error(f.location, "[packed = true] can only be set on repeated fields of scalar numeric or enum types")
             }
         }
         if f.isRepeated && !f.isMap {
             let packable: Bool
-            if case .scalar(let s) = f.type { packable = s.isPackable } else if case .enumeration = f.type { packable = true } else { packable = false }
+            if case .scalar(let s) = f.type {
+                packable = s.isPackable
+            } else if case .enumeration = f.type {
+                packable = true
+            } else {
+                packable = false
+            }
             if packable {
-                if let p = packedOpt { f.isPacked = p == .identifier("true", negative: false) } else { f.isPacked = proto3 }
+                if let p = packedOpt {
+                    f.isPacked = p == .identifier("true", negative: false)
+                } else {
+                    f.isPacked = proto3
+                }
             }
         }
     }
 
-    private mutating func resolveOptions(_ asts: [OptionAST], _ kind: OptionScope, scope: String, file: FileModel) -> ResolvedOptions {
+    private mutating func resolveOptions(_ asts: [OptionAST], _ kind: OptionScope, scope: String, file: FileModel)
+        -> ResolvedOptions
+    {
         var out = ResolvedOptions()
         let standards = kind.standardOptions
         for opt in asts {
@@ -458,9 +530,13 @@ struct Resolver {
                     error(opt.location, "option '\(first.name)' is unknown for \(kind.fullName)")
                     continue
                 }
-                if opt.name.count > 1 { error(opt.location, "option '\(first.name)' is not a message; it has no sub-fields"); continue }
+                if opt.name.count > 1 {
+                    error(opt.location, "option '\(first.name)' is not a message; it has no sub-fields")
+                    continue
+                }
                 if checkStandard(opt.value, std, opt.location) {
-                    out.items.append(ResolvedOption(field: .standard(std), path: [], value: opt.value, location: opt.location))
+                    out.items.append(
+                        ResolvedOption(field: .standard(std), path: [], value: opt.value, location: opt.location))
                 }
                 continue
             }
@@ -474,14 +550,19 @@ struct Resolver {
             }
             guard let extendee = ext.extendee else { continue }
             guard extendee.fullName == kind.fullName else {
-                error(opt.location, "option '(\(first.name))' extends \(extendee.fullName), so it cannot be used where \(kind.fullName) is expected")
+                error(
+                    opt.location,
+                    "option '(\(first.name))' extends \(extendee.fullName), so it cannot be used where \(kind.fullName) is expected"
+                )
                 continue
             }
             var path: [FieldModel] = []
             var current = ext
             var ok = true
             for part in opt.name.dropFirst() {
-                guard case .message(let mt) = current.type, let sub = mt.fields.first(where: { $0.name == part.name }), !part.isExtension else {
+                guard case .message(let mt) = current.type, let sub = mt.fields.first(where: { $0.name == part.name }),
+                    !part.isExtension
+                else {
                     error(opt.location, "option '(\(first.name))' has no field '\(part.name)'")
                     ok = false
                     break
@@ -490,8 +571,11 @@ struct Resolver {
                 current = sub
             }
             guard ok else { continue }
-            if checkValue(opt.value, current.type, opt.location, scope: scope, fileForLookup: file, repeated: current.isRepeated) {
-                out.items.append(ResolvedOption(field: .extension(ext), path: path, value: opt.value, location: opt.location))
+            if checkValue(
+                opt.value, current.type, opt.location, scope: scope, fileForLookup: file, repeated: current.isRepeated)
+            {
+                out.items.append(
+                    ResolvedOption(field: .extension(ext), path: path, value: opt.value, location: opt.location))
             }
         }
         return out
@@ -513,9 +597,10 @@ struct Resolver {
     }
 
     /// Checks that a constant fits a field type; for messages, checks the literal's fields.
-    private mutating func checkValue(_ v: ConstantValue, _ type: FieldType, _ loc: SourceLocation, scope: String,
-                                     fileForLookup: FileModel?, repeated: Bool = false) -> Bool
-    {
+    private mutating func checkValue(
+        _ v: ConstantValue, _ type: FieldType, _ loc: SourceLocation, scope: String,
+        fileForLookup: FileModel?, repeated: Bool = false
+    ) -> Bool {
         if repeated, case .list(let items) = v {
             return items.allSatisfy { checkValue($0, type, loc, scope: scope, fileForLookup: fileForLookup) }
         }
@@ -536,13 +621,24 @@ struct Resolver {
                 default: error(loc, "value must be a number")
                 }
             default:
-                guard case .integer(let n, let neg) = v else { error(loc, "value must be an integer"); return false }
+                guard case .integer(let n, let neg) = v else {
+                    error(loc, "value must be an integer")
+                    return false
+                }
                 let signed = [ScalarType.int32, .sint32, .sfixed32, .int64, .sint64, .sfixed64].contains(s)
                 let is32 = [ScalarType.int32, .sint32, .sfixed32, .uint32, .fixed32].contains(s)
-                if neg && !signed { error(loc, "value must be non-negative for \(s.rawValue)"); return false }
-                let limit: UInt64 = is32 ? (signed ? (neg ? 1 << 31 : (1 << 31) - 1) : UInt64(UInt32.max))
+                if neg && !signed {
+                    error(loc, "value must be non-negative for \(s.rawValue)")
+                    return false
+                }
+                let limit: UInt64 =
+                    is32
+                    ? (signed ? (neg ? 1 << 31 : (1 << 31) - 1) : UInt64(UInt32.max))
                     : (signed ? (neg ? 1 << 63 : (1 << 63) - 1) : UInt64.max)
-                if n > limit { error(loc, "value \(neg ? "-" : "")\(n) is out of range for \(s.rawValue)"); return false }
+                if n > limit {
+                    error(loc, "value \(neg ? "-" : "")\(n) is out of range for \(s.rawValue)")
+                    return false
+                }
                 return true
             }
             return false
@@ -550,8 +646,14 @@ struct Resolver {
             if case .identifier(let id, false) = v {
                 if e.values.isEmpty {
                     // Values are filled in during option resolution of e's own file; fall back to the AST.
-                    if let ast = pendingEnums.first(where: { $0.1 === e })?.0, ast.values.contains(where: { $0.name == id }) { return true }
-                } else if e.values.contains(where: { $0.name == id }) { return true }
+                    if let ast = pendingEnums.first(where: { $0.1 === e })?.0,
+                        ast.values.contains(where: { $0.name == id })
+                    {
+                        return true
+                    }
+                } else if e.values.contains(where: { $0.name == id }) {
+                    return true
+                }
                 error(loc, "enum type '\(e.fullName)' has no value named '\(id)'")
                 return false
             }
@@ -565,12 +667,18 @@ struct Resolver {
             var ok = true
             for entry in entries {
                 if entry.isExtension {
-                    guard case .extensionField(let ext) = (fileForLookup.flatMap { lookup(entry.name, scope: scope, from: $0.path) }) else {
+                    guard
+                        case .extensionField(let ext) =
+                            (fileForLookup.flatMap { lookup(entry.name, scope: scope, from: $0.path) })
+                    else {
                         error(entry.location, "unknown extension '[\(entry.name)]'")
                         ok = false
                         continue
                     }
-                    ok = checkValue(entry.value, ext.type, entry.location, scope: scope, fileForLookup: fileForLookup, repeated: ext.isRepeated) && ok
+                    ok =
+                        checkValue(
+                            entry.value, ext.type, entry.location, scope: scope, fileForLookup: fileForLookup,
+                            repeated: ext.isRepeated) && ok
                     continue
                 }
                 guard let f = m.fields.first(where: { $0.name == entry.name }) else {
@@ -578,7 +686,10 @@ struct Resolver {
                     ok = false
                     continue
                 }
-                ok = checkValue(entry.value, f.type, entry.location, scope: scope, fileForLookup: fileForLookup, repeated: f.isRepeated) && ok
+                ok =
+                    checkValue(
+                        entry.value, f.type, entry.location, scope: scope, fileForLookup: fileForLookup,
+                        repeated: f.isRepeated) && ok
             }
             return ok
         }
@@ -601,7 +712,9 @@ struct Resolver {
         for (f, fast) in zip(m.fields, ast.fields) {
             checkNumber(fast.number, fast.numberLocation)
             if let other = byNumber[f.number] {
-                error(fast.numberLocation, "field number \(f.number) is already used in '\(m.fullName)' by field '\(other.name)'")
+                error(
+                    fast.numberLocation,
+                    "field number \(f.number) is already used in '\(m.fullName)' by field '\(other.name)'")
             } else {
                 byNumber[f.number] = f
             }
@@ -610,13 +723,17 @@ struct Resolver {
             if m.file.isProto3 {
                 let key = f.jsonName.lowercased()
                 if let other = byJSON[key], other.name != f.name {
-                    error(f.location, "the JSON name of field '\(f.name)' ('\(f.jsonName)') conflicts with field '\(other.name)' ('\(other.jsonName)')")
+                    error(
+                        f.location,
+                        "the JSON name of field '\(f.name)' ('\(f.jsonName)') conflicts with field '\(other.name)' ('\(other.jsonName)')"
+                    )
                 }
                 byJSON[key] = f
             }
             if let r = m.reservedRanges.first(where: { $0.contains(Int64(f.number)) }) {
                 let rangeText = r.lowerBound == r.upperBound ? "\(r.lowerBound)" : "\(r.lowerBound) to \(r.upperBound)"
-                error(fast.numberLocation, "field '\(f.name)' uses number \(f.number), which is reserved (\(rangeText))")
+                error(
+                    fast.numberLocation, "field '\(f.name)' uses number \(f.number), which is reserved (\(rangeText))")
             }
             if m.reservedNames.contains(f.name) { error(f.location, "field name '\(f.name)' is reserved") }
             if m.extensionRanges.contains(where: { $0.contains(Int64(f.number)) }) {
@@ -637,12 +754,16 @@ struct Resolver {
             error(ast.extensionRanges[0].location, "extension ranges are not allowed in proto3")
         }
         for o in m.realOneofs where o.fields.isEmpty {
-            error(ast.oneofs.first { $0.name == o.name }?.location ?? m.location, "oneof '\(o.name)' must have at least one field")
+            error(
+                ast.oneofs.first { $0.name == o.name }?.location ?? m.location,
+                "oneof '\(o.name)' must have at least one field")
         }
     }
 
     private mutating func checkRange(_ r: RangeAST) {
-        if r.start < 1 || r.end > 536_870_911 { error(r.location, "extension range \(r.start) to \(r.end) is outside 1 to 536870911") }
+        if r.start < 1 || r.end > 536_870_911 {
+            error(r.location, "extension range \(r.start) to \(r.end) is outside 1 to 536870911")
+        }
     }
 
     private mutating func validate(_ ast: EnumAST, _ e: EnumModel) {
@@ -660,7 +781,10 @@ struct Resolver {
             if let other = byNumber[v.number] {
                 aliased = true
                 if !allowAlias {
-                    error(v.location, "enum value \(v.number) of '\(e.name)' is used by both '\(other)' and '\(v.name)'; set option allow_alias = true to allow aliases")
+                    error(
+                        v.location,
+                        "enum value \(v.number) of '\(e.name)' is used by both '\(other)' and '\(v.name)'; set option allow_alias = true to allow aliases"
+                    )
                 }
             } else {
                 byNumber[v.number] = v.name
@@ -668,7 +792,9 @@ struct Resolver {
             if ast.reservedRanges.contains(where: { $0.start <= v.number && v.number <= $0.end }) {
                 error(v.location, "enum value '\(v.name)' uses reserved number \(v.number)")
             }
-            if ast.reservedNames.contains(where: { $0.0 == v.name }) { error(v.location, "enum value name '\(v.name)' is reserved") }
+            if ast.reservedNames.contains(where: { $0.0 == v.name }) {
+                error(v.location, "enum value name '\(v.name)' is reserved")
+            }
         }
         if allowAlias && !aliased {
             error(ast.location, "enum '\(e.name)' sets allow_alias but has no aliased values; remove the option")

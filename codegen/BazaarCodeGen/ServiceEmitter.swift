@@ -54,13 +54,19 @@ struct ServiceEmitter {
             w.line("    inputType: \(Self.literal(m.input.fullName)), outputType: \(Self.literal(m.output.fullName)),")
             w.line("    options: MethodOptions(")
             w.line("        http: [\(http.joined(separator: ", "))],")
-            w.line("        auth: AuthRequirement(level: .\(r.auth.level), roles: \(Self.list(r.auth.roles)), scopes: \(Self.list(r.auth.scopes)), callers: \(Self.list(r.auth.callers))),")
-            w.line("        defaultDeadline: \(r.deadlineMs.map { ".milliseconds(\($0))" } ?? "nil"), idempotency: .\(r.idempotency), successStatus: \(r.successStatus)))")
+            w.line(
+                "        auth: AuthRequirement(level: .\(r.auth.level), roles: \(Self.list(r.auth.roles)), scopes: \(Self.list(r.auth.scopes)), callers: \(Self.list(r.auth.callers))),"
+            )
+            w.line(
+                "        defaultDeadline: \(r.deadlineMs.map { ".milliseconds(\($0))" } ?? "nil"), idempotency: .\(r.idempotency), successStatus: \(r.successStatus)))"
+            )
         }
         w.line("public static let all: [MethodDescriptor] = [\(s.methods.map(methodName).joined(separator: ", "))]")
         w.close()
         w.line("")
-        w.line("public static let descriptor = ServiceDescriptor(name: name, methods: Method.all, file: ProtoFile.\(SwiftEmitter.fileConstant(file.path)))")
+        w.line(
+            "public static let descriptor = ServiceDescriptor(name: name, methods: Method.all, file: ProtoFile.\(SwiftEmitter.fileConstant(file.path)))"
+        )
         w.line("")
         emitProtocol(s, &w)
         w.line("")
@@ -70,7 +76,9 @@ struct ServiceEmitter {
         emitHandlers(s, name, &w)
     }
 
-    func types(_ m: MethodModel) -> (String, String) { (SwiftNames.messageType(m.input), SwiftNames.messageType(m.output)) }
+    func types(_ m: MethodModel) -> (String, String) {
+        (SwiftNames.messageType(m.input), SwiftNames.messageType(m.output))
+    }
 
     func emitProtocol(_ s: ServiceModel, _ w: inout CodeWriter) {
         w.line("/// Implement this to serve `\(s.fullName)`; `handlers` is provided.")
@@ -82,11 +90,17 @@ struct ServiceEmitter {
             case (false, false):
                 w.line("func \(methodName(m))(_ request: \(req), context: ServerContext) async throws -> \(resp)")
             case (false, true):
-                w.line("func \(methodName(m))(_ request: \(req), responses: RPCWriter<\(resp)>, context: ServerContext) async throws")
+                w.line(
+                    "func \(methodName(m))(_ request: \(req), responses: RPCWriter<\(resp)>, context: ServerContext) async throws"
+                )
             case (true, false):
-                w.line("func \(methodName(m))(_ requests: RPCStream<\(req)>, context: ServerContext) async throws -> \(resp)")
+                w.line(
+                    "func \(methodName(m))(_ requests: RPCStream<\(req)>, context: ServerContext) async throws -> \(resp)"
+                )
             case (true, true):
-                w.line("func \(methodName(m))(_ requests: RPCStream<\(req)>, responses: RPCWriter<\(resp)>, context: ServerContext) async throws")
+                w.line(
+                    "func \(methodName(m))(_ requests: RPCStream<\(req)>, responses: RPCWriter<\(resp)>, context: ServerContext) async throws"
+                )
             }
         }
         w.close()
@@ -109,7 +123,8 @@ struct ServiceEmitter {
             case (true, false):
                 w.line("    .clientStreaming(\(method)) { try await self.\(n)($0, context: $1) },")
             case (true, true):
-                w.line("    .bidirectionalStreaming(\(method)) { try await self.\(n)($0, responses: $1, context: $2) },")
+                w.line(
+                    "    .bidirectionalStreaming(\(method)) { try await self.\(n)($0, responses: $1, context: $2) },")
             }
         }
         w.line("]")
@@ -131,16 +146,22 @@ struct ServiceEmitter {
             SwiftEmitter.doc(m.comments, &w)
             switch (m.clientStreaming, m.serverStreaming) {
             case (false, false):
-                w.open("public func \(n)(_ request: \(req), options: CallOptions = CallOptions()) async throws -> \(resp)")
+                w.open(
+                    "public func \(n)(_ request: \(req), options: CallOptions = CallOptions()) async throws -> \(resp)")
                 w.line("try await transport.unary(Method.\(n), request, options: options)")
             case (false, true):
-                w.open("public func \(n)(_ request: \(req), options: CallOptions = CallOptions()) -> RPCStream<\(resp)>")
+                w.open(
+                    "public func \(n)(_ request: \(req), options: CallOptions = CallOptions()) -> RPCStream<\(resp)>")
                 w.line("transport.serverStreaming(Method.\(n), request, options: options)")
             case (true, false):
-                w.open("public func \(n)(_ requests: some AsyncSequence<\(req), any Error> & Sendable, options: CallOptions = CallOptions()) async throws -> \(resp)")
+                w.open(
+                    "public func \(n)(_ requests: some AsyncSequence<\(req), any Error> & Sendable, options: CallOptions = CallOptions()) async throws -> \(resp)"
+                )
                 w.line("try await transport.clientStreaming(Method.\(n), requests, options: options)")
             case (true, true):
-                w.open("public func \(n)(_ requests: some AsyncSequence<\(req), any Error> & Sendable, options: CallOptions = CallOptions()) -> RPCStream<\(resp)>")
+                w.open(
+                    "public func \(n)(_ requests: some AsyncSequence<\(req), any Error> & Sendable, options: CallOptions = CallOptions()) -> RPCStream<\(resp)>"
+                )
                 w.line("transport.bidirectionalStreaming(Method.\(n), requests, options: options)")
             }
             w.close()

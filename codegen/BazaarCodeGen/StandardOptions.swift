@@ -35,7 +35,9 @@ public enum OptionScope: String, Sendable {
             list = [
                 .init(name: "java_package", number: 1, kind: .string),
                 .init(name: "java_outer_classname", number: 8, kind: .string),
-                .init(name: "optimize_for", number: 9, kind: .enumeration(["SPEED": 1, "CODE_SIZE": 2, "LITE_RUNTIME": 3])),
+                .init(
+                    name: "optimize_for", number: 9,
+                    kind: .enumeration(["SPEED": 1, "CODE_SIZE": 2, "LITE_RUNTIME": 3])),
                 .init(name: "java_multiple_files", number: 10, kind: .bool),
                 .init(name: "go_package", number: 11, kind: .string),
                 .init(name: "cc_generic_services", number: 16, kind: .bool),
@@ -85,8 +87,9 @@ public enum OptionScope: String, Sendable {
         case .method:
             list = [
                 .init(name: "deprecated", number: 33, kind: .bool),
-                .init(name: "idempotency_level", number: 34,
-                      kind: .enumeration(["IDEMPOTENCY_UNKNOWN": 0, "NO_SIDE_EFFECTS": 1, "IDEMPOTENT": 2])),
+                .init(
+                    name: "idempotency_level", number: 34,
+                    kind: .enumeration(["IDEMPOTENCY_UNKNOWN": 0, "NO_SIDE_EFFECTS": 1, "IDEMPOTENT": 2])),
             ]
         }
         return Dictionary(uniqueKeysWithValues: list.map { ($0.name, $0) })

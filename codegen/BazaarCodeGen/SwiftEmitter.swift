@@ -134,7 +134,9 @@ struct SwiftEmitter {
         w.close()
         w.close()
         w.line("")
-        w.line("public static let allKnownCases: [Self] = [\(cases.filter { !$0.isAlias }.map { "." + $0.name }.joined(separator: ", "))]")
+        w.line(
+            "public static let allKnownCases: [Self] = [\(cases.filter { !$0.isAlias }.map { "." + $0.name }.joined(separator: ", "))]"
+        )
         w.close()
         w.line("")
     }
@@ -184,8 +186,10 @@ struct SwiftEmitter {
         case .scalar(.string): return "try arena.cString(\(expr))"
         case .scalar(.bytes): return "arena.binary(\(expr))"
         case .scalar: return expr
-        case .enumeration(let e): return "\(CNames.typeName(e.fullName))(rawValue: .init(truncatingIfNeeded: \(expr).rawValue))"
-        case .message(let m): return "try arena.message(\(expr)).assumingMemoryBound(to: \(CNames.typeName(m.fullName)).self)"
+        case .enumeration(let e):
+            return "\(CNames.typeName(e.fullName))(rawValue: .init(truncatingIfNeeded: \(expr).rawValue))"
+        case .message(let m):
+            return "try arena.message(\(expr)).assumingMemoryBound(to: \(CNames.typeName(m.fullName)).self)"
         }
     }
 
@@ -195,7 +199,8 @@ struct SwiftEmitter {
         case .scalar(.string): return "try WireDecode.string(\(expr), field: \"\(f.fullName)\")"
         case .scalar(.bytes): return "WireDecode.bytes(\(expr))"
         case .scalar: return expr
-        case .enumeration(let e): return "\(SwiftNames.enumType(e))(rawValue: Int32(truncatingIfNeeded: \(expr).rawValue))"
+        case .enumeration(let e):
+            return "\(SwiftNames.enumType(e))(rawValue: Int32(truncatingIfNeeded: \(expr).rawValue))"
         case .message(let m): return "try \(SwiftNames.messageType(m))(_readC: \(expr))"
         }
     }
@@ -312,7 +317,9 @@ struct SwiftEmitter {
                 Self.doc(f.comments, &w)
                 var recursive = false
                 if case .message(let t) = f.type { recursive = t === m || reaches(t, m, throughArrays: false) }
-                w.line("\(recursive ? "indirect " : "")case \(SwiftNames.escape(SwiftNames.fieldName(f)))(\(swiftType(f.type)))")
+                w.line(
+                    "\(recursive ? "indirect " : "")case \(SwiftNames.escape(SwiftNames.fieldName(f)))(\(swiftType(f.type)))"
+                )
             }
             w.close()
             w.line("")
@@ -322,12 +329,17 @@ struct SwiftEmitter {
 
         w.line("public static let protoMessageName = \"\(m.fullName)\"")
         w.line("@inline(__always)")
-        w.line("public static var protobufCDescriptor: UnsafePointer<ProtobufCMessageDescriptor> { \(CNames.lowerName(m.fullName))__descriptor_address() }")
+        w.line(
+            "public static var protobufCDescriptor: UnsafePointer<ProtobufCMessageDescriptor> { \(CNames.lowerName(m.fullName))__descriptor_address() }"
+        )
         if reaches(m, m, throughArrays: true) { w.line("public static var _isRecursive: Bool { true }") }
         w.line("")
         w.line("public init() {}")
-        let params = plain.map { "\(SwiftNames.escape(SwiftNames.fieldName($0))): \(declType($0)) = \(defaultValue($0))" }
-            + m.realOneofs.map { "\(SwiftNames.escape(SwiftNames.lowerCamel($0.name))): \(oneofTypeName($0, in: m))? = nil" }
+        let params =
+            plain.map { "\(SwiftNames.escape(SwiftNames.fieldName($0))): \(declType($0)) = \(defaultValue($0))" }
+            + m.realOneofs.map {
+                "\(SwiftNames.escape(SwiftNames.lowerCamel($0.name))): \(oneofTypeName($0, in: m))? = nil"
+            }
         if !params.isEmpty {
             w.line("")
             w.line("/// A message with the given fields; the rest keep their defaults.")
@@ -389,10 +401,16 @@ struct SwiftEmitter {
                 w.open("if !\(s).isEmpty")
                 w.line("let a = arena.array(\(s).count, of: UnsafeMutablePointer<\(entryC)>?.self)")
                 let sortExpr: String
-                if case .scalar(.bool) = k.type { sortExpr = "\(s).keys.sorted { !$0 && $1 }" } else { sortExpr = "\(s).keys.sorted()" }
+                if case .scalar(.bool) = k.type {
+                    sortExpr = "\(s).keys.sorted { !$0 && $1 }"
+                } else {
+                    sortExpr = "\(s).keys.sorted()"
+                }
                 w.line("// Keys in order, so that equal maps encode to equal bytes.")
                 w.open("for (i, key) in \(sortExpr).enumerated()")
-                w.line("let e = arena.newMessage(\(CNames.lowerName(entry.fullName))__descriptor_address()).assumingMemoryBound(to: \(entryC).self)")
+                w.line(
+                    "let e = arena.newMessage(\(CNames.lowerName(entry.fullName))__descriptor_address()).assumingMemoryBound(to: \(entryC).self)"
+                )
                 w.line("let value = \(s)[key]!")
                 if CEmitter.hasFlag(k) { w.line("e.pointee.has_key = 1") }
                 if CEmitter.hasFlag(v) { w.line("e.pointee.has_value = 1") }
@@ -430,7 +448,9 @@ struct SwiftEmitter {
             switch storage(f) {
             case .implicit, .required:
                 if case .message = f.type {
-                    w.line("\(s) = try c.pointee.\(CNames.member(f)).map { (p) throws(WireDecodingError) in \(fromC("p", f.type, f)) } ?? \(zeroValue(f.type))")
+                    w.line(
+                        "\(s) = try c.pointee.\(CNames.member(f)).map { (p) throws(WireDecodingError) in \(fromC("p", f.type, f)) } ?? \(zeroValue(f.type))"
+                    )
                 } else {
                     w.line("\(s) = \(fromC(member, f.type, f))")
                 }
@@ -438,7 +458,9 @@ struct SwiftEmitter {
                 if CEmitter.hasFlag(f) {
                     w.line("if c.pointee.has_\(f.name) != 0 { \(s) = \(fromC(member, f.type, f)) }")
                 } else if case .scalar(.string) = f.type, f.defaultValue != nil {
-                    w.line("if let p = \(member), !WireDecode.isDefault(p, Self.protobufCDescriptor, \(f.number)) { \(s) = \(fromC("p", f.type, f)) }")
+                    w.line(
+                        "if let p = \(member), !WireDecode.isDefault(p, Self.protobufCDescriptor, \(f.number)) { \(s) = \(fromC("p", f.type, f)) }"
+                    )
                 } else {
                     w.line("if let p = \(member) { \(s) = \(fromC("p", f.type, f)) }")
                 }
@@ -467,7 +489,9 @@ struct SwiftEmitter {
                 w.line("guard let e = a[i] else { continue }")
                 w.line("let key = \(fromC("e.pointee.key", k.type, k))")
                 if case .message = v.type {
-                    w.line("out[key] = try e.pointee.value.map { (p) throws(WireDecodingError) in \(fromC("p", v.type, v)) } ?? \(zeroValue(v.type))")
+                    w.line(
+                        "out[key] = try e.pointee.value.map { (p) throws(WireDecodingError) in \(fromC("p", v.type, v)) } ?? \(zeroValue(v.type))"
+                    )
                 } else {
                     w.line("out[key] = \(fromC("e.pointee.value", v.type, v))")
                 }
@@ -483,17 +507,23 @@ struct SwiftEmitter {
                 let value: String
                 if case .message = f.type {
                     w.line("case \(CNames.oneofCaseValue(m, o, f)):")
-                    w.line("    if let p = \(member) { self.\(SwiftNames.escape(SwiftNames.lowerCamel(o.name))) = .\(SwiftNames.escape(SwiftNames.fieldName(f)))(\(fromC("p", f.type, f))) }")
+                    w.line(
+                        "    if let p = \(member) { self.\(SwiftNames.escape(SwiftNames.lowerCamel(o.name))) = .\(SwiftNames.escape(SwiftNames.fieldName(f)))(\(fromC("p", f.type, f))) }"
+                    )
                     continue
                 }
                 value = fromC(member, f.type, f)
                 w.line("case \(CNames.oneofCaseValue(m, o, f)):")
-                w.line("    self.\(SwiftNames.escape(SwiftNames.lowerCamel(o.name))) = .\(SwiftNames.escape(SwiftNames.fieldName(f)))(\(value))")
+                w.line(
+                    "    self.\(SwiftNames.escape(SwiftNames.lowerCamel(o.name))) = .\(SwiftNames.escape(SwiftNames.fieldName(f)))(\(value))"
+                )
             }
             w.line("default: break")
             w.close()
         }
-        w.line("if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }")
+        w.line(
+            "if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }"
+        )
         w.close()
     }
 }

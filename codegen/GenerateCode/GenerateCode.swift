@@ -55,7 +55,9 @@ struct GenerateCode: CommandPlugin {
             return
         }
         let unknown = arguments.filter { $0 != "--check" }
-        guard unknown.isEmpty else { throw Failure(description: "generate-code: unknown argument \(unknown[0]) (see --help)") }
+        guard unknown.isEmpty else {
+            throw Failure(description: "generate-code: unknown argument \(unknown[0]) (see --help)")
+        }
         let check = arguments.contains("--check")
         // (The Path-based API: the URL-based one needs tools version 6.1, and this package keeps 6.0.)
         let root = context.package.directory.string
@@ -76,8 +78,10 @@ struct GenerateCode: CommandPlugin {
         func absolute(_ p: String) -> String { p.hasPrefix("/") ? p : root + "/" + p }
 
         // Which Swift module holds which files: Bazaar's modules first, the package's after.
-        var mappings: [(String, String)] = [("google/protobuf/", "WellKnownTypes"), ("grpc/", "GRPCProtos"),
-                                            ("bazaar/", "BazaarOptions"), ("google/api/", "BazaarOptions")]
+        var mappings: [(String, String)] = [
+            ("google/protobuf/", "WellKnownTypes"), ("grpc/", "GRPCProtos"),
+            ("bazaar/", "BazaarOptions"), ("google/api/", "BazaarOptions"),
+        ]
         var plans: [(Config.Module, [String], [String])] = []
         for module in config.modules {
             let paths = (module.protoPaths ?? ["proto"]).map(absolute)
@@ -85,9 +89,12 @@ struct GenerateCode: CommandPlugin {
             for entry in module.files {
                 let found = try expand(entry, in: paths)
                 files += found
-                let prefix = entry.hasSuffix(".proto") && !entry.contains("*") ? entry
-                    : entry.hasSuffix("/*.proto") ? String(entry.dropLast("*.proto".count))
-                    : entry.hasSuffix("/") ? entry : entry + "/"
+                let prefix =
+                    entry.hasSuffix(".proto") && !entry.contains("*")
+                    ? entry
+                    : entry.hasSuffix("/*.proto")
+                        ? String(entry.dropLast("*.proto".count))
+                        : entry.hasSuffix("/") ? entry : entry + "/"
                 mappings.removeAll { $0.0 == prefix }
                 mappings.append((prefix, module.target))
             }
@@ -112,8 +119,13 @@ struct GenerateCode: CommandPlugin {
             try process.run()
             process.waitUntilExit()
             if process.terminationStatus != 0 {
-                if check && process.terminationStatus == 1 { stale = true; continue }
-                throw Failure(description: "generate-code: bazaar-codegen failed for \(module.target) (exit \(process.terminationStatus))")
+                if check && process.terminationStatus == 1 {
+                    stale = true
+                    continue
+                }
+                throw Failure(
+                    description:
+                        "generate-code: bazaar-codegen failed for \(module.target) (exit \(process.terminationStatus))")
             }
             if !check { print("generate-code: \(module.target), \(cName): \(files.count) file(s)") }
         }
@@ -140,9 +152,11 @@ struct GenerateCode: CommandPlugin {
         if let t = context.package.targets.first(where: { $0.name == target }) { return t.directory.string }
         let conventional = context.package.directory.string + "/Sources/" + target
         var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: conventional, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw Failure(description: "generate-code: proto/bazaar-codegen.json names target '\(target)', which Package.swift "
-                          + "does not declare (or create the folder Sources/\(target) for it)")
+        guard FileManager.default.fileExists(atPath: conventional, isDirectory: &isDirectory), isDirectory.boolValue
+        else {
+            throw Failure(
+                description: "generate-code: proto/bazaar-codegen.json names target '\(target)', which Package.swift "
+                    + "does not declare (or create the folder Sources/\(target) for it)")
         }
         return conventional
     }

@@ -21,18 +21,21 @@ typealias BzTimestamp = WellKnownTypes.Google_Protobuf_Timestamp
 typealias Shop_V1_Order_SP = SwiftProtobufShop.Shop_V1_Order
 
 func bazaarOrder() -> BzOrder {
-    var o: BzOrder = BzOrder(id: "ord_01HZX8K2M4N6P8Q0R2S4T6V8W0", userID: "usr_01HZX7A1B2C3D4E5F6G7H8J9K0", status: .paid)
+    var o: BzOrder = BzOrder(
+        id: "ord_01HZX8K2M4N6P8Q0R2S4T6V8W0", userID: "usr_01HZX7A1B2C3D4E5F6G7H8J9K0", status: .paid)
     o.items = (0..<10).map { (i: Int) -> BzItem in
         let price: Int64 = 1299 + Int64(i) * 100
         let quantity = Int64(i % 3 + 1)
         let name = "Stoneware mug, speckled glaze, \(300 + i * 10) ml"
-        return BzItem(productID: "prd_\(100_000 + i)", productName: name, quantity: quantity,
-                      unitPrice: BzMoney(currencyCode: "EUR", amountMinor: price),
-                      lineTotal: BzMoney(currencyCode: "EUR", amountMinor: price * quantity))
+        return BzItem(
+            productID: "prd_\(100_000 + i)", productName: name, quantity: quantity,
+            unitPrice: BzMoney(currencyCode: "EUR", amountMinor: price),
+            lineTotal: BzMoney(currencyCode: "EUR", amountMinor: price * quantity))
     }
     o.total = BzMoney(currencyCode: "EUR", amountMinor: 41_970)
-    o.shippingAddress = BzAddress(recipient: "Ada Lovelace", lines: ["12 St James's Square", "Flat 3"],
-                                        city: "London", postalCode: "SW1Y 4JH", countryCode: "GB")
+    o.shippingAddress = BzAddress(
+        recipient: "Ada Lovelace", lines: ["12 St James's Square", "Flat 3"],
+        city: "London", postalCode: "SW1Y 4JH", countryCode: "GB")
     o.createTime = BzTimestamp(seconds: 1_763_856_000, nanos: 123_000_000)
     o.updateTime = BzTimestamp(seconds: 1_763_859_600, nanos: 456_000_000)
     return o
@@ -50,11 +53,20 @@ func swiftProtobufOrder() -> Shop_V1_Order_SP {
         item.productID = "prd_\(100_000 + i)"
         item.productName = "Stoneware mug, speckled glaze, \(300 + i * 10) ml"
         item.quantity = quantity
-        item.unitPrice = .with { $0.currencyCode = "EUR"; $0.amountMinor = price }
-        item.lineTotal = .with { $0.currencyCode = "EUR"; $0.amountMinor = price * quantity }
+        item.unitPrice = .with {
+            $0.currencyCode = "EUR"
+            $0.amountMinor = price
+        }
+        item.lineTotal = .with {
+            $0.currencyCode = "EUR"
+            $0.amountMinor = price * quantity
+        }
         return item
     }
-    o.total = .with { $0.currencyCode = "EUR"; $0.amountMinor = 41_970 }
+    o.total = .with {
+        $0.currencyCode = "EUR"
+        $0.amountMinor = 41_970
+    }
     o.shippingAddress = .with {
         $0.recipient = "Ada Lovelace"
         $0.lines = ["12 St James's Square", "Flat 3"]
@@ -62,11 +74,16 @@ func swiftProtobufOrder() -> Shop_V1_Order_SP {
         $0.postalCode = "SW1Y 4JH"
         $0.countryCode = "GB"
     }
-    o.createTime = .with { $0.seconds = 1_763_856_000; $0.nanos = 123_000_000 }
-    o.updateTime = .with { $0.seconds = 1_763_859_600; $0.nanos = 456_000_000 }
+    o.createTime = .with {
+        $0.seconds = 1_763_856_000
+        $0.nanos = 123_000_000
+    }
+    o.updateTime = .with {
+        $0.seconds = 1_763_859_600
+        $0.nanos = 456_000_000
+    }
     return o
 }
-
 
 var rounds = 15
 var iterations = 20_000
@@ -78,7 +95,9 @@ while let a = args.popFirst() {
     case "--iterations": iterations = Int(args.popFirst() ?? "") ?? iterations
     case "--only": only = args.popFirst()
     case "-h", "--help":
-        print("usage: CodecBenchmark [--rounds N] [--iterations N] [--only bazaar-encode|bazaar-decode|swift-protobuf-encode|swift-protobuf-decode]")
+        print(
+            "usage: CodecBenchmark [--rounds N] [--iterations N] [--only bazaar-encode|bazaar-decode|swift-protobuf-encode|swift-protobuf-decode]"
+        )
         exit(0)
     default:
         FileHandle.standardError.write(Data("unknown argument \(a) (see --help)\n".utf8))
@@ -114,7 +133,8 @@ if let only {
     exit(0)
 }
 
-FileHandle.standardError.write(Data("message: \(bzBytes.count) bytes; \(rounds) rounds x \(iterations) iterations\n".utf8))
+FileHandle.standardError.write(
+    Data("message: \(bzBytes.count) bytes; \(rounds) rounds x \(iterations) iterations\n".utf8))
 var samples: [String: [Double]] = [:]
 for r in 1...rounds {
     for (name, body) in cases {
@@ -127,11 +147,15 @@ for r in 1...rounds {
     FileHandle.standardError.write(Data("round \(r)/\(rounds)\r".utf8))
 }
 FileHandle.standardError.write(Data("\n".utf8))
-func median(_ xs: [Double]) -> Double { let s = xs.sorted(); return s[s.count / 2] }
+func median(_ xs: [Double]) -> Double {
+    let s = xs.sorted()
+    return s[s.count / 2]
+}
 let m = samples.mapValues(median)
 print("| operation | Bazaar (ns/op, median) | swift-protobuf (ns/op, median) | speed-up |")
 print("|---|---|---|---|")
 for op in ["encode", "decode"] {
-    let b = m["bazaar-\(op)"]!, s = m["swift-protobuf-\(op)"]!
+    let b = m["bazaar-\(op)"]!
+    let s = m["swift-protobuf-\(op)"]!
     print(String(format: "| %@ | %.0f | %.0f | %.2fx |", op, b, s, s / b))
 }

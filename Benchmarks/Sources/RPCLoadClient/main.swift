@@ -64,9 +64,12 @@ final class Stats: Sendable {
 
 let o = parse()
 guard let endpoint = Endpoint(o.target) else { fatalError("bad --target \(o.target)") }
-let security: TransportSecurity = o.ca.map {
-    .mutualTLS(TLSConfiguration(certificateChainFile: o.cert, privateKeyFile: o.key, trustRootsFile: $0, serverHostname: o.authority))
-} ?? .plaintext
+let security: TransportSecurity =
+    o.ca.map {
+        .mutualTLS(
+            TLSConfiguration(
+                certificateChainFile: o.cert, privateKeyFile: o.key, trustRootsFile: $0, serverHostname: o.authority))
+    } ?? .plaintext
 let group = EventLoopGroup(count: o.threads)
 let channels = try (0..<o.connections).map { _ in
     try GRPCChannel(configuration: ChannelConfiguration(endpoints: [endpoint], security: security), group: group)
@@ -90,14 +93,17 @@ try runBlocking {
                 // Each caller runs on its channel's loop: no thread hop between the call and its I/O.
                 group.addTask(executorPreference: channel.eventLoop) {
                     var local: [Double] = []
-                    var ok = 0, errors = 0
+                    var ok = 0
+                    var errors = 0
                     var firstError: String?
                     while true {
                         let t0 = clock.now
                         if t0 >= end { break }
                         do {
                             let r = try await client.unaryCall(req, options: CallOptions(timeout: .seconds(10)))
-                            if r.payload?.body.count != expected { throw RPCError(.internal, "payload of \(r.payload?.body.count ?? -1) bytes") }
+                            if r.payload?.body.count != expected {
+                                throw RPCError(.internal, "payload of \(r.payload?.body.count ?? -1) bytes")
+                            }
                             if t0 >= measureFrom {
                                 ok += 1
                                 let d = (clock.now - t0).components
@@ -124,7 +130,8 @@ let s = stats.state.withLock { $0 }
 let sorted = s.latencies.sorted()
 func pct(_ p: Double) -> Int { sorted.isEmpty ? 0 : Int(sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]) }
 let rps = Int(Double(s.ok) / o.duration)
-print("bazaar load client: \(o.connections) connections x \(o.concurrency) concurrent, \(s.ok) ok in \(o.duration) s"
-      + (s.firstError.map { ", first error: \($0)" } ?? ""))
+print(
+    "bazaar load client: \(o.connections) connections x \(o.concurrency) concurrent, \(s.ok) ok in \(o.duration) s"
+        + (s.firstError.map { ", first error: \($0)" } ?? ""))
 print("RESULT rps=\(rps) p50_us=\(pct(0.5)) p99_us=\(pct(0.99)) errors=\(s.errors)")
 exit(s.errors == 0 && s.ok > 0 ? 0 : 1)

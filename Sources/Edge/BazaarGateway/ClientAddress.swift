@@ -65,7 +65,8 @@ public enum ClientAddress {
     /// says, so a client cannot choose its own bucket by sending the header.
     public static func resolve(peer: String, forwardedFor: String?, trustedProxies: [IPNetwork]) -> String {
         guard let header = forwardedFor, !trustedProxies.isEmpty,
-              let peerBytes = IPNetwork.parseAddress(peer), isTrusted(peerBytes, trustedProxies) else { return peer }
+            let peerBytes = IPNetwork.parseAddress(peer), isTrusted(peerBytes, trustedProxies)
+        else { return peer }
         var client = peer
         for entry in header.split(separator: ",").reversed() {
             let address = String(entry).trimming(" \t")

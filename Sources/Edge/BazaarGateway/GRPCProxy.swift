@@ -20,24 +20,36 @@ extension Gateway {
 
         init?(_ contentType: String) {
             let t = contentType.lowercased()
-            if t.hasPrefix("application/grpc-web-text") { self = .webText }
-            else if t.hasPrefix("application/grpc-web") { self = .web }
-            else if t.hasPrefix("application/grpc") { self = .grpc }
-            else { return nil }
+            if t.hasPrefix("application/grpc-web-text") {
+                self = .webText
+            } else if t.hasPrefix("application/grpc-web") {
+                self = .web
+            } else if t.hasPrefix("application/grpc") {
+                self = .grpc
+            } else {
+                return nil
+            }
         }
     }
 
     /// Headers a client may not pass through to a service.
-    static let notForwarded: Set<String> = ["content-type", "content-length", "te", "host", "connection", "user-agent", "authorization",
-                                            "grpc-timeout", "grpc-encoding", "grpc-accept-encoding", "accept-encoding", "x-grpc-web",
-                                            "x-user-agent", "origin", "referer", "accept", "x-request-id", "traceparent", "tracestate"]
+    static let notForwarded: Set<String> = [
+        "content-type", "content-length", "te", "host", "connection", "user-agent", "authorization",
+        "grpc-timeout", "grpc-encoding", "grpc-accept-encoding", "accept-encoding", "x-grpc-web",
+        "x-user-agent", "origin", "referer", "accept", "x-request-id", "traceparent", "tracestate",
+    ]
 
-    func proxy(_ request: HTTPRequest, _ api: GatewayAPI, _ flavor: GRPCFlavor, _ writer: HTTPResponseWriter, _ common: [(String, String)]) async {
+    func proxy(
+        _ request: HTTPRequest, _ api: GatewayAPI, _ flavor: GRPCFlavor, _ writer: HTTPResponseWriter,
+        _ common: [(String, String)]
+    ) async {
         let contentType = request.header("content-type") ?? "application/grpc"
         var head = common
         if flavor != .grpc { head += [("access-control-expose-headers", "grpc-status, grpc-message, x-request-id")] }
         func finish(_ status: RPCError, sentHead: Bool, extra: [(String, String)] = []) {
-            let trailers = [("grpc-status", String(status.code.rawValue))] + (status.message.isEmpty ? [] : [("grpc-message", GRPCHeaders.percentEncode(status.message))]) + extra
+            let trailers =
+                [("grpc-status", String(status.code.rawValue))]
+                + (status.message.isEmpty ? [] : [("grpc-message", GRPCHeaders.percentEncode(status.message))]) + extra
             if !sentHead { writer.writeHead(status: 200, headers: head + [("content-type", contentType)]) }
             switch flavor {
             case .grpc:
@@ -54,13 +66,20 @@ extension Gateway {
         }
 
         let path = request.path
-        guard request.method == "POST" else { return finish(RPCError(.unimplemented, "gRPC needs POST"), sentHead: false) }
-        guard let (method, name) = api.methods[path], method.options.auth.level != .internal, let upstream = upstreams[name] else {
+        guard request.method == "POST" else {
+            return finish(RPCError(.unimplemented, "gRPC needs POST"), sentHead: false)
+        }
+        guard let (method, name) = api.methods[path], method.options.auth.level != .internal,
+            let upstream = upstreams[name]
+        else {
             return finish(RPCError(.unimplemented, "method \(path) is not served here"), sentHead: false)
         }
         var body = request.body
         if flavor == .webText {
-            guard let decoded = Base64.decode(String(decoding: body, as: UTF8.self).filter { !$0.isWhitespace }, alphabet: .standard) else {
+            guard
+                let decoded = Base64.decode(
+                    String(decoding: body, as: UTF8.self).filter { !$0.isWhitespace }, alphabet: .standard)
+            else {
                 return finish(RPCError(.invalidArgument, "the grpc-web-text body is not base64"), sentHead: false)
             }
             body = decoded
@@ -71,7 +90,9 @@ extension Gateway {
         do throws(RPCError) {
             while let m = try reader.next() {
                 // The gateway advertises no message encoding, so clients send none.
-                if m.compressed { throw RPCError(.unimplemented, "compressed messages are not accepted at the gateway") }
+                if m.compressed {
+                    throw RPCError(.unimplemented, "compressed messages are not accepted at the gateway")
+                }
                 messages.append(m.payload)
             }
             if reader.bufferedBytes > 0 { throw RPCError(.internal, "the body ends inside a message") }
@@ -86,11 +107,13 @@ extension Gateway {
         }
         if let seconds = rateLimited(request, user: user, method: method) {
             // gRPC's retry pushback: a client that retries waits at least this long.
-            return finish(RPCError(.resourceExhausted, "too many requests; retry in \(seconds) s"), sentHead: false,
-                          extra: [("grpc-retry-pushback-ms", String(seconds * 1000))])
+            return finish(
+                RPCError(.resourceExhausted, "too many requests; retry in \(seconds) s"), sentHead: false,
+                extra: [("grpc-retry-pushback-ms", String(seconds * 1000))])
         }
         var options = CallOptions(timeout: deadline(request, method))
-        for (name, value) in request.headers where !Self.notForwarded.contains(name) && !name.hasPrefix("x-bazaar-") && !name.hasPrefix(":") {
+        for (name, value) in request.headers
+        where !Self.notForwarded.contains(name) && !name.hasPrefix("x-bazaar-") && !name.hasPrefix(":") {
             if name.hasSuffix("-bin") {
                 if let bytes = Base64.decode(value, alphabet: .standard) {
                     options.metadata.add(name, binary: bytes)
@@ -108,7 +131,9 @@ extension Gateway {
         var sentHead = false
         do {
             if method.kind == .unary {
-                guard messages.count == 1 else { throw RPCError(.unimplemented, "a unary call takes exactly one message, got \(messages.count)") }
+                guard messages.count == 1 else {
+                    throw RPCError(.unimplemented, "a unary call takes exactly one message, got \(messages.count)")
+                }
                 let reply = try await upstream.unary(method, request: messages[0], options: options)
                 writer.writeHead(status: 200, headers: head + [("content-type", contentType)])
                 sentHead = true
@@ -117,10 +142,12 @@ extension Gateway {
                 let caller = self.caller(request, user)
                 if let why = streams.take(caller) { throw RPCError(.resourceExhausted, why) }
                 defer { streams.release(caller) }
-                let replies = upstream.streaming(method, requests: RPCStream { c in
-                    for m in messages { c.yield(m) }
-                    c.finish()
-                }, options: options)
+                let replies = upstream.streaming(
+                    method,
+                    requests: RPCStream { c in
+                        for m in messages { c.yield(m) }
+                        c.finish()
+                    }, options: options)
                 for try await reply in replies {
                     if !sentHead {
                         writer.writeHead(status: 200, headers: head + [("content-type", contentType)])
@@ -135,5 +162,7 @@ extension Gateway {
         }
     }
 
-    static func bigEndian(_ n: UInt32) -> [UInt8] { [UInt8(n >> 24), UInt8((n >> 16) & 255), UInt8((n >> 8) & 255), UInt8(n & 255)] }
+    static func bigEndian(_ n: UInt32) -> [UInt8] {
+        [UInt8(n >> 24), UInt8((n >> 16) & 255), UInt8((n >> 8) & 255), UInt8(n & 255)]
+    }
 }

@@ -56,9 +56,10 @@ public final class Gateway: HTTPResponder {
 
     /// A gateway in front of `upstreams` (by configured name) that serves no route until their
     /// schemas are installed (``install(_:)``), as they are learned from the services.
-    public init(upstreams: [String: any ClientTransport], settings: Settings, title: String = "Bazaar API",
-                ready: @escaping @Sendable () -> Bool = { true })
-    {
+    public init(
+        upstreams: [String: any ClientTransport], settings: Settings, title: String = "Bazaar API",
+        ready: @escaping @Sendable () -> Bool = { true }
+    ) {
         self.upstreams = upstreams
         self.settings = settings
         self.ready = ready
@@ -70,11 +71,13 @@ public final class Gateway: HTTPResponder {
 
     /// A gateway for compiled services: each service is an upstream named after the service
     /// (`upstreams` by full service name), installed at once.
-    public convenience init(services: [ServiceDescriptor], upstreams: [String: any ClientTransport], settings: Settings,
-                            title: String = "Bazaar API", ready: @escaping @Sendable () -> Bool = { true }) throws
-    {
+    public convenience init(
+        services: [ServiceDescriptor], upstreams: [String: any ClientTransport], settings: Settings,
+        title: String = "Bazaar API", ready: @escaping @Sendable () -> Bool = { true }
+    ) throws {
         self.init(upstreams: upstreams, settings: settings, title: title, ready: ready)
-        let api = try GatewayAPI(schemas: services.map { UpstreamSchema(upstream: $0.name, services: [$0]) }, title: title)
+        let api = try GatewayAPI(
+            schemas: services.map { UpstreamSchema(upstream: $0.name, services: [$0]) }, title: title)
         current.withLock { $0 = api }
     }
 
@@ -91,7 +94,8 @@ public final class Gateway: HTTPResponder {
     public func install(_ schema: UpstreamSchema) throws(RouteTable.BuildError) {
         try current.withLock { (api: inout GatewayAPI) throws(RouteTable.BuildError) in
             guard upstreams[schema.upstream] != nil else {
-                throw RouteTable.BuildError(description: "upstream \(schema.upstream) is not configured in this gateway")
+                throw RouteTable.BuildError(
+                    description: "upstream \(schema.upstream) is not configured in this gateway")
             }
             let others = api.schemas.filter { $0.upstream != schema.upstream }
             let position = api.schemas.firstIndex { $0.upstream == schema.upstream } ?? api.schemas.count
@@ -111,13 +115,19 @@ public final class Gateway: HTTPResponder {
     /// Answers a request and returns a low-cardinality name of what it hit, for metrics: the
     /// route template, the gRPC method, or a fixed word.
     public func serve(_ request: HTTPRequest, _ writer: HTTPResponseWriter) async -> String {
-        let requestID = request.header("x-request-id").flatMap { id in
-            id.count <= 128 && id.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) } ? id : nil
-        } ?? UUID().uuidString.lowercased()
+        let requestID =
+            request.header("x-request-id").flatMap { id in
+                id.count <= 128 && id.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }
+                    ? id : nil
+            } ?? UUID().uuidString.lowercased()
         var common: [(String, String)] = [("x-request-id", requestID)]
-        if let origin = request.header("origin"), settings.corsOrigins.contains("*") || settings.corsOrigins.contains(origin) {
-            common += [("access-control-allow-origin", settings.corsOrigins.contains("*") ? "*" : origin), ("vary", "Origin"),
-                       ("access-control-expose-headers", "x-request-id, retry-after, www-authenticate")]
+        if let origin = request.header("origin"),
+            settings.corsOrigins.contains("*") || settings.corsOrigins.contains(origin)
+        {
+            common += [
+                ("access-control-allow-origin", settings.corsOrigins.contains("*") ? "*" : origin), ("vary", "Origin"),
+                ("access-control-expose-headers", "x-request-id, retry-after, www-authenticate"),
+            ]
         }
         let path = request.path
         let api = self.api
@@ -127,14 +137,17 @@ public final class Gateway: HTTPResponder {
             return path
         case ("GET", "/readyz"), ("HEAD", "/readyz"):
             let ok = ready()
-            send(writer, ok ? 200 : 503, common, JSONValue.object([("status", .string(ok ? "SERVING" : "NOT_SERVING"))]))
+            send(
+                writer, ok ? 200 : 503, common, JSONValue.object([("status", .string(ok ? "SERVING" : "NOT_SERVING"))]))
             return path
         case ("GET", "/openapi.json"):
             writer.respond(status: 200, headers: common + [("content-type", "application/json")], body: api.openAPI)
             return path
         default: break
         }
-        if request.method == "OPTIONS", request.header("origin") != nil, request.header("access-control-request-method") != nil {
+        if request.method == "OPTIONS", request.header("origin") != nil,
+            request.header("access-control-request-method") != nil
+        {
             preflight(request, api, writer, common)
             return "preflight"
         }
@@ -155,16 +168,23 @@ public final class Gateway: HTTPResponder {
 
     // MARK: one call
 
-    func call(_ request: HTTPRequest, _ api: GatewayAPI, _ writer: HTTPResponseWriter, _ common: [(String, String)],
-              label: inout String) async throws
-    {
+    func call(
+        _ request: HTTPRequest, _ api: GatewayAPI, _ writer: HTTPResponseWriter, _ common: [(String, String)],
+        label: inout String
+    ) async throws {
         let (route, variables): (Route, [([String], String)])
         switch api.routes.match(method: request.method, path: request.path) {
         case .notFound:
             throw HTTPFailure(status: 404, code: .notFound, message: "no route for \(request.method) \(request.path)")
         case .methodNotAllowed(let allowed):
-            throw HTTPFailure(status: 405, code: .unimplemented, message: "\(request.path) does not take \(request.method)",
-                              headers: [("allow", (allowed + (allowed.contains("GET") ? ["HEAD"] : []) + ["OPTIONS"]).joined(separator: ", "))])
+            throw HTTPFailure(
+                status: 405, code: .unimplemented, message: "\(request.path) does not take \(request.method)",
+                headers: [
+                    (
+                        "allow",
+                        (allowed + (allowed.contains("GET") ? ["HEAD"] : []) + ["OPTIONS"]).joined(separator: ", ")
+                    )
+                ])
         case .found(let r, let v):
             (route, variables) = (r, v)
         }
@@ -176,9 +196,11 @@ public final class Gateway: HTTPResponder {
         let streaming = method.kind == .serverStreaming
         let accept = Negotiation.accept(request.header("accept"), streaming: streaming)
         guard let format = accept else {
-            throw HTTPFailure(status: 406, code: .invalidArgument,
-                              message: streaming ? "this route answers text/event-stream, application/x-ndjson or application/json"
-                                  : "this route answers application/json")
+            throw HTTPFailure(
+                status: 406, code: .invalidArgument,
+                message: streaming
+                    ? "this route answers text/event-stream, application/x-ndjson or application/json"
+                    : "this route answers application/json")
         }
         let hasBody = !route.body.isEmpty
         if hasBody, !request.body.isEmpty {
@@ -187,14 +209,16 @@ public final class Gateway: HTTPResponder {
                 throw HTTPFailure(status: 415, code: .invalidArgument, message: "send the body as application/json")
             }
         } else if !hasBody, !request.body.isEmpty {
-            throw HTTPFailure(status: 400, code: .invalidArgument, message: "\(request.method) \(request.path) takes no body")
+            throw HTTPFailure(
+                status: 400, code: .invalidArgument, message: "\(request.method) \(request.path) takes no body")
         }
 
         // Who is calling, and may they?
         let user = try authenticate(request, rule: method.options.auth)
         if let seconds = rateLimited(request, user: user, method: method) {
-            throw HTTPFailure(status: 429, code: .resourceExhausted, message: "too many requests; retry in \(seconds) s",
-                              headers: [("retry-after", String(seconds))])
+            throw HTTPFailure(
+                status: 429, code: .resourceExhausted, message: "too many requests; retry in \(seconds) s",
+                headers: [("retry-after", String(seconds))])
         }
 
         // The request message: body, then path variables, then query parameters.
@@ -228,14 +252,17 @@ public final class Gateway: HTTPResponder {
         }
 
         guard let upstream = upstreams[route.upstream] else {
-            throw HTTPFailure(status: 503, code: .unavailable, message: "\(method.service) is not configured in this gateway")
+            throw HTTPFailure(
+                status: 503, code: .unavailable, message: "\(method.service) is not configured in this gateway")
         }
         var options = CallOptions(timeout: deadline(request, method))
         forward(user, requestID: common[0].1, request, into: &options)
 
         if streaming {
             let caller = self.caller(request, user)
-            if let why = streams.take(caller) { throw HTTPFailure(status: 429, code: .resourceExhausted, message: why, headers: [("retry-after", "5")]) }
+            if let why = streams.take(caller) {
+                throw HTTPFailure(status: 429, code: .resourceExhausted, message: why, headers: [("retry-after", "5")])
+            }
             defer { streams.release(caller) }
             return try await stream(route, builder.serialized(), upstream, options, format, writer, common)
         }
@@ -251,13 +278,17 @@ public final class Gateway: HTTPResponder {
 
     /// Server streaming: Server-Sent Events (`data: <json>` per message, `event: error` at a
     /// failure) or NDJSON (one JSON per line; a failure as `{"error": Status}`), by `Accept`.
-    func stream(_ route: Route, _ body: [UInt8], _ upstream: any ClientTransport, _ options: CallOptions, _ format: Negotiation.Format,
-                _ writer: HTTPResponseWriter, _ common: [(String, String)]) async throws
-    {
-        let replies = upstream.streaming(route.method, requests: RPCStream { c in
-            c.yield(body)
-            c.finish()
-        }, options: options)
+    func stream(
+        _ route: Route, _ body: [UInt8], _ upstream: any ClientTransport, _ options: CallOptions,
+        _ format: Negotiation.Format,
+        _ writer: HTTPResponseWriter, _ common: [(String, String)]
+    ) async throws {
+        let replies = upstream.streaming(
+            route.method,
+            requests: RPCStream { c in
+                c.yield(body)
+                c.finish()
+            }, options: options)
         var iterator = replies.makeAsyncIterator()
         // The first message (or error) decides the status: an error before any message is a
         // plain error response.
@@ -272,7 +303,8 @@ public final class Gateway: HTTPResponder {
             writer.writeHead(status: 200, headers: common + [("content-type", format.contentType)])
             return writer.end()
         }
-        writer.writeHead(status: 200, headers: common + [("content-type", format.contentType), ("cache-control", "no-cache")])
+        writer.writeHead(
+            status: 200, headers: common + [("content-type", format.contentType), ("cache-control", "no-cache")])
         var next: [UInt8]? = first
         do {
             while let message = next {
@@ -301,24 +333,41 @@ public final class Gateway: HTTPResponder {
         var user: UserIdentity?
         if let header = request.header("authorization") {
             do throws(JWTError) {
-                user = try BearerAuth.user(authorization: header, keys: settings.keys, issuer: settings.issuer, audience: settings.audience,
-                                           maxLifetime: settings.tokenMaxLifetime)
+                user = try BearerAuth.user(
+                    authorization: header, keys: settings.keys, issuer: settings.issuer, audience: settings.audience,
+                    maxLifetime: settings.tokenMaxLifetime)
                 if let u = user, revocations.isRevoked(u) {
                     throw JWTError("revoked (roles changed, signed out or password changed): sign in again")
                 }
             } catch {
                 let why = error.description
-                throw HTTPFailure(status: 401, code: .unauthenticated, message: "access token refused: \(why)",
-                                  headers: [("www-authenticate", "Bearer realm=\"bazaar\", error=\"invalid_token\", error_description=\"\(why)\"")])
+                throw HTTPFailure(
+                    status: 401, code: .unauthenticated, message: "access token refused: \(why)",
+                    headers: [
+                        (
+                            "www-authenticate",
+                            "Bearer realm=\"bazaar\", error=\"invalid_token\", error_description=\"\(why)\""
+                        )
+                    ])
             }
         }
         if rule.level == .authenticated {
             guard let user else {
-                throw HTTPFailure(status: 401, code: .unauthenticated, message: "sign in first: send authorization: Bearer <access token>",
-                                  headers: [("www-authenticate", "Bearer realm=\"bazaar\"")])
+                throw HTTPFailure(
+                    status: 401, code: .unauthenticated,
+                    message: "sign in first: send authorization: Bearer <access token>",
+                    headers: [("www-authenticate", "Bearer realm=\"bazaar\"")])
             }
             if let why = BearerAuth.refusal(user, rule) {
-                let scopes = rule.scopes.isEmpty ? [] : [("www-authenticate", "Bearer realm=\"bazaar\", error=\"insufficient_scope\", scope=\"\(rule.scopes.joined(separator: " "))\"")]
+                let scopes =
+                    rule.scopes.isEmpty
+                    ? []
+                    : [
+                        (
+                            "www-authenticate",
+                            "Bearer realm=\"bazaar\", error=\"insufficient_scope\", scope=\"\(rule.scopes.joined(separator: " "))\""
+                        )
+                    ]
                 throw HTTPFailure(status: 403, code: .permissionDenied, message: why, headers: scopes)
             }
         }
@@ -331,7 +380,9 @@ public final class Gateway: HTTPResponder {
     func rateLimited(_ request: HTTPRequest, user: UserIdentity?, method: MethodDescriptor) -> Int? {
         let key = caller(request, user)
         let own = settings.routeRateLimits[method.path]
-        guard let wait = limiter.take(key: key + "|" + (own != nil ? method.path : ""), limit: own ?? settings.rateLimit) else { return nil }
+        guard
+            let wait = limiter.take(key: key + "|" + (own != nil ? method.path : ""), limit: own ?? settings.rateLimit)
+        else { return nil }
         return max(1, Int(wait.rounded(.up)))
     }
 
@@ -343,8 +394,9 @@ public final class Gateway: HTTPResponder {
     /// The client's address: the peer, or behind trusted proxies the rightmost untrusted
     /// `X-Forwarded-For` entry.
     func clientAddress(_ request: HTTPRequest) -> String {
-        ClientAddress.resolve(peer: Socket.host(of: request.remoteAddress), forwardedFor: request.header("x-forwarded-for"),
-                              trustedProxies: settings.trustedProxies)
+        ClientAddress.resolve(
+            peer: Socket.host(of: request.remoteAddress), forwardedFor: request.header("x-forwarded-for"),
+            trustedProxies: settings.trustedProxies)
     }
 
     /// What the services learn about the caller, the same for every protocol: the verified user
@@ -354,8 +406,12 @@ public final class Gateway: HTTPResponder {
         options.metadata.add(ForwardedIdentity.clientAddressKey, clientAddress(request))
         if let user {
             options.metadata.add(ForwardedIdentity.subjectKey, user.subject)
-            if !user.roles.isEmpty { options.metadata.add(ForwardedIdentity.rolesKey, user.roles.joined(separator: ",")) }
-            if !user.scopes.isEmpty { options.metadata.add(ForwardedIdentity.scopesKey, user.scopes.joined(separator: " ")) }
+            if !user.roles.isEmpty {
+                options.metadata.add(ForwardedIdentity.rolesKey, user.roles.joined(separator: ","))
+            }
+            if !user.scopes.isEmpty {
+                options.metadata.add(ForwardedIdentity.scopesKey, user.scopes.joined(separator: " "))
+            }
         }
         // The client's `traceparent` is not passed on: a trace starts here, sampled by the
         // gateway's own sampler (a client setting the sampled flag on every request must not
@@ -372,15 +428,22 @@ public final class Gateway: HTTPResponder {
     /// `00-<32 hex>-<16 hex>-<2 hex>`: only such a value is carried to the link.
     static func looksLikeTraceparent(_ s: String) -> Bool {
         let b = Array(s.utf8)
-        guard b.count == 55, b[2] == UInt8(ascii: "-"), b[35] == UInt8(ascii: "-"), b[52] == UInt8(ascii: "-") else { return false }
-        return b.enumerated().allSatisfy { i, c in [2, 35, 52].contains(i) || (48...57).contains(c) || (97...102).contains(c) }
+        guard b.count == 55, b[2] == UInt8(ascii: "-"), b[35] == UInt8(ascii: "-"), b[52] == UInt8(ascii: "-") else {
+            return false
+        }
+        return b.enumerated().allSatisfy { i, c in
+            [2, 35, 52].contains(i) || (48...57).contains(c) || (97...102).contains(c)
+        }
     }
 
     // MARK: CORS
 
-    func preflight(_ request: HTTPRequest, _ api: GatewayAPI, _ writer: HTTPResponseWriter, _ common: [(String, String)]) {
+    func preflight(
+        _ request: HTTPRequest, _ api: GatewayAPI, _ writer: HTTPResponseWriter, _ common: [(String, String)]
+    ) {
         guard common.contains(where: { $0.0 == "access-control-allow-origin" }) else {
-            return fail(writer, common, HTTPFailure(status: 403, code: .permissionDenied, message: "origin not allowed"))
+            return fail(
+                writer, common, HTTPFailure(status: 403, code: .permissionDenied, message: "origin not allowed"))
         }
         var allowed: [String] = []
         if let m = api.methods[request.path]?.method, m.options.auth.level != .internal {
@@ -389,25 +452,36 @@ public final class Gateway: HTTPResponder {
             switch api.routes.match(method: request.header("access-control-request-method") ?? "", path: request.path) {
             case .found(let r, _): allowed = [r.httpMethod]
             case .methodNotAllowed(let methods): allowed = methods
-            case .notFound: return fail(writer, common, HTTPFailure(status: 404, code: .notFound, message: "no route for \(request.path)"))
+            case .notFound:
+                return fail(
+                    writer, common, HTTPFailure(status: 404, code: .notFound, message: "no route for \(request.path)"))
             }
         }
-        writer.respond(status: 204, headers: common + [
-            ("access-control-allow-methods", allowed.joined(separator: ", ")),
-            ("access-control-allow-headers", "authorization, content-type, x-request-id, grpc-timeout, traceparent, x-grpc-web, x-user-agent"),
-            ("access-control-max-age", "600"),
-        ], body: [])
+        writer.respond(
+            status: 204,
+            headers: common + [
+                ("access-control-allow-methods", allowed.joined(separator: ", ")),
+                (
+                    "access-control-allow-headers",
+                    "authorization, content-type, x-request-id, grpc-timeout, traceparent, x-grpc-web, x-user-agent"
+                ),
+                ("access-control-max-age", "600"),
+            ], body: [])
     }
 
     // MARK: helpers
 
-    func send(_ writer: HTTPResponseWriter, _ status: Int, _ common: [(String, String)], _ json: JSONValue, head: Bool = false) {
+    func send(
+        _ writer: HTTPResponseWriter, _ status: Int, _ common: [(String, String)], _ json: JSONValue, head: Bool = false
+    ) {
         let body = json.serialized()
         writer.respond(status: status, headers: common + [("content-type", "application/json")], body: head ? [] : body)
     }
 
     func fail(_ writer: HTTPResponseWriter, _ common: [(String, String)], _ f: HTTPFailure) {
-        writer.respond(status: f.status, headers: common + f.headers + [("content-type", "application/json")], body: f.body.serialized())
+        writer.respond(
+            status: f.status, headers: common + f.headers + [("content-type", "application/json")],
+            body: f.body.serialized())
     }
 
     /// A query or path value as JSON for its field: booleans and enum numbers take their JSON
@@ -440,7 +514,6 @@ public final class Gateway: HTTPResponder {
 
 }
 
-
 /// What the gateway serves at one moment: the upstreams' schemas, the routes, every gRPC method
 /// with its upstream, and the OpenAPI document, all built together. A request keeps the one it
 /// started with, so a schema installed meanwhile never changes it halfway.
@@ -458,7 +531,8 @@ public final class GatewayAPI: Sendable {
         for schema in schemas {
             for service in schema.services {
                 if let other = owner[service.name], other != schema.upstream {
-                    throw RouteTable.BuildError(description: "service \(service.name) is offered by upstreams \(other) and \(schema.upstream)")
+                    throw RouteTable.BuildError(
+                        description: "service \(service.name) is offered by upstreams \(other) and \(schema.upstream)")
                 }
                 owner[service.name] = schema.upstream
                 for m in service.methods { methods[m.path] = (m, schema.upstream) }

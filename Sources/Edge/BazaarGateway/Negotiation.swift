@@ -18,7 +18,9 @@ enum Negotiation {
         /// One message of a stream in this format.
         func frame(_ json: JSONValue, event: String? = nil) -> [UInt8] {
             switch self {
-            case .sse: Array((event.map { "event: \($0)\n" } ?? "").utf8) + Array("data: ".utf8) + json.serialized() + Array("\n\n".utf8)
+            case .sse:
+                Array((event.map { "event: \($0)\n" } ?? "").utf8) + Array("data: ".utf8) + json.serialized()
+                    + Array("\n\n".utf8)
             case .ndjson, .json: json.serialized() + [10]
             }
         }

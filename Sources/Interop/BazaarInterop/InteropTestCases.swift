@@ -24,7 +24,8 @@ public struct InteropTestCases: Sendable {
         "empty_unary", "large_unary", "client_streaming", "server_streaming", "ping_pong", "empty_stream",
         "cancel_after_begin", "cancel_after_first_response", "timeout_on_sleeping_server", "custom_metadata",
         "status_code_and_message", "special_status_message", "unimplemented_method", "unimplemented_service",
-        "client_compressed_unary", "server_compressed_unary", "client_compressed_streaming", "server_compressed_streaming",
+        "client_compressed_unary", "server_compressed_unary", "client_compressed_streaming",
+        "server_compressed_streaming",
     ]
 
     var client: Grpc_Testing_TestService.Client { .init(transport: transport) }
@@ -43,7 +44,8 @@ public struct InteropTestCases: Sendable {
         case "timeout_on_sleeping_server": try await timeoutOnSleepingServer()
         case "custom_metadata": try await customMetadata()
         case "status_code_and_message": try await statusCodeAndMessage("test status message")
-        case "special_status_message": try await statusCodeAndMessage("\t\ntest with whitespace\r\nand Unicode BMP ☺ and non-BMP 😈\t\n")
+        case "special_status_message":
+            try await statusCodeAndMessage("\t\ntest with whitespace\r\nand Unicode BMP ☺ and non-BMP 😈\t\n")
         case "unimplemented_method": try await unimplementedMethod()
         case "unimplemented_service": try await unimplementedService()
         case "client_compressed_unary": try await clientCompressedUnary()
@@ -58,7 +60,9 @@ public struct InteropTestCases: Sendable {
         if !ok { throw InteropFailure(what()) }
     }
 
-    static func payload(_ n: Int) -> Grpc_Testing_Payload { Grpc_Testing_Payload(type: .compressable, body: [UInt8](repeating: 0, count: n)) }
+    static func payload(_ n: Int) -> Grpc_Testing_Payload {
+        Grpc_Testing_Payload(type: .compressable, body: [UInt8](repeating: 0, count: n))
+    }
 
     /// Runs `body` and expects it to fail with `code`.
     static func expectError(_ code: StatusCode, message: String? = nil, _ body: () async throws -> Void) async throws {
@@ -66,7 +70,11 @@ public struct InteropTestCases: Sendable {
             try await body()
         } catch let e as RPCError {
             try expect(e.code == code, "expected \(code), got \(e)")
-            if let message { try expect(e.message == message, "expected message \(message.debugDescription), got \(e.message.debugDescription)") }
+            if let message {
+                try expect(
+                    e.message == message,
+                    "expected message \(message.debugDescription), got \(e.message.debugDescription)")
+            }
             return
         }
         throw InteropFailure("expected \(code), but the call succeeded")
@@ -93,7 +101,11 @@ public struct InteropTestCases: Sendable {
             probe.expectCompressed = Grpc_Testing_BoolValue(value: true)
             probe.payload = Self.payload(27182)
             try await Self.expectError(.invalidArgument) {
-                _ = try await client.streamingInputCall(RPCStream { $0.yield(probe); $0.finish() }, options: Self.timeout)
+                _ = try await client.streamingInputCall(
+                    RPCStream {
+                        $0.yield(probe)
+                        $0.finish()
+                    }, options: Self.timeout)
             }
         }
         let requests = RPCStream<Grpc_Testing_StreamingInputCallRequest> { c in
@@ -108,7 +120,8 @@ public struct InteropTestCases: Sendable {
         var options = Self.timeout
         if compressed { options.compression = .gzip }
         let r = try await client.streamingInputCall(requests, options: options)
-        try Self.expect(r.aggregatedPayloadSize == 74922, "client_streaming: aggregated \(r.aggregatedPayloadSize), expected 74922")
+        try Self.expect(
+            r.aggregatedPayloadSize == 74922, "client_streaming: aggregated \(r.aggregatedPayloadSize), expected 74922")
     }
 
     func serverStreaming(compressed: Bool) async throws {
@@ -121,7 +134,9 @@ public struct InteropTestCases: Sendable {
             return p
         }
         var got: [Int] = []
-        for try await r in client.streamingOutputCall(req, options: Self.timeout) { got.append(r.payload?.body.count ?? -1) }
+        for try await r in client.streamingOutputCall(req, options: Self.timeout) {
+            got.append(r.payload?.body.count ?? -1)
+        }
         try Self.expect(got == sizes.map(Int.init), "server_streaming: got sizes \(got), expected \(sizes)")
     }
 
@@ -137,7 +152,9 @@ public struct InteropTestCases: Sendable {
         input.yield(request(0))
         var i = 0
         for try await r in client.fullDuplexCall(requests, options: Self.timeout) {
-            try Self.expect(r.payload?.body.count == Int(pairs[i].0), "ping_pong: response \(i) has \(r.payload?.body.count ?? -1) bytes")
+            try Self.expect(
+                r.payload?.body.count == Int(pairs[i].0),
+                "ping_pong: response \(i) has \(r.payload?.body.count ?? -1) bytes")
             i += 1
             if i < pairs.count { input.yield(request(i)) } else { input.finish() }
         }
@@ -196,45 +213,64 @@ public struct InteropTestCases: Sendable {
         md.add("x-grpc-test-echo-initial", "test_initial_metadata_value")
         md.add("x-grpc-test-echo-trailing-bin", binary: [0xab, 0xab, 0xab])
         func check(_ m: ResponseMetadata, _ what: String) throws {
-            try Self.expect(m.initial["x-grpc-test-echo-initial"] == "test_initial_metadata_value",
-                            "\(what): initial metadata \(m.initial.entries)")
-            try Self.expect(m.trailing.values("x-grpc-test-echo-trailing-bin") == [.binary([0xab, 0xab, 0xab])],
-                            "\(what): trailing metadata \(m.trailing.entries)")
+            try Self.expect(
+                m.initial["x-grpc-test-echo-initial"] == "test_initial_metadata_value",
+                "\(what): initial metadata \(m.initial.entries)")
+            try Self.expect(
+                m.trailing.values("x-grpc-test-echo-trailing-bin") == [.binary([0xab, 0xab, 0xab])],
+                "\(what): trailing metadata \(m.trailing.entries)")
         }
         let unary = ResponseMetadata()
         var req = Grpc_Testing_SimpleRequest()
         req.responseSize = 314_159
         req.payload = Self.payload(271_828)
-        _ = try await client.unaryCall(req, options: CallOptions(timeout: .seconds(10), metadata: md, responseMetadata: unary))
+        _ = try await client.unaryCall(
+            req, options: CallOptions(timeout: .seconds(10), metadata: md, responseMetadata: unary))
         try check(unary, "custom_metadata (unary)")
 
         let streaming = ResponseMetadata()
         var sreq = Grpc_Testing_StreamingOutputCallRequest()
         sreq.responseParameters = [Grpc_Testing_ResponseParameters(size: 314_159)]
         sreq.payload = Self.payload(271_828)
-        for try await _ in client.fullDuplexCall(RPCStream { $0.yield(sreq); $0.finish() },
-                                                 options: CallOptions(timeout: .seconds(10), metadata: md, responseMetadata: streaming)) {}
+        for try await _ in client.fullDuplexCall(
+            RPCStream {
+                $0.yield(sreq)
+                $0.finish()
+            },
+            options: CallOptions(timeout: .seconds(10), metadata: md, responseMetadata: streaming))
+        {}
         try check(streaming, "custom_metadata (full duplex)")
     }
 
     func statusCodeAndMessage(_ message: String) async throws {
         var req = Grpc_Testing_SimpleRequest()
         req.responseStatus = Grpc_Testing_EchoStatus(code: 2, message: message)
-        try await Self.expectError(.unknown, message: message) { _ = try await client.unaryCall(req, options: Self.timeout) }
+        try await Self.expectError(.unknown, message: message) {
+            _ = try await client.unaryCall(req, options: Self.timeout)
+        }
         var sreq = Grpc_Testing_StreamingOutputCallRequest()
         sreq.responseStatus = Grpc_Testing_EchoStatus(code: 2, message: message)
         try await Self.expectError(.unknown, message: message) {
-            for try await _ in client.fullDuplexCall(RPCStream { $0.yield(sreq); $0.finish() }, options: Self.timeout) {}
+            for try await _ in client.fullDuplexCall(
+                RPCStream {
+                    $0.yield(sreq)
+                    $0.finish()
+                }, options: Self.timeout)
+            {}
         }
     }
 
     func unimplementedMethod() async throws {
-        try await Self.expectError(.unimplemented) { _ = try await client.unimplementedCall(Grpc_Testing_Empty(), options: Self.timeout) }
+        try await Self.expectError(.unimplemented) {
+            _ = try await client.unimplementedCall(Grpc_Testing_Empty(), options: Self.timeout)
+        }
     }
 
     func unimplementedService() async throws {
         let other = Grpc_Testing_UnimplementedService.Client(transport: transport)
-        try await Self.expectError(.unimplemented) { _ = try await other.unimplementedCall(Grpc_Testing_Empty(), options: Self.timeout) }
+        try await Self.expectError(.unimplemented) {
+            _ = try await other.unimplementedCall(Grpc_Testing_Empty(), options: Self.timeout)
+        }
     }
 
     func clientCompressedUnary() async throws {
@@ -248,7 +284,8 @@ public struct InteropTestCases: Sendable {
         var gzip = Self.timeout
         gzip.compression = .gzip
         let r = try await client.unaryCall(req, options: gzip)
-        try Self.expect(r.payload?.body.count == 314_159, "client_compressed_unary: \(r.payload?.body.count ?? -1) bytes")
+        try Self.expect(
+            r.payload?.body.count == 314_159, "client_compressed_unary: \(r.payload?.body.count ?? -1) bytes")
         req.expectCompressed = Grpc_Testing_BoolValue(value: false)
         _ = try await client.unaryCall(req, options: Self.timeout)
     }
@@ -260,7 +297,8 @@ public struct InteropTestCases: Sendable {
             req.payload = Self.payload(271_828)
             req.responseCompressed = Grpc_Testing_BoolValue(value: compressed)
             let r = try await client.unaryCall(req, options: Self.timeout)
-            try Self.expect(r.payload?.body.count == 314_159, "server_compressed_unary: \(r.payload?.body.count ?? -1) bytes")
+            try Self.expect(
+                r.payload?.body.count == 314_159, "server_compressed_unary: \(r.payload?.body.count ?? -1) bytes")
         }
     }
 }

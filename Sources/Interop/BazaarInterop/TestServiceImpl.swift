@@ -38,7 +38,9 @@ public struct TestServiceImpl: Grpc_Testing_TestService.ServiceProtocol {
         return Grpc_Testing_Empty()
     }
 
-    public func unaryCall(_ request: Grpc_Testing_SimpleRequest, context: ServerContext) async throws -> Grpc_Testing_SimpleResponse {
+    public func unaryCall(_ request: Grpc_Testing_SimpleRequest, context: ServerContext) async throws
+        -> Grpc_Testing_SimpleResponse
+    {
         Self.echoMetadata(context)
         if request.expectCompressed?.value == true && !context.requestCompressed {
             throw RPCError(.invalidArgument, "expected a compressed request")
@@ -51,21 +53,25 @@ public struct TestServiceImpl: Grpc_Testing_TestService.ServiceProtocol {
         return response
     }
 
-    public func cacheableUnaryCall(_ request: Grpc_Testing_SimpleRequest, context: ServerContext) async throws -> Grpc_Testing_SimpleResponse {
+    public func cacheableUnaryCall(_ request: Grpc_Testing_SimpleRequest, context: ServerContext) async throws
+        -> Grpc_Testing_SimpleResponse
+    {
         try await unaryCall(request, context: context)
     }
 
-    public func streamingOutputCall(_ request: Grpc_Testing_StreamingOutputCallRequest,
-                                    responses: RPCWriter<Grpc_Testing_StreamingOutputCallResponse>, context: ServerContext) async throws
-    {
+    public func streamingOutputCall(
+        _ request: Grpc_Testing_StreamingOutputCallRequest,
+        responses: RPCWriter<Grpc_Testing_StreamingOutputCallResponse>, context: ServerContext
+    ) async throws {
         Self.echoMetadata(context)
         try await Self.respond(to: request, responses, context)
         try Self.check(request.responseStatus)
     }
 
-    static func respond(to request: Grpc_Testing_StreamingOutputCallRequest,
-                        _ responses: RPCWriter<Grpc_Testing_StreamingOutputCallResponse>, _ context: ServerContext) async throws
-    {
+    static func respond(
+        to request: Grpc_Testing_StreamingOutputCallRequest,
+        _ responses: RPCWriter<Grpc_Testing_StreamingOutputCallResponse>, _ context: ServerContext
+    ) async throws {
         for p in request.responseParameters {
             if p.intervalUs > 0 { try await Task.sleep(for: .microseconds(Int(p.intervalUs))) }
             context.response.compression = p.compressed?.value == true ? .gzip : .identity
@@ -73,9 +79,10 @@ public struct TestServiceImpl: Grpc_Testing_TestService.ServiceProtocol {
         }
     }
 
-    public func streamingInputCall(_ requests: RPCStream<Grpc_Testing_StreamingInputCallRequest>,
-                                   context: ServerContext) async throws -> Grpc_Testing_StreamingInputCallResponse
-    {
+    public func streamingInputCall(
+        _ requests: RPCStream<Grpc_Testing_StreamingInputCallRequest>,
+        context: ServerContext
+    ) async throws -> Grpc_Testing_StreamingInputCallResponse {
         var total: Int32 = 0
         for try await r in requests {
             if r.expectCompressed?.value == true && !context.requestCompressed {
@@ -86,9 +93,10 @@ public struct TestServiceImpl: Grpc_Testing_TestService.ServiceProtocol {
         return Grpc_Testing_StreamingInputCallResponse(aggregatedPayloadSize: total)
     }
 
-    public func fullDuplexCall(_ requests: RPCStream<Grpc_Testing_StreamingOutputCallRequest>,
-                               responses: RPCWriter<Grpc_Testing_StreamingOutputCallResponse>, context: ServerContext) async throws
-    {
+    public func fullDuplexCall(
+        _ requests: RPCStream<Grpc_Testing_StreamingOutputCallRequest>,
+        responses: RPCWriter<Grpc_Testing_StreamingOutputCallResponse>, context: ServerContext
+    ) async throws {
         Self.echoMetadata(context)
         for try await r in requests {
             try Self.check(r.responseStatus)
@@ -96,15 +104,18 @@ public struct TestServiceImpl: Grpc_Testing_TestService.ServiceProtocol {
         }
     }
 
-    public func halfDuplexCall(_ requests: RPCStream<Grpc_Testing_StreamingOutputCallRequest>,
-                               responses: RPCWriter<Grpc_Testing_StreamingOutputCallResponse>, context: ServerContext) async throws
-    {
+    public func halfDuplexCall(
+        _ requests: RPCStream<Grpc_Testing_StreamingOutputCallRequest>,
+        responses: RPCWriter<Grpc_Testing_StreamingOutputCallResponse>, context: ServerContext
+    ) async throws {
         var all: [Grpc_Testing_StreamingOutputCallRequest] = []
         for try await r in requests { all.append(r) }
         for r in all { try await Self.respond(to: r, responses, context) }
     }
 
-    public func unimplementedCall(_ request: Grpc_Testing_Empty, context: ServerContext) async throws -> Grpc_Testing_Empty {
+    public func unimplementedCall(_ request: Grpc_Testing_Empty, context: ServerContext) async throws
+        -> Grpc_Testing_Empty
+    {
         throw RPCError(.unimplemented, "UnimplementedCall is not implemented, on purpose")
     }
 }
@@ -114,37 +125,45 @@ public struct BenchmarkServiceImpl: Grpc_Testing_BenchmarkService.ServiceProtoco
     public init() {}
 
     static func response(_ request: Grpc_Testing_SimpleRequest) -> Grpc_Testing_SimpleResponse {
-        Grpc_Testing_SimpleResponse(payload: Grpc_Testing_Payload(type: request.responseType,
-                                                                  body: [UInt8](repeating: 0, count: Int(max(0, request.responseSize)))))
+        Grpc_Testing_SimpleResponse(
+            payload: Grpc_Testing_Payload(
+                type: request.responseType,
+                body: [UInt8](repeating: 0, count: Int(max(0, request.responseSize)))))
     }
 
-    public func unaryCall(_ request: Grpc_Testing_SimpleRequest, context: ServerContext) async throws -> Grpc_Testing_SimpleResponse {
+    public func unaryCall(_ request: Grpc_Testing_SimpleRequest, context: ServerContext) async throws
+        -> Grpc_Testing_SimpleResponse
+    {
         Self.response(request)
     }
 
-    public func streamingCall(_ requests: RPCStream<Grpc_Testing_SimpleRequest>,
-                              responses: RPCWriter<Grpc_Testing_SimpleResponse>, context: ServerContext) async throws
-    {
+    public func streamingCall(
+        _ requests: RPCStream<Grpc_Testing_SimpleRequest>,
+        responses: RPCWriter<Grpc_Testing_SimpleResponse>, context: ServerContext
+    ) async throws {
         for try await r in requests { try await responses.write(Self.response(r)) }
     }
 
-    public func streamingFromClient(_ requests: RPCStream<Grpc_Testing_SimpleRequest>,
-                                    context: ServerContext) async throws -> Grpc_Testing_SimpleResponse
-    {
+    public func streamingFromClient(
+        _ requests: RPCStream<Grpc_Testing_SimpleRequest>,
+        context: ServerContext
+    ) async throws -> Grpc_Testing_SimpleResponse {
         var last = Grpc_Testing_SimpleRequest()
         for try await r in requests { last = r }
         return Self.response(last)
     }
 
-    public func streamingFromServer(_ request: Grpc_Testing_SimpleRequest,
-                                    responses: RPCWriter<Grpc_Testing_SimpleResponse>, context: ServerContext) async throws
-    {
+    public func streamingFromServer(
+        _ request: Grpc_Testing_SimpleRequest,
+        responses: RPCWriter<Grpc_Testing_SimpleResponse>, context: ServerContext
+    ) async throws {
         while !Task.isCancelled { try await responses.write(Self.response(request)) }
     }
 
-    public func streamingBothWays(_ requests: RPCStream<Grpc_Testing_SimpleRequest>,
-                                  responses: RPCWriter<Grpc_Testing_SimpleResponse>, context: ServerContext) async throws
-    {
+    public func streamingBothWays(
+        _ requests: RPCStream<Grpc_Testing_SimpleRequest>,
+        responses: RPCWriter<Grpc_Testing_SimpleResponse>, context: ServerContext
+    ) async throws {
         for try await r in requests { try await responses.write(Self.response(r)) }
     }
 }

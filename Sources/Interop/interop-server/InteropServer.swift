@@ -12,7 +12,8 @@ import Glibc
 struct InteropServer: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "interop-server",
-        abstract: "Serve grpc.testing.TestService and BenchmarkService (plus health and reflection) for interop tests and benchmarks.",
+        abstract:
+            "Serve grpc.testing.TestService and BenchmarkService (plus health and reflection) for interop tests and benchmarks.",
         discussion: """
             Plaintext h2c by default, as gRPC's interop servers do; --use_tls=true serves mutual TLS and
             then needs --tls_cert_file, --tls_key_file and --tls_ca_file (files made by `bazaar certs`).
@@ -37,8 +38,10 @@ struct InteropServer: ParsableCommand {
     @Option(name: .customLong("tls_ca_file"), help: "PEM CA that client certificates must chain to.")
     var caFile: String?
 
-    @Option(name: .customLong("allowed_callers"),
-            help: "Comma-separated identities (service names or spiffe:// IDs) allowed to call TestService; default anyone.")
+    @Option(
+        name: .customLong("allowed_callers"),
+        help: "Comma-separated identities (service names or spiffe:// IDs) allowed to call TestService; default anyone."
+    )
     var allowedCallers: String?
 
     @Option(name: .customLong("trust_domain"), help: "Trust domain for bare names in --allowed_callers.")
@@ -50,22 +53,27 @@ struct InteropServer: ParsableCommand {
     @Option(name: .customLong("drain_timeout_ms"), help: "How long a shutdown waits for in-flight calls.")
     var drainTimeoutMs: Int = 30_000
 
-    @Option(name: .customLong("max_connection_idle_ms"), help: "Close connections idle this long (GOAWAY); default never.")
+    @Option(
+        name: .customLong("max_connection_idle_ms"), help: "Close connections idle this long (GOAWAY); default never.")
     var maxIdleMs: Int?
 
-    @Option(name: .customLong("max_connection_age_ms"), help: "Drain connections older than this (GOAWAY); default never.")
+    @Option(
+        name: .customLong("max_connection_age_ms"), help: "Drain connections older than this (GOAWAY); default never.")
     var maxAgeMs: Int?
 
     @Option(name: .customLong("max_connection_age_grace_ms"), help: "Time in-flight calls get after max age.")
     var maxAgeGraceMs: Int = 30_000
 
-    @Option(name: .customLong("keepalive_min_ping_interval_ms"), help: "Shortest PING interval a client may use (gRFC A8).")
+    @Option(
+        name: .customLong("keepalive_min_ping_interval_ms"), help: "Shortest PING interval a client may use (gRFC A8).")
     var minPingIntervalMs: Int = 300_000
 
     @Option(name: .customLong("keepalive_time_ms"), help: "Ping a client after this long without reads (default 2 h).")
     var keepaliveTimeMs: Int = 7_200_000
 
-    @Option(name: .customLong("keepalive_timeout_ms"), help: "Close when a keepalive PING is not answered within this time.")
+    @Option(
+        name: .customLong("keepalive_timeout_ms"), help: "Close when a keepalive PING is not answered within this time."
+    )
     var keepaliveTimeoutMs: Int = 20_000
 
     @Option(name: .customLong("max_receive_message_size"), help: "Largest request message, in bytes.")
@@ -83,8 +91,10 @@ struct InteropServer: ParsableCommand {
     }
 
     func serve() async throws {
-        let security: TransportSecurity = useTLS
-            ? .mutualTLS(TLSConfiguration(certificateChainFile: certFile, privateKeyFile: keyFile, trustRootsFile: caFile))
+        let security: TransportSecurity =
+            useTLS
+            ? .mutualTLS(
+                TLSConfiguration(certificateChainFile: certFile, privateKeyFile: keyFile, trustRootsFile: caFile))
             : .plaintext
         var config = ServerConfiguration(host: host, port: port, security: security)
         config.loopCount = threads
@@ -99,10 +109,13 @@ struct InteropServer: ParsableCommand {
         config.maxReceiveMessageSize = maxReceive
         config.authorization.trustDomain = trustDomain
         if let allowedCallers {
-            config.authorization.allowLists["grpc.testing.TestService"] = allowedCallers.split(separator: ",").map(String.init)
+            config.authorization.allowLists["grpc.testing.TestService"] = allowedCallers.split(separator: ",").map(
+                String.init)
         }
         try MeshServerEnvironment.apply(to: &config)
-        let (_, services) = try MeshServerEnvironment.standardServices(serving: [TestServiceImpl(), BenchmarkServiceImpl()])
+        let (_, services) = try MeshServerEnvironment.standardServices(serving: [
+            TestServiceImpl(), BenchmarkServiceImpl(),
+        ])
         let server = try RPCServer(configuration: config, services: services)
         try await server.run { port in
             print("interop-server: listening on \(host):\(port) (\(useTLS ? "mTLS" : "h2c"))")

@@ -21,7 +21,9 @@ public final class JWTKey: @unchecked Sendable {
     /// The issuer (`iss`) tokens signed with this key must name (`nil`: the verifier's issuer).
     public let issuer: String?
 
-    private init(_ pkey: OpaquePointer, isPrivate: Bool, keyID: String, grantableRoles: Set<String>? = nil, issuer: String? = nil) {
+    private init(
+        _ pkey: OpaquePointer, isPrivate: Bool, keyID: String, grantableRoles: Set<String>? = nil, issuer: String? = nil
+    ) {
         self.pkey = pkey
         self.isPrivate = isPrivate
         self.keyID = keyID
@@ -36,7 +38,9 @@ public final class JWTKey: @unchecked Sendable {
         guard let ctx = EVP_PKEY_CTX_new_id(EVP_PKEY_ED25519, nil) else { throw JWTError("cannot make a key context") }
         defer { EVP_PKEY_CTX_free(ctx) }
         var key: OpaquePointer?
-        guard EVP_PKEY_keygen_init(ctx) == 1, EVP_PKEY_keygen(ctx, &key) == 1, let key else { throw JWTError("cannot generate an Ed25519 key") }
+        guard EVP_PKEY_keygen_init(ctx) == 1, EVP_PKEY_keygen(ctx, &key) == 1, let key else {
+            throw JWTError("cannot generate an Ed25519 key")
+        }
         return JWTKey(key, isPrivate: true, keyID: keyID)
     }
 
@@ -45,7 +49,9 @@ public final class JWTKey: @unchecked Sendable {
         // A memory BIO reads the buffer in place (it does not copy), so the buffer must outlive
         // every read: the parse runs inside withUnsafeBytes, never on a temporary array pointer.
         let (key, isPrivate) = try Array(pem.utf8).withUnsafeBytes { buffer throws -> (OpaquePointer, Bool) in
-            guard let bio = BIO_new_mem_buf(buffer.baseAddress, Int32(buffer.count)) else { throw JWTError("out of memory") }
+            guard let bio = BIO_new_mem_buf(buffer.baseAddress, Int32(buffer.count)) else {
+                throw JWTError("out of memory")
+            }
             defer { BIO_free(bio) }
             if let k = PEM_read_bio_PrivateKey(bio, nil, nil, nil) { return (k, true) }
             ERR_clear_error()
@@ -120,7 +126,9 @@ public final class JWTKey: @unchecked Sendable {
     }
 
     public var publicKeyPEM: String { Self.pem { PEM_write_bio_PUBKEY($0, pkey) } }
-    public var privateKeyPEM: String? { isPrivate ? Self.pem { PEM_write_bio_PrivateKey($0, pkey, nil, nil, 0, nil, nil) } : nil }
+    public var privateKeyPEM: String? {
+        isPrivate ? Self.pem { PEM_write_bio_PrivateKey($0, pkey, nil, nil, 0, nil, nil) } : nil
+    }
 
     private static func pem(_ write: (OpaquePointer) -> Int32) -> String {
         guard let bio = BIO_new(BIO_s_mem()) else { return "" }
@@ -138,7 +146,9 @@ public final class JWTKey: @unchecked Sendable {
         let es256 = algorithm == "ES256"
         var sig = [UInt8](repeating: 0, count: 160)
         var len = sig.count
-        guard EVP_DigestSignInit(md, nil, es256 ? EVP_sha256() : nil, nil, pkey) == 1, EVP_DigestSign(md, &sig, &len, message, message.count) == 1 else {
+        guard EVP_DigestSignInit(md, nil, es256 ? EVP_sha256() : nil, nil, pkey) == 1,
+            EVP_DigestSign(md, &sig, &len, message, message.count) == 1
+        else {
             throw JWTError("signing failed")
         }
         guard es256 else { return Array(sig[0..<len]) }
@@ -146,10 +156,13 @@ public final class JWTKey: @unchecked Sendable {
         var p: UnsafePointer<UInt8>? = UnsafePointer(sig)
         guard let ecdsa = d2i_ECDSA_SIG(nil, &p, len) else { throw JWTError("signing failed") }
         defer { ECDSA_SIG_free(ecdsa) }
-        var r: OpaquePointer?, s: OpaquePointer?
+        var r: OpaquePointer?
+        var s: OpaquePointer?
         ECDSA_SIG_get0(ecdsa, &r, &s)
         var out = [UInt8](repeating: 0, count: 64)
-        guard BN_bn2binpad(r, &out, 32) == 32, out.withUnsafeMutableBufferPointer({ BN_bn2binpad(s, $0.baseAddress! + 32, 32) }) == 32 else {
+        guard BN_bn2binpad(r, &out, 32) == 32,
+            out.withUnsafeMutableBufferPointer({ BN_bn2binpad(s, $0.baseAddress! + 32, 32) }) == 32
+        else {
             throw JWTError("signing failed")
         }
         return out
@@ -159,7 +172,8 @@ public final class JWTKey: @unchecked Sendable {
         guard let md = EVP_MD_CTX_new() else { return false }
         defer { EVP_MD_CTX_free(md) }
         guard algorithm == "ES256" else {
-            return EVP_DigestVerifyInit(md, nil, nil, nil, pkey) == 1 && EVP_DigestVerify(md, signature, signature.count, message, message.count) == 1
+            return EVP_DigestVerifyInit(md, nil, nil, nil, pkey) == 1
+                && EVP_DigestVerify(md, signature, signature.count, message, message.count) == 1
         }
         guard signature.count == 64, let ecdsa = ECDSA_SIG_new() else { return false }
         defer { ECDSA_SIG_free(ecdsa) }
@@ -170,7 +184,8 @@ public final class JWTKey: @unchecked Sendable {
         let n = i2d_ECDSA_SIG(ecdsa, &der)
         guard n > 0, let der else { return false }
         defer { CRYPTO_free(der, #file, #line) }
-        return EVP_DigestVerifyInit(md, nil, EVP_sha256(), nil, pkey) == 1 && EVP_DigestVerify(md, der, Int(n), message, message.count) == 1
+        return EVP_DigestVerifyInit(md, nil, EVP_sha256(), nil, pkey) == 1
+            && EVP_DigestVerify(md, der, Int(n), message, message.count) == 1
     }
 }
 
@@ -202,9 +217,10 @@ public enum JWT {
     }
 
     /// An access token for `subject`, valid `lifetime` seconds from `now`.
-    public static func issue(subject: String, issuer: String, audience: String, lifetime: Int, roles: [String] = [],
-                             extra: [String: Any] = [:], key: JWTKey, now: Double = Date().timeIntervalSince1970) throws -> String
-    {
+    public static func issue(
+        subject: String, issuer: String, audience: String, lifetime: Int, roles: [String] = [],
+        extra: [String: Any] = [:], key: JWTKey, now: Double = Date().timeIntervalSince1970
+    ) throws -> String {
         var claims = extra
         claims["sub"] = subject
         claims["iss"] = issuer
@@ -223,26 +239,33 @@ public enum JWT {
     /// Verifies `token` against `keys` (by `kid`, or each when it names none) and the claims:
     /// expiry, `nbf`, issuer, audience, a lifetime of at most `maxLifetime`, and roles the
     /// signing key may grant (``JWTKey/grantableRoles``).
-    public static func verify(_ token: String, keys: [JWTKey], issuer: String?, audience: String?, leeway: Double = 30,
-                              maxLifetime: Double? = defaultMaxLifetime, now: Double = Date().timeIntervalSince1970) throws -> Claims
-    {
+    public static func verify(
+        _ token: String, keys: [JWTKey], issuer: String?, audience: String?, leeway: Double = 30,
+        maxLifetime: Double? = defaultMaxLifetime, now: Double = Date().timeIntervalSince1970
+    ) throws -> Claims {
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 3 else { throw JWTError("not a compact JWS (three dot-separated parts)") }
         guard let headerBytes = base64urlDecode(parts[0]), let payloadBytes = base64urlDecode(parts[1]),
-              let signature = base64urlDecode(parts[2])
+            let signature = base64urlDecode(parts[2])
         else { throw JWTError("malformed base64url") }
         guard let header = try? JSONSerialization.jsonObject(with: Data(headerBytes)) as? [String: Any] else {
             throw JWTError("the header is not a JSON object")
         }
-        guard let alg = header["alg"] as? String, alg == "EdDSA" || alg == "ES256", keys.contains(where: { $0.algorithm == alg }) else {
-            throw JWTError("algorithm \(header["alg"].map { "\($0)" } ?? "(none)") is not accepted; only \(Set(keys.map(\.algorithm)).sorted().joined(separator: " or "))")
+        guard let alg = header["alg"] as? String, alg == "EdDSA" || alg == "ES256",
+            keys.contains(where: { $0.algorithm == alg })
+        else {
+            throw JWTError(
+                "algorithm \(header["alg"].map { "\($0)" } ?? "(none)") is not accepted; only \(Set(keys.map(\.algorithm)).sorted().joined(separator: " or "))"
+            )
         }
         if header["crit"] != nil { throw JWTError("critical header extensions are not supported") }
         let ofAlg = keys.filter { $0.algorithm == alg }
         let candidates = (header["kid"] as? String).map { kid in ofAlg.filter { $0.keyID == kid } } ?? ofAlg
         guard !candidates.isEmpty else { throw JWTError("unknown signing key") }
         let signingInput = Array(token.utf8.prefix(parts[0].utf8.count + 1 + parts[1].utf8.count))
-        guard let signer = candidates.first(where: { $0.verify(signature, signingInput) }) else { throw JWTError("bad signature") }
+        guard let signer = candidates.first(where: { $0.verify(signature, signingInput) }) else {
+            throw JWTError("bad signature")
+        }
         guard let claims = try? JSONSerialization.jsonObject(with: Data(payloadBytes)) as? [String: Any] else {
             throw JWTError("the payload is not a JSON object")
         }
@@ -252,13 +275,19 @@ public enum JWT {
         if let nbf, now + leeway < nbf { throw JWTError("not valid yet (nbf)") }
         if let maxLifetime {
             let start = (claims["iat"] as? NSNumber)?.doubleValue ?? nbf ?? now
-            if exp - start > maxLifetime + leeway { throw JWTError("the token lives longer than \(Int(maxLifetime)) s") }
+            if exp - start > maxLifetime + leeway {
+                throw JWTError("the token lives longer than \(Int(maxLifetime)) s")
+            }
         }
         if let allowed = signer.grantableRoles {
             let roles = (claims["roles"] as? [String]) ?? []
-            if let role = roles.first(where: { !allowed.contains($0) }) { throw JWTError("the signing key may not grant the role \(role)") }
+            if let role = roles.first(where: { !allowed.contains($0) }) {
+                throw JWTError("the signing key may not grant the role \(role)")
+            }
         }
-        if let expected = signer.issuer ?? issuer, claims["iss"] as? String != expected { throw JWTError("wrong issuer") }
+        if let expected = signer.issuer ?? issuer, claims["iss"] as? String != expected {
+            throw JWTError("wrong issuer")
+        }
         if let audience {
             let aud = (claims["aud"] as? [String]) ?? (claims["aud"] as? String).map { [$0] } ?? []
             guard aud.contains(audience) else { throw JWTError("wrong audience") }
@@ -267,7 +296,9 @@ public enum JWT {
     }
 
     /// base64url without padding, as JWS writes every part.
-    public static func base64url(_ bytes: some Collection<UInt8>) -> String { Base64.encode(bytes, alphabet: .url, padding: false) }
+    public static func base64url(_ bytes: some Collection<UInt8>) -> String {
+        Base64.encode(bytes, alphabet: .url, padding: false)
+    }
 
     static func base64urlDecode(_ text: Substring) -> [UInt8]? {
         // JWS parts have no padding: a `=` is as malformed as any character outside the alphabet.

@@ -20,12 +20,16 @@ public struct PasswordHasher: Sendable {
     /// A new hash with a fresh random salt.
     public func hash(_ password: String) throws -> String {
         var salt = [UInt8](repeating: 0, count: saltLength)
-        guard RAND_bytes(&salt, Int32(saltLength)) == 1 else { throw Failure(description: "no random bytes for a salt") }
-        let length = argon2_encodedlen(iterations, memoryKiB, parallelism, UInt32(saltLength), UInt32(hashLength), Argon2_id)
+        guard RAND_bytes(&salt, Int32(saltLength)) == 1 else {
+            throw Failure(description: "no random bytes for a salt")
+        }
+        let length = argon2_encodedlen(
+            iterations, memoryKiB, parallelism, UInt32(saltLength), UInt32(hashLength), Argon2_id)
         var encoded = [CChar](repeating: 0, count: length + 1)
         let pwd = Array(password.utf8)
-        let rc = argon2id_hash_encoded(iterations, memoryKiB, parallelism, pwd, pwd.count, salt, salt.count, hashLength,
-                                       &encoded, encoded.count)
+        let rc = argon2id_hash_encoded(
+            iterations, memoryKiB, parallelism, pwd, pwd.count, salt, salt.count, hashLength,
+            &encoded, encoded.count)
         guard rc == ARGON2_OK.rawValue else { throw Failure(description: String(cString: argon2_error_message(rc))) }
         return String(cString: encoded)
     }
@@ -40,7 +44,8 @@ public struct PasswordHasher: Sendable {
     /// Whether a stored hash was made with weaker parameters than these (rehash on next login).
     public func needsRehash(_ encoded: String) -> Bool {
         guard let params = encoded.split(separator: "$").dropFirst(2).first else { return true }
-        var m: UInt32 = 0, t: UInt32 = 0
+        var m: UInt32 = 0
+        var t: UInt32 = 0
         for part in params.split(separator: ",") {
             let kv = part.split(separator: "=")
             guard kv.count == 2, let v = UInt32(kv[1]) else { continue }

@@ -1,8 +1,8 @@
 import BazaarCore
 import CBazaarOpenSSL
-import Synchronization
 import Dispatch
 import Foundation
+import Synchronization
 
 /// Opaque secrets (refresh tokens): 256 random bits, stored only as their SHA-256. A fast hash is
 /// right here, unlike for passwords: the secret has full entropy, so there is nothing to guess.
@@ -46,8 +46,9 @@ extension PasswordHasher {
 /// before it starts.
 public final class SecretWork: Sendable {
     /// The process's queue (slots from the CPU budget, `BAZAAR_ARGON2_QUEUE` waiting, default 8 per slot).
-    public static let shared = SecretWork(slots: CPUBudget.count,
-                                          maxWaiting: Int(ProcessEnvironment.current["BAZAAR_ARGON2_QUEUE"] ?? "") ?? 8 * CPUBudget.count)
+    public static let shared = SecretWork(
+        slots: CPUBudget.count,
+        maxWaiting: Int(ProcessEnvironment.current["BAZAAR_ARGON2_QUEUE"] ?? "") ?? 8 * CPUBudget.count)
 
     public let slots: Int
     public let maxWaiting: Int
@@ -111,7 +112,10 @@ public final class SecretWork: Sendable {
                 case .run: start()
                 case .wait: break
                 case .cancelled: cancel()
-                case .shed: k.resume(throwing: RPCError(.resourceExhausted, "the server is busy checking passwords; try again in a moment"))
+                case .shed:
+                    k.resume(
+                        throwing: RPCError(
+                            .resourceExhausted, "the server is busy checking passwords; try again in a moment"))
                 }
             }
         } onCancel: {

@@ -57,21 +57,28 @@ public enum CallerAddress {
 /// ``UserAuthenticator`` and the edge gateway), each turning the refusals into its own statuses.
 public enum BearerAuth {
     /// The verified user of an `authorization` header value (`Bearer <access token>`).
-    public static func user(authorization header: String, keys: [JWTKey], issuer: String?, audience: String?,
-                            maxLifetime: Double = JWT.defaultMaxLifetime) throws(JWTError) -> UserIdentity {
+    public static func user(
+        authorization header: String, keys: [JWTKey], issuer: String?, audience: String?,
+        maxLifetime: Double = JWT.defaultMaxLifetime
+    ) throws(JWTError) -> UserIdentity {
         let parts = header.split(separator: " ", maxSplits: 1)
-        guard parts.count == 2, parts[0].lowercased() == "bearer" else { throw JWTError("use authorization: Bearer <access token>") }
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else {
+            throw JWTError("use authorization: Bearer <access token>")
+        }
         let claims: JWT.Claims
         do {
-            claims = try JWT.verify(String(parts[1]).trimming(" "), keys: keys, issuer: issuer, audience: audience, maxLifetime: maxLifetime)
+            claims = try JWT.verify(
+                String(parts[1]).trimming(" "), keys: keys, issuer: issuer, audience: audience, maxLifetime: maxLifetime
+            )
         } catch let e as JWTError {
             throw e
         } catch {
             throw JWTError("invalid token")
         }
         guard let subject = claims.subject, !subject.isEmpty else { throw JWTError("no subject (sub)") }
-        var user = UserIdentity(subject: subject, roles: claims.roles, scopes: claims.scopes,
-                                issuedAt: (claims.values["iat"] as? NSNumber)?.doubleValue)
+        var user = UserIdentity(
+            subject: subject, roles: claims.roles, scopes: claims.scopes,
+            issuedAt: (claims.values["iat"] as? NSNumber)?.doubleValue)
         if let micros = (claims.values["iat_us"] as? NSNumber)?.int64Value {
             user.issuedAt = Double(micros) / 1e6
             user.issuedAtIsPrecise = true
@@ -127,16 +134,24 @@ public struct UserAuthenticator: RPCInterceptor {
 
     public func intercept(_ head: RPCCallHead, next: @Sendable (RPCCallHead) async throws -> Void) async throws {
         let rule = head.method.options.auth
-        if rule.level == .internal || infrastructureServices.contains(head.method.service) { return try await next(head) }
+        if rule.level == .internal || infrastructureServices.contains(head.method.service) {
+            return try await next(head)
+        }
         let user = try authenticate(head)
         if rule.level == .authenticated {
             guard let user else {
-                throw RPCError(.unauthenticated, "\(head.method.path) needs a signed-in user: send authorization: Bearer <access token>")
+                throw RPCError(
+                    .unauthenticated,
+                    "\(head.method.path) needs a signed-in user: send authorization: Bearer <access token>")
             }
-            if let why = BearerAuth.refusal(user, rule) { throw RPCError(.permissionDenied, "\(head.method.path): \(why)") }
+            if let why = BearerAuth.refusal(user, rule) {
+                throw RPCError(.permissionDenied, "\(head.method.path): \(why)")
+            }
         }
         let address: String?
-        if let peer = head.peerIdentity, trustedForwarders.contains(peer), let forwarded = head.metadata[ForwardedIdentity.clientAddressKey] {
+        if let peer = head.peerIdentity, trustedForwarders.contains(peer),
+            let forwarded = head.metadata[ForwardedIdentity.clientAddressKey]
+        {
             address = forwarded
         } else {
             address = head.peerIdentity.map { "mesh:" + $0 }
@@ -148,14 +163,18 @@ public struct UserAuthenticator: RPCInterceptor {
 
     /// The verified user of a call, `nil` when it carries no credentials.
     public func authenticate(_ head: RPCCallHead) throws(RPCError) -> UserIdentity? {
-        if let peer = head.peerIdentity, trustedForwarders.contains(peer), let subject = head.metadata[ForwardedIdentity.subjectKey] {
-            let roles = head.metadata[ForwardedIdentity.rolesKey]?.split(separator: ",").map { String($0.trimming(" ")) } ?? []
+        if let peer = head.peerIdentity, trustedForwarders.contains(peer),
+            let subject = head.metadata[ForwardedIdentity.subjectKey]
+        {
+            let roles =
+                head.metadata[ForwardedIdentity.rolesKey]?.split(separator: ",").map { String($0.trimming(" ")) } ?? []
             let scopes = head.metadata[ForwardedIdentity.scopesKey]?.split(separator: " ").map(String.init) ?? []
             return UserIdentity(subject: subject, roles: roles.filter { !$0.isEmpty }, scopes: scopes)
         }
         guard let header = head.metadata["authorization"] else { return nil }
         do {
-            return try BearerAuth.user(authorization: header, keys: keys, issuer: issuer, audience: audience, maxLifetime: maxTokenLifetime)
+            return try BearerAuth.user(
+                authorization: header, keys: keys, issuer: issuer, audience: audience, maxLifetime: maxTokenLifetime)
         } catch {
             throw RPCError(.unauthenticated, "access token refused: \(error.description)")
         }

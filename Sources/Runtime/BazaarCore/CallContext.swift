@@ -19,9 +19,10 @@ public struct CallOptions: Sendable {
     /// Receives the server's initial and trailing metadata, when the caller wants them.
     public var responseMetadata: ResponseMetadata?
 
-    public init(timeout: Duration? = nil, metadata: Metadata = Metadata(), waitForReady: Bool = false,
-                compression: MessageCompression = .identity, responseMetadata: ResponseMetadata? = nil)
-    {
+    public init(
+        timeout: Duration? = nil, metadata: Metadata = Metadata(), waitForReady: Bool = false,
+        compression: MessageCompression = .identity, responseMetadata: ResponseMetadata? = nil
+    ) {
         self.timeout = timeout
         self.metadata = metadata
         self.waitForReady = waitForReady
@@ -79,9 +80,10 @@ public struct ServerContext: Sendable {
         var observation: AnyObject?
         let response: ResponseMetadata
 
-        init(method: MethodDescriptor, metadata: Metadata, deadline: ContinuousClock.Instant?, peerIdentity: String?,
-             peerAddress: String?, requestCompressed: Bool, response: ResponseMetadata)
-        {
+        init(
+            method: MethodDescriptor, metadata: Metadata, deadline: ContinuousClock.Instant?, peerIdentity: String?,
+            peerAddress: String?, requestCompressed: Bool, response: ResponseMetadata
+        ) {
             self.method = method
             self.metadata = metadata
             self.deadline = deadline
@@ -92,8 +94,9 @@ public struct ServerContext: Sendable {
         }
 
         func copy() -> Storage {
-            let s = Storage(method: method, metadata: metadata, deadline: deadline, peerIdentity: peerIdentity,
-                            peerAddress: peerAddress, requestCompressed: requestCompressed, response: response)
+            let s = Storage(
+                method: method, metadata: metadata, deadline: deadline, peerIdentity: peerIdentity,
+                peerAddress: peerAddress, requestCompressed: requestCompressed, response: response)
             s.observation = observation
             return s
         }
@@ -107,47 +110,70 @@ public struct ServerContext: Sendable {
 
     public var method: MethodDescriptor {
         get { storage.method }
-        set { unique(); storage.method = newValue }
+        set {
+            unique()
+            storage.method = newValue
+        }
     }
     /// Request metadata.
     public var metadata: Metadata {
         get { storage.metadata }
-        set { unique(); storage.metadata = newValue }
+        set {
+            unique()
+            storage.metadata = newValue
+        }
     }
     /// When the caller stops waiting, if it set a deadline.
     public var deadline: ContinuousClock.Instant? {
         get { storage.deadline }
-        set { unique(); storage.deadline = newValue }
+        set {
+            unique()
+            storage.deadline = newValue
+        }
     }
     /// The caller's mesh identity (`spiffe://<trust-domain>/<service>`) from its certificate.
     public var peerIdentity: String? {
         get { storage.peerIdentity }
-        set { unique(); storage.peerIdentity = newValue }
+        set {
+            unique()
+            storage.peerIdentity = newValue
+        }
     }
     /// The caller's address (`ip:port`), when the call came over the network.
     public var peerAddress: String? {
         get { storage.peerAddress }
-        set { unique(); storage.peerAddress = newValue }
+        set {
+            unique()
+            storage.peerAddress = newValue
+        }
     }
     /// Whether the (last) request message arrived compressed.
     public var requestCompressed: Bool {
         get { storage.requestCompressed }
-        set { unique(); storage.requestCompressed = newValue }
+        set {
+            unique()
+            storage.requestCompressed = newValue
+        }
     }
     /// What the server's ``ServerCallObserver`` keeps for this call (telemetry's span and timer).
     public var observation: AnyObject? {
         get { storage.observation }
-        set { unique(); storage.observation = newValue }
+        set {
+            unique()
+            storage.observation = newValue
+        }
     }
     /// Response headers, trailers and compression, which the handler may set.
     public var response: ResponseMetadata { storage.response }
 
-    public init(method: MethodDescriptor, metadata: Metadata = Metadata(), deadline: ContinuousClock.Instant? = nil,
-                peerIdentity: String? = nil, peerAddress: String? = nil, requestCompressed: Bool = false,
-                response: ResponseMetadata = ResponseMetadata())
-    {
-        storage = Storage(method: method, metadata: metadata, deadline: deadline, peerIdentity: peerIdentity,
-                          peerAddress: peerAddress, requestCompressed: requestCompressed, response: response)
+    public init(
+        method: MethodDescriptor, metadata: Metadata = Metadata(), deadline: ContinuousClock.Instant? = nil,
+        peerIdentity: String? = nil, peerAddress: String? = nil, requestCompressed: Bool = false,
+        response: ResponseMetadata = ResponseMetadata()
+    ) {
+        storage = Storage(
+            method: method, metadata: metadata, deadline: deadline, peerIdentity: peerIdentity,
+            peerAddress: peerAddress, requestCompressed: requestCompressed, response: response)
     }
 }
 

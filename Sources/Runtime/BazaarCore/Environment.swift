@@ -6,7 +6,9 @@ public struct Environment: Sendable {
 
     public init(_ values: [String: String], upstream: String?) {
         self.values = values
-        self.upstream = upstream.map { $0.uppercased().map { $0.isLetter || $0.isNumber ? $0 : "_" }.reduce("") { $0 + String($1) } }
+        self.upstream = upstream.map {
+            $0.uppercased().map { $0.isLetter || $0.isNumber ? $0 : "_" }.reduce("") { $0 + String($1) }
+        }
     }
 
     /// This process's environment.
@@ -25,13 +27,17 @@ public struct Environment: Sendable {
 
     public func int(_ key: String, _ range: ClosedRange<Int>) throws(RPCError) -> Int? {
         guard let v = self[key] else { return nil }
-        guard let n = Int(v), range.contains(n) else { throw RPCError(.invalidArgument, "\(name(key))='\(v)': expected a whole number in \(range)") }
+        guard let n = Int(v), range.contains(n) else {
+            throw RPCError(.invalidArgument, "\(name(key))='\(v)': expected a whole number in \(range)")
+        }
         return n
     }
 
     public func double(_ key: String, _ range: ClosedRange<Double>) throws(RPCError) -> Double? {
         guard let v = self[key] else { return nil }
-        guard let n = Double(v), range.contains(n) else { throw RPCError(.invalidArgument, "\(name(key))='\(v)': expected a number in \(range)") }
+        guard let n = Double(v), range.contains(n) else {
+            throw RPCError(.invalidArgument, "\(name(key))='\(v)': expected a number in \(range)")
+        }
         return n
     }
 

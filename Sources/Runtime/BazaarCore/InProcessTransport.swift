@@ -11,14 +11,17 @@ public struct InProcessTransport: ClientTransport {
     }
 
     private func handler(_ method: MethodDescriptor) throws -> RPCHandler {
-        guard let h = handlers[method.path] else { throw RPCError(.unimplemented, "method \(method.path) is not served") }
+        guard let h = handlers[method.path] else {
+            throw RPCError(.unimplemented, "method \(method.path) is not served")
+        }
         return h
     }
 
     private func context(_ method: MethodDescriptor, _ options: CallOptions) -> ServerContext {
         let timeout = options.timeout ?? method.options.defaultDeadline
-        return ServerContext(method: method, metadata: options.metadata,
-                             deadline: timeout.map { ContinuousClock.now.advanced(by: $0) }, peerIdentity: nil)
+        return ServerContext(
+            method: method, metadata: options.metadata,
+            deadline: timeout.map { ContinuousClock.now.advanced(by: $0) }, peerIdentity: nil)
     }
 
     public func unary(_ method: MethodDescriptor, request: [UInt8], options: CallOptions) async throws -> [UInt8] {
@@ -29,8 +32,12 @@ public struct InProcessTransport: ClientTransport {
                 return try await body(request, context(method, options))
             case .streaming(let body):
                 let (out, continuation) = RPCStream<[UInt8]>.makeStream()
-                try await body(RPCStream { $0.yield(request); $0.finish() }, RPCWriter { continuation.yield($0) },
-                               context(method, options))
+                try await body(
+                    RPCStream {
+                        $0.yield(request)
+                        $0.finish()
+                    }, RPCWriter { continuation.yield($0) },
+                    context(method, options))
                 continuation.finish()
                 var it = out.makeAsyncIterator()
                 guard let first = try await it.next() else { throw RPCError(.internal, "no response message") }
@@ -41,7 +48,9 @@ public struct InProcessTransport: ClientTransport {
         }
     }
 
-    public func streaming(_ method: MethodDescriptor, requests: RPCStream<[UInt8]>, options: CallOptions) -> RPCStream<[UInt8]> {
+    public func streaming(_ method: MethodDescriptor, requests: RPCStream<[UInt8]>, options: CallOptions) -> RPCStream<
+        [UInt8]
+    > {
         let (out, continuation) = RPCStream<[UInt8]>.makeStream()
         let ctx = context(method, options)
         let h: RPCHandler
@@ -54,7 +63,9 @@ public struct InProcessTransport: ClientTransport {
                 switch h.body {
                 case .unary(let body):
                     var it = requests.makeAsyncIterator()
-                    guard let first = try await it.next() else { throw RPCError(.invalidArgument, "missing request message") }
+                    guard let first = try await it.next() else {
+                        throw RPCError(.invalidArgument, "missing request message")
+                    }
                     continuation.yield(try await body(first, ctx))
                 case .streaming(let body):
                     try await body(requests, RPCWriter { continuation.yield($0) }, ctx)

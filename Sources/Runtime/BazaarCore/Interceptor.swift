@@ -9,9 +9,10 @@ public struct RPCCallHead: Sendable {
     /// The caller's address (`ip:port`) on the server side; `nil` on the client side.
     public var peerAddress: String?
 
-    public init(method: MethodDescriptor, metadata: Metadata, deadline: ContinuousClock.Instant?, peerIdentity: String?,
-                peerAddress: String? = nil)
-    {
+    public init(
+        method: MethodDescriptor, metadata: Metadata, deadline: ContinuousClock.Instant?, peerIdentity: String?,
+        peerAddress: String? = nil
+    ) {
         self.method = method
         self.metadata = metadata
         self.deadline = deadline
@@ -35,9 +36,10 @@ extension Array where Element == any RPCInterceptor {
     }
 }
 
-private func chain(_ rest: ArraySlice<any RPCInterceptor>, _ head: RPCCallHead,
-                   _ body: @escaping @Sendable (RPCCallHead) async throws -> Void) async throws
-{
+private func chain(
+    _ rest: ArraySlice<any RPCInterceptor>, _ head: RPCCallHead,
+    _ body: @escaping @Sendable (RPCCallHead) async throws -> Void
+) async throws {
     guard let first = rest.first else { return try await body(head) }
     let tail = rest.dropFirst()
     try await first.intercept(head) { try await chain(tail, $0, body) }

@@ -44,7 +44,8 @@ public struct Metadata: Sendable, Hashable, Sequence {
     public func makeIterator() -> IndexingIterator<[(key: String, value: Value)]> { entries.makeIterator() }
 
     public static func == (a: Metadata, b: Metadata) -> Bool {
-        a.entries.count == b.entries.count && zip(a.entries, b.entries).allSatisfy { $0.key == $1.key && $0.value == $1.value }
+        a.entries.count == b.entries.count
+            && zip(a.entries, b.entries).allSatisfy { $0.key == $1.key && $0.value == $1.value }
     }
 
     public func hash(into h: inout Hasher) {

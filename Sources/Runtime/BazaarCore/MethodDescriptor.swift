@@ -72,9 +72,10 @@ public struct MethodOptions: Sendable, Hashable {
     /// HTTP status of success at the gateway.
     public var successStatus: Int
 
-    public init(http: [HTTPRule] = [], auth: AuthRequirement = AuthRequirement(level: .authenticated),
-                defaultDeadline: Duration? = nil, idempotency: Idempotency = .unknown, successStatus: Int = 200)
-    {
+    public init(
+        http: [HTTPRule] = [], auth: AuthRequirement = AuthRequirement(level: .authenticated),
+        defaultDeadline: Duration? = nil, idempotency: Idempotency = .unknown, successStatus: Int = 200
+    ) {
         self.http = http
         self.auth = auth
         self.defaultDeadline = defaultDeadline
@@ -100,9 +101,10 @@ public final class MethodDescriptor: Sendable, Hashable, CustomStringConvertible
     /// The HTTP/2 `:path` of the method: `/shop.v1.CatalogService/GetProduct`.
     public let path: String
 
-    public init(service: String, method: String, kind: RPCKind, inputType: String, outputType: String,
-                options: MethodOptions = MethodOptions())
-    {
+    public init(
+        service: String, method: String, kind: RPCKind, inputType: String, outputType: String,
+        options: MethodOptions = MethodOptions()
+    ) {
         self.service = service
         self.method = method
         self.kind = kind
@@ -115,8 +117,9 @@ public final class MethodDescriptor: Sendable, Hashable, CustomStringConvertible
     public var description: String { path }
 
     public static func == (a: MethodDescriptor, b: MethodDescriptor) -> Bool {
-        a === b || (a.path == b.path && a.kind == b.kind && a.inputType == b.inputType && a.outputType == b.outputType
-            && a.options == b.options)
+        a === b
+            || (a.path == b.path && a.kind == b.kind && a.inputType == b.inputType && a.outputType == b.outputType
+                && a.options == b.options)
     }
 
     public func hash(into h: inout Hasher) { h.combine(path) }

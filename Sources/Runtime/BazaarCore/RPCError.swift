@@ -50,7 +50,9 @@ public struct RPCError: Error, Sendable, Hashable, CustomStringConvertible {
     /// committed: the server has seen it, so it is never retried.
     public var responseStarted: Bool
 
-    public init(_ code: StatusCode, _ message: String = "", metadata: Metadata = Metadata(), responseStarted: Bool = false) {
+    public init(
+        _ code: StatusCode, _ message: String = "", metadata: Metadata = Metadata(), responseStarted: Bool = false
+    ) {
         self.code = code
         self.message = message
         self.metadata = metadata

@@ -48,7 +48,9 @@ public struct RPCStream<Element: Sendable>: AsyncSequence, Sendable {
     }
 
     /// Any async sequence, transformed element by element as the reader pulls.
-    public init<Source: AsyncSequence & Sendable>(_ source: Source, transform: @escaping @Sendable (Source.Element) throws -> Element)
+    public init<Source: AsyncSequence & Sendable>(
+        _ source: Source, transform: @escaping @Sendable (Source.Element) throws -> Element
+    )
     where Source.Failure == any Error {
         produce = {
             var it = source.makeAsyncIterator()

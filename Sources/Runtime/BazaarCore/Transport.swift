@@ -21,7 +21,9 @@ public protocol RPCService: Sendable {
 public struct RPCHandler: Sendable {
     public enum Body: Sendable {
         case unary(@Sendable (_ request: [UInt8], _ context: ServerContext) async throws -> [UInt8])
-        case streaming(@Sendable (_ requests: RPCStream<[UInt8]>, _ responses: RPCWriter<[UInt8]>, _ context: ServerContext) async throws -> Void)
+        case streaming(
+            @Sendable (_ requests: RPCStream<[UInt8]>, _ responses: RPCWriter<[UInt8]>, _ context: ServerContext)
+                async throws -> Void)
     }
 
     public let method: MethodDescriptor
@@ -55,9 +57,10 @@ func encode<M: WireMessage>(_ message: M) throws -> [UInt8] {
 
 /// Maps a typed stream to bytes (or back) as the reader pulls: no task, no extra buffer, so
 /// back-pressure reaches the transport.
-func mapStream<In: Sendable, Out: Sendable>(_ input: some AsyncSequence<In, any Error> & Sendable,
-                                            _ transform: @escaping @Sendable (In) throws -> Out) -> RPCStream<Out>
-{
+func mapStream<In: Sendable, Out: Sendable>(
+    _ input: some AsyncSequence<In, any Error> & Sendable,
+    _ transform: @escaping @Sendable (In) throws -> Out
+) -> RPCStream<Out> {
     RPCStream(input, transform: transform)
 }
 
@@ -65,59 +68,82 @@ extension RPCHandler {
     public static func unary<Req: WireMessage, Resp: WireMessage>(
         _ method: MethodDescriptor, _ body: @escaping @Sendable (Req, ServerContext) async throws -> Resp
     ) -> RPCHandler {
-        RPCHandler(method: method, body: .unary { bytes, context in
-            try encode(try await body(try decode(Req.self, bytes, request: true), context))
-        })
+        RPCHandler(
+            method: method,
+            body: .unary { bytes, context in
+                try encode(try await body(try decode(Req.self, bytes, request: true), context))
+            })
     }
 
     public static func serverStreaming<Req: WireMessage, Resp: WireMessage>(
-        _ method: MethodDescriptor, _ body: @escaping @Sendable (Req, RPCWriter<Resp>, ServerContext) async throws -> Void
+        _ method: MethodDescriptor,
+        _ body: @escaping @Sendable (Req, RPCWriter<Resp>, ServerContext) async throws -> Void
     ) -> RPCHandler {
-        RPCHandler(method: method, body: .streaming { requests, responses, context in
-            var iterator = requests.makeAsyncIterator()
-            guard let first = try await iterator.next() else { throw RPCError(.invalidArgument, "missing request message") }
-            if try await iterator.next() != nil { throw RPCError(.invalidArgument, "more than one request message") }
-            try await body(try decode(Req.self, first, request: true), RPCWriter { try await responses.write(try encode($0)) }, context)
-        })
+        RPCHandler(
+            method: method,
+            body: .streaming { requests, responses, context in
+                var iterator = requests.makeAsyncIterator()
+                guard let first = try await iterator.next() else {
+                    throw RPCError(.invalidArgument, "missing request message")
+                }
+                if try await iterator.next() != nil {
+                    throw RPCError(.invalidArgument, "more than one request message")
+                }
+                try await body(
+                    try decode(Req.self, first, request: true), RPCWriter { try await responses.write(try encode($0)) },
+                    context)
+            })
     }
 
     public static func clientStreaming<Req: WireMessage, Resp: WireMessage>(
         _ method: MethodDescriptor, _ body: @escaping @Sendable (RPCStream<Req>, ServerContext) async throws -> Resp
     ) -> RPCHandler {
-        RPCHandler(method: method, body: .streaming { requests, responses, context in
-            let typed = mapStream(requests) { try decode(Req.self, $0, request: true) }
-            try await responses.write(try encode(try await body(typed, context)))
-        })
+        RPCHandler(
+            method: method,
+            body: .streaming { requests, responses, context in
+                let typed = mapStream(requests) { try decode(Req.self, $0, request: true) }
+                try await responses.write(try encode(try await body(typed, context)))
+            })
     }
 
     public static func bidirectionalStreaming<Req: WireMessage, Resp: WireMessage>(
-        _ method: MethodDescriptor, _ body: @escaping @Sendable (RPCStream<Req>, RPCWriter<Resp>, ServerContext) async throws -> Void
+        _ method: MethodDescriptor,
+        _ body: @escaping @Sendable (RPCStream<Req>, RPCWriter<Resp>, ServerContext) async throws -> Void
     ) -> RPCHandler {
-        RPCHandler(method: method, body: .streaming { requests, responses, context in
-            let typed = mapStream(requests) { try decode(Req.self, $0, request: true) }
-            try await body(typed, RPCWriter { try await responses.write(try encode($0)) }, context)
-        })
+        RPCHandler(
+            method: method,
+            body: .streaming { requests, responses, context in
+                let typed = mapStream(requests) { try decode(Req.self, $0, request: true) }
+                try await body(typed, RPCWriter { try await responses.write(try encode($0)) }, context)
+            })
     }
 }
 
 extension ClientTransport {
-    public func unary<Req: WireMessage, Resp: WireMessage>(_ method: MethodDescriptor, _ request: Req,
-                                                           options: CallOptions) async throws -> Resp
-    {
+    public func unary<Req: WireMessage, Resp: WireMessage>(
+        _ method: MethodDescriptor, _ request: Req,
+        options: CallOptions
+    ) async throws -> Resp {
         try decode(Resp.self, try await unary(method, request: try encode(request), options: options), request: false)
     }
 
-    public func serverStreaming<Req: WireMessage, Resp: WireMessage>(_ method: MethodDescriptor, _ request: Req,
-                                                                     options: CallOptions) -> RPCStream<Resp>
-    {
+    public func serverStreaming<Req: WireMessage, Resp: WireMessage>(
+        _ method: MethodDescriptor, _ request: Req,
+        options: CallOptions
+    ) -> RPCStream<Resp> {
         let requests: RPCStream<[UInt8]>
         do {
             let bytes = try encode(request)
-            requests = RPCStream { $0.yield(bytes); $0.finish() }
+            requests = RPCStream {
+                $0.yield(bytes)
+                $0.finish()
+            }
         } catch {
             requests = RPCStream { $0.finish(throwing: error) }
         }
-        return mapStream(streaming(method, requests: requests, options: options)) { try decode(Resp.self, $0, request: false) }
+        return mapStream(streaming(method, requests: requests, options: options)) {
+            try decode(Resp.self, $0, request: false)
+        }
     }
 
     public func clientStreaming<Req: WireMessage, Resp: WireMessage>(

@@ -61,7 +61,8 @@ public enum CPUBudget {
     /// `max 100000` -> nil).
     public static func quota(cpuMax: String?) -> Int? {
         guard let parts = cpuMax?.split(separator: " "), parts.count == 2,
-              let quota = Double(parts[0].trimming(" \n")), let period = Double(parts[1].trimming(" \n")), period > 0, quota > 0
+            let quota = Double(parts[0].trimming(" \n")), let period = Double(parts[1].trimming(" \n")), period > 0,
+            quota > 0
         else { return nil }
         return Int((quota / period).rounded(.up))
     }

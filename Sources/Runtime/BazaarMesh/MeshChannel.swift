@@ -56,10 +56,11 @@ public final class MeshChannel: ClientTransport, Sendable {
     ///     its endpoints and security are replaced.
     ///   - observer: sees every call start and end (telemetry), cheaper than an interceptor.
     ///   - group: loops for the connections; by default the channel runs one of its own.
-    public init(target: String, security: TransportSecurity, mesh: MeshConfiguration = MeshConfiguration(),
-                connection: ChannelConfiguration? = nil, interceptors: [any RPCInterceptor] = [],
-                observer: (any ClientCallObserver)? = nil, group: EventLoopGroup? = nil) throws
-    {
+    public init(
+        target: String, security: TransportSecurity, mesh: MeshConfiguration = MeshConfiguration(),
+        connection: ChannelConfiguration? = nil, interceptors: [any RPCInterceptor] = [],
+        observer: (any ClientCallObserver)? = nil, group: EventLoopGroup? = nil
+    ) throws {
         let parsed = try Target(parsing: target)
         self.target = parsed
         targetName = parsed.description
@@ -67,7 +68,9 @@ public final class MeshChannel: ClientTransport, Sendable {
         var base = connection ?? ChannelConfiguration(endpoints: [], security: security)
         if connection == nil { base.tlsReloadInterval = mesh.tlsReloadInterval }
         base.security = security
-        if case .mutualTLS(var tls) = security, case .dns(let host, _, _) = parsed, tls.serverHostname == nil, tls.expectedServerIdentity == nil {
+        if case .mutualTLS(var tls) = security, case .dns(let host, _, _) = parsed, tls.serverHostname == nil,
+            tls.expectedServerIdentity == nil
+        {
             // Endpoints are addresses; the certificate is checked against the name asked for.
             tls.serverHostname = host
             base.security = .mutualTLS(tls)
@@ -87,8 +90,9 @@ public final class MeshChannel: ClientTransport, Sendable {
         bulkhead = Bulkhead(limit: mesh.maxConcurrentCalls, overflow: mesh.bulkheadOverflow)
         switch parsed {
         case .dns(let host, let port, let ns):
-            resolver = DNSResolver(host: host, port: port, nameserver: ns ?? mesh.dnsNameserver, interval: mesh.dnsRefreshInterval,
-                                   minimumInterval: mesh.dnsMinimumRefreshInterval, loop: self.group.loops[0])
+            resolver = DNSResolver(
+                host: host, port: port, nameserver: ns ?? mesh.dnsNameserver, interval: mesh.dnsRefreshInterval,
+                minimumInterval: mesh.dnsMinimumRefreshInterval, loop: self.group.loops[0])
         case .endpoints(let list):
             resolver = StaticResolver(list)
         }
@@ -127,7 +131,10 @@ public final class MeshChannel: ClientTransport, Sendable {
         resolver.stop()
         let (subs, waiters) = state.withLock { s -> ([Subchannel], [CheckedContinuation<Void, Never>]) in
             s.closed = true
-            defer { s.subchannels = [:]; s.waiters = [:] }
+            defer {
+                s.subchannels = [:]
+                s.waiters = [:]
+            }
             return (Array(s.subchannels.values), Array(s.waiters.values))
         }
         for w in waiters { w.resume() }
@@ -172,7 +179,9 @@ public final class MeshChannel: ClientTransport, Sendable {
 
         var isEjected: Bool {
             guard tripped.load(ordering: .relaxed) else { return false }
-            return breaker.withLock { if case .open(let until) = $0.state { return .now < until } else { return false } }
+            return breaker.withLock {
+                if case .open(let until) = $0.state { return .now < until } else { return false }
+            }
         }
 
         /// Whether a call may go here now (a half-open breaker admits one probe at a time).
@@ -191,9 +200,12 @@ public final class MeshChannel: ClientTransport, Sendable {
             for e in list where !known.contains(e) && fresh[e] == nil {
                 var c = connection
                 c.endpoints = [e]
-                guard let transport = try? GRPCChannel(configuration: c, group: group, credentials: credentials) else { continue }
-                fresh[e] = Subchannel(endpoint: e, transport: transport, outlier: configuration.outlierDetection,
-                                      healthCheck: configuration.healthCheck)
+                guard let transport = try? GRPCChannel(configuration: c, group: group, credentials: credentials) else {
+                    continue
+                }
+                fresh[e] = Subchannel(
+                    endpoint: e, transport: transport, outlier: configuration.outlierDetection,
+                    healthCheck: configuration.healthCheck)
             }
         }
         var added: [Subchannel] = []
@@ -268,7 +280,9 @@ public final class MeshChannel: ClientTransport, Sendable {
                 guard let sub else { return }
                 let client = Grpc_Health_V1_Health.Client(transport: sub.transport)
                 do {
-                    for try await answer in client.watch(.init(service: service), options: CallOptions(waitForReady: true)) {
+                    for try await answer in client.watch(
+                        .init(service: service), options: CallOptions(waitForReady: true))
+                    {
                         self?.setHealth(sub, answer.status == .serving)
                         pause = .milliseconds(100)
                     }
@@ -303,10 +317,11 @@ public final class MeshChannel: ClientTransport, Sendable {
         let live = s.subchannels.values.sorted { $0.endpoint.description < $1.endpoint.description }
             .filter { $0.connectivity == .ready && $0.healthy == true }
         var usable = live.filter { sub in
-            !sub.tripped.load(ordering: .relaxed) || sub.breaker.withLock { b in
-                if case .open(let until) = b.state { return now >= until }
-                return true
-            }
+            !sub.tripped.load(ordering: .relaxed)
+                || sub.breaker.withLock { b in
+                    if case .open(let until) = b.state { return now >= until }
+                    return true
+                }
         }
         // Never refuse every endpoint because of ejections alone ("panic mode").
         if usable.isEmpty { usable = live }
@@ -330,7 +345,9 @@ public final class MeshChannel: ClientTransport, Sendable {
         if s.closed { return RPCError(.unavailable, "the channel to \(target) is closed") }
         if let e = s.resolutionError, s.subchannels.isEmpty { return e }
         if s.subchannels.isEmpty { return RPCError(.unavailable, "\(target): no endpoints") }
-        let states = s.subchannels.values.map { "\($0.endpoint) \($0.connectivity)\($0.healthy == false ? " NOT_SERVING" : "")" }
+        let states = s.subchannels.values.map {
+            "\($0.endpoint) \($0.connectivity)\($0.healthy == false ? " NOT_SERVING" : "")"
+        }
         return RPCError(.unavailable, "\(target): no endpoint is usable (\(states.sorted().joined(separator: ", ")))")
     }
 
@@ -363,7 +380,11 @@ public final class MeshChannel: ClientTransport, Sendable {
                     // The deadline and cancellation are checked here too: a timer that fired (or a
                     // cancellation that came) before this waiter was registered woke nobody, and
                     // the call would wait for ever (a load that never ended under ThreadSanitizer).
-                    if s.epoch != epoch || s.closed || Task.isCancelled || deadline.map({ ContinuousClock.now >= $0 }) == true { return true }
+                    if s.epoch != epoch || s.closed || Task.isCancelled
+                        || deadline.map({ ContinuousClock.now >= $0 }) == true
+                    {
+                        return true
+                    }
                     s.waiters[id] = c
                     return false
                 }
@@ -501,9 +522,10 @@ public final class MeshChannel: ClientTransport, Sendable {
     }
 
     /// Interceptors run once per call, around all its attempts.
-    private func intercepted(_ method: MethodDescriptor, _ request: [UInt8], _ options: CallOptions,
-                             _ deadline: ContinuousClock.Instant?) async throws -> [UInt8]
-    {
+    private func intercepted(
+        _ method: MethodDescriptor, _ request: [UInt8], _ options: CallOptions,
+        _ deadline: ContinuousClock.Instant?
+    ) async throws -> [UInt8] {
         let head = RPCCallHead(method: method, metadata: options.metadata, deadline: deadline, peerIdentity: nil)
         let result = Lock<[UInt8]?>(nil)
         try await interceptors.run(head) { head in
@@ -515,9 +537,10 @@ public final class MeshChannel: ClientTransport, Sendable {
         return result.withLock { $0 } ?? []
     }
 
-    private func attempts(_ method: MethodDescriptor, _ request: [UInt8], _ options: CallOptions,
-                          _ deadline: ContinuousClock.Instant?) async throws -> [UInt8]
-    {
+    private func attempts(
+        _ method: MethodDescriptor, _ request: [UInt8], _ options: CallOptions,
+        _ deadline: ContinuousClock.Instant?
+    ) async throws -> [UInt8] {
         let policy = retryPolicy(method)
         var attempt = 1
         while true {
@@ -536,7 +559,9 @@ public final class MeshChannel: ClientTransport, Sendable {
                 record(sub, OutlierDetectionPolicy.verdict(error.code, answeredMeanwhile: answeredMeanwhile))
                 guard let policy, policy.retryableCodes.contains(error.code) else { throw error }
                 let throttleAllows = throttle.recordFailure()
-                guard throttleAllows, policy.allowsRetry(after: error, attempt: attempt), !Task.isCancelled else { throw error }
+                guard throttleAllows, policy.allowsRetry(after: error, attempt: attempt), !Task.isCancelled else {
+                    throw error
+                }
                 let pause = RetryPolicy.pushback(error) ?? policy.backoff(retry: attempt)
                 if let deadline, ContinuousClock.now + pause >= deadline { throw error }
                 try? await Task.sleep(for: pause)
@@ -546,9 +571,12 @@ public final class MeshChannel: ClientTransport, Sendable {
     }
 
     /// Streaming calls are balanced and bounded like unary ones, but not retried.
-    public func streaming(_ method: MethodDescriptor, requests: RPCStream<[UInt8]>, options: CallOptions) -> RPCStream<[UInt8]> {
+    public func streaming(_ method: MethodDescriptor, requests: RPCStream<[UInt8]>, options: CallOptions) -> RPCStream<
+        [UInt8]
+    > {
         let deadline = deadline(method, options)
-        let call = StreamingCall(channel: self, method: method, requests: requests, options: options, deadline: deadline)
+        let call = StreamingCall(
+            channel: self, method: method, requests: requests, options: options, deadline: deadline)
         return RPCStream(call, transform: { $0 })
     }
 
@@ -582,7 +610,8 @@ public final class MeshChannel: ClientTransport, Sendable {
                     return nil
                 } catch {
                     let code = (error as? RPCError)?.code ?? .unknown
-                    finish(OutlierDetectionPolicy.verdict(code, answeredMeanwhile: false, streaming: true), error: error)
+                    finish(
+                        OutlierDetectionPolicy.verdict(code, answeredMeanwhile: false, streaming: true), error: error)
                     throw error
                 }
             }
@@ -591,7 +620,8 @@ public final class MeshChannel: ClientTransport, Sendable {
                 let c = call.channel
                 var options = call.options
                 if let observer = c.observer {
-                    var head = RPCCallHead(method: call.method, metadata: options.metadata, deadline: call.deadline, peerIdentity: nil)
+                    var head = RPCCallHead(
+                        method: call.method, metadata: options.metadata, deadline: call.deadline, peerIdentity: nil)
                     observation = observer.callStarted(&head)
                     options.metadata = head.metadata
                 }
@@ -607,7 +637,8 @@ public final class MeshChannel: ClientTransport, Sendable {
                 let interceptors = c.interceptors
                 if !interceptors.isEmpty {
                     // Interceptors wrap the call's whole life: the head now, the outcome at the end.
-                    let head = RPCCallHead(method: method, metadata: options.metadata, deadline: call.deadline, peerIdentity: nil)
+                    let head = RPCCallHead(
+                        method: method, metadata: options.metadata, deadline: call.deadline, peerIdentity: nil)
                     let wrapper = InterceptedCall()
                     intercepted = wrapper
                     options.metadata = try await wrapper.begin(interceptors, head)

@@ -44,16 +44,23 @@ public struct MeshConfiguration: Sendable {
     ///
     /// With an `upstream` name (e.g. `catalog`), `BAZAAR_CATALOG_<NAME>` overrides
     /// `BAZAAR_<NAME>` for that upstream only.
-    public static func fromEnvironment(upstream: String? = nil, environment: [String: String] = Environment.current) throws(RPCError) -> MeshConfiguration {
+    public static func fromEnvironment(upstream: String? = nil, environment: [String: String] = Environment.current)
+        throws(RPCError) -> MeshConfiguration
+    {
         let env = Environment(environment, upstream: upstream)
         var c = MeshConfiguration()
         if let v = env["LB_POLICY"] {
             guard let p = LoadBalancingPolicy(rawValue: v) else {
-                throw RPCError(.invalidArgument, "\(env.name("LB_POLICY"))='\(v)': expected one of \(LoadBalancingPolicy.allCases.map(\.rawValue).joined(separator: ", "))")
+                throw RPCError(
+                    .invalidArgument,
+                    "\(env.name("LB_POLICY"))='\(v)': expected one of \(LoadBalancingPolicy.allCases.map(\.rawValue).joined(separator: ", "))"
+                )
             }
             c.loadBalancing = p
         }
-        if let v = env["TLS_RELOAD_INTERVAL"] { c.tlsReloadInterval = v == "0" ? nil : try env.duration("TLS_RELOAD_INTERVAL") }
+        if let v = env["TLS_RELOAD_INTERVAL"] {
+            c.tlsReloadInterval = v == "0" ? nil : try env.duration("TLS_RELOAD_INTERVAL")
+        }
         c.dnsNameserver = env["DNS_SERVER"]
         c.dnsRefreshInterval = try env.duration("DNS_REFRESH") ?? c.dnsRefreshInterval
         c.dnsMinimumRefreshInterval = try env.duration("DNS_MIN_REFRESH") ?? c.dnsMinimumRefreshInterval
@@ -62,16 +69,19 @@ public struct MeshConfiguration: Sendable {
             codes = []
             for name in list.split(separator: ",").map({ $0.trimming(" ") }) where !name.isEmpty {
                 guard let code = StatusCode.allCases.first(where: { $0.description == name.uppercased() }) else {
-                    throw RPCError(.invalidArgument, "\(env.name("RETRY_CODES")): '\(name)' is not a gRPC status name such as UNAVAILABLE")
+                    throw RPCError(
+                        .invalidArgument,
+                        "\(env.name("RETRY_CODES")): '\(name)' is not a gRPC status name such as UNAVAILABLE")
                 }
                 codes.insert(code)
             }
         }
-        c.retry = RetryPolicy(maxAttempts: try env.int("RETRY_MAX_ATTEMPTS", 1...5) ?? c.retry.maxAttempts,
-                              initialBackoff: try env.duration("RETRY_INITIAL_BACKOFF") ?? c.retry.initialBackoff,
-                              maxBackoff: try env.duration("RETRY_MAX_BACKOFF") ?? c.retry.maxBackoff,
-                              backoffMultiplier: try env.double("RETRY_BACKOFF_MULTIPLIER", 1...10) ?? c.retry.backoffMultiplier,
-                              retryableCodes: codes)
+        c.retry = RetryPolicy(
+            maxAttempts: try env.int("RETRY_MAX_ATTEMPTS", 1...5) ?? c.retry.maxAttempts,
+            initialBackoff: try env.duration("RETRY_INITIAL_BACKOFF") ?? c.retry.initialBackoff,
+            maxBackoff: try env.duration("RETRY_MAX_BACKOFF") ?? c.retry.maxBackoff,
+            backoffMultiplier: try env.double("RETRY_BACKOFF_MULTIPLIER", 1...10) ?? c.retry.backoffMultiplier,
+            retryableCodes: codes)
         if let list = env["RETRY_METHODS"] {
             c.retryMethods = Set(list.split(separator: ",").map { $0.trimming(" ") }.filter { !$0.isEmpty })
         }
@@ -108,18 +118,24 @@ public struct MeshConfiguration: Sendable {
 /// Server settings the mesh reads from the environment: the drain delay during which health says
 /// NOT_SERVING, the drain timeout, and the TLS reload interval.
 public enum MeshServerEnvironment {
-    public static func apply(to c: inout ServerConfiguration, environment: [String: String] = Environment.current) throws(RPCError) {
+    public static func apply(to c: inout ServerConfiguration, environment: [String: String] = Environment.current)
+        throws(RPCError)
+    {
         let env = Environment(environment, upstream: nil)
         c.drainDelay = try env.duration("DRAIN_DELAY") ?? c.drainDelay
         c.drainTimeout = try env.duration("DRAIN_TIMEOUT") ?? c.drainTimeout
-        if let v = env["TLS_RELOAD_INTERVAL"] { c.tlsReloadInterval = v == "0" ? nil : try env.duration("TLS_RELOAD_INTERVAL") }
+        if let v = env["TLS_RELOAD_INTERVAL"] {
+            c.tlsReloadInterval = v == "0" ? nil : try env.duration("TLS_RELOAD_INTERVAL")
+        }
     }
 
     /// How this process secures its connections: mutual TLS with the files named by
     /// `BAZAAR_TLS_CERT`, `BAZAAR_TLS_KEY` and `BAZAAR_TLS_CA`, or by default those `bazaar certs`
     /// makes for `service` in `BAZAAR_TLS_DIR` (`.run/certs`). Plaintext h2c only when
     /// `BAZAAR_PLAINTEXT=true` says so.
-    public static func security(service: String, environment: [String: String] = Environment.current) throws(RPCError) -> TransportSecurity {
+    public static func security(service: String, environment: [String: String] = Environment.current) throws(RPCError)
+        -> TransportSecurity
+    {
         let env = Environment(environment, upstream: nil)
         if try env.bool("PLAINTEXT") == true { return .plaintext }
         let dir = env["TLS_DIR"] ?? ".run/certs"
@@ -136,9 +152,10 @@ public enum MeshServerEnvironment {
     /// A plaintext server with only the health service, on `BAZAAR_HEALTH_PORT`, for probes that
     /// cannot present a mesh certificate (Kubernetes' native gRPC probes). It answers from the
     /// same `HealthService` as the main server, so a drain shows there too. `nil` when unset.
-    public static func healthProbeServer(_ health: HealthService, host: String,
-                                         environment: [String: String] = Environment.current) throws(RPCError) -> RPCServer?
-    {
+    public static func healthProbeServer(
+        _ health: HealthService, host: String,
+        environment: [String: String] = Environment.current
+    ) throws(RPCError) -> RPCServer? {
         let env = Environment(environment, upstream: nil)
         guard let port = try env.int("HEALTH_PORT", 1...65535) else { return nil }
         var config = ServerConfiguration(host: host, port: port, security: .plaintext)
@@ -150,8 +167,10 @@ public enum MeshServerEnvironment {
         }
     }
 
-    public static func standardServices(serving services: [any RPCService],
-                                        environment: [String: String] = Environment.current) throws(RPCError)
+    public static func standardServices(
+        serving services: [any RPCService],
+        environment: [String: String] = Environment.current
+    ) throws(RPCError)
         -> (health: HealthService, services: [any RPCService])
     {
         let env = Environment(environment, upstream: nil)

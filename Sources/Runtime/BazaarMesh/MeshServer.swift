@@ -23,13 +23,16 @@ public struct MeshServer: Sendable {
     let probe: RPCServer?
     public let health: HealthService
 
-    public init(service: String, serving services: [any RPCService], interceptors: [any RPCInterceptor] = [],
-                environment: [String: String] = Environment.current) throws(RPCError)
-    {
+    public init(
+        service: String, serving services: [any RPCService], interceptors: [any RPCInterceptor] = [],
+        environment: [String: String] = Environment.current
+    ) throws(RPCError) {
         let env = Environment(environment, upstream: nil)
         let host = env["HOST"] ?? "127.0.0.1"
         let port = try env.int("PORT", 0...65535) ?? 0
-        var config = ServerConfiguration(host: host, port: port, security: try MeshServerEnvironment.security(service: service, environment: environment))
+        var config = ServerConfiguration(
+            host: host, port: port,
+            security: try MeshServerEnvironment.security(service: service, environment: environment))
         config.handleSignals = true
         try MeshServerEnvironment.apply(to: &config, environment: environment)
         let (health, all) = try MeshServerEnvironment.standardServices(serving: services, environment: environment)

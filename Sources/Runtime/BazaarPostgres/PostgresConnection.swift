@@ -5,7 +5,6 @@ import Dispatch
 import Glibc
 import Synchronization
 
-
 /// An error from PostgreSQL (with its SQLSTATE) or from the connection.
 public struct PostgresError: Error, CustomStringConvertible, Sendable, Equatable {
     /// The five-character SQLSTATE (`23505` unique violation, `42601` syntax error, ...), or
@@ -67,9 +66,11 @@ public struct PostgresResult: Sendable {
         for (i, c) in cols.enumerated() where index[c] == nil { index[c] = i }
         columns = cols
         rows = (0..<Int(PQntuples(r))).map { row in
-            PostgresRow(values: (0..<n).map { col in
-                PQgetisnull(r, Int32(row), Int32(col)) == 1 ? nil : String(cString: PQgetvalue(r, Int32(row), Int32(col)))
-            }, index: index)
+            PostgresRow(
+                values: (0..<n).map { col in
+                    PQgetisnull(r, Int32(row), Int32(col)) == 1
+                        ? nil : String(cString: PQgetvalue(r, Int32(row), Int32(col)))
+                }, index: index)
         }
         affectedRows = Int(String(cString: PQcmdTuples(r))) ?? 0
     }
@@ -147,7 +148,9 @@ public final class PostgresConnection: @unchecked Sendable {
     }
 
     private func startConnect(_ conninfo: String, _ k: CheckedContinuation<Void, any Error>) {
-        guard let conn = PQconnectStart(conninfo) else { return k.resume(throwing: PostgresError.connection("out of memory")) }
+        guard let conn = PQconnectStart(conninfo) else {
+            return k.resume(throwing: PostgresError.connection("out of memory"))
+        }
         self.conn = conn
         if PQstatus(conn) == CONNECTION_BAD { return fail(k, PostgresError.connection(errorMessage())) }
         state = .connecting(k)
@@ -179,8 +182,12 @@ public final class PostgresConnection: @unchecked Sendable {
             watcher?.close()
             watchedFD = fd
             // Weak: an event that arrives after the connection is gone must find nothing.
-            watcher = fd < 0 ? nil : IOWatcher(loop: loop, fd: fd, onReadable: { [weak self] in self?.ready() },
-                                               onWritable: { [weak self] in self?.ready() })
+            watcher =
+                fd < 0
+                ? nil
+                : IOWatcher(
+                    loop: loop, fd: fd, onReadable: { [weak self] in self?.ready() },
+                    onWritable: { [weak self] in self?.ready() })
         }
         watcher?.setReading(reading)
         watcher?.setWriting(writing)
@@ -213,7 +220,10 @@ public final class PostgresConnection: @unchecked Sendable {
         case .running: pump()
         case .idle, .closed:
             // An idle connection that turns readable was closed by the server (or sent a notice).
-            if let conn, PQconsumeInput(conn) == 0 || PQstatus(conn) == CONNECTION_BAD { state = .closed; teardown() }
+            if let conn, PQconsumeInput(conn) == 0 || PQstatus(conn) == CONNECTION_BAD {
+                state = .closed
+                teardown()
+            }
         }
     }
 
@@ -239,8 +249,11 @@ public final class PostgresConnection: @unchecked Sendable {
 
     private func run(_ send: @escaping @Sendable (OpaquePointer) -> Int32) async throws -> PostgresResult {
         // The caller's deadline, if it has one (a handler's), bounds the statement.
-        let limit = ServerContext.current?.deadline.map { min($0 - .now, Self.statementTimeout) } ?? Self.statementTimeout
-        if limit <= .zero { throw PostgresError(sqlState: "57014", message: "the deadline passed before the statement was sent") }
+        let limit =
+            ServerContext.current?.deadline.map { min($0 - .now, Self.statementTimeout) } ?? Self.statementTimeout
+        if limit <= .zero {
+            throw PostgresError(sqlState: "57014", message: "the deadline passed before the statement was sent")
+        }
         let statement = Statement()
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { k in
@@ -264,11 +277,16 @@ public final class PostgresConnection: @unchecked Sendable {
         }
     }
 
-    private func start(_ k: CheckedContinuation<PostgresResult, any Error>, _ statement: Statement, limit: Duration,
-                       send: (OpaquePointer) -> Int32)
-    {
+    private func start(
+        _ k: CheckedContinuation<PostgresResult, any Error>, _ statement: Statement, limit: Duration,
+        send: (OpaquePointer) -> Int32
+    ) {
         guard case .idle = state, let conn, PQstatus(conn) == CONNECTION_OK else {
-            if case .running = state { return k.resume(throwing: PostgresError(sqlState: "55000", message: "the connection is busy with another statement")) }
+            if case .running = state {
+                return k.resume(
+                    throwing: PostgresError(sqlState: "55000", message: "the connection is busy with another statement")
+                )
+            }
             return k.resume(throwing: PostgresError.connection("the connection is closed"))
         }
         guard send(conn) == 1 else { return k.resume(throwing: PostgresError.connection(errorMessage())) }
@@ -327,7 +345,9 @@ public final class PostgresConnection: @unchecked Sendable {
         watch(reading: true, writing: flush == 1)
     }
 
-    private func finishRunning(_ k: CheckedContinuation<PostgresResult, any Error>, _ result: Result<PostgresResult, PostgresError>) {
+    private func finishRunning(
+        _ k: CheckedContinuation<PostgresResult, any Error>, _ result: Result<PostgresResult, PostgresError>
+    ) {
         current = nil
         timer?.cancel()
         timer = nil
@@ -343,24 +363,32 @@ public final class PostgresConnection: @unchecked Sendable {
 
     static func error(of r: OpaquePointer) -> PostgresError {
         func field(_ code: Int32) -> String? { PQresultErrorField(r, code).map { String(cString: $0) } }
-        return PostgresError(sqlState: field(Int32(UInt8(ascii: "C"))) ?? "XX000",
-                             message: field(Int32(UInt8(ascii: "M"))) ?? String(cString: PQresultErrorMessage(r)),
-                             detail: field(Int32(UInt8(ascii: "D"))))
+        return PostgresError(
+            sqlState: field(Int32(UInt8(ascii: "C"))) ?? "XX000",
+            message: field(Int32(UInt8(ascii: "M"))) ?? String(cString: PQresultErrorMessage(r)),
+            detail: field(Int32(UInt8(ascii: "D"))))
     }
 
-    private static func withCStrings<R>(_ strings: [String?], _ body: (UnsafePointer<UnsafePointer<CChar>?>?) -> R) -> R {
+    private static func withCStrings<R>(_ strings: [String?], _ body: (UnsafePointer<UnsafePointer<CChar>?>?) -> R) -> R
+    {
         var pointers: [UnsafeMutablePointer<CChar>?] = strings.map { $0.map { strdup($0) } ?? nil }
         defer { for p in pointers { free(p) } }
         return pointers.withUnsafeMutableBufferPointer { buf in
-            buf.baseAddress!.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: max(buf.count, 1)) { body(strings.isEmpty ? nil : $0) }
+            buf.baseAddress!.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: max(buf.count, 1)) {
+                body(strings.isEmpty ? nil : $0)
+            }
         }
     }
 
     /// Closes the connection; a statement in progress fails.
     public func close() {
         loop.execute { [self] in
-            if case .running(let k, _, _) = state { k.resume(throwing: PostgresError.connection("the connection was closed")) }
-            if case .connecting(let k) = state { k.resume(throwing: PostgresError.connection("the connection was closed")) }
+            if case .running(let k, _, _) = state {
+                k.resume(throwing: PostgresError.connection("the connection was closed"))
+            }
+            if case .connecting(let k) = state {
+                k.resume(throwing: PostgresError.connection("the connection was closed"))
+            }
             current = nil
             timer?.cancel()
             timer = nil

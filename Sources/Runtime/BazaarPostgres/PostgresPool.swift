@@ -72,7 +72,10 @@ public final class PostgresPool: Sendable {
     }
 
     private func acquire() async throws -> PostgresConnection {
-        enum Next { case use(PostgresConnection), open, wait, closed }
+        enum Next {
+            case use(PostgresConnection)
+            case open, wait, closed
+        }
         while true {
             let next = state.withLock { s -> Next in
                 if s.closed { return .closed }
@@ -131,10 +134,12 @@ public final class PostgresPool: Sendable {
                 }
                 if let handed { return handed }
                 if full {
-                    throw PostgresError(sqlState: "53300", message: "\(maxWaiters) calls already wait for one of \(maxConnections) database connections")
+                    throw PostgresError(
+                        sqlState: "53300",
+                        message: "\(maxWaiters) calls already wait for one of \(maxConnections) database connections")
                 }
                 try Task.checkCancellation()
-                // Woken without a connection: a slot freed up (or the pool closed); look again.
+            // Woken without a connection: a slot freed up (or the pool closed); look again.
             }
         }
     }
@@ -166,9 +171,14 @@ public final class PostgresPool: Sendable {
 
     /// Closes idle connections and refuses new work; connections in use close when given back.
     public func close() {
-        let (idle, waiters) = state.withLock { s -> ([PostgresConnection], [CheckedContinuation<PostgresConnection?, Never>]) in
+        let (idle, waiters) = state.withLock {
+            s -> ([PostgresConnection], [CheckedContinuation<PostgresConnection?, Never>]) in
             s.closed = true
-            defer { s.idle = []; s.waiters = []; s.open = 0 }
+            defer {
+                s.idle = []
+                s.waiters = []
+                s.open = 0
+            }
             return (s.idle, s.waiters.map(\.k))
         }
         for c in idle { c.close() }
@@ -195,9 +205,13 @@ public struct Migration: Sendable {
 public enum Migrator {
     /// Returns the versions applied now (empty when the schema was current).
     @discardableResult
-    public static func migrate(_ pool: PostgresPool, _ migrations: [Migration], lockKey: Int64 = 0x4241_5A41_4152) async throws -> [Int] {
+    public static func migrate(_ pool: PostgresPool, _ migrations: [Migration], lockKey: Int64 = 0x4241_5A41_4152)
+        async throws -> [Int]
+    {
         let versions = migrations.map(\.version)
-        guard Set(versions).count == versions.count else { throw PostgresError(sqlState: "42710", message: "two migrations share a version") }
+        guard Set(versions).count == versions.count else {
+            throw PostgresError(sqlState: "42710", message: "two migrations share a version")
+        }
         return try await pool.withConnection { c in
             _ = try await c.query("SELECT pg_advisory_lock($1)", [lockKey])
             do {
@@ -212,7 +226,8 @@ public enum Migrator {
     }
 
     private static func apply(_ c: PostgresConnection, _ migrations: [Migration]) async throws -> [Int] {
-        _ = try await c.query("""
+        _ = try await c.query(
+            """
             CREATE TABLE IF NOT EXISTS schema_migrations (
                 version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())
             """)
@@ -222,7 +237,8 @@ public enum Migrator {
             _ = try await c.query("BEGIN")
             do {
                 try await c.execute(script: m.sql)
-                _ = try await c.query("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", [m.version, m.name])
+                _ = try await c.query(
+                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", [m.version, m.name])
                 _ = try await c.query("COMMIT")
             } catch {
                 if c.isUsable { _ = try? await c.query("ROLLBACK") }

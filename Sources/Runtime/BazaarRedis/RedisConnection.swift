@@ -91,7 +91,9 @@ public final class RedisConnection: @unchecked Sendable {
     }
 
     private func start(host: String, port: Int, _ k: CheckedContinuation<Void, any Error>) {
-        guard let ac = redisAsyncConnect(host, Int32(port)) else { return k.resume(throwing: RedisError(kind: .connection, message: "out of memory")) }
+        guard let ac = redisAsyncConnect(host, Int32(port)) else {
+            return k.resume(throwing: RedisError(kind: .connection, message: "out of memory"))
+        }
         if ac.pointee.err != 0 {
             let why = Self.errstr(ac)
             redisAsyncFree(ac)
@@ -115,24 +117,30 @@ public final class RedisConnection: @unchecked Sendable {
             Unmanaged<RedisConnection>.fromOpaque(p!).release()
         }
         // Weak: an event that arrives after the connection let go of itself must find nothing.
-        watcher = IOWatcher(loop: loop, fd: ac.pointee.c.fd, onReadable: { [weak self] in
-            if let context = self?.context { redisAsyncHandleRead(context) }
-        }, onWritable: { [weak self] in
-            if let context = self?.context { redisAsyncHandleWrite(context) }
-        })
+        watcher = IOWatcher(
+            loop: loop, fd: ac.pointee.c.fd,
+            onReadable: { [weak self] in
+                if let context = self?.context { redisAsyncHandleRead(context) }
+            },
+            onWritable: { [weak self] in
+                if let context = self?.context { redisAsyncHandleWrite(context) }
+            })
         _ = redisAsyncSetConnectCallback(ac) { ac, status in
             let c = RedisConnection.from(ac!.pointee.data)
             c.connectFinished(ok: status == REDIS_OK, why: RedisConnection.errstr(ac!))
         }
         _ = redisAsyncSetDisconnectCallback(ac) { ac, status in
-            RedisConnection.from(ac!.pointee.data).disconnected(why: status == REDIS_OK ? "closed" : RedisConnection.errstr(ac!))
+            RedisConnection.from(ac!.pointee.data).disconnected(
+                why: status == REDIS_OK ? "closed" : RedisConnection.errstr(ac!))
         }
         // Connecting completes when the socket turns writable.
         watcher?.setWriting(true)
         connectTimer = loop.schedule(after: Self.connectTimeout) { [weak self] in
             guard let self, let k = self.connectWaiter, let context = self.context else { return }
             self.connectWaiter = nil
-            k.resume(throwing: RedisError(kind: .connection, message: "\(host):\(port): no connection within \(Self.connectTimeout)"))
+            k.resume(
+                throwing: RedisError(
+                    kind: .connection, message: "\(host):\(port): no connection within \(Self.connectTimeout)"))
             redisAsyncFree(context)
         }
     }
@@ -204,10 +212,12 @@ public final class RedisConnection: @unchecked Sendable {
         let timer = loop.schedule(after: limit) { [weak self] in self?.timedOut(id, limit) }
         pending[id] = (k, timer)
         let rc = Self.withArgv(arguments) { argc, argv, lens in
-            redisAsyncCommandArgv(context, { ac, reply, privdata in
-                let c = RedisConnection.from(ac!.pointee.data)
-                c.replied(UInt(bitPattern: privdata), reply?.assumingMemoryBound(to: redisReply.self))
-            }, UnsafeMutableRawPointer(bitPattern: id), argc, argv, lens)
+            redisAsyncCommandArgv(
+                context,
+                { ac, reply, privdata in
+                    let c = RedisConnection.from(ac!.pointee.data)
+                    c.replied(UInt(bitPattern: privdata), reply?.assumingMemoryBound(to: redisReply.self))
+                }, UnsafeMutableRawPointer(bitPattern: id), argc, argv, lens)
         }
         if rc != REDIS_OK {
             pending[id] = nil
@@ -221,17 +231,22 @@ public final class RedisConnection: @unchecked Sendable {
     /// context fails the rest through their callbacks; the client connects anew).
     private func timedOut(_ id: UInt, _ limit: Duration) {
         guard let p = pending.removeValue(forKey: id), let context else { return }
-        p.k.resume(throwing: RedisError(kind: .connection, message: "no reply within \(limit)"))
+        // Disconnected before the caller hears of it: resuming runs the caller at once on
+        // another thread, which must not see the connection as usable.
         connected.store(false, ordering: .releasing)
+        p.k.resume(throwing: RedisError(kind: .connection, message: "no reply within \(limit)"))
         redisAsyncFree(context)
     }
 
     private func replied(_ id: UInt, _ reply: UnsafeMutablePointer<redisReply>?) {
         guard let (k, timer) = pending.removeValue(forKey: id) else { return }
         timer?.cancel()
-        guard let reply else { return k.resume(throwing: RedisError(kind: .connection, message: "the connection closed before the reply")) }
+        guard let reply else {
+            return k.resume(throwing: RedisError(kind: .connection, message: "the connection closed before the reply"))
+        }
         if reply.pointee.type == REDIS_REPLY_ERROR {
-            return k.resume(throwing: RedisError(kind: .server, message: String(decoding: Self.bytes(reply), as: UTF8.self)))
+            return k.resume(
+                throwing: RedisError(kind: .server, message: String(decoding: Self.bytes(reply), as: UTF8.self)))
         }
         k.resume(returning: Self.value(reply))
     }
@@ -252,16 +267,22 @@ public final class RedisConnection: @unchecked Sendable {
         }
     }
 
-    private static func withArgv<R>(_ args: [[UInt8]], _ body: (Int32, UnsafeMutablePointer<UnsafePointer<CChar>?>, UnsafePointer<Int>) -> R) -> R {
+    private static func withArgv<R>(
+        _ args: [[UInt8]], _ body: (Int32, UnsafeMutablePointer<UnsafePointer<CChar>?>, UnsafePointer<Int>) -> R
+    ) -> R {
         let buffers = args.map { a -> UnsafeMutablePointer<CChar> in
             let p = UnsafeMutablePointer<CChar>.allocate(capacity: max(a.count, 1))
-            a.withUnsafeBytes { if let base = $0.baseAddress { UnsafeMutableRawPointer(p).copyMemory(from: base, byteCount: a.count) } }
+            a.withUnsafeBytes {
+                if let base = $0.baseAddress { UnsafeMutableRawPointer(p).copyMemory(from: base, byteCount: a.count) }
+            }
             return p
         }
         defer { for p in buffers { p.deallocate() } }
         var argv: [UnsafePointer<CChar>?] = buffers.map { UnsafePointer($0) }
         let lens = args.map(\.count)
-        return argv.withUnsafeMutableBufferPointer { a in lens.withUnsafeBufferPointer { l in body(Int32(args.count), a.baseAddress!, l.baseAddress!) } }
+        return argv.withUnsafeMutableBufferPointer { a in
+            lens.withUnsafeBufferPointer { l in body(Int32(args.count), a.baseAddress!, l.baseAddress!) }
+        }
     }
 
     /// Closes after the replies already asked for.

@@ -1,6 +1,7 @@
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// An SMTP failure: the server's reply, or the connection's.
@@ -73,13 +74,16 @@ public struct SMTPClient: Sendable {
         formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss '+0000'"
         let subject = headerSafe(m.subject)
         // Non-ASCII subjects as an RFC 2047 encoded word.
-        let encodedSubject = subject.allSatisfy(\.isASCII) ? subject : "=?UTF-8?B?\(Data(subject.utf8).base64EncodedString())?="
+        let encodedSubject =
+            subject.allSatisfy(\.isASCII) ? subject : "=?UTF-8?B?\(Data(subject.utf8).base64EncodedString())?="
         var lines = [
             "From: \(headerSafe(m.from))", "To: \(headerSafe(m.to))", "Subject: \(encodedSubject)",
             "Date: \(formatter.string(from: date))", "Message-ID: <\(headerSafe(m.messageID))>",
             "MIME-Version: 1.0", "Content-Type: text/plain; charset=utf-8", "Content-Transfer-Encoding: 8bit", "",
         ]
-        for line in m.body.replacingOccurrences(of: "\r\n", with: "\n").split(separator: "\n", omittingEmptySubsequences: false) {
+        for line in m.body.replacingOccurrences(of: "\r\n", with: "\n").split(
+            separator: "\n", omittingEmptySubsequences: false)
+        {
             lines.append(line.hasPrefix(".") ? "." + line : String(line))
         }
         return lines.joined(separator: "\r\n") + "\r\n.\r\n"
@@ -89,12 +93,14 @@ public struct SMTPClient: Sendable {
     /// would join its halves into another address (another customer's), so such an address is
     /// refused instead, as a permanent failure.
     static func isSendable(_ address: String) -> Bool {
-        !address.isEmpty && address.utf8.count <= 254 && address.unicodeScalars.allSatisfy { $0.value > 0x20 && $0.value != 0x7F && $0 != "<" && $0 != ">" }
+        !address.isEmpty && address.utf8.count <= 254
+            && address.unicodeScalars.allSatisfy { $0.value > 0x20 && $0.value != 0x7F && $0 != "<" && $0 != ">" }
     }
 
     func sendBlocking(_ m: EmailMessage) throws {
         for (role, address) in [("sender", m.from), ("recipient", m.to)] where !Self.isSendable(address) {
-            throw SMTPError(code: 553, message: "the \(role) address holds spaces, control characters or angle brackets; not sent")
+            throw SMTPError(
+                code: 553, message: "the \(role) address holds spaces, control characters or angle brackets; not sent")
         }
         let conn = try Connection(host: host, port: port, timeout: timeout)
         defer { conn.close() }
@@ -129,7 +135,11 @@ public struct SMTPClient: Sendable {
                 if s >= 0 {
                     setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
                     setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-                    if Glibc.connect(s, a.pointee.ai_addr, a.pointee.ai_addrlen) == 0 { connected = s } else { Glibc.close(s) }
+                    if Glibc.connect(s, a.pointee.ai_addr, a.pointee.ai_addrlen) == 0 {
+                        connected = s
+                    } else {
+                        Glibc.close(s)
+                    }
                 }
                 ai = a.pointee.ai_next
             }
@@ -159,12 +169,18 @@ public struct SMTPClient: Sendable {
         func expect(_ code: Int, alsoOK: Int? = nil) throws {
             while true {
                 if let reply = try replies.next() {
-                    guard reply.code == code || reply.code == alsoOK else { throw SMTPError(code: reply.code, message: reply.text) }
+                    guard reply.code == code || reply.code == alsoOK else {
+                        throw SMTPError(code: reply.code, message: reply.text)
+                    }
                     return
                 }
                 var chunk = [UInt8](repeating: 0, count: 1024)
                 let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-                guard n > 0 else { throw SMTPError(code: 0, message: n == 0 ? "the server closed the connection" : "timed out waiting for the server") }
+                guard n > 0 else {
+                    throw SMTPError(
+                        code: 0,
+                        message: n == 0 ? "the server closed the connection" : "timed out waiting for the server")
+                }
                 replies.feed(chunk[..<n])
             }
         }
@@ -190,7 +206,9 @@ public struct SMTPReplyReader: Sendable {
             if raw.last == UInt8(ascii: "\r") { raw.removeLast() }
             let line = String(decoding: raw, as: UTF8.self)
             let digits = raw.prefix(3)
-            guard digits.count == 3, digits.allSatisfy({ (48...57).contains($0) }), let code = Int(String(decoding: digits, as: UTF8.self)) else {
+            guard digits.count == 3, digits.allSatisfy({ (48...57).contains($0) }),
+                let code = Int(String(decoding: digits, as: UTF8.self))
+            else {
                 throw SMTPError(code: 0, message: "malformed reply: \(line.prefix(80))")
             }
             lines.append(String(line.dropFirst(4)))

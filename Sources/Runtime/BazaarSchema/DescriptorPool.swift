@@ -97,7 +97,8 @@ public final class DescriptorPool: @unchecked Sendable {
 
     private func array<T>(_ values: [T]) -> UnsafePointer<T>? {
         guard !values.isEmpty else { return nil }
-        let p = allocate(MemoryLayout<T>.stride * values.count, align: max(MemoryLayout<T>.alignment, 8)).bindMemory(to: T.self, capacity: values.count)
+        let p = allocate(MemoryLayout<T>.stride * values.count, align: max(MemoryLayout<T>.alignment, 8)).bindMemory(
+            to: T.self, capacity: values.count)
         p.initialize(from: values, count: values.count)
         return UnsafePointer(p)
     }
@@ -112,14 +113,16 @@ public final class DescriptorPool: @unchecked Sendable {
 
     private func build() throws(BuildError) {
         var entries: [MessageEntry] = []
-        var enumEntries: [(Google_Protobuf_EnumDescriptorProto, String, String, UnsafeMutablePointer<ProtobufCEnumDescriptor>)] = []
+        var enumEntries:
+            [(Google_Protobuf_EnumDescriptorProto, String, String, UnsafeMutablePointer<ProtobufCEnumDescriptor>)] = []
         // First every slot, so fields can point at any type, in any file, in any order.
         for file in files {
             let package = file.package ?? ""
             let proto3 = file.syntax == "proto3"
             func walk(_ m: Google_Protobuf_DescriptorProto, scope: String) {
                 let name = scope.isEmpty ? (m.name ?? "") : scope + "." + (m.name ?? "")
-                let slot = allocate(MemoryLayout<ProtobufCMessageDescriptor>.stride).bindMemory(to: ProtobufCMessageDescriptor.self, capacity: 1)
+                let slot = allocate(MemoryLayout<ProtobufCMessageDescriptor>.stride).bindMemory(
+                    to: ProtobufCMessageDescriptor.self, capacity: 1)
                 entries.append(MessageEntry(proto: m, fullName: name, package: package, proto3: proto3, slot: slot))
                 messages[name] = UnsafePointer(slot)
                 for e in m.enumType { addEnum(e, scope: name) }
@@ -127,7 +130,8 @@ public final class DescriptorPool: @unchecked Sendable {
             }
             func addEnum(_ e: Google_Protobuf_EnumDescriptorProto, scope: String) {
                 let name = scope.isEmpty ? (e.name ?? "") : scope + "." + (e.name ?? "")
-                let slot = allocate(MemoryLayout<ProtobufCEnumDescriptor>.stride).bindMemory(to: ProtobufCEnumDescriptor.self, capacity: 1)
+                let slot = allocate(MemoryLayout<ProtobufCEnumDescriptor>.stride).bindMemory(
+                    to: ProtobufCEnumDescriptor.self, capacity: 1)
                 enumEntries.append((e, name, package, slot))
                 enums[name] = UnsafePointer(slot)
             }
@@ -140,9 +144,10 @@ public final class DescriptorPool: @unchecked Sendable {
 
     private func shortName(_ full: String) -> String { String(full.split(separator: ".").last ?? "") }
 
-    private func fillEnum(_ e: Google_Protobuf_EnumDescriptorProto, name: String, package: String,
-                          into slot: UnsafeMutablePointer<ProtobufCEnumDescriptor>) throws(BuildError)
-    {
+    private func fillEnum(
+        _ e: Google_Protobuf_EnumDescriptorProto, name: String, package: String,
+        into slot: UnsafeMutablePointer<ProtobufCEnumDescriptor>
+    ) throws(BuildError) {
         guard !e.value.isEmpty else { throw BuildError("enum \(name) has no values") }
         // One entry per number (its first name), every name in the index: as protoc-c does.
         var firstByNumber: [Int32: String] = [:]
@@ -152,7 +157,9 @@ public final class DescriptorPool: @unchecked Sendable {
         let values = numbers.map { n in
             ProtobufCEnumValue(name: cString(firstByNumber[n]!), c_name: cString(cPrefix + firstByNumber[n]!), value: n)
         }
-        let byName = e.value.sorted { Array(($0.name ?? "").utf8).lexicographicallyPrecedes(Array(($1.name ?? "").utf8)) }
+        let byName = e.value.sorted {
+            Array(($0.name ?? "").utf8).lexicographicallyPrecedes(Array(($1.name ?? "").utf8))
+        }
         let index = byName.map { v in
             ProtobufCEnumValueIndex(name: cString(v.name ?? ""), index: UInt32(numbers.firstIndex(of: v.number ?? 0)!))
         }
@@ -162,7 +169,8 @@ public final class DescriptorPool: @unchecked Sendable {
         slot.pointee = ProtobufCEnumDescriptor(
             magic: UInt32(PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC), name: cString(name), short_name: cString(shortName(name)),
             c_name: cString(name.replacingOccurrences(of: ".", with: "__")), package_name: cString(package),
-            n_values: UInt32(values.count), values: array(values), n_value_names: UInt32(index.count), values_by_name: array(index),
+            n_values: UInt32(values.count), values: array(values), n_value_names: UInt32(index.count),
+            values_by_name: array(index),
             n_value_ranges: UInt32(ranges.count), value_ranges: array(cRanges),
             reserved1: nil, reserved2: nil, reserved3: nil, reserved4: nil)
     }
@@ -212,9 +220,12 @@ public final class DescriptorPool: @unchecked Sendable {
         var oneofOrder: [Int32] = []
 
         func describe(_ f: Google_Protobuf_FieldDescriptorProto) throws(BuildError) -> ProtobufCFieldDescriptor {
-            guard let fname = f.name, let number = f.number, number > 0 else { throw BuildError("\(name) has a field without a name or number") }
+            guard let fname = f.name, let number = f.number, number > 0 else {
+                throw BuildError("\(name) has a field without a name or number")
+            }
             guard let (type, _) = Self.storage(f.type?.rawValue ?? 0) else {
-                throw BuildError("\(name).\(fname): field type \(f.type?.rawValue ?? 0) is not supported (groups are not)")
+                throw BuildError(
+                    "\(name).\(fname): field type \(f.type?.rawValue ?? 0) is not supported (groups are not)")
             }
             var d = ProtobufCFieldDescriptor()
             d.name = cString(fname)
@@ -231,17 +242,24 @@ public final class DescriptorPool: @unchecked Sendable {
                 d.label = PROTOBUF_C_LABEL_OPTIONAL
             }
             if type == PROTOBUF_C_TYPE_MESSAGE || type == PROTOBUF_C_TYPE_ENUM {
-                let target = (f.typeName ?? "").hasPrefix(".") ? String((f.typeName ?? "").dropFirst()) : (f.typeName ?? "")
+                let target =
+                    (f.typeName ?? "").hasPrefix(".") ? String((f.typeName ?? "").dropFirst()) : (f.typeName ?? "")
                 if type == PROTOBUF_C_TYPE_MESSAGE {
-                    guard let t = messages[target] else { throw BuildError("\(name).\(fname): message type \(target) is not in the schema") }
+                    guard let t = messages[target] else {
+                        throw BuildError("\(name).\(fname): message type \(target) is not in the schema")
+                    }
                     d.descriptor = UnsafeRawPointer(t)
                 } else {
-                    guard let t = enums[target] else { throw BuildError("\(name).\(fname): enum type \(target) is not in the schema") }
+                    guard let t = enums[target] else {
+                        throw BuildError("\(name).\(fname): enum type \(target) is not in the schema")
+                    }
                     d.descriptor = UnsafeRawPointer(t)
                 }
             }
             var flags: UInt32 = 0
-            if repeated && type != PROTOBUF_C_TYPE_STRING && type != PROTOBUF_C_TYPE_BYTES && type != PROTOBUF_C_TYPE_MESSAGE {
+            if repeated && type != PROTOBUF_C_TYPE_STRING && type != PROTOBUF_C_TYPE_BYTES
+                && type != PROTOBUF_C_TYPE_MESSAGE
+            {
                 if f.options?.packed ?? entry.proto3 { flags |= UInt32(PROTOBUF_C_FIELD_FLAG_PACKED.rawValue) }
             }
             if f.options?.deprecated == true { flags |= UInt32(PROTOBUF_C_FIELD_FLAG_DEPRECATED.rawValue) }
@@ -253,7 +271,8 @@ public final class DescriptorPool: @unchecked Sendable {
             if inOneof {
                 // (left nil)
             } else if let text = f.defaultValue, !repeated {
-                d.default_value = try defaultValue(text, type: type, enumDescriptor: d.descriptor, field: "\(name).\(fname)")
+                d.default_value = try defaultValue(
+                    text, type: type, enumDescriptor: d.descriptor, field: "\(name).\(fname)")
             } else if type == PROTOBUF_C_TYPE_STRING && entry.proto3 && f.proto3Optional != true {
                 // protoc-c gives every proto3 string field (repeated ones too) the empty default.
                 d.default_value = UnsafeRawPointer(bazaar_pbc_empty_string())
@@ -275,7 +294,9 @@ public final class DescriptorPool: @unchecked Sendable {
                 d.offset = UInt32(offset + 8)
                 offset += 16
             } else {
-                let hasFlag = d.label == PROTOBUF_C_LABEL_OPTIONAL && d.type != PROTOBUF_C_TYPE_MESSAGE && d.type != PROTOBUF_C_TYPE_STRING
+                let hasFlag =
+                    d.label == PROTOBUF_C_LABEL_OPTIONAL && d.type != PROTOBUF_C_TYPE_MESSAGE
+                    && d.type != PROTOBUF_C_TYPE_STRING
                 if hasFlag {
                     offset = align(offset, 4)
                     d.quantifier_offset = UInt32(offset)
@@ -309,12 +330,15 @@ public final class DescriptorPool: @unchecked Sendable {
             throw BuildError("\(name): two fields have number \(laid[i].field.id)")
         }
         let fields = laid.map(\.field)
-        let byName = laid.indices.sorted { Array((laid[$0].proto.name ?? "").utf8).lexicographicallyPrecedes(Array((laid[$1].proto.name ?? "").utf8)) }
+        let byName = laid.indices.sorted {
+            Array((laid[$0].proto.name ?? "").utf8).lexicographicallyPrecedes(Array((laid[$1].proto.name ?? "").utf8))
+        }
         let ranges = Self.ranges(fields.map { Int64($0.id) })
         var cRanges = ranges.map { ProtobufCIntRange(start_value: Int32($0.0), orig_index: UInt32($0.1)) }
         if !fields.isEmpty { cRanges.append(ProtobufCIntRange(start_value: 0, orig_index: UInt32(fields.count))) }
         entry.slot.pointee = ProtobufCMessageDescriptor(
-            magic: UInt32(PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC), name: cString(name), short_name: cString(shortName(name)),
+            magic: UInt32(PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC), name: cString(name),
+            short_name: cString(shortName(name)),
             c_name: cString(name.replacingOccurrences(of: ".", with: "__")), package_name: cString(entry.package),
             sizeof_message: sizeofMessage, n_fields: UInt32(fields.count), fields: array(fields),
             fields_sorted_by_name: array(byName.map(UInt32.init)), n_field_ranges: UInt32(ranges.count),
@@ -325,7 +349,9 @@ public final class DescriptorPool: @unchecked Sendable {
     }
 
     /// Storage for a proto2 default (`default_value` is text, as protoc writes it).
-    private func defaultValue(_ text: String, type: ProtobufCType, enumDescriptor: UnsafeRawPointer?, field: String) throws(BuildError) -> UnsafeRawPointer {
+    private func defaultValue(_ text: String, type: ProtobufCType, enumDescriptor: UnsafeRawPointer?, field: String)
+        throws(BuildError) -> UnsafeRawPointer
+    {
         func store<T>(_ v: T) -> UnsafeRawPointer {
             let p = allocate(MemoryLayout<T>.size, align: 8)
             p.storeBytes(of: v, as: T.self)
@@ -374,7 +400,9 @@ public final class DescriptorPool: @unchecked Sendable {
             guard let bytes = Self.unescape(text) else { throw bad() }
             let data = allocate(bytes.count, align: 1)
             data.copyMemory(from: bytes, byteCount: bytes.count)
-            return store(ProtobufCBinaryData(len: bytes.count, data: bytes.isEmpty ? nil : data.assumingMemoryBound(to: UInt8.self)))
+            return store(
+                ProtobufCBinaryData(
+                    len: bytes.count, data: bytes.isEmpty ? nil : data.assumingMemoryBound(to: UInt8.self)))
         default:
             throw bad()
         }
@@ -385,7 +413,10 @@ public final class DescriptorPool: @unchecked Sendable {
         var out: [UInt8] = []
         var i = Array(text.utf8)[...]
         while let c = i.popFirst() {
-            guard c == UInt8(ascii: "\\") else { out.append(c); continue }
+            guard c == UInt8(ascii: "\\") else {
+                out.append(c)
+                continue
+            }
             guard let e = i.popFirst() else { return nil }
             switch e {
             case UInt8(ascii: "n"): out.append(10)
@@ -395,13 +426,21 @@ public final class DescriptorPool: @unchecked Sendable {
             case UInt8(ascii: "x"):
                 var v = 0
                 var n = 0
-                while n < 2, let h = i.first, let d = Int(String(UnicodeScalar(h)), radix: 16) { v = v * 16 + d; n += 1; i.removeFirst() }
+                while n < 2, let h = i.first, let d = Int(String(UnicodeScalar(h)), radix: 16) {
+                    v = v * 16 + d
+                    n += 1
+                    i.removeFirst()
+                }
                 guard n > 0 else { return nil }
                 out.append(UInt8(v))
             case UInt8(ascii: "0")...UInt8(ascii: "7"):
                 var v = Int(e - 48)
                 var n = 1
-                while n < 3, let o = i.first, (48...55).contains(o) { v = v * 8 + Int(o - 48); n += 1; i.removeFirst() }
+                while n < 3, let o = i.first, (48...55).contains(o) {
+                    v = v * 8 + Int(o - 48)
+                    n += 1
+                    i.removeFirst()
+                }
                 guard v < 256 else { return nil }
                 out.append(UInt8(v))
             default: return nil

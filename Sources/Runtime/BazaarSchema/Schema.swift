@@ -28,20 +28,26 @@ public final class Schema: Sendable {
                 let full = (file.package ?? "").isEmpty ? (s.name ?? "") : (file.package ?? "") + "." + (s.name ?? "")
                 var methods: [MethodDescriptor] = []
                 for m in s.method {
-                    let kind: RPCKind = switch (m.clientStreaming ?? false, m.serverStreaming ?? false) {
-                    case (false, false): .unary
-                    case (true, false): .clientStreaming
-                    case (false, true): .serverStreaming
-                    case (true, true): .bidirectionalStreaming
+                    let kind: RPCKind =
+                        switch (m.clientStreaming ?? false, m.serverStreaming ?? false) {
+                        case (false, false): .unary
+                        case (true, false): .clientStreaming
+                        case (false, true): .serverStreaming
+                        case (true, true): .bidirectionalStreaming
+                        }
+                    func typeName(_ t: String?) -> String {
+                        (t ?? "").hasPrefix(".") ? String((t ?? "").dropFirst()) : (t ?? "")
                     }
-                    func typeName(_ t: String?) -> String { (t ?? "").hasPrefix(".") ? String((t ?? "").dropFirst()) : (t ?? "") }
                     let input = typeName(m.inputType)
                     let output = typeName(m.outputType)
                     guard pool.messages[input] != nil, pool.messages[output] != nil else {
-                        throw DescriptorPool.BuildError("\(full)/\(m.name ?? ""): message types \(input) / \(output) are not in the schema")
+                        throw DescriptorPool.BuildError(
+                            "\(full)/\(m.name ?? ""): message types \(input) / \(output) are not in the schema")
                     }
-                    methods.append(MethodDescriptor(service: full, method: m.name ?? "", kind: kind, inputType: input, outputType: output,
-                                                    options: Self.options(m.options, service: s.options)))
+                    methods.append(
+                        MethodDescriptor(
+                            service: full, method: m.name ?? "", kind: kind, inputType: input, outputType: output,
+                            options: Self.options(m.options, service: s.options)))
                 }
                 services.append(ServiceDescriptor(name: full, methods: methods, file: protoFile))
             }
@@ -90,7 +96,9 @@ public final class Schema: Sendable {
         static let successStatus: UInt32 = 51002
     }
 
-    static func options(_ m: Google_Protobuf_MethodOptions?, service s: Google_Protobuf_ServiceOptions?) -> MethodOptions {
+    static func options(_ m: Google_Protobuf_MethodOptions?, service s: Google_Protobuf_ServiceOptions?)
+        -> MethodOptions
+    {
         var out = MethodOptions()
         let method = m?.unknownFields ?? UnknownFields()
         let service = s?.unknownFields ?? UnknownFields()
@@ -98,13 +106,14 @@ public final class Schema: Sendable {
             out.http = httpRules(rule)
         }
         if let bytes = payload(method, Extension.auth) ?? payload(service, Extension.auth),
-           let rule = try? Bazaar_Options_V1_AuthRule(serializedBytes: bytes)
+            let rule = try? Bazaar_Options_V1_AuthRule(serializedBytes: bytes)
         {
-            let level: AuthRequirement.Level = switch rule.level {
-            case .public: .public
-            case .internal: .internal
-            default: .authenticated
-            }
+            let level: AuthRequirement.Level =
+                switch rule.level {
+                case .public: .public
+                case .internal: .internal
+                default: .authenticated
+                }
             out.auth = AuthRequirement(level: level, roles: rule.roles, scopes: rule.scopes, callers: rule.callers)
         }
         if let ms = varint(method, Extension.deadline) ?? varint(service, Extension.deadline) {
@@ -139,15 +148,16 @@ public final class Schema: Sendable {
 
     static func httpRules(_ rule: Google_Api_HttpRule) -> [HTTPRule] {
         var out: [HTTPRule] = []
-        let main: (String, String)? = switch rule.pattern {
-        case .get(let p)?: ("GET", p)
-        case .put(let p)?: ("PUT", p)
-        case .post(let p)?: ("POST", p)
-        case .delete(let p)?: ("DELETE", p)
-        case .patch(let p)?: ("PATCH", p)
-        case .custom(let c)?: (c.kind, c.path)
-        case nil: nil
-        }
+        let main: (String, String)? =
+            switch rule.pattern {
+            case .get(let p)?: ("GET", p)
+            case .put(let p)?: ("PUT", p)
+            case .post(let p)?: ("POST", p)
+            case .delete(let p)?: ("DELETE", p)
+            case .patch(let p)?: ("PATCH", p)
+            case .custom(let c)?: (c.kind, c.path)
+            case nil: nil
+            }
         if let (method, path) = main, !method.isEmpty {
             out.append(HTTPRule(method: method, path: path, body: rule.body, responseBody: rule.responseBody))
         }

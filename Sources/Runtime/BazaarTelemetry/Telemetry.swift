@@ -40,7 +40,9 @@ public final class Telemetry: Sendable {
     public static func start(service: String, options: Options) async throws -> Telemetry {
         let registry = MetricsRegistry()
         var admin: AdminServer?
-        if let port = options.metricsPort { admin = try await AdminServer(registry: registry, host: options.metricsHost, port: port) }
+        if let port = options.metricsPort {
+            admin = try await AdminServer(registry: registry, host: options.metricsHost, port: port)
+        }
         var tracer: Tracer?
         if let endpoint = options.tracesEndpoint {
             let exporter = try SpanExporter(endpoint: endpoint, serviceName: service)
@@ -51,21 +53,28 @@ public final class Telemetry: Sendable {
         // libevent's own messages (evdns: "Nameserver ... has failed") as JSON log lines too.
         let logger = t.logger
         LibraryLog.install { library, severity, message in
-            let level: LogLevel = switch severity {
-            case .debug: .debug
-            case .message: .info
-            case .warning: .warning
-            case .error: .error
-            }
+            let level: LogLevel =
+                switch severity {
+                case .debug: .debug
+                case .message: .info
+                case .warning: .warning
+                case .error: .error
+                }
             logger.log(level, message, [("library", .string(library))])
         }
         ProcessMetrics.register(in: registry)
         if let exporter = tracer?.exporter {
             registry.addCollector {
-                [CollectedSample(name: "bazaar_spans_exported_total", help: "Spans the trace collector accepted.", type: .counter,
-                                 value: Double(exporter.exported.count)),
-                 CollectedSample(name: "bazaar_spans_dropped_total", help: "Spans dropped: export queue full or the collector unreachable.",
-                                 type: .counter, value: Double(exporter.dropped.count))]
+                [
+                    CollectedSample(
+                        name: "bazaar_spans_exported_total", help: "Spans the trace collector accepted.",
+                        type: .counter,
+                        value: Double(exporter.exported.count)),
+                    CollectedSample(
+                        name: "bazaar_spans_dropped_total",
+                        help: "Spans dropped: export queue full or the collector unreachable.",
+                        type: .counter, value: Double(exporter.dropped.count)),
+                ]
             }
         }
         return t
@@ -75,7 +84,9 @@ public final class Telemetry: Sendable {
     /// `BAZAAR_METRICS_PORT` (0 picks one, `off` disables), `BAZAAR_LOG_LEVEL`,
     /// `BAZAAR_ACCESS_LOG_SAMPLE`, `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_TRACES_EXPORTER=none`),
     /// `OTEL_SERVICE_NAME`, `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG`.
-    public static func start(service: String, environment: [String: String] = currentEnvironment()) async throws -> Telemetry {
+    public static func start(service: String, environment: [String: String] = currentEnvironment()) async throws
+        -> Telemetry
+    {
         try await start(service: environment["OTEL_SERVICE_NAME"] ?? service, options: options(from: environment))
     }
 
@@ -91,7 +102,9 @@ public final class Telemetry: Sendable {
         // must not publish its metrics to every interface.
         if let h = bazaar["METRICS_HOST"] ?? bazaar["HOST"] { o.metricsHost = h }
         if let l = bazaar["LOG_LEVEL"] {
-            guard let level = LogLevel(name: l) else { throw RPCError(.invalidArgument, "BAZAAR_LOG_LEVEL='\(l)': expected debug, info, warning or error") }
+            guard let level = LogLevel(name: l) else {
+                throw RPCError(.invalidArgument, "BAZAAR_LOG_LEVEL='\(l)': expected debug, info, warning or error")
+            }
             o.logLevel = level
         }
         o.accessLogSampleRatio = try bazaar.double("ACCESS_LOG_SAMPLE", 0...1) ?? o.accessLogSampleRatio
@@ -101,7 +114,10 @@ public final class Telemetry: Sendable {
             o.tracesEndpoint = e
         }
         guard let sampler = Sampler.parse(env["OTEL_TRACES_SAMPLER"], argument: env["OTEL_TRACES_SAMPLER_ARG"]) else {
-            throw RPCError(.invalidArgument, "OTEL_TRACES_SAMPLER='\(env["OTEL_TRACES_SAMPLER"] ?? "")': expected always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off or parentbased_traceidratio")
+            throw RPCError(
+                .invalidArgument,
+                "OTEL_TRACES_SAMPLER='\(env["OTEL_TRACES_SAMPLER"] ?? "")': expected always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off or parentbased_traceidratio"
+            )
         }
         o.sampler = sampler
         return o
@@ -200,7 +216,9 @@ struct ServerTelemetryObserver: ServerCallObserver {
         series.started.increment()
         var span: Span?
         if let tracer = telemetry.tracer {
-            let parent = head.metadata["traceparent"].flatMap { SpanContext(traceparent: $0, tracestate: head.metadata["tracestate"]) }
+            let parent = head.metadata["traceparent"].flatMap {
+                SpanContext(traceparent: $0, tracestate: head.metadata["tracestate"])
+            }
             let s = tracer.startRPCSpan(head.method, kind: .server, parent: parent)
             if s.isRecording {
                 if let address = head.peerAddress { s.setAttribute("client.address", Socket.host(of: address)) }
@@ -224,11 +242,14 @@ struct ServerTelemetryObserver: ServerCallObserver {
         let code = status.code
         let elapsed = record.finish(status)
         if telemetry.logger.enabled(.info) && telemetry.sampleAccessLog() {
-            var fields: [(String, LogValue)] = [("kind", "access"), ("method", .string(head.method.path)), ("code", .string(code.description)),
-                                                ("duration_ms", .double((elapsed * 1e6).rounded() / 1e3))]
+            var fields: [(String, LogValue)] = [
+                ("kind", "access"), ("method", .string(head.method.path)), ("code", .string(code.description)),
+                ("duration_ms", .double((elapsed * 1e6).rounded() / 1e3)),
+            ]
             if let p = head.peerIdentity { fields.append(("peer", .string(p))) }
             if let a = head.peerAddress { fields.append(("peer_address", .string(a))) }
-            telemetry.logger.log(code == .ok ? .info : .warning, "rpc served", fields, span: record.span?.context, checkNames: false)
+            telemetry.logger.log(
+                code == .ok ? .info : .warning, "rpc served", fields, span: record.span?.context, checkNames: false)
         }
     }
 }

@@ -19,7 +19,9 @@ public struct MessageSchema: @unchecked Sendable, Hashable {
     public var fields: [FieldSchema] { ProtoJSON.fields(descriptor).map(FieldSchema.init) }
 
     /// The field with this name or JSON name.
-    public func field(_ name: String) -> FieldSchema? { ProtoJSON.field(named: name, in: descriptor).map(FieldSchema.init) }
+    public func field(_ name: String) -> FieldSchema? {
+        ProtoJSON.field(named: name, in: descriptor).map(FieldSchema.init)
+    }
 
     /// The field a dotted path names (`page.page_size`), through singular message fields.
     public func field(path: [String]) -> FieldSchema? {
@@ -70,10 +72,14 @@ public struct FieldSchema: Sendable {
         case PROTOBUF_C_TYPE_ENUM: kind = .enumeration
         default: kind = .message
         }
-        message = kind == .message ? MessageSchema(f.descriptor.assumingMemoryBound(to: ProtobufCMessageDescriptor.self)) : nil
+        message =
+            kind == .message
+            ? MessageSchema(f.descriptor.assumingMemoryBound(to: ProtobufCMessageDescriptor.self)) : nil
         if kind == .enumeration {
             let e = f.descriptor.assumingMemoryBound(to: ProtobufCEnumDescriptor.self)
-            enumValues = UnsafeBufferPointer(start: e.pointee.values, count: Int(e.pointee.n_values)).map { String(cString: $0.name) }
+            enumValues = UnsafeBufferPointer(start: e.pointee.values, count: Int(e.pointee.n_values)).map {
+                String(cString: $0.name)
+            }
         } else {
             enumValues = []
         }
@@ -88,12 +94,16 @@ public struct FieldSchema: Sendable {
 
 extension ProtoJSON {
     /// `encode(_:as:)` for a ``MessageSchema``.
-    public static func encode(_ bytes: [UInt8], as schema: MessageSchema, options: Options = Options()) throws(JSONMappingError) -> JSONValue {
+    public static func encode(_ bytes: [UInt8], as schema: MessageSchema, options: Options = Options())
+        throws(JSONMappingError) -> JSONValue
+    {
         try encode(bytes, as: schema.descriptor, options: options)
     }
 
     /// `decode(_:as:)` for a ``MessageSchema``.
-    public static func decode(_ json: JSONValue, as schema: MessageSchema, options: Options = Options()) throws(JSONMappingError) -> [UInt8] {
+    public static func decode(_ json: JSONValue, as schema: MessageSchema, options: Options = Options())
+        throws(JSONMappingError) -> [UInt8]
+    {
         try decode(json, as: schema.descriptor, options: options)
     }
 }

@@ -11,9 +11,10 @@ public struct ProtoFile: Sendable {
     public let enumTypes: [any WireEnum.Type]
     private let load: @Sendable () -> [UInt8]
 
-    public init(path: String, dependencies: [ProtoFile], messageTypes: [any WireMessage.Type] = [],
-                enumTypes: [any WireEnum.Type] = [], bytes: @escaping @Sendable () -> [UInt8])
-    {
+    public init(
+        path: String, dependencies: [ProtoFile], messageTypes: [any WireMessage.Type] = [],
+        enumTypes: [any WireEnum.Type] = [], bytes: @escaping @Sendable () -> [UInt8]
+    ) {
         self.path = path
         self.dependencies = dependencies
         self.messageTypes = messageTypes

@@ -14,7 +14,9 @@ public enum Base64 {
     private static let urlDigits = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
 
     /// `bytes` as base64, padded with `=` unless `padding` is false.
-    public static func encode(_ bytes: some Collection<UInt8>, alphabet: Alphabet = .standard, padding: Bool = true) -> String {
+    public static func encode(_ bytes: some Collection<UInt8>, alphabet: Alphabet = .standard, padding: Bool = true)
+        -> String
+    {
         let digits = alphabet == .url ? urlDigits : standardDigits
         var out: [UInt8] = []
         out.reserveCapacity((bytes.count + 2) / 3 * 4)

@@ -35,8 +35,10 @@ public struct UnknownFields: Sendable, Hashable {
         for i in 0..<Int(base.n_unknown_fields) {
             let u = list[i]
             if u.tag == 0 { throw WireDecodingError.malformed(messageName()) }
-            fields.append(Field(number: u.tag, wireType: UInt8(truncatingIfNeeded: u.wire_type.rawValue),
-                                data: u.len > 0 ? Array(UnsafeBufferPointer(start: u.data, count: u.len)) : []))
+            fields.append(
+                Field(
+                    number: u.tag, wireType: UInt8(truncatingIfNeeded: u.wire_type.rawValue),
+                    data: u.len > 0 ? Array(UnsafeBufferPointer(start: u.data, count: u.len)) : []))
         }
     }
 
@@ -47,8 +49,9 @@ public struct UnknownFields: Sendable, Hashable {
         let list = arena.array(fields.count, of: ProtobufCMessageUnknownField.self)
         for (i, f) in fields.enumerated() {
             let data: UnsafeMutablePointer<UInt8>? = f.data.isEmpty ? nil : arena.copy(f.data)
-            list[i] = ProtobufCMessageUnknownField(tag: f.number, wire_type: ProtobufCWireType(rawValue: numericCast(f.wireType)),
-                                                   len: f.data.count, data: data)
+            list[i] = ProtobufCMessageUnknownField(
+                tag: f.number, wire_type: ProtobufCWireType(rawValue: numericCast(f.wireType)),
+                len: f.data.count, data: data)
         }
         base.n_unknown_fields = UInt32(fields.count)
         base.unknown_fields = list

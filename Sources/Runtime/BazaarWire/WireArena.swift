@@ -1,8 +1,9 @@
 import CBazaarProtobufC
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Scratch memory for one encode or decode through protobuf-c.
@@ -110,14 +111,14 @@ public final class WireArena {
         for i in 0..<Int(d.pointee.n_fields) {
             let f = d.pointee.fields[i]
             guard let value = f.default_value, f.label != PROTOBUF_C_LABEL_REPEATED,
-                  f.flags & UInt32(PROTOBUF_C_FIELD_FLAG_ONEOF.rawValue) == 0
+                f.flags & UInt32(PROTOBUF_C_FIELD_FLAG_ONEOF.rawValue) == 0
             else { continue }
             let at = p + Int(f.offset)
             switch f.type {
             case PROTOBUF_C_TYPE_STRING, PROTOBUF_C_TYPE_MESSAGE: at.storeBytes(of: value, as: UnsafeRawPointer.self)
             case PROTOBUF_C_TYPE_BYTES: at.copyMemory(from: value, byteCount: MemoryLayout<ProtobufCBinaryData>.size)
             case PROTOBUF_C_TYPE_INT64, PROTOBUF_C_TYPE_UINT64, PROTOBUF_C_TYPE_SINT64, PROTOBUF_C_TYPE_SFIXED64,
-                 PROTOBUF_C_TYPE_FIXED64, PROTOBUF_C_TYPE_DOUBLE:
+                PROTOBUF_C_TYPE_FIXED64, PROTOBUF_C_TYPE_DOUBLE:
                 at.copyMemory(from: value, byteCount: 8)
             default: at.copyMemory(from: value, byteCount: 4)
             }

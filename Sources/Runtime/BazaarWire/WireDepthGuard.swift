@@ -8,9 +8,10 @@ import CBazaarProtobufC
 /// length-delimited fields that the descriptor says are messages. It does not decode values:
 /// anything malformed is left for protobuf-c to reject.
 enum WireDepthGuard {
-    static func check(_ bytes: UnsafeRawBufferPointer, _ descriptor: UnsafePointer<ProtobufCMessageDescriptor>,
-                      maxDepth: Int) throws(WireDecodingError)
-    {
+    static func check(
+        _ bytes: UnsafeRawBufferPointer, _ descriptor: UnsafePointer<ProtobufCMessageDescriptor>,
+        maxDepth: Int
+    ) throws(WireDecodingError) {
         guard let base = bytes.baseAddress else { return }
         // Explicit stack instead of recursion: (end offset, descriptor).
         var stack: [(end: Int, descriptor: UnsafePointer<ProtobufCMessageDescriptor>)] = [(bytes.count, descriptor)]
@@ -35,9 +36,9 @@ enum WireDepthGuard {
                 guard let len = varint(p, &i, top.end), len <= UInt64(top.end - i) else { return }
                 let end = i + Int(len)
                 if number <= UInt64(UInt32.max),
-                   let field = protobuf_c_message_descriptor_get_field(top.descriptor, UInt32(number)),
-                   field.pointee.type == PROTOBUF_C_TYPE_MESSAGE,
-                   let sub = field.pointee.descriptor
+                    let field = protobuf_c_message_descriptor_get_field(top.descriptor, UInt32(number)),
+                    field.pointee.type == PROTOBUF_C_TYPE_MESSAGE,
+                    let sub = field.pointee.descriptor
                 {
                     if stack.count >= maxDepth { throw .tooDeep(limit: maxDepth) }
                     stack.append((end, sub.assumingMemoryBound(to: ProtobufCMessageDescriptor.self)))

@@ -14,11 +14,13 @@ public protocol WireEnum: RawRepresentable, Sendable, Hashable where RawValue ==
 
 extension WireDecode {
     /// Whether a proto2 string field still points at its declared default (so it was absent).
-    public static func isDefault(_ p: UnsafeMutablePointer<CChar>, _ descriptor: UnsafePointer<ProtobufCMessageDescriptor>,
-                                 _ number: UInt32) -> Bool
-    {
+    public static func isDefault(
+        _ p: UnsafeMutablePointer<CChar>, _ descriptor: UnsafePointer<ProtobufCMessageDescriptor>,
+        _ number: UInt32
+    ) -> Bool {
         guard let field = protobuf_c_message_descriptor_get_field(descriptor, number),
-              let def = field.pointee.default_value else { return false }
+            let def = field.pointee.default_value
+        else { return false }
         return UnsafeRawPointer(p) == def
     }
 }

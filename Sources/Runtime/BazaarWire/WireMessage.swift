@@ -62,12 +62,15 @@ extension WireMessage {
     public init(serializedBytes bytes: some Collection<UInt8>, options: WireDecodingOptions = WireDecodingOptions())
         throws(WireDecodingError)
     {
-        let result = bytes.withContiguousStorageIfAvailable { Self.decodeResult(UnsafeRawBufferPointer($0), options) }
+        let result =
+            bytes.withContiguousStorageIfAvailable { Self.decodeResult(UnsafeRawBufferPointer($0), options) }
             ?? Array(bytes).withUnsafeBytes { Self.decodeResult($0, options) }
         self = try result.get()
     }
 
-    static func decodeResult(_ bytes: UnsafeRawBufferPointer, _ options: WireDecodingOptions) -> Result<Self, WireDecodingError> {
+    static func decodeResult(_ bytes: UnsafeRawBufferPointer, _ options: WireDecodingOptions) -> Result<
+        Self, WireDecodingError
+    > {
         do {
             return .success(try decode(bytes, options))
         } catch {
@@ -75,14 +78,17 @@ extension WireMessage {
         }
     }
 
-    static func decode(_ bytes: UnsafeRawBufferPointer, _ options: WireDecodingOptions) throws(WireDecodingError) -> Self {
+    static func decode(_ bytes: UnsafeRawBufferPointer, _ options: WireDecodingOptions) throws(WireDecodingError)
+        -> Self
+    {
         if _isRecursive {
             try WireDepthGuard.check(bytes, Self.protobufCDescriptor, maxDepth: options.maxDepth)
         }
         let arena = WireArena(initialCapacity: max(256, bytes.count * 2))
         let unpacked = arena.withAllocator { allocator in
-            protobuf_c_message_unpack(Self.protobufCDescriptor, allocator, bytes.count,
-                                      bytes.baseAddress?.assumingMemoryBound(to: UInt8.self))
+            protobuf_c_message_unpack(
+                Self.protobufCDescriptor, allocator, bytes.count,
+                bytes.baseAddress?.assumingMemoryBound(to: UInt8.self))
         }
         guard let unpacked else { throw WireDecodingError.malformed(Self.protoMessageName) }
         return try withExtendedLifetime(arena) { () throws(WireDecodingError) -> Self in
@@ -125,7 +131,9 @@ public enum WireDecodingError: Error, Sendable, Hashable, CustomStringConvertibl
 public enum WireDecode {
     /// A Swift string from a protobuf-c `char *`, rejecting invalid UTF-8 rather than repairing it.
     @inline(__always)
-    public static func string(_ p: UnsafeMutablePointer<CChar>?, field: StaticString) throws(WireDecodingError) -> String {
+    public static func string(_ p: UnsafeMutablePointer<CChar>?, field: StaticString) throws(WireDecodingError)
+        -> String
+    {
         guard let p else { return "" }
         if p.pointee == 0 { return "" }
         guard let s = String(validatingCString: p) else { throw .invalidUTF8(field: "\(field)") }

@@ -16,9 +16,11 @@ public final class CartService: Shop_V1_CartService.ServiceProtocol {
     public let maxLines: Int
     public let maxUnitsPerLine: Int64
 
-    public init(redis: RedisClient, catalog: Shop_V1_CatalogService.Client, logger: Logger, ttl: Duration = .seconds(30 * 24 * 3600),
-                maxLines: Int = 50, maxUnitsPerLine: Int64 = 99)
-    {
+    public init(
+        redis: RedisClient, catalog: Shop_V1_CatalogService.Client, logger: Logger,
+        ttl: Duration = .seconds(30 * 24 * 3600),
+        maxLines: Int = 50, maxUnitsPerLine: Int64 = 99
+    ) {
         self.redis = redis
         self.catalog = catalog
         self.logger = logger
@@ -50,8 +52,9 @@ public final class CartService: Shop_V1_CartService.ServiceProtocol {
 
     private func change(_ user: String, product: String, units: Int64, mode: String) async throws -> Shop_V1_Cart {
         let ttlMs = ttl.components.seconds * 1000 + ttl.components.attoseconds / 1_000_000_000_000_000
-        let reply = try await redis.send("EVAL", Self.changeLine, "1", Self.key(user), product, String(units), mode,
-                                         String(maxLines), String(maxUnitsPerLine), String(ttlMs))
+        let reply = try await redis.send(
+            "EVAL", Self.changeLine, "1", Self.key(user), product, String(units), mode,
+            String(maxLines), String(maxUnitsPerLine), String(ttlMs))
         switch reply.integer {
         case -1: throw RPCError(.resourceExhausted, "the cart is full: at most \(maxLines) different products")
         case -2: throw RPCError(.outOfRange, "at most \(maxUnitsPerLine) units of one product")
@@ -120,11 +123,17 @@ public final class CartService: Shop_V1_CartService.ServiceProtocol {
         return try await change(user, product: request.productID, units: request.quantity, mode: "add")
     }
 
-    public func setItemQuantity(_ request: Shop_V1_SetItemQuantityRequest, context: ServerContext) async throws -> Shop_V1_Cart {
+    public func setItemQuantity(_ request: Shop_V1_SetItemQuantityRequest, context: ServerContext) async throws
+        -> Shop_V1_Cart
+    {
         let user = try UserIdentity.required().subject
         try Check.that(request.quantity >= 0, "quantity must not be negative")
         try Check.that(request.quantity <= maxUnitsPerLine, "quantity must be at most \(maxUnitsPerLine)")
-        if request.quantity > 0 { try await checkProduct(request.productID) } else { try Check.id(request.productID, "product_id") }
+        if request.quantity > 0 {
+            try await checkProduct(request.productID)
+        } else {
+            try Check.id(request.productID, "product_id")
+        }
         return try await change(user, product: request.productID, units: request.quantity, mode: "set")
     }
 
@@ -141,12 +150,16 @@ public final class CartService: Shop_V1_CartService.ServiceProtocol {
         return Shop_V1_Cart(userID: user, items: [], subtotal: nil)
     }
 
-    public func getCartForUser(_ request: Shop_V1_GetCartForUserRequest, context: ServerContext) async throws -> Shop_V1_Cart {
+    public func getCartForUser(_ request: Shop_V1_GetCartForUserRequest, context: ServerContext) async throws
+        -> Shop_V1_Cart
+    {
         try Check.id(request.userID, "user_id")
         return try await cart(for: request.userID)
     }
 
-    public func clearCartForUser(_ request: Shop_V1_ClearCartForUserRequest, context: ServerContext) async throws -> Shop_V1_Cart {
+    public func clearCartForUser(_ request: Shop_V1_ClearCartForUserRequest, context: ServerContext) async throws
+        -> Shop_V1_Cart
+    {
         try Check.id(request.userID, "user_id")
         _ = try await redis.send("DEL", Self.key(request.userID))
         return Shop_V1_Cart(userID: request.userID, items: [], subtotal: nil)

@@ -21,7 +21,10 @@ public final class CatalogService: Shop_V1_CatalogService.ServiceProtocol {
     /// How often stock watches look for changes.
     public let watchInterval: Duration
 
-    public init(db: PostgresPool, logger: Logger, reservationTTL: Duration = .seconds(900), watchInterval: Duration = .milliseconds(500)) {
+    public init(
+        db: PostgresPool, logger: Logger, reservationTTL: Duration = .seconds(900),
+        watchInterval: Duration = .milliseconds(500)
+    ) {
         self.db = db
         self.logger = logger
         self.reservationTTL = reservationTTL
@@ -53,12 +56,16 @@ public final class CatalogService: Shop_V1_CatalogService.ServiceProtocol {
 
     // MARK: reads
 
-    public func listProducts(_ request: Shop_V1_ListProductsRequest, context: ServerContext) async throws -> Shop_V1_ListProductsResponse {
+    public func listProducts(_ request: Shop_V1_ListProductsRequest, context: ServerContext) async throws
+        -> Shop_V1_ListProductsResponse
+    {
         let size = try PageToken.size(request.page)
         try Check.text(request.category, "category", max: 64, required: false)
         try Check.text(request.query, "query", max: 200, required: false)
         try Check.that(request.minPriceMinor >= 0 && request.maxPriceMinor >= 0, "price bounds must not be negative")
-        try Check.that(request.maxPriceMinor == 0 || request.minPriceMinor <= request.maxPriceMinor, "min_price_minor is above max_price_minor")
+        try Check.that(
+            request.maxPriceMinor == 0 || request.minPriceMinor <= request.maxPriceMinor,
+            "min_price_minor is above max_price_minor")
         let hasQuery = !request.query.trimming(" ").isEmpty
         var sort = request.sort
         if sort == .unspecified { sort = hasQuery ? .relevance : .newest }
@@ -68,7 +75,9 @@ public final class CatalogService: Shop_V1_CatalogService.ServiceProtocol {
         throw RPCError(.invalidArgument, "sort is not a known ProductSort")
     }
 
-    private func list(_ request: Shop_V1_ListProductsRequest, size: Int, sort: Shop_V1_ProductSort, hasQuery: Bool) async throws -> Shop_V1_ListProductsResponse {
+    private func list(_ request: Shop_V1_ListProductsRequest, size: Int, sort: Shop_V1_ProductSort, hasQuery: Bool)
+        async throws -> Shop_V1_ListProductsResponse
+    {
         var conditions = ["active"]
         var params: [(any PostgresBindable)?] = []
         func bind(_ value: any PostgresBindable) -> String {
@@ -88,16 +97,22 @@ public final class CatalogService: Shop_V1_CatalogService.ServiceProtocol {
 
         // Keyset pagination on (sort key, id); relevance pages by offset, as ranks are not stable keys.
         let cursor = try PageToken.decode(request.page.map(\.pageToken), count: 3)
-        if let cursor, cursor[0] != String(sort.rawValue) { throw RPCError(.invalidArgument, "page.page_token belongs to another sort order") }
+        if let cursor, cursor[0] != String(sort.rawValue) {
+            throw RPCError(.invalidArgument, "page.page_token belongs to another sort order")
+        }
         var offset = 0
         let order: String
         switch sort {
         case .priceAsc:
             order = "price_minor, id"
-            if let c = cursor { conditions.append("(price_minor, id) > (\(bind(try int64(c[1]))), \(bind(try uuid(c[2])))::uuid)") }
+            if let c = cursor {
+                conditions.append("(price_minor, id) > (\(bind(try int64(c[1]))), \(bind(try uuid(c[2])))::uuid)")
+            }
         case .priceDesc:
             order = "price_minor DESC, id DESC"
-            if let c = cursor { conditions.append("(price_minor, id) < (\(bind(try int64(c[1]))), \(bind(try uuid(c[2])))::uuid)") }
+            if let c = cursor {
+                conditions.append("(price_minor, id) < (\(bind(try int64(c[1]))), \(bind(try uuid(c[2])))::uuid)")
+            }
         case .name:
             order = "name, id"
             if let c = cursor { conditions.append("(name, id) > (\(bind(c[1])), \(bind(try uuid(c[2])))::uuid)") }
@@ -113,9 +128,12 @@ public final class CatalogService: Shop_V1_CatalogService.ServiceProtocol {
             }
         default:
             order = "created_at DESC, id DESC"
-            if let c = cursor { conditions.append("(created_at, id) < (\(bind(c[1]))::timestamptz, \(bind(try uuid(c[2])))::uuid)") }
+            if let c = cursor {
+                conditions.append("(created_at, id) < (\(bind(c[1]))::timestamptz, \(bind(try uuid(c[2])))::uuid)")
+            }
         }
-        let sql = "SELECT \(Self.columns) FROM products WHERE \(conditions.joined(separator: " AND ")) ORDER BY \(order) LIMIT \(size + 1) OFFSET \(offset)"
+        let sql =
+            "SELECT \(Self.columns) FROM products WHERE \(conditions.joined(separator: " AND ")) ORDER BY \(order) LIMIT \(size + 1) OFFSET \(offset)"
         let rows = try await db.query(sql, params).rows
         var response = Shop_V1_ListProductsResponse()
         response.products = rows.prefix(size).map(Self.product)
@@ -136,16 +154,21 @@ public final class CatalogService: Shop_V1_CatalogService.ServiceProtocol {
     static let maxRelevanceOffset: Int64 = 10_000
 
     private func int64(_ text: String) throws(RPCError) -> Int64 {
-        guard let v = Int64(text) else { throw RPCError(.invalidArgument, "page.page_token is not a token this service issued") }
+        guard let v = Int64(text) else {
+            throw RPCError(.invalidArgument, "page.page_token is not a token this service issued")
+        }
         return v
     }
 
     private func uuid(_ text: String) throws(RPCError) -> String {
-        guard Check.isID(text) else { throw RPCError(.invalidArgument, "page.page_token is not a token this service issued") }
+        guard Check.isID(text) else {
+            throw RPCError(.invalidArgument, "page.page_token is not a token this service issued")
+        }
         return text
     }
 
-    public func getProduct(_ request: Shop_V1_GetProductRequest, context: ServerContext) async throws -> Shop_V1_Product {
+    public func getProduct(_ request: Shop_V1_GetProductRequest, context: ServerContext) async throws -> Shop_V1_Product
+    {
         let rows: [PostgresRow]
         if !request.id.isEmpty {
             try Check.id(request.id, "id")
@@ -156,16 +179,22 @@ public final class CatalogService: Shop_V1_CatalogService.ServiceProtocol {
         } else {
             throw RPCError(.invalidArgument, "id or sku is required")
         }
-        guard let row = rows.first else { throw RPCError(.notFound, "no product \(request.id.isEmpty ? "with SKU \(request.sku)" : request.id)") }
+        guard let row = rows.first else {
+            throw RPCError(.notFound, "no product \(request.id.isEmpty ? "with SKU \(request.sku)" : request.id)")
+        }
         return Self.product(row)
     }
 
-    public func batchGetProducts(_ request: Shop_V1_BatchGetProductsRequest, context: ServerContext) async throws -> Shop_V1_BatchGetProductsResponse {
+    public func batchGetProducts(_ request: Shop_V1_BatchGetProductsRequest, context: ServerContext) async throws
+        -> Shop_V1_BatchGetProductsResponse
+    {
         try Check.that(request.ids.count <= 100, "at most 100 ids at once")
         for id in request.ids { try Check.id(id, "ids") }
         var response = Shop_V1_BatchGetProductsResponse()
         if request.ids.isEmpty { return response }
-        let rows = try await db.query("SELECT \(Self.columns) FROM products WHERE id = ANY(\(Self.uuidArray("$1")))", [jsonText(request.ids)]).rows
+        let rows = try await db.query(
+            "SELECT \(Self.columns) FROM products WHERE id = ANY(\(Self.uuidArray("$1")))", [jsonText(request.ids)]
+        ).rows
         response.products = rows.map(Self.product)
         return response
     }
@@ -181,16 +210,23 @@ public final class CatalogService: Shop_V1_CatalogService.ServiceProtocol {
 
     // MARK: admin writes
 
-    public func createProduct(_ request: Shop_V1_CreateProductRequest, context: ServerContext) async throws -> Shop_V1_Product {
+    public func createProduct(_ request: Shop_V1_CreateProductRequest, context: ServerContext) async throws
+        -> Shop_V1_Product
+    {
         guard let p = request.product else { throw RPCError(.invalidArgument, "product is required") }
         try Self.validate(p, fields: Self.writable)
         do {
-            let row = try await db.query("""
+            let row = try await db.query(
+                """
                 INSERT INTO products (sku, name, description, currency, price_minor, stock, categories, image_urls, attributes, active)
                 VALUES ($1, $2, $3, $4, $5, $6, \(Self.textArray("$7")), \(Self.textArray("$8")), $9::jsonb, true)
                 RETURNING \(Self.columns)
-                """, [p.sku, p.name, p.description_p, p.price?.currencyCode ?? "", p.price?.amountMinor ?? 0, p.stock,
-                      jsonText(p.categories), jsonText(p.imageURLs), jsonText(p.attributes)]).rows[0]
+                """,
+                [
+                    p.sku, p.name, p.description_p, p.price?.currencyCode ?? "", p.price?.amountMinor ?? 0, p.stock,
+                    jsonText(p.categories), jsonText(p.imageURLs), jsonText(p.attributes),
+                ]
+            ).rows[0]
             logger.info("product created", [("product_id", .string(row.text("id"))), ("sku", .string(p.sku))])
             return Self.product(row)
         } catch let e as PostgresError where e.isUniqueViolation {
@@ -198,24 +234,33 @@ public final class CatalogService: Shop_V1_CatalogService.ServiceProtocol {
         }
     }
 
-    static let writable: Set<String> = ["sku", "name", "description", "price", "stock", "categories", "image_urls", "attributes", "active"]
+    static let writable: Set<String> = [
+        "sku", "name", "description", "price", "stock", "categories", "image_urls", "attributes", "active",
+    ]
 
     static func validate(_ p: Shop_V1_Product, fields: Set<String>) throws(RPCError) {
         if fields.contains("sku") {
             try Check.text(p.sku, "product.sku", max: 64)
-            try Check.that(p.sku.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) },
-                           "product.sku may hold only letters, digits, '-', '_' and '.'")
+            try Check.that(
+                p.sku.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) },
+                "product.sku may hold only letters, digits, '-', '_' and '.'")
         }
         if fields.contains("name") { try Check.text(p.name, "product.name", max: 200) }
-        if fields.contains("description") { try Check.text(p.description_p, "product.description", max: 5000, required: false, multiline: true) }
+        if fields.contains("description") {
+            try Check.text(p.description_p, "product.description", max: 5000, required: false, multiline: true)
+        }
         if fields.contains("price") {
             guard let price = p.price else { throw RPCError(.invalidArgument, "product.price is required") }
-            try Check.that(price.currencyCode.count == 3 && price.currencyCode.allSatisfy { $0.isASCII && $0.isUppercase },
-                           "product.price.currency_code must be an ISO 4217 code such as EUR")
-            try Check.that(price.amountMinor >= 0 && price.amountMinor <= MoneyMath.maxUnitPriceMinor,
-                           "product.price.amount_minor must be between 0 and \(MoneyMath.maxUnitPriceMinor)")
+            try Check.that(
+                price.currencyCode.count == 3 && price.currencyCode.allSatisfy { $0.isASCII && $0.isUppercase },
+                "product.price.currency_code must be an ISO 4217 code such as EUR")
+            try Check.that(
+                price.amountMinor >= 0 && price.amountMinor <= MoneyMath.maxUnitPriceMinor,
+                "product.price.amount_minor must be between 0 and \(MoneyMath.maxUnitPriceMinor)")
         }
-        if fields.contains("stock") { try Check.that(p.stock >= 0 && p.stock <= 1_000_000_000, "product.stock must be between 0 and 1e9") }
+        if fields.contains("stock") {
+            try Check.that(p.stock >= 0 && p.stock <= 1_000_000_000, "product.stock must be between 0 and 1e9")
+        }
         if fields.contains("categories") {
             try Check.that(p.categories.count <= 20, "product.categories holds at most 20 entries")
             for c in p.categories { try Check.text(c, "product.categories", max: 64) }
@@ -224,7 +269,8 @@ public final class CatalogService: Shop_V1_CatalogService.ServiceProtocol {
             try Check.that(p.imageURLs.count <= 20, "product.image_urls holds at most 20 entries")
             for u in p.imageURLs {
                 try Check.text(u, "product.image_urls", max: 2000)
-                try Check.that(u.hasPrefix("https://") || u.hasPrefix("http://"), "product.image_urls must be http(s) URLs")
+                try Check.that(
+                    u.hasPrefix("https://") || u.hasPrefix("http://"), "product.image_urls must be http(s) URLs")
             }
         }
         if fields.contains("attributes") {
@@ -236,12 +282,16 @@ public final class CatalogService: Shop_V1_CatalogService.ServiceProtocol {
         }
     }
 
-    public func updateProduct(_ request: Shop_V1_UpdateProductRequest, context: ServerContext) async throws -> Shop_V1_Product {
+    public func updateProduct(_ request: Shop_V1_UpdateProductRequest, context: ServerContext) async throws
+        -> Shop_V1_Product
+    {
         guard let p = request.product else { throw RPCError(.invalidArgument, "product is required") }
         try Check.id(p.id, "product.id")
         let paths = Set(request.updateMask?.paths ?? [])
         let unknown = paths.subtracting(Self.writable)
-        try Check.that(unknown.isEmpty, "update_mask names fields that cannot be changed: \(unknown.sorted().joined(separator: ", "))")
+        try Check.that(
+            unknown.isEmpty,
+            "update_mask names fields that cannot be changed: \(unknown.sorted().joined(separator: ", "))")
         let fields = paths.isEmpty ? Self.writable : paths
         try Self.validate(p, fields: fields)
         var sets: [String] = []
@@ -271,7 +321,10 @@ public final class CatalogService: Shop_V1_CatalogService.ServiceProtocol {
             }
         }
         do {
-            let rows = try await db.query("UPDATE products SET \(sets.joined(separator: ", ")), updated_at = clock_timestamp() WHERE id = $1 RETURNING \(Self.columns)", params).rows
+            let rows = try await db.query(
+                "UPDATE products SET \(sets.joined(separator: ", ")), updated_at = clock_timestamp() WHERE id = $1 RETURNING \(Self.columns)",
+                params
+            ).rows
             guard let row = rows.first else { throw RPCError(.notFound, "no product \(p.id)") }
             return Self.product(row)
         } catch let e as PostgresError where e.isUniqueViolation {
@@ -279,16 +332,21 @@ public final class CatalogService: Shop_V1_CatalogService.ServiceProtocol {
         }
     }
 
-    public func deleteProduct(_ request: Shop_V1_DeleteProductRequest, context: ServerContext) async throws -> Shop_V1_DeleteProductResponse {
+    public func deleteProduct(_ request: Shop_V1_DeleteProductRequest, context: ServerContext) async throws
+        -> Shop_V1_DeleteProductResponse
+    {
         try Check.id(request.id, "id")
-        let r = try await db.query("UPDATE products SET active = false, updated_at = clock_timestamp() WHERE id = $1", [request.id])
+        let r = try await db.query(
+            "UPDATE products SET active = false, updated_at = clock_timestamp() WHERE id = $1", [request.id])
         guard r.affectedRows == 1 else { throw RPCError(.notFound, "no product \(request.id)") }
         return Shop_V1_DeleteProductResponse()
     }
 
     // MARK: stock reservations (called by the orders service)
 
-    public func reserveStock(_ request: Shop_V1_ReserveStockRequest, context: ServerContext) async throws -> Shop_V1_ReserveStockResponse {
+    public func reserveStock(_ request: Shop_V1_ReserveStockRequest, context: ServerContext) async throws
+        -> Shop_V1_ReserveStockResponse
+    {
         try Check.id(request.orderID, "order_id")
         try Check.that(!request.lines.isEmpty, "lines must not be empty")
         try Check.that(request.lines.count <= 100, "at most 100 lines")
@@ -298,12 +356,15 @@ public final class CatalogService: Shop_V1_CatalogService.ServiceProtocol {
             try Check.that(line.quantity > 0 && line.quantity <= 1000, "lines.quantity must be between 1 and 1000")
             wanted[line.productID, default: 0] += line.quantity
         }
-        let ttlSeconds = Double(reservationTTL.components.seconds) + Double(reservationTTL.components.attoseconds) / 1e18
+        let ttlSeconds =
+            Double(reservationTTL.components.seconds) + Double(reservationTTL.components.attoseconds) / 1e18
         return try await db.transaction { tx in
-            let inserted = try await tx.query("""
+            let inserted = try await tx.query(
+                """
                 INSERT INTO reservations (order_id, state, expires_at) VALUES ($1, 'reserved', clock_timestamp() + make_interval(secs => $2))
                 ON CONFLICT (order_id) DO NOTHING RETURNING \(epochMicros("expires_at", as: "expires"))
-                """, [request.orderID, ttlSeconds]).rows
+                """, [request.orderID, ttlSeconds]
+            ).rows
             guard let fresh = inserted.first else {
                 // Reserved before (a retry): answer as the first time, unless it was released since.
                 return try await Self.existingReservation(request.orderID, tx)
@@ -312,17 +373,26 @@ public final class CatalogService: Shop_V1_CatalogService.ServiceProtocol {
             response.expireTime = fresh.micros("expires")
             // Locks taken in id order, so two orders sharing products cannot deadlock.
             for (productID, quantity) in wanted.sorted(by: { $0.key < $1.key }) {
-                let rows = try await tx.query("""
+                let rows = try await tx.query(
+                    """
                     UPDATE products SET stock = stock - $2, updated_at = clock_timestamp()
                     WHERE id = $1 AND active AND stock >= $2 RETURNING name, currency, price_minor
-                    """, [productID, quantity]).rows
+                    """, [productID, quantity]
+                ).rows
                 guard let row = rows.first else {
-                    let found = try await tx.query("SELECT name, stock, active FROM products WHERE id = $1", [productID]).rows
+                    let found = try await tx.query(
+                        "SELECT name, stock, active FROM products WHERE id = $1", [productID]
+                    ).rows
                     guard let p = found.first else { throw RPCError(.notFound, "no product \(productID)") }
-                    if p.bool("active") != true { throw RPCError(.failedPrecondition, "\(p.text("name")) is no longer sold") }
-                    throw RPCError(.failedPrecondition, "not enough stock of \(p.text("name")): \(p.int64("stock")) left, \(quantity) wanted")
+                    if p.bool("active") != true {
+                        throw RPCError(.failedPrecondition, "\(p.text("name")) is no longer sold")
+                    }
+                    throw RPCError(
+                        .failedPrecondition,
+                        "not enough stock of \(p.text("name")): \(p.int64("stock")) left, \(quantity) wanted")
                 }
-                _ = try await tx.query("""
+                _ = try await tx.query(
+                    """
                     INSERT INTO reservation_lines (order_id, product_id, quantity, currency, unit_price_minor) VALUES ($1, $2, $3, $4, $5)
                     """, [request.orderID, productID, quantity, row.text("currency"), row.int64("price_minor")])
                 var line = Shop_V1_ReservedLine()
@@ -336,15 +406,23 @@ public final class CatalogService: Shop_V1_CatalogService.ServiceProtocol {
         }
     }
 
-    private static func existingReservation(_ orderID: String, _ tx: PostgresConnection) async throws -> Shop_V1_ReserveStockResponse {
-        let r = try await tx.query("SELECT state, \(epochMicros("expires_at", as: "expires")) FROM reservations WHERE order_id = $1", [orderID]).rows[0]
-        if r.text("state") == "released" { throw RPCError(.failedPrecondition, "the reservation for order \(orderID) was released") }
+    private static func existingReservation(_ orderID: String, _ tx: PostgresConnection) async throws
+        -> Shop_V1_ReserveStockResponse
+    {
+        let r = try await tx.query(
+            "SELECT state, \(epochMicros("expires_at", as: "expires")) FROM reservations WHERE order_id = $1", [orderID]
+        ).rows[0]
+        if r.text("state") == "released" {
+            throw RPCError(.failedPrecondition, "the reservation for order \(orderID) was released")
+        }
         var response = Shop_V1_ReserveStockResponse()
         response.expireTime = r.micros("expires")
-        let lines = try await tx.query("""
+        let lines = try await tx.query(
+            """
             SELECT l.product_id::text AS product_id, p.name, l.quantity, l.currency, l.unit_price_minor
             FROM reservation_lines l JOIN products p ON p.id = l.product_id WHERE l.order_id = $1 ORDER BY l.product_id
-            """, [orderID]).rows
+            """, [orderID]
+        ).rows
         response.lines = lines.map { row in
             var line = Shop_V1_ReservedLine()
             line.productID = row.text("product_id")
@@ -356,24 +434,32 @@ public final class CatalogService: Shop_V1_CatalogService.ServiceProtocol {
         return response
     }
 
-    public func commitStock(_ request: Shop_V1_CommitStockRequest, context: ServerContext) async throws -> Shop_V1_CommitStockResponse {
+    public func commitStock(_ request: Shop_V1_CommitStockRequest, context: ServerContext) async throws
+        -> Shop_V1_CommitStockResponse
+    {
         try Check.id(request.orderID, "order_id")
-        let r = try await db.query("""
+        let r = try await db.query(
+            """
             UPDATE reservations SET state = 'committed', updated_at = clock_timestamp()
             WHERE order_id = $1 AND state IN ('reserved', 'committed') RETURNING order_id
             """, [request.orderID])
         if r.affectedRows == 1 { return Shop_V1_CommitStockResponse() }
         let found = try await db.query("SELECT state FROM reservations WHERE order_id = $1", [request.orderID]).rows
         if found.isEmpty { throw RPCError(.notFound, "no reservation for order \(request.orderID)") }
-        throw RPCError(.failedPrecondition, "the reservation for order \(request.orderID) was released (or expired) before the commit")
+        throw RPCError(
+            .failedPrecondition,
+            "the reservation for order \(request.orderID) was released (or expired) before the commit")
     }
 
-    public func releaseStock(_ request: Shop_V1_ReleaseStockRequest, context: ServerContext) async throws -> Shop_V1_ReleaseStockResponse {
+    public func releaseStock(_ request: Shop_V1_ReleaseStockRequest, context: ServerContext) async throws
+        -> Shop_V1_ReleaseStockResponse
+    {
         try Check.id(request.orderID, "order_id")
         try await db.transaction { tx in
             // Releasing an order never seen leaves a tombstone, so that a reservation still on its
             // way (a retry racing the release) is refused instead of leaking stock.
-            _ = try await tx.query("""
+            _ = try await tx.query(
+                """
                 INSERT INTO reservations (order_id, state, expires_at) VALUES ($1, 'released', clock_timestamp())
                 ON CONFLICT (order_id) DO NOTHING
                 """, [request.orderID])
@@ -384,7 +470,8 @@ public final class CatalogService: Shop_V1_CatalogService.ServiceProtocol {
 
     /// Returns the units of the given orders' reservations (reserved or committed) to stock.
     static func release(orderIDs: String, _ params: [(any PostgresBindable)?], _ tx: PostgresConnection) async throws {
-        _ = try await tx.query("""
+        _ = try await tx.query(
+            """
             WITH released AS (
                 UPDATE reservations SET state = 'released', updated_at = clock_timestamp()
                 WHERE order_id = ANY(\(orderIDs)) AND state <> 'released' RETURNING order_id),
@@ -401,10 +488,12 @@ public final class CatalogService: Shop_V1_CatalogService.ServiceProtocol {
     @discardableResult
     public func sweepExpiredReservations() async throws -> Int {
         try await db.transaction { tx in
-            let expired = try await tx.query("""
+            let expired = try await tx.query(
+                """
                 SELECT order_id::text AS order_id FROM reservations WHERE state = 'reserved' AND expires_at < clock_timestamp()
                 ORDER BY expires_at LIMIT 200 FOR UPDATE SKIP LOCKED
-                """).rows.map { $0.text("order_id") }
+                """
+            ).rows.map { $0.text("order_id") }
             if expired.isEmpty { return 0 }
             try await Self.release(orderIDs: Self.uuidArray("$1"), [jsonText(expired)], tx)
             logger.warning("released expired stock reservations", [("count", .int(Int64(expired.count)))])
@@ -412,13 +501,18 @@ public final class CatalogService: Shop_V1_CatalogService.ServiceProtocol {
         }
     }
 
-    public func watchStock(_ request: Shop_V1_WatchStockRequest, responses: RPCWriter<Shop_V1_StockLevel>, context: ServerContext) async throws {
-        try Check.that(!request.productIDs.isEmpty && request.productIDs.count <= 100, "product_ids must name 1 to 100 products")
+    public func watchStock(
+        _ request: Shop_V1_WatchStockRequest, responses: RPCWriter<Shop_V1_StockLevel>, context: ServerContext
+    ) async throws {
+        try Check.that(
+            !request.productIDs.isEmpty && request.productIDs.count <= 100, "product_ids must name 1 to 100 products")
         for id in request.productIDs { try Check.id(id, "product_ids") }
         let ids = jsonText(request.productIDs)
         var last: [String: Int64] = [:]
         while !Task.isCancelled {
-            let rows = try await db.query("SELECT id::text AS id, stock FROM products WHERE id = ANY(\(Self.uuidArray("$1")))", [ids]).rows
+            let rows = try await db.query(
+                "SELECT id::text AS id, stock FROM products WHERE id = ANY(\(Self.uuidArray("$1")))", [ids]
+            ).rows
             if last.isEmpty && rows.isEmpty { throw RPCError(.notFound, "none of the products exist") }
             for row in rows where last[row.text("id")] != row.int64("stock") {
                 last[row.text("id")] = row.int64("stock")

@@ -12,13 +12,19 @@ public enum NotificationsAssembly {
     public static func assemble(_ c: ShopContext) async throws -> ShopAssembly {
         let env = c.env
         let db = try await c.database(migrations: NotificationsSchema.migrations)
-        let notifications = NotificationsService(db: db, accounts: Shop_V1_AccountsService.Client(transport: try c.upstream("accounts")),
-                                                 logger: c.logger)
-        let consumer = OrderEventConsumer(service: notifications, redis: try c.redis(),
-                                          consumer: env["CONSUMER_NAME"] ?? ProcessInfo.processInfo.hostName)
+        let notifications = NotificationsService(
+            db: db, accounts: Shop_V1_AccountsService.Client(transport: try c.upstream("accounts")),
+            logger: c.logger)
+        let consumer = OrderEventConsumer(
+            service: notifications, redis: try c.redis(),
+            consumer: env["CONSUMER_NAME"] ?? ProcessInfo.processInfo.hostName)
         c.metrics.addCollector {
-            [CollectedSample(name: "bazaar_events_dead_lettered_total", help: "Order events parked in the dead-letter stream (poison messages).",
-                             type: .counter, value: Double(consumer.deadLettered))]
+            [
+                CollectedSample(
+                    name: "bazaar_events_dead_lettered_total",
+                    help: "Order events parked in the dead-letter stream (poison messages).",
+                    type: .counter, value: Double(consumer.deadLettered))
+            ]
         }
         var smtp: SMTPClient?
         if let (h, p) = try env.address("SMTP_ADDR") {
@@ -27,12 +33,19 @@ public enum NotificationsAssembly {
             c.logger.warning("BAZAAR_SMTP_ADDR is not set: email notifications are stored but not sent")
         }
         let mailer = Mailer(db: db, smtp: smtp, from: env["MAIL_FROM"] ?? "shop@bazaar.local", logger: c.logger)
-        let retention = try RetentionJob(db: db, rules: [
-            .init(table: "processed_events", condition: "processed_at < clock_timestamp() - make_interval(secs => $1)",
-                  retention: .seconds(30 * 24 * 3600), setting: "RETAIN_PROCESSED_EVENTS"),
-        ], logger: c.logger).configured(by: env.typed)
-        return ShopAssembly(service: notifications, background: [
-            { await consumer.run() }, { await retention.run() }, { await mailer.run() },
-        ])
+        let retention = try RetentionJob(
+            db: db,
+            rules: [
+                .init(
+                    table: "processed_events",
+                    condition: "processed_at < clock_timestamp() - make_interval(secs => $1)",
+                    retention: .seconds(30 * 24 * 3600), setting: "RETAIN_PROCESSED_EVENTS")
+            ], logger: c.logger
+        ).configured(by: env.typed)
+        return ShopAssembly(
+            service: notifications,
+            background: [
+                { await consumer.run() }, { await retention.run() }, { await mailer.run() },
+            ])
     }
 }

@@ -15,7 +15,10 @@ public final class NotificationsService: Shop_V1_NotificationsService.ServicePro
     public let logger: Logger
     public let pollInterval: Duration
 
-    public init(db: PostgresPool, accounts: Shop_V1_AccountsService.Client, logger: Logger, pollInterval: Duration = .milliseconds(500)) {
+    public init(
+        db: PostgresPool, accounts: Shop_V1_AccountsService.Client, logger: Logger,
+        pollInterval: Duration = .milliseconds(500)
+    ) {
         self.db = db
         self.accounts = accounts
         self.logger = logger
@@ -43,7 +46,9 @@ public final class NotificationsService: Shop_V1_NotificationsService.ServicePro
 
     /// Stores a notification once per id (a repeat is a no-op that returns the stored one). An
     /// email notification is queued for the mailer with the user's current address.
-    func store(_ r: Shop_V1_SendNotificationRequest, email: String?, _ c: PostgresConnection? = nil) async throws -> Shop_V1_Notification {
+    func store(_ r: Shop_V1_SendNotificationRequest, email: String?, _ c: PostgresConnection? = nil) async throws
+        -> Shop_V1_Notification
+    {
         var order: String?
         var product: String?
         switch r.subjectRef {
@@ -56,8 +61,10 @@ public final class NotificationsService: Shop_V1_NotificationsService.ServicePro
             INSERT INTO notifications (id, user_id, channel, subject, body, order_id, product_id, email_to, email_state)
             VALUES ($1::uuid, $2::uuid, $3, $4, $5, $6::uuid, $7::uuid, $8, $9) ON CONFLICT (id) DO NOTHING
             """
-        let params: [(any PostgresBindable)?] = [r.id, r.userID, channel, r.subject, r.body, order, product, email,
-                                                 channel == "EMAIL" ? (email == nil ? "failed" : "pending") : "none"]
+        let params: [(any PostgresBindable)?] = [
+            r.id, r.userID, channel, r.subject, r.body, order, product, email,
+            channel == "EMAIL" ? (email == nil ? "failed" : "pending") : "none",
+        ]
         let select = "SELECT \(Self.columns) FROM notifications WHERE id = $1::uuid"
         if let c {
             _ = try await c.query(insert, params)
@@ -92,13 +99,17 @@ public final class NotificationsService: Shop_V1_NotificationsService.ServicePro
         }
     }
 
-    public func send(_ request: Shop_V1_SendNotificationRequest, context: ServerContext) async throws -> Shop_V1_Notification {
+    public func send(_ request: Shop_V1_SendNotificationRequest, context: ServerContext) async throws
+        -> Shop_V1_Notification
+    {
         try Self.validate(request)
         let email = request.channel == .email ? try await emailAddress(of: request.userID) : nil
         return try await store(request, email: email)
     }
 
-    public func sendBatch(_ requests: RPCStream<Shop_V1_SendNotificationRequest>, context: ServerContext) async throws -> Shop_V1_SendBatchResponse {
+    public func sendBatch(_ requests: RPCStream<Shop_V1_SendNotificationRequest>, context: ServerContext) async throws
+        -> Shop_V1_SendBatchResponse
+    {
         var sent: Int32 = 0
         for try await r in requests {
             try Self.validate(r)
@@ -110,20 +121,26 @@ public final class NotificationsService: Shop_V1_NotificationsService.ServicePro
         return Shop_V1_SendBatchResponse(sent: sent)
     }
 
-    public func listNotifications(_ request: Shop_V1_ListNotificationsRequest, context: ServerContext) async throws -> Shop_V1_ListNotificationsResponse {
+    public func listNotifications(_ request: Shop_V1_ListNotificationsRequest, context: ServerContext) async throws
+        -> Shop_V1_ListNotificationsResponse
+    {
         let me = try UserIdentity.required().subject
         let size = try PageToken.size(request.page)
         var params: [(any PostgresBindable)?] = [me]
         var conditions = ["user_id = $1::uuid"]
         if request.unreadOnly { conditions.append("NOT read") }
         if let c = try PageToken.decode(request.page?.pageToken, count: 2) {
-            guard Check.isID(c[1]) else { throw RPCError(.invalidArgument, "page.page_token is not a token this service issued") }
+            guard Check.isID(c[1]) else {
+                throw RPCError(.invalidArgument, "page.page_token is not a token this service issued")
+            }
             params += [c[0], c[1]]
             conditions.append("(created_at, id) < ($2::timestamptz, $3::uuid)")
         }
-        let rows = try await db.query("""
+        let rows = try await db.query(
+            """
             SELECT \(Self.columns) FROM notifications WHERE \(conditions.joined(separator: " AND ")) ORDER BY created_at DESC, id DESC LIMIT \(size + 1)
-            """, params).rows
+            """, params
+        ).rows
         var response = Shop_V1_ListNotificationsResponse()
         response.notifications = rows.prefix(size).map(Self.notification)
         if rows.count > size, let last = rows.prefix(size).last {
@@ -132,25 +149,34 @@ public final class NotificationsService: Shop_V1_NotificationsService.ServicePro
         return response
     }
 
-    public func markRead(_ request: Shop_V1_MarkReadRequest, context: ServerContext) async throws -> Shop_V1_Notification {
+    public func markRead(_ request: Shop_V1_MarkReadRequest, context: ServerContext) async throws
+        -> Shop_V1_Notification
+    {
         let me = try UserIdentity.required().subject
         try Check.id(request.id, "id")
-        guard let row = try await db.query("UPDATE notifications SET read = true WHERE id = $1::uuid AND user_id = $2::uuid RETURNING \(Self.columns)",
-                                           [request.id, me]).rows.first
+        guard
+            let row = try await db.query(
+                "UPDATE notifications SET read = true WHERE id = $1::uuid AND user_id = $2::uuid RETURNING \(Self.columns)",
+                [request.id, me]
+            ).rows.first
         else { throw RPCError(.notFound, "no notification \(request.id)") }
         return Self.notification(row)
     }
 
-    public func subscribe(_ request: Shop_V1_SubscribeRequest, responses: RPCWriter<Shop_V1_Notification>, context: ServerContext) async throws {
+    public func subscribe(
+        _ request: Shop_V1_SubscribeRequest, responses: RPCWriter<Shop_V1_Notification>, context: ServerContext
+    ) async throws {
         let me = try UserIdentity.required().subject
         // Everything stored after the subscription starts, in order, each once.
         var cursor = try await db.query("SELECT clock_timestamp()::text AS now").rows[0].text("now")
         var lastID = "00000000-0000-0000-0000-000000000000"
         while !Task.isCancelled {
-            let rows = try await db.query("""
+            let rows = try await db.query(
+                """
                 SELECT \(Self.columns) FROM notifications WHERE user_id = $1::uuid AND (created_at, id) > ($2::timestamptz, $3::uuid)
                 ORDER BY created_at, id LIMIT 100
-                """, [me, cursor, lastID]).rows
+                """, [me, cursor, lastID]
+            ).rows
             for row in rows {
                 try await responses.write(Self.notification(row))
                 cursor = row.text("created_text")
@@ -164,33 +190,35 @@ public final class NotificationsService: Shop_V1_NotificationsService.ServicePro
 /// The notifications database.
 public enum NotificationsSchema {
     public static let migrations: [Migration] = [
-        Migration(version: 1, name: "notifications and processed events", sql: """
-            CREATE TABLE notifications (
-                id             uuid PRIMARY KEY,
-                user_id        uuid NOT NULL,
-                channel        text NOT NULL CHECK (channel IN ('IN_APP', 'EMAIL')),
-                subject        text NOT NULL,
-                body           text NOT NULL,
-                order_id       uuid,
-                product_id     uuid,
-                read           boolean NOT NULL DEFAULT false,
-                created_at     timestamptz NOT NULL DEFAULT clock_timestamp(),
-                email_to       text,
-                -- none: not an email; pending: to send; sent; failed: undeliverable; skipped: no SMTP server configured
-                email_state    text NOT NULL DEFAULT 'none' CHECK (email_state IN ('none', 'pending', 'sent', 'failed', 'skipped')),
-                email_attempts integer NOT NULL DEFAULT 0,
-                email_error    text,
-                next_attempt_at timestamptz NOT NULL DEFAULT clock_timestamp(),
-                sent_at        timestamptz
-            );
-            CREATE INDEX notifications_user ON notifications (user_id, created_at DESC, id DESC);
-            CREATE INDEX notifications_outgoing ON notifications (next_attempt_at) WHERE email_state = 'pending';
-            -- Events already turned into notifications: the stream delivers at least once.
-            CREATE TABLE processed_events (
-                event_id     uuid PRIMARY KEY,
-                type         text NOT NULL,
-                processed_at timestamptz NOT NULL DEFAULT clock_timestamp()
-            );
-            """),
+        Migration(
+            version: 1, name: "notifications and processed events",
+            sql: """
+                CREATE TABLE notifications (
+                    id             uuid PRIMARY KEY,
+                    user_id        uuid NOT NULL,
+                    channel        text NOT NULL CHECK (channel IN ('IN_APP', 'EMAIL')),
+                    subject        text NOT NULL,
+                    body           text NOT NULL,
+                    order_id       uuid,
+                    product_id     uuid,
+                    read           boolean NOT NULL DEFAULT false,
+                    created_at     timestamptz NOT NULL DEFAULT clock_timestamp(),
+                    email_to       text,
+                    -- none: not an email; pending: to send; sent; failed: undeliverable; skipped: no SMTP server configured
+                    email_state    text NOT NULL DEFAULT 'none' CHECK (email_state IN ('none', 'pending', 'sent', 'failed', 'skipped')),
+                    email_attempts integer NOT NULL DEFAULT 0,
+                    email_error    text,
+                    next_attempt_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+                    sent_at        timestamptz
+                );
+                CREATE INDEX notifications_user ON notifications (user_id, created_at DESC, id DESC);
+                CREATE INDEX notifications_outgoing ON notifications (next_attempt_at) WHERE email_state = 'pending';
+                -- Events already turned into notifications: the stream delivers at least once.
+                CREATE TABLE processed_events (
+                    event_id     uuid PRIMARY KEY,
+                    type         text NOT NULL,
+                    processed_at timestamptz NOT NULL DEFAULT clock_timestamp()
+                );
+                """)
     ]
 }

@@ -37,9 +37,11 @@ public struct OrderEventConsumer: Sendable {
     public var deadLettered: Int { parked.withLock { $0 } }
     public var deadLetterStream: String { stream + ":dead" }
 
-    public init(service: NotificationsService, redis: RedisClient, stream: String = "bazaar:order-events", group: String = "notifications",
-                consumer: String)
-    {
+    public init(
+        service: NotificationsService, redis: RedisClient, stream: String = "bazaar:order-events",
+        group: String = "notifications",
+        consumer: String
+    ) {
         self.service = service
         self.redis = redis
         self.stream = stream
@@ -88,7 +90,8 @@ public struct OrderEventConsumer: Sendable {
         if !pending { args += ["BLOCK", String(block.components.seconds * 1000)] }
         args += ["STREAMS", stream, pending ? "0" : ">"]
         // A blocking read waits on the server by design: its reply timeout is the block and a margin.
-        let reply = try await redis.send(args.map { Array($0.utf8) }, timeout: pending ? nil : block + RedisConnection.commandTimeout)
+        let reply = try await redis.send(
+            args.map { Array($0.utf8) }, timeout: pending ? nil : block + RedisConnection.commandTimeout)
         let entries = reply.array?.first?.array?.dropFirst().first?.array ?? []
         for entry in entries { try await handle(entry) }
         return entries.count
@@ -114,18 +117,21 @@ public struct OrderEventConsumer: Sendable {
         if !fields.isEmpty {
             do {
                 try await process(fields)
-            } catch where !Self.isTransient(error) {
+            } catch  where !Self.isTransient(error) {
                 let n = failures.withLock { f -> Int in
                     f[id, default: 0] += 1
                     return f[id]!
                 }
                 guard n >= maxDeliveries else { throw error }
-                var args = ["XADD", deadLetterStream, "MAXLEN", "~", "100000", "*", "source_id", id, "error", "\(error)"]
+                var args = [
+                    "XADD", deadLetterStream, "MAXLEN", "~", "100000", "*", "source_id", id, "error", "\(error)",
+                ]
                 for (k, v) in fields.sorted(by: { $0.key < $1.key }) { args += [k, v] }
                 _ = try await redis.send(args.map { Array($0.utf8) })
                 parked.withLock { $0 += 1 }
-                logger.error("order event parked in the dead-letter stream after \(n) failed deliveries",
-                             [("entry_id", .string(id)), ("stream", .string(deadLetterStream)), ("error", .string("\(error)"))])
+                logger.error(
+                    "order event parked in the dead-letter stream after \(n) failed deliveries",
+                    [("entry_id", .string(id)), ("stream", .string(deadLetterStream)), ("error", .string("\(error)"))])
             }
             failures.withLock { f in if !f.isEmpty { f[id] = nil } }
         }
@@ -138,7 +144,8 @@ public struct OrderEventConsumer: Sendable {
         case let e as PostgresError:
             return e.isConnectionError || ["57014", "53300", "40001", "40P01", "57P01", "57P03"].contains(e.sqlState)
         case is RedisError: return true
-        case let e as RPCError: return [.unavailable, .deadlineExceeded, .cancelled, .resourceExhausted, .aborted].contains(e.code)
+        case let e as RPCError:
+            return [.unavailable, .deadlineExceeded, .cancelled, .resourceExhausted, .aborted].contains(e.code)
         case is CancellationError: return true
         default: return false
         }
@@ -151,7 +158,8 @@ public struct OrderEventConsumer: Sendable {
             return
         }
         let payload = jsonStringMap(fields["payload"])
-        let seen = try await service.db.query("SELECT 1 FROM processed_events WHERE event_id = $1::uuid", [eventID]).rows
+        let seen = try await service.db.query("SELECT 1 FROM processed_events WHERE event_id = $1::uuid", [eventID])
+            .rows
         if !seen.isEmpty { return }
         let message = Self.message(type: type, payload: payload)
         var email: String?
@@ -159,8 +167,10 @@ public struct OrderEventConsumer: Sendable {
             email = try await service.emailAddress(of: user)
         }
         try await service.db.transaction { tx in
-            let fresh = try await tx.query("INSERT INTO processed_events (event_id, type) VALUES ($1::uuid, $2) ON CONFLICT DO NOTHING RETURNING 1",
-                                           [eventID, type]).rows
+            let fresh = try await tx.query(
+                "INSERT INTO processed_events (event_id, type) VALUES ($1::uuid, $2) ON CONFLICT DO NOTHING RETURNING 1",
+                [eventID, type]
+            ).rows
             guard !fresh.isEmpty, let message, let user = payload["user_id"], Check.isID(user) else { return }
             var r = Shop_V1_SendNotificationRequest()
             r.id = eventID  // one notification per event, under the event's id
@@ -180,14 +190,20 @@ public struct OrderEventConsumer: Sendable {
         let total = Self.amount(payload["total_minor"], payload["currency"])
         switch type {
         case "order.paid":
-            return ("Order \(short) confirmed", "Thank you for your order \(order).\nWe received your payment of \(total) and will ship soon.")
+            return (
+                "Order \(short) confirmed",
+                "Thank you for your order \(order).\nWe received your payment of \(total) and will ship soon."
+            )
         case "order.shipped":
             return ("Order \(short) shipped", "Your order \(order) is on its way.")
         case "order.delivered":
             return ("Order \(short) delivered", "Your order \(order) was delivered. Enjoy!")
         case "order.cancelled":
             let reason = payload["reason"].map { "\nReason: \($0)" } ?? ""
-            return ("Order \(short) cancelled", "Your order \(order) was cancelled.\(reason)\nAny payment taken is refunded.")
+            return (
+                "Order \(short) cancelled",
+                "Your order \(order) was cancelled.\(reason)\nAny payment taken is refunded."
+            )
         default:
             return nil
         }
@@ -228,12 +244,14 @@ public struct Mailer: Sendable {
     var lease: Duration { (smtp?.timeout ?? .seconds(10)) * 10 + .seconds(30) }
 
     public func sendDue() async throws -> Int {
-        let rows = try await db.query("""
+        let rows = try await db.query(
+            """
             UPDATE notifications SET next_attempt_at = clock_timestamp() + make_interval(secs => $1)
             WHERE id IN (SELECT id FROM notifications WHERE email_state = 'pending' AND next_attempt_at <= clock_timestamp()
                          ORDER BY next_attempt_at LIMIT 10 FOR UPDATE SKIP LOCKED)
             RETURNING id::text AS id, email_to, subject, body, email_attempts
-            """, [lease.inSeconds]).rows
+            """, [lease.inSeconds]
+        ).rows
         for row in rows {
             let id = row.text("id")
             guard let smtp else {
@@ -241,18 +259,25 @@ public struct Mailer: Sendable {
                 continue
             }
             do {
-                try await smtp.send(EmailMessage(from: from, to: row.text("email_to"), subject: row.text("subject"), body: row.text("body"),
-                                                 messageID: "\(id)@bazaar"))
-                _ = try await db.query("UPDATE notifications SET email_state = 'sent', sent_at = clock_timestamp(), email_attempts = email_attempts + 1 WHERE id = $1::uuid", [id])
+                try await smtp.send(
+                    EmailMessage(
+                        from: from, to: row.text("email_to"), subject: row.text("subject"), body: row.text("body"),
+                        messageID: "\(id)@bazaar"))
+                _ = try await db.query(
+                    "UPDATE notifications SET email_state = 'sent', sent_at = clock_timestamp(), email_attempts = email_attempts + 1 WHERE id = $1::uuid",
+                    [id])
             } catch let e as SMTPError {
                 let attempts = row.int64("email_attempts") + 1
                 let giveUp = !e.isTransient || attempts >= 20
-                _ = try await db.query("""
+                _ = try await db.query(
+                    """
                     UPDATE notifications SET email_state = $2, email_attempts = $3::int, email_error = $4,
                         next_attempt_at = clock_timestamp() + make_interval(secs => LEAST(3600, power(2, $3::int))::float8)
                     WHERE id = $1::uuid
                     """, [id, giveUp ? "failed" : "pending", attempts, e.description])
-                logger.warning("email not sent", [("notification_id", .string(id)), ("error", .string(e.description)), ("gave_up", .bool(giveUp))])
+                logger.warning(
+                    "email not sent",
+                    [("notification_id", .string(id)), ("error", .string(e.description)), ("gave_up", .bool(giveUp))])
             }
         }
         return rows.count

@@ -23,14 +23,17 @@ extension OrdersService {
     public func placeOrder(_ request: Shop_V1_PlaceOrderRequest, context: ServerContext) async throws -> Shop_V1_Order {
         let user = try UserIdentity.required().subject
         try Check.text(request.requestID, "request_id", max: 100)
-        guard let address = request.shippingAddress else { throw RPCError(.invalidArgument, "shipping_address is required") }
+        guard let address = request.shippingAddress else {
+            throw RPCError(.invalidArgument, "shipping_address is required")
+        }
         try Check.text(address.recipient, "shipping_address.recipient", max: 200)
         try Check.that(!address.lines.isEmpty && address.lines.count <= 5, "shipping_address.lines needs 1 to 5 lines")
         for line in address.lines { try Check.text(line, "shipping_address.lines", max: 200) }
         try Check.text(address.city, "shipping_address.city", max: 100)
         try Check.text(address.postalCode, "shipping_address.postal_code", max: 20)
-        try Check.that(address.countryCode.count == 2 && address.countryCode.allSatisfy { $0.isASCII && $0.isUppercase },
-                       "shipping_address.country_code must be an ISO 3166-1 alpha-2 code such as DE")
+        try Check.that(
+            address.countryCode.count == 2 && address.countryCode.allSatisfy { $0.isASCII && $0.isUppercase },
+            "shipping_address.country_code must be an ISO 3166-1 alpha-2 code such as DE")
         try Check.text(request.paymentToken, "payment_token", max: 200, required: false)
         // Once money may move, the saga runs to its end even if the caller goes away or its
         // deadline passes: a detached task inherits neither cancellation nor the inbound deadline.
@@ -39,11 +42,15 @@ extension OrdersService {
         }.value
     }
 
-    func checkout(user: String, requestID: String, address: Shop_V1_Address, token: String) async throws -> Shop_V1_Order {
-        let claim = try await db.query("""
+    func checkout(user: String, requestID: String, address: Shop_V1_Address, token: String) async throws
+        -> Shop_V1_Order
+    {
+        let claim = try await db.query(
+            """
             INSERT INTO checkouts (user_id, request_id, order_id) VALUES ($1::uuid, $2, gen_random_uuid())
             ON CONFLICT (user_id, request_id) DO NOTHING RETURNING order_id::text AS order_id
-            """, [user, requestID]).rows.first
+            """, [user, requestID]
+        ).rows.first
         guard let orderID = claim?.text("order_id") else { return try await replay(user: user, requestID: requestID) }
         let total: Int64
         let currency: String
@@ -72,18 +79,27 @@ extension OrdersService {
                 throw error
             }
             try await db.transaction { tx in
-                let row = try await tx.query("""
+                let row = try await tx.query(
+                    """
                     INSERT INTO orders (id, user_id, status, currency, total_minor, shipping_address)
                     VALUES ($1::uuid, $2::uuid, 'PENDING', $3, $4, $5::jsonb) RETURNING user_id::text AS user_id, total_minor, currency
-                    """, [orderID, user, currency, total, Self.addressJSON(address)]).rows[0]
+                    """, [orderID, user, currency, total, Self.addressJSON(address)]
+                ).rows[0]
                 for (n, line) in reserved.lines.enumerated() {
-                    _ = try await tx.query("""
+                    _ = try await tx.query(
+                        """
                         INSERT INTO order_items (order_id, line, product_id, product_name, quantity, unit_price_minor)
                         VALUES ($1::uuid, $2, $3::uuid, $4, $5, $6)
-                        """, [orderID, n + 1, line.productID, line.productName, line.quantity, line.unitPrice?.amountMinor ?? 0])
+                        """,
+                        [
+                            orderID, n + 1, line.productID, line.productName, line.quantity,
+                            line.unitPrice?.amountMinor ?? 0,
+                        ])
                 }
                 try await Self.emit(tx, "order.placed", order: orderID, row: row)
-                _ = try await tx.query("UPDATE checkouts SET state = 'ordered', updated_at = clock_timestamp() WHERE order_id = $1::uuid", [orderID])
+                _ = try await tx.query(
+                    "UPDATE checkouts SET state = 'ordered', updated_at = clock_timestamp() WHERE order_id = $1::uuid",
+                    [orderID])
             }
         } catch {
             try await abandon(orderID, error)
@@ -97,20 +113,24 @@ extension OrdersService {
     private func abandon(_ orderID: String, _ error: any Error) async throws {
         let status = RPCError(error)
         if [.failedPrecondition, .notFound, .invalidArgument, .outOfRange].contains(status.code) {
-            _ = try await db.query("""
+            _ = try await db.query(
+                """
                 UPDATE checkouts SET state = 'failed', error_code = $2, error_message = $3, updated_at = clock_timestamp() WHERE order_id = $1::uuid
                 """, [orderID, Int(status.code.rawValue), status.message])
         } else {
             // The release above may not have reached the catalog: then the claim stays 'started'
             // and the recovery loop releases the reservation later.
             if (try? await catalog.releaseStock(Shop_V1_ReleaseStockRequest(orderID: orderID))) != nil {
-                _ = try await db.query("DELETE FROM checkouts WHERE order_id = $1::uuid AND state = 'started'", [orderID])
+                _ = try await db.query(
+                    "DELETE FROM checkouts WHERE order_id = $1::uuid AND state = 'started'", [orderID])
             }
         }
     }
 
     /// Steps 3 and 4: charge, then either complete or compensate.
-    func settle(_ orderID: String, user: String, amount: Int64, currency: String, token: String) async throws -> Shop_V1_Order {
+    func settle(_ orderID: String, user: String, amount: Int64, currency: String, token: String) async throws
+        -> Shop_V1_Order
+    {
         var outcome: ChargeOutcome?
         do {
             outcome = try await payments.charge(key: orderID, amountMinor: amount, currency: currency, token: token)
@@ -118,8 +138,10 @@ extension OrdersService {
             // Unknown outcome: ask once more; if the provider has no record, nothing was charged.
             outcome = try? await payments.lookup(key: orderID)
             if outcome == nil {
-                _ = try await cancel(orderID, from: [.pending], reason: "the payment could not be taken: provider unavailable")
-                try await failCheckout(orderID, RPCError(.unavailable, "the payment provider is unavailable; the order was cancelled"))
+                _ = try await cancel(
+                    orderID, from: [.pending], reason: "the payment could not be taken: provider unavailable")
+                try await failCheckout(
+                    orderID, RPCError(.unavailable, "the payment provider is unavailable; the order was cancelled"))
                 try await finishCancellation(orderID)
                 throw RPCError(.unavailable, "the payment provider is unavailable; the order was cancelled")
             }
@@ -130,7 +152,9 @@ extension OrdersService {
             do {
                 _ = try await cart.clearCartForUser(Shop_V1_ClearCartForUserRequest(userID: user))
             } catch {
-                logger.warning("order placed but the cart was not emptied", [("order_id", .string(orderID)), ("error", .string("\(RPCError(error).code)"))])
+                logger.warning(
+                    "order placed but the cart was not emptied",
+                    [("order_id", .string(orderID)), ("error", .string("\(RPCError(error).code)"))])
             }
             logger.info("order placed", [("order_id", .string(orderID)), ("total_minor", .int(amount))])
         case .declined(let reason):
@@ -151,7 +175,8 @@ extension OrdersService {
         if !paid {
             guard let now = try await order(orderID) else { return }
             if now.status == .cancelled {
-                _ = try await db.query("""
+                _ = try await db.query(
+                    """
                     UPDATE orders SET payment_id = $2, refund_state = 'pending', updated_at = clock_timestamp()
                     WHERE id = $1::uuid AND payment_id IS NULL
                     """, [orderID, chargeID])
@@ -162,7 +187,8 @@ extension OrdersService {
         do {
             _ = try await catalog.commitStock(Shop_V1_CommitStockRequest(orderID: orderID))
             // The order's stock and its checkout record are final together (one statement).
-            _ = try await db.query("""
+            _ = try await db.query(
+                """
                 WITH done AS (UPDATE checkouts SET state = 'done', updated_at = clock_timestamp() WHERE order_id = $1::uuid)
                 UPDATE orders SET stock_state = 'committed', updated_at = clock_timestamp() WHERE id = $1::uuid
                 """, [orderID])
@@ -170,22 +196,27 @@ extension OrdersService {
             // The reservation expired before the payment went through: give the money back.
             _ = try await cancel(orderID, from: [.paid], reason: "the stock reservation expired")
             try await finishCancellation(orderID)
-            throw RPCError(.aborted, "the stock reservation expired before payment; the order was cancelled and refunded")
+            throw RPCError(
+                .aborted, "the stock reservation expired before payment; the order was cancelled and refunded")
         }
     }
 
     private func failCheckout(_ orderID: String, _ error: RPCError) async throws {
-        _ = try await db.query("""
+        _ = try await db.query(
+            """
             UPDATE checkouts SET state = 'failed', error_code = $2, error_message = $3, updated_at = clock_timestamp() WHERE order_id = $1::uuid
             """, [orderID, Int(error.code.rawValue), error.message])
     }
 
     /// A request id seen before: the same answer as the first time, without charging again.
     private func replay(user: String, requestID: String) async throws -> Shop_V1_Order {
-        guard let c = try await db.query("""
-            SELECT order_id::text AS order_id, state, COALESCE(error_code, 0) AS error_code, COALESCE(error_message, '') AS error_message
-            FROM checkouts WHERE user_id = $1::uuid AND request_id = $2
-            """, [user, requestID]).rows.first
+        guard
+            let c = try await db.query(
+                """
+                SELECT order_id::text AS order_id, state, COALESCE(error_code, 0) AS error_code, COALESCE(error_message, '') AS error_message
+                FROM checkouts WHERE user_id = $1::uuid AND request_id = $2
+                """, [user, requestID]
+            ).rows.first
         else { throw RPCError(.aborted, "the checkout with this request_id was abandoned; try again") }
         if c.text("state") == "failed" {
             throw RPCError(StatusCode(rawValue: Int(c.int64("error_code"))) ?? .unknown, c.text("error_message"))
@@ -201,25 +232,31 @@ extension OrdersService {
     /// orders or claims it acted on.
     @discardableResult
     public func recover() async throws -> Int {
-        let age = Double(settings.recoverAfter.components.seconds) + Double(settings.recoverAfter.components.attoseconds) / 1e18
+        let age =
+            Double(settings.recoverAfter.components.seconds) + Double(settings.recoverAfter.components.attoseconds)
+            / 1e18
         var acted = 0
         // A claim that never became an order: release whatever the catalog may have reserved.
-        for row in try await db.query("""
+        for row in try await db.query(
+            """
             SELECT c.order_id::text AS order_id FROM checkouts c LEFT JOIN orders o ON o.id = c.order_id
             WHERE c.state = 'started' AND c.updated_at < clock_timestamp() - make_interval(secs => $1) AND o.id IS NULL LIMIT 100
-            """, [age]).rows {
+            """, [age]
+        ).rows {
             let id = row.text("order_id")
             _ = try await catalog.releaseStock(Shop_V1_ReleaseStockRequest(orderID: id))
             try await failCheckout(id, RPCError(.aborted, "the checkout was interrupted; place the order again"))
             acted += 1
         }
-        let stuck = try await db.query("""
+        let stuck = try await db.query(
+            """
             SELECT id::text AS id, status, stock_state, refund_state FROM orders
             WHERE (status = 'PENDING' OR (status = 'PAID' AND stock_state = 'reserved')
                    OR (status = 'CANCELLED' AND (stock_state <> 'released' OR refund_state = 'pending')))
               AND updated_at < clock_timestamp() - make_interval(secs => $1)
             ORDER BY updated_at LIMIT 100
-            """, [age]).rows
+            """, [age]
+        ).rows
         for row in stuck {
             let id = row.text("id")
             do {
@@ -233,11 +270,15 @@ extension OrdersService {
                         }
                     case .declined(let reason):
                         _ = try await cancel(id, from: [.pending], reason: "payment declined: \(reason)")
-                        try await failCheckout(id, RPCError(.failedPrecondition, "payment declined: \(reason); the order was cancelled"))
+                        try await failCheckout(
+                            id, RPCError(.failedPrecondition, "payment declined: \(reason); the order was cancelled"))
                         try await finishCancellation(id)
                     case nil:
-                        _ = try await cancel(id, from: [.pending], reason: "the checkout was interrupted before payment")
-                        try await failCheckout(id, RPCError(.aborted, "the checkout was interrupted before payment; the order was cancelled"))
+                        _ = try await cancel(
+                            id, from: [.pending], reason: "the checkout was interrupted before payment")
+                        try await failCheckout(
+                            id,
+                            RPCError(.aborted, "the checkout was interrupted before payment; the order was cancelled"))
                         try await finishCancellation(id)
                     }
                 case "PAID":
@@ -246,10 +287,14 @@ extension OrdersService {
                 default:
                     try await finishCancellation(id)
                 }
-                logger.info("recovered an interrupted order", [("order_id", .string(id)), ("status_was", .string(row.text("status")))])
+                logger.info(
+                    "recovered an interrupted order",
+                    [("order_id", .string(id)), ("status_was", .string(row.text("status")))])
                 acted += 1
             } catch {
-                logger.warning("recovery of an order failed; will try again", [("order_id", .string(id)), ("error", .string("\(RPCError(error).message)"))])
+                logger.warning(
+                    "recovery of an order failed; will try again",
+                    [("order_id", .string(id)), ("error", .string("\(RPCError(error).message)"))])
             }
         }
         return acted

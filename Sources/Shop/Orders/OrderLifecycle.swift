@@ -18,8 +18,10 @@ public enum OrderLifecycle {
         case (.pending, .paid, .checkout), (.pending, .cancelled, .checkout): return nil
         case (.paid, .shipped, .admin), (.shipped, .delivered, .admin): return nil
         case (.paid, .cancelled, .customer), (.paid, .cancelled, .admin): return nil
-        case (.pending, .cancelled, _): return RPCError(.failedPrecondition, "the order is still being placed; try again in a moment")
-        case (.shipped, .cancelled, _), (.delivered, .cancelled, _): return RPCError(.failedPrecondition, "the order has shipped and can no longer be cancelled")
+        case (.pending, .cancelled, _):
+            return RPCError(.failedPrecondition, "the order is still being placed; try again in a moment")
+        case (.shipped, .cancelled, _), (.delivered, .cancelled, _):
+            return RPCError(.failedPrecondition, "the order has shipped and can no longer be cancelled")
         case (.cancelled, .cancelled, _): return nil
         case (_, _, .customer): return RPCError(.permissionDenied, "only the shop moves an order to \(name(to))")
         default:

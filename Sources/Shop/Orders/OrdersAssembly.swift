@@ -12,19 +12,29 @@ public enum OrdersAssembly {
         let db = try await c.database(migrations: OrdersSchema.migrations)
         var settings = OrdersService.Settings()
         if let d = try env.duration("CHECKOUT_RECOVER_AFTER") { settings.recoverAfter = d }
-        let orders = OrdersService(db: db, catalog: Shop_V1_CatalogService.Client(transport: try c.upstream("catalog")),
-                                   cart: Shop_V1_CartService.Client(transport: try c.upstream("cart")),
-                                   payments: try paymentProvider(env, db: db, logger: c.logger),
-                                   logger: c.logger, settings: settings)
+        let orders = OrdersService(
+            db: db, catalog: Shop_V1_CatalogService.Client(transport: try c.upstream("catalog")),
+            cart: Shop_V1_CartService.Client(transport: try c.upstream("cart")),
+            payments: try paymentProvider(env, db: db, logger: c.logger),
+            logger: c.logger, settings: settings)
         var background: [@Sendable () async -> Void] = [
-            every(try env.duration("RECOVERY_INTERVAL") ?? .seconds(5), logger: c.logger, "order recovery round") { try await orders.recover() },
+            every(try env.duration("RECOVERY_INTERVAL") ?? .seconds(5), logger: c.logger, "order recovery round") {
+                try await orders.recover()
+            }
         ]
-        let retention = try RetentionJob(db: db, rules: [
-            .init(table: "checkouts", condition: "state IN ('done', 'failed') AND updated_at < clock_timestamp() - make_interval(secs => $1)",
-                  retention: .seconds(30 * 24 * 3600), setting: "RETAIN_CHECKOUTS"),
-            .init(table: "outbox", condition: "published_at < clock_timestamp() - make_interval(secs => $1)",
-                  retention: .seconds(30 * 24 * 3600), setting: "RETAIN_OUTBOX"),
-        ], logger: c.logger).configured(by: env.typed)
+        let retention = try RetentionJob(
+            db: db,
+            rules: [
+                .init(
+                    table: "checkouts",
+                    condition:
+                        "state IN ('done', 'failed') AND updated_at < clock_timestamp() - make_interval(secs => $1)",
+                    retention: .seconds(30 * 24 * 3600), setting: "RETAIN_CHECKOUTS"),
+                .init(
+                    table: "outbox", condition: "published_at < clock_timestamp() - make_interval(secs => $1)",
+                    retention: .seconds(30 * 24 * 3600), setting: "RETAIN_OUTBOX"),
+            ], logger: c.logger
+        ).configured(by: env.typed)
         background.append { await retention.run() }
         if try env.bool("OUTBOX_RELAY") ?? true {
             let relay = OutboxRelay(db: db, redis: try c.redis(), logger: c.logger)
@@ -36,7 +46,9 @@ public enum OrdersAssembly {
     /// The payment provider (BAZAAR_PAYMENT_PROVIDER). The only one built in is `test`, which
     /// pays every order without charging anyone: the default in development, refused in
     /// production unless BAZAAR_ALLOW_TEST_PAYMENTS=true (a staging cluster, a load test).
-    public static func paymentProvider(_ env: ShopEnvironment, db: PostgresPool, logger: Logger) throws(RPCError) -> any PaymentProvider {
+    public static func paymentProvider(_ env: ShopEnvironment, db: PostgresPool, logger: Logger) throws(RPCError)
+        -> any PaymentProvider
+    {
         let production = try env.isProduction()
         guard let name = env["PAYMENT_PROVIDER"] ?? (production ? nil : "test") else {
             throw RPCError(.invalidArgument, "BAZAAR_PAYMENT_PROVIDER is required with BAZAAR_ENV=production")
@@ -45,10 +57,14 @@ public enum OrdersAssembly {
         case "test":
             if production {
                 guard try env.bool("ALLOW_TEST_PAYMENTS") == true else {
-                    throw RPCError(.invalidArgument, "BAZAAR_PAYMENT_PROVIDER=test accepts every card without charging it; "
-                                   + "BAZAAR_ENV=production refuses it unless BAZAAR_ALLOW_TEST_PAYMENTS=true")
+                    throw RPCError(
+                        .invalidArgument,
+                        "BAZAAR_PAYMENT_PROVIDER=test accepts every card without charging it; "
+                            + "BAZAAR_ENV=production refuses it unless BAZAAR_ALLOW_TEST_PAYMENTS=true")
                 }
-                logger.warning("the test payment provider is on in production (BAZAAR_ALLOW_TEST_PAYMENTS=true): orders are not charged")
+                logger.warning(
+                    "the test payment provider is on in production (BAZAAR_ALLOW_TEST_PAYMENTS=true): orders are not charged"
+                )
             }
             return TestPaymentProvider(db: db, latency: try env.duration("PAYMENT_LATENCY") ?? .zero)
         default:

@@ -25,9 +25,10 @@ public final class OrdersService: Shop_V1_OrdersService.ServiceProtocol {
     public let logger: Logger
     public let settings: Settings
 
-    public init(db: PostgresPool, catalog: Shop_V1_CatalogService.Client, cart: Shop_V1_CartService.Client,
-                payments: any PaymentProvider, logger: Logger, settings: Settings = Settings())
-    {
+    public init(
+        db: PostgresPool, catalog: Shop_V1_CatalogService.Client, cart: Shop_V1_CartService.Client,
+        payments: any PaymentProvider, logger: Logger, settings: Settings = Settings()
+    ) {
         self.db = db
         self.catalog = catalog
         self.cart = cart
@@ -53,7 +54,11 @@ public final class OrdersService: Shop_V1_OrdersService.ServiceProtocol {
             FROM order_items WHERE order_id = ANY(ARRAY(SELECT jsonb_array_elements_text($1::jsonb))::uuid[]) ORDER BY order_id, line
             """
         let itemRows: [PostgresRow]
-        if let c { itemRows = try await c.query(sql, [ids]).rows } else { itemRows = try await db.query(sql, [ids]).rows }
+        if let c {
+            itemRows = try await c.query(sql, [ids]).rows
+        } else {
+            itemRows = try await db.query(sql, [ids]).rows
+        }
         var items: [String: [Shop_V1_OrderItem]] = [:]
         let currency = Dictionary(rows.map { ($0.text("id"), $0.text("currency")) }, uniquingKeysWith: { a, _ in a })
         for r in itemRows {
@@ -83,7 +88,8 @@ public final class OrdersService: Shop_V1_OrdersService.ServiceProtocol {
     }
 
     func order(_ id: String) async throws -> Shop_V1_Order? {
-        try await orders(try await db.query("SELECT \(Self.orderColumns) FROM orders WHERE id = $1::uuid", [id]).rows).first
+        try await orders(try await db.query("SELECT \(Self.orderColumns) FROM orders WHERE id = $1::uuid", [id]).rows)
+            .first
     }
 
     /// The order if the caller may see it: its owner or an admin. Anyone else gets NOT_FOUND, so
@@ -91,20 +97,28 @@ public final class OrdersService: Shop_V1_OrdersService.ServiceProtocol {
     func visibleOrder(_ id: String) async throws -> Shop_V1_Order {
         let me = try UserIdentity.required()
         try Check.id(id, "id")
-        guard let o = try await order(id), o.userID == me.subject || me.isAdmin else { throw RPCError(.notFound, "no order \(id)") }
+        guard let o = try await order(id), o.userID == me.subject || me.isAdmin else {
+            throw RPCError(.notFound, "no order \(id)")
+        }
         return o
     }
 
     static func addressJSON(_ a: Shop_V1_Address) -> String {
-        let object: [String: Any] = ["recipient": a.recipient, "lines": a.lines, "city": a.city, "postal_code": a.postalCode,
-                                     "country_code": a.countryCode]
-        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return "{}" }
+        let object: [String: Any] = [
+            "recipient": a.recipient, "lines": a.lines, "city": a.city, "postal_code": a.postalCode,
+            "country_code": a.countryCode,
+        ]
+        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else {
+            return "{}"
+        }
         return String(decoding: data, as: UTF8.self)
     }
 
     static func address(json: String) -> Shop_V1_Address {
         var a = Shop_V1_Address()
-        guard let data = json.data(using: .utf8), let o = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return a }
+        guard let data = json.data(using: .utf8),
+            let o = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+        else { return a }
         a.recipient = o["recipient"] as? String ?? ""
         a.lines = o["lines"] as? [String] ?? []
         a.city = o["city"] as? String ?? ""
@@ -117,11 +131,15 @@ public final class OrdersService: Shop_V1_OrdersService.ServiceProtocol {
         try await visibleOrder(request.id)
     }
 
-    public func listOrders(_ request: Shop_V1_ListOrdersRequest, context: ServerContext) async throws -> Shop_V1_ListOrdersResponse {
+    public func listOrders(_ request: Shop_V1_ListOrdersRequest, context: ServerContext) async throws
+        -> Shop_V1_ListOrdersResponse
+    {
         try await list(request, user: try UserIdentity.required().subject)
     }
 
-    public func listAllOrders(_ request: Shop_V1_ListOrdersRequest, context: ServerContext) async throws -> Shop_V1_ListOrdersResponse {
+    public func listAllOrders(_ request: Shop_V1_ListOrdersRequest, context: ServerContext) async throws
+        -> Shop_V1_ListOrdersResponse
+    {
         try await list(request, user: nil)
     }
 
@@ -141,12 +159,17 @@ public final class OrdersService: Shop_V1_OrdersService.ServiceProtocol {
             conditions.append("status = $\(params.count)")
         }
         if let c = try PageToken.decode(request.page?.pageToken, count: 2) {
-            guard Check.isID(c[1]) else { throw RPCError(.invalidArgument, "page.page_token is not a token this service issued") }
+            guard Check.isID(c[1]) else {
+                throw RPCError(.invalidArgument, "page.page_token is not a token this service issued")
+            }
             params += [c[0], c[1]]
             conditions.append("(created_at, id) < ($\(params.count - 1)::timestamptz, $\(params.count)::uuid)")
         }
         let whereClause = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
-        let rows = try await db.query("SELECT \(Self.orderColumns) FROM orders \(whereClause) ORDER BY created_at DESC, id DESC LIMIT \(size + 1)", params).rows
+        let rows = try await db.query(
+            "SELECT \(Self.orderColumns) FROM orders \(whereClause) ORDER BY created_at DESC, id DESC LIMIT \(size + 1)",
+            params
+        ).rows
         var response = Shop_V1_ListOrdersResponse()
         response.orders = try await orders(Array(rows.prefix(size)))
         if rows.count > size, let last = rows.prefix(size).last {
@@ -158,18 +181,24 @@ public final class OrdersService: Shop_V1_OrdersService.ServiceProtocol {
     /// Sends the order as it is, then once per status change until it is delivered or cancelled.
     /// Changes come from the order's outbox events, in commit order, so none is skipped even
     /// when several happen between two polls (polling the order itself would coalesce them).
-    public func watchOrder(_ request: Shop_V1_WatchOrderRequest, responses: RPCWriter<Shop_V1_Order>, context: ServerContext) async throws {
+    public func watchOrder(
+        _ request: Shop_V1_WatchOrderRequest, responses: RPCWriter<Shop_V1_Order>, context: ServerContext
+    ) async throws {
         // The event cursor is read before the order, so a change in between is seen twice at
         // worst (and then written once: only a different status is written).
         try Check.id(request.id, "id")
-        var cursor = try await db.query("SELECT COALESCE(max(id), 0) AS id FROM outbox WHERE order_id = $1::uuid", [request.id]).rows[0].int64("id")
+        var cursor = try await db.query(
+            "SELECT COALESCE(max(id), 0) AS id FROM outbox WHERE order_id = $1::uuid", [request.id]
+        ).rows[0].int64("id")
         var order = try await visibleOrder(request.id)
         try await responses.write(order)
         var status = order.status
         while !OrderLifecycle.isFinal(status) {
             try await Task.sleep(for: settings.watchInterval)
-            let events = try await db.query("SELECT id, type FROM outbox WHERE order_id = $1::uuid AND id > $2 ORDER BY id",
-                                            [request.id, cursor]).rows
+            let events = try await db.query(
+                "SELECT id, type FROM outbox WHERE order_id = $1::uuid AND id > $2 ORDER BY id",
+                [request.id, cursor]
+            ).rows
             guard let lastEvent = events.last else { continue }
             cursor = lastEvent.int64("id")
             let latest = try await self.order(request.id) ?? order
@@ -187,24 +216,31 @@ public final class OrdersService: Shop_V1_OrdersService.ServiceProtocol {
 
     // MARK: changing status
 
-    public func cancelOrder(_ request: Shop_V1_CancelOrderRequest, context: ServerContext) async throws -> Shop_V1_Order {
+    public func cancelOrder(_ request: Shop_V1_CancelOrderRequest, context: ServerContext) async throws -> Shop_V1_Order
+    {
         let me = try UserIdentity.required()
         let order = try await visibleOrder(request.id)
         try Check.text(request.reason, "reason", max: 500, required: false, multiline: true)
         if order.status == .cancelled { return order }
-        if let refusal = OrderLifecycle.refusal(from: order.status, to: .cancelled, by: me.isAdmin ? .admin : .customer) { throw refusal }
+        if let refusal = OrderLifecycle.refusal(from: order.status, to: .cancelled, by: me.isAdmin ? .admin : .customer)
+        {
+            throw refusal
+        }
         let reason = request.reason.isEmpty ? "cancelled by the customer" : request.reason
         guard try await cancel(order.id, from: [order.status], reason: reason) else {
             // It moved on meanwhile (shipped, or cancelled by someone else): answer from what it is now.
             let now = try await visibleOrder(request.id)
             if now.status == .cancelled { return now }
-            throw OrderLifecycle.refusal(from: now.status, to: .cancelled, by: .customer) ?? RPCError(.aborted, "the order changed; try again")
+            throw OrderLifecycle.refusal(from: now.status, to: .cancelled, by: .customer)
+                ?? RPCError(.aborted, "the order changed; try again")
         }
         try await finishCancellation(order.id)
         return try await visibleOrder(request.id)
     }
 
-    public func updateOrderStatus(_ request: Shop_V1_UpdateOrderStatusRequest, context: ServerContext) async throws -> Shop_V1_Order {
+    public func updateOrderStatus(_ request: Shop_V1_UpdateOrderStatusRequest, context: ServerContext) async throws
+        -> Shop_V1_Order
+    {
         let order = try await visibleOrder(request.id)
         if case .unrecognized = request.status { throw RPCError(.invalidArgument, "status is not a known OrderStatus") }
         try Check.that(request.status != .unspecified, "status is required")
@@ -222,12 +258,16 @@ public final class OrdersService: Shop_V1_OrdersService.ServiceProtocol {
 
     /// Moves an order if it is still in `from`, with its event, in one transaction. False when it
     /// was not in `from` (someone else moved it first).
-    func transition(_ id: String, from: Shop_V1_OrderStatus, to: Shop_V1_OrderStatus, paymentID: String? = nil) async throws -> Bool {
+    func transition(_ id: String, from: Shop_V1_OrderStatus, to: Shop_V1_OrderStatus, paymentID: String? = nil)
+        async throws -> Bool
+    {
         try await db.transaction { tx in
-            let rows = try await tx.query("""
+            let rows = try await tx.query(
+                """
                 UPDATE orders SET status = $3, payment_id = COALESCE($4, payment_id), updated_at = clock_timestamp()
                 WHERE id = $1::uuid AND status = $2 RETURNING user_id::text AS user_id, total_minor, currency
-                """, [id, OrderLifecycle.name(from), OrderLifecycle.name(to), paymentID]).rows
+                """, [id, OrderLifecycle.name(from), OrderLifecycle.name(to), paymentID]
+            ).rows
             guard let row = rows.first else { return false }
             try await Self.emit(tx, "order.\(OrderLifecycle.name(to).lowercased())", order: id, row: row)
             return true
@@ -238,12 +278,14 @@ public final class OrdersService: Shop_V1_OrdersService.ServiceProtocol {
     /// event in one transaction. ``finishCancellation(_:)`` then refunds and releases the stock.
     func cancel(_ id: String, from: [Shop_V1_OrderStatus], reason: String) async throws -> Bool {
         try await db.transaction { tx in
-            let rows = try await tx.query("""
+            let rows = try await tx.query(
+                """
                 UPDATE orders SET status = 'CANCELLED', cancel_reason = $3, updated_at = clock_timestamp(),
                     refund_state = CASE WHEN payment_id IS NOT NULL THEN 'pending' ELSE refund_state END
                 WHERE id = $1::uuid AND status = ANY(ARRAY(SELECT jsonb_array_elements_text($2::jsonb)))
                 RETURNING user_id::text AS user_id, total_minor, currency
-                """, [id, jsonText(from.map(OrderLifecycle.name)), reason]).rows
+                """, [id, jsonText(from.map(OrderLifecycle.name)), reason]
+            ).rows
             guard let row = rows.first else { return false }
             try await Self.emit(tx, "order.cancelled", order: id, row: row, extra: ["reason": reason])
             return true
@@ -253,24 +295,35 @@ public final class OrdersService: Shop_V1_OrdersService.ServiceProtocol {
     /// The compensation of a cancelled order: refund what was charged, return the stock. Each step
     /// is idempotent and recorded, so the recovery loop can repeat it after a crash.
     func finishCancellation(_ id: String) async throws {
-        let row = try await db.query("SELECT COALESCE(payment_id, '') AS payment_id, refund_state, stock_state FROM orders WHERE id = $1::uuid", [id]).rows.first
+        let row = try await db.query(
+            "SELECT COALESCE(payment_id, '') AS payment_id, refund_state, stock_state FROM orders WHERE id = $1::uuid",
+            [id]
+        ).rows.first
         guard let row else { return }
         if row.text("refund_state") == "pending" {
             try await payments.refund(chargeID: row.text("payment_id"))
-            _ = try await db.query("UPDATE orders SET refund_state = 'refunded', updated_at = clock_timestamp() WHERE id = $1::uuid", [id])
+            _ = try await db.query(
+                "UPDATE orders SET refund_state = 'refunded', updated_at = clock_timestamp() WHERE id = $1::uuid", [id])
             logger.info("payment refunded", [("order_id", .string(id))])
         }
         if row.text("stock_state") != "released" {
             _ = try await catalog.releaseStock(Shop_V1_ReleaseStockRequest(orderID: id))
-            _ = try await db.query("UPDATE orders SET stock_state = 'released', updated_at = clock_timestamp() WHERE id = $1::uuid", [id])
+            _ = try await db.query(
+                "UPDATE orders SET stock_state = 'released', updated_at = clock_timestamp() WHERE id = $1::uuid", [id])
         }
     }
 
     /// Writes an event to the outbox inside the caller's transaction.
-    static func emit(_ tx: PostgresConnection, _ type: String, order id: String, row: PostgresRow, extra: [String: String] = [:]) async throws {
-        var payload: [String: String] = ["order_id": id, "user_id": row.text("user_id"), "total_minor": row.text("total_minor"),
-                                         "currency": row.text("currency")]
+    static func emit(
+        _ tx: PostgresConnection, _ type: String, order id: String, row: PostgresRow, extra: [String: String] = [:]
+    ) async throws {
+        var payload: [String: String] = [
+            "order_id": id, "user_id": row.text("user_id"), "total_minor": row.text("total_minor"),
+            "currency": row.text("currency"),
+        ]
         payload.merge(extra) { a, _ in a }
-        _ = try await tx.query("INSERT INTO outbox (order_id, type, payload) VALUES ($1::uuid, $2, $3::jsonb)", [id, type, jsonText(payload)])
+        _ = try await tx.query(
+            "INSERT INTO outbox (order_id, type, payload) VALUES ($1::uuid, $2, $3::jsonb)",
+            [id, type, jsonText(payload)])
     }
 }

@@ -30,19 +30,22 @@ public struct OutboxRelay: Sendable {
 
     /// One round; returns how many events it published.
     public func publishOnce() async throws -> Int {
-        let rows = try await db.query("""
+        let rows = try await db.query(
+            """
             UPDATE outbox SET lease_until = clock_timestamp() + make_interval(secs => $2)
             WHERE id IN (SELECT id FROM outbox WHERE published_at IS NULL AND (lease_until IS NULL OR lease_until < clock_timestamp())
                          ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
             RETURNING id, event_id::text AS event_id, type, payload::text AS payload
-            """, [batch, lease.inSeconds]).rows.sorted { (Int64($0["id"] ?? "") ?? 0) < (Int64($1["id"] ?? "") ?? 0) }
+            """, [batch, lease.inSeconds]
+        ).rows.sorted { (Int64($0["id"] ?? "") ?? 0) < (Int64($1["id"] ?? "") ?? 0) }
         if rows.isEmpty { return 0 }
         var published: [String] = []
         var failure: (any Error)?
         for row in rows {
             do {
-                _ = try await redis.send("XADD", stream, "MAXLEN", "~", String(maxLength), "*",
-                                         "event_id", row["event_id"] ?? "", "type", row["type"] ?? "", "payload", row["payload"] ?? "{}")
+                _ = try await redis.send(
+                    "XADD", stream, "MAXLEN", "~", String(maxLength), "*",
+                    "event_id", row["event_id"] ?? "", "type", row["type"] ?? "", "payload", row["payload"] ?? "{}")
                 published.append(row["id"] ?? "")
             } catch {
                 failure = error
@@ -51,8 +54,9 @@ public struct OutboxRelay: Sendable {
         }
         // What went out is marked even when a later XADD failed (the rest waits for its lease).
         if !published.isEmpty {
-            _ = try await db.query("UPDATE outbox SET published_at = clock_timestamp() WHERE id = ANY(string_to_array($1, ',')::bigint[])",
-                                   [published.joined(separator: ",")])
+            _ = try await db.query(
+                "UPDATE outbox SET published_at = clock_timestamp() WHERE id = ANY(string_to_array($1, ',')::bigint[])",
+                [published.joined(separator: ",")])
         }
         if let failure { throw failure }
         return rows.count

@@ -38,10 +38,13 @@ public struct TestPaymentProvider: PaymentProvider {
     public func charge(key: String, amountMinor: Int64, currency: String, token: String) async throws -> ChargeOutcome {
         if token == "tok_error" { throw RPCError(.unavailable, "the payment provider is unavailable") }
         let declined = token == "tok_declined"
-        let fresh = try await db.query("""
+        let fresh = try await db.query(
+            """
             INSERT INTO test_payments (idempotency_key, charge_id, amount_minor, currency, status)
             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (idempotency_key) DO NOTHING RETURNING charge_id, status
-            """, [key, "ch_" + UUID().uuidString.lowercased(), amountMinor, currency, declined ? "declined" : "succeeded"]).rows.first
+            """,
+            [key, "ch_" + UUID().uuidString.lowercased(), amountMinor, currency, declined ? "declined" : "succeeded"]
+        ).rows.first
         if latency > .zero { try await Task.sleep(for: latency) }
         // A repeated key answers with the first charge, as real providers do.
         guard let fresh else { return try await lookup(key: key)! }
@@ -53,7 +56,11 @@ public struct TestPaymentProvider: PaymentProvider {
     }
 
     public func lookup(key: String) async throws -> ChargeOutcome? {
-        guard let row = try await db.query("SELECT charge_id, status FROM test_payments WHERE idempotency_key = $1", [key]).rows.first else {
+        guard
+            let row = try await db.query(
+                "SELECT charge_id, status FROM test_payments WHERE idempotency_key = $1", [key]
+            ).rows.first
+        else {
             return nil
         }
         return Self.outcome(row)
@@ -61,7 +68,8 @@ public struct TestPaymentProvider: PaymentProvider {
 
     public func refund(chargeID: String) async throws {
         if latency > .zero { try await Task.sleep(for: latency) }
-        _ = try await db.query("UPDATE test_payments SET status = 'refunded', refunded_at = clock_timestamp() WHERE charge_id = $1 AND status = 'succeeded'",
-                               [chargeID])
+        _ = try await db.query(
+            "UPDATE test_payments SET status = 'refunded', refunded_at = clock_timestamp() WHERE charge_id = $1 AND status = 'succeeded'",
+            [chargeID])
     }
 }

@@ -16,11 +16,12 @@ public struct ShopContext: Sendable {
     let makeRedis: @Sendable () throws -> RedisClient
     let makeUpstream: @Sendable (String) throws -> any ClientTransport
 
-    public init(service: String, env: ShopEnvironment, logger: Logger, metrics: MetricsRegistry,
-                database: @escaping @Sendable () async throws -> PostgresPool,
-                redis: @escaping @Sendable () throws -> RedisClient,
-                upstream: @escaping @Sendable (String) throws -> any ClientTransport)
-    {
+    public init(
+        service: String, env: ShopEnvironment, logger: Logger, metrics: MetricsRegistry,
+        database: @escaping @Sendable () async throws -> PostgresPool,
+        redis: @escaping @Sendable () throws -> RedisClient,
+        upstream: @escaping @Sendable (String) throws -> any ClientTransport
+    ) {
         self.service = service
         self.env = env
         self.logger = logger
@@ -34,7 +35,9 @@ public struct ShopContext: Sendable {
     public func database(migrations: [Migration]) async throws -> PostgresPool {
         let db = try await makeDatabase()
         let applied = try await Migrator.migrate(db, migrations)
-        if !applied.isEmpty { logger.info("migrations applied", [("versions", .string(applied.map(String.init).joined(separator: ",")))]) }
+        if !applied.isEmpty {
+            logger.info("migrations applied", [("versions", .string(applied.map(String.init).joined(separator: ",")))])
+        }
         return db
     }
 
@@ -59,7 +62,9 @@ public struct ShopAssembly: Sendable {
 }
 
 /// Runs `body` every `interval` until the task is cancelled; a failed round is logged, not fatal.
-public func every(_ interval: Duration, logger: Logger, _ what: String, _ body: @escaping @Sendable () async throws -> Void)
+public func every(
+    _ interval: Duration, logger: Logger, _ what: String, _ body: @escaping @Sendable () async throws -> Void
+)
     -> @Sendable () async -> Void
 {
     {

@@ -42,12 +42,16 @@ public struct RetentionJob: Sendable {
         var job = self
         for i in job.rules.indices {
             if let d = try env.duration(job.rules[i].setting) {
-                guard d > .zero else { throw RPCError(.invalidArgument, "BAZAAR_\(job.rules[i].setting) must be longer than zero") }
+                guard d > .zero else {
+                    throw RPCError(.invalidArgument, "BAZAAR_\(job.rules[i].setting) must be longer than zero")
+                }
                 job.rules[i].retention = d
             }
         }
         if let d = try env.duration("RETENTION_INTERVAL") {
-            guard d > .zero else { throw RPCError(.invalidArgument, "BAZAAR_RETENTION_INTERVAL must be longer than zero") }
+            guard d > .zero else {
+                throw RPCError(.invalidArgument, "BAZAAR_RETENTION_INTERVAL must be longer than zero")
+            }
             job.interval = d
         }
         return job
@@ -59,22 +63,28 @@ public struct RetentionJob: Sendable {
         var deleted: [String: Int] = [:]
         for rule in rules {
             while true {
-                let n = try await db.query("""
+                let n = try await db.query(
+                    """
                     DELETE FROM \(rule.table) WHERE ctid IN (SELECT ctid FROM \(rule.table) WHERE \(rule.condition) LIMIT \(batch))
-                    """, [rule.retention.inSeconds]).affectedRows
+                    """, [rule.retention.inSeconds]
+                ).affectedRows
                 deleted[rule.table, default: 0] += n
                 if n < batch { break }
             }
         }
         let total = deleted.values.reduce(0, +)
-        if total > 0 { logger.info("retention: deleted expired rows", deleted.map { ($0.key, LogValue.int(Int64($0.value))) }) }
+        if total > 0 {
+            logger.info("retention: deleted expired rows", deleted.map { ($0.key, LogValue.int(Int64($0.value))) })
+        }
         return deleted
     }
 
     /// Runs until cancelled.
     public func run() async {
         while !Task.isCancelled {
-            do { try await runOnce() } catch { logger.warning("retention round failed", [("error", .string("\(error)"))]) }
+            do { try await runOnce() } catch {
+                logger.warning("retention round failed", [("error", .string("\(error)"))])
+            }
             try? await Task.sleep(for: interval)
         }
     }

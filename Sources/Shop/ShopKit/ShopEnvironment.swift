@@ -18,7 +18,9 @@ public struct ShopEnvironment: Sendable {
     public func duration(_ key: String) throws(RPCError) -> Duration? { try typed.duration(key) }
 
     public func required(_ key: String, for service: String) throws(RPCError) -> String {
-        guard let v = typed[key], !v.isEmpty else { throw RPCError(.invalidArgument, "BAZAAR_\(key) is required for \(service)") }
+        guard let v = typed[key], !v.isEmpty else {
+            throw RPCError(.invalidArgument, "BAZAAR_\(key) is required for \(service)")
+        }
         return v
     }
 
@@ -38,7 +40,9 @@ public struct ShopEnvironment: Sendable {
     /// A `host:port` setting (`nil` when unset and without a default).
     public func address(_ key: String, default fallback: String? = nil) throws(RPCError) -> (host: String, port: Int)? {
         guard let text = typed[key] ?? fallback else { return nil }
-        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (1...65535).contains(port) else {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
+            (1...65535).contains(port)
+        else {
             throw RPCError(.invalidArgument, "BAZAAR_\(key)='\(text)': expected host:port")
         }
         return (String(text[..<colon]), port)
@@ -56,7 +60,9 @@ public struct ShopEnvironment: Sendable {
     /// files (Ed25519 or P-256), each optionally `kid=path` to give the key id tokens name;
     /// without one the key id is the key's thumbprint (what the accounts service puts in `kid`).
     public func verificationKeys() throws(RPCError) -> [JWTKey] {
-        let list = (typed["JWT_PUBLIC_KEY"] ?? ".run/jwt/jwt-pub.pem").split(separator: ",").map { String($0).trimming(" ") }
+        let list = (typed["JWT_PUBLIC_KEY"] ?? ".run/jwt/jwt-pub.pem").split(separator: ",").map {
+            String($0).trimming(" ")
+        }
         var keys: [JWTKey] = []
         for entry in list where !entry.isEmpty {
             let parts = entry.split(separator: "=", maxSplits: 1).map(String.init)
@@ -73,18 +79,24 @@ public struct ShopEnvironment: Sendable {
         }
         guard !keys.isEmpty else { throw RPCError(.invalidArgument, "BAZAAR_JWT_PUBLIC_KEY names no key") }
         // kid:role+role,...: what each listed key may grant (keys not listed: any role).
-        for entry in (typed["JWT_KEY_ROLES"] ?? "").split(separator: ",").map({ String($0).trimming(" ") }) where !entry.isEmpty {
+        for entry in (typed["JWT_KEY_ROLES"] ?? "").split(separator: ",").map({ String($0).trimming(" ") })
+        where !entry.isEmpty {
             let parts = entry.split(separator: ":", maxSplits: 1).map(String.init)
             guard parts.count == 2, let i = keys.firstIndex(where: { $0.keyID == parts[0] }) else {
-                throw RPCError(.invalidArgument, "BAZAAR_JWT_KEY_ROLES: '\(entry)' is not kid:role+role for a key of BAZAAR_JWT_PUBLIC_KEY")
+                throw RPCError(
+                    .invalidArgument,
+                    "BAZAAR_JWT_KEY_ROLES: '\(entry)' is not kid:role+role for a key of BAZAAR_JWT_PUBLIC_KEY")
             }
             keys[i] = keys[i].granting(only: Set(parts[1].split(separator: "+").map(String.init)))
         }
         // kid:issuer,...: the issuer each listed key's tokens must name (keys not listed: BAZAAR_JWT_ISSUER).
-        for entry in (typed["JWT_KEY_ISSUERS"] ?? "").split(separator: ",").map({ String($0).trimming(" ") }) where !entry.isEmpty {
+        for entry in (typed["JWT_KEY_ISSUERS"] ?? "").split(separator: ",").map({ String($0).trimming(" ") })
+        where !entry.isEmpty {
             let parts = entry.split(separator: ":", maxSplits: 1).map(String.init)
             guard parts.count == 2, !parts[1].isEmpty, let i = keys.firstIndex(where: { $0.keyID == parts[0] }) else {
-                throw RPCError(.invalidArgument, "BAZAAR_JWT_KEY_ISSUERS: '\(entry)' is not kid:issuer for a key of BAZAAR_JWT_PUBLIC_KEY")
+                throw RPCError(
+                    .invalidArgument,
+                    "BAZAAR_JWT_KEY_ISSUERS: '\(entry)' is not kid:issuer for a key of BAZAAR_JWT_PUBLIC_KEY")
             }
             keys[i] = keys[i].issuing(as: parts[1])
         }

@@ -18,22 +18,34 @@ public struct StoreErrorInterceptor: RPCInterceptor {
         } catch let error as PostgresError {
             throw Self.status(for: error, method: head.method.path, logger: logger)
         } catch let error as RedisError {
-            logger.error("redis failed", [("method", .string(head.method.path)), ("error", .string(error.description))])
+            logger.error(
+                "redis failed", [("method", .string(head.method.path)), ("error", .string(error.description))])
             throw RPCError(.unavailable, "the cart store is unavailable")
         }
     }
 
     public static func status(for error: PostgresError, method: String, logger: Logger) -> RPCError {
-        logger.error("database statement failed", [("method", .string(method)), ("sqlstate", .string(error.sqlState)),
-                                                    ("error", .string(error.message))])
-        if error.isConnectionError || error.sqlState == "57P01" || error.sqlState == "57P03" || error.sqlState == "53300" {
+        logger.error(
+            "database statement failed",
+            [
+                ("method", .string(method)), ("sqlstate", .string(error.sqlState)),
+                ("error", .string(error.message)),
+            ])
+        if error.isConnectionError || error.sqlState == "57P01" || error.sqlState == "57P03"
+            || error.sqlState == "53300"
+        {
             return RPCError(.unavailable, "the database is unavailable")
         }
-        if error.sqlState == "40001" || error.sqlState == "40P01" { return RPCError(.aborted, "conflict with a concurrent change; try again") }
+        if error.sqlState == "40001" || error.sqlState == "40P01" {
+            return RPCError(.aborted, "conflict with a concurrent change; try again")
+        }
         if error.sqlState == "57014" { return RPCError(.deadlineExceeded, "the statement was cancelled") }
         // Class 22 (data exception: a malformed date, a number out of range) comes from a value
         // the caller sent, as a parameter: the caller's mistake, not the server's.
-        if error.sqlState.hasPrefix("22") { return RPCError(.invalidArgument, "a value in the request is malformed or out of range (sqlstate \(error.sqlState))") }
+        if error.sqlState.hasPrefix("22") {
+            return RPCError(
+                .invalidArgument, "a value in the request is malformed or out of range (sqlstate \(error.sqlState))")
+        }
         return RPCError(.internal, "internal error (sqlstate \(error.sqlState))")
     }
 }

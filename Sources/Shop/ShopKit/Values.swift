@@ -38,7 +38,9 @@ public enum MoneyMath {
     /// `quantity` units at `unitMinor` each.
     public static func line(_ quantity: Int64, _ unitMinor: Int64) throws(RPCError) -> Int64 {
         let (product, overflow) = quantity.multipliedReportingOverflow(by: unitMinor)
-        if overflow { throw RPCError(.outOfRange, "\(quantity) × \(unitMinor) is beyond the largest amount this shop can charge") }
+        if overflow {
+            throw RPCError(.outOfRange, "\(quantity) × \(unitMinor) is beyond the largest amount this shop can charge")
+        }
         return product
     }
 
@@ -49,7 +51,8 @@ public enum MoneyMath {
     }
 
     /// The sum of `quantity × unit price` over lines.
-    public static func total<Lines: Sequence>(_ lines: Lines) throws(RPCError) -> Int64 where Lines.Element == (Int64, Int64) {
+    public static func total<Lines: Sequence>(_ lines: Lines) throws(RPCError) -> Int64
+    where Lines.Element == (Int64, Int64) {
         var total: Int64 = 0
         for (quantity, unit) in lines { total = try sum(total, line(quantity, unit)) }
         return total
@@ -66,11 +69,16 @@ public enum Check {
     /// C1, and the Unicode line and paragraph separators). Only `multiline` text (a description,
     /// a message body) may hold line breaks and tabs: a newline in a name, an address or an email
     /// ends up in a header, a log line or an SMTP command.
-    public static func text(_ value: String, _ field: String, max: Int = 200, required: Bool = true, multiline: Bool = false) throws(RPCError) {
+    public static func text(
+        _ value: String, _ field: String, max: Int = 200, required: Bool = true, multiline: Bool = false
+    ) throws(RPCError) {
         if required, value.trimming(" \t\r\n").isEmpty { throw RPCError(.invalidArgument, "\(field) is required") }
         if value.count > max { throw RPCError(.invalidArgument, "\(field) is longer than \(max) characters") }
         if value.unicodeScalars.contains(where: { isControl($0) && !(multiline && ($0 == "\n" || $0 == "\t")) }) {
-            throw RPCError(.invalidArgument, multiline ? "\(field) contains control characters" : "\(field) contains control characters or line breaks")
+            throw RPCError(
+                .invalidArgument,
+                multiline
+                    ? "\(field) contains control characters" : "\(field) contains control characters or line breaks")
         }
     }
 
@@ -83,19 +91,22 @@ public enum Check {
     /// that an SMTP server, a header or a log could read as more than one address.
     public static func email(_ value: String, _ field: String = "email") throws(RPCError) {
         let bad = RPCError(.invalidArgument, "\(field) is not an email address")
-        guard value.utf8.count <= 254, value.unicodeScalars.allSatisfy({ $0.isASCII && !isControl($0) }) else { throw bad }
+        guard value.utf8.count <= 254, value.unicodeScalars.allSatisfy({ $0.isASCII && !isControl($0) }) else {
+            throw bad
+        }
         let parts = value.split(separator: "@", omittingEmptySubsequences: false)
         guard parts.count == 2 else { throw bad }
         let (local, domain) = (parts[0], parts[1])
         let atomExtra = Set("!#$%&'*+/=?^_`{|}~-")
         guard (1...64).contains(local.count), !local.hasPrefix("."), !local.hasSuffix("."), !local.contains(".."),
-              local.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "." || atomExtra.contains($0) })
+            local.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "." || atomExtra.contains($0) })
         else { throw bad }
         let labels = domain.split(separator: ".", omittingEmptySubsequences: false)
         guard domain.count <= 253, labels.count >= 2,
-              labels.allSatisfy({ l in
-                  (1...63).contains(l.count) && !l.hasPrefix("-") && !l.hasSuffix("-") && l.allSatisfy { $0.isLetter || $0.isNumber || $0 == "-" }
-              })
+            labels.allSatisfy({ l in
+                (1...63).contains(l.count) && !l.hasPrefix("-") && !l.hasSuffix("-")
+                    && l.allSatisfy { $0.isLetter || $0.isNumber || $0 == "-" }
+            })
         else { throw bad }
     }
 
@@ -111,7 +122,7 @@ public enum Check {
 /// Reads a JSON object of strings (a JSONB column selected as text) with Foundation's parser.
 public func jsonStringMap(_ text: String?) -> [String: String] {
     guard let text, let data = text.data(using: .utf8),
-          let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+        let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
     else { return [:] }
     return object.compactMapValues { $0 as? String }
 }
@@ -129,7 +140,9 @@ public func jsonText(_ list: [String]) -> String {
 }
 
 public func jsonStringList(_ text: String?) -> [String] {
-    guard let text, let data = text.data(using: .utf8), let list = try? JSONSerialization.jsonObject(with: data) as? [Any] else { return [] }
+    guard let text, let data = text.data(using: .utf8),
+        let list = try? JSONSerialization.jsonObject(with: data) as? [Any]
+    else { return [] }
     return list.compactMap { $0 as? String }
 }
 
@@ -137,7 +150,9 @@ extension PostgresRow {
     /// A column that the query guarantees is not NULL (a schema NOT NULL or a COALESCE).
     public func text(_ column: String) -> String { self[column] ?? "" }
     public func int64(_ column: String) -> Int64 { self[column].flatMap { Int64($0) } ?? 0 }
-    public func micros(_ column: String) -> Google_Protobuf_Timestamp { Google_Protobuf_Timestamp(micros: int64(column)) }
+    public func micros(_ column: String) -> Google_Protobuf_Timestamp {
+        Google_Protobuf_Timestamp(micros: int64(column))
+    }
 }
 
 /// SQL for a timestamptz column as microseconds since the epoch, which ``PostgresRow/micros(_:)`` reads.

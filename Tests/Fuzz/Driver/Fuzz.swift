@@ -5,7 +5,7 @@
 import FuzzTargets
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The target FUZZ_TARGET names (`wire` when unset); exits with the list when it names none.
@@ -28,39 +28,46 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
 }
 
 #if FUZZING
-@_silgen_name("LLVMFuzzerRunDriver")
-func LLVMFuzzerRunDriver(_ argc: UnsafeMutablePointer<CInt>,
-                         _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-                         _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt) -> CInt
+    // swift-format-ignore: AlwaysUseLowerCamelCase
+    // (libFuzzer's entry point keeps its C name.)
+    @_silgen_name("LLVMFuzzerRunDriver")
+    func LLVMFuzzerRunDriver(
+        _ argc: UnsafeMutablePointer<CInt>,
+        _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
+        _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt
+    ) -> CInt
 
-/// SwiftPM links an executable's entry point under this name; in fuzz builds it hands control to
-/// libFuzzer's driver (libFuzzer's own `main` is then not linked).
-@_cdecl("bazaar_fuzz_main")
-func fuzzerMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
-    current = chosenTarget()
-    var count = argc
-    var vector = argv
-    return LLVMFuzzerRunDriver(&count, &vector) { data, size in fuzzOne(data, size) }
-}
-#else
-/// Without libFuzzer: replays the files named on the command line.
-@main
-enum Replay {
-    static func main() {
+    /// SwiftPM links an executable's entry point under this name; in fuzz builds it hands control to
+    /// libFuzzer's driver (libFuzzer's own `main` is then not linked).
+    @_cdecl("bazaar_fuzz_main")
+    func fuzzerMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
         current = chosenTarget()
-        for path in CommandLine.arguments.dropFirst() {
-            guard let f = fopen(path, "rb") else { print("cannot open \(path)"); continue }
-            var buffer = [UInt8]()
-            var chunk = [UInt8](repeating: 0, count: 65536)
-            while true {
-                let n = fread(&chunk, 1, chunk.count, f)
-                if n <= 0 { break }
-                buffer += chunk[0..<n]
+        var count = argc
+        var vector = argv
+        return LLVMFuzzerRunDriver(&count, &vector) { data, size in fuzzOne(data, size) }
+    }
+#else
+    /// Without libFuzzer: replays the files named on the command line.
+    @main
+    enum Replay {
+        static func main() {
+            current = chosenTarget()
+            for path in CommandLine.arguments.dropFirst() {
+                guard let f = fopen(path, "rb") else {
+                    print("cannot open \(path)")
+                    continue
+                }
+                var buffer = [UInt8]()
+                var chunk = [UInt8](repeating: 0, count: 65536)
+                while true {
+                    let n = fread(&chunk, 1, chunk.count, f)
+                    if n <= 0 { break }
+                    buffer += chunk[0..<n]
+                }
+                fclose(f)
+                _ = buffer.withUnsafeBufferPointer { fuzzOne($0.baseAddress, $0.count) }
+                print("ok \(path)")
             }
-            fclose(f)
-            _ = buffer.withUnsafeBufferPointer { fuzzOne($0.baseAddress, $0.count) }
-            print("ok \(path)")
         }
     }
-}
 #endif

@@ -1,3 +1,13 @@
+import BazaarCore
+import BazaarSMTP
+import BazaarWire
+import CBazaarHiredis
+import CBazaarPQ
+import ConformanceProtos
+import Foundation
+import ShopAPI
+import ShopKit
+
 // The fuzz targets: every parser that reads bytes from the network, one function each. The
 // libFuzzer driver (Tests/Fuzz/Driver, `make fuzz`) runs them under AddressSanitizer; the
 // replay test (Tests/FuzzReplayTests, in `make test`) feeds each its committed corpus
@@ -5,18 +15,9 @@
 // A target returns normally for any input: it throws nothing and traps only on a real bug (a
 // crash, or an invariant such as "what decodes re-encodes the same" broken).
 @testable import BazaarAuth
-import BazaarCore
 @testable import BazaarPostgres
-import BazaarSMTP
-import CBazaarPQ
 @testable import BazaarRedis
 @testable import BazaarTransport
-import BazaarWire
-import CBazaarHiredis
-import ConformanceProtos
-import Foundation
-import ShopAPI
-import ShopKit
 
 public enum FuzzTargets {
     /// Each target by its name (the corpus folder and `FUZZ_TARGET`).
@@ -118,8 +119,10 @@ public enum FuzzTargets {
     static func json(_ bytes: [UInt8]) {
         guard let value = try? JSONValue.parse(bytes) else { return }
         _ = value.serialized()
-        for descriptor in [Shop_V1_Product.protobufCDescriptor, Shop_V1_PlaceOrderRequest.protobufCDescriptor,
-                           Conformance_V1_AllTypes.protobufCDescriptor] {
+        for descriptor in [
+            Shop_V1_Product.protobufCDescriptor, Shop_V1_PlaceOrderRequest.protobufCDescriptor,
+            Conformance_V1_AllTypes.protobufCDescriptor,
+        ] {
             let builder = ProtoJSON.Builder(descriptor)
             if (try? builder.merge(value)) != nil { _ = builder.serialized() }
         }
@@ -142,7 +145,9 @@ public enum FuzzTargets {
         guard let reader = redisReaderCreate() else { return }
         defer { redisReaderFree(reader) }
         _ = bytes.withUnsafeBufferPointer { b in
-            b.baseAddress!.withMemoryRebound(to: CChar.self, capacity: max(b.count, 1)) { redisReaderFeed(reader, $0, b.count) }
+            b.baseAddress!.withMemoryRebound(to: CChar.self, capacity: max(b.count, 1)) {
+                redisReaderFeed(reader, $0, b.count)
+            }
         }
         for _ in 0..<1000 {
             var reply: UnsafeMutableRawPointer?
@@ -159,7 +164,9 @@ public enum FuzzTargets {
         for piece in [bytes[..<half], bytes[half...]] {
             reader.feed(piece)
             do throws(SMTPError) {
-                while let reply = try reader.next() { precondition((0...999).contains(reply.code), "a reply code out of range") }
+                while let reply = try reader.next() {
+                    precondition((0...999).contains(reply.code), "a reply code out of range")
+                }
             } catch { return }
         }
     }
@@ -171,8 +178,10 @@ public enum FuzzTargets {
         defer { PQclear(res) }
         let columns: [String] = ["a", "b", "c"]
         let names: [UnsafeMutablePointer<CChar>] = columns.map { (name: String) in strdup(name)! }
-        defer { names.forEach { free($0) } }
-        var attrs = names.map { PGresAttDesc(name: $0, tableid: 0, columnid: 0, format: 0, typid: 25, typlen: -1, atttypmod: -1) }
+        defer { for name in names { free(name) } }
+        var attrs = names.map {
+            PGresAttDesc(name: $0, tableid: 0, columnid: 0, format: 0, typid: 25, typlen: -1, atttypmod: -1)
+        }
         guard PQsetResultAttrs(res, 3, &attrs) == 1 else { return }
         let values = bytes.split(separator: 0, omittingEmptySubsequences: false).prefix(30)
         for (i, v) in values.enumerated() {
@@ -198,7 +207,9 @@ public enum FuzzTargets {
         let s = String(decoding: bytes, as: UTF8.self)
         _ = try? PageToken.decode(s, count: 3)
         if (try? Check.email(s)) != nil {
-            precondition(!s.unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7F }, "an email with control characters passed")
+            precondition(
+                !s.unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7F },
+                "an email with control characters passed")
         }
         _ = try? Check.text(s, "f", max: 200)
     }

@@ -15,15 +15,18 @@ struct Greeter: Hello_V1_GreeterService.ServiceProtocol {
         }
         var text = greeting(request.name, request.mood)
         if request.style?.shout == true { text = text.uppercased() }
-        return Hello_V1_Greeting(text: Array(repeating: text, count: Int(max(repeats, 1))).joined(separator: " "),
-                                 mood: request.mood, tags: request.tags, at: now())
+        return Hello_V1_Greeting(
+            text: Array(repeating: text, count: Int(max(repeats, 1))).joined(separator: " "),
+            mood: request.mood, tags: request.tags, at: now())
     }
 
     func getGreeting(_ request: Hello_V1_GetGreetingRequest, context: ServerContext) async throws -> Hello_V1_Greeting {
         Hello_V1_Greeting(text: greeting(request.name, request.mood), mood: request.mood, at: now())
     }
 
-    func countdown(_ request: Hello_V1_CountdownRequest, responses: RPCWriter<Hello_V1_Tick>, context: ServerContext) async throws {
+    func countdown(_ request: Hello_V1_CountdownRequest, responses: RPCWriter<Hello_V1_Tick>, context: ServerContext)
+        async throws
+    {
         guard (0...100).contains(request.from) else { throw RPCError(.invalidArgument, "from must be 0 to 100") }
         for remaining in stride(from: request.from, through: 0, by: -1) {
             try await responses.write(Hello_V1_Tick(remaining: remaining))

@@ -69,17 +69,22 @@ public struct PathTemplate: Sendable, Hashable, CustomStringConvertible {
                 let inside = body[body.index(after: i)..<close]
                 let parts = inside.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
                 let path = parts[0].split(separator: ".", omittingEmptySubsequences: false).map(String.init)
-                guard path.allSatisfy({ !$0.isEmpty && $0.allSatisfy { $0.isLetter || $0.isNumber || $0 == "_" } }) else {
+                guard path.allSatisfy({ !$0.isEmpty && $0.allSatisfy { $0.isLetter || $0.isNumber || $0 == "_" } })
+                else {
                     throw fail("bad field path '\(parts[0])'")
                 }
                 let start = segments.count
                 if parts.count == 2 {
                     guard !parts[1].isEmpty else { throw fail("empty pattern for {\(parts[0])}") }
-                    for s in parts[1].split(separator: "/", omittingEmptySubsequences: false) { segments.append(try literalOrWildcard(s)) }
+                    for s in parts[1].split(separator: "/", omittingEmptySubsequences: false) {
+                        segments.append(try literalOrWildcard(s))
+                    }
                 } else {
                     segments.append(.any)
                 }
-                guard !variables.contains(where: { $0.fieldPath == path }) else { throw fail("{\(parts[0])} appears twice") }
+                guard !variables.contains(where: { $0.fieldPath == path }) else {
+                    throw fail("{\(parts[0])} appears twice")
+                }
                 variables.append(Variable(fieldPath: path, start: start, end: segments.count))
                 i = body.index(after: close)
             } else {

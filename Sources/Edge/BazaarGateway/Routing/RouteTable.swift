@@ -63,11 +63,15 @@ public struct RouteTable: Sendable {
             let key = r.httpMethod + " " + r.template.shape
             if let other = seen[key] {
                 let whose = other.upstream == r.upstream ? "" : " of upstreams \(other.upstream) and \(r.upstream)"
-                problems.append("\(r.httpMethod) \(r.template) (\(r.method.path)) and \(other.httpMethod) \(other.template) (\(other.method.path))\(whose) match the same requests")
+                problems.append(
+                    "\(r.httpMethod) \(r.template) (\(r.method.path)) and \(other.httpMethod) \(other.template) (\(other.method.path))\(whose) match the same requests"
+                )
             }
             seen[key] = r
         }
-        guard problems.isEmpty else { throw BuildError(description: "the HTTP routes are inconsistent:\n  " + problems.joined(separator: "\n  ")) }
+        guard problems.isEmpty else {
+            throw BuildError(description: "the HTTP routes are inconsistent:\n  " + problems.joined(separator: "\n  "))
+        }
         // Most specific first, so the first match is the one to take.
         self.routes = routes.sorted { $0.template.isMoreSpecific(than: $1.template) }
     }
@@ -87,20 +91,28 @@ public struct RouteTable: Sendable {
                         let t = try PathTemplate(rule.path)
                         for v in t.variables {
                             guard let f = input.field(path: v.fieldPath), !f.isRepeated, f.kind != .message else {
-                                throw PathTemplate.ParseError(description: "{\(v.fieldPath.joined(separator: "."))} is not a singular scalar field of \(m.inputType)")
+                                throw PathTemplate.ParseError(
+                                    description:
+                                        "{\(v.fieldPath.joined(separator: "."))} is not a singular scalar field of \(m.inputType)"
+                                )
                             }
                         }
                         if !rule.body.isEmpty, rule.body != "*", input.field(rule.body) == nil {
-                            throw PathTemplate.ParseError(description: "body \(rule.body) is not a field of \(m.inputType)")
+                            throw PathTemplate.ParseError(
+                                description: "body \(rule.body) is not a field of \(m.inputType)")
                         }
                         if !rule.responseBody.isEmpty, output.field(rule.responseBody) == nil {
-                            throw PathTemplate.ParseError(description: "response_body \(rule.responseBody) is not a field of \(m.outputType)")
+                            throw PathTemplate.ParseError(
+                                description: "response_body \(rule.responseBody) is not a field of \(m.outputType)")
                         }
                         if m.kind == .clientStreaming || m.kind == .bidirectionalStreaming {
                             throw PathTemplate.ParseError(description: "client-streaming methods have no REST binding")
                         }
-                        routes.append(Route(method: m, upstream: schema.upstream, httpMethod: rule.method.uppercased(), template: t,
-                                            body: rule.body, responseBody: rule.responseBody, input: input, output: output, owner: schema.owner))
+                        routes.append(
+                            Route(
+                                method: m, upstream: schema.upstream, httpMethod: rule.method.uppercased(), template: t,
+                                body: rule.body, responseBody: rule.responseBody, input: input, output: output,
+                                owner: schema.owner))
                     } catch {
                         problems.append("\(m.path) \(rule.method) \(rule.path): \(error)")
                     }
@@ -123,7 +135,9 @@ public struct RouteTable: Sendable {
                 vars = r.template.match(segments, verb: nil)
             }
             guard let vars else { continue }
-            if r.httpMethod == method || (method == "HEAD" && r.httpMethod == "GET") { return .found(r, variables: vars) }
+            if r.httpMethod == method || (method == "HEAD" && r.httpMethod == "GET") {
+                return .found(r, variables: vars)
+            }
             if !allowed.contains(r.httpMethod) { allowed.append(r.httpMethod) }
         }
         return allowed.isEmpty ? .notFound : .methodNotAllowed(allowed: allowed)

@@ -26,7 +26,10 @@ public struct SchemaFollower: Sendable {
     /// How often `connected` is looked at.
     public var poll: Duration = .milliseconds(250)
 
-    public init(upstream: String, read: @escaping @Sendable () async throws -> [[UInt8]], connected: @escaping @Sendable () -> Set<String>) {
+    public init(
+        upstream: String, read: @escaping @Sendable () async throws -> [[UInt8]],
+        connected: @escaping @Sendable () -> Set<String>
+    ) {
         self.upstream = upstream
         self.read = read
         self.connected = connected
@@ -57,7 +60,8 @@ public struct SchemaFollower: Sendable {
                             refused = nil
                             due = ContinuousClock.now + refresh
                             let routes = gateway.routes.routes.filter { $0.upstream == upstream }.count
-                            events(.installed(upstream: upstream, services: schema.services.map(\.name), routes: routes))
+                            events(
+                                .installed(upstream: upstream, services: schema.services.map(\.name), routes: routes))
                         } catch {
                             // Said once per distinct schema, not at every retry.
                             if files != refused { events(.refused(upstream: upstream, reason: "\(error)")) }

@@ -14,8 +14,10 @@ public struct UpstreamSchema: Sendable {
     let owner: (any Sendable)?
 
     /// Services that belong to the mesh's plumbing, not to an API: never routed.
-    static let plumbing: Set<String> = ["grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection",
-                                        "grpc.health.v1.Health"]
+    static let plumbing: Set<String> = [
+        "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection",
+        "grpc.health.v1.Health",
+    ]
 
     /// From a schema built at run time; reflection and health are left out.
     public init(upstream: String, schema: Schema) {

@@ -27,9 +27,10 @@ public final class DNSResolver: Resolver, @unchecked Sendable {
     private var found: [Endpoint] = []
     private var errors: [String] = []
 
-    public init(host: String, port: Int, nameserver: String?, interval: Duration = .seconds(30),
-                minimumInterval: Duration = .seconds(1), loop: EventLoop)
-    {
+    public init(
+        host: String, port: Int, nameserver: String?, interval: Duration = .seconds(30),
+        minimumInterval: Duration = .seconds(1), loop: EventLoop
+    ) {
         self.host = host
         self.port = port
         self.nameserver = nameserver
@@ -50,7 +51,8 @@ public final class DNSResolver: Resolver, @unchecked Sendable {
             dns = base
             if let nameserver {
                 if evdns_base_nameserver_ip_add(base, nameserver) != 0 {
-                    return update(.failure(RPCError(.invalidArgument, "dns: nameserver '\(nameserver)' is not ip[:port]")))
+                    return update(
+                        .failure(RPCError(.invalidArgument, "dns: nameserver '\(nameserver)' is not ip[:port]")))
                 }
             }
             // Answers for a headless service change as pods come and go: no stale retries.
@@ -94,7 +96,8 @@ public final class DNSResolver: Resolver, @unchecked Sendable {
         let me = Unmanaged.passRetained(self).toOpaque()
         let me2 = Unmanaged.passRetained(self).toOpaque()
         let callback: evdns_callback_type = { result, type, count, _, addresses, arg in
-            Unmanaged<DNSResolver>.fromOpaque(arg!).takeRetainedValue().answer(result, Int32(type), Int(count), addresses)
+            Unmanaged<DNSResolver>.fromOpaque(arg!).takeRetainedValue().answer(
+                result, Int32(type), Int(count), addresses)
         }
         if evdns_base_resolve_ipv4(dns, host, 0, callback, me) == nil {
             Unmanaged<DNSResolver>.fromOpaque(me).release()
@@ -125,7 +128,11 @@ public final class DNSResolver: Resolver, @unchecked Sendable {
         guard !stopped, let update else { return }
         if found.isEmpty {
             // NXDOMAIN or no record of either kind: say so; the channel keeps what it has.
-            update(.failure(RPCError(.unavailable, "dns: \(host): \(errors.isEmpty ? "no A or AAAA record" : errors.joined(separator: ", "))")))
+            update(
+                .failure(
+                    RPCError(
+                        .unavailable,
+                        "dns: \(host): \(errors.isEmpty ? "no A or AAAA record" : errors.joined(separator: ", "))")))
         } else {
             var seen = Set<Endpoint>()
             update(.success(found.filter { seen.insert($0).inserted }.sorted { $0.description < $1.description }))

@@ -21,7 +21,9 @@ public enum Target: Sendable, Hashable, CustomStringConvertible {
             var nameserver: String?
             if rest.hasPrefix("//") {
                 rest = rest.dropFirst(2)
-                guard let slash = rest.firstIndex(of: "/") else { throw RPCError(.invalidArgument, "target '\(text)': expected dns:///name:port") }
+                guard let slash = rest.firstIndex(of: "/") else {
+                    throw RPCError(.invalidArgument, "target '\(text)': expected dns:///name:port")
+                }
                 let authority = rest[..<slash]
                 if !authority.isEmpty { nameserver = String(authority) }
                 rest = rest[rest.index(after: slash)...]
@@ -37,10 +39,11 @@ public enum Target: Sendable, Hashable, CustomStringConvertible {
         }
         let parts = list.split(separator: ",").map { $0.trimming(" ") }.filter { !$0.isEmpty }
         guard !parts.isEmpty else { throw RPCError(.invalidArgument, "target '\(text)' names no endpoint") }
-        self = .endpoints(try parts.map { p throws(RPCError) in
-            let (h, port) = try Self.hostPort(p, text)
-            return Endpoint(host: h, port: port)
-        })
+        self = .endpoints(
+            try parts.map { p throws(RPCError) in
+                let (h, port) = try Self.hostPort(p, text)
+                return Endpoint(host: h, port: port)
+            })
     }
 
     private static func hostPort(_ s: String, _ whole: String) throws(RPCError) -> (String, Int) {
@@ -75,7 +78,9 @@ public protocol Resolver: AnyObject, Sendable {
 public final class StaticResolver: Resolver {
     private let endpoints: [Endpoint]
     public init(_ endpoints: [Endpoint]) { self.endpoints = endpoints }
-    public func start(_ update: @escaping @Sendable (Result<[Endpoint], RPCError>) -> Void) { update(.success(endpoints)) }
+    public func start(_ update: @escaping @Sendable (Result<[Endpoint], RPCError>) -> Void) {
+        update(.success(endpoints))
+    }
     public func refresh() {}
     public func stop() {}
 }

@@ -57,16 +57,19 @@ public final class HealthService: Grpc_Health_V1_Health.ServiceProtocol, ServerD
         }
     }
 
-    public func check(_ request: Grpc_Health_V1_HealthCheckRequest, context: ServerContext) async throws -> Grpc_Health_V1_HealthCheckResponse {
+    public func check(_ request: Grpc_Health_V1_HealthCheckRequest, context: ServerContext) async throws
+        -> Grpc_Health_V1_HealthCheckResponse
+    {
         guard let status = status(of: request.service) else {
             throw RPCError(.notFound, "unknown service '\(request.service)'")
         }
         return Grpc_Health_V1_HealthCheckResponse(status: status)
     }
 
-    public func watch(_ request: Grpc_Health_V1_HealthCheckRequest, responses: RPCWriter<Grpc_Health_V1_HealthCheckResponse>,
-                      context: ServerContext) async throws
-    {
+    public func watch(
+        _ request: Grpc_Health_V1_HealthCheckRequest, responses: RPCWriter<Grpc_Health_V1_HealthCheckResponse>,
+        context: ServerContext
+    ) async throws {
         // Newest value wins: a slow watcher skips statuses it no longer needs.
         let (updates, continuation) = AsyncStream<Status>.makeStream(bufferingPolicy: .bufferingNewest(1))
         let id = state.withLock { s -> UInt64 in

@@ -22,20 +22,27 @@ public struct ReflectionClient: Sendable {
     }
 
     /// Lists the services and fetches the files of each, except those in `skipping`.
-    public func schema(skipping: Set<String> = [], options: CallOptions = CallOptions(timeout: .seconds(10))) async throws -> Answer {
+    public func schema(skipping: Set<String> = [], options: CallOptions = CallOptions(timeout: .seconds(10)))
+        async throws -> Answer
+    {
         do {
             return try await ask(Grpc_Reflection_V1_ServerReflection.Method.serverReflectionInfo, skipping, options)
         } catch let e as RPCError where e.code == .unimplemented {
-            return try await ask(Grpc_Reflection_V1alpha_ServerReflection.Method.serverReflectionInfo, skipping, options)
+            return try await ask(
+                Grpc_Reflection_V1alpha_ServerReflection.Method.serverReflectionInfo, skipping, options)
         }
     }
 
     /// The files that define `symbol` (a service, method, message or enum), with their imports.
-    public func files(containing symbol: String, options: CallOptions = CallOptions(timeout: .seconds(10))) async throws -> [[UInt8]] {
+    public func files(containing symbol: String, options: CallOptions = CallOptions(timeout: .seconds(10))) async throws
+        -> [[UInt8]]
+    {
         do {
-            return try await ask(Grpc_Reflection_V1_ServerReflection.Method.serverReflectionInfo, symbol: symbol, options)
+            return try await ask(
+                Grpc_Reflection_V1_ServerReflection.Method.serverReflectionInfo, symbol: symbol, options)
         } catch let e as RPCError where e.code == .unimplemented {
-            return try await ask(Grpc_Reflection_V1alpha_ServerReflection.Method.serverReflectionInfo, symbol: symbol, options)
+            return try await ask(
+                Grpc_Reflection_V1alpha_ServerReflection.Method.serverReflectionInfo, symbol: symbol, options)
         }
     }
 
@@ -56,7 +63,9 @@ public struct ReflectionClient: Sendable {
             var r = Grpc_Reflection_V1_ServerReflectionRequest()
             r.messageRequest = request
             requests.yield(r)
-            guard let answer = try await responses.next() else { throw RPCError(.unavailable, "the reflection stream ended early") }
+            guard let answer = try await responses.next() else {
+                throw RPCError(.unavailable, "the reflection stream ended early")
+            }
             if case .errorResponse(let e)? = answer.messageResponse {
                 throw RPCError(StatusCode(rawValue: Int(e.errorCode)) ?? .unknown, e.errorMessage)
             }

@@ -18,13 +18,17 @@ public final class ReflectionService: Grpc_Reflection_V1_ServerReflection.Servic
         var files: [String: ProtoFile] = [:]
         var symbols: [String: String] = [:]
         var names: [String] = []
-        for service in services + [Grpc_Reflection_V1_ServerReflection.descriptor, Grpc_Reflection_V1alpha_ServerReflection.descriptor] {
+        for service in services + [
+            Grpc_Reflection_V1_ServerReflection.descriptor, Grpc_Reflection_V1alpha_ServerReflection.descriptor,
+        ] {
             if !names.contains(service.name) { names.append(service.name) }
             symbols[service.name] = service.file.path
             for m in service.methods { symbols["\(service.name).\(m.method)"] = service.file.path }
             for f in service.file.withDependencies {
                 files[f.path] = f
-                for t in f.messageTypes where symbols[t.protoMessageName] == nil { symbols[t.protoMessageName] = f.path }
+                for t in f.messageTypes where symbols[t.protoMessageName] == nil {
+                    symbols[t.protoMessageName] = f.path
+                }
                 for e in f.enumTypes where symbols[e.protoEnumName] == nil { symbols[e.protoEnumName] = f.path }
             }
         }
@@ -39,17 +43,22 @@ public final class ReflectionService: Grpc_Reflection_V1_ServerReflection.Servic
     }
 
     public var handlers: [RPCHandler] {
-        let body: @Sendable (RPCStream<Grpc_Reflection_V1_ServerReflectionRequest>, RPCWriter<Grpc_Reflection_V1_ServerReflectionResponse>,
-                             ServerContext) async throws -> Void = { try await self.serverReflectionInfo($0, responses: $1, context: $2) }
+        let body:
+            @Sendable (
+                RPCStream<Grpc_Reflection_V1_ServerReflectionRequest>,
+                RPCWriter<Grpc_Reflection_V1_ServerReflectionResponse>,
+                ServerContext
+            ) async throws -> Void = { try await self.serverReflectionInfo($0, responses: $1, context: $2) }
         return [
             .bidirectionalStreaming(Grpc_Reflection_V1_ServerReflection.Method.serverReflectionInfo, body),
             .bidirectionalStreaming(Grpc_Reflection_V1alpha_ServerReflection.Method.serverReflectionInfo, body),
         ]
     }
 
-    public func serverReflectionInfo(_ requests: RPCStream<Grpc_Reflection_V1_ServerReflectionRequest>,
-                                     responses: RPCWriter<Grpc_Reflection_V1_ServerReflectionResponse>, context: ServerContext) async throws
-    {
+    public func serverReflectionInfo(
+        _ requests: RPCStream<Grpc_Reflection_V1_ServerReflectionRequest>,
+        responses: RPCWriter<Grpc_Reflection_V1_ServerReflectionResponse>, context: ServerContext
+    ) async throws {
         for try await request in requests {
             var response = Grpc_Reflection_V1_ServerReflectionResponse()
             response.validHost = request.host
@@ -59,16 +68,21 @@ public final class ReflectionService: Grpc_Reflection_V1_ServerReflection.Servic
         }
     }
 
-    func answer(_ request: Grpc_Reflection_V1_ServerReflectionRequest.MessageRequest?) -> Grpc_Reflection_V1_ServerReflectionResponse.MessageResponse {
+    func answer(_ request: Grpc_Reflection_V1_ServerReflectionRequest.MessageRequest?)
+        -> Grpc_Reflection_V1_ServerReflectionResponse.MessageResponse
+    {
         switch request {
         case .listServices:
-            return .listServicesResponse(.init(service: serviceNames.map { Grpc_Reflection_V1_ServiceResponse(name: $0) }))
+            return .listServicesResponse(
+                .init(service: serviceNames.map { Grpc_Reflection_V1_ServiceResponse(name: $0) }))
         case .fileByFilename(let name):
             guard let file = files[name] else { return error(.notFound, "file '\(name)' not found") }
             return fileResponse(file)
         case .fileContainingSymbol(let symbol):
             let trimmed = symbol.hasPrefix(".") ? String(symbol.dropFirst()) : symbol
-            guard let path = fileOfSymbol[trimmed], let file = files[path] else { return error(.notFound, "symbol '\(symbol)' not found") }
+            guard let path = fileOfSymbol[trimmed], let file = files[path] else {
+                return error(.notFound, "symbol '\(symbol)' not found")
+            }
             return fileResponse(file)
         case .fileContainingExtension(let e):
             return error(.notFound, "no extension \(e.extensionNumber) of '\(e.containingType)' is known")
@@ -82,10 +96,13 @@ public final class ReflectionService: Grpc_Reflection_V1_ServerReflection.Servic
 
     /// The file and everything it imports, so that a client can build the types in one round trip.
     private func fileResponse(_ file: ProtoFile) -> Grpc_Reflection_V1_ServerReflectionResponse.MessageResponse {
-        .fileDescriptorResponse(.init(fileDescriptorProto: file.withDependencies.reversed().map(\.serializedDescriptor)))
+        .fileDescriptorResponse(
+            .init(fileDescriptorProto: file.withDependencies.reversed().map(\.serializedDescriptor)))
     }
 
-    private func error(_ code: StatusCode, _ message: String) -> Grpc_Reflection_V1_ServerReflectionResponse.MessageResponse {
+    private func error(_ code: StatusCode, _ message: String)
+        -> Grpc_Reflection_V1_ServerReflectionResponse.MessageResponse
+    {
         .errorResponse(.init(errorCode: Int32(code.rawValue), errorMessage: message))
     }
 }

@@ -79,7 +79,8 @@ public final class Bulkhead: Sendable {
         timeout?.cancel()
         if !got {
             if Task.isCancelled { throw RPCError(.cancelled, "call cancelled while waiting for a slot") }
-            throw RPCError(.deadlineExceeded, "\(upstream): deadline exceeded waiting for one of \(limit) slots (bulkhead)")
+            throw RPCError(
+                .deadlineExceeded, "\(upstream): deadline exceeded waiting for one of \(limit) slots (bulkhead)")
         }
     }
 

@@ -125,7 +125,8 @@ public struct CircuitBreaker: Sendable {
             } else {
                 consecutiveFailures = 0
             }
-            if failed && mayEject && policy.consecutiveFailures > 0 && consecutiveFailures >= policy.consecutiveFailures {
+            if failed && mayEject && policy.consecutiveFailures > 0 && consecutiveFailures >= policy.consecutiveFailures
+            {
                 return open(now)
             }
             return .none
@@ -149,8 +150,12 @@ public struct CircuitBreaker: Sendable {
 
     /// The end of a counting interval: checks the failure rate, then starts a new interval.
     public mutating func endInterval(now: ContinuousClock.Instant, mayEject: Bool) -> Transition {
-        defer { intervalCalls = 0; intervalFailures = 0 }
-        guard case .closed = state, mayEject, policy.failureRateThreshold > 0, intervalCalls >= policy.minimumRequests else { return .none }
+        defer {
+            intervalCalls = 0
+            intervalFailures = 0
+        }
+        guard case .closed = state, mayEject, policy.failureRateThreshold > 0, intervalCalls >= policy.minimumRequests
+        else { return .none }
         if Double(intervalFailures) / Double(intervalCalls) >= policy.failureRateThreshold { return open(now) }
         return .none
     }

@@ -15,9 +15,10 @@ public struct RetryPolicy: Sendable, Hashable {
     public var backoffMultiplier: Double
     public var retryableCodes: Set<StatusCode>
 
-    public init(maxAttempts: Int = 3, initialBackoff: Duration = .milliseconds(50), maxBackoff: Duration = .seconds(1),
-                backoffMultiplier: Double = 2, retryableCodes: Set<StatusCode> = [.unavailable])
-    {
+    public init(
+        maxAttempts: Int = 3, initialBackoff: Duration = .milliseconds(50), maxBackoff: Duration = .seconds(1),
+        backoffMultiplier: Double = 2, retryableCodes: Set<StatusCode> = [.unavailable]
+    ) {
         self.maxAttempts = min(max(maxAttempts, 1), 5)
         self.initialBackoff = initialBackoff
         self.maxBackoff = maxBackoff
@@ -36,7 +37,8 @@ public struct RetryPolicy: Sendable, Hashable {
 
     /// Whether a failed attempt may be followed by another (apart from the throttle and deadline).
     public func allowsRetry(after error: RPCError, attempt: Int) -> Bool {
-        attempt < maxAttempts && retryableCodes.contains(error.code) && !error.responseStarted && !pushbackRefuses(error)
+        attempt < maxAttempts && retryableCodes.contains(error.code) && !error.responseStarted
+            && !pushbackRefuses(error)
     }
 
     /// A server may say "do not retry" with `grpc-retry-pushback-ms` below zero (or not a number).

@@ -56,7 +56,10 @@ public final class Logger: Sendable {
     public func warning(_ message: String, _ fields: [(String, LogValue)] = []) { log(.warning, message, fields) }
     public func error(_ message: String, _ fields: [(String, LogValue)] = []) { log(.error, message, fields) }
 
-    public func log(_ l: LogLevel, _ message: String, _ fields: [(String, LogValue)] = [], span: SpanContext? = Span.current?.context) {
+    public func log(
+        _ l: LogLevel, _ message: String, _ fields: [(String, LogValue)] = [],
+        span: SpanContext? = Span.current?.context
+    ) {
         log(l, message, fields, span: span, checkNames: true)
     }
 
@@ -129,20 +132,29 @@ public final class Logger: Sendable {
                 d /= 10
             }
         }
-        digits(Int(parts.tm_year) + 1900, 4); out.append(0x2D)
-        digits(Int(parts.tm_mon) + 1, 2); out.append(0x2D)
-        digits(Int(parts.tm_mday), 2); out.append(0x54)
-        digits(Int(parts.tm_hour), 2); out.append(0x3A)
-        digits(Int(parts.tm_min), 2); out.append(0x3A)
-        digits(Int(parts.tm_sec), 2); out.append(0x2E)
-        digits(Int(ts.tv_nsec / 1_000_000), 3); out.append(0x5A)
+        digits(Int(parts.tm_year) + 1900, 4)
+        out.append(0x2D)
+        digits(Int(parts.tm_mon) + 1, 2)
+        out.append(0x2D)
+        digits(Int(parts.tm_mday), 2)
+        out.append(0x54)
+        digits(Int(parts.tm_hour), 2)
+        out.append(0x3A)
+        digits(Int(parts.tm_min), 2)
+        out.append(0x3A)
+        digits(Int(parts.tm_sec), 2)
+        out.append(0x2E)
+        digits(Int(ts.tv_nsec / 1_000_000), 3)
+        out.append(0x5A)
     }
 }
 
 /// Which names hold secrets, for logs.
 public enum Redaction {
-    static let markers: [[UInt8]] = ["authorization", "token", "password", "passwd", "secret", "cookie", "api-key", "api_key",
-                                     "apikey"].map { Array($0.utf8) }
+    static let markers: [[UInt8]] = [
+        "authorization", "token", "password", "passwd", "secret", "cookie", "api-key", "api_key",
+        "apikey",
+    ].map { Array($0.utf8) }
 
     /// Whether the name contains a marker, ASCII case-insensitively. A plain byte search: names
     /// are short, and this runs for every field of every line.
@@ -194,14 +206,18 @@ enum JSON {
         out.append(contentsOf: String(whole).utf8)
         if thousandths > 0 {
             out.append(0x2E)
-            var digits = [UInt8(0x30 + thousandths / 100), UInt8(0x30 + thousandths / 10 % 10), UInt8(0x30 + thousandths % 10)]
+            var digits = [
+                UInt8(0x30 + thousandths / 100), UInt8(0x30 + thousandths / 10 % 10), UInt8(0x30 + thousandths % 10),
+            ]
             while digits.last == 0x30 { digits.removeLast() }
             out.append(contentsOf: digits)
         }
     }
 
     static func appendHex(_ v: UInt64, to out: inout [UInt8]) {
-        for shift in stride(from: 60, through: 0, by: -4) { out.append(hexDigit(UInt8(truncatingIfNeeded: v >> UInt64(shift)) & 0xF)) }
+        for shift in stride(from: 60, through: 0, by: -4) {
+            out.append(hexDigit(UInt8(truncatingIfNeeded: v >> UInt64(shift)) & 0xF))
+        }
     }
 
     @inline(__always) static func hexDigit(_ d: UInt8) -> UInt8 { d < 10 ? 0x30 + d : 0x61 + d - 10 }

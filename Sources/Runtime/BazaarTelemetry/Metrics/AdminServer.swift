@@ -30,17 +30,24 @@ public final class AdminServer: @unchecked Sendable {
         evhttp_set_timeout(http, 10)
         evhttp_set_max_headers_size(http, 16 << 10)
         evhttp_set_max_body_size(http, 4 << 10)
-        evhttp_set_gencb(http, { req, arg in
-            guard let req, let arg else { return }
-            Unmanaged<AdminServer>.fromOpaque(arg).takeUnretainedValue().handle(req)
-        }, Unmanaged.passUnretained(self).toOpaque())
+        evhttp_set_gencb(
+            http,
+            { req, arg in
+                guard let req, let arg else { return }
+                Unmanaged<AdminServer>.fromOpaque(arg).takeUnretainedValue().handle(req)
+            }, Unmanaged.passUnretained(self).toOpaque())
         guard let handle = evhttp_bind_socket_with_handle(http, host, UInt16(port)) else {
-            return .failure(RPCError(.unavailable, "admin endpoint: cannot listen on \(host):\(port): \(String(cString: strerror(errno)))"))
+            return .failure(
+                RPCError(
+                    .unavailable,
+                    "admin endpoint: cannot listen on \(host):\(port): \(String(cString: strerror(errno)))"))
         }
         var addr = sockaddr_storage()
         var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
         let fd = evhttp_bound_socket_get_fd(handle)
-        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        _ = withUnsafeMutablePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
+        }
         let bound = withUnsafePointer(to: &addr) { p -> Int in
             p.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { Int(UInt16(bigEndian: $0.pointee.sin_port)) }
         }
@@ -62,9 +69,10 @@ public final class AdminServer: @unchecked Sendable {
         }
     }
 
-    private func reply(_ req: OpaquePointer, _ code: Int32, _ reason: String, _ body: String,
-                       contentType: String = "text/plain; charset=utf-8", allow: String? = nil)
-    {
+    private func reply(
+        _ req: OpaquePointer, _ code: Int32, _ reason: String, _ body: String,
+        contentType: String = "text/plain; charset=utf-8", allow: String? = nil
+    ) {
         let headers = evhttp_request_get_output_headers(req)
         evhttp_add_header(headers, "Content-Type", contentType)
         if let allow { evhttp_add_header(headers, "Allow", allow) }

@@ -131,9 +131,10 @@ public final class MetricsRegistry: Sendable {
     public init() {}
 
     /// The family of this name, made on first use (name, type and labels must then agree).
-    public func family(_ name: String, help: String, type: MetricType, labels: [String] = [],
-                       bounds: [Double] = Histogram.latencyBounds) -> MetricFamily
-    {
+    public func family(
+        _ name: String, help: String, type: MetricType, labels: [String] = [],
+        bounds: [Double] = Histogram.latencyBounds
+    ) -> MetricFamily {
         families.withLock { list in
             if let f = list.first(where: { $0.name == name }) {
                 precondition(f.type == type && f.labelNames == labels, "metric \(name) registered twice, differently")
@@ -163,7 +164,8 @@ public final class MetricsRegistry: Sendable {
                 case let h as Histogram:
                     let (cumulative, sum) = h.snapshot()
                     for (i, bound) in h.bounds.enumerated() {
-                        out += Self.line(f.name + "_bucket", labels + [("le", Self.number(bound))], Double(cumulative[i]))
+                        out += Self.line(
+                            f.name + "_bucket", labels + [("le", Self.number(bound))], Double(cumulative[i]))
                     }
                     out += Self.line(f.name + "_bucket", labels + [("le", "+Inf")], Double(cumulative.last!))
                     out += Self.line(f.name + "_sum", labels, sum)
@@ -175,7 +177,9 @@ public final class MetricsRegistry: Sendable {
         var seen: Set<String> = []
         for collect in collectors.withLock({ $0 }) {
             for s in collect() {
-                if seen.insert(s.name).inserted { out += "# HELP \(s.name) \(Self.escapeHelp(s.help))\n# TYPE \(s.name) \(s.type.rawValue)\n" }
+                if seen.insert(s.name).inserted {
+                    out += "# HELP \(s.name) \(Self.escapeHelp(s.help))\n# TYPE \(s.name) \(s.type.rawValue)\n"
+                }
                 out += Self.line(s.name, s.labels, s.value)
             }
         }

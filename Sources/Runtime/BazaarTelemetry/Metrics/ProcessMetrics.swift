@@ -14,20 +14,34 @@ enum ProcessMetrics {
                 // Fields after the command name, which may itself hold spaces and parentheses.
                 let f = stat[stat.index(after: close)...].split(separator: " ")
                 // f[0] is field 3 (state): utime is field 14, stime 15, starttime 22, rss 24.
-                if f.count > 21, let ut = Double(f[11]), let st = Double(f[12]), let start = Double(f[19]), let rss = Double(f[21]) {
-                    out.append(.init(name: "process_cpu_seconds_total", help: "User and system CPU time, in seconds.", type: .counter,
-                                     value: (ut + st) / ticks))
-                    out.append(.init(name: "process_resident_memory_bytes", help: "Resident memory, in bytes.", type: .gauge,
-                                     value: rss * pageSize))
-                    out.append(.init(name: "process_start_time_seconds", help: "Start time, in seconds since the Unix epoch.",
-                                     type: .gauge, value: bootTime + start / ticks))
+                if f.count > 21, let ut = Double(f[11]), let st = Double(f[12]), let start = Double(f[19]),
+                    let rss = Double(f[21])
+                {
+                    out.append(
+                        .init(
+                            name: "process_cpu_seconds_total", help: "User and system CPU time, in seconds.",
+                            type: .counter,
+                            value: (ut + st) / ticks))
+                    out.append(
+                        .init(
+                            name: "process_resident_memory_bytes", help: "Resident memory, in bytes.", type: .gauge,
+                            value: rss * pageSize))
+                    out.append(
+                        .init(
+                            name: "process_start_time_seconds", help: "Start time, in seconds since the Unix epoch.",
+                            type: .gauge, value: bootTime + start / ticks))
                 }
             }
-            out.append(.init(name: "process_open_fds", help: "Open file descriptors.", type: .gauge, value: Double(countOpenFDs())))
+            out.append(
+                .init(
+                    name: "process_open_fds", help: "Open file descriptors.", type: .gauge,
+                    value: Double(countOpenFDs())))
             var limit = rlimit()
             if getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 {
-                out.append(.init(name: "process_max_fds", help: "The limit on open file descriptors.", type: .gauge,
-                                 value: Double(limit.rlim_cur)))
+                out.append(
+                    .init(
+                        name: "process_max_fds", help: "The limit on open file descriptors.", type: .gauge,
+                        value: Double(limit.rlim_cur)))
             }
             return out
         }
@@ -76,19 +90,24 @@ final class TransportMetrics: TransportObserver {
     let shed: [ConnectionShed: Counter]
 
     init(registry: MetricsRegistry) {
-        let shedFamily = registry.family("bazaar_connections_shed_total",
-                                         help: "Connections refused or closed by the transport's own limits and timeouts, by reason.",
-                                         type: .counter, labels: ["reason"])
+        let shedFamily = registry.family(
+            "bazaar_connections_shed_total",
+            help: "Connections refused or closed by the transport's own limits and timeouts, by reason.",
+            type: .counter, labels: ["reason"])
         shed = Dictionary(uniqueKeysWithValues: ConnectionShed.allCases.map { ($0, shedFamily.counter($0.rawValue)) })
-        let open = registry.family("bazaar_connections_open", help: "Open HTTP/2 connections, by side.", type: .gauge, labels: ["side"])
+        let open = registry.family(
+            "bazaar_connections_open", help: "Open HTTP/2 connections, by side.", type: .gauge, labels: ["side"])
         serverConnections = open.gauge("server")
         clientConnections = open.gauge("client")
-        let failures = registry.family("bazaar_tls_handshake_failures_total", help: "TLS handshakes that failed, by side.",
-                                       type: .counter, labels: ["side"])
+        let failures = registry.family(
+            "bazaar_tls_handshake_failures_total", help: "TLS handshakes that failed, by side.",
+            type: .counter, labels: ["side"])
         serverHandshakeFailures = failures.counter("server")
         clientHandshakeFailures = failures.counter("client")
-        lag = registry.family("bazaar_event_loop_lag_seconds", help: "How late event-loop timers fire, in seconds.", type: .histogram,
-                              bounds: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1]).histogram()
+        lag = registry.family(
+            "bazaar_event_loop_lag_seconds", help: "How late event-loop timers fire, in seconds.", type: .histogram,
+            bounds: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1]
+        ).histogram()
     }
 
     func connectionOpened(server: Bool) { (server ? serverConnections : clientConnections).add(1) }

@@ -103,11 +103,14 @@ public final class RPCMetrics: Sendable {
     public init(registry: MetricsRegistry, side: String) {
         let labels = ["grpc_type", "grpc_service", "grpc_method"]
         let who = side == "server" ? "on the server" : "by the client"
-        started = registry.family("grpc_\(side)_started_total", help: "RPCs started \(who).", type: .counter, labels: labels)
-        handled = registry.family("grpc_\(side)_handled_total", help: "RPCs completed \(who), by status code.", type: .counter,
-                                  labels: labels + ["grpc_code"])
-        seconds = registry.family("grpc_\(side)_handling_seconds", help: "Time to complete RPCs \(who), in seconds.",
-                                  type: .histogram, labels: labels)
+        started = registry.family(
+            "grpc_\(side)_started_total", help: "RPCs started \(who).", type: .counter, labels: labels)
+        handled = registry.family(
+            "grpc_\(side)_handled_total", help: "RPCs completed \(who), by status code.", type: .counter,
+            labels: labels + ["grpc_code"])
+        seconds = registry.family(
+            "grpc_\(side)_handling_seconds", help: "Time to complete RPCs \(who), in seconds.",
+            type: .histogram, labels: labels)
     }
 
     /// Makes every series of these methods exist now (at zero), as go-grpc-prometheus'

@@ -7,7 +7,9 @@ import Glibc
 /// A span belongs to the task that started it; only that task sets attributes and ends it.
 public final class Span: @unchecked Sendable {
     public enum Kind: Int32, Sendable {
-        case internalOperation = 1, server = 2, client = 3
+        case internalOperation = 1
+        case server = 2
+        case client = 3
     }
 
     /// The server span of the call the current task serves (kept in the call's
@@ -90,8 +92,9 @@ public final class Tracer: Sendable {
         let high = parent?.traceIDHigh ?? ids.next()
         let low = parent?.traceIDLow ?? ids.next()
         let sampled = sampler.sample(traceIDLow: low, parent: parent)
-        let context = SpanContext(traceIDHigh: high, traceIDLow: low, spanID: ids.next(), flags: sampled ? 1 : 0,
-                                  traceState: parent?.traceState ?? "")
+        let context = SpanContext(
+            traceIDHigh: high, traceIDLow: low, spanID: ids.next(), flags: sampled ? 1 : 0,
+            traceState: parent?.traceState ?? "")
         return Span(context: context, parentSpanID: parent?.spanID ?? 0, name: name, kind: kind, tracer: self)
     }
 }

@@ -29,7 +29,7 @@ public struct SpanContext: Sendable, Hashable {
         if version == 0 && b.count != 55 { return nil }
         if version > 0 && b.count > 55 && b[55] != 0x2D { return nil }
         guard let high = Self.hex(b[3..<19]), let low = Self.hex(b[19..<35]), let span = Self.hex(b[36..<52]),
-              let flags = Self.hex(b[53..<55]), high | low != 0, span != 0
+            let flags = Self.hex(b[53..<55]), high | low != 0, span != 0
         else { return nil }
         self.init(traceIDHigh: high, traceIDLow: low, spanID: span, flags: UInt8(flags), traceState: tracestate ?? "")
     }

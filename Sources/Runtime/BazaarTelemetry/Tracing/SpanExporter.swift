@@ -29,9 +29,10 @@ public final class SpanExporter: Sendable {
     /// - Parameters:
     ///   - endpoint: `http://host:4317` (h2c) or `https://host:4317` (TLS with `tls`); `nil` keeps
     ///     spans nowhere (they are counted as dropped).
-    public init(endpoint: String?, serviceName: String, tls: TLSConfiguration? = nil, capacity: Int = 4096,
-                batchSize: Int = 512, interval: Duration = .seconds(1)) throws
-    {
+    public init(
+        endpoint: String?, serviceName: String, tls: TLSConfiguration? = nil, capacity: Int = 4096,
+        batchSize: Int = 512, interval: Duration = .seconds(1)
+    ) throws {
         self.endpoint = endpoint ?? ""
         self.capacity = capacity
         self.batchSize = batchSize
@@ -44,12 +45,21 @@ public final class SpanExporter: Sendable {
         if let endpoint {
             var text = Substring(endpoint)
             var secure = false
-            if text.hasPrefix("https://") { text = text.dropFirst(8); secure = true } else if text.hasPrefix("http://") { text = text.dropFirst(7) }
+            if text.hasPrefix("https://") {
+                text = text.dropFirst(8)
+                secure = true
+            } else if text.hasPrefix("http://") {
+                text = text.dropFirst(7)
+            }
             while text.hasSuffix("/") { text = text.dropLast() }
             guard let e = Endpoint(String(text)) else {
-                throw RPCError(.invalidArgument, "OTEL_EXPORTER_OTLP_ENDPOINT='\(endpoint)': expected http://host:port or https://host:port")
+                throw RPCError(
+                    .invalidArgument,
+                    "OTEL_EXPORTER_OTLP_ENDPOINT='\(endpoint)': expected http://host:port or https://host:port")
             }
-            var config = ChannelConfiguration(endpoints: [e], security: secure ? .mutualTLS(tls ?? TLSConfiguration(requireClientCertificate: false)) : .plaintext)
+            var config = ChannelConfiguration(
+                endpoints: [e],
+                security: secure ? .mutualTLS(tls ?? TLSConfiguration(requireClientCertificate: false)) : .plaintext)
             // A collector that is down must not be hammered: keep retrying slowly.
             config.backoff.maximum = .seconds(30)
             channel = try GRPCChannel(configuration: config)
@@ -136,7 +146,9 @@ public final class SpanExporter: Sendable {
             return
         }
         let request = Opentelemetry_Proto_Collector_Trace_V1_ExportTraceServiceRequest(resourceSpans: [
-            .init(resource: resource, scopeSpans: [.init(scope: .init(name: "bazaar", version: "0.1"), spans: spans.map(Self.encode))]),
+            .init(
+                resource: resource,
+                scopeSpans: [.init(scope: .init(name: "bazaar", version: "0.1"), spans: spans.map(Self.encode))])
         ])
         do {
             let reply = try await Opentelemetry_Proto_Collector_Trace_V1_TraceService.Client(transport: channel)

@@ -30,9 +30,13 @@ final class ClientConnection: SocketConnection, @unchecked Sendable {
         onConnect = nil
         c?(nil)
         if let interval = configuration.keepalive.interval {
-            keepalive = KeepalivePinger(loop: loop, interval: interval, timeout: configuration.keepalive.timeout,
-                                        sendPing: { [weak self] in self?.h2.ping(); self?.scheduleFlush() },
-                                        peerGone: { [weak self] in self?.close(error: "keepalive ping not acknowledged") })
+            keepalive = KeepalivePinger(
+                loop: loop, interval: interval, timeout: configuration.keepalive.timeout,
+                sendPing: { [weak self] in
+                    self?.h2.ping()
+                    self?.scheduleFlush()
+                },
+                peerGone: { [weak self] in self?.close(error: "keepalive ping not acknowledged") })
         }
     }
 
@@ -79,7 +83,6 @@ final class ClientConnection: SocketConnection, @unchecked Sendable {
         }
     }
 
-
     /// Streams whose writers wait for nghttp2 to take their data (back-pressure).
     @exclusivity(unchecked) private var blocked = BlockedStreams<ClientStream>()
 
@@ -101,9 +104,10 @@ final class ClientConnection: SocketConnection, @unchecked Sendable {
     }
 
     /// Opens a stream for a call. Unary requests go out whole with END_STREAM.
-    func open(_ stream: ClientStream, method: MethodDescriptor, metadata: Metadata, timeout: Duration?,
-              compression: MessageCompression, unaryRequest: [UInt8]?) -> RPCError?
-    {
+    func open(
+        _ stream: ClientStream, method: MethodDescriptor, metadata: Metadata, timeout: Duration?,
+        compression: MessageCompression, unaryRequest: [UInt8]?
+    ) -> RPCError? {
         var headers: [HeaderField] = [
             (":method", "POST"), (":scheme", tls == nil ? "http" : "https"), (":path", method.path),
             (":authority", authority), ("content-type", "application/grpc"), ("te", "trailers"),

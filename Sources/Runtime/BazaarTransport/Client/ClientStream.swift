@@ -27,9 +27,10 @@ final class ClientStream: GatedStream, @unchecked Sendable {
     /// Streaming calls hold credit until the caller takes each response; unary calls do not.
     private let countsTakes: Bool
 
-    init(connection: ClientConnection, options: CallOptions, maxReceive: Int, countsTakes: Bool,
-         onMessage: @escaping ([UInt8]) -> Void, onFinish: @escaping (RPCError) -> Void)
-    {
+    init(
+        connection: ClientConnection, options: CallOptions, maxReceive: Int, countsTakes: Bool,
+        onMessage: @escaping ([UInt8]) -> Void, onFinish: @escaping (RPCError) -> Void
+    ) {
         self.connection = connection
         self.countsTakes = countsTakes
         self.reader = MessageReader(maxMessageSize: maxReceive)
@@ -88,7 +89,8 @@ final class ClientStream: GatedStream, @unchecked Sendable {
     func headers(_ fields: [HeaderField], endStream: Bool) {
         if !sawHeaders {
             sawHeaders = true
-            var httpStatus = "", contentType = ""
+            var httpStatus = ""
+            var contentType = ""
             for f in fields {
                 switch f.name {
                 case ":status": httpStatus = f.value
@@ -161,7 +163,8 @@ final class ClientStream: GatedStream, @unchecked Sendable {
                 if countsTakes { credit.handedOver(wireSize: 5 + m.payload.count) }
                 if m.compressed {
                     guard responseEncoding == "gzip" else {
-                        throw RPCError(.internal, "compressed response with grpc-encoding \(responseEncoding ?? "(none)")")
+                        throw RPCError(
+                            .internal, "compressed response with grpc-encoding \(responseEncoding ?? "(none)")")
                     }
                     onMessage(try Gzip.decompress(m.payload, limit: reader.maxMessageSize))
                 } else {

@@ -1,5 +1,5 @@
-import Glibc
 import BazaarCore
+import Glibc
 import Synchronization
 
 /// A client channel to one or more endpoints: one HTTP/2 connection per endpoint, calls spread
@@ -30,13 +30,20 @@ public final class GRPCChannel: ClientTransport, @unchecked Sendable {
     ///   - group: loops to run on; by default the channel starts its own single loop.
     ///   - credentials: TLS material shared with other channels (with mutual TLS); by default the
     ///     channel loads its own from the configuration.
-    public init(configuration: ChannelConfiguration, interceptors: [any RPCInterceptor] = [], group: EventLoopGroup? = nil,
-                credentials: TLSCredentials? = nil) throws
-    {
-        guard !configuration.endpoints.isEmpty else { throw RPCError(.invalidArgument, "a channel needs at least one endpoint") }
+    public init(
+        configuration: ChannelConfiguration, interceptors: [any RPCInterceptor] = [], group: EventLoopGroup? = nil,
+        credentials: TLSCredentials? = nil
+    ) throws {
+        guard !configuration.endpoints.isEmpty else {
+            throw RPCError(.invalidArgument, "a channel needs at least one endpoint")
+        }
         self.configuration = configuration
         self.interceptors = interceptors
-        if case .mutualTLS(let c) = configuration.security { tls = try credentials ?? TLSCredentials(c, server: false) } else { tls = nil }
+        if case .mutualTLS(let c) = configuration.security {
+            tls = try credentials ?? TLSCredentials(c, server: false)
+        } else {
+            tls = nil
+        }
         if let group {
             ownedGroup = nil
             loop = group.nextLoop()
@@ -54,7 +61,9 @@ public final class GRPCChannel: ClientTransport, @unchecked Sendable {
 
     /// The channel's connectivity: READY when any endpoint has a usable connection, else
     /// CONNECTING, TRANSIENT_FAILURE or IDLE, as its endpoints are. Readable from any thread.
-    public var connectivity: ConnectivityState { ConnectivityState(rawValue: published.load(ordering: .acquiring)) ?? .idle }
+    public var connectivity: ConnectivityState {
+        ConnectivityState(rawValue: published.load(ordering: .acquiring)) ?? .idle
+    }
 
     /// Connects now, and from then on keeps a connection to every endpoint: lost connections are
     /// replaced at once and failed attempts retried with the backoff. Load balancers use this
@@ -64,7 +73,9 @@ public final class GRPCChannel: ClientTransport, @unchecked Sendable {
         loop.execute { [self] in
             keepConnected = true
             if let onChange { stateObserver = onChange }
-            for s in subchannels where s.connection == nil && !s.connecting && s.retryTimer == nil && !closed { connect(s) }
+            for s in subchannels where s.connection == nil && !s.connecting && s.retryTimer == nil && !closed {
+                connect(s)
+            }
             publishState()
         }
     }
@@ -141,9 +152,10 @@ public final class GRPCChannel: ClientTransport, @unchecked Sendable {
     @exclusivity(unchecked) private var waiters: [Waiter] = []
 
     /// Finds a ready connection, or connects and waits (on the loop).
-    private func withConnection(waitForReady: Bool, deadline: ContinuousClock.Instant?,
-                                _ body: @escaping (Result<ClientConnection, RPCError>) -> Void)
-    {
+    private func withConnection(
+        waitForReady: Bool, deadline: ContinuousClock.Instant?,
+        _ body: @escaping (Result<ClientConnection, RPCError>) -> Void
+    ) {
         if closed { return body(.failure(RPCError(.unavailable, "the channel is closed"))) }
         let n = subchannels.count
         for i in 0..<n {
@@ -186,14 +198,16 @@ public final class GRPCChannel: ClientTransport, @unchecked Sendable {
             self.connectFailed()
             self.publishState()
             if !self.closed && (self.keepConnected || self.waiters.contains(where: { $0.waitForReady })) {
-                s.retryTimer = self.loop.schedule(after: self.configuration.backoff.delay(attempt: s.attempts)) { [weak self, weak s] in
+                s.retryTimer = self.loop.schedule(after: self.configuration.backoff.delay(attempt: s.attempts)) {
+                    [weak self, weak s] in
                     guard let self, let s else { return }
                     s.retryTimer = nil
                     self.connect(s)
                 }
             } else {
                 // Not retried now; the next call may try again after the backoff.
-                s.retryTimer = self.loop.schedule(after: self.configuration.backoff.delay(attempt: s.attempts)) { [weak s] in
+                s.retryTimer = self.loop.schedule(after: self.configuration.backoff.delay(attempt: s.attempts)) {
+                    [weak s] in
                     s?.retryTimer = nil
                 }
             }
@@ -274,24 +288,29 @@ public final class GRPCChannel: ClientTransport, @unchecked Sendable {
     }
 
     /// Starts a call on the loop: connection, stream, deadline.
-    private func start(_ method: MethodDescriptor, metadata: Metadata, options: CallOptions, deadline: ContinuousClock.Instant?,
-                       unaryRequest: [UInt8]?, handle: CallHandle,
-                       onMessage: @escaping ([UInt8]) -> Void, onFinish: @escaping (RPCError) -> Void,
-                       onOpen: @escaping (ClientStream) -> Void = { _ in })
-    {
+    private func start(
+        _ method: MethodDescriptor, metadata: Metadata, options: CallOptions, deadline: ContinuousClock.Instant?,
+        unaryRequest: [UInt8]?, handle: CallHandle,
+        onMessage: @escaping ([UInt8]) -> Void, onFinish: @escaping (RPCError) -> Void,
+        onOpen: @escaping (ClientStream) -> Void = { _ in }
+    ) {
         withConnection(waitForReady: options.waitForReady, deadline: deadline) { [self] result in
             switch result {
             case .failure(let e):
                 onFinish(e)
             case .success(let connection):
                 if handle.cancelled { return onFinish(RPCError(.cancelled, "call cancelled")) }
-                let stream = ClientStream(connection: connection, options: options, maxReceive: configuration.maxReceiveMessageSize,
-                                          countsTakes: unaryRequest == nil, onMessage: onMessage, onFinish: onFinish)
+                let stream = ClientStream(
+                    connection: connection, options: options, maxReceive: configuration.maxReceiveMessageSize,
+                    countsTakes: unaryRequest == nil, onMessage: onMessage, onFinish: onFinish)
                 handle.stream = stream
                 let timeout = deadline.map { $0 - .now }
-                if let timeout, timeout <= .zero { return onFinish(RPCError(.deadlineExceeded, "deadline exceeded before the call started")) }
-                if let e = connection.open(stream, method: method, metadata: metadata, timeout: timeout,
-                                           compression: options.compression, unaryRequest: unaryRequest)
+                if let timeout, timeout <= .zero {
+                    return onFinish(RPCError(.deadlineExceeded, "deadline exceeded before the call started"))
+                }
+                if let e = connection.open(
+                    stream, method: method, metadata: metadata, timeout: timeout,
+                    compression: options.compression, unaryRequest: unaryRequest)
                 {
                     return stream.cancel(e)
                 }
@@ -321,13 +340,16 @@ public final class GRPCChannel: ClientTransport, @unchecked Sendable {
         return result.withLock { $0 } ?? []
     }
 
-    private func rawUnary(_ method: MethodDescriptor, _ request: [UInt8], _ metadata: Metadata, _ options: CallOptions,
-                          _ deadline: ContinuousClock.Instant?) async throws -> [UInt8]
-    {
+    private func rawUnary(
+        _ method: MethodDescriptor, _ request: [UInt8], _ metadata: Metadata, _ options: CallOptions,
+        _ deadline: ContinuousClock.Instant?
+    ) async throws -> [UInt8] {
         let handle = CallHandle()
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (c: CheckedContinuation<[UInt8], any Error>) in
-                loop.execute { [self] in attemptUnary(method, request, metadata, options, deadline, handle, c, attempt: 1) }
+                loop.execute { [self] in
+                    attemptUnary(method, request, metadata, options, deadline, handle, c, attempt: 1)
+                }
             }
         } onCancel: {
             cancel(handle)
@@ -337,30 +359,34 @@ public final class GRPCChannel: ClientTransport, @unchecked Sendable {
     /// One attempt of a unary call (on the loop). A stream the server never processed (refused, or
     /// cut by a GOAWAY) is sent once more on another connection: gRPC's transparent retry, safe for
     /// any method because the server did not see the call.
-    private func attemptUnary(_ method: MethodDescriptor, _ request: [UInt8], _ metadata: Metadata, _ options: CallOptions,
-                              _ deadline: ContinuousClock.Instant?, _ handle: CallHandle,
-                              _ c: CheckedContinuation<[UInt8], any Error>, attempt: Int)
-    {
+    private func attemptUnary(
+        _ method: MethodDescriptor, _ request: [UInt8], _ metadata: Metadata, _ options: CallOptions,
+        _ deadline: ContinuousClock.Instant?, _ handle: CallHandle,
+        _ c: CheckedContinuation<[UInt8], any Error>, attempt: Int
+    ) {
         var response: [UInt8]?
         var count = 0
-        start(method, metadata: metadata, options: options, deadline: deadline, unaryRequest: request, handle: handle,
-              onMessage: { m in
-                  count += 1
-                  if count == 1 { response = m }
-              },
-              onFinish: { [self] status in
-                  if status.code != .ok {
-                      if attempt == 1, handle.stream?.refused == true, !handle.cancelled {
-                          return attemptUnary(method, request, metadata, options, deadline, handle, c, attempt: 2)
-                      }
-                      return c.resume(throwing: status)
-                  }
-                  guard count == 1, let response else {
-                      return c.resume(throwing: RPCError(count == 0 ? .unimplemented : .internal,
-                                                         "unary call got \(count) response messages"))
-                  }
-                  c.resume(returning: response)
-              })
+        start(
+            method, metadata: metadata, options: options, deadline: deadline, unaryRequest: request, handle: handle,
+            onMessage: { m in
+                count += 1
+                if count == 1 { response = m }
+            },
+            onFinish: { [self] status in
+                if status.code != .ok {
+                    if attempt == 1, handle.stream?.refused == true, !handle.cancelled {
+                        return attemptUnary(method, request, metadata, options, deadline, handle, c, attempt: 2)
+                    }
+                    return c.resume(throwing: status)
+                }
+                guard count == 1, let response else {
+                    return c.resume(
+                        throwing: RPCError(
+                            count == 0 ? .unimplemented : .internal,
+                            "unary call got \(count) response messages"))
+                }
+                c.resume(returning: response)
+            })
     }
 
     /// Carries "the caller took a response" from the caller's thread to the call's stream.
@@ -368,7 +394,9 @@ public final class GRPCChannel: ClientTransport, @unchecked Sendable {
         @exclusivity(unchecked) weak var stream: ClientStream?  // set and read on the loop only
     }
 
-    public func streaming(_ method: MethodDescriptor, requests: RPCStream<[UInt8]>, options: CallOptions) -> RPCStream<[UInt8]> {
+    public func streaming(_ method: MethodDescriptor, requests: RPCStream<[UInt8]>, options: CallOptions) -> RPCStream<
+        [UInt8]
+    > {
         let (base, continuation) = AsyncThrowingStream<[UInt8], any Error>.makeStream()
         let relay = TakeRelay()
         let loop = self.loop
@@ -393,10 +421,11 @@ public final class GRPCChannel: ClientTransport, @unchecked Sendable {
         return out
     }
 
-    private func rawStreaming(_ method: MethodDescriptor, _ requests: RPCStream<[UInt8]>, _ metadata: Metadata,
-                              _ options: CallOptions, _ deadline: ContinuousClock.Instant?,
-                              _ responses: RPCStream<[UInt8]>.Continuation, _ relay: TakeRelay) async throws
-    {
+    private func rawStreaming(
+        _ method: MethodDescriptor, _ requests: RPCStream<[UInt8]>, _ metadata: Metadata,
+        _ options: CallOptions, _ deadline: ContinuousClock.Instant?,
+        _ responses: RPCStream<[UInt8]>.Continuation, _ relay: TakeRelay
+    ) async throws {
         let handle = CallHandle()
         try await withTaskCancellationHandler {
             let (opened, openedContinuation) = AsyncStream<ClientStream?>.makeStream()
@@ -418,18 +447,20 @@ public final class GRPCChannel: ClientTransport, @unchecked Sendable {
             defer { pump.cancel() }
             try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
                 loop.execute { [self] in
-                    start(method, metadata: metadata, options: options, deadline: deadline, unaryRequest: nil, handle: handle,
-                          onMessage: { responses.yield($0) },
-                          onFinish: { status in
-                              openedContinuation.yield(nil)
-                              openedContinuation.finish()
-                              if status.code == .ok { c.resume() } else { c.resume(throwing: status) }
-                          },
-                          onOpen: { stream in
-                              relay.stream = stream
-                              openedContinuation.yield(stream)
-                              openedContinuation.finish()
-                          })
+                    start(
+                        method, metadata: metadata, options: options, deadline: deadline, unaryRequest: nil,
+                        handle: handle,
+                        onMessage: { responses.yield($0) },
+                        onFinish: { status in
+                            openedContinuation.yield(nil)
+                            openedContinuation.finish()
+                            if status.code == .ok { c.resume() } else { c.resume(throwing: status) }
+                        },
+                        onOpen: { stream in
+                            relay.stream = stream
+                            openedContinuation.yield(stream)
+                            openedContinuation.finish()
+                        })
                 }
             }
         } onCancel: {

@@ -70,7 +70,8 @@ public enum GRPCHeaders {
     static func listsGzip(_ list: String) -> Bool {
         if list == "gzip,identity" || list == "identity,deflate,gzip" { return true }  // what peers send
         let gzip: [UInt8] = [0x67, 0x7a, 0x69, 0x70]
-        for part in list.utf8.split(separator: UInt8(ascii: ",")) where part.filter({ $0 != 0x20 && $0 != 0x09 }) == gzip {
+        for part in list.utf8.split(separator: UInt8(ascii: ","))
+        where part.filter({ $0 != 0x20 && $0 != 0x09 }) == gzip {
             return true
         }
         return false

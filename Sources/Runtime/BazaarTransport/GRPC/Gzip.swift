@@ -6,8 +6,10 @@ enum Gzip {
     static func compress(_ input: [UInt8]) throws(RPCError) -> [UInt8] {
         var stream = z_stream()
         // 15 window bits + 16: a gzip header and trailer rather than zlib's.
-        guard deflateInit2_(&stream, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY,
-                             ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK
+        guard
+            deflateInit2_(
+                &stream, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY,
+                ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK
         else { throw RPCError(.internal, "deflateInit failed") }
         defer { deflateEnd(&stream) }
         var out = [UInt8](repeating: 0, count: Int(deflateBound(&stream, UInt(input.count))) + 32)
@@ -47,14 +49,19 @@ enum Gzip {
                     status = inflate(&stream, Z_NO_FLUSH)
                 }
                 let produced = chunk.count - Int(stream.avail_out)
-                if out.count + produced > limit { status = Z_MEM_ERROR; return }
+                if out.count + produced > limit {
+                    status = Z_MEM_ERROR
+                    return
+                }
                 out.append(contentsOf: chunk[0..<produced])
             } while status == Z_OK && (stream.avail_in > 0 || stream.avail_out == 0)
         }
         if status == Z_MEM_ERROR {
             throw RPCError(.resourceExhausted, "decompressed message is over the limit of \(limit) bytes")
         }
-        guard status == Z_STREAM_END else { throw RPCError(.internal, "cannot decompress gzip message (zlib \(status))") }
+        guard status == Z_STREAM_END else {
+            throw RPCError(.internal, "cannot decompress gzip message (zlib \(status))")
+        }
         return out
     }
 }

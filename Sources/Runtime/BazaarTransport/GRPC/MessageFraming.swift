@@ -36,7 +36,9 @@ public struct MessageReader {
         guard buffer.count - offset >= 5 else { return nil }
         let flag = buffer[offset]
         guard flag <= 1 else { throw RPCError(.internal, "malformed message prefix: compressed flag \(flag)") }
-        let length = Int(buffer[offset + 1]) << 24 | Int(buffer[offset + 2]) << 16 | Int(buffer[offset + 3]) << 8 | Int(buffer[offset + 4])
+        let length =
+            Int(buffer[offset + 1]) << 24 | Int(buffer[offset + 2]) << 16 | Int(buffer[offset + 3]) << 8
+            | Int(buffer[offset + 4])
         guard length <= maxMessageSize else {
             throw RPCError(.resourceExhausted, "message of \(length) bytes is over the limit of \(maxMessageSize)")
         }

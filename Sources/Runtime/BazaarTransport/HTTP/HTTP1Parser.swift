@@ -37,7 +37,10 @@ final class HTTP1Parser {
 
     init() {
         http_parser_init(&parser, HTTP_REQUEST)
-        settings.on_url = { p, at, n in HTTP1Parser.from(p).url.append(contentsOf: UnsafeRawBufferPointer(start: at, count: n)); return 0 }
+        settings.on_url = { p, at, n in
+            HTTP1Parser.from(p).url.append(contentsOf: UnsafeRawBufferPointer(start: at, count: n))
+            return 0
+        }
         settings.on_header_field = { p, at, n in
             let s = HTTP1Parser.from(p)
             if s.inValue { s.finishHeader() }
@@ -56,10 +59,13 @@ final class HTTP1Parser {
             let pp = p!.pointee
             let method = String(cString: http_method_str(http_method(rawValue: pp.method)))
             let hasLength = s.headers.contains { $0.name == "content-length" }
-            s.events.append(.head(Head(method: method, target: String(decoding: s.url, as: UTF8.self),
-                                       version: "HTTP/\(pp.http_major).\(pp.http_minor)", headers: s.headers,
-                                       keepAlive: http_should_keep_alive(p) != 0,
-                                       contentLength: hasLength ? pp.content_length : nil)))
+            s.events.append(
+                .head(
+                    Head(
+                        method: method, target: String(decoding: s.url, as: UTF8.self),
+                        version: "HTTP/\(pp.http_major).\(pp.http_minor)", headers: s.headers,
+                        keepAlive: http_should_keep_alive(p) != 0,
+                        contentLength: hasLength ? pp.content_length : nil)))
             return 0
         }
         settings.on_body = { p, at, n in
@@ -93,7 +99,9 @@ final class HTTP1Parser {
     func feed(_ bytes: UnsafeRawBufferPointer) throws(Failure) -> Int {
         if paused || bytes.isEmpty { return 0 }
         parser.data = Unmanaged.passUnretained(self).toOpaque()
-        let used = bytes.withMemoryRebound(to: CChar.self) { http_parser_execute(&parser, &settings, $0.baseAddress, $0.count) }
+        let used = bytes.withMemoryRebound(to: CChar.self) {
+            http_parser_execute(&parser, &settings, $0.baseAddress, $0.count)
+        }
         let errno = http_errno(rawValue: parser.http_errno)
         if errno != HPE_OK && errno != HPE_PAUSED {
             let why = String(cString: http_errno_description(errno))

@@ -36,15 +36,19 @@ public final class HTTPServer: Sendable {
         let shared = self.shared
         var signals: SignalWatcher?
         do {
-            let (listeners, port) = try Listener.bindAll(on: group, host: configuration.host, port: configuration.port,
-                                                         tls: tls, limits: configuration.connections) { loop, fd, peer, tls, onClose in
+            let (listeners, port) = try Listener.bindAll(
+                on: group, host: configuration.host, port: configuration.port,
+                tls: tls, limits: configuration.connections
+            ) { loop, fd, peer, tls, onClose in
                 HTTPServerConnection(loop: loop, fd: fd, peer: peer, shared: shared, tls: tls, onClose: onClose)
             }
             state.withLock { $0.listeners = listeners }
             for l in listeners { l.loop.execute { l.start() } }
             // Before the port is announced, as in RPCServer: a SIGTERM right after must drain, not kill.
             if configuration.handleSignals {
-                signals = SignalWatcher(loop: group.loops[0], signals: [SIGTERM, SIGINT]) { [weak self] in self?.shutdown() }
+                signals = SignalWatcher(loop: group.loops[0], signals: [SIGTERM, SIGINT]) { [weak self] in
+                    self?.shutdown()
+                }
             }
             if let tls { tls.watch(on: group.loops[0], every: .seconds(10), onSIGHUP: configuration.handleSignals) }
             onListening(port)

@@ -67,7 +67,10 @@ final class HTTPServerConnection: SocketConnection, AcceptedConnection, @uncheck
 
     static let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
 
-    init(loop: EventLoop, fd: Int32, peer: String, shared: HTTPServerShared, tls: TLSEngine?, onClose: @escaping (AnyObject) -> Void) {
+    init(
+        loop: EventLoop, fd: Int32, peer: String, shared: HTTPServerShared, tls: TLSEngine?,
+        onClose: @escaping (AnyObject) -> Void
+    ) {
         self.shared = shared
         self.onClose = onClose
         super.init(loop: loop, fd: fd, tls: tls, peerAddress: peer)
@@ -94,7 +97,8 @@ final class HTTPServerConnection: SocketConnection, AcceptedConnection, @uncheck
         var settings = shared.configuration.http2
         // A stream's window holds one whole body and a frame more, so that an oversized body
         // shows as such (413) instead of stalling on a closed window.
-        settings.streamWindowSize = Int32(min(shared.configuration.maxBodySize + Int(settings.maxFrameSize), Int(Int32.max)))
+        settings.streamWindowSize = Int32(
+            min(shared.configuration.maxBodySize + Int(settings.maxFrameSize), Int(Int32.max)))
         return HTTP2Session(server: true, settings: settings)
     }
 
@@ -115,7 +119,11 @@ final class HTTPServerConnection: SocketConnection, AcceptedConnection, @uncheck
         }
         // One timer per connection, re-armed at each phase (several per request).
         let expired: () -> Void = { [weak self] in self?.phaseExpired(next) }
-        if let timer = phaseTimer { timer.reschedule(after: limit, expired) } else { phaseTimer = loop.schedule(after: limit, expired) }
+        if let timer = phaseTimer {
+            timer.reschedule(after: limit, expired)
+        } else {
+            phaseTimer = loop.schedule(after: limit, expired)
+        }
     }
 
     private func startRequest() {
@@ -152,7 +160,10 @@ final class HTTPServerConnection: SocketConnection, AcceptedConnection, @uncheck
             buffered += bytes
             let n = min(buffered.count, Self.preface.count)
             if Array(buffered.prefix(n)) == Array(Self.preface.prefix(n)) {
-                if n < Self.preface.count { mode = .detecting(buffered); return }
+                if n < Self.preface.count {
+                    mode = .detecting(buffered)
+                    return
+                }
                 let h2 = makeH2()
                 mode = .http2(h2)
                 enter(.idle)
@@ -195,7 +206,9 @@ final class HTTPServerConnection: SocketConnection, AcceptedConnection, @uncheck
             waitingForDrain = false
             parseH1()
         }
-        if case .http2(let h2) = mode, !h2.isAlive || (draining && streams.isEmpty && !h2.hasPendingOutput), pendingWrite == 0 {
+        if case .http2(let h2) = mode, !h2.isAlive || (draining && streams.isEmpty && !h2.hasPendingOutput),
+            pendingWrite == 0
+        {
             close(error: nil)
         }
     }
@@ -227,12 +240,18 @@ final class HTTPServerConnection: SocketConnection, AcceptedConnection, @uncheck
         _ = loop.schedule(after: grace) { [weak self] in self?.close(error: "drain timeout") }
     }
 
-
-    private func request(_ method: String, _ target: String, _ headers: [(name: String, value: String)], _ body: [UInt8], _ version: String) -> HTTPRequest {
-        HTTPRequest(method: method, target: target, headers: headers, body: body, version: version, remoteAddress: peerAddress, isSecure: tls != nil)
+    private func request(
+        _ method: String, _ target: String, _ headers: [(name: String, value: String)], _ body: [UInt8],
+        _ version: String
+    ) -> HTTPRequest {
+        HTTPRequest(
+            method: method, target: target, headers: headers, body: body, version: version, remoteAddress: peerAddress,
+            isSecure: tls != nil)
     }
 
-    private func launch(_ request: HTTPRequest, sink: any HTTPResponseSink, finished: @escaping @Sendable () -> Void) -> Task<Void, Never> {
+    private func launch(_ request: HTTPRequest, sink: any HTTPResponseSink, finished: @escaping @Sendable () -> Void)
+        -> Task<Void, Never>
+    {
         let writer = HTTPResponseWriter(sink: sink, loop: loop)
         let responder = shared.responder
         let loop = self.loop
@@ -253,7 +272,9 @@ final class HTTPServerConnection: SocketConnection, AcceptedConnection, @uncheck
 
     private func parseH1() {
         defer {
-            if readingPaused && pending.count <= shared.configuration.maxPipelinedBytes / 2 && !closeWhenFlushed { resumeReading() }
+            if readingPaused && pending.count <= shared.configuration.maxPipelinedBytes / 2 && !closeWhenFlushed {
+                resumeReading()
+            }
         }
         guard case .http1(let parser) = mode, exchange?.dispatched != true, !closeWhenFlushed else { return }
         if exchange == nil && out.count + pendingWrite > shared.configuration.maxPendingOutput {
@@ -310,7 +331,9 @@ final class HTTPServerConnection: SocketConnection, AcceptedConnection, @uncheck
             let keepAlive = h.keepAlive && !draining && requestsServed < shared.configuration.maxRequestsPerConnection
             let sink = H1Sink(connection: self, isHead: h.method == "HEAD", keepAlive: keepAlive, version: h.version)
             e.sink = sink
-            e.task = launch(request(h.method, h.target, h.headers, e.body, h.version), sink: sink) { [weak self] in self?.h1Finished() }
+            e.task = launch(request(h.method, h.target, h.headers, e.body, h.version), sink: sink) { [weak self] in
+                self?.h1Finished()
+            }
         }
         return true
     }
@@ -318,8 +341,12 @@ final class HTTPServerConnection: SocketConnection, AcceptedConnection, @uncheck
     /// A malformed or refused request: a short error response, then the connection closes
     /// (the rest of the byte stream cannot be trusted).
     private func failH1(_ status: Int, _ reason: String) {
-        let body = Array("{\"code\":\(status == 413 ? 8 : 3),\"message\":\"\(reason.replacingOccurrences(of: "\"", with: "'"))\",\"details\":[]}".utf8)
-        out += Array("HTTP/1.1 \(status) \(reasonPhrase(status))\r\ncontent-type: application/json\r\ncontent-length: \(body.count)\r\nconnection: close\r\n\r\n".utf8)
+        let body = Array(
+            "{\"code\":\(status == 413 ? 8 : 3),\"message\":\"\(reason.replacingOccurrences(of: "\"", with: "'"))\",\"details\":[]}"
+                .utf8)
+        out += Array(
+            "HTTP/1.1 \(status) \(reasonPhrase(status))\r\ncontent-type: application/json\r\ncontent-length: \(body.count)\r\nconnection: close\r\n\r\n"
+                .utf8)
         out += body
         exchange = nil
         pending = []
@@ -370,8 +397,13 @@ final class HTTPServerConnection: SocketConnection, AcceptedConnection, @uncheck
                 if endStream { dispatchH2(h2, s) }
                 return
             }
-            if draining { h2.reset(stream: id, code: NGHTTP2_REFUSED_STREAM.rawValue); return }
-            var method = "", path = "", authority: String?
+            if draining {
+                h2.reset(stream: id, code: NGHTTP2_REFUSED_STREAM.rawValue)
+                return
+            }
+            var method = ""
+            var path = ""
+            var authority: String?
             var headers: [(name: String, value: String)] = []
             for f in fields {
                 switch f.name {
@@ -391,7 +423,7 @@ final class HTTPServerConnection: SocketConnection, AcceptedConnection, @uncheck
                 return
             }
             if let length = headers.first(where: { $0.name == "content-length" }).flatMap({ UInt64($0.value) }),
-               length > UInt64(shared.configuration.maxBodySize)
+                length > UInt64(shared.configuration.maxBodySize)
             {
                 refuseOversized(h2, s)
                 return
@@ -438,7 +470,9 @@ final class HTTPServerConnection: SocketConnection, AcceptedConnection, @uncheck
         if !s.body.isEmpty { h2.consume(stream: s.id, s.body.count) }
         s.body = []
         let sink = H2Sink(connection: self, h2: h2, stream: s.id, isHead: false)
-        let body = Array("{\"code\":8,\"message\":\"the request body is larger than \(shared.configuration.maxBodySize) bytes\",\"details\":[]}".utf8)
+        let body = Array(
+            "{\"code\":8,\"message\":\"the request body is larger than \(shared.configuration.maxBodySize) bytes\",\"details\":[]}"
+                .utf8)
         sink.head(status: 413, headers: [("content-type", "application/json"), ("content-length", String(body.count))])
         sink.body(body)
         sink.end(trailers: [])
@@ -539,7 +573,12 @@ final class H1Sink: HTTPResponseSink, @unchecked Sendable {
         }
         let bodyAllowed = !isHead && status != 204 && status != 304 && status >= 200
         if !hasLength && bodyAllowed {
-            if version == "HTTP/1.0" { keepAlive = false } else { chunked = true; text += "transfer-encoding: chunked\r\n" }
+            if version == "HTTP/1.0" {
+                keepAlive = false
+            } else {
+                chunked = true
+                text += "transfer-encoding: chunked\r\n"
+            }
         }
         if !keepAlive { text += "connection: close\r\n" }
         text += "\r\n"
@@ -605,7 +644,9 @@ final class H2Sink: HTTPResponseSink, @unchecked Sendable {
         guard headSent, !ended else { return }
         ended = true
         guard let connection, !connection.isClosed else { return }
-        h2.enqueue(stream: stream, [], end: true, trailers: trailers.isEmpty ? nil : trailers.map { ($0.0.lowercased(), $0.1) })
+        h2.enqueue(
+            stream: stream, [], end: true, trailers: trailers.isEmpty ? nil : trailers.map { ($0.0.lowercased(), $0.1) }
+        )
         connection.h2Flush()
     }
 }

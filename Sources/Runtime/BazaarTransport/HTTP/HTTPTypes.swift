@@ -20,9 +20,10 @@ public struct HTTPRequest: Sendable {
     /// Whether the connection is TLS.
     public var isSecure: Bool
 
-    public init(method: String, target: String, headers: [(name: String, value: String)] = [], body: [UInt8] = [],
-                version: String = "HTTP/1.1", remoteAddress: String = "", isSecure: Bool = false)
-    {
+    public init(
+        method: String, target: String, headers: [(name: String, value: String)] = [], body: [UInt8] = [],
+        version: String = "HTTP/1.1", remoteAddress: String = "", isSecure: Bool = false
+    ) {
         self.method = method
         self.target = target
         if let q = target.utf8.firstIndex(of: UInt8(ascii: "?")) {
@@ -84,7 +85,9 @@ public final class HTTPResponseWriter: Sendable {
     public func respond(status: Int, headers: [(String, String)], body: [UInt8]) {
         sentStatus.store(status, ordering: .relaxed)
         var withLength = headers
-        if !withLength.contains(where: { $0.0.lowercased() == "content-length" }) { withLength.append(("content-length", String(body.count))) }
+        if !withLength.contains(where: { $0.0.lowercased() == "content-length" }) {
+            withLength.append(("content-length", String(body.count)))
+        }
         let h = withLength
         let sink = self.sink
         loop.execute {

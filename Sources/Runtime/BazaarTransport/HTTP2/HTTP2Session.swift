@@ -67,11 +67,15 @@ final class HTTP2Session {
             let s = HTTP2Session.from(user)
             s.blockBytes += namelen + valuelen + 32
             // Over the advertised header-list limit: reset this stream only.
-            if s.blockBytes > Int(s.settings.maxHeaderListSize) { return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue }
+            if s.blockBytes > Int(s.settings.maxHeaderListSize) {
+                return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue
+            }
             let nameBytes = UnsafeBufferPointer(start: name, count: namelen)
             let valueBytes = UnsafeBufferPointer(start: value, count: valuelen)
             let n = HeaderInterning.name(nameBytes) ?? String(decoding: nameBytes, as: UTF8.self)
-            let v = HeaderInterning.value(valueBytes) ?? s.values?.lookup(valueBytes) ?? String(decoding: valueBytes, as: UTF8.self)
+            let v =
+                HeaderInterning.value(valueBytes) ?? s.values?.lookup(valueBytes)
+                ?? String(decoding: valueBytes, as: UTF8.self)
             s.block.append((n, v))
             return 0
         }
@@ -81,7 +85,8 @@ final class HTTP2Session {
         }
         nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs) { _, _, id, data, len, user in
             let s = HTTP2Session.from(user)
-            s.events.append(.data(stream: id, bytes: Array(UnsafeBufferPointer(start: data, count: len)), endStream: false))
+            s.events.append(
+                .data(stream: id, bytes: Array(UnsafeBufferPointer(start: data, count: len)), endStream: false))
             return 0
         }
         nghttp2_session_callbacks_set_on_stream_close_callback(cbs) { _, id, code, user in
@@ -109,14 +114,23 @@ final class HTTP2Session {
         session = s
 
         var iv = [
-            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue), value: settings.maxConcurrentStreams),
-            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE.rawValue), value: UInt32(settings.streamWindowSize)),
-            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE.rawValue), value: settings.maxHeaderListSize),
-            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_FRAME_SIZE.rawValue), value: settings.maxFrameSize),
+            nghttp2_settings_entry(
+                settings_id: Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue),
+                value: settings.maxConcurrentStreams),
+            nghttp2_settings_entry(
+                settings_id: Int32(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE.rawValue),
+                value: UInt32(settings.streamWindowSize)),
+            nghttp2_settings_entry(
+                settings_id: Int32(NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE.rawValue), value: settings.maxHeaderListSize),
+            nghttp2_settings_entry(
+                settings_id: Int32(NGHTTP2_SETTINGS_MAX_FRAME_SIZE.rawValue), value: settings.maxFrameSize),
         ]
-        if !server { iv.append(nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_ENABLE_PUSH.rawValue), value: 0)) }
+        if !server {
+            iv.append(nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_ENABLE_PUSH.rawValue), value: 0))
+        }
         nghttp2_submit_settings(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), &iv, iv.count)
-        nghttp2_session_set_local_window_size(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), 0, settings.connectionWindowSize)
+        nghttp2_session_set_local_window_size(
+            session, UInt8(NGHTTP2_FLAG_NONE.rawValue), 0, settings.connectionWindowSize)
     }
 
     deinit { nghttp2_session_del(session) }
@@ -136,7 +150,8 @@ final class HTTP2Session {
         case Int(NGHTTP2_DATA.rawValue):
             if endStream { events.append(.data(stream: hd.stream_id, bytes: [], endStream: true)) }
         case Int(NGHTTP2_GOAWAY.rawValue):
-            events.append(.goAway(lastStream: frame.pointee.goaway.last_stream_id, errorCode: frame.pointee.goaway.error_code))
+            events.append(
+                .goAway(lastStream: frame.pointee.goaway.last_stream_id, errorCode: frame.pointee.goaway.error_code))
         case Int(NGHTTP2_PING.rawValue):
             events.append(hd.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) != 0 ? .pingAck : .ping)
         default:
@@ -186,7 +201,9 @@ final class HTTP2Session {
 
     // MARK: submitting
 
-    private func withNV<R>(_ fields: [HeaderField], prefix: HeaderBlock? = nil, _ body: (UnsafePointer<nghttp2_nv>, Int) -> R) -> R {
+    private func withNV<R>(
+        _ fields: [HeaderField], prefix: HeaderBlock? = nil, _ body: (UnsafePointer<nghttp2_nv>, Int) -> R
+    ) -> R {
         if let prefix {
             if fields.isEmpty { return body(prefix.nva, prefix.count) }
             return withNV(fields) { extra, n in
@@ -210,7 +227,9 @@ final class HTTP2Session {
         return storage.withUnsafeMutableBufferPointer { buf in
             let base = buf.baseAddress ?? UnsafeMutablePointer<UInt8>.allocate(capacity: 0)
             let nva = spans.map { s in
-                nghttp2_nv(name: base + s.0, value: base + s.2, namelen: s.1, valuelen: s.3, flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
+                nghttp2_nv(
+                    name: base + s.0, value: base + s.2, namelen: s.1, valuelen: s.3,
+                    flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
             }
             return nva.withUnsafeBufferPointer { body($0.baseAddress!, $0.count) }
         }
@@ -220,9 +239,10 @@ final class HTTP2Session {
         HTTP2Session.from(user).readOutbound(stream: id, into: buf!, length: length, flags: flags!)
     }
 
-    private func readOutbound(stream id: Int32, into buf: UnsafeMutablePointer<UInt8>, length: Int,
-                              flags: UnsafeMutablePointer<UInt32>) -> Int
-    {
+    private func readOutbound(
+        stream id: Int32, into buf: UnsafeMutablePointer<UInt8>, length: Int,
+        flags: UnsafeMutablePointer<UInt32>
+    ) -> Int {
         guard let o = outbound[id] else {
             flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
             return 0
@@ -244,7 +264,9 @@ final class HTTP2Session {
                 flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
                 if o.trailers != nil || o.trailersPrefix != nil {
                     flags.pointee |= NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue
-                    withNV(o.trailers ?? [], prefix: o.trailersPrefix) { _ = nghttp2_submit_trailer(session, id, $0, $1) }
+                    withNV(o.trailers ?? [], prefix: o.trailersPrefix) {
+                        _ = nghttp2_submit_trailer(session, id, $0, $1)
+                    }
                 }
                 return n
             }
@@ -281,9 +303,10 @@ final class HTTP2Session {
     }
 
     /// Queues DATA bytes, and with `end` the end of the stream (after `trailers`, if any).
-    func enqueue(stream id: Int32, _ bytes: [UInt8], end: Bool = false, trailers: [HeaderField]? = nil,
-                 trailersPrefix: HeaderBlock? = nil)
-    {
+    func enqueue(
+        stream id: Int32, _ bytes: [UInt8], end: Bool = false, trailers: [HeaderField]? = nil,
+        trailersPrefix: HeaderBlock? = nil
+    ) {
         guard let o = outbound[id] else { return }
         if o.buffer.isEmpty { o.buffer = bytes } else { o.buffer.append(contentsOf: bytes) }
         if end {
@@ -343,11 +366,13 @@ final class HeaderBlock: @unchecked Sendable {
         count = fields.count
         var p = storage
         for (i, f) in fields.enumerated() {
-            let n = Array(f.name.utf8), v = Array(f.value.utf8)
+            let n = Array(f.name.utf8)
+            let v = Array(f.value.utf8)
             p.initialize(from: n, count: n.count)
             (p + n.count).initialize(from: v, count: v.count)
-            nva[i] = nghttp2_nv(name: p, value: p + n.count, namelen: n.count, valuelen: v.count,
-                                flags: UInt8(NGHTTP2_NV_FLAG_NO_COPY_NAME.rawValue | NGHTTP2_NV_FLAG_NO_COPY_VALUE.rawValue))
+            nva[i] = nghttp2_nv(
+                name: p, value: p + n.count, namelen: n.count, valuelen: v.count,
+                flags: UInt8(NGHTTP2_NV_FLAG_NO_COPY_NAME.rawValue | NGHTTP2_NV_FLAG_NO_COPY_VALUE.rawValue))
             p += n.count + v.count
         }
     }
@@ -357,10 +382,14 @@ final class HeaderBlock: @unchecked Sendable {
         nva.deallocate()
     }
 
-    static let grpcResponse = HeaderBlock([(":status", "200"), ("content-type", "application/grpc"),
-                                           ("grpc-accept-encoding", "gzip,identity")])
-    static let grpcResponseGzip = HeaderBlock([(":status", "200"), ("content-type", "application/grpc"),
-                                               ("grpc-accept-encoding", "gzip,identity"), ("grpc-encoding", "gzip")])
+    static let grpcResponse = HeaderBlock([
+        (":status", "200"), ("content-type", "application/grpc"),
+        ("grpc-accept-encoding", "gzip,identity"),
+    ])
+    static let grpcResponseGzip = HeaderBlock([
+        (":status", "200"), ("content-type", "application/grpc"),
+        ("grpc-accept-encoding", "gzip,identity"), ("grpc-encoding", "gzip"),
+    ])
     static let trailersOnlyPrefix = HeaderBlock([(":status", "200"), ("content-type", "application/grpc")])
     static let statusOK = HeaderBlock([("grpc-status", "0")])
 }
@@ -379,9 +408,12 @@ struct InternTable: Sendable {
 
     func lookup(_ b: UnsafeBufferPointer<UInt8>) -> String? {
         guard b.count > 0, b.count < buckets.count, let base = b.baseAddress else { return nil }
-        let first = base[0], last = base[b.count - 1]
+        let first = base[0]
+        let last = base[b.count - 1]
         for candidate in buckets[b.count] where candidate.bytes[0] == first && candidate.bytes[b.count - 1] == last {
-            if candidate.bytes.withUnsafeBufferPointer({ memcmp($0.baseAddress!, base, b.count) }) == 0 { return candidate.string }
+            if candidate.bytes.withUnsafeBufferPointer({ memcmp($0.baseAddress!, base, b.count) }) == 0 {
+                return candidate.string
+            }
         }
         return nil
     }

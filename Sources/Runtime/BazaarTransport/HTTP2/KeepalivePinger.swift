@@ -11,7 +11,10 @@ final class KeepalivePinger {
     @exclusivity(unchecked) private var ackTimer: LoopTimer?
     @exclusivity(unchecked) private var lastRead = ContinuousClock.now
 
-    init(loop: EventLoop, interval: Duration, timeout: Duration, sendPing: @escaping () -> Void, peerGone: @escaping () -> Void) {
+    init(
+        loop: EventLoop, interval: Duration, timeout: Duration, sendPing: @escaping () -> Void,
+        peerGone: @escaping () -> Void
+    ) {
         self.loop = loop
         self.interval = interval
         self.timeout = timeout

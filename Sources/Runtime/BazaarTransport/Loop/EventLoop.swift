@@ -40,9 +40,11 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
         self.base = base
         self.index = index
         let me = Unmanaged.passUnretained(self).toOpaque()
-        wakeup = event_new(base, -1, Int16(EV_PERSIST), { _, _, arg in
-            Unmanaged<EventLoop>.fromOpaque(arg!).takeUnretainedValue().drain()
-        }, me)
+        wakeup = event_new(
+            base, -1, Int16(EV_PERSIST),
+            { _, _, arg in
+                Unmanaged<EventLoop>.fromOpaque(arg!).takeUnretainedValue().drain()
+            }, me)
         // A persistent event with no fd and no timeout stays pending until activated by hand.
         event_add(wakeup, nil)
     }
@@ -58,11 +60,13 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
         var attr = pthread_attr_t()
         pthread_attr_init(&attr)
         var tid = pthread_t()
-        let rc = pthread_create(&tid, &attr, { arg in
-            let loop = Unmanaged<EventLoop>.fromOpaque(arg!).takeRetainedValue()
-            loop.runThread()
-            return nil
-        }, Unmanaged.passRetained(self).toOpaque())
+        let rc = pthread_create(
+            &tid, &attr,
+            { arg in
+                let loop = Unmanaged<EventLoop>.fromOpaque(arg!).takeRetainedValue()
+                loop.runThread()
+                return nil
+            }, Unmanaged.passRetained(self).toOpaque())
         pthread_attr_destroy(&attr)
         precondition(rc == 0, "pthread_create failed")
         thread = tid
@@ -155,11 +159,13 @@ public final class LoopTimer {
     init(loop: EventLoop, body: @escaping () -> Void) {
         self.body = body
         self.loop = loop
-        event = event_new(loop.base, -1, 0, { _, _, arg in
-            // The pending timer holds one retain on itself; firing gives it back.
-            let timer = Unmanaged<LoopTimer>.fromOpaque(arg!).takeRetainedValue()
-            timer.fire()
-        }, Unmanaged.passUnretained(self).toOpaque())
+        event = event_new(
+            loop.base, -1, 0,
+            { _, _, arg in
+                // The pending timer holds one retain on itself; firing gives it back.
+                let timer = Unmanaged<LoopTimer>.fromOpaque(arg!).takeRetainedValue()
+                timer.fire()
+            }, Unmanaged.passUnretained(self).toOpaque())
     }
 
     deinit { if let event { event_free(event) } }
@@ -210,12 +216,16 @@ public final class IOWatcher {
         self.onReadable = onReadable
         self.onWritable = onWritable
         let me = Unmanaged.passUnretained(self).toOpaque()
-        readEvent = event_new(loop.base, fd, Int16(EV_READ | EV_PERSIST), { _, _, arg in
-            Unmanaged<IOWatcher>.fromOpaque(arg!).takeUnretainedValue().onReadable()
-        }, me)
-        writeEvent = event_new(loop.base, fd, Int16(EV_WRITE | EV_PERSIST), { _, _, arg in
-            Unmanaged<IOWatcher>.fromOpaque(arg!).takeUnretainedValue().onWritable()
-        }, me)
+        readEvent = event_new(
+            loop.base, fd, Int16(EV_READ | EV_PERSIST),
+            { _, _, arg in
+                Unmanaged<IOWatcher>.fromOpaque(arg!).takeUnretainedValue().onReadable()
+            }, me)
+        writeEvent = event_new(
+            loop.base, fd, Int16(EV_WRITE | EV_PERSIST),
+            { _, _, arg in
+                Unmanaged<IOWatcher>.fromOpaque(arg!).takeUnretainedValue().onWritable()
+            }, me)
     }
 
     deinit { close() }

@@ -39,8 +39,9 @@ class SocketConnection: @unchecked Sendable {
     func start(connecting: Bool = false) {
         observer = TransportEvents.observer
         observer?.connectionOpened(server: isServerSide)
-        watcher = IOWatcher(loop: loop, fd: fd, onReadable: { [weak self] in self?.readable() },
-                            onWritable: { [weak self] in self?.writable() })
+        watcher = IOWatcher(
+            loop: loop, fd: fd, onReadable: { [weak self] in self?.readable() },
+            onWritable: { [weak self] in self?.writable() })
         // The connection keeps itself alive while its socket is registered.
         _ = Unmanaged.passRetained(self)
         if connecting {

@@ -59,7 +59,9 @@ extension EventLoop {
         schedule(after: TransportEvents.lagProbeInterval) { [weak self] in
             guard let self else { return }
             let late = ContinuousClock.now - asked
-            observer.loopLag(seconds: max(0, Double(late.components.seconds) + Double(late.components.attoseconds) / 1e18), loop: self.index)
+            observer.loopLag(
+                seconds: max(0, Double(late.components.seconds) + Double(late.components.attoseconds) / 1e18),
+                loop: self.index)
             self.startLagProbe(observer)
         }
     }

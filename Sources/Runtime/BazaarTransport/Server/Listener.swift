@@ -58,8 +58,10 @@ final class ConnectionAdmission: Sendable {
 /// The listener stops watching for a moment instead (doubling up to a second while it keeps
 /// failing) and the connections it has keep being served.
 final class Listener: @unchecked Sendable {
-    typealias Make = (_ loop: EventLoop, _ fd: Int32, _ peer: String, _ tls: TLSEngine?,
-                      _ onClose: @escaping (AnyObject) -> Void) -> AcceptedConnection
+    typealias Make = (
+        _ loop: EventLoop, _ fd: Int32, _ peer: String, _ tls: TLSEngine?,
+        _ onClose: @escaping (AnyObject) -> Void
+    ) -> AcceptedConnection
     let loop: EventLoop
     @exclusivity(unchecked) private var fd: Int32
     private let tls: TLSCredentials?
@@ -82,9 +84,10 @@ final class Listener: @unchecked Sendable {
     /// One listener per loop of `group`, all on the same port (SO_REUSEPORT spreads connections
     /// over them); port 0 picks one for all. Nothing is left open when it throws. With `limits`,
     /// the listeners share one count of connections.
-    static func bindAll(on group: EventLoopGroup, host: String, port: Int, tls: TLSCredentials?, limits: ConnectionLimits? = nil,
-                        make: @escaping Make) throws -> (listeners: [Listener], port: Int)
-    {
+    static func bindAll(
+        on group: EventLoopGroup, host: String, port: Int, tls: TLSCredentials?, limits: ConnectionLimits? = nil,
+        make: @escaping Make
+    ) throws -> (listeners: [Listener], port: Int) {
         var listeners: [Listener] = []
         var port = port
         let admission = limits.map(ConnectionAdmission.init)
@@ -108,7 +111,8 @@ final class Listener: @unchecked Sendable {
 
     private func acceptAll() {
         for _ in 0..<64 {
-            let cfd: Int32, peer: String
+            let cfd: Int32
+            let peer: String
             switch Socket.accept(fd) {
             case .none:
                 return

@@ -26,12 +26,16 @@ public final class RPCServer: Sendable {
         var port = 0
     }
 
-    public init(configuration: ServerConfiguration, services: [any RPCService], interceptors: [any RPCInterceptor] = []) throws {
+    public init(configuration: ServerConfiguration, services: [any RPCService], interceptors: [any RPCInterceptor] = [])
+        throws
+    {
         self.configuration = configuration
         var table: [String: RPCHandler] = [:]
         for service in services {
             for h in service.handlers {
-                if table[h.method.path] != nil { throw RPCError(.alreadyExists, "method \(h.method.path) is registered twice") }
+                if table[h.method.path] != nil {
+                    throw RPCError(.alreadyExists, "method \(h.method.path) is registered twice")
+                }
                 table[h.method.path] = h
             }
         }
@@ -54,8 +58,10 @@ public final class RPCServer: Sendable {
         let shared = self.shared
         do {
             let port: Int
-            (listeners, port) = try Listener.bindAll(on: group, host: configuration.host, port: configuration.port,
-                                                     tls: shared.tls) { loop, fd, peer, tls, onClose in
+            (listeners, port) = try Listener.bindAll(
+                on: group, host: configuration.host, port: configuration.port,
+                tls: shared.tls
+            ) { loop, fd, peer, tls, onClose in
                 ServerConnection(loop: loop, fd: fd, peer: peer, shared: shared, tls: tls) { onClose($0) }
             }
             let stoppedMeanwhile = state.withLock { s -> Bool in
@@ -73,9 +79,12 @@ public final class RPCServer: Sendable {
             for l in listeners { l.loop.execute { l.start() } }
             var signals: SignalWatcher?
             if configuration.handleSignals {
-                signals = SignalWatcher(loop: group.loops[0], signals: [SIGTERM, SIGINT]) { [weak self] in self?.shutdown() }
+                signals = SignalWatcher(loop: group.loops[0], signals: [SIGTERM, SIGINT]) { [weak self] in
+                    self?.shutdown()
+                }
             }
-            shared.tls?.watch(on: group.loops[0], every: configuration.tlsReloadInterval, onSIGHUP: configuration.handleSignals)
+            shared.tls?.watch(
+                on: group.loops[0], every: configuration.tlsReloadInterval, onSIGHUP: configuration.handleSignals)
             onListening(port)
             await withTaskCancellationHandler {
                 await withCheckedContinuation { c in
@@ -160,11 +169,14 @@ final class SignalWatcher: @unchecked Sendable {
         // (libevent's bases are thread-safe: evthread_use_pthreads runs before any loop exists.)
         let me = Unmanaged.passUnretained(self).toOpaque()
         for sig in signals {
-            if let ev = event_new(loop.base, sig, Int16(EV_SIGNAL | EV_PERSIST), { _, _, arg in
-                let watcher = Unmanaged<SignalWatcher>.fromOpaque(arg!).takeUnretainedValue()
-                watcher.fired.store(true, ordering: .relaxed)
-                watcher.action()
-            }, me) {
+            if let ev = event_new(
+                loop.base, sig, Int16(EV_SIGNAL | EV_PERSIST),
+                { _, _, arg in
+                    let watcher = Unmanaged<SignalWatcher>.fromOpaque(arg!).takeUnretainedValue()
+                    watcher.fired.store(true, ordering: .relaxed)
+                    watcher.action()
+                }, me)
+            {
                 event_add(ev, nil)
                 events.append(ev)
             }

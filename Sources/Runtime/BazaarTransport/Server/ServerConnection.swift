@@ -10,7 +10,10 @@ final class ServerShared: Sendable {
     /// The served paths, so that `:path` arrives as an existing string.
     let paths: InternTable
 
-    init(handlers: [String: RPCHandler], configuration: ServerConfiguration, interceptors: [any RPCInterceptor], tls: TLSCredentials?) {
+    init(
+        handlers: [String: RPCHandler], configuration: ServerConfiguration, interceptors: [any RPCInterceptor],
+        tls: TLSCredentials?
+    ) {
         self.handlers = handlers
         self.paths = InternTable(Array(handlers.keys))
         self.configuration = configuration
@@ -37,7 +40,10 @@ final class ServerConnection: SocketConnection, @unchecked Sendable {
     @exclusivity(unchecked) private var keepalive: KeepalivePinger?
     @exclusivity(unchecked) private var pingStrikes = 0
 
-    init(loop: EventLoop, fd: Int32, peer: String, shared: ServerShared, tls: TLSEngine?, onClose: @escaping (ServerConnection) -> Void) {
+    init(
+        loop: EventLoop, fd: Int32, peer: String, shared: ServerShared, tls: TLSEngine?,
+        onClose: @escaping (ServerConnection) -> Void
+    ) {
         self.shared = shared
         self.h2 = HTTP2Session(server: true, settings: shared.configuration.http2, values: shared.paths)
         self.onClose = onClose
@@ -49,9 +55,13 @@ final class ServerConnection: SocketConnection, @unchecked Sendable {
     override func connectionReady() {
         let k = shared.configuration.keepalive
         if let interval = k.interval {
-            keepalive = KeepalivePinger(loop: loop, interval: interval, timeout: k.timeout,
-                                        sendPing: { [weak self] in self?.h2.ping(); self?.scheduleFlush() },
-                                        peerGone: { [weak self] in self?.close(error: "keepalive ping not acknowledged") })
+            keepalive = KeepalivePinger(
+                loop: loop, interval: interval, timeout: k.timeout,
+                sendPing: { [weak self] in
+                    self?.h2.ping()
+                    self?.scheduleFlush()
+                },
+                peerGone: { [weak self] in self?.close(error: "keepalive ping not acknowledged") })
         }
         if let age = k.maxConnectionAge {
             // ±10% jitter so that connections made together do not all reconnect together (A9).
@@ -172,7 +182,12 @@ final class ServerConnection: SocketConnection, @unchecked Sendable {
     }
 
     private func open(stream id: Int32, fields: [HeaderField], endStream: Bool) {
-        var method = "", path = "", contentType = "", encoding: String?, acceptEncoding = "", timeout: String?
+        var method = ""
+        var path = ""
+        var contentType = ""
+        var encoding: String?
+        var acceptEncoding = ""
+        var timeout: String?
         for f in fields {
             // Length first: most headers are then settled by one comparison.
             switch f.name.utf8.count {
@@ -186,7 +201,10 @@ final class ServerConnection: SocketConnection, @unchecked Sendable {
             }
         }
         // Not gRPC at all: answer in HTTP terms.
-        guard contentType == "application/grpc" || contentType.hasPrefix("application/grpc+") || contentType.hasPrefix("application/grpc;") else {
+        guard
+            contentType == "application/grpc" || contentType.hasPrefix("application/grpc+")
+                || contentType.hasPrefix("application/grpc;")
+        else {
             h2.submitTrailersOnly(stream: id, headers: [(":status", "415"), ("content-type", "text/plain")])
             return
         }
@@ -214,12 +232,15 @@ final class ServerConnection: SocketConnection, @unchecked Sendable {
             stream.fail(denial)
             return
         }
-        var context = ServerContext(method: handler.method, metadata: GRPCHeaders.metadata(fields), deadline: deadline,
-                                    peerIdentity: peerIdentity, peerAddress: peerAddress)
+        var context = ServerContext(
+            method: handler.method, metadata: GRPCHeaders.metadata(fields), deadline: deadline,
+            peerIdentity: peerIdentity, peerAddress: peerAddress)
         context.requestCompressed = encoding == "gzip"
         if let observer = shared.configuration.callObserver {
-            context.observation = observer.callStarted(RPCCallHead(method: handler.method, metadata: context.metadata, deadline: deadline,
-                                                                   peerIdentity: peerIdentity, peerAddress: peerAddress))
+            context.observation = observer.callStarted(
+                RPCCallHead(
+                    method: handler.method, metadata: context.metadata, deadline: deadline,
+                    peerIdentity: peerIdentity, peerAddress: peerAddress))
         }
         stream.start(handler: handler, context: context)
         if endStream { stream.requestEnded() }

@@ -77,7 +77,9 @@ final class ServerStream: GatedStream, @unchecked Sendable {
             while let message = try reader.next() {
                 let payload: [UInt8]
                 if message.compressed {
-                    guard context?.requestCompressed == true else { throw RPCError(.internal, "compressed message without grpc-encoding") }
+                    guard context?.requestCompressed == true else {
+                        throw RPCError(.internal, "compressed message without grpc-encoding")
+                    }
                     payload = try Gzip.decompress(message.payload, limit: reader.maxMessageSize)
                 } else {
                     payload = message.payload
@@ -149,8 +151,9 @@ final class ServerStream: GatedStream, @unchecked Sendable {
         }
         let unaryRequest = self.unaryRequest
         self.unaryRequest = nil
-        let head = RPCCallHead(method: handler.method, metadata: context.metadata, deadline: context.deadline,
-                               peerIdentity: context.peerIdentity, peerAddress: context.peerAddress)
+        let head = RPCCallHead(
+            method: handler.method, metadata: context.metadata, deadline: context.deadline,
+            peerIdentity: context.peerIdentity, peerAddress: context.peerAddress)
         let ctx = context
         // The handler starts right here on the loop thread and runs until it first suspends; a
         // handler that never suspends answers within this read, with no executor hop at all.
@@ -172,9 +175,10 @@ final class ServerStream: GatedStream, @unchecked Sendable {
         }
     }
 
-    private func invoke(_ body: RPCHandler.Body, _ ctx: ServerContext, _ unaryRequest: [UInt8]?,
-                        _ inbound: RPCStream<[UInt8]>?) async throws
-    {
+    private func invoke(
+        _ body: RPCHandler.Body, _ ctx: ServerContext, _ unaryRequest: [UInt8]?,
+        _ inbound: RPCStream<[UInt8]>?
+    ) async throws {
         // Outbound calls the handler makes inherit this call's deadline and cancellation.
         try await ServerContext.$current.withValue(ctx) {
             switch body {
@@ -270,7 +274,8 @@ final class ServerStream: GatedStream, @unchecked Sendable {
         // Stop the rest of the request if the client is still sending: RST_STREAM(NO_ERROR), but
         // only after the status went out, because nghttp2 drops frames still queued on a reset stream.
         if !requestDone {
-            let connection = self.connection, id = self.id
+            let connection = self.connection
+            let id = self.id
             loop.execute {
                 if connection.h2.pendingBytes(stream: id) == 0 && !connection.isClosed {
                     connection.h2.reset(stream: id, code: NGHTTP2_NO_ERROR.rawValue)
@@ -313,7 +318,8 @@ final class ServerStream: GatedStream, @unchecked Sendable {
         } else {
             var fields = context.map { GRPCHeaders.fields($0.response.initial) } ?? []
             if prefix != nil { fields.append(("grpc-status", "0")) }
-            connection.h2.submitTrailersOnly(stream: id, headers: fields + trailers, prefix: HeaderBlock.trailersOnlyPrefix)
+            connection.h2.submitTrailersOnly(
+                stream: id, headers: fields + trailers, prefix: HeaderBlock.trailersOnlyPrefix)
         }
         connection.scheduleFlush()
     }

@@ -34,10 +34,13 @@ public struct DevelopmentPKI: Sendable {
             (caCert, caKey) = try (readCertificate(caCertificatePath), readKey(caKeyPath))
         } else {
             let key = try newKey()
-            let cert = try makeCertificate(commonName: "Bazaar development CA (\(trustDomain))", key: key, issuer: nil,
-                                           extensions: [(NID_basic_constraints, "critical,CA:TRUE"),
-                                                        (NID_key_usage, "critical,keyCertSign,cRLSign"),
-                                                        (NID_subject_key_identifier, "hash")])
+            let cert = try makeCertificate(
+                commonName: "Bazaar development CA (\(trustDomain))", key: key, issuer: nil,
+                extensions: [
+                    (NID_basic_constraints, "critical,CA:TRUE"),
+                    (NID_key_usage, "critical,keyCertSign,cRLSign"),
+                    (NID_subject_key_identifier, "hash"),
+                ])
             try write(key: key, to: caKeyPath)
             try write(certificate: cert, to: caCertificatePath)
             written += [caCertificatePath, caKeyPath]
@@ -48,22 +51,32 @@ public struct DevelopmentPKI: Sendable {
             EVP_PKEY_free(caKey)
         }
         for service in services {
-            guard !service.isEmpty, service.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." }) else {
+            guard !service.isEmpty,
+                service.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." })
+            else {
                 throw TLSError("bad service name '\(service)': use letters, digits, '-', '_' and '.'")
             }
             let key = try newKey()
             defer { EVP_PKEY_free(key) }
-            var sans = ["URI:spiffe://\(trustDomain)/\(service)", "DNS:\(service)", "DNS:localhost", "IP:127.0.0.1", "IP:::1"]
-            for h in hosts { sans.append(h.allSatisfy { $0.isNumber || $0 == "." || $0 == ":" } ? "IP:\(h)" : "DNS:\(h)") }
-            let cert = try makeCertificate(commonName: service, key: key, issuer: (caCert, caKey),
-                                           extensions: [(NID_basic_constraints, "critical,CA:FALSE"),
-                                                        (NID_key_usage, "critical,digitalSignature,keyEncipherment"),
-                                                        (NID_ext_key_usage, "serverAuth,clientAuth"),
-                                                        (NID_subject_key_identifier, "hash"),
-                                                        (NID_authority_key_identifier, "keyid:always"),
-                                                        (NID_subject_alt_name, sans.joined(separator: ","))])
+            var sans = [
+                "URI:spiffe://\(trustDomain)/\(service)", "DNS:\(service)", "DNS:localhost", "IP:127.0.0.1", "IP:::1",
+            ]
+            for h in hosts {
+                sans.append(h.allSatisfy { $0.isNumber || $0 == "." || $0 == ":" } ? "IP:\(h)" : "DNS:\(h)")
+            }
+            let cert = try makeCertificate(
+                commonName: service, key: key, issuer: (caCert, caKey),
+                extensions: [
+                    (NID_basic_constraints, "critical,CA:FALSE"),
+                    (NID_key_usage, "critical,digitalSignature,keyEncipherment"),
+                    (NID_ext_key_usage, "serverAuth,clientAuth"),
+                    (NID_subject_key_identifier, "hash"),
+                    (NID_authority_key_identifier, "keyid:always"),
+                    (NID_subject_alt_name, sans.joined(separator: ",")),
+                ])
             defer { X509_free(cert) }
-            let certPath = "\(directory)/\(service).pem", keyPath = "\(directory)/\(service)-key.pem"
+            let certPath = "\(directory)/\(service).pem"
+            let keyPath = "\(directory)/\(service)-key.pem"
             try write(key: key, to: keyPath)
             try write(certificate: cert, to: certPath)
             written += [certPath, keyPath]
@@ -83,13 +96,16 @@ public struct DevelopmentPKI: Sendable {
     }
 
     private func newKey() throws -> OpaquePointer {
-        guard let key = bazaar_ec_keygen("P-256") else { throw TLSError("EC key generation failed: \(opensslErrors())") }
+        guard let key = bazaar_ec_keygen("P-256") else {
+            throw TLSError("EC key generation failed: \(opensslErrors())")
+        }
         return key
     }
 
-    private func makeCertificate(commonName: String, key: OpaquePointer, issuer: (cert: OpaquePointer, key: OpaquePointer)?,
-                                 extensions: [(Int32, String)]) throws -> OpaquePointer
-    {
+    private func makeCertificate(
+        commonName: String, key: OpaquePointer, issuer: (cert: OpaquePointer, key: OpaquePointer)?,
+        extensions: [(Int32, String)]
+    ) throws -> OpaquePointer {
         guard let x = X509_new() else { throw TLSError("X509_new failed") }
         X509_set_version(x, 2)
         var serial = [UInt8](repeating: 0, count: 8)
@@ -128,7 +144,9 @@ public struct DevelopmentPKI: Sendable {
         close(fd)
         guard let bio = BIO_new_file(path, "w") else { throw TLSError("cannot write \(path)") }
         defer { BIO_free(bio) }
-        guard PEM_write_bio_PrivateKey(bio, key, nil, nil, 0, nil, nil) == 1 else { throw TLSError("cannot write \(path)") }
+        guard PEM_write_bio_PrivateKey(bio, key, nil, nil, 0, nil, nil) == 1 else {
+            throw TLSError("cannot write \(path)")
+        }
     }
 
     private func write(certificate: OpaquePointer, to path: String) throws {
@@ -145,9 +163,13 @@ public struct DevelopmentPKI: Sendable {
     }
 
     private func readKey(_ path: String) throws -> OpaquePointer {
-        guard let bio = BIO_new_file(path, "r") else { throw TLSError("cannot read \(path) (the CA key is needed to issue more certificates)") }
+        guard let bio = BIO_new_file(path, "r") else {
+            throw TLSError("cannot read \(path) (the CA key is needed to issue more certificates)")
+        }
         defer { BIO_free(bio) }
-        guard let k = PEM_read_bio_PrivateKey(bio, nil, nil, nil) else { throw TLSError("\(path) holds no private key") }
+        guard let k = PEM_read_bio_PrivateKey(bio, nil, nil, nil) else {
+            throw TLSError("\(path) holds no private key")
+        }
         return k
     }
 }

@@ -18,9 +18,10 @@ public struct TLSConfiguration: Sendable {
     /// gateway's front door. Mesh servers require `h2`.
     public var allowsHTTP1: Bool = false
 
-    public init(certificateChainFile: String? = nil, privateKeyFile: String? = nil, trustRootsFile: String? = nil,
-                requireClientCertificate: Bool = true, expectedServerIdentity: String? = nil, serverHostname: String? = nil)
-    {
+    public init(
+        certificateChainFile: String? = nil, privateKeyFile: String? = nil, trustRootsFile: String? = nil,
+        requireClientCertificate: Bool = true, expectedServerIdentity: String? = nil, serverHostname: String? = nil
+    ) {
         self.certificateChainFile = certificateChainFile
         self.privateKeyFile = privateKeyFile
         self.trustRootsFile = trustRootsFile
@@ -34,14 +35,16 @@ public struct TLSConfiguration: Sendable {
     /// A public-facing server: this certificate, no client certificate asked for, `h2` or
     /// `http/1.1` by ALPN.
     public static func edge(certificateChainFile: String, privateKeyFile: String) -> TLSConfiguration {
-        var c = TLSConfiguration(certificateChainFile: certificateChainFile, privateKeyFile: privateKeyFile, requireClientCertificate: false)
+        var c = TLSConfiguration(
+            certificateChainFile: certificateChainFile, privateKeyFile: privateKeyFile, requireClientCertificate: false)
         c.allowsHTTP1 = true
         return c
     }
 
     public static func mesh(directory: String, service: String) -> TLSConfiguration {
-        TLSConfiguration(certificateChainFile: "\(directory)/\(service).pem", privateKeyFile: "\(directory)/\(service)-key.pem",
-                         trustRootsFile: "\(directory)/ca.pem")
+        TLSConfiguration(
+            certificateChainFile: "\(directory)/\(service).pem", privateKeyFile: "\(directory)/\(service)-key.pem",
+            trustRootsFile: "\(directory)/ca.pem")
     }
 }
 

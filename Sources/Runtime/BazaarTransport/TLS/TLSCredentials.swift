@@ -85,8 +85,9 @@ public final class TLSCredentials: Sendable {
         [c.certificateChainFile, c.privateKeyFile, c.trustRootsFile].map { path in
             var st = stat()
             guard let path, stat(path, &st) == 0 else { return FileStamp() }
-            return FileStamp(device: UInt64(st.st_dev), inode: UInt64(st.st_ino), size: Int64(st.st_size),
-                             seconds: st.st_mtim.tv_sec, nanoseconds: st.st_mtim.tv_nsec)
+            return FileStamp(
+                device: UInt64(st.st_dev), inode: UInt64(st.st_ino), size: Int64(st.st_size),
+                seconds: st.st_mtim.tv_sec, nanoseconds: st.st_mtim.tv_nsec)
         }
     }
 }
@@ -128,7 +129,9 @@ final class TLSReloadWatcher: @unchecked Sendable {
         let role = credentials.isServer ? "server" : "client"
         switch credentials.reload(force: force) {
         case .unchanged: break
-        case .reloaded: diagnostic("tls: reloaded the \(role) certificate from \(credentials.configuration.certificateChainFile ?? "-")")
+        case .reloaded:
+            diagnostic(
+                "tls: reloaded the \(role) certificate from \(credentials.configuration.certificateChainFile ?? "-")")
         case .failed(let why): diagnostic("tls: kept the previous \(role) certificate: \(why)")
         }
     }

@@ -43,7 +43,9 @@ final class TLSEngine {
                 let isIP = host.contains(":") || host.allSatisfy { $0.isNumber || $0 == "." }
                 if isIP {
                     // SNI never carries an address; the certificate's IP SANs are checked instead.
-                    if config.expectedServerIdentity == nil { _ = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host) }
+                    if config.expectedServerIdentity == nil {
+                        _ = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host)
+                    }
                 } else {
                     _ = bazaar_ssl_set_tlsext_host_name(ssl, host)
                     if config.expectedServerIdentity == nil { _ = SSL_set1_host(ssl, host) }
@@ -151,9 +153,13 @@ final class TLSEngine {
         var proto: UnsafePointer<UInt8>?
         var len: UInt32 = 0
         SSL_get0_alpn_selected(ssl, &proto, &len)
-        if let proto, len > 0 { negotiatedProtocol = String(decoding: UnsafeBufferPointer(start: proto, count: Int(len)), as: UTF8.self) }
+        if let proto, len > 0 {
+            negotiatedProtocol = String(decoding: UnsafeBufferPointer(start: proto, count: Int(len)), as: UTF8.self)
+        }
         let isH2 = len == 2 && proto?[0] == 0x68 && proto?[1] == 0x32
-        guard isH2 || (context.isServer && context.configuration.allowsHTTP1) else { return "peer did not negotiate ALPN h2" }
+        guard isH2 || (context.isServer && context.configuration.allowsHTTP1) else {
+            return "peer did not negotiate ALPN h2"
+        }
         if let cert = SSL_get1_peer_certificate(ssl) {
             peerIdentity = spiffeIdentity(of: cert)
             X509_free(cert)

@@ -25,7 +25,8 @@ public indirect enum JSONValue: Sendable, Equatable {
         case (.double(let x), .double(let y)): x == y || (x.isNaN && y.isNaN)
         case (.string(let x), .string(let y)): x == y
         case (.array(let x), .array(let y)): x == y
-        case (.object(let x), .object(let y)): x.count == y.count && zip(x, y).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 }
+        case (.object(let x), .object(let y)):
+            x.count == y.count && zip(x, y).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 }
         default: false
         }
     }
@@ -98,14 +99,17 @@ extension JSONValue: Decodable {
     /// that says where. Before the parser builds anything, one pass over the bytes refuses texts
     /// nested deeper than `maxDepth` or holding more than `maxElements` values: a megabyte of
     /// `[[[[...` or of `0,0,0,...` must cost the loop a scan, not a tree of a million nodes.
-    public static func parse(_ bytes: [UInt8], maxDepth: Int = defaultMaxDepth,
-                             maxElements: Int = defaultMaxElements) throws(JSONMappingError) -> JSONValue
-    {
+    public static func parse(
+        _ bytes: [UInt8], maxDepth: Int = defaultMaxDepth,
+        maxElements: Int = defaultMaxElements
+    ) throws(JSONMappingError) -> JSONValue {
         try checkShape(bytes, maxDepth: maxDepth, maxElements: maxElements)
         do {
             return try JSONDecoder().decode(JSONValue.self, from: Data(bytes))
         } catch let DecodingError.dataCorrupted(context) {
-            let detail = (context.underlyingError as? NSError)?.userInfo[NSDebugDescriptionErrorKey] as? String ?? context.debugDescription
+            let detail =
+                (context.underlyingError as? NSError)?.userInfo[NSDebugDescriptionErrorKey] as? String
+                ?? context.debugDescription
             throw JSONMappingError("malformed JSON: \(detail)")
         } catch {
             throw JSONMappingError("malformed JSON")
@@ -116,10 +120,19 @@ extension JSONValue: Decodable {
 extension JSONValue {
     /// Counts brackets and separators outside strings (the parser proper checks everything else).
     static func checkShape(_ bytes: [UInt8], maxDepth: Int, maxElements: Int) throws(JSONMappingError) {
-        var depth = 0, elements = 0, inString = false, escaped = false
+        var depth = 0
+        var elements = 0
+        var inString = false
+        var escaped = false
         for b in bytes {
             if inString {
-                if escaped { escaped = false } else if b == UInt8(ascii: "\\") { escaped = true } else if b == UInt8(ascii: "\"") { inString = false }
+                if escaped {
+                    escaped = false
+                } else if b == UInt8(ascii: "\\") {
+                    escaped = true
+                } else if b == UInt8(ascii: "\"") {
+                    inString = false
+                }
                 continue
             }
             switch b {
@@ -192,7 +205,10 @@ extension JSONValue {
             case 0x0D: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "r")])
             case 0x09: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "t")])
             case 0..<0x20, 0x7F:
-                out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"), hex[Int(b >> 4)], hex[Int(b & 15)]])
+                out.append(contentsOf: [
+                    UInt8(ascii: "\\"), UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"), hex[Int(b >> 4)],
+                    hex[Int(b & 15)],
+                ])
             default: out.append(b)
             }
         }

@@ -30,7 +30,9 @@ public enum ProtoJSON {
     // MARK: protobuf -> JSON
 
     /// The JSON form of the message `bytes` encode.
-    public static func encode(_ bytes: [UInt8], as descriptor: Descriptor, options: Options = Options()) throws(JSONMappingError) -> JSONValue {
+    public static func encode(_ bytes: [UInt8], as descriptor: Descriptor, options: Options = Options())
+        throws(JSONMappingError) -> JSONValue
+    {
         let arena = WireArena()
         let raw: UnsafeMutablePointer<ProtobufCMessage>? = bytes.withUnsafeBufferPointer { buffer in
             arena.withAllocator { protobuf_c_message_unpack(descriptor, $0, buffer.count, buffer.baseAddress) }
@@ -68,7 +70,10 @@ public enum ProtoJSON {
         var out = ""
         var upper = false
         for c in field {
-            if c == "_" { upper = true; continue }
+            if c == "_" {
+                upper = true
+                continue
+            }
             out.append(upper ? Character(c.uppercased()) : c)
             upper = false
         }
@@ -82,7 +87,8 @@ public enum ProtoJSON {
             && String(cString: f[0].name) == "key" && String(cString: f[1].name) == "value"
     }
 
-    static func value(of message: UnsafeRawPointer, _ d: Descriptor, _ o: Options) throws(JSONMappingError) -> JSONValue {
+    static func value(of message: UnsafeRawPointer, _ d: Descriptor, _ o: Options) throws(JSONMappingError) -> JSONValue
+    {
         if let wkt = try wellKnownToJSON(message, d, o) { return wkt }
         var members: [(String, JSONValue)] = []
         let names = names(d)
@@ -92,8 +98,9 @@ public enum ProtoJSON {
                 let count = message.load(fromByteOffset: Int(f.quantifier_offset), as: Int.self)
                 if count == 0 && !o.emitDefaults { continue }
                 let base = message.load(fromByteOffset: Int(f.offset), as: UnsafeRawPointer?.self)
-                if f.type == PROTOBUF_C_TYPE_MESSAGE, let entry = f.descriptor?.assumingMemoryBound(to: ProtobufCMessageDescriptor.self),
-                   isMapEntry(entry)
+                if f.type == PROTOBUF_C_TYPE_MESSAGE,
+                    let entry = f.descriptor?.assumingMemoryBound(to: ProtobufCMessageDescriptor.self),
+                    isMapEntry(entry)
                 {
                     var map: [(String, JSONValue)] = []
                     let ef = fields(entry)
@@ -131,7 +138,9 @@ public enum ProtoJSON {
                 if hasFlag(f) {
                     guard message.load(fromByteOffset: Int(f.quantifier_offset), as: Int32.self) != 0 else { continue }
                 } else {
-                    guard let p = at.load(as: UnsafeRawPointer?.self), p != UnsafeRawPointer(f.default_value) else { continue }
+                    guard let p = at.load(as: UnsafeRawPointer?.self), p != UnsafeRawPointer(f.default_value) else {
+                        continue
+                    }
                 }
                 members.append((key, try element(at, f, o)))
                 continue
@@ -158,8 +167,9 @@ public enum ProtoJSON {
 
     static func elementSize(_ f: ProtobufCFieldDescriptor) -> Int {
         switch f.type {
-        case PROTOBUF_C_TYPE_INT64, PROTOBUF_C_TYPE_SINT64, PROTOBUF_C_TYPE_SFIXED64, PROTOBUF_C_TYPE_UINT64, PROTOBUF_C_TYPE_FIXED64,
-             PROTOBUF_C_TYPE_DOUBLE, PROTOBUF_C_TYPE_STRING, PROTOBUF_C_TYPE_MESSAGE:
+        case PROTOBUF_C_TYPE_INT64, PROTOBUF_C_TYPE_SINT64, PROTOBUF_C_TYPE_SFIXED64, PROTOBUF_C_TYPE_UINT64,
+            PROTOBUF_C_TYPE_FIXED64,
+            PROTOBUF_C_TYPE_DOUBLE, PROTOBUF_C_TYPE_STRING, PROTOBUF_C_TYPE_MESSAGE:
             8
         case PROTOBUF_C_TYPE_BYTES: MemoryLayout<ProtobufCBinaryData>.stride
         default: 4
@@ -179,7 +189,9 @@ public enum ProtoJSON {
         }
     }
 
-    static func element(_ at: UnsafeRawPointer, _ f: ProtobufCFieldDescriptor, _ o: Options) throws(JSONMappingError) -> JSONValue {
+    static func element(_ at: UnsafeRawPointer, _ f: ProtobufCFieldDescriptor, _ o: Options) throws(JSONMappingError)
+        -> JSONValue
+    {
         switch f.type {
         case PROTOBUF_C_TYPE_MESSAGE:
             guard let m = at.load(as: UnsafeRawPointer?.self) else { return .null }
@@ -197,16 +209,21 @@ public enum ProtoJSON {
 
     static func scalar(_ at: UnsafeRawPointer, _ f: ProtobufCFieldDescriptor) -> JSONValue {
         switch f.type {
-        case PROTOBUF_C_TYPE_INT32, PROTOBUF_C_TYPE_SINT32, PROTOBUF_C_TYPE_SFIXED32, PROTOBUF_C_TYPE_ENUM: .integer(Int64(at.load(as: Int32.self)))
+        case PROTOBUF_C_TYPE_INT32, PROTOBUF_C_TYPE_SINT32, PROTOBUF_C_TYPE_SFIXED32, PROTOBUF_C_TYPE_ENUM:
+            .integer(Int64(at.load(as: Int32.self)))
         case PROTOBUF_C_TYPE_UINT32, PROTOBUF_C_TYPE_FIXED32: .integer(Int64(at.load(as: UInt32.self)))
-        case PROTOBUF_C_TYPE_INT64, PROTOBUF_C_TYPE_SINT64, PROTOBUF_C_TYPE_SFIXED64: .string(String(at.load(as: Int64.self)))
+        case PROTOBUF_C_TYPE_INT64, PROTOBUF_C_TYPE_SINT64, PROTOBUF_C_TYPE_SFIXED64:
+            .string(String(at.load(as: Int64.self)))
         case PROTOBUF_C_TYPE_UINT64, PROTOBUF_C_TYPE_FIXED64: .string(String(at.load(as: UInt64.self)))
         case PROTOBUF_C_TYPE_FLOAT: floating(Double(at.load(as: Float.self)), float: true)
         case PROTOBUF_C_TYPE_DOUBLE: floating(at.load(as: Double.self), float: false)
         case PROTOBUF_C_TYPE_BOOL: .bool(at.load(as: Int32.self) != 0)
         case PROTOBUF_C_TYPE_STRING: .string(at.load(as: UnsafePointer<CChar>?.self).map { String(cString: $0) } ?? "")
         case PROTOBUF_C_TYPE_BYTES:
-            { let b = at.load(as: ProtobufCBinaryData.self); return .string(Base64.encode(UnsafeBufferPointer(start: b.data, count: b.len))) }()
+            {
+                let b = at.load(as: ProtobufCBinaryData.self)
+                return .string(Base64.encode(UnsafeBufferPointer(start: b.data, count: b.len)))
+            }()
         default: .null
         }
     }
@@ -222,7 +239,9 @@ public enum ProtoJSON {
     // MARK: JSON -> protobuf
 
     /// The wire encoding of the message `json` describes.
-    public static func decode(_ json: JSONValue, as descriptor: Descriptor, options: Options = Options()) throws(JSONMappingError) -> [UInt8] {
+    public static func decode(_ json: JSONValue, as descriptor: Descriptor, options: Options = Options())
+        throws(JSONMappingError) -> [UInt8]
+    {
         let arena = WireArena()
         let message = try build(json, descriptor, arena, options, path: "", depth: 0)
         return pack(message)
@@ -264,7 +283,8 @@ public enum ProtoJSON {
             var d = descriptor
             for (n, segment) in path.enumerated() {
                 guard let f = ProtoJSON.field(named: segment, in: d) else {
-                    throw JSONMappingError("\(path.prefix(n + 1).joined(separator: ".")): no such field in \(ProtoJSON.name(d))")
+                    throw JSONMappingError(
+                        "\(path.prefix(n + 1).joined(separator: ".")): no such field in \(ProtoJSON.name(d))")
                 }
                 let dotted = path.prefix(n + 1).joined(separator: ".")
                 if n == path.count - 1 {
@@ -276,7 +296,8 @@ public enum ProtoJSON {
                     return
                 }
                 guard f.type == PROTOBUF_C_TYPE_MESSAGE, f.label != PROTOBUF_C_LABEL_REPEATED else {
-                    throw JSONMappingError("\(dotted): not a message field, cannot hold \(path[(n + 1)...].joined(separator: "."))")
+                    throw JSONMappingError(
+                        "\(dotted): not a message field, cannot hold \(path[(n + 1)...].joined(separator: "."))")
                 }
                 let sub = f.descriptor!.assumingMemoryBound(to: ProtobufCMessageDescriptor.self)
                 let slot = message.advanced(by: Int(f.offset))
@@ -290,11 +311,15 @@ public enum ProtoJSON {
         }
 
         /// The field a dotted path names, for checking routes against messages.
-        public static func fieldType(path: [String], in descriptor: Descriptor) -> (type: ProtobufCType, repeated: Bool, message: String?)? {
+        public static func fieldType(path: [String], in descriptor: Descriptor) -> (
+            type: ProtobufCType, repeated: Bool, message: String?
+        )? {
             var d = descriptor
             for (n, segment) in path.enumerated() {
                 guard let f = ProtoJSON.field(named: segment, in: d) else { return nil }
-                let sub = f.type == PROTOBUF_C_TYPE_MESSAGE ? f.descriptor!.assumingMemoryBound(to: ProtobufCMessageDescriptor.self) : nil
+                let sub =
+                    f.type == PROTOBUF_C_TYPE_MESSAGE
+                    ? f.descriptor!.assumingMemoryBound(to: ProtobufCMessageDescriptor.self) : nil
                 if n == path.count - 1 {
                     return (f.type, f.label == PROTOBUF_C_LABEL_REPEATED, sub.map(ProtoJSON.name))
                 }
@@ -314,17 +339,25 @@ public enum ProtoJSON {
         return nil
     }
 
-    static func build(_ json: JSONValue, _ d: Descriptor, _ arena: WireArena, _ o: Options, path: String, depth: Int) throws(JSONMappingError) -> UnsafeMutableRawPointer {
-        guard depth <= o.maxDepth else { throw JSONMappingError("\(path.isEmpty ? "the body" : path): nested deeper than \(o.maxDepth) levels") }
+    static func build(_ json: JSONValue, _ d: Descriptor, _ arena: WireArena, _ o: Options, path: String, depth: Int)
+        throws(JSONMappingError) -> UnsafeMutableRawPointer
+    {
+        guard depth <= o.maxDepth else {
+            throw JSONMappingError("\(path.isEmpty ? "the body" : path): nested deeper than \(o.maxDepth) levels")
+        }
         let m = arena.newMessage(d)
         try fill(m, json, d, arena, o, path: path, depth: depth)
         return m
     }
 
-    static func fill(_ m: UnsafeMutableRawPointer, _ json: JSONValue, _ d: Descriptor, _ arena: WireArena, _ o: Options, path: String, depth: Int) throws(JSONMappingError) {
+    static func fill(
+        _ m: UnsafeMutableRawPointer, _ json: JSONValue, _ d: Descriptor, _ arena: WireArena, _ o: Options,
+        path: String, depth: Int
+    ) throws(JSONMappingError) {
         if try wellKnownFromJSON(m, json, d, arena, o, path: path, depth: depth) { return }
         guard case .object(let members) = json else {
-            throw JSONMappingError("\(path.isEmpty ? "the body" : path): expected an object for \(name(d)), got \(json.kind)")
+            throw JSONMappingError(
+                "\(path.isEmpty ? "the body" : path): expected an object for \(name(d)), got \(json.kind)")
         }
         for (key, value) in members {
             let fieldPath = path.isEmpty ? key : "\(path).\(key)"
@@ -332,18 +365,29 @@ public enum ProtoJSON {
                 if o.ignoreUnknownFields { continue }
                 throw JSONMappingError("\(fieldPath): unknown field of \(name(d))")
             }
-            if case .null = value, !(f.type == PROTOBUF_C_TYPE_MESSAGE && name(f.descriptor!.assumingMemoryBound(to: ProtobufCMessageDescriptor.self)) == "google.protobuf.Value") {
+            if case .null = value,
+                !(f.type == PROTOBUF_C_TYPE_MESSAGE
+                    && name(f.descriptor!.assumingMemoryBound(to: ProtobufCMessageDescriptor.self))
+                        == "google.protobuf.Value")
+            {
                 continue  // null means "the default"
             }
             if f.label == PROTOBUF_C_LABEL_REPEATED {
-                if f.type == PROTOBUF_C_TYPE_MESSAGE, let entry = f.descriptor?.assumingMemoryBound(to: ProtobufCMessageDescriptor.self), isMapEntry(entry) {
-                    guard case .object(let pairs) = value else { throw JSONMappingError("\(fieldPath): expected an object (a map), got \(value.kind)") }
+                if f.type == PROTOBUF_C_TYPE_MESSAGE,
+                    let entry = f.descriptor?.assumingMemoryBound(to: ProtobufCMessageDescriptor.self),
+                    isMapEntry(entry)
+                {
+                    guard case .object(let pairs) = value else {
+                        throw JSONMappingError("\(fieldPath): expected an object (a map), got \(value.kind)")
+                    }
                     var entries: [JSONValue] = []
                     for (k, v) in pairs { entries.append(.object([("key", .string(k)), ("value", v)])) }
                     try append(m, f, entries, arena, o, path: fieldPath, depth: depth, mapKeysAreStrings: true)
                     continue
                 }
-                guard case .array(let items) = value else { throw JSONMappingError("\(fieldPath): expected an array, got \(value.kind)") }
+                guard case .array(let items) = value else {
+                    throw JSONMappingError("\(fieldPath): expected an array, got \(value.kind)")
+                }
                 try append(m, f, items, arena, o, path: fieldPath, depth: depth)
                 continue
             }
@@ -359,16 +403,20 @@ public enum ProtoJSON {
         }
     }
 
-    static func setSingle(_ m: UnsafeMutableRawPointer, _ f: ProtobufCFieldDescriptor, _ value: JSONValue, _ arena: WireArena, _ o: Options,
-                          path: String, depth: Int) throws(JSONMappingError)
-    {
+    static func setSingle(
+        _ m: UnsafeMutableRawPointer, _ f: ProtobufCFieldDescriptor, _ value: JSONValue, _ arena: WireArena,
+        _ o: Options,
+        path: String, depth: Int
+    ) throws(JSONMappingError) {
         try store(value, at: m.advanced(by: Int(f.offset)), f, arena, o, path: path, depth: depth)
         markOneof(m, f)
     }
 
-    static func append(_ m: UnsafeMutableRawPointer, _ f: ProtobufCFieldDescriptor, _ items: [JSONValue], _ arena: WireArena, _ o: Options,
-                       path: String, depth: Int, mapKeysAreStrings: Bool = false) throws(JSONMappingError)
-    {
+    static func append(
+        _ m: UnsafeMutableRawPointer, _ f: ProtobufCFieldDescriptor, _ items: [JSONValue], _ arena: WireArena,
+        _ o: Options,
+        path: String, depth: Int, mapKeysAreStrings: Bool = false
+    ) throws(JSONMappingError) {
         let size = elementSize(f)
         let old = m.load(fromByteOffset: Int(f.quantifier_offset), as: Int.self)
         let total = old + items.count
@@ -385,13 +433,19 @@ public enum ProtoJSON {
                 let e = arena.newMessage(entry)
                 let ef = fields(entry)
                 guard case .string(let keyText) = item["key"] else { continue }
-                let keyValue: JSONValue = ef[0].type == PROTOBUF_C_TYPE_STRING ? .string(keyText)
+                let keyValue: JSONValue =
+                    ef[0].type == PROTOBUF_C_TYPE_STRING
+                    ? .string(keyText)
                     : ef[0].type == PROTOBUF_C_TYPE_BOOL ? .bool(keyText == "true") : .string(keyText)
                 if ef[0].type == PROTOBUF_C_TYPE_BOOL, keyText != "true", keyText != "false" {
                     throw JSONMappingError("\(path): map key \(keyText) is not a boolean")
                 }
-                try store(keyValue, at: e.advanced(by: Int(ef[0].offset)), ef[0], arena, o, path: "\(path).\(keyText)", depth: depth + 1)
-                try store(item["value"] ?? .null, at: e.advanced(by: Int(ef[1].offset)), ef[1], arena, o, path: "\(path).\(keyText)", depth: depth + 1)
+                try store(
+                    keyValue, at: e.advanced(by: Int(ef[0].offset)), ef[0], arena, o, path: "\(path).\(keyText)",
+                    depth: depth + 1)
+                try store(
+                    item["value"] ?? .null, at: e.advanced(by: Int(ef[1].offset)), ef[1], arena, o,
+                    path: "\(path).\(keyText)", depth: depth + 1)
                 at.storeBytes(of: e, as: UnsafeMutableRawPointer.self)
             } else {
                 try store(item, at: at, f, arena, o, path: "\(path)[\(old + i)]", depth: depth)
@@ -401,10 +455,14 @@ public enum ProtoJSON {
         m.storeBytes(of: storage, toByteOffset: Int(f.offset), as: UnsafeMutableRawPointer.self)
     }
 
-    static func store(_ v: JSONValue, at p: UnsafeMutableRawPointer, _ f: ProtobufCFieldDescriptor, _ arena: WireArena, _ o: Options,
-                      path: String, depth: Int) throws(JSONMappingError)
-    {
-        func fail(_ what: String) -> JSONMappingError { JSONMappingError("\(path): expected \(what), got \(v.kind == "a string" ? "\"\(v.stringValue ?? "")\"" : v.kind)") }
+    static func store(
+        _ v: JSONValue, at p: UnsafeMutableRawPointer, _ f: ProtobufCFieldDescriptor, _ arena: WireArena, _ o: Options,
+        path: String, depth: Int
+    ) throws(JSONMappingError) {
+        func fail(_ what: String) -> JSONMappingError {
+            JSONMappingError(
+                "\(path): expected \(what), got \(v.kind == "a string" ? "\"\(v.stringValue ?? "")\"" : v.kind)")
+        }
         switch f.type {
         case PROTOBUF_C_TYPE_INT32, PROTOBUF_C_TYPE_SINT32, PROTOBUF_C_TYPE_SFIXED32:
             guard let n = integer(v), let x = Int32(exactly: n) else { throw fail("a 32-bit integer") }
@@ -413,13 +471,17 @@ public enum ProtoJSON {
             guard let n = integer(v), let x = UInt32(exactly: n) else { throw fail("an unsigned 32-bit integer") }
             p.storeBytes(of: x, as: UInt32.self)
         case PROTOBUF_C_TYPE_INT64, PROTOBUF_C_TYPE_SINT64, PROTOBUF_C_TYPE_SFIXED64:
-            guard let n = integer(v), let x = Int64(exactly: n) else { throw fail("a 64-bit integer (a string or a number)") }
+            guard let n = integer(v), let x = Int64(exactly: n) else {
+                throw fail("a 64-bit integer (a string or a number)")
+            }
             p.storeBytes(of: x, as: Int64.self)
         case PROTOBUF_C_TYPE_UINT64, PROTOBUF_C_TYPE_FIXED64:
             guard let x = unsigned(v) else { throw fail("an unsigned 64-bit integer (a string or a number)") }
             p.storeBytes(of: x, as: UInt64.self)
         case PROTOBUF_C_TYPE_FLOAT:
-            guard let d = floating(v), d.isNaN || d.isInfinite || abs(d) <= Double(Float.greatestFiniteMagnitude) else { throw fail("a float") }
+            guard let d = floating(v), d.isNaN || d.isInfinite || abs(d) <= Double(Float.greatestFiniteMagnitude) else {
+                throw fail("a float")
+            }
             p.storeBytes(of: Float(d), as: Float.self)
         case PROTOBUF_C_TYPE_DOUBLE:
             guard let d = floating(v) else { throw fail("a number") }
@@ -429,14 +491,19 @@ public enum ProtoJSON {
             p.storeBytes(of: Int32(b ? 1 : 0), as: Int32.self)
         case PROTOBUF_C_TYPE_STRING:
             guard case .string(let s) = v else { throw fail("a string") }
-            guard let c = try? arena.cString(s) else { throw JSONMappingError("\(path): strings cannot contain U+0000") }
+            guard let c = try? arena.cString(s) else {
+                throw JSONMappingError("\(path): strings cannot contain U+0000")
+            }
             p.storeBytes(of: UnsafePointer(c), as: UnsafePointer<CChar>.self)
         case PROTOBUF_C_TYPE_BYTES:
             guard case .string(let s) = v, let data = Base64.decode(s) else { throw fail("base64") }
             p.storeBytes(of: arena.binary(data), as: ProtobufCBinaryData.self)
         case PROTOBUF_C_TYPE_ENUM:
             let e = f.descriptor!.assumingMemoryBound(to: ProtobufCEnumDescriptor.self)
-            if String(cString: e.pointee.name) == "google.protobuf.NullValue" { p.storeBytes(of: Int32(0), as: Int32.self); return }
+            if String(cString: e.pointee.name) == "google.protobuf.NullValue" {
+                p.storeBytes(of: Int32(0), as: Int32.self)
+                return
+            }
             switch v {
             case .string(let s):
                 guard let value = protobuf_c_enum_descriptor_get_value_by_name(e, s) else {
@@ -460,7 +527,9 @@ public enum ProtoJSON {
         switch v {
         case .integer(let i): return i
         case .double(let d): return d == d.rounded() && abs(d) < 9.2e18 ? Int64(d) : nil
-        case .string(let s): return Int64(s.trimmingCharacters(in: .whitespaces)) ?? Double(s).flatMap { $0 == $0.rounded() && abs($0) < 9.2e18 ? Int64($0) : nil }
+        case .string(let s):
+            return Int64(s.trimmingCharacters(in: .whitespaces))
+                ?? Double(s).flatMap { $0 == $0.rounded() && abs($0) < 9.2e18 ? Int64($0) : nil }
         default: return nil
         }
     }

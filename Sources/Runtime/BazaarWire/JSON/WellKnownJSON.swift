@@ -1,14 +1,17 @@
 import CBazaarProtobufC
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The well-known types' special JSON forms (proto3 JSON mapping), recognised by message name.
 extension ProtoJSON {
     static let wrappers: Set<String> = [
-        "google.protobuf.DoubleValue", "google.protobuf.FloatValue", "google.protobuf.Int64Value", "google.protobuf.UInt64Value",
-        "google.protobuf.Int32Value", "google.protobuf.UInt32Value", "google.protobuf.BoolValue", "google.protobuf.StringValue",
+        "google.protobuf.DoubleValue", "google.protobuf.FloatValue", "google.protobuf.Int64Value",
+        "google.protobuf.UInt64Value",
+        "google.protobuf.Int32Value", "google.protobuf.UInt32Value", "google.protobuf.BoolValue",
+        "google.protobuf.StringValue",
         "google.protobuf.BytesValue",
     ]
 
@@ -21,7 +24,9 @@ extension ProtoJSON {
     }
 
     /// The special JSON form of a well-known type; `nil` for other messages.
-    static func wellKnownToJSON(_ m: UnsafeRawPointer, _ d: Descriptor, _ o: Options) throws(JSONMappingError) -> JSONValue? {
+    static func wellKnownToJSON(_ m: UnsafeRawPointer, _ d: Descriptor, _ o: Options) throws(JSONMappingError)
+        -> JSONValue?
+    {
         let type = name(d)
         guard type.hasPrefix("google.protobuf.") else { return nil }
         switch type {
@@ -33,7 +38,9 @@ extension ProtoJSON {
             let f = fields(d)[0]
             let count = m.load(fromByteOffset: Int(f.quantifier_offset), as: Int.self)
             let base = m.load(fromByteOffset: Int(f.offset), as: UnsafePointer<UnsafePointer<CChar>>?.self)
-            let paths = (0..<count).map { String(cString: base![$0]) }.map { $0.split(separator: ".").map { jsonName(String($0)) }.joined(separator: ".") }
+            let paths = (0..<count).map { String(cString: base![$0]) }.map {
+                $0.split(separator: ".").map { jsonName(String($0)) }.joined(separator: ".")
+            }
             return .string(paths.joined(separator: ","))
         case "google.protobuf.Struct":
             var plain = o
@@ -52,7 +59,9 @@ extension ProtoJSON {
     }
 
     /// The generic (field by field) JSON of a well-known message, for unwrapping.
-    private static func plainValue(_ m: UnsafeRawPointer, _ d: Descriptor, _ o: Options) throws(JSONMappingError) -> JSONValue {
+    private static func plainValue(_ m: UnsafeRawPointer, _ d: Descriptor, _ o: Options) throws(JSONMappingError)
+        -> JSONValue
+    {
         var members: [(String, JSONValue)] = []
         for f in fields(d) {
             let key = jsonName(String(cString: f.name))
@@ -66,7 +75,10 @@ extension ProtoJSON {
                     let ef = fields(sub)
                     for i in 0..<count {
                         let e = base!.load(fromByteOffset: i * 8, as: UnsafeRawPointer.self)
-                        let k = e.load(fromByteOffset: Int(ef[0].offset), as: UnsafePointer<CChar>?.self).map { String(cString: $0) } ?? ""
+                        let k =
+                            e.load(fromByteOffset: Int(ef[0].offset), as: UnsafePointer<CChar>?.self).map {
+                                String(cString: $0)
+                            } ?? ""
                         map.append((k, try element(e.advanced(by: Int(ef[1].offset)), ef[1], o)))
                     }
                     members.append((key, .object(map)))
@@ -78,7 +90,7 @@ extension ProtoJSON {
                 continue
             }
             if f.flags & UInt32(PROTOBUF_C_FIELD_FLAG_ONEOF.rawValue) != 0,
-               m.load(fromByteOffset: Int(f.quantifier_offset), as: UInt32.self) != f.id
+                m.load(fromByteOffset: Int(f.quantifier_offset), as: UInt32.self) != f.id
             {
                 continue
             }
@@ -88,9 +100,10 @@ extension ProtoJSON {
     }
 
     /// Fills a well-known message from its special JSON form; false for other messages.
-    static func wellKnownFromJSON(_ m: UnsafeMutableRawPointer, _ json: JSONValue, _ d: Descriptor, _ arena: WireArena, _ o: Options,
-                                  path: String, depth: Int) throws(JSONMappingError) -> Bool
-    {
+    static func wellKnownFromJSON(
+        _ m: UnsafeMutableRawPointer, _ json: JSONValue, _ d: Descriptor, _ arena: WireArena, _ o: Options,
+        path: String, depth: Int
+    ) throws(JSONMappingError) -> Bool {
         let type = name(d)
         guard type.hasPrefix("google.protobuf.") else { return false }
         let at = path.isEmpty ? "the body" : path
@@ -108,7 +121,9 @@ extension ProtoJSON {
             m.storeBytes(of: seconds, toByteOffset: Int(fields(d)[0].offset), as: Int64.self)
             m.storeBytes(of: nanos, toByteOffset: Int(fields(d)[1].offset), as: Int32.self)
         case "google.protobuf.FieldMask":
-            guard case .string(let s) = json else { throw JSONMappingError("\(at): expected a field mask such as \"name,price.amountMinor\"") }
+            guard case .string(let s) = json else {
+                throw JSONMappingError("\(at): expected a field mask such as \"name,price.amountMinor\"")
+            }
             let paths = s.split(separator: ",").map { path in
                 path.split(separator: ".").map { segment in
                     segment.reduce(into: "") { out, c in
@@ -141,17 +156,21 @@ extension ProtoJSON {
         return true
     }
 
-    static func fill(_ m: UnsafeMutableRawPointer, _ json: JSONValue, _ d: Descriptor, _ arena: WireArena, _ o: Options, path: String, depth: Int,
-                     generic: Bool) throws(JSONMappingError)
-    {
+    static func fill(
+        _ m: UnsafeMutableRawPointer, _ json: JSONValue, _ d: Descriptor, _ arena: WireArena, _ o: Options,
+        path: String, depth: Int,
+        generic: Bool
+    ) throws(JSONMappingError) {
         guard case .object(let members) = json else { return }
         for (key, value) in members {
             guard let f = field(named: key, in: d) else { continue }
             if f.label == PROTOBUF_C_LABEL_REPEATED {
                 let sub = f.descriptor!.assumingMemoryBound(to: ProtobufCMessageDescriptor.self)
                 if isMapEntry(sub), case .object(let pairs) = value {
-                    try append(m, f, pairs.map { .object([("key", .string($0.0)), ("value", $0.1)]) }, arena, o, path: path, depth: depth + 1,
-                               mapKeysAreStrings: true)
+                    try append(
+                        m, f, pairs.map { .object([("key", .string($0.0)), ("value", $0.1)]) }, arena, o, path: path,
+                        depth: depth + 1,
+                        mapKeysAreStrings: true)
                 } else if case .array(let items) = value {
                     try appendValues(m, f, items, arena, o, path: path, depth: depth + 1)
                 }
@@ -162,9 +181,11 @@ extension ProtoJSON {
     }
 
     /// ListValue items may be null (a Value), unlike ordinary list items.
-    static func appendValues(_ m: UnsafeMutableRawPointer, _ f: ProtobufCFieldDescriptor, _ items: [JSONValue], _ arena: WireArena, _ o: Options,
-                             path: String, depth: Int) throws(JSONMappingError)
-    {
+    static func appendValues(
+        _ m: UnsafeMutableRawPointer, _ f: ProtobufCFieldDescriptor, _ items: [JSONValue], _ arena: WireArena,
+        _ o: Options,
+        path: String, depth: Int
+    ) throws(JSONMappingError) {
         let sub = f.descriptor!.assumingMemoryBound(to: ProtobufCMessageDescriptor.self)
         let storage = arena.allocate(max(items.count, 1) * 8)
         for (i, item) in items.enumerated() {
@@ -210,8 +231,10 @@ extension ProtoJSON {
         var t = time_t(seconds)
         var tm = tm()
         gmtime_r(&t, &tm)
-        return digits(Int(tm.tm_year) + 1900, 4) + "-" + digits(Int(tm.tm_mon) + 1, 2) + "-" + digits(Int(tm.tm_mday), 2) + "T"
-            + digits(Int(tm.tm_hour), 2) + ":" + digits(Int(tm.tm_min), 2) + ":" + digits(Int(tm.tm_sec), 2) + fraction(nanos) + "Z"
+        return digits(Int(tm.tm_year) + 1900, 4) + "-" + digits(Int(tm.tm_mon) + 1, 2) + "-"
+            + digits(Int(tm.tm_mday), 2) + "T"
+            + digits(Int(tm.tm_hour), 2) + ":" + digits(Int(tm.tm_min), 2) + ":" + digits(Int(tm.tm_sec), 2)
+            + fraction(nanos) + "Z"
     }
 
     /// RFC 3339: `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`.
@@ -226,9 +249,11 @@ extension ProtoJSON {
             }
             return v
         }
-        guard b.count >= 20, let year = digits(0, 4), b[4] == 45, let month = digits(5, 2), b[7] == 45, let day = digits(8, 2),
-              b[10] == 84 || b[10] == 116, let hour = digits(11, 2), b[13] == 58, let minute = digits(14, 2), b[16] == 58,
-              let second = digits(17, 2), (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second < 60
+        guard b.count >= 20, let year = digits(0, 4), b[4] == 45, let month = digits(5, 2), b[7] == 45,
+            let day = digits(8, 2),
+            b[10] == 84 || b[10] == 116, let hour = digits(11, 2), b[13] == 58, let minute = digits(14, 2), b[16] == 58,
+            let second = digits(17, 2), (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60,
+            second < 60
         else { return nil }
         var i = 19
         var nanos = 0
@@ -248,7 +273,9 @@ extension ProtoJSON {
         guard i < b.count else { return nil }
         if b[i] == 90 || b[i] == 122 {
             i += 1
-        } else if b[i] == 43 || b[i] == 45, let oh = digits(i + 1, 2), i + 3 < b.count, b[i + 3] == 58, let om = digits(i + 4, 2), oh < 24, om < 60 {
+        } else if b[i] == 43 || b[i] == 45, let oh = digits(i + 1, 2), i + 3 < b.count, b[i + 3] == 58,
+            let om = digits(i + 4, 2), oh < 24, om < 60
+        {
             offset = (oh * 60 + om) * 60 * (b[i] == 43 ? 1 : -1)
             i += 6
         } else {
@@ -272,7 +299,9 @@ extension ProtoJSON {
     }
 
     public static func durationText(seconds: Int64, nanos: Int32) throws(JSONMappingError) -> String {
-        guard abs(seconds) <= 315_576_000_000, abs(nanos) < 1_000_000_000, seconds == 0 || nanos == 0 || (seconds < 0) == (nanos < 0) else {
+        guard abs(seconds) <= 315_576_000_000, abs(nanos) < 1_000_000_000,
+            seconds == 0 || nanos == 0 || (seconds < 0) == (nanos < 0)
+        else {
             throw JSONMappingError("duration out of range")
         }
         let negative = seconds < 0 || nanos < 0
@@ -285,13 +314,15 @@ extension ProtoJSON {
         let negative = body.hasPrefix("-")
         if negative { body = body.dropFirst() }
         let parts = body.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count <= 2, let whole = parts.first, !whole.isEmpty, whole.allSatisfy(\.isASCII), whole.allSatisfy(\.isNumber),
-              let seconds = Int64(whole), seconds <= 315_576_000_000
+        guard parts.count <= 2, let whole = parts.first, !whole.isEmpty, whole.allSatisfy(\.isASCII),
+            whole.allSatisfy(\.isNumber),
+            let seconds = Int64(whole), seconds <= 315_576_000_000
         else { return nil }
         var nanos: Int64 = 0
         if parts.count == 2 {
             let frac = parts[1]
-            guard !frac.isEmpty, frac.count <= 9, frac.allSatisfy({ $0.isASCII && $0.isNumber }), let f = Int64(frac) else { return nil }
+            guard !frac.isEmpty, frac.count <= 9, frac.allSatisfy({ $0.isASCII && $0.isNumber }), let f = Int64(frac)
+            else { return nil }
             nanos = f
             for _ in frac.count..<9 { nanos *= 10 }
         }

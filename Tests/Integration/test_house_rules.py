@@ -1,4 +1,5 @@
-"""scripts/check-layers.py: the import rules of Sources/' layers hold, and a bad import is caught."""
+"""House rules checked in `make test`: the import rules of Sources/' layers (scripts/check-layers.py,
+with planted bad imports caught) and the code style (`swift format lint` over hand-written code)."""
 import pathlib
 import shutil
 import subprocess
@@ -36,3 +37,8 @@ def test_planted_bad_imports_are_caught(tmp_path):
     for path, (_, message) in planted.items():
         assert f"{path}:2: {message}" in p.stdout, p.stdout
     assert p.stdout.count("\n") == len(planted), p.stdout
+
+
+def test_hand_written_swift_follows_the_style():
+    p = subprocess.run(["bash", str(ROOT / "scripts" / "lint.sh")], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-2000:]
