@@ -5,6 +5,9 @@
 # wrk at half the gateway's peak rate (a Lua delay per connection) for the p99 latency.
 #
 #   scripts/bench-gateway.sh            ROUNDS=3 SECONDS_PER_RUN=10
+#   OLD=path/to/older/bazaar scripts/bench-gateway.sh
+#                                       A/B: in each round the same route through this build's
+#                                       gateway and through OLD's, against the same catalog service
 #
 # Release binaries; a throwaway PostgreSQL; the mesh in plaintext (h2load has no client
 # certificates), so both paths skip TLS alike.
@@ -40,8 +43,14 @@ pids+=($!)
 for _ in $(seq 200); do grep -q "listening on" "$work/catalog.log" && break; sleep 0.05; done
 "$B" gateway --port "$gw_port" > "$work/gateway.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 200); do grep -q "listening on" "$work/gateway.log" && break; sleep 0.05; done
-sleep 0.5  # the gateway's first connection and health answer
+# Ready when the route answers: the gateway has connected and read the catalog's schema.
+for _ in $(seq 600); do curl -sf "http://127.0.0.1:$gw_port/v1/products?page.pageSize=1" > /dev/null && break; sleep 0.05; done
+if [ -n "${OLD:-}" ]; then
+  old_port=$(free_port)
+  "$OLD" gateway --port "$old_port" > "$work/gateway-old.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 600); do curl -sf "http://127.0.0.1:$old_port/v1/products?page.pageSize=1" > /dev/null && break; sleep 0.05; done
+fi
 listing=$(curl -s "http://127.0.0.1:$gw_port/v1/products?page.pageSize=1")
 id=$(echo "$listing" | python3 -c 'import json,sys; print(json.load(sys.stdin)["products"][0]["id"])') || { echo "bench-gateway: no product through the gateway: $listing"; cat "$work/gateway.log"; exit 1; }
 # The gRPC request: a 5-byte prefix and GetProductRequest{id} (field 1, length-delimited).
@@ -58,16 +67,29 @@ direct() {
     "http://127.0.0.1:$catalog_port/shop.v1.CatalogService/GetProduct" 2> /dev/null \
     | awk '/^finished in/ {gsub(",", "", $4); print $4} /^requests:/ {fail=$10} END {if (fail > 0) print "FAILED " fail > "/dev/stderr"}'
 }
-gateway() {
-  wrk -t 2 -c 32 -d "${T}s" "$url" 2>&1 | awk '/Requests\/sec/ {print $2} /Non-2xx/ {print "NON-2XX " $4 > "/dev/stderr"}'
+gateway() {  # gateway [URL]
+  wrk -t 2 -c 32 -d "${T}s" "${1:-$url}" 2>&1 | awk '/Requests\/sec/ {print $2} /Non-2xx/ {print "NON-2XX " $4 > "/dev/stderr"}'
 }
-ds=(); gs=()
+ds=(); gs=(); os=()
 for r in $(seq "$ROUNDS"); do
   d=$(direct); g=$(gateway)
   kill -0 "${pids[1]}" 2> /dev/null || { echo "bench-gateway: the gateway died:"; tail -20 "$work/gateway.log"; exit 1; }
   ds+=("$d"); gs+=("$g")
-  echo "bench-gateway: round $r: direct gRPC $d req/s, through the gateway $g req/s"
+  if [ -n "${OLD:-}" ]; then
+    o=$(gateway "http://127.0.0.1:$old_port/v1/products/$id"); os+=("$o")
+    echo "bench-gateway: round $r: direct gRPC $d req/s, through the gateway $g req/s, through OLD's gateway $o req/s"
+  else
+    echo "bench-gateway: round $r: direct gRPC $d req/s, through the gateway $g req/s"
+  fi
 done
+if [ -n "${OLD:-}" ]; then
+  python3 - "${gs[*]}" "${os[*]}" <<'PY'
+import statistics, sys
+g = [float(x) for x in sys.argv[1].split()]
+o = [float(x) for x in sys.argv[2].split()]
+print(f"RESULT new_gateway_median={statistics.median(g):.0f} old_gateway_median={statistics.median(o):.0f} new/old={statistics.median(g) / statistics.median(o):.3f}")
+PY
+fi
 python3 - "${ds[*]}" "${gs[*]}" <<'PY'
 import statistics, sys
 d = [float(x) for x in sys.argv[1].split()]

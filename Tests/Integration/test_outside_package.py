@@ -160,3 +160,44 @@ def test_a_service_of_its_own_on_the_mesh_and_at_the_edge(hello_package, shop, p
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_a_service_without_reflection_publishes_through_a_descriptor_set(hello_package, shop):
+    """BAZAAR_<NAME>_DESCRIPTORS: the fallback for services that do not serve reflection."""
+    package, _ = hello_package
+    subprocess.run([binary("bazaar"), "certs", "--dir", str(shop.certs), "hello"], check=True, capture_output=True)
+    descriptors = shop.dir / "hello.pb"
+    subprocess.run([binary("bazaar-codegen"), "-I", str(package / "proto"), "-I", str(ROOT / "proto"), "-I", "/usr/include",
+                    "--descriptor_set_out", str(descriptors), "hello/v1/greeter.proto"], check=True, capture_output=True)
+    port = free_port()
+    log = shop.dir / "hello-noreflection.log"
+    env = {**os.environ, "BAZAAR_TLS_DIR": str(shop.certs), "BAZAAR_PORT": str(port), "BAZAAR_REFLECTION": "false"}
+    proc = subprocess.Popen([str(package / ".build/debug/hello")], env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 60
+        while "listening on" not in log.read_text():
+            assert proc.poll() is None and time.time() < deadline, log.read_text()
+            time.sleep(0.05)
+        p = subprocess.run([binary("bazaar"), "call", f"127.0.0.1:{port}", "list"], env={**os.environ, "BAZAAR_TLS_DIR": str(shop.certs)},
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode == 1 and "UNIMPLEMENTED" in p.stderr, "reflection is off"
+        target = {"BAZAAR_UPSTREAMS": "hello", "BAZAAR_HELLO_TARGET": f"127.0.0.1:{port}"}
+        gateway = shop.start_gateway("gateway-descriptors", env={**target, "BAZAAR_HELLO_DESCRIPTORS": str(descriptors)}, schemas=["hello"])
+        status, _, body = http(gateway, "GET", "/v1/greetings/Zo")
+        assert status == 200 and body["text"] == "Hello, Zo!", body
+        # Without the file, the schema cannot be read, and says so; no route appears.
+        blind = shop.start_gateway("gateway-blind", env=target, schemas=[])
+        deadline = time.time() + 60
+        while "cannot read the upstream's schema" not in shop.log("gateway-blind"):
+            assert time.time() < deadline, shop.log("gateway-blind")[-2000:]
+            time.sleep(0.05)
+        assert http(blind, "GET", "/v1/greetings/Zo")[0] == 404
+        # A descriptor file that is not one is refused at startup, naming the variable.
+        bad = shop.dir / "bad.pb"
+        bad.write_bytes(b"\xff\xff not a descriptor set")
+        p = subprocess.run([binary("bazaar"), "gateway", "--port", "0"], env={**shop.env("gateway"), **target, "BAZAAR_HELLO_DESCRIPTORS": str(bad)},
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode != 0 and "BAZAAR_HELLO_DESCRIPTORS" in p.stderr, p.stderr
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -2,9 +2,10 @@ import BazaarCore
 import BazaarSchema
 
 /// Keeps one upstream's schema installed in a gateway, so that a service needs no change to the
-/// gateway: the schema is read (server reflection, or a descriptor-set file) once the upstream is
-/// reachable, read again whenever one of its endpoints (re)connects and every `refresh`, and
-/// installed when it changed. A refused schema (a conflict with another upstream, a bad binding)
+/// gateway: the schema is read (server reflection, or a descriptor-set file) until a read succeeds
+/// (every second: the read itself connects a channel that does not keep its connections up), read
+/// again whenever one of its endpoints (re)connects and every `refresh`, and installed when it
+/// changed. A refused schema (a conflict with another upstream, a bad binding)
 /// leaves the last good one serving; an upstream that is lost keeps its routes, and their calls
 /// fail with `UNAVAILABLE` until it is back.
 public struct SchemaFollower: Sendable {
@@ -46,7 +47,7 @@ public struct SchemaFollower: Sendable {
             let now = connected()
             let reconnected = !now.subtracting(seen).isEmpty
             seen = now
-            if !now.isEmpty, reconnected || ContinuousClock.now >= due {
+            if reconnected || ContinuousClock.now >= due {
                 do {
                     let files = try await read()
                     failing = false
