@@ -141,7 +141,7 @@ def test_a_service_of_its_own_on_the_mesh_and_at_the_edge(hello_package, shop, p
 
         # The gateway learned hello's API when it came up.
         deadline = time.time() + 60
-        while '"upstream":"hello"' not in shop.log("gateway-outside"):
+        while not any('"upstream schema installed"' in line and '"upstream":"hello"' in line for line in shop.log("gateway-outside").splitlines()):
             assert time.time() < deadline, shop.log("gateway-outside")[-2000:]
             time.sleep(0.05)
         status, _, body = http(gateway, "POST", "/v1/greetings/Di", {"mood": "MOOD_CHEERFUL", "style": {"shout": True}, "tags": {"a": "b"}})
