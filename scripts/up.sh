@@ -79,6 +79,9 @@ BAZAAR_METRICS_PORT=9200 setsid bash scripts/supervise.sh gateway "$PWD/.run/log
 echo $! > .run/pids/gateway.pid
 for _ in $(seq 300); do grep -q "listening on" .run/logs/gateway.log 2> /dev/null && break; sleep 0.1; done
 grep -q "listening on" .run/logs/gateway.log || { echo "up: the gateway did not start; see .run/logs/gateway.log"; exit 1; }
+# Ready once it has read every service's schema (by reflection) and seen each healthy.
+for _ in $(seq 300); do curl -sf "http://127.0.0.1:$GATEWAY_PORT/readyz" > /dev/null 2>&1 && break; sleep 0.1; done
+curl -sf "http://127.0.0.1:$GATEWAY_PORT/readyz" > /dev/null 2>&1 || echo "up: warning: the gateway is not ready yet (see .run/logs/gateway.log)"
 step "gateway on http://127.0.0.1:$GATEWAY_PORT (REST/JSON, HTTP/1.1 and h2c; OpenAPI at /openapi.json; log .run/logs/gateway.log)"
 
 step "seeding demo data"

@@ -56,6 +56,18 @@ def hello_package(tmp_path_factory):
     return package, env
 
 
+def start_hello(package, shop, port, name, env=None):
+    """The example's service on `port` with the shop's certificates; returns once it listens."""
+    log = shop.dir / f"{name}.log"
+    e = {**os.environ, "BAZAAR_TLS_DIR": str(shop.certs), "BAZAAR_PORT": str(port), **(env or {})}
+    proc = subprocess.Popen([str(package / ".build/debug/hello")], env=e, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    deadline = time.time() + 60
+    while "listening on" not in log.read_text():
+        assert proc.poll() is None and time.time() < deadline, log.read_text()
+        time.sleep(0.05)
+    return proc
+
+
 def test_the_plugin_check_catches_drift(hello_package):
     package, env = hello_package
     run(["swift", "package", "--allow-writing-to-package-directory", "generate-code", "--check"], cwd=package, env=env)
@@ -79,15 +91,8 @@ def test_a_service_of_its_own_on_the_mesh_and_at_the_edge(hello_package, shop, p
                                                          "BAZAAR_HELLO_TARGET": f"127.0.0.1:{port}"})
     assert http(gateway, "GET", "/v1/greetings/Ada")[0] == 404
 
-    log = shop.dir / "hello.log"
-    env = {**os.environ, "BAZAAR_TLS_DIR": str(shop.certs), "BAZAAR_PORT": str(port)}
-    proc = subprocess.Popen([str(package / ".build/debug/hello")], env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    proc = start_hello(package, shop, port, "hello")
     try:
-        deadline = time.time() + 60
-        while "listening on" not in log.read_text():
-            assert proc.poll() is None and time.time() < deadline, log.read_text()
-            time.sleep(0.05)
-
         # grpcio, with the mesh's client certificate, and messages from protoc.
         from grpc_tools import protoc
         out = shop.dir / "hello_pb2"
@@ -170,14 +175,8 @@ def test_a_service_without_reflection_publishes_through_a_descriptor_set(hello_p
     subprocess.run([binary("bazaar-codegen"), "-I", str(package / "proto"), "-I", str(ROOT / "proto"), "-I", "/usr/include",
                     "--descriptor_set_out", str(descriptors), "hello/v1/greeter.proto"], check=True, capture_output=True)
     port = free_port()
-    log = shop.dir / "hello-noreflection.log"
-    env = {**os.environ, "BAZAAR_TLS_DIR": str(shop.certs), "BAZAAR_PORT": str(port), "BAZAAR_REFLECTION": "false"}
-    proc = subprocess.Popen([str(package / ".build/debug/hello")], env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    proc = start_hello(package, shop, port, "hello-noreflection", {"BAZAAR_REFLECTION": "false"})
     try:
-        deadline = time.time() + 60
-        while "listening on" not in log.read_text():
-            assert proc.poll() is None and time.time() < deadline, log.read_text()
-            time.sleep(0.05)
         p = subprocess.run([binary("bazaar"), "call", f"127.0.0.1:{port}", "list"], env={**os.environ, "BAZAAR_TLS_DIR": str(shop.certs)},
                            capture_output=True, text=True, timeout=60)
         assert p.returncode == 1 and "UNIMPLEMENTED" in p.stderr, "reflection is off"
