@@ -136,7 +136,10 @@ let package = Package(
             // Edge: REST/JSON and gRPC-Web to RPCs, routes learned from the services' schemas.
             .target(
                 name: "BazaarGateway",
-                dependencies: ["BazaarCore", "BazaarWire", "BazaarSchema", "BazaarTransport", "BazaarAuth"],
+                dependencies: [
+                    "BazaarCore", "BazaarWire", "BazaarSchema", "BazaarTransport", "BazaarAuth", "BazaarMesh",
+                    "BazaarTelemetry",
+                ],
                 path: "Sources/Edge/BazaarGateway"),
 
             // The shop's services: business logic on the data layer, behind the generated protocols.
