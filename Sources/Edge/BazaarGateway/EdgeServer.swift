@@ -206,7 +206,8 @@ public final class EdgeServer: Sendable {
         self.gateway = gateway
 
         let schemaEvents = telemetry.registry.family(
-            "bazaar_gateway_schema_events_total", help: "Upstream schemas installed, refused or unreadable, by upstream.",
+            "bazaar_gateway_schema_events_total",
+            help: "Upstream schemas installed, refused or unreadable, by upstream.",
             type: .counter, labels: ["upstream", "event"])
         let logger = telemetry.logger
         onEvent = { event in
@@ -228,7 +229,8 @@ public final class EdgeServer: Sendable {
             case .unreadable(let upstream, let reason):
                 schemaEvents.counter(upstream, "unreadable").increment()
                 logger.warning(
-                    "cannot read the upstream's schema yet", [("upstream", .string(upstream)), ("reason", .string(reason))])
+                    "cannot read the upstream's schema yet",
+                    [("upstream", .string(upstream)), ("reason", .string(reason))])
             }
         }
         var followers: [SchemaFollower] = []
@@ -243,7 +245,10 @@ public final class EdgeServer: Sendable {
             var follower = SchemaFollower(
                 upstream: u.name, read: read,
                 connected: {
-                    Set(channel.endpoints.filter { $0.state == .ready || $0.healthy == true }.map { $0.endpoint.description })
+                    Set(
+                        channel.endpoints.filter { $0.state == .ready || $0.healthy == true }.map {
+                            $0.endpoint.description
+                        })
                 })
             follower.refresh = configuration.schemaRefresh
             followers.append(follower)
@@ -253,11 +258,13 @@ public final class EdgeServer: Sendable {
         telemetry.registry.addCollector {
             [
                 CollectedSample(
-                    name: "bazaar_gateway_open_streams", help: "Streams (SSE, NDJSON, streaming gRPC) open through the gateway.",
+                    name: "bazaar_gateway_open_streams",
+                    help: "Streams (SSE, NDJSON, streaming gRPC) open through the gateway.",
                     type: .gauge, value: Double(gateway.openStreams))
             ]
         }
-        server = try HTTPServer(configuration: configuration.http, responder: AccessLog(next: gateway, telemetry: telemetry))
+        server = try HTTPServer(
+            configuration: configuration.http, responder: AccessLog(next: gateway, telemetry: telemetry))
     }
 
     /// The channel to an upstream, by name (for the application's own calls, e.g. revocations).
@@ -265,7 +272,9 @@ public final class EdgeServer: Sendable {
 
     /// Serves until SIGTERM, SIGINT or cancellation; `background` work (and the schema followers)
     /// run for as long as the front door does. The channels are closed at the end.
-    public func run(background: [@Sendable () async -> Void] = [], onListening: @Sendable (Int) -> Void = { _ in }) async throws {
+    public func run(background: [@Sendable () async -> Void] = [], onListening: @Sendable (Int) -> Void = { _ in })
+        async throws
+    {
         let followers = self.followers
         let gateway = self.gateway
         let onEvent = self.onEvent
@@ -278,4 +287,3 @@ public final class EdgeServer: Sendable {
         for (_, c) in channels { await c.shutdown() }
     }
 }
-
