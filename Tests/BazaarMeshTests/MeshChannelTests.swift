@@ -26,7 +26,7 @@ final class Backend: RPCService, Sendable {
         var cancelled = 0
     }
 
-    let seen = Mutex(Seen())
+    let seen = Watched(Seen())
     let upstream: MeshChannel?
 
     init(upstream: MeshChannel? = nil) { self.upstream = upstream }
@@ -37,11 +37,12 @@ final class Backend: RPCService, Sendable {
             RPCHandler(
                 method: Self.sleep,
                 body: .unary { [self] _, context in
-                    if let d = context.deadline { seen.withLock { $0.deadlines.append(d - .now) } }
+                    if let d = context.deadline { seen.update { $0.deadlines.append(d - .now) } }
                     do {
+                        // Runs until the caller's cancellation reaches it (what the tests watch for).
                         try await Task.sleep(for: .seconds(30))
                     } catch {
-                        seen.withLock { $0.cancelled += 1 }
+                        seen.update { $0.cancelled += 1 }
                         throw error
                     }
                     return []
@@ -83,7 +84,7 @@ func withServers(_ services: [any RPCService], _ body: @Sendable ([Int]) async t
 
 /// Records how each call ended, after `next` returned or threw.
 final class OutcomeRecorder: RPCInterceptor {
-    let outcomes = Mutex<[String]>([])
+    let outcomes = Watched<[String]>([])
     let refuse: Bool
     init(refuse: Bool = false) { self.refuse = refuse }
 
@@ -91,15 +92,15 @@ final class OutcomeRecorder: RPCInterceptor {
         if refuse { throw RPCError(.permissionDenied, "refused by the interceptor") }
         do {
             try await next(head)
-            outcomes.withLock { $0.append("\(head.method.method): ok") }
+            outcomes.update { $0.append("\(head.method.method): ok") }
         } catch let e as RPCError {
-            outcomes.withLock { $0.append("\(head.method.method): \(e.code)") }
+            outcomes.update { $0.append("\(head.method.method): \(e.code)") }
             throw e
         }
     }
 }
 
-@Suite(.serialized) struct MeshChannelTests {
+@Suite(.serialized, .timeLimit(.minutes(1))) struct MeshChannelTests {
     @Test func callsInsideAHandlerInheritItsDeadlineAndCancellation() async throws {
         let back = Backend()
         try await withServers([back]) { ports in
@@ -110,16 +111,12 @@ final class OutcomeRecorder: RPCInterceptor {
                 let call = Task {
                     try await edge.unary(Backend.relay, request: [], options: CallOptions(timeout: .seconds(5)))
                 }
-                for _ in 0..<200 where back.seen.withLock({ $0.deadlines.isEmpty }) {
-                    try await Task.sleep(for: .milliseconds(10))
-                }
+                await back.seen.wait { !$0.deadlines.isEmpty }
                 let deadline = try #require(back.seen.withLock { $0.deadlines.first })
                 #expect(deadline < .seconds(5) && deadline > .seconds(4))
                 call.cancel()
                 await #expect(throws: RPCError.self) { try await call.value }
-                for _ in 0..<200 where back.seen.withLock({ $0.cancelled == 0 }) {
-                    try await Task.sleep(for: .milliseconds(10))
-                }
+                await back.seen.wait { $0.cancelled > 0 }
                 #expect(back.seen.withLock { $0.cancelled } == 1)
                 await edge.shutdown()
             }
@@ -190,9 +187,7 @@ final class OutcomeRecorder: RPCInterceptor {
             }
             #expect(got == [0, 1, 2])
             _ = try await ch.unary(Backend.echo, request: [1], options: CallOptions())
-            for _ in 0..<100 where recorder.outcomes.withLock({ $0.count }) < 2 {
-                try await Task.sleep(for: .milliseconds(10))
-            }
+            await recorder.outcomes.wait { $0.count >= 2 }
             #expect(Set(recorder.outcomes.withLock { $0 }) == ["Count: ok", "Echo: ok"])
             await ch.shutdown()
 
@@ -223,9 +218,7 @@ final class OutcomeRecorder: RPCInterceptor {
             let slow = Task {
                 try await ch.unary(Backend.sleep, request: [], options: CallOptions(timeout: .seconds(10)))
             }
-            for _ in 0..<200 where back.seen.withLock({ $0.deadlines.isEmpty }) {
-                try await Task.sleep(for: .milliseconds(10))
-            }
+            await back.seen.wait { !$0.deadlines.isEmpty }
             do {
                 _ = try await ch.unary(Backend.echo, request: [1], options: CallOptions())
                 Issue.record("a call got past the cap")
