@@ -108,11 +108,12 @@ struct CallCommand: ParsableCommand {
             }
             return d
         }
-        let fixed: [[UInt8]]? = try descriptors.map { path in
+        // The schema from --descriptors, built once.
+        let fixed: Schema? = try descriptors.map { path in
             guard let bytes = FileManager.default.contents(atPath: path) else {
                 throw RPCError(.invalidArgument, "--descriptors: cannot read \(path)")
             }
-            return try Schema(descriptorSet: Array(bytes)).pool.files.map { try $0.serializedBytes() }
+            return try Schema(descriptorSet: Array(bytes))
         }
 
         switch what[0] {
@@ -122,7 +123,7 @@ struct CallCommand: ParsableCommand {
                 guard let s = schema.service(what[1]) else { throw RPCError(.notFound, "no service \(what[1])") }
                 for m in s.methods { print("\(s.name).\(m.method)") }
             } else if let fixed {
-                for s in try Schema(serializedFiles: fixed).services { print(s.name) }
+                for s in fixed.services { print(s.name) }
             } else {
                 for s in try await reflection.schema().services { print(s) }
             }
@@ -135,7 +136,7 @@ struct CallCommand: ParsableCommand {
         }
     }
 
-    func call(_ name: String, channel: MeshChannel, reflection: ReflectionClient, fixed: [[UInt8]]?, timeout: Duration?)
+    func call(_ name: String, channel: MeshChannel, reflection: ReflectionClient, fixed: Schema?, timeout: Duration?)
         async throws
     {
         // SERVICE/METHOD, or SERVICE.METHOD as grpcurl also takes.
@@ -221,8 +222,8 @@ struct CallCommand: ParsableCommand {
     }
 
     /// The schema around `symbol`: from the descriptor set when given, else asked of the server.
-    static func schema(_ fixed: [[UInt8]]?, _ reflection: ReflectionClient, _ symbol: String) async throws -> Schema {
-        if let fixed { return try Schema(serializedFiles: fixed) }
+    static func schema(_ fixed: Schema?, _ reflection: ReflectionClient, _ symbol: String) async throws -> Schema {
+        if let fixed { return fixed }
         return try Schema(serializedFiles: try await reflection.files(containing: symbol))
     }
 

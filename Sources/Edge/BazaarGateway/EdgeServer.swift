@@ -240,7 +240,11 @@ public final class EdgeServer: Sendable {
                 read = { files }
             } else {
                 let reflection = ReflectionClient(transport: channel)
-                read = { try await reflection.schema(options: CallOptions(timeout: .seconds(10))).files }
+                read = {
+                    try await reflection.schema(
+                        skipping: UpstreamSchema.plumbing, options: CallOptions(timeout: .seconds(10))
+                    ).files
+                }
             }
             var follower = SchemaFollower(
                 upstream: u.name, read: read,

@@ -502,7 +502,7 @@ public final class Gateway: HTTPResponder {
         for part in q.split(separator: "&") where !part.isEmpty {
             let kv = part.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             func decode(_ s: Substring) throws(JSONMappingError) -> String {
-                guard let d = RouteTable.percentDecode(s.replacingOccurrences(of: "+", with: " ")) else {
+                guard let d = PercentEncoding.decode(s.replacingOccurrences(of: "+", with: " ")) else {
                     throw JSONMappingError("malformed query parameter \(part)")
                 }
                 return d

@@ -41,19 +41,6 @@ public final class DescriptorPool: @unchecked Sendable {
         }
     }
 
-    /// From serialized `FileDescriptorProto`s (as server reflection answers them).
-    public convenience init(serializedFiles: [[UInt8]]) throws(BuildError) {
-        var files: [Google_Protobuf_FileDescriptorProto] = []
-        for bytes in serializedFiles {
-            do {
-                files.append(try Google_Protobuf_FileDescriptorProto(serializedBytes: bytes))
-            } catch {
-                throw BuildError("a FileDescriptorProto does not decode: \(error)")
-            }
-        }
-        try self.init(files: files)
-    }
-
     deinit { release() }
 
     private func release() {

@@ -40,7 +40,8 @@ public struct MessageSchema: @unchecked Sendable, Hashable {
 }
 
 /// One field of a ``MessageSchema``.
-public struct FieldSchema: Sendable {
+/// (A view of a descriptor, which never changes: safe to share.)
+public struct FieldSchema: @unchecked Sendable {
     public enum Kind: Sendable, Hashable {
         case int32, int64, uint32, uint64, float, double, bool, string, bytes, enumeration, message
     }
@@ -52,8 +53,16 @@ public struct FieldSchema: Sendable {
     public let isRepeated: Bool
     /// The message type of a message field (map fields: the entry type).
     public let message: MessageSchema?
-    /// The value names of an enum field, in number order.
-    public let enumValues: [String]
+    private let enumDescriptor: UnsafePointer<ProtobufCEnumDescriptor>?
+
+    /// The value names of an enum field, in number order (made when asked: route matching looks
+    /// fields up on every request and never needs them).
+    public var enumValues: [String] {
+        guard let e = enumDescriptor else { return [] }
+        return UnsafeBufferPointer(start: e.pointee.values, count: Int(e.pointee.n_values)).map {
+            String(cString: $0.name)
+        }
+    }
 
     init(_ f: ProtobufCFieldDescriptor) {
         name = String(cString: f.name)
@@ -75,14 +84,7 @@ public struct FieldSchema: Sendable {
         message =
             kind == .message
             ? MessageSchema(f.descriptor.assumingMemoryBound(to: ProtobufCMessageDescriptor.self)) : nil
-        if kind == .enumeration {
-            let e = f.descriptor.assumingMemoryBound(to: ProtobufCEnumDescriptor.self)
-            enumValues = UnsafeBufferPointer(start: e.pointee.values, count: Int(e.pointee.n_values)).map {
-                String(cString: $0.name)
-            }
-        } else {
-            enumValues = []
-        }
+        enumDescriptor = kind == .enumeration ? f.descriptor.assumingMemoryBound(to: ProtobufCEnumDescriptor.self) : nil
     }
 
     /// A map field's value field (nil for other fields).

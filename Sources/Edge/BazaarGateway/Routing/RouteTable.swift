@@ -147,19 +147,16 @@ public struct RouteTable: Sendable {
     static func split(_ path: String) -> ([String], ([String], String)?)? {
         guard path.hasPrefix("/") else { return nil }
         let raw = path.dropFirst().split(separator: "/", omittingEmptySubsequences: false).map(String.init)
-        let decoded = raw.compactMap(Self.percentDecode)
+        let decoded = raw.compactMap { PercentEncoding.decode($0) }
         guard decoded.count == raw.count else { return nil }
         var verbForm: ([String], String)?
         if let last = raw.last, last.utf8.contains(UInt8(ascii: ":")), let colon = last.lastIndex(of: ":") {
             let head = String(last[..<colon])
             let verb = String(last[last.index(after: colon)...])
-            if let h = percentDecode(head), !verb.isEmpty {
+            if let h = PercentEncoding.decode(head), !verb.isEmpty {
                 verbForm = (Array(decoded.dropLast()) + [h], verb)
             }
         }
         return (decoded, verbForm)
     }
-
-    /// RFC 3986 percent-decoding of one segment; `nil` for malformed escapes or invalid UTF-8.
-    static func percentDecode(_ s: String) -> String? { PercentEncoding.decode(s) }
 }

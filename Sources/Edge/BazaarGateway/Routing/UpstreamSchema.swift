@@ -14,7 +14,7 @@ public struct UpstreamSchema: Sendable {
     let owner: (any Sendable)?
 
     /// Services that belong to the mesh's plumbing, not to an API: never routed.
-    static let plumbing: Set<String> = [
+    public static let plumbing: Set<String> = [
         "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection",
         "grpc.health.v1.Health",
     ]
