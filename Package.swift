@@ -206,7 +206,7 @@ let package = Package(
                 dependencies: [
                     "ConformanceProtos", "ShopAPI", "BazaarWire", "BazaarCore", "BazaarTransport",
                     "BazaarAuth", "BazaarRedis", "CBazaarHiredis", "ShopKit", "BazaarSMTP",
-                    "BazaarPostgres", "CBazaarPQ",
+                    "BazaarPostgres", "CBazaarPQ", "BazaarSchema", "BazaarGateway", "WellKnownTypes",
                 ],
                 path: "Tests/Fuzz/Targets"),
             .executableTarget(name: "bazaar-fuzz", dependencies: ["FuzzTargets"], path: "Tests/Fuzz/Driver"),

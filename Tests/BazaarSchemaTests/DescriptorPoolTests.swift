@@ -247,6 +247,30 @@ func repack(_ bytes: [UInt8], _ d: UnsafePointer<ProtobufCMessageDescriptor>) ->
         #expect(throws: DescriptorPool.BuildError.self) { try Schema(descriptorSet: [0xFF, 0xFF]) }
     }
 
+    /// The JSON mapping caches field names by descriptor address. A pool that went away used to
+    /// leave its entries behind, and the next pool's descriptors, often at the same addresses,
+    /// got the old names: wrong JSON, or an index out of range (found by the `schema` fuzz
+    /// target). Pools now make the cache forget their descriptors.
+    @Test func namesOfAFreedSchemaNeverServeTheNextOne() throws {
+        var random = RandomMessages()
+        for _ in 0..<20 {
+            // A schema with many fields, mapped (its names cached), then dropped ...
+            do {
+                let big = try Schema(
+                    serializedFiles: ProtoFile.conformance_v1_all_types.withDependencies.map(\.serializedDescriptor))
+                for (_, d) in big.pool.messages { _ = try? ProtoJSON.encode([], as: d) }
+            }
+            // ... and a smaller one made right after maps exactly as the generated code does.
+            let small = try Schema(serializedFiles: ProtoFile.shop_v1_cart.withDependencies.map(\.serializedDescriptor))
+            for type in ProtoFile.shop_v1_cart.messageTypes {
+                let runtime = try #require(small.message(type.protoMessageName))
+                let bytes = pack(random.make(type.protobufCDescriptor))
+                guard let expected = try? ProtoJSON.encode(bytes, as: type.protobufCDescriptor) else { continue }
+                #expect(try ProtoJSON.encode(bytes, as: runtime) == expected, "\(type.protoMessageName)")
+            }
+        }
+    }
+
     @Test func bytesDefaultsUnescape() {
         #expect(DescriptorPool.unescape("a\\n\\001\\x41\\\\") == [97, 10, 1, 65, 92])
         #expect(DescriptorPool.unescape("\\") == nil)

@@ -44,6 +44,7 @@ public final class DescriptorPool: @unchecked Sendable {
     deinit { release() }
 
     private func release() {
+        ProtoJSON.forget(messages.values)
         for b in blocks { b.deallocate() }
         blocks = []
     }

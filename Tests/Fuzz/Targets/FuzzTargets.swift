@@ -1,5 +1,7 @@
 import BazaarCore
+import BazaarGateway
 import BazaarSMTP
+import BazaarSchema
 import BazaarWire
 import CBazaarHiredis
 import CBazaarPQ
@@ -7,6 +9,7 @@ import ConformanceProtos
 import Foundation
 import ShopAPI
 import ShopKit
+import WellKnownTypes
 
 // The fuzz targets: every parser that reads bytes from the network, one function each. The
 // libFuzzer driver (Tests/Fuzz/Driver, `make fuzz`) runs them under AddressSanitizer; the
@@ -23,8 +26,26 @@ public enum FuzzTargets {
     /// Each target by its name (the corpus folder and `FUZZ_TARGET`).
     public static let all: [String: @Sendable ([UInt8]) -> Void] = [
         "wire": wire, "http1": http1, "h2": h2, "grpc": grpc, "json": json, "jwt": jwt, "redis": redis, "text": text,
-        "smtp": smtp, "postgres": postgres,
+        "smtp": smtp, "postgres": postgres, "schema": schema,
     ]
+
+    /// What server reflection answers, as the gateway and `bazaar call` use it: a
+    /// FileDescriptorSet's files built into run-time descriptors and method tables, the routes and
+    /// the OpenAPI document made from them, and the same bytes unpacked with every message built
+    /// and mapped to JSON. A bad schema is refused with an error, never a trap.
+    static func schema(_ bytes: [UInt8]) {
+        guard let set = try? Google_Protobuf_FileDescriptorSet(serializedBytes: bytes),
+            let schema = try? Schema(files: set.file)
+        else { return }
+        let upstream = UpstreamSchema(upstream: "fuzz", schema: schema)
+        if let routes = try? RouteTable(schemas: [upstream]) {
+            _ = OpenAPI.document(routes: routes, title: "fuzz").serialized()
+        }
+        for (_, d) in schema.pool.messages {
+            _ = try? ProtoJSON.encode(bytes, as: d)
+            _ = try? ProtoJSON.decode(.object([]), as: d)
+        }
+    }
 
     /// protobuf wire decoding of several message kinds; what decodes must re-encode stably.
     static func wire(_ bytes: [UInt8]) {

@@ -65,6 +65,15 @@ public enum ProtoJSON {
     struct NameList: Sendable { let list: [(original: String, json: String)] }
     static let nameCache = Mutex<[Int: NameList]>([:])
 
+    /// Forgets what was cached for descriptors about to be freed (built at run time, by a
+    /// `DescriptorPool` that is going). The cache is keyed by address: a later descriptor at the
+    /// same address must not get these names, and schemas replaced again and again must not grow it.
+    public static func forget(_ descriptors: some Sequence<Descriptor>) {
+        nameCache.withLock { cache in
+            for d in descriptors { cache[Int(bitPattern: d)] = nil }
+        }
+    }
+
     /// lowerCamelCase of a field name, as protoc derives `json_name`.
     public static func jsonName(_ field: String) -> String {
         var out = ""
