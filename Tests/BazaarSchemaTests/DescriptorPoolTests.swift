@@ -271,6 +271,85 @@ func repack(_ bytes: [UInt8], _ d: UnsafePointer<ProtobufCMessageDescriptor>) ->
         }
     }
 
+    /// Schemas that protobuf itself would never produce are refused with a message, not built
+    /// into descriptors that send protobuf-c or the JSON mapping through memory that is not there
+    /// (the `schema` fuzz target found the first: a repeated field inside a oneof).
+    @Test func schemasProtobufForbidsAreRefused() throws {
+        func field(
+            _ name: String, _ number: Int32, _ type: Google_Protobuf_FieldDescriptorProto.Type_,
+            label: Google_Protobuf_FieldDescriptorProto.Label = .optional, oneof: Int32? = nil
+        ) -> Google_Protobuf_FieldDescriptorProto {
+            var f = Google_Protobuf_FieldDescriptorProto()
+            f.name = name
+            f.number = number
+            f.type = type
+            f.label = label
+            f.oneofIndex = oneof
+            return f
+        }
+        func file(_ package: String, _ messages: [(String, [Google_Protobuf_FieldDescriptorProto], oneofs: Int)])
+            -> Google_Protobuf_FileDescriptorProto
+        {
+            var f = Google_Protobuf_FileDescriptorProto()
+            f.name = package + ".proto"
+            f.package = package
+            f.syntax = "proto3"
+            f.messageType = messages.map { name, fields, oneofs in
+                var m = Google_Protobuf_DescriptorProto()
+                m.name = name
+                m.field = fields
+                m.oneofDecl = (0..<oneofs).map { _ in
+                    var o = Google_Protobuf_OneofDescriptorProto()
+                    o.name = "choice"
+                    return o
+                }
+                return m
+            }
+            return f
+        }
+        let cases: [(String, [Google_Protobuf_FileDescriptorProto], String)] = [
+            (
+                "a repeated field in a oneof",
+                [file("x", [("M", [field("a", 1, .string, label: .repeated, oneof: 0)], oneofs: 1)])],
+                "cannot be in a oneof"
+            ),
+            (
+                "a oneof index with no oneof", [file("x", [("M", [field("a", 1, .string, oneof: 3)], oneofs: 1)])],
+                "names no oneof"
+            ),
+            (
+                "a field number past 2^29-1", [file("x", [("M", [field("a", 600_000_000, .string)], oneofs: 0)])],
+                "without a name or number"
+            ),
+            (
+                "a type defined twice",
+                [
+                    file("x", [("M", [], oneofs: 0)]),
+                    {
+                        var f = file("x", [("M", [], oneofs: 0)])
+                        f.name = "other.proto"
+                        return f
+                    }(),
+                ], "defined twice"
+            ),
+            (
+                "a Timestamp that is not one",
+                [file("google.protobuf", [("Timestamp", [field("seconds", 1, .string)], oneofs: 0)])],
+                "is not the well-known type"
+            ),
+        ]
+        for (what, files, message) in cases {
+            do {
+                _ = try Schema(files: files)
+                Issue.record("\(what) was accepted")
+            } catch {
+                #expect(error.description.contains(message), "\(what): \(error.description)")
+            }
+        }
+        // The real well-known types still build.
+        _ = try Schema(serializedFiles: ProtoFile.google_protobuf_struct.withDependencies.map(\.serializedDescriptor))
+    }
+
     @Test func bytesDefaultsUnescape() {
         #expect(DescriptorPool.unescape("a\\n\\001\\x41\\\\") == [97, 10, 1, 65, 92])
         #expect(DescriptorPool.unescape("\\") == nil)

@@ -101,6 +101,10 @@ public final class DescriptorPool: @unchecked Sendable {
 
     private func build() throws(BuildError) {
         var entries: [MessageEntry] = []
+        // What protobuf itself guarantees is checked here, not assumed: the schema comes from
+        // another process (server reflection) or a file, and a descriptor built on a broken
+        // promise would send protobuf-c and the JSON mapping through memory that is not there.
+        var duplicate: String?
         var enumEntries:
             [(Google_Protobuf_EnumDescriptorProto, String, String, UnsafeMutablePointer<ProtobufCEnumDescriptor>)] = []
         // First every slot, so fields can point at any type, in any file, in any order.
@@ -112,6 +116,7 @@ public final class DescriptorPool: @unchecked Sendable {
                 let slot = allocate(MemoryLayout<ProtobufCMessageDescriptor>.stride).bindMemory(
                     to: ProtobufCMessageDescriptor.self, capacity: 1)
                 entries.append(MessageEntry(proto: m, fullName: name, package: package, proto3: proto3, slot: slot))
+                if messages[name] != nil || enums[name] != nil { duplicate = duplicate ?? name }
                 messages[name] = UnsafePointer(slot)
                 for e in m.enumType { addEnum(e, scope: name) }
                 for n in m.nestedType { walk(n, scope: name) }
@@ -121,13 +126,16 @@ public final class DescriptorPool: @unchecked Sendable {
                 let slot = allocate(MemoryLayout<ProtobufCEnumDescriptor>.stride).bindMemory(
                     to: ProtobufCEnumDescriptor.self, capacity: 1)
                 enumEntries.append((e, name, package, slot))
+                if messages[name] != nil || enums[name] != nil { duplicate = duplicate ?? name }
                 enums[name] = UnsafePointer(slot)
             }
             for e in file.enumType { addEnum(e, scope: package) }
             for m in file.messageType { walk(m, scope: package) }
         }
+        if let duplicate { throw BuildError("\(duplicate) is defined twice") }
         for (e, name, package, slot) in enumEntries { try fillEnum(e, name: name, package: package, into: slot) }
         for entry in entries { try fillMessage(entry) }
+        try checkWellKnownTypes()
     }
 
     private func shortName(_ full: String) -> String { String(full.split(separator: ".").last ?? "") }
@@ -208,7 +216,7 @@ public final class DescriptorPool: @unchecked Sendable {
         var oneofOrder: [Int32] = []
 
         func describe(_ f: Google_Protobuf_FieldDescriptorProto) throws(BuildError) -> ProtobufCFieldDescriptor {
-            guard let fname = f.name, let number = f.number, number > 0 else {
+            guard let fname = f.name, let number = f.number, (1...536_870_911).contains(number) else {
                 throw BuildError("\(name) has a field without a name or number")
             }
             guard let (type, _) = Self.storage(f.type?.rawValue ?? 0) else {
@@ -270,6 +278,14 @@ public final class DescriptorPool: @unchecked Sendable {
 
         for f in m.field {
             var d = try describe(f)
+            if let index = f.oneofIndex {
+                guard index >= 0, Int(index) < m.oneofDecl.count else {
+                    throw BuildError("\(name).\(f.name ?? ""): oneof index \(index) names no oneof")
+                }
+                guard f.label != .repeated else {
+                    throw BuildError("\(name).\(f.name ?? ""): a repeated field cannot be in a oneof")
+                }
+            }
             if let index = f.oneofIndex, f.proto3Optional != true {
                 if realOneof[index] == nil { oneofOrder.append(index) }
                 realOneof[index, default: []].append(f)
@@ -395,6 +411,48 @@ public final class DescriptorPool: @unchecked Sendable {
             throw bad()
         }
     }
+
+    /// The well-known types the JSON mapping writes in their special forms (Timestamp as text, a
+    /// FieldMask as paths, ...) are recognised by name, and read by the layout of the real ones: a
+    /// schema that defines `google.protobuf.Timestamp` (or another of them) differently is refused.
+    private func checkWellKnownTypes() throws(BuildError) {
+        for (name, runtime) in messages where name.hasPrefix("google.protobuf.") {
+            guard let compiled = Self.wellKnown[name]?.descriptor else { continue }
+            let a = UnsafeBufferPointer(start: runtime.pointee.fields, count: Int(runtime.pointee.n_fields))
+            let b = UnsafeBufferPointer(start: compiled.pointee.fields, count: Int(compiled.pointee.n_fields))
+            func typeName(_ f: ProtobufCFieldDescriptor) -> String? {
+                switch f.type {
+                case PROTOBUF_C_TYPE_MESSAGE:
+                    String(cString: f.descriptor.assumingMemoryBound(to: ProtobufCMessageDescriptor.self).pointee.name)
+                case PROTOBUF_C_TYPE_ENUM:
+                    String(cString: f.descriptor.assumingMemoryBound(to: ProtobufCEnumDescriptor.self).pointee.name)
+                default: nil
+                }
+            }
+            let same =
+                a.count == b.count
+                && zip(a, b).allSatisfy { x, y in
+                    x.id == y.id && x.type == y.type && x.label == y.label
+                        && String(cString: x.name) == String(cString: y.name)
+                        && typeName(x) == typeName(y)
+                }
+            guard same else { throw BuildError("\(name) is not the well-known type of that name") }
+        }
+    }
+
+    /// The compiled well-known types, by name.
+    static let wellKnown: [String: MessageSchema] = {
+        var out: [String: MessageSchema] = [:]
+        for file in [
+            ProtoFile.google_protobuf_timestamp, ProtoFile.google_protobuf_duration,
+            ProtoFile.google_protobuf_field_mask,
+            ProtoFile.google_protobuf_struct, ProtoFile.google_protobuf_wrappers, ProtoFile.google_protobuf_any,
+            ProtoFile.google_protobuf_empty,
+        ] {
+            for t in file.messageTypes { out[t.protoMessageName] = MessageSchema(t.protobufCDescriptor) }
+        }
+        return out
+    }()
 
     /// The C escapes protoc uses for a bytes default (`\n`, `\\`, `\"`, `\'`, octal `\NNN`, hex `\xHH`).
     static func unescape(_ text: String) -> [UInt8]? {

@@ -89,11 +89,15 @@ public enum ProtoJSON {
         return out
     }
 
-    /// Whether a message is a map's entry type (`key` = 1, `value` = 2, named `...Entry`).
+    /// Whether a message is a map's entry type (`key` = 1, `value` = 2, both singular, a scalar
+    /// key, named `...Entry`). (A schema from elsewhere may name any message so: the shape, not
+    /// the name, decides how its fields are read.)
     public static func isMapEntry(_ d: Descriptor) -> Bool {
         let f = fields(d)
         return name(d).hasSuffix("Entry") && f.count == 2 && f[0].id == 1 && f[1].id == 2
             && String(cString: f[0].name) == "key" && String(cString: f[1].name) == "value"
+            && f[0].label != PROTOBUF_C_LABEL_REPEATED && f[1].label != PROTOBUF_C_LABEL_REPEATED
+            && f[0].type != PROTOBUF_C_TYPE_MESSAGE && f[0].type != PROTOBUF_C_TYPE_BYTES
     }
 
     static func value(of message: UnsafeRawPointer, _ d: Descriptor, _ o: Options) throws(JSONMappingError) -> JSONValue
