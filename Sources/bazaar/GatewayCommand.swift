@@ -64,8 +64,13 @@ struct GatewayCommand: ParsableCommand {
     }
 
     static func serve(host: String?, port: Int?) async throws {
+        // One loop per core for the whole process: front door, upstream channels, metrics.
+        try await withEventLoopGroup { loops in try await serve(host: host, port: port, loops: loops) }
+    }
+
+    static func serve(host: String?, port: Int?, loops: EventLoopGroup) async throws {
         let env = ShopEnvironment(ProcessEnvironment.current)
-        let telemetry = try await Telemetry.start(service: "gateway")
+        let telemetry = try await Telemetry.start(service: "gateway", group: loops)
         var config = try EdgeConfiguration.fromEnvironment(
             defaultTargets: ShopService.allCases.map { ($0.rawValue, "127.0.0.1:\($0.defaultPort)") })
         if let host { config.http.host = host }
@@ -82,7 +87,7 @@ struct GatewayCommand: ParsableCommand {
         let poll = try env.duration("REVOCATION_POLL") ?? .seconds(1)
         guard poll > .zero else { throw RPCError(.invalidArgument, "BAZAAR_REVOCATION_POLL must be longer than zero") }
 
-        let edge = try EdgeServer(configuration: config, telemetry: telemetry)
+        let edge = try EdgeServer(configuration: config, telemetry: telemetry, group: loops)
         if let port = telemetry.metricsPort { diagnostic("bazaar: gateway metrics on port \(port)") }
         var background: [@Sendable () async -> Void] = []
         if let accounts = edge.upstream("accounts").map({ Shop_V1_AccountsService.Client(transport: $0) }) {

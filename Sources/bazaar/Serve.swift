@@ -85,9 +85,16 @@ struct ShopRunner: Sendable {
     ]
 
     func run(host: String, port: Int) async throws {
+        // The process's one group of loops (one per core): the server, the probe port, the
+        // metrics endpoint, the database pool, Redis and the channels to other services all run
+        // on it, so a call and the work it causes stay on the thread it arrived on.
+        try await withEventLoopGroup { loops in try await run(host: host, port: port, loops: loops) }
+    }
+
+    private func run(host: String, port: Int, loops: EventLoopGroup) async throws {
         let name = service.rawValue
         let env = self.env
-        let telemetry = try await Telemetry.start(service: name)
+        let telemetry = try await Telemetry.start(service: name, group: loops)
         let logger = telemetry.logger
         var config = ServerConfiguration(
             host: host, port: port, security: try MeshServerEnvironment.security(service: name))
@@ -103,15 +110,16 @@ struct ShopRunner: Sendable {
         let context = ShopContext(
             service: name, env: env, logger: logger, metrics: telemetry.registry,
             database: {
+                let conninfo = try env.required("DATABASE_URL", for: name)
                 let p = PostgresPool(
-                    conninfo: try env.required("DATABASE_URL", for: name),
-                    maxConnections: try env.int("DB_POOL_SIZE", 1...200) ?? 10)
+                    conninfo: conninfo, maxConnections: try env.int("DB_POOL_SIZE", 1...200) ?? 10, group: loops,
+                    observer: telemetry.databaseObserver(system: "postgresql", namespace: PostgresPool.databaseName(conninfo)))
                 owned.pools.withLock { $0.append(p) }
                 return p
             },
             redis: {
                 let (h, p) = try env.address("REDIS_ADDR", default: "127.0.0.1:6379")!
-                let client = RedisClient(host: h, port: p)
+                let client = RedisClient(host: h, port: p, group: loops)
                 owned.redis.withLock { $0.append(client) }
                 return client
             },
@@ -123,7 +131,7 @@ struct ShopRunner: Sendable {
                 let channel = try MeshChannel(
                     target: target, security: env.upstreamSecurity(security, to: other),
                     mesh: try .fromEnvironment(upstream: other),
-                    observer: telemetry.clientObserver(upstream: other))
+                    observer: telemetry.clientObserver(upstream: other), group: loops)
                 owned.channels.withLock { $0.append(channel) }
                 return channel
             })
@@ -143,11 +151,13 @@ struct ShopRunner: Sendable {
         let (health, services) = try MeshServerEnvironment.standardServices(serving: [assembly.service])
         let server = try RPCServer(
             configuration: config, services: services,
-            interceptors: [authenticator, StoreErrorInterceptor(logger: logger)])
-        let probe = try MeshServerEnvironment.healthProbeServer(health, host: host)
+            interceptors: [authenticator, StoreErrorInterceptor(logger: logger)], group: loops)
+        let probe = try MeshServerEnvironment.healthProbeServer(health, host: host, group: loops)
         let jobs = assembly.background
         try await withThrowingTaskGroup(of: Void.self) { group in
-            for job in jobs { group.addTask { await job() } }
+            // Background work (sweeps, relays, consumers) runs on the loops too, spread over
+            // them: its statements and commands then need no hop either.
+            for job in jobs { group.addTask(executorPreference: loops.nextLoop()) { await job() } }
             if let probe {
                 group.addTask {
                     try await probe.run { port in

@@ -14,4 +14,14 @@
 /* evhttp: the admin endpoint (/metrics) speaks HTTP/1.1 through libevent's parser. */
 #include <event2/http.h>
 #include <event2/buffer.h>
+#include <pthread.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* The kernel's id of the calling thread (gettid(2)), and a name for it that ps, top and
+ * debuggers show: glibc declares both only under _GNU_SOURCE, which Swift's Glibc module does
+ * not set, so they are reached from here. */
+static inline int bazaar_thread_id(void) { return (int)syscall(SYS_gettid); }
+extern int pthread_setname_np(pthread_t thread, const char *name);
+static inline void bazaar_name_thread(const char *name) { (void)pthread_setname_np(pthread_self(), name); }
 #endif

@@ -168,7 +168,9 @@ public final class EdgeServer: Sendable {
     let followers: [SchemaFollower]
     let onEvent: @Sendable (SchemaFollower.Event) -> Void
 
-    public init(configuration: EdgeConfiguration, telemetry: Telemetry) throws {
+    /// - Parameter group: the process's loops, for the front door and every upstream channel (a
+    ///   request and the call it makes stay on one thread); without one, each runs its own.
+    public init(configuration: EdgeConfiguration, telemetry: Telemetry, group: EventLoopGroup? = nil) throws {
         self.configuration = configuration
         var upstreams: [String: any ClientTransport] = [:]
         var channels: [(EdgeConfiguration.Upstream, MeshChannel)] = []
@@ -180,7 +182,7 @@ public final class EdgeServer: Sendable {
             }
             let channel = try MeshChannel(
                 target: u.target, security: tls, mesh: try .fromEnvironment(upstream: u.name),
-                observer: telemetry.clientObserver(upstream: u.name))
+                observer: telemetry.clientObserver(upstream: u.name), group: group)
             channels.append((u, channel))
             upstreams[u.name] = channel
         }
@@ -268,7 +270,7 @@ public final class EdgeServer: Sendable {
             ]
         }
         server = try HTTPServer(
-            configuration: configuration.http, responder: AccessLog(next: gateway, telemetry: telemetry))
+            configuration: configuration.http, responder: AccessLog(next: gateway, telemetry: telemetry), group: group)
     }
 
     /// The channel to an upstream, by name (for the application's own calls, e.g. revocations).

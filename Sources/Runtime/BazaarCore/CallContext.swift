@@ -203,6 +203,15 @@ public protocol ClientCallObserver: Sendable {
     func callEnded(_ observation: AnyObject?, status: RPCError)
 }
 
+/// Sees each operation a process performs on a dependency that is not an RPC (a database
+/// statement, a cache command), synchronously, as it starts and ends: telemetry makes them client
+/// spans under the call being served. `name` is short and of low cardinality (`SELECT`);
+/// `statement` is parameterised text, never values.
+public protocol OperationObserver: Sendable {
+    func operationStarted(_ name: String, statement: String?) -> AnyObject?
+    func operationEnded(_ observation: AnyObject?, error: (any Error)?)
+}
+
 /// A service that wants to know when its server starts a graceful shutdown, before any connection
 /// is told to go away (the health service turns NOT_SERVING here).
 public protocol ServerDrainObserver: Sendable {

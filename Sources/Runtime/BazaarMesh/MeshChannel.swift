@@ -55,7 +55,9 @@ public final class MeshChannel: ClientTransport, Sendable {
     ///   - connection: HTTP/2, keepalive and backoff settings for every endpoint's connection;
     ///     its endpoints and security are replaced.
     ///   - observer: sees every call start and end (telemetry), cheaper than an interceptor.
-    ///   - group: loops for the connections; by default the channel runs one of its own.
+    ///   - group: the process's loops. Each endpoint gets a connection from every loop, and a
+    ///     call uses its caller's (a handler's outbound calls stay on its thread). By default the
+    ///     channel runs one loop of its own.
     public init(
         target: String, security: TransportSecurity, mesh: MeshConfiguration = MeshConfiguration(),
         connection: ChannelConfiguration? = nil, interceptors: [any RPCInterceptor] = [],
@@ -140,16 +142,20 @@ public final class MeshChannel: ClientTransport, Sendable {
         for w in waiters { w.resume() }
         for s in subs {
             s.healthTask?.cancel()
-            await s.transport.shutdown()
+            for lane in s.lanes { await lane.shutdown() }
         }
         if ownsGroup { group.shutdown() }
     }
 
     // MARK: endpoints
 
+    /// One endpoint: a connection to it from every loop of the group (its lanes), so that a call
+    /// goes out and its answer comes back on the loop of the task that made it.
     final class Subchannel: PickCandidate, @unchecked Sendable {
         let endpoint: Endpoint
-        let transport: GRPCChannel
+        let lanes: [GRPCChannel]
+        /// The lane health checks use.
+        var transport: GRPCChannel { lanes[0] }
         private let inFlight = Atomic<Int>(0)
         /// Set once the endpoint left the resolver's list; closed when its last call ends.
         let removed = Atomic<Bool>(false)
@@ -165,12 +171,32 @@ public final class MeshChannel: ClientTransport, Sendable {
         var healthy: Bool?
         var healthTask: Task<Void, Never>?
 
-        init(endpoint: Endpoint, transport: GRPCChannel, outlier: OutlierDetectionPolicy?, healthCheck: Bool) {
+        init(endpoint: Endpoint, lanes: [GRPCChannel], outlier: OutlierDetectionPolicy?, healthCheck: Bool) {
             self.endpoint = endpoint
-            self.transport = transport
+            self.lanes = lanes
             breaker = Lock(CircuitBreaker(policy: outlier ?? OutlierDetectionPolicy()))
             healthy = healthCheck ? nil : true
         }
+
+        /// The lane for a call from the calling thread: its own loop's when that is ready, else
+        /// any ready one (a hop, while the local connection is still being made), else its own.
+        func lane(in group: EventLoopGroup) -> GRPCChannel {
+            if lanes.count == 1 { return lanes[0] }
+            let here = group.currentLoop?.index ?? 0
+            if lanes[here].connectivity == .ready { return lanes[here] }
+            return lanes.first { $0.connectivity == .ready } ?? lanes[here]
+        }
+
+        /// The endpoint's state over its lanes: READY when any lane is.
+        var laneConnectivity: ConnectivityState {
+            let states = lanes.map(\.connectivity)
+            for s in [ConnectivityState.ready, .connecting, .transientFailure, .idle] where states.contains(s) {
+                return s
+            }
+            return .shutdown
+        }
+
+        func close() { for l in lanes { l.close() } }
 
         var outstanding: Int { inFlight.load(ordering: .relaxed) }
         func begin() { inFlight.add(1, ordering: .relaxed) }
@@ -200,11 +226,15 @@ public final class MeshChannel: ClientTransport, Sendable {
             for e in list where !known.contains(e) && fresh[e] == nil {
                 var c = connection
                 c.endpoints = [e]
-                guard let transport = try? GRPCChannel(configuration: c, group: group, credentials: credentials) else {
+                let lanes = group.loops.compactMap {
+                    try? GRPCChannel(configuration: c, on: $0, credentials: credentials)
+                }
+                guard lanes.count == group.loops.count else {
+                    for l in lanes { l.close() }
                     continue
                 }
                 fresh[e] = Subchannel(
-                    endpoint: e, transport: transport, outlier: configuration.outlierDetection,
+                    endpoint: e, lanes: lanes, outlier: configuration.outlierDetection,
                     healthCheck: configuration.healthCheck)
             }
         }
@@ -239,18 +269,20 @@ public final class MeshChannel: ClientTransport, Sendable {
             }
             rebuildPicker(&s)
         }
-        for sub in unused { sub.transport.close() }
+        for sub in unused { sub.close() }
         for sub in gone {
             sub.removed.store(true, ordering: .relaxed)
             sub.healthTask?.cancel()
             // An ejected endpoint that leaves no longer counts against the ejection cap.
             if sub.tripped.exchange(false, ordering: .relaxed) { ejected.subtract(1, ordering: .relaxed) }
-            if sub.outstanding == 0 { sub.transport.close() }
+            if sub.outstanding == 0 { sub.close() }
         }
         for sub in added {
-            sub.transport.connect { [weak self, weak sub] newState in
-                guard let self, let sub else { return }
-                self.connectivityChanged(sub, newState)
+            for lane in sub.lanes {
+                lane.connect { [weak self, weak sub] _ in
+                    guard let self, let sub else { return }
+                    self.connectivityChanged(sub, sub.laneConnectivity)
+                }
             }
         }
     }
@@ -407,7 +439,7 @@ public final class MeshChannel: ClientTransport, Sendable {
     // MARK: outcomes
 
     private func record(_ sub: Subchannel, _ verdict: OutlierDetectionPolicy.Verdict) {
-        if sub.end() && sub.removed.load(ordering: .relaxed) { sub.transport.close() }
+        if sub.end() && sub.removed.load(ordering: .relaxed) { sub.close() }
         if verdict == .answered { sub.answered.add(1, ordering: .relaxed) }
         guard let policy = configuration.outlierDetection else { return }
         if verdict == .neutral {
@@ -550,7 +582,7 @@ public final class MeshChannel: ClientTransport, Sendable {
             sub.begin()
             let answeredBefore = sub.answered.load(ordering: .relaxed)
             do {
-                let response = try await sub.transport.unary(method, request: request, options: options)
+                let response = try await sub.lane(in: group).unary(method, request: request, options: options)
                 record(sub, .answered)
                 if policy != nil { throttle.recordSuccess() }
                 return response
@@ -631,7 +663,7 @@ public final class MeshChannel: ClientTransport, Sendable {
                 let sub = try await c.pick(waitForReady: options.waitForReady, deadline: call.deadline)
                 sub.begin()
                 self.sub = sub
-                let transport = sub.transport
+                let transport = sub.lane(in: c.group)
                 let method = call.method
                 let requests = call.requests
                 let interceptors = c.interceptors

@@ -152,16 +152,17 @@ public enum MeshServerEnvironment {
     /// A plaintext server with only the health service, on `BAZAAR_HEALTH_PORT`, for probes that
     /// cannot present a mesh certificate (Kubernetes' native gRPC probes). It answers from the
     /// same `HealthService` as the main server, so a drain shows there too. `nil` when unset.
+    /// `group` is the process's loops (the probe listens on them too); without one it runs one loop.
     public static func healthProbeServer(
         _ health: HealthService, host: String,
-        environment: [String: String] = Environment.current
+        environment: [String: String] = Environment.current, group: EventLoopGroup? = nil
     ) throws(RPCError) -> RPCServer? {
         let env = Environment(environment, upstream: nil)
         guard let port = try env.int("HEALTH_PORT", 1...65535) else { return nil }
         var config = ServerConfiguration(host: host, port: port, security: .plaintext)
         config.loopCount = 1
         do {
-            return try RPCServer(configuration: config, services: [health])
+            return try RPCServer(configuration: config, services: [health], group: group)
         } catch {
             throw RPCError(.invalidArgument, "BAZAAR_HEALTH_PORT=\(port): \(error)")
         }

@@ -15,17 +15,25 @@ import BazaarTransport
 /// - health and server reflection beside the services (the gateway learns the API through
 ///   reflection; `BAZAAR_REFLECTION=false` turns it off), and the plaintext probe port
 ///   `BAZAAR_HEALTH_PORT` when set;
-/// - drains on SIGTERM or SIGINT (`BAZAAR_DRAIN_DELAY`, `BAZAAR_DRAIN_TIMEOUT`).
+/// - drains on SIGTERM or SIGINT (`BAZAAR_DRAIN_DELAY`, `BAZAAR_DRAIN_TIMEOUT`);
+/// - one event loop per core (``loops``), for the servers and for whatever the services open:
+///   give it to their channels and pools, so that a call and its work stay on one thread.
 public struct MeshServer: Sendable {
     public let service: String
     public let configuration: ServerConfiguration
     let server: RPCServer
     let probe: RPCServer?
     public let health: HealthService
+    /// The process's event loops: pass them to the `MeshChannel`s, `PostgresPool`s and
+    /// `RedisClient`s the services use.
+    public let loops: EventLoopGroup
+    private let ownsLoops: Bool
 
+    /// - Parameter group: the process's loops, when the caller made them (and shuts them down
+    ///   after `run`); by default the server makes one loop per core and stops them when `run` ends.
     public init(
         service: String, serving services: [any RPCService], interceptors: [any RPCInterceptor] = [],
-        environment: [String: String] = Environment.current
+        environment: [String: String] = Environment.current, group: EventLoopGroup? = nil
     ) throws(RPCError) {
         let env = Environment(environment, upstream: nil)
         let host = env["HOST"] ?? "127.0.0.1"
@@ -36,12 +44,17 @@ public struct MeshServer: Sendable {
         config.handleSignals = true
         try MeshServerEnvironment.apply(to: &config, environment: environment)
         let (health, all) = try MeshServerEnvironment.standardServices(serving: services, environment: environment)
+        let loops = group ?? EventLoopGroup()
         do {
-            server = try RPCServer(configuration: config, services: all, interceptors: interceptors)
+            server = try RPCServer(configuration: config, services: all, interceptors: interceptors, group: loops)
+            probe = try MeshServerEnvironment.healthProbeServer(
+                health, host: host, environment: environment, group: loops)
         } catch {
+            if group == nil { loops.shutdown() }
             throw RPCError(error)
         }
-        probe = try MeshServerEnvironment.healthProbeServer(health, host: host, environment: environment)
+        self.loops = loops
+        ownsLoops = group == nil
         self.service = service
         self.health = health
         configuration = config
@@ -53,6 +66,8 @@ public struct MeshServer: Sendable {
         let name = service
         let host = configuration.host
         let announce = onListening ?? { port in diagnostic("\(name) listening on \(host):\(port)") }
+        // After the servers (and the probe's task) have ended.
+        defer { if ownsLoops { loops.shutdown() } }
         try await withThrowingTaskGroup(of: Void.self) { group in
             if let probe { group.addTask { try await probe.run() } }
             try await server.run(onListening: announce)

@@ -125,7 +125,13 @@ public final class PostgresConnection: @unchecked Sendable {
     private let prepared = Lock<[String: String]>([:])
     static let maxPrepared = 256
 
-    private init(loop: EventLoop) { self.loop = loop }
+    /// Sees every statement (telemetry's database spans); set by the pool before first use.
+    let observer: (any OperationObserver)?
+
+    private init(loop: EventLoop, observer: (any OperationObserver)?) {
+        self.loop = loop
+        self.observer = observer
+    }
 
     deinit {
         if let conn { PQfinish(conn) }
@@ -133,10 +139,14 @@ public final class PostgresConnection: @unchecked Sendable {
 
     /// Connects with a libpq connection string or URL
     /// (`postgresql://user@host:5432/db`, `host=/run/pg dbname=shop`).
-    public static func connect(_ conninfo: String, on loop: EventLoop) async throws -> PostgresConnection {
-        let c = PostgresConnection(loop: loop)
+    /// Open it on the caller's loop (`group.preferredLoop()`): its statements then complete on the
+    /// thread that asked for them, with no hop.
+    public static func connect(
+        _ conninfo: String, on loop: EventLoop, observer: (any OperationObserver)? = nil
+    ) async throws -> PostgresConnection {
+        let c = PostgresConnection(loop: loop, observer: observer)
         try await withCheckedThrowingContinuation { (k: CheckedContinuation<Void, any Error>) in
-            loop.execute { c.startConnect(conninfo, k) }
+            loop.run { c.startConnect(conninfo, k) }
         }
         return c
     }
@@ -230,6 +240,25 @@ public final class PostgresConnection: @unchecked Sendable {
     /// Runs one statement with `$n` parameters; returns its rows or affected count. The statement
     /// is prepared on the connection the first time it runs there (see `prepared`).
     public func query(_ sql: String, _ parameters: [(any PostgresBindable)?] = []) async throws -> PostgresResult {
+        guard let observer else { return try await statement(sql, parameters) }
+        let observation = observer.operationStarted(Self.operationName(sql), statement: sql)
+        do {
+            let result = try await statement(sql, parameters)
+            observer.operationEnded(observation, error: nil)
+            return result
+        } catch {
+            observer.operationEnded(observation, error: error)
+            throw error
+        }
+    }
+
+    /// The statement's first word (`SELECT`, `INSERT`, `BEGIN`): a span name of low cardinality.
+    static func operationName(_ sql: String) -> String {
+        let word = sql.utf8.drop { $0 == 32 || $0 == 10 || $0 == 9 }.prefix { $0 != 32 && $0 != 10 && $0 != 9 }
+        return String(decoding: word, as: UTF8.self).uppercased()
+    }
+
+    private func statement(_ sql: String, _ parameters: [(any PostgresBindable)?]) async throws -> PostgresResult {
         let texts = parameters.map { $0?.postgresText }
         var name = prepared.withLock { $0[sql] }
         if name == nil, prepared.withLock({ $0.count }) < Self.maxPrepared {
@@ -257,7 +286,8 @@ public final class PostgresConnection: @unchecked Sendable {
         let statement = Statement()
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { k in
-                loop.execute { self.start(k, statement, limit: limit, send: send) }
+                // A caller on this connection's loop (the usual case) starts it here and now.
+                loop.run { self.start(k, statement, limit: limit, send: send) }
             }
         } onCancel: {
             loop.execute { self.abandon(statement, because: "the caller gave up") }

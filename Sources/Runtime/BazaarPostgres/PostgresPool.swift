@@ -1,5 +1,6 @@
 import BazaarCore
 import BazaarTransport
+import CBazaarPQ
 import Synchronization
 
 /// Connections to one database, shared by tasks: at most `maxConnections` open, made on demand,
@@ -7,6 +8,11 @@ import Synchronization
 /// for a connection (beyond, a call fails at once with SQLSTATE 53300, which services answer as
 /// UNAVAILABLE), and a waiter whose task is cancelled (its caller's deadline passed) leaves the
 /// queue instead of taking a connection later for nobody.
+///
+/// Connections live on the loops of the process's ``EventLoopGroup``, and a task is given one on
+/// its own loop when there is one (an idle one there, or a new one opened there), so that a
+/// handler's statements complete on its thread with no hop. Only when every connection is open
+/// and none is idle on the caller's loop does it take an idle one elsewhere, or wait.
 ///
 /// ```swift
 /// let db = PostgresPool(conninfo: "postgresql://catalog@db/catalog", maxConnections: 10)
@@ -21,6 +27,7 @@ public final class PostgresPool: Sendable {
     public let maxWaiters: Int
     private let group: EventLoopGroup
     private let ownsGroup: Bool
+    private let observer: (any OperationObserver)?
     private struct State {
         var idle: [PostgresConnection] = []
         var open = 0
@@ -30,12 +37,32 @@ public final class PostgresPool: Sendable {
     }
     private let state = Lock(State())
 
-    public init(conninfo: String, maxConnections: Int = 10, maxWaiters: Int? = nil, group: EventLoopGroup? = nil) {
+    /// - Parameters:
+    ///   - group: the process's loops; by default the pool runs one of its own.
+    ///   - observer: sees every statement (telemetry's database spans).
+    public init(
+        conninfo: String, maxConnections: Int = 10, maxWaiters: Int? = nil, group: EventLoopGroup? = nil,
+        observer: (any OperationObserver)? = nil
+    ) {
         self.conninfo = conninfo
+        self.observer = observer
         self.maxConnections = max(1, maxConnections)
         self.maxWaiters = max(0, maxWaiters ?? 20 * self.maxConnections)
         ownsGroup = group == nil
         self.group = group ?? EventLoopGroup(count: 1)
+    }
+
+    /// The database a connection string names (`dbname`, or the URL's path), read by libpq's own
+    /// parser; `nil` when it names none or does not parse.
+    public static func databaseName(_ conninfo: String) -> String? {
+        guard let options = PQconninfoParse(conninfo, nil) else { return nil }
+        defer { PQconninfoFree(options) }
+        var p = options
+        while let keyword = p.pointee.keyword {
+            if String(cString: keyword) == "dbname" { return p.pointee.val.map { String(cString: $0) } }
+            p += 1
+        }
+        return nil
     }
 
     /// Runs `body` with a connection of its own, then gives the connection back.
@@ -76,17 +103,21 @@ public final class PostgresPool: Sendable {
             case use(PostgresConnection)
             case open, wait, closed
         }
+        let here = group.currentLoop
         while true {
             let next = state.withLock { s -> Next in
                 if s.closed { return .closed }
-                while let c = s.idle.popLast() {
-                    if c.isUsable { return .use(c) }
-                    s.open -= 1
-                }
+                let before = s.idle.count
+                s.idle.removeAll { !$0.isUsable }
+                s.open -= before - s.idle.count
+                // The most recently used idle connection on the caller's loop; then a new one
+                // there; then any idle one.
+                if let i = s.idle.lastIndex(where: { $0.loop === here }) { return .use(s.idle.remove(at: i)) }
                 if s.open < maxConnections {
                     s.open += 1
                     return .open
                 }
+                if let c = s.idle.popLast() { return .use(c) }
                 return .wait
             }
             switch next {
@@ -94,7 +125,8 @@ public final class PostgresPool: Sendable {
             case .closed: throw PostgresError.connection("the pool is closed")
             case .open:
                 do {
-                    return try await PostgresConnection.connect(conninfo, on: group.nextLoop())
+                    return try await PostgresConnection.connect(
+                        conninfo, on: here ?? group.nextLoop(), observer: observer)
                 } catch {
                     state.withLock { $0.open -= 1 }
                     wakeOne()

@@ -194,7 +194,8 @@ public final class RedisConnection: @unchecked Sendable {
     public func send(_ arguments: [[UInt8]], timeout: Duration? = nil) async throws -> RedisValue {
         let limit = timeout ?? Self.commandTimeout
         return try await withCheckedThrowingContinuation { k in
-            loop.execute { self.enqueue(arguments, limit, k) }
+            // From a task on this loop (the client's choice of connection) it goes out now.
+            loop.run { self.enqueue(arguments, limit, k) }
         }
     }
 
@@ -295,24 +296,31 @@ public final class RedisConnection: @unchecked Sendable {
 
 /// A Redis client for one server that connects on first use and again after a connection failed.
 /// A command that was in flight when the connection failed fails (it is not resent: it may have run).
+///
+/// With the process's ``EventLoopGroup`` it keeps one connection per loop, made when a task on
+/// that loop first needs it: a handler's commands go out and come back on its own thread.
 public final class RedisClient: Sendable {
     public let host: String
     public let port: Int
-    private let loop: EventLoop
-    private let group: EventLoopGroup?
-    private struct State {
+    private let group: EventLoopGroup
+    private let ownsGroup: Bool
+    private struct Lane {
         var connection: RedisConnection?
         /// The connection being made: concurrent first commands share it (one connection, not one each).
         var connecting: Task<RedisConnection, any Error>?
     }
-    private let state = Lock(State())
+    /// One lane per loop of the group.
+    private let lanes: [Lock<Lane>]
 
     public init(host: String, port: Int, group: EventLoopGroup? = nil) {
         self.host = host
         self.port = port
-        self.group = group == nil ? EventLoopGroup(count: 1) : nil
-        loop = (group ?? self.group!).nextLoop()
+        ownsGroup = group == nil
+        self.group = group ?? EventLoopGroup(count: 1)
+        lanes = self.group.loops.map { _ in Lock(Lane()) }
     }
+
+    deinit { if ownsGroup { group.shutdown() } }
 
     /// `host:port`, e.g. from `BAZAAR_REDIS`.
     public convenience init?(address: String, group: EventLoopGroup? = nil) {
@@ -336,31 +344,46 @@ public final class RedisClient: Sendable {
     }
 
     private func current() async throws -> RedisConnection {
-        let task = state.withLock { s -> Task<RedisConnection, any Error> in
-            if let c = s.connection, c.isConnected { return Task { c } }
-            if let t = s.connecting { return t }
-            let (host, port, loop) = (self.host, self.port, self.loop)
-            let t = Task { try await RedisConnection.connect(host: host, port: port, on: loop) }
+        // Callers off the group's loops (startup, tools) share the first loop's connection.
+        let loop = group.currentLoop ?? group.loops[0]
+        let lane = lanes[loop.index]
+        enum Next {
+            case ready(RedisConnection)
+            case wait(Task<RedisConnection, any Error>)
+        }
+        let next = lane.withLock { s -> Next in
+            if let c = s.connection, c.isConnected { return .ready(c) }
+            if let t = s.connecting { return .wait(t) }
+            let (host, port) = (self.host, self.port)
+            let t = Task(executorPreference: loop) { try await RedisConnection.connect(host: host, port: port, on: loop) }
             s.connecting = t
-            return t
+            return .wait(t)
+        }
+        // The usual case: this loop's connection is up.
+        let task: Task<RedisConnection, any Error>
+        switch next {
+        case .ready(let c): return c
+        case .wait(let t): task = t
         }
         do {
             let c = try await task.value
-            state.withLock { s in
+            lane.withLock { s in
                 if s.connection !== c { s.connection = c }
                 s.connecting = nil
             }
             return c
         } catch {
-            state.withLock { $0.connecting = nil }
+            lane.withLock { $0.connecting = nil }
             throw error
         }
     }
 
     public func close() {
-        state.withLock { s in
-            s.connection?.close()
-            s.connection = nil
+        for lane in lanes {
+            lane.withLock { s in
+                s.connection?.close()
+                s.connection = nil
+            }
         }
     }
 }

@@ -37,15 +37,19 @@ public final class Telemetry: Sendable {
     }
 
     /// Starts telemetry with `options`: the admin endpoint, the transport observer, the exporter.
-    public static func start(service: String, options: Options) async throws -> Telemetry {
+    /// `group` is the process's loops (the admin endpoint and the exporter's connection run on
+    /// them); without one, each runs a loop of its own.
+    public static func start(service: String, options: Options, group: EventLoopGroup? = nil) async throws
+        -> Telemetry
+    {
         let registry = MetricsRegistry()
         var admin: AdminServer?
         if let port = options.metricsPort {
-            admin = try await AdminServer(registry: registry, host: options.metricsHost, port: port)
+            admin = try await AdminServer(registry: registry, host: options.metricsHost, port: port, group: group)
         }
         var tracer: Tracer?
         if let endpoint = options.tracesEndpoint {
-            let exporter = try SpanExporter(endpoint: endpoint, serviceName: service)
+            let exporter = try SpanExporter(endpoint: endpoint, serviceName: service, group: group)
             tracer = Tracer(serviceName: service, sampler: options.sampler, exporter: exporter)
         }
         let t = Telemetry(service: service, registry: registry, options: options, tracer: tracer, admin: admin)
@@ -84,10 +88,11 @@ public final class Telemetry: Sendable {
     /// `BAZAAR_METRICS_PORT` (0 picks one, `off` disables), `BAZAAR_LOG_LEVEL`,
     /// `BAZAAR_ACCESS_LOG_SAMPLE`, `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_TRACES_EXPORTER=none`),
     /// `OTEL_SERVICE_NAME`, `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG`.
-    public static func start(service: String, environment: [String: String] = currentEnvironment()) async throws
-        -> Telemetry
-    {
-        try await start(service: environment["OTEL_SERVICE_NAME"] ?? service, options: options(from: environment))
+    public static func start(
+        service: String, environment: [String: String] = currentEnvironment(), group: EventLoopGroup? = nil
+    ) async throws -> Telemetry {
+        try await start(
+            service: environment["OTEL_SERVICE_NAME"] ?? service, options: options(from: environment), group: group)
     }
 
     public static func options(from env: [String: String]) throws(RPCError) -> Options {
@@ -148,6 +153,13 @@ public final class Telemetry: Sendable {
     /// `traceparent` it sends. `upstream` names the peer in spans (`server.address`).
     public func clientObserver(upstream: String) -> any ClientCallObserver {
         ClientTelemetryObserver(telemetry: self, upstream: upstream)
+    }
+
+    /// For database pools and other clients that are not RPCs: a client span per operation, under
+    /// the call being served (operations outside any call, such as background sweeps, get none).
+    /// `system` is OpenTelemetry's `db.system.name` (`postgresql`), `namespace` the database.
+    public func databaseObserver(system: String, namespace: String?) -> any OperationObserver {
+        DatabaseTelemetryObserver(tracer: tracer, system: system, namespace: namespace)
     }
 
     /// Flushes spans and stops the admin endpoint.
@@ -257,6 +269,29 @@ struct ServerTelemetryObserver: ServerCallObserver {
 extension MethodDescriptor {
     /// `pkg.Service/Method`, the span name OpenTelemetry's RPC conventions ask for.
     var spanName: String { String(path.utf8.dropFirst())! }
+}
+
+/// Database statements as client spans, children of the current server span.
+struct DatabaseTelemetryObserver: OperationObserver {
+    let tracer: Tracer?
+    let system: String
+    let namespace: String?
+
+    func operationStarted(_ name: String, statement: String?) -> AnyObject? {
+        guard let tracer, let parent = Span.current, parent.isRecording else { return nil }
+        let s = tracer.startSpan(namespace.map { "\(name) \($0)" } ?? name, kind: .client, parent: parent.context)
+        s.setAttribute("db.system.name", system)
+        s.setAttribute("db.operation.name", name)
+        if let namespace { s.setAttribute("db.namespace", namespace) }
+        // Parameterised text only: values never reach a span.
+        if let statement { s.setAttribute("db.query.text", String(statement.prefix(2048))) }
+        return s
+    }
+
+    func operationEnded(_ observation: AnyObject?, error: (any Error)?) {
+        guard let span = observation as? Span else { return }
+        span.end(error: error.map { "\($0)" })
+    }
 }
 
 /// The trace a client began, as the edge passes it to its own client span: a link, not a parent.

@@ -4,18 +4,27 @@ import CBazaarEvent
 import Glibc
 
 /// The admin HTTP endpoint: `GET /metrics` (Prometheus text format) and `GET /healthz`, over
-/// HTTP/1.1 parsed by libevent's evhttp, on a loop of its own so that a slow scrape never delays
-/// RPCs. Bind it to the pod network for Prometheus, not to the internet.
+/// HTTP/1.1 parsed by libevent's evhttp, on one loop of the process's group (a scrape is one
+/// short write of text; evhttp never blocks the loop). Bind it to the pod network for
+/// Prometheus, not to the internet.
 public final class AdminServer: @unchecked Sendable {
-    private let group = EventLoopGroup(count: 1)
+    private let group: EventLoopGroup
+    private let ownsGroup: Bool
+    private let loop: EventLoop
     private var http: OpaquePointer?
     private let registry: MetricsRegistry
     /// The bound port (useful with port 0).
     public private(set) var port = 0
 
-    public init(registry: MetricsRegistry, host: String = "0.0.0.0", port: Int) async throws {
+    /// - Parameter group: the process's loops; without one the endpoint runs a loop of its own.
+    public init(registry: MetricsRegistry, host: String = "0.0.0.0", port: Int, group: EventLoopGroup? = nil)
+        async throws
+    {
         self.registry = registry
-        let loop = group.loops[0]
+        ownsGroup = group == nil
+        self.group = group ?? EventLoopGroup(count: 1)
+        let loop = self.group.loops[0]
+        self.loop = loop
         let bound: Result<Int, RPCError> = await withCheckedContinuation { c in
             loop.execute { [self] in c.resume(returning: self.bind(loop: loop, host: host, port: port)) }
         }
@@ -85,14 +94,13 @@ public final class AdminServer: @unchecked Sendable {
 
     /// Stops listening; scrapes in progress are cut.
     public func shutdown() {
-        let loop = group.loops[0]
         let http = self.http
         self.http = nil
         if let http {
             let box = UnsafeHTTP(http)
             loop.execute { evhttp_free(box.pointer) }
         }
-        group.shutdown()
+        if ownsGroup { group.shutdown() }
     }
 }
 

@@ -1,4 +1,6 @@
 import BazaarCore
+import BazaarTransport
+import CBazaarEvent
 import Glibc
 
 /// One operation of a trace: a call served or made. A span that is not sampled still carries
@@ -40,6 +42,21 @@ public final class Span: @unchecked Sendable {
         self.kind = kind
         self.tracer = context.sampled ? tracer : nil
         startNanos = context.sampled ? Span.unixNanos() : 0
+        if context.sampled { recordThread(start: true) }
+    }
+
+    /// Which thread a recorded span started on (`thread.id`, `thread.name` for an event loop)
+    /// and ended on (`bazaar.thread.end.id`): traces show where a call's work
+    /// ran, and a hop between threads shows as the two ids differing.
+    private func recordThread(start: Bool) {
+        let loop = EventLoop.current
+        let id = Int64(loop?.threadID ?? Int32(bazaar_thread_id()))
+        if start {
+            attributes.append(("thread.id", .int(id)))
+            if let loop { attributes.append(("thread.name", .string("bazaar-loop-\(loop.index)"))) }
+        } else {
+            attributes.append(("bazaar.thread.end.id", .int(id)))
+        }
     }
 
     public var isRecording: Bool { tracer != nil }
@@ -62,6 +79,7 @@ public final class Span: @unchecked Sendable {
     public func end(error: String? = nil) {
         guard let tracer, endNanos == 0 else { return }
         endNanos = Span.unixNanos()
+        recordThread(start: false)
         self.error = error
         tracer.exporter.enqueue(self)
     }

@@ -29,9 +29,10 @@ public final class SpanExporter: Sendable {
     /// - Parameters:
     ///   - endpoint: `http://host:4317` (h2c) or `https://host:4317` (TLS with `tls`); `nil` keeps
     ///     spans nowhere (they are counted as dropped).
+    ///   - group: the process's loops, for the connection to the collector; by default its own.
     public init(
         endpoint: String?, serviceName: String, tls: TLSConfiguration? = nil, capacity: Int = 4096,
-        batchSize: Int = 512, interval: Duration = .seconds(1)
+        batchSize: Int = 512, interval: Duration = .seconds(1), group: EventLoopGroup? = nil
     ) throws {
         self.endpoint = endpoint ?? ""
         self.capacity = capacity
@@ -62,7 +63,7 @@ public final class SpanExporter: Sendable {
                 security: secure ? .mutualTLS(tls ?? TLSConfiguration(requireClientCertificate: false)) : .plaintext)
             // A collector that is down must not be hammered: keep retrying slowly.
             config.backoff.maximum = .seconds(30)
-            channel = try GRPCChannel(configuration: config)
+            channel = try GRPCChannel(configuration: config, group: group)
         } else {
             channel = nil
         }

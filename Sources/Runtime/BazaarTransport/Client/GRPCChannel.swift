@@ -27,30 +27,60 @@ public final class GRPCChannel: ClientTransport, @unchecked Sendable {
     private let published = Atomic<UInt8>(ConnectivityState.idle.rawValue)
 
     /// - Parameters:
-    ///   - group: loops to run on; by default the channel starts its own single loop.
+    ///   - group: loops to run on (the channel takes one: the caller's when it runs on one of
+    ///     them); by default the channel starts its own single loop.
     ///   - credentials: TLS material shared with other channels (with mutual TLS); by default the
     ///     channel loads its own from the configuration.
-    public init(
+    public convenience init(
         configuration: ChannelConfiguration, interceptors: [any RPCInterceptor] = [], group: EventLoopGroup? = nil,
         credentials: TLSCredentials? = nil
     ) throws {
+        if let group {
+            try self.init(
+                configuration: configuration, interceptors: interceptors, loop: group.preferredLoop(),
+                ownedGroup: nil, credentials: credentials)
+        } else {
+            let own = EventLoopGroup(count: 1)
+            try self.init(
+                configuration: configuration, interceptors: interceptors, loop: own.loops[0], ownedGroup: own,
+                credentials: credentials)
+        }
+    }
+
+    /// A channel whose connections live on `loop`, one of a group the caller keeps running for
+    /// as long as the channel is used: a mesh channel keeps one such channel per loop and
+    /// endpoint, so that a call goes out and comes back on the thread that made it.
+    public convenience init(
+        configuration: ChannelConfiguration, interceptors: [any RPCInterceptor] = [], on loop: EventLoop,
+        credentials: TLSCredentials? = nil
+    ) throws {
+        try self.init(
+            configuration: configuration, interceptors: interceptors, loop: loop, ownedGroup: nil,
+            credentials: credentials)
+    }
+
+    private init(
+        configuration: ChannelConfiguration, interceptors: [any RPCInterceptor], loop: EventLoop,
+        ownedGroup: EventLoopGroup?, credentials: TLSCredentials?
+    ) throws {
         guard !configuration.endpoints.isEmpty else {
+            ownedGroup?.shutdown()
             throw RPCError(.invalidArgument, "a channel needs at least one endpoint")
         }
         self.configuration = configuration
         self.interceptors = interceptors
         if case .mutualTLS(let c) = configuration.security {
-            tls = try credentials ?? TLSCredentials(c, server: false)
+            do {
+                tls = try credentials ?? TLSCredentials(c, server: false)
+            } catch {
+                ownedGroup?.shutdown()
+                throw error
+            }
         } else {
             tls = nil
         }
-        if let group {
-            ownedGroup = nil
-            loop = group.nextLoop()
-        } else {
-            ownedGroup = EventLoopGroup(count: 1)
-            loop = ownedGroup!.loops[0]
-        }
+        self.loop = loop
+        self.ownedGroup = ownedGroup
         subchannels = configuration.endpoints.map { Subchannel(endpoint: $0) }
         tls?.watch(on: loop, every: configuration.tlsReloadInterval, onSIGHUP: false)
     }
@@ -347,7 +377,8 @@ public final class GRPCChannel: ClientTransport, @unchecked Sendable {
         let handle = CallHandle()
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (c: CheckedContinuation<[UInt8], any Error>) in
-                loop.execute { [self] in
+                // A caller on the channel's loop starts the call here and now.
+                loop.run { [self] in
                     attemptUnary(method, request, metadata, options, deadline, handle, c, attempt: 1)
                 }
             }

@@ -14,6 +14,7 @@ public final class HTTPServer: Sendable {
     public let configuration: HTTPServerConfiguration
     private let shared: HTTPServerShared
     private let tls: TLSCredentials?
+    private let sharedGroup: EventLoopGroup?
     private struct State {
         var listeners: [Listener] = []
         var shuttingDown = false
@@ -22,8 +23,13 @@ public final class HTTPServer: Sendable {
     }
     private let state = Lock(State())
 
-    public init(configuration: HTTPServerConfiguration, responder: any HTTPResponder) throws {
+    /// - Parameter group: the process's event loops (see ``EventLoopGroup``), left running when
+    ///   the server stops; without one the server runs its own (``HTTPServerConfiguration/loopCount``).
+    public init(configuration: HTTPServerConfiguration, responder: any HTTPResponder, group: EventLoopGroup? = nil)
+        throws
+    {
         self.configuration = configuration
+        sharedGroup = group
         shared = HTTPServerShared(responder: responder, configuration: configuration)
         tls = try configuration.tls.map { try TLSCredentials($0, server: true) }
     }
@@ -32,7 +38,8 @@ public final class HTTPServer: Sendable {
     /// gets the bound port.
     public func run(onListening: @Sendable (Int) -> Void = { _ in }) async throws {
         if state.withLock({ $0.shuttingDown }) || Task.isCancelled { return }
-        let group = EventLoopGroup(count: configuration.loopCount ?? EventLoopGroup.coreCount)
+        let owned = sharedGroup == nil
+        let group = sharedGroup ?? EventLoopGroup(count: configuration.loopCount ?? EventLoopGroup.coreCount)
         let shared = self.shared
         var signals: SignalWatcher?
         do {
@@ -53,7 +60,7 @@ public final class HTTPServer: Sendable {
             if let tls { tls.watch(on: group.loops[0], every: .seconds(10), onSIGHUP: configuration.handleSignals) }
             onListening(port)
         } catch {
-            group.shutdown()
+            if owned { group.shutdown() }
             throw error
         }
         await withTaskCancellationHandler {
@@ -72,7 +79,7 @@ public final class HTTPServer: Sendable {
         // started this shutdown (see SignalWatcher).
         signals?.cancel()
         tls?.stopWatching()
-        group.shutdown()
+        if owned { group.shutdown() }
     }
 
     /// Stops accepting, lets requests in flight finish (up to the drain timeout), then ends `run`.

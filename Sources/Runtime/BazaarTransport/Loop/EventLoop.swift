@@ -20,6 +20,12 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
     /// for DNS, hiredis's libevent adapter). Use it only on the loop thread.
     public var eventBase: OpaquePointer { base }
     public let index: Int
+    /// Which ``EventLoopGroup`` made this loop (a process-unique number).
+    let groupID: Int
+    /// The kernel's id of the loop thread (`gettid`), once it runs: what traces record as
+    /// `thread.id`, and what `/proc/<pid>/task` lists.
+    public var threadID: Int32 { tid.load(ordering: .acquiring) }
+    private let tid = Atomic<Int32>(0)
     /// One read buffer per loop, shared by its connections (reads are synchronous on the loop
     /// thread), so an idle connection holds no buffer of its own.
     let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 << 10, alignment: 16)
@@ -34,8 +40,23 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
         _ = LibraryLog.callbackOnce
     }()
 
-    init(index: Int) {
+    /// The thread-local slot that tells a loop thread which loop it runs.
+    private static let currentKey: pthread_key_t = {
+        var key = pthread_key_t()
+        precondition(pthread_key_create(&key, nil) == 0, "pthread_key_create failed")
+        return key
+    }()
+
+    /// The loop whose thread is calling, or `nil` off every loop thread. Handlers, their database
+    /// work and their outbound calls use it to stay on the loop they started on.
+    public static var current: EventLoop? {
+        guard let p = pthread_getspecific(currentKey) else { return nil }
+        return Unmanaged<EventLoop>.fromOpaque(p).takeUnretainedValue()
+    }
+
+    init(index: Int, groupID: Int) {
         _ = Self.threadingOnce
+        self.groupID = groupID
         guard let base = event_base_new() else { fatalError("event_base_new failed") }
         self.base = base
         self.index = index
@@ -76,6 +97,10 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
     }
 
     private func runThread() {
+        pthread_setspecific(Self.currentKey, Unmanaged.passUnretained(self).toOpaque())
+        // `top -H`, `ps -L` and debuggers show which threads are loops.
+        bazaar_name_thread("bazaar-loop-\(index)")
+        tid.store(Int32(bazaar_thread_id()), ordering: .releasing)
         running.store(1, ordering: .releasing)
         event_base_loop(base, EVLOOP_NO_EXIT_ON_EMPTY)
         drain()
@@ -101,8 +126,9 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
         enqueue(.closure(body))
     }
 
-    /// Runs `body` now when already on the loop thread, otherwise queues it.
-    func run(_ body: @escaping @Sendable () -> Void) {
+    /// Runs `body` now when already on the loop thread, otherwise queues it: work a task on the
+    /// loop starts for its own connection costs no trip through the queue.
+    public func run(_ body: @escaping @Sendable () -> Void) {
         if inLoop { body() } else { execute(body) }
     }
 
@@ -252,15 +278,36 @@ public final class IOWatcher {
 }
 
 /// The loops of a process: by default one per core.
+///
+/// A process makes one group and hands it to everything that does I/O (servers, channels, the
+/// database pool, Redis, the metrics endpoint), so that a call and all the work it causes stay on
+/// the loop thread it arrived on: see ``preferredLoop()``. Whoever makes the group shuts it down,
+/// after everything that uses it has closed.
 public final class EventLoopGroup: Sendable {
     public let loops: [EventLoop]
+    /// Process-unique, so that a loop knows whether it belongs to this group.
+    let id: Int
     private let next = Atomic<Int>(0)
     private let isShutDown = Atomic<Bool>(false)
+    private static let ids = Atomic<Int>(0)
 
     public init(count: Int = EventLoopGroup.coreCount) {
-        loops = (0..<max(1, count)).map { EventLoop(index: $0) }
+        let id = Self.ids.add(1, ordering: .relaxed).newValue
+        self.id = id
+        loops = (0..<max(1, count)).map { EventLoop(index: $0, groupID: id) }
         for loop in loops { loop.start() }
     }
+
+    /// The calling thread's loop when it is one of this group's, else `nil`.
+    public var currentLoop: EventLoop? {
+        guard let loop = EventLoop.current, loop.groupID == id else { return nil }
+        return loop
+    }
+
+    /// Where new work for the caller should live: the caller's own loop when it runs on one of
+    /// this group's (a handler opening a database connection or an outbound call keeps it on its
+    /// thread), otherwise the loops in turn.
+    public func preferredLoop() -> EventLoop { currentLoop ?? nextLoop() }
 
     /// The number of online cores.
     /// One loop per CPU the process may use (the cgroup quota counts: ``CPUBudget``).
@@ -290,4 +337,23 @@ extension timeval {
 package struct UnsafeSendable<T>: @unchecked Sendable {
     package let value: T
     package init(_ value: T) { self.value = value }
+}
+
+/// Runs `body` with the process's event loops, made for it and stopped when it returns or throws:
+/// the structured way for an executable to own its one group. Everything made inside on the group
+/// (servers, channels, pools) must be closed before `body` ends.
+///
+/// ```swift
+/// try await withEventLoopGroup { loops in
+///     let db = PostgresPool(conninfo: url, group: loops)
+///     try await RPCServer(configuration: config, services: [Catalog(db: db)], group: loops).run()
+///     db.close()
+/// }
+/// ```
+public func withEventLoopGroup<T>(
+    count: Int = EventLoopGroup.coreCount, _ body: (EventLoopGroup) async throws -> T
+) async rethrows -> T {
+    let group = EventLoopGroup(count: count)
+    defer { group.shutdown() }
+    return try await body(group)
 }

@@ -16,20 +16,26 @@ public final class RPCServer: Sendable {
     public let configuration: ServerConfiguration
     private let shared: ServerShared
     private let drainObservers: [any ServerDrainObserver]
+    /// The process's loops, when the caller passed them; otherwise `run` makes its own.
+    private let sharedGroup: EventLoopGroup?
     private let state = Lock(State())
 
     private struct State {
-        var group: EventLoopGroup?
         var listeners: [Listener] = []
         var shuttingDown = false
         var done: CheckedContinuation<Void, Never>?
         var port = 0
     }
 
-    public init(configuration: ServerConfiguration, services: [any RPCService], interceptors: [any RPCInterceptor] = [])
-        throws
-    {
+    /// - Parameter group: the process's event loops, shared with its channels and pools (see
+    ///   ``EventLoopGroup``); the server listens on every loop of it and leaves it running when it
+    ///   stops. Without one, the server runs a group of its own (``ServerConfiguration/loopCount``).
+    public init(
+        configuration: ServerConfiguration, services: [any RPCService], interceptors: [any RPCInterceptor] = [],
+        group: EventLoopGroup? = nil
+    ) throws {
         self.configuration = configuration
+        sharedGroup = group
         var table: [String: RPCHandler] = [:]
         for service in services {
             for h in service.handlers {
@@ -53,7 +59,8 @@ public final class RPCServer: Sendable {
     public func run(onListening: @Sendable (Int) -> Void = { _ in }) async throws {
         // Shut down (or cancelled) before it started: there is nothing to serve or to drain.
         if state.withLock({ $0.shuttingDown }) || Task.isCancelled { return }
-        let group = EventLoopGroup(count: configuration.loopCount ?? EventLoopGroup.coreCount)
+        let owned = sharedGroup == nil
+        let group = sharedGroup ?? EventLoopGroup(count: configuration.loopCount ?? EventLoopGroup.coreCount)
         var listeners: [Listener] = []
         let shared = self.shared
         do {
@@ -65,7 +72,6 @@ public final class RPCServer: Sendable {
                 ServerConnection(loop: loop, fd: fd, peer: peer, shared: shared, tls: tls) { onClose($0) }
             }
             let stoppedMeanwhile = state.withLock { s -> Bool in
-                s.group = group
                 s.listeners = listeners
                 s.port = port
                 return s.shuttingDown
@@ -73,7 +79,7 @@ public final class RPCServer: Sendable {
             if stoppedMeanwhile {
                 // shutdown() ran while the listeners were being made: close them, serve nothing.
                 for l in listeners { l.loop.execute { l.stop() } }
-                group.shutdown()
+                if owned { group.shutdown() }
                 return
             }
             for l in listeners { l.loop.execute { l.start() } }
@@ -102,10 +108,10 @@ public final class RPCServer: Sendable {
             shared.tls?.stopWatching()
         } catch {
             for l in listeners { l.loop.execute { l.stop() } }
-            group.shutdown()
+            if owned { group.shutdown() }
             throw error
         }
-        group.shutdown()
+        if owned { group.shutdown() }
     }
 
     /// Starts the graceful shutdown. ``run(onListening:)`` returns when it is done.
