@@ -35,6 +35,8 @@ struct ShopOptions: ParsableArguments {
 final class ShopConnection: @unchecked Sendable {
     let options: ShopOptions
     private var channels: [ShopService: MeshChannel] = [:]
+    /// One loop for every channel the command opens.
+    private let loops = EventLoopGroup(count: 1)
 
     init(_ options: ShopOptions) { self.options = options }
 
@@ -46,8 +48,8 @@ final class ShopConnection: @unchecked Sendable {
         var mesh = MeshConfiguration()
         mesh.healthCheck = false
         let c = try MeshChannel(
-            target: target, security: .mutualTLS(.mesh(directory: options.certs, service: options.identity)), mesh: mesh
-        )
+            target: target, security: .mutualTLS(.mesh(directory: options.certs, service: options.identity)), mesh: mesh,
+            group: loops)
         channels[service] = c
         return c
     }
@@ -60,7 +62,10 @@ final class ShopConnection: @unchecked Sendable {
         get throws { .init(transport: try channel(.notifications)) }
     }
 
-    func shutdown() async { for c in channels.values { await c.shutdown() } }
+    func shutdown() async {
+        for c in channels.values { await c.shutdown() }
+        loops.shutdown()
+    }
 
     // MARK: the session file
 

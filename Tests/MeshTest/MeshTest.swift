@@ -147,27 +147,30 @@ struct Serve: ParsableCommand {
 
     func run() throws {
         try runBlocking {
-            var config = ServerConfiguration(host: host, port: port, security: tls.security)
-            config.handleSignals = true
-            config.loopCount = 1
-            try MeshServerEnvironment.apply(to: &config)
-            let telemetry = self.telemetry ? try await Telemetry.start(service: name) : nil
-            config.callObserver = telemetry?.serverObserver
-            if let port = telemetry?.metricsPort { diagnostic("mesh-test: metrics on port \(port)") }
-            let nextChannel = try next.map { target in
-                try MeshChannel(
-                    target: target, security: tls.security, mesh: try .fromEnvironment(),
-                    observer: telemetry?.clientObserver(upstream: target))
+            // One loop, shared by the server, the channel to the next hop and telemetry, as a
+            // service process has it (its spans show a relayed call staying on that thread).
+            try await withEventLoopGroup(count: 1) { loops in
+                var config = ServerConfiguration(host: host, port: port, security: tls.security)
+                config.handleSignals = true
+                try MeshServerEnvironment.apply(to: &config)
+                let telemetry = self.telemetry ? try await Telemetry.start(service: name, group: loops) : nil
+                config.callObserver = telemetry?.serverObserver
+                if let port = telemetry?.metricsPort { diagnostic("mesh-test: metrics on port \(port)") }
+                let nextChannel = try next.map { target in
+                    try MeshChannel(
+                        target: target, security: tls.security, mesh: try .fromEnvironment(),
+                        observer: telemetry?.clientObserver(upstream: target), group: loops)
+                }
+                let mesh = MeshTestService(name: name, log: CallLog(path: callLog), next: nextChannel)
+                let (_, services) = try MeshServerEnvironment.standardServices(serving: [mesh])
+                let server = try RPCServer(configuration: config, services: services, group: loops)
+                try await server.run { port in
+                    diagnostic("mesh-test: listening on \(host):\(port)")
+                }
+                await nextChannel?.shutdown()
+                await telemetry?.shutdown()
+                diagnostic("mesh-test: shut down cleanly")
             }
-            let mesh = MeshTestService(name: name, log: CallLog(path: callLog), next: nextChannel)
-            let (_, services) = try MeshServerEnvironment.standardServices(serving: [mesh])
-            let server = try RPCServer(configuration: config, services: services)
-            try await server.run { port in
-                diagnostic("mesh-test: listening on \(host):\(port)")
-            }
-            await nextChannel?.shutdown()
-            await telemetry?.shutdown()
-            diagnostic("mesh-test: shut down cleanly")
         }
     }
 }

@@ -11,9 +11,11 @@ struct AccessLog: HTTPResponder {
     let requests: MetricFamily
     let durations: MetricFamily
     let sample: Double
+    let tracer: Tracer?
 
     init(next: Gateway, telemetry: Telemetry) {
         self.next = next
+        tracer = telemetry.tracer
         logger = telemetry.logger
         requests = telemetry.registry.family(
             "bazaar_http_requests_total", help: "HTTP requests the gateway answered.", type: .counter,
@@ -26,7 +28,26 @@ struct AccessLog: HTTPResponder {
 
     func respond(to request: HTTPRequest, writer: HTTPResponseWriter) async {
         let start = ContinuousClock.now
-        let route = await next.serve(request, writer)
+        let route: String
+        if let tracer {
+            // The edge's own server span: the root of the shop's trace for this request, with
+            // the upstream calls as its children (a client's traceparent is only linked).
+            let span = tracer.startSpan(request.method, kind: .server, parent: nil)
+            if span.isRecording {
+                span.setAttribute("http.request.method", request.method)
+                span.setAttribute("url.path", request.path)
+                span.setAttribute("client.address", Socket.host(of: request.remoteAddress))
+            }
+            route = await Span.$active.withValue(span) { await next.serve(request, writer) }
+            if span.isRecording {
+                span.name = "\(request.method) \(route)"
+                span.setAttribute("http.route", route)
+                span.setAttribute("http.response.status_code", Int64(writer.status))
+            }
+            span.end(error: writer.status >= 500 ? "HTTP \(writer.status)" : nil)
+        } else {
+            route = await next.serve(request, writer)
+        }
         let seconds = (ContinuousClock.now - start).inSeconds
         let method =
             ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"].contains(request.method)

@@ -200,7 +200,14 @@ public protocol ServerCallObserver: Sendable {
 /// what it returns comes back to `callEnded` with the final status (after all retries).
 public protocol ClientCallObserver: Sendable {
     func callStarted(_ head: inout RPCCallHead) -> AnyObject?
+    /// An attempt of the call goes out on a connection whose I/O runs on the thread with this
+    /// kernel id (telemetry records it, so that a trace shows a call leaving its caller's thread).
+    func callRouted(_ observation: AnyObject?, connectionThread: Int32)
     func callEnded(_ observation: AnyObject?, status: RPCError)
+}
+
+extension ClientCallObserver {
+    public func callRouted(_ observation: AnyObject?, connectionThread: Int32) {}
 }
 
 /// Sees each operation a process performs on a dependency that is not an RPC (a database
@@ -208,7 +215,8 @@ public protocol ClientCallObserver: Sendable {
 /// spans under the call being served. `name` is short and of low cardinality (`SELECT`);
 /// `statement` is parameterised text, never values.
 public protocol OperationObserver: Sendable {
-    func operationStarted(_ name: String, statement: String?) -> AnyObject?
+    /// `connectionThread` is the kernel id of the thread the connection's I/O runs on.
+    func operationStarted(_ name: String, statement: String?, connectionThread: Int32) -> AnyObject?
     func operationEnded(_ observation: AnyObject?, error: (any Error)?)
 }
 

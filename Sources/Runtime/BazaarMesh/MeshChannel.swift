@@ -541,9 +541,9 @@ public final class MeshChannel: ClientTransport, Sendable {
             defer { if bulkhead.limit > 0 { bulkhead.release() } }
             let response: [UInt8]
             if interceptors.isEmpty {
-                response = try await attempts(method, request, options, deadline)
+                response = try await attempts(method, request, options, deadline, observation)
             } else {
-                response = try await intercepted(method, request, options, deadline)
+                response = try await intercepted(method, request, options, deadline, observation)
             }
             observer?.callEnded(observation, status: RPCError(.ok))
             return response
@@ -556,14 +556,15 @@ public final class MeshChannel: ClientTransport, Sendable {
     /// Interceptors run once per call, around all its attempts.
     private func intercepted(
         _ method: MethodDescriptor, _ request: [UInt8], _ options: CallOptions,
-        _ deadline: ContinuousClock.Instant?
+        _ deadline: ContinuousClock.Instant?, _ observation: AnyObject?
     ) async throws -> [UInt8] {
+        let observation = UnsafeSendable(observation)
         let head = RPCCallHead(method: method, metadata: options.metadata, deadline: deadline, peerIdentity: nil)
         let result = Lock<[UInt8]?>(nil)
         try await interceptors.run(head) { head in
             var options = options
             options.metadata = head.metadata
-            let r = try await self.attempts(method, request, options, deadline)
+            let r = try await self.attempts(method, request, options, deadline, observation.value)
             result.withLock { $0 = r }
         }
         return result.withLock { $0 } ?? []
@@ -571,7 +572,7 @@ public final class MeshChannel: ClientTransport, Sendable {
 
     private func attempts(
         _ method: MethodDescriptor, _ request: [UInt8], _ options: CallOptions,
-        _ deadline: ContinuousClock.Instant?
+        _ deadline: ContinuousClock.Instant?, _ observation: AnyObject?
     ) async throws -> [UInt8] {
         let policy = retryPolicy(method)
         var attempt = 1
@@ -582,7 +583,9 @@ public final class MeshChannel: ClientTransport, Sendable {
             sub.begin()
             let answeredBefore = sub.answered.load(ordering: .relaxed)
             do {
-                let response = try await sub.lane(in: group).unary(method, request: request, options: options)
+                let lane = sub.lane(in: group)
+                if let observer { observer.callRouted(observation, connectionThread: lane.eventLoop.threadID) }
+                let response = try await lane.unary(method, request: request, options: options)
                 record(sub, .answered)
                 if policy != nil { throttle.recordSuccess() }
                 return response
@@ -664,6 +667,7 @@ public final class MeshChannel: ClientTransport, Sendable {
                 sub.begin()
                 self.sub = sub
                 let transport = sub.lane(in: c.group)
+                c.observer?.callRouted(observation, connectionThread: transport.eventLoop.threadID)
                 let method = call.method
                 let requests = call.requests
                 let interceptors = c.interceptors

@@ -241,7 +241,8 @@ public final class PostgresConnection: @unchecked Sendable {
     /// is prepared on the connection the first time it runs there (see `prepared`).
     public func query(_ sql: String, _ parameters: [(any PostgresBindable)?] = []) async throws -> PostgresResult {
         guard let observer else { return try await statement(sql, parameters) }
-        let observation = observer.operationStarted(Self.operationName(sql), statement: sql)
+        let observation = observer.operationStarted(
+            Self.operationName(sql), statement: sql, connectionThread: loop.threadID)
         do {
             let result = try await statement(sql, parameters)
             observer.operationEnded(observation, error: nil)

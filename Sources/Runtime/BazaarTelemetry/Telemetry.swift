@@ -277,7 +277,7 @@ struct DatabaseTelemetryObserver: OperationObserver {
     let system: String
     let namespace: String?
 
-    func operationStarted(_ name: String, statement: String?) -> AnyObject? {
+    func operationStarted(_ name: String, statement: String?, connectionThread: Int32) -> AnyObject? {
         guard let tracer, let parent = Span.current, parent.isRecording else { return nil }
         let s = tracer.startSpan(namespace.map { "\(name) \($0)" } ?? name, kind: .client, parent: parent.context)
         s.setAttribute("db.system.name", system)
@@ -285,6 +285,7 @@ struct DatabaseTelemetryObserver: OperationObserver {
         if let namespace { s.setAttribute("db.namespace", namespace) }
         // Parameterised text only: values never reach a span.
         if let statement { s.setAttribute("db.query.text", String(statement.prefix(2048))) }
+        s.setAttribute("bazaar.io.thread.id", Int64(connectionThread))
         return s
     }
 
@@ -324,6 +325,11 @@ struct ClientTelemetryObserver: ClientCallObserver {
             span = s
         }
         return CallRecord(series: series, head: nil, start: .now, span: span)
+    }
+
+    func callRouted(_ observation: AnyObject?, connectionThread: Int32) {
+        guard let span = (observation as? CallRecord)?.span, span.isRecording else { return }
+        span.setAttribute("bazaar.io.thread.id", Int64(connectionThread))
     }
 
     func callEnded(_ observation: AnyObject?, status: RPCError) {

@@ -15,12 +15,19 @@ public final class Span: @unchecked Sendable {
     }
 
     /// The server span of the call the current task serves (kept in the call's
-    /// ``ServerContext/observation``), so that logs and outbound calls continue its trace.
-    public static var current: Span? { (ServerContext.current?.observation as? CallRecord)?.span }
+    /// ``ServerContext/observation``), or else the span the task runs under (``active``), so that
+    /// logs and outbound calls continue its trace.
+    public static var current: Span? { (ServerContext.current?.observation as? CallRecord)?.span ?? active }
+
+    /// A span that work outside any RPC runs under: the edge's HTTP request, with the calls it
+    /// makes as its children.
+    @TaskLocal public static var active: Span?
 
     public let context: SpanContext
     public let parentSpanID: UInt64
-    public let name: String
+    /// Settable by the task that started the span: an HTTP span is named by its route, which is
+    /// known only once the request has been routed.
+    public var name: String
     public let kind: Kind
     let startNanos: UInt64
     private(set) var endNanos: UInt64 = 0
