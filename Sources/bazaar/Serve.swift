@@ -113,7 +113,8 @@ struct ShopRunner: Sendable {
                 let conninfo = try env.required("DATABASE_URL", for: name)
                 let p = PostgresPool(
                     conninfo: conninfo, maxConnections: try env.int("DB_POOL_SIZE", 1...200) ?? 10, group: loops,
-                    observer: telemetry.databaseObserver(system: "postgresql", namespace: PostgresPool.databaseName(conninfo)))
+                    observer: telemetry.databaseObserver(
+                        system: "postgresql", namespace: PostgresPool.databaseName(conninfo)))
                 owned.pools.withLock { $0.append(p) }
                 return p
             },

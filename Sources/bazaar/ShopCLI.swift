@@ -48,7 +48,8 @@ final class ShopConnection: @unchecked Sendable {
         var mesh = MeshConfiguration()
         mesh.healthCheck = false
         let c = try MeshChannel(
-            target: target, security: .mutualTLS(.mesh(directory: options.certs, service: options.identity)), mesh: mesh,
+            target: target, security: .mutualTLS(.mesh(directory: options.certs, service: options.identity)),
+            mesh: mesh,
             group: loops)
         channels[service] = c
         return c

@@ -3,7 +3,7 @@ import BazaarCore
 import ShopAPI
 import Testing
 
-/// The IDL-driven user check, without a server: heads in, decisions out.
+/// The IDL-driven user check, without a server: contexts in, decisions out.
 @Suite struct UserAuthenticatorTests {
     let key: JWTKey
     let auth: UserAuthenticator
@@ -16,8 +16,8 @@ import Testing
 
     func head(
         _ method: MethodDescriptor, _ metadata: [(String, String)] = [], peer: String? = "spiffe://bazaar.local/client"
-    ) -> RPCCallHead {
-        RPCCallHead(method: method, metadata: Metadata(metadata), deadline: nil, peerIdentity: peer)
+    ) -> ServerContext {
+        ServerContext(method: method, metadata: Metadata(metadata), peerIdentity: peer)
     }
 
     func token(roles: [String] = ["customer"], audience: String = "bazaar") throws -> String {
@@ -25,10 +25,10 @@ import Testing
     }
 
     /// Runs the interceptor; returns the user the handler saw, or the status it was refused with.
-    func run(_ h: RPCCallHead) async -> Result<UserIdentity?, RPCError> {
+    func run(_ h: ServerContext) async -> Result<UserIdentity?, RPCError> {
         do {
             let seen = SeenUser()
-            try await auth.intercept(h) { _ in seen.user = UserIdentity.current }
+            try await auth.intercept(h) { context in seen.user = context.user }
             return .success(seen.user)
         } catch {
             return .failure(RPCError(error))

@@ -133,7 +133,7 @@ struct GeneratedServiceTests {
             transport: InProcessTransport(services: [TestServiceImpl()]))
         await #expect(
             throws: RPCError(
-                .unimplemented, "method /grpc.testing.UnimplementedService/UnimplementedCall is not served")
+                .unimplemented, "Service not found: /grpc.testing.UnimplementedService/UnimplementedCall")
         ) {
             _ = try await other.unimplementedCall(.init())
         }

@@ -79,18 +79,24 @@ final class Probe: RPCService, Sendable {
     }
 }
 
-struct TagInterceptor: RPCInterceptor {
+struct TagInterceptor: RPCInterceptor, ServerInterceptor {
     let value: String
     func intercept(_ head: RPCCallHead, next: @Sendable (RPCCallHead) async throws -> Void) async throws {
         var h = head
         if h.metadata["x-tag"] == nil { h.metadata.add("x-tag", value) }
         try await next(h)
     }
+
+    func intercept(_ context: ServerContext, next: @Sendable (ServerContext) async throws -> Void) async throws {
+        var c = context
+        if c.metadata["x-tag"] == nil { c.metadata.add("x-tag", value) }
+        try await next(c)
+    }
 }
 
 /// Runs a plaintext server on a free port (or `port`) for the duration of `body`.
 func withServer(
-    _ services: [any RPCService], interceptors: [any RPCInterceptor] = [], port: Int = 0,
+    _ services: [any RPCService], interceptors: [any ServerInterceptor] = [], port: Int = 0,
     configure: (inout ServerConfiguration) -> Void = { _ in },
     _ body: @Sendable (Int) async throws -> Void
 ) async throws {

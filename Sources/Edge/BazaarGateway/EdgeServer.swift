@@ -167,11 +167,13 @@ public final class EdgeServer: Sendable {
     let server: HTTPServer
     let followers: [SchemaFollower]
     let onEvent: @Sendable (SchemaFollower.Event) -> Void
+    let loops: EventLoopGroup?
 
     /// - Parameter group: the process's loops, for the front door and every upstream channel (a
     ///   request and the call it makes stay on one thread); without one, each runs its own.
     public init(configuration: EdgeConfiguration, telemetry: Telemetry, group: EventLoopGroup? = nil) throws {
         self.configuration = configuration
+        loops = group
         var upstreams: [String: any ClientTransport] = [:]
         var channels: [(EdgeConfiguration.Upstream, MeshChannel)] = []
         for u in configuration.upstreams {
@@ -284,9 +286,13 @@ public final class EdgeServer: Sendable {
         let followers = self.followers
         let gateway = self.gateway
         let onEvent = self.onEvent
+        let loops = self.loops
         try await withThrowingTaskGroup(of: Void.self) { group in
-            for f in followers { group.addTask { await f.run(into: gateway, events: onEvent) } }
-            for job in background { group.addTask { await job() } }
+            // On the process's loops when it has them: their calls then need no hop either.
+            for f in followers {
+                group.addTask(executorPreference: loops?.nextLoop()) { await f.run(into: gateway, events: onEvent) }
+            }
+            for job in background { group.addTask(executorPreference: loops?.nextLoop()) { await job() } }
             try await server.run(onListening: onListening)
             group.cancelAll()
         }

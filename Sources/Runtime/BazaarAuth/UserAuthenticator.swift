@@ -1,39 +1,6 @@
 import BazaarCore
 import Foundation
 
-/// The end user a call acts for: the verified subject of an access token.
-public struct UserIdentity: Sendable, Hashable {
-    /// The user id (the token's `sub`).
-    public var subject: String
-    public var roles: [String]
-    public var scopes: [String]
-    /// When the token was issued (seconds since the Unix epoch), when it says: to the microsecond
-    /// from Bazaar's own tokens (`iat_us`), else the whole second of `iat`.
-    public var issuedAt: Double?
-    /// Whether ``issuedAt`` is to the microsecond (otherwise it is a whole second).
-    public var issuedAtIsPrecise = false
-
-    public init(subject: String, roles: [String] = [], scopes: [String] = [], issuedAt: Double? = nil) {
-        self.subject = subject
-        self.roles = roles
-        self.scopes = scopes
-        self.issuedAt = issuedAt
-    }
-
-    public var isAdmin: Bool { roles.contains("admin") }
-
-    /// The user the current handler serves, set by ``UserAuthenticator`` around it; `nil` for
-    /// public calls without credentials and for service-to-service calls.
-    @TaskLocal public static var current: UserIdentity?
-
-    /// The current user, or UNAUTHENTICATED (for a handler whose method the IDL marks
-    /// authenticated this cannot fail, because the authenticator refused the call already).
-    public static func required() throws(RPCError) -> UserIdentity {
-        guard let current else { throw RPCError(.unauthenticated, "sign in first") }
-        return current
-    }
-}
-
 /// Metadata keys by which the gateway forwards the identity it verified at the edge.
 public enum ForwardedIdentity {
     /// The user id.
@@ -44,13 +11,6 @@ public enum ForwardedIdentity {
     public static let scopesKey = "x-bazaar-user-scopes"
     /// The client's address as the gateway saw it (behind trusted proxies, from X-Forwarded-For).
     public static let clientAddressKey = "x-bazaar-client-address"
-}
-
-/// Where the current call comes from, for throttling: the client address the gateway forwarded
-/// (believed only from a trusted forwarder), otherwise `mesh:<the caller's SPIFFE id>`. Set by
-/// ``UserAuthenticator`` for the handler.
-public enum CallerAddress {
-    @TaskLocal public static var current: String?
 }
 
 /// Bearer credentials and IDL auth rules, for every place that checks them (the services'
@@ -99,7 +59,8 @@ public enum BearerAuth {
 }
 
 /// Enforces each method's IDL auth rule (`bazaar.options.v1.auth`) before the handler runs, and
-/// makes the caller's ``UserIdentity`` current for it.
+/// puts the caller's ``UserIdentity`` (and its address, for throttling) in the call's
+/// ``ServerContext``.
 ///
 /// The user comes from one of two places:
 /// - an `authorization: Bearer <access token>` header, verified here (EdDSA only; `exp`, `nbf`,
@@ -111,7 +72,7 @@ public enum BearerAuth {
 /// Public methods run with the user when valid credentials come along and without one otherwise;
 /// a bad token on a public method is still refused, so a client learns its token is wrong.
 /// Internal methods are left to the transport's ``IdentityPolicy`` (mesh callers only).
-public struct UserAuthenticator: RPCInterceptor {
+public struct UserAuthenticator: ServerInterceptor {
     public var keys: [JWTKey]
     public var issuer: String?
     public var audience: String?
@@ -132,46 +93,47 @@ public struct UserAuthenticator: RPCInterceptor {
         self.trustedForwarders = trustedForwarders
     }
 
-    public func intercept(_ head: RPCCallHead, next: @Sendable (RPCCallHead) async throws -> Void) async throws {
-        let rule = head.method.options.auth
-        if rule.level == .internal || infrastructureServices.contains(head.method.service) {
-            return try await next(head)
+    public func intercept(_ context: ServerContext, next: @Sendable (ServerContext) async throws -> Void)
+        async throws
+    {
+        let rule = context.method.options.auth
+        if rule.level == .internal || infrastructureServices.contains(context.method.service) {
+            return try await next(context)
         }
-        let user = try authenticate(head)
+        let user = try authenticate(metadata: context.metadata, peerIdentity: context.peerIdentity)
         if rule.level == .authenticated {
             guard let user else {
                 throw RPCError(
                     .unauthenticated,
-                    "\(head.method.path) needs a signed-in user: send authorization: Bearer <access token>")
+                    "\(context.method.path) needs a signed-in user: send authorization: Bearer <access token>")
             }
             if let why = BearerAuth.refusal(user, rule) {
-                throw RPCError(.permissionDenied, "\(head.method.path): \(why)")
+                throw RPCError(.permissionDenied, "\(context.method.path): \(why)")
             }
         }
-        let address: String?
-        if let peer = head.peerIdentity, trustedForwarders.contains(peer),
-            let forwarded = head.metadata[ForwardedIdentity.clientAddressKey]
+        var context = context
+        context.user = user
+        if let peer = context.peerIdentity, trustedForwarders.contains(peer),
+            let forwarded = context.metadata[ForwardedIdentity.clientAddressKey]
         {
-            address = forwarded
+            context.callerAddress = forwarded
         } else {
-            address = head.peerIdentity.map { "mesh:" + $0 }
+            context.callerAddress = context.peerIdentity.map { "mesh:" + $0 }
         }
-        try await UserIdentity.$current.withValue(user) {
-            try await CallerAddress.$current.withValue(address) { try await next(head) }
-        }
+        try await next(context)
     }
 
     /// The verified user of a call, `nil` when it carries no credentials.
-    public func authenticate(_ head: RPCCallHead) throws(RPCError) -> UserIdentity? {
-        if let peer = head.peerIdentity, trustedForwarders.contains(peer),
-            let subject = head.metadata[ForwardedIdentity.subjectKey]
+    public func authenticate(metadata: Metadata, peerIdentity: String?) throws(RPCError) -> UserIdentity? {
+        if let peer = peerIdentity, trustedForwarders.contains(peer),
+            let subject = metadata[ForwardedIdentity.subjectKey]
         {
             let roles =
-                head.metadata[ForwardedIdentity.rolesKey]?.split(separator: ",").map { String($0.trimming(" ")) } ?? []
-            let scopes = head.metadata[ForwardedIdentity.scopesKey]?.split(separator: " ").map(String.init) ?? []
+                metadata[ForwardedIdentity.rolesKey]?.split(separator: ",").map { String($0.trimming(" ")) } ?? []
+            let scopes = metadata[ForwardedIdentity.scopesKey]?.split(separator: " ").map(String.init) ?? []
             return UserIdentity(subject: subject, roles: roles.filter { !$0.isEmpty }, scopes: scopes)
         }
-        guard let header = head.metadata["authorization"] else { return nil }
+        guard let header = metadata["authorization"] else { return nil }
         do {
             return try BearerAuth.user(
                 authorization: header, keys: keys, issuer: issuer, audience: audience, maxLifetime: maxTokenLifetime)

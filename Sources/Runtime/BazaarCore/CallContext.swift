@@ -78,6 +78,8 @@ public struct ServerContext: Sendable {
         var peerAddress: String?
         var requestCompressed: Bool
         var observation: AnyObject?
+        var user: UserIdentity?
+        var callerAddress: String?
         let response: ResponseMetadata
 
         init(
@@ -98,6 +100,8 @@ public struct ServerContext: Sendable {
                 method: method, metadata: metadata, deadline: deadline, peerIdentity: peerIdentity,
                 peerAddress: peerAddress, requestCompressed: requestCompressed, response: response)
             s.observation = observation
+            s.user = user
+            s.callerAddress = callerAddress
             return s
         }
     }
@@ -163,6 +167,25 @@ public struct ServerContext: Sendable {
             storage.observation = newValue
         }
     }
+    /// The end user the call acts for, once an interceptor authenticated one (BazaarAuth's
+    /// `UserAuthenticator`); `nil` for public calls without credentials and for mesh calls.
+    public var user: UserIdentity? {
+        get { storage.user }
+        set {
+            unique()
+            storage.user = newValue
+        }
+    }
+    /// Where the call comes from, for throttling: the client address the gateway forwarded
+    /// (believed only from a trusted forwarder) or `mesh:<the caller's SPIFFE id>`; set with
+    /// ``user`` by the authenticating interceptor.
+    public var callerAddress: String? {
+        get { storage.callerAddress }
+        set {
+            unique()
+            storage.callerAddress = newValue
+        }
+    }
     /// Response headers, trailers and compression, which the handler may set.
     public var response: ResponseMetadata { storage.response }
 
@@ -178,9 +201,10 @@ public struct ServerContext: Sendable {
 }
 
 extension ServerContext {
-    /// The call the current task is serving, set by the server around every handler. Outbound
-    /// calls made inside a handler read it to inherit the inbound deadline (and, through task
-    /// cancellation, its cancellation) without the handler passing anything along.
+    /// The call the current task is serving, set by the server around every handler (the same
+    /// context the handler gets, as the interceptors left it). Outbound calls made inside a
+    /// handler read it to inherit the inbound deadline (and, through task cancellation, its
+    /// cancellation) without the handler passing anything along.
     @TaskLocal public static var current: ServerContext?
 }
 
@@ -191,7 +215,7 @@ extension ServerContext {
 /// and comes back to `callEnded`. Calls refused before they start (unknown method, authorization)
 /// are not seen.
 public protocol ServerCallObserver: Sendable {
-    func callStarted(_ head: RPCCallHead) -> AnyObject?
+    func callStarted(_ context: ServerContext) -> AnyObject?
     func callEnded(_ observation: AnyObject?, status: RPCError)
 }
 

@@ -21,9 +21,10 @@ public struct RPCCallHead: Sendable {
     }
 }
 
-/// Middleware around a call. Servers and clients take the same shape: an interceptor may change the
-/// head (metadata), refuse the call by throwing an ``RPCError``, or observe how `next` ends (status,
-/// duration). `next` runs the rest of the chain and then the call itself.
+/// Middleware around a call a client makes: it may change the head (metadata), refuse the call by
+/// throwing an ``RPCError``, or observe how `next` ends (status, duration). `next` runs the rest of
+/// the chain and then the call itself. (Servers have ``ServerInterceptor``, which sees the call's
+/// ``ServerContext``.)
 public protocol RPCInterceptor: Sendable {
     func intercept(_ head: RPCCallHead, next: @Sendable (RPCCallHead) async throws -> Void) async throws
 }
@@ -43,4 +44,12 @@ private func chain(
     guard let first = rest.first else { return try await body(head) }
     let tail = rest.dropFirst()
     try await first.intercept(head) { try await chain(tail, $0, body) }
+}
+
+/// Middleware around a call a server serves. It gets the call's ``ServerContext`` (the same value
+/// the handler will get) and passes it on, changed or not (an authenticator adds the
+/// ``ServerContext/user``), refuses the call by throwing an ``RPCError``, or observes how `next`
+/// ends. ``ServerPipeline`` runs the interceptors, the first one outermost.
+public protocol ServerInterceptor: Sendable {
+    func intercept(_ context: ServerContext, next: @Sendable (ServerContext) async throws -> Void) async throws
 }

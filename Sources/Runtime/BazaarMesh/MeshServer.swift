@@ -32,7 +32,7 @@ public struct MeshServer: Sendable {
     /// - Parameter group: the process's loops, when the caller made them (and shuts them down
     ///   after `run`); by default the server makes one loop per core and stops them when `run` ends.
     public init(
-        service: String, serving services: [any RPCService], interceptors: [any RPCInterceptor] = [],
+        service: String, serving services: [any RPCService], interceptors: [any ServerInterceptor] = [],
         environment: [String: String] = Environment.current, group: EventLoopGroup? = nil
     ) throws(RPCError) {
         let env = Environment(environment, upstream: nil)

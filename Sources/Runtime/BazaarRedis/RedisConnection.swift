@@ -355,7 +355,9 @@ public final class RedisClient: Sendable {
             if let c = s.connection, c.isConnected { return .ready(c) }
             if let t = s.connecting { return .wait(t) }
             let (host, port) = (self.host, self.port)
-            let t = Task(executorPreference: loop) { try await RedisConnection.connect(host: host, port: port, on: loop) }
+            let t = Task(executorPreference: loop) {
+                try await RedisConnection.connect(host: host, port: port, on: loop)
+            }
             s.connecting = t
             return .wait(t)
         }

@@ -223,7 +223,11 @@ extension Tracer {
 struct ServerTelemetryObserver: ServerCallObserver {
     let telemetry: Telemetry
 
-    func callStarted(_ head: RPCCallHead) -> AnyObject? {
+    func callStarted(_ context: ServerContext) -> AnyObject? {
+        // What the access log needs at the end (not the context itself: it holds this record).
+        let head = RPCCallHead(
+            method: context.method, metadata: context.metadata, deadline: context.deadline,
+            peerIdentity: context.peerIdentity, peerAddress: context.peerAddress)
         let series = telemetry.serverMetrics.series(head.method)
         series.started.increment()
         var span: Span?

@@ -99,12 +99,12 @@ public final class AccountsService: Shop_V1_AccountsService.ServiceProtocol {
     /// never per email alone: whoever guesses at an account slows only themselves, and its owner
     /// signs in from anywhere else at once, the admin included. (Clients behind one address, a
     /// NAT, share its throttle.) The client address is the one the gateway forwards
-    /// (``CallerAddress``); a direct mesh caller is its mesh identity.
+    /// (``ServerContext/callerAddress``); a direct mesh caller is its mesh identity.
     public func login(_ request: Shop_V1_LoginRequest, context: ServerContext) async throws -> Shop_V1_Session {
         let email = try Self.normalizedEmail(request.email)
         try Check.that(!request.password.isEmpty && request.password.utf8.count <= 1024, "password is required")
         let key = email.lowercased()
-        let address = CallerAddress.current ?? "unknown"
+        let address = ServerContext.current?.callerAddress ?? "unknown"
         // A mesh caller (an internal tool) is one identity, not a crowd: only its pairs count.
         let keys = (pair: "pair:\(key)|\(address)", address: address.hasPrefix("mesh:") ? "none" : "addr:\(address)")
         let throttle =

@@ -7,19 +7,21 @@ import BazaarTelemetry
 /// service: an unreachable store is UNAVAILABLE (retry-safe calls are retried by the mesh), a
 /// serialization failure or deadlock is ABORTED, anything else is INTERNAL with a generic message.
 /// The store's own message (which may quote data) goes only to the log.
-public struct StoreErrorInterceptor: RPCInterceptor {
+public struct StoreErrorInterceptor: ServerInterceptor {
     public let logger: Logger
 
     public init(logger: Logger) { self.logger = logger }
 
-    public func intercept(_ head: RPCCallHead, next: @Sendable (RPCCallHead) async throws -> Void) async throws {
+    public func intercept(_ context: ServerContext, next: @Sendable (ServerContext) async throws -> Void)
+        async throws
+    {
         do {
-            try await next(head)
+            try await next(context)
         } catch let error as PostgresError {
-            throw Self.status(for: error, method: head.method.path, logger: logger)
+            throw Self.status(for: error, method: context.method.path, logger: logger)
         } catch let error as RedisError {
             logger.error(
-                "redis failed", [("method", .string(head.method.path)), ("error", .string(error.description))])
+                "redis failed", [("method", .string(context.method.path)), ("error", .string(error.description))])
             throw RPCError(.unavailable, "the cart store is unavailable")
         }
     }

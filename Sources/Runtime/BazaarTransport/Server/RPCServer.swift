@@ -31,24 +31,18 @@ public final class RPCServer: Sendable {
     ///   ``EventLoopGroup``); the server listens on every loop of it and leaves it running when it
     ///   stops. Without one, the server runs a group of its own (``ServerConfiguration/loopCount``).
     public init(
-        configuration: ServerConfiguration, services: [any RPCService], interceptors: [any RPCInterceptor] = [],
+        configuration: ServerConfiguration, services: [any RPCService], interceptors: [any ServerInterceptor] = [],
         group: EventLoopGroup? = nil
     ) throws {
         self.configuration = configuration
         sharedGroup = group
-        var table: [String: RPCHandler] = [:]
-        for service in services {
-            for h in service.handlers {
-                if table[h.method.path] != nil {
-                    throw RPCError(.alreadyExists, "method \(h.method.path) is registered twice")
-                }
-                table[h.method.path] = h
-            }
-        }
+        let pipeline = try ServerPipeline(
+            services: services, interceptors: interceptors, authorization: configuration.authorization,
+            observer: configuration.callObserver)
         var tls: TLSCredentials?
         if case .mutualTLS(let c) = configuration.security { tls = try TLSCredentials(c, server: true) }
         drainObservers = services.compactMap { $0 as? any ServerDrainObserver }
-        shared = ServerShared(handlers: table, configuration: configuration, interceptors: interceptors, tls: tls)
+        shared = ServerShared(pipeline: pipeline, configuration: configuration, tls: tls)
     }
 
     /// The bound port, once listening.

@@ -3,21 +3,18 @@ import CBazaarNghttp2
 
 /// What every connection of a server shares: the method table and the settings. Immutable.
 final class ServerShared: Sendable {
-    let handlers: [String: RPCHandler]
+    /// Method table, identity check, observer, interceptors, error mapping: shared with the
+    /// in-process transport.
+    let pipeline: ServerPipeline
     let configuration: ServerConfiguration
-    let interceptors: [any RPCInterceptor]
     let tls: TLSCredentials?
     /// The served paths, so that `:path` arrives as an existing string.
     let paths: InternTable
 
-    init(
-        handlers: [String: RPCHandler], configuration: ServerConfiguration, interceptors: [any RPCInterceptor],
-        tls: TLSCredentials?
-    ) {
-        self.handlers = handlers
-        self.paths = InternTable(Array(handlers.keys))
+    init(pipeline: ServerPipeline, configuration: ServerConfiguration, tls: TLSCredentials?) {
+        self.pipeline = pipeline
+        self.paths = InternTable(Array(pipeline.handlers.keys))
         self.configuration = configuration
-        self.interceptors = interceptors
         self.tls = tls
     }
 }
@@ -219,36 +216,24 @@ final class ServerConnection: SocketConnection, @unchecked Sendable {
         idleTimer?.cancel()
         idleTimer = nil
 
-        guard let handler = shared.handlers[path] else {
-            let known = shared.handlers.keys.contains { $0.hasPrefix(servicePrefix(path)) }
-            stream.fail(RPCError(.unimplemented, known ? "Method not found: \(path)" : "Service not found: \(path)"))
-            return
-        }
         if let encoding, encoding != "identity", encoding != "gzip" {
             stream.fail(RPCError(.unimplemented, "grpc-encoding \(encoding) is not supported (use gzip or identity)"))
             return
         }
-        if let denial = shared.configuration.authorization.check(handler.method, identity: peerIdentity) {
-            stream.fail(denial)
+        let handler: RPCHandler
+        switch shared.pipeline.route(path, peerIdentity: peerIdentity) {
+        case .success(let h): handler = h
+        case .failure(let refusal):
+            stream.fail(refusal)
             return
         }
         var context = ServerContext(
             method: handler.method, metadata: GRPCHeaders.metadata(fields), deadline: deadline,
             peerIdentity: peerIdentity, peerAddress: peerAddress)
         context.requestCompressed = encoding == "gzip"
-        if let observer = shared.configuration.callObserver {
-            context.observation = observer.callStarted(
-                RPCCallHead(
-                    method: handler.method, metadata: context.metadata, deadline: deadline,
-                    peerIdentity: peerIdentity, peerAddress: peerAddress))
-        }
+        shared.pipeline.start(&context)
         stream.start(handler: handler, context: context)
         if endStream { stream.requestEnded() }
-    }
-
-    private func servicePrefix(_ path: String) -> String {
-        guard let slash = path.dropFirst().firstIndex(of: "/") else { return path + "/" }
-        return String(path[...slash])
     }
 
     // MARK: draining

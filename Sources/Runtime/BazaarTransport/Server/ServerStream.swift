@@ -117,8 +117,8 @@ final class ServerStream: GatedStream, @unchecked Sendable {
 
     /// Tells the call observer how the call ended, once.
     private func reportEnd(_ status: RPCError) {
-        guard let observer = connection.shared.configuration.callObserver, let context else { return }
-        observer.callEnded(context.observation, status: status)
+        guard let context else { return }
+        connection.shared.pipeline.end(context, status: status)
     }
 
     /// The client reset the stream or the connection went away: the handler is cancelled.
@@ -140,7 +140,7 @@ final class ServerStream: GatedStream, @unchecked Sendable {
     private func launch() {
         guard let handler, let context else { return }
         let body = handler.body
-        let interceptors = connection.shared.interceptors
+        let pipeline = connection.shared.pipeline
         let inbound: RPCStream<[UInt8]>?
         if case .streaming = body {
             let (base, continuation) = AsyncThrowingStream<[UInt8], any Error>.makeStream()
@@ -151,43 +151,20 @@ final class ServerStream: GatedStream, @unchecked Sendable {
         }
         let unaryRequest = self.unaryRequest
         self.unaryRequest = nil
-        let head = RPCCallHead(
-            method: handler.method, metadata: context.metadata, deadline: context.deadline,
-            peerIdentity: context.peerIdentity, peerAddress: context.peerAddress)
-        let ctx = context
+        let outbound = inbound == nil ? nil : RPCWriter<[UInt8]> { [self] in try await self.write($0) }
         // The handler starts right here on the loop thread and runs until it first suspends; a
         // handler that never suspends answers within this read, with no executor hop at all.
         task = Task.immediate(executorPreference: loop) { [self] in
             do {
-                if interceptors.isEmpty {
-                    try await invoke(body, ctx, unaryRequest, inbound)
-                } else {
-                    try await interceptors.run(head) { head in
-                        var ctx = ctx
-                        ctx.metadata = head.metadata
-                        try await self.invoke(body, ctx, unaryRequest, inbound)
-                    }
+                let response = try await pipeline.invoke(
+                    body, context, request: unaryRequest, requests: inbound, responses: outbound)
+                if let response {
+                    // Sent together with the status, in one HEADERS + DATA + HEADERS burst.
+                    if loop.inLoop { unaryResponse = response } else { loop.execute { self.unaryResponse = response } }
                 }
                 self.finishOnLoop(RPCError(.ok))
             } catch {
                 self.finishOnLoop(RPCError(error))
-            }
-        }
-    }
-
-    private func invoke(
-        _ body: RPCHandler.Body, _ ctx: ServerContext, _ unaryRequest: [UInt8]?,
-        _ inbound: RPCStream<[UInt8]>?
-    ) async throws {
-        // Outbound calls the handler makes inherit this call's deadline and cancellation.
-        try await ServerContext.$current.withValue(ctx) {
-            switch body {
-            case .unary(let fn):
-                let response = try await fn(unaryRequest ?? [], ctx)
-                // Sent together with the status, in one HEADERS + DATA + HEADERS burst.
-                if loop.inLoop { unaryResponse = response } else { loop.execute { self.unaryResponse = response } }
-            case .streaming(let fn):
-                try await fn(inbound!, RPCWriter { try await self.write($0) }, ctx)
             }
         }
     }
