@@ -6,7 +6,7 @@ CODEGEN := .build/debug/bazaar-codegen
 .PHONY: help deps python-env build codegen generate check-generated lint test up down image fuzz bench bench-rpc bench-mesh bench-shop bench-gateway certs describe clean
 
 help:
-	@echo "make up        build and run the shop in the background: PostgreSQL, Redis, an SMTP sink, the five services, demo data"
+	@echo "make up        build release binaries and run the shop in the background: PostgreSQL, Redis, an SMTP sink, the five services, the gateway, demo data"
 	@echo "make down      stop everything make up started (data stays in .run/)"
 	@echo "make test      install test dependencies and run every test"
 	@echo "make generate  regenerate all committed generated code (.proto files, Kubernetes workloads)"
@@ -80,8 +80,8 @@ bench-gateway: deps
 
 SERVICES ?= catalog accounts cart orders notifications gateway
 certs: deps
-	@$(SWIFT) build --product bazaar 2>&1 | grep -E 'error|Build' | tail -1
-	@.build/debug/bazaar certs --dir .run/certs $(SERVICES)
+	@$(SWIFT) build -c release --product bazaar 2>&1 | grep -E 'error|Build' | tail -1
+	@.build/release/bazaar certs --dir .run/certs $(SERVICES)
 
 describe: codegen
 	@$(CODEGEN) -I proto -I /usr/include --describe $$(cd proto && ls shop/v1/*.proto)
