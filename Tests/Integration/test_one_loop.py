@@ -33,7 +33,7 @@ def traced(tmp_path_factory):
     collector = subprocess.Popen([sys.executable, str(COLLECTOR), str(port), str(out)], stdout=subprocess.PIPE, text=True)
     assert "listening" in collector.stdout.readline()
     otel = {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}"}
-    shop = Shop(workdir, env={"catalog": otel, "cart": otel})
+    shop = Shop(workdir, env={"catalog": otel, "cart": otel, "orders": otel})
     try:
         gw = shop.start_gateway("gateway-traced", env={**otel, "BAZAAR_RATE_LIMIT": "1000", "BAZAAR_RATE_BURST": "1000"})
         yield shop, gw, out
@@ -109,6 +109,34 @@ def test_a_call_to_another_service_stays_on_one_loop(traced):
     assert_one_loop(spans, "gateway")
     assert_one_loop(spans, "cart")
     assert_one_loop(spans, "catalog")
+
+
+def test_a_checkout_stays_on_one_loop(traced):
+    """The checkout saga runs detached from its handler (it must finish even if the caller goes
+    away), yet on the handler's loop: its statements and its calls to cart and catalog too."""
+    shop, gw, out = traced
+    admin = shop.token(str(uuid.uuid4()), roles=("admin",))
+    tag = uuid.uuid4().hex[:6]
+    status, _, product = http(gw, "POST", "/v1/products", {"sku": f"LOOP3-{tag}", "name": f"Loop jug {tag}", "stock": "50",
+                                                          "price": {"currency_code": "EUR", "amountMinor": 900}}, token=admin)
+    assert status == 201, product
+    address = {"recipient": "Ada", "lines": ["1 Main St"], "city": "London", "postalCode": "N1 9GU", "countryCode": "GB"}
+    for n in range(3):
+        me = shop.token(str(uuid.uuid4()))
+        status, _, cart = http(gw, "POST", "/v1/cart/items", {"productId": product["id"], "quantity": 1}, token=me)
+        assert status == 200, cart
+        status, _, order = http(gw, "POST", "/v1/orders", {"requestId": f"loop-{tag}-{n}", "shippingAddress": address}, token=me)
+        assert status in (200, 201) and order["status"] == "ORDER_STATUS_PAID", order
+    spans = find_trace(out, lambda s: s["name"] == "POST /v1/orders", count=3,
+                       complete=lambda spans: {("orders", "SPAN_KIND_SERVER"), ("catalog", "SPAN_KIND_SERVER"),
+                                               ("cart", "SPAN_KIND_SERVER")}
+                       <= {(s["resource"]["service.name"], s["kind"]) for s in spans})
+    orders = [s for s in spans if s["resource"]["service.name"] == "orders"]
+    assert any(s["attributes"].get("db.system.name") for s in orders), orders
+    assert {s["attributes"]["server.address"]["stringValue"] for s in orders if s["kind"] == "SPAN_KIND_CLIENT"
+            and "server.address" in s["attributes"]} >= {"cart", "catalog"}
+    for service in ("gateway", "orders", "cart", "catalog"):
+        assert_one_loop(spans, service)
 
 
 def find_trace(out, is_root, count, complete=None, timeout=30):

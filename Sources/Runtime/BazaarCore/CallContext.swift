@@ -80,6 +80,7 @@ public struct ServerContext: Sendable {
         var observation: AnyObject?
         var user: UserIdentity?
         var callerAddress: String?
+        var executor: (any TaskExecutor)?
         let response: ResponseMetadata
 
         init(
@@ -102,6 +103,7 @@ public struct ServerContext: Sendable {
             s.observation = observation
             s.user = user
             s.callerAddress = callerAddress
+            s.executor = executor
             return s
         }
     }
@@ -184,6 +186,16 @@ public struct ServerContext: Sendable {
         set {
             unique()
             storage.callerAddress = newValue
+        }
+    }
+    /// Where the handler runs (over the network: its connection's event loop). Work the handler
+    /// starts that must outlive it (a detached task) should prefer it, so that the work and its
+    /// database statements and calls stay on the same thread; `nil` in process.
+    public var executor: (any TaskExecutor)? {
+        get { storage.executor }
+        set {
+            unique()
+            storage.executor = newValue
         }
     }
     /// Response headers, trailers and compression, which the handler may set.

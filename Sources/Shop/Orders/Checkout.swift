@@ -37,8 +37,14 @@ extension OrdersService {
         try Check.text(request.paymentToken, "payment_token", max: 200, required: false)
         // Once money may move, the saga runs to its end even if the caller goes away or its
         // deadline passes: a detached task inherits neither cancellation nor the inbound deadline.
-        return try await Task.detached { [self] in
-            try await checkout(user: user, requestID: request.requestID, address: address, token: request.paymentToken)
+        // It runs where the handler runs (its loop), so its statements and calls need no hop, and
+        // under the call's span, so that they stay in the call's trace.
+        let span = Span.current
+        return try await Task.detached(executorPreference: context.executor) { [self] in
+            try await Span.$active.withValue(span) {
+                try await checkout(
+                    user: user, requestID: request.requestID, address: address, token: request.paymentToken)
+            }
         }.value
     }
 

@@ -231,6 +231,7 @@ final class ServerConnection: SocketConnection, @unchecked Sendable {
             method: handler.method, metadata: GRPCHeaders.metadata(fields), deadline: deadline,
             peerIdentity: peerIdentity, peerAddress: peerAddress)
         context.requestCompressed = encoding == "gzip"
+        context.executor = loop
         shared.pipeline.start(&context)
         stream.start(handler: handler, context: context)
         if endStream { stream.requestEnded() }
