@@ -3,7 +3,7 @@ SHELL := /bin/bash
 SWIFT ?= swift
 CODEGEN := .build/debug/bazaar-codegen
 
-.PHONY: help deps python-env build codegen generate check-generated lint test up down image fuzz bench bench-rpc bench-mesh bench-shop bench-gateway certs describe clean
+.PHONY: help deps python-env build codegen generate check-generated lint test up down image fuzz bench bench-rpc bench-mesh bench-shop bench-gateway bench-mix certs describe clean
 
 help:
 	@echo "make up        build release binaries and run the shop in the background: PostgreSQL, Redis, an SMTP sink, the five services, the gateway, demo data"
@@ -17,6 +17,7 @@ help:
 	@echo "make bench-rpc run the RPC benchmarks (h2load, mTLS pairs, callgrind, memory); see scripts/bench-rpc.sh"
 	@echo "make bench-gateway REST through the gateway (wrk) against gRPC straight to the service (h2load)"
 	@echo "make bench-shop checkout throughput, latency and CPU per order of the whole shop (LEVELS=\"16 64\")"
+	@echo "make bench-mix  a mixed shop workload through the gateway with locust (USERS=64 DURATION=30)"
 	@echo "make bench-mesh measure the mesh: instructions per call vs the bare transport, failover gap; see scripts/bench-mesh.sh"
 	@echo "make certs     make a development mesh PKI in .run/certs (SERVICES=\"catalog orders ...\")"
 	@echo "make describe  print the shop API contract (routes, auth, deadlines, retry safety)"
@@ -77,6 +78,9 @@ bench-shop: deps
 
 bench-gateway: deps
 	@bash scripts/bench-gateway.sh
+
+bench-mix: deps
+	@bash scripts/bench-mix.sh
 
 SERVICES ?= catalog accounts cart orders notifications gateway
 certs: deps

@@ -2,6 +2,10 @@
 # Checkout throughput and latency of the whole shop on this machine (BENCHMARKS.md, issue 7).
 #
 #   scripts/bench-shop.sh [CONCURRENCY...]     default: 16 64
+#   OLD=path/to/older/bazaar ROUNDS=2 scripts/bench-shop.sh 32
+#                                              A/B: each round runs the five services from this
+#                                              build, then from OLD (same databases, same load
+#                                              generator: this build's), at each concurrency
 #
 # Builds release binaries, starts a throwaway PostgreSQL and Redis and the five services
 # (mTLS mesh, access logs and traces off, metrics off), then runs `bazaar load checkout` at each
@@ -39,11 +43,19 @@ export BAZAAR_TLS_DIR=$work/certs BAZAAR_REDIS_ADDR=127.0.0.1:$redis_port BAZAAR
 for s in catalog accounts cart orders notifications; do
   export "BAZAAR_${s^^}_TARGET=127.0.0.1:${PORTS[$s]}"
 done
-for s in catalog accounts cart notifications orders; do
-  BAZAAR_DATABASE_URL="${conninfo/dbname=postgres/dbname=bench_$s}" "$B" serve "$s" --port "${PORTS[$s]}" > "$work/$s.log" 2>&1 &
-  PIDS[$s]=$!
-  for _ in $(seq 200); do grep -q "listening on" "$work/$s.log" && break; sleep 0.05; done
-done
+# Starts the five services from binary $1 (stopping any that run).
+start_services() {
+  for s in catalog accounts cart notifications orders; do
+    if [ -n "${PIDS[$s]:-}" ]; then kill -TERM "${PIDS[$s]}" 2> /dev/null || true; wait "${PIDS[$s]}" 2> /dev/null || true; fi
+  done
+  for s in catalog accounts cart notifications orders; do
+    : > "$work/$s.log"
+    BAZAAR_DATABASE_URL="${conninfo/dbname=postgres/dbname=bench_$s}" "$1" serve "$s" --port "${PORTS[$s]}" > "$work/$s.log" 2>&1 &
+    PIDS[$s]=$!
+    for _ in $(seq 600); do grep -q "listening on" "$work/$s.log" && break; sleep 0.05; done
+    grep -q "listening on" "$work/$s.log" || { echo "bench-shop: $s did not start:"; tail -5 "$work/$s.log"; exit 1; }
+  done
+}
 postmaster=$(head -1 "$work/pg/data/postmaster.pid")
 
 # CPU seconds (user + system) of a process, or of PostgreSQL: the postmaster, its live backends,
@@ -79,8 +91,8 @@ PY
 
 echo "bench-shop: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), PostgreSQL $(psql "$conninfo" -Atc 'SHOW server_version'), Redis $(redis-server --version | grep -oE 'v=[0-9.]+' | cut -d= -f2)"
 names=(orders catalog cart notifications postgres redis load)
-for level in "${LEVELS[@]}"; do
-  echo "bench-shop: concurrency $level, ${DURATION}s"
+measure() {
+  local level=$1
   "$B" load checkout --certs "$work/certs" --jwt-key "$work/jwt/jwt-key.pem" --concurrency "$level" --duration "$DURATION" --warmup 3 \
     > "$work/load.out" 2>&1 &
   load=$!
@@ -110,4 +122,23 @@ for n, s in zip(names, spent):
     print(f"| {n} | {1000 * s / max(orders, 1):.2f} | {100 * s / max(total, 1e-9):.0f} % |")
 print(f"| all | {1000 * total / max(orders, 1):.2f} | CPU busy {100 * total / duration / 2:.0f} % of 2 cores |")
 PY
-done
+}
+
+if [ -z "${OLD:-}" ]; then
+  start_services "$B"
+  for level in "${LEVELS[@]}"; do
+    echo "bench-shop: concurrency $level, ${DURATION}s"
+    measure "$level"
+  done
+else
+  for round in $(seq "${ROUNDS:-2}"); do
+    for side in new old; do
+      bin=$B; [ "$side" = old ] && bin=$OLD
+      start_services "$bin"
+      for level in "${LEVELS[@]}"; do
+        echo "bench-shop: round $round, $side ($bin), concurrency $level, ${DURATION}s"
+        measure "$level"
+      done
+    done
+  done
+fi
