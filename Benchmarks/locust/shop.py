@@ -24,7 +24,7 @@ def token(user_id):
 
 
 class Shopper(FastHttpUser):
-    wait_time = between(0.05, 0.2)
+    wait_time = between(0.01, 0.05)
 
     def on_start(self):
         self.auth = {"authorization": f"Bearer {token(str(uuid.uuid4()))}"}

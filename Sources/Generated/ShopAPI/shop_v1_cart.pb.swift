@@ -377,7 +377,9 @@ public enum Shop_V1_CartService {
                 http: [HTTPRule(method: "DELETE", path: "/v1/cart", body: "", responseBody: "")],
                 auth: AuthRequirement(level: .authenticated, roles: [], scopes: [], callers: []),
                 defaultDeadline: .milliseconds(1000), idempotency: .idempotent, successStatus: 200))
-        /// Another user's cart, for checkout. Called by the orders service.
+        /// Another user's cart lines for checkout: product ids and quantities only (no names, prices or
+        /// subtotal; the checkout prices every line from its stock reservation). Called by the orders
+        /// service.
         public static let getCartForUser = MethodDescriptor(
             service: "shop.v1.CartService", method: "GetCartForUser", kind: .unary,
             inputType: "shop.v1.GetCartForUserRequest", outputType: "shop.v1.Cart",
@@ -410,7 +412,9 @@ public enum Shop_V1_CartService {
         func removeItem(_ request: Shop_V1_RemoveItemRequest, context: ServerContext) async throws -> Shop_V1_Cart
         /// Empties the cart.
         func clearCart(_ request: Shop_V1_ClearCartRequest, context: ServerContext) async throws -> Shop_V1_Cart
-        /// Another user's cart, for checkout. Called by the orders service.
+        /// Another user's cart lines for checkout: product ids and quantities only (no names, prices or
+        /// subtotal; the checkout prices every line from its stock reservation). Called by the orders
+        /// service.
         func getCartForUser(_ request: Shop_V1_GetCartForUserRequest, context: ServerContext) async throws -> Shop_V1_Cart
         /// Empties another user's cart after checkout. Called by the orders service.
         func clearCartForUser(_ request: Shop_V1_ClearCartForUserRequest, context: ServerContext) async throws -> Shop_V1_Cart
@@ -447,7 +451,9 @@ public enum Shop_V1_CartService {
             try await transport.unary(Method.clearCart, request, options: options)
         }
 
-        /// Another user's cart, for checkout. Called by the orders service.
+        /// Another user's cart lines for checkout: product ids and quantities only (no names, prices or
+        /// subtotal; the checkout prices every line from its stock reservation). Called by the orders
+        /// service.
         public func getCartForUser(_ request: Shop_V1_GetCartForUserRequest, options: CallOptions = CallOptions()) async throws -> Shop_V1_Cart {
             try await transport.unary(Method.getCartForUser, request, options: options)
         }

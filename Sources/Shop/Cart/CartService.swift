@@ -64,7 +64,8 @@ public final class CartService: Shop_V1_CartService.ServiceProtocol {
 
     /// The cart with current names and prices. Lines whose product is gone from the catalog are
     /// dropped (and removed).
-    func cart(for user: String) async throws -> Shop_V1_Cart {
+    /// The cart's lines as stored: (product id, quantity), by product id.
+    func lines(of user: String) async throws -> [(String, Int64)] {
         let fields = try await redis.send("HGETALL", Self.key(user)).array ?? []
         var units: [(String, Int64)] = []
         var i = 0
@@ -72,10 +73,14 @@ public final class CartService: Shop_V1_CartService.ServiceProtocol {
             if let p = fields[i].string, let q = fields[i + 1].string.flatMap({ Int64($0) }) { units.append((p, q)) }
             i += 2
         }
+        return units.sorted { $0.0 < $1.0 }
+    }
+
+    func cart(for user: String) async throws -> Shop_V1_Cart {
+        let units = try await lines(of: user)
         var cart = Shop_V1_Cart()
         cart.userID = user
         if units.isEmpty { return cart }
-        units.sort { $0.0 < $1.0 }
         let products = try await catalog.batchGetProducts(Shop_V1_BatchGetProductsRequest(ids: units.map(\.0))).products
         let byID = Dictionary(products.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         var currency: String?
@@ -154,7 +159,17 @@ public final class CartService: Shop_V1_CartService.ServiceProtocol {
         -> Shop_V1_Cart
     {
         try Check.id(request.userID, "user_id")
-        return try await cart(for: request.userID)
+        // Product ids and quantities only: the checkout prices every line from its stock
+        // reservation, so asking the catalog for names and prices here would be a wasted call.
+        var cart = Shop_V1_Cart()
+        cart.userID = request.userID
+        cart.items = try await lines(of: request.userID).map { id, quantity in
+            var item = Shop_V1_CartItem()
+            item.productID = id
+            item.quantity = quantity
+            return item
+        }
+        return cart
     }
 
     public func clearCartForUser(_ request: Shop_V1_ClearCartForUserRequest, context: ServerContext) async throws

@@ -358,52 +358,78 @@ public final class CatalogService: Shop_V1_CatalogService.ServiceProtocol {
         }
         let ttlSeconds =
             Double(reservationTTL.components.seconds) + Double(reservationTTL.components.attoseconds) / 1e18
-        return try await db.transaction { tx in
-            let inserted = try await tx.query(
+        let want = wanted.sorted { $0.key < $1.key }.map { "{\"product_id\":\"\($0.key)\",\"quantity\":\($0.value)}" }
+        // One statement, so one round trip and atomic by itself: the reservation, every product's
+        // stock taken (rows locked in id order, so two orders sharing products cannot deadlock),
+        // and the reservation's lines. A shortage or a product no longer sold drives its stock
+        // below zero, and a missing product leaves its line without a price: either fails the
+        // whole statement on a constraint (the CHECK on stock, NOT NULL), and nothing is kept.
+        let rows: [PostgresRow]
+        do {
+            rows = try await db.query(
                 """
-                INSERT INTO reservations (order_id, state, expires_at) VALUES ($1, 'reserved', clock_timestamp() + make_interval(secs => $2))
-                ON CONFLICT (order_id) DO NOTHING RETURNING \(epochMicros("expires_at", as: "expires"))
-                """, [request.orderID, ttlSeconds]
+                WITH r AS (
+                    INSERT INTO reservations (order_id, state, expires_at)
+                    VALUES ($1, 'reserved', clock_timestamp() + make_interval(secs => $2))
+                    ON CONFLICT (order_id) DO NOTHING RETURNING order_id, expires_at),
+                want AS (
+                    SELECT x.product_id::uuid AS product_id, x.quantity
+                    FROM jsonb_to_recordset($3::jsonb) AS x(product_id text, quantity bigint)),
+                locked AS (
+                    SELECT p.id FROM products p WHERE p.id IN (SELECT product_id FROM want) AND EXISTS (SELECT 1 FROM r)
+                    ORDER BY p.id FOR UPDATE),
+                taken AS (
+                    UPDATE products p SET stock = CASE WHEN p.active THEN p.stock - w.quantity ELSE -1 END,
+                        updated_at = clock_timestamp()
+                    FROM want w, locked l WHERE p.id = w.product_id AND l.id = p.id
+                    RETURNING p.id, p.name, p.currency, p.price_minor, w.quantity),
+                lines AS (
+                    INSERT INTO reservation_lines (order_id, product_id, quantity, currency, unit_price_minor)
+                    SELECT r.order_id, w.product_id, w.quantity, t.currency, t.price_minor
+                    FROM r, want w LEFT JOIN taken t ON t.id = w.product_id)
+                SELECT \(epochMicros("r.expires_at", as: "expires")), t.id::text AS product_id, t.name, t.currency,
+                    t.price_minor, t.quantity
+                FROM r, taken t ORDER BY t.id
+                """, [request.orderID, ttlSeconds, "[" + want.joined(separator: ",") + "]"]
             ).rows
-            guard let fresh = inserted.first else {
-                // Reserved before (a retry): answer as the first time, unless it was released since.
-                return try await Self.existingReservation(request.orderID, tx)
-            }
-            var response = Shop_V1_ReserveStockResponse()
-            response.expireTime = fresh.micros("expires")
-            // Locks taken in id order, so two orders sharing products cannot deadlock.
-            for (productID, quantity) in wanted.sorted(by: { $0.key < $1.key }) {
-                let rows = try await tx.query(
-                    """
-                    UPDATE products SET stock = stock - $2, updated_at = clock_timestamp()
-                    WHERE id = $1 AND active AND stock >= $2 RETURNING name, currency, price_minor
-                    """, [productID, quantity]
-                ).rows
-                guard let row = rows.first else {
-                    let found = try await tx.query(
-                        "SELECT name, stock, active FROM products WHERE id = $1", [productID]
-                    ).rows
-                    guard let p = found.first else { throw RPCError(.notFound, "no product \(productID)") }
-                    if p.bool("active") != true {
-                        throw RPCError(.failedPrecondition, "\(p.text("name")) is no longer sold")
-                    }
-                    throw RPCError(
-                        .failedPrecondition,
-                        "not enough stock of \(p.text("name")): \(p.int64("stock")) left, \(quantity) wanted")
-                }
-                _ = try await tx.query(
-                    """
-                    INSERT INTO reservation_lines (order_id, product_id, quantity, currency, unit_price_minor) VALUES ($1, $2, $3, $4, $5)
-                    """, [request.orderID, productID, quantity, row.text("currency"), row.int64("price_minor")])
-                var line = Shop_V1_ReservedLine()
-                line.productID = productID
-                line.productName = row.text("name")
-                line.quantity = quantity
-                line.unitPrice = Shop_V1_Money(row.text("currency"), row.int64("price_minor"))
-                response.lines.append(line)
-            }
-            return response
+        } catch let e as PostgresError where ["23514", "23502", "23503"].contains(e.sqlState) {
+            throw try await shortage(wanted)
         }
+        guard let first = rows.first else {
+            // Reserved before (a retry): answer as the first time, unless it was released since.
+            return try await db.withConnection { c in try await Self.existingReservation(request.orderID, c) }
+        }
+        var response = Shop_V1_ReserveStockResponse()
+        response.expireTime = first.micros("expires")
+        response.lines = rows.map { row in
+            var line = Shop_V1_ReservedLine()
+            line.productID = row.text("product_id")
+            line.productName = row.text("name")
+            line.quantity = row.int64("quantity")
+            line.unitPrice = Shop_V1_Money(row.text("currency"), row.int64("price_minor"))
+            return line
+        }
+        return response
+    }
+
+    /// Why a reservation could not take its stock, product by product (read after the failed
+    /// statement, so the numbers may have moved since: they explain, they do not decide).
+    private func shortage(_ wanted: [String: Int64]) async throws -> RPCError {
+        let found = try await db.query(
+            "SELECT id::text AS id, name, stock, active FROM products WHERE id = ANY(\(Self.uuidArray("$1")))",
+            [jsonText(Array(wanted.keys))]
+        ).rows
+        let byID = Dictionary(found.map { ($0.text("id"), $0) }, uniquingKeysWith: { a, _ in a })
+        for (productID, quantity) in wanted.sorted(by: { $0.key < $1.key }) {
+            guard let p = byID[productID] else { return RPCError(.notFound, "no product \(productID)") }
+            if p.bool("active") != true { return RPCError(.failedPrecondition, "\(p.text("name")) is no longer sold") }
+            if p.int64("stock") < quantity {
+                return RPCError(
+                    .failedPrecondition,
+                    "not enough stock of \(p.text("name")): \(p.int64("stock")) left, \(quantity) wanted")
+            }
+        }
+        return RPCError(.aborted, "the stock changed while it was being reserved; try again")
     }
 
     private static func existingReservation(_ orderID: String, _ tx: PostgresConnection) async throws

@@ -249,10 +249,13 @@ public struct Mailer: Sendable {
             UPDATE notifications SET next_attempt_at = clock_timestamp() + make_interval(secs => $1)
             WHERE id IN (SELECT id FROM notifications WHERE email_state = 'pending' AND next_attempt_at <= clock_timestamp()
                          ORDER BY next_attempt_at LIMIT 10 FOR UPDATE SKIP LOCKED)
-            RETURNING id::text AS id, email_to, subject, body, email_attempts
+            RETURNING id::text AS id, email_to, subject, body, email_attempts, \(epochMicros("created_at", as: "created"))
             """, [lease.inSeconds]
         ).rows
-        for row in rows {
+        // In the order they were written: UPDATE ... RETURNING follows no ORDER BY, and a customer
+        // must not get "delivered" before "shipped" when both are due in one round.
+        let ordered = rows.sorted { ($0.int64("created"), $0.text("id")) < ($1.int64("created"), $1.text("id")) }
+        for row in ordered {
             let id = row.text("id")
             guard let smtp else {
                 _ = try await db.query("UPDATE notifications SET email_state = 'skipped' WHERE id = $1::uuid", [id])

@@ -2,6 +2,7 @@ import BazaarAuth
 import BazaarCore
 import BazaarPostgres
 import BazaarTelemetry
+import Foundation
 import ShopAPI
 import ShopKit
 
@@ -51,92 +52,140 @@ extension OrdersService {
     func checkout(user: String, requestID: String, address: Shop_V1_Address, token: String) async throws
         -> Shop_V1_Order
     {
-        let claim = try await db.query(
-            """
-            INSERT INTO checkouts (user_id, request_id, order_id) VALUES ($1::uuid, $2, gen_random_uuid())
-            ON CONFLICT (user_id, request_id) DO NOTHING RETURNING order_id::text AS order_id
-            """, [user, requestID]
-        ).rows.first
-        guard let orderID = claim?.text("order_id") else { return try await replay(user: user, requestID: requestID) }
+        let orderID = UUID().uuidString.lowercased()
+        var reserved: Shop_V1_ReserveStockResponse?
         let total: Int64
         let currency: String
+        let lines: [Shop_V1_ReservedLine]
         do {
             let cart = try await self.cart.getCartForUser(Shop_V1_GetCartForUserRequest(userID: user))
             guard !cart.items.isEmpty else { throw RPCError(.failedPrecondition, "the cart is empty") }
-            let lines = cart.items.map { Shop_V1_StockLine(productID: $0.productID, quantity: $0.quantity) }
-            let reserved: Shop_V1_ReserveStockResponse
+            let wanted = cart.items.map { Shop_V1_StockLine(productID: $0.productID, quantity: $0.quantity) }
             do {
-                reserved = try await catalog.reserveStock(Shop_V1_ReserveStockRequest(orderID: orderID, lines: lines))
+                reserved = try await catalog.reserveStock(Shop_V1_ReserveStockRequest(orderID: orderID, lines: wanted))
             } catch {
                 // The reservation may have happened before the error: undo it (a no-op otherwise).
                 _ = try? await catalog.releaseStock(Shop_V1_ReleaseStockRequest(orderID: orderID))
                 throw error
             }
-            currency = reserved.lines.first?.unitPrice?.currencyCode ?? ""
-            guard reserved.lines.allSatisfy({ $0.unitPrice?.currencyCode == currency }) else {
-                try await catalog.releaseStock(Shop_V1_ReleaseStockRequest(orderID: orderID))
+            lines = reserved!.lines
+            currency = lines.first?.unitPrice?.currencyCode ?? ""
+            guard lines.allSatisfy({ $0.unitPrice?.currencyCode == currency }) else {
                 throw RPCError(.failedPrecondition, "the cart mixes currencies; one order is paid in one currency")
             }
             // Prices come from the catalog's reservation, never from the client or the cart.
-            do {
-                total = try MoneyMath.total(reserved.lines.map { ($0.quantity, $0.unitPrice?.amountMinor ?? 0) })
-            } catch {
-                _ = try await catalog.releaseStock(Shop_V1_ReleaseStockRequest(orderID: orderID))
-                throw error
-            }
-            try await db.transaction { tx in
-                let row = try await tx.query(
-                    """
-                    INSERT INTO orders (id, user_id, status, currency, total_minor, shipping_address)
-                    VALUES ($1::uuid, $2::uuid, 'PENDING', $3, $4, $5::jsonb) RETURNING user_id::text AS user_id, total_minor, currency
-                    """, [orderID, user, currency, total, Self.addressJSON(address)]
-                ).rows[0]
-                for (n, line) in reserved.lines.enumerated() {
-                    _ = try await tx.query(
-                        """
-                        INSERT INTO order_items (order_id, line, product_id, product_name, quantity, unit_price_minor)
-                        VALUES ($1::uuid, $2, $3::uuid, $4, $5, $6)
-                        """,
-                        [
-                            orderID, n + 1, line.productID, line.productName, line.quantity,
-                            line.unitPrice?.amountMinor ?? 0,
-                        ])
-                }
-                try await Self.emit(tx, "order.placed", order: orderID, row: row)
-                _ = try await tx.query(
-                    "UPDATE checkouts SET state = 'ordered', updated_at = clock_timestamp() WHERE order_id = $1::uuid",
-                    [orderID])
+            total = try MoneyMath.total(lines.map { ($0.quantity, $0.unitPrice?.amountMinor ?? 0) })
+            guard
+                try await place(
+                    orderID, user: user, requestID: requestID, address: address, currency: currency, total: total,
+                    lines: lines)
+            else {
+                // The request id was claimed first by another attempt: give this reservation back and
+                // answer as that attempt does.
+                _ = try? await catalog.releaseStock(Shop_V1_ReleaseStockRequest(orderID: orderID))
+                return try await replay(user: user, requestID: requestID)
             }
         } catch {
-            try await abandon(orderID, error)
+            // Another attempt with this request id may have placed its order meanwhile (and emptied
+            // the cart, which is why this one failed): then its answer is this one's too.
+            if try await abandon(orderID, user: user, requestID: requestID, reserved: reserved != nil, error) {
+                return try await replay(user: user, requestID: requestID)
+            }
             throw error
         }
-        return try await settle(orderID, user: user, amount: total, currency: currency, token: token)
+        return try await settle(
+            orderID, user: user, amount: total, currency: currency, token: token,
+            placed: PlacedOrder(user: user, address: address, currency: currency, total: total, lines: lines))
+    }
+
+    /// What the checkout inserted, so that its answer needs no read back.
+    struct PlacedOrder: Sendable {
+        var user: String
+        var address: Shop_V1_Address
+        var currency: String
+        var total: Int64
+        var lines: [Shop_V1_ReservedLine]
+
+        func items() throws -> [Shop_V1_OrderItem] {
+            try lines.map { line in
+                var item = Shop_V1_OrderItem()
+                item.productID = line.productID
+                item.productName = line.productName
+                item.quantity = line.quantity
+                item.unitPrice = Shop_V1_Money(currency, line.unitPrice?.amountMinor ?? 0)
+                item.lineTotal = Shop_V1_Money(
+                    currency, try MoneyMath.line(line.quantity, line.unitPrice?.amountMinor ?? 0))
+                return item
+            }
+        }
+    }
+
+    /// The idempotency claim, the order, its items and its `order.placed` event: one statement, so
+    /// one round trip and one commit. False when (user, request id) was claimed before: nothing is
+    /// written then. (A crash before this leaves at most a stock reservation without an order,
+    /// which the catalog's sweep returns when it expires.)
+    private func place(
+        _ orderID: String, user: String, requestID: String, address: Shop_V1_Address, currency: String, total: Int64,
+        lines: [Shop_V1_ReservedLine]
+    ) async throws -> Bool {
+        let items = lines.enumerated().map { n, line -> [String: Any] in
+            [
+                "line": n + 1, "product_id": line.productID, "product_name": line.productName,
+                "quantity": line.quantity, "unit_price_minor": line.unitPrice?.amountMinor ?? 0,
+            ]
+        }
+        let itemsJSON = String(
+            decoding: try JSONSerialization.data(withJSONObject: items, options: [.sortedKeys]), as: UTF8.self)
+        let row = try await db.query(
+            """
+            WITH claim AS (
+                INSERT INTO checkouts (user_id, request_id, order_id, state) VALUES ($1::uuid, $2, $3::uuid, 'ordered')
+                ON CONFLICT (user_id, request_id) DO NOTHING RETURNING order_id),
+            placed AS (
+                INSERT INTO orders (id, user_id, status, currency, total_minor, shipping_address)
+                SELECT order_id, $1::uuid, 'PENDING', $4, $5, $6::jsonb FROM claim
+                RETURNING id, user_id, total_minor, currency),
+            items AS (
+                INSERT INTO order_items (order_id, line, product_id, product_name, quantity, unit_price_minor)
+                SELECT p.id, x.line, x.product_id::uuid, x.product_name, x.quantity, x.unit_price_minor
+                FROM placed p, jsonb_to_recordset($7::jsonb)
+                    AS x(line integer, product_id text, product_name text, quantity bigint, unit_price_minor bigint)),
+            event AS (
+                INSERT INTO outbox (order_id, type, payload)
+                SELECT id, 'order.placed', \(Self.eventPayload) FROM placed)
+            SELECT count(*) AS placed FROM placed
+            """, [user, requestID, orderID, currency, total, Self.addressJSON(address), itemsJSON]
+        ).rows.first
+        return row?.int64("placed") == 1
     }
 
     /// Nothing was charged and no order exists. A final answer (empty cart, out of stock) is kept
-    /// under the request id; a transient one forgets the claim so that a retry starts afresh.
-    private func abandon(_ orderID: String, _ error: any Error) async throws {
+    /// under the request id; after a transient one nothing is kept, so that a retry starts afresh.
+    /// A reservation is given back (if that fails too, the catalog's sweep returns it on expiry).
+    /// Returns true when the request id was claimed by another attempt (answer with its outcome).
+    private func abandon(_ orderID: String, user: String, requestID: String, reserved: Bool, _ error: any Error)
+        async throws -> Bool
+    {
         let status = RPCError(error)
+        if reserved { _ = try? await catalog.releaseStock(Shop_V1_ReleaseStockRequest(orderID: orderID)) }
         if [.failedPrecondition, .notFound, .invalidArgument, .outOfRange].contains(status.code) {
-            _ = try await db.query(
+            let recorded = try await db.query(
                 """
-                UPDATE checkouts SET state = 'failed', error_code = $2, error_message = $3, updated_at = clock_timestamp() WHERE order_id = $1::uuid
-                """, [orderID, Int(status.code.rawValue), status.message])
-        } else {
-            // The release above may not have reached the catalog: then the claim stays 'started'
-            // and the recovery loop releases the reservation later.
-            if (try? await catalog.releaseStock(Shop_V1_ReleaseStockRequest(orderID: orderID))) != nil {
-                _ = try await db.query(
-                    "DELETE FROM checkouts WHERE order_id = $1::uuid AND state = 'started'", [orderID])
-            }
+                INSERT INTO checkouts (user_id, request_id, order_id, state, error_code, error_message)
+                VALUES ($1::uuid, $2, $3::uuid, 'failed', $4, $5) ON CONFLICT (user_id, request_id) DO NOTHING
+                """, [user, requestID, orderID, Int(status.code.rawValue), status.message])
+            return recorded.affectedRows == 0
         }
+        return try await !db.query(
+            "SELECT 1 FROM checkouts WHERE user_id = $1::uuid AND request_id = $2", [user, requestID]
+        ).rows.isEmpty
     }
 
-    /// Steps 3 and 4: charge, then either complete or compensate.
-    func settle(_ orderID: String, user: String, amount: Int64, currency: String, token: String) async throws
-        -> Shop_V1_Order
-    {
+    /// Steps 3 and 4: charge, then either complete or compensate. The answer is built from what
+    /// was written (`placed` and the final statement's row), not read back.
+    func settle(
+        _ orderID: String, user: String, amount: Int64, currency: String, token: String, placed: PlacedOrder
+    ) async throws -> Shop_V1_Order {
         var outcome: ChargeOutcome?
         do {
             outcome = try await payments.charge(key: orderID, amountMinor: amount, currency: currency, token: token)
@@ -152,9 +201,10 @@ extension OrdersService {
                 throw RPCError(.unavailable, "the payment provider is unavailable; the order was cancelled")
             }
         }
+        let final: PostgresRow?
         switch outcome! {
         case .succeeded(let chargeID):
-            try await complete(orderID, chargeID: chargeID)
+            final = try await complete(orderID, chargeID: chargeID)
             do {
                 _ = try await cart.clearCartForUser(Shop_V1_ClearCartForUserRequest(userID: user))
             } catch {
@@ -170,16 +220,19 @@ extension OrdersService {
             try await finishCancellation(orderID)
             throw error
         }
+        if let final { return Self.order(final, items: try placed.items()) }
         guard let order = try await order(orderID) else { throw RPCError(.internal, "order \(orderID) vanished") }
         return order
     }
 
     /// A successful charge: PAID, then the stock committed. If the order was cancelled meanwhile
-    /// (the recovery loop gave up on it), the charge is refunded instead.
-    func complete(_ orderID: String, chargeID: String) async throws {
+    /// (the recovery loop gave up on it), the charge is refunded instead. Returns the order's row
+    /// (``orderColumns``) as the last statement left it, when this call completed it.
+    @discardableResult
+    func complete(_ orderID: String, chargeID: String) async throws -> PostgresRow? {
         let paid = try await transition(orderID, from: .pending, to: .paid, paymentID: chargeID)
         if !paid {
-            guard let now = try await order(orderID) else { return }
+            guard let now = try await order(orderID) else { return nil }
             if now.status == .cancelled {
                 _ = try await db.query(
                     """
@@ -192,12 +245,15 @@ extension OrdersService {
         }
         do {
             _ = try await catalog.commitStock(Shop_V1_CommitStockRequest(orderID: orderID))
-            // The order's stock and its checkout record are final together (one statement).
-            _ = try await db.query(
+            // The order's stock and its checkout record are final together (one statement), which
+            // returns the order as it now is.
+            return try await db.query(
                 """
                 WITH done AS (UPDATE checkouts SET state = 'done', updated_at = clock_timestamp() WHERE order_id = $1::uuid)
                 UPDATE orders SET stock_state = 'committed', updated_at = clock_timestamp() WHERE id = $1::uuid
-                """, [orderID])
+                RETURNING \(Self.orderColumns)
+                """, [orderID]
+            ).rows.first
         } catch let e as RPCError where e.code == .failedPrecondition || e.code == .notFound {
             // The reservation expired before the payment went through: give the money back.
             _ = try await cancel(orderID, from: [.paid], reason: "the stock reservation expired")

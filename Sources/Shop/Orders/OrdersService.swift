@@ -71,20 +71,23 @@ public final class OrdersService: Shop_V1_OrdersService.ServiceProtocol {
             item.lineTotal = Shop_V1_Money(cur, try MoneyMath.line(r.int64("quantity"), r.int64("unit_price_minor")))
             items[r.text("order_id"), default: []].append(item)
         }
-        return rows.map { row in
-            var o = Shop_V1_Order()
-            o.id = row.text("id")
-            o.userID = row.text("user_id")
-            o.status = OrderLifecycle.status(named: row.text("status"))
-            o.total = Shop_V1_Money(row.text("currency"), row.int64("total_minor"))
-            o.shippingAddress = Self.address(json: row.text("address"))
-            o.paymentID = row.text("payment_id")
-            o.cancelReason = row.text("cancel_reason")
-            o.createTime = row.micros("created")
-            o.updateTime = row.micros("updated")
-            o.items = items[o.id] ?? []
-            return o
-        }
+        return rows.map { Self.order($0, items: items[$0.text("id")] ?? []) }
+    }
+
+    /// An order from a row of ``orderColumns`` and its items.
+    static func order(_ row: PostgresRow, items: [Shop_V1_OrderItem]) -> Shop_V1_Order {
+        var o = Shop_V1_Order()
+        o.id = row.text("id")
+        o.userID = row.text("user_id")
+        o.status = OrderLifecycle.status(named: row.text("status"))
+        o.total = Shop_V1_Money(row.text("currency"), row.int64("total_minor"))
+        o.shippingAddress = Self.address(json: row.text("address"))
+        o.paymentID = row.text("payment_id")
+        o.cancelReason = row.text("cancel_reason")
+        o.createTime = row.micros("created")
+        o.updateTime = row.micros("updated")
+        o.items = items
+        return o
     }
 
     func order(_ id: String) async throws -> Shop_V1_Order? {
@@ -261,18 +264,28 @@ public final class OrdersService: Shop_V1_OrdersService.ServiceProtocol {
     func transition(_ id: String, from: Shop_V1_OrderStatus, to: Shop_V1_OrderStatus, paymentID: String? = nil)
         async throws -> Bool
     {
-        try await db.transaction { tx in
-            let rows = try await tx.query(
-                """
+        // One statement (atomic by itself): one round trip instead of BEGIN, UPDATE, INSERT, COMMIT.
+        let row = try await db.query(
+            """
+            WITH moved AS (
                 UPDATE orders SET status = $3, payment_id = COALESCE($4, payment_id), updated_at = clock_timestamp()
-                WHERE id = $1::uuid AND status = $2 RETURNING user_id::text AS user_id, total_minor, currency
-                """, [id, OrderLifecycle.name(from), OrderLifecycle.name(to), paymentID]
-            ).rows
-            guard let row = rows.first else { return false }
-            try await Self.emit(tx, "order.\(OrderLifecycle.name(to).lowercased())", order: id, row: row)
-            return true
-        }
+                WHERE id = $1::uuid AND status = $2 RETURNING id, user_id, total_minor, currency),
+            event AS (INSERT INTO outbox (order_id, type, payload) SELECT id, $5, \(Self.eventPayload) FROM moved)
+            SELECT count(*) AS moved FROM moved
+            """,
+            [
+                id, OrderLifecycle.name(from), OrderLifecycle.name(to), paymentID,
+                "order.\(OrderLifecycle.name(to).lowercased())",
+            ]
+        ).rows.first
+        return row?.int64("moved") == 1
     }
+
+    /// An event's payload from a row with `id`, `user_id`, `total_minor` and `currency`, in SQL:
+    /// the same object ``emit(_:_:order:row:extra:)`` writes (every value a string).
+    static let eventPayload = """
+        jsonb_build_object('order_id', id::text, 'user_id', user_id::text, 'total_minor', total_minor::text, 'currency', currency::text)
+        """
 
     /// Cancels an order still in one of `from`: status, refund owed (when it was paid) and the
     /// event in one transaction. ``finishCancellation(_:)`` then refunds and releases the stock.
