@@ -109,10 +109,13 @@ struct ShopRunner: Sendable {
         let owned = Owned()
         let context = ShopContext(
             service: name, env: env, logger: logger, metrics: telemetry.registry,
-            database: {
+            database: { durable in
                 let conninfo = try env.required("DATABASE_URL", for: name)
+                let size = try env.int("DB_POOL_SIZE", 1...200) ?? 10
                 let p = PostgresPool(
-                    conninfo: conninfo, maxConnections: try env.int("DB_POOL_SIZE", 1...200) ?? 10, group: loops,
+                    conninfo: durable
+                        ? conninfo : PostgresPool.conninfo(conninfo, settings: ["synchronous_commit": "off"]),
+                    maxConnections: durable ? size : max(2, size / 4), group: loops,
                     observer: telemetry.databaseObserver(
                         system: "postgresql", namespace: PostgresPool.databaseName(conninfo)))
                 owned.pools.withLock { $0.append(p) }

@@ -12,6 +12,22 @@ let testDatabase: String? = getenv("BAZAAR_TEST_POSTGRES").map { String(cString:
 struct PostgresTests {
     let pool = PostgresPool(conninfo: testDatabase ?? "", maxConnections: 4)
 
+    @Test func sessionSettingsReachTheServerInEitherConninfoForm() async throws {
+        let relaxed = PostgresPool(
+            conninfo: PostgresPool.conninfo(testDatabase!, settings: ["synchronous_commit": "off"]), maxConnections: 1)
+        defer { relaxed.close() }
+        #expect(try await relaxed.query("SHOW synchronous_commit").rows[0]["synchronous_commit"] == "off")
+        #expect(try await pool.query("SHOW synchronous_commit").rows[0]["synchronous_commit"] == "on")
+        #expect(
+            PostgresPool.conninfo("postgresql://u@db/shop", settings: ["synchronous_commit": "off"])
+                == "postgresql://u@db/shop?options=-c%20synchronous_commit%3Doff")
+        #expect(
+            PostgresPool.conninfo("postgresql://u@db/shop?sslmode=require", settings: ["a": "b"])
+                == "postgresql://u@db/shop?sslmode=require&options=-c%20a%3Db")
+        #expect(PostgresPool.databaseName("postgresql://u@db/shop?sslmode=require") == "shop")
+        #expect(PostgresPool.databaseName("host=/tmp dbname=orders") == "orders")
+    }
+
     @Test func parametersNeverBecomeSQL() async throws {
         _ = try await pool.query("DROP TABLE IF EXISTS t_params")
         _ = try await pool.query(

@@ -1,6 +1,7 @@
 import BazaarCore
 import BazaarTransport
 import CBazaarPQ
+import Foundation
 import Synchronization
 
 /// Connections to one database, shared by tasks: at most `maxConnections` open, made on demand,
@@ -50,6 +51,19 @@ public final class PostgresPool: Sendable {
         self.maxWaiters = max(0, maxWaiters ?? 20 * self.maxConnections)
         ownsGroup = group == nil
         self.group = group ?? EventLoopGroup(count: 1)
+    }
+
+    /// `conninfo` with server settings for every session it opens (libpq's `options`), in
+    /// whichever form it came: a URI gets a query parameter, keyword/value text one more keyword.
+    /// For example `["synchronous_commit": "off"]` for a pool whose commits do not wait for the
+    /// write-ahead log to reach the disk. Names and values must be plain words.
+    public static func conninfo(_ conninfo: String, settings: [String: String]) -> String {
+        let options = settings.sorted { $0.key < $1.key }.map { "-c \($0.key)=\($0.value)" }.joined(separator: " ")
+        if conninfo.hasPrefix("postgres://") || conninfo.hasPrefix("postgresql://") {
+            let encoded = options.replacingOccurrences(of: " ", with: "%20").replacingOccurrences(of: "=", with: "%3D")
+            return conninfo + (conninfo.contains("?") ? "&" : "?") + "options=" + encoded
+        }
+        return conninfo + " options='\(options)'"
     }
 
     /// The database a connection string names (`dbname`, or the URL's path), read by libpq's own

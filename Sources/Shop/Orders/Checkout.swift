@@ -9,17 +9,19 @@ import ShopKit
 /// The checkout saga and its recovery.
 ///
 /// ```
-/// 0. claim (user, request_id) in `checkouts`       -> a retry finds the claim and replays
-/// 1. read the cart; reserve and price every line   (catalog, idempotent per order id)
-/// 2. order PENDING + outbox event, one transaction
+/// 1. read the cart's lines; reserve and price them    (catalog, idempotent per order id)
+/// 2. claim (user, request_id) + order PENDING + items + outbox event: one statement
+///    (claimed before: give the reservation back and replay the first attempt's answer)
 /// 3. charge (idempotency key = order id)
-/// 4a. PAID + event, then commit the stock; empty the cart
+/// 4a. PAID + event, then commit the stock, then mark it committed; empty the cart
 /// 4b. declined: CANCELLED + event, release the stock (the compensation)
 /// ```
-/// Every step leaves a record, and the recovery loop finishes any checkout that stopped
-/// halfway (a crash, a lost connection): a PENDING order is settled by asking the provider what
-/// the charge came to, a paid order's stock is committed, a cancelled one's stock released and
-/// payment refunded, a claim that never became an order has its reservation released.
+/// From the order on, every step leaves a record, and the recovery loop finishes any checkout
+/// that stopped halfway (a crash, a lost connection): a PENDING order is settled by asking the
+/// provider what the charge came to, a paid order's stock is committed, a cancelled one's stock
+/// released and payment refunded. Before the order exists only the catalog's reservation does,
+/// and it expires. (Claims in state 'started' come from before the claim moved into the order's
+/// statement; recovery still releases their reservations.)
 extension OrdersService {
     public func placeOrder(_ request: Shop_V1_PlaceOrderRequest, context: ServerContext) async throws -> Shop_V1_Order {
         let user = try UserIdentity.required().subject
@@ -246,8 +248,10 @@ extension OrdersService {
         do {
             _ = try await catalog.commitStock(Shop_V1_CommitStockRequest(orderID: orderID))
             // The order's stock and its checkout record are final together (one statement), which
-            // returns the order as it now is.
-            return try await db.query(
+            // returns the order as it now is. A relaxed commit: if a crash loses it, the order is
+            // PAID with its stock still 'reserved', and the recovery loop commits it again (the
+            // catalog's commit is idempotent).
+            return try await relaxed.query(
                 """
                 WITH done AS (UPDATE checkouts SET state = 'done', updated_at = clock_timestamp() WHERE order_id = $1::uuid)
                 UPDATE orders SET stock_state = 'committed', updated_at = clock_timestamp() WHERE id = $1::uuid

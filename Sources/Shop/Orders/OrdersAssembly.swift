@@ -10,13 +10,16 @@ public enum OrdersAssembly {
     public static func assemble(_ c: ShopContext) async throws -> ShopAssembly {
         let env = c.env
         let db = try await c.database(migrations: OrdersSchema.migrations)
+        // Commits that need not wait for the disk: what a crash may lose here is rebuilt (see
+        // docs/services.md, "Durability").
+        let relaxed = try await c.relaxedDatabase()
         var settings = OrdersService.Settings()
         if let d = try env.duration("CHECKOUT_RECOVER_AFTER") { settings.recoverAfter = d }
         let orders = OrdersService(
             db: db, catalog: Shop_V1_CatalogService.Client(transport: try c.upstream("catalog")),
             cart: Shop_V1_CartService.Client(transport: try c.upstream("cart")),
-            payments: try paymentProvider(env, db: db, logger: c.logger),
-            logger: c.logger, settings: settings)
+            payments: try paymentProvider(env, db: relaxed, logger: c.logger),
+            logger: c.logger, settings: settings, relaxed: relaxed)
         var background: [@Sendable () async -> Void] = [
             every(try env.duration("RECOVERY_INTERVAL") ?? .seconds(5), logger: c.logger, "order recovery round") {
                 try await orders.recover()
@@ -37,7 +40,7 @@ public enum OrdersAssembly {
         ).configured(by: env.typed)
         background.append { await retention.run() }
         if try env.bool("OUTBOX_RELAY") ?? true {
-            let relay = OutboxRelay(db: db, redis: try c.redis(), logger: c.logger)
+            let relay = OutboxRelay(db: relaxed, redis: try c.redis(), logger: c.logger)
             background.append { await relay.run() }
         }
         return ShopAssembly(service: orders, background: background)

@@ -19,6 +19,9 @@ public final class OrdersService: Shop_V1_OrdersService.ServiceProtocol {
     }
 
     public let db: PostgresPool
+    /// The same database without waiting for the disk at commit: for the records a crash may
+    /// lose because the recovery loop rebuilds them (the stock-committed mark). Defaults to `db`.
+    public let relaxed: PostgresPool
     public let catalog: Shop_V1_CatalogService.Client
     public let cart: Shop_V1_CartService.Client
     public let payments: any PaymentProvider
@@ -27,9 +30,10 @@ public final class OrdersService: Shop_V1_OrdersService.ServiceProtocol {
 
     public init(
         db: PostgresPool, catalog: Shop_V1_CatalogService.Client, cart: Shop_V1_CartService.Client,
-        payments: any PaymentProvider, logger: Logger, settings: Settings = Settings()
+        payments: any PaymentProvider, logger: Logger, settings: Settings = Settings(), relaxed: PostgresPool? = nil
     ) {
         self.db = db
+        self.relaxed = relaxed ?? db
         self.catalog = catalog
         self.cart = cart
         self.payments = payments

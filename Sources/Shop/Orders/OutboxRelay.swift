@@ -9,7 +9,9 @@ import BazaarTelemetry
 /// outside any transaction, and marks them published. No transaction stays open across a call to
 /// Redis: a slow Redis must not hold row locks and a database connection. A relay that dies
 /// mid-round leaves its lease to expire (`lease`), and the rows are published again, which is
-/// why every entry carries its `event_id` and consumers deduplicate by it.
+/// why every entry carries its `event_id` and consumers deduplicate by it. For the same reason its
+/// leases and marks may use a pool with relaxed commits (the orders service gives it one): a
+/// mark a crash loses only means the event goes out once more.
 public struct OutboxRelay: Sendable {
     public let db: PostgresPool
     public let redis: RedisClient

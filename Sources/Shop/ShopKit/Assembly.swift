@@ -12,13 +12,13 @@ public struct ShopContext: Sendable {
     public let env: ShopEnvironment
     public let logger: Logger
     public let metrics: MetricsRegistry
-    let makeDatabase: @Sendable () async throws -> PostgresPool
+    let makeDatabase: @Sendable (_ durable: Bool) async throws -> PostgresPool
     let makeRedis: @Sendable () throws -> RedisClient
     let makeUpstream: @Sendable (String) throws -> any ClientTransport
 
     public init(
         service: String, env: ShopEnvironment, logger: Logger, metrics: MetricsRegistry,
-        database: @escaping @Sendable () async throws -> PostgresPool,
+        database: @escaping @Sendable (_ durable: Bool) async throws -> PostgresPool,
         redis: @escaping @Sendable () throws -> RedisClient,
         upstream: @escaping @Sendable (String) throws -> any ClientTransport
     ) {
@@ -33,13 +33,19 @@ public struct ShopContext: Sendable {
 
     /// The service's own database (BAZAAR_DATABASE_URL), with `migrations` applied.
     public func database(migrations: [Migration]) async throws -> PostgresPool {
-        let db = try await makeDatabase()
+        let db = try await makeDatabase(true)
         let applied = try await Migrator.migrate(db, migrations)
         if !applied.isEmpty {
             logger.info("migrations applied", [("versions", .string(applied.map(String.init).joined(separator: ",")))])
         }
         return db
     }
+
+    /// A second, small pool on the service's database whose commits do not wait for the
+    /// write-ahead log to reach the disk (`synchronous_commit = off`): a crash may lose the last
+    /// fraction of a second of them. Only for records that can be rebuilt (see docs/services.md,
+    /// "Durability"); call ``database(migrations:)`` first.
+    public func relaxedDatabase() async throws -> PostgresPool { try await makeDatabase(false) }
 
     /// A Redis client (BAZAAR_REDIS_ADDR).
     public func redis() throws -> RedisClient { try makeRedis() }
