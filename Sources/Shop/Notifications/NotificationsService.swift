@@ -49,6 +49,46 @@ public final class NotificationsService: Shop_V1_NotificationsService.ServicePro
     func store(_ r: Shop_V1_SendNotificationRequest, email: String?, _ c: PostgresConnection? = nil) async throws
         -> Shop_V1_Notification
     {
+        let insert =
+            "INSERT INTO notifications \(Self.insertColumns) VALUES \(Self.insertValues) ON CONFLICT (id) DO NOTHING"
+        let params = Self.insertParameters(r, email: email)
+        let select = "SELECT \(Self.columns) FROM notifications WHERE id = $1::uuid"
+        if let c {
+            _ = try await c.query(insert, params)
+            return Self.notification(try await c.query(select, [r.id]).rows[0])
+        }
+        _ = try await db.query(insert, params)
+        return Self.notification(try await db.query(select, [r.id]).rows[0])
+    }
+
+    /// Records `eventID` as processed and, the first time only, stores `r` (when given): one
+    /// statement, so one round trip and one commit per event. False when the event was seen before.
+    func storeOnce(eventID: String, type: String, _ r: Shop_V1_SendNotificationRequest?, email: String?)
+        async throws -> Bool
+    {
+        guard let r else {
+            return try await db.query(
+                "INSERT INTO processed_events (event_id, type) VALUES ($1::uuid, $2) ON CONFLICT DO NOTHING",
+                [eventID, type]
+            ).affectedRows == 1
+        }
+        let row = try await db.query(
+            """
+            WITH fresh AS (
+                INSERT INTO processed_events (event_id, type) VALUES ($10::uuid, $11) ON CONFLICT DO NOTHING RETURNING 1),
+            stored AS (
+                INSERT INTO notifications \(Self.insertColumns) SELECT \(Self.insertValues.dropFirst().dropLast()) FROM fresh
+                ON CONFLICT (id) DO NOTHING)
+            SELECT count(*) AS fresh FROM fresh
+            """, Self.insertParameters(r, email: email) + [eventID, type]
+        ).rows.first
+        return row?.int64("fresh") == 1
+    }
+
+    static let insertColumns = "(id, user_id, channel, subject, body, order_id, product_id, email_to, email_state)"
+    static let insertValues = "($1::uuid, $2::uuid, $3, $4, $5, $6::uuid, $7::uuid, $8, $9)"
+
+    static func insertParameters(_ r: Shop_V1_SendNotificationRequest, email: String?) -> [(any PostgresBindable)?] {
         var order: String?
         var product: String?
         switch r.subjectRef {
@@ -57,21 +97,10 @@ public final class NotificationsService: Shop_V1_NotificationsService.ServicePro
         case nil: break
         }
         let channel = r.channel == .email ? "EMAIL" : "IN_APP"
-        let insert = """
-            INSERT INTO notifications (id, user_id, channel, subject, body, order_id, product_id, email_to, email_state)
-            VALUES ($1::uuid, $2::uuid, $3, $4, $5, $6::uuid, $7::uuid, $8, $9) ON CONFLICT (id) DO NOTHING
-            """
-        let params: [(any PostgresBindable)?] = [
+        return [
             r.id, r.userID, channel, r.subject, r.body, order, product, email,
             channel == "EMAIL" ? (email == nil ? "failed" : "pending") : "none",
         ]
-        let select = "SELECT \(Self.columns) FROM notifications WHERE id = $1::uuid"
-        if let c {
-            _ = try await c.query(insert, params)
-            return Self.notification(try await c.query(select, [r.id]).rows[0])
-        }
-        _ = try await db.query(insert, params)
-        return Self.notification(try await db.query(select, [r.id]).rows[0])
     }
 
     static func validate(_ r: Shop_V1_SendNotificationRequest) throws(RPCError) {

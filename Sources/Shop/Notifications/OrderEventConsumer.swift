@@ -158,20 +158,13 @@ public struct OrderEventConsumer: Sendable {
             return
         }
         let payload = jsonStringMap(fields["payload"])
-        let seen = try await service.db.query("SELECT 1 FROM processed_events WHERE event_id = $1::uuid", [eventID])
-            .rows
-        if !seen.isEmpty { return }
         let message = Self.message(type: type, payload: payload)
+        var notification: Shop_V1_SendNotificationRequest?
         var email: String?
-        if message != nil, let user = payload["user_id"], Check.isID(user) {
+        if let message, let user = payload["user_id"], Check.isID(user) {
+            // Asked before the statement that records the event (a repeat, which the relay may
+            // send, costs this one call and then changes nothing).
             email = try await service.emailAddress(of: user)
-        }
-        try await service.db.transaction { tx in
-            let fresh = try await tx.query(
-                "INSERT INTO processed_events (event_id, type) VALUES ($1::uuid, $2) ON CONFLICT DO NOTHING RETURNING 1",
-                [eventID, type]
-            ).rows
-            guard !fresh.isEmpty, let message, let user = payload["user_id"], Check.isID(user) else { return }
             var r = Shop_V1_SendNotificationRequest()
             r.id = eventID  // one notification per event, under the event's id
             r.userID = user
@@ -179,8 +172,9 @@ public struct OrderEventConsumer: Sendable {
             r.subject = message.subject
             r.body = message.body
             if let order = payload["order_id"], Check.isID(order) { r.subjectRef = .orderID(order) }
-            _ = try await service.store(r, email: email, tx)
+            notification = r
         }
+        _ = try await service.storeOnce(eventID: eventID, type: type, notification, email: email)
     }
 
     /// What to tell the customer about an order event; `nil` for events that need no message.
@@ -255,6 +249,29 @@ public struct Mailer: Sendable {
         // In the order they were written: UPDATE ... RETURNING follows no ORDER BY, and a customer
         // must not get "delivered" before "shipped" when both are due in one round.
         let ordered = rows.sorted { ($0.int64("created"), $0.text("id")) < ($1.int64("created"), $1.text("id")) }
+        // Sent mail is marked in one statement at the end of the round (a crash before it sends
+        // those again when the lease runs out; the Message-ID lets receivers drop the repeat).
+        var sent: [String] = []
+        do {
+            try await deliver(ordered, sent: &sent)
+        } catch {
+            try? await markSent(sent)
+            throw error
+        }
+        try await markSent(sent)
+        return rows.count
+    }
+
+    private func markSent(_ ids: [String]) async throws {
+        guard !ids.isEmpty else { return }
+        _ = try await db.query(
+            """
+            UPDATE notifications SET email_state = 'sent', sent_at = clock_timestamp(), email_attempts = email_attempts + 1
+            WHERE id = ANY(ARRAY(SELECT jsonb_array_elements_text($1::jsonb))::uuid[])
+            """, [jsonText(ids)])
+    }
+
+    private func deliver(_ ordered: [PostgresRow], sent: inout [String]) async throws {
         for row in ordered {
             let id = row.text("id")
             guard let smtp else {
@@ -266,9 +283,7 @@ public struct Mailer: Sendable {
                     EmailMessage(
                         from: from, to: row.text("email_to"), subject: row.text("subject"), body: row.text("body"),
                         messageID: "\(id)@bazaar"))
-                _ = try await db.query(
-                    "UPDATE notifications SET email_state = 'sent', sent_at = clock_timestamp(), email_attempts = email_attempts + 1 WHERE id = $1::uuid",
-                    [id])
+                sent.append(id)
             } catch let e as SMTPError {
                 let attempts = row.int64("email_attempts") + 1
                 let giveUp = !e.isTransient || attempts >= 20
@@ -283,7 +298,6 @@ public struct Mailer: Sendable {
                     [("notification_id", .string(id)), ("error", .string(e.description)), ("gave_up", .bool(giveUp))])
             }
         }
-        return rows.count
     }
 
     public func run(idle: Duration = .milliseconds(500)) async {
