@@ -50,7 +50,9 @@ public final class CartService: Shop_V1_CartService.ServiceProtocol {
         return n
         """
 
-    private func change(_ user: String, product: String, units: Int64, mode: String) async throws -> Shop_V1_Cart {
+    private func change(
+        _ user: String, product: String, units: Int64, mode: String, known: Shop_V1_Product? = nil
+    ) async throws -> Shop_V1_Cart {
         let ttlMs = ttl.components.seconds * 1000 + ttl.components.attoseconds / 1_000_000_000_000_000
         let reply = try await redis.send(
             "EVAL", Self.changeLine, "1", Self.key(user), product, String(units), mode,
@@ -58,12 +60,10 @@ public final class CartService: Shop_V1_CartService.ServiceProtocol {
         switch reply.integer {
         case -1: throw RPCError(.resourceExhausted, "the cart is full: at most \(maxLines) different products")
         case -2: throw RPCError(.outOfRange, "at most \(maxUnitsPerLine) units of one product")
-        default: return try await cart(for: user)
+        default: return try await cart(for: user, known: known.map { [$0] } ?? [])
         }
     }
 
-    /// The cart with current names and prices. Lines whose product is gone from the catalog are
-    /// dropped (and removed).
     /// The cart's lines as stored: (product id, quantity), by product id.
     func lines(of user: String) async throws -> [(String, Int64)] {
         let fields = try await redis.send("HGETALL", Self.key(user)).array ?? []
@@ -76,13 +76,21 @@ public final class CartService: Shop_V1_CartService.ServiceProtocol {
         return units.sorted { $0.0 < $1.0 }
     }
 
-    func cart(for user: String) async throws -> Shop_V1_Cart {
+    /// The cart with current names and prices. Lines whose product is gone from the catalog are
+    /// dropped (and removed). Products in `known` were just read from the catalog (the one an
+    /// add checked): only the others are asked for, and a one-product cart needs no call.
+    func cart(for user: String, known: [Shop_V1_Product] = []) async throws -> Shop_V1_Cart {
         let units = try await lines(of: user)
         var cart = Shop_V1_Cart()
         cart.userID = user
         if units.isEmpty { return cart }
-        let products = try await catalog.batchGetProducts(Shop_V1_BatchGetProductsRequest(ids: units.map(\.0))).products
-        let byID = Dictionary(products.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        var byID = Dictionary(known.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        let missing = units.map(\.0).filter { byID[$0] == nil }
+        if !missing.isEmpty {
+            for p in try await catalog.batchGetProducts(Shop_V1_BatchGetProductsRequest(ids: missing)).products {
+                byID[p.id] = p
+            }
+        }
         var currency: String?
         var subtotal: Int64 = 0
         for (id, quantity) in units {
@@ -105,7 +113,9 @@ public final class CartService: Shop_V1_CartService.ServiceProtocol {
         return cart
     }
 
-    private func checkProduct(_ id: String) async throws {
+    /// The product, if it exists and is sold.
+    @discardableResult
+    private func checkProduct(_ id: String) async throws -> Shop_V1_Product {
         try Check.id(id, "product_id")
         let product: Shop_V1_Product
         do {
@@ -114,6 +124,7 @@ public final class CartService: Shop_V1_CartService.ServiceProtocol {
             throw RPCError(.notFound, "no product \(id)")
         }
         if !product.active { throw RPCError(.failedPrecondition, "\(product.name) is no longer sold") }
+        return product
     }
 
     public func getCart(_ request: Shop_V1_GetCartRequest, context: ServerContext) async throws -> Shop_V1_Cart {
@@ -124,8 +135,8 @@ public final class CartService: Shop_V1_CartService.ServiceProtocol {
         let user = try UserIdentity.required().subject
         try Check.that(request.quantity >= 1, "quantity must be at least 1")
         try Check.that(request.quantity <= maxUnitsPerLine, "quantity must be at most \(maxUnitsPerLine)")
-        try await checkProduct(request.productID)
-        return try await change(user, product: request.productID, units: request.quantity, mode: "add")
+        let product = try await checkProduct(request.productID)
+        return try await change(user, product: request.productID, units: request.quantity, mode: "add", known: product)
     }
 
     public func setItemQuantity(_ request: Shop_V1_SetItemQuantityRequest, context: ServerContext) async throws
