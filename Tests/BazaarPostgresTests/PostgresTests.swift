@@ -12,6 +12,30 @@ let testDatabase: String? = getenv("BAZAAR_TEST_POSTGRES").map { String(cString:
 struct PostgresTests {
     let pool = PostgresPool(conninfo: testDatabase ?? "", maxConnections: 4)
 
+    /// The pool hands a task a connection on the task's own loop: its statements complete on the
+    /// thread that asked, with no hand-off to another loop.
+    @Test func aTaskOnALoopGetsAConnectionOnThatLoop() async throws {
+        let group = EventLoopGroup(count: 2)
+        defer { group.shutdown() }
+        let onLoops = PostgresPool(conninfo: testDatabase!, maxConnections: 4, group: group)
+        defer { onLoops.close() }
+        for round in 0..<3 {
+            for loop in group.loops {
+                let (same, resumedOn) = try await Task(executorPreference: loop) {
+                    let same = try await onLoops.withConnection { c in
+                        _ = try await c.query("SELECT $1::int AS n", [round])
+                        return c.loop === loop
+                    }
+                    return (same, EventLoop.current?.index)
+                }.value
+                #expect(same, "round \(round): a task on loop \(loop.index) got a connection on another loop")
+                #expect(resumedOn == loop.index)
+            }
+        }
+        // One connection per loop served all six: each task found its loop's idle one again.
+        #expect(onLoops.openConnections == 2)
+    }
+
     @Test func sessionSettingsReachTheServerInEitherConninfoForm() async throws {
         let relaxed = PostgresPool(
             conninfo: PostgresPool.conninfo(testDatabase!, settings: ["synchronous_commit": "off"]), maxConnections: 1)
