@@ -21,12 +21,8 @@ final class Probe: RPCService, Sendable {
     static let flood = MethodDescriptor(
         service: "test.Probe", method: "Flood", kind: .serverStreaming,
         inputType: "x", outputType: "x", options: MethodOptions(auth: AuthRequirement(level: .public)))
-    /// Answers with the index of the loop that served it.
-    static let whichLoop = MethodDescriptor(
-        service: "test.Probe", method: "WhichLoop", kind: .unary, inputType: "x", outputType: "x",
-        options: MethodOptions(auth: AuthRequirement(level: .public)))
     static let serviceDescriptor = ServiceDescriptor(
-        name: "test.Probe", methods: [echo, sleep, slowReader, flood, whichLoop],
+        name: "test.Probe", methods: [echo, sleep, slowReader, flood],
         file: ProtoFile(path: "probe.proto", dependencies: [], bytes: { [] }))
 
     struct Seen: Sendable {
@@ -41,8 +37,6 @@ final class Probe: RPCService, Sendable {
 
     var handlers: [RPCHandler] {
         [
-            RPCHandler(
-                method: Self.whichLoop, body: .unary { _, _ in [UInt8(EventLoop.current.map { $0.index } ?? 255)] }),
             RPCHandler(
                 method: Self.echo,
                 body: .unary { [self] request, context in
@@ -128,24 +122,6 @@ func channel(_ port: Int, interceptors: [any RPCInterceptor] = []) throws -> GRP
 }
 
 @Suite(.serialized) struct LoopbackTests {
-    /// SO_REUSEPORT hashes connections over the loops' listeners; a server hands each new one to
-    /// the loop holding the fewest, so a peer with a connection per loop keeps every loop busy.
-    @Test func connectionsSpreadEvenlyOverTheLoops() async throws {
-        try await withServer([Probe()]) { port in
-            var channels: [GRPCChannel] = []
-            var perLoop: [UInt8: Int] = [:]
-            for _ in 0..<6 {
-                let c = try channel(port)
-                channels.append(c)
-                let answer = try await c.unary(
-                    Probe.whichLoop, request: [], options: CallOptions(timeout: .seconds(10)))
-                perLoop[answer.first ?? 255, default: 0] += 1
-            }
-            for c in channels { await c.shutdown() }
-            #expect(perLoop == [0: 3, 1: 3], "six connections to a two-loop server landed \(perLoop)")
-        }
-    }
-
     @Test func manyConcurrentCallsShareOneConnection() async throws {
         let probe = Probe()
         try await withServer([probe]) { port in

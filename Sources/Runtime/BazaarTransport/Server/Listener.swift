@@ -53,12 +53,6 @@ final class ConnectionAdmission: Sendable {
 /// does TLS), keeps them until they close, and drains them. What a connection is (the gRPC
 /// server's, the HTTP front door's) comes from `make`.
 ///
-/// The kernel spreads new connections over the listeners of a port (SO_REUSEPORT) by a hash, so a
-/// few long-lived connections (a mesh peer's, one per loop of the caller) can all land on one
-/// loop and leave the others idle. A listener therefore hands a connection it accepted to the
-/// loop of the group that holds the fewest (ties stay where they are): one hop per connection, and
-/// every loop serves a share.
-///
 /// When `accept` fails for want of resources (EMFILE, ENFILE, ENOBUFS, ENOMEM) the pending
 /// connection stays queued and the socket stays readable: retrying at once would spin the loop.
 /// The listener stops watching for a moment instead (doubling up to a second while it keeps
@@ -78,15 +72,6 @@ final class Listener: @unchecked Sendable {
     @exclusivity(unchecked) private var drained: (() -> Void)?
     @exclusivity(unchecked) private var backoff: Duration = .zero
     @exclusivity(unchecked) private var backoffTimer: LoopTimer?
-    /// Connections this listener holds (or has been handed and is about to make): read by its
-    /// siblings to choose where a new connection goes.
-    let held = Atomic<Int>(0)
-    /// The listeners of the same server, this one included (set once by `bindAll`).
-    @exclusivity(unchecked) private(set) var siblings: [Unowned] = []
-
-    struct Unowned: @unchecked Sendable {
-        unowned let listener: Listener
-    }
 
     init(loop: EventLoop, fd: Int32, tls: TLSCredentials?, admission: ConnectionAdmission?, make: @escaping Make) {
         self.loop = loop
@@ -116,8 +101,6 @@ final class Listener: @unchecked Sendable {
             for l in listeners { l.loop.execute { l.stop() } }
             throw error
         }
-        let all = listeners.map(Unowned.init)
-        for l in listeners { l.siblings = all }
         return (listeners, port)
     }
 
@@ -147,47 +130,27 @@ final class Listener: @unchecked Sendable {
                 Glibc.close(cfd)
                 continue
             }
-            // The loop holding the fewest connections takes it (this one on a tie).
-            var target = self
-            for s in siblings where s.listener.held.load(ordering: .relaxed) < target.held.load(ordering: .relaxed) {
-                target = s.listener
-            }
-            target.held.add(1, ordering: .relaxed)
-            if target === self {
-                adopt(cfd, peer: peer, address: address)
+            let engine: TLSEngine?
+            if let ctx = tls {
+                guard let e = try? TLSEngine(context: ctx.current) else {
+                    admission?.release(address)
+                    Glibc.close(cfd)
+                    continue
+                }
+                engine = e
             } else {
-                let (fd, chosen) = (cfd, target)
-                chosen.loop.execute { chosen.adopt(fd, peer: peer, address: address) }
+                engine = nil
             }
+            // Weak, like every callback here: a late event must find nothing, not a freed object.
+            let admission = self.admission
+            let c = make(loop, cfd, peer, engine) { [weak self] c in
+                admission?.release(address)
+                self?.connections[ObjectIdentifier(c)] = nil
+                self?.checkDrained()
+            }
+            connections[ObjectIdentifier(c)] = c
+            c.accepted()
         }
-    }
-
-    /// Makes and keeps a connection this listener's loop will serve (on that loop).
-    private func adopt(_ cfd: Int32, peer: String, address: String) {
-        let refuse = {
-            self.held.subtract(1, ordering: .relaxed)
-            self.admission?.release(address)
-            Glibc.close(cfd)
-        }
-        // Handed over while this listener was shutting down: nothing new is served.
-        if fd < 0 || drained != nil { return refuse() }
-        let engine: TLSEngine?
-        if let ctx = tls {
-            guard let e = try? TLSEngine(context: ctx.current) else { return refuse() }
-            engine = e
-        } else {
-            engine = nil
-        }
-        // Weak, like every callback here: a late event must find nothing, not a freed object.
-        let admission = self.admission
-        let c = make(loop, cfd, peer, engine) { [weak self] c in
-            admission?.release(address)
-            self?.held.subtract(1, ordering: .relaxed)
-            self?.connections[ObjectIdentifier(c)] = nil
-            self?.checkDrained()
-        }
-        connections[ObjectIdentifier(c)] = c
-        c.accepted()
     }
 
     /// Stops watching the listening socket for a while (see the type's comment).
