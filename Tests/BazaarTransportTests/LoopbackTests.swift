@@ -68,7 +68,7 @@ final class Probe: RPCService, Sendable {
                 body: .unary { [self] _, context in
                     if let d = context.deadline { seen.withLock { $0.deadlines.append(d - .now) } }
                     do {
-                        try await Task.sleep(for: .seconds(30))
+                        try await untilCancelled()
                     } catch {
                         seen.withLock { $0.cancelled += 1 }
                         throw error
@@ -92,6 +92,16 @@ struct TagInterceptor: RPCInterceptor, ServerInterceptor {
         if c.metadata["x-tag"] == nil { c.metadata.add("x-tag", value) }
         try await next(c)
     }
+}
+
+/// Returns only when the calling task is cancelled, by throwing `CancellationError`: a handler that
+/// never answers by itself (its call ends at its deadline or when the client goes away).
+func untilCancelled() async throws {
+    let (never, continuation) = AsyncStream<Void>.makeStream()
+    // Iterating an AsyncStream ends when the iterating task is cancelled; nothing is ever yielded.
+    for await _ in never {}
+    continuation.finish()
+    throw CancellationError()
 }
 
 /// Runs a plaintext server on a free port (or `port`) for the duration of `body`.

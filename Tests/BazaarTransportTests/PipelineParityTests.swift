@@ -51,7 +51,7 @@ import Testing
                     method: Self.hang,
                     body: .unary { _, _ in
                         // Until the deadline cancels it.
-                        try await Task.sleep(for: .seconds(3600))
+                        try await untilCancelled()
                         return []
                     }),
                 RPCHandler(
