@@ -358,7 +358,10 @@ public final class CatalogService: Shop_V1_CatalogService.ServiceProtocol {
         }
         let ttlSeconds =
             Double(reservationTTL.components.seconds) + Double(reservationTTL.components.attoseconds) / 1e18
-        let want = wanted.sorted { $0.key < $1.key }.map { "{\"product_id\":\"\($0.key)\",\"quantity\":\($0.value)}" }
+        let want = String(
+            decoding: try JSONSerialization.data(
+                withJSONObject: wanted.sorted { $0.key < $1.key }.map { ["product_id": $0.key, "quantity": $0.value] }),
+            as: UTF8.self)
         // One statement, so one round trip and atomic by itself: the reservation, every product's
         // stock taken (rows locked in id order, so two orders sharing products cannot deadlock),
         // and the reservation's lines. A shortage or a product no longer sold drives its stock
@@ -388,9 +391,9 @@ public final class CatalogService: Shop_V1_CatalogService.ServiceProtocol {
                     SELECT r.order_id, w.product_id, w.quantity, t.currency, t.price_minor
                     FROM r, want w LEFT JOIN taken t ON t.id = w.product_id)
                 SELECT \(epochMicros("r.expires_at", as: "expires")), t.id::text AS product_id, t.name, t.currency,
-                    t.price_minor, t.quantity
+                    t.price_minor AS unit_price_minor, t.quantity
                 FROM r, taken t ORDER BY t.id
-                """, [request.orderID, ttlSeconds, "[" + want.joined(separator: ",") + "]"]
+                """, [request.orderID, ttlSeconds, want]
             ).rows
         } catch let e as PostgresError where ["23514", "23502", "23503"].contains(e.sqlState) {
             throw try await shortage(wanted)
@@ -401,15 +404,18 @@ public final class CatalogService: Shop_V1_CatalogService.ServiceProtocol {
         }
         var response = Shop_V1_ReserveStockResponse()
         response.expireTime = first.micros("expires")
-        response.lines = rows.map { row in
-            var line = Shop_V1_ReservedLine()
-            line.productID = row.text("product_id")
-            line.productName = row.text("name")
-            line.quantity = row.int64("quantity")
-            line.unitPrice = Shop_V1_Money(row.text("currency"), row.int64("price_minor"))
-            return line
-        }
+        response.lines = rows.map(Self.reservedLine)
         return response
+    }
+
+    /// A reserved line from a row with `product_id`, `name`, `quantity`, `currency`, `unit_price_minor`.
+    private static func reservedLine(_ row: PostgresRow) -> Shop_V1_ReservedLine {
+        var line = Shop_V1_ReservedLine()
+        line.productID = row.text("product_id")
+        line.productName = row.text("name")
+        line.quantity = row.int64("quantity")
+        line.unitPrice = Shop_V1_Money(row.text("currency"), row.int64("unit_price_minor"))
+        return line
     }
 
     /// Why a reservation could not take its stock, product by product (read after the failed
@@ -449,14 +455,7 @@ public final class CatalogService: Shop_V1_CatalogService.ServiceProtocol {
             FROM reservation_lines l JOIN products p ON p.id = l.product_id WHERE l.order_id = $1 ORDER BY l.product_id
             """, [orderID]
         ).rows
-        response.lines = lines.map { row in
-            var line = Shop_V1_ReservedLine()
-            line.productID = row.text("product_id")
-            line.productName = row.text("name")
-            line.quantity = row.int64("quantity")
-            line.unitPrice = Shop_V1_Money(row.text("currency"), row.int64("unit_price_minor"))
-            return line
-        }
+        response.lines = lines.map(reservedLine)
         return response
     }
 
