@@ -285,28 +285,29 @@ public final class OrdersService: Shop_V1_OrdersService.ServiceProtocol {
         return row?.int64("moved") == 1
     }
 
-    /// An event's payload from a row with `id`, `user_id`, `total_minor` and `currency`, in SQL:
-    /// the same object ``emit(_:_:order:row:extra:)`` writes (every value a string).
+    /// An event's payload, in SQL, from a row with `id`, `user_id`, `total_minor` and `currency`:
+    /// every value a string, as consumers read them.
     static let eventPayload = """
         jsonb_build_object('order_id', id::text, 'user_id', user_id::text, 'total_minor', total_minor::text, 'currency', currency::text)
         """
 
     /// Cancels an order still in one of `from`: status, refund owed (when it was paid) and the
-    /// event in one transaction. ``finishCancellation(_:)`` then refunds and releases the stock.
+    /// event in one statement. ``finishCancellation(_:)`` then refunds and releases the stock.
     func cancel(_ id: String, from: [Shop_V1_OrderStatus], reason: String) async throws -> Bool {
-        try await db.transaction { tx in
-            let rows = try await tx.query(
-                """
+        let row = try await db.query(
+            """
+            WITH moved AS (
                 UPDATE orders SET status = 'CANCELLED', cancel_reason = $3, updated_at = clock_timestamp(),
                     refund_state = CASE WHEN payment_id IS NOT NULL THEN 'pending' ELSE refund_state END
                 WHERE id = $1::uuid AND status = ANY(ARRAY(SELECT jsonb_array_elements_text($2::jsonb)))
-                RETURNING user_id::text AS user_id, total_minor, currency
-                """, [id, jsonText(from.map(OrderLifecycle.name)), reason]
-            ).rows
-            guard let row = rows.first else { return false }
-            try await Self.emit(tx, "order.cancelled", order: id, row: row, extra: ["reason": reason])
-            return true
-        }
+                RETURNING id, user_id, total_minor, currency),
+            event AS (
+                INSERT INTO outbox (order_id, type, payload)
+                SELECT id, 'order.cancelled', \(Self.eventPayload) || jsonb_build_object('reason', $3::text) FROM moved)
+            SELECT count(*) AS moved FROM moved
+            """, [id, jsonText(from.map(OrderLifecycle.name)), reason]
+        ).rows.first
+        return row?.int64("moved") == 1
     }
 
     /// The compensation of a cancelled order: refund what was charged, return the stock. Each step
@@ -328,19 +329,5 @@ public final class OrdersService: Shop_V1_OrdersService.ServiceProtocol {
             _ = try await db.query(
                 "UPDATE orders SET stock_state = 'released', updated_at = clock_timestamp() WHERE id = $1::uuid", [id])
         }
-    }
-
-    /// Writes an event to the outbox inside the caller's transaction.
-    static func emit(
-        _ tx: PostgresConnection, _ type: String, order id: String, row: PostgresRow, extra: [String: String] = [:]
-    ) async throws {
-        var payload: [String: String] = [
-            "order_id": id, "user_id": row.text("user_id"), "total_minor": row.text("total_minor"),
-            "currency": row.text("currency"),
-        ]
-        payload.merge(extra) { a, _ in a }
-        _ = try await tx.query(
-            "INSERT INTO outbox (order_id, type, payload) VALUES ($1::uuid, $2, $3::jsonb)",
-            [id, type, jsonText(payload)])
     }
 }
