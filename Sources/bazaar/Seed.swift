@@ -14,7 +14,7 @@ struct Seed: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Load demo data: products across categories, an admin and a customer.",
         discussion: """
-            Applies the services' migrations first, so it works before the services ever ran. Running it again adds \
+            Waits up to a minute for PostgreSQL to come up, then applies the services' migrations, so it works before the services ever ran. Running it again adds \
             nothing twice: products are keyed by SKU, and users that exist are left as they are (a password is never \
             overwritten). With BAZAAR_ENV=production there is no default admin password (give --admin-password-file) \
             and no demo customer: that is how a production shop gets its first admin (docs/deployment.md). \
@@ -114,6 +114,14 @@ struct Seed: ParsableCommand {
             defer {
                 catalog.close()
                 accounts.close()
+            }
+            // Started beside the database (Compose), it may not be up yet: wait as the services do.
+            for db in [catalog, accounts] {
+                var told = false
+                try await db.waitUntilReachable(timeout: .seconds(60)) { error in
+                    if !told { print("seed: waiting for PostgreSQL (\(error.message))") }
+                    told = true
+                }
             }
             try await Migrator.migrate(catalog, CatalogSchema.migrations)
             try await Migrator.migrate(accounts, AccountsSchema.migrations)

@@ -22,6 +22,7 @@ struct Serve: ParsableCommand {
         discussion: """
             Configuration comes from the environment (docs/services.md has the full table):
               BAZAAR_DATABASE_URL   libpq conninfo of the service's own database (catalog, accounts, orders, notifications)
+              BAZAAR_DATABASE_WAIT  how long to wait for PostgreSQL to come up at start (default 60s)
               BAZAAR_REDIS_ADDR     host:port of Redis (cart, orders' outbox relay, notifications' consumer)
               BAZAAR_<UPSTREAM>_TARGET  where catalog, cart and accounts are (default 127.0.0.1:<their port>)
               BAZAAR_JWT_PUBLIC_KEY, BAZAAR_JWT_PRIVATE_KEY (accounts)  access-token keys (default .run/jwt/)

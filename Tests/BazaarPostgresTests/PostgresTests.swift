@@ -36,6 +36,38 @@ struct PostgresTests {
         #expect(onLoops.openConnections == 2)
     }
 
+    /// A service started beside its database waits for it (Compose starts them together), but
+    /// only for failures that waiting can cure: a missing database fails at once, a server that
+    /// never comes up fails when the wait is over, and a running one passes straight through.
+    @Test func waitingForTheServerStopsAtRefusalsThatWaitingCannotCure() async throws {
+        try await pool.waitUntilReachable(timeout: .seconds(3600))
+        let fields = Dictionary(
+            uniqueKeysWithValues: testDatabase!.split(separator: " ").map {
+                let kv = $0.split(separator: "=", maxSplits: 1)
+                return (String(kv[0]), String(kv[1]))
+            })
+        let missing = PostgresPool(
+            conninfo: "host=\(fields["host"]!) port=\(fields["port"]!) user=\(fields["user"]!) dbname=no_such_db_here",
+            maxConnections: 1)
+        defer { missing.close() }
+        // An hour-long wait would hang the test if this retried.
+        let refused = await #expect(throws: PostgresError.self) {
+            try await missing.waitUntilReachable(timeout: .seconds(3600))
+        }
+        #expect(refused?.mayPassByWaiting == false, "\(String(describing: refused))")
+
+        // Nothing listens on a port this test just released: a failure worth waiting for, until the wait ends.
+        let nobody = PostgresPool(
+            conninfo: "host=127.0.0.1 port=\(try unusedPort()) dbname=x connect_timeout=2", maxConnections: 1)
+        defer { nobody.close() }
+        var waited = 0
+        let unreachable = await #expect(throws: PostgresError.self) {
+            try await nobody.waitUntilReachable(timeout: .zero) { _ in waited += 1 }
+        }
+        #expect(unreachable?.mayPassByWaiting == true, "\(String(describing: unreachable))")
+        #expect(waited == 0)
+    }
+
     @Test func sessionSettingsReachTheServerInEitherConninfoForm() async throws {
         let relaxed = PostgresPool(
             conninfo: PostgresPool.conninfo(testDatabase!, settings: ["synchronous_commit": "off"]), maxConnections: 1)
@@ -277,4 +309,21 @@ struct PostgresTests {
             #expect(e.isConnectionError && e.message.contains("127.0.0.1"))
         }
     }
+}
+
+/// A TCP port nothing listens on: bound, then released.
+func unusedPort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
+        }
+    }
+    guard bound else { throw PostgresError(sqlState: "58000", message: "cannot bind a test port") }
+    return Int(UInt16(bigEndian: address.sin_port))
 }

@@ -1,6 +1,7 @@
 """Shared helpers of the deployment checks: rendering the kustomize overlays and the Helm chart,
 and the tools (kubectl's kustomize, kubernetes-validate, checkov) found or refused clearly."""
 import functools
+import os
 import pathlib
 import shutil
 import subprocess
@@ -76,3 +77,35 @@ def kubernetes_validate(text, tmp_path, version):
     if result.returncode != 0 and not problems:
         problems.append(f"kubernetes-validate exited {result.returncode}")
     return problems
+
+
+# Containers: podman with the settings that work on these machines (deployments/container/env.sh).
+IMAGE_TAG = "localhost/bazaar:test"
+
+
+def podman_env(extra=None):
+    here = DEPLOY / "container"
+    store = os.environ.get("BAZAAR_CONTAINERS", "/var/tmp/bazaar-containers")
+    return {**os.environ, "BAZAAR_CONTAINERS": store, "CONTAINERS_CONF": str(here / "podman" / "containers.conf"),
+            "CONTAINERS_STORAGE_CONF": f"{store}/storage.conf", "BUILDAH_ISOLATION": "chroot", **(extra or {})}
+
+
+def podman(*args, check=True, timeout=120):
+    result = subprocess.run(["podman", *args], capture_output=True, text=True, env=podman_env(), timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"podman {' '.join(args)} failed:\n{result.stderr}")
+    return result
+
+
+def podman_usable():
+    """Why podman cannot build and run the image here, or None when it can."""
+    if not shutil.which("podman"):
+        return "podman is not installed (scripts/install-deps.sh installs it on Debian)"
+    if os.geteuid() != 0:
+        return "building the base image needs root (debootstrap)"
+    # Storage settings are written by env.sh.
+    subprocess.run(["bash", "-c", ". deployments/container/env.sh"], cwd=ROOT, check=True)
+    probe = podman("info", check=False)
+    if probe.returncode != 0:
+        return f"podman cannot run here: {probe.stderr.strip().splitlines()[-1:]}"
+    return None

@@ -19,42 +19,7 @@ import uuid
 import grpc
 import pytest
 
-from deploy_fixtures import ROOT, by_kind, kustomize
-
-TAG = "localhost/bazaar:test"
-
-
-def podman_env():
-    here = ROOT / "deployments" / "container"
-    store = os.environ.get("BAZAAR_CONTAINERS", "/var/tmp/bazaar-containers")
-    env = {**os.environ, "BAZAAR_CONTAINERS": store, "CONTAINERS_CONF": str(here / "podman" / "containers.conf"),
-           "CONTAINERS_STORAGE_CONF": f"{store}/storage.conf", "BUILDAH_ISOLATION": "chroot"}
-    return env
-
-
-def podman(*args, check=True, timeout=120):
-    result = subprocess.run(["podman", *args], capture_output=True, text=True, env=podman_env(), timeout=timeout)
-    if check and result.returncode != 0:
-        raise AssertionError(f"podman {' '.join(args)} failed:\n{result.stderr}")
-    return result
-
-
-@pytest.fixture(scope="module")
-def image():
-    if not shutil.which("podman"):
-        pytest.skip("podman is not installed (scripts/install-deps.sh installs it on Debian)")
-    if os.geteuid() != 0:
-        pytest.skip("building the base image needs root (debootstrap)")
-    # Storage settings are written by env.sh; source it once for the checks below.
-    subprocess.run(["bash", "-c", ". deployments/container/env.sh"], cwd=ROOT, check=True)
-    probe = podman("info", check=False)
-    if probe.returncode != 0:
-        pytest.skip(f"podman cannot run here: {probe.stderr.strip().splitlines()[-1:]}")
-    build = subprocess.run(["bash", "deployments/container/build.sh", TAG], cwd=ROOT, capture_output=True,
-                           text=True, timeout=1800)
-    assert build.returncode == 0, f"image build failed:\n{build.stdout}\n{build.stderr}"
-    return TAG
-
+from deploy_fixtures import ROOT, by_kind, kustomize, podman
 
 def free_port():
     import socket

@@ -23,6 +23,13 @@ public struct PostgresError: Error, CustomStringConvertible, Sendable, Equatable
 
     public var isUniqueViolation: Bool { sqlState == "23505" }
     public var isConnectionError: Bool { sqlState.hasPrefix("08") }
+    /// A failure to connect that may pass by itself: the server not reachable yet, or starting up
+    /// or shutting down (57P03); not a refused password, a missing database or role.
+    public var mayPassByWaiting: Bool {
+        guard isConnectionError || sqlState == "57P03" else { return false }
+        let permanent = ["authentication failed", "does not exist", "no password supplied", "no pg_hba.conf entry"]
+        return !permanent.contains { message.contains($0) }
+    }
     public var description: String { "PostgreSQL \(sqlState): \(message)\(detail.map { " (\($0))" } ?? "")" }
 }
 

@@ -92,6 +92,27 @@ public final class PostgresPool: Sendable {
         }
     }
 
+    /// Waits until the server takes connections, for a database that may still be starting (a
+    /// container started beside it, a restart, a failover): while connecting fails because the
+    /// server cannot be reached or is not ready yet, tries again every second for up to `timeout`,
+    /// calling `waiting` with each failure. A refusal that waiting cannot cure (a wrong password,
+    /// a missing database or role) and the last failure after `timeout` are thrown.
+    public func waitUntilReachable(
+        timeout: Duration, waiting: (PostgresError) -> Void = { _ in }
+    ) async throws {
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: timeout)
+        while true {
+            do {
+                _ = try await query("SELECT 1")
+                return
+            } catch let e as PostgresError where e.mayPassByWaiting && clock.now < deadline {
+                waiting(e)
+                try await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
+
     /// One statement on any connection.
     public func query(_ sql: String, _ parameters: [(any PostgresBindable)?] = []) async throws -> PostgresResult {
         try await withConnection { try await $0.query(sql, parameters) }

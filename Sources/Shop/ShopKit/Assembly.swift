@@ -31,9 +31,17 @@ public struct ShopContext: Sendable {
         makeUpstream = upstream
     }
 
-    /// The service's own database (BAZAAR_DATABASE_URL), with `migrations` applied.
+    /// The service's own database (BAZAAR_DATABASE_URL), with `migrations` applied. A server
+    /// that is not up yet is waited for, up to BAZAAR_DATABASE_WAIT (default 60s; 0s fails at
+    /// once), so that a service started beside its database (Compose, a restart) does not exit.
     public func database(migrations: [Migration]) async throws -> PostgresPool {
         let db = try await makeDatabase(true)
+        let wait = try env.duration("BAZAAR_DATABASE_WAIT") ?? .seconds(60)
+        var told = false
+        try await db.waitUntilReachable(timeout: wait) { error in
+            if !told { logger.warning("waiting for PostgreSQL", [("error", .string(error.message))]) }
+            told = true
+        }
         let applied = try await Migrator.migrate(db, migrations)
         if !applied.isEmpty {
             logger.info("migrations applied", [("versions", .string(applied.map(String.init).joined(separator: ",")))])
