@@ -7,6 +7,20 @@ import Testing
 
 /// What the gateway tells the services about a caller: the same for REST and gRPC (one helper).
 @Suite struct ForwardingTests {
+    /// Request ids the gateway makes are version-4 UUIDs in lowercase, and do not repeat.
+    @Test func newRequestIDsAreDistinctVersion4UUIDs() {
+        var seen = Set<String>()
+        for _ in 0..<10_000 {
+            let id = Gateway.newRequestID()
+            let groups = id.split(separator: "-", omittingEmptySubsequences: false)
+            #expect(groups.map(\.count) == [8, 4, 4, 4, 12], "\(id)")
+            #expect(id.allSatisfy { $0 == "-" || $0.isHexDigit && !$0.isUppercase }, "\(id)")
+            #expect(groups[2].first == "4" && "89ab".contains(groups[3].first!), "\(id)")
+            seen.insert(id)
+        }
+        #expect(seen.count == 10_000)
+    }
+
     @Test func theGatewaysOwnRequestIDAndAddressGoUpstreamNotTheClientsTraceContext() throws {
         var settings = Gateway.Settings()
         settings.trustedProxies = [IPNetwork("10.0.0.0/8")!]

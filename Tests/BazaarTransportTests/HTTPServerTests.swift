@@ -21,6 +21,9 @@ struct EchoResponder: HTTPResponder {
             return
         }
         if request.path == "/forget" { return }  // the server must still answer
+        if request.path == "/split" {  // a header value that tries to start a header of its own
+            return writer.respond(status: 200, headers: [("x-value", "a\r\nx-evil: 1\nx-evil2: 2")], body: [])
+        }
         if request.path == "/slow" { try? await Task.sleep(for: .milliseconds(200)) }  // the client may be gone by now
         let text =
             "\(request.method) \(request.target) \(request.version) x-test=\(request.header("X-Test") ?? "-") body=\(String(decoding: request.body, as: UTF8.self))"
@@ -84,6 +87,11 @@ struct EchoResponder: HTTPResponder {
             #expect(h2c == "POST /p HTTP/2 x-test=- body=x=y 2")
             let forgot = try Self.curl(["\(base)/forget", "-w", "%{http_code}", "-o", "/dev/null"])
             #expect(forgot == "500")
+            // Line breaks never leave a header value (a CRLF pair is one Swift Character, which a
+            // filter on "\r" and "\n" let through).
+            let split = try Self.curl(["-i", "\(base)/split"])
+            #expect(split.contains("x-value: ax-evil: 1x-evil2: 2"), "\(split)")
+            #expect(!split.lowercased().contains("\nx-evil"), "\(split)")
         }
     }
 

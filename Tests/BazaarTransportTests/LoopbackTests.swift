@@ -217,6 +217,41 @@ func channel(_ port: Int, interceptors: [any RPCInterceptor] = []) throws -> GRP
         }
     }
 
+    /// A port that accepts and closes without speaking HTTP/2 (a TLS port called in plaintext,
+    /// something that is not gRPC) is a failed attempt: the channel backs off instead of
+    /// reconnecting at once (it did: the gateway made 150 connections a second to such a port).
+    /// Within the backoff a call fails fast and no second connection is made.
+    @Test func aPeerThatClosesBeforeSpeakingHTTP2IsBackedOffFrom() async throws {
+        let fd = try Socket.listen(host: "127.0.0.1", port: 0, reusePort: false)
+        defer { close(fd) }
+        var config = ChannelConfiguration(
+            endpoints: [Endpoint(host: "127.0.0.1", port: Socket.localPort(fd))], security: .plaintext)
+        config.backoff.initial = .seconds(3600)
+        let ch = try GRPCChannel(configuration: config)
+        defer { ch.close() }
+        let closer = Task.detached {
+            // Accept one connection and close it at once (the listener is non-blocking: poll).
+            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&p, 1, 60_000) == 1 else { return false }
+            let c = accept(fd, nil, nil)
+            close(c)
+            return c >= 0
+        }
+        await #expect(throws: RPCError.self) {
+            _ = try await ch.unary(Probe.echo, request: [], options: CallOptions(timeout: .seconds(30)))
+        }
+        #expect(await closer.value)
+        do {
+            _ = try await ch.unary(Probe.echo, request: [], options: CallOptions(timeout: .seconds(30)))
+            Issue.record("a call succeeded against a port that does not speak HTTP/2")
+        } catch let e as RPCError {
+            #expect(e.code == .unavailable, "\(e)")
+        }
+        // Nothing new waits in the listen queue: the second call did not connect.
+        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        #expect(poll(&p, 1, 0) == 0)
+    }
+
     /// Inbound back-pressure: while the handler does not read, the client can get at most about
     /// one stream window (4 MiB) of messages out, then its writes wait; once the handler reads
     /// again, everything arrives.

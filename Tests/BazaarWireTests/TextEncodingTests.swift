@@ -44,3 +44,25 @@ import Testing
         #expect(PercentEncoding.decode("%C3", lenient: true) == "\u{FFFD}")
     }
 }
+
+/// RFC 3339 timestamps as ProtoJSON writes them: UTC, `Z`, and the shortest exact fraction of
+/// 3, 6 or 9 digits.
+@Suite struct TimestampTextTests {
+    @Test func timestampsAreUTCWithTheShortestExactFraction() throws {
+        let cases: [(Int64, Int32, String)] = [
+            (0, 0, "1970-01-01T00:00:00Z"),
+            (1_700_000_000, 123_000_000, "2023-11-14T22:13:20.123Z"),
+            (1_700_000_000, 1000, "2023-11-14T22:13:20.000001Z"),
+            (1_700_000_000, 1, "2023-11-14T22:13:20.000000001Z"),
+            (-1, 999_999_999, "1969-12-31T23:59:59.999999999Z"),
+            (-62_135_596_800, 0, "0001-01-01T00:00:00Z"),
+            (253_402_300_799, 999_000_000, "9999-12-31T23:59:59.999Z"),
+        ]
+        for (seconds, nanos, text) in cases {
+            #expect(try ProtoJSON.timestampText(seconds: seconds, nanos: nanos) == text)
+            #expect(ProtoJSON.parseTimestamp(text).map { [$0.0, Int64($0.1)] } == [seconds, Int64(nanos)])
+        }
+        #expect(throws: JSONMappingError.self) { try ProtoJSON.timestampText(seconds: 253_402_300_800, nanos: 0) }
+        #expect(throws: JSONMappingError.self) { try ProtoJSON.timestampText(seconds: 0, nanos: -1) }
+    }
+}

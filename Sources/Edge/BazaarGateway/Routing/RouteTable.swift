@@ -39,6 +39,11 @@ public enum RouteMatch {
 /// message lacks, and two routes that match exactly the same requests.
 public struct RouteTable: Sendable {
     public let routes: [Route]
+    /// Indexes into `routes` by the first two path segments, for templates that start with two
+    /// literals (`/v1/products/...`); `otherRoutes` holds the rest. A request is tried against
+    /// its bucket and the others only, in the order of `routes`.
+    private let buckets: [String: [Int]]
+    private let otherRoutes: [Int]
 
     public struct BuildError: Error, CustomStringConvertible, Sendable {
         public let description: String
@@ -74,6 +79,29 @@ public struct RouteTable: Sendable {
         }
         // Most specific first, so the first match is the one to take.
         self.routes = routes.sorted { $0.template.isMoreSpecific(than: $1.template) }
+        var buckets: [String: [Int]] = [:]
+        var others: [Int] = []
+        for (i, r) in self.routes.enumerated() {
+            if r.template.segments.count >= 2, case .literal(let a) = r.template.segments[0],
+                case .literal(let b) = r.template.segments[1]
+            {
+                buckets[a + "/" + b, default: []].append(i)
+            } else {
+                others.append(i)
+            }
+        }
+        self.buckets = buckets
+        self.otherRoutes = others
+    }
+
+    /// The routes that may match segments beginning `path`, in table order.
+    private func candidates(_ path: [String], _ verbPath: [String]?) -> [Int] {
+        func key(_ p: [String]) -> String? { p.count >= 2 ? p[0] + "/" + p[1] : nil }
+        var found = key(path).flatMap { buckets[$0] } ?? []
+        if let v = verbPath, let k = key(v), k != key(path), let more = buckets[k] { found += more }
+        if found.isEmpty { return otherRoutes }
+        if !otherRoutes.isEmpty || verbPath != nil { found = Array(Set(found + otherRoutes)).sorted() }
+        return found
     }
 
     /// One upstream's routes, and what is wrong with its bindings.
@@ -126,7 +154,8 @@ public struct RouteTable: Sendable {
     public func match(method: String, path: String) -> RouteMatch {
         guard let (segments, verb) = Self.split(path) else { return .notFound }
         var allowed: [String] = []
-        for r in routes {
+        for i in candidates(segments, verb?.0) {
+            let r = routes[i]
             let vars: [([String], String)]?
             if r.template.verb != nil {
                 guard let verb else { continue }

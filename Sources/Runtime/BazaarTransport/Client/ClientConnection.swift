@@ -23,6 +23,9 @@ final class ClientConnection: SocketConnection, @unchecked Sendable {
     }
 
     var isUsable: Bool { isReady && !isClosed && !goingAway }
+    /// Whether the server has sent valid HTTP/2 (its preface is a SETTINGS frame): until then a
+    /// connection that closes counts as a failed attempt, not as the loss of a working one.
+    var peerSpokeHTTP2: Bool { h2.receivedFrame }
     var peerIdentity: String? { tls?.peerIdentity }
 
     override func connectionReady() {

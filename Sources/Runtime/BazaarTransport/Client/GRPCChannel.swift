@@ -266,7 +266,6 @@ public final class GRPCChannel: ClientTransport, @unchecked Sendable {
             guard let self, let s else { return }
             if let error { return fail(error) }
             s.connecting = false
-            s.attempts = 0
             s.lastError = nil
             self.connectionReady()
             self.publishState()
@@ -274,8 +273,12 @@ public final class GRPCChannel: ClientTransport, @unchecked Sendable {
         c.onUnusable = { [weak self, weak s, weak c] in
             guard let self, let s, let c else { return }
             if s.connection === c && !s.connecting {
+                // A peer that closes before it speaks HTTP/2 (a TLS port called in plaintext, a
+                // port that is not gRPC) has refused us: back off, or we would reconnect in a
+                // tight loop. One that worked and went away is replaced at once.
+                guard c.peerSpokeHTTP2 else { return fail("the server closed the connection before speaking HTTP/2") }
+                s.attempts = 0
                 s.connection = nil
-                // A connection that was ready and went away is replaced at once (no backoff).
                 if self.keepConnected && !self.closed && s.retryTimer == nil { self.connect(s) }
             }
             self.publishState()

@@ -562,14 +562,23 @@ final class H1Sink: HTTPResponseSink, @unchecked Sendable {
     func head(status: Int, headers: [(String, String)]) {
         guard !headSent, let connection, !connection.isClosed else { return }
         headSent = true
-        var text = "HTTP/1.1 \(status) \(reasonPhrase(status))\r\n"
+        // Written straight into bytes: this runs for every response.
+        var text: [UInt8] = []
+        text.reserveCapacity(128 + headers.reduce(0) { $0 + $1.0.utf8.count + $1.1.utf8.count + 4 })
+        text += "HTTP/1.1 ".utf8
+        text += String(status).utf8
+        text.append(UInt8(ascii: " "))
+        text += reasonPhrase(status).utf8
+        text += "\r\n".utf8
         var hasLength = false
         for (name, value) in headers {
-            let n = name.lowercased()
-            if n == "content-length" { hasLength = true }
-            if n == "connection" || n == "transfer-encoding" { continue }
+            if Self.named(name, "content-length") { hasLength = true }
+            if Self.named(name, "connection") || Self.named(name, "transfer-encoding") { continue }
+            text += name.utf8
+            text += ": ".utf8
             // Header values never carry line breaks (no response splitting).
-            text += "\(name): \(value.filter { $0 != "\r" && $0 != "\n" })\r\n"
+            for b in value.utf8 where b != 13 && b != 10 { text.append(b) }
+            text += "\r\n".utf8
         }
         let bodyAllowed = !isHead && status != 204 && status != 304 && status >= 200
         if !hasLength && bodyAllowed {
@@ -577,12 +586,25 @@ final class H1Sink: HTTPResponseSink, @unchecked Sendable {
                 keepAlive = false
             } else {
                 chunked = true
-                text += "transfer-encoding: chunked\r\n"
+                text += "transfer-encoding: chunked\r\n".utf8
             }
         }
-        if !keepAlive { text += "connection: close\r\n" }
-        text += "\r\n"
-        connection.h1Write(Array(text.utf8))
+        if !keepAlive { text += "connection: close\r\n".utf8 }
+        text += "\r\n".utf8
+        connection.h1Write(text)
+    }
+
+    /// Whether header `name` is `lower` (given in lowercase), ignoring ASCII case.
+    static func named(_ name: String, _ lower: StaticString) -> Bool {
+        guard name.utf8.count == lower.utf8CodeUnitCount else { return false }
+        var i = 0
+        let l = lower.utf8Start
+        for b in name.utf8 {
+            let folded = b >= 65 && b <= 90 ? b | 0x20 : b
+            if folded != l[i] { return false }
+            i += 1
+        }
+        return true
     }
 
     func body(_ bytes: [UInt8]) {

@@ -85,12 +85,12 @@ public final class HTTPResponseWriter: Sendable {
     public func respond(status: Int, headers: [(String, String)], body: [UInt8]) {
         sentStatus.store(status, ordering: .relaxed)
         var withLength = headers
-        if !withLength.contains(where: { $0.0.lowercased() == "content-length" }) {
+        if !withLength.contains(where: { $0.0.utf8.count == 14 && $0.0.lowercased() == "content-length" }) {
             withLength.append(("content-length", String(body.count)))
         }
         let h = withLength
         let sink = self.sink
-        loop.execute {
+        loop.run {
             sink.head(status: status, headers: h)
             if !body.isEmpty { sink.body(body) }
             sink.end(trailers: [])

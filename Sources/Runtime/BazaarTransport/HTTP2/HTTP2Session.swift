@@ -139,7 +139,12 @@ final class HTTP2Session {
         Unmanaged<HTTP2Session>.fromOpaque(user!).takeUnretainedValue()
     }
 
+    /// Whether a whole, valid frame has come from the peer (for a client, nghttp2 checks that the
+    /// first is the server's SETTINGS): the peer speaks HTTP/2.
+    @exclusivity(unchecked) private(set) var receivedFrame = false
+
     private func frameReceived(_ frame: UnsafePointer<nghttp2_frame>) {
+        receivedFrame = true
         let hd = frame.pointee.hd
         let endStream = hd.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
         switch Int(hd.type) {

@@ -231,10 +231,36 @@ extension ProtoJSON {
         var t = time_t(seconds)
         var tm = tm()
         gmtime_r(&t, &tm)
-        return digits(Int(tm.tm_year) + 1900, 4) + "-" + digits(Int(tm.tm_mon) + 1, 2) + "-"
-            + digits(Int(tm.tm_mday), 2) + "T"
-            + digits(Int(tm.tm_hour), 2) + ":" + digits(Int(tm.tm_min), 2) + ":" + digits(Int(tm.tm_sec), 2)
-            + fraction(nanos) + "Z"
+        // Into one buffer (every timestamp of every response comes through here).
+        var out = [UInt8](repeating: UInt8(ascii: "0"), count: 30)
+        func put(_ value: Int, _ width: Int, at end: Int) {
+            var v = value
+            for i in stride(from: end - 1, through: end - width, by: -1) {
+                out[i] = UInt8(ascii: "0") + UInt8(v % 10)
+                v /= 10
+            }
+        }
+        put(Int(tm.tm_year) + 1900, 4, at: 4)
+        out[4] = UInt8(ascii: "-")
+        put(Int(tm.tm_mon) + 1, 2, at: 7)
+        out[7] = UInt8(ascii: "-")
+        put(Int(tm.tm_mday), 2, at: 10)
+        out[10] = UInt8(ascii: "T")
+        put(Int(tm.tm_hour), 2, at: 13)
+        out[13] = UInt8(ascii: ":")
+        put(Int(tm.tm_min), 2, at: 16)
+        out[16] = UInt8(ascii: ":")
+        put(Int(tm.tm_sec), 2, at: 19)
+        var end = 19
+        if nanos != 0 {
+            let n = Int(nanos)
+            let (value, width) = n % 1_000_000 == 0 ? (n / 1_000_000, 3) : n % 1000 == 0 ? (n / 1000, 6) : (n, 9)
+            out[19] = UInt8(ascii: ".")
+            put(value, width, at: 20 + width)
+            end = 20 + width
+        }
+        out[end] = UInt8(ascii: "Z")
+        return String(decoding: out[...end], as: UTF8.self)
     }
 
     /// RFC 3339: `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`.
