@@ -10,7 +10,7 @@ struct AccessLog: HTTPResponder {
     let logger: Logger
     let requests: MetricFamily
     let durations: MetricFamily
-    let sample: Double
+    let telemetry: Telemetry
     let tracer: Tracer?
 
     init(next: Gateway, telemetry: Telemetry) {
@@ -23,7 +23,7 @@ struct AccessLog: HTTPResponder {
         durations = telemetry.registry.family(
             "bazaar_http_request_duration_seconds", help: "Time to answer an HTTP request.",
             type: .histogram, labels: ["route", "method"])
-        sample = telemetry.accessLogSampleRatio
+        self.telemetry = telemetry
     }
 
     func respond(to request: HTTPRequest, writer: HTTPResponseWriter) async {
@@ -54,7 +54,7 @@ struct AccessLog: HTTPResponder {
             ? request.method : "OTHER"
         requests.counter(route, method, String(writer.status)).increment()
         durations.histogram(route, method).observe(seconds)
-        if sample >= 1 || Double.random(in: 0..<1) < sample {
+        if telemetry.sampleAccessLog() {
             logger.info(
                 "http request",
                 [

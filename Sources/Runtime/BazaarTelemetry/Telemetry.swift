@@ -168,7 +168,9 @@ public final class Telemetry: Sendable {
         admin?.shutdown()
     }
 
-    func sampleAccessLog() -> Bool {
+    /// Whether this call or request gets an access-log line (by ``accessLogSampleRatio``), drawn
+    /// from the cheap generator: `Double.random` would make a getrandom(2) call every time.
+    public func sampleAccessLog() -> Bool {
         if accessLogSampleRatio >= 1 { return true }
         if accessLogSampleRatio <= 0 { return false }
         return Double(accessSampler.next() >> 11) / Double(1 << 53) < accessLogSampleRatio
