@@ -14,7 +14,7 @@
 # (the services, PostgreSQL's backends, Redis, the load generator), from /proc.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DURATION=${DURATION:-20}  # at least 6
+DURATION=${DURATION:-20}  # at least 8
 LEVELS=("$@"); [ ${#LEVELS[@]} -gt 0 ] || LEVELS=(16 64)
 echo "bench-shop: building release binaries"
 swift build -c release --product bazaar 2>&1 | grep -E 'error|Build' | tail -1
@@ -65,8 +65,11 @@ cpu() {
 import os, sys
 tick = os.sysconf("SC_CLK_TCK")
 def stat(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        parts = f.read().rsplit(")", 1)[1].split()
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            parts = f.read().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        sys.exit(f"bench-shop: process {pid} exited during the measurement")
     return [int(x) for x in parts[11:15]]  # utime stime cutime cstime
 out = []
 for arg in sys.argv[1:]:
@@ -104,13 +107,14 @@ measure() {
   sleep 1
   n0=$(count)
   before=($(cpu "${PIDS[orders]}" "${PIDS[catalog]}" "${PIDS[cart]}" "${PIDS[notifications]}" "pg:$postmaster" "${PIDS[redis]}" "$load"))
-  sleep $(( DURATION - 3 ))
+  # The window ends 4 s before the load command does, so that every process is still there.
+  sleep $(( DURATION - 5 ))
   after=($(cpu "${PIDS[orders]}" "${PIDS[catalog]}" "${PIDS[cart]}" "${PIDS[notifications]}" "pg:$postmaster" "${PIDS[redis]}" "$load"))
   n1=$(count)
   wait "$load" || { cat "$work/load.out"; exit 1; }
   result=$(grep RESULT "$work/load.out")
   echo "$result"
-  python3 - "$(( n1 - n0 ))" "$(( DURATION - 3 ))" "${names[*]}" "${before[*]}" "${after[*]}" <<'PY'
+  python3 - "$(( n1 - n0 ))" "$(( DURATION - 5 ))" "${names[*]}" "${before[*]}" "${after[*]}" <<'PY'
 import sys
 orders, duration = float(sys.argv[1]), float(sys.argv[2])
 names, before, after = sys.argv[3].split(), [float(x) for x in sys.argv[4].split()], [float(x) for x in sys.argv[5].split()]
