@@ -49,7 +49,7 @@ swift_failed=$(grep -cE '^✘ Test .* failed' .build/swift-test.log || true)
 
 step "interop, integration and deployment tests (protobuf, protoc, protoc-c, grpcio; the shop on PostgreSQL, Redis and an SMTP sink; kustomize, Helm, checkov, podman)"
 set +e
-.venv/bin/python -m pytest -q -p no:cacheprovider -rs Tests/Interop Tests/Integration Tests/Deployments 2>&1 | tee .build/pytest.log
+.venv/bin/python -m pytest -q -p no:cacheprovider -rs --durations=15 Tests/Interop Tests/Integration Tests/Deployments 2>&1 | tee .build/pytest.log
 py_status=${PIPESTATUS[0]}
 set -e
 py_passed=$(tail -1 .build/pytest.log | grep -oE '[0-9]+ passed' | grep -oE '[0-9]+' || echo 0)

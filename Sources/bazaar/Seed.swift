@@ -14,7 +14,7 @@ struct Seed: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Load demo data: products across categories, an admin and a customer.",
         discussion: """
-            Waits up to a minute for PostgreSQL to come up, then applies the services' migrations, so it works before the services ever ran. Running it again adds \
+            Applies the services' migrations first (waiting for PostgreSQL to come up with --wait), so it works before the services ever ran. Running it again adds \
             nothing twice: products are keyed by SKU, and users that exist are left as they are (a password is never \
             overwritten). With BAZAAR_ENV=production there is no default admin password (give --admin-password-file) \
             and no demo customer: that is how a production shop gets its first admin (docs/deployment.md). \
@@ -29,6 +29,12 @@ struct Seed: ParsableCommand {
 
     @Option(help: "How many products.")
     var products: Int = 1000
+
+    @Option(
+        help:
+            "How long to wait for PostgreSQL to come up, e.g. 60s (beside a database that is starting: Compose); by default it fails at once."
+    )
+    var wait: String = "0s"
 
     @Option(name: .customLong("admin-email")) var adminEmail = "admin@bazaar.local"
     @Option(
@@ -64,6 +70,7 @@ struct Seed: ParsableCommand {
     }
 
     func validate() throws {
+        guard Environment.parseDuration(wait) != nil else { throw ValidationError("--wait \(wait): expected e.g. 60s") }
         guard (0...100_000).contains(products) else { throw ValidationError("--products must be between 0 and 100000") }
         guard try adminPassword().count >= 8, customerPassword.count >= 8 else {
             throw ValidationError("passwords need at least 8 characters")
@@ -108,6 +115,7 @@ struct Seed: ParsableCommand {
         )
         let production = try self.production
         let (catalogDB, accountsDB) = (self.catalogDB, self.accountsDB)
+        let wait = Environment.parseDuration(self.wait) ?? .zero
         try runBlocking {
             let catalog = PostgresPool(conninfo: catalogDB, maxConnections: 1)
             let accounts = PostgresPool(conninfo: accountsDB, maxConnections: 1)
@@ -118,7 +126,7 @@ struct Seed: ParsableCommand {
             // Started beside the database (Compose), it may not be up yet: wait as the services do.
             for db in [catalog, accounts] {
                 var told = false
-                try await db.waitUntilReachable(timeout: .seconds(60)) { error in
+                try await db.waitUntilReachable(timeout: wait) { error in
                     if !told { print("seed: waiting for PostgreSQL (\(error.message))") }
                     told = true
                 }

@@ -6,10 +6,11 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 . "$here/env.sh"
-TAG=localhost/bazaar-base:bookworm
+TAG=${BASE_TAG:-localhost/bazaar-base:bookworm}
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
-# Keep in step with the runtime-base stage of the Dockerfile.
-PACKAGES=ca-certificates,tzdata,libprotobuf-c1,libnghttp2-14,libssl3,libevent-2.1-7,libevent-pthreads-2.1-7,libpq5,libhiredis0.14,libargon2-1,zlib1g,libhttp-parser2.9,libstdc++6
+# Keep in step with the runtime-base stage of the Dockerfile. BASE_TAG and EXTRA_PACKAGES make
+# other bases the same way (deployments/compose/local-images/build.sh).
+PACKAGES=ca-certificates,tzdata,libprotobuf-c1,libnghttp2-14,libssl3,libevent-2.1-7,libevent-pthreads-2.1-7,libpq5,libhiredis0.14,libargon2-1,zlib1g,libhttp-parser2.9,libstdc++6${EXTRA_PACKAGES:+,$EXTRA_PACKAGES}
 
 case "${1:-}" in
   -h|--help) sed -n 2,6p "$0"; exit 0 ;;
