@@ -62,6 +62,8 @@ let package = Package(
         .library(name: "BazaarAuth", targets: ["BazaarAuth"]),
         .library(name: "BazaarSchema", targets: ["BazaarSchema"]),
         .library(name: "BazaarGateway", targets: ["BazaarGateway"]),
+        // What a web front end behind the edge implements (bazaar.web.v1.WebFront).
+        .library(name: "BazaarWebProtos", targets: ["BazaarWebProtos"]),
         .library(name: "ShopAPI", targets: ["ShopAPI", "CShopAPI"]),
         // `swift package generate-code`: .proto files to the Swift and C targets' sources.
         .plugin(name: "GenerateCode", targets: ["GenerateCode"]),
@@ -131,6 +133,7 @@ let package = Package(
         + generated("BazaarOptions", dependsOn: ["WellKnownTypes"])
         + generated("GRPCProtos", dependsOn: ["WellKnownTypes"])
         + generated("OTLPProtos", dependsOn: [])
+        + generated("BazaarWebProtos", dependsOn: ["BazaarOptions"])
         + generated("ShopAPI", dependsOn: ["WellKnownTypes", "BazaarOptions"]) + [
 
             // Edge: REST/JSON and gRPC-Web to RPCs, routes learned from the services' schemas.
@@ -138,7 +141,7 @@ let package = Package(
                 name: "BazaarGateway",
                 dependencies: [
                     "BazaarCore", "BazaarWire", "BazaarSchema", "BazaarTransport", "BazaarAuth", "BazaarMesh",
-                    "BazaarTelemetry",
+                    "BazaarTelemetry", "BazaarWebProtos",
                 ],
                 path: "Sources/Edge/BazaarGateway"),
 
@@ -157,6 +160,8 @@ let package = Package(
             shop(
                 "Notifications",
                 ["ShopKit", "ShopAPI", "BazaarAuth", "BazaarPostgres", "BazaarRedis", "BazaarSMTP", "BazaarTelemetry"]),
+            // The storefront and back office: HTML rendered on the server from the services' RPCs.
+            shop("Web", ["ShopKit", "ShopAPI", "BazaarWebProtos", "BazaarCore"]),
 
             // gRPC's interop TestService and BenchmarkService, and the interop client's test cases.
             .target(
@@ -222,7 +227,9 @@ let package = Package(
             .testTarget(name: "BazaarAuthTests", dependencies: ["BazaarAuth", "BazaarCore", "ShopAPI"]),
             .testTarget(
                 name: "BazaarGatewayTests",
-                dependencies: ["BazaarGateway", "BazaarSchema", "BazaarCore", "BazaarWire", "ShopAPI"]),
+                dependencies: [
+                    "BazaarGateway", "BazaarSchema", "BazaarCore", "BazaarWire", "ShopAPI", "BazaarWebProtos",
+                ]),
             .testTarget(
                 name: "BazaarSchemaTests",
                 dependencies: [
@@ -232,6 +239,7 @@ let package = Package(
             .testTarget(
                 name: "ShopTests",
                 dependencies: ["ShopKit", "Orders", "BazaarSMTP", "ShopAPI", "WellKnownTypes", "BazaarCore"]),
+            .testTarget(name: "WebTests", dependencies: ["Web"]),
             .testTarget(name: "BazaarTransportTests", dependencies: ["BazaarTransport", "BazaarCore", "BazaarWire"]),
             .testTarget(
                 name: "BazaarWireTests",

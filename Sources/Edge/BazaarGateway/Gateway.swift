@@ -175,6 +175,10 @@ public final class Gateway: HTTPResponder {
         let (route, variables): (Route, [([String], String)])
         switch api.routes.match(method: request.method, path: request.path) {
         case .notFound:
+            if let front = api.web {
+                label = "web"
+                return try await web(request, front, writer, common)
+            }
             throw HTTPFailure(status: 404, code: .notFound, message: "no route for \(request.method) \(request.path)")
         case .methodNotAllowed(let allowed):
             throw HTTPFailure(
@@ -550,6 +554,8 @@ public final class GatewayAPI: Sendable {
     /// Every method by gRPC path (`/shop.v1.CatalogService/GetProduct`), for the gRPC proxy.
     let methods: [String: (method: MethodDescriptor, upstream: String)]
     let openAPI: [UInt8]
+    /// The web front end (``Gateway/webFrontService``), when an upstream serves one.
+    let web: (method: MethodDescriptor, upstream: String)?
 
     init(schemas: [UpstreamSchema], title: String) throws(RouteTable.BuildError) {
         var owner: [String: String] = [:]
@@ -566,6 +572,9 @@ public final class GatewayAPI: Sendable {
         }
         self.schemas = schemas
         self.methods = methods
+        web = methods["/\(Gateway.webFrontService)/Serve"].flatMap { m in
+            m.method.kind == .serverStreaming ? m : nil
+        }
         routes = try RouteTable(schemas: schemas)
         openAPI = OpenAPI.document(routes: routes, title: title).serialized()
     }

@@ -1,0 +1,263 @@
+import BazaarCore
+import ShopAPI
+
+/// What the search page was asked for, from its query string. Prices are typed in major units
+/// (`12.50`) and sent to the catalog in minor units.
+struct SearchQuery: Sendable, Equatable {
+    var text = ""
+    var category = ""
+    var minPrice: Int64?
+    var maxPrice: Int64?
+    var sort: Shop_V1_ProductSort = .unspecified
+    var pageToken = ""
+
+    struct Invalid: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    static let sorts: [(key: String, label: String, value: Shop_V1_ProductSort)] = [
+        ("", "Best match", .unspecified), ("newest", "Newest", .newest), ("price-asc", "Price, low to high", .priceAsc),
+        ("price-desc", "Price, high to low", .priceDesc), ("name", "Name", .name),
+    ]
+
+    init() {}
+
+    init(_ form: FormData) throws(Invalid) {
+        text = String((form["q"] ?? "").prefix(200))
+        category = String((form["category"] ?? "").prefix(100))
+        minPrice = try Self.price(form["min"], "lowest price")
+        maxPrice = try Self.price(form["max"], "highest price")
+        if let min = minPrice, let max = maxPrice, min > max {
+            throw Invalid(description: "The lowest price is above the highest price.")
+        }
+        let key = form["sort"] ?? ""
+        guard let s = Self.sorts.first(where: { $0.key == key }) else {
+            throw Invalid(description: "There is no sort order called “\(key)”.")
+        }
+        sort = s.value
+        pageToken = String((form["page"] ?? "").prefix(512))
+    }
+
+    var sortKey: String { Self.sorts.first { $0.value == sort }?.key ?? "" }
+
+    /// `12`, `12.5` or `12.50` as minor units; empty is no bound.
+    static func price(_ text: String?, _ what: String) throws(Invalid) -> Int64? {
+        guard let text, !text.isEmpty else { return nil }
+        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count <= 2, let major = Int64(parts[0]), major >= 0, major < 1_000_000_000,
+            parts.count == 1 || (parts[1].count <= 2 && parts[1].allSatisfy(\.isNumber) && !parts[1].isEmpty)
+        else { throw Invalid(description: "The \(what) must be an amount like 12 or 12.50.") }
+        let cents = parts.count == 2 ? Int64(parts[1].padding(toLength: 2, withPad: "0", startingAt: 0))! : 0
+        return major * 100 + cents
+    }
+
+    /// The catalog request for this search, `pageSize` products per page.
+    func request(pageSize: Int32) -> Shop_V1_ListProductsRequest {
+        var r = Shop_V1_ListProductsRequest()
+        r.query = text
+        r.category = category
+        r.minPriceMinor = minPrice ?? 0
+        r.maxPriceMinor = maxPrice ?? 0
+        r.sort = sort
+        var page = Shop_V1_PageRequest()
+        page.pageSize = pageSize
+        page.pageToken = pageToken
+        r.page = page
+        return r
+    }
+
+    /// This search's query string with another page token.
+    func link(page: String) -> String {
+        let path = category.isEmpty ? "/search" : "/categories/\(URLText.component(category))"
+        return path
+            + URLText.query([
+                ("q", text), ("min", minPrice.map(Money.plain) ?? ""), ("max", maxPrice.map(Money.plain) ?? ""),
+                ("sort", sortKey), ("page", page),
+            ])
+    }
+}
+
+/// Prices as people read them.
+enum Money {
+    static func text(_ m: Shop_V1_Money?) -> String {
+        guard let m else { return "" }
+        let symbol = ["USD": "$", "EUR": "€", "GBP": "£"][m.currencyCode]
+        let amount = plain(m.amountMinor)
+        return symbol.map { "\($0)\(amount)" } ?? "\(amount) \(m.currencyCode)"
+    }
+
+    /// `1250` as `12.50`.
+    static func plain(_ minor: Int64) -> String {
+        let sign = minor < 0 ? "-" : ""
+        let v = minor.magnitude
+        let cents = v % 100
+        return "\(sign)\(v / 100).\(cents < 10 ? "0" : "")\(cents)"
+    }
+}
+
+/// The pages, each from the calls it needs.
+enum Pages {
+    static let pageSize: Int32 = 12
+
+    static func layout(title: String, _ main: HTML, query: String = "") -> HTML {
+        """
+        <!doctype html>
+        <html lang="en">
+        <head>
+        <meta charset="utf-8">
+        <meta name="viewport" content="width=device-width, initial-scale=1">
+        <title>\(title) · Bazaar</title>
+        <link rel="stylesheet" href="\(url: Assets.stylesheetPath)">
+        </head>
+        <body>
+        <a class="skip" href="#main">Skip to content</a>
+        <header class="top">
+        <a class="brand" href="/">Bazaar</a>
+        <form class="search" role="search" method="get" action="/search">
+        <label for="q" class="visually-hidden">Search products</label>
+        <input id="q" name="q" type="search" value="\(query)" placeholder="Search products">
+        <button type="submit">Search</button>
+        </form>
+        </header>
+        <main id="main">
+        \(main)
+        </main>
+        <footer class="bottom"><p>Bazaar, an open-source shop on an open-source mesh.</p></footer>
+        </body>
+        </html>
+
+        """
+    }
+
+    static func card(_ p: Shop_V1_Product) -> HTML {
+        let image: HTML =
+            p.imageURLs.first.map { url in
+                "<img src=\"\(url: url)\" alt=\"\(p.name)\" loading=\"lazy\" width=\"320\" height=\"320\">"
+            } ?? "<div class=\"noimage\" aria-hidden=\"true\"></div>"
+        return """
+            <li class="card">
+            <a href="\(url: "/products/\(URLText.component(p.id))")">\(image)<span class="name">\(p.name)</span></a>
+            <span class="price">\(Money.text(p.price))</span>\(stock(p.stock, short: true))
+            </li>
+            """
+    }
+
+    static func grid(_ products: [Shop_V1_Product]) -> HTML {
+        products.isEmpty
+            ? "<p class=\"empty\">No products match.</p>"
+            : "<ul class=\"grid\">\(products.map(card))</ul>"
+    }
+
+    static func stock(_ n: Int64, short: Bool = false) -> HTML {
+        if n <= 0 { return "<span class=\"stock out\">Out of stock</span>" }
+        if n <= 5 { return "<span class=\"stock low\">Only \(n) left</span>" }
+        return short ? .empty : "<span class=\"stock in\">In stock</span>"
+    }
+
+    static func home(_ catalog: Shop_V1_CatalogService.Client) async throws -> WebResponse {
+        var newest = SearchQuery()
+        newest.sort = .newest
+        let products = try await catalog.listProducts(newest.request(pageSize: pageSize)).products
+        var categories: [String] = []
+        for c in products.flatMap(\.categories) where !categories.contains(c) { categories.append(c) }
+        let nav: HTML =
+            categories.isEmpty
+            ? .empty
+            : """
+            <nav aria-label="Categories"><h2>Categories</h2><ul class="categories">\(categories.map { c -> HTML in
+                "<li><a href=\"\(url: "/categories/\(URLText.component(c))")\">\(c)</a></li>"
+            })</ul></nav>
+            """
+        return .page(
+            200,
+            layout(
+                title: "Welcome",
+                """
+                <h1>Welcome to Bazaar</h1>
+                \(nav)
+                <section aria-labelledby="new"><h2 id="new">New in</h2>\(grid(products))</section>
+                """))
+    }
+
+    static func search(_ catalog: Shop_V1_CatalogService.Client, _ q: SearchQuery) async throws -> WebResponse {
+        let answer = try await catalog.listProducts(q.request(pageSize: pageSize))
+        let heading = q.category.isEmpty ? (q.text.isEmpty ? "All products" : "Results for “\(q.text)”") : q.category
+        let options = SearchQuery.sorts.map { s -> HTML in
+            s.value == q.sort
+                ? "<option value=\"\(s.key)\" selected>\(s.label)</option>"
+                : "<option value=\"\(s.key)\">\(s.label)</option>"
+        }
+        let action = q.category.isEmpty ? "/search" : "/categories/\(URLText.component(q.category))"
+        let next: HTML =
+            answer.nextPageToken.isEmpty
+            ? .empty
+            : "<nav class=\"pages\" aria-label=\"Pages\"><a rel=\"next\" href=\"\(url: q.link(page: answer.nextPageToken))\">Next page</a></nav>"
+        return .page(
+            200,
+            layout(
+                title: heading,
+                """
+                <h1>\(heading)</h1>
+                <form class="filters" method="get" action="\(url: action)">
+                <input type="hidden" name="q" value="\(q.text)">
+                <label>Lowest price <input name="min" inputmode="decimal" value="\(q.minPrice.map(Money.plain))"></label>
+                <label>Highest price <input name="max" inputmode="decimal" value="\(q.maxPrice.map(Money.plain))"></label>
+                <label>Sort by <select name="sort">\(options)</select></label>
+                <button type="submit">Apply</button>
+                </form>
+                \(grid(answer.products))
+                \(next)
+                """, query: q.text))
+    }
+
+    static func product(_ catalog: Shop_V1_CatalogService.Client, id: String) async throws -> WebResponse {
+        var r = Shop_V1_GetProductRequest()
+        r.id = id
+        let p = try await catalog.getProduct(r)
+        let images = p.imageURLs.map { url -> HTML in
+            "<img src=\"\(url: url)\" alt=\"\(p.name)\" width=\"480\" height=\"480\">"
+        }
+        let attributes = p.attributes.sorted { $0.key < $1.key }.map { k, v -> HTML in "<dt>\(k)</dt><dd>\(v)</dd>" }
+        let details: HTML = attributes.isEmpty ? .empty : "<dl class=\"attributes\">\(attributes)</dl>"
+        return .page(
+            200,
+            layout(
+                title: p.name,
+                """
+                <article class="product">
+                <div class="gallery">\(images)</div>
+                <div class="about">
+                <h1>\(p.name)</h1>
+                <p class="price">\(Money.text(p.price))</p>
+                <p>\(stock(p.stock))</p>
+                <p class="description">\(p.description_p)</p>
+                \(details)
+                <p class="sku">SKU \(p.sku)</p>
+                </div>
+                </article>
+                """))
+    }
+
+    static func error(_ status: Int, _ message: String, headers: [(String, String)] = []) -> WebResponse {
+        let title =
+            [400: "Bad request", 403: "Not allowed", 404: "Not found", 405: "Not allowed", 503: "Unavailable"][status]
+            ?? "Something went wrong"
+        var page = WebResponse.page(
+            status, layout(title: title, "<h1>\(title)</h1><p>\(message)</p><p><a href=\"/\">Back to the shop</a></p>"),
+            cache: "no-store")
+        page.headers += headers
+        return page
+    }
+
+    /// A failed service call, as a page.
+    static func failure(_ e: RPCError) -> WebResponse {
+        switch e.code {
+        case .notFound: error(404, "We could not find that.")
+        case .invalidArgument: error(400, e.message)
+        case .permissionDenied: error(403, "This page is not for your account.")
+        case .unavailable, .deadlineExceeded, .resourceExhausted:
+            error(503, "Part of the shop is not answering right now. Please try again in a moment.")
+        default: error(500, "Something went wrong on our side.")
+        }
+    }
+}
