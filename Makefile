@@ -82,7 +82,7 @@ bench-gateway: deps
 bench-mix: deps
 	@bash scripts/bench-mix.sh
 
-SERVICES ?= catalog accounts cart orders notifications gateway
+SERVICES ?= catalog accounts cart orders notifications web gateway
 certs: deps
 	@$(SWIFT) build -c release --product bazaar 2>&1 | grep -E 'error|Build' | tail -1
 	@.build/release/bazaar certs --dir .run/certs $(SERVICES)

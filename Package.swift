@@ -181,7 +181,8 @@ let package = Package(
                 dependencies: [
                     "BazaarTransport", "BazaarAuth", "BazaarMesh", "BazaarTelemetry", "BazaarPostgres", "BazaarRedis",
                     "BazaarSchema",
-                    "ShopKit", "ShopAPI", "Catalog", "Accounts", "Cart", "Orders", "Notifications", "BazaarGateway",
+                    "ShopKit", "ShopAPI", "Catalog", "Accounts", "Cart", "Orders", "Notifications", "Web",
+                    "BazaarWebProtos", "BazaarGateway",
                     argumentParser,
                 ]),
 

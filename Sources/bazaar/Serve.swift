@@ -13,18 +13,19 @@ import Foundation
 import Notifications
 import Orders
 import ShopKit
+import Web
 
 /// The shop's services, with the port each listens on by default.
 /// `bazaar serve <service>`: one shop service as a process.
 struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run one shop service: catalog, accounts, cart, orders or notifications.",
+        abstract: "Run one shop service: catalog, accounts, cart, orders, notifications, or the storefront (web).",
         discussion: """
             Configuration comes from the environment (docs/services.md has the full table):
               BAZAAR_DATABASE_URL   libpq conninfo of the service's own database (catalog, accounts, orders, notifications)
               BAZAAR_DATABASE_WAIT  how long to wait for PostgreSQL to come up at start (default 60s)
               BAZAAR_REDIS_ADDR     host:port of Redis (cart, orders' outbox relay, notifications' consumer)
-              BAZAAR_<UPSTREAM>_TARGET  where catalog, cart and accounts are (default 127.0.0.1:<their port>)
+              BAZAAR_<UPSTREAM>_TARGET  where catalog, cart and accounts are (default 127.0.0.1:<their port>); web calls catalog
               BAZAAR_JWT_PUBLIC_KEY, BAZAAR_JWT_PRIVATE_KEY (accounts)  access-token keys (default .run/jwt/)
               BAZAAR_TLS_DIR or BAZAAR_TLS_CERT/KEY/CA; BAZAAR_PLAINTEXT=true for h2c
             plus the mesh (docs/mesh.md) and telemetry (docs/telemetry.md) settings.
@@ -38,7 +39,7 @@ struct Serve: ParsableCommand {
     @Option(help: "Address to bind (BAZAAR_HOST).")
     var host: String?
 
-    @Option(help: "Port (BAZAAR_PORT; default 9101-9105 by service, 0 picks one).")
+    @Option(help: "Port (BAZAAR_PORT; default 9101-9106 by service, 0 picks one).")
     var port: Int?
 
     func run() throws {
@@ -83,6 +84,7 @@ struct ShopRunner: Sendable {
         .cart: CartAssembly.assemble,
         .orders: OrdersAssembly.assemble,
         .notifications: NotificationsAssembly.assemble,
+        .web: WebAssembly.assemble,
     ]
 
     func run(host: String, port: Int) async throws {

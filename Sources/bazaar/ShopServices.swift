@@ -1,11 +1,14 @@
 import ArgumentParser
 import BazaarCore
+import BazaarWebProtos
 import ShopAPI
 
 /// The shop's services: the one list `serve`, `gateway` (its default upstreams, `--openapi`) and
 /// `shop` read.
 enum ShopService: String, ExpressibleByArgument, CaseIterable, Sendable {
     case catalog, accounts, cart, orders, notifications
+    /// The storefront: HTML pages for the edge (bazaar.web.v1.WebFront).
+    case web
 
     /// Where `make up` runs it, and where the others look for it without BAZAAR_<NAME>_TARGET.
     var defaultPort: Int {
@@ -15,6 +18,7 @@ enum ShopService: String, ExpressibleByArgument, CaseIterable, Sendable {
         case .cart: 9103
         case .orders: 9104
         case .notifications: 9105
+        case .web: 9106
         }
     }
 
@@ -26,6 +30,7 @@ enum ShopService: String, ExpressibleByArgument, CaseIterable, Sendable {
         case .cart: Shop_V1_CartService.descriptor
         case .orders: Shop_V1_OrdersService.descriptor
         case .notifications: Shop_V1_NotificationsService.descriptor
+        case .web: Bazaar_Web_V1_WebFront.descriptor
         }
     }
 }

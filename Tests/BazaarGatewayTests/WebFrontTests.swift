@@ -1,5 +1,6 @@
 import BazaarCore
 import BazaarWebProtos
+import ShopAPI
 import Synchronization
 import Testing
 
@@ -87,9 +88,11 @@ struct EchoFront: Bazaar_Web_V1_WebFront.ServiceProtocol {
 
     static func gateway(_ front: some RPCService) throws -> Gateway {
         let transport = InProcessTransport(services: [front], peerIdentity: "spiffe://bazaar.local/gateway")
+        let catalog = Shop_V1_CatalogService.descriptor
         return try Gateway(
-            services: [Bazaar_Web_V1_WebFront.descriptor],
-            upstreams: [Bazaar_Web_V1_WebFront.descriptor.name: transport], settings: Gateway.Settings())
+            services: [Bazaar_Web_V1_WebFront.descriptor, catalog],
+            upstreams: [Bazaar_Web_V1_WebFront.descriptor.name: transport, catalog.name: transport],
+            settings: Gateway.Settings())
     }
 
     @Test func whatNoRouteTakesGoesToTheWebFrontWithItsHeadersAndBody() async throws {
@@ -123,6 +126,10 @@ struct EchoFront: Bazaar_Web_V1_WebFront.ServiceProtocol {
         #expect(await Self.ask(gateway, HTTPRequest(method: "GET", target: "/body-first")).status == 502)
         let head = await Self.ask(gateway, HTTPRequest(method: "HEAD", target: "/"))
         #expect(head.status == 200 && head.body.isEmpty)
+        // An unknown path under the API's root is an API client's mistake: the API's JSON 404.
+        let api = await Self.ask(gateway, HTTPRequest(method: "GET", target: "/v1/nope"))
+        #expect(api.status == 404 && api.headers.contains { $0 == ("content-type", "application/json") })
+        #expect(await Self.ask(gateway, HTTPRequest(method: "GET", target: "/v1x")).status == 200)
         // The edge's own paths stay the edge's.
         #expect(await Self.ask(gateway, HTTPRequest(method: "GET", target: "/healthz")).status == 200)
     }

@@ -175,7 +175,7 @@ public final class Gateway: HTTPResponder {
         let (route, variables): (Route, [([String], String)])
         switch api.routes.match(method: request.method, path: request.path) {
         case .notFound:
-            if let front = api.web {
+            if let front = api.web, !api.isAPIPath(request.path) {
                 label = "web"
                 return try await web(request, front, writer, common)
             }
@@ -556,6 +556,16 @@ public final class GatewayAPI: Sendable {
     let openAPI: [UInt8]
     /// The web front end (``Gateway/webFrontService``), when an upstream serves one.
     let web: (method: MethodDescriptor, upstream: String)?
+    /// The first segments of the API's routes (`v1`): an unknown path under one of them is an
+    /// API client's mistake and gets the API's JSON 404, not a web page.
+    let apiRoots: Set<Substring>
+
+    /// Whether `path` lies under one of the API's roots.
+    func isAPIPath(_ path: String) -> Bool {
+        path.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: true).first.map {
+            apiRoots.contains($0.split(separator: ":", maxSplits: 1).first ?? $0)
+        } ?? false
+    }
 
     init(schemas: [UpstreamSchema], title: String) throws(RouteTable.BuildError) {
         var owner: [String: String] = [:]
@@ -576,6 +586,10 @@ public final class GatewayAPI: Sendable {
             m.method.kind == .serverStreaming ? m : nil
         }
         routes = try RouteTable(schemas: schemas)
+        apiRoots = Set(
+            routes.routes.compactMap { r in
+                if case .literal(let l)? = r.template.segments.first { Substring(l) } else { nil }
+            })
         openAPI = OpenAPI.document(routes: routes, title: title).serialized()
     }
 }
