@@ -212,7 +212,8 @@ let package = Package(
                 dependencies: [
                     "ConformanceProtos", "ShopAPI", "BazaarWire", "BazaarCore", "BazaarTransport",
                     "BazaarAuth", "BazaarRedis", "CBazaarHiredis", "ShopKit", "BazaarSMTP",
-                    "BazaarPostgres", "CBazaarPQ", "BazaarSchema", "BazaarGateway", "WellKnownTypes",
+                    "BazaarPostgres", "CBazaarPQ", "BazaarSchema", "BazaarGateway", "WellKnownTypes", "Web",
+                    "BazaarWebProtos",
                 ],
                 path: "Tests/Fuzz/Targets"),
             .executableTarget(name: "bazaar-fuzz", dependencies: ["FuzzTargets"], path: "Tests/Fuzz/Driver"),

@@ -1,7 +1,7 @@
 import BazaarCore
-import BazaarGateway
 import BazaarSMTP
 import BazaarSchema
+import BazaarWebProtos
 import BazaarWire
 import CBazaarHiredis
 import CBazaarPQ
@@ -18,16 +18,45 @@ import WellKnownTypes
 // A target returns normally for any input: it throws nothing and traps only on a real bug (a
 // crash, or an invariant such as "what decodes re-encodes the same" broken).
 @testable import BazaarAuth
+@testable import BazaarGateway
 @testable import BazaarPostgres
 @testable import BazaarRedis
 @testable import BazaarTransport
+@testable import Web
 
 public enum FuzzTargets {
     /// Each target by its name (the corpus folder and `FUZZ_TARGET`).
     public static let all: [String: @Sendable ([UInt8]) -> Void] = [
         "wire": wire, "http1": http1, "h2": h2, "grpc": grpc, "json": json, "jwt": jwt, "redis": redis, "text": text,
-        "smtp": smtp, "postgres": postgres, "schema": schema,
+        "smtp": smtp, "postgres": postgres, "schema": schema, "web": web,
     ]
+
+    /// What the storefront reads from a request (query strings and form bodies, path segments,
+    /// cookies) and what the edge reads from a web front end's answer (response parts, headers).
+    static func web(_ bytes: [UInt8]) {
+        if let form = try? FormData(encoded: bytes) {
+            precondition(form.pairs.count <= FormData.maxPairs, "a form over the field limit")
+            if let q = try? SearchQuery(form), let lo = q.minPrice, let hi = q.maxPrice {
+                precondition(lo <= hi && lo >= 0, "a price range upside down")
+            }
+            for (name, value) in form.pairs {
+                let escaped = HTML.escape(value) + HTML.escape(name)
+                precondition(!escaped.contains { "<>\"'".contains($0) }, "escaping left markup")
+                _ = HTML.isSafeURL(value)
+            }
+        }
+        let s = String(decoding: bytes, as: UTF8.self)
+        _ = try? FormData.decodePathSegment(Substring(s))
+        _ = Cookies.parse(s)
+        if HTML.isSafeURL(s) {
+            precondition(s.hasPrefix("/") || s.lowercased().hasPrefix("http"), "an unsafe link passed")
+        }
+        if let part = try? Bazaar_Web_V1_HttpResponsePart(serializedBytes: bytes), case .head(let head)? = part.part {
+            for h in head.headers where Gateway.isSafeHeader(h.name.lowercased(), h.value) {
+                precondition(!h.value.utf8.contains { $0 == 10 || $0 == 13 }, "a header that splits the answer")
+            }
+        }
+    }
 
     /// What server reflection answers, as the gateway and `bazaar call` use it: a
     /// FileDescriptorSet's files built into run-time descriptors and method tables, the routes and
