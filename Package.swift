@@ -161,7 +161,7 @@ let package = Package(
                 "Notifications",
                 ["ShopKit", "ShopAPI", "BazaarAuth", "BazaarPostgres", "BazaarRedis", "BazaarSMTP", "BazaarTelemetry"]),
             // The storefront and back office: HTML rendered on the server from the services' RPCs.
-            shop("Web", ["ShopKit", "ShopAPI", "BazaarWebProtos", "BazaarCore"]),
+            shop("Web", ["ShopKit", "ShopAPI", "BazaarWebProtos", "BazaarCore", "BazaarWire"]),
 
             // gRPC's interop TestService and BenchmarkService, and the interop client's test cases.
             .target(

@@ -8,7 +8,7 @@ import ShopKit
 
 /// The shop's services as compiled into this program: for `--openapi` (docs/openapi.json) only;
 /// the running gateway learns them from the services themselves.
-let shopServices = ShopService.allCases.filter { $0 != .web }.map(\.descriptor)
+let shopServices = ShopService.apiServices.map(\.descriptor)
 
 /// `bazaar gateway`: the edge gateway in front of the shop.
 struct GatewayCommand: ParsableCommand {
@@ -72,9 +72,7 @@ struct GatewayCommand: ParsableCommand {
         let env = ShopEnvironment(ProcessEnvironment.current)
         let telemetry = try await Telemetry.start(service: "gateway", group: loops)
         var config = try EdgeConfiguration.fromEnvironment(
-            defaultTargets: ShopService.allCases.filter { $0 != .web }.map {
-                ($0.rawValue, "127.0.0.1:\($0.defaultPort)")
-            })
+            defaultTargets: ShopService.apiServices.map { ($0.rawValue, "127.0.0.1:\($0.defaultPort)") })
         if let host { config.http.host = host }
         if let port { config.http.port = port }
         config.title = "Bazaar shop API"

@@ -263,12 +263,9 @@ public final class Gateway: HTTPResponder {
         forward(user, requestID: common[0].1, request, into: &options)
 
         if streaming {
-            let caller = self.caller(request, user)
-            if let why = streams.take(caller) {
-                throw HTTPFailure(status: 429, code: .resourceExhausted, message: why, headers: [("retry-after", "5")])
+            return try await holdingStream(for: self.caller(request, user)) {
+                try await stream(route, builder.serialized(), upstream, options, format, writer, common)
             }
-            defer { streams.release(caller) }
-            return try await stream(route, builder.serialized(), upstream, options, format, writer, common)
         }
         let reply = try await upstream.unary(method, request: builder.serialized(), options: options)
         var json = try ProtoJSON.encode(reply, as: route.output, options: settings.json)
@@ -278,6 +275,16 @@ public final class Gateway: HTTPResponder {
             return writer.respond(status: 204, headers: common, body: [])
         }
         send(writer, status, common, json, head: request.method == "HEAD")
+    }
+
+    /// Runs `body` holding one of the open-stream places (``Settings/maxStreamsPerCaller`` for
+    /// `caller`, ``Settings/maxStreams`` in all); with none free, a 429 instead.
+    func holdingStream<T>(for caller: String, _ body: () async throws -> T) async throws -> T {
+        if let why = streams.take(caller) {
+            throw HTTPFailure(status: 429, code: .resourceExhausted, message: why, headers: [("retry-after", "5")])
+        }
+        defer { streams.release(caller) }
+        return try await body()
     }
 
     /// Server streaming: Server-Sent Events (`data: <json>` per message, `event: error` at a

@@ -64,46 +64,43 @@ extension Gateway {
         }
         var options = CallOptions(timeout: settings.maxDeadline)
         forward(nil, requestID: common[0].1, request, into: &options)
-        let caller = self.caller(request, nil)
         // Every page view is a stream upstream: the same budget as the API's streams, so page
         // views cannot crowd out calls, and one client cannot hold many open.
-        if let why = streams.take(caller) {
-            throw HTTPFailure(status: 429, code: .resourceExhausted, message: why, headers: [("retry-after", "5")])
-        }
-        defer { streams.release(caller) }
-        let parts = upstream.streaming(
-            front.method,
-            requests: RPCStream { c in
-                c.yield(body)
-                c.finish()
-            }, options: options)
-        var iterator = parts.makeAsyncIterator()
-        // Nothing is written until the head arrives: a failure before it is an ordinary error.
-        guard let first = try await iterator.next() else {
-            throw HTTPFailure(status: 502, code: .internal, message: "the web front end gave no answer")
-        }
-        guard case .head(let head)? = try Self.part(first).part, (100...599).contains(head.status) else {
-            throw HTTPFailure(
-                status: 502, code: .internal, message: "the web front end's answer did not start with a head")
-        }
-        let headers =
-            common
-            + head.headers.compactMap { h in
-                let name = h.name.lowercased()
-                guard !Self.notForwardedFromWeb.contains(name), Self.isSafeHeader(name, h.value)
-                else { return nil }
-                return (name, h.value)
+        try await holdingStream(for: self.caller(request, nil)) {
+            let parts = upstream.streaming(
+                front.method,
+                requests: RPCStream { c in
+                    c.yield(body)
+                    c.finish()
+                }, options: options)
+            var iterator = parts.makeAsyncIterator()
+            // Nothing is written until the head arrives: a failure before it is an ordinary error.
+            guard let first = try await iterator.next() else {
+                throw HTTPFailure(status: 502, code: .internal, message: "the web front end gave no answer")
             }
-        writer.writeHead(status: Int(head.status), headers: headers)
-        do {
-            while let bytes = try await iterator.next() {
-                guard case .body(let chunk)? = try Self.part(bytes).part else { break }
-                if request.method != "HEAD" { writer.writeBody(chunk) }
+            guard case .head(let head)? = try Self.part(first).part, (100...599).contains(head.status) else {
+                throw HTTPFailure(
+                    status: 502, code: .internal, message: "the web front end's answer did not start with a head")
             }
-        } catch {
-            // The head is out: all that is left is to end the answer early.
+            let headers =
+                common
+                + head.headers.compactMap { h in
+                    let name = h.name.lowercased()
+                    guard !Self.notForwardedFromWeb.contains(name), Self.isSafeHeader(name, h.value)
+                    else { return nil }
+                    return (name, h.value)
+                }
+            writer.writeHead(status: Int(head.status), headers: headers)
+            do {
+                while let bytes = try await iterator.next() {
+                    guard case .body(let chunk)? = try Self.part(bytes).part else { break }
+                    if request.method != "HEAD" { writer.writeBody(chunk) }
+                }
+            } catch {
+                // The head is out: all that is left is to end the answer early.
+            }
+            writer.end()
         }
-        writer.end()
     }
 
     /// A header the web app may set: a token for a name (and not a pseudo-header), and a value

@@ -80,8 +80,8 @@ public enum Base64 {
     }
 }
 
-/// Percent-encoding (RFC 3986), the one decoder for request paths, query strings and gRPC status
-/// messages.
+/// Percent-encoding (RFC 3986), the one encoder and decoder for request paths, query strings,
+/// form bodies and gRPC status messages.
 public enum PercentEncoding {
     /// `text` with `%XX` escapes decoded. Strict (paths, queries): `nil` for a malformed escape or
     /// bytes that are not UTF-8. Lenient (`grpc-message`, whose spec asks for it): malformed
@@ -90,7 +90,13 @@ public enum PercentEncoding {
         // (On the bytes: String.contains(String) goes through Foundation's search, which showed up
         // in the gateway's profile.)
         guard text.utf8.contains(UInt8(ascii: "%")) else { return text }
-        let bytes = Array(text.utf8)
+        guard let out = unescape(Array(text.utf8), lenient: lenient) else { return nil }
+        return lenient ? String(decoding: out, as: UTF8.self) : String(validating: out, as: UTF8.self)
+    }
+
+    /// `bytes` with `%XX` escapes decoded (and `+` as a space when `plusIsSpace`, as HTML forms
+    /// encode it). A malformed escape is `nil`, or, when `lenient`, kept as it is.
+    public static func unescape(_ bytes: [UInt8], lenient: Bool = false, plusIsSpace: Bool = false) -> [UInt8]? {
         var out: [UInt8] = []
         out.reserveCapacity(bytes.count)
         var i = 0
@@ -103,10 +109,10 @@ public enum PercentEncoding {
                 }
                 if !lenient { return nil }
             }
-            out.append(bytes[i])
+            out.append(plusIsSpace && bytes[i] == UInt8(ascii: "+") ? UInt8(ascii: " ") : bytes[i])
             i += 1
         }
-        return lenient ? String(decoding: out, as: UTF8.self) : String(validating: out, as: UTF8.self)
+        return out
     }
 
     static func hex(_ b: UInt8) -> UInt8? {
@@ -117,4 +123,31 @@ public enum PercentEncoding {
         default: nil
         }
     }
+
+    /// `text` with every byte that `keep` refuses written as `%XX` (uppercase hex digits).
+    public static func encode(_ text: String, keeping keep: (UInt8) -> Bool) -> String {
+        var out = ""
+        out.unicodeScalars.reserveCapacity(text.utf8.count)
+        for b in text.utf8 {
+            if keep(b) {
+                out.unicodeScalars.append(Unicode.Scalar(b))
+            } else {
+                out.unicodeScalars.append("%")
+                out.unicodeScalars.append(Unicode.Scalar(hexDigits[Int(b >> 4)]))
+                out.unicodeScalars.append(Unicode.Scalar(hexDigits[Int(b & 15)]))
+            }
+        }
+        return out
+    }
+
+    /// RFC 3986's unreserved characters: what a path segment or a query component keeps as is.
+    public static func isUnreserved(_ b: UInt8) -> Bool {
+        switch b {
+        case 48...57, 65...90, 97...122, UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):
+            true
+        default: false
+        }
+    }
+
+    private static let hexDigits = Array("0123456789ABCDEF".utf8)
 }

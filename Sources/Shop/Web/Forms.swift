@@ -1,3 +1,5 @@
+import BazaarWire
+
 /// `application/x-www-form-urlencoded` (form posts and query strings), decoded as browsers encode
 /// it: pairs split on `&`, name and value on the first `=`, `+` as a space, `%XX` as a byte, and
 /// the bytes read as UTF-8 (invalid sequences become U+FFFD). Bounded: a form with more pairs
@@ -51,35 +53,10 @@ public struct FormData: Sendable, Equatable {
     }
 
     static func decode(_ bytes: some Collection<UInt8>, plusIsSpace: Bool = true) throws(Malformed) -> String {
-        var out: [UInt8] = []
-        out.reserveCapacity(bytes.count)
-        var i = bytes.startIndex
-        while i < bytes.endIndex {
-            let b = bytes[i]
-            if b == UInt8(ascii: "+") && plusIsSpace {
-                out.append(UInt8(ascii: " "))
-            } else if b == UInt8(ascii: "%") {
-                let h = bytes.index(after: i)
-                guard h < bytes.endIndex, bytes.index(after: h) < bytes.endIndex,
-                    let hi = hex(bytes[h]), let lo = hex(bytes[bytes.index(after: h)])
-                else { throw Malformed(description: "a % not followed by two hex digits") }
-                out.append(hi << 4 | lo)
-                i = bytes.index(after: h)
-            } else {
-                out.append(b)
-            }
-            i = bytes.index(after: i)
+        guard let decoded = PercentEncoding.unescape(Array(bytes), plusIsSpace: plusIsSpace) else {
+            throw Malformed(description: "a % not followed by two hex digits")
         }
-        return String(decoding: out, as: UTF8.self)
-    }
-
-    static func hex(_ b: UInt8) -> UInt8? {
-        switch b {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): b - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): b - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): b - UInt8(ascii: "A") + 10
-        default: nil
-        }
+        return String(decoding: decoded, as: UTF8.self)
     }
 }
 

@@ -1,3 +1,5 @@
+import BazaarWire
+
 /// Markup that is safe to send: escaping by construction.
 ///
 /// The only way to put text into an `HTML` value is string interpolation, and every interpolated
@@ -110,21 +112,7 @@ public struct HTML: Sendable, Equatable, ExpressibleByStringInterpolation, Custo
 public enum URLText {
     /// Percent-encodes everything but the unreserved characters (RFC 3986).
     public static func component(_ s: String) -> String {
-        var out = ""
-        for b in s.utf8 {
-            switch b {
-            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
-                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"),
-                UInt8(ascii: "~"):
-                out.unicodeScalars.append(Unicode.Scalar(b))
-            default:
-                let hex = Array("0123456789ABCDEF".utf8)
-                out += "%"
-                out.unicodeScalars.append(Unicode.Scalar(hex[Int(b >> 4)]))
-                out.unicodeScalars.append(Unicode.Scalar(hex[Int(b & 15)]))
-            }
-        }
-        return out
+        PercentEncoding.encode(s, keeping: PercentEncoding.isUnreserved)
     }
 
     /// A query string from pairs, each side encoded; pairs with an empty value are left out.

@@ -50,15 +50,7 @@ public enum GRPCHeaders {
 
     /// Percent-encodes a status message: bytes outside printable ASCII, and `%`.
     public static func percentEncode(_ s: String) -> String {
-        var out = ""
-        for b in s.utf8 {
-            if b >= 0x20 && b <= 0x7e && b != 0x25 {
-                out.unicodeScalars.append(Unicode.Scalar(b))
-            } else {
-                out += "%" + String(b, radix: 16, uppercase: true).leftPadded(to: 2)
-            }
-        }
-        return out
+        PercentEncoding.encode(s) { $0 >= 0x20 && $0 <= 0x7e && $0 != 0x25 }
     }
 
     /// Decodes a status message, leaving malformed escapes as they are (the spec asks for leniency).
@@ -132,8 +124,4 @@ public enum GRPCHeaders {
 
     /// Decodes padded or unpadded base64; `nil` when it is not base64.
     static func unbase64(_ s: String) -> [UInt8]? { Base64.decode(s, alphabet: .standard) }
-}
-
-extension String {
-    func leftPadded(to n: Int) -> String { count >= n ? self : String(repeating: "0", count: n - count) + self }
 }
