@@ -161,7 +161,12 @@ let package = Package(
                 "Notifications",
                 ["ShopKit", "ShopAPI", "BazaarAuth", "BazaarPostgres", "BazaarRedis", "BazaarSMTP", "BazaarTelemetry"]),
             // The storefront and back office: HTML rendered on the server from the services' RPCs.
-            shop("Web", ["ShopKit", "ShopAPI", "BazaarWebProtos", "BazaarCore", "BazaarWire"]),
+            shop(
+                "Web",
+                [
+                    "ShopKit", "ShopAPI", "BazaarWebProtos", "BazaarCore", "BazaarWire", "BazaarAuth", "BazaarRedis",
+                    "WellKnownTypes",
+                ]),
 
             // gRPC's interop TestService and BenchmarkService, and the interop client's test cases.
             .target(
@@ -241,7 +246,7 @@ let package = Package(
             .testTarget(
                 name: "ShopTests",
                 dependencies: ["ShopKit", "Orders", "BazaarSMTP", "ShopAPI", "WellKnownTypes", "BazaarCore"]),
-            .testTarget(name: "WebTests", dependencies: ["Web"]),
+            .testTarget(name: "WebTests", dependencies: ["Web", "WellKnownTypes"]),
             .testTarget(name: "BazaarTransportTests", dependencies: ["BazaarTransport", "BazaarCore", "BazaarWire"]),
             .testTarget(
                 name: "BazaarWireTests",

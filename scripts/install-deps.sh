@@ -14,6 +14,8 @@ PACKAGES=(
   wrk
   # data stores the tests run as plain processes (their packaged services are never started)
   postgresql-15 redis-server
+  # the browser the storefront's tests drive (with Selenium from PyPI)
+  chromium chromium-driver fonts-dejavu-core
   # the SMTP sink `make up` runs for the notifications service
   python3-aiosmtpd
   # tooling

@@ -24,8 +24,9 @@ struct Serve: ParsableCommand {
             Configuration comes from the environment (docs/services.md has the full table):
               BAZAAR_DATABASE_URL   libpq conninfo of the service's own database (catalog, accounts, orders, notifications)
               BAZAAR_DATABASE_WAIT  how long to wait for PostgreSQL to come up at start (default 60s)
-              BAZAAR_REDIS_ADDR     host:port of Redis (cart, orders' outbox relay, notifications' consumer)
-              BAZAAR_<UPSTREAM>_TARGET  where catalog, cart and accounts are (default 127.0.0.1:<their port>); web calls catalog
+              BAZAAR_REDIS_ADDR     host:port of Redis (cart, orders' outbox relay, notifications' consumer, web's sessions)
+              BAZAAR_<UPSTREAM>_TARGET  where the services it calls are (default 127.0.0.1:<their port>); web calls all five
+              BAZAAR_TRUSTED_FORWARDERS  mesh names whose forwarded user and client address are believed (default gateway,web)
               BAZAAR_JWT_PUBLIC_KEY, BAZAAR_JWT_PRIVATE_KEY (accounts)  access-token keys (default .run/jwt/)
               BAZAAR_TLS_DIR or BAZAAR_TLS_CERT/KEY/CA; BAZAAR_PLAINTEXT=true for h2c
             plus the mesh (docs/mesh.md) and telemetry (docs/telemetry.md) settings.
@@ -145,7 +146,7 @@ struct ShopRunner: Sendable {
 
         let keys = try env.verificationKeys()
         let forwarders = Set(
-            (env["TRUSTED_FORWARDERS"] ?? "gateway").split(separator: ",").map {
+            (env["TRUSTED_FORWARDERS"] ?? "gateway,web").split(separator: ",").map {
                 let s = $0.trimming(" ")
                 return s.hasPrefix("spiffe://") ? s : "spiffe://\(trustDomain)/\(s)"
             })

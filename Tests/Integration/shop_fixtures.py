@@ -22,7 +22,7 @@ from mesh_fixtures import free_port  # noqa: E402
 SERVICES = ["catalog", "accounts", "cart", "notifications", "orders", "web"]
 PACKAGE = {"catalog": "CatalogService", "accounts": "AccountsService", "cart": "CartService",
            "orders": "OrdersService", "notifications": "NotificationsService"}
-UPSTREAMS = {"cart": ["catalog"], "orders": ["catalog", "cart"], "notifications": ["accounts"], "web": ["catalog"]}
+UPSTREAMS = {"cart": ["catalog"], "orders": ["catalog", "cart"], "notifications": ["accounts"], "web": ["catalog", "accounts", "cart", "orders", "notifications"]}
 
 
 class MailSink:

@@ -2,6 +2,7 @@
 shop's services on PostgreSQL. Pages are parsed as HTML; the browser journeys come with the
 headless Chromium suite."""
 from html.parser import HTMLParser
+import re
 import urllib.parse
 import uuid
 
@@ -110,3 +111,113 @@ def test_unknown_pages_are_html_and_unknown_api_paths_stay_json(gw):
         assert status == 200
     status, headers, _ = page(gw, "/", method="POST")
     assert status == 405
+
+
+class Visitor:
+    """A browser without a browser: keeps its cookies, does not follow redirects, and parses
+    every page it gets as HTML."""
+
+    def __init__(self, gw):
+        u = urllib.parse.urlsplit(gw)
+        self.host, self.port, self.cookies, self.set_cookies = u.hostname, u.port, {}, []
+
+    def send(self, method, path, form=None, csrf=True):
+        import http.client
+        c = http.client.HTTPConnection(self.host, self.port, timeout=30)
+        headers = {"accept": "text/html"}
+        if self.cookies:
+            headers["cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        body = None
+        if form is not None:
+            form = dict(form)
+            if csrf:
+                form.setdefault("_csrf", self.token)
+            body = urllib.parse.urlencode(form)
+            headers["content-type"] = "application/x-www-form-urlencoded"
+        c.request(method, path, body=body, headers=headers)
+        r = c.getresponse()
+        text = r.read().decode()
+        c.close()
+        for name, value in r.getheaders():
+            if name.lower() == "set-cookie":
+                self.set_cookies.append(value)
+                k, v = value.split(";")[0].split("=", 1)
+                if "Max-Age=0" in value:
+                    self.cookies.pop(k, None)
+                else:
+                    self.cookies[k] = v
+        headers = {k.lower(): v for k, v in r.getheaders()}
+        if r.status < 300 or r.status >= 400:
+            assert "script-src 'self'" in headers.get("content-security-policy", ""), (path, headers)
+            if method != "HEAD" and headers.get("content-type", "").startswith("text/html"):
+                parsed = Page(text)
+                assert not parsed.problems, (path, parsed.problems)
+                tokens = re.findall(r'name="_csrf" value="([^"]+)"', text)
+                if tokens:
+                    self.token = tokens[0]
+        return r.status, headers, text
+
+    def sign_up(self, email, password="a long test password"):
+        self.send("GET", "/signup")
+        status, headers, _ = self.send("POST", "/signup", {"name": "Vi Sitor", "email": email, "password": password})
+        assert status == 303, status
+        self.send("GET", "/")
+        return self
+
+
+def test_forms_need_their_token_and_cookies_carry_the_safe_attributes(gw):
+    v = Visitor(gw)
+    v.send("GET", "/signin")
+    # The form cookie: HttpOnly, SameSite=Lax, not Secure over plain HTTP.
+    form_cookie = [c for c in v.set_cookies if c.startswith("bz_csrf=")][0]
+    assert "HttpOnly" in form_cookie and "SameSite=Lax" in form_cookie and "Path=/" in form_cookie
+    email = f"v-{uuid.uuid4().hex[:8]}@example.com"
+    status, _, body = v.send("POST", "/signup", {"name": "X", "email": email, "password": "a long test password"},
+                             csrf=False)
+    assert status == 403 and "did not come from this shop" in body
+    assert "bz_session" not in v.cookies
+    v.sign_up(email)
+    session_cookie = [c for c in v.set_cookies if c.startswith("bz_session=")][0]
+    assert all(a in session_cookie for a in ["HttpOnly", "SameSite=Lax", "Path=/", "Max-Age="])
+    # Signed in: a post with the visitor's old token, or none, is refused and changes nothing.
+    status, _, _ = v.send("POST", "/account/profile", {"name": "Changed", "_csrf": "forged"})
+    assert status == 403
+    status, _, page_ = v.send("GET", "/account")
+    assert "Changed" not in page_
+    status, headers, _ = v.send("POST", "/account/profile", {"name": "Changed"})
+    assert status == 303 and headers["location"] == "/account"
+    assert "Changed" in v.send("GET", "/account")[2]
+    # A signed-in page is never cached.
+    assert v.send("GET", "/")[1]["cache-control"] == "no-store"
+
+
+def test_the_back_office_is_refused_to_customers_and_visitors(gw):
+    visitor = Visitor(gw)
+    status, headers, _ = visitor.send("GET", "/admin/products")
+    assert status == 303 and headers["location"] == "/signin?next=%2Fadmin%2Fproducts"
+    customer = Visitor(gw).sign_up(f"c-{uuid.uuid4().hex[:8]}@example.com")
+    for path in ["/admin/", "/admin/products", "/admin/products/new", "/admin/orders", "/admin/customers",
+                 "/admin/insights"]:
+        status, _, body = customer.send("GET", path)
+        assert status == 403 and "for the shop" in body, path
+    status, _, _ = customer.send("POST", "/admin/products", {"sku": "X", "name": "X", "price": "1", "stock": "1",
+                                                             "currency": "EUR"})
+    assert status == 403
+
+
+def test_every_page_answers_get_and_head_with_html_and_no_5xx(shop, m, admin, gw):
+    p = make_product(admin, m, name=f"Page {uuid.uuid4().hex[:8]}", price=500, stock=2)
+    customer = Visitor(gw).sign_up(f"p-{uuid.uuid4().hex[:8]}@example.com")
+    unknown = "00000000-0000-0000-0000-000000000000"
+    paths = ["/", "/search?q=page", f"/products/{p.id}", f"/products/{unknown}", "/products/not-an-id",
+             "/categories/test", "/signin", "/signup", "/account", "/cart", "/checkout", "/orders",
+             f"/orders/{unknown}", "/orders/not-an-id", "/notifications", "/nothing/here"]
+    for who in [Visitor(gw), customer]:
+        for path in paths:
+            for method in ["GET", "HEAD"]:
+                status, headers, _ = who.send(method, path)
+                assert status < 500, (path, method, status)
+                if status < 300:
+                    assert headers["content-type"] == "text/html; charset=utf-8", path
+    assert customer.send("GET", f"/orders/{unknown}")[0] == 404
+    assert customer.send("GET", "/orders/not-an-id")[0] in (400, 404)

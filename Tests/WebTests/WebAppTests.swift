@@ -85,7 +85,9 @@ struct FakeCatalog: Shop_V1_CatalogService.ServiceProtocol {
         ] + (3...20).map { FakeCatalog.product(String($0), "Ball \($0)", cents: Int64($0) * 100, stock: 50) }
 
     static func app() -> WebApp {
-        WebApp(catalog: InProcessTransport(services: [FakeCatalog(products: products)]))
+        let t = InProcessTransport(services: [FakeCatalog(products: products)])
+        return WebApp(
+            catalog: t, accounts: t, cart: t, orders: t, notifications: t, sessions: MemorySessionStore())
     }
 
     static func get(_ target: String, method: String = "GET") async -> (WebResponse, String) {

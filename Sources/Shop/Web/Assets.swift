@@ -12,7 +12,12 @@ enum Assets {
     static let stylesheet = file(Stylesheet.text, "text/css; charset=utf-8")
     static let stylesheetPath = "/static/site.\(stylesheet.hash).css"
 
-    static let byName: [String: File] = ["site.\(stylesheet.hash).css": stylesheet]
+    static let script = file(Script.text, "text/javascript; charset=utf-8")
+    static let scriptPath = "/static/site.\(script.hash).js"
+
+    static let byName: [String: File] = [
+        "site.\(stylesheet.hash).css": stylesheet, "site.\(script.hash).js": script,
+    ]
 
     static func file(_ text: String, _ type: String) -> File {
         let body = Array(text.utf8)

@@ -40,6 +40,9 @@ public struct FormData: Sendable, Equatable {
     /// The first value of `name`, if any.
     public subscript(_ name: String) -> String? { pairs.first { $0.name == name }?.value }
 
+    /// Without `name`.
+    public mutating func remove(_ name: String) { pairs.removeAll { $0.name == name } }
+
     /// Every value of `name`, in order.
     public func all(_ name: String) -> [String] { pairs.filter { $0.name == name }.map(\.value) }
 

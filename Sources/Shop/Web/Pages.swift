@@ -1,5 +1,6 @@
 import BazaarCore
 import ShopAPI
+import WellKnownTypes
 
 /// What the search page was asked for, from its query string. Prices are typed in major units
 /// (`12.50`) and sent to the catalog in minor units.
@@ -99,7 +100,7 @@ enum Money {
 enum Pages {
     static let pageSize: Int32 = 12
 
-    static func layout(title: String, _ main: HTML, query: String = "") -> HTML {
+    static func layout(title: String, _ main: HTML, query: String = "", visit: Visit? = nil) -> HTML {
         """
         <!doctype html>
         <html lang="en">
@@ -108,6 +109,7 @@ enum Pages {
         <meta name="viewport" content="width=device-width, initial-scale=1">
         <title>\(title) · Bazaar</title>
         <link rel="stylesheet" href="\(url: Assets.stylesheetPath)">
+        <script src="\(url: Assets.scriptPath)" defer></script>
         </head>
         <body>
         <a class="skip" href="#main">Skip to content</a>
@@ -118,6 +120,7 @@ enum Pages {
         <input id="q" name="q" type="search" value="\(query)" placeholder="Search products">
         <button type="submit">Search</button>
         </form>
+        \(menu(visit))
         </header>
         <main id="main">
         \(main)
@@ -127,6 +130,22 @@ enum Pages {
         </html>
 
         """
+    }
+
+    /// The header's links: what a visitor or the signed-in user can go to.
+    static func menu(_ visit: Visit?) -> HTML {
+        guard let visit else { return .empty }
+        guard let user = visit.user else {
+            return """
+                <nav class="menu" aria-label="Account"><a href="/cart">Cart</a> <a href="/signin">Sign in</a> <a href="/signup">Sign up</a></nav>
+                """
+        }
+        let admin: HTML = user.isAdmin ? "<a href=\"/admin/\">Back office</a> " : .empty
+        return """
+            <nav class="menu" aria-label="Account">\(admin)<a href="/orders">Orders</a> <a href="/notifications">Notifications</a> \
+            <a href="/cart">Cart</a> <a href="/account" title="\(user.email)">\(user.displayName.isEmpty ? "Account" : user.displayName)</a>
+            <form method="post" action="/signout" class="inline">\(visit.csrfField)<button type="submit" class="link">Sign out</button></form></nav>
+            """
     }
 
     static func card(_ p: Shop_V1_Product) -> HTML {
@@ -154,10 +173,12 @@ enum Pages {
         return short ? .empty : "<span class=\"stock in\">In stock</span>"
     }
 
-    static func home(_ catalog: Shop_V1_CatalogService.Client) async throws -> WebResponse {
+    static func home(_ catalog: Shop_V1_CatalogService.Client, visit: Visit? = nil) async throws -> WebResponse {
         var newest = SearchQuery()
         newest.sort = .newest
-        let products = try await catalog.listProducts(newest.request(pageSize: pageSize)).products
+        let products = try await catalog.listProducts(
+            newest.request(pageSize: pageSize), options: visit?.options ?? CallOptions()
+        ).products
         var categories: [String] = []
         for c in products.flatMap(\.categories) where !categories.contains(c) { categories.append(c) }
         let nav: HTML =
@@ -176,11 +197,14 @@ enum Pages {
                 <h1>Welcome to Bazaar</h1>
                 \(nav)
                 <section aria-labelledby="new"><h2 id="new">New in</h2>\(grid(products))</section>
-                """))
+                """, visit: visit))
     }
 
-    static func search(_ catalog: Shop_V1_CatalogService.Client, _ q: SearchQuery) async throws -> WebResponse {
-        let answer = try await catalog.listProducts(q.request(pageSize: pageSize))
+    static func search(_ catalog: Shop_V1_CatalogService.Client, _ q: SearchQuery, visit: Visit? = nil) async throws
+        -> WebResponse
+    {
+        let answer = try await catalog.listProducts(
+            q.request(pageSize: pageSize), options: visit?.options ?? CallOptions())
         let heading = q.category.isEmpty ? (q.text.isEmpty ? "All products" : "Results for “\(q.text)”") : q.category
         let options = SearchQuery.sorts.map { s -> HTML in
             s.value == q.sort
@@ -200,20 +224,33 @@ enum Pages {
                 <h1>\(heading)</h1>
                 <form class="filters" method="get" action="\(url: action)">
                 <input type="hidden" name="q" value="\(q.text)">
-                <label>Lowest price <input name="min" inputmode="decimal" value="\(q.minPrice.map(Money.plain))"></label>
-                <label>Highest price <input name="max" inputmode="decimal" value="\(q.maxPrice.map(Money.plain))"></label>
-                <label>Sort by <select name="sort">\(options)</select></label>
+                <label>Lowest price <input id="min" name="min" inputmode="decimal" value="\(q.minPrice.map(Money.plain))"></label>
+                <label>Highest price <input id="max" name="max" inputmode="decimal" value="\(q.maxPrice.map(Money.plain))"></label>
+                <label>Sort by <select id="sort" name="sort">\(options)</select></label>
                 <button type="submit">Apply</button>
                 </form>
                 \(grid(answer.products))
                 \(next)
-                """, query: q.text))
+                """, query: q.text, visit: visit))
     }
 
-    static func product(_ catalog: Shop_V1_CatalogService.Client, id: String) async throws -> WebResponse {
+    static func product(_ catalog: Shop_V1_CatalogService.Client, id: String, visit: Visit? = nil) async throws
+        -> WebResponse
+    {
         var r = Shop_V1_GetProductRequest()
         r.id = id
-        let p = try await catalog.getProduct(r)
+        let p = try await catalog.getProduct(r, options: visit?.options ?? CallOptions())
+        guard p.active || visit?.isAdmin == true else { throw RPCError(.notFound, "archived") }
+        let buy: HTML =
+            p.stock > 0 && visit != nil
+            ? """
+            <form class="buy" method="post" action="/cart/add">\(visit!.csrfField)
+            <input type="hidden" name="product_id" value="\(p.id)">
+            <label>Quantity <input name="quantity" type="number" min="1" max="\(min(99, p.stock))" value="1" required></label>
+            <button type="submit">Add to cart</button>
+            </form>
+            """
+            : .empty
         let images = p.imageURLs.map { url -> HTML in
             "<img src=\"\(url: url)\" alt=\"\(p.name)\" width=\"480\" height=\"480\">"
         }
@@ -230,34 +267,89 @@ enum Pages {
                 <h1>\(p.name)</h1>
                 <p class="price">\(Money.text(p.price))</p>
                 <p>\(stock(p.stock))</p>
+                \(buy)
                 <p class="description">\(p.description_p)</p>
                 \(details)
                 <p class="sku">SKU \(p.sku)</p>
                 </div>
                 </article>
-                """))
+                """, visit: visit))
     }
 
-    static func error(_ status: Int, _ message: String, headers: [(String, String)] = []) -> WebResponse {
+    /// A link to the next page of a list, when there is one.
+    static func nextPage(_ token: String, _ path: String, _ query: [(String, String)] = []) -> HTML {
+        guard !token.isEmpty else { return .empty }
+        return
+            "<nav class=\"pages\" aria-label=\"Pages\"><a rel=\"next\" href=\"\(url: path + URLText.query(query + [("page", token)]))\">Next page</a></nav>"
+    }
+
+    /// A form's refusal, announced to screen readers.
+    static func problem(_ message: String?) -> HTML {
+        guard let message else { return .empty }
+        return "<p class=\"problem\" role=\"alert\">\(message)</p>"
+    }
+
+    /// What a form just did.
+    static func notice(_ message: String?) -> HTML {
+        guard let message else { return .empty }
+        return "<p class=\"notice\" role=\"status\">\(message)</p>"
+    }
+
+    /// A service's message as a sentence (`the cart is empty` as `The cart is empty.`).
+    static func sentence(_ s: String) -> String {
+        guard let first = s.first else { return s }
+        return first.uppercased() + s.dropFirst() + (s.hasSuffix(".") ? "" : ".")
+    }
+
+    /// A timestamp as a day and a time (UTC), e.g. `2026-12-07 14:05 UTC`.
+    static func date(_ t: Google_Protobuf_Timestamp) -> String {
+        var seconds = t.seconds
+        let minutes = (seconds / 60) % 60
+        let hours = (seconds / 3600) % 24
+        seconds /= 86400
+        // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+        let z = seconds + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let doe = z - era * 146_097
+        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let day = doy - (153 * mp + 2) / 5 + 1
+        let month = mp < 10 ? mp + 3 : mp - 9
+        let year = yoe + era * 400 + (month <= 2 ? 1 : 0)
+        func two(_ n: Int64) -> String { n < 10 ? "0\(n)" : "\(n)" }
+        return "\(year)-\(two(month))-\(two(day)) \(two(hours)):\(two(minutes)) UTC"
+    }
+
+    static func error(_ status: Int, _ message: String, headers: [(String, String)] = [], visit: Visit? = nil)
+        -> WebResponse
+    {
         let title =
-            [400: "Bad request", 403: "Not allowed", 404: "Not found", 405: "Not allowed", 503: "Unavailable"][status]
-            ?? "Something went wrong"
+            [
+                400: "Bad request", 403: "Not allowed", 404: "Not found", 405: "Not allowed", 409: "Not possible",
+                415: "Unsupported form", 503: "Unavailable",
+            ][status] ?? "Something went wrong"
         var page = WebResponse.page(
-            status, layout(title: title, "<h1>\(title)</h1><p>\(message)</p><p><a href=\"/\">Back to the shop</a></p>"),
+            status,
+            layout(
+                title: title, "<h1>\(title)</h1><p>\(message)</p><p><a href=\"/\">Back to the shop</a></p>",
+                visit: visit),
             cache: "no-store")
         page.headers += headers
         return page
     }
 
     /// A failed service call, as a page.
-    static func failure(_ e: RPCError) -> WebResponse {
+    static func failure(_ e: RPCError, visit: Visit? = nil) -> WebResponse {
         switch e.code {
-        case .notFound: error(404, "We could not find that.")
-        case .invalidArgument: error(400, e.message)
-        case .permissionDenied: error(403, "This page is not for your account.")
+        case .notFound: error(404, "We could not find that.", visit: visit)
+        case .invalidArgument: error(400, e.message, visit: visit)
+        case .failedPrecondition, .aborted, .alreadyExists: error(409, e.message, visit: visit)
+        case .permissionDenied: error(403, "This page is not for your account.", visit: visit)
+        case .resourceExhausted where e.message.contains("try again"): error(429, e.message, visit: visit)
         case .unavailable, .deadlineExceeded, .resourceExhausted:
-            error(503, "Part of the shop is not answering right now. Please try again in a moment.")
-        default: error(500, "Something went wrong on our side.")
+            error(503, "Part of the shop is not answering right now. Please try again in a moment.", visit: visit)
+        default: error(500, "Something went wrong on our side.", visit: visit)
         }
     }
 }

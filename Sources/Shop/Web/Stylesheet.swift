@@ -38,7 +38,42 @@ enum Stylesheet {
         .attributes dt { color: var(--muted); }
         .sku { color: var(--muted); font-size: .9rem; }
         .bottom { border-top: 1px solid var(--line); color: var(--muted); padding: 1rem; text-align: center; font-size: .9rem; }
-        @media (min-width: 48rem) { .product { grid-template-columns: 1fr 1fr; } }
+        .menu { display: flex; flex-wrap: wrap; gap: .25rem 1rem; align-items: center; }
+        .inline { display: inline; }
+        button.link { background: none; border: none; color: var(--accent); padding: 0; text-decoration: underline; }
+        button.secondary, .button.secondary { background: #fff; color: var(--accent); }
+        .button { display: inline-block; padding: .5rem 1rem; border-radius: 6px; background: var(--accent); color: #fff; text-decoration: none; }
+        .narrow { max-width: 26rem; }
+        .stack { display: flex; flex-direction: column; gap: .35rem; }
+        .stack button { align-self: flex-start; margin-top: .5rem; }
+        .panel { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 1rem; margin-bottom: 1rem; }
+        fieldset { border: 1px solid var(--line); border-radius: 6px; display: flex; flex-direction: column; gap: .35rem; margin: 0 0 .75rem; }
+        textarea { font: inherit; padding: .45rem .6rem; border: 1px solid var(--line); border-radius: 6px; }
+        .hint { color: var(--muted); font-size: .9rem; }
+        .problem { border-left: 4px solid var(--bad); background: #fdf0f0; padding: .5rem .75rem; }
+        .notice { border-left: 4px solid var(--accent); background: #eef8f3; padding: .5rem .75rem; }
+        .scroll { overflow-x: auto; }
+        .lines { width: 100%; border-collapse: collapse; background: #fff; }
+        .lines th, .lines td { text-align: left; padding: .5rem; border-bottom: 1px solid var(--line); vertical-align: middle; }
+        .lines .num { text-align: right; white-space: nowrap; }
+        .qty { width: 4.5rem; }
+        .status { display: inline-block; padding: .1rem .5rem; border-radius: 999px; background: #eef1f4; font-size: .9rem; }
+        .s-paid, .s-delivered { background: #e3f4ec; }
+        .s-shipped { background: #e6eefa; }
+        .s-cancelled { background: #fbe9ea; }
+        .summary, .plain, .notes, .tiles { list-style: none; padding: 0; }
+        .summary li { display: flex; justify-content: space-between; gap: 1rem; padding: .25rem 0; }
+        .checkout { display: grid; gap: 1rem; }
+        .tiles { display: grid; grid-template-columns: repeat(auto-fill, minmax(14rem, 1fr)); gap: 1rem; }
+        .tiles li, .notes li { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 1rem; }
+        .notes li { margin-bottom: .75rem; }
+        .notes li.unread { border-left: 4px solid var(--accent); }
+        .notes h2 { font-size: 1.1rem; margin: 0; }
+        .when { color: var(--muted); font-size: .85rem; margin: 0; }
+        .admin { display: flex; flex-wrap: wrap; gap: .5rem 1rem; margin-bottom: 1rem; padding-bottom: .5rem; border-bottom: 1px solid var(--line); }
+        .actions { display: flex; flex-wrap: wrap; gap: 1rem; align-items: flex-start; margin-top: 1rem; }
+        [aria-current="page"] { font-weight: 700; border-color: var(--accent); }
+        @media (min-width: 48rem) { .product { grid-template-columns: 1fr 1fr; } .checkout { grid-template-columns: 1fr 1.4fr; } }
 
         """
 }

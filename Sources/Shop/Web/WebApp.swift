@@ -9,12 +9,27 @@ import ShopAPI
 /// what happened (404 for what does not exist, 503 when a service is down), never a bare error.
 public struct WebApp: Bazaar_Web_V1_WebFront.ServiceProtocol {
     let catalog: Shop_V1_CatalogService.Client
+    let accounts: Shop_V1_AccountsService.Client
+    let cart: Shop_V1_CartService.Client
+    let orders: Shop_V1_OrdersService.Client
+    let notifications: Shop_V1_NotificationsService.Client
+    let sessions: SessionKeeper
 
     /// Body chunks sent to the edge are at most this large.
     static let chunkSize = 32 * 1024
 
-    public init(catalog: any ClientTransport) {
+    /// The pages over the services' transports (one transport may serve several), with sessions
+    /// in `sessions`.
+    public init(
+        catalog: any ClientTransport, accounts: any ClientTransport, cart: any ClientTransport,
+        orders: any ClientTransport, notifications: any ClientTransport, sessions: any SessionStore
+    ) {
         self.catalog = Shop_V1_CatalogService.Client(transport: catalog)
+        self.accounts = Shop_V1_AccountsService.Client(transport: accounts)
+        self.cart = Shop_V1_CartService.Client(transport: cart)
+        self.orders = Shop_V1_OrdersService.Client(transport: orders)
+        self.notifications = Shop_V1_NotificationsService.Client(transport: notifications)
+        self.sessions = SessionKeeper(store: sessions, accounts: self.accounts)
     }
 
     public func serve(
@@ -41,6 +56,13 @@ public struct WebApp: Bazaar_Web_V1_WebFront.ServiceProtocol {
             try await responses.write(part)
             offset = end
         }
+        if let events = answer.events {
+            try await events { chunk in
+                var p = Bazaar_Web_V1_HttpResponsePart()
+                p.part = .body(chunk)
+                try await responses.write(p)
+            }
+        }
     }
 
     /// The answer to one request.
@@ -56,31 +78,42 @@ public struct WebApp: Bazaar_Web_V1_WebFront.ServiceProtocol {
         if segments.first == "static" {
             return Assets.serve(segments.dropFirst().joined(separator: "/"), method: request.method)
         }
-        guard request.method == "GET" || request.method == "HEAD" else {
+        let isPost = request.method == "POST"
+        guard request.method == "GET" || request.method == "HEAD" || isPost else {
             return Pages.error(405, "This address only shows a page.", headers: [("allow", "GET, HEAD")])
         }
-        do {
-            switch segments.count {
-            case 0:
-                return try await Pages.home(catalog)
-            case 1 where segments[0] == "search":
-                return try await Pages.search(catalog, try SearchQuery(try FormData(query: request.query)))
-            case 2 where segments[0] == "products":
-                return try await Pages.product(catalog, id: segments[1])
-            case 2 where segments[0] == "categories":
-                var query = try SearchQuery(try FormData(query: request.query))
-                query.category = segments[1]
-                return try await Pages.search(catalog, query)
-            default:
-                return Pages.error(404, "There is no page at this address.")
+        var form = FormData()
+        if isPost {
+            guard Routes.takesPost(segments) else {
+                return Pages.error(405, "This address only shows a page.", headers: [("allow", "GET, HEAD")])
             }
-        } catch let e as FormData.Malformed {
-            return Pages.error(400, "The address is malformed: \(e.description).")
-        } catch let e as SearchQuery.Invalid {
-            return Pages.error(400, e.description)
-        } catch {
-            return Pages.failure(RPCError(error))
+            let type = request.header("content-type") ?? ""
+            guard type.lowercased().hasPrefix("application/x-www-form-urlencoded") else {
+                return Pages.error(415, "Send this form from its page.")
+            }
+            do { form = try FormData(encoded: request.body) } catch {
+                return Pages.error(400, "The form is malformed: \(error.description).")
+            }
         }
+        var cleared: [String] = []
+        let session = await sessions.resume(request) { cleared.append($0) }
+        let visit = Visit(request, session: session, form: form)
+        for c in cleared { visit.setCookie(c) }
+        var answer: WebResponse
+        if isPost, !visit.csrfIsValid {
+            answer = Pages.error(
+                403, "This form has expired or did not come from this shop. Go back, reload the page and try again.",
+                visit: visit)
+        } else {
+            answer = await Routes(app: self, visit: visit).answer(segments, post: isPost)
+        }
+        answer.headers += visit.cookieHeaders
+        if session != nil {
+            // A signed-in page is this user's alone: never kept by a shared cache.
+            answer.headers.removeAll { $0.0 == "cache-control" }
+            answer.headers.append(("cache-control", "no-store"))
+        }
+        return answer
     }
 }
 
@@ -93,6 +126,7 @@ struct WebRequest: Sendable {
     var body: [UInt8]
     var secure: Bool
     var requestID: String
+    var clientAddress = ""
 
     init(_ r: Bazaar_Web_V1_HttpRequest) {
         method = r.method
@@ -102,6 +136,7 @@ struct WebRequest: Sendable {
         body = r.body
         secure = r.secure
         requestID = r.requestID
+        clientAddress = r.clientAddress
     }
 
     init(method: String, target: String, headers: [(String, String)] = [], body: [UInt8] = []) {
@@ -122,11 +157,23 @@ struct WebRequest: Sendable {
     func header(_ name: String) -> String? { headers.first { $0.0 == name }?.1 }
 }
 
-/// One answer: status, headers and the whole body.
+/// One answer: status, headers and the whole body, or a body that goes on (server-sent events).
 struct WebResponse: Sendable {
     var status: Int
     var headers: [(String, String)]
     var body: [UInt8]
+    /// Writes the rest of the body, chunk by chunk, after `body` (a live stream); `nil` for a page.
+    var events: (@Sendable (_ write: @Sendable ([UInt8]) async throws -> Void) async throws -> Void)?
+
+    init(
+        status: Int, headers: [(String, String)], body: [UInt8],
+        events: (@Sendable (_ write: @Sendable ([UInt8]) async throws -> Void) async throws -> Void)? = nil
+    ) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.events = events
+    }
 
     /// Headers every page carries: what it is, and what a browser may do with it.
     static let pageHeaders: [(String, String)] = [
@@ -141,5 +188,13 @@ struct WebResponse: Sendable {
 
     static func page(_ status: Int, _ html: HTML, cache: String = "no-cache") -> WebResponse {
         WebResponse(status: status, headers: pageHeaders + [("cache-control", cache)], body: Array(html.text.utf8))
+    }
+}
+
+extension WebResponse {
+    /// `303 See Other` to `path`: the answer to a form that did what it asked.
+    static func redirect(_ path: String) -> WebResponse {
+        WebResponse(
+            status: 303, headers: [("location", path), ("cache-control", "no-store")], body: [])
     }
 }
