@@ -246,7 +246,7 @@ let package = Package(
             .testTarget(
                 name: "ShopTests",
                 dependencies: ["ShopKit", "Orders", "BazaarSMTP", "ShopAPI", "WellKnownTypes", "BazaarCore"]),
-            .testTarget(name: "WebTests", dependencies: ["Web", "WellKnownTypes"]),
+            .testTarget(name: "WebTests", dependencies: ["Web", "WellKnownTypes", "BazaarAuth"]),
             .testTarget(name: "BazaarTransportTests", dependencies: ["BazaarTransport", "BazaarCore", "BazaarWire"]),
             .testTarget(
                 name: "BazaarWireTests",

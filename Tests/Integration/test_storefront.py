@@ -221,3 +221,27 @@ def test_every_page_answers_get_and_head_with_html_and_no_5xx(shop, m, admin, gw
                     assert headers["content-type"] == "text/html; charset=utf-8", path
     assert customer.send("GET", f"/orders/{unknown}")[0] == 404
     assert customer.send("GET", "/orders/not-an-id")[0] in (400, 404)
+
+
+def test_a_role_change_reaches_a_signed_in_browser_without_signing_in_again(m, admin, gw):
+    """The web app follows the accounts service's token revocations as the gateway does: a new
+    role voids the session's access token, and the next page refreshes it (with the new role)."""
+    import time
+    email = f"r-{uuid.uuid4().hex[:8]}@example.com"
+    v = Visitor(gw).sign_up(email)
+    assert v.send("GET", "/admin/")[0] == 403
+    users = admin.call("accounts", "ListUsers", m.accounts.ListUsersRequest(page=m.common.PageRequest(page_size=500)),
+                       m.accounts.ListUsersResponse).users
+    user_id = next(u.id for u in users if u.email == email)
+    admin.call("accounts", "SetUserRoles", m.accounts.SetUserRolesRequest(user_id=user_id, roles=["customer", "admin"]),
+               m.accounts.User)
+    deadline = time.time() + 60  # a guard against a hang; the poll is every second
+    while v.send("GET", "/admin/")[0] != 200:
+        assert time.time() < deadline, "the new role never reached the web session"
+        time.sleep(0.2)
+    # And back: the role taken away is refused again, still without signing in.
+    admin.call("accounts", "SetUserRoles", m.accounts.SetUserRolesRequest(user_id=user_id, roles=["customer"]),
+               m.accounts.User)
+    while v.send("GET", "/admin/")[0] != 403:
+        assert time.time() < deadline, "the removed role still opened the back office"
+        time.sleep(0.2)

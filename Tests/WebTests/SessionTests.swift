@@ -1,3 +1,4 @@
+import BazaarAuth
 import BazaarCore
 import Foundation
 import ShopAPI
@@ -75,10 +76,12 @@ struct FakeAccounts: Shop_V1_AccountsService.ServiceProtocol {
 @Suite struct SessionTests {
     let store = MemorySessionStore()
     let accounts = FakeAccounts()
+    let revocations = RevocationList()
 
     var app: WebApp {
         let t = InProcessTransport(services: [FakeCatalog(products: WebAppTests.products), accounts])
-        return WebApp(catalog: t, accounts: t, cart: t, orders: t, notifications: t, sessions: store)
+        return WebApp(
+            catalog: t, accounts: t, cart: t, orders: t, notifications: t, sessions: store, revocations: revocations)
     }
 
     func send(_ method: String, _ target: String, cookie: String? = nil, form: String? = nil, secure: Bool = false)
@@ -187,6 +190,23 @@ struct FakeAccounts: Shop_V1_AccountsService.ServiceProtocol {
         #expect(accounts.refreshes.count == 1)
         let fresh = try #require(try await store.load(reference))
         #expect(fresh.accessToken != s.accessToken && fresh.csrf == s.csrf)
+        #expect(await send("GET", "/", cookie: session).status == 200)
+        #expect(accounts.refreshes.count == 1)
+    }
+
+    @Test func aRevokedAccessTokenIsRefreshedAtOnceNotWhenItExpires() async throws {
+        let session = await signIn()
+        let reference = String(session.dropFirst("bz_session=".count))
+        let before = try #require(try await store.load(reference))
+        #expect(await send("GET", "/", cookie: session).status == 200)
+        #expect(accounts.refreshes.count == 0)
+        // A role change (or a sign-out elsewhere) voids the user's tokens issued until now.
+        let now = Date().timeIntervalSince1970
+        revocations.apply([(user: before.userID, before: now)], now: now)
+        #expect(await send("GET", "/", cookie: session).status == 200)
+        #expect(accounts.refreshes.count == 1)
+        let after = try #require(try await store.load(reference))
+        #expect(after.accessToken != before.accessToken && after.issued >= now)
         #expect(await send("GET", "/", cookie: session).status == 200)
         #expect(accounts.refreshes.count == 1)
     }

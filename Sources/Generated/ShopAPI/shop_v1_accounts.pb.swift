@@ -909,13 +909,14 @@ public enum Shop_V1_AccountsService {
                 defaultDeadline: .milliseconds(1000), idempotency: .noSideEffects, successStatus: 200))
         /// Users whose access tokens issued before a moment are void (a role change, a sign-out, a
         /// password change), recorded since a time: the gateway polls it and refuses such tokens at the
-        /// edge, so that these take effect at once rather than when the token expires.
+        /// edge, and the web app refreshes its sessions' tokens on it, so that these take effect at once
+        /// rather than when the token expires.
         public static let listRevocations = MethodDescriptor(
             service: "shop.v1.AccountsService", method: "ListRevocations", kind: .unary,
             inputType: "shop.v1.ListRevocationsRequest", outputType: "shop.v1.ListRevocationsResponse",
             options: MethodOptions(
                 http: [],
-                auth: AuthRequirement(level: .internal, roles: [], scopes: [], callers: ["gateway"]),
+                auth: AuthRequirement(level: .internal, roles: [], scopes: [], callers: ["gateway", "web"]),
                 defaultDeadline: .milliseconds(1000), idempotency: .noSideEffects, successStatus: 200))
         /// The public keys that verify access tokens (a JSON Web Key Set), for the gateway and services.
         public static let getPublicKeys = MethodDescriptor(
@@ -956,7 +957,8 @@ public enum Shop_V1_AccountsService {
         func getUser(_ request: Shop_V1_GetUserRequest, context: ServerContext) async throws -> Shop_V1_User
         /// Users whose access tokens issued before a moment are void (a role change, a sign-out, a
         /// password change), recorded since a time: the gateway polls it and refuses such tokens at the
-        /// edge, so that these take effect at once rather than when the token expires.
+        /// edge, and the web app refreshes its sessions' tokens on it, so that these take effect at once
+        /// rather than when the token expires.
         func listRevocations(_ request: Shop_V1_ListRevocationsRequest, context: ServerContext) async throws -> Shop_V1_ListRevocationsResponse
         /// The public keys that verify access tokens (a JSON Web Key Set), for the gateway and services.
         func getPublicKeys(_ request: Shop_V1_GetPublicKeysRequest, context: ServerContext) async throws -> Shop_V1_PublicKeys
@@ -1022,7 +1024,8 @@ public enum Shop_V1_AccountsService {
 
         /// Users whose access tokens issued before a moment are void (a role change, a sign-out, a
         /// password change), recorded since a time: the gateway polls it and refuses such tokens at the
-        /// edge, so that these take effect at once rather than when the token expires.
+        /// edge, and the web app refreshes its sessions' tokens on it, so that these take effect at once
+        /// rather than when the token expires.
         public func listRevocations(_ request: Shop_V1_ListRevocationsRequest, options: CallOptions = CallOptions()) async throws -> Shop_V1_ListRevocationsResponse {
             try await transport.unary(Method.listRevocations, request, options: options)
         }

@@ -1,4 +1,5 @@
 import BazaarCore
+import Foundation
 import ShopAPI
 
 /// Signing up, in and out, and the account page (profile, password).
@@ -38,6 +39,7 @@ struct AccountPages: Sendable {
         let password = form["password"] ?? ""
         guard !password.isEmpty else { return signInPage(email: email, problem: "Enter your password.", status: 400) }
         let session: Shop_V1_Session
+        let issued = Date().timeIntervalSince1970
         do {
             session = try await app.accounts.login(
                 Shop_V1_LoginRequest(email: email, password: password), options: app.sessions.forwarding(visit.request))
@@ -46,7 +48,7 @@ struct AccountPages: Sendable {
         } catch let e as RPCError where e.code == .resourceExhausted {
             return signInPage(email: email, problem: Pages.sentence(e.message), status: 429)
         }
-        visit.setCookie(try await app.sessions.begin(session, request: visit.request))
+        visit.setCookie(try await app.sessions.begin(session, issued: issued, request: visit.request))
         return .redirect(Visit.nextPath(form["next"]))
     }
 
@@ -93,9 +95,10 @@ struct AccountPages: Sendable {
         } catch let e as RPCError where e.code == .invalidArgument {
             return signUpPage(name: name, email: email, problem: Pages.sentence(e.message), status: 400)
         }
+        let issued = Date().timeIntervalSince1970
         let session = try await app.accounts.login(
             Shop_V1_LoginRequest(email: email, password: password), options: app.sessions.forwarding(visit.request))
-        visit.setCookie(try await app.sessions.begin(session, request: visit.request))
+        visit.setCookie(try await app.sessions.begin(session, issued: issued, request: visit.request))
         return .redirect("/")
     }
 
@@ -164,9 +167,10 @@ struct AccountPages: Sendable {
         }
         // Changing the password ends every session, this one's tokens included: sign in again
         // with the new one, so this browser stays signed in.
+        let issued = Date().timeIntervalSince1970
         let fresh = try await app.accounts.login(
             Shop_V1_LoginRequest(email: session.email, password: new), options: app.sessions.forwarding(visit.request))
-        try await app.sessions.replace(fresh, in: visit.request, keeping: session)
+        try await app.sessions.replace(fresh, issued: issued, in: visit.request, keeping: session)
         return .redirect("/account?changed=1")
     }
 }

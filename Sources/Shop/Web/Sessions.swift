@@ -25,11 +25,14 @@ public struct WebSession: Sendable, Equatable {
     public var refreshExpires: Double
     /// The synchronizer token every form of this session carries.
     public var csrf: String
+    /// When the access token was asked for (seconds since the Unix epoch): no later than it was
+    /// issued, so a revocation after this moment voids it (see ``RevocationList``).
+    public var issued: Double
 
     public var isAdmin: Bool { roles.contains("admin") }
 
     /// A session from the accounts service's answer to a sign-in or a refresh.
-    init(_ s: Shop_V1_Session, csrf: String) {
+    init(_ s: Shop_V1_Session, csrf: String, issued: Double) {
         let user = s.user ?? Shop_V1_User()
         userID = user.id
         email = user.email
@@ -40,11 +43,12 @@ public struct WebSession: Sendable, Equatable {
         refreshToken = s.refreshToken
         refreshExpires = Self.seconds(s.refreshExpireTime)
         self.csrf = csrf
+        self.issued = issued
     }
 
     init(
         userID: String, email: String, displayName: String, roles: [String], accessToken: String,
-        accessExpires: Double, refreshToken: String, refreshExpires: Double, csrf: String
+        accessExpires: Double, refreshToken: String, refreshExpires: Double, csrf: String, issued: Double
     ) {
         self.userID = userID
         self.email = email
@@ -55,6 +59,7 @@ public struct WebSession: Sendable, Equatable {
         self.refreshToken = refreshToken
         self.refreshExpires = refreshExpires
         self.csrf = csrf
+        self.issued = issued
     }
 
     static func seconds(_ t: Google_Protobuf_Timestamp?) -> Double {
@@ -67,7 +72,7 @@ public struct WebSession: Sendable, Equatable {
         let pairs: [(String, String)] = [
             ("user", userID), ("email", email), ("name", displayName), ("roles", roles.joined(separator: ",")),
             ("access", accessToken), ("access_exp", String(accessExpires)), ("refresh", refreshToken),
-            ("refresh_exp", String(refreshExpires)), ("csrf", csrf),
+            ("refresh_exp", String(refreshExpires)), ("csrf", csrf), ("issued", String(issued)),
         ]
         return pairs.map { URLText.component($0.0) + "=" + URLText.component($0.1) }.joined(separator: "&")
     }
@@ -81,7 +86,15 @@ public struct WebSession: Sendable, Equatable {
         self.init(
             userID: user, email: form["email"] ?? "", displayName: form["name"] ?? "",
             roles: (form["roles"] ?? "").split(separator: ",").map(String.init), accessToken: access,
-            accessExpires: accessExp, refreshToken: refresh, refreshExpires: refreshExp, csrf: csrf)
+            accessExpires: accessExp, refreshToken: refresh, refreshExpires: refreshExp, csrf: csrf,
+            issued: form["issued"].flatMap(Double.init) ?? 0)
+    }
+
+    /// Whether `list` voids this session's access token (a role change, a sign-out elsewhere).
+    func isRevoked(by list: RevocationList) -> Bool {
+        var me = UserIdentity(subject: userID, issuedAt: issued)
+        me.issuedAtIsPrecise = true
+        return list.isRevoked(me)
     }
 }
 

@@ -107,6 +107,9 @@ final class Visit: Sendable {
 struct SessionKeeper: Sendable {
     let store: any SessionStore
     let accounts: Shop_V1_AccountsService.Client
+    /// Access tokens the accounts service has voided: a session holding one is refreshed at once
+    /// (new roles after a role change), not when its token expires.
+    let revocations: RevocationList
     /// Tokens are refreshed this long before they expire, so a page never calls with one that
     /// runs out on the way.
     static let refreshMargin = 60.0
@@ -123,7 +126,8 @@ struct SessionKeeper: Sendable {
                 return nil
             }
             let now = Date().timeIntervalSince1970
-            if session.accessExpires - Self.refreshMargin > now { return session }
+            let revoked = session.isRevoked(by: revocations)
+            if session.accessExpires - Self.refreshMargin > now, !revoked { return session }
             if try await store.leaseRefresh(reference) {
                 let fresh: Shop_V1_Session?
                 do {
@@ -141,17 +145,19 @@ struct SessionKeeper: Sendable {
                     clear(Cookies.set(Visit.sessionCookie, "", secure: request.secure, maxAge: 0))
                     return nil
                 }
-                session = WebSession(fresh, csrf: session.csrf)
+                session = WebSession(fresh, csrf: session.csrf, issued: now)
                 try await store.save(session, as: reference)
                 try await store.releaseRefresh(reference)
                 return session
             }
             // Another page view of this browser is refreshing: its old token is good for a little
             // longer (the margin); past that, wait for the new one.
-            if session.accessExpires > now + 1 { return session }
+            if session.accessExpires > now + 1, !revoked { return session }
             for _ in 0..<40 {
                 try await Task.sleep(for: .milliseconds(50))
-                if let s = try await store.load(reference), s.accessExpires > now + 1 { return s }
+                if let s = try await store.load(reference), s.accessExpires > now + 1, !s.isRevoked(by: revocations) {
+                    return s
+                }
             }
             return nil
         } catch {
@@ -159,19 +165,20 @@ struct SessionKeeper: Sendable {
         }
     }
 
-    /// Stores a new session for `s` and returns the cookie that refers to it.
-    func begin(_ s: Shop_V1_Session, request: WebRequest) async throws -> String {
+    /// Stores a new session for `s` (asked for at `issued`) and returns the cookie that refers
+    /// to it.
+    func begin(_ s: Shop_V1_Session, issued: Double, request: WebRequest) async throws -> String {
         let reference = try SecretToken.generate()
-        let session = WebSession(s, csrf: try SecretToken.generate())
+        let session = WebSession(s, csrf: try SecretToken.generate(), issued: issued)
         try await store.save(session, as: reference)
         let maxAge = max(0, Int(session.refreshExpires - Date().timeIntervalSince1970))
         return Cookies.set(Visit.sessionCookie, reference, secure: request.secure, maxAge: maxAge)
     }
 
     /// Replaces the tokens of the request's session (after a password change).
-    func replace(_ s: Shop_V1_Session, in request: WebRequest, keeping old: WebSession) async throws {
+    func replace(_ s: Shop_V1_Session, issued: Double, in request: WebRequest, keeping old: WebSession) async throws {
         guard let reference = Cookies.parse(request.header("cookie"))[Visit.sessionCookie] else { return }
-        try await store.save(WebSession(s, csrf: old.csrf), as: reference)
+        try await store.save(WebSession(s, csrf: old.csrf, issued: issued), as: reference)
     }
 
     /// Ends the request's session: its refresh token revoked, the store's record gone, and the

@@ -1,3 +1,4 @@
+import BazaarAuth
 import BazaarCore
 import BazaarWebProtos
 import ShopAPI
@@ -19,17 +20,18 @@ public struct WebApp: Bazaar_Web_V1_WebFront.ServiceProtocol {
     static let chunkSize = 32 * 1024
 
     /// The pages over the services' transports (one transport may serve several), with sessions
-    /// in `sessions`.
+    /// in `sessions`; `revocations` is kept current by the process (``RevocationFollower``).
     public init(
         catalog: any ClientTransport, accounts: any ClientTransport, cart: any ClientTransport,
-        orders: any ClientTransport, notifications: any ClientTransport, sessions: any SessionStore
+        orders: any ClientTransport, notifications: any ClientTransport, sessions: any SessionStore,
+        revocations: RevocationList = RevocationList()
     ) {
         self.catalog = Shop_V1_CatalogService.Client(transport: catalog)
         self.accounts = Shop_V1_AccountsService.Client(transport: accounts)
         self.cart = Shop_V1_CartService.Client(transport: cart)
         self.orders = Shop_V1_OrdersService.Client(transport: orders)
         self.notifications = Shop_V1_NotificationsService.Client(transport: notifications)
-        self.sessions = SessionKeeper(store: sessions, accounts: self.accounts)
+        self.sessions = SessionKeeper(store: sessions, accounts: self.accounts, revocations: revocations)
     }
 
     public func serve(

@@ -1,10 +1,10 @@
-import BazaarAuth
 import BazaarCore
 
 /// Access tokens void before they expire: per user, the moment before which their tokens no
 /// longer count (a role change, a sign-out, a password change). The gateway keeps the list the
 /// accounts service publishes (`ListRevocations`, polled by the process) and refuses such tokens
-/// on every protocol; entries older than any token that could still be alive are dropped.
+/// on every protocol; the web app refreshes a session whose token is on it. Entries older than any
+/// token that could still be alive are dropped.
 public final class RevocationList: Sendable {
     private let revokedBefore = Lock<[String: Double]>([:])
     /// Entries are kept this long after their moment (tokens live at most this long).
