@@ -78,8 +78,6 @@ done
 
 : > .run/logs/gateway.log
 GATEWAY_PORT=${GATEWAY_PORT:-8080}
-# The storefront is one of the gateway's upstreams here (not yet by default: the deployments do not run it).
-BAZAAR_UPSTREAMS=$(IFS=,; echo "${SERVICES[*]}") BAZAAR_WEB_TARGET=127.0.0.1:${PORT[web]} \
 BAZAAR_METRICS_PORT=9200 setsid bash scripts/supervise.sh gateway "$PWD/.run/logs/gateway.log" -- "$BAZAAR" gateway --port "$GATEWAY_PORT" \
   < /dev/null > /dev/null 2>&1 &
 echo $! > .run/pids/gateway.pid
@@ -97,7 +95,9 @@ step "seeding demo data"
 cat <<EOF
 
 up: the shop is running ($(( $(date +%s) - started )) s). Stop it with: make down
-up: the storefront is at http://127.0.0.1:$GATEWAY_PORT/ (the same port as the API).
+up: the storefront is at http://127.0.0.1:$GATEWAY_PORT/ (the same port as the API); the demo customer
+up:   signs in as customer@bazaar.local / customer-pass-123.
+up: the back office is at http://127.0.0.1:$GATEWAY_PORT/admin/ (sign in as admin@bazaar.local / admin-pass-123).
 up: REST/JSON through the gateway at http://127.0.0.1:$GATEWAY_PORT (every route: curl http://127.0.0.1:$GATEWAY_PORT/openapi.json).
 up: try the flows (README.md has them all):
 

@@ -19,7 +19,7 @@ struct GatewayCommand: ParsableCommand {
         discussion: """
             HTTP/1.1 and HTTP/2 on one port: HTTPS with BAZAAR_GATEWAY_TLS_CERT and BAZAAR_GATEWAY_TLS_KEY (ALPN h2 or \
             http/1.1), otherwise plaintext HTTP/1.1 and h2c. \
-            Upstreams: BAZAAR_UPSTREAMS names them (default catalog,accounts,cart,orders,notifications); for each NAME, \
+            Upstreams: BAZAAR_UPSTREAMS names them (default catalog,accounts,cart,orders,notifications,web); for each NAME, \
             BAZAAR_<NAME>_TARGET (host:port or dns:///name:port; the shop's default to 127.0.0.1:9101-9105), \
             BAZAAR_<NAME>_IDENTITY (default spiffe://<trust domain>/<name>) and, for a service without server reflection, \
             BAZAAR_<NAME>_DESCRIPTORS (a FileDescriptorSet file). Each upstream's services, routes and JSON mapping are read \
@@ -72,7 +72,7 @@ struct GatewayCommand: ParsableCommand {
         let env = ShopEnvironment(ProcessEnvironment.current)
         let telemetry = try await Telemetry.start(service: "gateway", group: loops)
         var config = try EdgeConfiguration.fromEnvironment(
-            defaultTargets: ShopService.apiServices.map { ($0.rawValue, "127.0.0.1:\($0.defaultPort)") })
+            defaultTargets: ShopService.allCases.map { ($0.rawValue, "127.0.0.1:\($0.defaultPort)") })
         if let host { config.http.host = host }
         if let port { config.http.port = port }
         config.title = "Bazaar shop API"

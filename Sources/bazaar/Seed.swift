@@ -104,7 +104,7 @@ struct Seed: ParsableCommand {
             "sku": String(format: "DEMO-%05d", n), "name": "\(adjective) \(noun) \(n)",
             "description": "A \(adjective.lowercased()) \(noun.lowercased()) in \(color), from our \(category) range.",
             "price_minor": 199 + (n * 7919) % 19_800, "stock": 20 + (n * 31) % 180, "categories": [category],
-            "image_urls": ["https://img.bazaar.local/demo/\(n).jpg"], "attributes": ["color": color],
+            "image_urls": ["/static/demo/\(color)-\(n % 8).svg"], "attributes": ["color": color],
         ]
     }
 

@@ -10,8 +10,8 @@ enum ShopService: String, ExpressibleByArgument, CaseIterable, Sendable {
     /// The storefront: HTML pages for the edge (bazaar.web.v1.WebFront).
     case web
 
-    /// The services behind the API: the gateway's default upstreams and `--openapi`'s source. The
-    /// storefront joins the default upstreams once the deployments run it (docs/web.md).
+    /// The services behind the API, `--openapi`'s source. The gateway's default upstreams are
+    /// all of them and the storefront.
     static let apiServices = allCases.filter { $0 != .web }
 
     /// Where `make up` runs it, and where the others look for it without BAZAAR_<NAME>_TARGET.

@@ -151,9 +151,6 @@ class Shop:
         e.pop("BAZAAR_DATABASE_URL", None)
         for s in SERVICES:
             e[f"BAZAAR_{s.upper()}_TARGET"] = f"127.0.0.1:{self.ports[s]}"
-        # The storefront is not among the gateway's default upstreams yet (the deployments do not
-        # run it); here it is.
-        e["BAZAAR_UPSTREAMS"] = ",".join(SERVICES)
         if tls:
             e["BAZAAR_GATEWAY_TLS_CERT"] = str(self.certs / "gateway.pem")
             e["BAZAAR_GATEWAY_TLS_KEY"] = str(self.certs / "gateway-key.pem")

@@ -152,6 +152,15 @@ struct FakeCatalog: Shop_V1_CatalogService.ServiceProtocol {
         #expect(few.contains("Only 3 left"))
     }
 
+    @Test func theDemoCatalogsPicturesAreDrawnHere() async {
+        let (svg, text) = await Self.get("/static/demo/blue-3.svg")
+        #expect(svg.status == 200 && text.hasPrefix("<svg") && text.contains("#2e6db4"))
+        #expect(svg.headers.contains { $0 == ("content-type", "image/svg+xml") })
+        for bad in ["purple-1", "blue-8", "blue--1", "blue", "blue-1-2"] {
+            #expect(await Self.get("/static/demo/\(bad).svg").0.status == 404, "\(bad)")
+        }
+    }
+
     @Test func theStylesheetIsServedUnderItsHashForAYear() async {
         let (css, text) = await Self.get(Assets.stylesheetPath)
         #expect(css.status == 200 && text.contains(".grid"))

@@ -32,7 +32,8 @@ enum Assets {
         guard method == "GET" || method == "HEAD" else {
             return Pages.error(405, "Files can only be read.", headers: [("allow", "GET, HEAD")])
         }
-        guard let f = byName[name] else { return Pages.error(404, "There is no such file.") }
+        let demo = name.hasPrefix("demo/") ? DemoArt.file(String(name.dropFirst(5))) : nil
+        guard let f = byName[name] ?? demo else { return Pages.error(404, "There is no such file.") }
         return WebResponse(
             status: 200,
             headers: [
