@@ -245,3 +245,30 @@ def test_a_role_change_reaches_a_signed_in_browser_without_signing_in_again(m, a
     while v.send("GET", "/admin/")[0] != 403:
         assert time.time() < deadline, "the removed role still opened the back office"
         time.sleep(0.2)
+
+
+def test_every_back_office_page_answers_an_admin_with_html_and_no_5xx(m, admin, gw):
+    import time
+    email = f"a-{uuid.uuid4().hex[:8]}@example.com"
+    v = Visitor(gw).sign_up(email)
+    users = admin.call("accounts", "ListUsers", m.accounts.ListUsersRequest(page=m.common.PageRequest(page_size=500)),
+                       m.accounts.ListUsersResponse).users
+    user_id = next(u.id for u in users if u.email == email)
+    admin.call("accounts", "SetUserRoles", m.accounts.SetUserRolesRequest(user_id=user_id, roles=["customer", "admin"]),
+               m.accounts.User)
+    deadline = time.time() + 60  # a guard against a hang: the role arrives with the next revocation poll
+    while v.send("GET", "/admin/")[0] != 200:
+        assert time.time() < deadline
+        time.sleep(0.2)
+    unknown = "00000000-0000-0000-0000-000000000000"
+    expected = {"/admin/": 200, "/admin/products": 200, "/admin/products?q=lamp": 200, "/admin/products/new": 200,
+                f"/admin/products/{unknown}": 404, "/admin/orders": 200, "/admin/orders?status=paid": 200,
+                "/admin/orders?status=sideways": 400, f"/admin/orders/{unknown}": 404, "/admin/customers": 200,
+                "/admin/insights": 200, "/admin/nothing": 404}
+    for path, status in expected.items():
+        for method in ["GET", "HEAD"]:
+            assert v.send(method, path)[0] == status, (path, method)
+    # A form with a bad value is answered with the form again and what is wrong, not an error page.
+    status, _, body = v.send("POST", "/admin/products", {"sku": "X-1", "name": "X", "price": "twelve",
+                                                         "currency": "EUR", "stock": "1"})
+    assert status == 400 and "The price must be an amount" in body and 'value="X-1"' in body

@@ -81,13 +81,14 @@ public struct WebSession: Sendable, Equatable {
         guard let form = try? FormData(encoded: encoded), let user = form["user"], let access = form["access"],
             let refresh = form["refresh"], let csrf = form["csrf"],
             let accessExp = form["access_exp"].flatMap(Double.init),
-            let refreshExp = form["refresh_exp"].flatMap(Double.init)
+            let refreshExp = form["refresh_exp"].flatMap(Double.init), accessExp.isFinite, refreshExp.isFinite
         else { return nil }
+        let issued = form["issued"].flatMap(Double.init) ?? 0
         self.init(
             userID: user, email: form["email"] ?? "", displayName: form["name"] ?? "",
             roles: (form["roles"] ?? "").split(separator: ",").map(String.init), accessToken: access,
             accessExpires: accessExp, refreshToken: refresh, refreshExpires: refreshExp, csrf: csrf,
-            issued: form["issued"].flatMap(Double.init) ?? 0)
+            issued: issued.isFinite ? issued : 0)
     }
 
     /// Whether `list` voids this session's access token (a role change, a sign-out elsewhere).

@@ -32,7 +32,8 @@ public enum FuzzTargets {
     ]
 
     /// What the storefront reads from a request (query strings and form bodies, path segments,
-    /// cookies) and what the edge reads from a web front end's answer (response parts, headers).
+    /// cookies, where to go after sign-in), what it reads back from the session store, and what
+    /// the edge reads from a web front end's answer (response parts, headers).
     static func web(_ bytes: [UInt8]) {
         if let form = try? FormData(encoded: bytes) {
             precondition(form.pairs.count <= FormData.maxPairs, "a form over the field limit")
@@ -48,6 +49,14 @@ public enum FuzzTargets {
         let s = String(decoding: bytes, as: UTF8.self)
         _ = try? FormData.decodePathSegment(Substring(s))
         _ = Cookies.parse(s)
+        let next = Visit.nextPath(s)
+        precondition(next == "/" || (next.hasPrefix("/") && !next.hasPrefix("//")), "a redirect off the site")
+        if let session = WebSession(encoded: bytes) {
+            // What the session store reads back is what it would write again.
+            precondition(
+                WebSession(encoded: Array(session.encoded.utf8)) == session, "a session that changes on a round trip")
+        }
+        _ = DemoArt.file(s)
         if HTML.isSafeURL(s) {
             precondition(s.hasPrefix("/") || s.lowercased().hasPrefix("http"), "an unsafe link passed")
         }
