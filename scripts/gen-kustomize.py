@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes the per-service Kubernetes resources of the kustomize base and the prod overlay's
-autoscaling from one table, so the six workloads cannot drift apart.
+autoscaling from one table, so the seven workloads cannot drift apart.
 
     scripts/gen-kustomize.py            write the files
     scripts/gen-kustomize.py --check    write nothing; fail if a file would change
@@ -27,7 +27,9 @@ TRUSTED_PROXIES = "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"
 # name -> what the workload needs. CPU requests follow BENCHMARKS.md's CPU per order (orders 1.8 ms,
 # cart 1.0, catalog 0.8, notifications 0.4): the HPA's 70 % of the request is about 190 orders/s
 # per orders or cart pod (docs/deployment.md, "Sizing"). `upstreams` is the call graph (Sources/bazaar/Serve.swift and
-# GatewayCommand.swift); the NetworkPolicies allow exactly these flows.
+# GatewayCommand.swift); the NetworkPolicies allow exactly these flows, and the gateway's upstreams are its
+# BAZAAR_UPSTREAMS. web is the storefront (`bazaar serve web`, docs/web.md): no database, browser sessions
+# in Redis, pages rendered from the five services' RPCs; only the gateway calls it.
 SERVICES = {
     "catalog": dict(port=9101, database=True, redis=False, upstreams=[],
                     cpu=("250m", "1"), memory=("128Mi", "512Mi")),
@@ -40,8 +42,11 @@ SERVICES = {
                    cpu=("500m", "2"), memory=("128Mi", "512Mi")),
     "notifications": dict(port=9105, database=True, redis=True, upstreams=["accounts"], smtp=True,
                           cpu=("100m", "1"), memory=("64Mi", "256Mi")),
+    "web": dict(port=9106, database=False, redis=True,
+                upstreams=["catalog", "accounts", "cart", "orders", "notifications"],
+                cpu=("250m", "1"), memory=("128Mi", "512Mi")),
     "gateway": dict(port=8080, database=False, redis=False,
-                    upstreams=["catalog", "accounts", "cart", "orders", "notifications"],
+                    upstreams=["catalog", "accounts", "cart", "orders", "notifications", "web"],
                     cpu=("500m", "2"), memory=("128Mi", "512Mi")),
 }
 
@@ -140,6 +145,8 @@ def config(name, spec):
     data = {"OTEL_SERVICE_NAME": name}
     if name == "gateway":
         data["BAZAAR_GATEWAY_PORT"] = str(spec["port"])
+        # Named, not left to the binary's default, so the deployment says what the gateway fronts.
+        data["BAZAAR_UPSTREAMS"] = ",".join(spec["upstreams"])
         # The Ingress controller's pods, whose X-Forwarded-For names the client (per-client rate
         # limits). Any private address: the gateway's NetworkPolicy admits only the controller.
         data["BAZAAR_TRUSTED_PROXIES"] = TRUSTED_PROXIES
@@ -209,7 +216,8 @@ def autoscaling(name):
 # Targets: a pod's orders/s at the HPA's 70 % CPU (docs/deployment.md, "Sizing") times the calls
 # it serves per checkout (measured under `bazaar load checkout`: catalog 5.3, cart 3.0, orders 1.0,
 # gateway 2 REST requests), rounded down for headroom. accounts (sign-ins, argon2: CPU-bound by
-# design) and notifications (fed by the event stream, not by calls) scale on CPU alone.
+# design), notifications (fed by the event stream, not by calls) and web (page rendering: CPU-bound,
+# and no measured pages per pod yet) scale on CPU alone.
 REQUEST_RATE = {
     "catalog": ("grpc_server_handled_per_second", "900"),
     "cart": ("grpc_server_handled_per_second", "400"),

@@ -14,7 +14,10 @@ DEPLOY = ROOT / "deployments"
 K8S = DEPLOY / "kubernetes"
 CHART = DEPLOY / "helm" / "bazaar"
 OVERLAYS = ["dev", "prod"]
-BAZAAR = ["catalog", "accounts", "cart", "orders", "notifications", "gateway"]
+# The workloads, the gateway last (the others are its upstreams); web is the storefront.
+BAZAAR = ["catalog", "accounts", "cart", "orders", "notifications", "web", "gateway"]
+# The storefront's upstreams, called over the mesh (Sources/Shop/Web/WebAssembly.swift).
+WEB_UPSTREAMS = ["catalog", "accounts", "cart", "orders", "notifications"]
 VENV_BIN = pathlib.Path(sys.executable).parent
 # The Kubernetes versions the manifests must be valid for: the oldest we support (native gRPC
 # probes are GA from 1.27; matchLabelKeys needs 1.27 too) and the newest kubernetes-validate knows.
@@ -59,6 +62,36 @@ def pod_spec(workload):
 
 def workloads(docs):
     return [d for d in docs if d["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob")]
+
+
+def check_the_storefront(docs, namespace="bazaar"):
+    """The web app in rendered manifests (an overlay or the chart): `bazaar serve web`, no database
+    (no connection string, no service file, no database Secret), sessions in Redis, the five
+    upstreams reached through their headless Services on their ports, and only the gateway in
+    front of it (its upstreams name web; no Ingress or exposed Service leads to it)."""
+    maps, services = by_kind(docs, "ConfigMap"), by_kind(docs, "Service")
+    config = {**maps["bazaar-common"]["data"], **maps["web-config"]["data"]}
+    spec = pod_spec(by_kind(docs, "Deployment")["web"])
+    container = spec["containers"][0]
+    assert container["args"] == ["serve", "web"]
+    assert config["BAZAAR_PORT"] == "9106"
+    assert not {"BAZAAR_DATABASE_URL", "PGSERVICEFILE", "PGPASSFILE"} & set(config), "web has no database"
+    assert "database" not in {v["name"] for v in spec["volumes"]}
+    assert "database" not in {m["name"] for m in container["volumeMounts"]}
+    assert not any(v.get("secret", {}).get("secretName", "").endswith("-database") for v in spec["volumes"])
+    assert config["BAZAAR_REDIS_ADDR"]
+    for up in WEB_UPSTREAMS:
+        host, port = config[f"BAZAAR_{up.upper()}_TARGET"].removeprefix("dns:///").rsplit(":", 1)
+        assert host == f"{up}-headless.{namespace}.svc.cluster.local", up
+        own = {**maps["bazaar-common"]["data"], **maps[f"{up}-config"]["data"]}["BAZAAR_PORT"]
+        assert port == own, f"web -> {up}: {port} is not {up}'s port {own}"
+    gateway = {**maps["bazaar-common"]["data"], **maps["gateway-config"]["data"]}
+    assert gateway["BAZAAR_UPSTREAMS"].split(",") == [n for n in BAZAAR if n != "gateway"]
+    assert gateway["BAZAAR_WEB_TARGET"] == f"dns:///web-headless.{namespace}.svc.cluster.local:9106"
+    assert services["web"]["spec"]["type"] == "ClusterIP"
+    for ingress in by_kind(docs, "Ingress").values():
+        backends = {p["backend"]["service"]["name"] for r in ingress["spec"]["rules"] for p in r["http"]["paths"]}
+        assert backends == {"gateway"}, backends
 
 
 def kubernetes_validate(text, tmp_path, version):

@@ -3,8 +3,9 @@ run here with podman-compose and compose.host.yaml (host networking: these machi
 bridge) on our image and local stand-ins for the PostgreSQL, Redis and mail images.
 
 The stack must come up on its own (secrets, databases, migrations, seed), take an order through
-the gateway's REST API, mail the customer through the mail sink, and keep its data across
-`down` and `up` (volumes); `down -v` leaves nothing behind."""
+the gateway's REST API, serve the storefront's home page through the gateway, mail the customer
+through the mail sink, and keep its data across `down` and `up` (volumes); `down -v` leaves
+nothing behind."""
 import json
 import socket
 import subprocess
@@ -20,7 +21,7 @@ from deploy_fixtures import DEPLOY, VENV_BIN, podman, podman_env
 COMPOSE = DEPLOY / "compose"
 PROJECT = "bazaar-compose-test"
 # compose.host.yaml: on the host's network, the stack's ports are the host's.
-PORTS = [5432, 6379, 1025, 8080, *range(9101, 9106), *range(9200, 9206)]
+PORTS = [5432, 6379, 1025, 8080, *range(9101, 9107), *range(9200, 9207)]
 GATEWAY = "http://127.0.0.1:8080"
 
 
@@ -102,6 +103,9 @@ def test_compose_runs_the_shop_takes_an_order_mails_it_and_keeps_it(compose_imag
             "recipient": "Ada", "lines": ["1 Main St"], "city": "London", "postalCode": "N1 9GU",
             "countryCode": "GB"}}, token)
         assert order["status"] == "ORDER_STATUS_PAID", order
+        # The storefront (web) answers through the gateway, which hands it what no API route takes.
+        with urllib.request.urlopen(GATEWAY + "/", timeout=10) as page:
+            assert page.status == 200 and page.headers["content-type"].startswith("text/html")
         mail = f"{PROJECT}_mail_1"
         wait_for("the order's mail reaching the mail sink", lambda: podman(
             "exec", mail, "sh", "-c", f"grep -l -r '{order['id']}' /mail/new", check=False).stdout.strip())

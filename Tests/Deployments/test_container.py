@@ -140,15 +140,17 @@ def test_the_catalog_serves_health_and_mtls_in_a_locked_down_container(image, tm
         plain.close()
 
 
-SHOP = ["catalog", "accounts", "cart", "orders", "notifications"]
+# The services and the storefront (web: no database), each run as `bazaar serve <name>`.
+SHOP = ["catalog", "accounts", "cart", "orders", "notifications", "web"]
 
 
 def test_the_whole_shop_runs_from_the_image_with_the_kubernetes_configuration(image, tmp_path):
-    """Five services, the seed job and the gateway, each a container of the image with its pod's
-    configuration from the prod overlay: mesh calls go to the headless Services' DNS names (a
-    dnsmasq stands in for the cluster DNS), every hop is mutual TLS with cert-manager's file
-    layout, databases through mounted service files. A customer registers, fills a cart and
-    checks out through the gateway's REST API; the order is paid."""
+    """Five services, the storefront (web), the seed job and the gateway, each a container of the
+    image with its pod's configuration from the prod overlay: mesh calls go to the headless
+    Services' DNS names (a dnsmasq stands in for the cluster DNS), every hop is mutual TLS with
+    cert-manager's file layout, databases through mounted service files. A customer registers,
+    fills a cart and checks out through the gateway's REST API; the order is paid; the
+    storefront's home page comes through the gateway."""
     base = os.environ.get("BAZAAR_TEST_POSTGRES")
     if not base:
         pytest.fail("BAZAAR_TEST_POSTGRES is not set: run through `make test` (scripts/run-tests.sh)")
@@ -283,6 +285,9 @@ def test_the_whole_shop_runs_from_the_image_with_the_kubernetes_configuration(im
             token)
         assert order["status"] == "ORDER_STATUS_PAID", order
         assert call("GET", "/v1/cart", token=token).get("lines", []) == []
+        # The storefront: what no API route takes, the gateway hands to web over the mesh.
+        with urllib.request.urlopen(gateway + "/", timeout=10) as page:
+            assert page.status == 200 and page.headers["content-type"].startswith("text/html")
     finally:
         for c in started:
             podman("rm", "-f", c, check=False)

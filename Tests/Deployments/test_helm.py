@@ -6,7 +6,7 @@ import copy
 import pytest
 import yaml
 
-from deploy_fixtures import BAZAAR, CHART, KUBE_VERSIONS, by_kind, kubernetes_validate, kustomize
+from deploy_fixtures import BAZAAR, CHART, KUBE_VERSIONS, by_kind, check_the_storefront, kubernetes_validate, kustomize
 
 helm = pytest.importorskip("helm_python", reason="helm-python-sdk is installed by scripts/python-env.sh")
 
@@ -68,6 +68,8 @@ def test_values_change_what_they_should():
     common = by_kind(docs, "ConfigMap")["bazaar-common"]["data"]
     assert common["BAZAAR_TRUST_DOMAIN"] == "shop.example"
     assert common["BAZAAR_CART_TARGET"] == "dns:///cart-headless.shop.svc.cluster.local:9103"
+    assert certs["web-mesh"]["spec"]["uris"] == ["spiffe://shop.example/web"]
+    check_the_storefront(docs, namespace="shop")
 
 
 @pytest.mark.parametrize("bad, where", [

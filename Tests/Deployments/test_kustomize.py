@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from deploy_fixtures import (BAZAAR, K8S, KUBE_VERSIONS, OVERLAYS, ROOT, by_kind, kubernetes_validate,
-                             kustomize, kustomize_text, pod_spec, workloads)
+from deploy_fixtures import (BAZAAR, K8S, KUBE_VERSIONS, OVERLAYS, ROOT, by_kind, check_the_storefront,
+                             kubernetes_validate, kustomize, kustomize_text, pod_spec, workloads)
 
 
 def test_generated_manifests_are_up_to_date():
@@ -100,6 +100,11 @@ def test_upstream_targets_are_headless_services_on_the_right_port(overlay):
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_storefront_has_no_database_and_reaches_its_five_upstreams(overlay):
+    check_the_storefront(kustomize(f"overlays/{overlay}"))
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
 def test_each_workload_has_a_spiffe_mesh_certificate(overlay):
     docs = kustomize(f"overlays/{overlay}")
     certificates = {c["spec"]["secretName"]: c for c in docs if c["kind"] == "Certificate"}
@@ -129,8 +134,9 @@ def test_prod_survives_a_node_drain_and_scales():
         assert hpa["scaleTargetRef"]["name"] == name and hpa["minReplicas"] >= 2
         kinds = [m["type"] for m in hpa["metrics"]]
         # CPU everywhere, plus the request-rate hook where calls measure the load (not accounts,
-        # whose sign-ins are argon2-bound, nor notifications, fed by the event stream).
-        expected = ["Resource"] if name in ("accounts", "notifications") else ["Resource", "Object"]
+        # whose sign-ins are argon2-bound, nor notifications, fed by the event stream, nor web,
+        # whose pages per pod are not measured yet).
+        expected = ["Resource"] if name in ("accounts", "notifications", "web") else ["Resource", "Object"]
         assert kinds == expected, f"{name}: {kinds}"
         for m in hpa["metrics"]:
             if m["type"] == "Object":

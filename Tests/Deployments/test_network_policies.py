@@ -11,12 +11,13 @@ from deploy_fixtures import by_kind, kustomize, pod_spec, workloads
 NS = "bazaar"
 
 # The call graph (Sources/bazaar/Serve.swift, GatewayCommand.swift) and the stores each uses.
-MESH = {"gateway": ["catalog", "accounts", "cart", "orders", "notifications"],
+MESH = {"gateway": ["catalog", "accounts", "cart", "orders", "notifications", "web"],
+        "web": ["catalog", "accounts", "cart", "orders", "notifications"],
         "cart": ["catalog"], "orders": ["catalog", "cart"], "notifications": ["accounts"]}
 POSTGRES_USERS = ["catalog", "accounts", "orders", "notifications"]
-REDIS_USERS = ["cart", "orders", "notifications"]
-SHOP = ["catalog", "accounts", "cart", "orders", "notifications", "gateway"]
-MESH_PORT = {"catalog": 9101, "accounts": 9102, "cart": 9103, "orders": 9104, "notifications": 9105}
+REDIS_USERS = ["cart", "orders", "notifications", "web"]
+SHOP = ["catalog", "accounts", "cart", "orders", "notifications", "web", "gateway"]
+MESH_PORT = {"catalog": 9101, "accounts": 9102, "cart": 9103, "orders": 9104, "notifications": 9105, "web": 9106}
 
 
 class Endpoint:
@@ -168,6 +169,18 @@ def test_exactly_the_needed_flows_are_open(overlay):
     want = expected_flows(overlay)
     assert not (got - want), f"open but not needed: {sorted(got - want)}"
     assert not (want - got), f"needed but closed: {sorted(want - got)}"
+
+
+@pytest.mark.parametrize("overlay", ["dev", "prod"])
+def test_the_storefront_is_reached_only_through_the_gateway(overlay):
+    """web takes calls from the gateway alone, and reaches its five services and Redis."""
+    docs = kustomize(f"overlays/{overlay}")
+    flows = shop_side(open_flows(docs, overlay), docs)
+    assert {src for src, dst, _ in flows if dst == "web" and src != "prometheus"} == {"gateway"}
+    redis = "redis" if overlay == "dev" else "managed-redis"
+    reached = {dst for src, dst, _ in flows if src == "web"}
+    assert {"catalog", "accounts", "cart", "orders", "notifications", redis} <= reached
+    assert not {"postgres", "managed-postgres"} & reached, "web has no database"
 
 
 def test_the_evaluator_sees_a_hole():

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 import yaml
 
-from deploy_fixtures import DEPLOY, ROOT, kustomize_text, tool
+from deploy_fixtures import BAZAAR, DEPLOY, ROOT, WEB_UPSTREAMS, kustomize_text, tool
 
 SKIPS = DEPLOY / "checkov-skips.yaml"
 
@@ -124,3 +124,40 @@ def test_dashboards_and_configs_the_stack_mounts_parse():
         assert dashboard["panels"], path
     for path in (DEPLOY / "observability" / "kubernetes").rglob("*.yaml"):
         assert list(yaml.safe_load_all(path.read_text())), path
+
+
+def test_the_single_machine_stack_runs_every_workload_and_the_storefront():
+    """compose.yaml (test_compose.py runs it; this reads it): a container per workload on the one
+    image, each with its own mesh certificate; the storefront has no database, reaches its five
+    upstreams and Redis, is not published, and is among the gateway's upstreams."""
+    stack = yaml.safe_load((DEPLOY / "compose" / "compose.yaml").read_text())
+    host = yaml.safe_load((DEPLOY / "compose" / "compose.host.yaml").read_text())
+    services = stack["services"]
+    image = services["catalog"]["image"]
+    for name in BAZAAR:
+        assert services[name]["image"] == image, name
+        assert services[name]["command"] == (["gateway"] if name == "gateway" else ["serve", name])
+        assert name in host["services"], f"compose.host.yaml leaves {name} on the bridge"
+    certs = next(line.split() for line in services["secrets"]["command"][0].splitlines()
+                 if line.strip().startswith("bazaar certs"))
+    assert set(BAZAAR) <= set(certs), f"no mesh certificate for {set(BAZAAR) - set(certs)}"
+    metrics = [str(services[n]["environment"]["BAZAAR_METRICS_PORT"]) for n in BAZAAR]
+    assert len(set(metrics)) == len(metrics), metrics
+
+    web = services["web"]
+    env = web["environment"]
+    assert env["BAZAAR_PORT"] == 9106
+    assert "BAZAAR_DATABASE_URL" not in env, "web has no database"
+    assert set(web["depends_on"]) == {"secrets", "redis"}, web["depends_on"]
+    assert env["BAZAAR_REDIS_ADDR"] == "redis:6379"
+    assert "ports" not in web, "the storefront is reached through the gateway only"
+    for up in WEB_UPSTREAMS:
+        assert env[f"BAZAAR_{up.upper()}_TARGET"] == f"{up}:{services[up]['environment']['BAZAAR_PORT']}", up
+    assert "web:127.0.0.1" in host["x-host"]["extra_hosts"]
+
+    gateway = services["gateway"]
+    assert gateway["environment"]["BAZAAR_UPSTREAMS"].split(",") == [n for n in BAZAAR if n != "gateway"]
+    assert gateway["environment"]["BAZAAR_WEB_TARGET"] == "web:9106"
+    assert "web" in gateway["depends_on"]
+    published = [n for n, s in services.items() if s.get("ports")]
+    assert set(published) == {"gateway", "mail"}, published

@@ -1,6 +1,7 @@
 {{/*
 The shop's fixed shape: each workload's port, what it stores where, and whom it calls
 (Sources/bazaar/Serve.swift, GatewayCommand.swift). Values change sizes and endpoints, not this.
+web is the storefront (`bazaar serve web`): no database, sessions in Redis, behind the gateway only.
 */}}
 {{- define "bazaar.topology" -}}
 catalog: {port: 9101, database: true, redis: false, upstreams: []}
@@ -8,11 +9,12 @@ accounts: {port: 9102, database: true, redis: false, upstreams: [], signingKey: 
 cart: {port: 9103, database: false, redis: true, upstreams: [catalog]}
 orders: {port: 9104, database: true, redis: true, upstreams: [catalog, cart]}
 notifications: {port: 9105, database: true, redis: true, upstreams: [accounts], smtp: true}
-gateway: {port: 8080, database: false, redis: false, upstreams: [catalog, accounts, cart, orders, notifications]}
+web: {port: 9106, database: false, redis: true, upstreams: [catalog, accounts, cart, orders, notifications]}
+gateway: {port: 8080, database: false, redis: false, upstreams: [catalog, accounts, cart, orders, notifications, web]}
 {{- end -}}
 
 {{- define "bazaar.names" -}}
-[catalog, accounts, cart, orders, notifications, gateway]
+[catalog, accounts, cart, orders, notifications, web, gateway]
 {{- end -}}
 
 {{- define "bazaar.healthPort" -}}9180{{- end -}}
