@@ -75,7 +75,10 @@ def wait_for(what, check, timeout=240):
 
 def shop_is_up():
     with urllib.request.urlopen(GATEWAY + "/readyz", timeout=2) as r:
-        return r.status == 200 and call("GET", "/v1/products?page.pageSize=1")["products"]
+        if r.status != 200 or not call("GET", "/v1/products?page.pageSize=1")["products"]:
+            return False
+    with urllib.request.urlopen(GATEWAY + "/", timeout=10) as page:
+        return page.status == 200
 
 
 def test_compose_runs_the_shop_takes_an_order_mails_it_and_keeps_it(compose_images):
@@ -104,8 +107,11 @@ def test_compose_runs_the_shop_takes_an_order_mails_it_and_keeps_it(compose_imag
             "countryCode": "GB"}}, token)
         assert order["status"] == "ORDER_STATUS_PAID", order
         # The storefront (web) answers through the gateway, which hands it what no API route takes.
-        with urllib.request.urlopen(GATEWAY + "/", timeout=10) as page:
-            assert page.status == 200 and page.headers["content-type"].startswith("text/html")
+        try:
+            with urllib.request.urlopen(GATEWAY + "/", timeout=10) as page:
+                assert page.status == 200 and page.headers["content-type"].startswith("text/html")
+        except urllib.error.HTTPError as e:
+            pytest.fail(f"the storefront answered {e.code}: {e.read().decode()[:2000]}\n{logs()}")
         mail = f"{PROJECT}_mail_1"
         wait_for("the order's mail reaching the mail sink", lambda: podman(
             "exec", mail, "sh", "-c", f"grep -l -r '{order['id']}' /mail/new", check=False).stdout.strip())

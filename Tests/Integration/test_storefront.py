@@ -272,3 +272,39 @@ def test_every_back_office_page_answers_an_admin_with_html_and_no_5xx(m, admin, 
     status, _, body = v.send("POST", "/admin/products", {"sku": "X-1", "name": "X", "price": "twelve",
                                                          "currency": "EUR", "stock": "1"})
     assert status == 400 and "The price must be an amount" in body and 'value="X-1"' in body
+
+
+def test_editing_a_product_in_the_back_office_keeps_the_stock_sold_meanwhile_and_its_archive(m, admin, gw):
+    import time
+    p = make_product(admin, m, name=f"Edit {uuid.uuid4().hex[:8]}", price=700, stock=10)
+    email = f"e-{uuid.uuid4().hex[:8]}@example.com"
+    v = Visitor(gw).sign_up(email)
+    users = admin.call("accounts", "ListUsers", m.accounts.ListUsersRequest(page=m.common.PageRequest(page_size=500)),
+                       m.accounts.ListUsersResponse).users
+    admin.call("accounts", "SetUserRoles", m.accounts.SetUserRolesRequest(
+        user_id=next(u.id for u in users if u.email == email), roles=["customer", "admin"]), m.accounts.User)
+    deadline = time.time() + 60
+    while v.send("GET", "/admin/")[0] != 200:
+        assert time.time() < deadline
+        time.sleep(0.2)
+    _, _, form_page = v.send("GET", f"/admin/products/{p.id}")
+    fields = dict(re.findall(r'name="(\w+)"[^>]*value="([^"]*)"', form_page))
+    assert fields["stock"] == "10" and fields["stock_was"] == "10"
+    # Three sell while the form is open (the admin sets the stock through the API here).
+    upd = m.catalog.UpdateProductRequest(product=m.catalog.Product(id=p.id, stock=7))
+    upd.update_mask.paths.append("stock")
+    admin.call("catalog", "UpdateProduct", upd, m.catalog.Product)
+    form = {k: fields.get(k, "") for k in ["sku", "currency", "price", "stock", "stock_was", "categories"]}
+    form.update(name="Edited name", description="new words", images="/static/demo/blue-1.svg")
+    status, headers, _ = v.send("POST", f"/admin/products/{p.id}", form)
+    assert status == 303, status
+    after = admin.call("catalog", "GetProduct", m.catalog.GetProductRequest(id=p.id), m.catalog.Product)
+    assert after.name == "Edited name" and after.stock == 7 and list(after.image_urls) == ["/static/demo/blue-1.svg"]
+    # An archived product stays archived when edited.
+    assert v.send("POST", f"/admin/products/{p.id}/archive", {})[0] == 303
+    assert v.send("POST", f"/admin/products/{p.id}", form)[0] == 303
+    assert not admin.call("catalog", "GetProduct", m.catalog.GetProductRequest(id=p.id), m.catalog.Product).active
+    # Changing the stock on the form does set it.
+    form.update(stock="25")
+    assert v.send("POST", f"/admin/products/{p.id}", form)[0] == 303
+    assert admin.call("catalog", "GetProduct", m.catalog.GetProductRequest(id=p.id), m.catalog.Product).stock == 25

@@ -101,9 +101,10 @@ struct FakeAccounts: Shop_V1_AccountsService.ServiceProtocol {
     /// The anonymous form token: set as a cookie by the page that shows the form.
     func formToken(secure: Bool = false) async -> (cookie: String, token: String) {
         let page = await send("GET", "/signin", secure: secure)
-        let set = Self.cookies(page).first { $0.hasPrefix("bz_csrf=") }!
-        let value = String(set.dropFirst("bz_csrf=".count).prefix { $0 != ";" })
-        return ("bz_csrf=\(value)", value)
+        let name = secure ? "__Host-bz_csrf=" : "bz_csrf="
+        let set = Self.cookies(page).first { $0.hasPrefix(name) }!
+        let value = String(set.dropFirst(name.count).prefix { $0 != ";" })
+        return (name + value, value)
     }
 
     func signIn(_ email: String = "shopper@example.com") async -> String {
@@ -123,8 +124,9 @@ struct FakeAccounts: Shop_V1_AccountsService.ServiceProtocol {
         #expect(set != nil)
         #expect(set!.contains("; HttpOnly") && set!.contains("; SameSite=Lax") && set!.contains("; Path=/"))
         #expect(!set!.contains("Secure"))
+        // Over TLS: Secure, and the __Host- prefix (no sibling subdomain can plant one).
         let overTLS = await send("GET", "/signin", secure: true)
-        #expect(Self.cookies(overTLS).first { $0.hasPrefix("bz_csrf=") }!.contains("; Secure"))
+        #expect(Self.cookies(overTLS).first { $0.hasPrefix("__Host-bz_csrf=") }!.contains("; Secure"))
         // A page without a form sets nothing.
         #expect(Self.cookies(await send("GET", "/products/2")).isEmpty)
     }
@@ -158,25 +160,27 @@ struct FakeAccounts: Shop_V1_AccountsService.ServiceProtocol {
             "POST", "/signin", cookie: cookie,
             form: "_csrf=\(token)&email=shopper%40example.com&password=correct+horse",
             secure: true)
-        let set = Self.cookies(r).first { $0.hasPrefix("bz_session=") }!
+        let set = Self.cookies(r).first { $0.hasPrefix("__Host-bz_session=") }!
         #expect(set.contains("; HttpOnly") && set.contains("; SameSite=Lax") && set.contains("; Secure"))
-        #expect(set.contains("; Max-Age="))
+        #expect(set.contains("; Max-Age=") && set.contains("; Path=/") && !set.contains("Domain"))
         let session = String(set.prefix { $0 != ";" })
         #expect(store.count == 1)
+        // The same cookie over plain HTTP is not this session's (its name says TLS).
+        #expect(!String(decoding: await send("GET", "/", cookie: session).body, as: UTF8.self).contains("Sign out"))
 
         // The pages know the user; the tokens never reach the browser.
-        let home = await send("GET", "/", cookie: session)
+        let home = await send("GET", "/", cookie: session, secure: true)
         let html = String(decoding: home.body, as: UTF8.self)
         #expect(html.contains("Sign out") && !html.contains("access-") && !html.contains("refresh-"))
         #expect(Self.header(home, "cache-control") == "no-store")
 
-        let stored = try #require(try await store.load(String(session.dropFirst("bz_session=".count))))
-        let out = await send("POST", "/signout", cookie: session, form: "_csrf=\(stored.csrf)")
+        let stored = try #require(try await store.load(String(session.dropFirst("__Host-bz_session=".count))))
+        let out = await send("POST", "/signout", cookie: session, form: "_csrf=\(stored.csrf)", secure: true)
         #expect(out.status == 303)
-        #expect(Self.cookies(out).contains { $0.hasPrefix("bz_session=;") && $0.contains("Max-Age=0") })
+        #expect(Self.cookies(out).contains { $0.hasPrefix("__Host-bz_session=;") && $0.contains("Max-Age=0") })
         #expect(store.count == 0 && accounts.logouts.count == 1)
         // The old cookie is now nobody's.
-        let after = String(decoding: await send("GET", "/", cookie: session).body, as: UTF8.self)
+        let after = String(decoding: await send("GET", "/", cookie: session, secure: true).body, as: UTF8.self)
         #expect(after.contains("Sign in") && !after.contains("Sign out"))
     }
 
@@ -186,8 +190,11 @@ struct FakeAccounts: Shop_V1_AccountsService.ServiceProtocol {
         var s = try #require(try await store.load(reference))
         s.accessExpires = Date().timeIntervalSince1970 + 10  // inside the refresh margin
         try await store.save(s, as: reference)
-        #expect(await send("GET", "/", cookie: session).status == 200)
+        let refreshed = await send("GET", "/", cookie: session)
+        #expect(refreshed.status == 200)
         #expect(accounts.refreshes.count == 1)
+        // The cookie is renewed with the new refresh token's life.
+        #expect(Self.cookies(refreshed).contains { $0.hasPrefix("\(session);") && $0.contains("Max-Age=") })
         let fresh = try #require(try await store.load(reference))
         #expect(fresh.accessToken != s.accessToken && fresh.csrf == s.csrf)
         #expect(await send("GET", "/", cookie: session).status == 200)
@@ -238,10 +245,61 @@ struct FakeAccounts: Shop_V1_AccountsService.ServiceProtocol {
         #expect(WebSession(encoded: Array("%zz".utf8)) == nil)
     }
 
+    @Test func aRefreshThatAnotherPageViewAlreadyMadeIsNotMadeAgain() async throws {
+        let session = await signIn()
+        let reference = String(session.dropFirst("bz_session=".count))
+        var stale = try #require(try await store.load(reference))
+        stale.accessExpires = Date().timeIntervalSince1970 + 10
+        // Another page view refreshed meanwhile: the store holds its new tokens.
+        var current = stale
+        current.accessToken = "access-current"
+        current.refreshToken = "refresh-current"
+        current.accessExpires = Date().timeIntervalSince1970 + 900
+        try await store.save(current, as: reference)
+        let keeper = SessionKeeper(
+            store: StaleFirstStore(store, stale: stale, reference: reference), accounts: app.accounts,
+            revocations: revocations)
+        var r = WebRequest(method: "GET", target: "/", headers: [("cookie", session)])
+        r.secure = false
+        let resumed = await keeper.resume(r, setCookie: { _ in })
+        #expect(resumed?.accessToken == "access-current")
+        #expect(accounts.refreshes.count == 0)
+    }
+
     @Test func nextPathsStayOnThisSite() {
         #expect(Visit.nextPath("/orders?x=1") == "/orders?x=1")
         for bad in ["//evil.example", "https://evil.example", "/\\evil.example", "javascript:alert(1)", nil, "/a b"] {
             #expect(Visit.nextPath(bad) == "/", "\(String(describing: bad))")
         }
     }
+}
+
+/// A store whose first read answers an old copy of the session: the moment between a page view's
+/// read and its refresh lease in which another page view refreshed.
+final class StaleFirstStore: SessionStore {
+    let inner: MemorySessionStore
+    let stale: WebSession
+    let reference: String
+    let first = Mutex(true)
+
+    init(_ inner: MemorySessionStore, stale: WebSession, reference: String) {
+        self.inner = inner
+        self.stale = stale
+        self.reference = reference
+    }
+
+    func load(_ reference: String) async throws -> WebSession? {
+        if first.withLock({
+            let was = $0
+            $0 = false
+            return was
+        }) {
+            return stale
+        }
+        return try await inner.load(reference)
+    }
+    func save(_ session: WebSession, as reference: String) async throws { try await inner.save(session, as: reference) }
+    func delete(_ reference: String) async throws { try await inner.delete(reference) }
+    func leaseRefresh(_ reference: String) async throws -> Bool { try await inner.leaseRefresh(reference) }
+    func releaseRefresh(_ reference: String) async throws { try await inner.releaseRefresh(reference) }
 }

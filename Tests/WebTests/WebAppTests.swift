@@ -122,6 +122,10 @@ struct FakeCatalog: Shop_V1_CatalogService.ServiceProtocol {
         #expect(await Self.get("/search?min=abc").0.status == 400)
         #expect(await Self.get("/search?min=30&max=10").0.status == 400)
         #expect(await Self.get("/search?sort=sideways").0.status == 400)
+        // Digits that are not ASCII ("⅚", "٣") are refused, not a crash (the first version's
+        // check took them and then force-unwrapped what Int64 could not read).
+        #expect(await Self.get("/search?min=1.%E2%85%9A").0.status == 400)
+        #expect(await Self.get("/search?max=%D9%A3").0.status == 400)
         #expect(await Self.get("/search?q=%zz").0.status == 400)
         #expect(await Self.get("/products/%zz").0.status == 400)
         #expect(await Self.get("/search?q=down").0.status == 503)

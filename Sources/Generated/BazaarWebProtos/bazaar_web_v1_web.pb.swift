@@ -248,7 +248,8 @@ public enum Bazaar_Web_V1_WebFront {
     /// Every method with its path, kind and IDL options.
     public enum Method {
         /// One HTTP request. The first part of the answer is its head; the rest are body chunks.
-        /// Not marked idempotent: POSTs go through it too (the edge retries GET and HEAD only).
+        /// Not marked idempotent: POSTs go through it too. Not retried either: it is a server stream,
+        /// and the mesh retries only calls with a single answer.
         public static let serve = MethodDescriptor(
             service: "bazaar.web.v1.WebFront", method: "Serve", kind: .serverStreaming,
             inputType: "bazaar.web.v1.HttpRequest", outputType: "bazaar.web.v1.HttpResponsePart",
@@ -264,7 +265,8 @@ public enum Bazaar_Web_V1_WebFront {
     /// Implement this to serve `bazaar.web.v1.WebFront`; `handlers` is provided.
     public protocol ServiceProtocol: RPCService {
         /// One HTTP request. The first part of the answer is its head; the rest are body chunks.
-        /// Not marked idempotent: POSTs go through it too (the edge retries GET and HEAD only).
+        /// Not marked idempotent: POSTs go through it too. Not retried either: it is a server stream,
+        /// and the mesh retries only calls with a single answer.
         func serve(_ request: Bazaar_Web_V1_HttpRequest, responses: RPCWriter<Bazaar_Web_V1_HttpResponsePart>, context: ServerContext) async throws
     }
 
@@ -275,7 +277,8 @@ public enum Bazaar_Web_V1_WebFront {
         public init(transport: any ClientTransport) { self.transport = transport }
 
         /// One HTTP request. The first part of the answer is its head; the rest are body chunks.
-        /// Not marked idempotent: POSTs go through it too (the edge retries GET and HEAD only).
+        /// Not marked idempotent: POSTs go through it too. Not retried either: it is a server stream,
+        /// and the mesh retries only calls with a single answer.
         public func serve(_ request: Bazaar_Web_V1_HttpRequest, options: CallOptions = CallOptions()) -> RPCStream<Bazaar_Web_V1_HttpResponsePart> {
             transport.serverStreaming(Method.serve, request, options: options)
         }

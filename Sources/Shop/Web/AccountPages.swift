@@ -48,7 +48,8 @@ struct AccountPages: Sendable {
         } catch let e as RPCError where e.code == .resourceExhausted {
             return signInPage(email: email, problem: Pages.sentence(e.message), status: 429)
         }
-        visit.setCookie(try await app.sessions.begin(session, issued: issued, request: visit.request))
+        visit.setCookie(
+            try await app.sessions.begin(session, issued: issued, request: visit.request, replacing: visit.session))
         return .redirect(Visit.nextPath(form["next"]))
     }
 
@@ -98,7 +99,8 @@ struct AccountPages: Sendable {
         let issued = Date().timeIntervalSince1970
         let session = try await app.accounts.login(
             Shop_V1_LoginRequest(email: email, password: password), options: app.sessions.forwarding(visit.request))
-        visit.setCookie(try await app.sessions.begin(session, issued: issued, request: visit.request))
+        visit.setCookie(
+            try await app.sessions.begin(session, issued: issued, request: visit.request, replacing: visit.session))
         return .redirect("/")
     }
 
@@ -162,15 +164,18 @@ struct AccountPages: Sendable {
         do {
             _ = try await app.accounts.changePassword(
                 Shop_V1_ChangePasswordRequest(currentPassword: current, newPassword: new), options: visit.options)
-        } catch let e as RPCError where e.code == .permissionDenied || e.code == .invalidArgument {
+        } catch let e as RPCError where e.code == .permissionDenied {
             return try await accountPage(problem: "The current password is wrong.", status: 400)
+        } catch let e as RPCError where e.code == .invalidArgument {
+            return try await accountPage(problem: Pages.sentence(e.message), status: 400)
         }
         // Changing the password ends every session, this one's tokens included: sign in again
-        // with the new one, so this browser stays signed in.
+        // with the new one, under a new cookie, so this browser stays signed in and a copy of the
+        // old cookie (the reason to change a password) is worth nothing.
         let issued = Date().timeIntervalSince1970
         let fresh = try await app.accounts.login(
             Shop_V1_LoginRequest(email: session.email, password: new), options: app.sessions.forwarding(visit.request))
-        try await app.sessions.replace(fresh, issued: issued, in: visit.request, keeping: session)
+        visit.setCookie(try await app.sessions.begin(fresh, issued: issued, request: visit.request))
         return .redirect("/account?changed=1")
     }
 }

@@ -1,5 +1,6 @@
 import BazaarCore
 import ShopAPI
+import WellKnownTypes
 
 /// The back office at `/admin/`: products, orders, customers, and the place for the analytics.
 /// Only for admins: ``Routes`` refuses everyone else before any of this runs, and the services
@@ -142,6 +143,7 @@ struct AdminPages: Sendable {
             <label for="price">Price (e.g. 12.50)</label><input id="price" name="price" inputmode="decimal" value="\(v["price"])" required>
             <label for="currency">Currency (ISO code)</label><input id="currency" name="currency" maxlength="3" value="\(v["currency"] ?? "EUR")" required>
             <label for="stock">Stock</label><input id="stock" name="stock" type="number" min="0" value="\(v["stock"] ?? "0")" required>
+            <input type="hidden" name="stock_was" value="\(v["stock_was"] ?? v["stock"] ?? "")">
             <label for="categories">Categories (comma separated)</label><input id="categories" name="categories" value="\(v["categories"])">
             <label for="images">Image addresses (one per line)</label><textarea id="images" name="images" rows="2">\(v["images"])</textarea>
             <label for="attributes">Attributes (one “name: value” per line)</label><textarea id="attributes" name="attributes" rows="3">\(v["attributes"])</textarea>
@@ -190,9 +192,14 @@ struct AdminPages: Sendable {
         do {
             if let id {
                 p.id = id
-                p.active = true
+                // Only what this form edits: never `active` (editing does not bring an archived
+                // product back), and the stock only when the admin changed it, since sales move
+                // it while the form is open (writing back the number it showed would undo them).
+                var mask = ["sku", "name", "description", "price", "categories", "image_urls", "attributes"]
+                if form["stock"] != form["stock_was"] { mask.append("stock") }
                 saved = try await app.catalog.updateProduct(
-                    Shop_V1_UpdateProductRequest(product: p), options: visit.options)
+                    Shop_V1_UpdateProductRequest(product: p, updateMask: Google_Protobuf_FieldMask(paths: mask)),
+                    options: visit.options)
             } else {
                 saved = try await app.catalog.createProduct(
                     Shop_V1_CreateProductRequest(product: p), options: visit.options)

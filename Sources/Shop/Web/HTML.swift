@@ -60,6 +60,8 @@ public struct HTML: Sendable, Equatable, ExpressibleByStringInterpolation, Custo
     /// address. Everything else (`javascript:`, `data:`, `//evil.example`, backslashes that
     /// browsers read as slashes) is refused.
     public static func isSafeURL(_ s: String) -> Bool {
+        // Browsers drop tabs and line breaks inside addresses ("/\t/evil" is "//evil"): none allowed.
+        if s.unicodeScalars.contains(where: { $0.value <= 0x20 || $0.value == 0x7F }) { return false }
         if s.hasPrefix("/") { return !s.hasPrefix("//") && !s.contains("\\") }
         let lower = s.lowercased()
         return (lower.hasPrefix("https://") || lower.hasPrefix("http://")) && !s.contains("\\")

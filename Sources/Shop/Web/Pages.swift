@@ -46,9 +46,11 @@ struct SearchQuery: Sendable, Equatable {
         guard let text, !text.isEmpty else { return nil }
         let parts = text.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count <= 2, let major = Int64(parts[0]), major >= 0, major < 1_000_000_000,
-            parts.count == 1 || (parts[1].count <= 2 && parts[1].allSatisfy(\.isNumber) && !parts[1].isEmpty)
+            // ASCII digits only: `isNumber` also takes "⅚" or "٣", which Int64 then refuses.
+            parts.count == 1
+                || (parts[1].count <= 2 && !parts[1].isEmpty && parts[1].allSatisfy { $0.isASCII && $0.isWholeNumber })
         else { throw Invalid(description: "The \(what) must be an amount like 12 or 12.50.") }
-        let cents = parts.count == 2 ? Int64(parts[1].padding(toLength: 2, withPad: "0", startingAt: 0))! : 0
+        let cents = parts.count == 2 ? Int64(parts[1].padding(toLength: 2, withPad: "0", startingAt: 0)) ?? 0 : 0
         return major * 100 + cents
     }
 
@@ -177,7 +179,7 @@ enum Pages {
         var newest = SearchQuery()
         newest.sort = .newest
         let products = try await catalog.listProducts(
-            newest.request(pageSize: pageSize), options: visit?.options ?? CallOptions()
+            newest.request(pageSize: pageSize), options: visit?.options ?? CallOptions(waitForReady: true)
         ).products
         var categories: [String] = []
         for c in products.flatMap(\.categories) where !categories.contains(c) { categories.append(c) }
@@ -204,7 +206,7 @@ enum Pages {
         -> WebResponse
     {
         let answer = try await catalog.listProducts(
-            q.request(pageSize: pageSize), options: visit?.options ?? CallOptions())
+            q.request(pageSize: pageSize), options: visit?.options ?? CallOptions(waitForReady: true))
         let heading = q.category.isEmpty ? (q.text.isEmpty ? "All products" : "Results for “\(q.text)”") : q.category
         let options = SearchQuery.sorts.map { s -> HTML in
             s.value == q.sort
@@ -239,7 +241,7 @@ enum Pages {
     {
         var r = Shop_V1_GetProductRequest()
         r.id = id
-        let p = try await catalog.getProduct(r, options: visit?.options ?? CallOptions())
+        let p = try await catalog.getProduct(r, options: visit?.options ?? CallOptions(waitForReady: true))
         guard p.active || visit?.isAdmin == true else { throw RPCError(.notFound, "archived") }
         let buy: HTML =
             p.stock > 0 && visit != nil
@@ -344,9 +346,12 @@ enum Pages {
         switch e.code {
         case .notFound: error(404, "We could not find that.", visit: visit)
         case .invalidArgument: error(400, e.message, visit: visit)
-        case .failedPrecondition, .aborted, .alreadyExists: error(409, e.message, visit: visit)
+        case .failedPrecondition, .aborted, .alreadyExists, .outOfRange: error(409, sentence(e.message), visit: visit)
         case .permissionDenied: error(403, "This page is not for your account.", visit: visit)
-        case .resourceExhausted where e.message.contains("try again"): error(429, e.message, visit: visit)
+        // A throttle says when to come back; any other exhausted resource is a limit of this
+        // user's (a full cart), not the shop being down.
+        case .resourceExhausted where e.message.contains("try again"): error(429, sentence(e.message), visit: visit)
+        case .resourceExhausted where e.metadata["retry-after"] == nil: error(409, sentence(e.message), visit: visit)
         case .unavailable, .deadlineExceeded, .resourceExhausted:
             error(503, "Part of the shop is not answering right now. Please try again in a moment.", visit: visit)
         default: error(500, "Something went wrong on our side.", visit: visit)

@@ -1,4 +1,5 @@
 import BazaarCore
+import BazaarRedis
 import Foundation
 import ShopAPI
 
@@ -46,6 +47,9 @@ struct Routes: Sendable {
             return Pages.error(400, e.description, visit: visit)
         } catch let e as FormProblem {
             return Pages.error(400, e.message, visit: visit)
+        } catch is RedisError {
+            return Pages.error(
+                503, "Part of the shop is not answering right now. Please try again in a moment.", visit: visit)
         } catch {
             let e = RPCError(error)
             // The session ended on the way (signed out elsewhere): sign in again.

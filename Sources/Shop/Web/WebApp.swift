@@ -82,7 +82,8 @@ public struct WebApp: Bazaar_Web_V1_WebFront.ServiceProtocol {
         }
         let isPost = request.method == "POST"
         guard request.method == "GET" || request.method == "HEAD" || isPost else {
-            return Pages.error(405, "This address only shows a page.", headers: [("allow", "GET, HEAD")])
+            let allow = Routes.takesPost(segments) ? "GET, HEAD, POST" : "GET, HEAD"
+            return Pages.error(405, "This address does not take \(request.method).", headers: [("allow", allow)])
         }
         var form = FormData()
         if isPost {
@@ -98,7 +99,7 @@ public struct WebApp: Bazaar_Web_V1_WebFront.ServiceProtocol {
             }
         }
         var cleared: [String] = []
-        let session = await sessions.resume(request) { cleared.append($0) }
+        let session = await sessions.resume(request, setCookie: { cleared.append($0) })
         let visit = Visit(request, session: session, form: form)
         for c in cleared { visit.setCookie(c) }
         var answer: WebResponse
