@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fuzzes every network parser (Tests/Fuzz/Targets: wire, http1, h2, grpc, json, jwt, redis, text, smtp,
-# postgres, schema) with libFuzzer from the Swift toolchain, under AddressSanitizer (linked with the toolchain's lld: Debian's
+# postgres, schema, web, connect) with libFuzzer from the Swift toolchain, under AddressSanitizer (linked with the toolchain's lld: Debian's
 # gold crashes on these objects).
 #   FUZZ_SECONDS=60 scripts/fuzz.sh            each target for 60 s (the default)
 #   FUZZ_TARGETS="http1 json" scripts/fuzz.sh  only these
@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_EACH=${FUZZ_SECONDS:-60}
-TARGETS=${FUZZ_TARGETS:-"wire http1 h2 grpc json jwt redis text smtp postgres schema"}
+TARGETS=${FUZZ_TARGETS:-"wire http1 h2 grpc json jwt redis text smtp postgres schema web connect"}
 echo "fuzz: building bazaar-fuzz with -sanitize=fuzzer,address (a few minutes the first time)"
 swift build --scratch-path .build-fuzz -c debug --product bazaar-fuzz \
   -Xswiftc -sanitize=fuzzer,address -Xswiftc -D -Xswiftc FUZZING -Xswiftc -use-ld=lld 2>&1 | grep -E 'error|Build' | tail -3

@@ -98,6 +98,7 @@ public struct EdgeConfiguration: Sendable {
         if let burst = try env.int("RATE_BURST", 1...1_000_000) { settings.rateLimit.burst = Double(burst) }
         if let d = try env.duration("MAX_DEADLINE") { settings.maxDeadline = d }
         if let n = try env.int("MAX_STREAMS_PER_CLIENT", 1...10_000) { settings.maxStreamsPerCaller = n }
+        if let n = try env.int("CONNECT_GET_MAX_AGE", 0...86_400) { settings.connectGetMaxAge = n }
         if let n = try env.int("MAX_OPEN_STREAMS", 1...100_000) { settings.maxStreams = n }
         for entry in (env["TRUSTED_PROXIES"] ?? "").split(separator: ",").map({ String($0).trimming(" ") })
         where !entry.isEmpty {

@@ -38,6 +38,9 @@ public final class Gateway: HTTPResponder {
         /// Longest deadline a call gets, whatever the client asks (`grpc-timeout`) or the IDL says.
         public var maxDeadline: Duration = .seconds(30)
         public var json = ProtoJSON.Options()
+        /// How long a shared cache may keep a Connect `GET`'s answer to an anonymous caller
+        /// (seconds; `BAZAAR_CONNECT_GET_MAX_AGE`). Signed-in callers' answers are private.
+        public var connectGetMaxAge = 5
         public init() {}
     }
 
@@ -151,9 +154,35 @@ public final class Gateway: HTTPResponder {
             preflight(request, api, writer, common)
             return "preflight"
         }
+        if api.methods[path] != nil || api.isServicePath(path),
+            let kind = ConnectWire.kind(
+                method: request.method == "HEAD" ? "GET" : request.method, contentType: request.header("content-type"),
+                query: request.query)
+        {
+            await connect(request, api, kind, writer, common)
+            return api.methods[path].map(\.method.path) ?? "connect-unknown"
+        }
         if let type = request.header("content-type"), let flavor = GRPCFlavor(type) {
             await proxy(request, api, flavor, writer, common)
             return api.methods[path].map(\.method.path) ?? "grpc-unknown"
+        }
+        if request.method == "POST", api.methods[path] != nil {
+            // A procedure's path, in no protocol this edge speaks.
+            connectFail(
+                writer, common,
+                RPCError(
+                    .unimplemented,
+                    "\(request.header("content-type") ?? "no content type") is not a codec here: send Connect "
+                        + "(application/proto, application/json, application/connect+proto, application/connect+json) or gRPC"
+                ),
+                status: 415,
+                extra: [
+                    (
+                        "accept-post",
+                        "application/proto, application/json, application/connect+proto, application/connect+json, application/grpc, application/grpc-web"
+                    )
+                ])
+            return "connect-unsupported"
         }
         var label = "unmatched"
         do {
@@ -500,7 +529,8 @@ public final class Gateway: HTTPResponder {
                 ("access-control-allow-methods", allowed.joined(separator: ", ")),
                 (
                     "access-control-allow-headers",
-                    "authorization, content-type, x-request-id, grpc-timeout, traceparent, x-grpc-web, x-user-agent"
+                    "authorization, content-type, x-request-id, grpc-timeout, traceparent, x-grpc-web, x-user-agent, "
+                        + "connect-protocol-version, connect-timeout-ms, connect-content-encoding, connect-accept-encoding"
                 ),
                 ("access-control-max-age", "600"),
             ], body: [])
@@ -560,12 +590,22 @@ public final class GatewayAPI: Sendable {
     public let routes: RouteTable
     /// Every method by gRPC path (`/shop.v1.CatalogService/GetProduct`), for the gRPC proxy.
     let methods: [String: (method: MethodDescriptor, upstream: String)]
+    /// Every method's request and response descriptors by gRPC path, for Connect's JSON.
+    let messages: [String: (input: MessageSchema, output: MessageSchema)]
+    /// The names of the services served (`shop.v1.CatalogService`).
+    let services: Set<String>
     let openAPI: [UInt8]
     /// The web front end (``Gateway/webFrontService``), when an upstream serves one.
     let web: (method: MethodDescriptor, upstream: String)?
     /// The first segments of the API's routes (`v1`): an unknown path under one of them is an
     /// API client's mistake and gets the API's JSON 404, not a web page.
     let apiRoots: Set<Substring>
+
+    /// Whether `path` is `/<a served service>/<something>`: a procedure's path, known or not.
+    func isServicePath(_ path: String) -> Bool {
+        let parts = path.split(separator: "/", omittingEmptySubsequences: false)
+        return parts.count == 3 && parts[0].isEmpty && services.contains(String(parts[1]))
+    }
 
     /// Whether `path` lies under one of the API's roots.
     func isAPIPath(_ path: String) -> Bool {
@@ -577,8 +617,14 @@ public final class GatewayAPI: Sendable {
     init(schemas: [UpstreamSchema], title: String) throws(RouteTable.BuildError) {
         var owner: [String: String] = [:]
         var methods: [String: (method: MethodDescriptor, upstream: String)] = [:]
+        var messages: [String: (input: MessageSchema, output: MessageSchema)] = [:]
         for schema in schemas {
             for service in schema.services {
+                for m in service.methods {
+                    if let i = schema.message(m.inputType), let o = schema.message(m.outputType) {
+                        messages[m.path] = (i, o)
+                    }
+                }
                 if let other = owner[service.name], other != schema.upstream {
                     throw RouteTable.BuildError(
                         description: "service \(service.name) is offered by upstreams \(other) and \(schema.upstream)")
@@ -589,6 +635,8 @@ public final class GatewayAPI: Sendable {
         }
         self.schemas = schemas
         self.methods = methods
+        self.messages = messages
+        services = Set(methods.values.map(\.method.service))
         web = methods["/\(Gateway.webFrontService)/Serve"].flatMap { m in
             m.method.kind == .serverStreaming ? m : nil
         }

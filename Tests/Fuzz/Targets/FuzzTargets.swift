@@ -28,8 +28,38 @@ public enum FuzzTargets {
     /// Each target by its name (the corpus folder and `FUZZ_TARGET`).
     public static let all: [String: @Sendable ([UInt8]) -> Void] = [
         "wire": wire, "http1": http1, "h2": h2, "grpc": grpc, "json": json, "jwt": jwt, "redis": redis, "text": text,
-        "smtp": smtp, "postgres": postgres, "schema": schema, "web": web,
+        "smtp": smtp, "postgres": postgres, "schema": schema, "web": web, "connect": connect,
     ]
+
+    /// What the edge reads from a Connect request: the kind from method and content type, the
+    /// envelopes of a streaming body (and each one's gzip), a GET's query, `connect-timeout-ms`,
+    /// the encodings named in headers.
+    static func connect(_ bytes: [UInt8]) {
+        let s = String(decoding: bytes, as: UTF8.self)
+        _ = ConnectWire.kind(method: "POST", contentType: s, query: "")
+        _ = ConnectWire.kind(method: "GET", contentType: nil, query: s)
+        if let envelopes = try? ConnectWire.envelopes(bytes, limit: 64 << 10) {
+            var total = 0
+            for e in envelopes {
+                precondition(e.payload.count <= 64 << 10, "an envelope over the limit")
+                total += 5 + e.payload.count
+                if e.flags & ConnectWire.compressedFlag != 0,
+                    let inflated = try? ConnectWire.inflate(e.payload, .gzip, limit: 64 << 10)
+                {
+                    precondition(inflated.count <= 64 << 10, "inflated over the limit")
+                }
+            }
+            precondition(total == bytes.count, "envelopes that do not cover the body")
+        }
+        if let (_, message) = try? ConnectWire.getMessage(s, limit: 64 << 10) {
+            precondition(message.count <= max(64 << 10, bytes.count), "a GET message over the limit")
+        }
+        if let t = try? ConnectWire.timeout(s) {
+            precondition(t >= .zero, "a negative timeout")
+        }
+        _ = try? ConnectWire.compression(s)
+        _ = ConnectWire.acceptsGzip(s)
+    }
 
     /// What the storefront reads from a request (query strings and form bodies, path segments,
     /// cookies, where to go after sign-in), what it reads back from the session store, and what

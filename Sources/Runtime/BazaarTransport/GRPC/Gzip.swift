@@ -2,8 +2,8 @@ import BazaarCore
 import CBazaarZlib
 
 /// gzip message compression (`grpc-encoding: gzip`) through zlib.
-enum Gzip {
-    static func compress(_ input: [UInt8]) throws(RPCError) -> [UInt8] {
+public enum Gzip {
+    public static func compress(_ input: [UInt8]) throws(RPCError) -> [UInt8] {
         var stream = z_stream()
         // 15 window bits + 16: a gzip header and trailer rather than zlib's.
         guard
@@ -29,7 +29,7 @@ enum Gzip {
     }
 
     /// Inflates, refusing output over `limit` bytes (so a small bomb cannot exhaust memory).
-    static func decompress(_ input: [UInt8], limit: Int) throws(RPCError) -> [UInt8] {
+    public static func decompress(_ input: [UInt8], limit: Int) throws(RPCError) -> [UInt8] {
         var stream = z_stream()
         guard inflateInit2_(&stream, 15 + 16, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
             throw RPCError(.internal, "inflateInit failed")

@@ -1,0 +1,253 @@
+"""Connect on the edge's port, against real peers: the official Python client (`connectrpc` from
+PyPI) and `buf curl` (PyPI `buf-bin`) call the shop through the gateway with JSON and binary,
+unary and server streaming, GET for side-effect-free methods, errors, timeouts and compression;
+a raw-HTTP suite written from the protocol's text covers what a well-behaved client never sends."""
+import base64
+import gzip
+import http.client
+import json
+import pathlib
+import shutil
+import subprocess
+import sys
+import urllib.parse
+import uuid
+
+import pytest
+from connectrpc.client import ConnectClientSync
+from connectrpc.code import Code
+from connectrpc.compat import google_protobuf_binary_codec, google_protobuf_json_codec
+from connectrpc.errors import ConnectError
+from connectrpc.method import IdempotencyLevel, MethodInfo, StreamType
+
+from shop_clients import make_product
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def gw(shop):
+    return shop.start_gateway("gateway-connect", env={"BAZAAR_RATE_LIMIT": "1000", "BAZAAR_RATE_BURST": "1000"})
+
+
+def method(m, service, name, req, res, stream=StreamType.UNARY, idem=IdempotencyLevel.UNKNOWN):
+    return MethodInfo(name=name, service_name=f"shop.v1.{service}", input=req, output=res,
+                      idempotency_level=idem, stream_type=stream)
+
+
+@pytest.fixture(scope="module")
+def methods(m):
+    c = m.catalog
+    return {
+        "get": method(m, "CatalogService", "GetProduct", c.GetProductRequest, c.Product,
+                      idem=IdempotencyLevel.NO_SIDE_EFFECTS),
+        "list": method(m, "CatalogService", "ListProducts", c.ListProductsRequest, c.ListProductsResponse,
+                       idem=IdempotencyLevel.NO_SIDE_EFFECTS),
+        "create": method(m, "CatalogService", "CreateProduct", c.CreateProductRequest, c.Product),
+        "watch": method(m, "CatalogService", "WatchStock", c.WatchStockRequest, c.StockLevel,
+                        stream=StreamType.SERVER_STREAM),
+        "add": method(m, "CartService", "AddItem", m.cart.AddItemRequest, m.cart.Cart),
+    }
+
+
+def client(gw, codec="json", **kw):
+    codec = google_protobuf_json_codec() if codec == "json" else google_protobuf_binary_codec()
+    return ConnectClientSync(gw, codec=codec, **kw)
+
+
+@pytest.mark.parametrize("codec", ["json", "proto"])
+def test_unary_calls_with_each_codec_and_get_for_reads(m, admin, gw, methods, codec):
+    p = make_product(admin, m, name=f"Connect {uuid.uuid4().hex[:8]}", price=1234, stock=4)
+    with client(gw, codec) as c:
+        got = c.execute_unary(request=m.catalog.GetProductRequest(id=p.id), method=methods["get"])
+        assert got.id == p.id and got.price.amount_minor == 1234 and got.stock == 4
+        # NO_SIDE_EFFECTS in the IDL: the same call as a cacheable GET.
+        again = c.execute_unary(request=m.catalog.GetProductRequest(id=p.id), method=methods["get"], use_get=True)
+        assert again == got
+        # A write, with the admin's token as a header.
+        made = c.execute_unary(
+            request=m.catalog.CreateProductRequest(product=m.catalog.Product(
+                sku=f"CN-{uuid.uuid4().hex[:10]}", name="Made over Connect",
+                price=m.common.Money(currency_code="EUR", amount_minor=500), stock=1, categories=["connect"])),
+            method=methods["create"], headers={"authorization": f"Bearer {admin.token}"})
+        assert made.id and made.name == "Made over Connect"
+
+
+@pytest.mark.parametrize("codec", ["json", "proto"])
+def test_errors_carry_their_code_and_message(m, gw, methods, codec):
+    with client(gw, codec) as c:
+        with pytest.raises(ConnectError) as missing:
+            c.execute_unary(request=m.catalog.GetProductRequest(id=str(uuid.uuid4())), method=methods["get"])
+        assert missing.value.code == Code.NOT_FOUND and "no product" in missing.value.message
+        with pytest.raises(ConnectError) as anonymous:
+            c.execute_unary(request=m.cart.AddItemRequest(product_id="x", quantity=1), method=methods["add"])
+        assert anonymous.value.code == Code.UNAUTHENTICATED
+        with pytest.raises(ConnectError) as forged:
+            c.execute_unary(request=m.cart.AddItemRequest(product_id="x", quantity=1), method=methods["add"],
+                            headers={"authorization": "Bearer not.a.token"})
+        assert forged.value.code == Code.UNAUTHENTICATED
+
+
+@pytest.mark.parametrize("codec", ["json", "proto"])
+def test_server_streaming_and_its_timeout(m, admin, gw, methods, codec):
+    p = make_product(admin, m, name=f"Streamed {uuid.uuid4().hex[:8]}", price=100, stock=9)
+    with client(gw, codec) as c:
+        levels = c.execute_server_stream(request=m.catalog.WatchStockRequest(product_ids=[p.id]),
+                                         method=methods["watch"], timeout_ms=1500)
+        first = next(levels)
+        assert first.product_id == p.id and first.stock == 9
+        # The watch goes on until the client's deadline (connect-timeout-ms), then ends with it.
+        with pytest.raises(ConnectError) as ended:
+            for _ in levels:
+                pass
+        assert ended.value.code == Code.DEADLINE_EXCEEDED
+
+
+def test_compression_both_ways(m, admin, gw, methods):
+    tag = uuid.uuid4().hex[:8]
+    for n in range(30):
+        make_product(admin, m, name=f"Packed {tag} {n}", price=100 + n, stock=1, category=f"gz-{tag}")
+    with client(gw, "json") as c:  # the client gzips its requests by default and accepts gzip
+        page = c.execute_unary(request=m.catalog.ListProductsRequest(
+            category=f"gz-{tag}", page=m.common.PageRequest(page_size=30)), method=methods["list"])
+        assert len(page.products) == 30
+    # And on the wire: the answer is gzip when asked for and large enough.
+    body = json.dumps({"category": f"gz-{tag}", "page": {"pageSize": 30}}).encode()
+    status, headers, raw = post(gw, "/shop.v1.CatalogService/ListProducts", gzip.compress(body),
+                                {"content-type": "application/json", "content-encoding": "gzip",
+                                 "accept-encoding": "gzip", "connect-protocol-version": "1"})
+    assert status == 200 and headers["content-encoding"] == "gzip"
+    assert len(json.loads(gzip.decompress(raw))["products"]) == 30
+
+
+def post(gw, path, body, headers, method="POST"):
+    u = urllib.parse.urlsplit(gw)
+    c = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+    c.request(method, path, body=body, headers=headers)
+    r = c.getresponse()
+    data = r.read()
+    c.close()
+    return r.status, {k.lower(): v for k, v in r.getheaders()}, data
+
+
+def envelope(payload, flags=0):
+    return bytes([flags]) + len(payload).to_bytes(4, "big") + payload
+
+
+def end_of_stream(body):
+    """The last envelope of a streaming answer, which must be the end-of-stream one."""
+    i, last = 0, None
+    while i < len(body):
+        flags, n = body[i], int.from_bytes(body[i + 1:i + 5], "big")
+        last = (flags, body[i + 5:i + 5 + n])
+        i += 5 + n
+    assert i == len(body) and last and last[0] & 2, body
+    return json.loads(last[1])
+
+
+def test_malformed_connect_requests_get_the_protocols_answers(m, admin, gw):
+    p = make_product(admin, m, name=f"Raw {uuid.uuid4().hex[:8]}", price=100, stock=2)
+    get = "/shop.v1.CatalogService/GetProduct"
+    watch = "/shop.v1.CatalogService/WatchStock"
+    ok = json.dumps({"id": p.id}).encode()
+    cases = [
+        # (what, path, body, headers, HTTP status, Connect code)
+        ("an unknown codec", get, ok, {"content-type": "application/xml"}, 415, "unimplemented"),
+        ("JSON that is not JSON", get, b"{nope", {"content-type": "application/json"}, 400, "invalid_argument"),
+        ("a field the message lacks", get, b'{"colour":"red"}', {"content-type": "application/json"}, 400,
+         "invalid_argument"),
+        ("a bad timeout", get, ok, {"content-type": "application/json", "connect-timeout-ms": "soon"}, 400,
+         "invalid_argument"),
+        ("an eleven-digit timeout", get, ok, {"content-type": "application/json", "connect-timeout-ms": "12345678901"},
+         400, "invalid_argument"),
+        ("an unknown compression", get, ok, {"content-type": "application/json", "content-encoding": "br"}, 501,
+         "unimplemented"),
+        ("a body that says gzip and is not", get, ok, {"content-type": "application/json", "content-encoding": "gzip"},
+         400, "invalid_argument"),
+        ("a streaming codec on a unary method", get, envelope(ok), {"content-type": "application/connect+json"}, 415,
+         "invalid_argument"),
+        ("a unary codec on a streaming method", watch, ok, {"content-type": "application/json"}, 415,
+         "invalid_argument"),
+        ("an unknown procedure", "/shop.v1.CatalogService/Nope", ok, {"content-type": "application/json"}, 404,
+         "unimplemented"),
+        ("an internal method", "/shop.v1.CatalogService/ReserveStock", b"{}", {"content-type": "application/json"},
+         404, None),
+    ]
+    for what, path, body, headers, want_status, want_code in cases:
+        status, hdrs, raw = post(gw, path, body, {**headers, "connect-protocol-version": "1"})
+        assert status == want_status, (what, status, raw)
+        if want_code:
+            assert hdrs["content-type"] == "application/json", what
+            assert json.loads(raw)["code"] == want_code, (what, raw)
+
+    # Streams answer 200 and put the error in the end-of-stream envelope.
+    stream_headers = {"content-type": "application/connect+json", "connect-protocol-version": "1"}
+    watch_body = json.dumps({"productIds": [p.id]}).encode()
+    for what, body, headers, code in [
+        ("an envelope cut short", envelope(watch_body)[:-3], stream_headers, "invalid_argument"),
+        ("a prefix cut short", b"\x00\x00", stream_headers, "invalid_argument"),
+        ("two messages to a server stream", envelope(watch_body) * 2, stream_headers, "invalid_argument"),
+        ("no message at all", b"", stream_headers, "invalid_argument"),
+        ("an end-of-stream flag from the client", envelope(watch_body, flags=2), stream_headers, "invalid_argument"),
+        ("a compressed envelope without an encoding", envelope(gzip.compress(watch_body), flags=1), stream_headers,
+         "invalid_argument"),
+        ("a deadline already spent", envelope(watch_body), {**stream_headers, "connect-timeout-ms": "1"},
+         "deadline_exceeded"),
+    ]:
+        status, hdrs, raw = post(gw, watch, body, headers)
+        assert status == 200 and hdrs["content-type"] == "application/connect+json", (what, status, raw)
+        assert end_of_stream(raw)["error"]["code"] == code, (what, raw)
+
+    # A compressed envelope with its encoding is read.
+    status, hdrs, raw = post(gw, watch, envelope(gzip.compress(watch_body), flags=1),
+                             {**stream_headers, "connect-content-encoding": "gzip", "connect-timeout-ms": "300"})
+    first = raw[5:5 + int.from_bytes(raw[1:5], "big")]
+    assert status == 200 and json.loads(first)["productId"] == p.id
+
+
+def test_get_is_only_for_reads_and_is_cacheable(m, admin, gw):
+    p = make_product(admin, m, name=f"Cached {uuid.uuid4().hex[:8]}", price=100, stock=2)
+    message = urllib.parse.quote(json.dumps({"id": p.id}))
+    path = f"/shop.v1.CatalogService/GetProduct?connect=v1&encoding=json&message={message}"
+    status, headers, raw = post(gw, path, None, {}, method="GET")
+    assert status == 200 and json.loads(raw)["id"] == p.id
+    assert headers["cache-control"].startswith("public, max-age=") and headers["etag"]
+    status, _, raw = post(gw, path, None, {"if-none-match": headers["etag"]}, method="GET")
+    assert status == 304 and raw == b""
+    # Binary, base64url.
+    binary = base64.urlsafe_b64encode(m.catalog.GetProductRequest(id=p.id).SerializeToString()).rstrip(b"=").decode()
+    status, headers, raw = post(gw, f"/shop.v1.CatalogService/GetProduct?connect=v1&encoding=proto&base64=1&message={binary}",
+                                None, {}, method="GET")
+    assert status == 200 and headers["content-type"] == "application/proto"
+    assert m.catalog.Product.FromString(raw).id == p.id
+    # A method with side effects refuses GET.
+    create = urllib.parse.quote(json.dumps({"product": {"name": "x"}}))
+    status, headers, raw = post(gw, f"/shop.v1.CatalogService/CreateProduct?connect=v1&encoding=json&message={create}",
+                                None, {}, method="GET")
+    assert status == 405 and headers["allow"] == "POST" and json.loads(raw)["code"] == "invalid_argument"
+
+
+def buf():
+    found = shutil.which("buf", path=str(pathlib.Path(sys.executable).parent))
+    assert found, "buf is missing: scripts/requirements-test.txt installs buf-bin into .venv"
+    return found
+
+
+def test_buf_curl_speaks_connect_to_the_edge(m, admin, gw):
+    p = make_product(admin, m, name=f"Buf {uuid.uuid4().hex[:8]}", price=4321, stock=3)
+    base = [buf(), "curl", "--protocol", "connect", "--schema", str(ROOT / "proto"), "--http2-prior-knowledge"]
+    out = subprocess.run(base + ["--data", json.dumps({"id": p.id}), f"{gw}/shop.v1.CatalogService/GetProduct"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    assert got["id"] == p.id and got["price"]["amountMinor"] == "4321"
+    # An error comes back as Connect's: buf curl prints it and exits non-zero.
+    out = subprocess.run(base + ["--data", json.dumps({"id": str(uuid.uuid4())}),
+                                 f"{gw}/shop.v1.CatalogService/GetProduct"], capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0 and "not_found" in out.stderr, (out.stdout, out.stderr)
+    # Server streaming over HTTP/1.1 this time, until buf's deadline (sent as connect-timeout-ms).
+    out = subprocess.run([buf(), "curl", "--protocol", "connect", "--schema", str(ROOT / "proto"), "--timeout", "2s",
+                          "--data", json.dumps({"productIds": [p.id]}), f"{gw}/shop.v1.CatalogService/WatchStock"],
+                         capture_output=True, text=True, timeout=120)
+    assert '"stock": "3"' in out.stdout, (out.stdout, out.stderr)
+    assert "deadline_exceeded" in out.stderr, out.stderr
