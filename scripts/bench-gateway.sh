@@ -16,24 +16,7 @@ cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
 T=${SECONDS_PER_RUN:-10}
 command -v wrk > /dev/null || { echo "bench-gateway: wrk is missing (make deps installs it)"; exit 1; }
-echo "bench-gateway: building release binaries"
-swift build -c release --product bazaar 2>&1 | grep -E 'error|Build' | tail -1
-B=$PWD/.build/release/bazaar
-work=$(mktemp -d /tmp/bazaar-bench-gw.XXXXXX); chmod 755 "$work"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2> /dev/null || true; done
-  wait 2> /dev/null || true
-  bash scripts/postgres.sh stop "$work/pg" > /dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-conninfo=$(bash scripts/postgres.sh start "$work/pg" "$(free_port)")
-for db in catalog accounts; do psql "$conninfo" -qc "CREATE DATABASE bench_$db" > /dev/null; done
-"$B" jwt keygen --dir "$work/jwt" > /dev/null
-"$B" seed --catalog-db "${conninfo/dbname=postgres/dbname=bench_catalog}" --accounts-db "${conninfo/dbname=postgres/dbname=bench_accounts}" \
-  --products 200 > /dev/null
+. scripts/bench-lib.sh bench-gateway
 catalog_port=$(free_port); gw_port=$(free_port)
 export BAZAAR_PLAINTEXT=true BAZAAR_JWT_PUBLIC_KEY=$work/jwt/jwt-pub.pem BAZAAR_METRICS_PORT=off OTEL_TRACES_EXPORTER=none \
   BAZAAR_ACCESS_LOG_SAMPLE=0 BAZAAR_LOG_LEVEL=warning BAZAAR_CATALOG_TARGET=127.0.0.1:$catalog_port \

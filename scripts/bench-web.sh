@@ -17,25 +17,7 @@ cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
 T=${SECONDS_PER_RUN:-10}
 command -v wrk > /dev/null || { echo "bench-web: wrk is missing (make deps installs it)"; exit 1; }
-echo "bench-web: building release binaries"
-swift build -c release --product bazaar 2>&1 | grep -E 'error|Build' | tail -1
-B=$PWD/.build/release/bazaar
-work=$(mktemp -d /tmp/bazaar-bench-web.XXXXXX); chmod 755 "$work"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2> /dev/null || true; done
-  wait 2> /dev/null || true
-  bash scripts/postgres.sh stop "$work/pg" > /dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-conninfo=$(bash scripts/postgres.sh start "$work/pg" "$(free_port)")
-for db in catalog accounts; do psql "$conninfo" -qc "CREATE DATABASE bench_$db" > /dev/null; done
-"$B" jwt keygen --dir "$work/jwt" > /dev/null
-"$B" certs --dir "$work/certs" catalog accounts cart orders notifications web gateway > /dev/null
-"$B" seed --catalog-db "${conninfo/dbname=postgres/dbname=bench_catalog}" --accounts-db "${conninfo/dbname=postgres/dbname=bench_accounts}" \
-  --products 200 > /dev/null
+. scripts/bench-lib.sh bench-web
 redis_port=$(free_port)
 redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" > "$work/redis.log" 2>&1 &
 pids+=($!)

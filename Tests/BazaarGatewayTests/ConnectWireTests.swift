@@ -26,6 +26,9 @@ import Testing
         #expect(ConnectWire.kind(method: "GET", contentType: nil, query: "page=2") == nil)
         #expect(ConnectWire.kind(method: "PUT", contentType: "application/json", query: "") == nil)
         #expect(ConnectWire.kind(method: "POST", contentType: nil, query: "") == nil)
+        for empty in ["", ";", " ;charset=utf-8"] {
+            #expect(ConnectWire.kind(method: "POST", contentType: empty, query: "") == nil, "\(empty)")
+        }
     }
 
     @Test func statusesAndCodeNamesFollowTheProtocolsTable() {

@@ -153,6 +153,7 @@ def test_malformed_connect_requests_get_the_protocols_answers(m, admin, gw):
     cases = [
         # (what, path, body, headers, HTTP status, Connect code)
         ("an unknown codec", get, ok, {"content-type": "application/xml"}, 415, "unimplemented"),
+        ("an empty content type", get, ok, {"content-type": ";"}, 415, "unimplemented"),
         ("JSON that is not JSON", get, b"{nope", {"content-type": "application/json"}, 400, "invalid_argument"),
         ("a field the message lacks", get, b'{"colour":"red"}', {"content-type": "application/json"}, 400,
          "invalid_argument"),

@@ -35,7 +35,9 @@ public enum ConnectWire {
             return query.split(separator: "&").contains("connect=v1") ? .unaryGet : nil
         }
         guard method == "POST", let type = contentType?.lowercased() else { return nil }
-        let bare = type.split(separator: ";", maxSplits: 1)[0].trimmingCharacters(in: .whitespaces)
+        // `split` of "" or ";" is empty: an empty content type must not crash the edge (found by
+        // the fuzz target on its first input).
+        let bare = (type.split(separator: ";", maxSplits: 1).first ?? "").trimmingCharacters(in: .whitespaces)
         switch bare {
         case "application/proto": return .unary(.proto)
         case "application/json": return .unary(.json)
