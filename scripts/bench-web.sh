@@ -18,6 +18,7 @@ ROUNDS=${ROUNDS:-3}
 T=${SECONDS_PER_RUN:-10}
 command -v wrk > /dev/null || { echo "bench-web: wrk is missing (make deps installs it)"; exit 1; }
 . scripts/bench-lib.sh bench-web
+"$B" certs --dir "$work/certs" catalog accounts cart orders notifications web gateway > /dev/null
 redis_port=$(free_port)
 redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" > "$work/redis.log" 2>&1 &
 pids+=($!)
