@@ -89,28 +89,43 @@ import Testing
     }
 
     @Test func aGetCarriesItsMessageInTheQuery() throws {
-        let (codec, json) = try ConnectWire.getMessage(
-            "connect=v1&encoding=json&message=%7B%22id%22%3A%22x%22%7D", limit: 1000)
-        #expect(codec == .json && String(decoding: json, as: UTF8.self) == #"{"id":"x"}"#)
+        let json = try ConnectWire.getMessage("connect=v1&encoding=json&message=%7B%22id%22%3A%22x%22%7D", limit: 1000)
+        #expect(json.codec == .json && String(decoding: json.message, as: UTF8.self) == #"{"id":"x"}"#)
         // Binary, base64url without padding.
         let bytes: [UInt8] = [0x0A, 0x01, 0xFF]
-        let (c2, b2) = try ConnectWire.getMessage(
+        let b64 = try ConnectWire.getMessage(
             "connect=v1&encoding=proto&base64=1&message=\(Base64.encode(bytes, alphabet: .url, padding: false))",
             limit: 1000)
-        #expect(c2 == .proto && b2 == bytes)
-        // Compressed.
+        #expect(b64.codec == .proto && b64.message == bytes)
+        // Binary percent-encoded without base64 reaches the service byte for byte (0xFF is not
+        // UTF-8: a string on the way would have changed it).
+        let raw = try ConnectWire.getMessage("connect=v1&encoding=proto&message=%0A%01%FF", limit: 1000)
+        #expect(raw.message == bytes)
+        // Compressed; and empty compressed content is not inflated.
         let packed = try Gzip.compress(Array("{}".utf8))
-        let (_, b3) = try ConnectWire.getMessage(
+        let gz = try ConnectWire.getMessage(
             "connect=v1&encoding=json&base64=1&compression=gzip&message=\(Base64.encode(packed, alphabet: .url, padding: false))",
             limit: 1000)
-        #expect(b3 == Array("{}".utf8))
+        #expect(gz.message == Array("{}".utf8))
+        #expect(
+            try ConnectWire.getMessage("connect=v1&encoding=json&compression=gzip&message=", limit: 1000).message == [])
+        // An encoding that names no codec is for the caller to refuse with 415.
+        let xml = try ConnectWire.getMessage("connect=v1&encoding=xml&message=x", limit: 1000)
+        #expect(xml.codec == nil && xml.encoding == "xml")
         for bad in [
-            "encoding=json&message=%7B%7D", "connect=v1&message=%7B%7D", "connect=v1&encoding=xml&message=x",
-            "connect=v1&encoding=json", "connect=v1&encoding=proto&base64=1&message=%%%",
-            "connect=v1&encoding=json&message=%zz", "connect=v1&encoding=json&compression=br&message=x",
+            "encoding=json&message=%7B%7D", "connect=v1&message=%7B%7D", "connect=v1&encoding=json",
+            "connect=v1&encoding=proto&base64=1&message=%%%", "connect=v1&encoding=json&message=%zz",
+            "connect=v1&encoding=json&compression=br&message=x",
         ] {
             #expect(throws: RPCError.self, "\(bad)") { try ConnectWire.getMessage(bad, limit: 1000) }
         }
+    }
+
+    @Test func theProtocolVersionIsOneOrAbsentAndTimeoutsArePositive() throws {
+        try ConnectWire.checkVersion(nil)
+        try ConnectWire.checkVersion("1")
+        #expect(throws: RPCError.self) { try ConnectWire.checkVersion("2") }
+        #expect(throws: RPCError.self) { try ConnectWire.timeout("0") }
     }
 
     @Test func compressionIsGzipOrNothingAndBombsAreBounded() throws {
@@ -121,7 +136,13 @@ import Testing
         #expect(ConnectWire.acceptsGzip("gzip, br") && ConnectWire.acceptsGzip("br;q=1, gzip;q=0.5"))
         #expect(!ConnectWire.acceptsGzip("gzip;q=0") && !ConnectWire.acceptsGzip(nil) && !ConnectWire.acceptsGzip("br"))
         let bomb = try Gzip.compress([UInt8](repeating: 0, count: 1 << 20))
-        #expect(throws: RPCError.self) { try ConnectWire.inflate(bomb, .gzip, limit: 1000) }
+        do {
+            _ = try ConnectWire.inflate(bomb, .gzip, limit: 1000)
+            Issue.record("a bomb was inflated past its limit")
+        } catch {
+            #expect(error.code == .resourceExhausted)
+        }
+        #expect(try ConnectWire.inflate([], .gzip, limit: 1000) == [])
         #expect(throws: RPCError.self) { try ConnectWire.inflate([1, 2, 3], .gzip, limit: 1000) }
     }
 }

@@ -174,8 +174,15 @@ def test_malformed_connect_requests_get_the_protocols_answers(m, admin, gw):
         ("an internal method", "/shop.v1.CatalogService/ReserveStock", b"{}", {"content-type": "application/json"},
          404, None),
     ]
+    cases += [
+        ("a protocol version this edge does not speak", get, ok,
+         {"content-type": "application/json", "connect-protocol-version": "2"}, 400, "invalid_argument"),
+        # Refused for who is calling before the body is even read: no token on a signed-in method.
+        ("a bad body from a caller without a token", "/shop.v1.CartService/AddItem", b"{nope",
+         {"content-type": "application/json"}, 401, "unauthenticated"),
+    ]
     for what, path, body, headers, want_status, want_code in cases:
-        status, hdrs, raw = post(gw, path, body, {**headers, "connect-protocol-version": "1"})
+        status, hdrs, raw = post(gw, path, body, {"connect-protocol-version": "1", **headers})
         assert status == want_status, (what, status, raw)
         if want_code:
             assert hdrs["content-type"] == "application/json", what
@@ -194,6 +201,12 @@ def test_malformed_connect_requests_get_the_protocols_answers(m, admin, gw):
          "invalid_argument"),
         ("a deadline already spent", envelope(watch_body), {**stream_headers, "connect-timeout-ms": "1"},
          "deadline_exceeded"),
+        # Several gzip bombs to a server stream: refused by their count before any is inflated.
+        ("bombs that would add up", envelope(gzip.compress(b" " * (3 << 20)), flags=1) * 4,
+         {**stream_headers, "connect-content-encoding": "gzip"}, "invalid_argument"),
+        # One bomb over the limit (4 MiB inflated): stopped at the limit.
+        ("a bomb", envelope(gzip.compress(b" " * (5 << 20)), flags=1),
+         {**stream_headers, "connect-content-encoding": "gzip"}, "resource_exhausted"),
     ]:
         status, hdrs, raw = post(gw, watch, body, headers)
         assert status == 200 and hdrs["content-type"] == "application/connect+json", (what, status, raw)
@@ -221,6 +234,10 @@ def test_get_is_only_for_reads_and_is_cacheable(m, admin, gw):
                                 None, {}, method="GET")
     assert status == 200 and headers["content-type"] == "application/proto"
     assert m.catalog.Product.FromString(raw).id == p.id
+    # An encoding that is no codec: 415.
+    status, _, raw = post(gw, f"/shop.v1.CatalogService/GetProduct?connect=v1&encoding=xml&message=x", None, {},
+                          method="GET")
+    assert status == 415 and json.loads(raw)["code"] == "unimplemented"
     # A method with side effects refuses GET.
     create = urllib.parse.quote(json.dumps({"product": {"name": "x"}}))
     status, headers, raw = post(gw, f"/shop.v1.CatalogService/CreateProduct?connect=v1&encoding=json&message={create}",

@@ -166,7 +166,7 @@ public final class Gateway: HTTPResponder {
             await proxy(request, api, flavor, writer, common)
             return api.methods[path].map(\.method.path) ?? "grpc-unknown"
         }
-        if request.method == "POST", api.methods[path] != nil {
+        if request.method == "POST", let m = api.methods[path], m.method.options.auth.level != .internal {
             // A procedure's path, in no protocol this edge speaks.
             connectFail(
                 writer, common,
@@ -513,7 +513,8 @@ public final class Gateway: HTTPResponder {
         }
         var allowed: [String] = []
         if let m = api.methods[request.path]?.method, m.options.auth.level != .internal {
-            allowed = ["POST"]  // gRPC-Web from a browser
+            // gRPC-Web and Connect from a browser; Connect's GET for side-effect-free methods.
+            allowed = m.options.idempotency == .noSideEffects && m.kind == .unary ? ["GET", "POST"] : ["POST"]
         } else {
             switch api.routes.match(method: request.header("access-control-request-method") ?? "", path: request.path) {
             case .found(let r, _): allowed = [r.httpMethod]
@@ -530,7 +531,8 @@ public final class Gateway: HTTPResponder {
                 (
                     "access-control-allow-headers",
                     "authorization, content-type, x-request-id, grpc-timeout, traceparent, x-grpc-web, x-user-agent, "
-                        + "connect-protocol-version, connect-timeout-ms, connect-content-encoding, connect-accept-encoding"
+                        + "connect-protocol-version, connect-timeout-ms, connect-content-encoding, connect-accept-encoding, "
+                        + "content-encoding, accept-encoding"
                 ),
                 ("access-control-max-age", "600"),
             ], body: [])

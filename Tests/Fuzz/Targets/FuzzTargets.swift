@@ -51,8 +51,8 @@ public enum FuzzTargets {
             }
             precondition(total == bytes.count, "envelopes that do not cover the body")
         }
-        if let (_, message) = try? ConnectWire.getMessage(s, limit: 64 << 10) {
-            precondition(message.count <= max(64 << 10, bytes.count), "a GET message over the limit")
+        if let got = try? ConnectWire.getMessage(s, limit: 64 << 10) {
+            precondition(got.message.count <= max(64 << 10, bytes.count), "a GET message over the limit")
         }
         if let t = try? ConnectWire.timeout(s) {
             precondition(t >= .zero, "a negative timeout")

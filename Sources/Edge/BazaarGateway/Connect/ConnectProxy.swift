@@ -10,7 +10,7 @@ import Foundation
 /// rate limits and stream budget, internal methods unreachable. JSON is mapped with the method's
 /// descriptors (as REST's is), binary messages pass through untouched.
 extension Gateway {
-    /// The largest message a Connect request may carry, inflated.
+    /// The most a Connect request's messages may carry, inflated, together.
     static let connectMessageLimit = 4 << 20
 
     /// Headers that belong to the protocol, not to the call's metadata.
@@ -63,25 +63,8 @@ extension Gateway {
         _ messages: (input: MessageSchema, output: MessageSchema), _ kind: ConnectWire.Kind,
         _ writer: HTTPResponseWriter, _ common: [(String, String)]
     ) async {
-        let codec: ConnectWire.Codec
-        let input: [UInt8]
-        var options: CallOptions
-        do {
-            var body: [UInt8]
-            if case .unary(let c) = kind {
-                codec = c
-                body = try ConnectWire.inflate(
-                    request.body, try ConnectWire.compression(request.header("content-encoding")),
-                    limit: Self.connectMessageLimit)
-            } else {
-                (codec, body) = try ConnectWire.getMessage(request.query, limit: Self.connectMessageLimit)
-            }
-            if codec == .json, body.isEmpty { body = Array("{}".utf8) }
-            input = try connectDecode(body, codec, messages.input)
-            options = try connectOptions(request, method, common)
-        } catch {
-            return connectFail(writer, common, RPCError(error))
-        }
+        // Who is calling, and may they, before any work on the body (inflating, parsing): a
+        // caller over its limit, or refused, costs the edge nothing more.
         let user: UserIdentity?
         do {
             user = try authenticate(request, rule: method.options.auth)
@@ -93,6 +76,37 @@ extension Gateway {
                 writer, common, RPCError(.resourceExhausted, "too many requests; retry in \(seconds) s"),
                 extra: [("retry-after", String(seconds))])
         }
+        let codec: ConnectWire.Codec
+        let input: [UInt8]
+        var options: CallOptions
+        do {
+            try ConnectWire.checkVersion(request.header("connect-protocol-version"))
+            var body: [UInt8]
+            if case .unary(let c) = kind {
+                codec = c
+                body = try ConnectWire.inflate(
+                    request.body, try ConnectWire.compression(request.header("content-encoding")),
+                    limit: Self.connectMessageLimit)
+            } else {
+                let (c, encoding, message) = try ConnectWire.getMessage(request.query, limit: Self.connectMessageLimit)
+                guard let c else {
+                    return connectFail(
+                        writer, common,
+                        RPCError(.unimplemented, "encoding \(encoding) is not a codec here: use json or proto"),
+                        status: 415)
+                }
+                (codec, body) = (c, message)
+            }
+            if codec == .json, body.isEmpty { body = Array("{}".utf8) }
+            input = try connectDecode(body, codec, messages.input)
+            options = try connectOptions(request, method, common)
+        } catch {
+            let e = RPCError(error)
+            // Say which encodings are taken when the one sent is not.
+            let extra: [(String, String)] =
+                e.code == .unimplemented ? [("accept-encoding", "gzip, identity")] : []
+            return connectFail(writer, common, e, extra: extra)
+        }
         forward(user, requestID: common[0].1, request, into: &options)
         let answer = ResponseMetadata()
         options.responseMetadata = answer
@@ -101,9 +115,13 @@ extension Gateway {
             let bytes = try await upstream.unary(method, request: input, options: options)
             reply = try connectEncode(bytes, codec, messages.output)
         } catch {
-            var e = RPCError(error)
-            for (k, v) in answer.initial.entries where !k.hasPrefix("grpc-") { e.metadata.append(lowercasedKey: k, v) }
-            return connectFail(writer, common, e)
+            // The status's metadata is the call's trailers: `trailer-` headers, beside the
+            // initial metadata as plain ones.
+            let e = RPCError(error)
+            var extra = Self.headers(answer.initial)
+            extra += Self.headers(e.metadata).filter { $0.0 != "retry-after" }.map { ("trailer-" + $0.0, $0.1) }
+            if let retry = e.metadata["retry-after"] { extra.append(("retry-after", retry)) }
+            return connectFail(writer, common, RPCError(e.code, e.message), extra: extra)
         }
         var headers = common + [("content-type", codec == .json ? "application/json" : "application/proto")]
         headers += Self.headers(answer.initial) + Self.headers(answer.trailing).map { ("trailer-" + $0.0, $0.1) }
@@ -152,31 +170,7 @@ extension Gateway {
             writer.writeBody(ConnectWire.endOfStream(status, trailers: trailers))
             writer.end()
         }
-        var inputs: [[UInt8]] = []
-        var options: CallOptions
-        do {
-            let compression = try ConnectWire.compression(request.header("connect-content-encoding"))
-            for e in try ConnectWire.envelopes(request.body, limit: Self.connectMessageLimit) {
-                guard e.flags & ConnectWire.endStreamFlag == 0, e.flags & ~ConnectWire.compressedFlag == 0 else {
-                    throw RPCError(.invalidArgument, "a request envelope with flags \(e.flags)")
-                }
-                var payload = e.payload
-                if e.flags & ConnectWire.compressedFlag != 0 {
-                    guard compression != .identity else {
-                        throw RPCError(.invalidArgument, "a compressed envelope without connect-content-encoding")
-                    }
-                    payload = try ConnectWire.inflate(payload, compression, limit: Self.connectMessageLimit)
-                }
-                inputs.append(try connectDecode(payload, codec, messages.input))
-            }
-            if method.kind == .serverStreaming, inputs.count != 1 {
-                throw RPCError(
-                    .invalidArgument, "\(method.path) takes exactly one request message, got \(inputs.count)")
-            }
-            options = try connectOptions(request, method, common)
-        } catch {
-            return finish(RPCError(error))
-        }
+        // Who is calling, and may they, before any work on the body.
         let user: UserIdentity?
         do {
             user = try authenticate(request, rule: method.options.auth)
@@ -187,6 +181,42 @@ extension Gateway {
             var e = RPCError(.resourceExhausted, "too many requests; retry in \(seconds) s")
             e.metadata.add("retry-after", String(seconds))
             return finish(e, trailers: e.metadata)
+        }
+        var inputs: [[UInt8]] = []
+        var options: CallOptions
+        do {
+            try ConnectWire.checkVersion(request.header("connect-protocol-version"))
+            let compression = try ConnectWire.compression(request.header("connect-content-encoding"))
+            let envelopes = try ConnectWire.envelopes(request.body, limit: Self.connectMessageLimit)
+            if method.kind == .serverStreaming, envelopes.count != 1 {
+                throw RPCError(
+                    .invalidArgument, "\(method.path) takes exactly one request message, got \(envelopes.count)")
+            }
+            // What the messages may add up to once inflated, together: many small gzip bombs
+            // must not add up to a large allocation either.
+            var budget = Self.connectMessageLimit
+            for e in envelopes {
+                guard e.flags & ConnectWire.endStreamFlag == 0, e.flags & ~ConnectWire.compressedFlag == 0 else {
+                    throw RPCError(.invalidArgument, "a request envelope with flags \(e.flags)")
+                }
+                var payload = e.payload
+                if e.flags & ConnectWire.compressedFlag != 0 {
+                    guard compression != .identity else {
+                        throw RPCError(.invalidArgument, "a compressed envelope without connect-content-encoding")
+                    }
+                    payload = try ConnectWire.inflate(payload, compression, limit: budget)
+                }
+                budget -= payload.count
+                guard budget >= 0 else {
+                    throw RPCError(
+                        .resourceExhausted,
+                        "the request's messages add up to more than \(Self.connectMessageLimit) bytes")
+                }
+                inputs.append(try connectDecode(payload, codec, messages.input))
+            }
+            options = try connectOptions(request, method, common)
+        } catch {
+            return finish(RPCError(error))
         }
         let caller = self.caller(request, user)
         if let why = streams.take(caller) { return finish(RPCError(.resourceExhausted, why)) }

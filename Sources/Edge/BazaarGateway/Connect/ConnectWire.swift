@@ -100,7 +100,7 @@ public enum ConnectWire {
     public static func timeout(_ header: String?) throws(RPCError) -> Duration? {
         guard let header else { return nil }
         guard !header.isEmpty, header.utf8.count <= 10, header.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }),
-            let ms = Int64(header)
+            let ms = Int64(header), ms > 0
         else {
             throw RPCError(.invalidArgument, "connect-timeout-ms must be a positive integer of at most 10 digits")
         }
@@ -188,36 +188,53 @@ public enum ConnectWire {
         }
     }
 
-    /// Inflates at most `limit` bytes.
+    /// Inflates at most `limit` bytes. Empty content is not inflated (the protocol: a sender may
+    /// name an encoding and send nothing).
     public static func inflate(_ bytes: [UInt8], _ c: MessageCompression, limit: Int) throws(RPCError) -> [UInt8] {
         switch c {
         case .identity: return bytes
         case .gzip:
+            if bytes.isEmpty { return bytes }
             do { return try Gzip.decompress(bytes, limit: limit) } catch {
+                if error.code == .resourceExhausted { throw error }
                 throw RPCError(.invalidArgument, "the gzip body cannot be read: \(error.message)")
             }
         }
     }
 
+    /// `connect-protocol-version`: absent, or 1.
+    public static func checkVersion(_ header: String?) throws(RPCError) {
+        guard let header, header != "1" else { return }
+        throw RPCError(.invalidArgument, "connect-protocol-version \(header) is not supported; this edge speaks 1")
+    }
+
     // MARK: GET
 
     /// A unary GET's message and codec from its query (`message`, `encoding`, `base64`,
-    /// `compression`, `connect`).
-    public static func getMessage(_ query: String, limit: Int) throws(RPCError) -> (Codec, [UInt8]) {
-        var fields: [String: String] = [:]
+    /// `compression`, `connect`). The codec is `nil` when `encoding` names none here (the caller
+    /// answers 415, as the protocol asks).
+    public static func getMessage(_ query: String, limit: Int) throws(RPCError) -> (
+        codec: Codec?, encoding: String, message: [UInt8]
+    ) {
+        // Values are kept as bytes: a binary message percent-encoded without base64 must reach
+        // the service as sent, not through a string that would replace invalid UTF-8.
+        var raw: [String: [UInt8]] = [:]
         for pair in query.split(separator: "&") {
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             let name = String(parts[0])
             guard let value = PercentEncoding.unescape(Array((parts.count > 1 ? parts[1] : "").utf8), plusIsSpace: true)
             else { throw RPCError(.invalidArgument, "the query's \(name) is not percent-encoded properly") }
-            fields[name] = String(decoding: value, as: UTF8.self)
+            raw[name] = value
         }
+        let fields = raw.mapValues { String(decoding: $0, as: UTF8.self) }
         guard fields["connect"] == "v1" else { throw RPCError(.invalidArgument, "a Connect GET needs connect=v1") }
-        guard let encoding = fields["encoding"], let codec = Codec(rawValue: encoding) else {
+        guard let encoding = fields["encoding"] else {
             throw RPCError(.invalidArgument, "a Connect GET needs encoding=proto or encoding=json")
         }
-        guard let message = fields["message"] else { throw RPCError(.invalidArgument, "a Connect GET needs message") }
-        var bytes = Array(message.utf8)
+        let codec = Codec(rawValue: encoding)
+        guard let message = fields["message"], var bytes = raw["message"] else {
+            throw RPCError(.invalidArgument, "a Connect GET needs message")
+        }
         if fields["base64"] == "1" {
             guard let decoded = Base64.decode(message, alphabet: .either) else {
                 throw RPCError(.invalidArgument, "the message is not base64")
@@ -225,6 +242,6 @@ public enum ConnectWire {
             bytes = decoded
         }
         bytes = try inflate(bytes, try compression(fields["compression"]), limit: limit)
-        return (codec, bytes)
+        return (codec, encoding, bytes)
     }
 }
