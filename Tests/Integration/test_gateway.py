@@ -258,7 +258,12 @@ def test_grpc_web_binary_and_text_over_http1(shop, m, gw):
     base = shop.start_gateway("gateway-web", env={"BAZAAR_CORS_ORIGINS": "*"})
     status, hdrs, _ = http(base, "OPTIONS", "/shop.v1.CatalogService/ListProducts",
                            headers={"origin": "https://app.example", "access-control-request-method": "POST"})
-    assert status == 204 and hdrs["access-control-allow-methods"] == "POST" and "x-grpc-web" in hdrs["access-control-allow-headers"]
+    # ListProducts has no side effects: Connect may GET it too; CreateProduct is POST only.
+    assert status == 204 and hdrs["access-control-allow-methods"] == "GET, POST" and "x-grpc-web" in hdrs["access-control-allow-headers"]
+    assert "connect-timeout-ms" in hdrs["access-control-allow-headers"]
+    status, hdrs, _ = http(base, "OPTIONS", "/shop.v1.CatalogService/CreateProduct",
+                           headers={"origin": "https://app.example", "access-control-request-method": "POST"})
+    assert status == 204 and hdrs["access-control-allow-methods"] == "POST"
 
 
 def test_schemathesis_finds_no_server_errors_and_no_schema_violations(shop, m, gw):
