@@ -57,6 +57,15 @@ def make_product(admin, m, stock=10, price=1000, name=None, category="test", **k
     return admin.call("catalog", "CreateProduct", m.catalog.CreateProductRequest(product=p), m.catalog.Product)
 
 
+def set_roles(admin, m, email, roles):
+    """Gives the account with `email` exactly `roles` (the accounts service revokes its tokens)."""
+    users = admin.call("accounts", "ListUsers", m.accounts.ListUsersRequest(page=m.common.PageRequest(page_size=500)),
+                       m.accounts.ListUsersResponse).users
+    user_id = next(u.id for u in users if u.email == email)
+    return admin.call("accounts", "SetUserRoles", m.accounts.SetUserRolesRequest(user_id=user_id, roles=list(roles)),
+                      m.accounts.User)
+
+
 def http(base, method, path, body=None, token=None, headers=None, raw=None):
     """One request; returns (status, headers, parsed JSON or text)."""
     h = dict(headers or {})

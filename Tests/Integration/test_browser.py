@@ -17,7 +17,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from shop_clients import make_product
+from shop_clients import make_product, set_roles
 
 ARTIFACTS = pathlib.Path(__file__).resolve().parents[2] / ".build" / "artifacts" / "storefront"
 # Only a guard against a hang: every wait below ends as soon as what it waits for shows.
@@ -119,11 +119,7 @@ def test_a_shopper_buys_and_follows_the_order_live_while_an_admin_ships_it(shop,
     sign_up(staff, gw, "Ada Admin", admin_email)
     staff.get(gw + "/admin/")
     assert "Not allowed" in staff.title
-    users = admin.call("accounts", "ListUsers", m.accounts.ListUsersRequest(page=m.common.PageRequest(page_size=500)),
-                       m.accounts.ListUsersResponse).users
-    admin_id = next(u.id for u in users if u.email == admin_email)
-    admin.call("accounts", "SetUserRoles", m.accounts.SetUserRolesRequest(user_id=admin_id, roles=["customer", "admin"]),
-               m.accounts.User)
+    set_roles(admin, m, admin_email, ["customer", "admin"])
     sign_out(staff)
     sign_in(staff, gw, admin_email)
 

@@ -8,7 +8,8 @@ import uuid
 
 import pytest
 
-from shop_clients import http, make_product
+from abuse import wait_for
+from shop_clients import http, make_product, set_roles
 
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 
@@ -157,6 +158,9 @@ class Visitor:
                     self.token = tokens[0]
         return r.status, headers, text
 
+    def back_office(self):
+        return self.send("GET", "/admin/")[0]
+
     def sign_up(self, email, password="a long test password"):
         self.send("GET", "/signup")
         status, headers, _ = self.send("POST", "/signup", {"name": "Vi Sitor", "email": email, "password": password})
@@ -223,43 +227,31 @@ def test_every_page_answers_get_and_head_with_html_and_no_5xx(shop, m, admin, gw
     assert customer.send("GET", "/orders/not-an-id")[0] in (400, 404)
 
 
+def staff(m, admin, gw):
+    """A signed-in browser of an account just made an admin: the new role reaches its session with
+    the web app's next revocation poll, which the first back-office page that opens shows."""
+    email = f"a-{uuid.uuid4().hex[:8]}@example.com"
+    v = Visitor(gw).sign_up(email)
+    set_roles(admin, m, email, ["customer", "admin"])
+    wait_for("the admin role reaching the web session", lambda: v.back_office() == 200)
+    return v
+
+
 def test_a_role_change_reaches_a_signed_in_browser_without_signing_in_again(m, admin, gw):
     """The web app follows the accounts service's token revocations as the gateway does: a new
     role voids the session's access token, and the next page refreshes it (with the new role)."""
-    import time
     email = f"r-{uuid.uuid4().hex[:8]}@example.com"
     v = Visitor(gw).sign_up(email)
-    assert v.send("GET", "/admin/")[0] == 403
-    users = admin.call("accounts", "ListUsers", m.accounts.ListUsersRequest(page=m.common.PageRequest(page_size=500)),
-                       m.accounts.ListUsersResponse).users
-    user_id = next(u.id for u in users if u.email == email)
-    admin.call("accounts", "SetUserRoles", m.accounts.SetUserRolesRequest(user_id=user_id, roles=["customer", "admin"]),
-               m.accounts.User)
-    deadline = time.time() + 60  # a guard against a hang; the poll is every second
-    while v.send("GET", "/admin/")[0] != 200:
-        assert time.time() < deadline, "the new role never reached the web session"
-        time.sleep(0.2)
+    assert v.back_office() == 403
+    set_roles(admin, m, email, ["customer", "admin"])
+    wait_for("the new role reaching the web session", lambda: v.back_office() == 200)
     # And back: the role taken away is refused again, still without signing in.
-    admin.call("accounts", "SetUserRoles", m.accounts.SetUserRolesRequest(user_id=user_id, roles=["customer"]),
-               m.accounts.User)
-    while v.send("GET", "/admin/")[0] != 403:
-        assert time.time() < deadline, "the removed role still opened the back office"
-        time.sleep(0.2)
+    set_roles(admin, m, email, ["customer"])
+    wait_for("the removed role leaving the web session", lambda: v.back_office() == 403)
 
 
 def test_every_back_office_page_answers_an_admin_with_html_and_no_5xx(m, admin, gw):
-    import time
-    email = f"a-{uuid.uuid4().hex[:8]}@example.com"
-    v = Visitor(gw).sign_up(email)
-    users = admin.call("accounts", "ListUsers", m.accounts.ListUsersRequest(page=m.common.PageRequest(page_size=500)),
-                       m.accounts.ListUsersResponse).users
-    user_id = next(u.id for u in users if u.email == email)
-    admin.call("accounts", "SetUserRoles", m.accounts.SetUserRolesRequest(user_id=user_id, roles=["customer", "admin"]),
-               m.accounts.User)
-    deadline = time.time() + 60  # a guard against a hang: the role arrives with the next revocation poll
-    while v.send("GET", "/admin/")[0] != 200:
-        assert time.time() < deadline
-        time.sleep(0.2)
+    v = staff(m, admin, gw)
     unknown = "00000000-0000-0000-0000-000000000000"
     expected = {"/admin/": 200, "/admin/products": 200, "/admin/products?q=lamp": 200, "/admin/products/new": 200,
                 f"/admin/products/{unknown}": 404, "/admin/orders": 200, "/admin/orders?status=paid": 200,
@@ -275,18 +267,8 @@ def test_every_back_office_page_answers_an_admin_with_html_and_no_5xx(m, admin, 
 
 
 def test_editing_a_product_in_the_back_office_keeps_the_stock_sold_meanwhile_and_its_archive(m, admin, gw):
-    import time
     p = make_product(admin, m, name=f"Edit {uuid.uuid4().hex[:8]}", price=700, stock=10)
-    email = f"e-{uuid.uuid4().hex[:8]}@example.com"
-    v = Visitor(gw).sign_up(email)
-    users = admin.call("accounts", "ListUsers", m.accounts.ListUsersRequest(page=m.common.PageRequest(page_size=500)),
-                       m.accounts.ListUsersResponse).users
-    admin.call("accounts", "SetUserRoles", m.accounts.SetUserRolesRequest(
-        user_id=next(u.id for u in users if u.email == email), roles=["customer", "admin"]), m.accounts.User)
-    deadline = time.time() + 60
-    while v.send("GET", "/admin/")[0] != 200:
-        assert time.time() < deadline
-        time.sleep(0.2)
+    v = staff(m, admin, gw)
     _, _, form_page = v.send("GET", f"/admin/products/{p.id}")
     fields = dict(re.findall(r'name="(\w+)"[^>]*value="([^"]*)"', form_page))
     assert fields["stock"] == "10" and fields["stock_was"] == "10"

@@ -1,6 +1,7 @@
 import BazaarCore
 import ShopAPI
 import Testing
+import WellKnownTypes
 
 @testable import Web
 
@@ -154,6 +155,12 @@ struct FakeCatalog: Shop_V1_CatalogService.ServiceProtocol {
         #expect(kite.contains("alt=\"Kite\""))
         let (_, few) = await Self.get("/products/1")
         #expect(few.contains("Only 3 left"))
+    }
+
+    @Test func timesReadAsADayAndAMinuteInUTC() {
+        #expect(Pages.date(Google_Protobuf_Timestamp(seconds: 1_796_652_425)) == "2026-12-07 14:07 UTC")
+        #expect(Pages.date(Google_Protobuf_Timestamp(seconds: 0)) == "1970-01-01 00:00 UTC")
+        #expect(Pages.date(Google_Protobuf_Timestamp(seconds: Int64.max)) == "")
     }
 
     @Test func theDemoCatalogsPicturesAreDrawnHere() async {

@@ -112,16 +112,7 @@ extension Gateway {
                 extra: [("grpc-retry-pushback-ms", String(seconds * 1000))])
         }
         var options = CallOptions(timeout: deadline(request, method))
-        for (name, value) in request.headers
-        where !Self.notForwarded.contains(name) && !name.hasPrefix("x-bazaar-") && !name.hasPrefix(":") {
-            if name.hasSuffix("-bin") {
-                if let bytes = Base64.decode(value, alphabet: .standard) {
-                    options.metadata.add(name, binary: bytes)
-                }
-            } else {
-                options.metadata.add(name, value)
-            }
-        }
+        addCallMetadata(request, alphabet: .standard, to: &options.metadata)
         forward(user, requestID: common[0].1, request, into: &options)
 
         func frame(_ message: [UInt8]) -> [UInt8] {
@@ -159,6 +150,25 @@ extension Gateway {
             finish(RPCError(.ok), sentHead: sentHead)
         } catch {
             finish(RPCError(error), sentHead: sentHead)
+        }
+    }
+
+    /// Adds the request's headers that are the call's metadata: all but the protocol's own
+    /// (``notForwarded`` and `skipping`), the edge's identity headers (`x-bazaar-*`, which a
+    /// client may not set) and pseudo-headers; `-bin` values decoded from base64 in `alphabet`,
+    /// and dropped when they are not base64.
+    func addCallMetadata(
+        _ request: HTTPRequest, skipping: Set<String> = [], alphabet: Base64.Alphabet, to metadata: inout Metadata
+    ) {
+        for (name, value) in request.headers
+        where !Self.notForwarded.contains(name) && !skipping.contains(name) && !name.hasPrefix("x-bazaar-")
+            && !name.hasPrefix(":")
+        {
+            if name.hasSuffix("-bin") {
+                if let bytes = Base64.decode(value, alphabet: alphabet) { metadata.add(name, binary: bytes) }
+            } else {
+                metadata.add(name, value)
+            }
         }
     }
 

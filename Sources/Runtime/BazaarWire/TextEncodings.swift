@@ -151,3 +151,14 @@ public enum PercentEncoding {
 
     private static let hexDigits = Array("0123456789ABCDEF".utf8)
 }
+
+/// A short content hash (FNV-1a, 64 bits) as 16 hex digits: a cache key or validator (asset
+/// names, `ETag`s), never a security measure.
+public enum ContentHash {
+    public static func hex(_ bytes: some Sequence<UInt8>) -> String {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in bytes { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+        let hex = String(h, radix: 16)
+        return String(repeating: "0", count: 16 - hex.count) + hex
+    }
+}

@@ -42,7 +42,7 @@ struct AccountPages: Sendable {
         let issued = Date().timeIntervalSince1970
         do {
             session = try await app.accounts.login(
-                Shop_V1_LoginRequest(email: email, password: password), options: app.sessions.forwarding(visit.request))
+                Shop_V1_LoginRequest(email: email, password: password), options: visit.request.callOptions())
         } catch let e as RPCError where e.code == .unauthenticated || e.code == .invalidArgument {
             return signInPage(email: email, problem: "The email or the password is wrong.", status: 401)
         } catch let e as RPCError where e.code == .resourceExhausted {
@@ -89,7 +89,7 @@ struct AccountPages: Sendable {
         do {
             _ = try await app.accounts.register(
                 Shop_V1_RegisterRequest(email: email, password: password, displayName: name),
-                options: app.sessions.forwarding(visit.request))
+                options: visit.request.callOptions())
         } catch let e as RPCError where e.code == .alreadyExists {
             return signUpPage(
                 name: name, email: email, problem: "An account with this email exists: sign in instead.", status: 409)
@@ -98,7 +98,7 @@ struct AccountPages: Sendable {
         }
         let issued = Date().timeIntervalSince1970
         let session = try await app.accounts.login(
-            Shop_V1_LoginRequest(email: email, password: password), options: app.sessions.forwarding(visit.request))
+            Shop_V1_LoginRequest(email: email, password: password), options: visit.request.callOptions())
         visit.setCookie(
             try await app.sessions.begin(session, issued: issued, request: visit.request, replacing: visit.session))
         return .redirect("/")
@@ -174,7 +174,7 @@ struct AccountPages: Sendable {
         // old cookie (the reason to change a password) is worth nothing.
         let issued = Date().timeIntervalSince1970
         let fresh = try await app.accounts.login(
-            Shop_V1_LoginRequest(email: session.email, password: new), options: app.sessions.forwarding(visit.request))
+            Shop_V1_LoginRequest(email: session.email, password: new), options: visit.request.callOptions())
         visit.setCookie(try await app.sessions.begin(fresh, issued: issued, request: visit.request))
         return .redirect("/account?changed=1")
     }

@@ -1,3 +1,5 @@
+import BazaarWire
+
 /// The web app's static files. They live in this repository (nothing is fetched from elsewhere at
 /// run time) and are compiled in, so a deployment is one binary. Each is served under a name
 /// that carries a hash of its content, and cached by browsers for a year: a changed file has a
@@ -21,11 +23,7 @@ enum Assets {
 
     static func file(_ text: String, _ type: String) -> File {
         let body = Array(text.utf8)
-        // FNV-1a, 64 bits: a cache key, not a security measure.
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for b in body { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
-        let hex = String(h, radix: 16)
-        return File(contentType: type, body: body, hash: String(repeating: "0", count: 16 - hex.count) + hex)
+        return File(contentType: type, body: body, hash: ContentHash.hex(body))
     }
 
     static func serve(_ name: String, method: String) -> WebResponse {

@@ -1,4 +1,5 @@
 import BazaarCore
+import BazaarWire
 import ShopAPI
 import WellKnownTypes
 
@@ -303,24 +304,12 @@ enum Pages {
         return first.uppercased() + s.dropFirst() + (s.hasSuffix(".") ? "" : ".")
     }
 
-    /// A timestamp as a day and a time (UTC), e.g. `2026-12-07 14:05 UTC`.
+    /// A timestamp as a day and a time (UTC), e.g. `2026-12-07 14:05 UTC`; empty when out of
+    /// the range timestamps have.
     static func date(_ t: Google_Protobuf_Timestamp) -> String {
-        var seconds = t.seconds
-        let minutes = (seconds / 60) % 60
-        let hours = (seconds / 3600) % 24
-        seconds /= 86400
-        // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-        let z = seconds + 719_468
-        let era = (z >= 0 ? z : z - 146_096) / 146_097
-        let doe = z - era * 146_097
-        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
-        let mp = (5 * doy + 2) / 153
-        let day = doy - (153 * mp + 2) / 5 + 1
-        let month = mp < 10 ? mp + 3 : mp - 9
-        let year = yoe + era * 400 + (month <= 2 ? 1 : 0)
-        func two(_ n: Int64) -> String { n < 10 ? "0\(n)" : "\(n)" }
-        return "\(year)-\(two(month))-\(two(day)) \(two(hours)):\(two(minutes)) UTC"
+        guard let text = try? ProtoJSON.timestampText(seconds: t.seconds, nanos: 0) else { return "" }
+        // "2026-12-07T14:05:09Z": the day and the minute.
+        return text.prefix(10) + " " + text.dropFirst(11).prefix(5) + " UTC"
     }
 
     static func error(_ status: Int, _ message: String, headers: [(String, String)] = [], visit: Visit? = nil)

@@ -98,18 +98,8 @@ final class Visit: Sendable {
         return out
     }
 
-    /// Call options for the services: the user's access token, and the browser's address (which
-    /// the services believe from the web app as they do from the gateway, for throttling). Calls
-    /// wait for a connection within their deadline rather than failing at once: the first page
-    /// after the web app or a service (re)starts would otherwise be a 503 while the channel
-    /// connects (seen in the Compose test).
-    var options: CallOptions {
-        var m = Metadata()
-        if let session { m.add("authorization", "Bearer " + session.accessToken) }
-        if !request.clientAddress.isEmpty { m.add(ForwardedIdentity.clientAddressKey, request.clientAddress) }
-        if !request.requestID.isEmpty { m.add("x-request-id", request.requestID) }
-        return CallOptions(metadata: m, waitForReady: true)
-    }
+    /// Call options for the services as this visit's user (see ``WebRequest/callOptions(bearer:)``).
+    var options: CallOptions { request.callOptions(bearer: session?.accessToken) }
 
     /// A same-site path to go on to after signing in, from a `next` field; `/` when absent or
     /// anything but a path on this site (no open redirects).
@@ -203,7 +193,7 @@ struct SessionKeeper: Sendable {
         let outcome: Refresh
         do {
             let fresh = try await accounts.refresh(
-                Shop_V1_RefreshRequest(refreshToken: session.refreshToken), options: forwarding(request))
+                Shop_V1_RefreshRequest(refreshToken: session.refreshToken), options: request.callOptions())
             let next = WebSession(fresh, csrf: session.csrf, issued: now)
             try await store.save(next, as: reference)
             outcome = .refreshed(next)
@@ -228,7 +218,7 @@ struct SessionKeeper: Sendable {
         if let reference = Visit.reference(request) {
             if let old {
                 _ = try? await accounts.logout(
-                    Shop_V1_LogoutRequest(refreshToken: old.refreshToken), options: forwarding(request))
+                    Shop_V1_LogoutRequest(refreshToken: old.refreshToken), options: request.callOptions())
             }
             try await store.delete(reference)
         }
@@ -246,16 +236,25 @@ struct SessionKeeper: Sendable {
         if let reference = Visit.reference(request) {
             if let session {
                 _ = try? await accounts.logout(
-                    Shop_V1_LogoutRequest(refreshToken: session.refreshToken), options: forwarding(request))
+                    Shop_V1_LogoutRequest(refreshToken: session.refreshToken), options: request.callOptions())
             }
             try? await store.delete(reference)
         }
         return Cookies.set(Visit.sessionCookie(secure: request.secure), "", secure: request.secure, maxAge: 0)
     }
+}
 
-    func forwarding(_ request: WebRequest) -> CallOptions {
+extension WebRequest {
+    /// Options for a call made for this request: the browser's address (which the services
+    /// believe from the web app as they do from the gateway, for throttling), the request id, and
+    /// the user's access token when there is one. Calls wait for a connection within their
+    /// deadline rather than failing at once: the first page after the web app or a service
+    /// (re)starts would otherwise be a 503 while the channel connects (seen in the Compose test).
+    func callOptions(bearer token: String? = nil) -> CallOptions {
         var m = Metadata()
-        if !request.clientAddress.isEmpty { m.add(ForwardedIdentity.clientAddressKey, request.clientAddress) }
+        if let token { m.add("authorization", "Bearer " + token) }
+        if !clientAddress.isEmpty { m.add(ForwardedIdentity.clientAddressKey, clientAddress) }
+        if !requestID.isEmpty { m.add("x-request-id", requestID) }
         return CallOptions(metadata: m, waitForReady: true)
     }
 }

@@ -127,7 +127,7 @@ extension Gateway {
         headers += Self.headers(answer.initial) + Self.headers(answer.trailing).map { ("trailer-" + $0.0, $0.1) }
         if kind == .unaryGet {
             // Side-effect free by the IDL: cacheable, for as long as the caller's identity allows.
-            let tag = "\"" + Self.hashHex(reply) + "\""
+            let tag = "\"" + ContentHash.hex(reply) + "\""
             headers.append(("etag", tag))
             headers.append(
                 user == nil
@@ -260,16 +260,7 @@ extension Gateway {
             method.kind == .unary ? method.options.defaultDeadline ?? .seconds(10) : settings.maxDeadline
         if let asked { d = asked }
         var options = CallOptions(timeout: min(d, settings.maxDeadline))
-        for (name, value) in request.headers
-        where !Self.notForwarded.contains(name) && !Self.connectOwn.contains(name) && !name.hasPrefix("x-bazaar-")
-            && !name.hasPrefix(":")
-        {
-            if name.hasSuffix("-bin") {
-                if let bytes = Base64.decode(value, alphabet: .either) { options.metadata.add(name, binary: bytes) }
-            } else {
-                options.metadata.add(name, value)
-            }
-        }
+        addCallMetadata(request, skipping: Self.connectOwn, alphabet: .either, to: &options.metadata)
         return options
     }
 
@@ -321,13 +312,5 @@ extension Gateway {
             case .binary(let b): return (key, Base64.encode(b, padding: false))
             }
         }
-    }
-
-    /// A short content hash for `ETag` (FNV-1a, 64 bits: a cache validator, not a security measure).
-    static func hashHex(_ bytes: [UInt8]) -> String {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for b in bytes { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
-        let hex = String(h, radix: 16)
-        return String(repeating: "0", count: 16 - hex.count) + hex
     }
 }

@@ -47,23 +47,9 @@ public enum ConnectWire {
         }
     }
 
-    /// The HTTP status of a unary error with `code` (the protocol's table).
-    public static func httpStatus(_ code: StatusCode) -> Int {
-        switch code {
-        case .ok: 200
-        case .cancelled: 499
-        case .unknown, .internal, .dataLoss: 500
-        case .invalidArgument, .failedPrecondition, .outOfRange: 400
-        case .deadlineExceeded: 504
-        case .notFound: 404
-        case .alreadyExists, .aborted: 409
-        case .permissionDenied: 403
-        case .resourceExhausted: 429
-        case .unimplemented: 501
-        case .unavailable: 503
-        case .unauthenticated: 401
-        }
-    }
+    /// The HTTP status of a unary error with `code`: the protocol's table, which is the one REST
+    /// errors use here too (grpc-gateway's), so it is kept once, in ``HTTPFailure``.
+    public static func httpStatus(_ code: StatusCode) -> Int { HTTPFailure.httpStatus(code) }
 
     /// The code's name in Connect's error JSON (`not_found`).
     public static func codeName(_ code: StatusCode) -> String {
