@@ -52,6 +52,7 @@ let package = Package(
         .library(name: "WellKnownTypes", targets: ["WellKnownTypes", "CWellKnownTypes"]),
         .library(name: "BazaarOptions", targets: ["BazaarOptions", "CBazaarOptions"]),
         .library(name: "GRPCProtos", targets: ["GRPCProtos", "CGRPCProtos"]),
+        .library(name: "RPCStatusProtos", targets: ["RPCStatusProtos", "CRPCStatusProtos"]),
         // The runtime services are written on.
         .library(name: "BazaarCore", targets: ["BazaarCore"]),
         .library(name: "BazaarTransport", targets: ["BazaarTransport"]),
@@ -111,7 +112,10 @@ let package = Package(
         // an unsafe flag SwiftPM refuses in a package others depend on.
         runtime(
             "BazaarTransport",
-            ["BazaarCore", "CBazaarEvent", "CBazaarNghttp2", "CBazaarOpenSSL", "CBazaarZlib", "CBazaarHTTPParser"]),
+            [
+                "BazaarCore", "RPCStatusProtos", "CBazaarEvent", "CBazaarNghttp2", "CBazaarOpenSSL", "CBazaarZlib",
+                "CBazaarHTTPParser",
+            ]),
         // Mesh: discovery, balancing, health, reflection, retries, breakers, bulkheads. It drives
         // the transport's channels (one per endpoint) and runs evdns on the transport's loops.
         runtime("BazaarMesh", ["BazaarCore", "BazaarTransport", "GRPCProtos", "CBazaarEvent"]),
@@ -132,6 +136,7 @@ let package = Package(
     ] + generated("WellKnownTypes", dependsOn: [])
         + generated("BazaarOptions", dependsOn: ["WellKnownTypes"])
         + generated("GRPCProtos", dependsOn: ["WellKnownTypes"])
+        + generated("RPCStatusProtos", dependsOn: ["WellKnownTypes"])
         + generated("OTLPProtos", dependsOn: [])
         + generated("BazaarWebProtos", dependsOn: ["BazaarOptions"])
         + generated("ShopAPI", dependsOn: ["WellKnownTypes", "BazaarOptions"]) + [

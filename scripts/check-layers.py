@@ -16,7 +16,7 @@ SYSTEM = {"Foundation", "FoundationEssentials", "Glibc", "Darwin", "Dispatch", "
 # Runtime modules by what they are allowed to see: the wire and the core are the bottom.
 RUNTIME_BASE = {"BazaarWire", "BazaarCore"}
 # Generated modules any runtime module may use (protocols the runtime speaks); the shop's API is not one.
-RUNTIME_PROTOS = {"WellKnownTypes", "BazaarOptions", "GRPCProtos", "OTLPProtos"}
+RUNTIME_PROTOS = {"WellKnownTypes", "BazaarOptions", "GRPCProtos", "OTLPProtos", "RPCStatusProtos"}
 DATA = {"BazaarPostgres", "BazaarRedis", "BazaarSMTP"}
 
 RULES = {
@@ -83,7 +83,8 @@ def allowed(layer, module, imported, imported_layer):
         if module == "BazaarCore":
             return imported == "BazaarWire"
         if module == "BazaarTransport":
-            return imported in RUNTIME_BASE
+            # google.rpc.Status is part of the gRPC wire (grpc-status-details-bin).
+            return imported in RUNTIME_BASE or imported in ("RPCStatusProtos", "WellKnownTypes")
         if module == "BazaarSchema":
             return imported in RUNTIME_BASE or imported in ("WellKnownTypes", "BazaarOptions")
         return imported in RUNTIME_BASE or imported == "BazaarTransport" or imported in RUNTIME_PROTOS

@@ -115,9 +115,24 @@ struct ServiceEmitter {
         for m in s.methods {
             let n = methodName(m)
             let method = "\(name).Method.\(n)"
+            // A request whose schema declares field rules is checked before the handler sees it.
+            let validated = FieldRules.isValidated(m.input)
+            let (req, resp) = types(m)
             switch (m.clientStreaming, m.serverStreaming) {
+            case (false, false) where validated:
+                w.line("    .unary(\(method)) { (request: \(req), context: ServerContext) in")
+                w.line("        try request.validate()")
+                w.line("        return try await self.\(n)(request, context: context)")
+                w.line("    },")
             case (false, false):
                 w.line("    .unary(\(method)) { try await self.\(n)($0, context: $1) },")
+            case (false, true) where validated:
+                w.line(
+                    "    .serverStreaming(\(method)) { (request: \(req), responses: RPCWriter<\(resp)>, context: ServerContext) in"
+                )
+                w.line("        try request.validate()")
+                w.line("        try await self.\(n)(request, responses: responses, context: context)")
+                w.line("    },")
             case (false, true):
                 w.line("    .serverStreaming(\(method)) { try await self.\(n)($0, responses: $1, context: $2) },")
             case (true, false):

@@ -20,7 +20,8 @@ struct SwiftEmitter {
         w.line("// Regenerate with `swift package --allow-writing-to-package-directory generate-code`.")
         w.line("")
         var imports: Set<String> = ["BazaarWire", "CBazaarProtobufC"]
-        if !file.services.isEmpty { imports.insert("BazaarCore") }
+        let validated = file.allMessages.contains { !$0.isMapEntry && FieldRules.isValidated($0) }
+        if !file.services.isEmpty || validated { imports.insert("BazaarCore") }
         if let own = ownModule { imports.insert("C" + own) }
         for dep in transitiveDependencies() {
             if let m = Self.module(for: dep.path, in: modules), m != ownModule {
@@ -32,6 +33,7 @@ struct SwiftEmitter {
         w.line("")
         for e in file.enums { emitEnum(e, &w) }
         for m in file.messages { emitMessage(m, &w) }
+        if validated { FieldRules.emit(file, &w) }
         emitFileDescriptor(&w)
         ServiceEmitter(file: file).emit(&w)
         return w.text

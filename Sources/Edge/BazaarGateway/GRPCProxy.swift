@@ -49,7 +49,9 @@ extension Gateway {
         func finish(_ status: RPCError, sentHead: Bool, extra: [(String, String)] = []) {
             let trailers =
                 [("grpc-status", String(status.code.rawValue))]
-                + (status.message.isEmpty ? [] : [("grpc-message", GRPCHeaders.percentEncode(status.message))]) + extra
+                + (status.message.isEmpty ? [] : [("grpc-message", GRPCHeaders.percentEncode(status.message))])
+                + (StatusDetails.encode(status).map { [(StatusDetails.trailer, Base64.encode($0, padding: false))] } ?? [])
+                + extra
             if !sentHead { writer.writeHead(status: 200, headers: head + [("content-type", contentType)]) }
             switch flavor {
             case .grpc:
@@ -108,7 +110,7 @@ extension Gateway {
         if let seconds = rateLimited(request, user: user, method: method) {
             // gRPC's retry pushback: a client that retries waits at least this long.
             return finish(
-                RPCError(.resourceExhausted, "too many requests; retry in \(seconds) s"), sentHead: false,
+                Self.rateLimitError(retryIn: seconds), sentHead: false,
                 extra: [("grpc-retry-pushback-ms", String(seconds * 1000))])
         }
         var options = CallOptions(timeout: deadline(request, method))

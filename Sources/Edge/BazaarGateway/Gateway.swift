@@ -249,9 +249,7 @@ public final class Gateway: HTTPResponder {
         // Who is calling, and may they?
         let user = try authenticate(request, rule: method.options.auth)
         if let seconds = rateLimited(request, user: user, method: method) {
-            throw HTTPFailure(
-                status: 429, code: .resourceExhausted, message: "too many requests; retry in \(seconds) s",
-                headers: [("retry-after", String(seconds))])
+            throw HTTPFailure(Self.rateLimitError(retryIn: seconds))
         }
 
         // The request message: body, then path variables, then query parameters.
@@ -412,6 +410,20 @@ public final class Gateway: HTTPResponder {
             }
         }
         return user
+    }
+
+    /// The answer to a caller over its rate: RESOURCE_EXHAUSTED with `RetryInfo` and an `ErrorInfo`
+    /// (`RATE_LIMITED`) for programs, and `retry-after` for HTTP clients, the same on every protocol.
+    static func rateLimitError(retryIn seconds: Int) -> RPCError {
+        var e = RPCError(
+            .resourceExhausted, "too many requests; retry in \(seconds) s",
+            details: [
+                .errorInfo(
+                    ErrorInfo(reason: "RATE_LIMITED", domain: "gateway.bazaar", metadata: ["retry_after_s": String(seconds)])),
+                .retryInfo(delay: .seconds(seconds)),
+            ])
+        e.metadata.add("retry-after", String(seconds))
+        return e
     }
 
     /// Every protocol at the edge (REST, gRPC, gRPC-Web) draws from the same buckets: per user

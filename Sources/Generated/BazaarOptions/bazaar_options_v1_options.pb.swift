@@ -130,12 +130,111 @@ public struct Bazaar_Options_V1_AuthRule: WireMessage {
     }
 }
 
+/// What a field's value must be for a request to be taken. The generated code checks every rule
+/// of a request (and of the messages inside it) before the handler runs, and answers
+/// INVALID_ARGUMENT with one `google.rpc.BadRequest` field violation per broken rule, on every
+/// protocol. The edge's OpenAPI document shows the same rules as JSON Schema keywords.
+///
+/// On a repeated field, `min_items`, `max_items` and `required` are about the list and every
+/// other rule about each element.
+public struct Bazaar_Options_V1_FieldRules: WireMessage {
+    /// The field must be set: a message present, a string with a character other than white space,
+    /// bytes or a list or a map not empty, an enum other than its zero value, a number other than 0.
+    public var required: Bool = false
+    /// Length bounds, inclusive: of a string in Unicode code points, of bytes in bytes.
+    public var minLen: UInt64? = nil
+    public var maxLen: UInt64? = nil
+    /// A regular expression (PCRE-style, as Swift's Regex reads it) a non-empty string must match;
+    /// it is searched for, so
+    /// anchor it with ^ and $ to match the whole value.
+    public var pattern: String = ""
+    /// A non-empty string must be an email address (a dot-atom local part and a DNS domain).
+    public var email: Bool = false
+    /// A string must hold no control character and no line break.
+    public var singleLine: Bool = false
+    /// Bounds of a number, inclusive.
+    public var min: Double? = nil
+    public var max: Double? = nil
+    /// Bounds of the number of elements of a repeated field or entries of a map, inclusive.
+    public var minItems: UInt64? = nil
+    public var maxItems: UInt64? = nil
+    /// An enum's value must be one of the values it declares.
+    public var definedOnly: Bool = false
+    /// Fields not in this schema, kept for the round trip.
+    public var unknownFields = UnknownFields()
+
+    public static let protoMessageName = "bazaar.options.v1.FieldRules"
+    @inline(__always)
+    public static var protobufCDescriptor: UnsafePointer<ProtobufCMessageDescriptor> { bazaar__options__v1__field_rules__descriptor_address() }
+
+    public init() {}
+
+    /// A message with the given fields; the rest keep their defaults.
+    public init(
+        required: Bool = false,
+        minLen: UInt64? = nil,
+        maxLen: UInt64? = nil,
+        pattern: String = "",
+        email: Bool = false,
+        singleLine: Bool = false,
+        min: Double? = nil,
+        max: Double? = nil,
+        minItems: UInt64? = nil,
+        maxItems: UInt64? = nil,
+        definedOnly: Bool = false
+    ) {
+        self.required = required
+        self.minLen = minLen
+        self.maxLen = maxLen
+        self.pattern = pattern
+        self.email = email
+        self.singleLine = singleLine
+        self.min = min
+        self.max = max
+        self.minItems = minItems
+        self.maxItems = maxItems
+        self.definedOnly = definedOnly
+    }
+
+    public func _writeC(_ raw: UnsafeMutableRawPointer, _ arena: WireArena) throws(WireEncodingError) {
+        let c = raw.assumingMemoryBound(to: Bazaar__Options__V1__FieldRules.self)
+        c.pointee.required = (self.required ? 1 : 0)
+        if let v = self.minLen { c.pointee.has_min_len = 1; c.pointee.min_len = v }
+        if let v = self.maxLen { c.pointee.has_max_len = 1; c.pointee.max_len = v }
+        if !self.pattern.isEmpty { c.pointee.pattern = try arena.cString(self.pattern) }
+        c.pointee.email = (self.email ? 1 : 0)
+        c.pointee.single_line = (self.singleLine ? 1 : 0)
+        if let v = self.min { c.pointee.has_min = 1; c.pointee.min = v }
+        if let v = self.max { c.pointee.has_max = 1; c.pointee.max = v }
+        if let v = self.minItems { c.pointee.has_min_items = 1; c.pointee.min_items = v }
+        if let v = self.maxItems { c.pointee.has_max_items = 1; c.pointee.max_items = v }
+        c.pointee.defined_only = (self.definedOnly ? 1 : 0)
+        unknownFields.write(into: &c.pointee.base, arena)
+    }
+
+    public init(_readC raw: UnsafeRawPointer) throws(WireDecodingError) {
+        let c = raw.assumingMemoryBound(to: Bazaar__Options__V1__FieldRules.self)
+        self.required = (c.pointee.required != 0)
+        if c.pointee.has_min_len != 0 { self.minLen = c.pointee.min_len }
+        if c.pointee.has_max_len != 0 { self.maxLen = c.pointee.max_len }
+        self.pattern = try WireDecode.string(c.pointee.pattern, field: "bazaar.options.v1.FieldRules.pattern")
+        self.email = (c.pointee.email != 0)
+        self.singleLine = (c.pointee.single_line != 0)
+        if c.pointee.has_min != 0 { self.min = c.pointee.min }
+        if c.pointee.has_max != 0 { self.max = c.pointee.max }
+        if c.pointee.has_min_items != 0 { self.minItems = c.pointee.min_items }
+        if c.pointee.has_max_items != 0 { self.maxItems = c.pointee.max_items }
+        self.definedOnly = (c.pointee.defined_only != 0)
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
+    }
+}
+
 extension ProtoFile {
     /// `bazaar/options/v1/options.proto`: its serialized FileDescriptorProto and the files it imports.
     public static let bazaar_options_v1_options = ProtoFile(
         path: "bazaar/options/v1/options.proto",
         dependencies: [ProtoFile.google_protobuf_descriptor],
-        messageTypes: [Bazaar_Options_V1_AuthRule.self],
+        messageTypes: [Bazaar_Options_V1_AuthRule.self, Bazaar_Options_V1_FieldRules.self],
         enumTypes: [Bazaar_Options_V1_AuthRule.Level.self]
     ) {
         var length = 0

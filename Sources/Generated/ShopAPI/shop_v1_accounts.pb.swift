@@ -805,6 +805,12 @@ public struct Shop_V1_PublicKey: WireMessage {
     }
 }
 
+extension Shop_V1_ListUsersRequest: ValidatedMessage {
+    public func collectViolations(_ prefix: String, into out: inout [FieldViolation]) {
+        page?.collectViolations(prefix + "page" + ".", into: &out)
+    }
+}
+
 extension ProtoFile {
     /// `shop/v1/accounts.proto`: its serialized FileDescriptorProto and the files it imports.
     public static let shop_v1_accounts = ProtoFile(
@@ -1049,7 +1055,10 @@ extension Shop_V1_AccountsService.ServiceProtocol {
             .unary(Shop_V1_AccountsService.Method.getMe) { try await self.getMe($0, context: $1) },
             .unary(Shop_V1_AccountsService.Method.updateMe) { try await self.updateMe($0, context: $1) },
             .unary(Shop_V1_AccountsService.Method.changePassword) { try await self.changePassword($0, context: $1) },
-            .unary(Shop_V1_AccountsService.Method.listUsers) { try await self.listUsers($0, context: $1) },
+            .unary(Shop_V1_AccountsService.Method.listUsers) { (request: Shop_V1_ListUsersRequest, context: ServerContext) in
+                try request.validate()
+                return try await self.listUsers(request, context: context)
+            },
             .unary(Shop_V1_AccountsService.Method.setUserRoles) { try await self.setUserRoles($0, context: $1) },
             .unary(Shop_V1_AccountsService.Method.getUser) { try await self.getUser($0, context: $1) },
             .unary(Shop_V1_AccountsService.Method.listRevocations) { try await self.listRevocations($0, context: $1) },

@@ -169,6 +169,7 @@ public struct Shop_V1_AddItemRequest: WireMessage {
 
 public struct Shop_V1_SetItemQuantityRequest: WireMessage {
     public var productID: String = ""
+    /// The line's new number of units; 0 removes it.
     public var quantity: Int64 = 0
     /// Fields not in this schema, kept for the round trip.
     public var unknownFields = UnknownFields()
@@ -314,6 +315,18 @@ public struct Shop_V1_ClearCartForUserRequest: WireMessage {
         let c = raw.assumingMemoryBound(to: Shop__V1__ClearCartForUserRequest.self)
         self.userID = try WireDecode.string(c.pointee.user_id, field: "shop.v1.ClearCartForUserRequest.user_id")
         if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = try UnknownFields(c.pointee.base, in: Self.protoMessageName) }
+    }
+}
+
+extension Shop_V1_AddItemRequest: ValidatedMessage {
+    public func collectViolations(_ prefix: String, into out: inout [FieldViolation]) {
+        FieldCheck.number(Double(quantity), prefix + "quantity", min: 1, into: &out)
+    }
+}
+
+extension Shop_V1_SetItemQuantityRequest: ValidatedMessage {
+    public func collectViolations(_ prefix: String, into out: inout [FieldViolation]) {
+        FieldCheck.number(Double(quantity), prefix + "quantity", min: 0, into: &out)
     }
 }
 
@@ -471,8 +484,14 @@ extension Shop_V1_CartService.ServiceProtocol {
     public var handlers: [RPCHandler] {
         [
             .unary(Shop_V1_CartService.Method.getCart) { try await self.getCart($0, context: $1) },
-            .unary(Shop_V1_CartService.Method.addItem) { try await self.addItem($0, context: $1) },
-            .unary(Shop_V1_CartService.Method.setItemQuantity) { try await self.setItemQuantity($0, context: $1) },
+            .unary(Shop_V1_CartService.Method.addItem) { (request: Shop_V1_AddItemRequest, context: ServerContext) in
+                try request.validate()
+                return try await self.addItem(request, context: context)
+            },
+            .unary(Shop_V1_CartService.Method.setItemQuantity) { (request: Shop_V1_SetItemQuantityRequest, context: ServerContext) in
+                try request.validate()
+                return try await self.setItemQuantity(request, context: context)
+            },
             .unary(Shop_V1_CartService.Method.removeItem) { try await self.removeItem($0, context: $1) },
             .unary(Shop_V1_CartService.Method.clearCart) { try await self.clearCart($0, context: $1) },
             .unary(Shop_V1_CartService.Method.getCartForUser) { try await self.getCartForUser($0, context: $1) },

@@ -905,6 +905,44 @@ public struct Shop_V1_StockLevel: WireMessage {
     }
 }
 
+extension Shop_V1_ListProductsRequest: ValidatedMessage {
+    public func collectViolations(_ prefix: String, into out: inout [FieldViolation]) {
+        page?.collectViolations(prefix + "page" + ".", into: &out)
+        FieldCheck.string(category, prefix + "category", maxLen: 64, singleLine: true, into: &out)
+        FieldCheck.string(query, prefix + "query", maxLen: 200, singleLine: true, into: &out)
+        FieldCheck.number(Double(minPriceMinor), prefix + "min_price_minor", min: 0, into: &out)
+        FieldCheck.number(Double(maxPriceMinor), prefix + "max_price_minor", min: 0, into: &out)
+        FieldCheck.enumeration(isZero: sort.rawValue == 0, isDefined: { if case .unrecognized = sort { false } else { true } }(), prefix + "sort", required: false, definedOnly: true, into: &out)
+    }
+}
+
+extension Shop_V1_BatchGetProductsRequest: ValidatedMessage {
+    public func collectViolations(_ prefix: String, into out: inout [FieldViolation]) {
+        FieldCheck.items(ids.count, prefix + "ids", max: 100, into: &out)
+    }
+}
+
+extension Shop_V1_StockLine: ValidatedMessage {
+    public func collectViolations(_ prefix: String, into out: inout [FieldViolation]) {
+        FieldCheck.number(Double(quantity), prefix + "quantity", min: 1, max: 1000, into: &out)
+    }
+}
+
+extension Shop_V1_ReserveStockRequest: ValidatedMessage {
+    public func collectViolations(_ prefix: String, into out: inout [FieldViolation]) {
+        FieldCheck.items(lines.count, prefix + "lines", min: 1, max: 100, into: &out)
+        for (i, v) in lines.enumerated() {
+            v.collectViolations(prefix + "lines" + "[\(i)]" + ".", into: &out)
+        }
+    }
+}
+
+extension Shop_V1_WatchStockRequest: ValidatedMessage {
+    public func collectViolations(_ prefix: String, into out: inout [FieldViolation]) {
+        FieldCheck.items(productIDs.count, prefix + "product_ids", min: 1, max: 100, into: &out)
+    }
+}
+
 extension ProtoFile {
     /// `shop/v1/catalog.proto`: its serialized FileDescriptorProto and the files it imports.
     public static let shop_v1_catalog = ProtoFile(
@@ -1103,16 +1141,28 @@ extension Shop_V1_CatalogService.ServiceProtocol {
 
     public var handlers: [RPCHandler] {
         [
-            .unary(Shop_V1_CatalogService.Method.listProducts) { try await self.listProducts($0, context: $1) },
+            .unary(Shop_V1_CatalogService.Method.listProducts) { (request: Shop_V1_ListProductsRequest, context: ServerContext) in
+                try request.validate()
+                return try await self.listProducts(request, context: context)
+            },
             .unary(Shop_V1_CatalogService.Method.getProduct) { try await self.getProduct($0, context: $1) },
-            .unary(Shop_V1_CatalogService.Method.batchGetProducts) { try await self.batchGetProducts($0, context: $1) },
+            .unary(Shop_V1_CatalogService.Method.batchGetProducts) { (request: Shop_V1_BatchGetProductsRequest, context: ServerContext) in
+                try request.validate()
+                return try await self.batchGetProducts(request, context: context)
+            },
             .unary(Shop_V1_CatalogService.Method.createProduct) { try await self.createProduct($0, context: $1) },
             .unary(Shop_V1_CatalogService.Method.updateProduct) { try await self.updateProduct($0, context: $1) },
             .unary(Shop_V1_CatalogService.Method.deleteProduct) { try await self.deleteProduct($0, context: $1) },
-            .unary(Shop_V1_CatalogService.Method.reserveStock) { try await self.reserveStock($0, context: $1) },
+            .unary(Shop_V1_CatalogService.Method.reserveStock) { (request: Shop_V1_ReserveStockRequest, context: ServerContext) in
+                try request.validate()
+                return try await self.reserveStock(request, context: context)
+            },
             .unary(Shop_V1_CatalogService.Method.commitStock) { try await self.commitStock($0, context: $1) },
             .unary(Shop_V1_CatalogService.Method.releaseStock) { try await self.releaseStock($0, context: $1) },
-            .serverStreaming(Shop_V1_CatalogService.Method.watchStock) { try await self.watchStock($0, responses: $1, context: $2) },
+            .serverStreaming(Shop_V1_CatalogService.Method.watchStock) { (request: Shop_V1_WatchStockRequest, responses: RPCWriter<Shop_V1_StockLevel>, context: ServerContext) in
+                try request.validate()
+                try await self.watchStock(request, responses: responses, context: context)
+            },
         ]
     }
 }

@@ -373,6 +373,12 @@ public struct Shop_V1_SendBatchResponse: WireMessage {
     }
 }
 
+extension Shop_V1_ListNotificationsRequest: ValidatedMessage {
+    public func collectViolations(_ prefix: String, into out: inout [FieldViolation]) {
+        page?.collectViolations(prefix + "page" + ".", into: &out)
+    }
+}
+
 extension ProtoFile {
     /// `shop/v1/notifications.proto`: its serialized FileDescriptorProto and the files it imports.
     public static let shop_v1_notifications = ProtoFile(
@@ -491,7 +497,10 @@ extension Shop_V1_NotificationsService.ServiceProtocol {
     public var handlers: [RPCHandler] {
         [
             .unary(Shop_V1_NotificationsService.Method.send) { try await self.send($0, context: $1) },
-            .unary(Shop_V1_NotificationsService.Method.listNotifications) { try await self.listNotifications($0, context: $1) },
+            .unary(Shop_V1_NotificationsService.Method.listNotifications) { (request: Shop_V1_ListNotificationsRequest, context: ServerContext) in
+                try request.validate()
+                return try await self.listNotifications(request, context: context)
+            },
             .unary(Shop_V1_NotificationsService.Method.markRead) { try await self.markRead($0, context: $1) },
             .serverStreaming(Shop_V1_NotificationsService.Method.subscribe) { try await self.subscribe($0, responses: $1, context: $2) },
             .clientStreaming(Shop_V1_NotificationsService.Method.sendBatch) { try await self.sendBatch($0, context: $1) },

@@ -456,6 +456,35 @@ public struct Shop_V1_WatchOrderRequest: WireMessage {
     }
 }
 
+extension Shop_V1_Order: ValidatedMessage {
+    public func collectViolations(_ prefix: String, into out: inout [FieldViolation]) {
+        shippingAddress?.collectViolations(prefix + "shipping_address" + ".", into: &out)
+    }
+}
+
+extension Shop_V1_PlaceOrderRequest: ValidatedMessage {
+    public func collectViolations(_ prefix: String, into out: inout [FieldViolation]) {
+        FieldCheck.string(requestID, prefix + "request_id", required: true, maxLen: 100, singleLine: true, into: &out)
+        FieldCheck.present(shippingAddress != nil, prefix + "shipping_address", into: &out)
+        shippingAddress?.collectViolations(prefix + "shipping_address" + ".", into: &out)
+        FieldCheck.string(paymentToken, prefix + "payment_token", maxLen: 200, singleLine: true, into: &out)
+    }
+}
+
+extension Shop_V1_ListOrdersRequest: ValidatedMessage {
+    public func collectViolations(_ prefix: String, into out: inout [FieldViolation]) {
+        page?.collectViolations(prefix + "page" + ".", into: &out)
+    }
+}
+
+extension Shop_V1_ListOrdersResponse: ValidatedMessage {
+    public func collectViolations(_ prefix: String, into out: inout [FieldViolation]) {
+        for (i, v) in orders.enumerated() {
+            v.collectViolations(prefix + "orders" + "[\(i)]" + ".", into: &out)
+        }
+    }
+}
+
 extension ProtoFile {
     /// `shop/v1/orders.proto`: its serialized FileDescriptorProto and the files it imports.
     public static let shop_v1_orders = ProtoFile(
@@ -612,11 +641,20 @@ extension Shop_V1_OrdersService.ServiceProtocol {
 
     public var handlers: [RPCHandler] {
         [
-            .unary(Shop_V1_OrdersService.Method.placeOrder) { try await self.placeOrder($0, context: $1) },
+            .unary(Shop_V1_OrdersService.Method.placeOrder) { (request: Shop_V1_PlaceOrderRequest, context: ServerContext) in
+                try request.validate()
+                return try await self.placeOrder(request, context: context)
+            },
             .unary(Shop_V1_OrdersService.Method.getOrder) { try await self.getOrder($0, context: $1) },
-            .unary(Shop_V1_OrdersService.Method.listOrders) { try await self.listOrders($0, context: $1) },
+            .unary(Shop_V1_OrdersService.Method.listOrders) { (request: Shop_V1_ListOrdersRequest, context: ServerContext) in
+                try request.validate()
+                return try await self.listOrders(request, context: context)
+            },
             .unary(Shop_V1_OrdersService.Method.cancelOrder) { try await self.cancelOrder($0, context: $1) },
-            .unary(Shop_V1_OrdersService.Method.listAllOrders) { try await self.listAllOrders($0, context: $1) },
+            .unary(Shop_V1_OrdersService.Method.listAllOrders) { (request: Shop_V1_ListOrdersRequest, context: ServerContext) in
+                try request.validate()
+                return try await self.listAllOrders(request, context: context)
+            },
             .unary(Shop_V1_OrdersService.Method.updateOrderStatus) { try await self.updateOrderStatus($0, context: $1) },
             .serverStreaming(Shop_V1_OrdersService.Method.watchOrder) { try await self.watchOrder($0, responses: $1, context: $2) },
         ]

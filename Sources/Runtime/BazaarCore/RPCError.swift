@@ -41,20 +41,26 @@ public enum StatusCode: Int, Sendable, Hashable, CaseIterable, CustomStringConve
     }
 }
 
-/// The error an RPC fails with: a status code, a message for the caller, and trailing metadata.
+/// The error an RPC fails with: a status code, a message for the developer, machine-readable
+/// details, and trailing metadata.
 public struct RPCError: Error, Sendable, Hashable, CustomStringConvertible {
     public var code: StatusCode
     public var message: String
+    /// `google.rpc` details: which fields are wrong, a reason a program can branch on, when to retry.
+    /// Every protocol carries them (see ``ErrorDetail``).
+    public var details: [ErrorDetail]
     public var metadata: Metadata
     /// The server had sent response headers before the call failed. Under gRFC A6 such a call is
     /// committed: the server has seen it, so it is never retried.
     public var responseStarted: Bool
 
     public init(
-        _ code: StatusCode, _ message: String = "", metadata: Metadata = Metadata(), responseStarted: Bool = false
+        _ code: StatusCode, _ message: String = "", details: [ErrorDetail] = [], metadata: Metadata = Metadata(),
+        responseStarted: Bool = false
     ) {
         self.code = code
         self.message = message
+        self.details = details
         self.metadata = metadata
         self.responseStarted = responseStarted
     }

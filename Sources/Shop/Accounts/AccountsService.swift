@@ -63,14 +63,14 @@ public final class AccountsService: Shop_V1_AccountsService.ServiceProtocol {
 
     static func normalizedEmail(_ email: String) throws(RPCError) -> String {
         let e = email.trimming(" ")
-        try Check.that(!e.isEmpty, "email is required")
+        try Check.that(!e.isEmpty, field: "email", reason: "REQUIRED", "email is required")
         try Check.email(e)
         return e
     }
 
     static func checkPassword(_ password: String, field: String) throws(RPCError) {
-        try Check.that(password.count >= 8, "\(field) must have at least 8 characters")
-        try Check.that(password.utf8.count <= 1024, "\(field) is longer than 1024 bytes")
+        try Check.that(password.count >= 8, field: field, reason: "STRING_TOO_SHORT", "\(field) must have at least 8 characters")
+        try Check.that(password.utf8.count <= 1024, field: field, reason: "STRING_TOO_LONG", "\(field) is longer than 1024 bytes")
     }
 
     // MARK: sign-up and sign-in
@@ -102,7 +102,9 @@ public final class AccountsService: Shop_V1_AccountsService.ServiceProtocol {
     /// (``ServerContext/callerAddress``); a direct mesh caller is its mesh identity.
     public func login(_ request: Shop_V1_LoginRequest, context: ServerContext) async throws -> Shop_V1_Session {
         let email = try Self.normalizedEmail(request.email)
-        try Check.that(!request.password.isEmpty && request.password.utf8.count <= 1024, "password is required")
+        try Check.that(
+            !request.password.isEmpty && request.password.utf8.count <= 1024, field: "password", reason: "REQUIRED",
+            "password is required")
         let key = email.lowercased()
         let address = ServerContext.current?.callerAddress ?? "unknown"
         // A mesh caller (an internal tool) is one identity, not a crowd: only its pairs count.
@@ -372,7 +374,7 @@ public final class AccountsService: Shop_V1_AccountsService.ServiceProtocol {
         try Check.id(request.userID, "user_id")
         let unknown = Set(request.roles).subtracting(Self.knownRoles)
         try Check.that(
-            unknown.isEmpty, "unknown roles: \(unknown.sorted().joined(separator: ", ")) (known: admin, customer)")
+            unknown.isEmpty, field: "roles", reason: "UNKNOWN_ROLE", "unknown roles: \(unknown.sorted().joined(separator: ", ")) (known: admin, customer)")
         guard
             let row = try await db.query(
                 """

@@ -121,9 +121,9 @@ public final class CartService: Shop_V1_CartService.ServiceProtocol {
         do {
             product = try await catalog.getProduct(Shop_V1_GetProductRequest(id: id, sku: ""))
         } catch let e as RPCError where e.code == .notFound {
-            throw RPCError(.notFound, "no product \(id)")
+            throw ProductErrors.notFound(id)
         }
-        if !product.active { throw RPCError(.failedPrecondition, "\(product.name) is no longer sold") }
+        if !product.active { throw ProductErrors.notSold(id, name: product.name) }
         return product
     }
 
@@ -133,8 +133,9 @@ public final class CartService: Shop_V1_CartService.ServiceProtocol {
 
     public func addItem(_ request: Shop_V1_AddItemRequest, context: ServerContext) async throws -> Shop_V1_Cart {
         let user = try UserIdentity.required().subject
-        try Check.that(request.quantity >= 1, "quantity must be at least 1")
-        try Check.that(request.quantity <= maxUnitsPerLine, "quantity must be at most \(maxUnitsPerLine)")
+        try Check.that(
+            request.quantity <= maxUnitsPerLine, field: "quantity", reason: "LINE_LIMIT",
+            "quantity must be at most \(maxUnitsPerLine)")
         let product = try await checkProduct(request.productID)
         return try await change(user, product: request.productID, units: request.quantity, mode: "add", known: product)
     }
@@ -143,8 +144,9 @@ public final class CartService: Shop_V1_CartService.ServiceProtocol {
         -> Shop_V1_Cart
     {
         let user = try UserIdentity.required().subject
-        try Check.that(request.quantity >= 0, "quantity must not be negative")
-        try Check.that(request.quantity <= maxUnitsPerLine, "quantity must be at most \(maxUnitsPerLine)")
+        try Check.that(
+            request.quantity <= maxUnitsPerLine, field: "quantity", reason: "LINE_LIMIT",
+            "quantity must be at most \(maxUnitsPerLine)")
         if request.quantity > 0 {
             try await checkProduct(request.productID)
         } else {

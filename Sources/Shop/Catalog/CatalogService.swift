@@ -60,12 +60,10 @@ public final class CatalogService: Shop_V1_CatalogService.ServiceProtocol {
         -> Shop_V1_ListProductsResponse
     {
         let size = try PageToken.size(request.page)
-        try Check.text(request.category, "category", max: 64, required: false)
-        try Check.text(request.query, "query", max: 200, required: false)
-        try Check.that(request.minPriceMinor >= 0 && request.maxPriceMinor >= 0, "price bounds must not be negative")
+        // The schema's rules (catalog.proto) bound the text and the prices; what they cannot say:
         try Check.that(
-            request.maxPriceMinor == 0 || request.minPriceMinor <= request.maxPriceMinor,
-            "min_price_minor is above max_price_minor")
+            request.maxPriceMinor == 0 || request.minPriceMinor <= request.maxPriceMinor, field: "min_price_minor",
+            reason: "ABOVE_MAX_PRICE", "min_price_minor is above max_price_minor")
         let hasQuery = !request.query.trimming(" ").isEmpty
         var sort = request.sort
         if sort == .unspecified { sort = hasQuery ? .relevance : .newest }
@@ -188,7 +186,6 @@ public final class CatalogService: Shop_V1_CatalogService.ServiceProtocol {
     public func batchGetProducts(_ request: Shop_V1_BatchGetProductsRequest, context: ServerContext) async throws
         -> Shop_V1_BatchGetProductsResponse
     {
-        try Check.that(request.ids.count <= 100, "at most 100 ids at once")
         for id in request.ids { try Check.id(id, "ids") }
         var response = Shop_V1_BatchGetProductsResponse()
         if request.ids.isEmpty { return response }
@@ -243,42 +240,50 @@ public final class CatalogService: Shop_V1_CatalogService.ServiceProtocol {
             try Check.text(p.sku, "product.sku", max: 64)
             try Check.that(
                 p.sku.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) },
-                "product.sku may hold only letters, digits, '-', '_' and '.'")
+                field: "product.sku", reason: "PATTERN_MISMATCH", "product.sku may hold only letters, digits, '-', '_' and '.'")
         }
         if fields.contains("name") { try Check.text(p.name, "product.name", max: 200) }
         if fields.contains("description") {
             try Check.text(p.description_p, "product.description", max: 5000, required: false, multiline: true)
         }
         if fields.contains("price") {
-            guard let price = p.price else { throw RPCError(.invalidArgument, "product.price is required") }
+            guard let price = p.price else { throw RPCError.invalidArgument(field: "product.price", "product.price is required", reason: "REQUIRED") }
             try Check.that(
                 price.currencyCode.count == 3 && price.currencyCode.allSatisfy { $0.isASCII && $0.isUppercase },
-                "product.price.currency_code must be an ISO 4217 code such as EUR")
+                field: "product.price.currency_code", reason: "PATTERN_MISMATCH", "product.price.currency_code must be an ISO 4217 code such as EUR")
             try Check.that(
                 price.amountMinor >= 0 && price.amountMinor <= MoneyMath.maxUnitPriceMinor,
-                "product.price.amount_minor must be between 0 and \(MoneyMath.maxUnitPriceMinor)")
+                field: "product.price.amount_minor", reason: "OUT_OF_RANGE", "product.price.amount_minor must be between 0 and \(MoneyMath.maxUnitPriceMinor)")
         }
         if fields.contains("stock") {
-            try Check.that(p.stock >= 0 && p.stock <= 1_000_000_000, "product.stock must be between 0 and 1e9")
+            try Check.that(
+                p.stock >= 0 && p.stock <= 1_000_000_000, field: "product.stock", reason: "OUT_OF_RANGE",
+                "product.stock must be between 0 and 1e9")
         }
         if fields.contains("categories") {
-            try Check.that(p.categories.count <= 20, "product.categories holds at most 20 entries")
+            try Check.that(
+                p.categories.count <= 20, field: "product.categories", reason: "TOO_MANY_ITEMS",
+                "product.categories holds at most 20 entries")
             for c in p.categories { try Check.text(c, "product.categories", max: 64) }
         }
         if fields.contains("image_urls") {
-            try Check.that(p.imageURLs.count <= 20, "product.image_urls holds at most 20 entries")
+            try Check.that(
+                p.imageURLs.count <= 20, field: "product.image_urls", reason: "TOO_MANY_ITEMS",
+                "product.image_urls holds at most 20 entries")
             for u in p.imageURLs {
                 try Check.text(u, "product.image_urls", max: 2000)
                 // An address elsewhere, or a path on the shop's own site (the demo catalog's
                 // pictures, or images the edge serves): never a scheme a browser would run.
                 let sameSite = u.hasPrefix("/") && !u.hasPrefix("//") && !u.contains("\\")
                 try Check.that(
-                    u.hasPrefix("https://") || u.hasPrefix("http://") || sameSite,
-                    "product.image_urls must be http(s) URLs or paths on this site")
+                    u.hasPrefix("https://") || u.hasPrefix("http://") || sameSite, field: "product.image_urls",
+                    reason: "NOT_A_URL", "product.image_urls must be http(s) URLs or paths on this site")
             }
         }
         if fields.contains("attributes") {
-            try Check.that(p.attributes.count <= 50, "product.attributes holds at most 50 entries")
+            try Check.that(
+                p.attributes.count <= 50, field: "product.attributes", reason: "TOO_MANY_ITEMS",
+                "product.attributes holds at most 50 entries")
             for (k, v) in p.attributes {
                 try Check.text(k, "product.attributes key", max: 64)
                 try Check.text(v, "product.attributes[\(k)]", max: 500, required: false, multiline: true)
@@ -294,7 +299,7 @@ public final class CatalogService: Shop_V1_CatalogService.ServiceProtocol {
         let paths = Set(request.updateMask?.paths ?? [])
         let unknown = paths.subtracting(Self.writable)
         try Check.that(
-            unknown.isEmpty,
+            unknown.isEmpty, field: "update_mask", reason: "NOT_WRITABLE",
             "update_mask names fields that cannot be changed: \(unknown.sorted().joined(separator: ", "))")
         let fields = paths.isEmpty ? Self.writable : paths
         try Self.validate(p, fields: fields)
@@ -342,7 +347,7 @@ public final class CatalogService: Shop_V1_CatalogService.ServiceProtocol {
         try Check.id(request.id, "id")
         let r = try await db.query(
             "UPDATE products SET active = false, updated_at = clock_timestamp() WHERE id = $1", [request.id])
-        guard r.affectedRows == 1 else { throw RPCError(.notFound, "no product \(request.id)") }
+        guard r.affectedRows == 1 else { throw ProductErrors.notFound(request.id) }
         return Shop_V1_DeleteProductResponse()
     }
 
@@ -352,12 +357,9 @@ public final class CatalogService: Shop_V1_CatalogService.ServiceProtocol {
         -> Shop_V1_ReserveStockResponse
     {
         try Check.id(request.orderID, "order_id")
-        try Check.that(!request.lines.isEmpty, "lines must not be empty")
-        try Check.that(request.lines.count <= 100, "at most 100 lines")
         var wanted: [String: Int64] = [:]
         for line in request.lines {
             try Check.id(line.productID, "lines.product_id")
-            try Check.that(line.quantity > 0 && line.quantity <= 1000, "lines.quantity must be between 1 and 1000")
             wanted[line.productID, default: 0] += line.quantity
         }
         let ttlSeconds =
@@ -431,12 +433,11 @@ public final class CatalogService: Shop_V1_CatalogService.ServiceProtocol {
         ).rows
         let byID = Dictionary(found.map { ($0.text("id"), $0) }, uniquingKeysWith: { a, _ in a })
         for (productID, quantity) in wanted.sorted(by: { $0.key < $1.key }) {
-            guard let p = byID[productID] else { return RPCError(.notFound, "no product \(productID)") }
-            if p.bool("active") != true { return RPCError(.failedPrecondition, "\(p.text("name")) is no longer sold") }
+            guard let p = byID[productID] else { return ProductErrors.notFound(productID) }
+            if p.bool("active") != true { return ProductErrors.notSold(productID, name: p.text("name")) }
             if p.int64("stock") < quantity {
-                return RPCError(
-                    .failedPrecondition,
-                    "not enough stock of \(p.text("name")): \(p.int64("stock")) left, \(quantity) wanted")
+                return ProductErrors.outOfStock(
+                    productID, name: p.text("name"), available: p.int64("stock"), requested: quantity)
             }
         }
         return RPCError(.aborted, "the stock changed while it was being reserved; try again")
@@ -533,16 +534,19 @@ public final class CatalogService: Shop_V1_CatalogService.ServiceProtocol {
     public func watchStock(
         _ request: Shop_V1_WatchStockRequest, responses: RPCWriter<Shop_V1_StockLevel>, context: ServerContext
     ) async throws {
-        try Check.that(
-            !request.productIDs.isEmpty && request.productIDs.count <= 100, "product_ids must name 1 to 100 products")
         for id in request.productIDs { try Check.id(id, "product_ids") }
         let ids = jsonText(request.productIDs)
         var last: [String: Int64] = [:]
         while !Task.isCancelled {
             let rows = try await db.query(
-                "SELECT id::text AS id, stock FROM products WHERE id = ANY(\(Self.uuidArray("$1")))", [ids]
+                "SELECT id::text AS id, name, stock, active FROM products WHERE id = ANY(\(Self.uuidArray("$1")))",
+                [ids]
             ).rows
             if last.isEmpty && rows.isEmpty { throw RPCError(.notFound, "none of the products exist") }
+            // A product taken out of the shop ends the watch: its stock no longer means anything.
+            if let gone = rows.first(where: { $0.bool("active") != true }) {
+                throw ProductErrors.notSold(gone.text("id"), name: gone.text("name"))
+            }
             for row in rows where last[row.text("id")] != row.int64("stock") {
                 last[row.text("id")] = row.int64("stock")
                 var level = Shop_V1_StockLevel()

@@ -142,7 +142,8 @@ public final class NotificationsService: Shop_V1_NotificationsService.ServicePro
         var sent: Int32 = 0
         for try await r in requests {
             try Self.validate(r)
-            try Check.that(sent < 10_000, "at most 10000 notifications per batch")
+            try Check.that(
+                sent < 10_000, field: "requests", reason: "TOO_MANY_ITEMS", "at most 10000 notifications per batch")
             let email = r.channel == .email ? try await emailAddress(of: r.userID) : nil
             _ = try await store(r, email: email)
             sent += 1

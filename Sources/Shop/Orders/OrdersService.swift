@@ -250,7 +250,7 @@ public final class OrdersService: Shop_V1_OrdersService.ServiceProtocol {
     {
         let order = try await visibleOrder(request.id)
         if case .unrecognized = request.status { throw RPCError(.invalidArgument, "status is not a known OrderStatus") }
-        try Check.that(request.status != .unspecified, "status is required")
+        try Check.that(request.status != .unspecified, field: "status", reason: "REQUIRED", "status is required")
         if order.status == request.status { return order }
         if let refusal = OrderLifecycle.refusal(from: order.status, to: request.status, by: .admin) { throw refusal }
         if request.status == .cancelled {

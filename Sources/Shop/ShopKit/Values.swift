@@ -59,10 +59,13 @@ public enum MoneyMath {
     }
 }
 
-/// Request validation: every failure is INVALID_ARGUMENT naming the field.
+/// Request validation the schema cannot declare: every failure is INVALID_ARGUMENT with a
+/// `BadRequest` naming the field and the rule it broke.
 public enum Check {
-    public static func that(_ condition: Bool, _ message: @autoclosure () -> String) throws(RPCError) {
-        if !condition { throw RPCError(.invalidArgument, message()) }
+    public static func that(
+        _ condition: Bool, field: String, reason: String, _ message: @autoclosure () -> String
+    ) throws(RPCError) {
+        if !condition { throw RPCError.invalidArgument(field: field, message(), reason: reason) }
     }
 
     /// A required string of at most `max` characters, without control characters (C0, DEL,
@@ -72,48 +75,37 @@ public enum Check {
     public static func text(
         _ value: String, _ field: String, max: Int = 200, required: Bool = true, multiline: Bool = false
     ) throws(RPCError) {
-        if required, value.trimming(" \t\r\n").isEmpty { throw RPCError(.invalidArgument, "\(field) is required") }
-        if value.count > max { throw RPCError(.invalidArgument, "\(field) is longer than \(max) characters") }
-        if value.unicodeScalars.contains(where: { isControl($0) && !(multiline && ($0 == "\n" || $0 == "\t")) }) {
-            throw RPCError(
-                .invalidArgument,
-                multiline
-                    ? "\(field) contains control characters" : "\(field) contains control characters or line breaks")
+        if required, value.trimming(" \t\r\n").isEmpty {
+            throw RPCError.invalidArgument(field: field, "\(field) is required", reason: "REQUIRED")
         }
-    }
-
-    static func isControl(_ c: Unicode.Scalar) -> Bool {
-        c.value < 0x20 || (0x7F...0x9F).contains(c.value) || c.value == 0x2028 || c.value == 0x2029
+        if value.count > max {
+            throw RPCError.invalidArgument(
+                field: field, "\(field) is longer than \(max) characters", reason: "STRING_TOO_LONG")
+        }
+        if FieldCheck.hasControlCharacters(value, allowingLineBreaks: multiline) {
+            throw RPCError.invalidArgument(
+                field: field,
+                multiline
+                    ? "\(field) contains control characters" : "\(field) contains control characters or line breaks",
+                reason: "CONTROL_CHARACTERS")
+        }
     }
 
     /// An email address as mail systems take it (RFC 5321's dot-atom local part, a DNS domain of
     /// at least two labels), ASCII only (international domains in their punycode form): nothing
     /// that an SMTP server, a header or a log could read as more than one address.
     public static func email(_ value: String, _ field: String = "email") throws(RPCError) {
-        let bad = RPCError(.invalidArgument, "\(field) is not an email address")
-        guard value.utf8.count <= 254, value.unicodeScalars.allSatisfy({ $0.isASCII && !isControl($0) }) else {
-            throw bad
+        if !FieldCheck.isEmail(value) {
+            throw RPCError.invalidArgument(field: field, "\(field) is not an email address", reason: "NOT_AN_EMAIL")
         }
-        let parts = value.split(separator: "@", omittingEmptySubsequences: false)
-        guard parts.count == 2 else { throw bad }
-        let (local, domain) = (parts[0], parts[1])
-        let atomExtra = Set("!#$%&'*+/=?^_`{|}~-")
-        guard (1...64).contains(local.count), !local.hasPrefix("."), !local.hasSuffix("."), !local.contains(".."),
-            local.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "." || atomExtra.contains($0) })
-        else { throw bad }
-        let labels = domain.split(separator: ".", omittingEmptySubsequences: false)
-        guard domain.count <= 253, labels.count >= 2,
-            labels.allSatisfy({ l in
-                (1...63).contains(l.count) && !l.hasPrefix("-") && !l.hasSuffix("-")
-                    && l.allSatisfy { $0.isLetter || $0.isNumber || $0 == "-" }
-            })
-        else { throw bad }
     }
 
     /// A UUID in its canonical text form (ids of every shop entity).
     public static func id(_ value: String, _ field: String) throws(RPCError) {
-        if value.isEmpty { throw RPCError(.invalidArgument, "\(field) is required") }
-        if UUID(uuidString: value) == nil { throw RPCError(.invalidArgument, "\(field) is not a valid id") }
+        if value.isEmpty { throw RPCError.invalidArgument(field: field, "\(field) is required", reason: "REQUIRED") }
+        if UUID(uuidString: value) == nil {
+            throw RPCError.invalidArgument(field: field, "\(field) is not a valid id", reason: "NOT_AN_ID")
+        }
     }
 
     public static func isID(_ value: String) -> Bool { UUID(uuidString: value) != nil }

@@ -72,9 +72,7 @@ extension Gateway {
             return connectFail(writer, common, RPCError(error.code, error.message), extra: error.headers)
         }
         if let seconds = rateLimited(request, user: user, method: method) {
-            return connectFail(
-                writer, common, RPCError(.resourceExhausted, "too many requests; retry in \(seconds) s"),
-                extra: [("retry-after", String(seconds))])
+            return connectFail(writer, common, Self.rateLimitError(retryIn: seconds), extra: [("retry-after", String(seconds))])
         }
         let codec: ConnectWire.Codec
         let input: [UInt8]
@@ -121,7 +119,7 @@ extension Gateway {
             var extra = Self.headers(answer.initial)
             extra += Self.headers(e.metadata).filter { $0.0 != "retry-after" }.map { ("trailer-" + $0.0, $0.1) }
             if let retry = e.metadata["retry-after"] { extra.append(("retry-after", retry)) }
-            return connectFail(writer, common, RPCError(e.code, e.message), extra: extra)
+            return connectFail(writer, common, RPCError(e.code, e.message, details: e.details), extra: extra)
         }
         var headers = common + [("content-type", codec == .json ? "application/json" : "application/proto")]
         headers += Self.headers(answer.initial) + Self.headers(answer.trailing).map { ("trailer-" + $0.0, $0.1) }
@@ -178,8 +176,7 @@ extension Gateway {
             return finish(RPCError(error.code, error.message))
         }
         if let seconds = rateLimited(request, user: user, method: method) {
-            var e = RPCError(.resourceExhausted, "too many requests; retry in \(seconds) s")
-            e.metadata.add("retry-after", String(seconds))
+            let e = Self.rateLimitError(retryIn: seconds)
             return finish(e, trailers: e.metadata)
         }
         var inputs: [[UInt8]] = []

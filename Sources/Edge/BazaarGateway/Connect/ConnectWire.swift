@@ -79,6 +79,8 @@ public enum ConnectWire {
     public static func errorJSON(_ e: RPCError) -> JSONValue {
         var fields: [(String, JSONValue)] = [("code", .string(codeName(e.code == .ok ? .unknown : e.code)))]
         if !e.message.isEmpty { fields.append(("message", .string(e.message))) }
+        let details = e.details.compactMap(ErrorDetailJSON.connect)
+        if !details.isEmpty { fields.append(("details", .array(details))) }
         return .object(fields)
     }
 

@@ -136,7 +136,9 @@ final class ClientStream: GatedStream, @unchecked Sendable {
             finish(RPCError(.internal, "response ended inside a message"))
             return
         }
-        finish(RPCError(code, message, metadata: metadata))
+        var status = RPCError(code, message, metadata: metadata)
+        if code != .ok, let details = StatusDetails.details(in: fields) { status.details = details }
+        finish(status)
     }
 
     /// The caller took a response message (on the loop).

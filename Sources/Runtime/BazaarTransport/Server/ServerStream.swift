@@ -288,6 +288,8 @@ final class ServerStream: GatedStream, @unchecked Sendable {
             trailers.append(("grpc-status", String(status.code.rawValue)))
             if !status.message.isEmpty { trailers.append(("grpc-message", GRPCHeaders.percentEncode(status.message))) }
         }
+        // A failure's details go out as grpc-status-details-bin.
+        if status.code != .ok, let details = StatusDetails.field(status) { trailers.append(details) }
         trailers += GRPCHeaders.fields(status.metadata)
         if let context { trailers += GRPCHeaders.fields(context.response.trailing) }
         if headersSent {

@@ -13,6 +13,7 @@ PROTOBUF_C__BEGIN_DECLS
 #endif
 
 typedef struct Bazaar__Options__V1__AuthRule Bazaar__Options__V1__AuthRule;
+typedef struct Bazaar__Options__V1__FieldRules Bazaar__Options__V1__FieldRules;
 
 /* --- enums --- */
 
@@ -41,6 +42,31 @@ struct  Bazaar__Options__V1__AuthRule
  { PROTOBUF_C_MESSAGE_INIT (&bazaar__options__v1__auth_rule__descriptor) \
     , BAZAAR__OPTIONS__V1__AUTH_RULE__LEVEL__LEVEL_UNSPECIFIED, 0,NULL, 0,NULL, 0,NULL }
 
+struct  Bazaar__Options__V1__FieldRules
+{
+  ProtobufCMessage base;
+  protobuf_c_boolean required;
+  protobuf_c_boolean has_min_len;
+  uint64_t min_len;
+  protobuf_c_boolean has_max_len;
+  uint64_t max_len;
+  char *pattern;
+  protobuf_c_boolean email;
+  protobuf_c_boolean single_line;
+  protobuf_c_boolean has_min;
+  double min;
+  protobuf_c_boolean has_max;
+  double max;
+  protobuf_c_boolean has_min_items;
+  uint64_t min_items;
+  protobuf_c_boolean has_max_items;
+  uint64_t max_items;
+  protobuf_c_boolean defined_only;
+};
+#define BAZAAR__OPTIONS__V1__FIELD_RULES__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&bazaar__options__v1__field_rules__descriptor) \
+    , 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
+
 /* Bazaar__Options__V1__AuthRule methods */
 void   bazaar__options__v1__auth_rule__init
                      (Bazaar__Options__V1__AuthRule         *message);
@@ -58,14 +84,33 @@ void   bazaar__options__v1__auth_rule__free_unpacked
                      (Bazaar__Options__V1__AuthRule *message,
                       ProtobufCAllocator *allocator);
 
+/* Bazaar__Options__V1__FieldRules methods */
+void   bazaar__options__v1__field_rules__init
+                     (Bazaar__Options__V1__FieldRules         *message);
+size_t bazaar__options__v1__field_rules__get_packed_size
+                     (const Bazaar__Options__V1__FieldRules   *message);
+size_t bazaar__options__v1__field_rules__pack
+                     (const Bazaar__Options__V1__FieldRules   *message,
+                      uint8_t             *out);
+Bazaar__Options__V1__FieldRules *
+       bazaar__options__v1__field_rules__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   bazaar__options__v1__field_rules__free_unpacked
+                     (Bazaar__Options__V1__FieldRules *message,
+                      ProtobufCAllocator *allocator);
+
 /* --- descriptors --- */
 
 extern const ProtobufCEnumDescriptor    bazaar__options__v1__auth_rule__level__descriptor;
 extern const ProtobufCMessageDescriptor bazaar__options__v1__auth_rule__descriptor;
+extern const ProtobufCMessageDescriptor bazaar__options__v1__field_rules__descriptor;
 
 /* --- descriptor addresses (Bazaar addition, for Swift) --- */
 
 static inline const ProtobufCMessageDescriptor *bazaar__options__v1__auth_rule__descriptor_address(void) { return &bazaar__options__v1__auth_rule__descriptor; }
+static inline const ProtobufCMessageDescriptor *bazaar__options__v1__field_rules__descriptor_address(void) { return &bazaar__options__v1__field_rules__descriptor; }
 
 /* The serialized google.protobuf.FileDescriptorProto of this file (for reflection). */
 const uint8_t *bazaar_file_descriptor__bazaar_2foptions_2fv1_2foptions_2eproto(size_t *length);
