@@ -146,7 +146,7 @@ let package = Package(
                 name: "BazaarGateway",
                 dependencies: [
                     "BazaarCore", "BazaarWire", "BazaarSchema", "BazaarTransport", "BazaarAuth", "BazaarMesh",
-                    "BazaarTelemetry", "BazaarWebProtos",
+                    "BazaarTelemetry", "BazaarWebProtos", "BazaarOptions",
                 ],
                 path: "Sources/Edge/BazaarGateway"),
 

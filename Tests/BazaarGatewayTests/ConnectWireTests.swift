@@ -5,6 +5,10 @@ import Testing
 
 @testable import BazaarGateway
 
+extension JSONValue {
+    var serializedText: String { String(decoding: serialized(), as: UTF8.self) }
+}
+
 /// Connect's wire rules, case by case from the protocol's text; the real clients (the
 /// `connectrpc` package, `buf curl`) are in Tests/Integration/test_connect.py.
 @Suite struct ConnectWireTests {
@@ -144,5 +148,34 @@ import Testing
         }
         #expect(try ConnectWire.inflate([], .gzip, limit: 1000) == [])
         #expect(throws: RPCError.self) { try ConnectWire.inflate([1, 2, 3], .gzip, limit: 1000) }
+    }
+
+    @Test func errorDetailsInConnectsShapeAndRESTsShape() {
+        let e = RPCError(
+            .invalidArgument, "city is required",
+            details: [
+                .badRequest([FieldViolation(field: "city", description: "city is required", reason: "REQUIRED")]),
+                .retryInfo(delay: .milliseconds(1500)),
+            ])
+        let connect = ConnectWire.errorJSON(e).serializedText
+        #expect(connect.contains(#""type":"google.rpc.BadRequest""#))
+        #expect(
+            connect.contains(
+                #""debug":{"fieldViolations":[{"field":"city","description":"city is required","reason":"REQUIRED"}]}"#)
+        )
+        // The value is the detail's message, base64 without padding.
+        let value = StatusDetails.pack(e.details[0])!
+        #expect(connect.contains(#""value":""# + Base64.encode(value, padding: false) + "\""))
+        let rest = HTTPFailure(e).body.serializedText
+        #expect(
+            rest
+                == #"{"code":3,"message":"city is required","details":[{"@type":"type.googleapis.com/google.rpc.BadRequest","fieldViolations":[{"field":"city","description":"city is required","reason":"REQUIRED"}]},{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"1.500s"}]}"#
+        )
+    }
+
+    @Test func aDetailOfAnUnknownTypeKeepsItsBytes() {
+        let e = RPCError(.internal, "x", details: [.other(typeURL: "type.example.com/acme.X", value: [1, 2, 3])])
+        #expect(HTTPFailure(e).body.serializedText.contains(#"{"@type":"type.example.com/acme.X","value":"AQID"}"#))
+        #expect(ConnectWire.errorJSON(e).serializedText.contains(#"{"type":"acme.X","value":"AQID"}"#))
     }
 }

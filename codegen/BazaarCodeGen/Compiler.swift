@@ -27,7 +27,8 @@ public struct Compiler {
         if !loader.errors.isEmpty { throw CompileErrors(diagnostics: loader.errors.sorted(by: Self.order)) }
         var resolver = Resolver(asts: loader.order.map { loader.asts[$0]! })
         let models = resolver.run()
-        let errors = resolver.errors.isEmpty
+        let errors =
+            resolver.errors.isEmpty
             ? MethodRules.validate(models) + FieldRules.validate(models) : resolver.errors
         if !errors.isEmpty { throw CompileErrors(diagnostics: Self.unique(errors)) }
         return CompiledSet(files: models, requested: requested)
@@ -41,7 +42,8 @@ public struct Compiler {
         if !loader.errors.isEmpty { throw CompileErrors(diagnostics: loader.errors.sorted(by: Self.order)) }
         var resolver = Resolver(asts: loader.order.map { loader.asts[$0]! })
         let models = resolver.run()
-        let errors = resolver.errors.isEmpty
+        let errors =
+            resolver.errors.isEmpty
             ? MethodRules.validate(models) + FieldRules.validate(models) : resolver.errors
         if !errors.isEmpty { throw CompileErrors(diagnostics: Self.unique(errors)) }
         return CompiledSet(files: models, requested: [path])

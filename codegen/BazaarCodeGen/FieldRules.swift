@@ -170,7 +170,7 @@ struct FieldRules {
                 let element = element(f, "v", "\(path) + \"[\\(i)]\"", r, &patterns, repeated: true, nested: nested)
                 if !element.isEmpty {
                     w.open("for (i, v) in \(name).enumerated()")
-                    element.forEach { w.line($0) }
+                    for line in element { w.line(line) }
                     w.close()
                 }
                 continue
@@ -187,12 +187,12 @@ struct FieldRules {
                 let lines = element(f, "v", path, unrequired, &patterns, repeated: false, nested: false)
                 if !lines.isEmpty {
                     w.open("if let v = \(name)")
-                    lines.forEach { w.line($0) }
+                    for line in lines { w.line(line) }
                     w.close()
                 }
                 continue
             }
-            element(f, name, path, r, &patterns, repeated: false, nested: false).forEach { w.line($0) }
+            for line in element(f, name, path, r, &patterns, repeated: false, nested: false) { w.line(line) }
         }
         w.close()
         for (i, p) in patterns.enumerated() {

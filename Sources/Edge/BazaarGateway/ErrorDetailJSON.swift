@@ -56,12 +56,14 @@ enum ErrorDetailJSON {
         case .errorInfo(let info):
             var out = nonEmpty([("reason", info.reason), ("domain", info.domain)])
             if !info.metadata.isEmpty {
-                out.append(("metadata", .object(info.metadata.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) })))
+                out.append(
+                    ("metadata", .object(info.metadata.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) })))
             }
             return out
         case .retryInfo(let delay):
             let (seconds, attoseconds) = delay.components
-            let text = (try? ProtoJSON.durationText(seconds: seconds, nanos: Int32(attoseconds / 1_000_000_000))) ?? "0s"
+            let text =
+                (try? ProtoJSON.durationText(seconds: seconds, nanos: Int32(attoseconds / 1_000_000_000))) ?? "0s"
             return [("retryDelay", .string(text))]
         case .resourceInfo(let info):
             return nonEmpty([
@@ -74,7 +76,8 @@ enum ErrorDetailJSON {
                     "violations",
                     .array(
                         violations.map {
-                            .object(nonEmpty([("type", $0.type), ("subject", $0.subject), ("description", $0.description)]))
+                            .object(
+                                nonEmpty([("type", $0.type), ("subject", $0.subject), ("description", $0.description)]))
                         })
                 )
             ]

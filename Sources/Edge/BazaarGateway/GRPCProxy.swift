@@ -50,7 +50,8 @@ extension Gateway {
             let trailers =
                 [("grpc-status", String(status.code.rawValue))]
                 + (status.message.isEmpty ? [] : [("grpc-message", GRPCHeaders.percentEncode(status.message))])
-                + (StatusDetails.encode(status).map { [(StatusDetails.trailer, Base64.encode($0, padding: false))] } ?? [])
+                + (StatusDetails.encode(status).map { [(StatusDetails.trailer, Base64.encode($0, padding: false))] }
+                    ?? [])
                 + extra
             if !sentHead { writer.writeHead(status: 200, headers: head + [("content-type", contentType)]) }
             switch flavor {

@@ -419,7 +419,8 @@ public final class Gateway: HTTPResponder {
             .resourceExhausted, "too many requests; retry in \(seconds) s",
             details: [
                 .errorInfo(
-                    ErrorInfo(reason: "RATE_LIMITED", domain: "gateway.bazaar", metadata: ["retry_after_s": String(seconds)])),
+                    ErrorInfo(
+                        reason: "RATE_LIMITED", domain: "gateway.bazaar", metadata: ["retry_after_s": String(seconds)])),
                 .retryInfo(delay: .seconds(seconds)),
             ])
         e.metadata.add("retry-after", String(seconds))

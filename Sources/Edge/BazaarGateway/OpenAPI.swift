@@ -1,4 +1,6 @@
 import BazaarCore
+import BazaarOptions
+import BazaarSchema
 import BazaarWire
 
 /// An OpenAPI 3.1 document of the gateway's routes, from the same route table and JSON mapping
@@ -14,7 +16,7 @@ public enum OpenAPI {
             if !seen.contains(name) {
                 seen.insert(name)
                 schemas.append((name, .null))  // placeholder keeps the order; filled below
-                let schema = messageSchema(d, ref)
+                let schema = messageSchema(d, ref, rules: routes.fieldRules)
                 if let i = schemas.firstIndex(where: { $0.0 == name }) { schemas[i].1 = schema }
             }
             return .object([("$ref", .string("#/components/schemas/\(name)"))])
@@ -219,10 +221,58 @@ public enum OpenAPI {
         return out
     }
 
-    static func messageSchema(_ d: MessageSchema, _ ref: (MessageSchema) -> JSONValue) -> JSONValue {
-        .object([
-            ("type", .string("object")), ("properties", .object(d.fields.map { ($0.jsonName, fieldSchema($0, ref)) })),
-        ])
+    static func messageSchema(_ d: MessageSchema, _ ref: (MessageSchema) -> JSONValue, rules: FieldRuleIndex)
+        -> JSONValue
+    {
+        var required: [JSONValue] = []
+        let properties: [(String, JSONValue)] = d.fields.map { f in
+            let rule = rules.rule(message: d.name, field: f.name)
+            if rule?.required == true { required.append(.string(f.jsonName)) }
+            return (f.jsonName, constrained(fieldSchema(f, ref), f, rule))
+        }
+        var out: [(String, JSONValue)] = [("type", .string("object")), ("properties", .object(properties))]
+        if !required.isEmpty { out.append(("required", .array(required))) }
+        return .object(out)
+    }
+
+    /// A field's schema with its IDL rules as JSON Schema keywords (minLength, pattern, minimum,
+    /// maxItems, ...). A rule on a repeated field's elements goes into `items`. Integers wider than
+    /// 32 bits are JSON strings in proto3 JSON, so their bounds are documented in words instead.
+    static func constrained(_ schema: JSONValue, _ f: FieldSchema, _ rule: Bazaar_Options_V1_FieldRules?) -> JSONValue {
+        guard let rule, case .object(var pairs) = schema else { return schema }
+        var element: [(String, JSONValue)] = []
+        if let n = rule.minLen { element.append(("minLength", .unsigned(n))) }
+        if let n = rule.maxLen { element.append(("maxLength", .unsigned(n))) }
+        if !rule.pattern.isEmpty { element.append(("pattern", .string(rule.pattern))) }
+        if rule.email { element.append(("format", .string("email"))) }
+        var words: [String] = []
+        switch f.kind {
+        case .int64, .uint64:
+            if let n = rule.min { words.append("at least \(FieldCheck.text(n))") }
+            if let n = rule.max { words.append("at most \(FieldCheck.text(n))") }
+        default:
+            if let n = rule.min { element.append(("minimum", .double(n))) }
+            if let n = rule.max { element.append(("maximum", .double(n))) }
+        }
+        if rule.singleLine { words.append("a single line without control characters") }
+        if rule.required && f.kind == .string && !f.isRepeated { element.append(("minLength", .unsigned(1))) }
+        if f.isRepeated && f.mapValue == nil {
+            if let n = rule.minItems { pairs.append(("minItems", .unsigned(n))) }
+            if let n = rule.maxItems { pairs.append(("maxItems", .unsigned(n))) }
+            if rule.required && rule.minItems == nil { pairs.append(("minItems", .unsigned(1))) }
+            if !element.isEmpty, let i = pairs.firstIndex(where: { $0.0 == "items" }),
+                case .object(let items) = pairs[i].1
+            {
+                pairs[i].1 = .object(items + element)
+            }
+        } else if f.mapValue != nil {
+            if let n = rule.minItems { pairs.append(("minProperties", .unsigned(n))) }
+            if let n = rule.maxItems { pairs.append(("maxProperties", .unsigned(n))) }
+        } else {
+            pairs += element
+        }
+        if !words.isEmpty { pairs.append(("description", .string("Must be " + words.joined(separator: ", ") + "."))) }
+        return .object(pairs)
     }
 
     static func fieldSchemaAt(_ path: [String], _ d: MessageSchema, _ ref: (MessageSchema) -> JSONValue) -> JSONValue {

@@ -79,7 +79,8 @@ public enum FieldCheck {
             let f = field()
             out.append(
                 FieldViolation(
-                    field: f, description: "\(f) does not match the pattern \(pattern.source)", reason: "PATTERN_MISMATCH"))
+                    field: f, description: "\(f) does not match the pattern \(pattern.source)",
+                    reason: "PATTERN_MISMATCH"))
         }
         if email, !isEmail(value) {
             let f = field()
@@ -96,11 +97,14 @@ public enum FieldCheck {
         }
         if let minLen, !value.isEmpty, value.count < minLen {
             let f = field()
-            out.append(FieldViolation(field: f, description: "\(f) is shorter than \(minLen) bytes", reason: "BYTES_TOO_SHORT"))
+            out.append(
+                FieldViolation(field: f, description: "\(f) is shorter than \(minLen) bytes", reason: "BYTES_TOO_SHORT")
+            )
         }
         if let maxLen, value.count > maxLen {
             let f = field()
-            out.append(FieldViolation(field: f, description: "\(f) is longer than \(maxLen) bytes", reason: "BYTES_TOO_LONG"))
+            out.append(
+                FieldViolation(field: f, description: "\(f) is longer than \(maxLen) bytes", reason: "BYTES_TOO_LONG"))
         }
     }
 
@@ -135,17 +139,23 @@ public enum FieldCheck {
         }
         if let min, count < min {
             let f = field()
-            out.append(FieldViolation(field: f, description: "\(f) needs at least \(min) \(min == 1 ? "entry" : "entries")", reason: "TOO_FEW_ITEMS"))
+            out.append(
+                FieldViolation(
+                    field: f, description: "\(f) needs at least \(min) \(min == 1 ? "entry" : "entries")",
+                    reason: "TOO_FEW_ITEMS"))
         }
         if let max, count > max {
             let f = field()
-            out.append(FieldViolation(field: f, description: "\(f) holds at most \(max) entries", reason: "TOO_MANY_ITEMS"))
+            out.append(
+                FieldViolation(field: f, description: "\(f) holds at most \(max) entries", reason: "TOO_MANY_ITEMS"))
         }
     }
 
     /// A message field that must be present.
     public static func present(_ isSet: Bool, _ field: @autoclosure () -> String, into out: inout [FieldViolation]) {
-        if !isSet { out.append(FieldViolation(field: field(), description: "\(field()) is required", reason: "REQUIRED")) }
+        if !isSet {
+            out.append(FieldViolation(field: field(), description: "\(field()) is required", reason: "REQUIRED"))
+        }
     }
 
     /// An enum's value: `isZero` for `required`, `isDefined` for `defined_only`.
@@ -155,7 +165,8 @@ public enum FieldCheck {
     ) {
         if definedOnly, !isDefined {
             let f = field()
-            out.append(FieldViolation(field: f, description: "\(f) is not one of its enum's values", reason: "ENUM_UNDEFINED"))
+            out.append(
+                FieldViolation(field: f, description: "\(f) is not one of its enum's values", reason: "ENUM_UNDEFINED"))
         } else if required, isZero {
             out.append(FieldViolation(field: field(), description: "\(field()) is required", reason: "REQUIRED"))
         }
@@ -174,7 +185,8 @@ public enum FieldCheck {
     /// at least two labels), ASCII only (international domains in their punycode form): nothing
     /// that an SMTP server, a header or a log could read as more than one address.
     public static func isEmail(_ value: String) -> Bool {
-        guard value.utf8.count <= 254, value.unicodeScalars.allSatisfy({ $0.isASCII && $0.value >= 0x20 && $0.value != 0x7F })
+        guard value.utf8.count <= 254,
+            value.unicodeScalars.allSatisfy({ $0.isASCII && $0.value >= 0x20 && $0.value != 0x7F })
         else { return false }
         let parts = value.split(separator: "@", omittingEmptySubsequences: false)
         guard parts.count == 2 else { return false }
@@ -192,7 +204,7 @@ public enum FieldCheck {
     }
 
     /// A bound as people write it: `1000`, not `1000.0`.
-    static func text(_ d: Double) -> String {
+    public static func text(_ d: Double) -> String {
         d == d.rounded() && abs(d) < 1e15 ? String(Int64(d)) : String(d)
     }
 }

@@ -13,6 +13,8 @@ public final class Schema: Sendable {
     public let pool: DescriptorPool
     /// Every service the files define, in file order.
     public let services: [ServiceDescriptor]
+    /// The field rules the files declare (for documents such as OpenAPI).
+    public let fieldRules: FieldRuleIndex
 
     public init(files: [Google_Protobuf_FileDescriptorProto]) throws(DescriptorPool.BuildError) {
         pool = try DescriptorPool(files: files)
@@ -53,6 +55,7 @@ public final class Schema: Sendable {
             }
         }
         self.services = services
+        fieldRules = FieldRuleIndex(files: pool.files)
     }
 
     public convenience init(serializedFiles: [[UInt8]]) throws(DescriptorPool.BuildError) {

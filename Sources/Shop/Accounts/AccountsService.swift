@@ -69,8 +69,10 @@ public final class AccountsService: Shop_V1_AccountsService.ServiceProtocol {
     }
 
     static func checkPassword(_ password: String, field: String) throws(RPCError) {
-        try Check.that(password.count >= 8, field: field, reason: "STRING_TOO_SHORT", "\(field) must have at least 8 characters")
-        try Check.that(password.utf8.count <= 1024, field: field, reason: "STRING_TOO_LONG", "\(field) is longer than 1024 bytes")
+        try Check.that(
+            password.count >= 8, field: field, reason: "STRING_TOO_SHORT", "\(field) must have at least 8 characters")
+        try Check.that(
+            password.utf8.count <= 1024, field: field, reason: "STRING_TOO_LONG", "\(field) is longer than 1024 bytes")
     }
 
     // MARK: sign-up and sign-in
@@ -374,7 +376,8 @@ public final class AccountsService: Shop_V1_AccountsService.ServiceProtocol {
         try Check.id(request.userID, "user_id")
         let unknown = Set(request.roles).subtracting(Self.knownRoles)
         try Check.that(
-            unknown.isEmpty, field: "roles", reason: "UNKNOWN_ROLE", "unknown roles: \(unknown.sorted().joined(separator: ", ")) (known: admin, customer)")
+            unknown.isEmpty, field: "roles", reason: "UNKNOWN_ROLE",
+            "unknown roles: \(unknown.sorted().joined(separator: ", ")) (known: admin, customer)")
         guard
             let row = try await db.query(
                 """

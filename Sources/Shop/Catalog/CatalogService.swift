@@ -240,20 +240,25 @@ public final class CatalogService: Shop_V1_CatalogService.ServiceProtocol {
             try Check.text(p.sku, "product.sku", max: 64)
             try Check.that(
                 p.sku.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) },
-                field: "product.sku", reason: "PATTERN_MISMATCH", "product.sku may hold only letters, digits, '-', '_' and '.'")
+                field: "product.sku", reason: "PATTERN_MISMATCH",
+                "product.sku may hold only letters, digits, '-', '_' and '.'")
         }
         if fields.contains("name") { try Check.text(p.name, "product.name", max: 200) }
         if fields.contains("description") {
             try Check.text(p.description_p, "product.description", max: 5000, required: false, multiline: true)
         }
         if fields.contains("price") {
-            guard let price = p.price else { throw RPCError.invalidArgument(field: "product.price", "product.price is required", reason: "REQUIRED") }
+            guard let price = p.price else {
+                throw RPCError.invalidArgument(field: "product.price", "product.price is required", reason: "REQUIRED")
+            }
             try Check.that(
                 price.currencyCode.count == 3 && price.currencyCode.allSatisfy { $0.isASCII && $0.isUppercase },
-                field: "product.price.currency_code", reason: "PATTERN_MISMATCH", "product.price.currency_code must be an ISO 4217 code such as EUR")
+                field: "product.price.currency_code", reason: "PATTERN_MISMATCH",
+                "product.price.currency_code must be an ISO 4217 code such as EUR")
             try Check.that(
                 price.amountMinor >= 0 && price.amountMinor <= MoneyMath.maxUnitPriceMinor,
-                field: "product.price.amount_minor", reason: "OUT_OF_RANGE", "product.price.amount_minor must be between 0 and \(MoneyMath.maxUnitPriceMinor)")
+                field: "product.price.amount_minor", reason: "OUT_OF_RANGE",
+                "product.price.amount_minor must be between 0 and \(MoneyMath.maxUnitPriceMinor)")
         }
         if fields.contains("stock") {
             try Check.that(

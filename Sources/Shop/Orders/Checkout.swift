@@ -28,7 +28,8 @@ extension OrdersService {
         // The request's fields were checked against orders.proto's and common.proto's rules
         // before this handler ran (generated code), so the address is complete and well-formed.
         guard let address = request.shippingAddress else {
-            throw RPCError.invalidArgument(field: "shipping_address", "shipping_address is required", reason: "REQUIRED")
+            throw RPCError.invalidArgument(
+                field: "shipping_address", "shipping_address is required", reason: "REQUIRED")
         }
         // Once money may move, the saga runs to its end even if the caller goes away or its
         // deadline passes: a detached task inherits neither cancellation nor the inbound deadline.

@@ -72,7 +72,8 @@ extension Gateway {
             return connectFail(writer, common, RPCError(error.code, error.message), extra: error.headers)
         }
         if let seconds = rateLimited(request, user: user, method: method) {
-            return connectFail(writer, common, Self.rateLimitError(retryIn: seconds), extra: [("retry-after", String(seconds))])
+            return connectFail(
+                writer, common, Self.rateLimitError(retryIn: seconds), extra: [("retry-after", String(seconds))])
         }
         let codec: ConnectWire.Codec
         let input: [UInt8]

@@ -1,4 +1,5 @@
 import BazaarCore
+import BazaarSchema
 import BazaarWire
 
 /// One REST binding of an RPC method: an HTTP method and path template, where the body goes and
@@ -39,6 +40,8 @@ public enum RouteMatch {
 /// message lacks, and two routes that match exactly the same requests.
 public struct RouteTable: Sendable {
     public let routes: [Route]
+    /// The field rules of every upstream's messages, for the OpenAPI document.
+    public let fieldRules: FieldRuleIndex
     /// Indexes into `routes` by the first two path segments, for templates that start with two
     /// literals (`/v1/products/...`); `otherRoutes` holds the rest. A request is tried against
     /// its bucket and the others only, in the order of `routes`.
@@ -57,6 +60,7 @@ public struct RouteTable: Sendable {
     public init(schemas: [UpstreamSchema]) throws(BuildError) {
         var routes: [Route] = []
         var problems: [String] = []
+        fieldRules = schemas.reduce(FieldRuleIndex()) { $0.merging($1.fieldRules) }
         for schema in schemas {
             let (r, p) = Self.routes(of: schema)
             routes += r

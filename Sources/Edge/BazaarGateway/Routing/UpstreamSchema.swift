@@ -9,6 +9,8 @@ public struct UpstreamSchema: Sendable {
     /// The upstream's name in the gateway's configuration (`catalog`, `hello`).
     public let upstream: String
     public let services: [ServiceDescriptor]
+    /// The field rules its messages declare, for the OpenAPI document.
+    public let fieldRules: FieldRuleIndex
     private let lookup: @Sendable (String) -> MessageSchema?
     /// Keeps run-time descriptors alive as long as a route or a request uses them.
     let owner: (any Sendable)?
@@ -23,6 +25,7 @@ public struct UpstreamSchema: Sendable {
     public init(upstream: String, schema: Schema) {
         self.upstream = upstream
         services = schema.services.filter { !Self.plumbing.contains($0.name) }
+        fieldRules = schema.fieldRules
         lookup = { schema.message($0).map(MessageSchema.init) }
         owner = schema
     }
@@ -30,6 +33,9 @@ public struct UpstreamSchema: Sendable {
     /// From compiled services (their `ProtoFile`s give the message descriptors).
     public init(upstream: String, services: [ServiceDescriptor]) {
         var types: [String: MessageSchema] = [:]
+        var files: [String: ProtoFile] = [:]
+        for s in services { for f in s.file.withDependencies { files[f.path] = f } }
+        fieldRules = FieldRuleIndex(protoFiles: Array(files.values))
         for s in services {
             for file in s.file.withDependencies {
                 for t in file.messageTypes { types[t.protoMessageName] = MessageSchema(t.protobufCDescriptor) }

@@ -53,7 +53,8 @@ public enum StatusDetails {
         case .badRequest(let violations):
             return try? Google_Rpc_BadRequest(
                 fieldViolations: violations.map {
-                    Google_Rpc_BadRequest.FieldViolation(field: $0.field, description_p: $0.description, reason: $0.reason)
+                    Google_Rpc_BadRequest.FieldViolation(
+                        field: $0.field, description_p: $0.description, reason: $0.reason)
                 }
             ).serializedBytes()
         case .errorInfo(let info):
