@@ -3,7 +3,7 @@ SHELL := /bin/bash
 SWIFT ?= swift
 CODEGEN := .build/debug/bazaar-codegen
 
-.PHONY: help deps python-env build codegen generate check-generated lint test up down image fuzz bench bench-rpc bench-mesh bench-shop bench-gateway bench-mix certs describe clean
+.PHONY: help deps python-env build codegen generate check-generated api-check lint test up down image fuzz bench bench-rpc bench-mesh bench-shop bench-gateway bench-mix certs describe clean
 
 help:
 	@echo "make up        build release binaries and run the shop in the background: PostgreSQL, Redis, an SMTP sink, the five services, the gateway, demo data"
@@ -11,6 +11,7 @@ help:
 	@echo "make test      install test dependencies and run every test"
 	@echo "make generate  regenerate all committed generated code (.proto files, Kubernetes workloads)"
 	@echo "make lint      swift format lint over hand-written Swift (scripts/lint.sh --fix reformats)"
+	@echo "make api-check the .proto files against the last release tag: refuses changes that break clients (REF=... for another)"
 	@echo "make image     build the container image localhost/bazaar:dev with podman (TAG=...)"
 	@echo "make fuzz      fuzz every network parser, FUZZ_SECONDS=60 each (FUZZ_TARGETS=\"http1 json\" for some)"
 	@echo "make bench     run the codec benchmark and print the figures for BENCHMARKS.md"
@@ -44,6 +45,9 @@ lint:
 
 check-generated: deps
 	@bash scripts/generate.sh --check
+
+api-check: codegen
+	@bash scripts/api-check.sh $(REF)
 
 build: deps
 	$(SWIFT) build

@@ -47,6 +47,12 @@ grep -E '✘|error:|Fatal|Test run with' .build/swift-test.log || true
 swift_passed=$(grep -oE 'Test run with [0-9]+ test' .build/swift-test.log | grep -oE '[0-9]+' | tail -1)
 swift_failed=$(grep -cE '^✘ Test .* failed' .build/swift-test.log || true)
 
+step "API check: proto/ against the last release (make api-check)"
+set +e
+bash scripts/api-check.sh
+api_status=$?
+set -e
+
 step "interop, integration and deployment tests (protobuf, protoc, protoc-c, grpcio; the shop on PostgreSQL, Redis and an SMTP sink; kustomize, Helm, checkov, podman)"
 set +e
 .venv/bin/python -m pytest -q -p no:cacheprovider -rs --durations=15 Tests/Interop Tests/Integration Tests/Deployments 2>&1 | tee .build/pytest.log
@@ -89,9 +95,9 @@ py_failed=$(( ${py_failed:-0} + ${tsan_failed:-0} ))
 
 passed=$(( ${swift_passed:-0} + ${py_passed:-0} ))
 failed=$(( ${swift_failed:-0} + ${py_failed:-0} ))
-if [ "$swift_status" -ne 0 ] || [ "$py_status" -ne 0 ]; then
+if [ "$swift_status" -ne 0 ] || [ "$py_status" -ne 0 ] || [ "$api_status" -ne 0 ]; then
   [ "$failed" -gt 0 ] || failed=1
-  echo "swift test exit $swift_status, pytest exit $py_status"
+  echo "swift test exit $swift_status, pytest exit $py_status, api-check exit $api_status"
   echo "make test: $passed passed, $failed failed"
   exit 1
 fi

@@ -22,11 +22,19 @@ public enum CodeGenCLI {
           --check                    Write nothing; exit 1 if any output would change (drift check).
           --describe                 Print each service's methods: kind, HTTP bindings, auth,
                                      deadline and retry safety, as the IDL declares them.
+          --against DIR              Write nothing; compare the files with an older version of
+                                     them under DIR (every .proto there; imports from DIR and the
+                                     -I paths after the first) and list the changes that break
+                                     clients: removed or renumbered fields, changed types, removed
+                                     methods or services, changed HTTP bindings, weakened field
+                                     rules. Exit 1 if there is one. With no FILE, every .proto
+                                     under the first -I path is compared.
           -h, --help                 Show this help.
 
         EXAMPLES:
           bazaar-codegen -I proto --swift_out Sources/Generated/ShopAPI --c_out Sources/Generated/CShopAPI shop/v1/catalog.proto
           bazaar-codegen -I /usr/include --descriptor_set_out wkt.pb google/protobuf/any.proto
+          bazaar-codegen -I proto -I /usr/include --against /tmp/v1.2.0/proto
         """
 
     public static func run(_ args: [String]) -> Int32 {
@@ -81,6 +89,9 @@ public enum CodeGenCLI {
                 options.swiftModules.append((String(v[..<eq]), String(v[v.index(after: eq)...])))
             case "--check": options.check = true
             case "--describe": options.describe = true
+            case "--against":
+                guard let v = take() else { return 2 }
+                options.against = v
             default:
                 if a.hasPrefix("-") {
                     FileHandle.standardError.write(Data("bazaar-codegen: unknown option '\(a)' (see --help)\n".utf8))
@@ -90,6 +101,7 @@ public enum CodeGenCLI {
             }
             i += 1
         }
+        if let against = options.against { return apiCheck(options, against: against) }
         if options.files.isEmpty {
             FileHandle.standardError.write(Data("bazaar-codegen: no input files (see --help)\n".utf8))
             return 2
@@ -109,6 +121,47 @@ public enum CodeGenCLI {
             FileHandle.standardError.write(Data("bazaar-codegen: \(error)\n".utf8))
             return 1
         }
+    }
+
+    /// `--against`: the breaking changes from the files under `old` to the current ones.
+    static func apiCheck(_ options: Options, against old: String) -> Int32 {
+        func fail(_ message: String) -> Int32 {
+            FileHandle.standardError.write(Data("bazaar-codegen: \(message)\n".utf8))
+            return 2
+        }
+        guard let root = options.protoPaths.first else {
+            return fail("--against needs -I with the current files' root")
+        }
+        let includes = Array(options.protoPaths.dropFirst())
+        guard let oldFiles = protoFiles(under: old) else { return fail("--against \(old): not a readable directory") }
+        let newFiles = options.files.isEmpty ? (protoFiles(under: root) ?? []) : options.files
+        do {
+            let before = try Compiler(protoPaths: [old] + includes).compile(oldFiles).requestedFiles
+            let after = try Compiler(protoPaths: options.protoPaths).compile(newFiles).requestedFiles
+            let changes = APICheck.compare(old: before, new: after)
+            for c in changes { print(c) }
+            let breaking = changes.filter { !$0.isWarning }.count
+            if breaking > 0 {
+                print("api-check: \(breaking) breaking change(s) against \(old)")
+                return 1
+            }
+            print("api-check: no breaking change in \(before.count) file(s) against \(old)")
+            return 0
+        } catch let e as CompileErrors {
+            FileHandle.standardError.write(Data((e.description + "\n").utf8))
+            return 1
+        } catch {
+            return fail("\(error)")
+        }
+    }
+
+    /// Every `.proto` under a directory, relative to it, sorted.
+    static func protoFiles(under dir: String) -> [String]? {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDirectory), isDirectory.boolValue,
+            let e = FileManager.default.enumerator(atPath: dir)
+        else { return nil }
+        return e.compactMap { $0 as? String }.filter { $0.hasSuffix(".proto") }.sorted()
     }
 
     static func write(_ outputs: [OutputFile], check: Bool) throws -> Int32 {
@@ -144,6 +197,8 @@ public struct Options {
     public var descriptorSetOut: String?
     public var check = false
     public var describe = false
+    /// `--against DIR`: compare with an older version instead of generating.
+    public var against: String?
     public init() {}
 }
 
