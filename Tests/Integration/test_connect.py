@@ -269,3 +269,93 @@ def test_buf_curl_speaks_connect_to_the_edge(m, admin, gw):
                          capture_output=True, text=True, timeout=120)
     assert '"stock": "3"' in out.stdout, (out.stdout, out.stderr)
     assert "deadline_exceeded" in out.stderr, out.stderr
+
+
+@pytest.fixture(scope="module")
+def mesh_http(shop):
+    """An HTTP/2 client with the mesh's client certificate (mTLS), as a team's Connect client
+    behind a plain HTTP load balancer would hold: Connect straight to a service, no edge."""
+    from pyqwest import HTTPVersion, SyncClient, SyncHTTPTransport
+    transport = SyncHTTPTransport(tls_ca_cert=(shop.certs / "ca.pem").read_bytes(),
+                                  tls_cert=(shop.certs / "client.pem").read_bytes(),
+                                  tls_key=(shop.certs / "client-key.pem").read_bytes(),
+                                  http_version=HTTPVersion.HTTP2)
+    return SyncClient(transport)
+
+
+@pytest.mark.parametrize("codec", ["json", "proto"])
+def test_a_service_answers_connect_itself(shop, m, admin, methods, mesh_http, codec):
+    """The mesh server speaks Connect beside gRPC on its own port: unary POST and GET, a server
+    stream to its deadline, and an error with its details, from the official client."""
+    p = make_product(admin, m, name=f"Direct {uuid.uuid4().hex[:8]}", price=777, stock=5)
+    service = f"https://127.0.0.1:{shop.ports['catalog']}"
+    with client(service, codec, http_client=mesh_http) as c:
+        got = c.execute_unary(request=m.catalog.GetProductRequest(id=p.id), method=methods["get"])
+        assert got.id == p.id and got.price.amount_minor == 777
+        assert c.execute_unary(request=m.catalog.GetProductRequest(id=p.id), method=methods["get"], use_get=True) == got
+        levels = c.execute_server_stream(request=m.catalog.WatchStockRequest(product_ids=[p.id]),
+                                         method=methods["watch"], timeout_ms=1500)
+        assert next(levels).stock == 5
+        with pytest.raises(ConnectError) as ended:
+            for _ in levels:
+                pass
+        assert ended.value.code == Code.DEADLINE_EXCEEDED
+        # The schema's rules, checked by the service, with their BadRequest.
+        with pytest.raises(ConnectError) as bad:
+            c.execute_unary(request=m.catalog.ListProductsRequest(min_price_minor=-1), method=methods["list"])
+        assert bad.value.code == Code.INVALID_ARGUMENT
+        assert [d.type_name for d in bad.value.details] == ["google.rpc.BadRequest"]
+        # The mesh's authorization holds for Connect too: an internal method refuses this caller.
+        reserve = method(m, "CatalogService", "ReserveStock", m.catalog.ReserveStockRequest,
+                         m.catalog.ReserveStockResponse)
+        with pytest.raises(ConnectError) as denied:
+            c.execute_unary(request=m.catalog.ReserveStockRequest(
+                order_id=str(uuid.uuid4()), lines=[m.catalog.StockLine(product_id=p.id, quantity=1)]), method=reserve)
+        assert denied.value.code == Code.PERMISSION_DENIED
+
+
+def test_buf_curl_speaks_connect_to_a_service(shop, m, admin):
+    p = make_product(admin, m, name=f"Buf direct {uuid.uuid4().hex[:8]}", price=55, stock=2)
+    tls = ["--cacert", str(shop.certs / "ca.pem"), "--cert", str(shop.certs / "client.pem"),
+           "--key", str(shop.certs / "client-key.pem")]
+    url = f"https://127.0.0.1:{shop.ports['catalog']}/shop.v1.CatalogService/GetProduct"
+    out = subprocess.run([buf(), "curl", "--protocol", "connect", "--schema", str(ROOT / "proto"), *tls,
+                          "--data", json.dumps({"id": p.id}), url], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["price"]["amountMinor"] == "55"
+
+
+def test_malformed_connect_to_a_service_gets_the_protocols_answers(shop, m, mesh_http):
+    """Raw requests the official client never sends, straight to a service."""
+    base = f"https://127.0.0.1:{shop.ports['catalog']}/shop.v1.CatalogService"
+
+    def send(path, body, headers, method="POST"):
+        r = mesh_http.post(base + path, headers=headers, content=body) if method == "POST" else \
+            mesh_http.get(base + path, headers=headers)
+        return r.status, {k.lower(): v for k, v in r.headers.items()}, r.content
+
+    # An unknown codec: not Connect, not gRPC.
+    status, headers, _ = send("/GetProduct", b"{}", {"content-type": "application/xml"})
+    assert status == 415 and "application/connect+json" in headers["accept-post"]
+    # A bad timeout, a bad version, a body that is not JSON: the protocol's error JSON.
+    for hdrs, code in [({"connect-timeout-ms": "soon"}, "invalid_argument"),
+                       ({"connect-protocol-version": "2"}, "invalid_argument")]:
+        status, headers, body = send("/GetProduct", b"{}", {"content-type": "application/json", **hdrs})
+        assert status == 400 and json.loads(body)["code"] == code
+    status, _, body = send("/GetProduct", b"{nope", {"content-type": "application/json"})
+    assert status == 400 and json.loads(body)["code"] == "invalid_argument"
+    # A unary method called as a stream and the other way round.
+    status, _, body = send("/GetProduct", envelope(b"{}"), {"content-type": "application/connect+json"})
+    assert status == 200 and end_of_stream(body)["error"]["code"] == "unimplemented"
+    status, _, body = send("/WatchStock", b"{}", {"content-type": "application/json"})
+    assert status == 501 and json.loads(body)["code"] == "unimplemented"
+    # A stream whose envelope is cut short.
+    status, _, body = send("/WatchStock", envelope(b'{"productIds": []}')[:-3], {"content-type": "application/connect+json"})
+    assert status == 200 and end_of_stream(body)["error"]["code"] == "invalid_argument"
+    # GET only for side-effect-free methods.
+    q = "?connect=v1&encoding=json&message=" + urllib.parse.quote(json.dumps({"orderId": str(uuid.uuid4())}))
+    status, _, body = send("/ReleaseStock" + q, b"", {}, method="GET")
+    assert status in (403, 501) and json.loads(body)["code"] in ("permission_denied", "unimplemented")
+    # Unknown method.
+    status, _, body = send("/Nope", b"{}", {"content-type": "application/json"})
+    assert status == 501 and json.loads(body)["code"] == "unimplemented"

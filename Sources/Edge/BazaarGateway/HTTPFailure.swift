@@ -1,4 +1,5 @@
 import BazaarCore
+import BazaarTransport
 import BazaarWire
 
 /// An error answer: HTTP status, a google.rpc.Status-shaped JSON body, extra headers.
@@ -26,27 +27,7 @@ struct HTTPFailure: Error {
         if error.code == .unauthenticated { headers.append(("www-authenticate", "Bearer realm=\"bazaar\"")) }
     }
 
-    static func httpStatus(_ code: StatusCode) -> Int {
-        switch code {
-        case .ok: 200
-        case .cancelled: 499
-        case .unknown: 500
-        case .invalidArgument: 400
-        case .deadlineExceeded: 504
-        case .notFound: 404
-        case .alreadyExists: 409
-        case .permissionDenied: 403
-        case .resourceExhausted: 429
-        case .failedPrecondition: 400
-        case .aborted: 409
-        case .outOfRange: 400
-        case .unimplemented: 501
-        case .internal: 500
-        case .unavailable: 503
-        case .dataLoss: 500
-        case .unauthenticated: 401
-        }
-    }
+    static func httpStatus(_ code: StatusCode) -> Int { code.httpStatus }
 
     var body: JSONValue { ErrorDetailJSON.status(code: code, message: message, details: details) }
 }

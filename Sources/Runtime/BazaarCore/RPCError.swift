@@ -41,6 +41,32 @@ public enum StatusCode: Int, Sendable, Hashable, CaseIterable, CustomStringConve
     }
 }
 
+extension StatusCode {
+    /// The HTTP status an error with this code answers with over HTTP (REST bodies, Connect's
+    /// unary errors): grpc-gateway's table, which Connect's specification repeats.
+    public var httpStatus: Int {
+        switch self {
+        case .ok: 200
+        case .cancelled: 499
+        case .unknown: 500
+        case .invalidArgument: 400
+        case .deadlineExceeded: 504
+        case .notFound: 404
+        case .alreadyExists: 409
+        case .permissionDenied: 403
+        case .resourceExhausted: 429
+        case .failedPrecondition: 400
+        case .aborted: 409
+        case .outOfRange: 400
+        case .unimplemented: 501
+        case .internal: 500
+        case .unavailable: 503
+        case .dataLoss: 500
+        case .unauthenticated: 401
+        }
+    }
+}
+
 /// The error an RPC fails with: a status code, a message for the developer, machine-readable
 /// details, and trailing metadata.
 public struct RPCError: Error, Sendable, Hashable, CustomStringConvertible {

@@ -28,10 +28,16 @@ public struct RPCHandler: Sendable {
 
     public let method: MethodDescriptor
     public let body: Body
+    /// The request and response message types, for transports that map other codecs (Connect's
+    /// JSON) to the protobuf bytes the body takes; `nil` for a handler made from bytes alone.
+    public let schemas: (request: MessageSchema, response: MessageSchema)?
 
-    public init(method: MethodDescriptor, body: Body) {
+    public init(
+        method: MethodDescriptor, body: Body, schemas: (request: MessageSchema, response: MessageSchema)? = nil
+    ) {
         self.method = method
         self.body = body
+        self.schemas = schemas
     }
 }
 
@@ -72,7 +78,7 @@ extension RPCHandler {
             method: method,
             body: .unary { bytes, context in
                 try encode(try await body(try decode(Req.self, bytes, request: true), context))
-            })
+            }, schemas: (MessageSchema(Req.self), MessageSchema(Resp.self)))
     }
 
     public static func serverStreaming<Req: WireMessage, Resp: WireMessage>(
@@ -92,7 +98,7 @@ extension RPCHandler {
                 try await body(
                     try decode(Req.self, first, request: true), RPCWriter { try await responses.write(try encode($0)) },
                     context)
-            })
+            }, schemas: (MessageSchema(Req.self), MessageSchema(Resp.self)))
     }
 
     public static func clientStreaming<Req: WireMessage, Resp: WireMessage>(
@@ -103,7 +109,7 @@ extension RPCHandler {
             body: .streaming { requests, responses, context in
                 let typed = mapStream(requests) { try decode(Req.self, $0, request: true) }
                 try await responses.write(try encode(try await body(typed, context)))
-            })
+            }, schemas: (MessageSchema(Req.self), MessageSchema(Resp.self)))
     }
 
     public static func bidirectionalStreaming<Req: WireMessage, Resp: WireMessage>(
@@ -115,7 +121,7 @@ extension RPCHandler {
             body: .streaming { requests, responses, context in
                 let typed = mapStream(requests) { try decode(Req.self, $0, request: true) }
                 try await body(typed, RPCWriter { try await responses.write(try encode($0)) }, context)
-            })
+            }, schemas: (MessageSchema(Req.self), MessageSchema(Resp.self)))
     }
 }
 

@@ -25,12 +25,12 @@ final class ServerConnection: SocketConnection, @unchecked Sendable {
     override var isServerSide: Bool { true }
     let shared: ServerShared
     let h2: HTTP2Session
-    @exclusivity(unchecked) private var streams = StreamMap<ServerStream>()
+    @exclusivity(unchecked) var streams = StreamMap<ServerStream>()
     private let onClose: (ServerConnection) -> Void
     @exclusivity(unchecked) private(set) var draining = false
     /// The GOAWAY naming the last accepted stream is out: once no stream is left, close.
     @exclusivity(unchecked) private var finalGoAwaySent = false
-    @exclusivity(unchecked) private var idleTimer: LoopTimer?
+    @exclusivity(unchecked) var idleTimer: LoopTimer?
     @exclusivity(unchecked) private var ageTimer: LoopTimer?
     @exclusivity(unchecked) private var lastPingAt: ContinuousClock.Instant?
     /// The server's own keepalive: finds clients that vanished without closing.
@@ -197,12 +197,26 @@ final class ServerConnection: SocketConnection, @unchecked Sendable {
             default: break
             }
         }
-        // Not gRPC at all: answer in HTTP terms.
         guard
             contentType == "application/grpc" || contentType.hasPrefix("application/grpc+")
                 || contentType.hasPrefix("application/grpc;")
         else {
-            h2.submitTrailersOnly(stream: id, headers: [(":status", "415"), ("content-type", "text/plain")])
+            // Connect, for clients and balancers that speak plain HTTP; anything else gets 415.
+            let (bare, query) = Self.splitQuery(path)
+            if let kind = ConnectWire.kind(method: method, contentType: contentType, query: query) {
+                return openConnect(
+                    stream: id, kind: kind, method: method, path: bare, query: query, fields: fields,
+                    endStream: endStream)
+            }
+            h2.submitTrailersOnly(
+                stream: id,
+                headers: [
+                    (":status", "415"), ("content-type", "text/plain"),
+                    (
+                        "accept-post",
+                        "application/grpc, application/proto, application/json, application/connect+proto, application/connect+json"
+                    ),
+                ])
             return
         }
         guard method == "POST" else {
@@ -235,6 +249,11 @@ final class ServerConnection: SocketConnection, @unchecked Sendable {
         shared.pipeline.start(&context)
         stream.start(handler: handler, context: context)
         if endStream { stream.requestEnded() }
+    }
+
+    static func splitQuery(_ path: String) -> (String, String) {
+        guard let q = path.firstIndex(of: "?") else { return (path, "") }
+        return (String(path[..<q]), String(path[path.index(after: q)...]))
     }
 
     // MARK: draining

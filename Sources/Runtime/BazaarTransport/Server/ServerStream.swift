@@ -24,6 +24,8 @@ final class ServerStream: GatedStream, @unchecked Sendable {
     @exclusivity(unchecked) private(set) var isFinished = false
     @exclusivity(unchecked) private var requestDone = false
     @exclusivity(unchecked) private var writers = WriteGate()
+    /// Set when the call came as Connect rather than gRPC: how to read and write it.
+    @exclusivity(unchecked) var connect: ConnectCall?
 
     init(connection: ServerConnection, id: Int32, acceptsGzip: Bool) {
         self.connection = connection
@@ -72,18 +74,31 @@ final class ServerStream: GatedStream, @unchecked Sendable {
         credit.received(bytes.count)
         defer { settleCredit() }
         guard !isFinished, handler != nil else { return }
+        if let call = connect, !call.streaming {
+            // A unary Connect body is one message, read whole (within the message limit).
+            guard call.body.count + bytes.count <= reader.maxMessageSize else {
+                return fail(RPCError(.resourceExhausted, "the request is over \(reader.maxMessageSize) bytes"))
+            }
+            connect?.body.append(contentsOf: bytes)
+            return
+        }
         reader.append(bytes)
         do {
             while let message = try reader.next() {
-                let payload: [UInt8]
+                var payload: [UInt8]
                 if message.compressed {
                     guard context?.requestCompressed == true else {
-                        throw RPCError(.internal, "compressed message without grpc-encoding")
+                        throw RPCError(
+                            connect == nil ? .internal : .invalidArgument,
+                            connect == nil
+                                ? "compressed message without grpc-encoding"
+                                : "compressed envelope without connect-content-encoding")
                     }
                     payload = try Gzip.decompress(message.payload, limit: reader.maxMessageSize)
                 } else {
                     payload = message.payload
                 }
+                if let call = connect { payload = try call.request(payload) }
                 if let requests {
                     credit.handedOver(wireSize: 5 + message.payload.count)
                     requests.yield(payload)
@@ -102,8 +117,24 @@ final class ServerStream: GatedStream, @unchecked Sendable {
         guard !requestDone else { return }
         requestDone = true
         guard !isFinished, handler != nil else { return }
+        if let call = connect, !call.streaming {
+            // The whole body is the message (an empty body is a message with every field unset).
+            guard unaryRequest == nil else { return launch() }
+            do {
+                let body = try ConnectWire.inflate(call.body, call.requestCompression, limit: reader.maxMessageSize)
+                unaryRequest = try call.request(body)
+            } catch {
+                return fail(error)
+            }
+            connect?.body = []
+            return launch()
+        }
         if reader.bufferedBytes > 0 {
-            fail(RPCError(.internal, "request ended inside a message (\(reader.bufferedBytes) stray bytes)"))
+            // gRPC calls a cut message the peer's fault in INTERNAL; Connect's text says invalid_argument.
+            fail(
+                RPCError(
+                    connect == nil ? .internal : .invalidArgument,
+                    "request ended inside a message (\(reader.bufferedBytes) stray bytes)"))
             return
         }
         if let requests {
@@ -181,6 +212,18 @@ final class ServerStream: GatedStream, @unchecked Sendable {
 
     private func sendHeaders() {
         headersSent = true
+        if let call = connect {
+            // A Connect stream's head: its content type, and gzip per envelope if the client takes it.
+            var fields: [HeaderField] = [(":status", "200"), ("content-type", call.contentType)]
+            if call.acceptsGzip, let context, context.response.compression == .gzip {
+                responseEncoding = .gzip
+                fields.append(("connect-content-encoding", "gzip"))
+            }
+            fields.append(("connect-accept-encoding", "gzip"))
+            fields += context.map { ConnectCall.headers($0.response.initial) } ?? []
+            connection.h2.submitResponse(stream: id, headers: fields)
+            return
+        }
         var prefix = HeaderBlock.grpcResponse
         if acceptsGzip, let context, context.response.compression == .gzip {
             responseEncoding = .gzip
@@ -191,9 +234,11 @@ final class ServerStream: GatedStream, @unchecked Sendable {
     }
 
     private func frame(_ message: [UInt8]) throws(RPCError) -> [UInt8] {
-        // Each message may go compressed or not, within the encoding the headers named.
+        // Each message may go compressed or not, within the encoding the headers named. A Connect
+        // envelope has gRPC's prefix (flag 0x01: compressed), so one writer frames both.
         let compress = responseEncoding == .gzip && context?.response.compression == .gzip
-        return try MessageWriter.frame(message, compression: compress ? .gzip : .identity)
+        let payload = try connect.map { call throws(RPCError) in try call.response(message) } ?? message
+        return try MessageWriter.frame(payload, compression: compress ? .gzip : .identity)
     }
 
     /// Queues one response message, waiting while the stream holds too much unsent data.
@@ -265,6 +310,7 @@ final class ServerStream: GatedStream, @unchecked Sendable {
     /// Ends the stream with a status: trailers after the messages, or Trailers-Only.
     private func finish(_ status: RPCError) {
         guard !isFinished else { return }
+        if let call = connect { return finishConnect(status, call) }
         var status = status
         var message: [UInt8]?
         if status.code == .ok, let response = unaryResponse {
@@ -299,6 +345,66 @@ final class ServerStream: GatedStream, @unchecked Sendable {
             if prefix != nil { fields.append(("grpc-status", "0")) }
             connection.h2.submitTrailersOnly(
                 stream: id, headers: fields + trailers, prefix: HeaderBlock.trailersOnlyPrefix)
+        }
+        connection.scheduleFlush()
+    }
+
+    // MARK: Connect
+
+    /// A unary GET's message, from the query: the call runs at once.
+    func connectGet(_ message: [UInt8]) {
+        guard !isFinished, let call = connect else { return }
+        do { unaryRequest = try call.request(message) } catch { return fail(error) }
+        requestDone = true
+        launch()
+    }
+
+    /// Ends a Connect call: a unary one as a plain HTTP response (the message, or the error as
+    /// JSON with its HTTP status; metadata as headers, trailers as `trailer-` headers), a stream
+    /// with its end-of-stream envelope.
+    private func finishConnect(_ status: RPCError, _ call: ConnectCall) {
+        var status = status
+        let response = unaryResponse
+        unaryResponse = nil
+        var body: [UInt8] = []
+        var compressed = false
+        if !call.streaming, status.code == .ok {
+            do {
+                body = try call.response(response ?? [])
+                if call.acceptsGzip, body.count > ConnectCall.compressAbove, context?.response.compression != .identity
+                {
+                    body = try Gzip.compress(body)
+                    compressed = true
+                }
+            } catch {
+                status = error
+            }
+        }
+        reportEnd(status)
+        isFinished = true
+        task = nil
+        requests = nil
+        settleCredit()
+        failWriters(RPCError(.cancelled, "the call has ended"))
+        var trailing = status.metadata
+        if let context { for (key, value) in context.response.trailing { trailing.append(lowercasedKey: key, value) } }
+        let initial = context.map { ConnectCall.headers($0.response.initial) } ?? []
+        if call.streaming {
+            if !headersSent { sendHeaders() }
+            connection.h2.enqueue(stream: id, ConnectWire.endOfStream(status, trailers: trailing), end: true)
+        } else if status.code == .ok {
+            var fields: [HeaderField] = [(":status", "200"), ("content-type", call.contentType)]
+            if compressed { fields.append(("content-encoding", "gzip")) }
+            fields += initial + ConnectCall.headers(trailing, prefix: "trailer-")
+            connection.h2.submitResponse(stream: id, headers: fields)
+            connection.h2.enqueue(stream: id, body, end: true)
+        } else {
+            var fields: [HeaderField] = [
+                (":status", String(ConnectWire.httpStatus(status.code))), ("content-type", "application/json"),
+            ]
+            fields += initial + ConnectCall.headers(trailing, prefix: "trailer-")
+            connection.h2.submitResponse(stream: id, headers: fields)
+            connection.h2.enqueue(stream: id, ConnectWire.errorJSON(status).serialized(), end: true)
         }
         connection.scheduleFlush()
     }

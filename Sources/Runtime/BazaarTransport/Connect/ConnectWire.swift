@@ -1,10 +1,9 @@
 import BazaarCore
-import BazaarTransport
 import BazaarWire
 
 /// The Connect protocol's wire rules (connectrpc.com/docs/protocol), apart from any I/O: which
 /// requests are Connect calls, their codecs, envelopes, timeouts, compression, and how a status
-/// is written back. ``Gateway`` uses them to answer Connect on the edge's port.
+/// is written back. The mesh's servers answer Connect with them, and so does the edge's gateway.
 ///
 /// Unary calls are plain HTTP: `POST /pkg.Service/Method` with the message as the body
 /// (`application/proto` or `application/json`), or, for methods marked `NO_SIDE_EFFECTS`, a `GET`
@@ -48,8 +47,8 @@ public enum ConnectWire {
     }
 
     /// The HTTP status of a unary error with `code`: the protocol's table, which is the one REST
-    /// errors use here too (grpc-gateway's), so it is kept once, in ``HTTPFailure``.
-    public static func httpStatus(_ code: StatusCode) -> Int { HTTPFailure.httpStatus(code) }
+    /// errors use too (grpc-gateway's), kept once as ``StatusCode/httpStatus``.
+    public static func httpStatus(_ code: StatusCode) -> Int { code.httpStatus }
 
     /// The code's name in Connect's error JSON (`not_found`).
     public static func codeName(_ code: StatusCode) -> String {
@@ -74,8 +73,7 @@ public enum ConnectWire {
         }
     }
 
-    /// An error as Connect's JSON: `{"code": "...", "message": "..."}`. (Error details come with
-    /// the one error model of the same issue.)
+    /// An error as Connect's JSON: `{"code": "...", "message": "...", "details": [...]}`.
     public static func errorJSON(_ e: RPCError) -> JSONValue {
         var fields: [(String, JSONValue)] = [("code", .string(codeName(e.code == .ok ? .unknown : e.code)))]
         if !e.message.isEmpty { fields.append(("message", .string(e.message))) }
@@ -138,7 +136,7 @@ public enum ConnectWire {
     }
 
     /// Metadata as Connect's JSON object of arrays (binary values base64, as in headers).
-    static func metadataJSON(_ m: Metadata) -> JSONValue {
+    public static func metadataJSON(_ m: Metadata) -> JSONValue {
         var keys: [String] = []
         var values: [String: [JSONValue]] = [:]
         for (key, value) in m.entries where !key.hasPrefix("grpc-") {

@@ -1,5 +1,4 @@
 import BazaarCore
-import BazaarTransport
 import BazaarWire
 
 /// An error's `google.rpc` details as JSON: the same details in the two shapes HTTP clients read.
@@ -7,9 +6,9 @@ import BazaarWire
 /// REST bodies and SSE/NDJSON stream errors are a `google.rpc.Status` in proto3 JSON, each detail
 /// an `Any` with its `@type` beside the message's fields. Connect's error JSON lists each detail as
 /// `{"type", "value"}` with the encoded message in base64, plus the fields in `debug` for people.
-enum ErrorDetailJSON {
+public enum ErrorDetailJSON {
     /// A `google.rpc.Status` in proto3 JSON: code, message and details.
-    static func status(code: StatusCode, message: String, details: [ErrorDetail]) -> JSONValue {
+    public static func status(code: StatusCode, message: String, details: [ErrorDetail]) -> JSONValue {
         .object([
             ("code", .integer(Int64(code.rawValue))), ("message", .string(message)),
             ("details", .array(details.map(rest))),
@@ -18,7 +17,7 @@ enum ErrorDetailJSON {
 
     /// One detail as proto3 JSON's `Any`. A type this edge does not model keeps its encoded
     /// message in `value`, since its fields cannot be named without its schema.
-    static func rest(_ detail: ErrorDetail) -> JSONValue {
+    public static func rest(_ detail: ErrorDetail) -> JSONValue {
         let type: (String, JSONValue) = ("@type", .string(detail.typeURL))
         if case .other(_, let value) = detail {
             return .object([type, ("value", .string(Base64.encode(value)))])
@@ -27,7 +26,7 @@ enum ErrorDetailJSON {
     }
 
     /// One detail as Connect's error JSON names it.
-    static func connect(_ detail: ErrorDetail) -> JSONValue? {
+    public static func connect(_ detail: ErrorDetail) -> JSONValue? {
         guard let value = StatusDetails.pack(detail) else { return nil }
         var out: [(String, JSONValue)] = [
             ("type", .string(detail.typeName)), ("value", .string(Base64.encode(value, padding: false))),
@@ -37,7 +36,7 @@ enum ErrorDetailJSON {
     }
 
     /// The detail's message fields in proto3 JSON (lowerCamelCase names, defaults left out).
-    static func fields(_ detail: ErrorDetail) -> [(String, JSONValue)] {
+    public static func fields(_ detail: ErrorDetail) -> [(String, JSONValue)] {
         func nonEmpty(_ pairs: [(String, String)]) -> [(String, JSONValue)] {
             pairs.filter { !$0.1.isEmpty }.map { ($0.0, .string($0.1)) }
         }
