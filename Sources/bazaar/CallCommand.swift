@@ -24,6 +24,7 @@ struct CallCommand: ParsableCommand {
               bazaar call 127.0.0.1:9101 describe shop.v1.CatalogService
               bazaar call 127.0.0.1:9101 describe shop.v1.Product
               bazaar call 127.0.0.1:9101 shop.v1.CatalogService/GetProduct -d '{"sku": "TEA-1"}'
+              bazaar call --protocol connect 127.0.0.1:9101 shop.v1.CatalogService/GetProduct -d '{"sku": "TEA-1"}'
               bazaar call 127.0.0.1:9104 shop.v1.OrdersService/WatchOrder -d @request.json -H 'x-bazaar-user-id: u1'
               echo '[{"text": "a"}, {"text": "b"}]' | bazaar call 127.0.0.1:9200 hello.v1.GreeterService/Join -d @-
 
@@ -58,6 +59,13 @@ struct CallCommand: ParsableCommand {
     @Flag(help: "Plaintext HTTP/2 (h2c) instead of mutual TLS.")
     var plaintext = false
 
+    @Option(
+        name: .customLong("protocol"),
+        help:
+            "grpc (default) or connect: Connect's protocol, for servers reached through proxies that pass plain HTTP only."
+    )
+    var rpcProtocol = "grpc"
+
     @Option(help: "A FileDescriptorSet to use instead of server reflection.")
     var descriptors: String?
 
@@ -72,6 +80,9 @@ struct CallCommand: ParsableCommand {
             throw ValidationError("unexpected arguments after the method: \(what.dropFirst())")
         }
         for h in header where !h.contains(":") { throw ValidationError("-H '\(h)': expected 'name: value'") }
+        guard RPCProtocol(rawValue: rpcProtocol) != nil else {
+            throw ValidationError("--protocol \(rpcProtocol): expected grpc or connect")
+        }
     }
 
     func run() throws {
@@ -99,7 +110,9 @@ struct CallCommand: ParsableCommand {
             }
             security = .mutualTLS(tls)
         }
-        let channel = try MeshChannel(target: target, security: security)
+        var connection = ChannelConfiguration(endpoints: [], security: security)
+        connection.rpcProtocol = RPCProtocol(rawValue: rpcProtocol) ?? .grpc
+        let channel = try MeshChannel(target: target, security: security, connection: connection)
         defer { Task { await channel.shutdown() } }
         let reflection = ReflectionClient(transport: channel)
         let timeout = try deadline.map { text -> Duration in

@@ -154,10 +154,13 @@ public final class Gateway: HTTPResponder {
             preflight(request, api, writer, common)
             return "preflight"
         }
-        if api.methods[path] != nil || api.isServicePath(path),
-            let kind = ConnectWire.kind(
-                method: request.method == "HEAD" ? "GET" : request.method, contentType: request.header("content-type"),
-                query: request.query)
+        if let kind = ConnectWire.kind(
+            method: request.method == "HEAD" ? "GET" : request.method, contentType: request.header("content-type"),
+            query: request.query),
+            api.methods[path] != nil || api.isServicePath(path)
+                // Binary and streaming Connect are never REST or a page: a procedure's path that no
+                // upstream serves (a health check, reflection) is Connect's unimplemented.
+                || (GatewayAPI.isProcedurePath(path) && kind != .unary(.json) && kind != .unaryGet)
         {
             await connect(request, api, kind, writer, common)
             return api.methods[path].map(\.method.path) ?? "connect-unknown"
@@ -620,6 +623,12 @@ public final class GatewayAPI: Sendable {
     func isServicePath(_ path: String) -> Bool {
         let parts = path.split(separator: "/", omittingEmptySubsequences: false)
         return parts.count == 3 && parts[0].isEmpty && services.contains(String(parts[1]))
+    }
+
+    /// Whether `path` has a procedure's shape, `/<package>.<Service>/<Method>`.
+    static func isProcedurePath(_ path: String) -> Bool {
+        let parts = path.split(separator: "/", omittingEmptySubsequences: false)
+        return parts.count == 3 && parts[0].isEmpty && parts[1].contains(".") && !parts[2].isEmpty
     }
 
     /// Whether `path` lies under one of the API's roots.

@@ -46,6 +46,17 @@ public struct ConnectionBackoff: Sendable {
     }
 }
 
+/// The protocol a channel's calls speak.
+public enum RPCProtocol: String, Sendable {
+    /// gRPC: HTTP/2 trailers carry the status.
+    case grpc
+    /// Connect (connectrpc.com) with binary protobuf: unary calls are plain HTTP requests and
+    /// answers, streams end with a message instead of trailers, so calls pass proxies and load
+    /// balancers that drop or do not forward HTTP trailers. The server must speak it (Bazaar's
+    /// servers and edge do).
+    case connect
+}
+
 /// Everything a channel needs to reach its servers.
 public struct ChannelConfiguration: Sendable {
     public var endpoints: [Endpoint]
@@ -58,6 +69,9 @@ public struct ChannelConfiguration: Sendable {
     /// Sent as `:authority`; by default the endpoint's `host:port`.
     public var authority: String?
     public var userAgent = "bazaar-swift/0.1"
+    /// What the calls speak; gRPC unless the servers are reached through something that only
+    /// passes plain HTTP.
+    public var rpcProtocol = RPCProtocol.grpc
     /// How often the TLS files are checked for changes (certificate rotation); `nil` never.
     /// New connections use the new material; existing ones are kept.
     public var tlsReloadInterval: Duration? = .seconds(10)

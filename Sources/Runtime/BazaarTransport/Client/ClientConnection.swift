@@ -111,14 +111,22 @@ final class ClientConnection: SocketConnection, @unchecked Sendable {
         _ stream: ClientStream, method: MethodDescriptor, metadata: Metadata, timeout: Duration?,
         compression: MessageCompression, unaryRequest: [UInt8]?
     ) -> RPCError? {
-        var headers: [HeaderField] = [
-            (":method", "POST"), (":scheme", tls == nil ? "http" : "https"), (":path", method.path),
-            (":authority", authority), ("content-type", "application/grpc"), ("te", "trailers"),
-            ("user-agent", configuration.userAgent), ("grpc-accept-encoding", "gzip,identity"),
-        ]
-        if compression == .gzip { headers.append(("grpc-encoding", "gzip")) }
-        if let timeout { headers.append(("grpc-timeout", GRPCHeaders.encodeTimeout(timeout))) }
-        headers += GRPCHeaders.fields(metadata)
+        var headers: [HeaderField]
+        if configuration.rpcProtocol == .connect {
+            headers = ConnectClient.requestHeaders(
+                path: method.path, scheme: tls == nil ? "http" : "https", authority: authority,
+                userAgent: configuration.userAgent, unary: unaryRequest != nil, timeout: timeout,
+                compression: compression, metadata: metadata)
+        } else {
+            headers = [
+                (":method", "POST"), (":scheme", tls == nil ? "http" : "https"), (":path", method.path),
+                (":authority", authority), ("content-type", "application/grpc"), ("te", "trailers"),
+                ("user-agent", configuration.userAgent), ("grpc-accept-encoding", "gzip,identity"),
+            ]
+            if compression == .gzip { headers.append(("grpc-encoding", "gzip")) }
+            if let timeout { headers.append(("grpc-timeout", GRPCHeaders.encodeTimeout(timeout))) }
+            headers += GRPCHeaders.fields(metadata)
+        }
         let id = h2.submitRequest(headers: headers)
         guard id > 0 else {
             return RPCError(.unavailable, "cannot open a stream: \(String(cString: nghttp2_strerror(id)))")

@@ -26,6 +26,13 @@ final class ClientStream: GatedStream, @unchecked Sendable {
     @exclusivity(unchecked) private var credit = InboundCredit()
     /// Streaming calls hold credit until the caller takes each response; unary calls do not.
     private let countsTakes: Bool
+    /// The call speaks Connect (`ChannelConfiguration.rpcProtocol`), not gRPC.
+    private let connect: Bool
+    /// Connect: the HTTP status, and a unary answer's body (or any error body) as it arrives.
+    @exclusivity(unchecked) private var httpStatus = ""
+    @exclusivity(unchecked) private var body: [UInt8] = []
+    @exclusivity(unchecked) private var bodyEncoding: String?
+    @exclusivity(unchecked) private var connectTrailers = Metadata()
 
     init(
         connection: ClientConnection, options: CallOptions, maxReceive: Int, countsTakes: Bool,
@@ -36,6 +43,7 @@ final class ClientStream: GatedStream, @unchecked Sendable {
         self.reader = MessageReader(maxMessageSize: maxReceive)
         self.responseMetadata = options.responseMetadata
         self.compression = options.compression
+        self.connect = connection.configuration.rpcProtocol == .connect
         self.onMessage = onMessage
         self.onFinish = onFinish
     }
@@ -55,7 +63,10 @@ final class ClientStream: GatedStream, @unchecked Sendable {
     // MARK: requests
 
     func frame(_ message: [UInt8]) throws(RPCError) -> [UInt8] {
-        try MessageWriter.frame(message, compression: compression)
+        // A unary Connect request is the bare message (compressed whole); streams are enveloped
+        // with gRPC's prefix.
+        if connect && !countsTakes { return compression == .gzip ? try Gzip.compress(message) : message }
+        return try MessageWriter.frame(message, compression: compression)
     }
 
     /// Queues a request message; waits while too much is unsent. Call on the loop.
@@ -87,6 +98,7 @@ final class ClientStream: GatedStream, @unchecked Sendable {
     // MARK: responses
 
     func headers(_ fields: [HeaderField], endStream: Bool) {
+        if connect { return connectHeaders(fields, endStream: endStream) }
         if !sawHeaders {
             sawHeaders = true
             var httpStatus = ""
@@ -159,6 +171,7 @@ final class ClientStream: GatedStream, @unchecked Sendable {
         credit.received(bytes.count)
         defer { settleCredit() }
         guard !isFinished else { return }
+        if connect { return connectData(bytes) }
         reader.append(bytes)
         do {
             while let m = try reader.next() {
@@ -181,6 +194,7 @@ final class ClientStream: GatedStream, @unchecked Sendable {
     /// The stream closed. Without a status, it was reset or the connection went away.
     func closed(errorCode: UInt32) {
         guard !isFinished else { return }
+        if connect && errorCode == 0 { return connectEnded() }
         switch errorCode {
         case NGHTTP2_REFUSED_STREAM.rawValue:
             // Also how nghttp2 ends streams above a GOAWAY's last stream id: never processed.
@@ -237,5 +251,89 @@ final class ClientStream: GatedStream, @unchecked Sendable {
         case "429", "502", "503", "504": .unavailable
         default: .unknown
         }
+    }
+
+    // MARK: Connect
+
+    private func connectHeaders(_ fields: [HeaderField], endStream: Bool) {
+        guard !sawHeaders else { return }  // HTTP trailers are not Connect's; a stream's status is in its last envelope
+        sawHeaders = true
+        var contentType = ""
+        var initial = Metadata()
+        for f in fields {
+            switch f.name {
+            case ":status": httpStatus = f.value
+            case "content-type": contentType = f.value
+            case "content-encoding", "connect-content-encoding": bodyEncoding = f.value
+            default:
+                if f.name.hasPrefix(":") || ConnectClient.isProtocolHeader(f.name) { continue }
+                if f.name.hasPrefix("trailer-") {
+                    ConnectClient.add(String(f.name.dropFirst(8)), f.value, to: &connectTrailers)
+                } else {
+                    ConnectClient.add(f.name, f.value, to: &initial)
+                }
+            }
+        }
+        if httpStatus == "200" {
+            let expected = countsTakes ? "application/connect+proto" : "application/proto"
+            guard contentType.split(separator: ";").first.map(String.init) == expected else {
+                return fail(RPCError(.unknown, "response content-type '\(contentType)' is not \(expected)"))
+            }
+            responseStarted = true
+        }
+        responseMetadata?.initial = initial
+        if endStream { connectEnded() }
+    }
+
+    private func connectData(_ bytes: [UInt8]) {
+        // A unary answer (or an error's JSON) is read whole, within the message limit.
+        if !countsTakes || httpStatus != "200" {
+            guard body.count + bytes.count <= reader.maxMessageSize else {
+                return fail(RPCError(.resourceExhausted, "the answer is over \(reader.maxMessageSize) bytes"))
+            }
+            body.append(contentsOf: bytes)
+            return
+        }
+        body.append(contentsOf: bytes)
+        do {
+            while let (flags, payload) = try ConnectClient.nextEnvelope(&body, limit: reader.maxMessageSize) {
+                credit.handedOver(wireSize: 5 + payload.count)
+                var message = payload
+                if flags & ConnectWire.compressedFlag != 0 {
+                    guard bodyEncoding == "gzip" else {
+                        throw RPCError(
+                            .internal, "compressed envelope with connect-content-encoding \(bodyEncoding ?? "(none)")")
+                    }
+                    message = try Gzip.decompress(payload, limit: reader.maxMessageSize)
+                }
+                if flags & ConnectWire.endStreamFlag != 0 {
+                    guard body.isEmpty else { throw RPCError(.internal, "data after the end-of-stream message") }
+                    return finish(
+                        try ConnectClient.endOfStream(message, trailers: connectTrailers, into: responseMetadata))
+                }
+                onMessage(message)
+            }
+        } catch {
+            fail(error as? RPCError ?? RPCError(.internal, "\(error)"))
+        }
+    }
+
+    /// The stream ended (END_STREAM): a unary answer is complete; a stream without its
+    /// end-of-stream message is broken.
+    private func connectEnded() {
+        guard !isFinished else { return }
+        if httpStatus != "200" {
+            return finish(ConnectClient.error(httpStatus: httpStatus, body: body, trailers: connectTrailers))
+        }
+        if countsTakes { return finish(RPCError(.internal, "the stream ended without its end-of-stream message")) }
+        responseMetadata?.trailing = connectTrailers
+        do {
+            onMessage(
+                try ConnectWire.inflate(body, try ConnectWire.compression(bodyEncoding), limit: reader.maxMessageSize))
+        } catch {
+            return finish(error as? RPCError ?? RPCError(.internal, "\(error)"))
+        }
+        body = []
+        finish(RPCError(.ok))
     }
 }

@@ -19,6 +19,8 @@ struct ConnectCall {
     let schemas: (request: MessageSchema, response: MessageSchema)?
     /// A unary POST's body as it arrives.
     var body: [UInt8] = []
+    /// The HTTP status of a unary error when it is not the code's own.
+    var httpStatus: Int?
 
     /// Answers over this many bytes go compressed when the client takes gzip.
     static let compressAbove = 1024
@@ -121,7 +123,10 @@ extension ServerConnection {
         let handler: RPCHandler
         switch shared.pipeline.route(path, peerIdentity: peerIdentity) {
         case .success(let h): handler = h
-        case .failure(let e): return stream.fail(e)
+        case .failure(let e):
+            // An unknown procedure is HTTP 404 (as the edge answers it), a refused caller 403.
+            if e.code == .unimplemented { stream.connect?.httpStatus = 404 }
+            return stream.fail(e)
         }
         let isUnary = handler.method.kind == .unary
         if isUnary == streaming {

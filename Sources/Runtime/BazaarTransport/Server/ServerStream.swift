@@ -400,7 +400,8 @@ final class ServerStream: GatedStream, @unchecked Sendable {
             connection.h2.enqueue(stream: id, body, end: true)
         } else {
             var fields: [HeaderField] = [
-                (":status", String(ConnectWire.httpStatus(status.code))), ("content-type", "application/json"),
+                (":status", String(call.httpStatus ?? ConnectWire.httpStatus(status.code))),
+                ("content-type", "application/json"),
             ]
             fields += initial + ConnectCall.headers(trailing, prefix: "trailer-")
             connection.h2.submitResponse(stream: id, headers: fields)
