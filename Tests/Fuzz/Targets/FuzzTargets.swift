@@ -31,7 +31,7 @@ public enum FuzzTargets {
         "smtp": smtp, "postgres": postgres, "schema": schema, "web": web, "connect": connect,
     ]
 
-    /// What the edge reads from a Connect request: the kind from method and content type, the
+    /// What the edge and the mesh servers read from a Connect request: the kind from method and content type, the
     /// envelopes of a streaming body (and each one's gzip), a GET's query, `connect-timeout-ms`,
     /// the encodings named in headers.
     static func connect(_ bytes: [UInt8]) {
@@ -59,6 +59,16 @@ public enum FuzzTargets {
         }
         _ = try? ConnectWire.compression(s)
         _ = ConnectWire.acceptsGzip(s)
+        // What a channel speaking Connect reads from a server: error JSON, end-of-stream messages,
+        // envelopes off a response, and google.rpc.Status details.
+        let e = ConnectClient.error(httpStatus: "400", body: bytes, trailers: Metadata())
+        precondition(e.code != .ok, "an error body read as success")
+        _ = try? ConnectClient.endOfStream(bytes, trailers: Metadata(), into: nil)
+        var buffer = bytes
+        while let (_, payload) = try? ConnectClient.nextEnvelope(&buffer, limit: 64 << 10) {
+            precondition(payload.count <= 64 << 10, "a response envelope over the limit")
+        }
+        _ = StatusDetails.decode(bytes)
     }
 
     /// What the storefront reads from a request (query strings and form bodies, path segments,
