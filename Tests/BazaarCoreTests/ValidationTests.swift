@@ -77,4 +77,26 @@ import Testing
         FieldCheck.string("", "email", email: true, into: &out)  // empty and optional: not given
         #expect(out.map(\.reason) == ["NOT_AN_EMAIL"])
     }
+
+    @Test func aStreamOfRequestsIsCheckedAsItIsRead() async throws {
+        var good = Shop_V1_SendNotificationRequest()
+        good.channel = .email
+        good.subject = "Hello"
+        good.body = "Body"
+        var bad = good
+        bad.subject = "two\nlines"
+        let stream = RPCStream<Shop_V1_SendNotificationRequest> { c in
+            c.yield(good)
+            c.yield(bad)
+            c.yield(good)
+            c.finish()
+        }.validated()
+        var taken = 0
+        do {
+            for try await _ in stream { taken += 1 }
+            Issue.record("the invalid message passed")
+        } catch let e as RPCError {
+            #expect(taken == 1 && e.code == .invalidArgument && e.fieldViolations.map(\.field) == ["subject"])
+        }
+    }
 }

@@ -330,3 +330,51 @@ def test_the_edges_own_refusals_carry_details_too(shop, m):
     assert body["details"][0]["reason"] == "RATE_LIMITED"
     retry = body["details"][1]["retryDelay"]
     assert retry.endswith("s") and int(float(retry[:-1])) == int({k.lower(): v for k, v in headers.items()}["retry-after"])
+
+
+# More rules, each through gRPC (to the service), gRPC-Web, Connect and REST: numbers, enums
+# (defined_only), list sizes (max_items) and a valid request beside each invalid one.
+# (service, method, request fields, REST method and path, violations; [] for a valid request)
+MORE_RULES = [
+    ("cart", "CartService", "AddItem", "AddItemRequest", "Cart", {"quantity": 0}, ("POST", "/v1/cart/items"),
+     [("quantity", "NUMBER_TOO_SMALL")]),
+    ("catalog", "CatalogService", "ListProducts", "ListProductsRequest", "ListProductsResponse", {"sort": 99},
+     ("GET", "/v1/products?sort=99"), [("sort", "ENUM_UNDEFINED")]),
+    ("catalog", "CatalogService", "ListProducts", "ListProductsRequest", "ListProductsResponse",
+     {"min_price_minor": -5, "query": "x" * 201}, ("GET", "/v1/products?minPriceMinor=-5&query=" + "x" * 201),
+     [("query", "STRING_TOO_LONG"), ("min_price_minor", "NUMBER_TOO_SMALL")]),
+    ("catalog", "CatalogService", "BatchGetProducts", "BatchGetProductsRequest", "BatchGetProductsResponse",
+     {"ids": [str(uuid.UUID(int=i)) for i in range(101)]},
+     ("GET", "/v1/products:batchGet?" + "&".join(f"ids={uuid.UUID(int=i)}" for i in range(101))),
+     [("ids", "TOO_MANY_ITEMS")]),
+    ("catalog", "CatalogService", "ListProducts", "ListProductsRequest", "ListProductsResponse",
+     {"min_price_minor": 0, "query": "tea"}, ("GET", "/v1/products?query=tea"), []),
+]
+
+
+@pytest.mark.parametrize("case", MORE_RULES, ids=[f"{c[2]}-{'-'.join(v[1] for v in c[7]) or 'valid'}" for c in MORE_RULES])
+def test_number_enum_and_list_rules_on_every_protocol(shop, m, gw, case):
+    service, svc, method, req_name, res_name, fields, (verb, rest_path), violations = case
+    module = getattr(m, service)
+    request = getattr(module, req_name)(**{k: v for k, v in fields.items()})
+    response_cls = getattr(module, res_name)
+    me = new_customer(shop, m)
+    path = f"/shop.v1.{svc}/{method}"
+    connect_m = connect_method(method, svc, getattr(module, req_name), response_cls)
+    expected = [(f, r) for f, r in violations]
+    if not violations:
+        shop.channel(service)  # the valid request: every protocol answers it
+        assert me.call(service, method, request, response_cls) is not None
+        assert http(gw, verb, rest_path, token=me.token)[0] == 200
+        return
+    direct = grpc_call(shop.channel(service), path, request, response_cls, token=me.token)
+    [(kind, got)] = unpack(direct)
+    assert kind == "BadRequest" and [(f, r) for f, r, _ in got] == expected
+    assert direct.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    web = grpc_web(gw, path, request, token=me.token)
+    assert unpack(web) == unpack(direct)
+    e = connect_error(gw, connect_m, request, "json", token=me.token)
+    assert e.code.value == "invalid_argument" and from_connect(e) == unpack(direct)
+    body = {"productId": str(uuid.uuid4()), "quantity": 0} if method == "AddItem" else None
+    status, _, answer = http(gw, verb, rest_path, body, token=me.token)
+    assert status == 400 and from_json(answer) == unpack(direct)

@@ -116,8 +116,12 @@ def h2c_server():
 
 def test_wrong_content_type_is_415(h2c_server):
     c = RawH2(h2c_server.port)
-    s = c.finish(c.send(EMPTY, grpc_frame(b""), content_type="application/json"))
+    s = c.finish(c.send(EMPTY, grpc_frame(b""), content_type="text/plain"))
     assert s["headers"][":status"] == "415"
+    # application/json is Connect's unary JSON now: a gRPC frame is no JSON, and the answer is
+    # Connect's error, not a gRPC status.
+    s = c.finish(c.send(EMPTY, grpc_frame(b""), content_type="application/json"))
+    assert s["headers"][":status"] == "400" and s["headers"]["content-type"] == "application/json"
     c.close()
 
 

@@ -136,7 +136,12 @@ struct ServiceEmitter {
             case (false, true):
                 w.line("    .serverStreaming(\(method)) { try await self.\(n)($0, responses: $1, context: $2) },")
             case (true, false):
-                w.line("    .clientStreaming(\(method)) { try await self.\(n)($0, context: $1) },")
+                let requests = validated ? "$0.validated()" : "$0"
+                w.line("    .clientStreaming(\(method)) { try await self.\(n)(\(requests), context: $1) },")
+            case (true, true) where validated:
+                w.line(
+                    "    .bidirectionalStreaming(\(method)) { try await self.\(n)($0.validated(), responses: $1, context: $2) },"
+                )
             case (true, true):
                 w.line(
                     "    .bidirectionalStreaming(\(method)) { try await self.\(n)($0, responses: $1, context: $2) },")

@@ -136,6 +136,7 @@ public struct Shop_V1_SendNotificationRequest: WireMessage {
     public var userID: String = ""
     public var channel: Shop_V1_Channel = Shop_V1_Channel()
     public var subject: String = ""
+    /// Plain text; line breaks and tabs allowed.
     public var body: String = ""
     public var subjectRef: SubjectRef? = nil
     /// Fields not in this schema, kept for the round trip.
@@ -373,6 +374,14 @@ public struct Shop_V1_SendBatchResponse: WireMessage {
     }
 }
 
+extension Shop_V1_SendNotificationRequest: ValidatedMessage {
+    public func collectViolations(_ prefix: String, into out: inout [FieldViolation]) {
+        FieldCheck.enumeration(isZero: channel.rawValue == 0, isDefined: { if case .unrecognized = channel { false } else { true } }(), prefix + "channel", required: true, definedOnly: true, into: &out)
+        FieldCheck.string(subject, prefix + "subject", required: true, maxLen: 200, singleLine: true, into: &out)
+        FieldCheck.string(body, prefix + "body", required: true, maxLen: 10000, into: &out)
+    }
+}
+
 extension Shop_V1_ListNotificationsRequest: ValidatedMessage {
     public func collectViolations(_ prefix: String, into out: inout [FieldViolation]) {
         page?.collectViolations(prefix + "page" + ".", into: &out)
@@ -496,14 +505,17 @@ extension Shop_V1_NotificationsService.ServiceProtocol {
 
     public var handlers: [RPCHandler] {
         [
-            .unary(Shop_V1_NotificationsService.Method.send) { try await self.send($0, context: $1) },
+            .unary(Shop_V1_NotificationsService.Method.send) { (request: Shop_V1_SendNotificationRequest, context: ServerContext) in
+                try request.validate()
+                return try await self.send(request, context: context)
+            },
             .unary(Shop_V1_NotificationsService.Method.listNotifications) { (request: Shop_V1_ListNotificationsRequest, context: ServerContext) in
                 try request.validate()
                 return try await self.listNotifications(request, context: context)
             },
             .unary(Shop_V1_NotificationsService.Method.markRead) { try await self.markRead($0, context: $1) },
             .serverStreaming(Shop_V1_NotificationsService.Method.subscribe) { try await self.subscribe($0, responses: $1, context: $2) },
-            .clientStreaming(Shop_V1_NotificationsService.Method.sendBatch) { try await self.sendBatch($0, context: $1) },
+            .clientStreaming(Shop_V1_NotificationsService.Method.sendBatch) { try await self.sendBatch($0.validated(), context: $1) },
         ]
     }
 }

@@ -22,6 +22,18 @@ extension ValidatedMessage {
     }
 }
 
+extension RPCStream where Element: ValidatedMessage {
+    /// The stream with each message checked against its rules as the reader takes it: the first
+    /// invalid one fails the read with INVALID_ARGUMENT (the messages before it were taken). The
+    /// generated server code hands client- and bidirectional-streaming handlers their requests so.
+    public func validated() -> RPCStream<Element> {
+        map { message in
+            try message.validate()
+            return message
+        }
+    }
+}
+
 /// A `pattern` rule's regular expression, compiled once.
 public final class ValidationPattern: @unchecked Sendable {
     // Swift's Regex is a value whose compiled program is built once, thread-safely; it is only
