@@ -198,11 +198,11 @@ let package = Package(
 
             // Test-only generated code for the conformance and oracle tests.
             .target(
-                name: "CConformanceProtos", dependencies: ["CBazaarProtobufC", "CWellKnownTypes"],
+                name: "CConformanceProtos", dependencies: ["CBazaarProtobufC", "CWellKnownTypes", "CBazaarOptions"],
                 path: "Tests/Generated/CConformanceProtos"),
             .target(
                 name: "ConformanceProtos",
-                dependencies: ["CConformanceProtos", "WellKnownTypes", "BazaarWire", "BazaarCore"],
+                dependencies: ["CConformanceProtos", "WellKnownTypes", "BazaarWire", "BazaarCore", "BazaarOptions"],
                 path: "Tests/Generated/ConformanceProtos"),
             .executableTarget(
                 name: "wire-conformance-driver",
@@ -230,7 +230,8 @@ let package = Package(
             .testTarget(name: "FuzzReplayTests", dependencies: ["FuzzTargets"]),
 
             .testTarget(name: "BazaarCodeGenTests", dependencies: ["BazaarCodeGen"]),
-            .testTarget(name: "BazaarCoreTests", dependencies: ["BazaarCore", "GRPCProtos", "ShopAPI"]),
+            .testTarget(
+                name: "BazaarCoreTests", dependencies: ["BazaarCore", "GRPCProtos", "ShopAPI", "ConformanceProtos"]),
             .testTarget(
                 name: "BazaarMeshTests", dependencies: ["BazaarMesh", "BazaarTransport", "BazaarCore", "GRPCProtos"]),
             .testTarget(name: "BazaarTelemetryTests", dependencies: ["BazaarTelemetry", "BazaarCore"]),

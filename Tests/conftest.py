@@ -32,7 +32,7 @@ def pb2(tmp_path_factory):
     # details are checked against Google's own definitions rather than ours.
     run([ROOT / "proto", WKT], [p for p in protos_under(ROOT / "proto")
                                 if not p.startswith(("opentelemetry/", "google/rpc/"))])
-    run([FIXTURES, WKT], protos_under(FIXTURES))
+    run([FIXTURES, ROOT / "proto", WKT], protos_under(FIXTURES))
     run([GRPC_PROTO, WKT], ["grpc/testing/test.proto", "grpc/testing/messages.proto",
                             "grpc/testing/empty.proto", "grpc/health/v1/health.proto",
                             "grpc/reflection/v1/reflection.proto"], grpc_stubs=True)

@@ -1,4 +1,5 @@
 import BazaarCore
+import ConformanceProtos
 import ShopAPI
 import Testing
 
@@ -98,5 +99,45 @@ import Testing
         } catch let e as RPCError {
             #expect(taken == 1 && e.code == .invalidArgument && e.fieldViolations.map(\.field) == ["subject"])
         }
+    }
+
+    @Test func fieldsNamedLikeTheGeneratedParametersAreChecked() {
+        var leaf = Validation_V1_Leaf()
+        leaf.prefix = "abcd"
+        leaf.out = 0
+        var holder = Validation_V1_Holder()
+        holder.leaf = leaf
+        // The proto2 required message is a value, checked inside.
+        #expect(reasons(holder) == ["leaf.prefix STRING_TOO_LONG", "leaf.out NUMBER_TOO_SMALL"])
+    }
+
+    @Test func closedEnumsAndExactSixtyFourBitBounds() {
+        var holder = Validation_V1_Holder()
+        holder.leaf = Validation_V1_Leaf()
+        holder.kind = .unrecognized(7)
+        holder.big = 10_000_000_000_000_001  // one over a bound a Double cannot tell apart
+        holder.small = 3  // over max 2.5, rounded down to 2
+        #expect(reasons(holder) == ["kind ENUM_UNDEFINED", "big NUMBER_TOO_LARGE", "small NUMBER_TOO_LARGE"])
+        holder.big = 10_000_000_000_000_000
+        holder.small = Int64.min
+        holder.kind = .one
+        #expect(reasons(holder).isEmpty)
+    }
+
+    @Test func messagesThatHoldEachOtherAreBothChecked() {
+        var first = Validation_V1_First()
+        first.name = ""
+        var second = Validation_V1_Second()
+        second.inner = first
+        #expect(reasons(second) == ["inner.name STRING_TOO_SHORT"])
+    }
+
+    @Test func aFloodOfViolationsIsCapped() {
+        var a = Self.address
+        a.lines = [String](repeating: "", count: 1000)
+        let e = RPCError.invalidArgument(
+            Shop_V1_PlaceOrderRequest(requestID: "r", shippingAddress: a, paymentToken: "").violations)
+        #expect(e.fieldViolations.count == FieldCheck.maxViolations)
+        #expect(e.message.hasSuffix("more)"))
     }
 }

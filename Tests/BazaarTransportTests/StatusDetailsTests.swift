@@ -46,4 +46,20 @@ import Testing
             ErrorDetail.errorInfo(ErrorInfo(reason: "R", domain: "d")).typeURL
                 == "type.googleapis.com/google.rpc.ErrorInfo")
     }
+
+    @Test func aRetryDelayOutsideProtobufsRangeIsKeptAsBytes() throws {
+        // seconds = Int64.max, nanos = 2e9: a Duration past what its components can hold.
+        var bytes: [UInt8] = [0x0A, 0x10, 0x08]
+        bytes += [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F]
+        bytes += [0x10, 0x80, 0xA8, 0xD6, 0xB9, 0x07]
+        let detail = StatusDetails.unpack(typeURL: "type.googleapis.com/google.rpc.RetryInfo", value: bytes)
+        #expect(detail == .other(typeURL: "type.googleapis.com/google.rpc.RetryInfo", value: bytes))
+        // And passing it on works.
+        #expect(StatusDetails.encode(RPCError(.unavailable, "x", details: [detail])) != nil)
+    }
+
+    @Test func detailsTooLargeForAHeaderAreLeftOut() {
+        let many = (0..<2000).map { FieldViolation(field: "f\($0)", description: "field \($0) is wrong") }
+        #expect(StatusDetails.encode(RPCError(.invalidArgument, "x", details: [.badRequest(many)])) == nil)
+    }
 }

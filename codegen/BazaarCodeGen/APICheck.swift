@@ -49,13 +49,15 @@ public enum APICheck {
         if o.syntax != n.syntax {
             breaking("FILE_SAME_SYNTAX", top, "syntax changed from \(o.syntax) to \(n.syntax)")
         }
-        for (name, old) in standardOptions(o.options) where standardOptions(n.options)[name] != old {
-            let now = standardOptions(n.options)[name] ?? "unset"
-            breaking(
-                "FILE_SAME_" + name.uppercased(), top, "file option \(name) changed from \(old) to \(now)")
-        }
-        for (name, now) in standardOptions(n.options) where standardOptions(o.options)[name] == nil {
-            breaking("FILE_SAME_" + name.uppercased(), top, "file option \(name) changed from unset to \(now)")
+        // The file options buf's FILE rules compare, by their effective values (unset = default).
+        let (oldOptions, newOptions) = (standardOptions(o.options), standardOptions(n.options))
+        for (name, fallback) in fileOptionDefaults.sorted(by: { $0.key < $1.key }) {
+            let before = oldOptions[name] ?? fallback
+            let after = newOptions[name] ?? fallback
+            if before != after {
+                breaking(
+                    "FILE_SAME_" + name.uppercased(), top, "file option \(name) changed from \(before) to \(after)")
+            }
         }
 
         // Messages and their fields.
@@ -157,6 +159,14 @@ public enum APICheck {
                 )
             }
             out += compare(rules: FieldRules(f), FieldRules(g), what, g.location)
+        }
+        // A new field old clients do not send must not be one the request cannot do without.
+        let oldNumbers = Set(o.fields.map(\.number))
+        for g in n.fields where !oldNumbers.contains(g.number) {
+            guard let r = FieldRules(g), r.required || (r.minItems ?? 0) > 0 || (r.minLen ?? 0) > 0 else { continue }
+            breaking(
+                "BAZAAR_NEW_REQUIRED_FIELD", g.location,
+                "field \(g.number) '\(g.name)' of \(o.fullName) is new and required: old clients do not send it")
         }
         for range in o.reservedRanges where !covered(range, by: n.reservedRanges) {
             breaking("RESERVED_MESSAGE_NO_DELETE", n.location, "reserved range \(range) of \(o.fullName) was removed")
@@ -291,6 +301,16 @@ public enum APICheck {
         if case .message = f.type { return "singular" }
         return f.containingMessage?.file.isProto3 == false ? "optional" : "singular"
     }
+
+    /// The file options buf breaking's FILE category compares, with the value each has when unset.
+    static let fileOptionDefaults: [String: String] = [
+        "java_package": "\"\"", "java_outer_classname": "\"\"", "java_multiple_files": "false",
+        "java_string_check_utf8": "false", "optimize_for": "SPEED", "go_package": "\"\"",
+        "cc_generic_services": "false", "java_generic_services": "false", "py_generic_services": "false",
+        "php_generic_services": "false", "cc_enable_arenas": "true", "objc_class_prefix": "\"\"",
+        "csharp_namespace": "\"\"", "swift_prefix": "\"\"", "php_class_prefix": "\"\"",
+        "php_namespace": "\"\"", "php_metadata_namespace": "\"\"", "ruby_package": "\"\"",
+    ]
 
     /// A file's standard options as text, by name.
     static func standardOptions(_ options: ResolvedOptions) -> [String: String] {

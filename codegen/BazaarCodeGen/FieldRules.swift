@@ -10,6 +10,9 @@ struct FieldRules {
     var singleLine = false
     var min: Double?
     var max: Double?
+    /// The bounds as written, so that integer fields are checked exactly.
+    var minConstant: ConstantValue?
+    var maxConstant: ConstantValue?
     var minItems: UInt64?
     var maxItems: UInt64?
     var definedOnly = false
@@ -29,8 +32,12 @@ struct FieldRules {
             case "pattern": pattern = e.value.stringValue.flatMap { $0.isEmpty ? nil : $0 }
             case "email": email = Self.bool(e.value)
             case "single_line": singleLine = Self.bool(e.value)
-            case "min": min = Self.double(e.value)
-            case "max": max = Self.double(e.value)
+            case "min":
+                min = Self.double(e.value)
+                minConstant = e.value
+            case "max":
+                max = Self.double(e.value)
+                maxConstant = e.value
             case "min_items": minItems = Self.unsigned(e.value)
             case "max_items": maxItems = Self.unsigned(e.value)
             case "defined_only": definedOnly = Self.bool(e.value)
@@ -121,12 +128,17 @@ struct FieldRules {
     /// has some (cycles end in "no").
     static func isValidated(_ m: MessageModel, _ seen: inout [String: Bool]) -> Bool {
         if let known = seen[m.fullName] { return known }
-        seen[m.fullName] = false
+        // Reachability, not recursion with provisional answers: in a cycle (A holds B holds A)
+        // every member must get the same answer whichever is asked first.
+        var visited: Set<String> = [m.fullName]
+        var stack = [m]
         var result = false
-        for f in m.fields {
-            if FieldRules(f) != nil, f.realOneof == nil { result = true }
-            if case .message(let inner) = f.type, !f.isMap, f.realOneof == nil, isValidated(inner, &seen) {
-                result = true
+        while let next = stack.popLast() {
+            for f in next.fields where f.realOneof == nil {
+                if FieldRules(f) != nil { result = true }
+                if case .message(let inner) = f.type, !f.isMap, visited.insert(inner.fullName).inserted {
+                    stack.append(inner)
+                }
             }
         }
         seen[m.fullName] = result
@@ -155,7 +167,8 @@ struct FieldRules {
         w.open("public func collectViolations(_ prefix: String, into out: inout [FieldViolation])")
         for f in m.fieldsByNumber where f.realOneof == nil {
             let rules = FieldRules(f)
-            let name = SwiftNames.escape(SwiftNames.fieldName(f))
+            // `self.`: a field may be called `prefix` or `out`, the parameters' names.
+            let name = "self." + SwiftNames.escape(SwiftNames.fieldName(f))
             let path = "prefix + \"\(f.name)\""
             var nested = false
             if case .message(let inner) = f.type, !f.isMap, isValidated(inner, &seen) { nested = true }
@@ -176,6 +189,11 @@ struct FieldRules {
                 continue
             }
             if case .message = f.type {
+                // A proto2 `required` message is stored as a value, always there.
+                if f.label == .required {
+                    if nested { w.line("\(name).collectViolations(\(path) + \".\", into: &out)") }
+                    continue
+                }
                 if r.required { w.line("FieldCheck.present(\(name) != nil, \(path), into: &out)") }
                 if nested { w.line("\(name)?.collectViolations(\(path) + \".\", into: &out)") }
                 continue
@@ -239,20 +257,65 @@ struct FieldRules {
             return args.isEmpty ? [] : ["FieldCheck.bytes(\(value), \(path)\(args), into: &out)"]
         case .scalar(.bool):
             return []
-        case .scalar:
+        case .scalar(.float), .scalar(.double):
             var args = ""
             if required { args += ", required: true" }
             if let n = r.min { args += ", min: \(literal(n))" }
             if let n = r.max { args += ", max: \(literal(n))" }
             return args.isEmpty ? [] : ["FieldCheck.number(Double(\(value)), \(path)\(args), into: &out)"]
-        case .enumeration(let e):
+        case .scalar(let s):
+            // Integers are compared exactly, with the bounds as written (rounded inwards when a
+            // bound has a fraction, dropped when the type cannot reach it).
+            let unsigned = [.uint32, .uint64, .fixed32, .fixed64].contains(s)
+            var args = ""
+            if required { args += ", required: true" }
+            if let n = integerBound(r.minConstant, lower: true, unsigned: unsigned) { args += ", min: \(n)" }
+            if let n = integerBound(r.maxConstant, lower: false, unsigned: unsigned) { args += ", max: \(n)" }
+            guard !args.isEmpty else { return [] }
+            return unsigned
+                ? ["FieldCheck.unsigned(UInt64(\(value)), \(path)\(args), into: &out)"]
+                : ["FieldCheck.integer(Int64(\(value)), \(path)\(args), into: &out)"]
+        case .enumeration:
             guard required || r.definedOnly else { return [] }
-            // A closed (proto2) enum never holds an unknown value: the decoder keeps those apart.
-            let defined = e.isClosed ? "true" : "{ if case .unrecognized = \(value) { false } else { true } }()"
+            // protobuf-c stores any number for an enum, closed (proto2) ones included.
+            let defined = "{ if case .unrecognized = \(value) { false } else { true } }()"
             return [
                 "FieldCheck.enumeration(isZero: \(value).rawValue == 0, isDefined: \(defined), \(path), required: \(required), definedOnly: \(r.definedOnly), into: &out)"
             ]
         }
+    }
+
+    /// An integer bound as a Swift literal of the field's width, or nil when no value of the type
+    /// can break it (a lower bound below the type's least value, say).
+    static func integerBound(_ c: ConstantValue?, lower: Bool, unsigned: Bool) -> String? {
+        guard let c else { return nil }
+        // The bound as a wide integer: magnitude and sign, rounded inwards for fractions.
+        var negative = false
+        var magnitude: UInt64
+        switch c {
+        case .integer(let n, let neg):
+            negative = neg && n != 0
+            magnitude = n
+        case .float(let d):
+            let r = lower ? d.rounded(.up) : d.rounded(.down)
+            guard r.isFinite else { return nil }
+            negative = r < 0
+            let m = r.magnitude
+            guard m < 18_446_744_073_709_551_616 else { return nil }
+            magnitude = UInt64(m)
+        default:
+            return nil
+        }
+        if unsigned {
+            if negative { return lower ? nil : "0" }
+            return String(magnitude)
+        }
+        if negative {
+            if magnitude > UInt64(Int64.max) + 1 { return lower ? nil : "Int64.min" }
+            return magnitude == UInt64(Int64.max) + 1 ? "Int64.min" : "-" + String(magnitude)
+        }
+        if magnitude > UInt64(Int64.max) { return lower ? "Int64.max" : nil }
+        return String(magnitude)
     }
 
     static func literal(_ d: Double) -> String {

@@ -807,7 +807,7 @@ public struct Shop_V1_PublicKey: WireMessage {
 
 extension Shop_V1_ListUsersRequest: ValidatedMessage {
     public func collectViolations(_ prefix: String, into out: inout [FieldViolation]) {
-        page?.collectViolations(prefix + "page" + ".", into: &out)
+        self.page?.collectViolations(prefix + "page" + ".", into: &out)
     }
 }
 

@@ -320,13 +320,13 @@ public struct Shop_V1_ClearCartForUserRequest: WireMessage {
 
 extension Shop_V1_AddItemRequest: ValidatedMessage {
     public func collectViolations(_ prefix: String, into out: inout [FieldViolation]) {
-        FieldCheck.number(Double(quantity), prefix + "quantity", min: 1, into: &out)
+        FieldCheck.integer(Int64(self.quantity), prefix + "quantity", min: 1, into: &out)
     }
 }
 
 extension Shop_V1_SetItemQuantityRequest: ValidatedMessage {
     public func collectViolations(_ prefix: String, into out: inout [FieldViolation]) {
-        FieldCheck.number(Double(quantity), prefix + "quantity", min: 0, into: &out)
+        FieldCheck.integer(Int64(self.quantity), prefix + "quantity", min: 0, into: &out)
     }
 }
 

@@ -907,31 +907,31 @@ public struct Shop_V1_StockLevel: WireMessage {
 
 extension Shop_V1_ListProductsRequest: ValidatedMessage {
     public func collectViolations(_ prefix: String, into out: inout [FieldViolation]) {
-        page?.collectViolations(prefix + "page" + ".", into: &out)
-        FieldCheck.string(category, prefix + "category", maxLen: 64, singleLine: true, into: &out)
-        FieldCheck.string(query, prefix + "query", maxLen: 200, singleLine: true, into: &out)
-        FieldCheck.number(Double(minPriceMinor), prefix + "min_price_minor", min: 0, into: &out)
-        FieldCheck.number(Double(maxPriceMinor), prefix + "max_price_minor", min: 0, into: &out)
-        FieldCheck.enumeration(isZero: sort.rawValue == 0, isDefined: { if case .unrecognized = sort { false } else { true } }(), prefix + "sort", required: false, definedOnly: true, into: &out)
+        self.page?.collectViolations(prefix + "page" + ".", into: &out)
+        FieldCheck.string(self.category, prefix + "category", maxLen: 64, singleLine: true, into: &out)
+        FieldCheck.string(self.query, prefix + "query", maxLen: 200, singleLine: true, into: &out)
+        FieldCheck.integer(Int64(self.minPriceMinor), prefix + "min_price_minor", min: 0, into: &out)
+        FieldCheck.integer(Int64(self.maxPriceMinor), prefix + "max_price_minor", min: 0, into: &out)
+        FieldCheck.enumeration(isZero: self.sort.rawValue == 0, isDefined: { if case .unrecognized = self.sort { false } else { true } }(), prefix + "sort", required: false, definedOnly: true, into: &out)
     }
 }
 
 extension Shop_V1_BatchGetProductsRequest: ValidatedMessage {
     public func collectViolations(_ prefix: String, into out: inout [FieldViolation]) {
-        FieldCheck.items(ids.count, prefix + "ids", max: 100, into: &out)
+        FieldCheck.items(self.ids.count, prefix + "ids", max: 100, into: &out)
     }
 }
 
 extension Shop_V1_StockLine: ValidatedMessage {
     public func collectViolations(_ prefix: String, into out: inout [FieldViolation]) {
-        FieldCheck.number(Double(quantity), prefix + "quantity", min: 1, max: 1000, into: &out)
+        FieldCheck.integer(Int64(self.quantity), prefix + "quantity", min: 1, max: 1000, into: &out)
     }
 }
 
 extension Shop_V1_ReserveStockRequest: ValidatedMessage {
     public func collectViolations(_ prefix: String, into out: inout [FieldViolation]) {
-        FieldCheck.items(lines.count, prefix + "lines", min: 1, max: 100, into: &out)
-        for (i, v) in lines.enumerated() {
+        FieldCheck.items(self.lines.count, prefix + "lines", min: 1, max: 100, into: &out)
+        for (i, v) in self.lines.enumerated() {
             v.collectViolations(prefix + "lines" + "[\(i)]" + ".", into: &out)
         }
     }
@@ -939,7 +939,7 @@ extension Shop_V1_ReserveStockRequest: ValidatedMessage {
 
 extension Shop_V1_WatchStockRequest: ValidatedMessage {
     public func collectViolations(_ prefix: String, into out: inout [FieldViolation]) {
-        FieldCheck.items(productIDs.count, prefix + "product_ids", min: 1, max: 100, into: &out)
+        FieldCheck.items(self.productIDs.count, prefix + "product_ids", min: 1, max: 100, into: &out)
     }
 }
 

@@ -155,21 +155,21 @@ public struct Shop_V1_PageRequest: WireMessage {
 
 extension Shop_V1_Address: ValidatedMessage {
     public func collectViolations(_ prefix: String, into out: inout [FieldViolation]) {
-        FieldCheck.string(recipient, prefix + "recipient", required: true, maxLen: 200, singleLine: true, into: &out)
-        FieldCheck.items(lines.count, prefix + "lines", min: 1, max: 5, into: &out)
-        for (i, v) in lines.enumerated() {
+        FieldCheck.string(self.recipient, prefix + "recipient", required: true, maxLen: 200, singleLine: true, into: &out)
+        FieldCheck.items(self.lines.count, prefix + "lines", min: 1, max: 5, into: &out)
+        for (i, v) in self.lines.enumerated() {
             FieldCheck.string(v, prefix + "lines" + "[\(i)]", minLen: 1, maxLen: 200, singleLine: true, into: &out)
         }
-        FieldCheck.string(city, prefix + "city", required: true, maxLen: 100, singleLine: true, into: &out)
-        FieldCheck.string(postalCode, prefix + "postal_code", required: true, maxLen: 20, singleLine: true, into: &out)
-        FieldCheck.string(countryCode, prefix + "country_code", required: true, pattern: Self.pattern0, into: &out)
+        FieldCheck.string(self.city, prefix + "city", required: true, maxLen: 100, singleLine: true, into: &out)
+        FieldCheck.string(self.postalCode, prefix + "postal_code", required: true, maxLen: 20, singleLine: true, into: &out)
+        FieldCheck.string(self.countryCode, prefix + "country_code", required: true, pattern: Self.pattern0, into: &out)
     }
     private static let pattern0 = ValidationPattern("^[A-Z]{2}$")
 }
 
 extension Shop_V1_PageRequest: ValidatedMessage {
     public func collectViolations(_ prefix: String, into out: inout [FieldViolation]) {
-        FieldCheck.number(Double(pageSize), prefix + "page_size", min: 0, into: &out)
+        FieldCheck.integer(Int64(self.pageSize), prefix + "page_size", min: 0, into: &out)
     }
 }
 

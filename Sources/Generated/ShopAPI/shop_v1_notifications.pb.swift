@@ -376,15 +376,15 @@ public struct Shop_V1_SendBatchResponse: WireMessage {
 
 extension Shop_V1_SendNotificationRequest: ValidatedMessage {
     public func collectViolations(_ prefix: String, into out: inout [FieldViolation]) {
-        FieldCheck.enumeration(isZero: channel.rawValue == 0, isDefined: { if case .unrecognized = channel { false } else { true } }(), prefix + "channel", required: true, definedOnly: true, into: &out)
-        FieldCheck.string(subject, prefix + "subject", required: true, maxLen: 200, singleLine: true, into: &out)
-        FieldCheck.string(body, prefix + "body", required: true, maxLen: 10000, into: &out)
+        FieldCheck.enumeration(isZero: self.channel.rawValue == 0, isDefined: { if case .unrecognized = self.channel { false } else { true } }(), prefix + "channel", required: true, definedOnly: true, into: &out)
+        FieldCheck.string(self.subject, prefix + "subject", required: true, maxLen: 200, singleLine: true, into: &out)
+        FieldCheck.string(self.body, prefix + "body", required: true, maxLen: 10000, into: &out)
     }
 }
 
 extension Shop_V1_ListNotificationsRequest: ValidatedMessage {
     public func collectViolations(_ prefix: String, into out: inout [FieldViolation]) {
-        page?.collectViolations(prefix + "page" + ".", into: &out)
+        self.page?.collectViolations(prefix + "page" + ".", into: &out)
     }
 }
 

@@ -458,28 +458,28 @@ public struct Shop_V1_WatchOrderRequest: WireMessage {
 
 extension Shop_V1_Order: ValidatedMessage {
     public func collectViolations(_ prefix: String, into out: inout [FieldViolation]) {
-        shippingAddress?.collectViolations(prefix + "shipping_address" + ".", into: &out)
+        self.shippingAddress?.collectViolations(prefix + "shipping_address" + ".", into: &out)
     }
 }
 
 extension Shop_V1_PlaceOrderRequest: ValidatedMessage {
     public func collectViolations(_ prefix: String, into out: inout [FieldViolation]) {
-        FieldCheck.string(requestID, prefix + "request_id", required: true, maxLen: 100, singleLine: true, into: &out)
-        FieldCheck.present(shippingAddress != nil, prefix + "shipping_address", into: &out)
-        shippingAddress?.collectViolations(prefix + "shipping_address" + ".", into: &out)
-        FieldCheck.string(paymentToken, prefix + "payment_token", maxLen: 200, singleLine: true, into: &out)
+        FieldCheck.string(self.requestID, prefix + "request_id", required: true, maxLen: 100, singleLine: true, into: &out)
+        FieldCheck.present(self.shippingAddress != nil, prefix + "shipping_address", into: &out)
+        self.shippingAddress?.collectViolations(prefix + "shipping_address" + ".", into: &out)
+        FieldCheck.string(self.paymentToken, prefix + "payment_token", maxLen: 200, singleLine: true, into: &out)
     }
 }
 
 extension Shop_V1_ListOrdersRequest: ValidatedMessage {
     public func collectViolations(_ prefix: String, into out: inout [FieldViolation]) {
-        page?.collectViolations(prefix + "page" + ".", into: &out)
+        self.page?.collectViolations(prefix + "page" + ".", into: &out)
     }
 }
 
 extension Shop_V1_ListOrdersResponse: ValidatedMessage {
     public func collectViolations(_ prefix: String, into out: inout [FieldViolation]) {
-        for (i, v) in orders.enumerated() {
+        for (i, v) in self.orders.enumerated() {
             v.collectViolations(prefix + "orders" + "[\(i)]" + ".", into: &out)
         }
     }

@@ -112,7 +112,9 @@ extension RPCError {
     public static func invalidArgument(_ violations: [FieldViolation]) -> RPCError {
         let shown = violations.prefix(3).map(\.description).joined(separator: "; ")
         let more = violations.count > 3 ? " (and \(violations.count - 3) more)" : ""
-        return RPCError(.invalidArgument, shown + more, details: [.badRequest(violations)])
+        // A hostile request can break a rule per element: the details name the first ones only.
+        let kept = Array(violations.prefix(FieldCheck.maxViolations))
+        return RPCError(.invalidArgument, shown + more, details: [.badRequest(kept)])
     }
 
     /// INVALID_ARGUMENT for one field; `description` is a sentence naming it ("email is required").

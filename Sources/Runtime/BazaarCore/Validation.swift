@@ -54,17 +54,23 @@ public final class ValidationPattern: @unchecked Sendable {
 /// The checks the generated validation code calls, one per kind of field; each appends the
 /// violations of one value. Field names are autoclosures: a valid request builds no strings.
 public enum FieldCheck {
+    /// The most violations collected for one request; checks past it do nothing, so a list of
+    /// a million bad elements costs a million cheap calls and a bounded answer.
+    public static let maxViolations = 100
     public static func string(
         _ value: String, _ field: @autoclosure () -> String, required: Bool = false, minLen: Int? = nil,
         maxLen: Int? = nil, pattern: ValidationPattern? = nil, email: Bool = false, singleLine: Bool = false,
         into out: inout [FieldViolation]
     ) {
+        guard out.count < maxViolations else { return }
         if required, value.unicodeScalars.allSatisfy({ $0.properties.isWhitespace }) {
             out.append(FieldViolation(field: field(), description: "\(field()) is required", reason: "REQUIRED"))
             if value.isEmpty { return }
         }
+        var lengthBroken = false
         if minLen != nil || maxLen != nil {
             let n = value.unicodeScalars.count
+            lengthBroken = (minLen.map { n < $0 } ?? false) || (maxLen.map { n > $0 } ?? false)
             if let minLen, n < minLen {
                 let f = field()
                 out.append(
@@ -87,7 +93,8 @@ public enum FieldCheck {
         }
         // An empty optional string is "not given": only `required` and `min_len` speak about it.
         if value.isEmpty { return }
-        if let pattern, !pattern.matches(value) {
+        // A value already too long is not searched: a backtracking pattern over megabytes costs.
+        if let pattern, !lengthBroken, !pattern.matches(value) {
             let f = field()
             out.append(
                 FieldViolation(
@@ -104,6 +111,7 @@ public enum FieldCheck {
         _ value: [UInt8], _ field: @autoclosure () -> String, required: Bool = false, minLen: Int? = nil,
         maxLen: Int? = nil, into out: inout [FieldViolation]
     ) {
+        guard out.count < maxViolations else { return }
         if required, value.isEmpty {
             out.append(FieldViolation(field: field(), description: "\(field()) is required", reason: "REQUIRED"))
         }
@@ -124,6 +132,7 @@ public enum FieldCheck {
         _ value: Double, _ field: @autoclosure () -> String, required: Bool = false, min: Double? = nil,
         max: Double? = nil, into out: inout [FieldViolation]
     ) {
+        guard out.count < maxViolations else { return }
         if required, value == 0 {
             out.append(FieldViolation(field: field(), description: "\(field()) is required", reason: "REQUIRED"))
             return
@@ -140,11 +149,54 @@ public enum FieldCheck {
         }
     }
 
+    /// An integer field's value against exact bounds (64-bit values do not all fit a `Double`).
+    public static func integer(
+        _ value: Int64, _ field: @autoclosure () -> String, required: Bool = false, min: Int64? = nil,
+        max: Int64? = nil, into out: inout [FieldViolation]
+    ) {
+        guard out.count < maxViolations else { return }
+        if required, value == 0 {
+            out.append(FieldViolation(field: field(), description: "\(field()) is required", reason: "REQUIRED"))
+            return
+        }
+        if let min, value < min {
+            let f = field()
+            out.append(
+                FieldViolation(field: f, description: "\(f) must be at least \(min)", reason: "NUMBER_TOO_SMALL"))
+        }
+        if let max, value > max {
+            let f = field()
+            out.append(FieldViolation(field: f, description: "\(f) must be at most \(max)", reason: "NUMBER_TOO_LARGE"))
+        }
+    }
+
+    /// An unsigned integer field's value against exact bounds.
+    public static func unsigned(
+        _ value: UInt64, _ field: @autoclosure () -> String, required: Bool = false, min: UInt64? = nil,
+        max: UInt64? = nil, into out: inout [FieldViolation]
+    ) {
+        guard out.count < maxViolations else { return }
+        if required, value == 0 {
+            out.append(FieldViolation(field: field(), description: "\(field()) is required", reason: "REQUIRED"))
+            return
+        }
+        if let min, value < min {
+            let f = field()
+            out.append(
+                FieldViolation(field: f, description: "\(f) must be at least \(min)", reason: "NUMBER_TOO_SMALL"))
+        }
+        if let max, value > max {
+            let f = field()
+            out.append(FieldViolation(field: f, description: "\(f) must be at most \(max)", reason: "NUMBER_TOO_LARGE"))
+        }
+    }
+
     /// A list's or map's size.
     public static func items(
         _ count: Int, _ field: @autoclosure () -> String, required: Bool = false, min: Int? = nil, max: Int? = nil,
         into out: inout [FieldViolation]
     ) {
+        guard out.count < maxViolations else { return }
         if required, count == 0 {
             out.append(FieldViolation(field: field(), description: "\(field()) is required", reason: "REQUIRED"))
             return
@@ -165,6 +217,7 @@ public enum FieldCheck {
 
     /// A message field that must be present.
     public static func present(_ isSet: Bool, _ field: @autoclosure () -> String, into out: inout [FieldViolation]) {
+        guard out.count < maxViolations else { return }
         if !isSet {
             out.append(FieldViolation(field: field(), description: "\(field()) is required", reason: "REQUIRED"))
         }
@@ -175,6 +228,7 @@ public enum FieldCheck {
         isZero: Bool, isDefined: Bool, _ field: @autoclosure () -> String, required: Bool, definedOnly: Bool,
         into out: inout [FieldViolation]
     ) {
+        guard out.count < maxViolations else { return }
         if definedOnly, !isDefined {
             let f = field()
             out.append(

@@ -65,7 +65,9 @@ final class ClientConnection: SocketConnection, @unchecked Sendable {
         switch e {
         case .headers(let id, let fields, let end):
             streams[id]?.headers(fields, endStream: end)
-        case .data(let id, let bytes, _):
+        case .data(let id, let bytes, let end):
+            // Connect's unary answer and stream end with the body (END_STREAM on DATA), not trailers.
+            if end { streams[id]?.bodyEnded() }
             guard !bytes.isEmpty else { return }
             if let stream = streams[id] {
                 stream.data(bytes)

@@ -33,6 +33,9 @@ final class ClientStream: GatedStream, @unchecked Sendable {
     @exclusivity(unchecked) private var body: [UInt8] = []
     @exclusivity(unchecked) private var bodyEncoding: String?
     @exclusivity(unchecked) private var connectTrailers = Metadata()
+    /// The server ended its side with END_STREAM: a close after it is a complete answer, a close
+    /// before it (RST_STREAM NO_ERROR mid-body) a cut one.
+    @exclusivity(unchecked) private var sawEndStream = false
 
     init(
         connection: ClientConnection, options: CallOptions, maxReceive: Int, countsTakes: Bool,
@@ -194,7 +197,10 @@ final class ClientStream: GatedStream, @unchecked Sendable {
     /// The stream closed. Without a status, it was reset or the connection went away.
     func closed(errorCode: UInt32) {
         guard !isFinished else { return }
-        if connect && errorCode == 0 { return connectEnded() }
+        if connect && errorCode == 0 {
+            if sawEndStream { return connectEnded() }
+            return finish(RPCError(.internal, "the stream was reset before the answer ended"))
+        }
         switch errorCode {
         case NGHTTP2_REFUSED_STREAM.rawValue:
             // Also how nghttp2 ends streams above a GOAWAY's last stream id: never processed.
@@ -255,6 +261,9 @@ final class ClientStream: GatedStream, @unchecked Sendable {
 
     // MARK: Connect
 
+    /// The server sent END_STREAM (on DATA; on HEADERS it comes with ``headers(_:endStream:)``).
+    func bodyEnded() { sawEndStream = true }
+
     private func connectHeaders(_ fields: [HeaderField], endStream: Bool) {
         guard !sawHeaders else { return }  // HTTP trailers are not Connect's; a stream's status is in its last envelope
         sawHeaders = true
@@ -282,7 +291,10 @@ final class ClientStream: GatedStream, @unchecked Sendable {
             responseStarted = true
         }
         responseMetadata?.initial = initial
-        if endStream { connectEnded() }
+        if endStream {
+            sawEndStream = true
+            connectEnded()
+        }
     }
 
     private func connectData(_ bytes: [UInt8]) {

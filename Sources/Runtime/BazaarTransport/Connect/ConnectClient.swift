@@ -21,10 +21,12 @@ enum ConnectClient {
             // Whole milliseconds, rounded up so that a short deadline does not become none; the
             // protocol allows at most 10 digits.
             let (s, atto) = timeout.components
-            let ms = max(1, min(9_999_999_999, s * 1000 + (atto + 999_999_999_999_999) / 1_000_000_000_000_000))
+            // Clamped before multiplying: a "forever" deadline must not overflow.
+            let seconds = min(max(s, 0), 10_000_000)
+            let ms = max(1, min(9_999_999_999, seconds * 1000 + (atto + 999_999_999_999_999) / 1_000_000_000_000_000))
             headers.append(("connect-timeout-ms", String(ms)))
         }
-        for (key, value) in metadata where !key.hasPrefix("grpc-") && !isProtocolHeader(key) {
+        for (key, value) in metadata where !key.hasPrefix("grpc-") && !isProtocolHeader(key) && !isReserved(key) {
             switch value {
             case .text(let s): headers.append((key, s))
             case .binary(let b): headers.append((key, Base64.encode(b, padding: false)))
@@ -38,6 +40,13 @@ enum ConnectClient {
         name.hasPrefix("connect-") || name == "content-type" || name == "content-encoding"
             || name == "accept-encoding" || name == "content-length" || name == "date" || name == "server"
             || name == "vary"
+    }
+
+    /// Names that never pass as metadata either way: HTTP/2 pseudo-headers and connection-specific
+    /// headers (a peer resets a stream that carries them), and the message's own framing.
+    static func isReserved(_ name: String) -> Bool {
+        GRPCHeaders.isReserved(name) || name.hasPrefix("content-") || name == "keep-alive"
+            || name == "proxy-connection" || name == "transfer-encoding" || name == "upgrade"
     }
 
     /// One received metadata value: `-bin` values are base64 (padded or not).

@@ -84,6 +84,8 @@ public enum GRPCHeaders {
         case 14: return name == "content-length"
         case 17: return name == "grpc-message-type"
         case 20: return name == "grpc-accept-encoding"
+        // Written from and read into an error's details, never passed on as metadata.
+        case 23: return name == "grpc-status-details-bin"
         default: return false
         }
     }

@@ -15,6 +15,9 @@ public enum StatusDetails {
     public static let trailer = "grpc-status-details-bin"
     /// The most details bytes a client decodes; beyond it the details are dropped, the status kept.
     static let maxBytes = 64 * 1024
+    /// The most details bytes a server sends: a header block over the peer's limit would lose the
+    /// whole status, so larger details are left out (the code and message still go).
+    public static let maxSentBytes = 16 * 1024
 
     /// The `google.rpc.Status` of an error, or nil when it has no details (the trailer is then left out).
     public static func encode(_ error: RPCError) -> [UInt8]? {
@@ -24,7 +27,8 @@ public enum StatusDetails {
             details: error.details.compactMap { detail in
                 pack(detail).map { Google_Protobuf_Any(typeURL: detail.typeURL, value: $0) }
             })
-        return try? status.serializedBytes()
+        guard let bytes = try? status.serializedBytes(), bytes.count <= maxSentBytes else { return nil }
+        return bytes
     }
 
     /// The details of a `google.rpc.Status`; nil when the bytes are not one (the caller then keeps
@@ -98,9 +102,13 @@ public enum StatusDetails {
                 return .errorInfo(ErrorInfo(reason: m.reason, domain: m.domain, metadata: m.metadata))
             }
         case "google.rpc.RetryInfo":
+            // Only a Duration within protobuf's range: a larger one would not fit `Duration`'s
+            // components when the detail is passed on.
             if let m = try? Google_Rpc_RetryInfo(serializedBytes: value) {
                 let d = m.retryDelay ?? Google_Protobuf_Duration()
-                return .retryInfo(delay: .seconds(d.seconds) + .nanoseconds(Int64(d.nanos)))
+                if abs(d.seconds) <= 315_576_000_000, abs(d.nanos) < 1_000_000_000 {
+                    return .retryInfo(delay: .seconds(d.seconds) + .nanoseconds(Int64(d.nanos)))
+                }
             }
         case "google.rpc.ResourceInfo":
             if let m = try? Google_Rpc_ResourceInfo(serializedBytes: value) {

@@ -60,7 +60,7 @@ struct ConnectCall {
     /// Response headers for metadata (binary values base64, unpadded), `prefix` before each name.
     static func headers(_ m: Metadata, prefix: String = "") -> [HeaderField] {
         m.entries.compactMap { key, value in
-            guard !key.hasPrefix("grpc-"), !key.hasPrefix(":"), key != "content-type" else { return nil }
+            guard !key.hasPrefix("grpc-"), !ConnectClient.isReserved(key) else { return nil }
             switch value {
             case .text(let s): return (prefix + key, s)
             case .binary(let b): return (prefix + key, Base64.encode(b, padding: false))
