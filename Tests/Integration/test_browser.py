@@ -13,6 +13,7 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -66,11 +67,28 @@ def fill(driver, field_id, text):
     field.send_keys(text)
 
 
+def replaced(element):
+    """The page that held `element` is gone. Selenium's `staleness_of` knows only the stale-element
+    error; chromedriver may instead answer "Node with given id does not belong to the document"
+    while the old document is being torn down (a CI run failed on it), which means the same."""
+    def check(_):
+        try:
+            element.is_enabled()
+            return False
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as e:
+            if "does not belong to the document" in str(e):
+                return True
+            raise
+    return check
+
+
 def submit(driver, css):
     """Clicks a form's button and waits for the page it leads to."""
     old = driver.find_element(By.TAG_NAME, "html")
     driver.find_element(By.CSS_SELECTOR, css).click()
-    wait(driver, EC.staleness_of(old))
+    wait(driver, replaced(old))
 
 
 def words(driver):
