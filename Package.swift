@@ -229,14 +229,19 @@ let package = Package(
             .executableTarget(name: "bazaar-fuzz", dependencies: ["FuzzTargets"], path: "Tests/Fuzz/Driver"),
             .testTarget(name: "FuzzReplayTests", dependencies: ["FuzzTargets"]),
 
+            // What the suites share to wait for events instead of sleeping.
+            .target(name: "TestSupport", dependencies: ["BazaarCore"], path: "Tests/TestSupport"),
+
             .testTarget(name: "BazaarCodeGenTests", dependencies: ["BazaarCodeGen"]),
             .testTarget(
                 name: "BazaarCoreTests", dependencies: ["BazaarCore", "GRPCProtos", "ShopAPI", "ConformanceProtos"]),
             .testTarget(
-                name: "BazaarMeshTests", dependencies: ["BazaarMesh", "BazaarTransport", "BazaarCore", "GRPCProtos"]),
+                name: "BazaarMeshTests",
+                dependencies: ["BazaarMesh", "BazaarTransport", "BazaarCore", "GRPCProtos", "TestSupport"]),
             .testTarget(name: "BazaarTelemetryTests", dependencies: ["BazaarTelemetry", "BazaarCore"]),
-            .testTarget(name: "BazaarPostgresTests", dependencies: ["BazaarPostgres", "BazaarTransport"]),
-            .testTarget(name: "BazaarRedisTests", dependencies: ["BazaarRedis", "BazaarTransport"]),
+            .testTarget(
+                name: "BazaarPostgresTests", dependencies: ["BazaarPostgres", "BazaarTransport", "TestSupport"]),
+            .testTarget(name: "BazaarRedisTests", dependencies: ["BazaarRedis", "BazaarTransport", "TestSupport"]),
             .testTarget(name: "BazaarAuthTests", dependencies: ["BazaarAuth", "BazaarCore", "ShopAPI"]),
             .testTarget(
                 name: "BazaarGatewayTests",
@@ -253,7 +258,9 @@ let package = Package(
                 name: "ShopTests",
                 dependencies: ["ShopKit", "Orders", "BazaarSMTP", "ShopAPI", "WellKnownTypes", "BazaarCore"]),
             .testTarget(name: "WebTests", dependencies: ["Web", "WellKnownTypes", "BazaarAuth"]),
-            .testTarget(name: "BazaarTransportTests", dependencies: ["BazaarTransport", "BazaarCore", "BazaarWire"]),
+            .testTarget(
+                name: "BazaarTransportTests",
+                dependencies: ["BazaarTransport", "BazaarCore", "BazaarWire", "TestSupport"]),
             .testTarget(
                 name: "BazaarWireTests",
                 dependencies: ["BazaarWire", "ConformanceProtos", "ShopAPI", "GRPCProtos", "WellKnownTypes"]),

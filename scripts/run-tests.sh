@@ -6,8 +6,16 @@ cd "$(dirname "$0")/.."
 
 step() { echo; echo "==> $*"; }
 
-step "building (debug, with tests)"
-swift build --build-tests 2>&1 | grep -E 'error|warning: unre|Compiling|Build' | tail -3
+step "building (debug, with tests, instrumented for coverage)"
+# One build serves every suite: the Swift tests and the binaries the Python suites start all
+# write raw coverage profiles, merged at the end (scripts/coverage.py).
+swift build --build-tests --enable-code-coverage 2>&1 | grep -E 'error|warning: unre|Compiling|Build' | tail -3
+coverage_raw="$PWD/.build/coverage/raw"
+rm -rf "$coverage_raw" && mkdir -p "$coverage_raw"
+rm -f .build/debug/codecov/*.profraw
+# Every instrumented process started from here on writes its profile there when it exits (%4m: a
+# pool of four files per binary, merged as they go, however many processes run).
+export LLVM_PROFILE_FILE="$coverage_raw/%4m.profraw"
 export BAZAAR_CODEGEN="$PWD/.build/debug/bazaar-codegen"
 export BAZAAR_CONFORMANCE_DRIVER="$PWD/.build/debug/wire-conformance-driver"
 
@@ -32,7 +40,7 @@ echo "Redis: $BAZAAR_TEST_REDIS"
 
 step "Swift tests (codegen, wire runtime, core, mesh, telemetry, PostgreSQL, Redis, the fuzz corpora replayed)"
 set +e
-swift test --skip-build > .build/swift-test.log 2>&1
+swift test --skip-build --enable-code-coverage > .build/swift-test.log 2>&1
 swift_status=$?
 set -e
 # The data-store suites skip themselves without a server: here they must have run.
@@ -93,11 +101,19 @@ py_passed=$(( ${py_passed:-0} + ${tsan_passed:-0} ))
 py_failed=$(( ${py_failed:-0} + ${tsan_failed:-0} ))
 [ "$tsan_status" -eq 0 ] || py_status=1
 
+step "coverage of hand-written code (Swift tests and the processes the suites started)"
+# The floor only ever rises: set it a little under the last clean run's total.
+set +e
+python3 scripts/coverage.py --build .build/debug --profiles .build/debug/codecov "$coverage_raw" \
+  --floor 85 --json .build/coverage/summary.json
+coverage_status=$?
+set -e
+
 passed=$(( ${swift_passed:-0} + ${py_passed:-0} ))
 failed=$(( ${swift_failed:-0} + ${py_failed:-0} ))
-if [ "$swift_status" -ne 0 ] || [ "$py_status" -ne 0 ] || [ "$api_status" -ne 0 ]; then
+if [ "$swift_status" -ne 0 ] || [ "$py_status" -ne 0 ] || [ "$api_status" -ne 0 ] || [ "$coverage_status" -ne 0 ]; then
   [ "$failed" -gt 0 ] || failed=1
-  echo "swift test exit $swift_status, pytest exit $py_status, api-check exit $api_status"
+  echo "swift test exit $swift_status, pytest exit $py_status, api-check exit $api_status, coverage exit $coverage_status"
   echo "make test: $passed passed, $failed failed"
   exit 1
 fi

@@ -2,6 +2,7 @@ import BazaarCore
 import BazaarTransport
 import BazaarWire
 import Synchronization
+import TestSupport
 import Testing
 
 @testable import BazaarMesh
@@ -113,7 +114,8 @@ final class OutcomeRecorder: RPCInterceptor {
                 }
                 await back.seen.wait { !$0.deadlines.isEmpty }
                 let deadline = try #require(back.seen.withLock { $0.deadlines.first })
-                #expect(deadline < .seconds(5) && deadline > .seconds(4))
+                // Passed on, and never lengthened (how much of it is left depends on the machine).
+                #expect(deadline <= .seconds(5) && deadline > .zero)
                 call.cancel()
                 await #expect(throws: RPCError.self) { try await call.value }
                 await back.seen.wait { $0.cancelled > 0 }

@@ -1,6 +1,7 @@
 import BazaarCore
 import BazaarTransport
 import Synchronization
+import TestSupport
 import Testing
 
 @testable import BazaarMesh
@@ -264,8 +265,8 @@ final class FakeCandidate: PickCandidate, @unchecked Sendable {
         } catch let e as RPCError {
             #expect(e.code == .deadlineExceeded)
         }
-        let waiter = Task { try await b.acquire(deadline: .now + .seconds(10), upstream: "u") }
-        try await Task.sleep(for: .milliseconds(50))
+        let waiter = Task { try await b.acquire(deadline: .now + .seconds(60), upstream: "u") }
+        try await eventually("the second caller to queue") { b.waiting == 1 }
         b.release()  // hands the slot to the waiter
         try await waiter.value
         #expect(b.inFlight == 1)

@@ -2,6 +2,7 @@ import BazaarPostgres
 import BazaarTransport
 import Glibc
 import Synchronization
+import TestSupport
 import Testing
 
 /// Against a real PostgreSQL: `make test` starts one (scripts/postgres.sh) and names it in
@@ -154,7 +155,7 @@ struct PostgresTests {
         try await waitUntilGone(pid)
         // The loop notices the closed socket of the idle connection (a moment after the backend
         // exits); the pool then opens another for the next statement.
-        try await Task.sleep(for: .milliseconds(100))
+        try await eventually("the pool to see its idle connection's backend gone") { single.usableIdleConnections == 0 }
         let next = try await single.query("SELECT pg_backend_pid() AS p").rows[0].int("p")!
         #expect(next != pid)
         #expect(single.openConnections == 1)
@@ -165,11 +166,9 @@ struct PostgresTests {
         defer { single.close() }
         let pid = try await single.query("SELECT pg_backend_pid() AS p").rows[0].int("p")!
         let sleeping = Task { try await single.query("SELECT pg_sleep(30)") }
-        for _ in 0..<200 {
-            let state = try await pool.query("SELECT wait_event FROM pg_stat_activity WHERE pid = $1", [pid]).rows
-                .first?["wait_event"]
-            if state == "PgSleep" { break }
-            try await Task.sleep(for: .milliseconds(10))
+        try await eventually("the statement to be running in its backend") {
+            try await pool.query("SELECT wait_event FROM pg_stat_activity WHERE pid = $1", [pid]).rows
+                .first?["wait_event"] == "PgSleep"
         }
         _ = try await pool.query("SELECT pg_terminate_backend($1)", [pid])
         do {
@@ -183,13 +182,9 @@ struct PostgresTests {
     }
 
     private func waitUntilGone(_ pid: Int) async throws {
-        for _ in 0..<200 {
-            if try await pool.query("SELECT count(*) AS n FROM pg_stat_activity WHERE pid = $1", [pid]).rows[0].int("n")
+        try await eventually("backend \(pid) to exit") {
+            try await pool.query("SELECT count(*) AS n FROM pg_stat_activity WHERE pid = $1", [pid]).rows[0].int("n")
                 == 0
-            {
-                return
-            }
-            try await Task.sleep(for: .milliseconds(10))
         }
     }
 
@@ -250,9 +245,7 @@ struct PostgresTests {
                     """, [key]
                 ).rows[0].int("n").map(Int64.init) ?? 0
             }
-            // Polls for the event itself (the statement is queued on the lock); the count only
-            // guards against a hang.
-            for _ in 0..<3000 where try await waiting() == 0 { try await Task.sleep(for: .milliseconds(20)) }
+            try await eventually("the statement to queue on the lock") { try await waiting() > 0 }
             blocked.cancel()
             do {
                 _ = try await blocked.value
@@ -261,8 +254,7 @@ struct PostgresTests {
                 #expect(e.sqlState == "57014")
             }
             // PostgreSQL was told: the statement no longer waits for the lock.
-            for _ in 0..<3000 where try await waiting() > 0 { try await Task.sleep(for: .milliseconds(20)) }
-            #expect(try await waiting() == 0)
+            try await eventually("PostgreSQL to drop the cancelled statement's wait") { try await waiting() == 0 }
             _ = try await holder.query("SELECT pg_advisory_unlock($1)", [key])
         }
         #expect(try await pool.query("SELECT 1 AS one").rows[0].int("one") == 1)

@@ -1,6 +1,7 @@
 import BazaarRedis
 import BazaarTransport
 import Glibc
+import TestSupport
 import Testing
 
 /// Against a real redis-server: `make test` starts one and names it in BAZAAR_TEST_REDIS
@@ -50,8 +51,10 @@ struct RedisTests {
         let victim = RedisClient(address: testRedis!)!
         let id = try await victim.send("CLIENT", "ID").integer!
         // BLPOP waits on the server; killing the connection fails it as a connection error.
-        let waiting = Task { try await victim.send("BLPOP", "t:never", "10") }
-        try await Task.sleep(for: .milliseconds(200))
+        let waiting = Task { try await victim.send("BLPOP", "t:never", "30") }
+        try await eventually("BLPOP to block on the server") {
+            try await client.send("CLIENT", "LIST", "ID", String(id)).string?.contains("cmd=blpop") == true
+        }
         #expect(try await client.send("CLIENT", "KILL", "ID", String(id)).integer == 1)
         do {
             _ = try await waiting.value

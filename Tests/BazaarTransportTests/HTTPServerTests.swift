@@ -1,11 +1,19 @@
 import Foundation
 import Glibc
 import Synchronization
+import TestSupport
 import Testing
 
 @testable import BazaarTransport
 
-final class PortBox: Sendable { let value = Atomic<Int>(0) }
+/// `/slow` requests: how many arrived, whether the test lets them answer yet (it does once their
+/// clients have gone), and how many answered.
+struct SlowRequests: Sendable {
+    var arrived = 0
+    var released = false
+    var answered = 0
+}
+let slowRequests = Watched(SlowRequests())
 
 /// Echoes what it got: method, target, version, a header and the body, as text.
 struct EchoResponder: HTTPResponder {
@@ -24,12 +32,16 @@ struct EchoResponder: HTTPResponder {
         if request.path == "/split" {  // a header value that tries to start a header of its own
             return writer.respond(status: 200, headers: [("x-value", "a\r\nx-evil: 1\nx-evil2: 2")], body: [])
         }
-        if request.path == "/slow" { try? await Task.sleep(for: .milliseconds(200)) }  // the client may be gone by now
+        if request.path == "/slow" {
+            slowRequests.update { $0.arrived += 1 }
+            await slowRequests.wait { $0.released }
+        }
         let text =
             "\(request.method) \(request.target) \(request.version) x-test=\(request.header("X-Test") ?? "-") body=\(String(decoding: request.body, as: UTF8.self))"
         writer.respond(
             status: request.path == "/created" ? 201 : 200, headers: [("content-type", "text/plain")],
             body: Array(text.utf8))
+        if request.path == "/slow" { slowRequests.update { $0.answered += 1 } }
     }
 }
 
@@ -56,11 +68,11 @@ struct EchoResponder: HTTPResponder {
         config.loopCount = 1
         config.maxBodySize = maxBody
         let server = try HTTPServer(configuration: config, responder: EchoResponder())
-        let port = PortBox()
+        let port = Watched(0)
         try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await server.run { p in port.value.store(p, ordering: .relaxed) } }
-            while port.value.load(ordering: .relaxed) == 0 { try await Task.sleep(for: .milliseconds(10)) }
-            try await body(port.value.load(ordering: .relaxed))
+            group.addTask { try await server.run { p in port.update { $0 = p } } }
+            await port.wait { $0 != 0 }
+            try await body(port.withLock { $0 })
             server.shutdown()
             try await group.waitForAll()
         }
@@ -162,19 +174,22 @@ struct EchoResponder: HTTPResponder {
     /// connection (a crash under wrk, whose connections close at the end of a run).
     @Test func answersAfterTheClientLeftAreDropped() async throws {
         try await Self.withServer { port in
-            for h2 in [false, true] {
+            for (n, h2) in [false, true].enumerated() {
                 let p = Process()
                 p.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
-                p.arguments =
-                    ["-sS", "--max-time", "0.05"] + (h2 ? ["--http2-prior-knowledge"] : []) + [
-                        "http://127.0.0.1:\(port)/slow"
-                    ]
+                p.arguments = ["-sS"] + (h2 ? ["--http2-prior-knowledge"] : []) + ["http://127.0.0.1:\(port)/slow"]
                 p.standardOutput = FileHandle.nullDevice
                 p.standardError = FileHandle.nullDevice
                 try p.run()
+                // The request is in the responder's hands; then its client goes.
+                await slowRequests.wait { $0.arrived == n + 1 }
+                // SIGKILL: children inherit the test runner's blocked signals, SIGTERM among them.
+                kill(p.processIdentifier, SIGKILL)
                 p.waitUntilExit()
             }
-            try await Task.sleep(for: .milliseconds(400))
+            // Both clients have gone: now the responders answer, into closed connections.
+            slowRequests.update { $0.released = true }
+            await slowRequests.wait { $0.answered == 2 }
             #expect(try Self.curl(["http://127.0.0.1:\(port)/after", "-w", " %{http_code}"]).hasSuffix(" 200"))
         }
     }

@@ -2,6 +2,7 @@ import BazaarCore
 import BazaarWire
 import Glibc
 import Synchronization
+import TestSupport
 import Testing
 
 @testable import BazaarTransport
@@ -26,31 +27,39 @@ final class Probe: RPCService, Sendable {
         file: ProtoFile(path: "probe.proto", dependencies: [], bytes: { [] }))
 
     struct Seen: Sendable {
+        var started = 0
         var cancelled = 0
         var deadlines: [Duration] = []
         var metadata: [String] = []
+        /// The client addresses `Echo` was called from (one per connection).
+        var peers: Set<String> = []
     }
 
-    let seen = Mutex(Seen())
+    let seen = Watched(Seen())
     /// Responses `Flood` has written so far.
     let floodWritten = Atomic<Int>(0)
+    /// `SlowReader` reads one message, then waits for this to be true before reading the rest.
+    let readOn = Watched(false)
 
     var handlers: [RPCHandler] {
         [
             RPCHandler(
                 method: Self.echo,
                 body: .unary { [self] request, context in
-                    seen.withLock { $0.metadata.append(context.metadata["x-tag"] ?? "") }
+                    seen.update {
+                        $0.metadata.append(context.metadata["x-tag"] ?? "")
+                        $0.peers.insert(context.peerAddress ?? "")
+                    }
                     return request
                 }),
-            // Takes one message, pauses, then reads the rest; answers with the count.
+            // Takes one message, waits for `readOn`, then reads the rest; answers with the count.
             RPCHandler(
                 method: Self.slowReader,
-                body: .streaming { requests, responses, _ in
+                body: .streaming { [self] requests, responses, _ in
                     var n = 0
                     for try await _ in requests {
                         n += 1
-                        if n == 1 { try await Task.sleep(for: .milliseconds(1500)) }
+                        if n == 1 { await readOn.wait { $0 } }
                     }
                     try await responses.write(Array(String(n).utf8))
                 }),
@@ -66,11 +75,14 @@ final class Probe: RPCService, Sendable {
             RPCHandler(
                 method: Self.sleep,
                 body: .unary { [self] _, context in
-                    if let d = context.deadline { seen.withLock { $0.deadlines.append(d - .now) } }
+                    seen.update {
+                        $0.started += 1
+                        if let d = context.deadline { $0.deadlines.append(d - .now) }
+                    }
                     do {
                         try await untilCancelled()
                     } catch {
-                        seen.withLock { $0.cancelled += 1 }
+                        seen.update { $0.cancelled += 1 }
                         throw error
                     }
                     return []
@@ -159,7 +171,7 @@ func channel(_ port: Int, interceptors: [any RPCInterceptor] = []) throws -> GRP
             await #expect(throws: RPCError(.deadlineExceeded, "deadline exceeded")) {
                 _ = try await ch.unary(Probe.sleep, request: [], options: CallOptions(timeout: .milliseconds(300)))
             }
-            try await Task.sleep(for: .milliseconds(300))
+            await probe.seen.wait { $0.cancelled > 0 }
             let seen = probe.seen.withLock { $0 }
             #expect(seen.cancelled == 1)
             #expect(seen.deadlines.count == 1 && seen.deadlines[0] <= .milliseconds(300) && seen.deadlines[0] > .zero)
@@ -172,10 +184,10 @@ func channel(_ port: Int, interceptors: [any RPCInterceptor] = []) throws -> GRP
             let ch = try channel(port)
             defer { ch.close() }
             let call = Task { try await ch.unary(Probe.sleep, request: [], options: CallOptions()) }
-            try await Task.sleep(for: .milliseconds(200))
+            await probe.seen.wait { $0.started > 0 }
             call.cancel()
             await #expect(throws: RPCError.self) { _ = try await call.value }
-            try await Task.sleep(for: .milliseconds(300))
+            await probe.seen.wait { $0.cancelled > 0 }
             #expect(probe.seen.withLock { $0.cancelled } == 1)
         }
     }
@@ -256,7 +268,10 @@ func channel(_ port: Int, interceptors: [any RPCInterceptor] = []) throws -> GRP
     /// one stream window (4 MiB) of messages out, then its writes wait; once the handler reads
     /// again, everything arrives.
     @Test func aSlowHandlerHoldsBackItsClient() async throws {
-        try await withServer([Probe()]) { port in
+        let events = TransportCounts.installed
+        let heldBefore = events.counts.withLock { $0.clientWritersHeld }
+        let probe = Probe()
+        try await withServer([probe]) { port in
             let ch = try channel(port)
             defer { ch.close() }
             let total = 200
@@ -274,11 +289,15 @@ func channel(_ port: Int, interceptors: [any RPCInterceptor] = []) throws -> GRP
                 { result = r }
                 return String(decoding: result, as: UTF8.self)
             }
-            try await Task.sleep(for: .milliseconds(900))
+            // The client's writer is held once the stream's window is spent and its own queue is full;
+            // a call on the same connection then proves the server has read all the client sent.
+            await events.counts.wait { $0.clientWritersHeld > heldBefore }
+            #expect(try await ch.unary(Probe.echo, request: [1], options: CallOptions(timeout: .seconds(30))) == [1])
             let duringPause = pulled.load(ordering: .relaxed)
             // 4 MiB window + 256 KiB writer high-water + one message in hand: about 46 messages.
             #expect(duringPause < 70, "the client sent \(duringPause) messages while the handler was not reading")
             #expect(duringPause > 10)
+            probe.readOn.update { $0 = true }
             #expect(try await call.value == String(total))
         }
     }
@@ -290,18 +309,19 @@ func channel(_ port: Int, interceptors: [any RPCInterceptor] = []) throws -> GRP
             $0.keepalive.maxConnectionAge = .milliseconds(200)
             $0.keepalive.maxConnectionAgeGrace = .seconds(5)
         }
-        try await withServer([Probe()], configure: configure) { port in
+        let probe = Probe()
+        try await withServer([probe], configure: configure) { port in
             let ch = try channel(port)
             defer { ch.close() }
-            let until = ContinuousClock.now + .milliseconds(1200)
+            // Calls one after another until the client has been moved to a third connection.
             var calls = 0
-            while ContinuousClock.now < until {
+            while probe.seen.withLock({ $0.peers.count }) < 3 {
                 let r = try await ch.unary(
                     Probe.echo, request: [7], options: CallOptions(timeout: .seconds(5), waitForReady: true))
                 #expect(r == [7])
                 calls += 1
             }
-            #expect(calls > 10)
+            #expect(calls > 1)
         }
     }
 
@@ -315,9 +335,10 @@ func channel(_ port: Int, interceptors: [any RPCInterceptor] = []) throws -> GRP
         defer { ch.close() }
         let call = Task {
             try await ch.unary(
-                Probe.echo, request: [9], options: CallOptions(timeout: .seconds(10), waitForReady: true))
+                Probe.echo, request: [9], options: CallOptions(timeout: .seconds(30), waitForReady: true))
         }
-        try await Task.sleep(for: .milliseconds(300))
+        // The call waits through the channel's first failed attempt, then the server comes up.
+        try await eventually("the channel's first connection attempt to fail") { ch.connectivity == .transientFailure }
         try await withServer([Probe()], port: port) { _ in
             let answer = try await call.value
             #expect(answer == [9])
@@ -327,6 +348,8 @@ func channel(_ port: Int, interceptors: [any RPCInterceptor] = []) throws -> GRP
     /// Inbound back-pressure on the client: while the caller does not read, the server can get
     /// about one stream window of responses out, then its writes wait.
     @Test func aSlowCallerHoldsBackItsServer() async throws {
+        let events = TransportCounts.installed
+        let heldBefore = events.counts.withLock { $0.serverWritersHeld }
         let probe = Probe()
         try await withServer([probe]) { port in
             let ch = try channel(port)
@@ -340,7 +363,10 @@ func channel(_ port: Int, interceptors: [any RPCInterceptor] = []) throws -> GRP
                 options: CallOptions(timeout: .seconds(30)))
             var it = responses.makeAsyncIterator()
             _ = try await it.next()
-            try await Task.sleep(for: .milliseconds(900))
+            // The server's writer is held once the caller's window is spent and its queue is full; a
+            // call on the same connection then proves the server has read all the client sent.
+            await events.counts.wait { $0.serverWritersHeld > heldBefore }
+            #expect(try await ch.unary(Probe.echo, request: [1], options: CallOptions(timeout: .seconds(30))) == [1])
             let duringPause = probe.floodWritten.load(ordering: .relaxed)
             #expect(duringPause < 70, "the server wrote \(duringPause) responses while the caller was not reading")
             var n = 1
@@ -426,4 +452,32 @@ final class ChannelBox: Sendable {
 final class UnsafeTransfer<T>: @unchecked Sendable {
     let value: T
     init(_ value: T) { self.value = value }
+}
+
+/// What the transport reports to its observer, counted for the tests that wait on it (a writer
+/// held by flow control). Installed once for the process; connections
+/// started before that report nothing.
+final class TransportCounts: TransportObserver {
+    struct Counts: Sendable {
+        var serverWritersHeld = 0
+        var clientWritersHeld = 0
+    }
+
+    let counts = Watched(Counts())
+
+    static let installed: TransportCounts = {
+        let c = TransportCounts()
+        TransportEvents.install(c)
+        return c
+    }()
+
+    func connectionOpened(server: Bool) {}
+    func connectionClosed(server: Bool) {}
+    func tlsHandshakeFailed(server: Bool) {}
+    func loopLag(seconds: Double, loop: Int) {}
+    func writerHeld(server: Bool) {
+        counts.update {
+            if server { $0.serverWritersHeld += 1 } else { $0.clientWritersHeld += 1 }
+        }
+    }
 }

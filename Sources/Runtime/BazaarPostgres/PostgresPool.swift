@@ -236,6 +236,11 @@ public final class PostgresPool: Sendable {
     /// Connections open now (idle or in use).
     public var openConnections: Int { state.withLock { $0.open } }
 
+    /// Idle connections still usable now. One whose backend went away (a restart, an
+    /// administrator's `pg_terminate_backend`) stops counting once its loop sees the socket close,
+    /// and is dropped at the next checkout.
+    public var usableIdleConnections: Int { state.withLock { $0.idle.filter(\.isUsable).count } }
+
     /// Closes idle connections and refuses new work; connections in use close when given back.
     public func close() {
         let (idle, waiters) = state.withLock {

@@ -26,6 +26,8 @@ public final class Bulkhead: Sendable {
     }
 
     public var inFlight: Int { inUse.load(ordering: .relaxed) }
+    /// Callers queued for a slot now (in `.wait` mode).
+    public var waiting: Int { waiters.withLock { $0.queue.count } }
 
     /// Takes a slot, or fails (`RESOURCE_EXHAUSTED`, or `DEADLINE_EXCEEDED` after waiting).
     public func acquire(deadline: ContinuousClock.Instant?, upstream: @autoclosure () -> String) async throws {

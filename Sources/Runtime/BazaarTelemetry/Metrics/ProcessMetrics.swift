@@ -88,6 +88,8 @@ final class TransportMetrics: TransportObserver {
     let clientHandshakeFailures: Counter
     let lag: Histogram
     let shed: [ConnectionShed: Counter]
+    let serverWritersHeld: Counter
+    let clientWritersHeld: Counter
 
     init(registry: MetricsRegistry) {
         let shedFamily = registry.family(
@@ -104,6 +106,12 @@ final class TransportMetrics: TransportObserver {
             type: .counter, labels: ["side"])
         serverHandshakeFailures = failures.counter("server")
         clientHandshakeFailures = failures.counter("client")
+        let held = registry.family(
+            "bazaar_stream_writers_held_total",
+            help: "Times a stream's writer waited because its peer read slower than it wrote (flow control), by side.",
+            type: .counter, labels: ["side"])
+        serverWritersHeld = held.counter("server")
+        clientWritersHeld = held.counter("client")
         lag = registry.family(
             "bazaar_event_loop_lag_seconds", help: "How late event-loop timers fire, in seconds.", type: .histogram,
             bounds: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1]
@@ -115,4 +123,5 @@ final class TransportMetrics: TransportObserver {
     func tlsHandshakeFailed(server: Bool) { (server ? serverHandshakeFailures : clientHandshakeFailures).increment() }
     func loopLag(seconds: Double, loop: Int) { lag.observe(seconds) }
     func connectionShed(reason: ConnectionShed) { shed[reason]?.increment() }
+    func writerHeld(server: Bool) { (server ? serverWritersHeld : clientWritersHeld).increment() }
 }

@@ -91,7 +91,10 @@ final class ClientConnection: SocketConnection, @unchecked Sendable {
     /// Streams whose writers wait for nghttp2 to take their data (back-pressure).
     @exclusivity(unchecked) private var blocked = BlockedStreams<ClientStream>()
 
-    func writerBlocked(_ stream: ClientStream) { blocked.add(stream) }
+    func writerBlocked(_ stream: ClientStream) {
+        blocked.add(stream)
+        noteWriterHeld()
+    }
 
     override func didWrite() { blocked.resume() }
 

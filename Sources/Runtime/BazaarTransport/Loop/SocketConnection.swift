@@ -106,6 +106,9 @@ class SocketConnection: @unchecked Sendable {
         }
     }
 
+    /// Tells the observer that one of this connection's writers now waits for its peer to read.
+    func noteWriterHeld() { observer?.writerHeld(server: isServerSide) }
+
     /// Tells the observer why the transport cut this connection, then closes it.
     func shed(_ reason: ConnectionShed, closing why: String) {
         report(shed: reason)

@@ -13,6 +13,9 @@ public protocol TransportObserver: Sendable {
     /// A connection was refused or cut by a limit, a timeout or an `accept` failure: `reason` is
     /// one of a few fixed words (``ConnectionShed``), so it can be a metric label.
     func connectionShed(reason: ConnectionShed)
+    /// A stream's writer was made to wait: its peer reads slower than it writes and the bytes
+    /// queued for it passed the high-water mark (HTTP/2 flow control at work, not a fault).
+    func writerHeld(server: Bool)
 }
 
 /// Why the transport refused or closed a connection on its own.
@@ -37,6 +40,7 @@ public enum ConnectionShed: String, Sendable, CaseIterable {
 
 extension TransportObserver {
     public func connectionShed(reason: ConnectionShed) {}
+    public func writerHeld(server: Bool) {}
 }
 
 /// The process's one ``TransportObserver``. Install it before servers and channels start: loops

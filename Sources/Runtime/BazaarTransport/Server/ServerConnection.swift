@@ -101,7 +101,10 @@ final class ServerConnection: SocketConnection, @unchecked Sendable {
     /// Streams whose writers wait for nghttp2 to take their data (back-pressure).
     @exclusivity(unchecked) private var blocked = BlockedStreams<ServerStream>()
 
-    func writerBlocked(_ stream: ServerStream) { blocked.add(stream) }
+    func writerBlocked(_ stream: ServerStream) {
+        blocked.add(stream)
+        noteWriterHeld()
+    }
 
     override func didWrite() {
         blocked.resume()

@@ -3,7 +3,7 @@ import BazaarCore
 /// A value the code under test changes and a test waits on: `wait(until:)` returns once the
 /// condition holds, woken by the change itself rather than by polling on a clock. (The suites'
 /// time limits guard against a hang.)
-final class Watched<Value: Sendable>: Sendable {
+public final class Watched<Value: Sendable>: Sendable {
     private struct State {
         var value: Value
         var waiters: [(condition: @Sendable (Value) -> Bool, continuation: CheckedContinuation<Void, Never>)] = []
@@ -11,13 +11,13 @@ final class Watched<Value: Sendable>: Sendable {
 
     private let state: Lock<State>
 
-    init(_ value: Value) { state = Lock(State(value: value)) }
+    public init(_ value: Value) { state = Lock(State(value: value)) }
 
     /// Reads the value.
-    func withLock<R>(_ body: (Value) -> R) -> R { state.withLock { body($0.value) } }
+    public func withLock<R>(_ body: (Value) -> R) -> R { state.withLock { body($0.value) } }
 
     /// Changes the value and wakes every waiter whose condition now holds.
-    func update(_ body: (inout Value) -> Void) {
+    public func update(_ body: (inout Value) -> Void) {
         let woken = state.withLock { s -> [CheckedContinuation<Void, Never>] in
             body(&s.value)
             let value = s.value
@@ -29,7 +29,7 @@ final class Watched<Value: Sendable>: Sendable {
     }
 
     /// Returns once `condition` holds for the value.
-    func wait(until condition: @escaping @Sendable (Value) -> Bool) async {
+    public func wait(until condition: @escaping @Sendable (Value) -> Bool) async {
         await withCheckedContinuation { (k: CheckedContinuation<Void, Never>) in
             let now = state.withLock { s -> Bool in
                 if condition(s.value) { return true }
