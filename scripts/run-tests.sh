@@ -69,37 +69,17 @@ set -e
 py_passed=$(tail -1 .build/pytest.log | grep -oE '[0-9]+ passed' | grep -oE '[0-9]+' || echo 0)
 py_failed=$( (tail -1 .build/pytest.log | grep -oE '[0-9]+ (failed|error)' | grep -oE '[0-9]+'  || true) | awk '{s+=$1} END {print s+0}')
 
-step "ThreadSanitizer: the RPC interop and mesh suites against TSan builds of the servers, clients and load"
-# The suites that exercise the transport and the mesh from many threads at once; any report fails
-# the run. The other binaries (bazaar for certificates) come from the debug build.
+step "sanitizers: every Swift suite, and the RPC, mesh and shop suites' processes, under ThreadSanitizer and AddressSanitizer"
 set +e
-swift build --sanitize=thread --scratch-path .build-tsan --product mesh-test 2>&1 | grep -E 'error|Build' | tail -1 &&
-  swift build --sanitize=thread --scratch-path .build-tsan --product interop-server 2>&1 | grep -E 'error|Build' | tail -1 &&
-  swift build --sanitize=thread --scratch-path .build-tsan --product interop-client 2>&1 | grep -E 'error|Build' | tail -1
-tsan_build=$?
-tsan_bin=$(mktemp -d /tmp/bazaar-tsan-bin.XXXXXX)
-tsan_reports=$(mktemp -d /tmp/bazaar-tsan-reports.XXXXXX)
-for f in .build/debug/*; do [ -f "$f" ] && [ -x "$f" ] && ln -sf "$PWD/$f" "$tsan_bin/"; done
-for b in mesh-test interop-server interop-client; do ln -sf "$PWD/.build-tsan/debug/$b" "$tsan_bin/$b"; done
-# exitcode=0: a race must not look like a crash to the suites; the reports decide below.
-TSAN_OPTIONS="halt_on_error=0 exitcode=0 log_path=$tsan_reports/report" BAZAAR_BIN_DIR="$tsan_bin" \
-  .venv/bin/python -m pytest -q -p no:cacheprovider Tests/Interop/test_rpc_interop.py Tests/Interop/test_mesh_resilience.py 2>&1 | tee .build/pytest-tsan.log
-tsan_status=${PIPESTATUS[0]}
+bash scripts/sanitizers.sh thread address 2>&1 | tee .build/sanitizers.log
+san_status=${PIPESTATUS[0]}
 set -e
-tsan_passed=$(tail -1 .build/pytest-tsan.log | grep -oE '[0-9]+ passed' | grep -oE '[0-9]+' || echo 0)
-tsan_failed=$( (tail -1 .build/pytest-tsan.log | grep -oE '[0-9]+ (failed|error)' | grep -oE '[0-9]+' || true) | awk '{s+=$1} END {print s+0}')
-if [ "$tsan_build" -ne 0 ]; then echo "the TSan build failed"; tsan_status=1; fi
-if ls "$tsan_reports"/report.* > /dev/null 2>&1; then
-  echo "ThreadSanitizer reported:"
-  grep -h "SUMMARY" "$tsan_reports"/report.* | sort | uniq -c
-  cp "$tsan_reports"/report.* .build/ 2>/dev/null || true
-  tsan_status=1
-  tsan_failed=$((tsan_failed + 1))
-fi
-rm -rf "$tsan_bin" "$tsan_reports"
-py_passed=$(( ${py_passed:-0} + ${tsan_passed:-0} ))
-py_failed=$(( ${py_failed:-0} + ${tsan_failed:-0} ))
-[ "$tsan_status" -eq 0 ] || py_status=1
+san_line=$(grep -E '^sanitizers: [0-9]+ passed' .build/sanitizers.log | tail -1)
+san_passed=$(echo "$san_line" | grep -oE '[0-9]+ passed' | grep -oE '[0-9]+' || echo 0)
+san_failed=$(echo "$san_line" | grep -oE '[0-9]+ failed' | grep -oE '[0-9]+' || echo 1)
+py_passed=$(( ${py_passed:-0} + ${san_passed:-0} ))
+py_failed=$(( ${py_failed:-0} + ${san_failed:-0} ))
+[ "$san_status" -eq 0 ] || py_status=1
 
 step "coverage of hand-written code (Swift tests and the processes the suites started)"
 # The floor only ever rises: set it a little under the last clean run's total.

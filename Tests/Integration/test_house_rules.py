@@ -1,6 +1,7 @@
 """House rules checked in `make test`: the import rules of Sources/' layers (scripts/check-layers.py,
 with planted bad imports caught) and the code style (`swift format lint` over hand-written code)."""
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -42,3 +43,18 @@ def test_planted_bad_imports_are_caught(tmp_path):
 def test_hand_written_swift_follows_the_style():
     p = subprocess.run(["bash", str(ROOT / "scripts" / "lint.sh")], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-2000:]
+
+
+def test_no_standard_library_mutex_in_the_product():
+    """The product locks with BazaarCore's `Lock` (pthread mutexes): ThreadSanitizer cannot see the
+    standard library's `Mutex` hand a contended lock over, so it reported its critical sections as
+    races and real ones drowned in them."""
+    offenders = []
+    for path in sorted((ROOT / "Sources").rglob("*.swift")):
+        if "Generated" in path.parts:
+            continue
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            code = line.split("//", 1)[0]
+            if re.search(r"\bMutex\s*[<(]", code):
+                offenders.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
+    assert not offenders, "use Lock instead of Mutex:\n" + "\n".join(offenders)

@@ -111,6 +111,9 @@ public final class PostgresConnection: @unchecked Sendable {
     public let loop: EventLoop
     // Loop-confined.
     private var conn: OpaquePointer?
+    /// Whether `conn` is connected and open, published by the loop for other threads (the pool
+    /// asks from its callers' threads; reading `conn` there raced with the loop freeing it).
+    private let usable = Atomic<Bool>(false)
     private var watcher: IOWatcher?
     private var watchedFD: Int32 = -1
     private enum State {
@@ -158,11 +161,9 @@ public final class PostgresConnection: @unchecked Sendable {
         return c
     }
 
-    /// Whether the connection can take statements (not failed, not closed).
-    public var isUsable: Bool {
-        guard let conn else { return false }
-        return PQstatus(conn) == CONNECTION_OK
-    }
+    /// Whether the connection can take statements (not failed, not closed). Readable from any
+    /// thread; it turns false once the loop has seen the connection fail or close.
+    public var isUsable: Bool { usable.load(ordering: .acquiring) }
 
     private func startConnect(_ conninfo: String, _ k: CheckedContinuation<Void, any Error>) {
         guard let conn = PQconnectStart(conninfo) else {
@@ -223,6 +224,7 @@ public final class PostgresConnection: @unchecked Sendable {
             timer?.cancel()
             timer = nil
             state = .idle
+            usable.store(true, ordering: .releasing)
             watch(reading: false, writing: false)
             k.resume()
         default:
@@ -327,7 +329,14 @@ public final class PostgresConnection: @unchecked Sendable {
             }
             return k.resume(throwing: PostgresError.connection("the connection is closed"))
         }
-        guard send(conn) == 1 else { return k.resume(throwing: PostgresError.connection(errorMessage())) }
+        guard send(conn) == 1 else {
+            // libpq refuses to send only when the connection is broken (or out of memory): close
+            // it, so that the pool replaces it instead of handing it out again.
+            let error = PostgresError.connection(errorMessage())
+            state = .closed
+            teardown()
+            return k.resume(throwing: error)
+        }
         state = .running(k, last: nil, error: nil)
         current = statement
         timer = loop.schedule(after: limit) { [weak self, weak statement] in
@@ -436,6 +445,7 @@ public final class PostgresConnection: @unchecked Sendable {
     }
 
     private func teardown() {
+        usable.store(false, ordering: .releasing)
         watcher?.close()
         watcher = nil
         watchedFD = -1

@@ -3,7 +3,6 @@ import BazaarCore
 import BazaarRedis
 import Foundation
 import ShopAPI
-import Synchronization
 import WellKnownTypes
 
 /// A signed-in browser: who it is, the tokens the web app calls the services with on its behalf,
@@ -150,7 +149,7 @@ public struct RedisSessionStore: SessionStore {
 
 /// Sessions in this process's memory: for tests of the pages without Redis.
 public final class MemorySessionStore: SessionStore {
-    private let state = Mutex<(sessions: [String: WebSession], leases: Set<String>)>(([:], []))
+    private let state = Lock<(sessions: [String: WebSession], leases: Set<String>)>(([:], []))
 
     public init() {}
 

@@ -22,7 +22,7 @@ final class Visit: Sendable {
     private let anonymousToken: String
     private let anonymousTokenIsNew: Bool
     private let tokenShown = Atomic<Bool>(false)
-    private let extraCookies = Mutex<[String]>([])
+    private let extraCookies = Lock<[String]>([])
 
     /// The cookies' names. Over TLS they carry the `__Host-` prefix: browsers then take them
     /// only with `Secure`, `Path=/` and no `Domain`, so a sibling subdomain cannot plant one (a

@@ -111,8 +111,10 @@ public final class EventLoop: TaskExecutor, @unchecked Sendable {
     func stopAndWait() {
         let base = UnsafeSendable(self.base)
         execute { event_base_loopbreak(base.value) }
-        // A loop cannot wait for itself (a channel released on its own loop); it just stops.
-        if let thread, !inLoop { pthread_join(thread, nil) }
+        // A loop cannot wait for itself (a channel released on its own loop): it stops, and its
+        // thread is detached so that the system reclaims it when it ends.
+        guard let thread else { return }
+        if inLoop { pthread_detach(thread) } else { pthread_join(thread, nil) }
     }
 
     /// Whether the caller runs on this loop's thread.

@@ -1,6 +1,6 @@
 import CBazaarProtobufC
 import Foundation
-import Synchronization
+import Glibc
 
 /// The proto3 canonical JSON mapping, driven by protobuf-c descriptors, so it works for any
 /// message the process has descriptors for (the gateway transcodes without generated code).
@@ -63,7 +63,23 @@ public enum ProtoJSON {
     }
 
     struct NameList: Sendable { let list: [(original: String, json: String)] }
-    static let nameCache = Mutex<[Int: NameList]>([:])
+    static let nameCache = NameCache()
+
+    /// The names by descriptor address, behind a pthread mutex: BazaarCore's `Lock` sits above this
+    /// module, and the standard library's `Mutex` hands contended locks over in a way
+    /// ThreadSanitizer cannot see (it reported this cache as racing).
+    final class NameCache: @unchecked Sendable {
+        private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+        private var names: [Int: NameList] = [:]
+
+        init() { pthread_mutex_init(mutex, nil) }
+
+        func withLock<R>(_ body: (inout [Int: NameList]) -> R) -> R {
+            pthread_mutex_lock(mutex)
+            defer { pthread_mutex_unlock(mutex) }
+            return body(&names)
+        }
+    }
 
     /// Forgets what was cached for descriptors about to be freed (built at run time, by a
     /// `DescriptorPool` that is going). The cache is keyed by address: a later descriptor at the
