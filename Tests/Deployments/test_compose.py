@@ -9,7 +9,6 @@ nothing behind."""
 import json
 import socket
 import subprocess
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -17,6 +16,7 @@ import uuid
 import pytest
 
 from deploy_fixtures import DEPLOY, VENV_BIN, podman, podman_env
+from waiting import wait_for
 
 COMPOSE = DEPLOY / "compose"
 PROJECT = "bazaar-compose-test"
@@ -58,19 +58,10 @@ def call(method, path, body=None, token=None):
         return json.loads(response.read() or b"{}")
 
 
-def wait_for(what, check, timeout=240):
-    """Polls `check` until it returns something true; the timeout only guards against a hang."""
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        try:
-            value = check()
-            if value:
-                return value
-        except (OSError, urllib.error.URLError, ValueError, KeyError, IndexError) as e:
-            last = e
-        time.sleep(1)
-    pytest.fail(f"{what} did not happen ({last!r}):\n{logs()}")
+# How the waits below look at the stack: a service not answering yet is "not yet"; the containers'
+# logs tell why if it never does. Containers start slowly, but the timeout still only guards
+# against a hang.
+STACK = dict(timeout=240, ignoring=(OSError, ValueError, KeyError, IndexError), detail=lambda: logs(), every=1)
 
 
 def shop_is_up():
@@ -91,10 +82,10 @@ def test_compose_runs_the_shop_takes_an_order_mails_it_and_keeps_it(compose_imag
     compose(compose_images, "down", "-v", timeout=300)  # anything a killed run left
     try:
         compose(compose_images, "up", "-d", "--no-build")
-        wait_for("the shop coming up through the gateway with the seeded catalog", shop_is_up)
+        wait_for("the shop coming up through the gateway with the seeded catalog", shop_is_up, **STACK)
         seed = f"{PROJECT}_seed_1"
         wait_for("the seed job finishing", lambda: podman(
-            "inspect", "--format", "{{.State.Status}}", seed).stdout.strip() == "exited")
+            "inspect", "--format", "{{.State.Status}}", seed).stdout.strip() == "exited", **STACK)
         assert podman("inspect", "--format", "{{.State.ExitCode}}", seed).stdout.strip() == "0", logs()
 
         # The seeded customer orders; the order is paid and mailed.
@@ -114,13 +105,13 @@ def test_compose_runs_the_shop_takes_an_order_mails_it_and_keeps_it(compose_imag
             pytest.fail(f"the storefront answered {e.code}: {e.read().decode()[:2000]}\n{logs()}")
         mail = f"{PROJECT}_mail_1"
         wait_for("the order's mail reaching the mail sink", lambda: podman(
-            "exec", mail, "sh", "-c", f"grep -l -r '{order['id']}' /mail/new", check=False).stdout.strip())
+            "exec", mail, "sh", "-c", f"grep -l -r '{order['id']}' /mail/new", check=False).stdout.strip(), **STACK)
 
         # Nothing lost across down and up: the databases and Redis live in volumes.
         compose(compose_images, "down", timeout=300)
         assert containers() == []
         compose(compose_images, "up", "-d", "--no-build")
-        wait_for("the shop coming back", shop_is_up)
+        wait_for("the shop coming back", shop_is_up, **STACK)
         token = call("POST", "/v1/sessions", {"email": "customer@bazaar.local",
                                               "password": "customer-pass-123"})["accessToken"]
         again = call("GET", f"/v1/orders/{order['id']}", token=token)

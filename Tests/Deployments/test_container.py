@@ -12,7 +12,6 @@ import os
 import pathlib
 import shutil
 import subprocess
-import time
 import urllib.request
 import uuid
 
@@ -20,6 +19,7 @@ import grpc
 import pytest
 
 from deploy_fixtures import ROOT, by_kind, kustomize, podman
+from waiting import wait_for
 
 def free_port():
     import socket
@@ -92,20 +92,20 @@ def test_the_catalog_serves_health_and_mtls_in_a_locked_down_container(image, tm
         check = plain.unary_unary("/grpc.health.v1.Health/Check",
                                   request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
                                   response_deserializer=health_pb2.HealthCheckResponse.FromString)
-        deadline = time.time() + 90
-        status = None
-        while time.time() < deadline:
+        def container_log():
+            return podman("logs", name).stdout + podman("logs", name).stderr
+
+        def serving():
             try:
-                status = check(health_pb2.HealthCheckRequest(), timeout=2).status
-                if status == health_pb2.HealthCheckResponse.SERVING:
-                    break
+                if check(health_pb2.HealthCheckRequest(), timeout=10).status == health_pb2.HealthCheckResponse.SERVING:
+                    return True
             except grpc.RpcError:
-                pass
+                pass  # not listening yet
             if podman("inspect", "--format", "{{.State.Running}}", name).stdout.strip() != "true":
-                break
-            time.sleep(0.5)
-        logs = podman("logs", name).stdout + podman("logs", name).stderr
-        assert status == health_pb2.HealthCheckResponse.SERVING, f"no SERVING answer; container log:\n{logs}"
+                raise AssertionError(f"the container stopped; its log:\n{container_log()}")
+            return False
+        wait_for("a SERVING answer from the container", serving, detail=lambda: f"container log:\n{container_log()}",
+                 every=0.5)
 
         # A real call over mutual TLS, as a mesh peer makes it.
         catalog = pb2("shop/v1/catalog.proto")
@@ -261,19 +261,14 @@ def test_the_whole_shop_runs_from_the_image_with_the_kubernetes_configuration(im
             with urllib.request.urlopen(request, timeout=10) as response:
                 return json.loads(response.read() or b"{}")
 
-        deadline = time.time() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(gateway + "/readyz", timeout=2) as r:
-                    if r.status == 200 and call("GET", "/v1/products?page.pageSize=1").get("products"):
-                        break
-            except Exception as e:  # noqa: BLE001 - not up yet
-                last = e
-            if time.time() > deadline:
-                logs = "\n".join(f"--- {c}\n" + podman("logs", c, check=False).stderr[-800:]
-                                 + podman("logs", c, check=False).stdout[-1500:] for c in started)
-                pytest.fail(f"the shop did not come up through the gateway ({last!r}):\n{logs}")
-            time.sleep(1)
+        def shop_is_up():
+            with urllib.request.urlopen(gateway + "/readyz", timeout=10) as r:
+                return r.status == 200 and call("GET", "/v1/products?page.pageSize=1").get("products")
+
+        wait_for("the shop to come up through the gateway", shop_is_up, timeout=120, every=1,
+                 ignoring=(Exception,),  # whatever a shop that is not up yet answers
+                 detail=lambda: "\n".join(f"--- {c}\n" + podman("logs", c, check=False).stderr[-800:]
+                                          + podman("logs", c, check=False).stdout[-1500:] for c in started))
 
         email = f"{uuid.uuid4().hex[:8]}@example.com"
         call("POST", "/v1/users", {"email": email, "password": "a long password"})

@@ -2,13 +2,10 @@
 for an event under a generous timeout (never sleeping to synchronise)."""
 import re
 import socket
-import time
 import urllib.request
 
 from mesh_fixtures import free_port  # noqa: F401  (re-exported for the suites)
-
-# Only guards against a hang: every wait below ends as soon as its event happens.
-HANG_GUARD = 90
+from waiting import HANG_GUARD, wait_for  # noqa: F401  (the one wait of every suite, re-exported)
 
 
 def status_kb(pid, field):
@@ -47,18 +44,6 @@ def metric(port, name, **labels):
 
 def shed(port, reason):
     return metric(port, "bazaar_connections_shed_total", reason=reason)
-
-
-def wait_for(what, condition, timeout=HANG_GUARD):
-    """Polls `condition` until it holds; fails naming `what` if it never does."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def connect(port, rcvbuf=None, timeout=10):

@@ -18,6 +18,7 @@ import jwt as pyjwt
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "Interop"))
 from rpc_fixtures import binary  # noqa: E402
 from mesh_fixtures import free_port  # noqa: E402
+from waiting import wait_for  # noqa: E402
 
 SERVICES = ["catalog", "accounts", "cart", "notifications", "orders", "web"]
 PACKAGE = {"catalog": "CatalogService", "accounts": "AccountsService", "cart": "CartService",
@@ -94,10 +95,8 @@ class Shop:
         self.extra_env = env or {}
         self.procs = {}
         self.channels = {}
-        for _ in range(50):
-            if subprocess.run(["redis-cli", "-p", str(self.redis_port), "ping"], capture_output=True).returncode == 0:
-                break
-            time.sleep(0.1)
+        wait_for("redis-server to answer", lambda: subprocess.run(["redis-cli", "-p", str(self.redis_port), "ping"],
+                                                                  capture_output=True).returncode == 0)
         for s in SERVICES:
             self.start(s)
 
@@ -133,14 +132,15 @@ class Shop:
         proc = subprocess.Popen([binary("bazaar"), "serve", service, "--port", str(port)],
                                 stdout=log, stderr=subprocess.STDOUT, env=env)
         self.procs[name] = proc
-        deadline = time.time() + 60
-        while time.time() < deadline:
+
+        def listening():
             if "listening on" in log_path.read_text().split("shut down cleanly")[-1]:
-                return proc
+                return True
             if proc.poll() is not None:
                 raise RuntimeError(f"{name} exited with {proc.returncode}: {self.log(name)[-2000:]}")
-            time.sleep(0.05)
-        raise RuntimeError(f"{name} did not start: {self.log(name)[-2000:]}")
+            return False
+        wait_for(f"{name} to listen", listening, detail=lambda: self.log(name)[-2000:])
+        return proc
 
     def start_gateway(self, name="gateway", env=None, tls=False, preexec_fn=None, schemas=SERVICES):
         """`bazaar gateway` in front of the services (plaintext HTTP/1.1 + h2c, or HTTPS);
@@ -159,16 +159,17 @@ class Shop:
         proc = subprocess.Popen([binary("bazaar"), "gateway", "--port", str(port)], stdout=open(log_path, "a"),
                                 stderr=subprocess.STDOUT, env=e, preexec_fn=preexec_fn)
         self.procs[name] = proc
-        deadline = time.time() + 60
+
         def ready():
             text = log_path.read_text().split("shut down cleanly")[-1]
             installed = {json.loads(line).get("upstream") for line in text.splitlines()
                          if line.startswith("{") and '"upstream schema installed"' in line}
-            return "listening on" in text and set(schemas) <= installed
-        while not ready():
-            if proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError(f"{name} did not start: {log_path.read_text()[-2000:]}")
-            time.sleep(0.05)
+            if "listening on" in text and set(schemas) <= installed:
+                return True
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with {proc.returncode}: {log_path.read_text()[-2000:]}")
+            return False
+        wait_for(f"{name} to listen with the schemas of {schemas}", ready, detail=lambda: log_path.read_text()[-2000:])
         return f"{'https' if tls else 'http'}://127.0.0.1:{port}"
 
     def log(self, name):

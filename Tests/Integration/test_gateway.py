@@ -16,6 +16,7 @@ import pytest
 from rpc_fixtures import binary
 from shop_clients import make_product, Client, grpc_web, http
 from shop_fixtures import SERVICES
+from waiting import wait_for
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -128,10 +129,14 @@ def test_a_token_from_bazaar_jwt_sign_with_its_defaults_is_accepted(shop, gw):
 def test_rate_limit_and_cors(shop):
     base = shop.start_gateway("gateway-limited", env={"BAZAAR_RATE_LIMIT": "1", "BAZAAR_RATE_BURST": "3",
                                                       "BAZAAR_CORS_ORIGINS": "https://shop.example"})
-    statuses = [http(base, "GET", "/v1/products?page.pageSize=1") for _ in range(5)]
-    assert [s[0] for s in statuses[:3]] == [200, 200, 200]
-    limited = [s for s in statuses if s[0] == 429]
-    assert limited and int(limited[0][1]["retry-after"]) >= 1 and limited[0][2]["code"] == 8
+    # The burst passes; then a request is refused once they come faster than the refill (1 a second).
+    assert [http(base, "GET", "/v1/products?page.pageSize=1")[0] for _ in range(3)] == [200, 200, 200]
+
+    def refused():
+        answer = http(base, "GET", "/v1/products?page.pageSize=1")
+        return answer if answer[0] == 429 else None
+    limited = wait_for("a request over the limit", refused)
+    assert int(limited[1]["retry-after"]) >= 1 and limited[2]["code"] == 8
     # Per user, not per address: a signed-in user has a bucket of their own.
     assert http(base, "GET", "/v1/cart", token=shop.token(str(uuid.uuid4())))[0] == 200
     # CORS: preflight answers with the methods the route table has for the path.
@@ -140,7 +145,7 @@ def test_rate_limit_and_cors(shop):
     assert hdrs["access-control-allow-methods"] == "PATCH" and "authorization" in hdrs["access-control-allow-headers"]
     status, hdrs, _ = http(base, "OPTIONS", "/v1/products/abc", headers={"origin": "https://evil.example", "access-control-request-method": "GET"})
     assert status == 403 and "access-control-allow-origin" not in hdrs
-    time.sleep(1.1)
+    # (/healthz is not rate limited.)
     status, hdrs, _ = http(base, "GET", "/healthz", headers={"origin": "https://shop.example"})
     assert hdrs["access-control-allow-origin"] == "https://shop.example"
 
@@ -166,7 +171,9 @@ def test_streams_as_sse_and_ndjson(shop, m, gw):
     readers = [threading.Thread(target=read, args=("text/event-stream", sse)), threading.Thread(target=read, args=("application/x-ndjson", ndjson))]
     for t in readers:
         t.start()
-    time.sleep(1)
+    # Each watch answers with the order's status first: once both have, both are watching.
+    wait_for("both watches to start", lambda: any(l.startswith("data: ") for l in sse[1:])
+             and any(l.strip() for l in ndjson[1:]))
     a = shop.token(str(uuid.uuid4()), roles=("admin",))
     assert http(gw, "POST", f"/v1/orders/{order['id']}:setStatus", {"status": "ORDER_STATUS_SHIPPED"}, token=a)[0] == 200
     assert http(gw, "PATCH", f"/v1/admin/orders/{order['id']}", {"status": "ORDER_STATUS_DELIVERED"}, token=a)[0] == 200
@@ -334,21 +341,23 @@ def test_readiness_waits_for_the_upstreams_once_and_survives_an_outage(shop):
     from mesh_fixtures import free_port
     cold = shop.start_gateway("gateway-cold", env={"BAZAAR_NOTIFICATIONS_TARGET": f"127.0.0.1:{free_port()}"},
                               schemas=[s for s in SERVICES if s != "notifications"])
-    for _ in range(6):
-        assert http(cold, "GET", "/readyz")[0] == 503
-        time.sleep(0.5)
+    # Every other upstream is in (start_gateway waited for their schemas) and notifications has
+    # been tried and found missing: still not ready.
+    wait_for("the gateway to find notifications missing",
+             lambda: any('"cannot read the upstream\'s schema yet"' in line and '"upstream":"notifications"' in line
+                         for line in shop.log("gateway-cold").splitlines()),
+             detail=lambda: shop.log("gateway-cold")[-2000:])
+    assert http(cold, "GET", "/readyz")[0] == 503
     assert http(cold, "GET", "/healthz")[0] == 200
 
     base = shop.start_gateway("gateway-ready")
-    deadline = time.time() + 30
-    while http(base, "GET", "/readyz")[0] != 200:
-        assert time.time() < deadline, "the gateway never became ready"
-        time.sleep(0.2)
+    wait_for("the gateway to be ready", lambda: http(base, "GET", "/readyz")[0] == 200)
     token = shop.token(str(uuid.uuid4()))
     shop.stop("notifications")
     try:
-        time.sleep(1)
-        assert http(base, "GET", "/v1/notifications", token=token)[0] == 503
+        # Once the gateway has seen the service go, its routes answer 503.
+        wait_for("the gateway to fail the routes of the stopped service",
+                 lambda: http(base, "GET", "/v1/notifications", token=token)[0] == 503)
         assert http(base, "GET", "/readyz")[0] == 200
         assert http(base, "GET", "/v1/cart", token=token)[0] == 200
     finally:

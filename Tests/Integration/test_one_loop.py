@@ -12,7 +12,6 @@ import json
 import pathlib
 import subprocess
 import sys
-import time
 import uuid
 
 import pytest
@@ -20,6 +19,7 @@ import pytest
 from mesh_fixtures import free_port
 from shop_clients import http
 from shop_fixtures import Shop
+from waiting import wait_for
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 COLLECTOR = ROOT / "Tests" / "Interop" / "otlp_collector.py"
@@ -139,15 +139,16 @@ def test_a_checkout_stays_on_one_loop(traced):
         assert_one_loop(spans, service)
 
 
-def find_trace(out, is_root, count, complete=None, timeout=30):
+def find_trace(out, is_root, count, complete=None):
     """The last of `count` traces whose gateway span satisfies `is_root`, once it is complete: the
     earlier ones warm connections up (each loop's first call to a peer may still find its own
     connection being made)."""
-    deadline = time.monotonic() + timeout
     spans = []
-    while time.monotonic() < deadline:
-        lines = out.read_text().splitlines() if out.exists() else []
-        every = [json.loads(line) for line in lines]
+
+    def arrived():
+        nonlocal spans
+        # Whole lines only: the collector may be writing one now.
+        every = [json.loads(line) for line in out.read_text().split("\n")[:-1]] if out.exists() else []
         roots = sorted((s for s in every if s["resource"]["service.name"] == "gateway" and s["kind"] == "SPAN_KIND_SERVER"
                         and is_root(s)), key=lambda s: int(s["start_time_unix_nano"]))
         if len(roots) >= count:
@@ -156,5 +157,5 @@ def find_trace(out, is_root, count, complete=None, timeout=30):
             services = {s["resource"]["service.name"] for s in spans}
             if {"gateway", "catalog"} <= services and (complete is None or complete(spans)):
                 return spans
-        time.sleep(0.2)
-    raise AssertionError(f"the trace did not arrive complete: {json.dumps(spans, indent=1)}")
+        return None
+    return wait_for("the trace to arrive complete", arrived, detail=lambda: json.dumps(spans, indent=1))

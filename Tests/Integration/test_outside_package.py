@@ -10,7 +10,6 @@ import os
 import pathlib
 import shutil
 import subprocess
-import time
 
 import grpc
 import pytest
@@ -19,6 +18,7 @@ from mesh_fixtures import free_port
 from rpc_fixtures import binary
 from shop_clients import http
 from shop_fixtures import SERVICES
+from waiting import wait_for
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "Examples" / "hello"
@@ -61,10 +61,13 @@ def start_hello(package, shop, port, name, env=None):
     log = shop.dir / f"{name}.log"
     e = {**os.environ, "BAZAAR_TLS_DIR": str(shop.certs), "BAZAAR_PORT": str(port), **(env or {})}
     proc = subprocess.Popen([str(package / ".build/debug/hello")], env=e, stdout=open(log, "w"), stderr=subprocess.STDOUT)
-    deadline = time.time() + 60
-    while "listening on" not in log.read_text():
-        assert proc.poll() is None and time.time() < deadline, log.read_text()
-        time.sleep(0.05)
+
+    def listening():
+        if "listening on" in log.read_text():
+            return True
+        assert proc.poll() is None, log.read_text()
+        return False
+    wait_for(f"{name} to listen", listening, detail=log.read_text)
     return proc
 
 
@@ -145,10 +148,10 @@ def test_a_service_of_its_own_on_the_mesh_and_at_the_edge(hello_package, shop, p
         assert p.returncode == 0 and json.loads(p.stdout)["text"] == "Hello, Cy!", p.stderr
 
         # The gateway learned hello's API when it came up.
-        deadline = time.time() + 60
-        while not any('"upstream schema installed"' in line and '"upstream":"hello"' in line for line in shop.log("gateway-outside").splitlines()):
-            assert time.time() < deadline, shop.log("gateway-outside")[-2000:]
-            time.sleep(0.05)
+        wait_for("the gateway to install hello's schema",
+                 lambda: any('"upstream schema installed"' in line and '"upstream":"hello"' in line
+                             for line in shop.log("gateway-outside").splitlines()),
+                 detail=lambda: shop.log("gateway-outside")[-2000:])
         status, _, body = http(gateway, "POST", "/v1/greetings/Di", {"mood": "MOOD_CHEERFUL", "style": {"shout": True}, "tags": {"a": "b"}})
         assert status == 201 and body["text"] == "HELLO, DI!" and body["mood"] == "MOOD_CHEERFUL" and body["tags"] == {"a": "b"}, body
         status, _, body = http(gateway, "GET", "/v1/greetings/Ed?mood=MOOD_GRUMPY")
@@ -186,10 +189,9 @@ def test_a_service_without_reflection_publishes_through_a_descriptor_set(hello_p
         assert status == 200 and body["text"] == "Hello, Zo!", body
         # Without the file, the schema cannot be read, and says so; no route appears.
         blind = shop.start_gateway("gateway-blind", env=target, schemas=[])
-        deadline = time.time() + 60
-        while "cannot read the upstream's schema" not in shop.log("gateway-blind"):
-            assert time.time() < deadline, shop.log("gateway-blind")[-2000:]
-            time.sleep(0.05)
+        wait_for("the gateway to say it cannot read the schema",
+                 lambda: "cannot read the upstream's schema" in shop.log("gateway-blind"),
+                 detail=lambda: shop.log("gateway-blind")[-2000:])
         assert http(blind, "GET", "/v1/greetings/Zo")[0] == 404
         # A descriptor file that is not one is refused at startup, naming the variable.
         bad = shop.dir / "bad.pb"

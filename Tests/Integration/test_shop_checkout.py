@@ -1,7 +1,6 @@
 """Checkout under concurrency, retries and crashes, checked against the databases themselves."""
 import concurrent.futures
 import signal
-import time
 import uuid
 
 import grpc
@@ -10,6 +9,7 @@ import pytest
 
 from shop_clients import Client, make_product, new_customer
 from shop_fixtures import Shop
+from waiting import wait_for
 
 
 def place(client, m, request_id=None, token="tok_visa", timeout=15):
@@ -111,9 +111,7 @@ def test_kill_9_during_checkouts_charges_nobody_twice_and_leaks_no_stock(slow_sh
         def caught_in_flight():
             return int(shop.sql("orders", "SELECT count(*) FROM orders WHERE status = 'PENDING'")) >= 5 and \
                 int(shop.sql("orders", "SELECT count(*) FROM test_payments WHERE status = 'succeeded'")) >= 1
-        deadline = time.time() + 20
-        while time.time() < deadline and not caught_in_flight():
-            time.sleep(0.02)
+        wait_for("checkouts caught between their steps", caught_in_flight, every=0.02)
         shop.stop("orders", sig=signal.SIGKILL)
         outcomes = [f.result() for f in futures]
     assert grpc.StatusCode.UNAVAILABLE in outcomes or any(o != m.orders.ORDER_STATUS_PAID for o in outcomes), \
@@ -125,10 +123,7 @@ def test_kill_9_during_checkouts_charges_nobody_twice_and_leaks_no_stock(slow_sh
         return int(shop.sql("orders", """SELECT count(*) FROM orders WHERE status = 'PENDING' OR (status = 'PAID' AND stock_state <> 'committed')
                                          OR (status = 'CANCELLED' AND (stock_state <> 'released' OR refund_state = 'pending'))""")) + \
             int(shop.sql("orders", "SELECT count(*) FROM checkouts WHERE state = 'started'"))
-    deadline = time.time() + 60
-    while unsettled() and time.time() < deadline:
-        time.sleep(0.5)
-    assert unsettled() == 0, shop.log("orders")[-3000:]
+    wait_for("recovery to settle every order", lambda: unsettled() == 0, detail=lambda: shop.log("orders")[-3000:])
 
     # Retrying with the same keys now gives each customer a final answer, never a second charge.
     for c in customers:

@@ -2,22 +2,12 @@
 real process over mTLS on PostgreSQL and Redis, mail into an SMTP sink: register, log in,
 browse, search, cart, checkout (paid and declined), status changes, watch, notifications."""
 import threading
-import time
 import uuid
 
 import grpc
 
 from shop_clients import Client, make_product
-
-
-def wait_for(predicate, timeout=20, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+from waiting import HANG_GUARD, wait_for
 
 
 def test_shopping_end_to_end(shop, m, admin):
@@ -65,22 +55,30 @@ def test_shopping_end_to_end(shop, m, admin):
     assert order.status == m.orders.ORDER_STATUS_PAID and order.total.amount_minor == 4300 and order.payment_id
     assert anon.call("catalog", "GetProduct", m.catalog.GetProductRequest(id=mug.id), m.catalog.Product).stock == 1
     assert not me.call("cart", "GetCart", m.cart.GetCartRequest(), m.cart.Cart).items
-    wait_for(lambda: any("confirmed" in msg for msg in shop.mail.to(email)), what="the confirmation email")
+    wait_for("the confirmation email", lambda: any("confirmed" in msg for msg in shop.mail.to(email)))
 
     # Watch the order while the admin ships and delivers it.
-    seen = []
-    stream = me.call("orders", "WatchOrder", m.orders.WatchOrderRequest(id=order.id), m.orders.Order, kind="unary_stream", timeout=30)
-    watcher = threading.Thread(target=lambda: seen.extend(o.status for o in stream))
+    seen, ended = [], []
+    stream = me.call("orders", "WatchOrder", m.orders.WatchOrderRequest(id=order.id), m.orders.Order, kind="unary_stream",
+                     timeout=HANG_GUARD)
+
+    def watch():
+        try:
+            seen.extend(o.status for o in stream)
+            ended.append(stream.code())
+        except grpc.RpcError as e:
+            ended.append(e.code())
+    watcher = threading.Thread(target=watch)
     watcher.start()
-    wait_for(lambda: seen, what="the first watched status")
+    wait_for("the first watched status", lambda: seen)
     # Shipped and delivered back to back, faster than the watch polls: it still sees both.
     admin.call("orders", "UpdateOrderStatus", m.orders.UpdateOrderStatusRequest(id=order.id, status=m.orders.ORDER_STATUS_SHIPPED), m.orders.Order)
     assert me.code("orders", "CancelOrder", m.orders.CancelOrderRequest(id=order.id), m.orders.Order) == grpc.StatusCode.FAILED_PRECONDITION
     admin.call("orders", "UpdateOrderStatus", m.orders.UpdateOrderStatusRequest(id=order.id, status=m.orders.ORDER_STATUS_DELIVERED), m.orders.Order)
-    watcher.join(timeout=20)
-    assert not watcher.is_alive(), "the watch did not end at DELIVERED"
+    watcher.join(HANG_GUARD)
+    assert ended == [grpc.StatusCode.OK], f"the watch did not end at DELIVERED: {ended}"
     assert seen == [m.orders.ORDER_STATUS_PAID, m.orders.ORDER_STATUS_SHIPPED, m.orders.ORDER_STATUS_DELIVERED]
-    wait_for(lambda: any("delivered" in msg for msg in shop.mail.to(email)), what="the delivery email")
+    wait_for("the delivery email", lambda: any("delivered" in msg for msg in shop.mail.to(email)))
     assert any("shipped" in msg for msg in shop.mail.to(email))
 
     # Checkout, declined: the order is cancelled and the stock returns (the compensation).
@@ -106,13 +104,14 @@ def test_shopping_end_to_end(shop, m, admin):
     assert cancelled.status == m.orders.ORDER_STATUS_CANCELLED
     assert anon.call("catalog", "GetProduct", m.catalog.GetProductRequest(id=teapot.id), m.catalog.Product).stock == 4
     assert shop.sql("orders", f"SELECT status FROM test_payments WHERE idempotency_key = '{order2.id}'") == "refunded"
-    wait_for(lambda: sum("cancelled" in msg for msg in shop.mail.to(email)) >= 2, what="two cancellation emails")
+    wait_for("two cancellation emails", lambda: sum("cancelled" in msg for msg in shop.mail.to(email)) >= 2)
 
     # The notifications are in the app too, newest first, and can be marked read.
-    notes = wait_for(lambda: me.call("notifications", "ListNotifications", m.notifications.ListNotificationsRequest(),
-                                     m.notifications.ListNotificationsResponse).notifications if len(
-        me.call("notifications", "ListNotifications", m.notifications.ListNotificationsRequest(),
-                m.notifications.ListNotificationsResponse).notifications) >= 6 else None, what="six notifications")
+    def six_notes():
+        notes = me.call("notifications", "ListNotifications", m.notifications.ListNotificationsRequest(),
+                        m.notifications.ListNotificationsResponse).notifications
+        return notes if len(notes) >= 6 else None
+    notes = wait_for("six notifications", six_notes)
     assert all(n.user_id == user.id for n in notes)
     me.call("notifications", "MarkRead", m.notifications.MarkReadRequest(id=notes[0].id), m.notifications.Notification)
     unread = me.call("notifications", "ListNotifications", m.notifications.ListNotificationsRequest(unread_only=True),
@@ -139,11 +138,18 @@ def test_notifications_stream_to_a_subscriber(shop, m, admin):
 
     reader = threading.Thread(target=read)
     reader.start()
-    time.sleep(1)
+    # The stream carries what is stored after the subscription has started, which nothing else
+    # tells: notifications sent as the orders service sends them, until one arrives, show it.
+    def marker():
+        me.call("notifications", "Send", m.notifications.SendNotificationRequest(
+            id=str(uuid.uuid4()), user_id=user, channel=m.notifications.CHANNEL_IN_APP, subject="marker", body="marker"),
+            m.notifications.Notification, identity="orders")
+        return got
+    wait_for("the subscription to stream a notification", marker, every=0.2)
     product = make_product(admin, m, stock=5)
     me.call("cart", "AddItem", m.cart.AddItemRequest(product_id=product.id, quantity=1), m.cart.Cart)
     order = me.call("orders", "PlaceOrder", m.orders.PlaceOrderRequest(request_id="sub-1", shipping_address=m.address()), m.orders.Order)
-    wait_for(lambda: got, what="a streamed notification")
-    assert got[0].order_id == order.id and "confirmed" in got[0].subject
+    first = wait_for("the order's notification to be streamed", lambda: next((n for n in got if n.subject != "marker"), None))
+    assert first.order_id == order.id and "confirmed" in first.subject
     stream.cancel()
     reader.join(timeout=10)

@@ -6,6 +6,8 @@ from concurrent import futures
 
 import grpc
 
+from waiting import HANG_GUARD
+
 ECHO_INITIAL = "x-grpc-test-echo-initial"
 ECHO_TRAILING = "x-grpc-test-echo-trailing-bin"
 SPECIAL_MESSAGE = "\t\ntest with whitespace\r\nand Unicode BMP \u263a and non-BMP \U0001f608\t\n"
@@ -60,7 +62,7 @@ class Peer:
                 echo(context)
                 for p in request.response_parameters:
                     if p.interval_us:
-                        time.sleep(p.interval_us / 1e6)
+                        time.sleep(p.interval_us / 1e6)  # the pace the request asks for (the workload)
                     if p.compressed.value:
                         context.set_compression(grpc.Compression.Gzip)
                     else:
@@ -80,7 +82,7 @@ class Peer:
                         status(context, r.response_status)
                     for p in r.response_parameters:
                         if p.interval_us:
-                            time.sleep(p.interval_us / 1e6)
+                            time.sleep(p.interval_us / 1e6)  # the pace the request asks for (the workload)
                         yield m.StreamingOutputCallResponse(payload=payload(p.size))
 
             def HalfDuplexCall(self, request_iterator, context):
@@ -178,14 +180,16 @@ class Peer:
 
     def case_cancel_after_begin(self, ch):
         gate = threading.Event()
+        began = threading.Event()
 
         def never():
+            began.set()  # grpcio asks for the first request once the call has started
             gate.wait(10)
             return
             yield
 
         future = self.stub(ch).StreamingInputCall.future(never(), timeout=10)
-        time.sleep(0.05)
+        assert began.wait(HANG_GUARD), "the call never began"
         future.cancel()
         assert future.cancelled()
         gate.set()

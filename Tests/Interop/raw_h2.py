@@ -28,6 +28,7 @@ class RawH2:
         self.streams = {}
         self.terminated = None
         self.goaway = None  # error code of a GOAWAY received (NO_ERROR ones let streams finish)
+        self.events = []  # every h2 event, in the order received (tests check the order, never the time)
 
     def flush(self):
         data = self.conn.data_to_send()
@@ -65,6 +66,7 @@ class RawH2:
                 self.terminated = repr(e)
                 break
             for ev in events:
+                self.events.append(ev)
                 s = self.streams.get(getattr(ev, "stream_id", None))
                 if isinstance(ev, h2.events.ResponseReceived):
                     s["headers"] = dict(ev.headers)

@@ -2,7 +2,6 @@
 health.proto of Debian's grpc-proto, and grpcio-reflection's descriptor database (PyPI)."""
 import signal
 import threading
-import time
 
 import grpc
 import pytest
@@ -10,6 +9,7 @@ from google.protobuf import descriptor_pool
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
 from mesh_fixtures import Replica
+from waiting import HANG_GUARD, wait_for
 
 
 @pytest.fixture
@@ -99,31 +99,28 @@ def test_health_is_serving_then_not_serving_during_a_drain(replica, pb2):
             health.Check(health_pb2.HealthCheckRequest(service="no.such.Service"), timeout=5)
         assert e.value.code() == grpc.StatusCode.NOT_FOUND
 
-        watched = []
-        watch = health.Watch(health_pb2.HealthCheckRequest(service=""), timeout=30)
+        watched, ended = [], []
+        watch = health.Watch(health_pb2.HealthCheckRequest(service=""), timeout=HANG_GUARD)
 
         def read():
             try:
                 for r in watch:
                     watched.append(r.status)
-            except grpc.RpcError:
-                pass
+                ended.append(watch.code())
+            except grpc.RpcError as e:
+                ended.append(e.code())
 
         reader = threading.Thread(target=read)
         reader.start()
-        deadline = time.monotonic() + 5
-        while not watched and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_for("the first health update", lambda: watched)
         assert watched == [serving]
 
         replica.proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 5
-        while len(watched) < 2 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_for("the health update of the drain", lambda: len(watched) >= 2)
         assert watched[:2] == [serving, not_serving]
         # During the drain delay the server still answers, and says it is going away.
         assert health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5).status == not_serving
-        assert replica.proc.wait(timeout=30) == 0
-        reader.join(timeout=10)
-        # The watch ended with the drain instead of holding it open.
-        assert not reader.is_alive()
+        assert replica.proc.wait(timeout=HANG_GUARD) == 0
+        reader.join(HANG_GUARD)
+        # The watch ended with the drain (OK), not held open until its deadline or the drain's end.
+        assert ended == [grpc.StatusCode.OK], ended

@@ -1,14 +1,14 @@
 """The mesh under failure, with real processes on loopback: replicas killed, failing or hanging,
 DNS records changing, deadlines and cancellation crossing three hops, certificates rotated."""
-import threading
-import time
+import signal
+import subprocess
 
 import grpc
 import pytest
 
 from mesh_fixtures import Dnsmasq, Load, Replica, duplicates, free_port, generic_unary
 from rpc_fixtures import binary
-import subprocess
+from waiting import HANG_GUARD, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +38,12 @@ def set_fault(mt, replica, fault):
         generic_unary(ch, "/meshtest.v1.MeshTest/SetFault", mt.FaultRequest(fault=fault), mt.MeshReply)
 
 
+def endpoint(report, replica):
+    """How `replica` looks in a load report's endpoints ("READY", "READY/NOT_SERVING", ...), or
+    None when the channel does not have it."""
+    return next((e.split("=", 1)[1] for e in report["endpoints"] if e.split("=", 1)[0] == replica.address), None)
+
+
 # ---------------------------------------------------------------- replica failure
 
 def test_kill9_of_a_replica_fails_no_retry_safe_call(tmp_path, certs):
@@ -45,15 +51,17 @@ def test_kill9_of_a_replica_fails_no_retry_safe_call(tmp_path, certs):
     try:
         target = ",".join(r.address for r in replicas)
         load = Load(target, method="get", duration=4, concurrency=8, tls_dir=certs)
-        time.sleep(1.5)
+        load.wait_for_replicas("the load to reach every replica", {"r1", "r2", "r3"})
         replicas[1].kill9()
         killed = load.mark()
+        # The reports after the first one that follows the kill count only calls made after it.
+        load.wait_for_replicas("both survivors to answer after the kill", {"r1", "r3"}, after=killed + 1)
         result = load.wait()
         assert result["failed"] == 0, (result, load.errors[:10])
-        assert result["ok"] > 100
-        # After the kill only the survivors answered.
-        assert load.replicas_between(killed + 0.5) == {"r1", "r3"}
-        assert "r2" in load.replicas_between(0, killed - 0.1)
+        assert load.replicas_between(killed + 1) == {"r1", "r3"}
+        assert "r2" in load.replicas_between(0, killed)
+        # Calls were made before the kill and after it.
+        assert 0 < load.progress[killed - 1]["ok"] < result["ok"], (load.progress[killed - 1], result)
     finally:
         stop_all(replicas)
 
@@ -63,9 +71,11 @@ def test_non_idempotent_calls_are_never_sent_twice(tmp_path, certs):
     try:
         target = ",".join(r.address for r in replicas)
         load = Load(target, method="add", duration=3, concurrency=8, tls_dir=certs)
-        time.sleep(1.2)
+        load.wait_for_replicas("the load to reach every replica", {"r1", "r2", "r3"})
         replicas[1].kill9()
+        killed = load.mark()
         result = load.wait()
+        assert load.progress[killed - 1]["ok"] < result["ok"], "no call was made after the kill"
         logs = [r.calls("add") for r in replicas]
         served = sum(len(log) for log in logs)
         # Each id reached at most one replica, the killed one included: nothing was retried.
@@ -89,20 +99,26 @@ def test_failing_replica_is_ejected_and_comes_back(tmp_path, mt, fault):
     try:
         target = ",".join(r.address for r in replicas)
         load = Load(target, method="get", duration=7, concurrency=6, timeout_ms=300, env=BREAKER_ENV)
-        time.sleep(1.0)
+        load.wait_for_replicas("the load to reach every replica", {"r1", "r2", "r3"})
         set_fault(mt, replicas[1], getattr(mt.FaultRequest, fault))
         failing = load.mark()
-        time.sleep(3.0)
+        kind = f"get-{'refused' if fault == 'UNAVAILABLE' else 'hung'}"
+        # r2 is ejected; when its ejection ends it is tried again, still fails and is ejected again.
+        ejected = load.wait_for_report("r2 to be ejected", lambda p: "EJECTED" in (endpoint(p, replicas[1]) or ""),
+                                       after=failing)
+        tried = len(replicas[1].calls(kind))
+        wait_for("r2 to be tried again after its ejection", lambda: len(replicas[1].calls(kind)) > tried)
+        load.wait_for_report("r2 to be ejected again", lambda p: "EJECTED" in (endpoint(p, replicas[1]) or ""),
+                             after=load.mark())
+        load.wait_for_replicas("r1 and r3 to answer while r2 fails", {"r1", "r3"}, after=ejected + 1)
         recovering = load.mark()
         set_fault(mt, replicas[1], mt.FaultRequest.NONE)
+        # After recovery a half-open probe succeeds and r2 serves again.
+        load.wait_for_replicas("r2 to serve again", {"r2"}, after=recovering)
         result = load.wait()
-        # While failing, r2 was ejected and the others took the traffic.
-        assert any("EJECTED" in e for e in load.endpoints_seen()), load.endpoints_seen()
-        assert "r2" not in load.replicas_between(failing + 1.0, recovering - 0.1)
-        assert {"r1", "r3"} <= load.replicas_between(failing + 1.0, recovering - 0.1)
-        # After recovery a half-open probe succeeded and r2 serves again.
-        assert "r2" in load.replicas_between(recovering + 1.5)
-        probes = replicas[1].calls(f"get-{'refused' if fault == 'UNAVAILABLE' else 'hung'}")
+        # While failing, r2 answered nothing and the others took the traffic.
+        assert "r2" not in load.replicas_between(ejected + 1, recovering), load.progress[ejected + 1:recovering]
+        probes = replicas[1].calls(kind)
         assert 3 <= len(probes) <= 30, len(probes)
         if fault == "UNAVAILABLE":
             # UNAVAILABLE is retried elsewhere: the callers saw nothing.
@@ -140,20 +156,25 @@ def test_dns_records_decide_the_endpoints(tmp_path):
     replicas = [Replica(f"r{i}", tmp_path, host=f"127.0.0.{i}", port=port) for i in (2, 3, 4)]
     try:
         dns.set("shop.test", ["127.0.0.2", "127.0.0.3"])
-        time.sleep(0.2)
         env = {"BAZAAR_DNS_REFRESH": "300ms"}
         load = Load(f"dns://{dns.nameserver}/shop.test:{port}", duration=6, concurrency=6, env=env)
-        time.sleep(2.0)
+        load.wait_for_replicas("the load on the first two records", {"r2", "r3"})
         added = load.mark()
         dns.set("shop.test", ["127.0.0.2", "127.0.0.3", "127.0.0.4"])
-        time.sleep(2.0)
+        found = load.wait_for_report("r4 to answer", lambda p: "r4" in p["replicas"], after=added)
+        load.wait_for_replicas("all three records to answer", {"r2", "r3", "r4"}, after=found)
         removed = load.mark()
         dns.set("shop.test", ["127.0.0.3", "127.0.0.4"])
+        gone = load.wait_for_report("the channel to drop r2's record", lambda p: endpoint(p, replicas[0]) is None,
+                                    after=removed)
+        served = len(replicas[0].calls("get"))
+        load.wait_for_replicas("r3 and r4 to answer without r2", {"r3", "r4"}, after=gone + 1)
         result = load.wait()
         assert result["failed"] == 0, (result, load.errors[:10])
-        assert load.replicas_between(0.5, added - 0.1) == {"r2", "r3"}
-        assert load.replicas_between(added + 0.8, removed - 0.1) == {"r2", "r3", "r4"}
-        assert load.replicas_between(removed + 1.0) == {"r3", "r4"}
+        assert load.replicas_between(0, added) == {"r2", "r3"}
+        assert load.replicas_between(found, removed) == {"r2", "r3", "r4"}
+        # Once its record was gone, only calls already on their way (6 at most) can have reached r2.
+        assert len(replicas[0].calls("get")) <= served + 6
     finally:
         stop_all(replicas)
         dns.stop()
@@ -176,7 +197,6 @@ def test_a_and_aaaa_records_are_both_used(tmp_path):
     replicas = [Replica("v4", tmp_path, host="127.0.0.2", port=port), Replica("v6", tmp_path, host="::1", port=port)]
     try:
         dns.set("dual.test", ["127.0.0.2", "::1"])
-        time.sleep(0.2)
         load = Load(f"dns://{dns.nameserver}/dual.test:{port}", duration=1.5, concurrency=4)
         result = load.wait()
         assert result["failed"] == 0, (result, load.errors[:10])
@@ -194,19 +214,19 @@ def test_a_connection_failure_makes_the_channel_look_again(tmp_path):
     replicas = [Replica(f"r{i}", tmp_path, host=f"127.0.0.{i}", port=port) for i in (2, 3, 4)]
     try:
         dns.set("shop.test", ["127.0.0.2", "127.0.0.3"])
-        time.sleep(0.2)
         env = {"BAZAAR_DNS_REFRESH": "1h", "BAZAAR_DNS_MIN_REFRESH": "100ms"}
         load = Load(f"dns://{dns.nameserver}/shop.test:{port}", duration=4, concurrency=6, env=env)
-        time.sleep(1.5)
+        load.wait_for_replicas("the load on the first two records", {"r2", "r3"})
         changed = load.mark()
         dns.set("shop.test", ["127.0.0.3", "127.0.0.4"])
-        time.sleep(0.3)
         replicas[0].kill9()
-        killed = load.mark()
+        found = load.wait_for_report("r4 to answer", lambda p: "r4" in p["replicas"], after=load.mark())
+        # (The report that first has r4 may still count calls r2 answered before it was killed.)
+        load.wait_for_replicas("r3 and r4 to answer", {"r3", "r4"}, after=found + 1)
         result = load.wait()
         assert result["failed"] == 0, (result, load.errors[:10])
-        assert load.replicas_between(0.5, changed - 0.1) == {"r2", "r3"}
-        assert load.replicas_between(killed + 1.0) == {"r3", "r4"}
+        assert load.replicas_between(0, changed) == {"r2", "r3"}
+        assert load.replicas_between(found + 1) == {"r3", "r4"}
     finally:
         stop_all(replicas)
         dns.stop()
@@ -236,13 +256,16 @@ def test_deadline_shrinks_along_the_chain(tmp_path, mt):
     a, b, c = chain(tmp_path)
     try:
         with grpc.insecure_channel(a.address) as ch:
-            reply = generic_unary(ch, "/meshtest.v1.MeshTest/Relay", mt.RelayRequest(id="d1"), mt.RelayReply, timeout=5)
+            reply = generic_unary(ch, "/meshtest.v1.MeshTest/Relay", mt.RelayRequest(id="d1"), mt.RelayReply,
+                                  timeout=HANG_GUARD)
         hops = [(h.replica, h.deadline_ms) for h in reply.hops]
         assert [h[0] for h in hops] == ["A", "B", "C"]
         left = [h[1] for h in hops]
-        # Each hop sees the caller's deadline, less the time spent and the margin; C still has one.
-        # (grpc-timeout travels in whole units of the sender's choosing: allow its rounding up.)
-        assert 4000 < left[0] <= 5050 and 0 < left[2] < left[1] < left[0], hops
+        # Each hop sees the caller's deadline, less the margin at each hop (so strictly less) and
+        # whatever time passed; C still has one. The caller's deadline is the hang guard: at most
+        # that (grpc-timeout travels in whole units of the sender's choosing, here tenths of a
+        # second: allow 1% of rounding up), and more than half of it, which only rules out a wrong unit.
+        assert HANG_GUARD * 500 < left[0] <= HANG_GUARD * 1010 and 0 < left[2] < left[1] < left[0], hops
     finally:
         for r in (a, b, c):
             r.stop()
@@ -254,16 +277,10 @@ def test_cancelling_at_the_edge_cancels_the_last_hop(tmp_path, mt):
         with grpc.insecure_channel(a.address) as ch:
             call = ch.unary_unary("/meshtest.v1.MeshTest/Relay", request_serializer=lambda m: m.SerializeToString(),
                                   response_deserializer=mt.RelayReply.FromString)
-            future = call.future(mt.RelayRequest(id="c1", hang=True), timeout=60)
-            deadline = time.monotonic() + 10
-            while "c1" not in " ".join(c.calls("relay")) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert any(x.startswith("c1") for x in c.calls("relay")), "the call never reached C"
+            future = call.future(mt.RelayRequest(id="c1", hang=True), timeout=HANG_GUARD)
+            wait_for("the call to reach C", lambda: any(x.startswith("c1 ") for x in c.calls("relay")))
             future.cancel()
-            deadline = time.monotonic() + 10
-            while "c1" not in c.calls("relay-cancelled") and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert "c1" in c.calls("relay-cancelled")
+            wait_for("C to see the cancellation", lambda: "c1" in c.calls("relay-cancelled"))
     finally:
         for r in (a, b, c):
             r.stop()
@@ -300,21 +317,22 @@ def test_rotating_certificates_under_load_fails_nothing(tmp_path, certs):
         old = file_serial(certs / "server.pem")
         assert peer_certificate_serial(replicas[0].address, certs) == old
         load = Load(",".join(r.address for r in replicas), duration=4, concurrency=8, tls_dir=certs, env=env)
-        time.sleep(1.0)
+        load.wait_for_replicas("the load on both replicas", {"r1", "r2"})
         subprocess.run([binary("bazaar"), "certs", "--dir", str(certs), "server"], check=True, capture_output=True)
-        rotated = load.mark()
         new = file_serial(certs / "server.pem")
         assert new != old
-        time.sleep(1.0)
+        # Each replica notices the new files (it looks every 100 ms) and says so.
+        wait_for("both replicas to reload the certificate",
+                 lambda: all(any(o.startswith("tls: reloaded the server certificate") for o in r.output) for r in replicas),
+                 detail=lambda: [r.output for r in replicas])
+        rotated = load.mark()
         # New connections get the new certificate ...
         assert peer_certificate_serial(replicas[0].address, certs) == new
         assert peer_certificate_serial(replicas[1].address, certs) == new
+        load.wait_for_replicas("both replicas to answer after the reload", {"r1", "r2"}, after=rotated)
         result = load.wait()
         # ... while the calls on the connections made before went on.
         assert result["failed"] == 0, (result, load.errors[:10])
-        assert load.replicas_between(rotated + 0.5) == {"r1", "r2"}
-        assert all(any(o.startswith("tls: reloaded the server certificate") for o in r.output) for r in replicas), \
-            [r.output for r in replicas]
     finally:
         stop_all(replicas)
 
@@ -326,11 +344,8 @@ def test_sighup_reloads_certificates(tmp_path, certs):
         subprocess.run([binary("bazaar"), "certs", "--dir", str(certs), "server"], check=True, capture_output=True)
         new = file_serial(certs / "server.pem")
         assert peer_certificate_serial(replicas[0].address, certs) != new
-        replicas[0].proc.send_signal(__import__("signal").SIGHUP)
-        deadline = time.monotonic() + 5
-        while peer_certificate_serial(replicas[0].address, certs) != new and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert peer_certificate_serial(replicas[0].address, certs) == new
+        replicas[0].proc.send_signal(signal.SIGHUP)
+        wait_for("the new certificate to be served", lambda: peer_certificate_serial(replicas[0].address, certs) == new)
     finally:
         stop_all(replicas)
 
@@ -343,16 +358,19 @@ def test_a_draining_replica_leaves_the_rotation_before_it_goes_away(tmp_path):
     replicas = start(3, tmp_path, env={"BAZAAR_DRAIN_DELAY": "1500ms"})
     try:
         load = Load(",".join(r.address for r in replicas), duration=4, concurrency=8)
-        time.sleep(1.0)
-        replicas[1].proc.send_signal(__import__("signal").SIGTERM)
-        draining = load.mark()
+        load.wait_for_replicas("the load on every replica", {"r1", "r2", "r3"})
+        replicas[1].proc.send_signal(signal.SIGTERM)
+        # The channel hears NOT_SERVING while r2's connection is still up: out of the rotation
+        # before it goes away.
+        out = load.wait_for_report("the channel to see r2 draining",
+                                   lambda p: endpoint(p, replicas[1]) == "READY/NOT_SERVING", after=load.mark())
+        served = len(replicas[1].calls("get"))
+        load.wait_for_replicas("r1 and r3 to answer", {"r1", "r3"}, after=out + 1)
         result = load.wait()
-        assert replicas[1].proc.wait(timeout=30) == 0
+        assert replicas[1].proc.wait(timeout=HANG_GUARD) == 0
         assert result["failed"] == 0, (result, load.errors[:10])
-        # Out of the rotation well before the 1.5 s delay ran out.
-        assert "r2" not in load.replicas_between(draining + 0.6)
-        assert any("NOT_SERVING" in e for e in load.endpoints_seen()), load.endpoints_seen()
-        gets = replicas[1].calls("get")
-        assert gets, "r2 served nothing before the drain"
+        # From then on only calls already on their way (8 at most) can have reached r2.
+        assert len(replicas[1].calls("get")) <= served + 8
+        assert served, "r2 served nothing before the drain"
     finally:
         stop_all(replicas)

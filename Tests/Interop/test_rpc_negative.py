@@ -1,13 +1,21 @@
 """What must fail, and fail alone: bad certificates, bad HTTP/2 and gRPC framing, floods. The
 server keeps serving every other call and connection."""
+import os
 import socket
-import time
 
 import grpc
 import pytest
 
 from raw_h2 import RawH2, grpc_frame
 from rpc_fixtures import BazaarServer, make_certs, run_client, tls_args
+from waiting import wait_for
+
+
+def open_fds(pid):
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except FileNotFoundError:  # the process is gone
+        return 0
 
 EMPTY = "/grpc.testing.TestService/EmptyCall"
 
@@ -203,14 +211,21 @@ def test_clients_that_vanish_mid_response_do_not_kill_the_server(pb2, h2c_server
     Each client asks for 2 MB and closes at once, so the server writes into closed sockets."""
     messages = pb2("grpc/testing/messages.proto")
     req = grpc_frame(messages.SimpleRequest(response_size=2_000_000).SerializeToString())
+    pid = h2c_server.proc.pid
+    before = open_fds(pid)
     for i in range(30):
         c = RawH2(h2c_server.port)
         c.send("/grpc.testing.TestService/UnaryCall", req)
         if i % 2:
             c.sock.recv(1000)  # some of the answer arrives; closing with unread data sends a reset
         c.close()
-    time.sleep(0.5)
-    assert h2c_server.alive()
+    # Served after them (connections are accepted in order), so all 30 were taken on ...
     ok = RawH2(h2c_server.port)
+    assert RawH2.status(ok.finish(ok.send(EMPTY, grpc_frame(b"")))) == "0"
+    # ... and once the server has closed them all (only `ok` is left of this test's), it is past
+    # every write into a closed socket.
+    wait_for("the server to close the 30 connections",
+             lambda: not h2c_server.alive() or open_fds(pid) <= before + 1)
+    assert h2c_server.alive()
     assert RawH2.status(ok.finish(ok.send(EMPTY, grpc_frame(b"")))) == "0"
     ok.close()

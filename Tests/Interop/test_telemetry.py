@@ -6,7 +6,6 @@ import pathlib
 import signal
 import subprocess
 import sys
-import time
 import urllib.parse
 import urllib.request
 
@@ -15,6 +14,7 @@ import pytest
 import yaml
 
 from mesh_fixtures import Replica, free_port, generic_unary
+from waiting import wait_for
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 OBS = ROOT / "deployments" / "observability"
@@ -47,16 +47,15 @@ class Prometheus:
         self.proc = subprocess.Popen(["prometheus", f"--config.file={cfg}", f"--storage.tsdb.path={workdir}/tsdb",
                                       f"--web.listen-address=127.0.0.1:{self.port}"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+        def ready():
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/-/ready", timeout=1)
-                return
+                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/-/ready", timeout=5)
+                return True
             except OSError:
                 if self.proc.poll() is not None:
                     raise RuntimeError(f"prometheus exited: {self.proc.stderr.read()}")
-                time.sleep(0.2)
-        raise RuntimeError("prometheus did not become ready")
+                return False
+        wait_for("prometheus to be ready", ready)
 
     def query(self, expr):
         url = f"http://127.0.0.1:{self.port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
@@ -70,13 +69,9 @@ class Prometheus:
         result = self.query(expr)["data"]["result"]
         return float(result[0]["value"][1]) if result else None
 
-    def wait_for(self, expr, expected, timeout=30):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.value(expr) == expected:
-                return
-            time.sleep(0.5)
-        raise AssertionError(f"{expr} = {self.value(expr)}, expected {expected}")
+    def wait_for(self, expr, expected):
+        wait_for(f"{expr} = {expected}", lambda: self.value(expr) == expected,
+                 detail=lambda: f"{expr} = {self.value(expr)}")
 
     def stop(self):
         self.proc.terminate()
@@ -163,10 +158,8 @@ def test_dashboards_parse_and_every_query_is_valid_promql(scraped):
                 answer = prometheus.query(expr)
                 assert answer["status"] == "success", (path.name, panel["title"], answer)
     # The RED dashboard's request rate has data once two scrapes are in.
-    deadline = time.monotonic() + 20
-    while prometheus.value('sum(rate(grpc_server_started_total{grpc_service=~".*"}[1m]))') is None:
-        assert time.monotonic() < deadline, "no rate after 20 s of scrapes"
-        time.sleep(0.5)
+    wait_for("a request rate from two scrapes",
+             lambda: prometheus.value('sum(rate(grpc_server_started_total{grpc_service=~".*"}[1m]))') is not None)
 
 
 def test_fluent_bit_config_ships_json_logs_to_elasticsearch():
@@ -197,14 +190,21 @@ def collector(tmp_path):
     proc.wait(timeout=10)
 
 
-def read_spans(path, count, timeout=15):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        spans = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-        if len(spans) >= count:
-            return spans
-        time.sleep(0.2)
-    raise AssertionError(f"{len(spans)} spans arrived, expected {count}: {spans}")
+def spans_in(path):
+    """The spans the collector has written (whole lines only: it may be writing one now)."""
+    return [json.loads(line) for line in path.read_text().split("\n")[:-1]] if path.exists() else []
+
+
+def wait_for_spans(path, what, enough):
+    """The spans in `path` once `enough(spans)` holds."""
+    def got():
+        spans = spans_in(path)
+        return spans if enough(spans) else None
+    return wait_for(what, got, detail=lambda: spans_in(path))
+
+
+def read_spans(path, count):
+    return wait_for_spans(path, f"{count} spans", lambda spans: len(spans) >= count)
 
 
 def test_a_three_hop_chain_is_one_trace(tmp_path, mt, collector):
@@ -256,9 +256,12 @@ def test_an_unsampled_caller_is_followed_and_errors_are_marked(tmp_path, mt, col
         call(mt, r, "SetFault", mt.FaultRequest(fault=mt.FaultRequest.UNAVAILABLE), mt.MeshReply)
         with pytest.raises(grpc.RpcError):
             call(mt, r, "Get", mt.MeshRequest(id="loud"), mt.MeshReply)
-        spans = read_spans(out, 2)
-        time.sleep(1.5)
-        spans = [json.loads(line) for line in out.read_text().splitlines()]
+        # A sampled call after those: spans leave in the order they end, so once its span is in,
+        # any span of the calls before it would be in too.
+        marker = "1bf92f3577b34da6a3ce929d0e0e4736"
+        call(mt, r, "SetFault", mt.FaultRequest(fault=mt.FaultRequest.NONE), mt.MeshReply,
+             metadata=(("traceparent", f"00-{marker}-00f067aa0ba902b7-01"),))
+        spans = wait_for_spans(out, "the marker call's span", lambda spans: marker in {s["trace_id"] for s in spans})
         assert "0af7651916cd43dd8448eb211c80319c" not in {s["trace_id"] for s in spans}
         failed = [s for s in spans if s["name"] == "meshtest.v1.MeshTest/Get"]
         assert len(failed) == 1 and failed[0]["status"]["code"] == "STATUS_CODE_ERROR"
@@ -273,14 +276,11 @@ def test_spans_are_dropped_and_counted_when_the_collector_is_down(tmp_path, mt):
     try:
         for i in range(20):
             call(mt, r, "Get", mt.MeshRequest(id=f"x{i}"), mt.MeshReply)  # never slowed down by export
-        deadline = time.monotonic() + 15
-        dropped = 0
-        while time.monotonic() < deadline and dropped < 20:
-            for line in get_metrics(r.metrics_port).splitlines():
-                if line.startswith("bazaar_spans_dropped_total "):
-                    dropped = float(line.split()[1])
-            time.sleep(0.3)
-        assert dropped >= 20
+
+        def dropped():
+            return next((float(line.split()[1]) for line in get_metrics(r.metrics_port).splitlines()
+                         if line.startswith("bazaar_spans_dropped_total ")), 0)
+        wait_for("20 spans counted as dropped", lambda: dropped() >= 20, detail=dropped)
     finally:
         r.stop()
 
@@ -298,8 +298,7 @@ def test_every_log_line_is_json_with_its_trace_and_no_secret(tmp_path, mt):
                  metadata=(("authorization", f"Bearer {secret}"), ("x-api-token", secret), ("password", secret),
                            ("traceparent", f"00-{trace_id}-b7ad6b716920333{i}-01")))
     finally:
-        assert r.stop() == 0
-    time.sleep(0.2)
+        assert r.stop() == 0  # (returns once every line it wrote is in r.logs)
     records = [json.loads(line) for line in r.logs]  # raises on any line that is not JSON
     access = [x for x in records if x.get("kind") == "access"]
     started = [x for x in records if x["message"] == "rpc started"]
@@ -322,8 +321,7 @@ def test_access_logs_can_be_sampled_away(tmp_path, mt):
         for i in range(10):
             call(mt, r, "Get", mt.MeshRequest(id=f"s{i}"), mt.MeshReply)
     finally:
-        r.stop()
-    time.sleep(0.2)
+        r.stop()  # (returns once every line it wrote is in r.logs)
     assert [line for line in r.logs if '"access"' in line] == []
 
 
@@ -366,10 +364,9 @@ def test_libevent_messages_become_json_log_lines(tmp_path, mt):
     try:
         call(mt, b, "Relay", mt.RelayRequest(id="dns1"), mt.RelayReply)
     finally:
-        b.stop()
+        b.stop()  # (returns once every line it wrote is in b.logs and b.output)
         c.stop()
         dns.stop()
-    time.sleep(0.2)
     records = [json.loads(line) for line in b.logs]  # raises on any line that is not JSON
     from_libevent = [x for x in records if x.get("library") == "libevent"]
     assert from_libevent and any("Nameserver" in x["message"] for x in from_libevent), records
