@@ -3,7 +3,7 @@ SHELL := /bin/bash
 SWIFT ?= swift
 CODEGEN := .build/debug/bazaar-codegen
 
-.PHONY: help deps python-env build codegen generate check-generated api-check lint test up down image fuzz bench bench-rpc bench-mesh bench-shop bench-gateway bench-mix certs describe clean
+.PHONY: help deps python-env build codegen generate check-generated api-check lint test sanitize soak up down image fuzz bench bench-rpc bench-mesh bench-shop bench-gateway bench-mix certs describe clean
 
 help:
 	@echo "make up        build release binaries and run the shop in the background: PostgreSQL, Redis, an SMTP sink, the five services, the gateway, demo data"
@@ -13,6 +13,8 @@ help:
 	@echo "make lint      swift format lint over hand-written Swift (scripts/lint.sh --fix reformats)"
 	@echo "make api-check the .proto files against the last release tag: refuses changes that break clients (REF=... for another)"
 	@echo "make image     build the container image localhost/bazaar:dev with podman (TAG=...)"
+	@echo "make sanitize  the Swift suites and the RPC, mesh and shop suites under ThreadSanitizer and AddressSanitizer (part of make test)"
+	@echo "make soak      the mixed shop workload for 30 minutes (SOAK_SECONDS=...), every process sampled; fails on growth (report in .build/soak)"
 	@echo "make fuzz      fuzz every network parser, FUZZ_SECONDS=60 each (FUZZ_TARGETS=\"http1 json\" for some)"
 	@echo "make bench     run the codec benchmark and print the figures for BENCHMARKS.md"
 	@echo "make bench-rpc run the RPC benchmarks (h2load, mTLS pairs, callgrind, memory); see scripts/bench-rpc.sh"
@@ -54,6 +56,14 @@ build: deps
 
 test: deps python-env
 	@bash scripts/run-tests.sh
+
+# make test runs this too, with PostgreSQL and Redis up; alone, the data-store suites skip
+# themselves unless BAZAAR_TEST_POSTGRES and BAZAAR_TEST_REDIS name servers.
+sanitize: deps python-env
+	@bash scripts/sanitizers.sh $(SANITIZERS)
+
+soak: deps python-env
+	@SOAK_SECONDS=$(SOAK_SECONDS) USERS=$(USERS) bash scripts/soak.sh
 
 up: deps
 	@bash scripts/up.sh
