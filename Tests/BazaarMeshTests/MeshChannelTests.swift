@@ -1,11 +1,12 @@
 import BazaarCore
-import BazaarTransport
 import BazaarWire
+import Glibc
 import Synchronization
 import TestSupport
 import Testing
 
 @testable import BazaarMesh
+@testable import BazaarTransport
 
 /// A byte-level service for the channel tests: `Echo`, `Sleep` (records its deadline and whether
 /// it was cancelled), `Count` (streams n responses), and `Relay` (calls `Sleep` on its upstream).
@@ -102,6 +103,69 @@ final class OutcomeRecorder: RPCInterceptor {
 }
 
 @Suite(.serialized, .timeLimit(.minutes(1))) struct MeshChannelTests {
+    /// A port nothing listens on yet (for a server that starts later).
+    static func reservedPort() throws -> Int {
+        let fd = try Socket.listen(host: "127.0.0.1", port: 0, reusePort: false)
+        defer { close(fd) }
+        return Socket.localPort(fd)
+    }
+
+    static func serve(_ service: any RPCService, port: Int, _ body: @Sendable () async throws -> Void) async throws {
+        var config = ServerConfiguration(host: "127.0.0.1", port: port, security: .plaintext)
+        config.loopCount = 1
+        let server = try RPCServer(configuration: config, services: [service])
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            let (started, c) = AsyncStream<Int>.makeStream()
+            group.addTask { try await server.run { c.yield($0) } }
+            var it = started.makeAsyncIterator()
+            _ = await it.next()
+            defer { group.cancelAll() }
+            try await body()
+        }
+    }
+
+    /// The only endpoint is down (a replica restarting): a call made meanwhile is held within
+    /// `unavailableGrace` and goes through once the endpoint is back, instead of failing at once
+    /// (in the chaos test, kills of single replicas failed every call until the restart).
+    @Test func aCallWaitsWithinTheGraceForAnEndpointToComeBack() async throws {
+        let port = try Self.reservedPort()
+        var mesh = MeshConfiguration()
+        mesh.unavailableGrace = .seconds(60)  // longer than any machine needs to get here
+        let channel = try MeshChannel(target: "127.0.0.1:\(port)", security: .plaintext, mesh: mesh)
+        let call = Task {
+            try await channel.unary(Backend.echo, request: [7], options: CallOptions(timeout: .seconds(60)))
+        }
+        try await eventually("the endpoint's first connection attempt to fail") {
+            channel.endpoints.first?.state == .transientFailure
+        }
+        try await Self.serve(Backend(), port: port) {
+            let answer = try await call.value
+            #expect(answer == [7])
+        }
+        await channel.shutdown()
+    }
+
+    /// With no grace, the same call fails at once with UNAVAILABLE (gRPC's fail-fast).
+    @Test func withoutGraceACallFailsFastWhileTheEndpointIsDown() async throws {
+        let port = try Self.reservedPort()
+        var mesh = MeshConfiguration()
+        mesh.unavailableGrace = .zero
+        let channel = try MeshChannel(target: "127.0.0.1:\(port)", security: .plaintext, mesh: mesh)
+        try await eventually("the endpoint's first connection attempt to fail") {
+            _ = try? await channel.unary(Backend.echo, request: [7], options: CallOptions(timeout: .seconds(60)))
+            return channel.endpoints.first?.state == .transientFailure
+        }
+        await #expect(throws: RPCError.self) {
+            do {
+                _ = try await channel.unary(Backend.echo, request: [7], options: CallOptions(timeout: .seconds(60)))
+            } catch let e as RPCError {
+                #expect(e.code == .unavailable, "\(e)")
+                throw e
+            }
+        }
+        await channel.shutdown()
+    }
+
     @Test func callsInsideAHandlerInheritItsDeadlineAndCancellation() async throws {
         let back = Backend()
         try await withServers([back]) { ports in

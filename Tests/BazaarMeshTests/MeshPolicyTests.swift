@@ -197,7 +197,7 @@ final class FakeCandidate: PickCandidate, @unchecked Sendable {
             "BAZAAR_RETRY_CODES": "UNAVAILABLE,RESOURCE_EXHAUSTED",
             "BAZAAR_OUTLIER_BASE_EJECTION": "250ms", "BAZAAR_CATALOG_MAX_CONCURRENT_CALLS": "7",
             "BAZAAR_MAX_CONCURRENT_CALLS": "100", "BAZAAR_BULKHEAD_OVERFLOW": "wait",
-            "BAZAAR_DEADLINE_PROPAGATION": "false",
+            "BAZAAR_DEADLINE_PROPAGATION": "false", "BAZAAR_UNAVAILABLE_GRACE": "0s",
         ]
         let c = try MeshConfiguration.fromEnvironment(upstream: "catalog", environment: env)
         #expect(c.loadBalancing == .roundRobin)
@@ -207,9 +207,11 @@ final class FakeCandidate: PickCandidate, @unchecked Sendable {
         #expect(c.maxConcurrentCalls == 7)
         #expect(c.bulkheadOverflow == .wait)
         #expect(c.deadlineMargin == nil)
+        #expect(c.unavailableGrace == .zero)
         #expect(try MeshConfiguration.fromEnvironment(upstream: "cart", environment: env).maxConcurrentCalls == 100)
         let d = try MeshConfiguration.fromEnvironment(environment: [:])
         #expect(d.loadBalancing == .p2c && d.retry.maxAttempts == 3 && d.deadlineMargin == .milliseconds(5))
+        #expect(d.unavailableGrace == .seconds(3))
     }
 
     /// BAZAAR_TLS_RELOAD_INTERVAL used to reach servers only: the channel side's reader was never

@@ -47,6 +47,9 @@ public final class MeshChannel: ClientTransport, Sendable {
         var resolutionError: RPCError?
         var resolved = false
         var closed = false
+        /// When the last usable endpoint went (or the channel started without one); `nil` while
+        /// some endpoint is usable. Calls wait for an endpoint until `unavailableGrace` after it.
+        var unusableSince: ContinuousClock.Instant? = .now
     }
 
     /// - Parameters:
@@ -359,6 +362,11 @@ public final class MeshChannel: ClientTransport, Sendable {
         if usable.isEmpty { usable = live }
         s.picker = Picker(policy: configuration.loadBalancing, candidates: usable)
         s.epoch &+= 1
+        if usable.isEmpty {
+            if s.unusableSince == nil { s.unusableSince = now }
+        } else {
+            s.unusableSince = nil
+        }
         if !usable.isEmpty || allFailed(s) {
             for w in s.waiters.values { w.resume() }
             s.waiters.removeAll()
@@ -383,24 +391,50 @@ public final class MeshChannel: ClientTransport, Sendable {
         return RPCError(.unavailable, "\(target): no endpoint is usable (\(states.sorted().joined(separator: ", ")))")
     }
 
-    /// An endpoint for the next attempt, waiting while connections are on their way.
+    /// An endpoint for the next attempt, waiting while connections are on their way, and while
+    /// every endpoint fails for less than ``MeshConfiguration/unavailableGrace``.
     private func pick(waitForReady: Bool, deadline: ContinuousClock.Instant?) async throws -> Subchannel {
         while true {
             let (picker, epoch) = state.withLock { ($0.picker, $0.epoch) }
             if let sub = picker.pick(admit: { $0.admit() }) { return sub }
             // The slow path: nothing usable now. Fail fast, or wait for the picker to change.
-            let (error, closed) = state.withLock { s in (allFailed(s) ? unavailable(s) : nil, s.closed) }
-            if let error, !waitForReady || closed { throw error }
+            let (error, closed, holdUntil) = state.withLock {
+                s -> (RPCError?, Bool, ContinuousClock.Instant?) in
+                (allFailed(s) ? unavailable(s) : nil, s.closed, graceEnd(s))
+            }
+            if let error, !waitForReady {
+                guard !closed, let holdUntil, ContinuousClock.now < holdUntil else { throw error }
+                // Every endpoint fails, but not for long yet: wait for one to come back, or for the
+                // grace to end (the next turn then fails fast).
+                let wake = deadline.map { min($0, holdUntil) } ?? holdUntil
+                try await waitForChange(after: epoch, deadline: deadline, wakeAt: wake)
+                continue
+            }
+            if let error, closed { throw error }
             try await waitForChange(after: epoch, deadline: deadline)
         }
     }
 
-    private func waitForChange(after epoch: UInt64, deadline: ContinuousClock.Instant?) async throws {
+    /// Until when a call waits for an endpoint while every known one fails; `nil` when it should
+    /// not (no grace configured, the channel closed, or the name does not resolve: a wrong name
+    /// does not come back within seconds).
+    private func graceEnd(_ s: State) -> ContinuousClock.Instant? {
+        guard configuration.unavailableGrace > .zero, !s.closed, !s.subchannels.isEmpty, let since = s.unusableSince
+        else { return nil }
+        return since + configuration.unavailableGrace
+    }
+
+    /// Waits until the picker changes after `epoch`, the call is cancelled, or `wakeAt` (by
+    /// default the call's deadline) comes; throws when the call's deadline has passed.
+    private func waitForChange(
+        after epoch: UInt64, deadline: ContinuousClock.Instant?, wakeAt: ContinuousClock.Instant? = nil
+    ) async throws {
+        let wakeAt = wakeAt ?? deadline
         let id = state.withLock { s -> UInt64 in
             s.nextWaiter &+= 1
             return s.nextWaiter
         }
-        let timer = deadline.map { d in
+        let timer = wakeAt.map { d in
             Task { [weak self] in
                 try? await Task.sleep(until: d, clock: .continuous)
                 self?.wake(id)
@@ -413,7 +447,7 @@ public final class MeshChannel: ClientTransport, Sendable {
                     // cancellation that came) before this waiter was registered woke nobody, and
                     // the call would wait for ever (a load that never ended under ThreadSanitizer).
                     if s.epoch != epoch || s.closed || Task.isCancelled
-                        || deadline.map({ ContinuousClock.now >= $0 }) == true
+                        || wakeAt.map({ ContinuousClock.now >= $0 }) == true
                     {
                         return true
                     }

@@ -37,6 +37,12 @@ public struct MeshConfiguration: Sendable {
     public var bulkheadOverflow = Bulkhead.Overflow.fail
     /// How often the channel's certificate, key and CA files are checked for changes; `nil`: never.
     public var tlsReloadInterval: Duration? = .seconds(10)
+    /// How long calls wait for an endpoint when every known endpoint is failing (the only replica
+    /// restarting, a service started after its callers) before they fail fast with UNAVAILABLE:
+    /// a call that was never sent is held, within its deadline, instead of failed at once. Counted
+    /// from when the last endpoint stopped being usable; `.zero` fails at once (gRPC's fail-fast).
+    /// Not applied when the name does not resolve.
+    public var unavailableGrace: Duration = .seconds(3)
 
     public init() {}
 
@@ -103,6 +109,7 @@ public struct MeshConfiguration: Sendable {
         c.healthCheck = try env.bool("HEALTH_CHECK") ?? c.healthCheck
         c.healthServiceName = env["HEALTH_SERVICE"] ?? c.healthServiceName
         if let margin = try env.duration("DEADLINE_MARGIN") { c.deadlineMargin = margin }
+        if let grace = try env.duration("UNAVAILABLE_GRACE") { c.unavailableGrace = grace }
         if try env.bool("DEADLINE_PROPAGATION") == false { c.deadlineMargin = nil }
         c.maxConcurrentCalls = try env.int("MAX_CONCURRENT_CALLS", 0...1_000_000) ?? c.maxConcurrentCalls
         if let v = env["BULKHEAD_OVERFLOW"] {
