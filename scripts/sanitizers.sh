@@ -23,11 +23,19 @@ failed=0
 tsan_suites=(Tests/Interop/test_rpc_interop.py Tests/Interop/test_mesh_resilience.py Tests/Integration/test_shop_flows.py)
 asan_suites=(Tests/Interop/test_rpc_interop.py Tests/Integration/test_shop_flows.py)
 
-count() {  # adds a pytest or swift-testing log's figures to the totals
+count_pytest() {  # adds a pytest log's figures to the totals
   local log=$1 p f
-  p=$(grep -oE '[0-9]+ passed' "$log" | tail -1 | grep -oE '[0-9]+' || true)
-  f=$( (grep -oE '[0-9]+ (failed|error)' "$log" | tail -2 | grep -oE '[0-9]+' || true) | awk '{s+=$1} END {print s+0}')
+  p=$(tail -1 "$log" | grep -oE '[0-9]+ passed' | grep -oE '[0-9]+' || true)
+  f=$( (tail -1 "$log" | grep -oE '[0-9]+ (failed|error)' | grep -oE '[0-9]+' || true) | awk '{s+=$1} END {print s+0}')
   passed=$((passed + ${p:-0}))
+  failed=$((failed + ${f:-0}))
+}
+
+count_swift() {  # the same for a swift test log (Swift Testing's closing line and its failures)
+  local log=$1 n f
+  n=$(grep -oE 'Test run with [0-9]+ test' "$log" | grep -oE '[0-9]+' | tail -1 || true)
+  f=$(grep -cE '^✘ Test .* failed' "$log" || true)
+  passed=$((passed + ${n:-0} - ${f:-0}))
   failed=$((failed + ${f:-0}))
 }
 
@@ -60,7 +68,7 @@ for kind in "${kinds[@]}"; do
   swift test --skip-build --sanitize="$kind" --scratch-path "$scratch" > "$reports/swift-test.log" 2>&1
   swift_status=$?
   grep -E '✘|Test run with' "$reports/swift-test.log" | tail -5
-  count "$reports/swift-test.log"
+  count_swift "$reports/swift-test.log"
   if [ "$swift_status" -ne 0 ]; then failed=$((failed + 1)); fi
 
   echo "sanitizers: ${suites[*]} against $kind builds"
@@ -68,7 +76,7 @@ for kind in "${kinds[@]}"; do
     .venv/bin/python -m pytest -q -p no:cacheprovider "${suites[@]}" > "$reports/pytest.log" 2>&1
   py_status=$?
   tail -1 "$reports/pytest.log"
-  count "$reports/pytest.log"
+  count_pytest "$reports/pytest.log"
   if [ "$py_status" -ne 0 ] && ! grep -qE '[0-9]+ (failed|error)' <(tail -1 "$reports/pytest.log"); then failed=$((failed + 1)); fi
 
   if ls "$reports"/report.* > /dev/null 2>&1; then
