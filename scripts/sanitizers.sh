@@ -35,8 +35,12 @@ count_swift() {  # the same for a swift test log (Swift Testing's closing line a
   local log=$1 n f
   n=$(grep -oE 'Test run with [0-9]+ test' "$log" | grep -oE '[0-9]+' | tail -1 || true)
   f=$(grep -cE '^✘ Test .* failed' "$log" || true)
-  passed=$((passed + ${n:-0} - ${f:-0}))
-  failed=$((failed + ${f:-0}))
+  if [ -z "$n" ]; then  # the run ended before its closing line (a sanitizer stopped it)
+    failed=$((failed + 1))
+    return
+  fi
+  passed=$((passed + n - f))
+  failed=$((failed + f))
 }
 
 for kind in "${kinds[@]}"; do
@@ -54,25 +58,27 @@ for kind in "${kinds[@]}"; do
     failed=$((failed + 1))
     continue
   fi
-  # exitcode=0 for the processes the Python suites start: a report must not look like a crash
-  # to the suite (which would hide it behind a failure); the report files decide below. A
-  # Swift test run under a report fails on its own as well.
   # detect_leaks=0: LeakSanitizer lists what is still allocated when a process exits (loop groups
   # and caches that live as long as the process, timers pending on a stopped loop), not growth;
   # growth over time is what make soak measures.
   case "$kind" in
-    thread) export TSAN_OPTIONS="halt_on_error=0 exitcode=0 log_path=$reports/report" ;;
-    address) export ASAN_OPTIONS="halt_on_error=0 exitcode=0 detect_leaks=0 log_path=$reports/report" ;;
+    thread) options="halt_on_error=0 log_path=$reports/report" ;;
+    address) options="detect_leaks=0 log_path=$reports/report" ;;
   esac
   echo "sanitizers: Swift suites under $kind"
-  swift test --skip-build --sanitize="$kind" --scratch-path "$scratch" > "$reports/swift-test.log" 2>&1
+  # A report fails the Swift run itself (ASan also stops at its first), and is kept in $reports.
+  TSAN_OPTIONS="$options" ASAN_OPTIONS="$options" \
+    swift test --skip-build --sanitize="$kind" --scratch-path "$scratch" > "$reports/swift-test.log" 2>&1
   swift_status=$?
   grep -E '✘|Test run with' "$reports/swift-test.log" | tail -5
   count_swift "$reports/swift-test.log"
   if [ "$swift_status" -ne 0 ]; then failed=$((failed + 1)); fi
 
   echo "sanitizers: ${suites[*]} against $kind builds"
-  BAZAAR_BIN_DIR="$PWD/$scratch/debug" BAZAAR_CODEGEN="$PWD/$scratch/debug/bazaar-codegen" \
+  # exitcode=0 for the processes the Python suites start: a report must not look like a crash to
+  # the suite (which would hide it behind an unrelated failure); the report files decide below.
+  TSAN_OPTIONS="$options exitcode=0" ASAN_OPTIONS="$options exitcode=0" \
+    BAZAAR_BIN_DIR="$PWD/$scratch/debug" BAZAAR_CODEGEN="$PWD/$scratch/debug/bazaar-codegen" \
     .venv/bin/python -m pytest -q -p no:cacheprovider "${suites[@]}" > "$reports/pytest.log" 2>&1
   py_status=$?
   tail -1 "$reports/pytest.log"

@@ -49,7 +49,7 @@ import Testing
     }
 
     final class Log: Sendable {
-        private let items = Mutex<[String]>([])
+        private let items = Lock<[String]>([])
         func append(_ s: String) { items.withLock { $0.append(s) } }
         var all: [String] { items.withLock { $0 } }
     }

@@ -15,7 +15,7 @@ final class RecordingSink: HTTPResponseSink, @unchecked Sendable {
         var body: [UInt8] = []
         var ended = false
     }
-    let answer = Mutex(Answer())
+    let answer = Lock(Answer())
     let done: AsyncStream<Void>.Continuation
     let finished: AsyncStream<Void>
 

@@ -145,6 +145,29 @@ final class OutcomeRecorder: RPCInterceptor {
         await channel.shutdown()
     }
 
+    /// A call held by the grace whose deadline comes first ends with UNAVAILABLE, the cause,
+    /// which callers and retry policies act on (not DEADLINE_EXCEEDED).
+    @Test func aHeldCallWhoseDeadlineComesFirstIsUnavailable() async throws {
+        let port = try Self.reservedPort()
+        var mesh = MeshConfiguration()
+        mesh.unavailableGrace = .seconds(60)
+        let channel = try MeshChannel(target: "127.0.0.1:\(port)", security: .plaintext, mesh: mesh)
+        let first = Task {
+            try? await channel.unary(Backend.echo, request: [7], options: CallOptions(timeout: .seconds(60)))
+        }
+        try await eventually("the endpoint's first connection attempt to fail") {
+            channel.endpoints.first?.state == .transientFailure
+        }
+        do {
+            _ = try await channel.unary(Backend.echo, request: [7], options: CallOptions(timeout: .milliseconds(200)))
+            Issue.record("a call succeeded with no server")
+        } catch let e as RPCError {
+            #expect(e.code == .unavailable, "\(e)")
+        }
+        first.cancel()
+        await channel.shutdown()
+    }
+
     /// With no grace, the same call fails at once with UNAVAILABLE (gRPC's fail-fast).
     @Test func withoutGraceACallFailsFastWhileTheEndpointIsDown() async throws {
         let port = try Self.reservedPort()

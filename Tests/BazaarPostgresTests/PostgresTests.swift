@@ -1,9 +1,10 @@
 import BazaarPostgres
-import BazaarTransport
 import Glibc
 import Synchronization
 import TestSupport
 import Testing
+
+@testable import BazaarTransport
 
 /// Against a real PostgreSQL: `make test` starts one (scripts/postgres.sh) and names it in
 /// BAZAAR_TEST_POSTGRES; without it these tests do not run (and run-tests.sh fails if they did not).
@@ -145,6 +146,27 @@ struct PostgresTests {
             #expect(sum == (0..<64).reduce(0) { $0 + 2 * $1 })
         }
         #expect(pool.openConnections <= 4)
+    }
+
+    /// A multi-host conninfo whose first host refuses (a failed primary): libpq moves on to the
+    /// next host with a new socket, which often gets the old one's number; the connection used to
+    /// wait for ever on the old registration (a database failover never reconnected).
+    @Test func aMultiHostConninfoMovesPastAHostThatRefuses() async throws {
+        let fd = try Socket.listen(host: "127.0.0.1", port: 0, reusePort: false)
+        let closedPort = Socket.localPort(fd)
+        close(fd)
+        // host=A port=P ... -> host=127.0.0.1,A port=<closed>,P
+        var parts = Dictionary(
+            uniqueKeysWithValues: testDatabase!.split(separator: " ").compactMap { p -> (String, String)? in
+                let kv = p.split(separator: "=", maxSplits: 1)
+                return kv.count == 2 ? (String(kv[0]), String(kv[1])) : nil
+            })
+        parts["host"] = "127.0.0.1,\(parts["host"] ?? "localhost")"
+        parts["port"] = "\(closedPort),\(parts["port"] ?? "5432")"
+        let conninfo = parts.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+        let multi = PostgresPool(conninfo: conninfo, maxConnections: 1)
+        defer { multi.close() }
+        #expect(try await multi.query("SELECT 41 + 1 AS v").rows[0].int("v") == 42)
     }
 
     @Test func aBackendKilledWhileIdleIsReplacedUnnoticed() async throws {

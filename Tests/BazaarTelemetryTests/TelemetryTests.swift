@@ -106,7 +106,7 @@ import Testing
 
 @Suite struct LoggingTests {
     final class Lines: Sendable {
-        let lines = Mutex<[String]>([])
+        let lines = Lock<[String]>([])
         var sink: @Sendable (String) -> Void { { line in self.lines.withLock { $0.append(line) } } }
     }
 

@@ -47,7 +47,7 @@ struct EchoResponder: HTTPResponder {
 
 /// The front door against real clients: curl (with nghttp2 and OpenSSL) for HTTP/1.1, h2c and
 /// HTTPS with either protocol; raw sockets for malformed requests.
-@Suite(.serialized) struct HTTPServerTests {
+@Suite(.serialized, .timeLimit(.minutes(3))) struct HTTPServerTests {
     static func curl(_ args: [String]) throws -> String {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/curl")

@@ -28,7 +28,7 @@ import Testing
             file: ProtoFile(path: "parity.proto", dependencies: [], bytes: { [] }))
 
         /// What each handler saw of its context: the user an interceptor put there, the tag.
-        let seen = Mutex<[String]>([])
+        let seen = Lock<[String]>([])
 
         struct Plain: Error, CustomStringConvertible {
             var description: String { "the handler's own error" }
@@ -79,7 +79,7 @@ import Testing
 
     /// Records what the observer sees: the method at the start, the status at the end.
     final class Observer: ServerCallObserver {
-        let events = Mutex<[String]>([])
+        let events = Lock<[String]>([])
         final class Note {
             let method: String
             init(_ method: String) { self.method = method }

@@ -158,11 +158,14 @@ def test_the_shop_survives_kills_restarts_and_a_pause_under_load(chaos_shop):
             int(shop.sql("orders", "SELECT count(*) FROM checkouts WHERE state = 'started'"))
     wait_for("recovery to settle every order", lambda: unsettled() == 0, detail=lambda: shop.log("orders")[-3000:])
 
-    # No acknowledged order lost: each is in the database, paid.
+    # No acknowledged order lost: each is in the database; one answered PAID is paid. (A checkout
+    # whose payment's outcome was unknown when it answered says PENDING; recovery settled it above.)
     paid = set(shop.sql("orders", "SELECT id FROM orders WHERE status = 'PAID'").split())
+    known = set(shop.sql("orders", "SELECT id FROM orders").split())
     for order, status in load.orders:
-        assert status == "ORDER_STATUS_PAID", (order, status)
-        assert order in paid, f"acknowledged order {order} is not paid in the database"
+        assert order in known, f"acknowledged order {order} ({status}) is not in the database"
+        if status == "ORDER_STATUS_PAID":
+            assert order in paid, f"order {order} was answered PAID but is not paid in the database"
     # No order charged twice, every paid order charged once, no charge without an order.
     assert shop.sql("orders", "SELECT count(*) FROM (SELECT idempotency_key FROM test_payments WHERE status = 'succeeded' "
                               "GROUP BY 1 HAVING count(*) > 1) d") == "0"
@@ -186,9 +189,18 @@ def test_the_shop_survives_kills_restarts_and_a_pause_under_load(chaos_shop):
 
     # Every paid order's confirmation went out: one notification each, sent, and the mail sink
     # holds it under that notification's Message-ID (a repeat after a crash keeps the same one).
+    def confirmed():
+        return set(shop.sql("notifications", "SELECT DISTINCT order_id FROM notifications WHERE order_id IS NOT NULL "
+                                             "AND subject ILIKE '%confirm%'").split())
+    # The events travel: outbox, relay, stream, consumer. Wait until each paid order's arrived.
+    wait_for("a confirmation for every paid order", lambda: paid <= confirmed(), timeout=400,
+             detail=lambda: f"missing: {sorted(paid - confirmed())[:5]}\n" + shop.log("notifications")[-2000:])
+
     def mailed():
         return int(shop.sql("notifications", "SELECT count(*) FROM notifications WHERE email_state = 'pending'")) == 0
-    wait_for("every queued email to be sent", mailed, detail=lambda: shop.log("notifications")[-3000:])
+    # Mail a round had taken when a kill or a database restart cut it short waits for the round's
+    # lease to run out (130 s by default) before it is sent again: the guard allows for that.
+    wait_for("every queued email to be sent", mailed, timeout=400, detail=lambda: shop.log("notifications")[-3000:])
     rows = shop.sql("notifications", "SELECT order_id, count(*), min(id::text), min(email_state) FROM notifications "
                                      "WHERE order_id IS NOT NULL AND subject ILIKE '%confirm%' GROUP BY order_id")
     by_order = {}

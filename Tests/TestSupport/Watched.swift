@@ -1,8 +1,8 @@
 import BazaarCore
 
 /// A value the code under test changes and a test waits on: `wait(until:)` returns once the
-/// condition holds, woken by the change itself rather than by polling on a clock. (The suites'
-/// time limits guard against a hang.)
+/// condition holds, woken by the change itself rather than by polling on a clock. It has no
+/// timeout of its own: a suite that uses it declares a `.timeLimit`, which guards against a hang.
 public final class Watched<Value: Sendable>: Sendable {
     private struct State {
         var value: Value

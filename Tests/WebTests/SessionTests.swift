@@ -15,7 +15,7 @@ struct FakeAccounts: Shop_V1_AccountsService.ServiceProtocol {
     let logouts = Counter()
 
     final class Counter: Sendable {
-        let value = Mutex(0)
+        let value = Lock(0)
         func add() { value.withLock { $0 += 1 } }
         var count: Int { value.withLock { $0 } }
     }
@@ -280,7 +280,7 @@ final class StaleFirstStore: SessionStore {
     let inner: MemorySessionStore
     let stale: WebSession
     let reference: String
-    let first = Mutex(true)
+    let first = Lock(true)
 
     init(_ inner: MemorySessionStore, stale: WebSession, reference: String) {
         self.inner = inner

@@ -403,11 +403,15 @@ public final class MeshChannel: ClientTransport, Sendable {
                 (allFailed(s) ? unavailable(s) : nil, s.closed, graceEnd(s))
             }
             if let error, !waitForReady {
-                guard !closed, let holdUntil, ContinuousClock.now < holdUntil else { throw error }
-                // Every endpoint fails, but not for long yet: wait for one to come back, or for the
-                // grace to end (the next turn then fails fast).
-                let wake = deadline.map { min($0, holdUntil) } ?? holdUntil
-                try await waitForChange(after: epoch, deadline: deadline, wakeAt: wake)
+                let now = ContinuousClock.now
+                guard !closed, let holdUntil, now < holdUntil else { throw error }
+                // The call's time ran out while every endpoint failed: UNAVAILABLE is the cause
+                // (and what callers and retry policies act on), not the deadline.
+                if let deadline, now >= deadline { throw error }
+                // Every endpoint fails, but not for long yet: wait for one to come back, for the
+                // grace to end or for the deadline (the next turn then fails fast).
+                try await waitForChange(
+                    after: epoch, deadline: nil, wakeAt: deadline.map { min($0, holdUntil) } ?? holdUntil)
                 continue
             }
             if let error, closed { throw error }
@@ -612,9 +616,15 @@ public final class MeshChannel: ClientTransport, Sendable {
         var attempt = 1
         while true {
             var options = options
-            options.timeout = try Self.remaining(deadline)
             let sub = try await pick(waitForReady: options.waitForReady, deadline: deadline)
             sub.begin()
+            // After the pick: time spent waiting for an endpoint comes out of the call's budget.
+            do {
+                options.timeout = try Self.remaining(deadline)
+            } catch {
+                record(sub, .neutral)
+                throw error
+            }
             let answeredBefore = sub.answered.load(ordering: .relaxed)
             do {
                 let lane = sub.lane(in: group)
@@ -696,9 +706,15 @@ public final class MeshChannel: ClientTransport, Sendable {
                 }
                 try await c.bulkhead.acquire(deadline: call.deadline, upstream: c.targetName)
                 holdsSlot = true
-                options.timeout = try MeshChannel.remaining(call.deadline)
                 let sub = try await c.pick(waitForReady: options.waitForReady, deadline: call.deadline)
                 sub.begin()
+                // After the pick: time spent waiting for an endpoint comes out of the call's budget.
+                do {
+                    options.timeout = try MeshChannel.remaining(call.deadline)
+                } catch {
+                    c.record(sub, .neutral)
+                    throw error
+                }
                 self.sub = sub
                 let transport = sub.lane(in: c.group)
                 c.observer?.callRouted(observation, connectionThread: transport.eventLoop.threadID)

@@ -193,10 +193,10 @@ public final class PostgresConnection: @unchecked Sendable {
     }
 
     /// Watches the socket libpq uses now (it may change while connecting, host by host).
-    private func watch(reading: Bool, writing: Bool) {
+    private func watch(reading: Bool, writing: Bool, renew: Bool = false) {
         guard let conn else { return }
         let fd = PQsocket(conn)
-        if fd != watchedFD {
+        if fd != watchedFD || renew {
             watcher?.close()
             watchedFD = fd
             // Weak: an event that arrives after the connection is gone must find nothing.
@@ -213,8 +213,12 @@ public final class PostgresConnection: @unchecked Sendable {
 
     private func poll(_ status: PostgresPollingStatusType) {
         switch status {
-        case PGRES_POLLING_READING: watch(reading: true, writing: false)
-        case PGRES_POLLING_WRITING: watch(reading: false, writing: true)
+        // While connecting, libpq may close its socket and open another (the next host of a
+        // multi-host conninfo, or the next address of one): the new socket often gets the same
+        // number, which the loop's poller no longer watches (closing a descriptor drops it there).
+        // So every step registers the socket anew.
+        case PGRES_POLLING_READING: watch(reading: true, writing: false, renew: true)
+        case PGRES_POLLING_WRITING: watch(reading: false, writing: true, renew: true)
         case PGRES_POLLING_OK:
             guard case .connecting(let k) = state else { return }
             PQsetnonblocking(conn, 1)
@@ -326,6 +330,11 @@ public final class PostgresConnection: @unchecked Sendable {
                 return k.resume(
                     throwing: PostgresError(sqlState: "55000", message: "the connection is busy with another statement")
                 )
+            }
+            // Idle but broken (libpq saw the failure first): close it, so the pool stops handing it out.
+            if case .idle = state {
+                state = .closed
+                teardown()
             }
             return k.resume(throwing: PostgresError.connection("the connection is closed"))
         }
