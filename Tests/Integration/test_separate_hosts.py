@@ -13,13 +13,11 @@ import pathlib
 import re
 import shutil
 import subprocess
-import time
 
-import jwt as pyjwt
 import pytest
 
 from rpc_fixtures import binary
-from shop_fixtures import psql
+from shop_fixtures import mint_token, psql
 from soak import Workload, metrics
 from waiting import wait_for
 
@@ -138,9 +136,7 @@ class Minter:
         self.key = key
 
     def token(self, user_id, lifetime=900):
-        now = int(time.time())
-        return pyjwt.encode({"sub": user_id, "iss": "bazaar", "aud": "bazaar", "iat": now, "nbf": now, "exp": now + lifetime,
-                             "roles": ["customer"]}, self.key, algorithm="EdDSA")
+        return mint_token(self.key, user_id, lifetime=lifetime)
 
 
 def handled(host):
